@@ -1,0 +1,1 @@
+"""storylake jobs: settings, engine, contracts, ingestion and the Spark (Sail) pipeline."""

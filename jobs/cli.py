@@ -1,0 +1,206 @@
+"""The `storylake` command line: one entry point for every user-facing action."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from jobs.settings import Settings
+
+app = typer.Typer(
+    help="storylake: Stories events -> Delta bronze/silver/gold -> serving snapshot, dashboards.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+contracts_app = typer.Typer(help="Data contracts (data_contracts/*.yaml).", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks (figures for the README's performance table).", no_args_is_help=True)
+app.add_typer(contracts_app, name="contracts")
+app.add_typer(bench_app, name="bench")
+console = Console()
+err = Console(stderr=True)
+
+# Exit codes: 1 bad input/config or failure, 3 permission refused, 4 unknown id.
+EXIT_FAILURE, EXIT_PERMISSION, EXIT_NOT_FOUND = 1, 3, 4
+
+Lake = Annotated[Path | None, typer.Option("--lake", help="Lake root folder [env STORYLAKE_LAKE].")]
+Landing = Annotated[Path | None, typer.Option("--landing", help="Landing folder [env STORYLAKE_LANDING].")]
+Engine = Annotated[
+    str | None, typer.Option("--engine", help="embedded | remote | classic [env STORYLAKE_ENGINE].")
+]
+Remote = Annotated[
+    str | None, typer.Option("--spark-remote", help="Spark Connect URL sc://host:port [env STORYLAKE_SPARK_REMOTE].")
+]
+
+
+def settings_of(lake: Path | None, landing: Path | None, engine: str | None, remote: str | None) -> Settings:
+    return Settings.from_env().override(lake=lake, landing=landing, engine=engine, spark_remote=remote)
+
+
+def parse_time(value: str | None, name: str) -> datetime | None:
+    """ISO-8601 -> aware UTC datetime (naive values are taken as UTC)."""
+    if value is None:
+        return None
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise typer.BadParameter(f"{name}: {value!r} is not an ISO-8601 time (e.g. 2026-11-02T00:00:00Z)") from exc
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+# --- contracts ---------------------------------------------------------------------------------
+
+
+@contracts_app.command("lint")
+def contracts_lint() -> None:
+    """Validate every contract in data_contracts/ (types, keys, SLAs, descriptions)."""
+    from jobs import contracts
+
+    problems = contracts.lint()
+    if problems:
+        for p in problems:
+            err.print(f"[red]x[/red] {p}")
+        raise typer.Exit(EXIT_FAILURE)
+    n = len(contracts.load_all())
+    console.print(f"[green]ok[/green] {n} contracts valid ({contracts.CONTRACTS_DIR})")
+
+
+# --- generate / ingest -------------------------------------------------------------------------
+
+
+@app.command()
+def generate(
+    out: Annotated[Path | None, typer.Option("--out", help="Landing folder to write (default: --landing).")] = None,
+    users: Annotated[int, typer.Option(min=2, help="Number of users.")] = 2000,
+    days: Annotated[int, typer.Option(min=1, help="Days of activity.")] = 1,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed -> same files).")] = 7,
+    views: Annotated[int | None, typer.Option(help="Approximate total segment_view lines.")] = None,
+    start: Annotated[str, typer.Option(help="Start of the window (UTC).")] = "2026-11-01T00:00:00Z",
+    fault_rate: Annotated[
+        list[str] | None, typer.Option("--fault-rate", help="NAME=VALUE, e.g. malformed_json=0.01 (repeatable).")
+    ] = None,
+    lake: Lake = None,
+    landing: Landing = None,
+    engine: Engine = None,
+    spark_remote: Remote = None,
+) -> None:
+    """Write deterministic synthetic landing events (with realistic faults)."""
+    from dataclasses import fields, replace
+
+    from jobs.generate import FaultRates
+    from jobs.generate import generate as run_generate
+
+    s = settings_of(lake, landing, engine, spark_remote)
+    rates = FaultRates()
+    names = {f.name for f in fields(FaultRates)}
+    for item in fault_rate or []:
+        name, _, value = item.partition("=")
+        if name not in names:
+            raise typer.BadParameter(f"--fault-rate: unknown fault {name!r}; known: {', '.join(sorted(names))}")
+        try:
+            rate = float(value)
+        except ValueError as exc:
+            raise typer.BadParameter(f"--fault-rate {name}: {value!r} is not a number") from exc
+        if not 0 <= rate <= 1:
+            raise typer.BadParameter(f"--fault-rate {name}: {rate} is not within [0, 1]")
+        rates = replace(rates, **{name: rate})
+    start_t = parse_time(start, "--start")
+    assert start_t is not None
+    report = run_generate(
+        out or s.landing, users=users, days=days, seed=seed, start=start_t, views=views, faults=rates
+    )
+    console.print(report)
+
+
+@app.command()
+def ingest(
+    lake: Lake = None,
+    landing: Landing = None,
+    engine: Engine = None,
+    spark_remote: Remote = None,
+    workers: Annotated[int | None, typer.Option(help="Validation worker processes (default: cores).")] = None,
+) -> None:
+    """Ingest new landing files into bronze Delta tables; bad lines go to quarantine with a reason."""
+    from jobs.ingest import ingest as run_ingest
+
+    s = settings_of(lake, landing, engine, spark_remote)
+    report = run_ingest(s, workers=workers)
+    print_ingest(report)
+
+
+def print_ingest(report: object) -> None:
+    from jobs.ingest import IngestReport
+
+    assert isinstance(report, IngestReport)
+    if not report.batches:
+        console.print("ingest: no new landing files")
+        return
+    t = Table(title="ingest batches")
+    for col in ("batch", "files", "lines", "valid", "quarantined", "seconds", "lines/s"):
+        t.add_column(col, justify="right")
+    for b in report.batches:
+        t.add_row(
+            b.batch_id + (" (resumed)" if b.resumed else ""), f"{b.files:,}", f"{b.lines:,}", f"{b.valid:,}",
+            f"{b.quarantined:,}", f"{b.duration_s:.1f}", f"{b.lines / max(b.duration_s, 1e-9):,.0f}",
+        )
+    console.print(t)
+    q = Table(title="quarantined lines by rule")
+    q.add_column("rule")
+    q.add_column("lines", justify="right")
+    for rule, n in sorted(report.quarantine_by_rule.items(), key=lambda kv: -kv[1]):
+        q.add_row(rule, f"{n:,}")
+    if report.quarantine_by_rule:
+        console.print(q)
+
+
+# --- demo --------------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    lake: Lake = None,
+    landing: Landing = None,
+    engine: Engine = None,
+    spark_remote: Remote = None,
+    users: Annotated[int, typer.Option(min=2, help="Users in the generated world.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+) -> None:
+    """End to end on the embedded default: generate a day of events, run the pipeline, print a summary."""
+    from jobs.demo import run_demo
+
+    s = settings_of(lake, landing, engine, spark_remote)
+    run_demo(s, users=users, seed=seed, console=console)
+
+
+# --- entry point -------------------------------------------------------------------------------
+
+
+def main() -> None:
+    """Console-script entry: known errors print one line and exit non-zero, never a traceback."""
+    logging.basicConfig(
+        level=os.environ.get("STORYLAKE_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from jobs.errors import exit_code_for
+
+    try:
+        app(standalone_mode=False)
+    except SystemExit:
+        raise
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except Exception as exc:  # noqa: BLE001 - the CLI's single error boundary
+        if os.environ.get("STORYLAKE_DEBUG"):
+            raise
+        code, message = exit_code_for(exc)
+        err.print(f"error: {message}", highlight=False, soft_wrap=True)
+        raise SystemExit(code) from None

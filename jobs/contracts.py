@@ -1,0 +1,335 @@
+"""Data contracts (ODCS-style YAML in data_contracts/): loading, linting and schema generation.
+
+The YAML files are the single source of truth: Arrow schemas (Delta/serving), Spark schemas (jobs),
+msgspec validators (ingestion) and Great Expectations suites (quality gate) are all derived here.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import yaml
+
+CONTRACTS_DIR = Path(__file__).resolve().parent.parent / "data_contracts"
+SCALAR_TYPES = ("bigint", "int", "double", "string", "boolean", "timestamp", "date")
+NESTED_TYPES = ("array", "struct")
+LAYERS = ("landing", "bronze", "silver", "gold", "ops")
+CLASSIFICATIONS = ("public", "internal", "pii", "sensitive")
+ISO_UTC_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$"
+# Columns every bronze table adds to its landing event's columns.
+BRONZE_METADATA = (
+    ("_source_file", "string", "Landing file the line came from (relative to the landing root)."),
+    ("_line", "bigint", "1-based line number within _source_file."),
+    ("_ingested_at", "timestamp", "When the ingest batch committed (UTC)."),
+    ("_batch_id", "string", "Ingest batch that wrote the row."),
+)
+
+
+class ContractError(ValueError):
+    """A contract file is invalid; the message names the file and the offending key/value."""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    physical_type: str
+    required: bool = False
+    unique: bool = False
+    description: str = ""
+    unit: str | None = None
+    classification: str = "internal"
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_maximum: float | None = None
+    max_length: int | None = None
+    enum: tuple[Any, ...] | None = None
+    pattern: str | None = None
+    items: Column | None = None
+    fields: tuple[Column, ...] = ()
+
+    @property
+    def is_pii(self) -> bool:
+        return self.classification in ("pii", "sensitive")
+
+
+@dataclass(frozen=True)
+class Contract:
+    id: str
+    name: str
+    layer: str
+    description: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...] = ()
+    partitioned_by: tuple[str, ...] = ()
+    freshness_hours: float | None = None
+    retention_days: float | None = None
+    critical_rules: tuple[dict[str, Any], ...] = ()
+    path: Path | None = field(default=None, compare=False)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"contract {self.name!r} has no column {name!r}")
+
+    def arrow_schema(self) -> pa.Schema:
+        """Arrow schema of the table. Columns are nullable in storage (required-ness is checked by the
+        contract gate), so schema evolution never meets Sail's non-nullable-column divergence."""
+        return pa.schema([pa.field(c.name, arrow_type(c), nullable=True) for c in self.columns])
+
+    def spark_schema(self) -> Any:
+        """A pyspark StructType (imported lazily: serving never needs pyspark)."""
+        from pyspark.sql import types as T
+
+        return T.StructType([T.StructField(c.name, spark_type(c), True) for c in self.columns])
+
+    def spark_ddl(self) -> str:
+        return ", ".join(f"`{c.name}` {spark_ddl_type(c)}" for c in self.columns)
+
+
+# --- type mapping ------------------------------------------------------------------------------
+
+_ARROW_SCALARS: dict[str, pa.DataType] = {
+    "bigint": pa.int64(),
+    "int": pa.int32(),
+    "double": pa.float64(),
+    "string": pa.string(),
+    "boolean": pa.bool_(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "date": pa.date32(),
+}
+
+
+def arrow_type(c: Column) -> pa.DataType:
+    if c.physical_type == "array":
+        assert c.items is not None
+        return pa.list_(pa.field("element", arrow_type(c.items), nullable=True))
+    if c.physical_type == "struct":
+        return pa.struct([pa.field(f.name, arrow_type(f), nullable=True) for f in c.fields])
+    return _ARROW_SCALARS[c.physical_type]
+
+
+def spark_type(c: Column) -> Any:
+    from pyspark.sql import types as T
+
+    scalars = {
+        "bigint": T.LongType(),
+        "int": T.IntegerType(),
+        "double": T.DoubleType(),
+        "string": T.StringType(),
+        "boolean": T.BooleanType(),
+        "timestamp": T.TimestampType(),
+        "date": T.DateType(),
+    }
+    if c.physical_type == "array":
+        assert c.items is not None
+        return T.ArrayType(spark_type(c.items), True)
+    if c.physical_type == "struct":
+        return T.StructType([T.StructField(f.name, spark_type(f), True) for f in c.fields])
+    return scalars[c.physical_type]
+
+
+def spark_ddl_type(c: Column) -> str:
+    if c.physical_type == "array":
+        assert c.items is not None
+        return f"array<{spark_ddl_type(c.items)}>"
+    if c.physical_type == "struct":
+        return "struct<" + ", ".join(f"`{f.name}`: {spark_ddl_type(f)}" for f in c.fields) + ">"
+    return c.physical_type
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+def _parse_column(raw: dict[str, Any], where: str) -> Column:
+    if not isinstance(raw, dict) or "name" not in raw:
+        raise ContractError(f"{where}: every property needs a 'name'")
+    name = raw["name"]
+    where = f"{where}.{name}"
+    ptype = raw.get("physicalType")
+    if ptype not in SCALAR_TYPES + NESTED_TYPES:
+        raise ContractError(
+            f"{where}: physicalType {ptype!r} is not one of {', '.join(SCALAR_TYPES + NESTED_TYPES)}"
+        )
+    opts = raw.get("logicalTypeOptions") or {}
+    unknown = set(opts) - {"minimum", "maximum", "exclusiveMaximum", "maxLength", "enum", "pattern"}
+    if unknown:
+        raise ContractError(f"{where}: unknown logicalTypeOptions {sorted(unknown)}")
+    classification = raw.get("classification", "internal")
+    if classification not in CLASSIFICATIONS:
+        raise ContractError(f"{where}: classification {classification!r} not in {CLASSIFICATIONS}")
+    items = _parse_column({"name": "element", **raw["items"]}, where) if ptype == "array" else None
+    if ptype == "array" and items is None:
+        raise ContractError(f"{where}: an array needs 'items'")
+    fields = tuple(_parse_column(f, where) for f in raw.get("properties") or ())
+    if ptype == "struct" and not fields:
+        raise ContractError(f"{where}: a struct needs 'properties'")
+    enum = opts.get("enum")
+    if enum is not None and (not isinstance(enum, list) or not enum):
+        raise ContractError(f"{where}: enum must be a non-empty list")
+    for bound in ("minimum", "maximum", "exclusiveMaximum"):
+        if bound in opts and ptype not in ("bigint", "int", "double"):
+            raise ContractError(f"{where}: {bound} applies to numeric columns, not {ptype}")
+    return Column(
+        name=name,
+        physical_type=ptype,
+        required=bool(raw.get("required", False)),
+        unique=bool(raw.get("unique", False)),
+        description=str(raw.get("description", "")).strip(),
+        unit=raw.get("unit"),
+        classification=classification,
+        minimum=opts.get("minimum"),
+        maximum=opts.get("maximum"),
+        exclusive_maximum=opts.get("exclusiveMaximum"),
+        max_length=opts.get("maxLength"),
+        enum=tuple(enum) if enum else None,
+        pattern=opts.get("pattern"),
+        items=items,
+        fields=fields,
+    )
+
+
+def _sla(doc: dict[str, Any], prop: str, unit: str, where: str) -> float | None:
+    for entry in doc.get("slaProperties") or ():
+        if entry.get("property") == prop:
+            if entry.get("unit") != unit:
+                raise ContractError(f"{where}: slaProperties {prop} must be expressed in {unit!r}")
+            return float(entry["value"])
+    return None
+
+
+def parse_contract(path: Path, envelope: tuple[Column, ...] = ()) -> Contract:
+    where = path.name
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ContractError(f"{where}: not valid YAML: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ContractError(f"{where}: top level must be a mapping")
+    for key in ("apiVersion", "kind", "id", "name", "schema"):
+        if key not in doc:
+            raise ContractError(f"{where}: missing required key {key!r}")
+    if doc["kind"] != "DataContract":
+        raise ContractError(f"{where}: kind must be 'DataContract', got {doc['kind']!r}")
+    layer = doc.get("dataProduct")
+    if layer not in LAYERS:
+        raise ContractError(f"{where}: dataProduct (layer) {layer!r} not in {LAYERS}")
+    schema = doc["schema"]
+    if not isinstance(schema, list) or len(schema) != 1:
+        raise ContractError(f"{where}: schema must hold exactly one object")
+    obj = schema[0]
+    if obj.get("name") != doc["name"]:
+        raise ContractError(f"{where}: schema[0].name {obj.get('name')!r} must equal name {doc['name']!r}")
+    own = tuple(_parse_column(p, where) for p in obj.get("properties") or ())
+    columns = (envelope if doc.get("extends") == "envelope" else ()) + own
+    names = [c.name for c in columns]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ContractError(f"{where}: duplicate columns {dupes}")
+    pk = tuple(obj.get("primaryKey") or ())
+    part = tuple(obj.get("partitionedBy") or ())
+    for key in pk + part:
+        if key not in names:
+            raise ContractError(f"{where}: key column {key!r} is not a property")
+    rules = tuple(obj.get("quality") or ())
+    for rule in rules:
+        if "rule" not in rule or "description" not in rule:
+            raise ContractError(f"{where}: each quality rule needs 'rule' and 'description'")
+    return Contract(
+        id=doc["id"],
+        name=doc["name"],
+        layer=layer,
+        description=str((doc.get("description") or {}).get("purpose", "")).strip(),
+        columns=columns,
+        primary_key=pk,
+        partitioned_by=part,
+        freshness_hours=_sla(doc, "freshness", "h", where),
+        retention_days=_sla(doc, "retention", "d", where),
+        critical_rules=rules,
+        path=path,
+    )
+
+
+@functools.cache
+def load_all(root: Path = CONTRACTS_DIR) -> dict[str, Contract]:
+    """Every contract by '<layer>.<name>' (bronze contracts are derived from the landing ones)."""
+    env_path = root / "events" / "_envelope.yaml"
+    envelope = parse_contract(env_path).columns if env_path.exists() else ()
+    out: dict[str, Contract] = {}
+    for path in sorted(root.rglob("*.yaml")):
+        if path.name.startswith("_"):
+            continue
+        c = parse_contract(path, envelope)
+        key = f"{c.layer}.{c.name}"
+        if key in out:
+            raise ContractError(f"{path.name}: contract {key} is defined twice")
+        out[key] = c
+        if c.layer == "landing":
+            out[f"bronze.{c.name}"] = bronze_contract(c)
+    return out
+
+
+def bronze_contract(event: Contract) -> Contract:
+    meta = tuple(
+        Column(name=n, physical_type=t, required=True, description=d) for n, t, d in BRONZE_METADATA
+    )
+    cols = tuple(
+        Column(**{**c.__dict__, "physical_type": "timestamp", "pattern": None})
+        if c.name == "event_time"
+        else c
+        for c in event.columns
+    )
+    return Contract(
+        id=event.id.replace(":landing:", ":bronze:"),
+        name=event.name,
+        layer="bronze",
+        description=f"Typed, contract-valid {event.name} events as landed (duplicates kept). {event.description}",
+        columns=cols + meta,
+        primary_key=("_source_file", "_line"),
+        freshness_hours=event.freshness_hours,
+        retention_days=event.retention_days,
+        critical_rules=event.critical_rules,
+        path=event.path,
+    )
+
+
+def event_types(root: Path = CONTRACTS_DIR) -> tuple[str, ...]:
+    return tuple(sorted(c.name for c in load_all(root).values() if c.layer == "landing"))
+
+
+def get(key: str, root: Path = CONTRACTS_DIR) -> Contract:
+    contracts = load_all(root)
+    if key not in contracts:
+        raise ContractError(f"no contract {key!r}; known: {', '.join(sorted(contracts))}")
+    return contracts[key]
+
+
+def lint(root: Path = CONTRACTS_DIR) -> list[str]:
+    """Validate every contract; return human-readable problems (empty list = clean)."""
+    load_all.cache_clear()
+    try:
+        contracts = load_all(root)
+    except ContractError as exc:
+        return [str(exc)]
+    problems: list[str] = []
+    for key, c in sorted(contracts.items()):
+        if not c.description:
+            problems.append(f"{key}: description.purpose is empty")
+        if c.layer != "bronze" and c.retention_days is None:
+            problems.append(f"{key}: slaProperties needs a retention (unit d)")
+        if c.layer in ("landing", "silver", "gold") and c.freshness_hours is None:
+            problems.append(f"{key}: slaProperties needs a freshness (unit h)")
+        for col in c.columns:
+            if not col.description:
+                problems.append(f"{key}.{col.name}: description is empty")
+        if c.layer in ("silver", "gold") and not c.primary_key:
+            problems.append(f"{key}: primaryKey is required for silver and gold tables")
+    return problems

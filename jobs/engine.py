@@ -1,0 +1,102 @@
+"""Spark session factory: embedded Sail (default), a remote Spark Connect URL, or classic JVM Spark."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from jobs.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+# Sail settings applied to the embedded server unless the caller set them.
+_SAIL_DEFAULTS = {
+    "SAIL_RUNTIME__STACK_SIZE": str(8 * 1024 * 1024),
+    # Keep Sail's own logging quiet; its INFO lines would drown the job's progress output.
+    "RUST_LOG": "warn",
+}
+
+
+@contextmanager
+def spark_session(settings: Settings) -> Iterator[SparkSession]:
+    """Yield a SparkSession for the configured engine and shut everything down afterwards."""
+    if settings.engine == "embedded":
+        with _embedded() as spark:
+            yield spark
+    elif settings.engine == "remote":
+        yield from _remote(settings.spark_remote or "")
+    elif settings.engine == "classic":
+        yield from _classic()
+    else:  # pragma: no cover - Settings validates the value
+        raise SettingsError(f"unknown engine {settings.engine!r}")
+
+
+@contextmanager
+def _embedded() -> Iterator[SparkSession]:
+    for key, value in _SAIL_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    from pysail.spark import SparkConnectServer
+    from pyspark.sql import SparkSession
+
+    server = SparkConnectServer("127.0.0.1", 0)
+    server.start(background=True)
+    host, port = server.listening_address
+    log.info("embedded Sail Spark Connect server on %s:%s", host, port)
+    spark = SparkSession.builder.remote(f"sc://{host}:{port}").getOrCreate()
+    try:
+        _configure(spark)
+        yield spark
+    finally:
+        try:
+            spark.stop()
+        finally:
+            server.stop()
+
+
+def _remote(url: str) -> Iterator[SparkSession]:
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.remote(url).getOrCreate()
+    try:
+        _configure(spark)
+        yield spark
+    finally:
+        spark.stop()
+
+
+def _classic() -> Iterator[SparkSession]:
+    """JVM Spark with delta-spark, for spark-submit on clusters whose Delta jars are available."""
+    from pyspark.sql import SparkSession
+
+    builder = (
+        SparkSession.builder.master(os.environ.get("SPARK_MASTER", "local[2]"))
+        .appName("storylake")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", os.environ.get("STORYLAKE_SHUFFLE_PARTITIONS", "4"))
+        .config("spark.ui.enabled", "false")
+    )
+    try:
+        from delta import configure_spark_with_delta_pip
+
+        builder = configure_spark_with_delta_pip(
+            builder.config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension").config(
+                "spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+            )
+        )
+    except ImportError:
+        log.warning("delta-spark is not installed: classic mode runs pure transforms only (no Delta I/O)")
+    spark = builder.getOrCreate()
+    try:
+        yield spark
+    finally:
+        spark.stop()
+
+
+def _configure(spark: SparkSession) -> None:
+    spark.conf.set("spark.sql.session.timeZone", "UTC")

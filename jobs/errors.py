@@ -1,0 +1,30 @@
+"""Mapping of errors to the CLI's one-line messages and exit codes."""
+
+from __future__ import annotations
+
+import click
+
+EXIT_FAILURE, EXIT_USAGE, EXIT_PERMISSION, EXIT_NOT_FOUND = 1, 2, 3, 4
+
+
+class NotFoundError(LookupError):
+    """An id (segment, user, story) does not exist in the data asked about."""
+
+
+def exit_code_for(exc: BaseException) -> tuple[int, str]:
+    """(exit code, one-line message) for an exception reaching the CLI boundary."""
+    if isinstance(exc, click.exceptions.Abort):
+        return EXIT_FAILURE, "aborted"
+    if isinstance(exc, click.ClickException):
+        return EXIT_USAGE, exc.format_message()
+    if isinstance(exc, PermissionError):
+        return EXIT_PERMISSION, f"permission denied: {exc}"
+    if isinstance(exc, NotFoundError):
+        return EXIT_NOT_FOUND, f"not found: {exc}"
+    name = type(exc).__name__
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    known = ("SettingsError", "ContractError", "IngestError", "PipelineError", "PublishError", "QualityGateError",
+             "ExpiredError")
+    if name in known:
+        return EXIT_FAILURE, text
+    return EXIT_FAILURE, f"{name}: {text}" if text else name

@@ -1,0 +1,308 @@
+"""Incremental, exactly-once ingestion: landing JSONL -> bronze Delta tables + quarantine.
+
+A batch is a set of landing files not in the ledger. Its commits, in order: ledger rows (the batch
+plan, with checksums and counts), one append per bronze table, quarantine, then the ingest_runs row
+that marks the batch complete. Every commit carries a Delta app transaction (app id, batch number),
+so a batch interrupted by a crash is completed by the next run without writing anything twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Iterable
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from jobs import contracts, lake
+from jobs.ingest.validate import QUARANTINE_SCHEMA, FileResult, validate_file
+from jobs.progress import Progress
+from jobs.settings import Settings
+
+log = logging.getLogger(__name__)
+APP_ID = "storylake-ingest"
+DEFAULT_BATCH_BYTES = 512 * 1024 * 1024
+INLINE_BYTES = 32 * 1024 * 1024
+
+LEDGER_SCHEMA = pa.schema(
+    [
+        ("source_file", pa.string()),
+        ("event_type", pa.string()),
+        ("size_bytes", pa.int64()),
+        ("sha256", pa.string()),
+        ("lines", pa.int64()),
+        ("rows_valid", pa.int64()),
+        ("rows_quarantined", pa.int64()),
+        ("batch_id", pa.string()),
+        ("batch_seq", pa.int64()),
+        ("planned_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+RUNS_SCHEMA = pa.schema(
+    [
+        ("batch_id", pa.string()),
+        ("batch_seq", pa.int64()),
+        ("started_at", pa.timestamp("us", tz="UTC")),
+        ("finished_at", pa.timestamp("us", tz="UTC")),
+        ("files", pa.int64()),
+        ("lines_read", pa.int64()),
+        ("rows_valid", pa.int64()),
+        ("rows_quarantined", pa.int64()),
+        ("bytes_read", pa.int64()),
+        ("duration_s", pa.float64()),
+    ]
+)
+
+
+class IngestError(RuntimeError):
+    """Ingestion cannot proceed (the message says which file or table and why)."""
+
+
+@dataclass
+class BatchReport:
+    batch_id: str
+    files: int
+    lines: int
+    valid: int
+    quarantined: int
+    bytes_read: int
+    duration_s: float
+    resumed: bool = False
+
+
+@dataclass
+class IngestReport:
+    batches: list[BatchReport] = field(default_factory=list)
+    rows_by_table: dict[str, int] = field(default_factory=dict)
+    quarantine_by_rule: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def lines(self) -> int:
+        return sum(b.lines for b in self.batches)
+
+    @property
+    def valid(self) -> int:
+        return sum(b.valid for b in self.batches)
+
+    @property
+    def quarantined(self) -> int:
+        return sum(b.quarantined for b in self.batches)
+
+    @property
+    def files(self) -> int:
+        return sum(b.files for b in self.batches)
+
+
+class _InlineExecutor(Executor):
+    """Runs tasks in this process (small batches)."""
+
+    def map(self, fn, *iterables, timeout=None, chunksize=1, buffersize=None):  # type: ignore[no-untyped-def,override]
+        return map(fn, *iterables)
+
+
+def ops_path(settings: Settings, name: str) -> Path:
+    return settings.table_path("ops", name)
+
+
+def discover(landing: Path, event_types: Iterable[str]) -> list[tuple[str, str, int]]:
+    """(relative path, event type, size) of every landing file, sorted by path."""
+    found: list[tuple[str, str, int]] = []
+    for et in event_types:
+        root = landing / et
+        if not root.is_dir():
+            continue
+        for p in root.rglob("*.jsonl"):
+            found.append((p.relative_to(landing).as_posix(), et, p.stat().st_size))
+    unknown = sorted(
+        d.name for d in landing.iterdir() if d.is_dir() and d.name not in set(event_types)
+    ) if landing.is_dir() else []
+    if unknown:
+        log.warning("landing folders with no contract are ignored: %s", ", ".join(unknown))
+    return sorted(found)
+
+
+def _plan_batches(files: list[tuple[str, str, int]], max_bytes: int) -> list[list[tuple[str, str, int]]]:
+    batches: list[list[tuple[str, str, int]]] = []
+    current: list[tuple[str, str, int]] = []
+    size = 0
+    for f in files:
+        if current and size + f[2] > max_bytes:
+            batches.append(current)
+            current, size = [], 0
+        current.append(f)
+        size += f[2]
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _process(args: tuple[str, str, str, str, datetime]) -> tuple[FileResult, str, int]:
+    landing, rel, event_type, batch_id, ingested_at = args
+    data = (Path(landing) / rel).read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    res = validate_file(data, event_type=event_type, source_file=rel, batch_id=batch_id, ingested_at=ingested_at)
+    return res, digest, len(data)
+
+
+def ingest(
+    settings: Settings,
+    *,
+    landing: Path | None = None,
+    workers: int | None = None,
+    max_batch_bytes: int = DEFAULT_BATCH_BYTES,
+    progress: bool = True,
+    now: datetime | None = None,
+) -> IngestReport:
+    """Ingest every landing file not yet in the ledger; resume an interrupted batch first."""
+    landing = landing or settings.landing
+    if not landing.is_dir():
+        raise IngestError(f"landing folder {landing} does not exist")
+    event_types = contracts.event_types()
+    ledger_path = ops_path(settings, "ingest_ledger")
+    runs_path = ops_path(settings, "ingest_runs")
+    ledger = lake.read_arrow(ledger_path, ["source_file", "batch_id", "batch_seq"])
+    runs = lake.read_arrow(runs_path, ["batch_seq"])
+    done_seqs = set(runs.column("batch_seq").to_pylist()) if runs is not None else set()
+    known: dict[str, int] = {}
+    if ledger is not None:
+        for f, s in zip(ledger.column("source_file").to_pylist(), ledger.column("batch_seq").to_pylist(),
+                        strict=True):
+            known[f] = s
+    all_files = discover(landing, event_types)
+    by_path = {f[0]: f for f in all_files}
+    pending: dict[int, list[tuple[str, str, int]]] = {}
+    for path, seq in known.items():
+        if seq not in done_seqs:
+            if path not in by_path:
+                raise IngestError(f"interrupted batch {seq} needs {path}, which is no longer in {landing}")
+            pending.setdefault(seq, []).append(by_path[path])
+    fresh = [f for f in all_files if f[0] not in known]
+    next_seq = max([*known.values(), *done_seqs, 0]) + 1
+    plan: list[tuple[int, list[tuple[str, str, int]], bool]] = [
+        (seq, sorted(files), True) for seq, files in sorted(pending.items())
+    ]
+    for files in _plan_batches(fresh, max_batch_bytes):
+        plan.append((next_seq, files, False))
+        next_seq += 1
+
+    report = IngestReport()
+    if not plan:
+        log.info("ingest: nothing new in %s (%d files already ingested)", landing, len(known))
+        return report
+    total_bytes = sum(f[2] for _, files, _ in plan for f in files)
+    # Worker processes pay ~1 s of imports each: only worth it for large batches.
+    n_workers = workers or (min(os.cpu_count() or 1, 4) if total_bytes > INLINE_BYTES else 1)
+    pool: Executor = (
+        ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context("spawn"))
+        if n_workers > 1
+        else _InlineExecutor()
+    )
+    with pool, Progress("ingest", total=total_bytes, unit="B", enabled=progress) as bar:
+        for seq, files, resumed in plan:
+            br = _run_batch(settings, pool, landing, seq, files, resumed, report, bar, now)
+            report.batches.append(br)
+            log.info(
+                "ingest batch %s: %d files, %d lines (%d valid, %d quarantined) in %.1fs = %.0f lines/s",
+                br.batch_id, br.files, br.lines, br.valid, br.quarantined, br.duration_s,
+                br.lines / max(br.duration_s, 1e-9),
+            )
+    return report
+
+
+def _run_batch(
+    settings: Settings,
+    pool: Executor,
+    landing: Path,
+    seq: int,
+    files: list[tuple[str, str, int]],
+    resumed: bool,
+    report: IngestReport,
+    bar: Progress,
+    now: datetime | None,
+) -> BatchReport:
+    t0 = time.perf_counter()
+    started = now or datetime.now(UTC)
+    batch_id = f"b{seq:08d}"
+    jobs = [(str(landing), rel, et, batch_id, started) for rel, et, _ in files]
+    results: list[FileResult] = []
+    ledger_rows: list[dict[str, object]] = []
+    # Largest files first keeps both workers busy until the end.
+    order = sorted(range(len(jobs)), key=lambda i: -files[i][2])
+    outputs: dict[int, tuple[FileResult, str, int]] = {}
+    for i, out in zip(order, pool.map(_process, [jobs[i] for i in order]), strict=True):
+        outputs[i] = out
+        bar.advance(out[2], lines=out[0].lines)
+    for i in range(len(jobs)):
+        res, digest, size = outputs[i]
+        if res.rows_valid + res.rows_quarantined != res.lines:
+            raise IngestError(f"{res.source_file}: {res.lines} lines but {res.rows_valid} valid + "
+                              f"{res.rows_quarantined} quarantined")
+        results.append(res)
+        ledger_rows.append(
+            {
+                "source_file": res.source_file,
+                "event_type": res.event_type,
+                "size_bytes": size,
+                "sha256": digest,
+                "lines": res.lines,
+                "rows_valid": res.rows_valid,
+                "rows_quarantined": res.rows_quarantined,
+                "batch_id": batch_id,
+                "batch_seq": seq,
+                "planned_at": started,
+            }
+        )
+    lake.append_once(
+        ops_path(settings, "ingest_ledger"),
+        pa.Table.from_pylist(ledger_rows, schema=LEDGER_SCHEMA),
+        app_id=APP_ID,
+        txn_version=seq,
+    )
+    by_type: dict[str, list[pa.Table]] = {}
+    for res in results:
+        by_type.setdefault(res.event_type, []).append(res.valid)
+    for et, tables in sorted(by_type.items()):
+        data = pa.concat_tables(tables)
+        if data.num_rows:
+            lake.append_once(settings.table_path("bronze", et), data, app_id=APP_ID, txn_version=seq)
+        report.rows_by_table[et] = report.rows_by_table.get(et, 0) + data.num_rows
+    quarantine = pa.concat_tables([r.quarantine for r in results]) if results else QUARANTINE_SCHEMA.empty_table()
+    if quarantine.num_rows:
+        lake.append_once(ops_path(settings, "quarantine"), quarantine, app_id=APP_ID, txn_version=seq)
+        counts = pc.value_counts(quarantine.column("rule")).to_pylist()
+        for item in counts:
+            report.quarantine_by_rule[item["values"]] = report.quarantine_by_rule.get(item["values"], 0) + item[
+                "counts"
+            ]
+    lines = sum(r.lines for r in results)
+    valid = sum(r.rows_valid for r in results)
+    quarantined = sum(r.rows_quarantined for r in results)
+    nbytes = sum(f[2] for f in files)
+    duration = time.perf_counter() - t0
+    run_row = {
+        "batch_id": batch_id,
+        "batch_seq": seq,
+        "started_at": started,
+        "finished_at": datetime.now(UTC) if now is None else now,
+        "files": len(files),
+        "lines_read": lines,
+        "rows_valid": valid,
+        "rows_quarantined": quarantined,
+        "bytes_read": nbytes,
+        "duration_s": duration,
+    }
+    lake.append_once(
+        ops_path(settings, "ingest_runs"),
+        pa.Table.from_pylist([run_row], schema=RUNS_SCHEMA),
+        app_id=APP_ID,
+        txn_version=seq,
+    )
+    return BatchReport(batch_id, len(files), lines, valid, quarantined, nbytes, duration, resumed)

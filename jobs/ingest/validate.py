@@ -1,0 +1,286 @@
+"""Line-level contract validation of landing files (pure: bytes in, Arrow tables out).
+
+Each line is decoded by a msgspec validator generated from the event's contract (strict types,
+enums, ranges, lengths, formats). Valid lines are then parsed to typed columns by Arrow's JSON reader
+in one vectorised pass; every rejected line becomes a quarantine row naming the rule and the field.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import msgspec
+import pyarrow as pa
+import pyarrow.json as pajson
+
+from jobs import contracts
+from jobs.contracts import Column, Contract
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("stage", pa.string()),  # ingest | silver.<table>
+        ("contract", pa.string()),  # e.g. landing.segment_view
+        ("source_file", pa.string()),
+        ("line", pa.int64()),
+        ("event_id", pa.string()),
+        ("rule", pa.string()),
+        ("field", pa.string()),
+        ("reason", pa.string()),
+        ("raw", pa.string()),
+        ("batch_id", pa.string()),
+        ("quarantined_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+# --- validators generated from contracts -------------------------------------------------------
+
+
+def _py_type(col: Column, owner: str) -> Any:
+    meta: dict[str, Any] = {}
+    if col.enum is not None:
+        base: Any = Literal[tuple(col.enum)]  # type: ignore[valid-type]
+    elif col.physical_type in ("bigint", "int"):
+        base = int
+        meta = {"ge": INT64_MIN, "le": INT64_MAX}
+    elif col.physical_type == "double":
+        base = float
+    elif col.physical_type == "boolean":
+        base = bool
+    elif col.physical_type == "string":
+        base = str
+    elif col.physical_type == "array":
+        assert col.items is not None
+        base = list[_py_type(col.items, owner)]  # type: ignore[misc]
+    elif col.physical_type == "struct":
+        base = _struct(f"{owner}_{col.name}", col.fields)
+    else:  # timestamps arrive as ISO strings in landing files
+        base = str
+    if col.minimum is not None:
+        meta["ge"] = col.minimum
+    if col.maximum is not None:
+        meta["le"] = col.maximum
+    if col.exclusive_maximum is not None:
+        meta["lt"] = col.exclusive_maximum
+    if col.max_length is not None:
+        meta["max_length"] = col.max_length
+    if col.pattern is not None:
+        meta["pattern"] = col.pattern
+    return Annotated[base, msgspec.Meta(**meta)] if meta else base
+
+
+def _struct(name: str, columns: tuple[Column, ...]) -> type[msgspec.Struct]:
+    fields: list[tuple[Any, ...]] = []
+    for col in sorted(columns, key=lambda c: not c.required):  # required fields first
+        t = _py_type(col, name)
+        fields.append((col.name, t) if col.required else (col.name, t | None, None))
+    return msgspec.defstruct(name, fields, gc=False, forbid_unknown_fields=False)
+
+
+# Row rules named in contracts' `quality` sections that need more than one field.
+RowRule = Callable[[Any], str | None]
+
+
+def _other_user_required(ev: Any) -> str | None:
+    if ev.kind not in ("set_private", "set_public") and ev.other_user_id is None:
+        return f"other_user_id is required for kind {ev.kind!r}"
+    return None
+
+
+def _payload_matches_type(ev: Any) -> str | None:
+    needs = {"poll": "option_index", "quiz": "option_index", "slider": "value", "question": "text"}
+    field = needs.get(ev.sticker_type)
+    if field is not None and getattr(ev, field) is None:
+        return f"{field} is required for sticker_type {ev.sticker_type!r}"
+    return None
+
+
+ROW_RULES: dict[str, RowRule] = {
+    "other_user_required": _other_user_required,
+    "payload_matches_type": _payload_matches_type,
+}
+
+
+@dataclass(frozen=True)
+class Validator:
+    contract: Contract
+    bronze: Contract
+    decoder: msgspec.json.Decoder[Any]
+    rules: tuple[tuple[str, RowRule], ...]
+    parse_schema: pa.Schema
+
+
+def validator_for(event_type: str) -> Validator:
+    contract = contracts.get(f"landing.{event_type}")
+    bronze = contracts.get(f"bronze.{event_type}")
+    struct = _struct(f"{event_type}_event", contract.columns)
+    rules = tuple((r["rule"], ROW_RULES[r["rule"]]) for r in contract.critical_rules if r["rule"] in ROW_RULES)
+    landing_cols = [c for c in bronze.columns if c.name in contract.column_names]
+    parse_schema = pa.schema([pa.field(c.name, contracts.arrow_type(c)) for c in landing_cols])
+    return Validator(contract, bronze, msgspec.json.Decoder(struct), rules, parse_schema)
+
+
+# --- per-line classification ------------------------------------------------------------------
+
+_AT = re.compile(r" - at `\$\.?([^`]*)`$")
+_MISSING = re.compile(r"missing required field `([^`]+)`")
+
+
+def classify(message: str) -> tuple[str, str]:
+    """(rule, field) for a msgspec validation message."""
+    at = _AT.search(message)
+    path = at.group(1) if at else ""
+    missing = _MISSING.search(message)
+    if missing:
+        return "missing_field", f"{path}.{missing.group(1)}" if path else missing.group(1)
+    if "Invalid enum value" in message:
+        return "invalid_enum", path
+    if "got `null`" in message:
+        return "null_value", path
+    if "of length" in message:
+        return "too_long", path
+    if "matching regex" in message:
+        return "bad_format", path
+    if re.search(r"Expected `(int|float)` (>=|<=|>|<)", message):
+        return "out_of_range", path
+    return "wrong_type", path
+
+
+def _offending_value(line: bytes, field: str) -> str:
+    try:
+        value: Any = json.loads(line)
+        for part in re.findall(r"[^.\[\]]+", field):
+            value = value[int(part)] if isinstance(value, list) else value[part]
+        return json.dumps(value)[:80]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return ""
+
+
+@dataclass
+class FileResult:
+    source_file: str
+    event_type: str
+    lines: int
+    valid: pa.Table
+    quarantine: pa.Table
+
+    @property
+    def rows_valid(self) -> int:
+        return self.valid.num_rows
+
+    @property
+    def rows_quarantined(self) -> int:
+        return self.quarantine.num_rows
+
+
+def validate_file(
+    data: bytes, *, event_type: str, source_file: str, batch_id: str, ingested_at: Any
+) -> FileResult:
+    """Validate every line of one landing file; valid + quarantined == lines, always."""
+    v = validator_for(event_type)
+    decode = v.decoder.decode
+    contract_name = f"landing.{event_type}"
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    good: list[bytes] = []
+    good_no: list[int] = []
+    bad: dict[str, list[Any]] = {k: [] for k in ("line", "event_id", "rule", "field", "reason", "raw")}
+
+    def reject(no: int, line: bytes, rule: str, field: str, reason: str, event_id: str | None) -> None:
+        bad["line"].append(no)
+        bad["event_id"].append(event_id)
+        bad["rule"].append(rule)
+        bad["field"].append(field)
+        bad["reason"].append(reason)
+        bad["raw"].append(line.decode("utf-8", errors="replace"))
+
+    for no, line in enumerate(lines, start=1):
+        try:
+            ev = decode(line)
+        except msgspec.ValidationError as exc:
+            msg = str(exc)
+            rule, field = classify(msg)
+            shown = _offending_value(line, field) if rule != "missing_field" else ""
+            head = msg.split(" - at ")[0]
+            if rule == "bad_format":
+                head = "expected an ISO-8601 UTC timestamp ending in Z" if field == "event_time" else (
+                    "does not match the required format"
+                )
+            reason = f"{contract_name}.{field or '$'}: {head}" + (f" (got {shown})" if shown else "")
+            reject(no, line, rule, field or "$", reason, _event_id(line))
+            continue
+        except msgspec.DecodeError as exc:
+            why = "empty line" if not line.strip() else str(exc)
+            reject(no, line, "malformed_json", "$", f"{contract_name}: malformed JSON: {why}", None)
+            continue
+        if ev.event_type != event_type:
+            reject(
+                no, line, "event_type_mismatch", "event_type",
+                f"{contract_name}.event_type: {ev.event_type!r} does not match folder {event_type!r}",
+                ev.event_id,
+            )
+            continue
+        broken = next(((name, why) for name, rule in v.rules if (why := rule(ev)) is not None), None)
+        if broken is not None:
+            reject(no, line, broken[0], broken[0], f"{contract_name}: {broken[1]}", ev.event_id)
+            continue
+        good.append(line)
+        good_no.append(no)
+
+    valid = _typed(v, good, good_no, source_file, batch_id, ingested_at)
+    n_bad = len(bad["line"])
+    quarantine = pa.table(
+        {
+            "stage": pa.array(["ingest"] * n_bad, pa.string()),
+            "contract": pa.array([contract_name] * n_bad, pa.string()),
+            "source_file": pa.array([source_file] * n_bad, pa.string()),
+            "line": pa.array(bad["line"], pa.int64()),
+            "event_id": pa.array(bad["event_id"], pa.string()),
+            "rule": pa.array(bad["rule"], pa.string()),
+            "field": pa.array(bad["field"], pa.string()),
+            "reason": pa.array(bad["reason"], pa.string()),
+            "raw": pa.array(bad["raw"], pa.string()),
+            "batch_id": pa.array([batch_id] * n_bad, pa.string()),
+            "quarantined_at": pa.array([ingested_at] * n_bad, pa.timestamp("us", tz="UTC")),
+        },
+        schema=QUARANTINE_SCHEMA,
+    )
+    return FileResult(source_file, event_type, len(lines), valid, quarantine)
+
+
+def _event_id(line: bytes) -> str | None:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    eid = value.get("event_id") if isinstance(value, dict) else None
+    return eid if isinstance(eid, str) else None
+
+
+def _typed(
+    v: Validator, good: list[bytes], numbers: list[int], source_file: str, batch_id: str, ingested_at: Any
+) -> pa.Table:
+    schema = v.bronze.arrow_schema()
+    if not good:
+        return schema.empty_table()
+    parsed = pajson.read_json(
+        io.BytesIO(b"\n".join(good)),
+        read_options=pajson.ReadOptions(block_size=1 << 24),
+        parse_options=pajson.ParseOptions(explicit_schema=v.parse_schema, unexpected_field_behavior="ignore"),
+    )
+    n = parsed.num_rows
+    assert n == len(good), f"Arrow parsed {n} rows from {len(good)} validated lines"
+    columns = {name: parsed.column(name) for name in v.parse_schema.names}
+    columns["_source_file"] = pa.array([source_file] * n, pa.string())
+    columns["_line"] = pa.array(numbers, pa.int64())
+    columns["_ingested_at"] = pa.array([ingested_at] * n, pa.timestamp("us", tz="UTC"))
+    columns["_batch_id"] = pa.array([batch_id] * n, pa.string())
+    return pa.table([columns[f.name] for f in schema], schema=schema)
