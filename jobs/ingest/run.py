@@ -32,34 +32,8 @@ APP_ID = "storylake-ingest"
 DEFAULT_BATCH_BYTES = 512 * 1024 * 1024
 INLINE_BYTES = 32 * 1024 * 1024
 
-LEDGER_SCHEMA = pa.schema(
-    [
-        ("source_file", pa.string()),
-        ("event_type", pa.string()),
-        ("size_bytes", pa.int64()),
-        ("sha256", pa.string()),
-        ("lines", pa.int64()),
-        ("rows_valid", pa.int64()),
-        ("rows_quarantined", pa.int64()),
-        ("batch_id", pa.string()),
-        ("batch_seq", pa.int64()),
-        ("planned_at", pa.timestamp("us", tz="UTC")),
-    ]
-)
-RUNS_SCHEMA = pa.schema(
-    [
-        ("batch_id", pa.string()),
-        ("batch_seq", pa.int64()),
-        ("started_at", pa.timestamp("us", tz="UTC")),
-        ("finished_at", pa.timestamp("us", tz="UTC")),
-        ("files", pa.int64()),
-        ("lines_read", pa.int64()),
-        ("rows_valid", pa.int64()),
-        ("rows_quarantined", pa.int64()),
-        ("bytes_read", pa.int64()),
-        ("duration_s", pa.float64()),
-    ]
-)
+LEDGER_SCHEMA = contracts.get("ops.ingest_ledger").arrow_schema()
+RUNS_SCHEMA = contracts.get("ops.ingest_runs").arrow_schema()
 
 
 class IngestError(RuntimeError):

@@ -23,21 +23,7 @@ from jobs.contracts import Column, Contract
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
-QUARANTINE_SCHEMA = pa.schema(
-    [
-        ("stage", pa.string()),  # ingest | silver.<table>
-        ("contract", pa.string()),  # e.g. landing.segment_view
-        ("source_file", pa.string()),
-        ("line", pa.int64()),
-        ("event_id", pa.string()),
-        ("rule", pa.string()),
-        ("field", pa.string()),
-        ("reason", pa.string()),
-        ("raw", pa.string()),
-        ("batch_id", pa.string()),
-        ("quarantined_at", pa.timestamp("us", tz="UTC")),
-    ]
-)
+QUARANTINE_SCHEMA = contracts.get("ops.quarantine").arrow_schema()
 
 
 # --- validators generated from contracts -------------------------------------------------------

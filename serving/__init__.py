@@ -1,0 +1,1 @@
+"""storylake serving: audience rules, the published snapshot and its query API (no Spark)."""

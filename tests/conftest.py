@@ -1,0 +1,27 @@
+"""Shared fixtures: one embedded Sail session for the whole run, temp lakes, tiny event builders."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jobs.settings import Settings
+
+os.environ.setdefault("RUST_LOG", "warn")
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[object]:
+    """Embedded Sail Spark Connect session (the real engine, in-process)."""
+    from jobs.engine import spark_session
+
+    with spark_session(Settings()) as session:
+        yield session
+
+
+@pytest.fixture()
+def settings(tmp_path: Path) -> Settings:
+    return Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
