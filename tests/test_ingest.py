@@ -1,0 +1,177 @@
+"""Ingestion: contract validation, quarantine routing, exactly-once and crash recovery (real Delta tables)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+
+from jobs import lake
+from jobs.ingest import ingest
+from jobs.ingest.run import IngestError
+from jobs.settings import Settings
+from tests.landing_builders import created, view, write_landing
+
+T = "2026-11-01T10:00:00.000Z"
+
+
+def _landing(root: Path) -> None:
+    write_landing(
+        root,
+        "segment_view",
+        [
+            view("e1", 1, 2, T),
+            {**view("e2", 1, 3, T), "segment_id": "abc"},
+            {**view("e3", 1, 3, T), "completion_pct": 1.7},
+            {**view("e4", 1, 3, T), "view_source": "tv"},
+            {k: v for k, v in view("e5", 1, 3, T).items() if k != "viewer_id"},
+            '{"event_id": "e6", "event_ty',
+            {**view("e7", 1, 3, T), "event_type": "navigation"},
+            {**view("e8", 1, 3, T), "event_time": "2026-11-01 10:00:00"},
+            view("e1", 1, 2, T),  # exact duplicate line: bronze keeps it, silver dedupes
+        ],
+    )
+    write_landing(root, "segment_created", [created("c1", 1, 9, "2026-11-01T09:00:00.000Z")])
+    write_landing(
+        root,
+        "sticker_interaction",
+        [
+            {"event_id": "s1", "event_type": "sticker_interaction", "event_time": T, "sticker_id": 5, "segment_id": 1,
+             "user_id": 2, "sticker_type": "slider", "option_index": None, "value": -0.2, "text": None,
+             "idempotency_key": "k"},
+            {"event_id": "s2", "event_type": "sticker_interaction", "event_time": T, "sticker_id": 5, "segment_id": 1,
+             "user_id": 2, "sticker_type": "question", "option_index": None, "value": None, "text": "x" * 301,
+             "idempotency_key": "k2"},
+            {"event_id": "s3", "event_type": "sticker_interaction", "event_time": T, "sticker_id": 5, "segment_id": 1,
+             "user_id": 2, "sticker_type": "poll", "option_index": None, "value": None, "text": None,
+             "idempotency_key": "k3"},
+        ],
+    )
+    write_landing(
+        root,
+        "relationship",
+        [{"event_id": "r1", "event_type": "relationship", "event_time": T, "kind": "follow", "user_id": 1,
+          "other_user_id": None}],
+    )
+
+
+def _quarantine(settings: Settings) -> dict[str, tuple[str, str, str]]:
+    rows = DeltaTable(str(settings.table_path("ops", "quarantine"))).to_pyarrow_table().to_pylist()
+    return {f"{r['source_file'].split('/')[0]}:{r['line']}": (r["rule"], r["field"], r["reason"]) for r in rows}
+
+
+def test_every_bad_line_is_quarantined_with_a_reason_naming_the_field(settings: Settings) -> None:
+    _landing(settings.landing)
+    report = ingest(settings, progress=False)
+    assert (report.lines, report.valid, report.quarantined) == (14, 3, 11)
+    q = _quarantine(settings)
+    assert {k: v[:2] for k, v in q.items()} == {
+        "segment_view:2": ("wrong_type", "segment_id"),
+        "segment_view:3": ("out_of_range", "completion_pct"),
+        "segment_view:4": ("invalid_enum", "view_source"),
+        "segment_view:5": ("missing_field", "viewer_id"),
+        "segment_view:6": ("malformed_json", "$"),
+        "segment_view:7": ("event_type_mismatch", "event_type"),
+        "segment_view:8": ("bad_format", "event_time"),
+        "sticker_interaction:1": ("out_of_range", "value"),
+        "sticker_interaction:2": ("too_long", "text"),
+        "sticker_interaction:3": ("payload_matches_type", "payload_matches_type"),
+        "relationship:1": ("other_user_required", "other_user_required"),
+    }
+    assert q["segment_view:2"][2] == 'landing.segment_view.segment_id: Expected `int`, got `str` (got "abc")'
+    assert q["segment_view:3"][2] == "landing.segment_view.completion_pct: Expected `float` <= 1.0 (got 1.7)"
+    assert q["segment_view:4"][2].startswith("landing.segment_view.view_source: Invalid enum value 'tv'")
+    assert q["segment_view:5"][2] == "landing.segment_view.viewer_id: Object missing required field `viewer_id`"
+    assert q["segment_view:8"][2] == (
+        'landing.segment_view.event_time: expected an ISO-8601 UTC timestamp ending in Z (got "2026-11-01 10:00:00")'
+    )
+    assert q["relationship:1"][2] == "landing.relationship: other_user_id is required for kind 'follow'"
+
+
+def test_valid_plus_quarantined_equals_lines_per_file_in_the_ledger(settings: Settings) -> None:
+    _landing(settings.landing)
+    ingest(settings, progress=False)
+    ledger = DeltaTable(str(settings.table_path("ops", "ingest_ledger"))).to_pyarrow_table().to_pylist()
+    assert {r["source_file"].split("/")[0]: (r["lines"], r["rows_valid"], r["rows_quarantined"]) for r in ledger} == {
+        "segment_view": (9, 2, 7),
+        "segment_created": (1, 1, 0),
+        "sticker_interaction": (3, 0, 3),
+        "relationship": (1, 0, 1),
+    }
+    assert all(len(r["sha256"]) == 64 for r in ledger)
+
+
+def test_bronze_is_typed_and_readable_by_delta_rs_at_protocol_1_2(settings: Settings) -> None:
+    _landing(settings.landing)
+    ingest(settings, progress=False)
+    dt = DeltaTable(str(settings.table_path("bronze", "segment_view")))
+    proto = dt.protocol()
+    assert (proto.min_reader_version, proto.min_writer_version) == (1, 2)
+    assert "delta.enableChangeDataFeed" not in dt.metadata().configuration
+    rows = sorted(dt.to_pyarrow_table().to_pylist(), key=lambda r: r["_line"])
+    assert [(r["event_id"], r["_line"], r["segment_id"], r["completion_pct"]) for r in rows] == [
+        ("e1", 1, 1, 1.0),
+        ("e1", 9, 1, 1.0),
+    ]
+    assert rows[0]["event_time"].isoformat() == "2026-11-01T10:00:00+00:00"
+    assert rows[0]["_source_file"] == "segment_view/dt=2026-11-01/hour=10/part-00000.jsonl"
+    stickers = DeltaTable(str(settings.table_path("bronze", "segment_created"))).to_pyarrow_table()
+    assert stickers.column("stickers").to_pylist() == [[]]
+
+
+def test_second_ingest_writes_no_new_delta_version(settings: Settings) -> None:
+    _landing(settings.landing)
+    ingest(settings, progress=False)
+    tables = ["bronze/segment_view", "bronze/segment_created", "ops/quarantine", "ops/ingest_ledger",
+              "ops/ingest_runs"]
+    before = {t: lake.version(settings.lake / t) for t in tables}
+    report = ingest(settings, progress=False)
+    assert report.batches == []
+    assert {t: lake.version(settings.lake / t) for t in tables} == before
+
+
+def test_new_file_is_ingested_in_a_new_batch_and_old_files_are_not_reread(settings: Settings) -> None:
+    _landing(settings.landing)
+    ingest(settings, progress=False)
+    write_landing(settings.landing, "segment_view", [view("e9", 1, 4, T)], hour="11")
+    report = ingest(settings, progress=False)
+    assert [(b.batch_id, b.files, b.lines) for b in report.batches] == [("b00000002", 1, 1)]
+    ids = DeltaTable(str(settings.table_path("bronze", "segment_view"))).to_pyarrow_table().column("event_id")
+    assert sorted(ids.to_pylist()) == ["e1", "e1", "e9"]
+
+
+def test_crash_mid_batch_is_completed_by_the_next_run_without_duplicates(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _landing(settings.landing)
+    real_append = lake.append_once
+    calls: list[str] = []
+
+    def crash_after_first_bronze_commit(path: Path, data, *, app_id: str, txn_version: int) -> bool:  # type: ignore[no-untyped-def]
+        written = real_append(path, data, app_id=app_id, txn_version=txn_version)
+        calls.append(path.name)
+        if path.parent.name == "bronze":
+            raise OSError("simulated crash after a bronze commit")
+        return written
+
+    monkeypatch.setattr(lake, "append_once", crash_after_first_bronze_commit)
+    with pytest.raises(OSError, match="simulated crash"):
+        ingest(settings, progress=False)
+    assert calls == ["ingest_ledger", "segment_created"]  # committed: the plan and one bronze table
+    monkeypatch.setattr(lake, "append_once", real_append)
+    # A file that arrived meanwhile goes into a later batch, not the interrupted one.
+    write_landing(settings.landing, "segment_view", [view("e9", 1, 4, T)], hour="11")
+    report = ingest(settings, progress=False)
+    assert [(b.batch_id, b.resumed, b.files) for b in report.batches] == [("b00000001", True, 4), ("b00000002", False, 1)]
+    created_rows = DeltaTable(str(settings.table_path("bronze", "segment_created"))).to_pyarrow_table()
+    assert created_rows.num_rows == 1  # the table committed before the crash was not written twice
+    views = DeltaTable(str(settings.table_path("bronze", "segment_view"))).to_pyarrow_table()
+    assert sorted(views.column("event_id").to_pylist()) == ["e1", "e1", "e9"]
+    runs = DeltaTable(str(settings.table_path("ops", "ingest_runs"))).to_pyarrow_table().to_pylist()
+    assert sorted((r["batch_id"], r["lines_read"]) for r in runs) == [("b00000001", 14), ("b00000002", 1)]
+
+
+def test_missing_landing_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(IngestError, match="landing folder .* does not exist"):
+        ingest(Settings(lake=tmp_path / "lake", landing=tmp_path / "nope"), progress=False)
