@@ -161,6 +161,54 @@ def print_ingest(report: object) -> None:
         console.print(q)
 
 
+# --- pipeline ----------------------------------------------------------------------------------
+
+AsOf = Annotated[str | None, typer.Option("--as-of", help="Use events with event_time < T (ISO-8601, default now).")]
+
+
+@app.command()
+def run(
+    as_of: AsOf = None,
+    lake: Lake = None,
+    landing: Landing = None,
+    engine: Engine = None,
+    spark_remote: Remote = None,
+    no_publish: Annotated[bool, typer.Option("--no-publish", help="Stop after gold.")] = False,
+) -> None:
+    """Ingest, then silver and gold jobs on every event before --as-of, then publish the serving snapshot."""
+    from jobs.pipeline import run_pipeline
+
+    s = settings_of(lake, landing, engine, spark_remote)
+    t = parse_time(as_of, "--as-of") or datetime.now(UTC)
+    report = run_pipeline(s, t, publish=not no_publish)
+    if report.ingest is not None:
+        print_ingest(report.ingest)
+    table = Table(title=f"run {report.run_id} as of {t.isoformat()}")
+    for col in ("step", "seconds", "rows"):
+        table.add_column(col, justify="right")
+    for st in report.steps:
+        table.add_row(st.step, f"{st.seconds:.1f}", f"{sum(st.rows.values()):,}")
+    console.print(table)
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    views: Annotated[int, typer.Option(help="Approximate segment_view lines to generate.")] = 10_000_000,
+    users: Annotated[int, typer.Option(help="Users in the generated world.")] = 200_000,
+    work: Annotated[Path, typer.Option(help="Scratch folder (landing is generated once and reused).")] = Path(
+        ".storylake/bench/ingest"
+    ),
+    workers: Annotated[int | None, typer.Option(help="Validation worker processes.")] = None,
+) -> None:
+    """Ingest throughput and peak RSS, against DuckDB read_json -> Parquet on the same files."""
+    import json
+
+    from jobs.bench.ingest import bench_ingest as run_bench
+
+    result = run_bench(work, views=views, users=users, workers=workers)
+    console.print_json(json.dumps(result))
+
+
 # --- demo --------------------------------------------------------------------------------------
 
 

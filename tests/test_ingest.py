@@ -163,7 +163,10 @@ def test_crash_mid_batch_is_completed_by_the_next_run_without_duplicates(
     # A file that arrived meanwhile goes into a later batch, not the interrupted one.
     write_landing(settings.landing, "segment_view", [view("e9", 1, 4, T)], hour="11")
     report = ingest(settings, progress=False)
-    assert [(b.batch_id, b.resumed, b.files) for b in report.batches] == [("b00000001", True, 4), ("b00000002", False, 1)]
+    assert [(b.batch_id, b.resumed, b.files) for b in report.batches] == [
+        ("b00000001", True, 4),
+        ("b00000002", False, 1),
+    ]
     created_rows = DeltaTable(str(settings.table_path("bronze", "segment_created"))).to_pyarrow_table()
     assert created_rows.num_rows == 1  # the table committed before the crash was not written twice
     views = DeltaTable(str(settings.table_path("bronze", "segment_view"))).to_pyarrow_table()

@@ -1,0 +1,1 @@
+"""Benchmarks that produce the README's performance figures (scripts, not timed tests)."""

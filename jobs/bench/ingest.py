@@ -1,0 +1,90 @@
+"""Ingest benchmark: storylake ingest vs DuckDB's plain read_json -> Parquet on the same files."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from jobs import contracts
+from jobs.bench.measure import measure
+from jobs.ingest import ingest
+from jobs.ingest.run import discover
+from jobs.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def ensure_landing(landing: Path, *, views: int, users: int, seed: int) -> None:
+    """Generate the benchmark's landing files once (deterministic for the arguments)."""
+    marker = landing / f".generated-views{views}-users{users}-seed{seed}"
+    if marker.exists():
+        return
+    from jobs.generate import generate
+
+    if landing.exists():
+        shutil.rmtree(landing)
+    generate(landing, users=users, days=1, seed=seed, views=views)
+    marker.touch()
+
+
+def duckdb_reference(landing: Path, out: Path) -> dict[str, Any]:
+    """DuckDB reads every event type's JSON lines (errors ignored) and writes Parquet: the reference."""
+    out.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    rows = 0
+    for et in contracts.event_types():
+        pattern = landing / et / "**" / "*.jsonl"
+        if not (landing / et).exists():
+            continue
+        target = out / f"{et}.parquet"
+        con.sql(
+            "SELECT * FROM read_json($p, format = 'newline_delimited', ignore_errors = true)",
+            params={"p": str(pattern)},
+        ).write_parquet(str(target))
+        row = con.execute("SELECT count(*) FROM read_parquet(?)", [str(target)]).fetchone()
+        rows += int(row[0]) if row else 0
+    return {"rows": rows}
+
+
+def bench_ingest(
+    work: Path, *, views: int, users: int = 200_000, seed: int = 7, workers: int | None = None
+) -> dict[str, Any]:
+    landing = work / "landing"
+    ensure_landing(landing, views=views, users=users, seed=seed)
+    files = discover(landing, contracts.event_types())
+    lines = 0
+    for rel, _, _ in files:
+        with (landing / rel).open("rb") as fh:
+            lines += sum(buf.count(b"\n") for buf in iter(lambda: fh.read(1 << 24), b""))
+    nbytes = sum(f[2] for f in files)
+    lake_dir = work / "lake"
+    if lake_dir.exists():
+        shutil.rmtree(lake_dir)
+    settings = Settings(lake=lake_dir, landing=landing)
+    with measure() as ours:
+        report = ingest(settings, workers=workers, progress=True)
+    assert report.lines == lines, f"ingest read {report.lines} lines, files hold {lines}"
+    ref_dir = work / "duckdb_ref"
+    if ref_dir.exists():
+        shutil.rmtree(ref_dir)
+    with measure() as ref:
+        ref_out = duckdb_reference(landing, ref_dir)
+    return {
+        "files": len(files),
+        "lines": lines,
+        "bytes": nbytes,
+        "views_requested": views,
+        "storylake_seconds": round(ours.seconds, 2),
+        "storylake_lines_per_s": round(lines / ours.seconds),
+        "storylake_peak_rss_mb": round(ours.peak_rss_mb),
+        "valid": report.valid,
+        "quarantined": report.quarantined,
+        "duckdb_seconds": round(ref.seconds, 2),
+        "duckdb_lines_per_s": round(lines / ref.seconds),
+        "duckdb_rows": ref_out["rows"],
+        "ratio_vs_duckdb": round(ours.seconds / ref.seconds, 2),
+    }

@@ -1,0 +1,134 @@
+"""`storylake run`: ingest -> silver -> gold -> publish, each step timed and logged to ops.pipeline_runs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+from deltalake import write_deltalake
+
+from jobs import contracts
+from jobs.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+STEPS = ("ingest", "silver", "gold", "publish")
+
+
+class PipelineError(RuntimeError):
+    """A pipeline step failed; the message names the step."""
+
+
+@dataclass
+class StepResult:
+    step: str
+    seconds: float
+    rows: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class PipelineReport:
+    run_id: str
+    as_of: datetime
+    steps: list[StepResult] = field(default_factory=list)
+    ingest: Any = None
+    publish: Any = None
+
+    @property
+    def seconds(self) -> float:
+        return sum(s.seconds for s in self.steps)
+
+
+def record_step(
+    settings: Settings, run_id: str, step: str, as_of: datetime | None, started: datetime, seconds: float,
+    status: str, rows: int | None, detail: dict[str, Any],
+) -> None:
+    """Append one row to ops.pipeline_runs (the ops dashboard's run history)."""
+    schema = contracts.get("ops.pipeline_runs").arrow_schema()
+    row = {
+        "run_id": run_id, "step": step, "as_of": as_of, "started_at": started,
+        "finished_at": datetime.now(UTC), "duration_s": seconds, "status": status, "rows_written": rows,
+        "detail": json.dumps(detail, default=str, sort_keys=True),
+    }
+    path = settings.table_path("ops", "pipeline_runs")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_deltalake(str(path), pa.Table.from_pylist([row], schema=schema), mode="append")
+
+
+@contextmanager
+def step(settings: Settings, report: PipelineReport, name: str) -> Iterator[StepResult]:
+    """Time a step, log it, record it (also when it fails) and wrap failures in PipelineError."""
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    result = StepResult(name, 0.0)
+    log.info("step %s: start (as_of %s)", name, report.as_of.isoformat())
+    try:
+        yield result
+    except Exception as exc:
+        result.seconds = time.perf_counter() - t0
+        record_step(settings, report.run_id, name, report.as_of, started, result.seconds, "failed", None,
+                    {"error": f"{type(exc).__name__}: {exc}"})
+        raise PipelineError(f"step {name} failed: {type(exc).__name__}: {exc}") from exc
+    result.seconds = time.perf_counter() - t0
+    report.steps.append(result)
+    total = sum(result.rows.values())
+    log.info("step %s: done in %.1fs (%d rows: %s)", name, result.seconds, total, result.rows)
+    record_step(settings, report.run_id, name, report.as_of, started, result.seconds, "success", total, result.rows)
+
+
+def run_pipeline(
+    settings: Settings,
+    as_of: datetime,
+    *,
+    spark: SparkSession | None = None,
+    publish: bool = True,
+    progress: bool = True,
+    gate: Callable[[SparkSession, Settings, str], None] | None = None,
+) -> PipelineReport:
+    """Run every step for events with event_time < as_of. A session may be injected (tests, DAGs)."""
+    from jobs.engine import spark_session
+    from jobs.ingest import ingest
+
+    report = PipelineReport(run_id=f"run-{as_of:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}", as_of=as_of)
+    with step(settings, report, "ingest") as s:
+        report.ingest = ingest(settings, progress=progress)
+        s.rows = dict(report.ingest.rows_by_table)
+    if spark is None:
+        with spark_session(settings) as session:
+            _spark_steps(session, settings, report, gate)
+    else:
+        _spark_steps(spark, settings, report, gate)
+    if publish:
+        from serving.publish import publish as publish_snapshot
+
+        with step(settings, report, "publish") as s:
+            report.publish = publish_snapshot(settings, as_of)
+            s.rows = dict(getattr(report.publish, "rows", {}) or {})
+    return report
+
+
+def _spark_steps(
+    spark: SparkSession, settings: Settings, report: PipelineReport,
+    gate: Callable[[SparkSession, Settings, str], None] | None,
+) -> None:
+    from jobs.gold import build_gold
+    from jobs.silver import build_silver
+
+    with step(settings, report, "silver") as s:
+        s.rows = build_silver(spark, settings, report.as_of)
+    if gate is not None:
+        gate(spark, settings, "silver")
+    with step(settings, report, "gold") as s:
+        s.rows = build_gold(spark, settings, report.as_of)
+    if gate is not None:
+        gate(spark, settings, "gold")
