@@ -1,0 +1,30 @@
+"""Engine factory: embedded Sail and a separately started Sail server through the same code."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs.engine import spark_session
+from jobs.ingest import ingest
+from jobs.settings import Settings
+from tests.landing_builders import created, view, write_landing
+from tests.sail_server import sail_server
+
+
+def test_embedded_session_runs_a_query(spark) -> None:  # type: ignore[no-untyped-def]
+    rows = spark.sql("SELECT 1 + 1 AS two, current_timezone() AS tz").collect()
+    assert (rows[0]["two"], rows[0]["tz"]) == (2, "UTC")
+
+
+@pytest.mark.slow
+def test_remote_sail_server_reads_the_bronze_tables_ingest_wrote(settings: Settings) -> None:
+    write_landing(settings.landing, "segment_created", [created("c1", 1, 9, "2026-11-01T09:00:00.000Z")])
+    write_landing(settings.landing, "segment_view", [view("e1", 1, 2, "2026-11-01T10:00:00.000Z"),
+                                                     view("e2", 1, 3, "2026-11-01T10:00:01.000Z")])
+    ingest(settings, progress=False)
+    with sail_server() as url:
+        remote = Settings(lake=settings.lake, landing=settings.landing, engine="remote", spark_remote=url)
+        with spark_session(remote) as spark:
+            df = spark.read.format("delta").load(str(settings.table_path("bronze", "segment_view")))
+            assert sorted(r["event_id"] for r in df.select("event_id").collect()) == ["e1", "e2"]
+            assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
