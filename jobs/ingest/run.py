@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import time
 from collections.abc import Iterable
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +29,7 @@ from jobs.settings import Settings
 
 log = logging.getLogger(__name__)
 APP_ID = "storylake-ingest"
-DEFAULT_BATCH_BYTES = 512 * 1024 * 1024
+DEFAULT_BATCH_BYTES = 256 * 1024 * 1024
 INLINE_BYTES = 32 * 1024 * 1024
 
 LEDGER_SCHEMA = contracts.get("ops.ingest_ledger").arrow_schema()
@@ -76,10 +76,15 @@ class IngestReport:
 
 
 class _InlineExecutor(Executor):
-    """Runs tasks in this process (small batches)."""
+    """Runs tasks in this process, at submit time (small batches)."""
 
-    def map(self, fn, *iterables, timeout=None, chunksize=1, buffersize=None):  # type: ignore[no-untyped-def,override]
-        return map(fn, *iterables)
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def,override]
+        fut: Future[object] = Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - delivered through the future like a pool would
+            fut.set_exception(exc)
+        return fut
 
 
 def ops_path(settings: Settings, name: str) -> Path:
@@ -180,8 +185,19 @@ def ingest(
         else _InlineExecutor()
     )
     with pool, Progress("ingest", total=total_bytes, unit="B", enabled=progress) as bar:
-        for seq, files, resumed in plan:
-            br = _run_batch(settings, pool, landing, seq, files, resumed, report, bar, now)
+        # Workers validate batch k+1 while this process commits batch k.
+        submitted = [_submit(pool, landing, seq, files, now) for seq, files, _ in plan[:2]]
+        for k, (seq, files, resumed) in enumerate(plan):
+            started, t_submit, futures = submitted[k]
+            if k + 2 < len(plan):
+                submitted.append(_submit(pool, landing, *plan[k + 2][:2], now))
+            outputs = []
+            for fut in futures:
+                out = fut.result()
+                bar.advance(out[2], lines=out[0].lines)
+                outputs.append(out)
+            br = _commit_batch(settings, seq, files, outputs, started, t_submit, resumed, report, now)
+            submitted[k] = (started, t_submit, [])  # release the batch's tables
             report.batches.append(br)
             log.info(
                 "ingest batch %s: %d files, %d lines (%d valid, %d quarantined) in %.1fs = %.0f lines/s",
@@ -191,31 +207,30 @@ def ingest(
     return report
 
 
-def _run_batch(
-    settings: Settings,
-    pool: Executor,
-    landing: Path,
-    seq: int,
-    files: list[tuple[str, str, int]],
-    resumed: bool,
-    report: IngestReport,
-    bar: Progress,
-    now: datetime | None,
-) -> BatchReport:
-    t0 = time.perf_counter()
+def _submit(
+    pool: Executor, landing: Path, seq: int, files: list[tuple[str, str, int]], now: datetime | None
+) -> tuple[datetime, float, list[Future[tuple[FileResult, str, int]]]]:
     started = now or datetime.now(UTC)
     batch_id = f"b{seq:08d}"
-    jobs = [(str(landing), rel, et, batch_id, started) for rel, et, _ in files]
+    futures = [pool.submit(_process, (str(landing), rel, et, batch_id, started)) for rel, et, _ in files]
+    return started, time.perf_counter(), futures
+
+
+def _commit_batch(
+    settings: Settings,
+    seq: int,
+    files: list[tuple[str, str, int]],
+    outputs: list[tuple[FileResult, str, int]],
+    started: datetime,
+    t_submit: float,
+    resumed: bool,
+    report: IngestReport,
+    now: datetime | None,
+) -> BatchReport:
+    batch_id = f"b{seq:08d}"
     results: list[FileResult] = []
     ledger_rows: list[dict[str, object]] = []
-    # Largest files first keeps both workers busy until the end.
-    order = sorted(range(len(jobs)), key=lambda i: -files[i][2])
-    outputs: dict[int, tuple[FileResult, str, int]] = {}
-    for i, out in zip(order, pool.map(_process, [jobs[i] for i in order]), strict=True):
-        outputs[i] = out
-        bar.advance(out[2], lines=out[0].lines)
-    for i in range(len(jobs)):
-        res, digest, size = outputs[i]
+    for res, digest, size in outputs:
         if res.rows_valid + res.rows_quarantined != res.lines:
             raise IngestError(f"{res.source_file}: {res.lines} lines but {res.rows_valid} valid + "
                               f"{res.rows_quarantined} quarantined")
@@ -260,7 +275,7 @@ def _run_batch(
     valid = sum(r.rows_valid for r in results)
     quarantined = sum(r.rows_quarantined for r in results)
     nbytes = sum(f[2] for f in files)
-    duration = time.perf_counter() - t0
+    duration = time.perf_counter() - t_submit
     run_row = {
         "batch_id": batch_id,
         "batch_seq": seq,
