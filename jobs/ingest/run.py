@@ -211,9 +211,10 @@ def _submit(
     pool: Executor, landing: Path, seq: int, files: list[tuple[str, str, int]], now: datetime | None
 ) -> tuple[datetime, float, list[Future[tuple[FileResult, str, int]]]]:
     started = now or datetime.now(UTC)
+    t_submit = time.perf_counter()
     batch_id = f"b{seq:08d}"
     futures = [pool.submit(_process, (str(landing), rel, et, batch_id, started)) for rel, et, _ in files]
-    return started, time.perf_counter(), futures
+    return started, t_submit, futures
 
 
 def _commit_batch(
