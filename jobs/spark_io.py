@@ -74,7 +74,7 @@ def lake_rows(settings: Settings, layer: str, name: str, where: str | None = Non
     if where is None:
         adds = dt.get_add_actions(flatten=True)
         return int(sum(adds.column("num_records").to_pylist())) if adds.num_rows else 0
-    return dt.to_pyarrow_dataset().to_table(columns=[]).num_rows if where is None else _count_where(dt, where)
+    return _count_where(dt, where)
 
 
 def _count_where(dt: object, where: str) -> int:

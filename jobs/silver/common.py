@@ -1,0 +1,149 @@
+"""Helpers shared by the silver jobs: as_of handling, dedupe, ISO formatting and quarantine rows.
+
+Everything here is portable Spark (DataFrame API + Spark SQL expressions): no Python UDFs, no Sail-only
+features, so the pure transforms give the same result on embedded Sail and on classic JVM Spark.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from jobs import contracts, spark_io
+from jobs.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+# Seen receipts (and gestures, sticker answers) whose segment is still unknown wait this long for a late
+# segment_created before they are quarantined as unknown_segment.
+UNKNOWN_SEGMENT_GRACE = timedelta(hours=48)
+SEGMENT_LIFETIME_SQL = "INTERVAL 24 HOURS"
+BRONZE_META = tuple(name for name, _, _ in contracts.BRONZE_METADATA)
+# to_json's default timestamp text differs between engines (Sail: 10:00:00.001000Z, JVM Spark: 10:00:00.001Z,
+# which also drops microseconds): pin one lossless format so `raw` is identical on both.
+JSON_OPTIONS = {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"}
+
+
+def utc(as_of: datetime) -> datetime:
+    """as_of as an aware UTC datetime (a naive value is taken to be UTC already)."""
+    return as_of.replace(tzinfo=UTC) if as_of.tzinfo is None else as_of.astimezone(UTC)
+
+
+def iso_utc(t: datetime) -> str:
+    """2026-11-02T00:00:00Z (fraction only when non-zero, trailing zeros trimmed)."""
+    t = utc(t)
+    base = t.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{t.strftime('%f').rstrip('0')}Z" if t.microsecond else f"{base}Z"
+
+
+def run_id(as_of: datetime) -> str:
+    """Batch id of a silver run: derived from as_of only, so a rerun writes identical quarantine rows."""
+    return f"silver@{iso_utc(as_of)}"
+
+
+def ts_lit(t: datetime) -> Column:
+    from pyspark.sql import functions as F
+
+    return F.lit(utc(t)).cast("timestamp")
+
+
+def before(df: DataFrame, as_of: datetime, column: str = "event_time") -> DataFrame:
+    """Rows strictly before as_of (a run sees only events that happened before its data time)."""
+    from pyspark.sql import functions as F
+
+    return df.filter(F.col(column) < ts_lit(as_of))
+
+
+def iso_col(col: str | Column) -> Column:
+    """Spark expression formatting a timestamp like iso_utc: 2026-11-02T10:00:00.001Z / ...10:00:00Z."""
+    from pyspark.sql import functions as F
+
+    c = F.col(col) if isinstance(col, str) else col
+    micros = F.unix_micros(c) % F.lit(1_000_000)
+    frac = F.regexp_replace(F.lpad(micros.cast("string"), 6, "0"), "0+$", "")
+    base = F.date_format(c, "yyyy-MM-dd'T'HH:mm:ss")
+    return (
+        F.when(c.isNull(), F.lit("null"))
+        .when(micros == 0, F.concat(base, F.lit("Z")))
+        .otherwise(F.concat(base, F.lit("."), frac, F.lit("Z")))
+    )
+
+
+def txt(col: str | Column) -> Column:
+    """A value as text for reasons ('null' when missing)."""
+    from pyspark.sql import functions as F
+
+    c = F.col(col) if isinstance(col, str) else col
+    return F.coalesce(c.cast("string"), F.lit("null"))
+
+
+def first_per_key(df: DataFrame, keys: list[str], order: list[Column | str], *, rank_col: str = "_rk") -> DataFrame:
+    """Keep one row per key: the first by `order` (which must be a total order within a key)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    w = Window.partitionBy(*keys).orderBy(*order)
+    return df.withColumn(rank_col, F.row_number().over(w)).filter(F.col(rank_col) == 1).drop(rank_col)
+
+
+def dedupe_event_id(df: DataFrame) -> DataFrame:
+    """At-least-once delivery: the same event_id is one event; keep its first delivery by (_source_file, _line)."""
+    return first_per_key(df, ["event_id"], ["_source_file", "_line"])
+
+
+def with_raw(df: DataFrame) -> DataFrame:
+    """Add `_raw` = the bronze row as JSON (the quarantine's `raw`), before any transform changes it."""
+    from pyspark.sql import functions as F
+
+    return df.withColumn("_raw", F.to_json(F.struct(*[F.col(c) for c in df.columns]), JSON_OPTIONS))
+
+
+def quarantine_rows(
+    df: DataFrame,
+    *,
+    stage: str,
+    contract: str,
+    rule: str | Column,
+    field: str | Column,
+    reason: Column,
+    as_of: datetime,
+) -> DataFrame:
+    """ops.quarantine rows for the offending bronze rows of `df` (which carries _source_file, _line, event_id, _raw)."""
+    from pyspark.sql import functions as F
+
+    r = F.lit(rule) if isinstance(rule, str) else rule
+    f = F.lit(field) if isinstance(field, str) else field
+    return df.select(
+        F.lit(stage).alias("stage"),
+        F.lit(contract).alias("contract"),
+        F.col("_source_file").alias("source_file"),
+        F.col("_line").cast("bigint").alias("line"),
+        F.col("event_id"),
+        r.alias("rule"),
+        f.alias("field"),
+        reason.alias("reason"),
+        F.col("_raw").alias("raw"),
+        F.lit(run_id(as_of)).alias("batch_id"),
+        ts_lit(as_of).alias("quarantined_at"),
+    )
+
+
+def project(df: DataFrame, key: str) -> DataFrame:
+    """The contract's columns in order, cast to their types (like spark_io.conform, which write_table applies
+    again with its missing-column check, but without an analysis round trip: transforms stay lazy)."""
+    from pyspark.sql import functions as F
+
+    contract = contracts.get(key)
+    return df.select(*[F.col(col.name).cast(contracts.spark_ddl_type(col)).alias(col.name) for col in contract.columns])
+
+
+def read_bronze(spark: SparkSession, settings: Settings, event: str, as_of: datetime) -> DataFrame:
+    return before(spark_io.read_table(spark, settings, "bronze", event), as_of)
+
+
+def write_quarantine(df: DataFrame, settings: Settings, stage: str) -> int:
+    """Replace this stage's quarantine rows (other stages, ingest's included, are untouched)."""
+    if "'" in stage:  # stages are internal constants; keep the predicate well-formed
+        raise ValueError(f"bad stage {stage!r}")
+    return spark_io.write_table(df, settings, "ops", "quarantine", replace_where=f"stage = '{stage}'")

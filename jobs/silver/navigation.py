@@ -1,0 +1,62 @@
+"""silver.navigation: viewer gestures deduplicated by event_id, attached to their segment's author and story.
+
+A gesture on a segment not known (yet) waits (the table is recomputed from bronze every run); 48 h after
+its event_time it is quarantined `unknown_segment` (stage silver.navigation).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, NamedTuple
+
+from jobs import spark_io
+from jobs.settings import Settings
+from jobs.silver import common as c
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+STAGE = "silver.navigation"
+
+
+class NavigationOutput(NamedTuple):
+    navigation: DataFrame
+    quarantine: DataFrame
+
+
+def transform(events: DataFrame, segments: DataFrame, as_of: datetime) -> NavigationOutput:
+    """Bronze navigation (cut at as_of) + silver.segments -> navigation + quarantine."""
+    from pyspark.sql import functions as F
+
+    ev = c.dedupe_event_id(c.with_raw(events))
+    seg = segments.select(F.col("segment_id").alias("_sid"), "author_id", "story_id")
+    joined = ev.join(seg, F.col("segment_id") == F.col("_sid"), "left")
+    known = joined.filter(F.col("_sid").isNotNull()).withColumn("at", F.col("event_time"))
+    stale = joined.filter(
+        F.col("_sid").isNull() & (F.col("event_time") < c.ts_lit(as_of - c.UNKNOWN_SEGMENT_GRACE))
+    )
+    quarantine = c.quarantine_rows(
+        stale,
+        stage=STAGE,
+        contract="bronze.navigation",
+        rule="unknown_segment",
+        field="segment_id",
+        reason=F.concat(
+            F.lit("navigation.segment_id "), c.txt("segment_id"), F.lit(" is not a known segment 48 h after "),
+            F.lit("event_time "), c.iso_col("event_time"),
+        ),
+        as_of=as_of,
+    )
+    return NavigationOutput(c.project(known, "silver.navigation"), quarantine)
+
+
+def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
+    out = transform(
+        c.read_bronze(spark, settings, "navigation", as_of),
+        spark_io.read_table(spark, settings, "silver", "segments"),
+        as_of,
+    )
+    return {
+        "navigation": spark_io.write_table(out.navigation, settings, "silver", "navigation"),
+        "quarantine.navigation": c.write_quarantine(out.quarantine, settings, STAGE),
+    }

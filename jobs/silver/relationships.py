@@ -1,0 +1,105 @@
+"""silver.relationships: the social graph as validity intervals [valid_from, valid_to).
+
+Each bronze relationship event (deduplicated by event_id) opens or closes an interval on a key
+(relation, user_id, other_user_id):
+
+  follow / unfollow                -> follow        (user_id follows other_user_id)
+  close_friend_add / _remove       -> close_friend  (other_user_id is on user_id's list)
+  block / unblock                  -> block
+  hide_story / unhide_story        -> hide
+  set_private / set_public         -> private       (other_user_id = 0)
+  approve_follower                 -> approved      (user_id = the private account, other_user_id = follower)
+  unfollow by F of A               -> also closes   approved(A, F)
+
+Per key, events are ordered by (event_time, event_id). A start while open and an end while closed are
+no-ops, so only state changes matter: an interval starts at a start whose previous event was not a start,
+and ends at the next state change (an end); valid_to null = still holds. Zero-length intervals (start and
+end at the same instant) hold at no instant and are dropped.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from jobs import spark_io
+from jobs.settings import Settings
+from jobs.silver import common as c
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+# kind -> [(relation, key user, key other user, opens)]; 'u' = user_id, 'o' = other_user_id, '0' = literal 0.
+KIND_EFFECTS: dict[str, tuple[tuple[str, str, str, bool], ...]] = {
+    "follow": (("follow", "u", "o", True),),
+    "unfollow": (("follow", "u", "o", False), ("approved", "o", "u", False)),
+    "close_friend_add": (("close_friend", "u", "o", True),),
+    "close_friend_remove": (("close_friend", "u", "o", False),),
+    "block": (("block", "u", "o", True),),
+    "unblock": (("block", "u", "o", False),),
+    "hide_story": (("hide", "u", "o", True),),
+    "unhide_story": (("hide", "u", "o", False),),
+    "set_private": (("private", "u", "0", True),),
+    "set_public": (("private", "u", "0", False),),
+    "approve_follower": (("approved", "u", "o", True),),
+}
+_SIDE = {"u": "user_id", "o": "other_user_id", "0": "CAST(0 AS BIGINT)"}
+
+
+def _effects_sql() -> str:
+    """CASE kind WHEN ... THEN array(named_struct(...), ...) END: every effect of an event, in one pass."""
+    arms = []
+    for kind, effects in KIND_EFFECTS.items():
+        items = ", ".join(
+            f"named_struct('relation', '{rel}', 'k_user', {_SIDE[a]}, 'k_other', {_SIDE[b]}, "
+            f"'opens', {str(op).lower()})"
+            for rel, a, b, op in effects
+        )
+        arms.append(f"WHEN '{kind}' THEN array({items})")
+    return "CASE kind " + " ".join(arms) + " END"
+
+
+def transitions(events: DataFrame) -> DataFrame:
+    """(relation, user_id, other_user_id, at, event_id, opens): one row per effect of a deduplicated event."""
+    from pyspark.sql import functions as F
+
+    ev = c.dedupe_event_id(events)
+    return (
+        ev.select("event_id", F.col("event_time").alias("at"), F.explode(F.expr(_effects_sql())).alias("e"))
+        .select(
+            F.col("e.relation").alias("relation"),
+            F.col("e.k_user").alias("user_id"),
+            F.col("e.k_other").alias("other_user_id"),
+            "at",
+            "event_id",
+            F.col("e.opens").alias("opens"),
+        )
+        .filter(F.col("user_id").isNotNull() & F.col("other_user_id").isNotNull())
+    )
+
+
+def transform(events: DataFrame) -> DataFrame:
+    """Bronze relationship events (cut at as_of) -> silver.relationships intervals."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    key = ["relation", "user_id", "other_user_id"]
+    w = Window.partitionBy(*key).orderBy("at", "event_id")
+    changes = (
+        transitions(events)
+        .withColumn("_prev_open", F.coalesce(F.lag("opens").over(w), F.lit(False)))
+        .filter(F.col("opens") != F.col("_prev_open"))
+    )
+    # Changes now alternate open, close, open, ...: each open's interval ends at the next change.
+    intervals = (
+        changes.withColumn("valid_to", F.lead("at").over(w))
+        .filter(F.col("opens"))
+        .withColumnRenamed("at", "valid_from")
+        .filter(F.col("valid_to").isNull() | (F.col("valid_to") > F.col("valid_from")))
+    )
+    return c.project(intervals, "silver.relationships")
+
+
+def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
+    out = transform(c.read_bronze(spark, settings, "relationship", as_of))
+    return {"relationships": spark_io.write_table(out, settings, "silver", "relationships")}

@@ -1,0 +1,164 @@
+"""silver.segments: one row per segment with its lifecycle and its place in the author's story.
+
+Rules (DESIGN §5):
+- segment_created is deduplicated by event_id; when a segment_id is created by two different events the
+  earliest (event_time, event_id) wins and the other is quarantined (`duplicate_segment`).
+- created_at = event_time, expires_at = created_at + 24 h.
+- Stories: per author, ordered by (created_at, segment_id), a segment starts a new story when its created_at
+  is at/after the max expires_at of all the author's earlier segments (nothing of the author is active any
+  more); otherwise it joins the running story. story_id = first segment_id, frame_index is 1-based,
+  story_start = created_at of the first segment.
+- segment_deleted counts only when its author_id is the segment's author (else `delete_not_by_author`);
+  deleted_at = earliest valid delete. segment_archived likewise (`archive_not_by_author`); the latest valid
+  archive (event_time, event_id) gives highlight_id. Deletes/archives of a segment not known (yet) wait:
+  the table is recomputed from bronze every run.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, NamedTuple
+
+from jobs import spark_io
+from jobs.settings import Settings
+from jobs.silver import common as c
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+STAGE = "silver.segments"
+
+
+class SegmentsOutput(NamedTuple):
+    segments: DataFrame
+    quarantine: DataFrame
+
+
+def latest_creations(created: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """(one creation per segment_id, the losing creations) after event_id dedupe. Inputs carry _raw."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    events = c.dedupe_event_id(created)
+    ranked = events.withColumn(
+        "_rk", F.row_number().over(Window.partitionBy("segment_id").orderBy("event_time", "event_id"))
+    )
+    return ranked.filter("_rk = 1").drop("_rk"), ranked.filter("_rk > 1").drop("_rk")
+
+
+def assign_stories(seg: DataFrame) -> DataFrame:
+    """Add story_id, frame_index, story_start to rows with author_id, segment_id, created_at, expires_at."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    by_author = Window.partitionBy("author_id").orderBy("created_at", "segment_id")
+    earlier = by_author.rowsBetween(Window.unboundedPreceding, -1)
+    prev_max_exp = F.max("expires_at").over(earlier)
+    starts = seg.withColumn(
+        "_new_story", F.when(prev_max_exp.isNull() | (F.col("created_at") >= prev_max_exp), 1).otherwise(0)
+    ).withColumn("_story_no", F.sum("_new_story").over(by_author.rowsBetween(Window.unboundedPreceding, 0)))
+    story = Window.partitionBy("author_id", "_story_no").orderBy("created_at", "segment_id")
+    whole = story.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
+    return (
+        starts.withColumn("story_id", F.first("segment_id").over(whole))
+        .withColumn("story_start", F.first("created_at").over(whole))
+        .withColumn("frame_index", F.row_number().over(story).cast("bigint"))
+        .drop("_new_story", "_story_no")
+    )
+
+
+def transform(created: DataFrame, deleted: DataFrame, archived: DataFrame, as_of: datetime) -> SegmentsOutput:
+    """Bronze segment_created / segment_deleted / segment_archived (already cut at as_of) -> segments + quarantine."""
+    from pyspark.sql import functions as F
+
+    winners, losers = latest_creations(c.with_raw(created))
+    base = winners.select(
+        "segment_id",
+        "author_id",
+        "media_id",
+        "media_type",
+        "audience",
+        "duration_ms",
+        F.col("event_time").alias("created_at"),
+        (F.col("event_time") + F.expr(c.SEGMENT_LIFETIME_SQL)).alias("expires_at"),
+        "stickers",
+    )
+    owners = base.select(F.col("segment_id").alias("_sid"), F.col("author_id").alias("_owner"))
+
+    def by_owner(events: DataFrame) -> DataFrame:
+        ev = c.dedupe_event_id(c.with_raw(events))
+        return ev.join(owners, F.col("segment_id") == F.col("_sid"), "inner").drop("_sid")
+
+    dels = by_owner(deleted)
+    good_dels = (
+        dels.filter(F.col("author_id") == F.col("_owner"))
+        .groupBy("segment_id")
+        .agg(F.min("event_time").alias("deleted_at"))
+        .withColumnRenamed("segment_id", "_del_sid")
+    )
+    arcs = by_owner(archived)
+    good_arcs = (
+        c.first_per_key(
+            arcs.filter(F.col("author_id") == F.col("_owner")),
+            ["segment_id"],
+            [F.col("event_time").desc(), F.col("event_id").desc()],
+        )
+        .select(F.col("segment_id").alias("_arc_sid"), F.col("highlight_id"), F.lit(True).alias("_archived"))
+    )
+    seg = (
+        assign_stories(base)
+        .join(good_dels, F.col("segment_id") == F.col("_del_sid"), "left")
+        .join(good_arcs, F.col("segment_id") == F.col("_arc_sid"), "left")
+        .withColumn("is_deleted", F.col("deleted_at").isNotNull())
+        .withColumn("is_archived", F.coalesce(F.col("_archived"), F.lit(False)))
+    )
+    segments = c.project(seg, "silver.segments")
+
+    winner_of = winners.select(
+        F.col("segment_id").alias("_w_sid"), F.col("event_id").alias("_w_eid"), F.col("event_time").alias("_w_t")
+    )
+    dup_q = c.quarantine_rows(
+        losers.join(winner_of, F.col("segment_id") == F.col("_w_sid")),
+        stage=STAGE,
+        contract="bronze.segment_created",
+        rule="duplicate_segment",
+        field="segment_id",
+        reason=F.concat(
+            F.lit("segment_created.segment_id "), c.txt("segment_id"), F.lit(" was already created by event "),
+            F.col("_w_eid"), F.lit(" at "), c.iso_col("_w_t"), F.lit("; this later creation at "),
+            c.iso_col("event_time"), F.lit(" is ignored"),
+        ),
+        as_of=as_of,
+    )
+
+    def not_author(events: DataFrame, event: str, rule: str) -> DataFrame:
+        return c.quarantine_rows(
+            events.filter(F.col("author_id") != F.col("_owner")),
+            stage=STAGE,
+            contract=f"bronze.{event}",
+            rule=rule,
+            field="author_id",
+            reason=F.concat(
+                F.lit(f"{event}.author_id "), c.txt("author_id"), F.lit(" is not the author "), c.txt("_owner"),
+                F.lit(" of segment "), c.txt("segment_id"),
+            ),
+            as_of=as_of,
+        )
+
+    quarantine = dup_q.unionByName(not_author(dels, "segment_deleted", "delete_not_by_author")).unionByName(
+        not_author(arcs, "segment_archived", "archive_not_by_author")
+    )
+    return SegmentsOutput(segments, quarantine)
+
+
+def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
+    out = transform(
+        c.read_bronze(spark, settings, "segment_created", as_of),
+        c.read_bronze(spark, settings, "segment_deleted", as_of),
+        c.read_bronze(spark, settings, "segment_archived", as_of),
+        as_of,
+    )
+    return {
+        "segments": spark_io.write_table(out.segments, settings, "silver", "segments"),
+        "quarantine.segments": c.write_quarantine(out.quarantine, settings, STAGE),
+    }

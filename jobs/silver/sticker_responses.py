@@ -1,0 +1,142 @@
+"""silver.sticker_responses: one response per (sticker, user), rule per sticker type (DESIGN §5).
+
+Steps: dedupe by event_id, then client retries (idempotency_key + user_id: earliest event_time, then
+event_id); resolve against the segment's stickers:
+- segment not known (yet): waits (recomputed every run), quarantined `unknown_segment` 48 h after event_time;
+- no sticker with that sticker_id on the segment: `unknown_sticker`;
+- sticker_type differs from the sticker's type: `sticker_type_mismatch`;
+- poll/quiz option_index missing or not an index of the sticker's options: `option_out_of_range`.
+The valid interactions give one row per (sticker_id, user_id): poll and quiz the first response wins,
+slider and question the last, every other type the first; `interactions` counts the user's valid
+deduplicated interactions with that sticker. Order is (event_time, event_id).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, NamedTuple
+
+from jobs import spark_io
+from jobs.settings import Settings
+from jobs.silver import common as c
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+STAGE = "silver.sticker_responses"
+CONTRACT = "bronze.sticker_interaction"
+LAST_WINS = ("slider", "question")
+INDEXED = ("poll", "quiz")
+
+
+class StickerOutput(NamedTuple):
+    sticker_responses: DataFrame
+    quarantine: DataFrame
+
+
+def dedupe_interactions(events: DataFrame) -> DataFrame:
+    return c.first_per_key(c.dedupe_event_id(events), ["idempotency_key", "user_id"], ["event_time", "event_id"])
+
+
+def segment_stickers(segments: DataFrame) -> DataFrame:
+    """(segment_id, sticker_id, type, options) for every sticker of every segment."""
+    from pyspark.sql import functions as F
+
+    return segments.select("segment_id", F.explode("stickers").alias("s")).select(
+        F.col("segment_id").alias("_k_seg"),
+        F.col("s.sticker_id").alias("_k_stk"),
+        F.col("s.type").alias("_k_type"),
+        F.col("s.options").alias("_k_options"),
+    )
+
+
+def transform(events: DataFrame, segments: DataFrame, as_of: datetime) -> StickerOutput:
+    """Bronze sticker_interaction (cut at as_of) + silver.segments -> sticker_responses + quarantine."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    ev = dedupe_interactions(c.with_raw(events))
+    seg = segments.select(F.col("segment_id").alias("_s_id"), "author_id")
+    stk = segment_stickers(segments)
+    joined = ev.join(seg, F.col("segment_id") == F.col("_s_id"), "left").join(
+        stk, (F.col("segment_id") == F.col("_k_seg")) & (F.col("sticker_id") == F.col("_k_stk")), "left"
+    )
+    known_seg = F.col("_s_id").isNotNull()
+    stale = F.col("event_time") < c.ts_lit(as_of - c.UNKNOWN_SEGMENT_GRACE)
+    no_sticker = F.col("_k_stk").isNull()
+    mismatch = F.col("sticker_type") != F.col("_k_type")
+    n_options = F.coalesce(F.size("_k_options"), F.lit(0))
+    out_of_range = F.col("_k_type").isin(*INDEXED) & (
+        F.col("option_index").isNull() | (F.col("option_index") >= n_options)
+    )
+    where = F.concat(F.lit(" on segment "), c.txt("segment_id"))
+    rule = (
+        F.when(~known_seg & stale, F.lit("unknown_segment"))
+        .when(~known_seg, F.lit(None))  # waits for a late segment_created
+        .when(no_sticker, F.lit("unknown_sticker"))
+        .when(mismatch, F.lit("sticker_type_mismatch"))
+        .when(out_of_range, F.lit("option_out_of_range"))
+    )
+    classified = joined.withColumn("_rule", rule)
+    bad = classified.filter(F.col("_rule").isNotNull())
+    field = (
+        F.when(F.col("_rule") == "unknown_segment", F.lit("segment_id"))
+        .when(F.col("_rule") == "unknown_sticker", F.lit("sticker_id"))
+        .when(F.col("_rule") == "sticker_type_mismatch", F.lit("sticker_type"))
+        .otherwise(F.lit("option_index"))
+    )
+    reason = (
+        F.when(
+            F.col("_rule") == "unknown_segment",
+            F.concat(
+                F.lit("sticker_interaction.segment_id "), c.txt("segment_id"),
+                F.lit(" is not a known segment 48 h after event_time "), c.iso_col("event_time"),
+            ),
+        )
+        .when(
+            F.col("_rule") == "unknown_sticker",
+            F.concat(F.lit("sticker_interaction.sticker_id "), c.txt("sticker_id"), F.lit(" is not a sticker"), where),
+        )
+        .when(
+            F.col("_rule") == "sticker_type_mismatch",
+            F.concat(
+                F.lit("sticker_interaction.sticker_type "), c.txt("sticker_type"), F.lit(" differs from type "),
+                c.txt("_k_type"), F.lit(" of sticker "), c.txt("sticker_id"), where,
+            ),
+        )
+        .otherwise(
+            F.concat(
+                F.lit("sticker_interaction.option_index "), c.txt("option_index"), F.lit(" is not in [0, "),
+                n_options.cast("string"), F.lit(") for "), c.txt("_k_type"), F.lit(" sticker "), c.txt("sticker_id"),
+            )
+        )
+    )
+    quarantine = c.quarantine_rows(
+        bad, stage=STAGE, contract=CONTRACT, rule=F.col("_rule"), field=field, reason=reason, as_of=as_of
+    )
+
+    good = classified.filter(known_seg & F.col("_rule").isNull())
+    per_user = Window.partitionBy("sticker_id", "user_id")
+    asc = per_user.orderBy("event_time", "event_id")
+    desc = per_user.orderBy(F.col("event_time").desc(), F.col("event_id").desc())
+    winners = (
+        good.withColumn("_first", F.row_number().over(asc))
+        .withColumn("_last", F.row_number().over(desc))
+        .withColumn("interactions", F.count(F.lit(1)).over(per_user))
+        .filter(F.when(F.col("_k_type").isin(*LAST_WINS), F.col("_last")).otherwise(F.col("_first")) == 1)
+        .withColumn("sticker_type", F.col("_k_type"))
+        .withColumn("responded_at", F.col("event_time"))
+    )
+    return StickerOutput(c.project(winners, "silver.sticker_responses"), quarantine)
+
+
+def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
+    out = transform(
+        c.read_bronze(spark, settings, "sticker_interaction", as_of),
+        spark_io.read_table(spark, settings, "silver", "segments"),
+        as_of,
+    )
+    return {
+        "sticker_responses": spark_io.write_table(out.sticker_responses, settings, "silver", "sticker_responses"),
+        "quarantine.sticker_responses": c.write_quarantine(out.quarantine, settings, STAGE),
+    }

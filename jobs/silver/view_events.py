@@ -1,0 +1,244 @@
+"""silver.view_events (+ silver.pending_views, quarantine stage silver.view_events) from bronze segment_view.
+
+Steps, in order (DESIGN §5):
+1. exact duplicates: the same event_id is one receipt (first delivery by _source_file, _line);
+2. client retries: the same (idempotency_key, viewer_id) is one receipt (earliest event_time, then event_id);
+3. only receipts that count as views are kept (completion_pct = 1 or view_duration_ms >= 3000); the others
+   are simply not views (not quarantined);
+4. each view is resolved against silver.segments:
+   - unknown segment: held in pending_views while viewed_at >= as_of - 48 h, then quarantined `unknown_segment`;
+   - viewed_at outside [created_at, expires_at): `outside_lifetime`;
+   - segment deleted at or before viewed_at: `segment_deleted`;
+   - the audience rules (serving/audience.py) deny the viewer at viewed_at: the denial reason as rule
+     (blocked, hidden_from_viewer, not_close_friend, private_not_approved);
+   - otherwise a counted view.
+The audience flags are computed from silver.relationships intervals holding at viewed_at.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, NamedTuple
+
+from jobs import spark_io
+from jobs.settings import Settings
+from jobs.silver import common as c
+from serving import audience
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+STAGE = "silver.view_events"
+CONTRACT = "bronze.segment_view"
+COUNTS_AS_VIEW_SQL = "(completion_pct = 1 OR view_duration_ms >= 3000)"
+# Statuses of a classified receipt.
+VIEW, PENDING, QUARANTINED = "view", "pending", "quarantine"
+
+
+class ViewOutputs(NamedTuple):
+    view_events: DataFrame
+    pending_views: DataFrame
+    quarantine: DataFrame
+
+
+def dedupe_views(views: DataFrame) -> DataFrame:
+    """Remove exact duplicates (event_id) then client retries (idempotency_key + viewer_id). Same columns out."""
+    return c.first_per_key(c.dedupe_event_id(views), ["idempotency_key", "viewer_id"], ["event_time", "event_id"])
+
+
+def counted(views: DataFrame) -> DataFrame:
+    """Receipts that count as a view."""
+    return views.filter(COUNTS_AS_VIEW_SQL)
+
+
+def relation_edges(relationships: DataFrame) -> DataFrame:
+    """(flag, author_key, viewer_key, valid_from, valid_to) for every audience.RELATION_FLAGS entry, in one pass
+    over relationships: 'author->viewer' means user_id = author, 'viewer->author' means user_id = viewer."""
+    from pyspark.sql import functions as F
+
+    arms = []
+    for flag, relation, direction in audience.RELATION_FLAGS:
+        author_key, viewer_key = (
+            ("user_id", "other_user_id") if direction == "author->viewer" else ("other_user_id", "user_id")
+        )
+        arms.append(
+            F.when(
+                F.col("relation") == relation,
+                F.struct(
+                    F.lit(flag).alias("flag"), F.col(author_key).alias("author_key"),
+                    F.col(viewer_key).alias("viewer_key"),
+                ),
+            )
+        )
+    return (
+        relationships.select(F.explode(F.array(*arms)).alias("e"), "valid_from", "valid_to")
+        .filter(F.col("e").isNotNull())
+        .select("e.flag", "e.author_key", "e.viewer_key", "valid_from", "valid_to")
+    )
+
+
+def audience_flags(views: DataFrame, relationships: DataFrame) -> DataFrame:
+    """Add the serving.audience.FLAGS columns to `views` (event_id unique; viewer_id, author_id, audience,
+    viewed_at), from the relationships holding at viewed_at (audience.holds_at_sql).
+
+    Per-pair flags come from audience.RELATION_FLAGS; `blocked` is any of its blocked_* flags (either
+    direction); `author_private` is the author's `private` relation (other_user_id = 0).
+    """
+    from pyspark.sql import functions as F
+
+    pair_flags = [flag for flag, _, _ in audience.RELATION_FLAGS]
+    keyed = views.select("event_id", "author_id", "viewer_id", "viewed_at").alias("v")
+    private = relationships.filter(F.col("relation") == "private").select(
+        F.col("user_id").alias("p_author"), F.col("valid_from"), F.col("valid_to")
+    )
+    flags = (
+        keyed.join(
+            relation_edges(relationships).alias("r"),
+            (F.col("v.author_id") == F.col("r.author_key"))
+            & (F.col("v.viewer_id") == F.col("r.viewer_key"))
+            & F.expr(audience.holds_at_sql("r", "v.viewed_at")),
+            "left",
+        )
+        .join(
+            private.alias("p"),
+            (F.col("v.author_id") == F.col("p.p_author")) & F.expr(audience.holds_at_sql("p", "v.viewed_at")),
+            "left",
+        )
+        .groupBy(F.col("v.event_id").alias("_f_eid"))
+        .agg(
+            *[F.max(F.when(F.col("r.flag") == f, True).otherwise(False)).alias(f"_f_{f}") for f in pair_flags],
+            F.max(F.col("p.p_author").isNotNull()).alias("_f_private"),
+        )
+    )
+    blocked = F.lit(False)
+    for f in pair_flags:
+        if f.startswith("blocked"):
+            blocked = blocked | F.col(f"_f_{f}")
+    computed = {
+        "is_self": F.col("viewer_id") == F.col("author_id"),
+        "blocked": blocked,
+        "hidden": F.col("_f_hidden"),
+        "close_friend": F.col("_f_close_friend"),
+        "author_private": F.col("_f_private"),
+        "follows": F.col("_f_follows"),
+        "approved": F.col("_f_approved"),
+    }
+    missing = set(audience.FLAGS) - set(computed) - {"audience"}  # audience is the segment's column
+    if missing:  # the rules grew a flag this job does not compute
+        raise RuntimeError(f"audience flags not computed: {sorted(missing)}")
+    out = views.join(flags, F.col("event_id") == F.col("_f_eid"), "left")
+    return out.select("*", *[col.alias(name) for name, col in computed.items()]).drop(
+        "_f_eid", "_f_private", *[f"_f_{f}" for f in pair_flags]
+    )
+
+
+def classify(views: DataFrame, segments: DataFrame, relationships: DataFrame, as_of: datetime) -> DataFrame:
+    """Deduplicated, counted receipts with segment columns, _status (view|pending|quarantine), _rule, _field,
+    _reason. `views` is bronze segment_view cut at as_of; segments / relationships are silver."""
+    from pyspark.sql import functions as F
+
+    rcpt = counted(dedupe_views(c.with_raw(views))).withColumn("viewed_at", F.col("event_time"))
+    seg = segments.select(
+        F.col("segment_id").alias("_s_id"),
+        "author_id",
+        "story_id",
+        "frame_index",
+        "audience",
+        "created_at",
+        "expires_at",
+        "deleted_at",
+    )
+    joined = rcpt.join(seg, F.col("segment_id") == F.col("_s_id"), "left")
+    flagged = audience_flags(joined, relationships).withColumn("_denial", F.expr(audience.DENIAL_REASON_SQL))
+
+    known = F.col("_s_id").isNotNull()
+    waiting = F.col("viewed_at") >= c.ts_lit(as_of - c.UNKNOWN_SEGMENT_GRACE)
+    early = F.col("viewed_at") < F.col("created_at")
+    late = F.col("viewed_at") >= F.col("expires_at")
+    deleted = F.col("deleted_at").isNotNull() & (F.col("deleted_at") <= F.col("viewed_at"))
+    denied = F.col("_denial").isNotNull()
+    at = F.concat(F.lit("segment_view.event_time "), c.iso_col("viewed_at"))
+    seg_no = F.concat(F.lit(" of segment "), c.txt("segment_id"))
+
+    status = (
+        F.when(~known & waiting, F.lit(PENDING))
+        .when(~known | early | late | deleted | denied, F.lit(QUARANTINED))
+        .otherwise(F.lit(VIEW))
+    )
+    rule = (
+        F.when(~known, F.lit("unknown_segment"))
+        .when(early | late, F.lit("outside_lifetime"))
+        .when(deleted, F.lit("segment_deleted"))
+        .when(denied, F.col("_denial"))
+    )
+    field = (
+        F.when(~known, F.lit("segment_id"))
+        .when(early | late, F.lit("event_time"))
+        .when(deleted, F.lit("segment_id"))
+        .when(denied, F.lit("viewer_id"))
+    )
+    reason = (
+        F.when(
+            ~known,
+            F.concat(
+                F.lit("segment_view.segment_id "), c.txt("segment_id"), F.lit(" is not a known segment 48 h after "),
+                F.lit("event_time "), c.iso_col("viewed_at"),
+            ),
+        )
+        .when(early, F.concat(at, F.lit(" is before created_at "), c.iso_col("created_at"), seg_no))
+        .when(late, F.concat(at, F.lit(" is at/after expires_at "), c.iso_col("expires_at"), seg_no))
+        .when(
+            deleted,
+            F.concat(
+                F.lit("segment_view.segment_id "), c.txt("segment_id"), F.lit(" was deleted at "),
+                c.iso_col("deleted_at"), F.lit(", at/before event_time "), c.iso_col("viewed_at"),
+            ),
+        )
+        .when(
+            denied,
+            F.concat(
+                F.lit("segment_view.viewer_id "), c.txt("viewer_id"), F.lit(" may not see "), F.col("audience"),
+                F.lit(" segment "), c.txt("segment_id"), F.lit(" of author "), c.txt("author_id"), F.lit(" at "),
+                c.iso_col("viewed_at"), F.lit(": "), F.col("_denial"),
+            ),
+        )
+    )
+    return flagged.select(
+        "*", status.alias("_status"), rule.alias("_rule"), field.alias("_field"), reason.alias("_reason")
+    )
+
+
+def outputs(classified: DataFrame, as_of: datetime) -> ViewOutputs:
+    """Split classify()'s rows into view_events, pending_views and quarantine rows."""
+    from pyspark.sql import functions as F
+
+    views = classified.filter(F.col("_status") == VIEW).withColumn("view_date", F.to_date("viewed_at"))
+    pending = classified.filter(F.col("_status") == PENDING)
+    bad = classified.filter(F.col("_status") == QUARANTINED)
+    quarantine = c.quarantine_rows(
+        bad, stage=STAGE, contract=CONTRACT, rule=F.col("_rule"), field=F.col("_field"), reason=F.col("_reason"),
+        as_of=as_of,
+    )
+    return ViewOutputs(
+        c.project(views, "silver.view_events"),
+        c.project(pending, "silver.pending_views"),
+        quarantine,
+    )
+
+
+def transform(views: DataFrame, segments: DataFrame, relationships: DataFrame, as_of: datetime) -> ViewOutputs:
+    return outputs(classify(views, segments, relationships, as_of), as_of)
+
+
+def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
+    out = transform(
+        c.read_bronze(spark, settings, "segment_view", as_of),
+        spark_io.read_table(spark, settings, "silver", "segments"),
+        spark_io.read_table(spark, settings, "silver", "relationships"),
+        as_of,
+    )
+    return {
+        "view_events": spark_io.write_table(out.view_events, settings, "silver", "view_events"),
+        "pending_views": spark_io.write_table(out.pending_views, settings, "silver", "pending_views"),
+        "quarantine.view_events": c.write_quarantine(out.quarantine, settings, STAGE),
+    }

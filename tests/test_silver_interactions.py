@@ -1,0 +1,165 @@
+"""silver.sticker_responses, silver.navigation, silver.engagements."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs.silver import engagements, navigation, segments, sticker_responses
+from tests.test_silver_support import T0, H, bronze, by, local, rows, sticker
+
+AS_OF = T0 + 60 * H  # events on unknown segments from T0+12h on still wait
+
+
+@pytest.fixture(scope="module")
+def segs(spark):
+    created = bronze(
+        spark,
+        "segment_created",
+        [
+            {"event_id": "c200", "event_time": T0, "segment_id": 200, "author_id": 1, "stickers": [
+                sticker(500, "poll", ["a", "b"]),
+                sticker(501, "quiz", ["x", "y", "z"], 1),
+                sticker(502, "slider"),
+                sticker(503, "question"),
+                sticker(504, "link"),
+            ]},
+        ],
+    )
+    out = segments.transform(
+        created, bronze(spark, "segment_deleted", []), bronze(spark, "segment_archived", []), AS_OF
+    ).segments
+    return local(spark, out, "silver.segments")
+
+
+def tap(event_id, stk, type_, user, hours, **kw):
+    return {"event_id": event_id, "sticker_id": stk, "segment_id": 200, "user_id": user, "sticker_type": type_,
+            "event_time": T0 + hours * H, **kw}
+
+
+@pytest.fixture(scope="module")
+def stickers(spark, segs):
+    events = bronze(
+        spark,
+        "sticker_interaction",
+        [
+            tap("p1", 500, "poll", 10, 1, option_index=1),
+            tap("p2", 500, "poll", 10, 2, option_index=0),
+            tap("p3", 500, "poll", 11, 1, option_index=2),  # options a, b: index 2 is out of range
+            tap("p5", 500, "poll", 12, 1, option_index=0, idempotency_key="KP"),
+            tap("p6", 500, "poll", 12, 1.5, option_index=1, idempotency_key="KP"),  # client retry
+            tap("s1", 502, "slider", 10, 1, value=0.2),
+            tap("s2", 502, "slider", 10, 3, value=0.9),
+            tap("s3", 502, "slider", 10, 2, value=0.5),
+            tap("q1", 503, "question", 10, 1, text="hi"),
+            tap("q2", 503, "question", 10, 2, text="bye"),
+            tap("z1", 501, "quiz", 10, 1, option_index=2),
+            tap("z2", 501, "quiz", 10, 2, option_index=1),
+            tap("l1", 504, "link", 10, 1),
+            tap("l1", 504, "link", 10, 1),  # duplicate delivery
+            tap("l2", 504, "link", 10, 2),
+            tap("u1", 599, "poll", 10, 1, option_index=0),
+            tap("m1", 500, "slider", 13, 1, value=0.5),
+            {**tap("o1", 1, "link", 10, 0), "segment_id": 999},
+            {**tap("o2", 1, "link", 10, 13), "segment_id": 999},  # segment may still arrive: waits
+        ],
+    )
+    out = sticker_responses.transform(events, segs, AS_OF)
+    return (
+        by(out.sticker_responses.selectExpr("concat(sticker_id, '/', user_id) AS k", "*"), "k",
+           "sticker_type", "option_index", "value", "text", "responded_at", "interactions", "author_id"),
+        by(out.quarantine, "event_id", "rule", "field", "reason", "stage", "contract"),
+    )
+
+
+def test_first_poll_vote_wins(stickers):
+    resp, _ = stickers
+    assert (resp["500/10"]["option_index"], resp["500/10"]["responded_at"], resp["500/10"]["interactions"]) == (
+        1, T0 + H, 2,
+    )
+
+
+def test_poll_retry_is_one_interaction(stickers):
+    resp, _ = stickers
+    assert (resp["500/12"]["option_index"], resp["500/12"]["interactions"]) == (0, 1)
+
+
+def test_last_slider_value_wins(stickers):
+    resp, _ = stickers
+    assert (resp["502/10"]["value"], resp["502/10"]["responded_at"], resp["502/10"]["interactions"]) == (
+        0.9, T0 + 3 * H, 3,
+    )
+
+
+def test_last_question_answer_wins_first_quiz_answer_wins_first_tap_wins(stickers):
+    resp, _ = stickers
+    assert resp["503/10"]["text"] == "bye"
+    assert resp["501/10"]["option_index"] == 2
+    assert (resp["504/10"]["responded_at"], resp["504/10"]["interactions"]) == (T0 + H, 2)
+    assert {r["author_id"] for r in resp.values()} == {1}
+    assert sorted(resp) == ["500/10", "500/12", "501/10", "502/10", "503/10", "504/10"]
+
+
+def test_option_out_of_range_is_quarantined(stickers):
+    _, q = stickers
+    assert q["p3"] == {
+        "event_id": "p3", "rule": "option_out_of_range", "field": "option_index",
+        "reason": "sticker_interaction.option_index 2 is not in [0, 2) for poll sticker 500",
+        "stage": "silver.sticker_responses", "contract": "bronze.sticker_interaction",
+    }
+
+
+def test_unknown_sticker_and_type_mismatch_are_quarantined(stickers):
+    _, q = stickers
+    assert (q["u1"]["rule"], q["u1"]["reason"]) == (
+        "unknown_sticker", "sticker_interaction.sticker_id 599 is not a sticker on segment 200"
+    )
+    assert (q["m1"]["rule"], q["m1"]["field"], q["m1"]["reason"]) == (
+        "sticker_type_mismatch", "sticker_type",
+        "sticker_interaction.sticker_type slider differs from type poll of sticker 500 on segment 200",
+    )
+
+
+def test_sticker_on_unknown_segment_waits_48h_then_is_quarantined(stickers):
+    _, q = stickers
+    assert q["o1"]["rule"] == "unknown_segment"
+    assert sorted(q) == ["m1", "o1", "p3", "u1"]  # o2 waits
+
+
+def test_navigation_dedupe_attach_story_and_unknown_segment(spark, segs):
+    events = bronze(
+        spark,
+        "navigation",
+        [
+            {"event_id": "n1", "event_time": T0 + H, "segment_id": 200, "viewer_id": 7, "action": "tap_exit"},
+            {"event_id": "n1", "event_time": T0 + H, "segment_id": 200, "viewer_id": 7, "action": "tap_exit"},
+            {"event_id": "n2", "event_time": T0 + H, "segment_id": 999, "viewer_id": 7},
+            {"event_id": "n3", "event_time": T0 + 13 * H, "segment_id": 999, "viewer_id": 7},
+        ],
+    )
+    out = navigation.transform(events, segs, AS_OF)
+    assert rows(out.navigation) == [("n1", 200, 1, 200, 7, "tap_exit", T0 + H)]
+    assert rows(out.quarantine, "stage", "contract", "event_id", "rule", "field", "reason") == [
+        ("silver.navigation", "bronze.navigation", "n2", "unknown_segment", "segment_id",
+         "navigation.segment_id 999 is not a known segment 48 h after event_time 2026-11-01T11:00:00Z"),
+    ]
+
+
+def test_engagements_dedupe_and_story_when_segment_known(spark, segs):
+    events = bronze(
+        spark,
+        "engagement",
+        [
+            {"event_id": "g1", "event_time": T0 + H, "kind": "reply", "actor_id": 7, "target_user_id": 1,
+             "segment_id": 200},
+            {"event_id": "g1", "event_time": T0 + H, "kind": "reply", "actor_id": 7, "target_user_id": 1,
+             "segment_id": 200},
+            {"event_id": "g2", "event_time": T0 + H, "kind": "like", "actor_id": 7, "target_user_id": 1},
+            {"event_id": "g3", "event_time": T0 + H, "kind": "share", "actor_id": 7, "target_user_id": 1,
+             "segment_id": 999},
+        ],
+    )
+    assert rows(engagements.transform(events, segs)) == [
+        ("g1", "reply", 7, 1, 200, 200, T0 + H),
+        ("g2", "like", 7, 1, None, None, T0 + H),
+        ("g3", "share", 7, 1, 999, None, T0 + H),
+    ]

@@ -1,0 +1,77 @@
+"""silver.relationships: validity intervals from relationship events."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs.silver import relationships
+from tests.test_silver_support import T0, H, bronze, rows
+
+
+def rel(event_id, hours, kind, user, other=None):
+    return {"event_id": event_id, "event_time": T0 + hours * H, "kind": kind, "user_id": user, "other_user_id": other}
+
+
+@pytest.fixture(scope="module")
+def intervals(spark):
+    events = bronze(
+        spark,
+        "relationship",
+        [
+            rel("f1", 0, "follow", 1, 2),
+            rel("f1", 0, "follow", 1, 2),  # duplicate delivery
+            rel("f2", 1, "follow", 1, 2),  # start while open: no-op
+            rel("f3", 2, "unfollow", 1, 2),
+            rel("f4", 3, "unfollow", 1, 2),  # end while closed: no-op
+            rel("f5", 5, "follow", 1, 2),
+            rel("u1", 0, "unfollow", 3, 4),  # end while never opened: no-op
+            rel("p1", 0, "set_private", 7),
+            rel("p2", 10, "set_public", 7),
+            rel("a0", 0, "follow", 8, 7),
+            rel("a1", 1, "approve_follower", 7, 8),
+            rel("a2", 4, "unfollow", 8, 7),  # ends follow(8,7) and approved(7,8)
+            rel("c1", 0, "close_friend_add", 1, 5),
+            rel("c2", 6, "close_friend_remove", 1, 5),
+            rel("b1", 0, "block", 5, 1),
+            rel("h1", 0, "hide_story", 1, 6),
+            rel("h2", 2, "unhide_story", 1, 6),
+            rel("t-b", 0, "follow", 5, 6),  # same instant as t-a; ordered by event_id: unfollow first (no-op)
+            rel("t-a", 0, "unfollow", 5, 6),
+            rel("z1", 0, "follow", 5, 9),  # open and closed at the same instant: holds at no instant
+            rel("z2", 0, "unfollow", 5, 9),
+        ],
+    )
+    return rows(relationships.transform(events))
+
+
+def test_follow_unfollow_refollow_gives_two_intervals(intervals):
+    assert [r for r in intervals if r[:3] == ("follow", 1, 2)] == [
+        ("follow", 1, 2, T0, T0 + 2 * H),
+        ("follow", 1, 2, T0 + 5 * H, None),
+    ]
+
+
+def test_end_while_closed_is_a_no_op(intervals):
+    assert [r for r in intervals if r[1:3] == (3, 4)] == []
+
+
+def test_private_interval_uses_other_user_zero(intervals):
+    assert [r for r in intervals if r[0] == "private"] == [("private", 7, 0, T0, T0 + 10 * H)]
+
+
+def test_approved_ends_at_unfollow_by_that_follower(intervals):
+    assert [r for r in intervals if r[0] == "approved"] == [("approved", 7, 8, T0 + H, T0 + 4 * H)]
+    assert [r for r in intervals if r[:3] == ("follow", 8, 7)] == [("follow", 8, 7, T0, T0 + 4 * H)]
+
+
+def test_close_friend_block_hide_relations(intervals):
+    assert [r for r in intervals if r[0] in ("close_friend", "block", "hide")] == [
+        ("block", 5, 1, T0, None),
+        ("close_friend", 1, 5, T0, T0 + 6 * H),
+        ("hide", 1, 6, T0, T0 + 2 * H),
+    ]
+
+
+def test_same_instant_ordered_by_event_id_and_empty_intervals_dropped(intervals):
+    assert [r for r in intervals if r[:2] == ("follow", 5)] == [("follow", 5, 6, T0, None)]
+    assert len(intervals) == 9

@@ -1,0 +1,125 @@
+"""silver.segments: dedupe, 24 h lifetime, story chaining / frame_index, delete and archive rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs.silver import segments
+from tests.test_silver_support import MS, T0, H, bronze, by, rows, sticker
+
+AS_OF = T0 + 100 * H
+
+
+@pytest.fixture(scope="module")
+def out(spark):
+    created = bronze(
+        spark,
+        "segment_created",
+        [
+            # author 1: lifetimes chain at T0, T0+23h, T0+47h-1ms; T0+71h-1ms is exactly when the last one expires
+            {"event_id": "c10", "event_time": T0, "segment_id": 10, "author_id": 1,
+             "stickers": [sticker(500, "poll", ["a", "b"])]},
+            {"event_id": "c10", "event_time": T0, "segment_id": 10, "author_id": 1,
+             "stickers": [sticker(500, "poll", ["a", "b"])]},  # same event delivered twice
+            {"event_id": "c11", "event_time": T0 + 23 * H, "segment_id": 11, "author_id": 1},
+            {"event_id": "c12", "event_time": T0 + 47 * H - MS, "segment_id": 12, "author_id": 1},
+            {"event_id": "c13", "event_time": T0 + 71 * H - MS, "segment_id": 13, "author_id": 1},
+            # author 2: same created_at, ordered by segment_id
+            {"event_id": "c21", "event_time": T0, "segment_id": 21, "author_id": 2, "audience": "close_friends"},
+            {"event_id": "c20", "event_time": T0, "segment_id": 20, "author_id": 2},
+            # author 3: segment 30 created by two different events: the earliest wins
+            {"event_id": "c30-late", "event_time": T0 + H, "segment_id": 30, "author_id": 3, "media_id": 2},
+            {"event_id": "c30-early", "event_time": T0, "segment_id": 30, "author_id": 3, "media_id": 1},
+            # author 4: t0+47h exactly at the expiry of the t0+23h segment -> new story
+            {"event_id": "c40", "event_time": T0, "segment_id": 40, "author_id": 4},
+            {"event_id": "c41", "event_time": T0 + 23 * H, "segment_id": 41, "author_id": 4},
+            {"event_id": "c42", "event_time": T0 + 47 * H, "segment_id": 42, "author_id": 4},
+        ],
+    )
+    deleted = bronze(
+        spark,
+        "segment_deleted",
+        [
+            {"event_id": "d1", "event_time": T0 + 26 * H, "segment_id": 11, "author_id": 1},
+            {"event_id": "d2", "event_time": T0 + 25 * H, "segment_id": 11, "author_id": 1},
+            {"event_id": "d3", "event_time": T0 + 48 * H, "segment_id": 12, "author_id": 9},
+        ],
+    )
+    archived = bronze(
+        spark,
+        "segment_archived",
+        [
+            {"event_id": "a1", "event_time": T0 + 2 * H, "segment_id": 10, "author_id": 1, "highlight_id": 100},
+            {"event_id": "a2", "event_time": T0 + 3 * H, "segment_id": 10, "author_id": 1, "highlight_id": 200},
+            {"event_id": "a3", "event_time": T0 + 3 * H, "segment_id": 20, "author_id": 9, "highlight_id": 300},
+        ],
+    )
+    o = segments.transform(created, deleted, archived, AS_OF)
+    return by(o.segments, "segment_id", *[c for c in o.segments.columns if c != "segment_id"]), rows(
+        o.quarantine, "stage", "contract", "event_id", "rule", "field", "reason", "line", "batch_id"
+    )
+
+
+def test_one_row_per_segment_and_expires_24h_after_created(out):
+    segs, _ = out
+    assert sorted(segs) == [10, 11, 12, 13, 20, 21, 30, 40, 41, 42]
+    for s in segs.values():
+        assert s["expires_at"] - s["created_at"] == 24 * H
+    assert segs[10]["stickers"][0]["sticker_id"] == 500
+
+
+def test_lifetimes_chain_into_one_story_with_frames(out):
+    segs, _ = out
+    assert [(segs[i]["story_id"], segs[i]["frame_index"], segs[i]["story_start"]) for i in (10, 11, 12)] == [
+        (10, 1, T0), (10, 2, T0), (10, 3, T0),
+    ]
+
+
+def test_segment_created_at_max_expiry_of_earlier_starts_new_story(out):
+    segs, _ = out
+    assert (segs[13]["story_id"], segs[13]["frame_index"], segs[13]["story_start"]) == (13, 1, T0 + 71 * H - MS)
+    # t0, t0+23h, t0+47h: the third is created exactly when the second expires -> a new story
+    assert [(segs[i]["story_id"], segs[i]["frame_index"]) for i in (40, 41, 42)] == [(40, 1), (40, 2), (42, 1)]
+
+
+def test_same_created_at_ordered_by_segment_id(out):
+    segs, _ = out
+    assert [(segs[i]["story_id"], segs[i]["frame_index"]) for i in (20, 21)] == [(20, 1), (20, 2)]
+
+
+def test_segment_created_twice_keeps_earliest_and_quarantines_the_other(out):
+    segs, quarantine = out
+    assert (segs[30]["created_at"], segs[30]["media_id"]) == (T0, 1)
+    dup = [q for q in quarantine if q[3] == "duplicate_segment"]
+    assert len(dup) == 1
+    assert dup[0][:5] == ("silver.segments", "bronze.segment_created", "c30-late", "duplicate_segment", "segment_id")
+    assert dup[0][5] == (
+        "segment_created.segment_id 30 was already created by event c30-early at 2026-11-01T10:00:00Z; "
+        "this later creation at 2026-11-01T11:00:00Z is ignored"
+    )
+    assert dup[0][7] == "silver@2026-11-05T14:00:00Z"
+
+
+def test_delete_by_author_sets_earliest_deleted_at(out):
+    segs, _ = out
+    assert (segs[11]["is_deleted"], segs[11]["deleted_at"]) == (True, T0 + 25 * H)
+    assert (segs[10]["is_deleted"], segs[10]["deleted_at"]) == (False, None)
+
+
+def test_delete_not_by_author_is_quarantined(out):
+    segs, quarantine = out
+    assert segs[12]["is_deleted"] is False
+    q = [r for r in quarantine if r[3] == "delete_not_by_author"]
+    assert [r[:6] for r in q] == [
+        ("silver.segments", "bronze.segment_deleted", "d3", "delete_not_by_author", "author_id",
+         "segment_deleted.author_id 9 is not the author 1 of segment 12"),
+    ]
+
+
+def test_latest_archive_wins_and_archive_not_by_author_is_quarantined(out):
+    segs, quarantine = out
+    assert (segs[10]["is_archived"], segs[10]["highlight_id"]) == (True, 200)
+    assert (segs[20]["is_archived"], segs[20]["highlight_id"]) == (False, None)
+    assert [r[2:5] for r in quarantine if r[3] == "archive_not_by_author"] == [
+        ("a3", "archive_not_by_author", "author_id")
+    ]
