@@ -209,6 +209,21 @@ def bench_ingest(
     console.print_json(json.dumps(result))
 
 
+@bench_app.command("pipeline")
+def bench_pipeline(
+    views: Annotated[int, typer.Option(help="Approximate segment_view lines to generate.")] = 10_000_000,
+    users: Annotated[int, typer.Option(help="Users in the generated world.")] = 200_000,
+    jvm_views: Annotated[int, typer.Option(help="Views for the JVM Spark comparison (0 = skip).")] = 1_000_000,
+    work: Annotated[Path, typer.Option(help="Scratch folder.")] = Path(".storylake/bench/pipeline"),
+) -> None:
+    """Full run time and peak RSS vs a DuckDB reference (must agree), and Sail vs JVM Spark local mode."""
+    import json
+
+    from jobs.bench.pipeline import bench_pipeline as run_bench
+
+    console.print_json(json.dumps(run_bench(work, views=views, users=users, jvm_views=jvm_views)))
+
+
 # --- demo --------------------------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 EngineMode = Literal["embedded", "remote", "classic"]
+StorageMode = Literal["delta", "parquet"]
 ENGINE_MODES: tuple[EngineMode, ...] = ("embedded", "remote", "classic")
 DEFAULT_HOME = Path(".storylake")
 
@@ -22,6 +23,9 @@ class Settings:
     landing: Path = DEFAULT_HOME / "landing"
     engine: EngineMode = "embedded"
     spark_remote: str | None = None
+    # "parquet" only for engines without Delta support (JVM Spark without the delta-spark jars, which cannot
+    # be downloaded here): jobs then read Delta tables' active files as Parquet and write Parquet.
+    storage: StorageMode = "delta"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -33,6 +37,7 @@ class Settings:
             landing=Path(env.get("STORYLAKE_LANDING") or base.landing),
             engine=_engine(env.get("STORYLAKE_ENGINE") or base.engine),
             spark_remote=env.get("STORYLAKE_SPARK_REMOTE") or None,
+            storage=_storage(env.get("STORYLAKE_STORAGE") or base.storage),
         ).validated()
 
     def override(
@@ -67,6 +72,12 @@ class Settings:
     @property
     def serving_dir(self) -> Path:
         return self.lake / "serving"
+
+
+def _storage(value: str) -> StorageMode:
+    if value not in ("delta", "parquet"):
+        raise SettingsError(f"storage must be delta or parquet; got {value!r}")
+    return value  # type: ignore[return-value]
 
 
 def _engine(value: str) -> EngineMode:

@@ -27,9 +27,25 @@ def read_table(spark: SparkSession, settings: Settings, layer: str, name: str) -
     """The Delta table as a DataFrame; an empty DataFrame of the contract's schema when it does not exist."""
     path = settings.table_path(layer, name)
     contract = contracts.get(f"{layer}.{name}")
+    if settings.storage == "parquet":
+        return _read_parquet(spark, settings, layer, name)
     if not lake.exists(path):
         return spark.createDataFrame([], contract.spark_schema())
     return spark.read.format("delta").load(str(path))
+
+
+def _read_parquet(spark: SparkSession, settings: Settings, layer: str, name: str) -> DataFrame:
+    """Parquet storage mode: a Delta table's active files (protocol 1/2, no deletion vectors), else a
+    Parquet folder written by this mode."""
+    path = settings.table_path(layer, name)
+    contract = contracts.get(f"{layer}.{name}")
+    dt = lake.open_table(path)
+    files = dt.file_uris() if dt is not None else (
+        [str(p) for p in sorted(path.glob("*.parquet"))] if path.is_dir() else []
+    )
+    if not files:
+        return spark.createDataFrame([], contract.spark_schema())
+    return spark.read.schema(contract.spark_schema()).parquet(*files)
 
 
 def conform(df: DataFrame, layer: str, name: str) -> DataFrame:
@@ -55,6 +71,11 @@ def write_table(
     out = conform(df, layer, name)
     path = settings.table_path(layer, name)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if settings.storage == "parquet":
+        if replace_where is not None:  # each slice in its own folder (no transactional replace in Parquet)
+            path = path.parent / (name + "__" + "".join(ch if ch.isalnum() else "_" for ch in replace_where))
+        out.write.mode("overwrite").parquet(str(path))
+        return int(sum(pq_rows(p) for p in path.glob("*.parquet")))
     writer = out.write.format("delta").mode("overwrite")
     if replace_where is not None:
         outside = out.filter(f"NOT ({replace_where}) OR ({replace_where}) IS NULL").limit(1).count()
@@ -64,6 +85,12 @@ def write_table(
             writer = writer.option("replaceWhere", replace_where)
     writer.save(str(path))
     return lake_rows(settings, layer, name, replace_where)
+
+
+def pq_rows(path: object) -> int:
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(str(path)).metadata.num_rows)
 
 
 def lake_rows(settings: Settings, layer: str, name: str, where: str | None = None) -> int:

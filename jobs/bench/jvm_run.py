@@ -1,0 +1,28 @@
+"""Subprocess entry of the pipeline benchmark: silver+gold on classic JVM Spark, Parquet storage."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime
+
+from jobs.engine import spark_session
+from jobs.gold import build_gold
+from jobs.settings import Settings
+from jobs.silver import build_silver
+
+
+def main() -> None:
+    as_of = datetime.fromisoformat(sys.argv[1])
+    settings = Settings.from_env()
+    assert settings.engine == "classic" and settings.storage == "parquet"
+    with spark_session(settings) as spark:
+        t0 = time.perf_counter()
+        rows = {**build_silver(spark, settings, as_of), **build_gold(spark, settings, as_of)}
+        seconds = time.perf_counter() - t0
+    print(json.dumps({"seconds": seconds, "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()
