@@ -1,0 +1,77 @@
+"""gold.author_daily_insights: per author and UTC day of the activity, with exact trailing 7/28-day reach."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs import spark_io
+from jobs.gold import activity
+from jobs.gold.output import write_gold
+from jobs.settings import Settings
+
+NAME = "author_daily_insights"
+KEYS = ["author_id", "day"]
+TRAILING_DAYS = {"reach_7d": 7, "reach_28d": 28}
+
+
+def trailing_reach(views: DataFrame) -> DataFrame:
+    """reach_7d / reach_28d per (author_id, day): exact distinct viewers over the N days ending that day.
+
+    Each distinct (author, viewer, view day) is fanned out to the 28 days whose trailing window contains it
+    (an equi-join-free formulation that distributes well), then viewers are counted distinct per window.
+    """
+    longest = max(TRAILING_DAYS.values())
+    fanned = (
+        views.select("author_id", "viewer_id", "day")
+        .distinct()
+        .withColumn("_lag", F.explode(F.sequence(F.lit(0), F.lit(longest - 1))))
+        .withColumn("day", F.date_add(F.col("day"), F.col("_lag")))
+    )
+    return fanned.groupBy(*KEYS).agg(
+        *[
+            F.countDistinct(F.when(F.col("_lag") < n, F.col("viewer_id"))).alias(name)
+            for name, n in TRAILING_DAYS.items()
+        ]
+    )
+
+
+def author_daily_insights(
+    segments: DataFrame,
+    view_events: DataFrame,
+    navigation: DataFrame,
+    engagements: DataFrame,
+    as_of: datetime,
+) -> DataFrame:
+    """One row per (author, UTC day) with any activity before as_of: a segment posted, a counted view of the
+    author's segments, a gesture on them or a story engagement with them."""
+    segs = activity.known_segments(segments, as_of)
+    views = activity.views_before(view_events, segs, as_of)
+    nav = activity.navigation_before(navigation, segs, as_of)
+    eng = activity.story_engagements_before(engagements, segs, as_of)
+    posted = segs.groupBy("author_id", F.to_date("created_at").alias("day")).agg(
+        F.count(F.lit(1)).alias("segments_posted")
+    )
+    days = (
+        posted.select(*KEYS)
+        .unionByName(views.select(*KEYS))
+        .unionByName(nav.select(*KEYS))
+        .unionByName(eng.select(*KEYS))
+        .distinct()
+    )
+    out = activity.additive_counts(days, KEYS, views=views, nav=nav, eng=eng)
+    out = out.join(posted, KEYS, "left").join(trailing_reach(views), KEYS, "left")
+    out = activity.zero_filled(out, ["segments_posted", *TRAILING_DAYS])
+    return out.withColumn("as_of", activity.instant(as_of))
+
+
+def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
+    """Rebuild gold.author_daily_insights from silver (whole-table overwrite)."""
+    silver = {
+        name: spark_io.read_table(spark, settings, "silver", name)
+        for name in ("segments", "view_events", "navigation", "engagements")
+    }
+    df = author_daily_insights(**silver, as_of=as_of)
+    return write_gold(df, settings, NAME)

@@ -1,0 +1,135 @@
+"""gold.ring_features: ranking features per (viewer, author) as of T, with no leakage.
+
+`ring_features_at` computes the features for arbitrary (viewer_id, author_id, t) points from events strictly
+before each point's t: counts over [t - 30 d, t) of the viewer's actions toward the author, and the
+relationship state after every relationship event strictly before t (intervals evaluated at t - 1 us, so a
+follow / close-friend change stamped exactly at t is not known yet). The gold table evaluates it at
+(pairs, T = as_of); the ranking export (jobs/export.py) reuses it at t = story_start.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs import spark_io
+from jobs.gold import activity
+from jobs.gold.output import write_gold
+from jobs.gold.relation_flags import POINT_KEYS, directed_relations, relation_flags_at, relation_instant
+from jobs.settings import Settings
+from serving.audience import holds_at_sql
+
+NAME = "ring_features"
+FEATURE_VERSION = "ring_features/v1"
+WINDOW_DAYS = 30
+# Feature column -> engagement kind counted (actor = viewer, target = author).
+ENGAGEMENT_FEATURES: dict[str, str] = {
+    "dm_count_30d": "dm_sent",
+    "likes_given_30d": "like",
+    "comments_given_30d": "comment",
+    "story_replies_30d": "reply",
+    "profile_visits_30d": "profile_visit",
+}
+VIEW_FEATURES = ("story_views_30d", "completion_rate_30d")
+RELATION_FEATURES = {"is_close_friend": "close_friend", "follows": "follows"}  # feature -> audience flag
+FEATURES = (*ENGAGEMENT_FEATURES, *VIEW_FEATURES, *RELATION_FEATURES)
+_VIEW = "__view__"
+
+
+def in_window(time_col: str, t: str = "t") -> Column:
+    """[t - 30 d, t): an event exactly 30 days before t counts, one at t does not."""
+    start = F.col(t) - F.expr(f"INTERVAL {WINDOW_DAYS} DAYS")
+    return (F.col(time_col) >= start) & (F.col(time_col) < F.col(t))
+
+
+def _signals(engagements: DataFrame, view_events: DataFrame) -> DataFrame:
+    """Viewer -> author actions as one stream: (s_viewer, s_author, at, kind, completion_pct)."""
+    eng = engagements.filter(F.col("kind").isin(list(ENGAGEMENT_FEATURES.values()))).select(
+        F.col("actor_id").alias("s_viewer"),
+        F.col("target_user_id").alias("s_author"),
+        "at",
+        "kind",
+        F.lit(None).cast("double").alias("completion_pct"),
+    )
+    views = view_events.select(
+        F.col("viewer_id").alias("s_viewer"),
+        F.col("author_id").alias("s_author"),
+        F.col("viewed_at").alias("at"),
+        F.lit(_VIEW).alias("kind"),
+        "completion_pct",
+    )
+    return eng.unionByName(views)
+
+
+def ring_features_at(
+    engagements: DataFrame,
+    view_events: DataFrame,
+    relationships: DataFrame,
+    points: DataFrame,
+) -> DataFrame:
+    """Features for every distinct (viewer_id, author_id, t) of `points`, using only events with time < t
+    (and >= t - 30 d for counts). Returns viewer_id, author_id, t, *FEATURES, feature_version."""
+    keys = points.select(*POINT_KEYS).distinct()
+    signals = _signals(engagements, view_events)
+    joined = keys.join(
+        signals,
+        (F.col("viewer_id") == F.col("s_viewer")) & (F.col("author_id") == F.col("s_author")) & in_window("at"),
+        "left",
+    )
+    is_view = F.col("kind") == _VIEW
+    counts = joined.groupBy(*POINT_KEYS).agg(
+        *[F.count(F.when(F.col("kind") == kind, 1)).alias(name) for name, kind in ENGAGEMENT_FEATURES.items()],
+        F.count(F.when(is_view, 1)).alias("story_views_30d"),
+        F.count(F.when(is_view & (F.col("completion_pct") >= 1.0), 1)).alias("_completed_views"),
+    )
+    flags = relation_flags_at(relationships, keys, list(RELATION_FEATURES.values()), strictly_before=True)
+    return (
+        counts.withColumn("completion_rate_30d", activity.ratio("_completed_views", "story_views_30d"))
+        .join(flags, POINT_KEYS, "left")
+        .select(
+            *POINT_KEYS,
+            *ENGAGEMENT_FEATURES,
+            *VIEW_FEATURES,
+            *[F.coalesce(F.col(flag), F.lit(False)).alias(name) for name, flag in RELATION_FEATURES.items()],
+            F.lit(FEATURE_VERSION).alias("feature_version"),
+        )
+    )
+
+
+def ring_pairs(engagements: DataFrame, view_events: DataFrame, relationships: DataFrame, as_of: datetime) -> DataFrame:
+    """(viewer_id, author_id, t = as_of) for every pair with a non-default feature at as_of: a counted signal in
+    [as_of - 30 d, as_of) or a follow / close-friend edge holding just before as_of. Self pairs are left out."""
+    t = activity.instant(as_of)
+    signals = (
+        _signals(engagements, view_events)
+        .withColumn("t", t)
+        .filter(in_window("at"))
+        .select(F.col("s_viewer").alias("viewer_id"), F.col("s_author").alias("author_id"))
+    )
+    holds = holds_at_sql("r", relation_instant(spark_io.ts_literal(activity.utc(as_of)), strictly_before=True))
+    edges = (
+        directed_relations(relationships, list(RELATION_FEATURES.values()))
+        .alias("r")
+        .filter(F.expr(holds))
+        .select(F.col("viewer_key").alias("viewer_id"), F.col("author_key").alias("author_id"))
+    )
+    return signals.unionByName(edges).filter(F.col("viewer_id") != F.col("author_id")).distinct().withColumn("t", t)
+
+
+def ring_features(
+    engagements: DataFrame, view_events: DataFrame, relationships: DataFrame, as_of: datetime
+) -> DataFrame:
+    """The gold table: ring_features_at(pairs, T = as_of), t exposed as as_of."""
+    points = ring_pairs(engagements, view_events, relationships, as_of)
+    return ring_features_at(engagements, view_events, relationships, points).withColumnRenamed("t", "as_of")
+
+
+def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
+    """Rebuild gold.ring_features as of as_of from silver (whole-table overwrite)."""
+    silver = {
+        name: spark_io.read_table(spark, settings, "silver", name)
+        for name in ("engagements", "view_events", "relationships")
+    }
+    return write_gold(ring_features(**silver, as_of=as_of), settings, NAME)

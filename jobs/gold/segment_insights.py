@@ -1,0 +1,79 @@
+"""gold.segment_insights: creator insights per segment (every known segment, zeros when it has no activity)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs import spark_io
+from jobs.gold import activity
+from jobs.gold.output import write_gold
+from jobs.settings import Settings
+
+NAME = "segment_insights"
+SEGMENT_COLUMNS = (
+    "segment_id",
+    "author_id",
+    "story_id",
+    "frame_index",
+    "created_at",
+    "expires_at",
+    "audience",
+    "media_type",
+    "is_deleted",
+)
+
+
+def segment_insights(
+    segments: DataFrame,
+    view_events: DataFrame,
+    navigation: DataFrame,
+    engagements: DataFrame,
+    sticker_responses: DataFrame,
+    as_of: datetime,
+) -> DataFrame:
+    """One row per segment created before as_of, from silver rows strictly before as_of."""
+    segs = activity.known_segments(segments, as_of)
+    keys = ["segment_id"]
+    metrics = activity.additive_counts(
+        segs.select(*SEGMENT_COLUMNS),
+        keys,
+        views=activity.views_before(view_events, segs, as_of),
+        nav=activity.navigation_before(navigation, segs, as_of),
+        eng=activity.story_engagements_before(engagements, segs, as_of),
+        stickers=activity.sticker_responses_before(sticker_responses, segs, as_of),
+    )
+    return with_retention(activity.with_rates(metrics)).withColumn("as_of", activity.instant(as_of))
+
+
+def with_retention(metrics: DataFrame) -> DataFrame:
+    """retention_from_first = reach / reach of frame 1 of the same story; retention_from_previous = reach /
+    reach of frame_index - 1 (null for frame 1, a missing previous frame, or a zero denominator)."""
+    frames = metrics.select("story_id", "frame_index", "reach")
+    first = frames.filter(F.col("frame_index") == 1).select("story_id", F.col("reach").alias("_first_reach"))
+    previous = frames.select(
+        "story_id", (F.col("frame_index") + 1).alias("frame_index"), F.col("reach").alias("_previous_reach")
+    )
+    return (
+        metrics.join(first, "story_id", "left")
+        .join(previous, ["story_id", "frame_index"], "left")
+        .withColumns(
+            {
+                "retention_from_first": activity.ratio("reach", "_first_reach"),
+                "retention_from_previous": activity.ratio("reach", "_previous_reach"),
+            }
+        )
+        .drop("_first_reach", "_previous_reach")
+    )
+
+
+def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
+    """Rebuild gold.segment_insights from silver (whole-table overwrite: a rerun gives the same contents)."""
+    silver = {
+        name: spark_io.read_table(spark, settings, "silver", name)
+        for name in ("segments", "view_events", "navigation", "engagements", "sticker_responses")
+    }
+    df = segment_insights(**silver, as_of=as_of)
+    return write_gold(df, settings, NAME)

@@ -1,0 +1,106 @@
+"""gold.sticker_results: results per sticker of every known segment (every sticker, even without responses).
+
+Type rules (DESIGN §5; silver already keeps one response per user and sticker):
+- poll / quiz: option_counts aligned with options (zeros when none); option_pcts each count / votes, every
+  element null when there are no votes (never a fake even split); quiz correct_rate = share of votes on
+  correct_index (null when none). Votes whose option_index is outside options are not counted.
+- slider: slider_mean and a 10-bin histogram [0,0.1), ..., [0.8,0.9), [0.9,1.0] (1.0 in the last bin);
+  zeros / null mean when nobody answered; both null for other types.
+- question_responses / countdown_optins: responding users; add_yours_reshares / taps (mention, location,
+  hashtag, link): deduplicated interactions.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs import spark_io
+from jobs.gold import activity
+from jobs.gold.output import write_gold
+from jobs.settings import Settings
+
+NAME = "sticker_results"
+CHOICE_TYPES = ("poll", "quiz")
+TAP_TYPES = ("mention", "location", "hashtag", "link")
+SLIDER_BINS = 10
+
+
+def slider_bin(value: Column) -> Column:
+    """0..9: the number of bin edges 0.1..0.9 at or below the value (so 1.0 falls in the last bin)."""
+    edges = [F.when(value >= k / SLIDER_BINS, 1).otherwise(0) for k in range(1, SLIDER_BINS)]
+    total = edges[0]
+    for e in edges[1:]:
+        total = total + e
+    return total
+
+
+def sticker_results(segments: DataFrame, sticker_responses: DataFrame, as_of: datetime) -> DataFrame:
+    """One row per sticker of segments created before as_of, from responses strictly before as_of."""
+    segs = activity.known_segments(segments, as_of)
+    stickers = segs.select("segment_id", "author_id", F.explode("stickers").alias("s")).select(
+        "segment_id",
+        "author_id",
+        F.col("s.sticker_id").alias("sticker_id"),
+        F.col("s.type").alias("sticker_type"),
+        F.col("s.options").alias("options"),
+        F.col("s.correct_index").alias("correct_index"),
+    )
+    responses = sticker_responses.filter(F.col("responded_at") < activity.instant(as_of))
+    per_sticker = responses.groupBy("sticker_id").agg(
+        F.countDistinct("user_id").alias("_responders"),
+        F.sum("interactions").cast("bigint").alias("_interactions"),
+        F.avg("value").alias("_value_mean"),
+        F.array(*[F.count(F.when(slider_bin(F.col("value")) == b, 1)) for b in range(SLIDER_BINS)]).alias(
+            "_value_bins"
+        ),
+    )
+    votes = (
+        responses.filter(F.col("option_index").isNotNull())
+        .groupBy("sticker_id", "option_index")
+        .agg(F.count(F.lit(1)).alias("n"))
+        .groupBy("sticker_id")
+        .agg(F.map_from_entries(F.collect_list(F.struct("option_index", "n"))).alias("_votes"))
+    )
+    df = stickers.join(per_sticker, "sticker_id", "left").join(votes, "sticker_id", "left")
+
+    sticker_type = F.col("sticker_type")
+    is_choice = sticker_type.isin(list(CHOICE_TYPES))
+    is_slider = sticker_type == "slider"
+    zero = F.lit(0).cast("bigint")
+    responders = F.coalesce(F.col("_responders"), zero)
+    interactions = F.coalesce(F.col("_interactions"), zero)
+    counts = F.transform("options", lambda _, i: F.coalesce(F.element_at(F.col("_votes"), i.cast("bigint")), zero))
+    df = df.withColumn("option_counts", F.when(is_choice, counts))
+    df = df.withColumn("_votes_total", F.aggregate("option_counts", zero, lambda acc, n: acc + n))
+    correct_votes = F.coalesce(F.element_at(F.col("_votes"), F.col("correct_index")), zero)
+    return df.select(
+        "sticker_id",
+        "segment_id",
+        "author_id",
+        "sticker_type",
+        responders.alias("responses"),
+        F.when(is_choice, F.col("options")).alias("options"),
+        "option_counts",
+        F.transform("option_counts", lambda n: activity.ratio(n, F.col("_votes_total"))).alias("option_pcts"),
+        F.when(sticker_type == "quiz", F.col("correct_index")).alias("correct_index"),
+        F.when(sticker_type == "quiz", activity.ratio(correct_votes, F.col("_votes_total"))).alias("correct_rate"),
+        F.when(is_slider, F.col("_value_mean")).alias("slider_mean"),
+        F.when(is_slider, F.coalesce(F.col("_value_bins"), F.array_repeat(zero, SLIDER_BINS))).alias(
+            "slider_histogram"
+        ),
+        F.when(sticker_type == "question", responders).otherwise(zero).alias("question_responses"),
+        F.when(sticker_type == "countdown", responders).otherwise(zero).alias("countdown_optins"),
+        F.when(sticker_type == "add_yours", interactions).otherwise(zero).alias("add_yours_reshares"),
+        F.when(sticker_type.isin(list(TAP_TYPES)), interactions).otherwise(zero).alias("taps"),
+        activity.instant(as_of).alias("as_of"),
+    )
+
+
+def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
+    """Rebuild gold.sticker_results from silver (whole-table overwrite)."""
+    segments = spark_io.read_table(spark, settings, "silver", "segments")
+    responses = spark_io.read_table(spark, settings, "silver", "sticker_responses")
+    return write_gold(sticker_results(segments, responses, as_of), settings, NAME)

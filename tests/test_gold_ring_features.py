@@ -1,0 +1,107 @@
+"""gold.ring_features / ring_features_at: windows [t - 30 d, t), relationship state before t, pairs."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs.gold.ring_features import FEATURE_VERSION, FEATURES, ring_features, ring_features_at
+from tests.test_gold_builders import T0, US, D, H, collect, engagement, frames, relation, segment, view
+
+T = T0 + 40 * D
+AUTHOR, VIEWER = 1, 10
+SEG = segment(100, AUTHOR, T - 2 * D)
+OLD = segment(101, AUTHOR, T - 31 * D)
+OTHER = segment(200, 2, T - 2 * D)
+
+ENGAGEMENTS = [
+    engagement("dm_sent", VIEWER, AUTHOR, T - 30 * D),  # window start: counted
+    engagement("dm_sent", VIEWER, AUTHOR, T - US),  # last microsecond: counted
+    engagement("dm_sent", VIEWER, AUTHOR, T),  # at T: not counted
+    engagement("dm_sent", VIEWER, AUTHOR, T - 30 * D - US),  # before the window: not counted
+    engagement("dm_sent", AUTHOR, VIEWER, T - H),  # the author's DM to the viewer: other direction
+    engagement("like", VIEWER, AUTHOR, T - 3 * D),
+    engagement("like", VIEWER, AUTHOR, T - 4 * D),
+    engagement("comment", VIEWER, AUTHOR, T - 5 * D),
+    engagement("reply", VIEWER, AUTHOR, T - 2 * D + H, SEG),
+    engagement("profile_visit", VIEWER, AUTHOR, T - 2 * D + H, SEG),
+    engagement("share", VIEWER, AUTHOR, T - 2 * D + H, SEG),  # not a ring feature
+    engagement("like", 11, AUTHOR, T - 40 * D),  # out of window only: no pair row
+    engagement("like", 3, 3, T - H),  # self pair: no row
+]
+VIEWS = [
+    view(SEG, VIEWER, T - 2 * D + H, completion=1.0),
+    view(SEG, VIEWER, T - 2 * D + 2 * H, completion=0.5),
+    view(SEG, VIEWER, T - D, completion=1.0),
+    view(SEG, VIEWER, T, completion=1.0),  # at T: not counted
+    view(OLD, VIEWER, T - 31 * D + H, completion=1.0),  # before the window
+    view(OTHER, VIEWER, T - D, completion=1.0),  # another author
+]
+RELATIONSHIPS = [
+    relation("follow", VIEWER, AUTHOR, T - 10 * D),
+    relation("close_friend", AUTHOR, VIEWER, T - 5 * D),
+    relation("follow", 12, AUTHOR, T),  # follows from exactly T: not known before T
+    relation("follow", 13, AUTHOR, T - 9 * D, T),  # unfollowed exactly at T: still following just before T
+    relation("close_friend", AUTHOR, 14, T - 9 * D, T - D),  # removed before T
+    relation("follow", 15, AUTHOR, T - 9 * D, T - D),  # unfollowed before T
+]
+
+
+@pytest.fixture(scope="module")
+def silver(spark):
+    return frames(spark, segments=[SEG, OLD, OTHER], view_events=VIEWS, engagements=ENGAGEMENTS,
+                  relationships=RELATIONSHIPS)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def table(silver):
+    df = ring_features(silver["engagements"], silver["view_events"], silver["relationships"], T)
+    return collect(df, ["viewer_id", "author_id"])
+
+
+def test_ring_features_count_window_start_inclusive_and_t_exclusive(table):
+    row = table[(VIEWER, AUTHOR)]
+    assert row["dm_count_30d"] == 2  # T-30d and T-1us; not T, not T-30d-1us, not the author's own DM
+
+
+def test_ring_features_every_feature_of_the_viewer_toward_the_author(table):
+    row = dict(table[(VIEWER, AUTHOR)])
+    assert row.pop("as_of") == T.replace(tzinfo=None)
+    assert row == {
+        "viewer_id": VIEWER, "author_id": AUTHOR,
+        "dm_count_30d": 2, "likes_given_30d": 2, "comments_given_30d": 1, "story_replies_30d": 1,
+        "profile_visits_30d": 1, "story_views_30d": 3, "completion_rate_30d": pytest.approx(2 / 3),
+        "is_close_friend": True, "follows": True, "feature_version": FEATURE_VERSION,
+    }  # fmt: skip
+
+
+def test_ring_features_relationship_events_at_t_are_not_known_yet(table):
+    assert (12, AUTHOR) not in table  # follow starting exactly at T: no edge before T
+    assert table[(13, AUTHOR)]["follows"] is True  # unfollow exactly at T: still following before T
+    assert (14, AUTHOR) not in table and (15, AUTHOR) not in table  # ended before T
+
+
+def test_ring_features_rows_are_pairs_with_a_signal_or_an_edge(table):
+    # (10, 1) signals; (10, 2) a view; (1, 10) the author's DM to the viewer; (13, 1) a follow edge
+    assert sorted(table) == [(1, 10), (10, 1), (10, 2), (13, 1)]
+    reverse = table[(AUTHOR, VIEWER)]
+    assert reverse["dm_count_30d"] == 1 and reverse["follows"] is False and reverse["is_close_friend"] is False
+    assert table[(13, AUTHOR)]["story_views_30d"] == 0 and table[(13, AUTHOR)]["completion_rate_30d"] is None
+
+
+def test_ring_features_at_arbitrary_points_each_with_its_own_t(spark, silver):
+    points = spark.createDataFrame(
+        [(VIEWER, AUTHOR, T), (VIEWER, AUTHOR, T - 4 * D), (VIEWER, AUTHOR, T0), (VIEWER, AUTHOR, T)],
+        "viewer_id bigint, author_id bigint, t timestamp",
+    )
+    df = ring_features_at(silver["engagements"], silver["view_events"], silver["relationships"], points)
+    assert df.columns == ["viewer_id", "author_id", "t", *FEATURES, "feature_version"]
+    rows = collect(df, "t")
+    assert len(rows) == 3  # distinct points
+    earlier = rows[(T - 4 * D).replace(tzinfo=None)]
+    # window [T-34d, T-4d): DMs at T-30d and T-30d-1us; the like at T-4d is at t; the comment at T-5d counts
+    assert (earlier["dm_count_30d"], earlier["likes_given_30d"], earlier["comments_given_30d"]) == (2, 0, 1)
+    # one view (of the old segment, at T-31d+1h), completed; close friend since T-5d, follower since T-10d
+    assert (earlier["story_views_30d"], earlier["completion_rate_30d"]) == (1, 1.0)
+    assert (earlier["is_close_friend"], earlier["follows"]) == (True, True)
+    nothing = rows[T0.replace(tzinfo=None)]
+    assert [nothing[f] for f in FEATURES] == [0, 0, 0, 0, 0, 0, None, False, False]
