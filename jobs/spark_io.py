@@ -59,6 +59,17 @@ def conform(df: DataFrame, layer: str, name: str) -> DataFrame:
     return df.select(*[F.col(c.name).cast(contracts.spark_ddl_type(c)).alias(c.name) for c in contract.columns])
 
 
+def nullable(df: DataFrame, layer: str, name: str) -> DataFrame:
+    """`df` (already conformed) with every column nullable, as the contracts' storage schemas are.
+
+    Sail 0.7.2 writes columns it infers as non-null (literals, coalesce(..., 0), count) as NOT NULL Delta
+    columns; casts, DataFrame.to(schema) and CASE WHEN keep that inference. A union with an empty frame of
+    the contract's nullable schema does not, portably (a union's nullability is the OR of its inputs').
+    """
+    empty = df.sparkSession.createDataFrame([], contracts.get(f"{layer}.{name}").spark_schema())
+    return df.unionByName(empty)
+
+
 def write_table(
     df: DataFrame,
     settings: Settings,
@@ -68,7 +79,7 @@ def write_table(
     replace_where: str | None = None,
 ) -> int:
     """Idempotent write of a whole table (or of the slice `replace_where`); returns rows written."""
-    out = conform(df, layer, name)
+    out = nullable(conform(df, layer, name), layer, name)
     path = settings.table_path(layer, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     if settings.storage == "parquet":
