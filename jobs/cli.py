@@ -224,6 +224,133 @@ def bench_pipeline(
     console.print_json(json.dumps(run_bench(work, views=views, users=users, jvm_views=jvm_views)))
 
 
+# --- serving -----------------------------------------------------------------------------------
+
+Now = Annotated[str | None, typer.Option("--now", help="Evaluation time (ISO-8601; default: the snapshot's as-of).")]
+Limit = Annotated[int, typer.Option("--limit", min=1, max=500, help="Page size.")]
+Cursor = Annotated[str | None, typer.Option("--cursor", help="Opaque cursor from the previous page.")]
+As = Annotated[int, typer.Option("--as", help="Requesting user id (permission checks).")]
+
+
+def _now_or_snapshot(settings: Settings, now: str | None) -> datetime:
+    from serving.summary import snapshot_as_of
+
+    return parse_time(now, "--now") or snapshot_as_of(settings)
+
+
+@app.command()
+def publish(as_of: AsOf = None, lake: Lake = None, landing: Landing = None, engine: Engine = None,
+            spark_remote: Remote = None) -> None:
+    """Build a serving snapshot from silver/gold and swap it in atomically."""
+    from serving.cli import publish_report
+
+    s = settings_of(lake, landing, engine, spark_remote)
+    console.print(str(publish_report(s, parse_time(as_of, "--as-of") or datetime.now(UTC))))
+
+
+@app.command()
+def tray(
+    viewer: Annotated[int, typer.Argument(help="Viewer user id.")],
+    now: Now = None, limit: Limit = 50, cursor: Cursor = None,
+    lake: Lake = None, landing: Landing = None, engine: Engine = None, spark_remote: Remote = None,
+) -> None:
+    """The viewer's ranked story tray (JSON): own ring first, unseen first, then by score."""
+    from serving.cli import tray_json
+
+    s = settings_of(lake, landing, engine, spark_remote)
+    print(tray_json(s, viewer, _now_or_snapshot(s, now), limit, cursor))
+
+
+@app.command("seen-by")
+def seen_by(
+    segment: Annotated[int, typer.Argument(help="Segment id.")],
+    as_user: As, now: Now = None, limit: Limit = 50, cursor: Cursor = None,
+    lake: Lake = None, landing: Landing = None, engine: Engine = None, spark_remote: Remote = None,
+) -> None:
+    """Who saw a segment (JSON), newest first; only its author may ask (exit 3 otherwise, 4 if unknown)."""
+    from serving.cli import seen_by_json
+
+    s = settings_of(lake, landing, engine, spark_remote)
+    print(seen_by_json(s, segment, as_user, _now_or_snapshot(s, now), limit, cursor))
+
+
+@app.command()
+def insights(
+    author: Annotated[int, typer.Argument(help="Author user id.")],
+    as_user: As, now: Now = None,
+    lake: Lake = None, landing: Landing = None, engine: Engine = None, spark_remote: Remote = None,
+) -> None:
+    """An author's segment, story and daily insights and sticker results (JSON); the author only."""
+    from serving.cli import insights_json
+
+    s = settings_of(lake, landing, engine, spark_remote)
+    print(insights_json(s, author, as_user, _now_or_snapshot(s, now)))
+
+
+@app.command()
+def expire(
+    now: Annotated[str | None, typer.Option("--now", help="Cleanup time (ISO-8601; default now).")] = None,
+    lake: Lake = None, landing: Landing = None, engine: Engine = None, spark_remote: Remote = None,
+) -> None:
+    """Batch cleanup: expired non-archived segments (> 1 h past expiry) and Seen By rows older than 48 h."""
+    import json
+
+    from serving.cli import expire_report
+
+    s = settings_of(lake, landing, engine, spark_remote)
+    console.print_json(json.dumps(expire_report(s, parse_time(now, "--now") or datetime.now(UTC)), default=str))
+
+
+@app.command("export-features")
+def export_features(
+    out: Annotated[Path, typer.Option("--out", help="Output folder (Parquet + manifest.json).")],
+    as_of: AsOf = None,
+    lake: Lake = None, landing: Landing = None, engine: Engine = None, spark_remote: Remote = None,
+) -> None:
+    """Point-in-time tray training set for ranking teams: one row per (viewer, ended story)."""
+    import json
+    from dataclasses import asdict, is_dataclass
+
+    from jobs.engine import spark_session
+    from jobs.export import export_features as run_export
+
+    s = settings_of(lake, landing, engine, spark_remote)
+    t = parse_time(as_of, "--as-of") or datetime.now(UTC)
+    with spark_session(s) as spark:
+        manifest = run_export(spark, s, t, out)
+    data = asdict(manifest) if is_dataclass(manifest) else manifest
+    console.print_json(json.dumps(data, default=str))
+
+
+@app.command()
+def maintain(
+    retention_hours: Annotated[int, typer.Option(help="Vacuum retention (>= 24).")] = 168,
+    lake: Lake = None, landing: Landing = None, engine: Engine = None, spark_remote: Remote = None,
+) -> None:
+    """Compact, checkpoint and vacuum every Delta table (delta-rs)."""
+    from jobs.maintenance import maintain as maintain_lake
+
+    s = settings_of(lake, landing, engine, spark_remote)
+    console.print(maintain_lake(s, retention_hours=retention_hours))
+
+
+@app.command()
+def dashboard(
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
+    lake: Lake = None, landing: Landing = None, engine: Engine = None, spark_remote: Remote = None,
+) -> None:
+    """Start the Streamlit dashboards (creators and ops) over the published snapshot."""
+    import subprocess
+
+    s = settings_of(lake, landing, engine, spark_remote)
+    app_path = Path(__file__).resolve().parent.parent / "dashboards" / "app.py"
+    env = {**os.environ, "STORYLAKE_LAKE": str(s.lake.resolve())}
+    raise typer.Exit(subprocess.call(
+        [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.port", str(port),
+         "--server.headless", "true"], env=env,
+    ))
+
+
 # --- demo --------------------------------------------------------------------------------------
 
 

@@ -20,16 +20,21 @@ def run_demo(settings: Settings, *, users: int, seed: int, console: Console) -> 
 
     console.rule("[bold]storylake demo")
     console.print(f"landing: {settings.landing}   lake: {settings.lake}   engine: {settings.engine}")
-    gen = generate(settings.landing, users=users, days=1, seed=seed, start=DEMO_START)
-    console.print(f"generated {sum(gen.lines_per_type.values()):,} landing lines for {users:,} users "
-                  f"(seed {seed})")
+    marker = settings.landing / f".demo-users{users}-seed{seed}"
+    if marker.exists():
+        console.print(f"reusing the landing files generated earlier ({marker.name}); ingest skips known files")
+    else:
+        gen = generate(settings.landing, users=users, days=1, seed=seed, start=DEMO_START)
+        marker.touch()
+        console.print(f"generated {sum(gen.lines_per_type.values()):,} landing lines for {users:,} users "
+                      f"(seed {seed})")
     as_of = DEMO_START + timedelta(days=1, hours=1)
     report = run_pipeline(settings, as_of)
     _print_steps(console, report)
     _print_tables(console, settings)
     _print_quarantine(console, settings)
     summary: dict[str, Any] = {"as_of": as_of, "run_id": report.run_id}
-    summary.update(_print_serving(console, settings, as_of - timedelta(hours=12)))
+    summary.update(_print_serving(console, settings, as_of))
     return summary
 
 
@@ -80,8 +85,9 @@ def _print_serving(console: Console, settings: Settings, now: datetime) -> dict[
     import json
 
     from serving import cli as serving_cli
+    from serving import summary
 
-    top = serving_cli.top_creators(settings, limit=5)
+    top = summary.top_creators(settings, limit=5)
     t = Table(title="top creators (gold.story_insights)")
     for col in ("author", "stories", "reach", "impressions", "exits", "replies"):
         t.add_column(col, justify="right")
@@ -90,13 +96,13 @@ def _print_serving(console: Console, settings: Settings, now: datetime) -> dict[
     console.print(t)
     out: dict[str, Any] = {"top_creators": top}
     if top:
-        viewer = serving_cli.sample_viewer(settings, now)
+        viewer = summary.sample_viewer(settings, now)
         if viewer is not None:
             tray = json.loads(serving_cli.tray_json(settings, viewer, now, 5, None))
             console.print(f"[bold]tray of viewer {viewer} at {now:%Y-%m-%dT%H:%MZ}[/bold] (first 5 rings)")
             console.print_json(data=tray)
             out["tray"] = tray
-        seg = serving_cli.sample_segment(settings, now)
+        seg = summary.sample_segment(settings, now)
         if seg is not None:
             segment_id, author_id = seg
             page = json.loads(serving_cli.seen_by_json(settings, segment_id, author_id, now, 5, None))

@@ -113,7 +113,7 @@ def run_pipeline(
 
         with step(settings, report, "publish") as s:
             report.publish = publish_snapshot(settings, as_of)
-            s.rows = dict(getattr(report.publish, "rows", {}) or {})
+            s.rows = dict(report.publish.tables)
     return report
 
 
