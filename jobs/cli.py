@@ -87,37 +87,31 @@ def generate(
     fault_rate: Annotated[
         list[str] | None, typer.Option("--fault-rate", help="NAME=VALUE, e.g. malformed_json=0.01 (repeatable).")
     ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace landing folders already in --out.")] = False,
     lake: Lake = None,
     landing: Landing = None,
     engine: Engine = None,
     spark_remote: Remote = None,
 ) -> None:
     """Write deterministic synthetic landing events (with realistic faults)."""
-    from dataclasses import fields, replace
+    import json
 
     from jobs.generate import FaultRates
     from jobs.generate import generate as run_generate
 
     s = settings_of(lake, landing, engine, spark_remote)
-    rates = FaultRates()
-    names = {f.name for f in fields(FaultRates)}
-    for item in fault_rate or []:
-        name, _, value = item.partition("=")
-        if name not in names:
-            raise typer.BadParameter(f"--fault-rate: unknown fault {name!r}; known: {', '.join(sorted(names))}")
-        try:
-            rate = float(value)
-        except ValueError as exc:
-            raise typer.BadParameter(f"--fault-rate {name}: {value!r} is not a number") from exc
-        if not 0 <= rate <= 1:
-            raise typer.BadParameter(f"--fault-rate {name}: {rate} is not within [0, 1]")
-        rates = replace(rates, **{name: rate})
+    try:
+        rates = FaultRates().with_overrides(fault_rate or [])
+    except ValueError as exc:
+        raise typer.BadParameter(f"--fault-rate: {exc}") from exc
     start_t = parse_time(start, "--start")
     assert start_t is not None
     report = run_generate(
-        out or s.landing, users=users, days=days, seed=seed, start=start_t, views=views, faults=rates
+        out or s.landing, users=users, days=days, seed=seed, start=start_t, views=views, faults=rates,
+        overwrite=overwrite,
     )
-    console.print(report)
+    summary = {k: v for k, v in report.to_dict().items() if k != "files"}
+    console.print_json(json.dumps(summary, default=str))
 
 
 @app.command()
