@@ -13,10 +13,11 @@ class NotFoundError(LookupError):
 
 def exit_code_for(exc: BaseException) -> tuple[int, str]:
     """(exit code, one-line message) for an exception reaching the CLI boundary."""
-    if isinstance(exc, click.exceptions.Abort):
+    mro = {c.__name__ for c in type(exc).__mro__}
+    if isinstance(exc, click.exceptions.Abort) or "Abort" in mro:
         return EXIT_FAILURE, "aborted"
-    if isinstance(exc, click.ClickException):
-        return EXIT_USAGE, exc.format_message()
+    if isinstance(exc, click.ClickException) or "ClickException" in mro:  # typer may bundle its own click
+        return EXIT_USAGE, exc.format_message()  # type: ignore[attr-defined]
     if isinstance(exc, PermissionError):
         return EXIT_PERMISSION, f"permission denied: {exc}"
     if isinstance(exc, NotFoundError):
