@@ -1,0 +1,419 @@
+# ruff: noqa: S608  -- every SQL string in this module is assembled from module constants only.
+"""Publish: silver + gold Delta tables -> one read-only DuckDB serving snapshot, swapped in atomically.
+
+Steps (DESIGN §1, §3):
+  1. open every source table with delta-rs at its current version (missing table -> PublishError naming it);
+  2. build the snapshot into a temp file in serving/snapshots/, reading Delta through
+     `DeltaTable(path).to_pyarrow_dataset()` registered in DuckDB (no Spark, no DuckDB delta extension);
+  3. lay every serving table out for its query (sort orders chosen so that DuckDB's zone maps turn each
+     lookup into a scan of one row group; see LAYOUT below), record `snapshot_meta`, CHECKPOINT, close;
+  4. rename the file to serving/snapshots/<id>.duckdb, then atomically replace serving/CURRENT
+     (os.replace of a temp file). Anything failing before step 4 leaves CURRENT untouched;
+  5. remove old snapshots beyond the newest `keep` (never the one CURRENT names).
+
+LAYOUT (table: sort order -> query it serves)
+  live_segments:     non-deleted segments still active at some instant >= as_of - TRAY_WINDOW,
+                     (author_id, created_at)                            -> tray (loaded into tray.SegmentIndex)
+  viewer_pairs:      every relationship interval between a viewer and an author, as the audience flag it
+                     sets (audience.RELATION_FLAGS), (viewer_id, author_id) -> tray candidates + audience flags
+  private_intervals: (user_id)                                          -> author_private flag
+  viewer_seen:       (viewer_id, segment_id)                            -> ring seen state
+  ring_features:     (viewer_id, author_id)                             -> tray score
+  segment_catalog:   every known segment (silver ∪ gold ∪ viewers), (segment_id), with its viewer-row count,
+                     gold reach and the author's blocks of its viewers   -> Seen By / lookups after cleanup
+  segment_viewers:   (segment_id, first_viewed_at DESC, viewer_id)      -> Seen By keyset pages
+  segment_insights, story_insights, author_daily_insights, sticker_results, question_inbox: (author_id, ...)
+                                                                        -> insights()
+ART indexes were measured and not kept: with these sort orders DuckDB answers the point lookups from
+zone maps faster than through an ART index (which it does not use under ORDER BY ... LIMIT anyway),
+and building them on 20M rows costs publish time and memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
+
+from jobs import contracts
+from jobs.settings import Settings
+from serving import audience, rules
+from serving.snapshot import (
+    SNAPSHOT_SUFFIX,
+    current_id,
+    current_pointer,
+    snapshot_path,
+    snapshots_dir,
+)
+
+log = logging.getLogger(__name__)
+FORMAT_VERSION = 1
+KEEP_SNAPSHOTS = 3
+
+
+class PublishError(RuntimeError):
+    """Publishing cannot proceed (the message names the source table and the problem)."""
+
+
+# Source tables and the columns the snapshot reads from each (checked before building).
+SOURCES: dict[str, tuple[str, ...]] = {
+    "silver.segments": (
+        "segment_id", "author_id", "media_type", "audience", "duration_ms", "created_at", "expires_at",
+        "story_id", "frame_index", "is_deleted", "is_archived",
+    ),
+    "silver.relationships": ("relation", "user_id", "other_user_id", "valid_from", "valid_to"),
+    "silver.segment_viewers": (
+        "segment_id", "viewer_id", "author_id", "first_viewed_at", "max_completion_pct", "first_view_source",
+        "segment_created_at",
+    ),
+    "silver.sticker_responses": (
+        "sticker_id", "segment_id", "author_id", "user_id", "sticker_type", "text", "responded_at",
+    ),
+    "gold.segment_insights": ("segment_id", "author_id", "created_at", "expires_at", "is_deleted", "reach"),
+    "gold.story_insights": ("story_id", "author_id", "story_start"),
+    "gold.author_daily_insights": ("author_id", "day"),
+    "gold.sticker_results": ("sticker_id", "segment_id", "author_id"),
+    "gold.ring_features": (
+        "viewer_id", "author_id", "dm_count_30d", "likes_given_30d", "comments_given_30d", "story_replies_30d",
+        "as_of",
+    ),
+}
+
+
+def _src(key: str) -> str:
+    """DuckDB view name of a registered source dataset."""
+    return "src_" + key.replace(".", "_")
+
+
+def _pairs_sql() -> str:
+    """viewer_pairs rows: every relationship interval between a viewer and an author as the audience flag it
+    sets (derived from audience.RELATION_FLAGS, the one place relation -> flag is defined), plus the author's
+    private-account intervals joined onto every follow edge (flag 'author_private'); keyed by the viewer."""
+    rel = _src("silver.relationships")
+    parts = []
+    for flag, relation, direction in audience.RELATION_FLAGS:
+        viewer, author = ("other_user_id", "user_id") if direction == "author->viewer" else ("user_id", "other_user_id")
+        parts.append(
+            f"SELECT {viewer} AS viewer_id, {author} AS author_id, {rules.PAIR_FLAGS.index(flag)} AS flag_code, "
+            f"valid_from, valid_to FROM {rel} WHERE relation = '{relation}'"
+        )
+    follow_viewer, follow_author = next(
+        ("other_user_id", "user_id") if d == "author->viewer" else ("user_id", "other_user_id")
+        for f, _r, d in audience.RELATION_FLAGS if f == "follows"
+    )
+    parts.append(
+        f"SELECT f.viewer_id, f.author_id, {rules.PAIR_FLAGS.index('author_private')} AS flag_code, "
+        f"p.valid_from, p.valid_to "
+        f"FROM (SELECT DISTINCT {follow_viewer} AS viewer_id, {follow_author} AS author_id FROM {rel} "
+        f"      WHERE relation = 'follow') f "
+        f"JOIN (SELECT user_id, valid_from, valid_to FROM {rel} WHERE relation = 'private') p "
+        f"ON p.user_id = f.author_id"
+    )
+    return " UNION ALL ".join(parts)
+
+
+SEG = _src("silver.segments")
+REL = _src("silver.relationships")
+SV = _src("silver.segment_viewers")
+SR = _src("silver.sticker_responses")
+SI = _src("gold.segment_insights")
+STI = _src("gold.story_insights")
+ADI = _src("gold.author_daily_insights")
+STR = _src("gold.sticker_results")
+RF = _src("gold.ring_features")
+VIEW_SOURCES = contracts.get("silver.segment_viewers").column("first_view_source").enum or ()
+# live_segments keeps the non-deleted segments still active at some instant >= as_of - TRAY_WINDOW, so trays
+# can be served for any `now` from as_of - TRAY_WINDOW on (archived history does not grow the tray index).
+TRAY_WINDOW = timedelta(days=7)
+
+# (serving table, SELECT producing it). Every statement is built from constants only (no user values);
+# $window_start is a bound parameter. sv is a temp table holding silver.segment_viewers, read once.
+STEPS: tuple[tuple[str, str], ...] = (
+    ("live_segments", f"""
+        SELECT segment_id, author_id, media_type, audience, duration_ms, created_at, expires_at
+        FROM {SEG} WHERE NOT coalesce(is_deleted, false) AND expires_at > $window_start
+        ORDER BY author_id, created_at, segment_id"""),
+    ("viewer_pairs", f"""
+        SELECT viewer_id, author_id, flag_code::UTINYINT AS flag_code, valid_from, valid_to FROM ({_pairs_sql()})
+        ORDER BY viewer_id, author_id, flag_code, valid_from"""),
+    ("private_intervals", f"""
+        SELECT user_id, valid_from, valid_to FROM {REL} WHERE relation = 'private'
+        ORDER BY user_id, valid_from"""),
+    ("viewer_seen", "SELECT viewer_id, segment_id, first_viewed_at FROM sv ORDER BY viewer_id, segment_id"),
+    ("segment_viewers", """
+        SELECT segment_id, viewer_id, first_viewed_at, first_view_source, max_completion_pct
+        FROM sv ORDER BY segment_id, first_viewed_at DESC, viewer_id"""),
+    ("ring_features", f"""
+        SELECT viewer_id, author_id, coalesce(dm_count_30d, 0) AS dm_count_30d,
+               coalesce(likes_given_30d, 0) AS likes_given_30d, coalesce(comments_given_30d, 0) AS comments_given_30d,
+               coalesce(story_replies_30d, 0) AS story_replies_30d, as_of
+        FROM {RF} ORDER BY viewer_id, author_id"""),
+    # Every segment serving knows about: silver (live), gold insights (kept after the silver row is
+    # cleaned up, so Seen By keeps working until its 48 h end) and the viewer rows themselves; with the
+    # block intervals of its author toward its viewers (blocked_viewers, NULL for nearly every segment):
+    # Seen By hides a viewer the author blocks at `now` without another lookup.
+    ("segment_catalog", f"""
+        WITH s AS (SELECT segment_id, author_id, created_at, expires_at, is_deleted FROM {SEG}),
+             g AS (SELECT segment_id, author_id, created_at, expires_at, is_deleted, reach FROM {SI}),
+             v AS (SELECT segment_id, any_value(author_id) AS author_id, min(segment_created_at) AS created_at,
+                          count(*) AS viewer_rows
+                   FROM sv GROUP BY segment_id),
+             b AS (SELECT v.segment_id,
+                          list(struct_pack(viewer_id := v.viewer_id, valid_from := k.valid_from,
+                                           valid_to := k.valid_to)) AS blocked_viewers
+                   FROM sv v JOIN {REL} k
+                     ON k.relation = 'block' AND k.user_id = v.author_id AND k.other_user_id = v.viewer_id
+                   GROUP BY v.segment_id),
+             c AS (
+                SELECT coalesce(s.segment_id, g.segment_id, v.segment_id) AS segment_id,
+                       coalesce(s.author_id, g.author_id, v.author_id) AS author_id,
+                       coalesce(s.created_at, g.created_at, v.created_at) AS created_at,
+                       coalesce(s.expires_at, g.expires_at, v.created_at + INTERVAL 24 HOUR) AS expires_at,
+                       coalesce(s.is_deleted, g.is_deleted, false) AS is_deleted,
+                       coalesce(v.viewer_rows, 0) AS viewer_rows,
+                       g.reach AS gold_reach
+                FROM s FULL OUTER JOIN g ON s.segment_id = g.segment_id
+                       FULL OUTER JOIN v ON coalesce(s.segment_id, g.segment_id) = v.segment_id)
+        SELECT c.*, b.blocked_viewers FROM c LEFT JOIN b ON b.segment_id = c.segment_id
+        ORDER BY segment_id"""),
+    ("segment_insights", f"SELECT * FROM {SI} ORDER BY author_id, created_at, segment_id"),
+    ("story_insights", f"SELECT * FROM {STI} ORDER BY author_id, story_start, story_id"),
+    ("author_daily_insights", f"SELECT * FROM {ADI} ORDER BY author_id, day"),
+    ("sticker_results", f"SELECT * FROM {STR} ORDER BY author_id, segment_id, sticker_id"),
+    ("question_inbox", f"""
+        SELECT author_id, sticker_id, segment_id, user_id, text, responded_at FROM {SR}
+        WHERE sticker_type = 'question' AND text IS NOT NULL
+        ORDER BY author_id, responded_at DESC, sticker_id, user_id"""),
+)
+
+
+@dataclass
+class PublishReport:
+    snapshot_id: str
+    path: Path
+    as_of: datetime
+    built_at: datetime
+    duration_s: float
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)  # table -> {version, rows}
+    tables: dict[str, int] = field(default_factory=dict)  # serving table -> rows
+    step_seconds: dict[str, float] = field(default_factory=dict)  # build step -> seconds
+    removed: list[str] = field(default_factory=list)
+    reach_mismatches: int = 0  # segments whose Seen By row count differs from gold reach
+
+    def __str__(self) -> str:
+        lines = [
+            f"published snapshot {self.snapshot_id} (as of {self.as_of.isoformat()}) in {self.duration_s:.2f} s",
+            *(f"  {t}: version {s['version']}, {s['rows']} rows" for t, s in sorted(self.sources.items())),
+        ]
+        if self.reach_mismatches:
+            lines.append(f"  WARNING: {self.reach_mismatches} segments with Seen By rows != gold reach")
+        if self.removed:
+            lines.append(f"  removed old snapshots: {', '.join(self.removed)}")
+        return "\n".join(lines)
+
+
+def new_snapshot_id(built_at: datetime) -> str:
+    """Sortable by build time: <built_at UTC, microseconds>-<random>."""
+    return f"{built_at.astimezone(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
+
+
+def publish(settings: Settings, as_of: datetime, *, keep: int = KEEP_SNAPSHOTS) -> PublishReport:
+    """Build a serving snapshot of the lake's current silver/gold tables and make it CURRENT."""
+    if as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=UTC)
+    as_of = as_of.astimezone(UTC)
+    t0 = time.perf_counter()
+    sdir = snapshots_dir(settings)
+    sdir.mkdir(parents=True, exist_ok=True)
+    with _publish_lock(settings):
+        _remove_temp_files(sdir)
+        sources = _open_sources(settings)
+        built_at = datetime.now(UTC)
+        sid = new_snapshot_id(built_at)
+        tmp = sdir / f".{sid}{SNAPSHOT_SUFFIX}.tmp"
+        try:
+            tables, mismatches, steps = _build(tmp, sources, sid, as_of, built_at)
+            final = snapshot_path(settings, sid)
+            os.replace(tmp, final)
+            _fsync_dir(sdir)
+            _point_current(settings, sid)
+        except BaseException:
+            for p in (tmp, Path(f"{tmp}.wal")):
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+            raise
+        try:
+            removed = _remove_old(settings, keep)
+        except OSError as exc:  # the new snapshot is already serving; cleanup is retried by the next publish
+            log.warning("publish %s: could not remove old snapshots: %s", sid, exc)
+            removed = []
+    report = PublishReport(
+        snapshot_id=sid,
+        path=final,
+        as_of=as_of,
+        built_at=built_at,
+        duration_s=time.perf_counter() - t0,
+        sources={k: {"version": v, "rows": n} for k, (_ds, v, n) in sources.items()},
+        tables=tables,
+        step_seconds=steps,
+        removed=removed,
+        reach_mismatches=mismatches,
+    )
+    if mismatches:
+        log.warning("publish %s: %d segments whose Seen By row count != gold reach", sid, mismatches)
+    return report
+
+
+# --- internals ---------------------------------------------------------------------------------
+
+
+def _open_sources(settings: Settings) -> dict[str, tuple[Any, int, int]]:
+    """{table: (pyarrow dataset, delta version, row count)}; PublishError naming the first missing table/column."""
+    out: dict[str, tuple[Any, int, int]] = {}
+    for key, needed in SOURCES.items():
+        layer, name = key.split(".")
+        path = settings.table_path(layer, name)
+        if not (path / "_delta_log").is_dir():
+            raise PublishError(f"source table {key} is missing (no Delta table at {path}); run the pipeline first")
+        try:
+            dt = DeltaTable(str(path))
+        except TableNotFoundError as exc:
+            raise PublishError(f"source table {key} is missing (no Delta table at {path})") from exc
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = dt.to_pyarrow_dataset()
+        missing = [c for c in needed if c not in ds.schema.names]
+        if missing:
+            raise PublishError(f"source table {key} lacks column(s) {', '.join(missing)} (at {path})")
+        out[key] = (ds, dt.version(), ds.count_rows())
+    return out
+
+
+def _create_table(con: duckdb.DuckDBPyConnection, name: str, select_sql: str, params: dict[str, Any]) -> int:
+    used = {k: v for k, v in params.items() if f"${k}" in select_sql}
+    con.execute(f"CREATE TABLE {name} AS {select_sql}", used or None)
+    return int(con.execute(f"SELECT count(*) FROM {name}").fetchone()[0])
+
+
+def _build(
+    tmp: Path, sources: dict[str, tuple[Any, int, int]], sid: str, as_of: datetime, built_at: datetime
+) -> tuple[dict[str, int], int, dict[str, float]]:
+    steps: dict[str, float] = {}
+    con = duckdb.connect(str(tmp), config={"preserve_insertion_order": True})
+    try:
+        con.execute("SET enable_progress_bar = false")
+        con.execute("SET GLOBAL TimeZone = 'UTC'")
+        con.execute(f"SET temp_directory = '{tmp.parent / '.duckdb_tmp'}'")
+        for key, (ds, _v, _n) in sources.items():
+            con.register(_src(key), ds)
+        sources_sql = ", ".join(f"'{v}'" for v in VIEW_SOURCES)
+        con.execute(f"CREATE TYPE view_source AS ENUM ({sources_sql})")
+        t = time.perf_counter()
+        con.execute(
+            "CREATE TEMP TABLE sv AS SELECT segment_id, viewer_id, author_id, first_viewed_at, "
+            "first_view_source::view_source AS first_view_source, max_completion_pct, segment_created_at "
+            f"FROM {SV}"
+        )
+        steps["read segment_viewers"] = time.perf_counter() - t
+        params = {"window_start": as_of - TRAY_WINDOW}
+        tables: dict[str, int] = {}
+        for name, sql in STEPS:
+            t = time.perf_counter()
+            tables[name] = _create_table(con, name, sql, params)
+            steps[name] = time.perf_counter() - t
+        con.execute("DROP TABLE sv")
+        mismatches = int(
+            con.execute(
+                "SELECT count(*) FROM segment_catalog WHERE gold_reach IS NOT NULL AND gold_reach <> viewer_rows "
+                "AND viewer_rows > 0"
+            ).fetchone()[0]
+        )
+        con.execute(
+            "CREATE TABLE snapshot_meta (snapshot_id VARCHAR, format_version INTEGER, as_of TIMESTAMPTZ, "
+            "built_at TIMESTAMPTZ, source_table VARCHAR, delta_version BIGINT, row_count BIGINT, "
+            "reach_mismatches BIGINT, tray_window_start TIMESTAMPTZ)"
+        )
+        con.executemany(
+            "INSERT INTO snapshot_meta VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [[sid, FORMAT_VERSION, as_of, built_at, key, v, n, mismatches, as_of - TRAY_WINDOW]
+             for key, (_ds, v, n) in sources.items()],
+        )
+        for key in sources:
+            con.unregister(_src(key))
+        t = time.perf_counter()
+        con.execute("CHECKPOINT")
+        steps["checkpoint"] = time.perf_counter() - t
+    finally:
+        con.close()
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    return tables, mismatches, {k: round(v, 3) for k, v in steps.items()}
+
+
+def _point_current(settings: Settings, sid: str) -> None:
+    pointer = current_pointer(settings)
+    tmp = pointer.with_name(f".{pointer.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(sid + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, pointer)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    _fsync_dir(pointer.parent)
+
+
+def _remove_old(settings: Settings, keep: int) -> list[str]:
+    """Delete snapshots beyond the newest `keep` (ids sort by build time); never the one CURRENT names."""
+    current = current_id(settings)
+    ids = sorted(p.name[: -len(SNAPSHOT_SUFFIX)] for p in snapshots_dir(settings).glob(f"*{SNAPSHOT_SUFFIX}"))
+    removed = []
+    for sid in ids[: max(0, len(ids) - keep)]:
+        if sid == current:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            snapshot_path(settings, sid).unlink()
+            removed.append(sid)
+    return removed
+
+
+def _remove_temp_files(sdir: Path) -> None:
+    """Leftovers of a publish that crashed (we hold the publish lock, so none is in progress)."""
+    for p in sdir.glob(".*.tmp*"):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+@contextlib.contextmanager
+def _publish_lock(settings: Settings) -> Iterator[None]:
+    lock_path = settings.serving_dir / ".publish.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

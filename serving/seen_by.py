@@ -1,0 +1,165 @@
+"""Seen By: who viewed a segment, for its author only, for 48 h after it was created (DESIGN §5).
+
+Viewers are listed newest first by first_viewed_at, ties by viewer_id ascending, in keyset pages.
+A viewer the author has blocked (block author -> viewer holding at `now`) is hidden from the list and
+not counted: `total` = the segment's viewer rows in the snapshot (which the publish checks against
+gold segment_insights.reach: Seen By count == reach) minus those hidden viewers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from jobs.errors import NotFoundError
+from serving import cursor as cursors
+from serving.audience import holds_at_sql
+from serving.snapshot import Snapshot
+from serving.timeutil import iso, utc
+
+SEEN_BY_LIFETIME = timedelta(hours=48)
+MAX_LIMIT = 1000
+
+
+class SeenByExpiredError(Exception):
+    """Seen By of a segment is only kept 48 h after the segment was created."""
+
+
+@dataclass(frozen=True)
+class SeenByViewer:
+    viewer_id: int
+    viewed_at: datetime
+    view_source: str
+    completion_pct: float
+
+
+@dataclass(frozen=True)
+class SeenByPage:
+    segment_id: int
+    total: int
+    viewers: tuple[SeenByViewer, ...]
+    has_more: bool
+    next_cursor: str | None
+    now: datetime
+    snapshot_id: str
+
+
+# The segment, its viewer-row count and whether its author blocks any of its viewers at some time
+# (segment_catalog.blocked_viewers, inlined at publish; NULL for nearly every segment).
+SEGMENT_SQL = (
+    "SELECT author_id, epoch_us(created_at), is_deleted, viewer_rows, blocked_viewers IS NOT NULL "
+    "FROM segment_catalog WHERE segment_id = $seg"
+)
+# Only for a segment with such blocks: the viewers its author blocks at $now (hidden, not counted).
+HIDDEN_SQL = f"""
+SELECT list_distinct(list_transform(
+           list_filter(blocked_viewers, lambda b: {holds_at_sql("b", "$now")}), lambda b: b.viewer_id))
+FROM segment_catalog WHERE segment_id = $seg
+"""  # noqa: S608 (constant SQL; values are bound parameters)
+_PAGE_BASE = (
+    "SELECT viewer_id, epoch_us(first_viewed_at), first_view_source, max_completion_pct FROM segment_viewers "
+    "WHERE segment_id = $seg"
+)
+_AFTER = " AND (first_viewed_at < $t OR (first_viewed_at = $t AND viewer_id > $v))"
+_NOT_HIDDEN = " AND NOT list_contains($hidden, viewer_id)"
+_ORDER = " ORDER BY 2 DESC, viewer_id ASC"
+_LIMIT = " LIMIT $lim"
+# segment_viewers is stored sorted by (segment_id, first_viewed_at DESC, viewer_id) and DuckDB returns the
+# rows of a query without ORDER BY in insertion order (preserve_insertion_order, on by default), so the
+# fast form reads the page in storage order and stops after $lim rows instead of sorting the segment's
+# 100k viewers. The page is checked to be in order; SORTED_PAGE_SQL is the fallback.
+PAGE_SQL = {
+    (after, hidden): _PAGE_BASE + (_AFTER if after else "") + (_NOT_HIDDEN if hidden else "") + _LIMIT
+    for after in (False, True)
+    for hidden in (False, True)
+}
+SORTED_PAGE_SQL = {
+    (after, hidden): _PAGE_BASE + (_AFTER if after else "") + (_NOT_HIDDEN if hidden else "") + _ORDER + _LIMIT
+    for after in (False, True)
+    for hidden in (False, True)
+}
+
+
+def seen_by(
+    snapshot: Snapshot,
+    segment_id: int,
+    requester_id: int,
+    now: datetime,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> SeenByPage:
+    """One page of the Seen By list of `segment_id`, as asked by `requester_id` at `now`.
+
+    NotFoundError: unknown (or deleted) segment. PermissionError: the requester is not the author.
+    SeenByExpiredError: now >= created_at + 48 h. With a cursor, hidden viewers are evaluated at the first
+    page's `now` (so pages stay consistent); the 48 h limit is always checked at the caller's `now`.
+    """
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be within 1..{MAX_LIMIT}, got {limit}")
+    segment_id, requester_id, now = int(segment_id), int(requester_id), utc(now)
+    db = snapshot.db()
+    page_now = now
+    cur = None
+    if cursor is not None:
+        cur = cursors.decode(
+            cursor, kind="seen_by", snapshot_id=snapshot.snapshot_id, subject=(segment_id, requester_id)
+        )
+        page_now = cur.now
+    row = db.execute(SEGMENT_SQL, {"seg": segment_id}).fetchone()
+    if row is None:
+        raise NotFoundError(f"segment {segment_id} is not in serving snapshot {snapshot.snapshot_id}")
+    author_id, created_at, is_deleted, viewer_rows = int(row[0]), cursors.from_micros(row[1]), bool(row[2]), int(row[3])
+    if requester_id != author_id:
+        raise PermissionError(
+            f"user {requester_id} may not see the Seen By list of segment {segment_id}: only its author can"
+        )
+    if is_deleted:
+        raise NotFoundError(f"segment {segment_id} was deleted by its author")
+    expires = created_at + SEEN_BY_LIFETIME
+    if now >= expires:
+        raise SeenByExpiredError(f"Seen By for segment {segment_id} expired at {iso(expires)}")
+
+    params: dict[str, Any] = {"seg": segment_id, "lim": limit + 1}
+    after = cur is not None
+    if cur is not None:
+        try:
+            t_us, v = cur.position
+            params.update(t=cursors.from_micros(int(t_us)), v=int(v))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"invalid cursor position: {exc}") from exc
+
+    hidden: list[int] = []
+    if row[4]:
+        found = db.execute(HIDDEN_SQL, {"seg": segment_id, "now": page_now}).fetchone()[0]
+        hidden = sorted({int(v) for v in (found or ()) if v is not None})
+    total = viewer_rows - len(hidden)  # blocked_viewers only holds viewers of this segment
+    if hidden:
+        params["hidden"] = hidden
+    rows = db.execute(PAGE_SQL[(after, bool(hidden))], params).fetchall()
+    if not _in_order(rows):
+        rows = db.execute(SORTED_PAGE_SQL[(after, bool(hidden))], params).fetchall()
+    viewers = tuple(
+        SeenByViewer(
+            viewer_id=int(r[0]), viewed_at=cursors.from_micros(r[1]), view_source=str(r[2]),
+            completion_pct=float(r[3]) if r[3] is not None else 0.0,
+        )
+        for r in rows[:limit]
+    )
+    has_more = len(rows) > limit
+    next_cursor = None
+    if has_more:
+        last = viewers[-1]
+        next_cursor = cursors.Cursor(
+            kind="seen_by", snapshot_id=snapshot.snapshot_id, subject=(segment_id, requester_id), now=page_now,
+            position=(cursors.micros(last.viewed_at), last.viewer_id),
+        ).encode()
+    return SeenByPage(
+        segment_id=segment_id, total=total, viewers=viewers, has_more=has_more, next_cursor=next_cursor,
+        now=page_now, snapshot_id=snapshot.snapshot_id,
+    )
+
+
+def _in_order(rows: list[tuple[Any, ...]]) -> bool:
+    """Rows in (first_viewed_at DESC, viewer_id ASC) order, strictly (no duplicates)."""
+    return all((a[1] > b[1]) or (a[1] == b[1] and a[0] < b[0]) for a, b in zip(rows, rows[1:], strict=False))

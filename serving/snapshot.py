@@ -1,0 +1,150 @@
+"""The published serving snapshot: layout on disk, the CURRENT pointer, read-only handles.
+
+Layout under `settings.serving_dir`:
+
+    snapshots/<snapshot_id>.duckdb   immutable DuckDB files, one per publish
+    CURRENT                          one line: the snapshot_id being served (replaced atomically)
+
+Readers resolve CURRENT once and keep their handle: a reader opened before a publish goes on
+reading its snapshot (the file is never modified; it is only unlinked when it falls out of the
+retention window, and an open handle keeps reading an unlinked file on POSIX).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from jobs.errors import NotFoundError
+from jobs.settings import Settings
+
+SNAPSHOT_SUFFIX = ".duckdb"
+CURRENT_NAME = "CURRENT"
+
+
+def snapshots_dir(settings: Settings) -> Path:
+    return settings.serving_dir / "snapshots"
+
+
+def current_pointer(settings: Settings) -> Path:
+    return settings.serving_dir / CURRENT_NAME
+
+
+def snapshot_path(settings: Settings, snapshot_id: str) -> Path:
+    return snapshots_dir(settings) / f"{snapshot_id}{SNAPSHOT_SUFFIX}"
+
+
+def current_id(settings: Settings) -> str | None:
+    """The snapshot id CURRENT names (None when nothing was published yet)."""
+    try:
+        text = current_pointer(settings).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    return text or None
+
+
+@dataclass
+class Snapshot:
+    """A read-only handle on one published snapshot. Thread-safe: each thread gets its own cursor."""
+
+    snapshot_id: str
+    path: Path
+    con: duckdb.DuckDBPyConnection
+    as_of: datetime
+    built_at: datetime
+    sources: dict[str, dict[str, Any]]
+    tray_window_start: datetime | None = None
+    cache: dict[str, Any] = field(default_factory=dict, repr=False)  # derived read-only structures (tray index)
+    _local: threading.local = field(default_factory=threading.local, repr=False)
+
+    def db(self) -> duckdb.DuckDBPyConnection:
+        """A connection usable from the calling thread (DuckDB connections are not shared across threads)."""
+        cur = getattr(self._local, "cur", None)
+        if cur is None:
+            cur = self.con.cursor()
+            cur.execute("SET enable_progress_bar = false")
+            self._local.cur = cur
+        return cur
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "snapshot_id": self.snapshot_id,
+            "as_of": self.as_of,
+            "built_at": self.built_at,
+            "sources": self.sources,
+            "tray_window_start": self.tray_window_start,
+        }
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Snapshot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_snapshot(path: Path) -> Snapshot:
+    """Open a snapshot file read-only and load its snapshot_meta."""
+    if not path.exists():
+        raise NotFoundError(f"serving snapshot {path} does not exist")
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        con.execute("SET GLOBAL TimeZone = 'UTC'")
+        rows = con.execute(
+            "SELECT snapshot_id, as_of, built_at, source_table, delta_version, row_count, tray_window_start "
+            "FROM snapshot_meta ORDER BY source_table"
+        ).fetchall()
+    except duckdb.Error:
+        con.close()
+        raise
+    if not rows:
+        con.close()
+        raise ValueError(f"serving snapshot {path} has an empty snapshot_meta")
+    sources = {r[3]: {"version": r[4], "rows": r[5]} for r in rows}
+    return Snapshot(
+        snapshot_id=rows[0][0],
+        path=path,
+        con=con,
+        as_of=rows[0][1].astimezone(UTC),
+        built_at=rows[0][2].astimezone(UTC),
+        sources=sources,
+        tray_window_start=rows[0][6].astimezone(UTC) if rows[0][6] is not None else None,
+    )
+
+
+_cache_lock = threading.Lock()
+_cache: dict[Path, Snapshot] = {}
+
+
+def open_current(settings: Settings) -> Snapshot:
+    """The snapshot CURRENT names, opened read-only (cached per process; re-resolved on every call so a
+    new publish is picked up by the next request while earlier handles keep their snapshot)."""
+    sid = current_id(settings)
+    if sid is None:
+        raise NotFoundError(
+            f"no serving snapshot has been published under {settings.serving_dir}; "
+            "run `storylake run` (or `storylake publish`) first"
+        )
+    path = snapshot_path(settings, sid).resolve()
+    with _cache_lock:
+        snap = _cache.get(path)
+        if snap is None:
+            snap = open_snapshot(path)
+            _cache[path] = snap
+            # Drop handles on snapshots that are no longer current for this serving dir (callers holding
+            # them keep working: closing is left to the garbage collector, never forced here).
+            for other in [p for p in _cache if p != path and p.parent == path.parent]:
+                _cache.pop(other, None)
+        return snap
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _cache.clear()

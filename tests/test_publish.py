@@ -1,0 +1,149 @@
+"""publish(): atomic snapshot swap, failure leaves CURRENT serving, old readers, retention, snapshot_meta."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+
+import pytest
+from deltalake import write_deltalake
+
+from jobs.errors import NotFoundError
+from jobs.settings import Settings
+from serving import api, cli
+from serving import publish as publish_mod
+from serving.publish import PublishError, publish
+from serving.snapshot import current_id, snapshot_path, snapshots_dir
+from serving.testkit import DAY, HOUR, TABLES, LakeBuilder, arrow_table
+
+T = datetime(2026, 11, 2, 12, tzinfo=UTC)
+V = 1
+
+
+def base_lake(settings: Settings) -> LakeBuilder:
+    return LakeBuilder(settings).follow(V, 10, T - DAY).segment(100, 10, T - HOUR).write()
+
+
+def tray_authors(snap: api.Snapshot) -> list[int]:
+    return [r.author_id for r in api.tray(snap, V, T).rings]
+
+
+def test_snapshot_meta_records_versions_and_counts(settings: Settings) -> None:
+    lake = base_lake(settings)
+    # one more commit to segments: version 1
+    write_deltalake(
+        str(settings.table_path("silver", "segments")),
+        arrow_table("silver.segments", LakeBuilder(settings).segment(101, 11, T - HOUR).rows["silver.segments"]),
+        mode="append",
+    )
+    report = publish(settings, T)
+    assert report.sources["silver.segments"] == {"version": 1, "rows": 2}
+    assert report.sources["silver.relationships"] == {"version": 0, "rows": 1}
+    assert set(report.sources) == set(TABLES)
+    assert report.tables["live_segments"] == 2 and report.reach_mismatches == 0
+    snap = api.open_current(settings)
+    assert snap.snapshot_id == report.snapshot_id == current_id(settings)
+    assert snap.as_of == T and snap.built_at == report.built_at
+    rows = snap.db().execute(
+        "SELECT source_table, delta_version, row_count, as_of FROM snapshot_meta ORDER BY source_table"
+    ).fetchall()
+    assert {r[0]: (r[1], r[2]) for r in rows} == {k: (v["version"], v["rows"]) for k, v in report.sources.items()}
+    assert all(r[3] == T for r in rows)
+    assert report.path == snapshot_path(settings, report.snapshot_id) and report.path.exists()
+    assert lake.settings is settings
+
+
+def test_failed_publish_leaves_current_serving(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    base_lake(settings)
+    good = publish(settings, T)
+    reader = api.open_current(settings)
+    LakeBuilder(settings).follow(V, 10, T - DAY).follow(V, 11, T - DAY).segment(100, 10, T - HOUR).segment(
+        101, 11, T - HOUR
+    ).write()
+
+    real = publish_mod._create_table
+
+    def failing(con, name, sql, params):  # type: ignore[no-untyped-def]
+        if name == "segment_viewers":
+            raise RuntimeError("injected failure while building segment_viewers")
+        return real(con, name, sql, params)
+
+    monkeypatch.setattr(publish_mod, "_create_table", failing)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        publish(settings, T)
+    assert current_id(settings) == good.snapshot_id
+    leftovers = [p.name for p in snapshots_dir(settings).iterdir() if not p.name.startswith(".duckdb_tmp")]
+    assert leftovers == [f"{good.snapshot_id}.duckdb"]  # no temp file, no half-built snapshot
+    assert tray_authors(api.open_current(settings)) == [10]
+    assert tray_authors(reader) == [10]
+
+    monkeypatch.setattr(publish_mod, "_create_table", real)
+    new = publish(settings, T)
+    assert current_id(settings) == new.snapshot_id != good.snapshot_id
+    assert tray_authors(api.open_current(settings)) == [10, 11]
+    assert tray_authors(reader) == [10]  # a reader opened before the publish still reads its snapshot
+
+
+def test_failure_after_build_before_swap(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    base_lake(settings)
+    good = publish(settings, T)
+
+    def boom(settings_: Settings, sid: str) -> None:
+        raise OSError("disk full while writing CURRENT")
+
+    monkeypatch.setattr(publish_mod, "_point_current", boom)
+    with pytest.raises(OSError, match="disk full"):
+        publish(settings, T)
+    assert current_id(settings) == good.snapshot_id
+    assert tray_authors(api.open_current(settings)) == [10]
+
+
+def test_missing_source_table_is_named(settings: Settings) -> None:
+    base_lake(settings)
+    good = publish(settings, T)
+    shutil.rmtree(settings.table_path("gold", "ring_features"))
+    with pytest.raises(PublishError, match=r"source table gold\.ring_features is missing"):
+        publish(settings, T)
+    assert current_id(settings) == good.snapshot_id
+
+
+def test_missing_column_is_named(settings: Settings) -> None:
+    base_lake(settings)
+    path = settings.table_path("silver", "relationships")
+    shutil.rmtree(path)
+    import pyarrow as pa
+
+    write_deltalake(str(path), pa.table({"relation": pa.array(["follow"]), "user_id": pa.array([1])}))
+    with pytest.raises(PublishError, match=r"silver\.relationships lacks column\(s\) other_user_id"):
+        publish(settings, T)
+
+
+def test_keeps_last_three_snapshots(settings: Settings) -> None:
+    base_lake(settings)
+    ids = [publish(settings, T).snapshot_id for _ in range(5)]
+    assert ids == sorted(ids)  # ids sort by build time
+    kept = sorted(p.name.removesuffix(".duckdb") for p in snapshots_dir(settings).glob("*.duckdb"))
+    assert kept == ids[-3:] and current_id(settings) == ids[-1]
+
+
+def test_never_removes_current(settings: Settings) -> None:
+    base_lake(settings)
+    ids = [publish(settings, T).snapshot_id for _ in range(3)]
+    # an operator points CURRENT back at the oldest snapshot (a rollback); cleanup must not delete it
+    (settings.serving_dir / "CURRENT").write_text(ids[0] + "\n")
+    assert publish_mod._remove_old(settings, keep=1) == [ids[1]]
+    assert [snapshot_path(settings, i).exists() for i in ids] == [True, False, True]
+    assert tray_authors(api.open_current(settings)) == [10]
+
+
+def test_cli_functions(settings: Settings) -> None:
+    with pytest.raises(NotFoundError, match="storylake run"):
+        cli.tray_json(settings, V, T, 50, None)
+    base_lake(settings)
+    report = cli.publish_report(settings, T)
+    assert report.snapshot_id in str(report)
+    assert cli.tray_json(settings, V, T, 50, None).startswith('{"users":[{"userId":10,')
+    assert '"total":0' in cli.seen_by_json(settings, 100, 10, T, 50, None)
+    assert cli.insights_json(settings, 10, 10, T).startswith('{"authorId":10,')
+    out = cli.expire_report(settings, T + 3 * DAY)
+    assert out["deleted"] == {"silver.segments": 1, "silver.segment_viewers": 0}

@@ -1,0 +1,162 @@
+"""seen_by(): author-only access, newest-first keyset pages, 48 h lifetime, block-after-view hiding."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from jobs.errors import NotFoundError
+from jobs.settings import Settings
+from serving import api
+from serving.expire import expire
+from serving.publish import publish
+from serving.testkit import HOUR, LakeBuilder
+
+T = datetime(2026, 11, 2, 12, tzinfo=UTC)
+A = 10  # author
+S = 500  # segment, created T - 2h
+MIN = timedelta(minutes=1)
+
+
+def lake_with_viewers(settings: Settings) -> LakeBuilder:
+    lake = LakeBuilder(settings).segment(S, A, T - 2 * HOUR)
+    # viewer: minutes after creation (two ties at +30 min: ids 3 and 7)
+    for viewer, minutes in ((5, 10), (7, 30), (3, 30), (9, 45), (4, 60)):
+        lake.view(S, viewer, T - 2 * HOUR + minutes * MIN, source="profile" if viewer == 9 else "tray",
+                  completion_pct=0.5 if viewer == 4 else 1.0)
+    return lake
+
+
+def snap_of(lake: LakeBuilder) -> api.Snapshot:
+    lake.write()
+    publish(lake.settings, T)
+    return api.open_current(lake.settings)
+
+
+def ids(page: api.SeenByPage) -> list[int]:
+    return [v.viewer_id for v in page.viewers]
+
+
+def test_newest_first_ties_by_viewer_id_and_pages(settings: Settings) -> None:
+    snap = snap_of(lake_with_viewers(settings))
+    full = api.seen_by(snap, S, A, T)
+    assert ids(full) == [4, 9, 3, 7, 5] and full.total == 5 and not full.has_more and full.next_cursor is None
+    assert full.viewers[0].viewed_at == T - HOUR and full.viewers[0].completion_pct == 0.5
+    assert full.viewers[1].view_source == "profile"
+
+    pages, cursor = [], None
+    while True:
+        page = api.seen_by(snap, S, A, T, limit=2, cursor=cursor)
+        assert page.total == 5
+        pages.append(ids(page))
+        if not page.has_more:
+            assert page.next_cursor is None
+            break
+        cursor = page.next_cursor
+    assert pages == [[4, 9], [3, 7], [5]]
+
+
+def test_pages_with_the_tie_split_across_pages(settings: Settings) -> None:
+    snap = snap_of(lake_with_viewers(settings))
+    first = api.seen_by(snap, S, A, T, limit=3)
+    assert ids(first) == [4, 9, 3]
+    assert ids(api.seen_by(snap, S, A, T, limit=3, cursor=first.next_cursor)) == [7, 5]
+
+
+def test_only_the_author(settings: Settings) -> None:
+    snap = snap_of(lake_with_viewers(settings))
+    with pytest.raises(PermissionError, match=r"user 5 .* segment 500"):
+        api.seen_by(snap, S, 5, T)
+    with pytest.raises(NotFoundError, match="segment 999"):
+        api.seen_by(snap, 999, A, T)
+
+
+def test_seen_by_expires_48h_after_creation(settings: Settings) -> None:
+    snap = snap_of(lake_with_viewers(settings))
+    created = T - 2 * HOUR
+    assert api.seen_by(snap, S, A, created + 48 * HOUR - timedelta(microseconds=1)).total == 5
+    with pytest.raises(api.SeenByExpiredError, match=r"Seen By for segment 500 expired at 2026-11-04T10:00:00Z"):
+        api.seen_by(snap, S, A, created + 48 * HOUR)
+
+
+def test_block_after_view_hides_viewer_and_reduces_total(settings: Settings) -> None:
+    lake = lake_with_viewers(settings)
+    lake.rel("block", A, 9, T - HOUR / 2)  # after 9's view at T - 75 min
+    lake.rel("block", A, 3, T - 3 * HOUR, until=T - HOUR)  # ended: 3 shows again
+    lake.rel("block", 5, A, T - HOUR / 2)  # the viewer blocked the author: the rule is "the author blocked them"
+    snap = snap_of(lake)
+    page = api.seen_by(snap, S, A, T)
+    assert ids(page) == [4, 3, 7, 5] and page.total == 4
+    # paging skips the hidden viewer as well
+    p1 = api.seen_by(snap, S, A, T, limit=1)
+    p2 = api.seen_by(snap, S, A, T, limit=1, cursor=p1.next_cursor)
+    assert ids(p1) + ids(p2) == [4, 3] and p2.total == 4
+    # before the block, 9 was listed
+    assert api.seen_by(snap, S, A, T - HOUR).total == 5
+
+
+def test_deleted_segment_not_found(settings: Settings) -> None:
+    lake = LakeBuilder(settings).segment(S, A, T - HOUR, is_deleted=True)
+    snap = snap_of(lake)
+    with pytest.raises(NotFoundError, match="deleted"):
+        api.seen_by(snap, S, A, T)
+    with pytest.raises(PermissionError):  # existence is not revealed to others first
+        api.seen_by(snap, S, 99, T)
+
+
+def test_survives_segment_cleanup_until_48h(settings: Settings) -> None:
+    """After the silver segment row is cleaned up (1 h past expiry), gold insights keep Seen By working."""
+    lake = LakeBuilder(settings).segment(S, A, T - 30 * HOUR)
+    lake.view(S, 2, T - 29 * HOUR).view(S, 3, T - 28 * HOUR)
+    lake.write()
+    report = expire(settings, T)
+    assert report.deleted["silver.segments"] == 1 and report.deleted["silver.segment_viewers"] == 0
+    publish(settings, T)
+    page = api.seen_by(api.open_current(settings), S, A, T)
+    assert ids(page) == [3, 2] and page.total == 2
+
+
+def test_cursor_checks(settings: Settings) -> None:
+    lake = lake_with_viewers(settings).segment(S + 1, A, T - HOUR).view(S + 1, 5, T - HOUR / 2)
+    snap = snap_of(lake)
+    first = api.seen_by(snap, S, A, T, limit=2)
+    with pytest.raises(ValueError, match="stale cursor"):
+        api.seen_by(snap, S + 1, A, T, limit=2, cursor=first.next_cursor)
+    with pytest.raises(ValueError, match="stale cursor: it pages a seen_by list"):
+        api.tray(snap, A, T, limit=2, cursor=first.next_cursor)
+    with pytest.raises(ValueError, match="stale cursor"):  # another requester
+        api.seen_by(snap, S, A + 1, T, limit=2, cursor=first.next_cursor)
+
+
+def test_json_shape(settings: Settings) -> None:
+    snap = snap_of(lake_with_viewers(settings))
+    doc = api.seen_by_dict(api.seen_by(snap, S, A, T, limit=1))
+    assert set(doc) == {"segmentId", "total", "viewers", "hasMore", "nextCursor"}
+    assert doc["segmentId"] == S and doc["total"] == 5 and doc["hasMore"] is True
+    assert doc["viewers"] == [
+        {"viewerId": 4, "viewedAt": "2026-11-02T11:00:00Z", "viewSource": "tray", "completionPct": 0.5}
+    ]
+    assert isinstance(doc["nextCursor"], str)
+
+
+def test_large_list_pages_match_sorted_order(settings: Settings) -> None:
+    """Many viewers, inserted in scrambled order, many ties: pages concatenate to the exact sorted order."""
+    lake = LakeBuilder(settings).segment(S, A, T - 5 * HOUR)
+    expected = []
+    for i in range(300):
+        viewer = (i * 7919) % 1000 + 1
+        at = T - 5 * HOUR + ((i * 31) % 40) * MIN
+        lake.view(S, viewer, at)
+        expected.append((at, viewer))
+    expected.sort(key=lambda x: (-x[0].timestamp(), x[1]))
+    snap = snap_of(lake)
+    got, cursor = [], None
+    while True:
+        page = api.seen_by(snap, S, A, T, limit=37, cursor=cursor)
+        got += [(v.viewed_at, v.viewer_id) for v in page.viewers]
+        if not page.has_more:
+            break
+        cursor = page.next_cursor
+    assert got == expected
+    assert api.seen_by(snap, S, A, T).total == 300 == len({v for _, v in expected})
