@@ -80,6 +80,8 @@ def _classic() -> Iterator[SparkSession]:
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", os.environ.get("STORYLAKE_SHUFFLE_PARTITIONS", "4"))
         .config("spark.ui.enabled", "false")
+        # UTC-adjusted microsecond timestamps (not legacy INT96) so Parquet readers see the same instants.
+        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
     )
     try:
         from delta import configure_spark_with_delta_pip
