@@ -1,0 +1,51 @@
+"""storylake_expiry: the 5-minute expiry cleanup of expired segments and old Seen By rows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from airflow.sdk import CronTriggerTimetable, dag, task
+
+DEFAULT_ARGS = {
+    "owner": "storylake",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": 2.0,  # 30 s, 60 s: inside the 5-minute cadence
+    "max_retry_delay": timedelta(minutes=2),
+}
+
+
+@dag(
+    dag_id="storylake_expiry",
+    schedule=CronTriggerTimetable("*/5 * * * *", timezone="UTC", interval=timedelta(minutes=5)),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,  # a missed run is covered by the next one (it deletes everything expired by its time)
+    max_active_runs=1,
+    dagrun_timeout=timedelta(minutes=10),
+    default_args=DEFAULT_ARGS,
+    tags=["storylake", "expiry", "serving"],
+)
+def storylake_expiry() -> None:
+    """
+    ### storylake_expiry
+    Every 5 minutes, `serving.expire.expire(settings, now=data_interval_end)` deletes (delta-rs):
+    `silver.segments` rows expired more than 1 h before `now` and not archived, and `silver.segment_viewers`
+    rows of segments created more than 48 h before `now`. Idempotent (nothing to delete = no commit).
+    Serving hides expired segments at read time anyway, so a late or failed run never shows expired content.
+
+    Configuration: Airflow Variables `storylake_lake`, `storylake_landing`, `storylake_engine`,
+    `storylake_spark_remote`, falling back to the `STORYLAKE_*` environment.
+    """
+
+    @task
+    def expire(data_interval_start: datetime | None = None, data_interval_end: datetime | None = None) -> dict:
+        from jobs import steps
+
+        _, now = steps.require_interval(data_interval_start, data_interval_end)
+        report = steps.expire(steps.airflow_settings(), now, run_id=steps.airflow_task_run_id())
+        return report.as_dict()
+
+    expire()
+
+
+storylake_expiry()

@@ -1,0 +1,55 @@
+"""storylake_maintenance: daily Delta table maintenance (compact, checkpoint, vacuum, log cleanup)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from airflow.sdk import CronTriggerTimetable, Param, dag, task
+
+DEFAULT_ARGS = {
+    "owner": "storylake",
+    "retries": 2,
+    "retry_delay": timedelta(minutes=10),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(hours=1),
+}
+
+
+@dag(
+    dag_id="storylake_maintenance",
+    schedule=CronTriggerTimetable("30 3 * * *", timezone="UTC"),  # 03:30 UTC, off the hour boundary
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,  # maintenance of the current lake only; nothing to replay
+    max_active_runs=1,
+    dagrun_timeout=timedelta(hours=3),
+    default_args=DEFAULT_ARGS,
+    params={"retention_hours": Param(168, type="integer", minimum=24,
+                                     description="Vacuum retention in hours (>= 24; default 7 days).")},
+    tags=["storylake", "maintenance", "daily"],
+)
+def storylake_maintenance() -> None:
+    """
+    ### storylake_maintenance
+    For every Delta table under the lake (`jobs.maintenance`, delta-rs): `optimize.compact()`,
+    `create_checkpoint()`, `vacuum(retention_hours, enforce_retention_duration, dry_run=False, full=True)`,
+    `cleanup_metadata()`; the task's return value (XCom) and log report per table the versions, files before and
+    after, files compacted and files vacuumed.
+
+    Retention defaults to 168 h (7 days) so readers that opened an older version (exports, backfills,
+    dashboards) keep their files; the `retention_hours` param may lower it to 24 h, never below (refused).
+    A table that fails (e.g. a commit conflict with the hourly run) does not stop the others; the task then
+    fails and is retried.
+    """
+
+    @task
+    def maintain(params: dict | None = None) -> dict:
+        from jobs import steps
+
+        hours = int((params or {}).get("retention_hours", 168))
+        report = steps.maintain(steps.airflow_settings(), retention_hours=hours, run_id=steps.airflow_task_run_id())
+        return report.as_dict()
+
+    maintain()
+
+
+storylake_maintenance()

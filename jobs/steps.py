@@ -1,0 +1,375 @@
+"""Interval-scoped steps: what the Airflow tasks call (dags/). Thin: the logic lives in jobs/ and serving/.
+
+Every step records one row in ops.pipeline_runs (success or failure, with its as_of, rows and duration), opens
+its own Spark session when it needs one (jobs.engine.spark_session: embedded Sail unless configured
+otherwise) and is idempotent, so Airflow retries and clears are safe.
+
+Effective as_of of an hourly run (`effective_as_of`)
+----------------------------------------------------
+Silver and gold are full recomputes "as of T" from bronze, and bronze only grows (exactly-once ingest). A run
+for the interval [start, end) therefore rebuilds with T = max(end, watermark), where the watermark is the
+largest as_of of a successful gold step in ops.pipeline_runs. Why not simply T = end:
+  - hours processed out of order (a backfill, a late retry, `airflow dags test` of an old hour) would rebuild
+    silver/gold as of an older T and publish it: serving would go back in time and lose hours it had shown;
+  - with T = max(end, watermark) a rerun or backfill of an old hour ingests that hour's landing files (the
+    ledger skips what is already in bronze) and rebuilds as of the newest T the lake has reached, from a bronze
+    that now holds every hour: the tables converge to exactly what one clean run over all the hours gives,
+    whatever order the hours ran in (tests/test_airflow_e2e.py checks forward, rerun and reverse orders).
+The watermark only moves forward. A run whose end is older than the watermark still ingests its hour and
+republishes; it never rolls the lake back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jobs.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from jobs.ingest.run import IngestReport
+    from jobs.maintenance import MaintenanceReport
+    from jobs.quality import GateReport
+
+log = logging.getLogger(__name__)
+HOUR = timedelta(hours=1)
+_HOUR_FOLDER = re.compile(r"(?:^|/)dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/")
+
+# Airflow Variables that override the STORYLAKE_* environment (read inside tasks, never at parse time).
+AIRFLOW_VARIABLES = {
+    "storylake_lake": "STORYLAKE_LAKE",
+    "storylake_landing": "STORYLAKE_LANDING",
+    "storylake_engine": "STORYLAKE_ENGINE",
+    "storylake_spark_remote": "STORYLAKE_SPARK_REMOTE",
+}
+
+
+class StepError(ValueError):
+    """A step was called with an unusable interval or time (the message says which and why)."""
+
+
+# --- settings and ids for Airflow --------------------------------------------------------------
+
+
+def resolve_settings(
+    variables: Mapping[str, str | None] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Settings from the STORYLAKE_* environment, overridden by the non-empty Airflow Variables given
+    (storylake_lake, storylake_landing, storylake_engine, storylake_spark_remote)."""
+    merged = dict(os.environ if env is None else env)
+    for name, value in (variables or {}).items():
+        if name in AIRFLOW_VARIABLES and value:
+            merged[AIRFLOW_VARIABLES[name]] = value
+    return Settings.from_env(merged)
+
+
+def airflow_settings() -> Settings:
+    """resolve_settings() with the Airflow Variables of the running task (call inside a task only)."""
+    from airflow.sdk import Variable
+
+    return resolve_settings({name: Variable.get(name, default=None) for name in AIRFLOW_VARIABLES})
+
+
+def airflow_run_id(dag_id: str, run_id: str, try_number: int | None = None) -> str:
+    """Run id for ops.pipeline_runs / ops.quality_results: the DAG run, plus the attempt after a retry (so a
+    retried step gets its own (run_id, step) row)."""
+    rid = f"{dag_id}/{run_id}"
+    return f"{rid}/try{try_number}" if try_number and try_number > 1 else rid
+
+
+def airflow_task_run_id() -> str:
+    """airflow_run_id() of the running task (call inside a task only)."""
+    from airflow.sdk import get_current_context
+
+    ctx = get_current_context()
+    return airflow_run_id(ctx["dag"].dag_id, ctx["run_id"], ctx["ti"].try_number)
+
+
+def require_interval(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    """(start, end) as aware UTC datetimes; StepError for a missing or empty interval."""
+    if start is None or end is None:
+        raise StepError("this step needs a data interval: trigger the DAG with a logical date "
+                        "(e.g. `airflow dags trigger storylake_hourly --logical-date 2026-11-01T11:00:00+00:00`)")
+    start, end = utc(start), utc(end)
+    if not start < end:
+        raise StepError(f"empty data interval [{start.isoformat()}, {end.isoformat()}): the schedule must be a "
+                        "timetable with an interval (CronTriggerTimetable(..., interval=...))")
+    return start, end
+
+
+def utc(t: datetime | str) -> datetime:
+    """Aware UTC datetime from a datetime (pendulum too) or an ISO string; naive values are taken as UTC."""
+    t = datetime.fromisoformat(t) if isinstance(t, str) else t
+    t = datetime(t.year, t.month, t.day, t.hour, t.minute, t.second, t.microsecond,
+                 tzinfo=t.tzinfo or UTC)
+    return t.astimezone(UTC)
+
+
+# --- run bookkeeping ---------------------------------------------------------------------------
+
+
+@contextmanager
+def _recorded(settings: Settings, run_id: str | None, step: str, as_of: datetime | None) -> Iterator[dict[str, int]]:
+    """Record the step in ops.pipeline_runs (success with rows, or failure with the error) and re-raise
+    failures unchanged (Airflow shows the real exception; QualityGateError stays catchable)."""
+    from jobs.pipeline import record_step
+
+    rid = run_id or f"{step}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    rows: dict[str, int] = {}
+    try:
+        yield rows
+    except BaseException as exc:
+        try:
+            record_step(settings, rid, step, as_of, started, time.perf_counter() - t0, "failed", None,
+                        {"error": f"{type(exc).__name__}: {exc}"})
+        except Exception:  # noqa: BLE001 - never hide the step's own error behind a bookkeeping one
+            log.warning("could not record the failure of step %s in ops.pipeline_runs", step, exc_info=True)
+        raise
+    seconds = time.perf_counter() - t0
+    log.info("step %s (%s): %.1fs, rows %s", step, rid, seconds, json.dumps(rows, sort_keys=True))
+    record_step(settings, rid, step, as_of, started, seconds, "success", sum(rows.values()), rows)
+
+
+@contextmanager
+def _session(settings: Settings, spark: SparkSession | None) -> Iterator[SparkSession]:
+    if spark is not None:
+        yield spark
+        return
+    from jobs.engine import spark_session
+
+    with spark_session(settings) as session:
+        yield session
+
+
+# --- ingest ------------------------------------------------------------------------------------
+
+
+def folder_hour(rel_path: str) -> datetime | None:
+    """Start of the arrival hour of a landing file from its `dt=YYYY-MM-DD/hour=HH/` folders (None if absent)."""
+    m = _HOUR_FOLDER.search(rel_path)
+    if m is None:
+        return None
+    return datetime.fromisoformat(m.group(1)).replace(hour=int(m.group(2)), tzinfo=UTC)
+
+
+def in_interval(rel_path: str, start: datetime, end: datetime) -> bool:
+    """The file's hour folder [h, h + 1 h) overlaps [start, end)."""
+    h = folder_hour(rel_path)
+    return h is not None and h < end and h + HOUR > start
+
+
+def ingest_interval(
+    settings: Settings,
+    start: datetime,
+    end: datetime,
+    *,
+    run_id: str | None = None,
+    workers: int | None = None,
+    max_batch_bytes: int | None = None,
+) -> IngestReport:
+    """Ingest the landing files whose hour folder lies in [start, end) and are not in the ledger yet.
+
+    Same exactly-once protocol as jobs.ingest (it reuses its planning, validation and commit functions):
+    an interrupted batch is completed first whatever its hours, then the interval's new files are committed in
+    batches. Files of other hours stay in landing for their own runs (or `storylake ingest`).
+    """
+    start, end = require_interval(start, end)
+    with _recorded(settings, run_id, "ingest", end) as rows:
+        report = _ingest_selected(settings, lambda rel: in_interval(rel, start, end), workers=workers,
+                                  max_batch_bytes=max_batch_bytes)
+        rows.update(report.rows_by_table)
+    return report
+
+
+def _ingest_selected(
+    settings: Settings, select: Callable[[str], bool], *, workers: int | None, max_batch_bytes: int | None
+) -> IngestReport:
+    """jobs.ingest.ingest() restricted to new files passing `select` (built from jobs.ingest.run internals)."""
+    import multiprocessing
+
+    from jobs import contracts, lake
+    from jobs.ingest import run as ingest_run
+
+    landing = settings.landing
+    if not landing.is_dir():
+        raise ingest_run.IngestError(f"landing folder {landing} does not exist")
+    ledger = lake.read_arrow(ingest_run.ops_path(settings, "ingest_ledger"), ["source_file", "batch_seq"])
+    runs = lake.read_arrow(ingest_run.ops_path(settings, "ingest_runs"), ["batch_seq"])
+    done = set(runs.column("batch_seq").to_pylist()) if runs is not None else set()
+    known: dict[str, int] = {}
+    if ledger is not None:
+        known = dict(zip(ledger.column("source_file").to_pylist(), ledger.column("batch_seq").to_pylist(),
+                         strict=True))
+    files = ingest_run.discover(landing, contracts.event_types())
+    by_path = {f[0]: f for f in files}
+    pending: dict[int, list[tuple[str, str, int]]] = {}
+    for path, seq in known.items():
+        if seq not in done:
+            if path not in by_path:
+                raise ingest_run.IngestError(f"interrupted batch {seq} needs {path}, which is no longer in {landing}")
+            pending.setdefault(seq, []).append(by_path[path])
+    fresh = [f for f in files if f[0] not in known and select(f[0])]
+    next_seq = max([*known.values(), *done, 0]) + 1
+    plan = [(seq, sorted(batch), True) for seq, batch in sorted(pending.items())]
+    for batch in ingest_run._plan_batches(fresh, max_batch_bytes or ingest_run.DEFAULT_BATCH_BYTES):
+        plan.append((next_seq, batch, False))
+        next_seq += 1
+    report = ingest_run.IngestReport()
+    if not plan:
+        log.info("ingest: no new landing files in the interval")
+        return report
+    total = sum(f[2] for _, batch, _ in plan for f in batch)
+    n = workers or (min(os.cpu_count() or 1, 4) if total > ingest_run.INLINE_BYTES else 1)
+    pool: Executor = (
+        ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"))
+        if n > 1 else ingest_run._InlineExecutor()
+    )
+    with pool:
+        for seq, batch, resumed in plan:
+            started, t_submit, futures = ingest_run._submit(pool, landing, seq, batch, None)
+            outputs = [f.result() for f in futures]
+            br = ingest_run._commit_batch(settings, seq, batch, outputs, started, t_submit, resumed, report, None)
+            report.batches.append(br)
+            log.info("ingest batch %s: %d files, %d lines (%d valid, %d quarantined)", br.batch_id, br.files,
+                     br.lines, br.valid, br.quarantined)
+    return report
+
+
+# --- silver / gold / gate / publish ------------------------------------------------------------
+
+
+def lake_watermark(settings: Settings) -> datetime | None:
+    """Largest as_of of a successful gold step in ops.pipeline_runs (None before the first one)."""
+    import pyarrow.compute as pc
+
+    from jobs import lake
+
+    runs = lake.read_arrow(settings.table_path("ops", "pipeline_runs"), ["step", "status", "as_of"])
+    if runs is None or runs.num_rows == 0:
+        return None
+    ok = runs.filter(pc.and_(pc.equal(runs.column("step"), "gold"), pc.equal(runs.column("status"), "success")))
+    latest = pc.max(ok.column("as_of")).as_py() if ok.num_rows else None
+    return utc(latest) if latest is not None else None
+
+
+def effective_as_of(settings: Settings, interval_end: datetime) -> datetime:
+    """T = max(interval_end, lake watermark): see the module docstring."""
+    end = utc(interval_end)
+    mark = lake_watermark(settings)
+    if mark is not None and mark > end:
+        log.info("interval end %s is behind the lake watermark %s: rebuilding as of the watermark",
+                 end.isoformat(), mark.isoformat())
+        return mark
+    return end
+
+
+def lake_is_at(settings: Settings, t: datetime | str) -> bool:
+    """Gold has been built as of t or later (the lake watermark reached t)."""
+    mark = lake_watermark(settings)
+    return mark is not None and mark >= utc(t)
+
+
+def silver(settings: Settings, as_of: datetime, *, run_id: str | None = None,
+           spark: SparkSession | None = None) -> dict[str, int]:
+    """Rebuild every silver table as of `as_of` (jobs.silver.build_silver); rows per table."""
+    from jobs.silver import build_silver
+
+    as_of = utc(as_of)
+    with _recorded(settings, run_id, "silver", as_of) as rows, _session(settings, spark) as session:
+        rows.update(build_silver(session, settings, as_of))
+    return rows
+
+
+def gold(settings: Settings, as_of: datetime, *, run_id: str | None = None,
+         spark: SparkSession | None = None) -> dict[str, int]:
+    """Rebuild every gold table as of `as_of` (jobs.gold.build_gold); rows per table. Its success row in
+    ops.pipeline_runs is what moves the lake watermark."""
+    from jobs.gold import build_gold
+
+    as_of = utc(as_of)
+    with _recorded(settings, run_id, "gold", as_of) as rows, _session(settings, spark) as session:
+        rows.update(build_gold(session, settings, as_of))
+    return rows
+
+
+def gate(settings: Settings, layer: str, run_id: str, *, as_of: datetime | None = None) -> GateReport:
+    """Great Expectations gate over a layer (jobs.quality.run_gate); raises QualityGateError on a critical failure."""
+    from jobs.quality import run_gate
+
+    with _recorded(settings, run_id, f"gate_{layer}", utc(as_of) if as_of else None) as rows:
+        report = run_gate(settings, layer, run_id)
+        rows.update(report.rows)
+    return report
+
+
+def publish(settings: Settings, as_of: datetime, *, run_id: str | None = None) -> Any:
+    """Build and atomically switch the serving snapshot (serving.publish.publish); its PublishReport."""
+    from serving.publish import publish as publish_snapshot
+
+    as_of = utc(as_of)
+    with _recorded(settings, run_id, "publish", as_of) as rows:
+        report = publish_snapshot(settings, as_of)
+        rows.update(dict(getattr(report, "tables", {}) or {}))
+    return report
+
+
+# --- expiry, export, maintenance ---------------------------------------------------------------
+
+
+def expire(settings: Settings, now: datetime, *, run_id: str | None = None) -> Any:
+    """Expiry cleanup as of `now` (serving.expire.expire); its ExpireReport."""
+    from serving.expire import expire as expire_rows
+
+    now = utc(now)
+    with _recorded(settings, run_id, "expire", now) as rows:
+        report = expire_rows(settings, now)
+        rows.update(dict(getattr(report, "deleted", {}) or {}))
+    return report
+
+
+def export_dir(settings: Settings, day: date | datetime) -> Path:
+    """LAKE/exports/tray_training_set/dt=YYYY-MM-DD/ for the exported day."""
+    d = day.date() if isinstance(day, datetime) else day
+    return settings.lake / "exports" / "tray_training_set" / f"dt={d:%Y-%m-%d}"
+
+
+def export(settings: Settings, as_of: datetime, out_dir: Path | str, *, run_id: str | None = None,
+           spark: SparkSession | None = None) -> Any:
+    """Ranking-features export as of `as_of` into out_dir (Parquet + manifest.json); its ExportManifest."""
+    from jobs.export import export_features
+
+    as_of = utc(as_of)
+    with _recorded(settings, run_id, "export", as_of) as rows, _session(settings, spark) as session:
+        manifest = export_features(session, settings, as_of, out_dir)
+        rows["tray_training_set"] = int(getattr(manifest, "rows", 0) or 0)
+    return manifest
+
+
+def maintain(settings: Settings, *, retention_hours: int | None = None, run_id: str | None = None) -> MaintenanceReport:
+    """Compact, checkpoint, vacuum and clean up every Delta table of the lake (jobs.maintenance)."""
+    from jobs.maintenance import DEFAULT_RETENTION_HOURS, MaintenanceError
+    from jobs.maintenance import maintain as maintain_lake
+
+    hours = DEFAULT_RETENTION_HOURS if retention_hours is None else retention_hours
+    with _recorded(settings, run_id, "maintain", None) as rows:
+        report = maintain_lake(settings, retention_hours=hours, raise_on_error=False)
+        rows.update({t.table: t.compact_files_removed + t.vacuumed_files for t in report.tables})
+        if report.failed:
+            details = "; ".join(f"{t.table}: {t.error}" for t in report.failed)
+            raise MaintenanceError(f"{len(report.failed)} of {len(report.tables)} tables not maintained: {details}",
+                                   report)
+    return report

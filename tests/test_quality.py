@@ -1,0 +1,279 @@
+"""Quality gate: suites generated from the contracts, GX validation of hand-written Delta tables,
+ops.quality_results, and the gate stopping run_pipeline before publish."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable, write_deltalake
+
+from jobs import contracts
+from jobs.quality import QualityGateError, gate_hook, run_gate, suite_for
+from jobs.settings import Settings
+
+T0 = datetime(2026, 11, 1, 10, tzinfo=UTC)
+
+SMALL_CONTRACT = """\
+apiVersion: v3.0.2
+kind: DataContract
+id: urn:storylake:silver:tiny
+name: tiny
+version: 1.0.0
+dataProduct: silver
+description: {purpose: A tiny table.}
+schema:
+  - name: tiny
+    primaryKey: [a_id, b_id]
+    properties:
+      - {name: a_id, physicalType: bigint, required: true, description: A.}
+      - {name: b_id, physicalType: bigint, required: true, description: B.}
+      - {name: code, physicalType: string, unique: true, description: C., logicalTypeOptions: {maxLength: 8}}
+      - {name: kind, physicalType: string, description: K., logicalTypeOptions: {enum: [x, y]}}
+      - {name: pct, physicalType: double, required: true, description: P., logicalTypeOptions: {minimum: 0, maximum: 1}}
+      - {name: n, physicalType: bigint, description: N., logicalTypeOptions: {minimum: 1}}
+      - {name: impressions, physicalType: bigint, description: I.}
+      - {name: reach, physicalType: bigint, description: R.}
+      - name: tags
+        physicalType: array
+        required: true
+        description: T.
+        items: {physicalType: string, description: E.}
+    quality:
+      - {rule: reach_le_impressions, description: reach <= impressions.}
+      - {rule: made_up_rule, description: nobody can express this.}
+"""
+
+
+def test_suite_is_generated_from_the_contract(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(SMALL_CONTRACT)
+    suite = suite_for(contracts.parse_contract(path))
+    got = [(s.type, s.kwargs) for s in suite.expectations]
+    assert got == [
+        ("expect_column_values_to_not_be_null", {"column": "a_id"}),
+        ("expect_column_values_to_not_be_null", {"column": "b_id"}),
+        ("expect_column_values_to_be_unique", {"column": "code"}),
+        ("expect_column_value_lengths_to_be_between", {"column": "code", "min_value": None, "max_value": 8}),
+        ("expect_column_values_to_be_in_set", {"column": "kind", "value_set": ["x", "y"]}),
+        ("expect_column_values_to_not_be_null", {"column": "pct"}),
+        ("expect_column_values_to_be_between", {"column": "pct", "min_value": 0, "max_value": 1}),
+        ("expect_column_values_to_be_between", {"column": "n", "min_value": 1, "max_value": None}),
+        ("expect_column_values_to_not_be_null", {"column": "tags"}),
+        ("expect_compound_columns_to_be_unique", {"column_list": ["a_id", "b_id"]}),
+        ("expect_column_pair_values_a_to_be_greater_than_b",
+         {"column_A": "impressions", "column_B": "reach", "or_equal": True}),
+    ]
+    assert all(s.critical for s in suite.expectations)
+    assert suite.not_expressible == ("made_up_rule",)
+    assert suite.key_columns == ("a_id", "b_id")
+    assert suite.input_columns() == ["a_id", "b_id", "code", "kind", "pct", "n", "tags", "impressions", "reach"]
+
+
+def test_primary_key_and_unique_column_give_one_expectation() -> None:
+    names = [s.name for s in suite_for(contracts.get("silver.view_events")).expectations]
+    assert names.count("expect_column_values_to_be_unique(event_id)") == 1
+    assert "expect_column_values_to_be_between(completion_pct)" in names
+    assert "expect_column_values_to_be_in_set(view_source)" in names
+
+
+@pytest.mark.parametrize("key", [k for k, c in sorted(contracts.load_all().items()) if c.layer in ("silver", "gold")])
+def test_every_silver_and_gold_rule_is_expressible(key: str) -> None:
+    suite = suite_for(contracts.get(key))
+    assert suite.not_expressible == ()
+    assert suite.expectations
+
+
+# --- hand-written Delta tables -----------------------------------------------------------------
+
+
+def _default(c: contracts.Column) -> Any:
+    """A value every generated expectation accepts."""
+    if c.physical_type == "array":
+        return []
+    if c.enum:
+        return c.enum[0]
+    return {
+        "bigint": int(c.minimum or 1), "int": int(c.minimum or 1), "double": float(c.minimum or 0),
+        "string": "s", "boolean": False, "timestamp": T0, "date": date(2026, 11, 1),
+    }.get(c.physical_type)
+
+
+def _write(settings: Settings, key: str, rows: list[dict[str, Any]]) -> None:
+    """Rows of the contract's table (missing columns get valid defaults), written with delta-rs."""
+    contract = contracts.get(key)
+    full = [{c.name: r.get(c.name, _default(c)) for c in contract.columns} for r in rows]
+    path = settings.table_path(*key.split("."))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_deltalake(str(path), pa.Table.from_pylist(full, schema=contract.arrow_schema()), mode="overwrite")
+
+
+def _view(eid: str, **kw: Any) -> dict[str, Any]:
+    return {"event_id": eid, "idempotency_key": f"k-{eid}", "segment_id": 1, "viewer_id": 7,
+            "viewed_at": T0, "completion_pct": 1.0, "view_duration_ms": 5000, "view_source": "tray", **kw}
+
+
+def _results(settings: Settings, run_id: str) -> dict[tuple[str, str], dict[str, Any]]:
+    rows = DeltaTable(str(settings.table_path("ops", "quality_results"))).to_pyarrow_table().to_pylist()
+    return {(r["table_name"], r["expectation"]): r for r in rows if r["run_id"] == run_id}
+
+
+def test_clean_table_passes_and_is_recorded(settings: Settings) -> None:
+    _write(settings, "silver.view_events", [_view("e1"), _view("e2", completion_pct=0.2, view_duration_ms=3000)])
+    report = run_gate(settings, "silver", "run-clean")
+    assert report.ok
+    assert report.rows == {"silver.view_events": 2}
+    assert "silver.segments" in report.missing
+    n = len(suite_for(contracts.get("silver.view_events")).expectations)
+    results = _results(settings, "run-clean")
+    assert len(results) == n
+    assert all(r["success"] and r["critical"] and r["unexpected_count"] == 0 for r in results.values())
+    assert report.docs_index is not None and report.docs_index.exists()
+    assert report.docs_index == settings.lake / "quality" / "data_docs" / "index.html"
+
+
+def test_old_data_docs_pages_are_pruned(settings: Settings) -> None:
+    import os
+    import time
+
+    old = settings.lake / "quality" / "data_docs" / "validations" / "silver" / "view_events" / "run-last-month"
+    old.mkdir(parents=True)
+    (old / "20261001T000000.000000Z").mkdir()  # <run name>/<run time>/<batch>.html, as GX writes them
+    (old / "20261001T000000.000000Z" / "lake-silver.view_events.html").write_text("<html/>")
+    month_ago = time.time() - 30 * 86400
+    os.utime(old, (month_ago, month_ago))
+    _write(settings, "silver.view_events", [_view("e1")])
+    run_gate(settings, "silver", "run-today")
+    pages = settings.lake / "quality" / "data_docs" / "validations" / "silver" / "view_events"
+    assert sorted(p.name for p in pages.iterdir()) == ["run-today"]
+
+
+def test_critical_violations_fail_the_gate_with_sample_keys(settings: Settings) -> None:
+    _write(settings, "silver.view_events", [
+        _view("e1"),
+        _view("e2", completion_pct=1.5),
+        _view("e3"), _view("e3", idempotency_key="k-other"),  # duplicate primary key
+        _view("e4", segment_id=None),
+        _view("e5", view_source="tv"),
+    ])
+    with pytest.raises(QualityGateError) as err:
+        run_gate(settings, "silver", "run-bad")
+    msg = str(err.value)
+    assert "expect_column_values_to_be_between(completion_pct) [column completion_pct: minimum/maximum] " \
+           'failed on 1 row(s); sample keys: ["e2"]' in msg
+    assert 'expect_column_values_to_be_unique(event_id) [column event_id: unique] failed on 2 row(s); ' \
+           'sample keys: ["e3"]' in msg
+    assert 'expect_column_values_to_not_be_null(segment_id) [column segment_id: required] failed on 1 row(s); ' \
+           'sample keys: ["e4"]' in msg
+    assert 'expect_column_values_to_be_in_set(view_source)' in msg and '["e5"]' in msg
+    assert len(err.value.report.failed) == 4
+
+    results = _results(settings, "run-bad")
+    between = results[("silver.view_events", "expect_column_values_to_be_between(completion_pct)")]
+    assert (between["success"], between["critical"], between["unexpected_count"]) == (False, True, 1)
+    assert json.loads(between["sample_keys"]) == ["e2"]
+    assert results[("silver.view_events", "expect_column_values_to_not_be_null(viewer_id)")]["success"] is True
+
+
+def test_table_rules_from_the_contract_quality_section(settings: Settings) -> None:
+    _write(settings, "gold.segment_insights", [
+        {"segment_id": 1, "impressions": 5, "reach": 3},
+        {"segment_id": 2, "impressions": 2, "reach": 4},  # reach > impressions
+    ])
+    _write(settings, "silver.segments", [
+        {"segment_id": 10, "created_at": T0, "expires_at": T0 + timedelta(hours=24)},
+        {"segment_id": 11, "created_at": T0, "expires_at": T0 + timedelta(hours=23)},  # not created + 24 h
+    ])
+    gold = run_gate(settings, "gold", "run-rules", raise_on_failure=False)
+    assert [(o.expectation, o.sample_keys) for o in gold.failed] == [
+        ("expect_column_pair_values_a_to_be_greater_than_b(impressions,reach)", [2]),
+    ]
+    silver = run_gate(settings, "silver", "run-rules", raise_on_failure=False)
+    assert [(o.expectation, o.sample_keys) for o in silver.failed] == [
+        ("expect_column_pair_values_to_be_equal(expires_at,_created_at_plus_24h)", [11]),
+    ]
+
+
+def test_compound_primary_key_duplicates_report_both_key_columns(settings: Settings) -> None:
+    row = {"segment_id": 1, "viewer_id": 2, "first_viewed_at": T0, "last_viewed_at": T0}
+    _write(settings, "silver.segment_viewers", [row, row, {**row, "viewer_id": 3}])
+    report = run_gate(settings, "silver", "run-pk", raise_on_failure=False)
+    assert [(o.expectation, o.unexpected_count, o.sample_keys) for o in report.failed] == [
+        ("expect_compound_columns_to_be_unique(segment_id,viewer_id)", 2, [{"segment_id": 1, "viewer_id": 2}]),
+    ]
+
+
+def test_missing_column_fails_instead_of_passing(settings: Settings) -> None:
+    _write(settings, "silver.view_events", [_view("e1")])
+    path = settings.table_path("silver", "view_events")
+    table = DeltaTable(str(path)).to_pyarrow_table().drop_columns(["view_source"])
+    write_deltalake(str(path), table, mode="overwrite", schema_mode="overwrite")
+    report = run_gate(settings, "silver", "run-drift", raise_on_failure=False)
+    failed = {o.expectation: o for o in report.failed}
+    assert set(failed) == {"expect_column_values_to_not_be_null(view_source)",
+                           "expect_column_values_to_be_in_set(view_source)"}
+    assert all(o.error for o in failed.values())
+
+
+def test_rerun_with_the_same_run_id_replaces_its_rows(settings: Settings) -> None:
+    _write(settings, "silver.view_events", [_view("e1")])
+    run_gate(settings, "silver", "run-twice", build_docs=False)
+    _write(settings, "silver.view_events", [_view("e1", completion_pct=2.0)])
+    run_gate(settings, "silver", "run-twice", build_docs=False, raise_on_failure=False)
+    results = _results(settings, "run-twice")
+    assert len(results) == len(suite_for(contracts.get("silver.view_events")).expectations)
+    assert results[("silver.view_events", "expect_column_values_to_be_between(completion_pct)")]["success"] is False
+    rows = DeltaTable(str(settings.table_path("ops", "quality_results"))).to_pyarrow_table()
+    assert rows.num_rows == len(results)
+
+
+def test_step_gate_records_the_failure_and_raises_it_unchanged(settings: Settings) -> None:
+    from jobs import steps
+
+    _write(settings, "silver.view_events", [_view("e1", completion_pct=-1.0)])
+    with pytest.raises(QualityGateError):
+        steps.gate(settings, "silver", "dag/run-1", as_of=T0)
+    runs = DeltaTable(str(settings.table_path("ops", "pipeline_runs"))).to_pyarrow_table().to_pylist()
+    assert [(r["run_id"], r["step"], r["status"]) for r in runs] == [("dag/run-1", "gate_silver", "failed")]
+    assert "completion_pct" in json.loads(runs[0]["detail"])["error"]
+
+
+# --- through the pipeline ----------------------------------------------------------------------
+
+
+def test_failed_gate_in_run_pipeline_publishes_nothing(spark: Any, tmp_path: Path) -> None:
+    from jobs.pipeline import run_pipeline
+    from serving.snapshot import current_id
+    from tests.landing_builders import created, view, write_landing
+
+    settings = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
+    write_landing(settings.landing, "segment_created", [created("c1", 1, 9, "2026-11-01T09:00:00.000Z")], hour="09")
+    write_landing(settings.landing, "segment_view", [view("v1", 1, 2, "2026-11-01T09:30:00.000Z")], hour="09")
+    first = run_pipeline(settings, datetime(2026, 11, 1, 10, tzinfo=UTC), spark=spark, progress=False,
+                         gate=gate_hook("gate-run-1"))
+    served = current_id(settings)
+    assert served is not None and first.publish is not None
+
+    write_landing(settings.landing, "segment_view", [view("v2", 1, 3, "2026-11-01T10:30:00.000Z")], hour="10")
+    hook = gate_hook("gate-run-2")
+
+    def corrupting_gate(spark_: Any, s: Settings, layer: str) -> Any:
+        if layer == "silver":  # a silver job bug: a receipt with completion_pct 1.5 slips through
+            path = s.table_path("silver", "view_events")
+            bad = DeltaTable(str(path)).to_pyarrow_table().slice(0, 1).to_pylist()
+            bad[0].update(event_id="v-bad", completion_pct=1.5)
+            write_deltalake(str(path), pa.Table.from_pylist(bad, schema=contracts.get("silver.view_events")
+                                                            .arrow_schema()), mode="append")
+        return hook(spark_, s, layer)
+
+    with pytest.raises(QualityGateError, match=r"completion_pct.*\"v-bad\""):
+        run_pipeline(settings, datetime(2026, 11, 1, 11, tzinfo=UTC), spark=spark, progress=False,
+                     gate=corrupting_gate)
+    assert current_id(settings) == served
+    runs = DeltaTable(str(settings.table_path("ops", "pipeline_runs"))).to_pyarrow_table().to_pylist()
+    assert sorted(r["step"] for r in runs if r["as_of"] == datetime(2026, 11, 1, 11, tzinfo=UTC)) == [
+        "ingest", "silver"]
