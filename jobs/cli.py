@@ -168,13 +168,17 @@ def run(
     engine: Engine = None,
     spark_remote: Remote = None,
     no_publish: Annotated[bool, typer.Option("--no-publish", help="Stop after gold.")] = False,
+    gate: Annotated[
+        bool, typer.Option("--gate/--no-gate", help="Great Expectations gate after silver and gold.")
+    ] = True,
 ) -> None:
     """Ingest, then silver and gold jobs on every event before --as-of, then publish the serving snapshot."""
     from jobs.pipeline import run_pipeline
+    from jobs.quality import gate_hook
 
     s = settings_of(lake, landing, engine, spark_remote)
     t = parse_time(as_of, "--as-of") or datetime.now(UTC)
-    report = run_pipeline(s, t, publish=not no_publish)
+    report = run_pipeline(s, t, publish=not no_publish, gate=gate_hook() if gate else None)
     if report.ingest is not None:
         print_ingest(report.ingest)
     table = Table(title=f"run {report.run_id} as of {t.isoformat()}")
@@ -319,13 +323,42 @@ def export_features(
 @app.command()
 def maintain(
     retention_hours: Annotated[int, typer.Option(help="Vacuum retention (>= 24).")] = 168,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would change.")] = False,
     lake: Lake = None, landing: Landing = None, engine: Engine = None, spark_remote: Remote = None,
 ) -> None:
     """Compact, checkpoint and vacuum every Delta table (delta-rs)."""
+    import json
+
     from jobs.maintenance import maintain as maintain_lake
 
     s = settings_of(lake, landing, engine, spark_remote)
-    console.print(maintain_lake(s, retention_hours=retention_hours))
+    report = maintain_lake(s, retention_hours=retention_hours, dry_run=dry_run)
+    console.print_json(json.dumps(report.as_dict(), default=str))
+
+
+quality_app = typer.Typer(help="Data-quality gate (Great Expectations suites generated from the contracts).",
+                          no_args_is_help=True)
+app.add_typer(quality_app, name="quality")
+
+
+@quality_app.command("check")
+def quality_check(
+    layer: Annotated[str, typer.Option("--layer", help="silver or gold.")],
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Run id recorded in ops.quality_results.")] = None,
+    no_docs: Annotated[bool, typer.Option("--no-docs", help="Skip building GX Data Docs.")] = False,
+    lake: Lake = None, landing: Landing = None, engine: Engine = None, spark_remote: Remote = None,
+) -> None:
+    """Validate every table of a layer; exit 1 listing failed expectations and sample keys."""
+    import json
+
+    from jobs.quality import run_gate
+
+    if layer not in ("silver", "gold"):
+        raise typer.BadParameter(f"--layer must be silver or gold, got {layer!r}")
+    s = settings_of(lake, landing, engine, spark_remote)
+    rid = run_id or f"cli-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    report = run_gate(s, layer, rid, build_docs=not no_docs)
+    console.print_json(json.dumps(report.as_dict(), default=str))
 
 
 @app.command()

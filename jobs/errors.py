@@ -24,8 +24,12 @@ def exit_code_for(exc: BaseException) -> tuple[int, str]:
         return EXIT_NOT_FOUND, f"not found: {exc}"
     name = type(exc).__name__
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    known = ("SettingsError", "ContractError", "IngestError", "PipelineError", "PublishError", "QualityGateError",
-             "ExpiredError")
+    if name == "QualityGateError" or isinstance(exc.__cause__, Exception) and (
+        type(exc.__cause__).__name__ == "QualityGateError"
+    ):
+        return EXIT_FAILURE, str(exc).strip()  # the full list of failed expectations and sample keys
+    known = ("SettingsError", "ContractError", "IngestError", "PipelineError", "PublishError", "ExpiredError",
+             "MaintenanceError", "StepError", "SeenByExpiredError")
     if name in known:
         return EXIT_FAILURE, text
     return EXIT_FAILURE, f"{name}: {text}" if text else name

@@ -27,8 +27,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Executor, ProcessPoolExecutor
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -183,69 +182,17 @@ def ingest_interval(
 ) -> IngestReport:
     """Ingest the landing files whose hour folder lies in [start, end) and are not in the ledger yet.
 
-    Same exactly-once protocol as jobs.ingest (it reuses its planning, validation and commit functions):
-    an interrupted batch is completed first whatever its hours, then the interval's new files are committed in
+    jobs.ingest.ingest restricted to the interval's hour folders, same exactly-once protocol: an interrupted
+    batch is completed first whatever its hours, then the interval's new files are committed in
     batches. Files of other hours stay in landing for their own runs (or `storylake ingest`).
     """
     start, end = require_interval(start, end)
+    from jobs.ingest import ingest
+
     with _recorded(settings, run_id, "ingest", end) as rows:
-        report = _ingest_selected(settings, lambda rel: in_interval(rel, start, end), workers=workers,
-                                  max_batch_bytes=max_batch_bytes)
+        report = ingest(settings, workers=workers, progress=False, select=lambda rel: in_interval(rel, start, end),
+                        **({"max_batch_bytes": max_batch_bytes} if max_batch_bytes else {}))
         rows.update(report.rows_by_table)
-    return report
-
-
-def _ingest_selected(
-    settings: Settings, select: Callable[[str], bool], *, workers: int | None, max_batch_bytes: int | None
-) -> IngestReport:
-    """jobs.ingest.ingest() restricted to new files passing `select` (built from jobs.ingest.run internals)."""
-    import multiprocessing
-
-    from jobs import contracts, lake
-    from jobs.ingest import run as ingest_run
-
-    landing = settings.landing
-    if not landing.is_dir():
-        raise ingest_run.IngestError(f"landing folder {landing} does not exist")
-    ledger = lake.read_arrow(ingest_run.ops_path(settings, "ingest_ledger"), ["source_file", "batch_seq"])
-    runs = lake.read_arrow(ingest_run.ops_path(settings, "ingest_runs"), ["batch_seq"])
-    done = set(runs.column("batch_seq").to_pylist()) if runs is not None else set()
-    known: dict[str, int] = {}
-    if ledger is not None:
-        known = dict(zip(ledger.column("source_file").to_pylist(), ledger.column("batch_seq").to_pylist(),
-                         strict=True))
-    files = ingest_run.discover(landing, contracts.event_types())
-    by_path = {f[0]: f for f in files}
-    pending: dict[int, list[tuple[str, str, int]]] = {}
-    for path, seq in known.items():
-        if seq not in done:
-            if path not in by_path:
-                raise ingest_run.IngestError(f"interrupted batch {seq} needs {path}, which is no longer in {landing}")
-            pending.setdefault(seq, []).append(by_path[path])
-    fresh = [f for f in files if f[0] not in known and select(f[0])]
-    next_seq = max([*known.values(), *done, 0]) + 1
-    plan = [(seq, sorted(batch), True) for seq, batch in sorted(pending.items())]
-    for batch in ingest_run._plan_batches(fresh, max_batch_bytes or ingest_run.DEFAULT_BATCH_BYTES):
-        plan.append((next_seq, batch, False))
-        next_seq += 1
-    report = ingest_run.IngestReport()
-    if not plan:
-        log.info("ingest: no new landing files in the interval")
-        return report
-    total = sum(f[2] for _, batch, _ in plan for f in batch)
-    n = workers or (min(os.cpu_count() or 1, 4) if total > ingest_run.INLINE_BYTES else 1)
-    pool: Executor = (
-        ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"))
-        if n > 1 else ingest_run._InlineExecutor()
-    )
-    with pool:
-        for seq, batch, resumed in plan:
-            started, t_submit, futures = ingest_run._submit(pool, landing, seq, batch, None)
-            outputs = [f.result() for f in futures]
-            br = ingest_run._commit_batch(settings, seq, batch, outputs, started, t_submit, resumed, report, None)
-            report.batches.append(br)
-            log.info("ingest batch %s: %d files, %d lines (%d valid, %d quarantined)", br.batch_id, br.files,
-                     br.lines, br.valid, br.quarantined)
     return report
 
 

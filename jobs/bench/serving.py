@@ -333,6 +333,7 @@ def bench_serving(
         "sizes": info["sizes"],
         "lake_build_s": round(lake_s, 1),
         "publish_s": round(report.duration_s, 2),
+        "publish_cpu_s": report.cpu_s,
         "publish_steps_s": report.step_seconds,
         "snapshot_mb": round(report.path.stat().st_size / 1e6, 1),
         "tray_index_load_s": round(index_s, 2),

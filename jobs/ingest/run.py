@@ -13,7 +13,7 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -139,8 +139,10 @@ def ingest(
     max_batch_bytes: int = DEFAULT_BATCH_BYTES,
     progress: bool = True,
     now: datetime | None = None,
+    select: Callable[[str], bool] | None = None,
 ) -> IngestReport:
-    """Ingest every landing file not yet in the ledger; resume an interrupted batch first."""
+    """Ingest every landing file not yet in the ledger (only those `select(relative path)` accepts, when
+    given); an interrupted batch is resumed first, whatever its files."""
     landing = landing or settings.landing
     if not landing.is_dir():
         raise IngestError(f"landing folder {landing} does not exist")
@@ -163,7 +165,7 @@ def ingest(
             if path not in by_path:
                 raise IngestError(f"interrupted batch {seq} needs {path}, which is no longer in {landing}")
             pending.setdefault(seq, []).append(by_path[path])
-    fresh = [f for f in all_files if f[0] not in known]
+    fresh = [f for f in all_files if f[0] not in known and (select is None or select(f[0]))]
     next_seq = max([*known.values(), *done_seqs, 0]) + 1
     plan: list[tuple[int, list[tuple[str, str, int]], bool]] = [
         (seq, sorted(files), True) for seq, files in sorted(pending.items())
