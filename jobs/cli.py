@@ -364,18 +364,16 @@ def quality_check(
 @app.command()
 def dashboard(
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
+    address: Annotated[str, typer.Option(help="Address to bind.")] = "localhost",
+    headless: Annotated[bool, typer.Option(help="Do not open a browser.")] = False,
+    now: Annotated[str | None, typer.Option("--now", help="The app's 'now' (default: the snapshot's as-of).")] = None,
     lake: Lake = None, landing: Landing = None, engine: Engine = None, spark_remote: Remote = None,
 ) -> None:
-    """Start the Streamlit dashboards (creators and ops) over the published snapshot."""
-    import subprocess
+    """Streamlit dashboards over the published serving snapshot (creators and operators)."""
+    from dashboards.launch import run_dashboard
 
     s = settings_of(lake, landing, engine, spark_remote)
-    app_path = Path(__file__).resolve().parent.parent / "dashboards" / "app.py"
-    env = {**os.environ, "STORYLAKE_LAKE": str(s.lake.resolve())}
-    raise typer.Exit(subprocess.call(
-        [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.port", str(port),
-         "--server.headless", "true"], env=env,
-    ))
+    raise typer.Exit(run_dashboard(s, port=port, address=address, headless=headless, now=parse_time(now, "--now")))
 
 
 # --- demo --------------------------------------------------------------------------------------

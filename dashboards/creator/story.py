@@ -1,0 +1,64 @@
+"""Story detail: per-frame funnel and drop-off, navigation breakdown, completion and view time, frame list."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboards import cached, charts, context
+from dashboards.display import number, percent, seconds, when
+
+ctx = context.creator()
+st.title("Story detail")
+
+stories = cached.stories(ctx.lake, ctx.snapshot_id, ctx.requester_id, ctx.now)
+if stories.empty:
+    st.info("You have not posted a story yet.")
+    st.stop()
+labels = dict(zip(stories["story_id"], stories["label"], strict=True))
+story_id = st.selectbox("Story", list(labels), format_func=labels.get, key=f"story_pick_{ctx.requester_id}")
+detail = cached.story_detail(ctx.lake, ctx.snapshot_id, ctx.requester_id, ctx.now, int(story_id))
+
+st.caption(f"Story {detail.story_id} · started {when(detail.story_start)}")
+with st.container(key="story-kpis"):
+    cols = st.columns(5)
+    cols[0].metric("Reach", number(detail.reach), border=True)
+    cols[1].metric("Impressions", number(detail.impressions), border=True)
+    cols[2].metric("Completion rate", percent(detail.completion_rate, 1), border=True,
+                   help="Viewers who watched a frame to the end / reach.")
+    cols[3].metric("Avg view time", seconds(detail.avg_view_ms), border=True,
+                   help="Total counted view time / impressions.")
+    cols[4].metric("Frames", number(detail.segment_count), border=True)
+
+funnel_col, nav_col = st.columns([3, 2])
+funnel_col.altair_chart(charts.frame_funnel(detail.frames), width="stretch")
+nav_col.altair_chart(charts.navigation(detail.navigation), width="stretch")
+st.caption("Drop-off: share of the previous frame's viewers who did not view this frame. Next story = swipe "
+           "forward; exit = tap exit + swipe down.")
+
+st.subheader("Frames")
+st.dataframe(
+    detail.frames[["frame_index", "segment_id", "media_type", "audience", "created_at", "status", "expires_in", "reach",
+                   "viewers_lost", "drop_off", "completion_rate", "avg_view_ms", "taps_forward", "taps_back", "exits",
+                   "swipe_forward"]],
+    hide_index=True,
+    key="frames",
+    placeholder="—",
+    column_config={
+        "frame_index": st.column_config.NumberColumn("Frame", format="%d"),
+        "segment_id": st.column_config.NumberColumn("Segment", format="%d"),
+        "media_type": "Media",
+        "audience": "Audience",
+        "created_at": st.column_config.DatetimeColumn("Posted (UTC)", format="YYYY-MM-DD HH:mm"),
+        "status": "Status",
+        "expires_in": "Expiry",
+        "reach": "Reach",
+        "viewers_lost": "Viewers lost",
+        "drop_off": st.column_config.NumberColumn("Drop-off", format="percent"),
+        "completion_rate": st.column_config.NumberColumn("Completion", format="percent"),
+        "avg_view_ms": st.column_config.NumberColumn("Avg view (ms)", format="%.0f"),
+        "taps_forward": "Forward",
+        "taps_back": "Back",
+        "exits": "Exit",
+        "swipe_forward": "Next story",
+    },
+)

@@ -1,0 +1,41 @@
+"""How values read on the pages: numbers, ratios, durations, UTC times, ring states."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from serving.timeutil import utc
+
+# ring state -> (badge colour, text)
+RINGS: dict[str, tuple[str, str]] = {
+    "gradient": ("violet", "Gradient ring: your story is live"),
+    "green": ("green", "Green ring: close friends story live"),
+    "grey": ("gray", "Grey ring: all seen"),
+    "none": ("gray", "No ring: no active story"),
+    "unknown": ("gray", "Ring unavailable at this time"),
+}
+
+
+def number(value: Any) -> str:
+    return "—" if value is None else f"{int(value):,}"
+
+
+def signed(value: int) -> str:
+    return f"{value:+,}"
+
+
+def percent(value: float | None, digits: int = 0) -> str:
+    return "—" if value is None else f"{value * 100:.{digits}f}%"
+
+
+def seconds(ms: float | None) -> str:
+    return "—" if ms is None else f"{ms / 1000:.1f} s"
+
+
+def when(t: datetime | None) -> str:
+    return "—" if t is None else f"{utc(t):%Y-%m-%d %H:%M} UTC"
+
+
+def day_span(start: date, end: date) -> str:
+    return f"{end:%b %d}" if start == end else f"{start:%b %d} – {end:%b %d}"

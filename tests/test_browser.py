@@ -1,0 +1,202 @@
+"""The dashboards in a real browser: `streamlit run dashboards/app.py` on a sample lake (dashboards/sample_lake.py),
+driven by Playwright with Debian's Chromium (/usr/bin/chromium; `apt-get install -y chromium`).
+
+Signs in (dev mode), opens every page, asserts key texts and saves screenshots to artifacts/screenshots/<page>.png
+(the overview and story ones are copied to docs/img/ for the README).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from dashboards import launch, sample_lake
+from jobs.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parent.parent
+SCREENSHOTS = REPO / "artifacts" / "screenshots"
+DOCS_IMG = REPO / "docs" / "img"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+WIDTH = 1400
+TIMEOUT_MS = 30_000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def streamlit_server(work: Path) -> Iterator[str]:
+    """`storylake dashboard`'s command on 127.0.0.1:<free port> over a sample lake (hermetic: its own HOME and
+    working directory, so no developer config or secrets.toml applies: dev-mode sign-in)."""
+    settings = Settings(lake=work / "lake")
+    sample_lake.build(settings)
+    port = free_port()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("STORYLAKE_")} | {"HOME": str(work)}
+    log_path = work / "streamlit.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(  # what `storylake dashboard` runs (dashboards/launch.py)
+            [*launch.streamlit_command(port=port, address="127.0.0.1", headless=True),
+             "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer"],
+            cwd=work, env=launch.dashboard_env(settings, base=base), stdout=log, stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while not _healthy(url):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"streamlit did not start (exit {proc.poll()}):\n{log_path.read_text()}")
+                time.sleep(0.3)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@contextmanager
+def chromium_page() -> Iterator[Page]:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            pg = browser.new_page(viewport={"width": WIDTH, "height": 900})
+            pg.set_default_timeout(TIMEOUT_MS)
+            yield pg
+        finally:
+            browser.close()
+
+
+def settle(pg: Page, charts: int = 0) -> None:
+    """Wait until the script run is over and `charts` Vega charts are drawn."""
+    pg.wait_for_function(
+        "n => !document.querySelector('[data-testid=\"stStatusWidget\"]') && "
+        "document.querySelectorAll('.vega-embed canvas, .vega-embed svg.marks').length >= n",
+        arg=charts,
+    )
+    pg.wait_for_timeout(400)
+
+
+def screenshot(pg: Page, name: str) -> Path:
+    """The whole page (Streamlit scrolls inside its main container: grow the viewport to its height)."""
+    height = pg.evaluate("document.querySelector('[data-testid=\"stMainBlockContainer\"]').scrollHeight")
+    pg.set_viewport_size({"width": WIDTH, "height": max(900, int(height) + 140)})
+    pg.wait_for_timeout(600)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    pg.screenshot(path=str(path))
+    pg.set_viewport_size({"width": WIDTH, "height": 900})
+    return path
+
+
+def choose(pg: Page, label: str, option: str) -> None:
+    """Pick the option whose text contains `option` in the selectbox labelled `label`."""
+    pg.get_by_test_id("stSelectbox").filter(has=pg.get_by_text(label, exact=True)).click()
+    pg.get_by_role("option").filter(has_text=option).first.click()
+
+
+def open_page(pg: Page, title: str) -> None:
+    pg.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
+    expect(pg.get_by_role("heading", name=title, level=1)).to_be_visible()
+
+
+def test_every_page_in_chromium(tmp_path: Path) -> None:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: the browser test needs Debian's Chromium "
+                    "(apt-get update && apt-get install -y chromium chromium-driver)", pytrace=False)
+    with streamlit_server(tmp_path) as url, chromium_page() as pg:
+        drive_every_page(pg, url)
+    DOCS_IMG.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(SCREENSHOTS / "overview.png", DOCS_IMG / "overview.png")
+    shutil.copyfile(SCREENSHOTS / "story.png", DOCS_IMG / "story.png")
+    assert all((SCREENSHOTS / f"{n}.png").stat().st_size > 10_000
+               for n in ("overview", "story", "seen_by", "seen_by_expired", "stickers", "ops"))
+
+
+def drive_every_page(pg: Page, url: str) -> None:
+    pg.goto(url)
+    expect(pg.get_by_text("DEV MODE — no authentication")).to_be_visible()
+
+    # Sign in (dev mode): as creator B, then as creator A.
+    choose(pg, "Creator (user id)", "2002")
+    expect(pg.get_by_text("Creator 2002 · now 2026-11-02 12:00 UTC")).to_be_visible()
+    expect(pg.get_by_text("9,173").first).to_be_visible()  # B's impressions today
+    expect(pg.get_by_text("Green ring: close friends story live")).to_be_visible()
+    choose(pg, "Creator (user id)", "1001")
+    expect(pg.get_by_text("Creator 1001 · now 2026-11-02 12:00 UTC")).to_be_visible()
+
+    # Overview
+    expect(pg.get_by_role("heading", name="Overview", level=1)).to_be_visible()
+    expect(pg.get_by_text("Gradient ring: your story is live")).to_be_visible()  # a badge (with its icon)
+    for text in ("Today", "Last 7 days", "Last 28 days", "373"):
+        expect(pg.get_by_text(text, exact=True).first).to_be_visible()
+    expect(pg.get_by_text("9,173")).to_have_count(0)
+    settle(pg, charts=3)
+    screenshot(pg, "overview")
+
+    # Story detail
+    open_page(pg, "Story detail")
+    expect(pg.get_by_text("78.3%")).to_be_visible()
+    expect(pg.get_by_text("Reach per frame")).to_be_visible()
+    settle(pg, charts=2)
+    screenshot(pg, "story")
+
+    # Seen By: page through segment 5101 (23 viewers) ten at a time, then an expired segment
+    open_page(pg, "Seen By")
+    choose(pg, "Segment", "segment 5101 ")
+    choose(pg, "Viewers per page", "10")
+    expect(pg.get_by_text("Page 1 · viewers 1–10 of 23", exact=False)).to_be_visible()
+    pg.get_by_role("button", name="Next page").click()
+    expect(pg.get_by_text("Page 2 · viewers 11–20 of 23", exact=False)).to_be_visible()
+    settle(pg)
+    screenshot(pg, "seen_by")
+    choose(pg, "Segment", "segment 5001 ")
+    expect(pg.get_by_text("is no longer available", exact=False)).to_be_visible()
+    screenshot(pg, "seen_by_expired")
+
+    # Stickers
+    open_page(pg, "Stickers")
+    expect(pg.get_by_text("sticker 7001 · segment 5101", exact=False)).to_be_visible()
+    settle(pg, charts=1)
+    screenshot(pg, "stickers")
+    pg.get_by_role("tab", name="Quizzes (1)").click()
+    expect(pg.get_by_text("66.7%")).to_be_visible()
+    pg.get_by_role("tab", name="Sliders (1)").click()
+    expect(pg.get_by_text("0.61", exact=True)).to_be_visible()
+
+    # Ops (operators only)
+    pg.get_by_test_id("stRadio").get_by_text("Operator", exact=True).click()
+    expect(pg.get_by_role("heading", name="Ops", level=1)).to_be_visible()
+    for text in ("Serving snapshot", "Tables", "Quarantine", "Quality gate", "Pipeline runs"):
+        expect(pg.get_by_role("heading", name=text)).to_be_visible()
+    expect(pg.get_by_test_id("stSidebarNav").get_by_role("link", name="Seen By")).to_have_count(0)
+    settle(pg, charts=1)
+    screenshot(pg, "ops")
