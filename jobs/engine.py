@@ -48,7 +48,9 @@ def _embedded() -> Iterator[SparkSession]:
     server.start(background=True)
     host, port = server.listening_address
     log.info("embedded Sail Spark Connect server on %s:%s", host, port)
-    spark = SparkSession.builder.remote(f"sc://{host}:{port}").getOrCreate()
+    # create(), not getOrCreate(): in a process that already holds a session (tests, an Airflow worker),
+    # getOrCreate() returns that session whatever the URL, and stopping ours would stop it.
+    spark = SparkSession.builder.remote(f"sc://{host}:{port}").create()
     try:
         _configure(spark)
         yield spark
@@ -62,7 +64,7 @@ def _embedded() -> Iterator[SparkSession]:
 def _remote(url: str) -> Iterator[SparkSession]:
     from pyspark.sql import SparkSession
 
-    spark = SparkSession.builder.remote(url).getOrCreate()
+    spark = SparkSession.builder.remote(url).create()
     try:
         _configure(spark)
         yield spark
@@ -73,6 +75,11 @@ def _remote(url: str) -> Iterator[SparkSession]:
 def _classic() -> Iterator[SparkSession]:
     """JVM Spark with delta-spark, for spark-submit on clusters whose Delta jars are available."""
     from pyspark.sql import SparkSession
+
+    # A parent process that used Spark Connect leaves these set; they would turn the builder into a
+    # Connect client.
+    for var in ("SPARK_CONNECT_MODE_ENABLED", "SPARK_REMOTE", "SPARK_LOCAL_REMOTE", "SPARK_CONNECT_MODE"):
+        os.environ.pop(var, None)
 
     builder = (
         SparkSession.builder.master(os.environ.get("SPARK_MASTER", "local[2]"))
