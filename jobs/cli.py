@@ -194,7 +194,7 @@ def bench_ingest(
     views: Annotated[int, typer.Option(help="Approximate segment_view lines to generate.")] = 10_000_000,
     users: Annotated[int, typer.Option(help="Users in the generated world.")] = 200_000,
     work: Annotated[Path, typer.Option(help="Scratch folder (landing is generated once and reused).")] = Path(
-        ".storylake/bench/ingest"
+        ".storylake/bench"
     ),
     workers: Annotated[int | None, typer.Option(help="Validation worker processes.")] = None,
 ) -> None:
@@ -212,7 +212,9 @@ def bench_pipeline(
     views: Annotated[int, typer.Option(help="Approximate segment_view lines to generate.")] = 10_000_000,
     users: Annotated[int, typer.Option(help="Users in the generated world.")] = 200_000,
     jvm_views: Annotated[int, typer.Option(help="Views for the JVM Spark comparison (0 = skip).")] = 1_000_000,
-    work: Annotated[Path, typer.Option(help="Scratch folder.")] = Path(".storylake/bench/pipeline"),
+    work: Annotated[Path, typer.Option(help="Scratch folder (landing shared with bench ingest).")] = Path(
+        ".storylake/bench"
+    ),
 ) -> None:
     """Full run time and peak RSS vs a DuckDB reference (must agree), and Sail vs JVM Spark local mode."""
     import json

@@ -53,7 +53,7 @@ def duckdb_reference(landing: Path, out: Path) -> dict[str, Any]:
 def bench_ingest(
     work: Path, *, views: int, users: int = 200_000, seed: int = 7, workers: int | None = None
 ) -> dict[str, Any]:
-    landing = work / "landing"
+    landing = work / f"landing-{views}"
     ensure_landing(landing, views=views, users=users, seed=seed)
     files = discover(landing, contracts.event_types())
     lines = 0
@@ -61,7 +61,7 @@ def bench_ingest(
         with (landing / rel).open("rb") as fh:
             lines += sum(buf.count(b"\n") for buf in iter(lambda: fh.read(1 << 24), b""))
     nbytes = sum(f[2] for f in files)
-    lake_dir = work / "lake"
+    lake_dir = work / "lake-ingest"
     if lake_dir.exists():
         shutil.rmtree(lake_dir)
     settings = Settings(lake=lake_dir, landing=landing)
