@@ -45,8 +45,7 @@ def duckdb_reference(landing: Path, out: Path) -> dict[str, Any]:
             "SELECT * FROM read_json($p, format = 'newline_delimited', ignore_errors = true)",
             params={"p": str(pattern)},
         ).write_parquet(str(target))
-        row = con.execute("SELECT count(*) FROM read_parquet(?)", [str(target)]).fetchone()
-        rows += int(row[0]) if row else 0
+        rows += int(con.execute("SELECT count(*) FROM read_parquet(?)", [str(target)]).fetchall()[0][0])
     return {"rows": rows}
 
 
