@@ -378,6 +378,26 @@ def dashboard(
     raise typer.Exit(run_dashboard(s, port=port, address=address, headless=headless, now=parse_time(now, "--now")))
 
 
+@bench_app.command("serving")
+def bench_serving(
+    segments: Annotated[int, typer.Option(help="Segments in the synthetic snapshot.")] = 1_000_000,
+    users: Annotated[int, typer.Option(help="Users.")] = 100_000,
+    follows: Annotated[int, typer.Option(help="Authors followed by the benchmark viewer.")] = 1000,
+    big_segment_viewers: Annotated[int, typer.Option(help="Viewers of the Seen By benchmark segment.")] = 100_000,
+    queries: Annotated[int, typer.Option(help="Queries per measurement.")] = 500,
+    work: Annotated[Path, typer.Option(help="Scratch folder.")] = Path(".storylake/bench/serving"),
+    reuse: Annotated[bool, typer.Option("--reuse", help="Reuse a lake built by an earlier run.")] = False,
+) -> None:
+    """Publish time, tray and Seen By p50/p99 latency and queries/s on a >= 1M-segment snapshot."""
+    import json
+
+    from jobs.bench.serving import bench_serving as run_bench
+
+    result = run_bench(str(work), segments=segments, users=users, follows_per_viewer=follows,
+                       big_segment_viewers=big_segment_viewers, queries=queries, reuse_lake=reuse)
+    console.print_json(json.dumps(result, default=str))
+
+
 # --- demo --------------------------------------------------------------------------------------
 
 
