@@ -127,8 +127,24 @@ def _spark_steps(
     with step(settings, report, "silver") as s:
         s.rows = build_silver(spark, settings, report.as_of)
     if gate is not None:
-        gate(spark, settings, "silver")
+        _gate(gate, spark, settings, report, "silver")
     with step(settings, report, "gold") as s:
         s.rows = build_gold(spark, settings, report.as_of)
     if gate is not None:
-        gate(spark, settings, "gold")
+        _gate(gate, spark, settings, report, "gold")
+
+
+def _gate(
+    gate: Callable[[SparkSession, Settings, str], None], spark: SparkSession, settings: Settings,
+    report: PipelineReport, layer: str,
+) -> None:
+    """Run the quality gate of a layer, recorded in ops.pipeline_runs; its error propagates unchanged."""
+    started, t0 = datetime.now(UTC), time.perf_counter()
+    try:
+        gate(spark, settings, layer)
+    except Exception as exc:
+        record_step(settings, report.run_id, f"gate_{layer}", report.as_of, started, time.perf_counter() - t0,
+                    "failed", None, {"error": f"{type(exc).__name__}: {exc}"[:4000]})
+        raise
+    record_step(settings, report.run_id, f"gate_{layer}", report.as_of, started, time.perf_counter() - t0,
+                "success", None, {})

@@ -275,5 +275,5 @@ def test_failed_gate_in_run_pipeline_publishes_nothing(spark: Any, tmp_path: Pat
                      gate=corrupting_gate)
     assert current_id(settings) == served
     runs = DeltaTable(str(settings.table_path("ops", "pipeline_runs"))).to_pyarrow_table().to_pylist()
-    assert sorted(r["step"] for r in runs if r["as_of"] == datetime(2026, 11, 1, 11, tzinfo=UTC)) == [
-        "ingest", "silver"]
+    assert sorted((r["step"], r["status"]) for r in runs if r["as_of"] == datetime(2026, 11, 1, 11, tzinfo=UTC)) == [
+        ("gate_silver", "failed"), ("ingest", "success"), ("silver", "success")]
