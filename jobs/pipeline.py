@@ -66,24 +66,41 @@ def record_step(
 
 
 @contextmanager
-def step(settings: Settings, report: PipelineReport, name: str) -> Iterator[StepResult]:
-    """Time a step, log it, record it (also when it fails) and wrap failures in PipelineError."""
+def recorded(settings: Settings, run_id: str, name: str, as_of: datetime | None) -> Iterator[dict[str, int]]:
+    """Record a step in ops.pipeline_runs: success with the rows the body puts in the yielded dict, or
+    failure with the error, which is re-raised unchanged (a bookkeeping error never hides it)."""
     started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    rows: dict[str, int] = {}
+    try:
+        yield rows
+    except BaseException as exc:
+        try:
+            record_step(settings, run_id, name, as_of, started, time.perf_counter() - t0, "failed", None,
+                        {"error": f"{type(exc).__name__}: {exc}"[:4000]})
+        except Exception:  # noqa: BLE001 - never hide the step's own error behind a bookkeeping one
+            log.warning("could not record the failure of step %s in ops.pipeline_runs", name, exc_info=True)
+        raise
+    seconds = time.perf_counter() - t0
+    log.info("step %s (%s): done in %.1fs (%d rows: %s)", name, run_id, seconds, sum(rows.values()),
+             json.dumps(rows, sort_keys=True))
+    record_step(settings, run_id, name, as_of, started, seconds, "success", sum(rows.values()), rows)
+
+
+@contextmanager
+def step(settings: Settings, report: PipelineReport, name: str) -> Iterator[StepResult]:
+    """A recorded, timed pipeline step whose failure is wrapped in PipelineError naming the step."""
     t0 = time.perf_counter()
     result = StepResult(name, 0.0)
     log.info("step %s: start (as_of %s)", name, report.as_of.isoformat())
     try:
-        yield result
+        with recorded(settings, report.run_id, name, report.as_of) as rows:
+            yield result
+            rows.update(result.rows)
     except Exception as exc:
-        result.seconds = time.perf_counter() - t0
-        record_step(settings, report.run_id, name, report.as_of, started, result.seconds, "failed", None,
-                    {"error": f"{type(exc).__name__}: {exc}"})
         raise PipelineError(f"step {name} failed: {type(exc).__name__}: {exc}") from exc
     result.seconds = time.perf_counter() - t0
     report.steps.append(result)
-    total = sum(result.rows.values())
-    log.info("step %s: done in %.1fs (%d rows: %s)", name, result.seconds, total, result.rows)
-    record_step(settings, report.run_id, name, report.as_of, started, result.seconds, "success", total, result.rows)
 
 
 def run_pipeline(
@@ -139,12 +156,5 @@ def _gate(
     report: PipelineReport, layer: str,
 ) -> None:
     """Run the quality gate of a layer, recorded in ops.pipeline_runs; its error propagates unchanged."""
-    started, t0 = datetime.now(UTC), time.perf_counter()
-    try:
+    with recorded(settings, report.run_id, f"gate_{layer}", report.as_of):
         gate(spark, settings, layer)
-    except Exception as exc:
-        record_step(settings, report.run_id, f"gate_{layer}", report.as_of, started, time.perf_counter() - t0,
-                    "failed", None, {"error": f"{type(exc).__name__}: {exc}"[:4000]})
-        raise
-    record_step(settings, report.run_id, f"gate_{layer}", report.as_of, started, time.perf_counter() - t0,
-                "success", None, {})

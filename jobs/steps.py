@@ -21,11 +21,9 @@ republishes; it never rolls the lake back.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -121,26 +119,12 @@ def utc(t: datetime | str) -> datetime:
 
 @contextmanager
 def _recorded(settings: Settings, run_id: str | None, step: str, as_of: datetime | None) -> Iterator[dict[str, int]]:
-    """Record the step in ops.pipeline_runs (success with rows, or failure with the error) and re-raise
-    failures unchanged (Airflow shows the real exception; QualityGateError stays catchable)."""
-    from jobs.pipeline import record_step
+    """jobs.pipeline.recorded with a run id made up when Airflow gave none."""
+    from jobs.pipeline import recorded
 
     rid = run_id or f"{step}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-    started = datetime.now(UTC)
-    t0 = time.perf_counter()
-    rows: dict[str, int] = {}
-    try:
+    with recorded(settings, rid, step, as_of) as rows:
         yield rows
-    except BaseException as exc:
-        try:
-            record_step(settings, rid, step, as_of, started, time.perf_counter() - t0, "failed", None,
-                        {"error": f"{type(exc).__name__}: {exc}"})
-        except Exception:  # noqa: BLE001 - never hide the step's own error behind a bookkeeping one
-            log.warning("could not record the failure of step %s in ops.pipeline_runs", step, exc_info=True)
-        raise
-    seconds = time.perf_counter() - t0
-    log.info("step %s (%s): %.1fs, rows %s", step, rid, seconds, json.dumps(rows, sort_keys=True))
-    record_step(settings, rid, step, as_of, started, seconds, "success", sum(rows.values()), rows)
 
 
 @contextmanager
