@@ -2,13 +2,17 @@
 
 - Tables are written in their contract's column order and types, every column nullable (Sail's
   mergeSchema divergence cannot bite) and without CDF.
-- Overwrites are whole-table or `replaceWhere` with the rows validated against the predicate first
-  (Sail accepts rows outside the predicate where Delta rejects them); never dynamic partition overwrite
+- Overwrites are whole-table or `replaceWhere` with the rows validated against the predicate in the same
+  pass (Sail accepts rows outside the predicate where Delta rejects them); never dynamic partition overwrite
   (Sail ignores it and overwrites the whole table).
 """
 
 from __future__ import annotations
 
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -17,6 +21,9 @@ from jobs.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
+
+_GUARD_MARK = "[storylake-write-guard]"
 
 
 class WriteGuardError(RuntimeError):
@@ -78,24 +85,53 @@ def write_table(
     *,
     replace_where: str | None = None,
 ) -> int:
-    """Idempotent write of a whole table (or of the slice `replace_where`); returns rows written."""
-    out = nullable(conform(df, layer, name), layer, name)
+    """Idempotent write of a whole table (or of the slice `replace_where`); returns rows written.
+
+    A slice write checks its rows against the predicate inside the write itself (a row outside it fails the
+    write through raise_error, before the commit), instead of a separate pass that would run the plan twice.
+    """
+    from pyspark.sql import functions as F
+
+    out = conform(df, layer, name)
+    if replace_where is not None:
+        first = out.columns[0]
+        inside = F.expr(f"coalesce(({replace_where}), false)")
+        message = F.lit(f"{_GUARD_MARK} {layer}.{name}: a row is outside the replaceWhere predicate {replace_where!r}")
+        out = out.select(F.when(inside, F.col(first)).otherwise(F.raise_error(message)).alias(first), *out.columns[1:])
+    out = nullable(out, layer, name)
     path = settings.table_path(layer, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if settings.storage == "parquet":
-        if replace_where is not None:  # each slice in its own folder (no transactional replace in Parquet)
-            path = path.parent / (name + "__" + "".join(ch if ch.isalnum() else "_" for ch in replace_where))
-        out.write.mode("overwrite").parquet(str(path))
-        return int(sum(pq_rows(p) for p in path.glob("*.parquet")))
-    writer = out.write.format("delta").mode("overwrite")
-    if replace_where is not None:
-        outside = out.filter(f"NOT ({replace_where}) OR ({replace_where}) IS NULL").limit(1).count()
-        if outside:
-            raise WriteGuardError(f"{layer}.{name}: rows outside replaceWhere predicate {replace_where!r}")
-        if lake.exists(path):
+    try:
+        if settings.storage == "parquet":
+            if replace_where is not None:  # each slice in its own folder (no transactional replace in Parquet)
+                path = path.parent / (name + "__" + "".join(ch if ch.isalnum() else "_" for ch in replace_where))
+            out.write.mode("overwrite").parquet(str(path))
+            return int(sum(pq_rows(p) for p in path.glob("*.parquet")))
+        writer = out.write.format("delta").mode("overwrite")
+        if replace_where is not None and lake.exists(path):
             writer = writer.option("replaceWhere", replace_where)
-    writer.save(str(path))
+        writer.save(str(path))
+    except Exception as exc:
+        text = str(exc)
+        if _GUARD_MARK in text:
+            raise WriteGuardError(text[text.index(_GUARD_MARK) + len(_GUARD_MARK) + 1 :].splitlines()[0]) from exc
+        raise
     return lake_rows(settings, layer, name, replace_where)
+
+
+@contextmanager
+def staged(df: DataFrame, settings: Settings, name: str) -> Iterator[DataFrame]:
+    """`df` computed once into a Parquet scratch folder under the lake, read back, removed on exit.
+
+    Sail has no cache(): a frame feeding several writes would otherwise be recomputed for each of them.
+    """
+    path = settings.lake / "_staging" / f"{name}-{uuid.uuid4().hex[:12]}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        df.write.mode("overwrite").parquet(str(path))
+        yield df.sparkSession.read.parquet(str(path))
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def pq_rows(path: object) -> int:

@@ -79,12 +79,35 @@ def txt(col: str | Column) -> Column:
 
 
 def first_per_key(df: DataFrame, keys: list[str], order: list[Column | str], *, rank_col: str = "_rk") -> DataFrame:
-    """Keep one row per key: the first by `order` (which must be a total order within a key)."""
+    """Keep one row per key: the first by `order` (which must be a total order within a key).
+
+    Duplicates are rare (retries, redeliveries), so only the keys seen more than once go through the
+    ranking window; the others pass through an anti join. A hash aggregate plus joins is several times
+    cheaper than sorting every row for a window (Sail and JVM Spark alike). Keys compare null-safely, so a
+    null key is one key, as in the window's partitioning.
+    """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
+    dup_keys = [f"_dup_{k}" for k in keys]
+    dups = (
+        df.groupBy(*keys)
+        .agg(F.count(F.lit(1)).alias("_dup_n"))
+        .filter(F.col("_dup_n") > 1)
+        .select(*[F.col(k).alias(d) for k, d in zip(keys, dup_keys, strict=True)])
+    )
+    on = F.lit(True)
+    for k, d in zip(keys, dup_keys, strict=True):
+        on = on & F.col(k).eqNullSafe(F.col(d))
+    singles = df.join(dups, on, "left_anti")
     w = Window.partitionBy(*keys).orderBy(*order)
-    return df.withColumn(rank_col, F.row_number().over(w)).filter(F.col(rank_col) == 1).drop(rank_col)
+    repeated = (
+        df.join(dups, on, "left_semi")
+        .withColumn(rank_col, F.row_number().over(w))
+        .filter(F.col(rank_col) == 1)
+        .drop(rank_col)
+    )
+    return singles.unionByName(repeated)
 
 
 def dedupe_event_id(df: DataFrame) -> DataFrame:
@@ -92,11 +115,13 @@ def dedupe_event_id(df: DataFrame) -> DataFrame:
     return first_per_key(df, ["event_id"], ["_source_file", "_line"])
 
 
-def with_raw(df: DataFrame) -> DataFrame:
-    """Add `_raw` = the bronze row as JSON (the quarantine's `raw`), before any transform changes it."""
+def with_raw(df: DataFrame, columns: list[str] | None = None) -> DataFrame:
+    """Add `_raw` = the bronze row as JSON (the quarantine's `raw`) from its bronze `columns` (default: all of
+    `df`'s), in bronze order. Apply it to the rejected rows only: to_json over every row is costly."""
     from pyspark.sql import functions as F
 
-    return df.withColumn("_raw", F.to_json(F.struct(*[F.col(c) for c in df.columns]), JSON_OPTIONS))
+    cols = list(df.columns) if columns is None else columns
+    return df.withColumn("_raw", F.to_json(F.struct(*[F.col(c) for c in cols]), JSON_OPTIONS))
 
 
 def quarantine_rows(
@@ -108,13 +133,15 @@ def quarantine_rows(
     field: str | Column,
     reason: Column,
     as_of: datetime,
+    raw_columns: list[str],
 ) -> DataFrame:
-    """ops.quarantine rows for the offending bronze rows of `df` (which carries _source_file, _line, event_id, _raw)."""
+    """ops.quarantine rows for the offending bronze rows of `df`, whose bronze columns (`raw_columns`, in
+    bronze order; they include _source_file, _line, event_id) become the `raw` JSON."""
     from pyspark.sql import functions as F
 
     r = F.lit(rule) if isinstance(rule, str) else rule
     f = F.lit(field) if isinstance(field, str) else field
-    return df.select(
+    return with_raw(df, raw_columns).select(
         F.lit(stage).alias("stage"),
         F.lit(contract).alias("contract"),
         F.col("_source_file").alias("source_file"),

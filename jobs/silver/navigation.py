@@ -28,7 +28,7 @@ def transform(events: DataFrame, segments: DataFrame, as_of: datetime) -> Naviga
     """Bronze navigation (cut at as_of) + silver.segments -> navigation + quarantine."""
     from pyspark.sql import functions as F
 
-    ev = c.dedupe_event_id(c.with_raw(events))
+    ev = c.dedupe_event_id(events)
     seg = segments.select(F.col("segment_id").alias("_sid"), "author_id", "story_id")
     joined = ev.join(seg, F.col("segment_id") == F.col("_sid"), "left")
     known = joined.filter(F.col("_sid").isNotNull()).withColumn("at", F.col("event_time"))
@@ -46,6 +46,7 @@ def transform(events: DataFrame, segments: DataFrame, as_of: datetime) -> Naviga
             F.lit("event_time "), c.iso_col("event_time"),
         ),
         as_of=as_of,
+        raw_columns=events.columns,
     )
     return NavigationOutput(c.project(known, "silver.navigation"), quarantine)
 

@@ -35,7 +35,7 @@ class SegmentsOutput(NamedTuple):
 
 
 def latest_creations(created: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """(one creation per segment_id, the losing creations) after event_id dedupe. Inputs carry _raw."""
+    """(one creation per segment_id, the losing creations) after event_id dedupe."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -71,7 +71,7 @@ def transform(created: DataFrame, deleted: DataFrame, archived: DataFrame, as_of
     """Bronze segment_created / segment_deleted / segment_archived (already cut at as_of) -> segments + quarantine."""
     from pyspark.sql import functions as F
 
-    winners, losers = latest_creations(c.with_raw(created))
+    winners, losers = latest_creations(created)
     base = winners.select(
         "segment_id",
         "author_id",
@@ -86,7 +86,7 @@ def transform(created: DataFrame, deleted: DataFrame, archived: DataFrame, as_of
     owners = base.select(F.col("segment_id").alias("_sid"), F.col("author_id").alias("_owner"))
 
     def by_owner(events: DataFrame) -> DataFrame:
-        ev = c.dedupe_event_id(c.with_raw(events))
+        ev = c.dedupe_event_id(events)
         return ev.join(owners, F.col("segment_id") == F.col("_sid"), "inner").drop("_sid")
 
     dels = by_owner(deleted)
@@ -129,9 +129,10 @@ def transform(created: DataFrame, deleted: DataFrame, archived: DataFrame, as_of
             c.iso_col("event_time"), F.lit(" is ignored"),
         ),
         as_of=as_of,
+        raw_columns=created.columns,
     )
 
-    def not_author(events: DataFrame, event: str, rule: str) -> DataFrame:
+    def not_author(events: DataFrame, event: str, rule: str, raw_columns: list[str]) -> DataFrame:
         return c.quarantine_rows(
             events.filter(F.col("author_id") != F.col("_owner")),
             stage=STAGE,
@@ -143,11 +144,12 @@ def transform(created: DataFrame, deleted: DataFrame, archived: DataFrame, as_of
                 F.lit(" of segment "), c.txt("segment_id"),
             ),
             as_of=as_of,
+            raw_columns=raw_columns,
         )
 
-    quarantine = dup_q.unionByName(not_author(dels, "segment_deleted", "delete_not_by_author")).unionByName(
-        not_author(arcs, "segment_archived", "archive_not_by_author")
-    )
+    quarantine = dup_q.unionByName(
+        not_author(dels, "segment_deleted", "delete_not_by_author", deleted.columns)
+    ).unionByName(not_author(arcs, "segment_archived", "archive_not_by_author", archived.columns))
     return SegmentsOutput(segments, quarantine)
 
 

@@ -55,7 +55,7 @@ def transform(events: DataFrame, segments: DataFrame, as_of: datetime) -> Sticke
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    ev = dedupe_interactions(c.with_raw(events))
+    ev = dedupe_interactions(events)
     seg = segments.select(F.col("segment_id").alias("_s_id"), "author_id")
     stk = segment_stickers(segments)
     joined = ev.join(seg, F.col("segment_id") == F.col("_s_id"), "left").join(
@@ -112,7 +112,8 @@ def transform(events: DataFrame, segments: DataFrame, as_of: datetime) -> Sticke
         )
     )
     quarantine = c.quarantine_rows(
-        bad, stage=STAGE, contract=CONTRACT, rule=F.col("_rule"), field=field, reason=reason, as_of=as_of
+        bad, stage=STAGE, contract=CONTRACT, rule=F.col("_rule"), field=field, reason=reason, as_of=as_of,
+        raw_columns=events.columns,
     )
 
     good = classified.filter(known_seg & F.col("_rule").isNull())

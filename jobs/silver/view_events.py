@@ -78,58 +78,49 @@ def relation_edges(relationships: DataFrame) -> DataFrame:
 
 
 def audience_flags(views: DataFrame, relationships: DataFrame) -> DataFrame:
-    """Add the serving.audience.FLAGS columns to `views` (event_id unique; viewer_id, author_id, audience,
-    viewed_at), from the relationships holding at viewed_at (audience.holds_at_sql).
+    """Add the serving.audience.FLAGS columns to `views` (viewer_id, author_id, audience, viewed_at), from the
+    relationships holding at viewed_at (audience.holds_at_sql). Same rows out, same order of columns first.
 
     Per-pair flags come from audience.RELATION_FLAGS; `blocked` is any of its blocked_* flags (either
-    direction); `author_private` is the author's `private` relation (other_user_id = 0).
+    direction); `author_private` is the author's `private` relation (other_user_id = 0). The intervals are
+    gathered per (author, viewer) pair and per author, so each view joins at most one row of each (no
+    fan-out, no re-grouping of the views) and the flags are `exists` over the pair's few intervals.
     """
     from pyspark.sql import functions as F
 
     pair_flags = [flag for flag, _, _ in audience.RELATION_FLAGS]
-    keyed = views.select("event_id", "author_id", "viewer_id", "viewed_at").alias("v")
-    private = relationships.filter(F.col("relation") == "private").select(
-        F.col("user_id").alias("p_author"), F.col("valid_from"), F.col("valid_to")
+    pairs = relation_edges(relationships).groupBy(
+        F.col("author_key").alias("_r_author"), F.col("viewer_key").alias("_r_viewer")
+    ).agg(F.collect_list(F.struct("flag", "valid_from", "valid_to")).alias("_r_rels"))
+    private = (
+        relationships.filter(F.col("relation") == "private")
+        .groupBy(F.col("user_id").alias("_p_author"))
+        .agg(F.collect_list(F.struct("valid_from", "valid_to")).alias("_p_rels"))
     )
-    flags = (
-        keyed.join(
-            relation_edges(relationships).alias("r"),
-            (F.col("v.author_id") == F.col("r.author_key"))
-            & (F.col("v.viewer_id") == F.col("r.viewer_key"))
-            & F.expr(audience.holds_at_sql("r", "v.viewed_at")),
-            "left",
-        )
-        .join(
-            private.alias("p"),
-            (F.col("v.author_id") == F.col("p.p_author")) & F.expr(audience.holds_at_sql("p", "v.viewed_at")),
-            "left",
-        )
-        .groupBy(F.col("v.event_id").alias("_f_eid"))
-        .agg(
-            *[F.max(F.when(F.col("r.flag") == f, True).otherwise(False)).alias(f"_f_{f}") for f in pair_flags],
-            F.max(F.col("p.p_author").isNotNull()).alias("_f_private"),
-        )
-    )
+    holds = audience.holds_at_sql("x", "viewed_at")
+    flags = {
+        f: F.coalesce(F.expr(f"exists(_r_rels, x -> x.flag = '{f}' AND {holds})"), F.lit(False)) for f in pair_flags
+    }
     blocked = F.lit(False)
     for f in pair_flags:
         if f.startswith("blocked"):
-            blocked = blocked | F.col(f"_f_{f}")
+            blocked = blocked | flags[f]
     computed = {
         "is_self": F.col("viewer_id") == F.col("author_id"),
         "blocked": blocked,
-        "hidden": F.col("_f_hidden"),
-        "close_friend": F.col("_f_close_friend"),
-        "author_private": F.col("_f_private"),
-        "follows": F.col("_f_follows"),
-        "approved": F.col("_f_approved"),
+        "hidden": flags["hidden"],
+        "close_friend": flags["close_friend"],
+        "author_private": F.coalesce(F.expr(f"exists(_p_rels, x -> {holds})"), F.lit(False)),
+        "follows": flags["follows"],
+        "approved": flags["approved"],
     }
     missing = set(audience.FLAGS) - set(computed) - {"audience"}  # audience is the segment's column
     if missing:  # the rules grew a flag this job does not compute
         raise RuntimeError(f"audience flags not computed: {sorted(missing)}")
-    out = views.join(flags, F.col("event_id") == F.col("_f_eid"), "left")
-    return out.select("*", *[col.alias(name) for name, col in computed.items()]).drop(
-        "_f_eid", "_f_private", *[f"_f_{f}" for f in pair_flags]
-    )
+    out = views.join(
+        pairs, (F.col("author_id") == F.col("_r_author")) & (F.col("viewer_id") == F.col("_r_viewer")), "left"
+    ).join(private, F.col("author_id") == F.col("_p_author"), "left")
+    return out.select(*views.columns, *[col.alias(name) for name, col in computed.items()])
 
 
 def classify(views: DataFrame, segments: DataFrame, relationships: DataFrame, as_of: datetime) -> DataFrame:
@@ -137,7 +128,7 @@ def classify(views: DataFrame, segments: DataFrame, relationships: DataFrame, as
     _reason. `views` is bronze segment_view cut at as_of; segments / relationships are silver."""
     from pyspark.sql import functions as F
 
-    rcpt = counted(dedupe_views(c.with_raw(views))).withColumn("viewed_at", F.col("event_time"))
+    rcpt = counted(dedupe_views(views)).withColumn("viewed_at", F.col("event_time"))
     seg = segments.select(
         F.col("segment_id").alias("_s_id"),
         "author_id",
@@ -208,8 +199,9 @@ def classify(views: DataFrame, segments: DataFrame, relationships: DataFrame, as
     )
 
 
-def outputs(classified: DataFrame, as_of: datetime) -> ViewOutputs:
-    """Split classify()'s rows into view_events, pending_views and quarantine rows."""
+def outputs(classified: DataFrame, as_of: datetime, raw_columns: list[str]) -> ViewOutputs:
+    """Split classify()'s rows into view_events, pending_views and quarantine rows (`raw_columns`: the bronze
+    segment_view columns, for the quarantine's raw JSON)."""
     from pyspark.sql import functions as F
 
     views = classified.filter(F.col("_status") == VIEW).withColumn("view_date", F.to_date("viewed_at"))
@@ -218,6 +210,7 @@ def outputs(classified: DataFrame, as_of: datetime) -> ViewOutputs:
     quarantine = c.quarantine_rows(
         bad, stage=STAGE, contract=CONTRACT, rule=F.col("_rule"), field=F.col("_field"), reason=F.col("_reason"),
         as_of=as_of,
+        raw_columns=raw_columns,
     )
     return ViewOutputs(
         c.project(views, "silver.view_events"),
@@ -227,16 +220,23 @@ def outputs(classified: DataFrame, as_of: datetime) -> ViewOutputs:
 
 
 def transform(views: DataFrame, segments: DataFrame, relationships: DataFrame, as_of: datetime) -> ViewOutputs:
-    return outputs(classify(views, segments, relationships, as_of), as_of)
+    return outputs(classify(views, segments, relationships, as_of), as_of, views.columns)
 
 
 def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
-    out = transform(
-        c.read_bronze(spark, settings, "segment_view", as_of),
+    views = c.read_bronze(spark, settings, "segment_view", as_of)
+    classified = classify(
+        views,
         spark_io.read_table(spark, settings, "silver", "segments"),
         spark_io.read_table(spark, settings, "silver", "relationships"),
         as_of,
     )
+    # classify once; its three outputs are read from the staged rows
+    with spark_io.staged(classified, settings, "view_events_classified") as rows:
+        return _write(outputs(rows, as_of, views.columns), settings)
+
+
+def _write(out: ViewOutputs, settings: Settings) -> dict[str, int]:
     return {
         "view_events": spark_io.write_table(out.view_events, settings, "silver", "view_events"),
         "pending_views": spark_io.write_table(out.pending_views, settings, "silver", "pending_views"),
