@@ -251,3 +251,47 @@ def test_property_view_dedupe_is_idempotent(spark, receipts):
     keys = [(r[col["idempotency_key"]], r[col["viewer_id"]]) for r in first]
     assert len(set(ids)) == len(ids)
     assert len(keys) == len(set(keys))
+
+
+def _sequential_dedupe(records: list[dict]) -> set[tuple]:
+    """The dedupe definition, row by row: first delivery per event_id, then first receipt per retry key."""
+    firsts: dict = {}
+    for r in sorted(records, key=lambda r: (r["_source_file"], r["_line"])):
+        firsts.setdefault(r["event_id"], r)
+    kept: dict = {}
+    for r in sorted(firsts.values(), key=lambda r: (r["event_time"], r["event_id"])):
+        kept.setdefault((r["idempotency_key"], r["viewer_id"]), r)
+    return {(r["event_id"], r["_source_file"], r["_line"]) for r in kept.values()}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "event_id": st.sampled_from(["e0", "e1", "e2", "e3"]),
+                "idempotency_key": st.sampled_from(["k0", "k1", None]),
+                "viewer_id": st.integers(1, 2),
+                "event_time": st.integers(0, 3).map(lambda s: T0 + s * S),
+                "_source_file": st.sampled_from(["a.jsonl", "b.jsonl"]),
+            }
+        ),
+        max_size=10,
+    )
+)
+def test_property_fast_dedupe_equals_the_sequential_definition(spark, records):
+    """first_per_keys (unique keys bypass the windows) keeps exactly the rows of the step-by-step definition,
+    null keys included (a null retry key is one key, as in a window partition)."""
+    from jobs.silver import common
+
+    for line, r in enumerate(records):
+        r["_line"] = line
+    names = ["event_id", "idempotency_key", "viewer_id", "event_time", "_source_file", "_line"]
+    schema = "event_id string, idempotency_key string, viewer_id bigint, event_time timestamp, " \
+             "_source_file string, _line bigint"
+    df = spark.createDataFrame([tuple(r[n] for n in names) for r in records], schema)
+    out = common.first_per_keys(
+        df, [common.EVENT_ID_DEDUPE, (["idempotency_key", "viewer_id"], ["event_time", "event_id"])]
+    )
+    got = {(r["event_id"], r["_source_file"], r["_line"]) for r in out.collect()}
+    assert got == _sequential_dedupe(records)

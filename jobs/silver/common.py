@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 # segment_created before they are quarantined as unknown_segment.
 UNKNOWN_SEGMENT_GRACE = timedelta(hours=48)
 SEGMENT_LIFETIME_SQL = "INTERVAL 24 HOURS"
+# A dedupe step: (key columns, order within a key; the first row by the order is kept).
+KeyOrder = tuple[list[str], list["Column | str"]]
+EVENT_ID_DEDUPE: KeyOrder = (["event_id"], ["_source_file", "_line"])
 BRONZE_META = tuple(name for name, _, _ in contracts.BRONZE_METADATA)
 # to_json's default timestamp text differs between engines (Sail: 10:00:00.001000Z, JVM Spark: 10:00:00.001Z,
 # which also drops microseconds): pin one lossless format so `raw` is identical on both.
@@ -78,41 +81,54 @@ def txt(col: str | Column) -> Column:
     return F.coalesce(c.cast("string"), F.lit("null"))
 
 
-def first_per_key(df: DataFrame, keys: list[str], order: list[Column | str], *, rank_col: str = "_rk") -> DataFrame:
-    """Keep one row per key: the first by `order` (which must be a total order within a key).
+def first_per_keys(df: DataFrame, steps: list[KeyOrder]) -> DataFrame:
+    """Apply dedupe steps in order: each keeps one row per key, the first by its order (a total order within
+    a key). Same columns out.
 
-    Duplicates are rare (retries, redeliveries), so only the keys seen more than once go through the
-    ranking window; the others pass through an anti join. A hash aggregate plus joins is several times
-    cheaper than sorting every row for a window (Sail and JVM Spark alike). Keys compare null-safely, so a
-    null key is one key, as in the window's partitioning.
+    Duplicates are rare (redeliveries, client retries), so the windows only see the rows of keys that occur
+    more than once in `df` for some step; every other row is kept by every step and passes straight through.
+    That is exact: a step only removes rows, so a key unique in `df` stays unique, and a repeated key has
+    all its rows on the windowed side. Hash aggregates and joins cost a fraction of sorting every row for a
+    window (Sail and JVM Spark alike). Keys compare null-safely: a null key is one key, as in a window.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    dup_keys = [f"_dup_{k}" for k in keys]
-    dups = (
-        df.groupBy(*keys)
-        .agg(F.count(F.lit(1)).alias("_dup_n"))
-        .filter(F.col("_dup_n") > 1)
-        .select(*[F.col(k).alias(d) for k, d in zip(keys, dup_keys, strict=True)])
-    )
-    on = F.lit(True)
-    for k, d in zip(keys, dup_keys, strict=True):
-        on = on & F.col(k).eqNullSafe(F.col(d))
-    singles = df.join(dups, on, "left_anti")
-    w = Window.partitionBy(*keys).orderBy(*order)
-    repeated = (
-        df.join(dups, on, "left_semi")
-        .withColumn(rank_col, F.row_number().over(w))
-        .filter(F.col(rank_col) == 1)
-        .drop(rank_col)
-    )
-    return singles.unionByName(repeated)
+    flagged = df
+    marks = []
+    for i, (keys, _) in enumerate(steps):
+        alias = [f"_dk{i}_{k}" for k in keys]
+        mark = f"_dup{i}"
+        repeated = (
+            df.groupBy(*keys)
+            .agg(F.count(F.lit(1)).alias("_n"))
+            .filter(F.col("_n") > 1)
+            .select(*[F.col(k).alias(a) for k, a in zip(keys, alias, strict=True)], F.lit(True).alias(mark))
+        )
+        on = F.lit(True)
+        for k, a in zip(keys, alias, strict=True):
+            on = on & F.col(k).eqNullSafe(F.col(a))
+        flagged = flagged.join(repeated, on, "left").drop(*alias)
+        marks.append(mark)
+    any_dup = F.lit(False)
+    for mark in marks:
+        any_dup = any_dup | F.coalesce(F.col(mark), F.lit(False))
+    unique = flagged.filter(~any_dup).drop(*marks)
+    rest = flagged.filter(any_dup).drop(*marks)
+    for keys, order in steps:
+        w = Window.partitionBy(*keys).orderBy(*order)
+        rest = rest.withColumn("_rk", F.row_number().over(w)).filter(F.col("_rk") == 1).drop("_rk")
+    return unique.unionByName(rest)
+
+
+def first_per_key(df: DataFrame, keys: list[str], order: list[Column | str]) -> DataFrame:
+    """Keep one row per key: the first by `order` (which must be a total order within a key)."""
+    return first_per_keys(df, [(keys, order)])
 
 
 def dedupe_event_id(df: DataFrame) -> DataFrame:
     """At-least-once delivery: the same event_id is one event; keep its first delivery by (_source_file, _line)."""
-    return first_per_key(df, ["event_id"], ["_source_file", "_line"])
+    return first_per_keys(df, [EVENT_ID_DEDUPE])
 
 
 def with_raw(df: DataFrame, columns: list[str] | None = None) -> DataFrame:

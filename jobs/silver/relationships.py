@@ -79,14 +79,34 @@ def transitions(events: DataFrame) -> DataFrame:
 
 
 def transform(events: DataFrame) -> DataFrame:
-    """Bronze relationship events (cut at as_of) -> silver.relationships intervals."""
+    """Bronze relationship events (cut at as_of) -> silver.relationships intervals.
+
+    Most keys have a single transition (one follow, never undone): an open gives [at, null), a lone close
+    nothing. Only keys with several transitions are ordered by the window below, which sorts far fewer rows.
+    """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     key = ["relation", "user_id", "other_user_id"]
+    moves = transitions(events)
+    several = (
+        moves.groupBy(*[F.col(k).alias(f"_m_{k}") for k in key])
+        .agg(F.count(F.lit(1)).alias("_m_n"))
+        .filter(F.col("_m_n") > 1)
+        .drop("_m_n")
+    )
+    on = F.lit(True)
+    for k in key:  # keys are never null (transitions drops null users)
+        on = on & (F.col(k) == F.col(f"_m_{k}"))
+    lone = (
+        moves.join(several, on, "left_anti")
+        .filter(F.col("opens"))
+        .withColumnRenamed("at", "valid_from")
+        .withColumn("valid_to", F.lit(None).cast("timestamp"))
+    )
     w = Window.partitionBy(*key).orderBy("at", "event_id")
     changes = (
-        transitions(events)
+        moves.join(several, on, "left_semi")
         .withColumn("_prev_open", F.coalesce(F.lag("opens").over(w), F.lit(False)))
         .filter(F.col("opens") != F.col("_prev_open"))
     )
@@ -97,7 +117,7 @@ def transform(events: DataFrame) -> DataFrame:
         .withColumnRenamed("at", "valid_from")
         .filter(F.col("valid_to").isNull() | (F.col("valid_to") > F.col("valid_from")))
     )
-    return c.project(intervals, "silver.relationships")
+    return c.project(lone, "silver.relationships").unionByName(c.project(intervals, "silver.relationships"))
 
 
 def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:

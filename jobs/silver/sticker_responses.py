@@ -35,7 +35,9 @@ class StickerOutput(NamedTuple):
 
 
 def dedupe_interactions(events: DataFrame) -> DataFrame:
-    return c.first_per_key(c.dedupe_event_id(events), ["idempotency_key", "user_id"], ["event_time", "event_id"])
+    return c.first_per_keys(
+        events, [c.EVENT_ID_DEDUPE, (["idempotency_key", "user_id"], ["event_time", "event_id"])]
+    )
 
 
 def segment_stickers(segments: DataFrame) -> DataFrame:

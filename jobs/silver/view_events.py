@@ -43,7 +43,9 @@ class ViewOutputs(NamedTuple):
 
 def dedupe_views(views: DataFrame) -> DataFrame:
     """Remove exact duplicates (event_id) then client retries (idempotency_key + viewer_id). Same columns out."""
-    return c.first_per_key(c.dedupe_event_id(views), ["idempotency_key", "viewer_id"], ["event_time", "event_id"])
+    return c.first_per_keys(
+        views, [c.EVENT_ID_DEDUPE, (["idempotency_key", "viewer_id"], ["event_time", "event_id"])]
+    )
 
 
 def counted(views: DataFrame) -> DataFrame:
