@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -119,19 +119,36 @@ def write_table(
     return lake_rows(settings, layer, name, replace_where)
 
 
-@contextmanager
-def staged(df: DataFrame, settings: Settings, name: str) -> Iterator[DataFrame]:
-    """`df` computed once into a Parquet scratch folder under the lake, read back, removed on exit.
+Materialize = Callable[["DataFrame", str], "DataFrame"]
 
-    Sail has no cache(): a frame feeding several writes would otherwise be recomputed for each of them.
+
+def lazily(df: DataFrame, name: str) -> DataFrame:
+    """The default Materialize of the pure transforms: keep `df` as a plan (each use recomputes it)."""
+    del name
+    return df
+
+
+@contextmanager
+def scratch(settings: Settings) -> Iterator[Materialize]:
+    """A Materialize that computes a frame once into a Parquet scratch folder under the lake and returns a
+    frame reading it back; the folder is removed on exit.
+
+    Sail has no cache(): a frame used by several writes or joined with itself is otherwise recomputed for
+    each use. Jobs pass this to their transforms, which take it as `materialize` (default: `lazily`).
     """
-    path = settings.lake / "_staging" / f"{name}-{uuid.uuid4().hex[:12]}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    root = settings.lake / "_staging" / uuid.uuid4().hex[:12]
+    root.mkdir(parents=True, exist_ok=True)
+
+    def materialize(df: DataFrame, name: str) -> DataFrame:
+        path = root / name
         df.write.mode("overwrite").parquet(str(path))
-        yield df.sparkSession.read.parquet(str(path))
+        # the frame's own schema: an empty result may leave no file to infer one from
+        return df.sparkSession.read.schema(df.schema).parquet(str(path))
+
+    try:
+        yield materialize
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def pq_rows(path: object) -> int:

@@ -17,17 +17,20 @@ KEYS = ["author_id", "day"]
 TRAILING_DAYS = {"reach_7d": 7, "reach_28d": 28}
 
 
-def trailing_reach(views: DataFrame) -> DataFrame:
+def trailing_reach(views: DataFrame, as_of: datetime) -> DataFrame:
     """reach_7d / reach_28d per (author_id, day): exact distinct viewers over the N days ending that day.
 
-    Each distinct (author, viewer, view day) is fanned out to the 28 days whose trailing window contains it
-    (an equi-join-free formulation that distributes well), then viewers are counted distinct per window.
+    Each distinct (author, viewer, view day) is fanned out to the (up to 28) days whose trailing window
+    contains it, never past as_of's day (no activity day of the table lies after it), then viewers are
+    counted distinct per window: an equi-join-free formulation that distributes well.
     """
     longest = max(TRAILING_DAYS.values())
+    last_day = F.to_date(activity.instant(as_of))
+    span = F.least(F.lit(longest - 1), F.datediff(last_day, F.col("day")))
     fanned = (
         views.select("author_id", "viewer_id", "day")
         .distinct()
-        .withColumn("_lag", F.explode(F.sequence(F.lit(0), F.lit(longest - 1))))
+        .withColumn("_lag", F.explode(F.sequence(F.lit(0), span)))
         .withColumn("day", F.date_add(F.col("day"), F.col("_lag")))
     )
     return fanned.groupBy(*KEYS).agg(
@@ -62,7 +65,7 @@ def author_daily_insights(
         .distinct()
     )
     out = activity.additive_counts(days, KEYS, views=views, nav=nav, eng=eng)
-    out = out.join(posted, KEYS, "left").join(trailing_reach(views), KEYS, "left")
+    out = out.join(posted, KEYS, "left").join(trailing_reach(views, as_of), KEYS, "left")
     out = activity.zero_filled(out, ["segments_posted", *TRAILING_DAYS])
     return out.withColumn("as_of", activity.instant(as_of))
 

@@ -119,10 +119,15 @@ def ring_pairs(engagements: DataFrame, view_events: DataFrame, relationships: Da
 
 
 def ring_features(
-    engagements: DataFrame, view_events: DataFrame, relationships: DataFrame, as_of: datetime
+    engagements: DataFrame,
+    view_events: DataFrame,
+    relationships: DataFrame,
+    as_of: datetime,
+    materialize: spark_io.Materialize = spark_io.lazily,
 ) -> DataFrame:
-    """The gold table: ring_features_at(pairs, T = as_of), t exposed as as_of."""
-    points = ring_pairs(engagements, view_events, relationships, as_of)
+    """The gold table: ring_features_at(pairs, T = as_of), t exposed as as_of. The pairs feed two joins, so
+    they are computed once (`materialize`)."""
+    points = materialize(ring_pairs(engagements, view_events, relationships, as_of), "points")
     return ring_features_at(engagements, view_events, relationships, points).withColumnRenamed("t", "as_of")
 
 
@@ -132,4 +137,5 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, i
         name: spark_io.read_table(spark, settings, "silver", name)
         for name in ("engagements", "view_events", "relationships")
     }
-    return write_gold(ring_features(**silver, as_of=as_of), settings, NAME)
+    with spark_io.scratch(settings) as materialize:
+        return write_gold(ring_features(**silver, as_of=as_of, materialize=materialize), settings, NAME)

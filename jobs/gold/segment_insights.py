@@ -33,6 +33,7 @@ def segment_insights(
     engagements: DataFrame,
     sticker_responses: DataFrame,
     as_of: datetime,
+    materialize: spark_io.Materialize = spark_io.lazily,
 ) -> DataFrame:
     """One row per segment created before as_of, from silver rows strictly before as_of."""
     segs = activity.known_segments(segments, as_of)
@@ -45,7 +46,10 @@ def segment_insights(
         eng=activity.story_engagements_before(engagements, segs, as_of),
         stickers=activity.sticker_responses_before(sticker_responses, segs, as_of),
     )
-    return with_retention(activity.with_rates(metrics)).withColumn("as_of", activity.instant(as_of))
+    # with_retention joins the metrics with themselves: compute them once
+    return with_retention(materialize(activity.with_rates(metrics), "metrics")).withColumn(
+        "as_of", activity.instant(as_of)
+    )
 
 
 def with_retention(metrics: DataFrame) -> DataFrame:
@@ -75,5 +79,5 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, i
         name: spark_io.read_table(spark, settings, "silver", name)
         for name in ("segments", "view_events", "navigation", "engagements", "sticker_responses")
     }
-    df = segment_insights(**silver, as_of=as_of)
-    return write_gold(df, settings, NAME)
+    with spark_io.scratch(settings) as materialize:
+        return write_gold(segment_insights(**silver, as_of=as_of, materialize=materialize), settings, NAME)

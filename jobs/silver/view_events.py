@@ -233,9 +233,9 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, i
         spark_io.read_table(spark, settings, "silver", "relationships"),
         as_of,
     )
-    # classify once; its three outputs are read from the staged rows
-    with spark_io.staged(classified, settings, "view_events_classified") as rows:
-        return _write(outputs(rows, as_of, views.columns), settings)
+    # classify once; its three outputs are read from the materialized rows
+    with spark_io.scratch(settings) as materialize:
+        return _write(outputs(materialize(classified, "classified"), as_of, views.columns), settings)
 
 
 def _write(out: ViewOutputs, settings: Settings) -> dict[str, int]:
