@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from jobs import lake
-from jobs.ingest import ingest
+from jobs.ingest import ingest, validate
 from jobs.ingest.run import IngestError
 from jobs.settings import Settings
 from tests.landing_builders import created, view, write_landing
@@ -178,3 +183,36 @@ def test_crash_mid_batch_is_completed_by_the_next_run_without_duplicates(
 def test_missing_landing_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(IngestError, match="landing folder .* does not exist"):
         ingest(Settings(lake=tmp_path / "lake", landing=tmp_path / "nope"), progress=False)
+
+
+# --- chunked validation == line-by-line validation ----------------------------------------------
+
+_GOOD = [json.dumps(view(f"g{i}", 1, i, T)).encode() for i in range(4)]
+_BAD = [
+    b'{"event_id": "b1", "event_ty',  # truncated
+    b"",  # empty line
+    json.dumps({**view("b2", 1, 3, T), "segment_id": "abc"}).encode(),  # wrong type
+    json.dumps({**view("b3", 1, 3, T), "completion_pct": 1.7}).encode(),  # out of range
+    json.dumps({**view("b4", 1, 3, T), "event_time": "2026-11-01T10:00:00+02:00"}).encode(),  # not UTC
+    json.dumps({**view("b5", 1, 3, T), "event_type": "navigation"}).encode(),  # wrong folder
+    b"[1, 2]",  # not an object
+    b'{"event_id": "b6"',  # unterminated object (the chunk's error shows on the next line)
+    b"{},{}",  # two objects on one line
+    json.dumps(view("b7", 1, 3, T)).encode() + b", " + json.dumps(view("b8", 1, 3, T)).encode(),
+]
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(_GOOD + _BAD), min_size=1, max_size=40), st.integers(1, 7))
+def test_property_chunked_validation_equals_line_by_line(lines, chunk):
+    """Decoding lines as JSON-array chunks and locating the culprits gives exactly the line-by-line result
+    (same valid rows, same quarantine rows with the same reasons), whatever the mix and the chunk size."""
+    data = b"\n".join(lines) + b"\n"
+    kw = {"event_type": "segment_view", "source_file": "segment_view/f.jsonl", "batch_id": "b1",
+          "ingested_at": datetime(2026, 11, 1, tzinfo=UTC)}
+    fast = validate.validate_file(data, **kw, chunk_lines=chunk)
+    slow = validate.validate_file(data, **kw, chunked=False)
+    assert fast.lines == slow.lines == len(lines)
+    assert fast.valid.equals(slow.valid)
+    assert fast.quarantine.to_pylist() == slow.quarantine.to_pylist()
+    assert fast.rows_valid + fast.rows_quarantined == len(lines)
