@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -278,8 +278,13 @@ def validate_file(
                 culprit = _line_at(chunk, int(m.group(1))) if m else None
             else:
                 if len(evs) == len(chunk):
-                    for i, ev in enumerate(evs):
-                        after_decode(lo + i + 1, chunk[i], ev)
+                    # per-event checks only where they can fail: a non-UTC offset (msgspec gives UTC times
+                    # the timezone.utc singleton), or row rules
+                    suspects = range(len(evs)) if rules else [
+                        i for i, ev in enumerate(evs) if ev.event_time.tzinfo is not UTC
+                    ]
+                    for i in suspects:
+                        after_decode(lo + i + 1, chunk[i], evs[i])
                     return
             if culprit is None or culprit >= len(chunk):  # no usable position: every line on its own
                 for i in range(lo, hi):
