@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
+from deltalake.transaction import AddAction
 
 
 def exists(path: Path) -> bool:
@@ -54,6 +60,57 @@ def append_once(path: Path, data: pa.Table, *, app_id: str, txn_version: int) ->
         str(path),
         data,
         mode="append",
+        commit_properties=CommitProperties(
+            app_transactions=[Transaction(app_id=app_id, version=txn_version)],
+            custom_metadata={"storylake.app_id": app_id, "storylake.txn_version": str(txn_version)},
+        ),
+    )
+    return True
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """A Parquet file written into a table's folder, not yet part of the table until committed."""
+
+    name: str  # relative to the table folder
+    size: int
+    modified_ms: int
+    rows: int
+    stats: str  # Delta file statistics (JSON)
+
+
+def write_data_file(table_dir: Path, name: str, data: pa.Table) -> DataFile:
+    """Write `data` as one Parquet file in `table_dir` (overwriting a file of the same name) with its Delta
+    statistics: numRecords, nullCount of every column, min/max of the integer columns (exact; timestamp and
+    string bounds are left out rather than written truncated)."""
+    table_dir.mkdir(parents=True, exist_ok=True)
+    path = table_dir / name
+    pq.write_table(data, path, compression="snappy")
+    st = os.stat(path)
+    mins: dict[str, int] = {}
+    maxs: dict[str, int] = {}
+    for field in data.schema:
+        if pa.types.is_integer(field.type) and data.num_rows:
+            mm = pc.min_max(data.column(field.name)).as_py()
+            if mm["min"] is not None:
+                mins[field.name], maxs[field.name] = mm["min"], mm["max"]
+    nulls = {f.name: data.column(f.name).null_count for f in data.schema}
+    stats = json.dumps({"numRecords": data.num_rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls})
+    return DataFile(name, st.st_size, int(st.st_mtime * 1000), data.num_rows, stats)
+
+
+def commit_files_once(
+    path: Path, files: list[DataFile], schema: pa.Schema, *, app_id: str, txn_version: int
+) -> bool:
+    """Add already written data files to the table in one commit, exactly once per (app_id, txn_version),
+    creating the table (protocol 1/2) first if needed. True when a commit was written."""
+    if committed_txn(path, app_id) >= txn_version:
+        return False
+    dt = open_table(path) or DeltaTable.create(str(path), schema=schema)
+    dt.create_write_transaction(
+        [AddAction(f.name, f.size, {}, f.modified_ms, True, f.stats) for f in files],
+        mode="append",
+        schema=schema,
         commit_properties=CommitProperties(
             app_transactions=[Transaction(app_id=app_id, version=txn_version)],
             custom_metadata={"storylake.app_id": app_id, "storylake.txn_version": str(txn_version)},

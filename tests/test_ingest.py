@@ -150,21 +150,21 @@ def test_crash_mid_batch_is_completed_by_the_next_run_without_duplicates(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _landing(settings.landing)
-    real_append = lake.append_once
+    real_commit = lake.commit_files_once
     calls: list[str] = []
 
-    def crash_after_first_bronze_commit(path: Path, data, *, app_id: str, txn_version: int) -> bool:  # type: ignore[no-untyped-def]
-        written = real_append(path, data, app_id=app_id, txn_version=txn_version)
+    def crash_after_first_bronze_commit(path: Path, files, schema, *, app_id: str, txn_version: int) -> bool:  # type: ignore[no-untyped-def]
+        real_commit(path, files, schema, app_id=app_id, txn_version=txn_version)
         calls.append(path.name)
-        if path.parent.name == "bronze":
-            raise OSError("simulated crash after a bronze commit")
-        return written
+        raise OSError("simulated crash after a bronze commit")
 
-    monkeypatch.setattr(lake, "append_once", crash_after_first_bronze_commit)
+    monkeypatch.setattr(lake, "commit_files_once", crash_after_first_bronze_commit)
     with pytest.raises(OSError, match="simulated crash"):
         ingest(settings, progress=False)
-    assert calls == ["ingest_ledger", "segment_created"]  # committed: the plan and one bronze table
-    monkeypatch.setattr(lake, "append_once", real_append)
+    assert calls == ["segment_created"]  # committed: one bronze table...
+    assert lake.committed_txn(settings.table_path("ops", "ingest_ledger"), "storylake-ingest") == 1  # ...and the plan
+    assert lake.committed_txn(settings.table_path("ops", "ingest_runs"), "storylake-ingest") == -1
+    monkeypatch.setattr(lake, "commit_files_once", real_commit)
     # A file that arrived meanwhile goes into a later batch, not the interrupted one.
     write_landing(settings.landing, "segment_view", [view("e9", 1, 4, T)], hour="11")
     report = ingest(settings, progress=False)

@@ -123,12 +123,31 @@ def _plan_batches(files: list[tuple[str, str, int]], max_bytes: int) -> list[lis
     return batches
 
 
-def _process(args: tuple[str, str, str, str, datetime]) -> tuple[FileResult, str, int]:
-    landing, rel, event_type, batch_id, ingested_at = args
+@dataclass
+class Processed:
+    """A validated landing file, as a worker hands it back: its valid rows already written as one Parquet
+    file in the bronze table's folder (not yet committed), its quarantine rows in memory."""
+
+    result: FileResult  # `valid` emptied: the rows are in data_file
+    digest: str
+    size: int
+    rows_valid: int
+    data_file: lake.DataFile | None
+
+
+def _process(args: tuple[str, str, str, str, datetime, str]) -> Processed:
+    landing, rel, event_type, batch_id, ingested_at, table_dir = args
     data = (Path(landing) / rel).read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
+    digest, size = hashlib.sha256(data).hexdigest(), len(data)
     res = validate_file(data, event_type=event_type, source_file=rel, batch_id=batch_id, ingested_at=ingested_at)
-    return res, digest, len(data)
+    del data
+    rows = res.rows_valid
+    # Parquet encoding happens here, in parallel, instead of in the committing process. The name depends on
+    # the batch and the file only: a resumed batch rewrites the same file, never leaves an orphan beside it.
+    name = f"part-{batch_id}-{hashlib.sha1(rel.encode()).hexdigest()[:16]}.parquet"
+    data_file = lake.write_data_file(Path(table_dir), name, res.valid) if rows else None
+    res.valid = res.valid.schema.empty_table()
+    return Processed(res, digest, size, rows, data_file)
 
 
 def ingest(
@@ -188,15 +207,15 @@ def ingest(
     )
     with pool, Progress("ingest", total=total_bytes, unit="B", enabled=progress) as bar:
         # Workers validate batch k+1 while this process commits batch k.
-        submitted = [_submit(pool, landing, seq, files, now) for seq, files, _ in plan[:2]]
+        submitted = [_submit(settings, pool, landing, seq, files, now) for seq, files, _ in plan[:2]]
         for k, (seq, files, resumed) in enumerate(plan):
             started, t_submit, futures = submitted[k]
             if k + 2 < len(plan):
-                submitted.append(_submit(pool, landing, *plan[k + 2][:2], now))
+                submitted.append(_submit(settings, pool, landing, *plan[k + 2][:2], now))
             outputs = []
             for fut in futures:
                 out = fut.result()
-                bar.advance(out[2], lines=out[0].lines)
+                bar.advance(out.size, lines=out.result.lines)
                 outputs.append(out)
             br = _commit_batch(settings, seq, files, outputs, started, t_submit, resumed, report, now)
             submitted[k] = (started, t_submit, [])  # release the batch's tables
@@ -210,12 +229,16 @@ def ingest(
 
 
 def _submit(
-    pool: Executor, landing: Path, seq: int, files: list[tuple[str, str, int]], now: datetime | None
-) -> tuple[datetime, float, list[Future[tuple[FileResult, str, int]]]]:
+    settings: Settings, pool: Executor, landing: Path, seq: int, files: list[tuple[str, str, int]],
+    now: datetime | None,
+) -> tuple[datetime, float, list[Future[Processed]]]:
     started = now or datetime.now(UTC)
     t_submit = time.perf_counter()
     batch_id = f"b{seq:08d}"
-    futures = [pool.submit(_process, (str(landing), rel, et, batch_id, started)) for rel, et, _ in files]
+    futures = [
+        pool.submit(_process, (str(landing), rel, et, batch_id, started, str(settings.table_path("bronze", et))))
+        for rel, et, _ in files
+    ]
     return started, t_submit, futures
 
 
@@ -223,7 +246,7 @@ def _commit_batch(
     settings: Settings,
     seq: int,
     files: list[tuple[str, str, int]],
-    outputs: list[tuple[FileResult, str, int]],
+    outputs: list[Processed],
     started: datetime,
     t_submit: float,
     resumed: bool,
@@ -233,9 +256,10 @@ def _commit_batch(
     batch_id = f"b{seq:08d}"
     results: list[FileResult] = []
     ledger_rows: list[dict[str, object]] = []
-    for res, digest, size in outputs:
-        if res.rows_valid + res.rows_quarantined != res.lines:
-            raise IngestError(f"{res.source_file}: {res.lines} lines but {res.rows_valid} valid + "
+    for out in outputs:
+        res, digest, size, rows_valid = out.result, out.digest, out.size, out.rows_valid
+        if rows_valid + res.rows_quarantined != res.lines:
+            raise IngestError(f"{res.source_file}: {res.lines} lines but {rows_valid} valid + "
                               f"{res.rows_quarantined} quarantined")
         results.append(res)
         ledger_rows.append(
@@ -245,7 +269,7 @@ def _commit_batch(
                 "size_bytes": size,
                 "sha256": digest,
                 "lines": res.lines,
-                "rows_valid": res.rows_valid,
+                "rows_valid": rows_valid,
                 "rows_quarantined": res.rows_quarantined,
                 "batch_id": batch_id,
                 "batch_seq": seq,
@@ -258,14 +282,18 @@ def _commit_batch(
         app_id=APP_ID,
         txn_version=seq,
     )
-    by_type: dict[str, list[pa.Table]] = {}
-    for res in results:
-        by_type.setdefault(res.event_type, []).append(res.valid)
-    for et, tables in sorted(by_type.items()):
-        data = pa.concat_tables(tables)
-        if data.num_rows:
-            lake.append_once(settings.table_path("bronze", et), data, app_id=APP_ID, txn_version=seq)
-        report.rows_by_table[et] = report.rows_by_table.get(et, 0) + data.num_rows
+    by_type: dict[str, list[lake.DataFile]] = {}
+    for out in outputs:
+        files_of_type = by_type.setdefault(out.result.event_type, [])
+        if out.data_file is not None:
+            files_of_type.append(out.data_file)
+    for et, data_files in sorted(by_type.items()):
+        if data_files:
+            lake.commit_files_once(
+                settings.table_path("bronze", et), data_files, contracts.get(f"bronze.{et}").arrow_schema(),
+                app_id=APP_ID, txn_version=seq,
+            )
+        report.rows_by_table[et] = report.rows_by_table.get(et, 0) + sum(f.rows for f in data_files)
     quarantine = pa.concat_tables([r.quarantine for r in results]) if results else QUARANTINE_SCHEMA.empty_table()
     if quarantine.num_rows:
         lake.append_once(ops_path(settings, "quarantine"), quarantine, app_id=APP_ID, txn_version=seq)
@@ -275,7 +303,7 @@ def _commit_batch(
                 "counts"
             ]
     lines = sum(r.lines for r in results)
-    valid = sum(r.rows_valid for r in results)
+    valid = sum(out.rows_valid for out in outputs)
     quarantined = sum(r.rows_quarantined for r in results)
     nbytes = sum(f[2] for f in files)
     duration = time.perf_counter() - t_submit
