@@ -8,6 +8,7 @@ so a batch interrupted by a crash is completed by the next run without writing a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import multiprocessing
@@ -135,6 +136,14 @@ class Processed:
     data_file: lake.DataFile | None
 
 
+@functools.cache
+def _dictionary_columns(event_type: str) -> list[str]:
+    """Bronze columns with few distinct values: the contract's enums and the per-file/batch constants."""
+    bronze = contracts.get(f"bronze.{event_type}")
+    constants = ("event_type", "_source_file", "_batch_id")
+    return [c.name for c in bronze.columns if c.enum is not None or c.name in constants]
+
+
 def _process(args: tuple[str, str, str, str, datetime, str]) -> Processed:
     landing, rel, event_type, batch_id, ingested_at, table_dir = args
     data = (Path(landing) / rel).read_bytes()
@@ -145,7 +154,8 @@ def _process(args: tuple[str, str, str, str, datetime, str]) -> Processed:
     # Parquet encoding happens here, in parallel, instead of in the committing process. The name depends on
     # the batch and the file only: a resumed batch rewrites the same file, never leaves an orphan beside it.
     name = f"part-{batch_id}-{hashlib.sha1(rel.encode()).hexdigest()[:16]}.parquet"
-    data_file = lake.write_data_file(Path(table_dir), name, res.valid) if rows else None
+    data_file = lake.write_data_file(Path(table_dir), name, res.valid, dictionary=_dictionary_columns(event_type)) \
+        if rows else None
     res.valid = res.valid.schema.empty_table()
     return Processed(res, digest, size, rows, data_file)
 

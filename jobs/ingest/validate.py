@@ -181,7 +181,7 @@ class FileResult:
         return self.quarantine.num_rows
 
 
-CHUNK_LINES = 256
+CHUNK_LINES = 64
 _ELEMENT = re.compile(r" - at `\$\[(\d+)\]")
 _BYTE = re.compile(r"\(byte (\d+)\)")
 
