@@ -181,7 +181,7 @@ class FileResult:
         return self.quarantine.num_rows
 
 
-CHUNK_LINES = 64
+CHUNK_BYTES = 16 * 1024
 _ELEMENT = re.compile(r" - at `\$\[(\d+)\]")
 _BYTE = re.compile(r"\(byte (\d+)\)")
 
@@ -194,47 +194,46 @@ def validate_file(
     batch_id: str,
     ingested_at: Any,
     chunked: bool = True,
-    chunk_lines: int = CHUNK_LINES,
+    chunk_bytes: int = CHUNK_BYTES,
 ) -> FileResult:
     """Validate every line of one landing file; valid + quarantined == lines, always.
 
-    Lines are decoded `chunk_lines` at a time as one JSON array (`[l1,\nl2,...]`: a raw newline cannot occur
-    inside a JSON string, so no line can run into the next), which moves the per-line loop into msgspec's C
-    code. A chunk that fails says where (element index or byte offset): the lines before it are decoded as
-    a chunk again, the culprit alone through the per-line path that names the rule, field and value, and the
-    scan goes on after it. `chunked=False` checks every line on its own (the fallback, and the reference in
-    the tests: both must give the same result).
+    Lines are decoded about `chunk_bytes` at a time as one JSON array (the chunk's newlines become `,\n`: a
+    raw newline cannot occur inside a JSON string, so no line can run into the next), which moves the
+    per-line loop into msgspec's C code and never splits the file into line objects. A chunk that fails is
+    split into lines and says where it broke (element index or byte offset): the lines before are decoded
+    as a chunk again, the culprit alone through the per-line path that names the rule, field and value, and
+    the scan goes on after it. `chunked=False` checks every line on its own (the fallback, and the
+    reference in the tests: both must give the same result).
     """
     v = validator_for(event_type)
     decode = v.decoder.decode
     decode_many = v.many.decode
     rules = v.rules
     contract_name = f"landing.{event_type}"
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    bad: dict[str, list[Any]] = {k: [] for k in ("line", "event_id", "rule", "field", "reason", "raw")}
+    bad: dict[str, list[Any]] = {k: [] for k in ("line", "start", "event_id", "rule", "field", "reason", "raw")}
 
-    def reject(no: int, line: bytes, rule: str, field: str, reason: str, event_id: str | None) -> None:
+    def reject(no: int, start: int, line: bytes, rule: str, field: str, reason: str, event_id: str | None) -> None:
         bad["line"].append(no)
+        bad["start"].append(start)
         bad["event_id"].append(event_id)
         bad["rule"].append(rule)
         bad["field"].append(field)
         bad["reason"].append(reason)
         bad["raw"].append(line.decode("utf-8", errors="replace"))
 
-    def after_decode(no: int, line: bytes, ev: Any) -> None:
+    def after_decode(no: int, start: int, line: bytes, ev: Any) -> None:
         """The checks msgspec cannot express: UTC offset, multi-field row rules."""
         if ev.event_time.utcoffset() != _ZERO:
-            reject(no, line, "bad_format", "event_time",
+            reject(no, start, line, "bad_format", "event_time",
                    f"{contract_name}.event_time: expected UTC (Z), got offset {ev.event_time.utcoffset()}", ev.event_id)
             return
         if rules:
             broken = next(((name, why) for name, rule in rules if (why := rule(ev)) is not None), None)
             if broken is not None:
-                reject(no, line, broken[0], broken[0], f"{contract_name}: {broken[1]}", ev.event_id)
+                reject(no, start, line, broken[0], broken[0], f"{contract_name}: {broken[1]}", ev.event_id)
 
-    def check_line(no: int, line: bytes) -> None:
+    def check_line(no: int, start: int, line: bytes) -> None:
         try:
             ev = decode(line)
         except msgspec.ValidationError as exc:
@@ -242,7 +241,7 @@ def validate_file(
             rule, field = classify(msg)
             if field == "event_type" and rule == "invalid_enum":
                 found = _offending_value(line, field)
-                reject(no, line, "event_type_mismatch", field,
+                reject(no, start, line, "event_type_mismatch", field,
                        f"{contract_name}.event_type: {found} does not match folder {event_type!r}", _event_id(line))
                 return
             shown = _offending_value(line, field) if rule != "missing_field" else ""
@@ -252,19 +251,34 @@ def validate_file(
                     "does not match the required format"
                 )
             reason = f"{contract_name}.{field or '$'}: {head}" + (f" (got {shown})" if shown else "")
-            reject(no, line, rule, field or "$", reason, _event_id(line))
+            reject(no, start, line, rule, field or "$", reason, _event_id(line))
             return
         except msgspec.DecodeError as exc:
             why = "empty line" if not line.strip() else str(exc)
-            reject(no, line, "malformed_json", "$", f"{contract_name}: malformed JSON: {why}", None)
+            reject(no, start, line, "malformed_json", "$", f"{contract_name}: malformed JSON: {why}", None)
             return
-        after_decode(no, line, ev)
+        after_decode(no, start, line, ev)
 
-    def check_chunk(lo: int, hi: int) -> None:
-        """Lines [lo, hi) (0-based)."""
+    def decoded(
+        events: Any, first_no: int, lines: list[bytes] | None, starts: list[int] | None, body: bytes, offset: int
+    ) -> None:
+        """Post-checks of a decoded chunk, only where they can fail: a non-UTC offset (msgspec gives UTC
+        times the timezone.utc singleton), or row rules. Lines are split out of `body` only when needed."""
+        suspects = range(len(events)) if rules else [
+            i for i, ev in enumerate(events) if ev.event_time.tzinfo is not UTC
+        ]
+        if not suspects:
+            return
+        if lines is None or starts is None:
+            lines, starts = _split(body, offset)
+        for i in suspects:
+            after_decode(first_no + i, starts[i], lines[i], events[i])
+
+    def check_lines(lines: list[bytes], starts: list[int], first_no: int, lo: int, hi: int) -> None:
+        """Lines [lo, hi) of `lines` (line numbers first_no + index, byte offsets `starts`)."""
         while lo < hi:
             if hi - lo == 1:
-                check_line(lo + 1, lines[lo])
+                check_line(first_no + lo, starts[lo], lines[lo])
                 return
             chunk = lines[lo:hi]
             culprit: int | None = None
@@ -278,35 +292,45 @@ def validate_file(
                 culprit = _line_at(chunk, int(m.group(1))) if m else None
             else:
                 if len(evs) == len(chunk):
-                    # per-event checks only where they can fail: a non-UTC offset (msgspec gives UTC times
-                    # the timezone.utc singleton), or row rules
-                    suspects = range(len(evs)) if rules else [
-                        i for i, ev in enumerate(evs) if ev.event_time.tzinfo is not UTC
-                    ]
-                    for i in suspects:
-                        after_decode(lo + i + 1, chunk[i], evs[i])
+                    decoded(evs, first_no + lo, chunk, starts[lo:hi], b"", 0)
                     return
             if culprit is None or culprit >= len(chunk):  # no usable position: every line on its own
                 for i in range(lo, hi):
-                    check_line(i + 1, lines[i])
+                    check_line(first_no + i, starts[i], lines[i])
                 return
             if culprit:
-                check_chunk(lo, lo + culprit)
-            check_line(lo + culprit + 1, lines[lo + culprit])
+                check_lines(lines, starts, first_no, lo, lo + culprit)
+            check_line(first_no + lo + culprit, starts[lo + culprit], lines[lo + culprit])
             lo += culprit + 1
 
+    n_lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
     if chunked:
-        for lo in range(0, len(lines), chunk_lines):
-            check_chunk(lo, min(lo + chunk_lines, len(lines)))
+        pos, no = 0, 1
+        while pos < len(data):
+            end = data.find(b"\n", pos + chunk_bytes)
+            end = len(data) if end < 0 else end + 1
+            body = data[pos:end - 1] if data[end - 1:end] == b"\n" else data[pos:end]
+            k = body.count(b"\n") + 1
+            try:
+                evs = decode_many(b"[" + body.replace(b"\n", b",\n") + b"]")
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                evs = None
+            if evs is not None and len(evs) == k:
+                decoded(evs, no, None, None, body, pos)
+            else:
+                lines, starts = _split(body, pos)
+                check_lines(lines, starts, no, 0, k)
+            pos, no = end, no + k
     else:
-        for no, line in enumerate(lines, start=1):
-            check_line(no, line)
+        lines, starts = _split(data[:-1] if data.endswith(b"\n") else data, 0)
+        for i in range(n_lines):
+            check_line(i + 1, starts[i], lines[i])
 
     order = sorted(range(len(bad["line"])), key=bad["line"].__getitem__)  # chunks may report out of order
     for k in bad:
         bad[k] = [bad[k][i] for i in order]
     try:
-        valid = _typed(v, data, lines, bad["line"], source_file, batch_id, ingested_at)
+        valid = _typed(v, data, n_lines, bad["line"], bad["start"], source_file, batch_id, ingested_at)
     except (pa.ArrowInvalid, _ParseCountError):
         if not chunked:
             raise
@@ -331,7 +355,16 @@ def validate_file(
         },
         schema=QUARANTINE_SCHEMA,
     )
-    return FileResult(source_file, event_type, len(lines), valid, quarantine)
+    return FileResult(source_file, event_type, n_lines, valid, quarantine)
+
+
+def _split(body: bytes, offset: int) -> tuple[list[bytes], list[int]]:
+    """The lines of `body` (no trailing newline) and their byte offsets in the file (`offset` = body's)."""
+    lines = body.split(b"\n")
+    starts = [offset]
+    for line in lines[:-1]:
+        starts.append(starts[-1] + len(line) + 1)
+    return lines, starts
 
 
 class _ParseCountError(ValueError):
@@ -366,24 +399,24 @@ def _event_id(line: bytes) -> str | None:
 
 
 def _typed(
-    v: Validator, data: bytes, lines: list[bytes], bad_numbers: list[int], source_file: str, batch_id: str,
-    ingested_at: Any,
+    v: Validator, data: bytes, n_lines: int, bad_numbers: list[int], bad_starts: list[int], source_file: str,
+    batch_id: str, ingested_at: Any,
 ) -> pa.Table:
     """Typed Arrow columns of the valid lines, parsed in one vectorised pass over the file's bytes with the
     rejected lines blanked out (Arrow's JSON reader skips whitespace-only lines)."""
     schema = v.bronze.arrow_schema()
-    n = len(lines) - len(bad_numbers)
+    n = n_lines - len(bad_numbers)
     if n == 0:
         return schema.empty_table()
-    numbers = np.arange(1, len(lines) + 1, dtype=np.int64)
+    numbers = np.arange(1, n_lines + 1, dtype=np.int64)
     buf: bytes | bytearray = data
     if bad_numbers:
-        bad_idx = np.asarray(bad_numbers, dtype=np.int64) - 1
-        starts = np.concatenate(([0], np.cumsum(np.fromiter(map(len, lines), np.int64, len(lines)) + 1)))
         buf = bytearray(data)
-        for i in bad_idx.tolist():
-            buf[starts[i]:starts[i] + len(lines[i])] = b" " * len(lines[i])
-        numbers = np.delete(numbers, bad_idx)
+        for start in bad_starts:
+            end = data.find(b"\n", start)
+            end = len(data) if end < 0 else end
+            buf[start:end] = b" " * (end - start)
+        numbers = np.delete(numbers, np.asarray(bad_numbers, dtype=np.int64) - 1)
     parsed = pajson.read_json(
         pa.BufferReader(pa.py_buffer(buf)),
         read_options=pajson.ReadOptions(block_size=1 << 24),
