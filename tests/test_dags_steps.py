@@ -69,17 +69,17 @@ def test_ingest_interval_takes_only_the_interval_hours(settings: Settings) -> No
 
 def test_interrupted_batch_of_another_hour_is_completed_first(settings: Settings, monkeypatch: Any) -> None:
     _hours_landing(settings.landing)
-    real = lake.append_once
+    real = lake.commit_files_once
 
     def crash_on_bronze(path: Path, *args: Any, **kwargs: Any) -> bool:
         if "bronze" in path.parts:
             raise OSError("disk full")
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(lake, "append_once", crash_on_bronze)
+    monkeypatch.setattr(lake, "commit_files_once", crash_on_bronze)
     with pytest.raises(OSError, match="disk full"):
         steps.ingest_interval(settings, H[9], H[10], run_id="crash")
-    monkeypatch.setattr(lake, "append_once", real)
+    monkeypatch.setattr(lake, "commit_files_once", real)
     report = steps.ingest_interval(settings, H[10], H[11], run_id="resume")
     assert [(b.resumed, b.files) for b in report.batches] == [(True, 1), (False, 2)]
     assert report.rows_by_table == {"segment_created": 1, "segment_view": 2}
