@@ -47,6 +47,14 @@ def committed_txn(path: Path, app_id: str) -> int:
     return -1 if v is None else int(v)
 
 
+def _once(app_id: str, txn_version: int) -> CommitProperties:
+    """Commit properties recording the app transaction (app_id, txn_version) that makes a commit exactly-once."""
+    return CommitProperties(
+        app_transactions=[Transaction(app_id=app_id, version=txn_version)],
+        custom_metadata={"storylake.app_id": app_id, "storylake.txn_version": str(txn_version)},
+    )
+
+
 def append_once(path: Path, data: pa.Table, *, app_id: str, txn_version: int) -> bool:
     """Append `data` exactly once per (app_id, txn_version): a replay after a crash is a no-op.
 
@@ -60,10 +68,7 @@ def append_once(path: Path, data: pa.Table, *, app_id: str, txn_version: int) ->
         str(path),
         data,
         mode="append",
-        commit_properties=CommitProperties(
-            app_transactions=[Transaction(app_id=app_id, version=txn_version)],
-            custom_metadata={"storylake.app_id": app_id, "storylake.txn_version": str(txn_version)},
-        ),
+        commit_properties=_once(app_id, txn_version),
     )
     return True
 
@@ -117,9 +122,6 @@ def commit_files_once(
         [AddAction(f.name, f.size, {}, f.modified_ms, True, f.stats) for f in files],
         mode="append",
         schema=schema,
-        commit_properties=CommitProperties(
-            app_transactions=[Transaction(app_id=app_id, version=txn_version)],
-            custom_metadata={"storylake.app_id": app_id, "storylake.txn_version": str(txn_version)},
-        ),
+        commit_properties=_once(app_id, txn_version),
     )
     return True

@@ -132,8 +132,11 @@ class Processed:
     result: FileResult  # `valid` emptied: the rows are in data_file
     digest: str
     size: int
-    rows_valid: int
     data_file: lake.DataFile | None
+
+    @property
+    def rows_valid(self) -> int:
+        return self.data_file.rows if self.data_file is not None else 0
 
 
 @functools.cache
@@ -150,14 +153,13 @@ def _process(args: tuple[str, str, str, str, datetime, str]) -> Processed:
     digest, size = hashlib.sha256(data).hexdigest(), len(data)
     res = validate_file(data, event_type=event_type, source_file=rel, batch_id=batch_id, ingested_at=ingested_at)
     del data
-    rows = res.rows_valid
     # Parquet encoding happens here, in parallel, instead of in the committing process. The name depends on
     # the batch and the file only: a resumed batch rewrites the same file, never leaves an orphan beside it.
     name = f"part-{batch_id}-{hashlib.sha1(rel.encode()).hexdigest()[:16]}.parquet"
     data_file = lake.write_data_file(Path(table_dir), name, res.valid, dictionary=_dictionary_columns(event_type)) \
-        if rows else None
+        if res.rows_valid else None
     res.valid = res.valid.schema.empty_table()
-    return Processed(res, digest, size, rows, data_file)
+    return Processed(res, digest, size, data_file)
 
 
 def ingest(

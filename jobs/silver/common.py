@@ -131,13 +131,12 @@ def dedupe_event_id(df: DataFrame) -> DataFrame:
     return first_per_keys(df, [EVENT_ID_DEDUPE])
 
 
-def with_raw(df: DataFrame, columns: list[str] | None = None) -> DataFrame:
-    """Add `_raw` = the bronze row as JSON (the quarantine's `raw`) from its bronze `columns` (default: all of
-    `df`'s), in bronze order. Apply it to the rejected rows only: to_json over every row is costly."""
+def with_raw(df: DataFrame, columns: list[str]) -> DataFrame:
+    """Add `_raw` = the bronze row as JSON (the quarantine's `raw`) from its bronze `columns`, in bronze order.
+    Apply it to the rejected rows only: to_json over every row is costly."""
     from pyspark.sql import functions as F
 
-    cols = list(df.columns) if columns is None else columns
-    return df.withColumn("_raw", F.to_json(F.struct(*[F.col(c) for c in cols]), JSON_OPTIONS))
+    return df.withColumn("_raw", F.to_json(F.struct(*[F.col(c) for c in columns]), JSON_OPTIONS))
 
 
 def quarantine_rows(
