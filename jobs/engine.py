@@ -18,6 +18,10 @@ log = logging.getLogger(__name__)
 # Sail settings applied to the embedded server unless the caller set them.
 _SAIL_DEFAULTS = {
     "SAIL_RUNTIME__STACK_SIZE": str(8 * 1024 * 1024),
+    # The left input of every hash join is its build side (held in memory), as the jobs write it: see
+    # jobs.silver.common.lookup. Swapping by statistics cannot see that an aggregate or a filter is small, and
+    # built hash tables over the large side (10 GB peak at 10M views instead of 2 GB).
+    "SAIL_OPTIMIZER__ENABLE_JOIN_SWAP": "false",
     # Keep Sail's own logging quiet; its INFO lines would drown the job's progress output.
     "RUST_LOG": "warn",
 }

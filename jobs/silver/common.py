@@ -81,44 +81,67 @@ def txt(col: str | Column) -> Column:
     return F.coalesce(c.cast("string"), F.lit("null"))
 
 
+def lookup(big: DataFrame, small: DataFrame, on: Column | str | list[str], how: str = "left") -> DataFrame:
+    """`big` LEFT (or INNER, `how="inner"`) JOIN `small`, written with `small` as the left input.
+
+    The embedded Sail runs with join swap disabled (jobs.engine), so the left input of a hash join is its
+    build side, held in memory, and the right input streams through it. Stats-based swapping cannot see
+    that an aggregate or a filter is small, and built hash tables over tens of millions of wide rows.
+    Every join of a large frame with a smaller one goes through here, so the smaller side is built.
+    Columns come out as small's, then big's (select what you need afterwards).
+    """
+    if how not in ("left", "inner"):
+        raise ValueError(f"lookup: how must be 'left' or 'inner', not {how!r}")
+    return small.join(big, on, "right" if how == "left" else "inner")
+
+
 def first_per_keys(df: DataFrame, steps: list[KeyOrder]) -> DataFrame:
     """Apply dedupe steps in order: each keeps one row per key, the first by its order (a total order within
     a key). Same columns out.
 
-    Duplicates are rare (redeliveries, client retries), so the windows only see the rows of keys that occur
-    more than once in `df` for some step; every other row is kept by every step and passes straight through.
-    That is exact: a step only removes rows, so a key unique in `df` stays unique, and a repeated key has
-    all its rows on the windowed side. Hash aggregates and joins cost a fraction of sorting every row for a
-    window (Sail and JVM Spark alike). Keys compare null-safely: a null key is one key, as in a window.
+    Duplicates are rare (redeliveries, client retries), so the windows only see the rows of keys that may
+    occur more than once in `df`; every other row passes straight through. Candidates are found by a 64-bit
+    hash of the key (narrow aggregates); a collision only sends a few extra rows to the windows, which
+    partition by the real key, so the result is exact: a step only removes rows, a key unique in `df`
+    stays unique, and every row of a repeated key is a candidate. Keys compare null-safely (a null key is
+    one key, as in a window; equal keys, nulls included, hash equal).
+
+    The candidate rows are gathered by inner joins against the small sets of repeated hashes (built in
+    memory, the big frame streams), so the big frame is never built into a hash table nor joined twice.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    flagged = df
-    marks = []
-    for i, (keys, _) in enumerate(steps):
-        alias = [f"_dk{i}_{k}" for k in keys]
-        mark = f"_dup{i}"
-        repeated = (
-            df.groupBy(*keys)
-            .agg(F.count(F.lit(1)).alias("_n"))
-            .filter(F.col("_n") > 1)
-            .select(*[F.col(k).alias(a) for k, a in zip(keys, alias, strict=True)], F.lit(True).alias(mark))
-        )
-        on = F.lit(True)
-        for k, a in zip(keys, alias, strict=True):
-            on = on & F.col(k).eqNullSafe(F.col(a))
-        flagged = flagged.join(repeated, on, "left").drop(*alias)
-        marks.append(mark)
-    any_dup = F.lit(False)
-    for mark in marks:
-        any_dup = any_dup | F.coalesce(F.col(mark), F.lit(False))
-    unique = flagged.filter(~any_dup).drop(*marks)
-    rest = flagged.filter(any_dup).drop(*marks)
+    if not steps:
+        raise ValueError("first_per_keys: no dedupe steps")
+    hashes = [f"_dh{i}" for i in range(len(steps))]
+    hashed = df.select("*", *[F.xxhash64(*keys).alias(h) for (keys, _), h in zip(steps, hashes, strict=True)])
+    repeated = [
+        hashed.groupBy(h).agg(F.count(F.lit(1)).alias("_n")).filter(F.col("_n") > 1)
+        .select(F.col(h).alias(f"_r{h}"), F.lit(True).alias(f"_m{h}"))
+        for h in hashes
+    ]
+
+    def mark(frame: DataFrame, i: int) -> DataFrame:
+        """`frame` with _m_dh{i} = true when its step-i hash repeats (null otherwise)."""
+        return lookup(frame, repeated[i], F.col(hashes[i]) == F.col(f"_r{hashes[i]}")).drop(f"_r{hashes[i]}")
+
+    unique = hashed
+    for i in range(len(steps)):
+        unique = mark(unique, i).filter(F.col(f"_m{hashes[i]}").isNull()).drop(f"_m{hashes[i]}")
+    rest: DataFrame | None = None
+    for i in range(len(steps)):
+        # candidates of step i that no earlier step claimed (each candidate row is taken once)
+        part = lookup(hashed, repeated[i], F.col(hashes[i]) == F.col(f"_r{hashes[i]}"), "inner")
+        part = part.drop(f"_r{hashes[i]}", f"_m{hashes[i]}")
+        for j in range(i):
+            part = mark(part, j).filter(F.col(f"_m{hashes[j]}").isNull()).drop(f"_m{hashes[j]}")
+        rest = part if rest is None else rest.unionByName(part)
+    rest = rest.select(*df.columns)  # type: ignore[union-attr] - steps is not empty
     for keys, order in steps:
         w = Window.partitionBy(*keys).orderBy(*order)
         rest = rest.withColumn("_rk", F.row_number().over(w)).filter(F.col("_rk") == 1).drop("_rk")
-    return unique.unionByName(rest)
+    return unique.select(*df.columns).unionByName(rest)
 
 
 def first_per_key(df: DataFrame, keys: list[str], order: list[Column | str]) -> DataFrame:

@@ -30,7 +30,7 @@ def transform(events: DataFrame, segments: DataFrame, as_of: datetime) -> Naviga
 
     ev = c.dedupe_event_id(events)
     seg = segments.select(F.col("segment_id").alias("_sid"), "author_id", "story_id")
-    joined = ev.join(seg, F.col("segment_id") == F.col("_sid"), "left")
+    joined = c.lookup(ev, seg, F.col("segment_id") == F.col("_sid"))
     known = joined.filter(F.col("_sid").isNotNull()).withColumn("at", F.col("event_time"))
     stale = joined.filter(
         F.col("_sid").isNull() & (F.col("event_time") < c.ts_lit(as_of - c.UNKNOWN_SEGMENT_GRACE))

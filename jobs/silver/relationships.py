@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from jobs import spark_io
 from jobs.settings import Settings
 from jobs.silver import common as c
+from jobs.spark_io import Materialize
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -78,35 +79,35 @@ def transitions(events: DataFrame) -> DataFrame:
     )
 
 
-def transform(events: DataFrame) -> DataFrame:
+def transform(events: DataFrame, materialize: Materialize = spark_io.lazily) -> DataFrame:
     """Bronze relationship events (cut at as_of) -> silver.relationships intervals.
 
     Most keys have a single transition (one follow, never undone): an open gives [at, null), a lone close
     nothing. Only keys with several transitions are ordered by the window below, which sorts far fewer rows.
+    `materialize` keeps the transitions, read by the key count and by both branches.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     key = ["relation", "user_id", "other_user_id"]
-    moves = transitions(events)
+    moves = materialize(transitions(events), "moves")
     several = (
         moves.groupBy(*[F.col(k).alias(f"_m_{k}") for k in key])
         .agg(F.count(F.lit(1)).alias("_m_n"))
         .filter(F.col("_m_n") > 1)
-        .drop("_m_n")
     )
     on = F.lit(True)
     for k in key:  # keys are never null (transitions drops null users)
         on = on & (F.col(k) == F.col(f"_m_{k}"))
+    marked = c.lookup(moves, several, on).select(*moves.columns, F.col("_m_n").isNotNull().alias("_several"))
     lone = (
-        moves.join(several, on, "left_anti")
-        .filter(F.col("opens"))
+        marked.filter(~F.col("_several") & F.col("opens"))
         .withColumnRenamed("at", "valid_from")
         .withColumn("valid_to", F.lit(None).cast("timestamp"))
     )
     w = Window.partitionBy(*key).orderBy("at", "event_id")
     changes = (
-        moves.join(several, on, "left_semi")
+        marked.filter(F.col("_several"))
         .withColumn("_prev_open", F.coalesce(F.lag("opens").over(w), F.lit(False)))
         .filter(F.col("opens") != F.col("_prev_open"))
     )
@@ -121,5 +122,6 @@ def transform(events: DataFrame) -> DataFrame:
 
 
 def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
-    out = transform(c.read_bronze(spark, settings, "relationship", as_of))
-    return {"relationships": spark_io.write_table(out, settings, "silver", "relationships")}
+    with spark_io.scratch(settings) as materialize:
+        out = transform(c.read_bronze(spark, settings, "relationship", as_of), materialize)
+        return {"relationships": spark_io.write_table(out, settings, "silver", "relationships")}

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from jobs import spark_io
 from jobs.settings import Settings
 from jobs.silver import common as c
+from jobs.spark_io import Materialize
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -34,44 +35,75 @@ class SegmentsOutput(NamedTuple):
     quarantine: DataFrame
 
 
-def latest_creations(created: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """(one creation per segment_id, the losing creations) after event_id dedupe."""
+def latest_creations(created: DataFrame, materialize: Materialize = spark_io.lazily) -> tuple[DataFrame, DataFrame]:
+    """(one creation per segment_id, the losing creations) after event_id dedupe.
+
+    A segment_id is created once but for rare client bugs, so only the rows of repeated segment_ids are
+    ranked by a window; the winners of every other segment pass straight through (c.first_per_key).
+    """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    events = c.dedupe_event_id(created)
-    ranked = events.withColumn(
-        "_rk", F.row_number().over(Window.partitionBy("segment_id").orderBy("event_time", "event_id"))
+    events = materialize(c.dedupe_event_id(created), "created")
+    order = ["event_time", "event_id"]
+    winners = materialize(c.first_per_key(events, ["segment_id"], order), "winners")
+    repeated = (
+        events.groupBy(F.col("segment_id").alias("_rep_sid"))
+        .agg(F.count(F.lit(1)).alias("_n"))
+        .filter(F.col("_n") > 1)
+        .drop("_n")
     )
-    return ranked.filter("_rk = 1").drop("_rk"), ranked.filter("_rk > 1").drop("_rk")
+    losers = (
+        c.lookup(events, repeated, F.col("segment_id").eqNullSafe(F.col("_rep_sid")), "inner")
+        .drop("_rep_sid")
+        .withColumn("_rk", F.row_number().over(Window.partitionBy("segment_id").orderBy(*order)))
+        .filter("_rk > 1")
+        .drop("_rk")
+    )
+    return winners, losers
 
 
 def assign_stories(seg: DataFrame) -> DataFrame:
-    """Add story_id, frame_index, story_start to rows with author_id, segment_id, created_at, expires_at."""
+    """Add story_id, frame_index, story_start to rows with author_id, segment_id, created_at, expires_at.
+
+    The windows sort a narrow projection (segment_id is unique in `seg`); the other columns (stickers...)
+    are joined back instead of being carried through three sorts.
+    """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
+    narrow = seg.select("author_id", "segment_id", "created_at", "expires_at")
     by_author = Window.partitionBy("author_id").orderBy("created_at", "segment_id")
     earlier = by_author.rowsBetween(Window.unboundedPreceding, -1)
     prev_max_exp = F.max("expires_at").over(earlier)
-    starts = seg.withColumn(
+    starts = narrow.withColumn(
         "_new_story", F.when(prev_max_exp.isNull() | (F.col("created_at") >= prev_max_exp), 1).otherwise(0)
     ).withColumn("_story_no", F.sum("_new_story").over(by_author.rowsBetween(Window.unboundedPreceding, 0)))
     story = Window.partitionBy("author_id", "_story_no").orderBy("created_at", "segment_id")
     whole = story.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
-    return (
-        starts.withColumn("story_id", F.first("segment_id").over(whole))
-        .withColumn("story_start", F.first("created_at").over(whole))
-        .withColumn("frame_index", F.row_number().over(story).cast("bigint"))
-        .drop("_new_story", "_story_no")
+    stories = starts.select(
+        F.col("segment_id").alias("_st_sid"),
+        F.first("segment_id").over(whole).alias("story_id"),
+        F.first("created_at").over(whole).alias("story_start"),
+        F.row_number().over(story).cast("bigint").alias("frame_index"),
+    )
+    return c.lookup(seg, stories, F.col("segment_id").eqNullSafe(F.col("_st_sid")), "inner").select(
+        *seg.columns, "story_id", "frame_index", "story_start"
     )
 
 
-def transform(created: DataFrame, deleted: DataFrame, archived: DataFrame, as_of: datetime) -> SegmentsOutput:
-    """Bronze segment_created / segment_deleted / segment_archived (already cut at as_of) -> segments + quarantine."""
+def transform(
+    created: DataFrame,
+    deleted: DataFrame,
+    archived: DataFrame,
+    as_of: datetime,
+    materialize: Materialize = spark_io.lazily,
+) -> SegmentsOutput:
+    """Bronze segment_created / segment_deleted / segment_archived (already cut at as_of) -> segments + quarantine.
+    `materialize` keeps the deduplicated creations and their winners, used by both outputs."""
     from pyspark.sql import functions as F
 
-    winners, losers = latest_creations(created)
+    winners, losers = latest_creations(created, materialize)
     base = winners.select(
         "segment_id",
         "author_id",
@@ -87,7 +119,7 @@ def transform(created: DataFrame, deleted: DataFrame, archived: DataFrame, as_of
 
     def by_owner(events: DataFrame) -> DataFrame:
         ev = c.dedupe_event_id(events)
-        return ev.join(owners, F.col("segment_id") == F.col("_sid"), "inner").drop("_sid")
+        return ev.join(owners, F.col("segment_id") == F.col("_sid"), "inner").drop("_sid")  # ev is the small side
 
     dels = by_owner(deleted)
     good_dels = (
@@ -106,9 +138,11 @@ def transform(created: DataFrame, deleted: DataFrame, archived: DataFrame, as_of
         .select(F.col("segment_id").alias("_arc_sid"), F.col("highlight_id"), F.lit(True).alias("_archived"))
     )
     seg = (
-        assign_stories(base)
-        .join(good_dels, F.col("segment_id") == F.col("_del_sid"), "left")
-        .join(good_arcs, F.col("segment_id") == F.col("_arc_sid"), "left")
+        c.lookup(
+            c.lookup(assign_stories(base), good_dels, F.col("segment_id") == F.col("_del_sid")),
+            good_arcs,
+            F.col("segment_id") == F.col("_arc_sid"),
+        )
         .withColumn("is_deleted", F.col("deleted_at").isNotNull())
         .withColumn("is_archived", F.coalesce(F.col("_archived"), F.lit(False)))
     )
@@ -154,13 +188,15 @@ def transform(created: DataFrame, deleted: DataFrame, archived: DataFrame, as_of
 
 
 def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
-    out = transform(
-        c.read_bronze(spark, settings, "segment_created", as_of),
-        c.read_bronze(spark, settings, "segment_deleted", as_of),
-        c.read_bronze(spark, settings, "segment_archived", as_of),
-        as_of,
-    )
-    return {
-        "segments": spark_io.write_table(out.segments, settings, "silver", "segments"),
-        "quarantine.segments": c.write_quarantine(out.quarantine, settings, STAGE),
-    }
+    with spark_io.scratch(settings) as materialize:
+        out = transform(
+            c.read_bronze(spark, settings, "segment_created", as_of),
+            c.read_bronze(spark, settings, "segment_deleted", as_of),
+            c.read_bronze(spark, settings, "segment_archived", as_of),
+            as_of,
+            materialize,
+        )
+        return {
+            "segments": spark_io.write_table(out.segments, settings, "silver", "segments"),
+            "quarantine.segments": c.write_quarantine(out.quarantine, settings, STAGE),
+        }

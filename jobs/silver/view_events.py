@@ -119,9 +119,11 @@ def audience_flags(views: DataFrame, relationships: DataFrame) -> DataFrame:
     missing = set(audience.FLAGS) - set(computed) - {"audience"}  # audience is the segment's column
     if missing:  # the rules grew a flag this job does not compute
         raise RuntimeError(f"audience flags not computed: {sorted(missing)}")
-    out = views.join(
-        pairs, (F.col("author_id") == F.col("_r_author")) & (F.col("viewer_id") == F.col("_r_viewer")), "left"
-    ).join(private, F.col("author_id") == F.col("_p_author"), "left")
+    out = c.lookup(
+        c.lookup(views, pairs, (F.col("author_id") == F.col("_r_author")) & (F.col("viewer_id") == F.col("_r_viewer"))),
+        private,
+        F.col("author_id") == F.col("_p_author"),
+    )
     return out.select(*views.columns, *[col.alias(name) for name, col in computed.items()])
 
 
@@ -141,7 +143,7 @@ def classify(views: DataFrame, segments: DataFrame, relationships: DataFrame, as
         "expires_at",
         "deleted_at",
     )
-    joined = rcpt.join(seg, F.col("segment_id") == F.col("_s_id"), "left")
+    joined = c.lookup(rcpt, seg, F.col("segment_id") == F.col("_s_id"))
     flagged = audience_flags(joined, relationships).withColumn("_denial", F.expr(audience.DENIAL_REASON_SQL))
 
     known = F.col("_s_id").isNotNull()
