@@ -111,8 +111,8 @@ def eligible_viewers(segments: DataFrame, relationships: DataFrame, ended: DataF
     return (
         allowed.groupBy("viewer_id", "author_id", "story_id", "story_start", "story_end")
         .agg(
-            F.max("_allowed").alias("_eligible"),
-            F.max(F.col("_allowed") & (F.col("audience") == "close_friends")).alias("is_close_friends_story"),
+            F.bool_or("_allowed").alias("_eligible"),
+            F.bool_or(F.col("_allowed") & (F.col("audience") == "close_friends")).alias("is_close_friends_story"),
         )
         .filter(F.col("_eligible"))
         .drop("_eligible")

@@ -105,3 +105,18 @@ def test_ring_features_at_arbitrary_points_each_with_its_own_t(spark, silver):
     assert (earlier["is_close_friend"], earlier["follows"]) == (True, True)
     nothing = rows[T0.replace(tzinfo=None)]
     assert [nothing[f] for f in FEATURES] == [0, 0, 0, 0, 0, 0, None, False, False]
+
+
+def test_ring_features_table_equals_ring_features_at_on_its_pairs(spark, silver, table):
+    """The gold table's join-free path (one t for all pairs) agrees with the point-in-time path at t = T."""
+    points = spark.createDataFrame(
+        [(v, a, T) for v, a in table], "viewer_id bigint, author_id bigint, t timestamp"
+    )
+    at = collect(
+        ring_features_at(silver["engagements"], silver["view_events"], silver["relationships"], points),
+        ["viewer_id", "author_id"],
+    )
+    assert sorted(at) == sorted(table)
+    for pair, row in table.items():
+        expected = {k: v for k, v in at[pair].items() if k != "t"}
+        assert {k: v for k, v in row.items() if k != "as_of"} == expected, pair

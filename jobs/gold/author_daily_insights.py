@@ -33,11 +33,11 @@ def trailing_reach(views: DataFrame, as_of: datetime) -> DataFrame:
         .withColumn("_lag", F.explode(F.sequence(F.lit(0), span)))
         .withColumn("day", F.date_add(F.col("day"), F.col("_lag")))
     )
-    return fanned.groupBy(*KEYS).agg(
-        *[
-            F.countDistinct(F.when(F.col("_lag") < n, F.col("viewer_id"))).alias(name)
-            for name, n in TRAILING_DAYS.items()
-        ]
+    # per (author, day, viewer) the nearest view day, then per (author, day): two hash aggregates, exact, and
+    # faster on Sail than count(DISTINCT) per window length
+    nearest = fanned.groupBy(*KEYS, "viewer_id").agg(F.min("_lag").alias("_lag"))
+    return nearest.groupBy(*KEYS).agg(
+        *[F.count(F.when(F.col("_lag") < n, F.col("viewer_id"))).alias(name) for name, n in TRAILING_DAYS.items()]
     )
 
 
@@ -47,13 +47,15 @@ def author_daily_insights(
     navigation: DataFrame,
     engagements: DataFrame,
     as_of: datetime,
+    materialize: spark_io.Materialize = spark_io.lazily,
 ) -> DataFrame:
     """One row per (author, UTC day) with any activity before as_of: a segment posted, a counted view of the
-    author's segments, a gesture on them or a story engagement with them."""
+    author's segments, a gesture on them or a story engagement with them. The attributed views, gestures and
+    engagements feed the day list and the counts (views also the trailing reach): `materialize` keeps them."""
     segs = activity.known_segments(segments, as_of)
-    views = activity.views_before(view_events, segs, as_of)
-    nav = activity.navigation_before(navigation, segs, as_of)
-    eng = activity.story_engagements_before(engagements, segs, as_of)
+    views = materialize(activity.views_before(view_events, segs, as_of), "views")
+    nav = materialize(activity.navigation_before(navigation, segs, as_of), "navigation")
+    eng = materialize(activity.story_engagements_before(engagements, segs, as_of), "engagements")
     posted = segs.groupBy("author_id", F.to_date("created_at").alias("day")).agg(
         F.count(F.lit(1)).alias("segments_posted")
     )
@@ -76,5 +78,5 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, i
         name: spark_io.read_table(spark, settings, "silver", name)
         for name in ("segments", "view_events", "navigation", "engagements")
     }
-    df = author_daily_insights(**silver, as_of=as_of)
-    return write_gold(df, settings, NAME)
+    with spark_io.scratch(settings) as materialize:
+        return write_gold(author_daily_insights(**silver, as_of=as_of, materialize=materialize), settings, NAME)

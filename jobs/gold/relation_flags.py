@@ -77,7 +77,7 @@ def relation_flags_at(
             "left",
         )
         out = joined.groupBy(*POINT_KEYS).agg(
-            *[F.coalesce(F.max(F.col("flag") == f), F.lit(False)).alias(f) for f in pair_flags]
+            *[F.coalesce(F.bool_or(F.col("flag") == f), F.lit(False)).alias(f) for f in pair_flags]
         )
     if PRIVATE_FLAG in wanted:
         private = relationships.filter(F.col("relation") == PRIVATE_RELATION).select(

@@ -98,37 +98,67 @@ def ring_features_at(
     )
 
 
-def ring_pairs(engagements: DataFrame, view_events: DataFrame, relationships: DataFrame, as_of: datetime) -> DataFrame:
-    """(viewer_id, author_id, t = as_of) for every pair with a non-default feature at as_of: a counted signal in
-    [as_of - 30 d, as_of) or a follow / close-friend edge holding just before as_of. Self pairs are left out."""
+def ring_features(
+    engagements: DataFrame,
+    view_events: DataFrame,
+    relationships: DataFrame,
+    as_of: datetime,
+) -> DataFrame:
+    """The gold table: ring_features_at evaluated at t = as_of for every pair with a non-default feature (a
+    counted signal in [as_of - 30 d, as_of) or a follow / close-friend edge holding just before as_of; self
+    pairs left out), t exposed as as_of.
+
+    With one t for all pairs there is nothing to join: the windowed signals and the holding edges are one
+    union, aggregated per pair (tests check it equals ring_features_at on the same pairs).
+    """
     t = activity.instant(as_of)
+    zero, no = F.lit(0), F.lit(False)
+    is_view = F.col("kind") == _VIEW
     signals = (
         _signals(engagements, view_events)
         .withColumn("t", t)
         .filter(in_window("at"))
-        .select(F.col("s_viewer").alias("viewer_id"), F.col("s_author").alias("author_id"))
+        .select(
+            F.col("s_viewer").alias("viewer_id"),
+            F.col("s_author").alias("author_id"),
+            *[F.when(F.col("kind") == kind, 1).otherwise(0).alias(name) for name, kind in ENGAGEMENT_FEATURES.items()],
+            F.when(is_view, 1).otherwise(0).alias("story_views_30d"),
+            F.when(is_view & (F.col("completion_pct") >= 1.0), 1).otherwise(0).alias("_completed_views"),
+            *[no.alias(name) for name in RELATION_FEATURES],
+        )
     )
     holds = holds_at_sql("r", relation_instant(spark_io.ts_literal(activity.utc(as_of)), strictly_before=True))
     edges = (
         directed_relations(relationships, list(RELATION_FEATURES.values()))
         .alias("r")
         .filter(F.expr(holds))
-        .select(F.col("viewer_key").alias("viewer_id"), F.col("author_key").alias("author_id"))
+        .select(
+            F.col("viewer_key").alias("viewer_id"),
+            F.col("author_key").alias("author_id"),
+            *[zero.alias(name) for name in (*ENGAGEMENT_FEATURES, "story_views_30d", "_completed_views")],
+            *[(F.col("flag") == flag).alias(name) for name, flag in RELATION_FEATURES.items()],
+        )
     )
-    return signals.unionByName(edges).filter(F.col("viewer_id") != F.col("author_id")).distinct().withColumn("t", t)
-
-
-def ring_features(
-    engagements: DataFrame,
-    view_events: DataFrame,
-    relationships: DataFrame,
-    as_of: datetime,
-    materialize: spark_io.Materialize = spark_io.lazily,
-) -> DataFrame:
-    """The gold table: ring_features_at(pairs, T = as_of), t exposed as as_of. The pairs feed two joins, so
-    they are computed once (`materialize`)."""
-    points = materialize(ring_pairs(engagements, view_events, relationships, as_of), "points")
-    return ring_features_at(engagements, view_events, relationships, points).withColumnRenamed("t", "as_of")
+    counts = [*ENGAGEMENT_FEATURES, "story_views_30d", "_completed_views"]
+    pairs = (
+        signals.unionByName(edges)
+        .filter(F.col("viewer_id") != F.col("author_id"))
+        .groupBy("viewer_id", "author_id")
+        .agg(
+            *[F.sum(name).cast("bigint").alias(name) for name in counts],
+            *[F.bool_or(name).alias(name) for name in RELATION_FEATURES]  # max(bool) is slow on Sail,
+        )
+    )
+    return pairs.select(
+        "viewer_id",
+        "author_id",
+        t.alias("as_of"),
+        *ENGAGEMENT_FEATURES,
+        "story_views_30d",
+        activity.ratio("_completed_views", "story_views_30d").alias("completion_rate_30d"),
+        *RELATION_FEATURES,
+        F.lit(FEATURE_VERSION).alias("feature_version"),
+    )
 
 
 def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
@@ -137,5 +167,4 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, i
         name: spark_io.read_table(spark, settings, "silver", name)
         for name in ("engagements", "view_events", "relationships")
     }
-    with spark_io.scratch(settings) as materialize:
-        return write_gold(ring_features(**silver, as_of=as_of, materialize=materialize), settings, NAME)
+    return write_gold(ring_features(**silver, as_of=as_of), settings, NAME)
