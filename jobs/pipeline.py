@@ -34,6 +34,7 @@ class StepResult:
     step: str
     seconds: float
     rows: dict[str, int] = field(default_factory=dict)
+    started: float = 0.0  # time.perf_counter() at the start (benchmarks attribute samples to steps)
 
 
 @dataclass
@@ -91,7 +92,7 @@ def recorded(settings: Settings, run_id: str, name: str, as_of: datetime | None)
 def step(settings: Settings, report: PipelineReport, name: str) -> Iterator[StepResult]:
     """A recorded, timed pipeline step whose failure is wrapped in PipelineError naming the step."""
     t0 = time.perf_counter()
-    result = StepResult(name, 0.0)
+    result = StepResult(name, 0.0, started=t0)
     log.info("step %s: start (as_of %s)", name, report.as_of.isoformat())
     try:
         with recorded(settings, report.run_id, name, report.as_of) as rows:

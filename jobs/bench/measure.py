@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psutil
 
@@ -16,6 +16,11 @@ import psutil
 class Measurement:
     seconds: float = 0.0
     peak_rss_mb: float = 0.0
+    samples: list[tuple[float, int]] = field(default_factory=list)  # (time.perf_counter(), RSS bytes)
+
+    def peak_between_mb(self, start: float, end: float) -> float:
+        """Peak sampled RSS (MB) between two time.perf_counter() instants."""
+        return max((rss for t, rss in self.samples if start <= t <= end), default=0) / 1e6
 
 
 @contextmanager
@@ -35,6 +40,7 @@ def measure() -> Iterator[Measurement]:
             except psutil.Error:
                 rss = 0
             peak[0] = max(peak[0], rss)
+            m.samples.append((time.perf_counter(), rss))
             stop.wait(0.05)
 
     thread = threading.Thread(target=sample, daemon=True)

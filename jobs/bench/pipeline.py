@@ -62,6 +62,9 @@ def bench_pipeline(work: Path, *, views: int, users: int, jvm_views: int, seed: 
         "storylake_seconds": round(full.seconds, 1),
         "storylake_peak_rss_mb": round(full.peak_rss_mb),
         "steps_seconds": {s.step: round(s.seconds, 1) for s in report.steps},
+        "steps_peak_rss_mb": {
+            s.step: round(full.peak_between_mb(s.started, s.started + s.seconds)) for s in report.steps
+        },
         "duckdb_reference_seconds": round(ref_m.seconds, 1),
         "duckdb_reference_peak_rss_mb": round(ref_m.peak_rss_mb),
         "ratio_vs_duckdb": round(full.seconds / ref_m.seconds, 2),
