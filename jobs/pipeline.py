@@ -122,7 +122,8 @@ def run_pipeline(
         report.ingest = ingest(settings, progress=progress)
         s.rows = dict(report.ingest.rows_by_table)
     if spark is None:
-        with spark_session(settings) as session:
+        # the engine in its own process: what it keeps after silver+gold is freed before publish
+        with spark_session(settings, own_process=True) as session:
             _spark_steps(session, settings, report, gate)
     else:
         _spark_steps(spark, settings, report, gate)

@@ -295,3 +295,21 @@ def test_property_fast_dedupe_equals_the_sequential_definition(spark, records):
     )
     got = {(r["event_id"], r["_source_file"], r["_line"]) for r in out.collect()}
     assert got == _sequential_dedupe(records)
+
+
+def test_lookup_is_a_left_or_inner_join_with_the_small_side_first(spark):
+    """lookup(big, small, on) keeps every big row (left) or the matched ones (inner); small's columns first."""
+    from jobs.silver import common
+
+    big = spark.createDataFrame([(1, "a"), (2, "b"), (3, "c"), (3, "d")], "k bigint, v string")
+    small = spark.createDataFrame([(3, "x"), (4, "y")], "sk bigint, w string")
+    on = big["k"] == small["sk"]
+    left = common.lookup(big, small, on)
+    assert left.columns == ["sk", "w", "k", "v"]
+    assert sorted((tuple(r) for r in left.collect()), key=str) == sorted(
+        [(None, None, 1, "a"), (None, None, 2, "b"), (3, "x", 3, "c"), (3, "x", 3, "d")], key=str
+    )
+    inner = common.lookup(big, small, on, "inner")
+    assert sorted(tuple(r) for r in inner.collect()) == [(3, "x", 3, "c"), (3, "x", 3, "d")]
+    with pytest.raises(ValueError, match="how must be 'left' or 'inner', not 'full'"):
+        common.lookup(big, small, on, "full")
