@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 STAGE = "silver.view_events"
 CONTRACT = "bronze.segment_view"
 COUNTS_AS_VIEW_SQL = "(completion_pct = 1 OR view_duration_ms >= 3000)"
+# Pair flags that only matter when the author is private (audience.DENIAL_REASONS: private_not_approved).
+PRIVATE_ONLY_FLAGS = ("follows", "approved")
 # Statuses of a classified receipt.
 VIEW, PENDING, QUARANTINED = "view", "pending", "quarantine"
 
@@ -83,7 +85,8 @@ def audience_flags(views: DataFrame, relationships: DataFrame) -> DataFrame:
     """Add the serving.audience.FLAGS columns to `views` (viewer_id, author_id, audience, viewed_at), from the
     relationships holding at viewed_at (audience.holds_at_sql). Same rows out, same order of columns first.
 
-    Per-pair flags come from audience.RELATION_FLAGS; `blocked` is any of its blocked_* flags (either
+    Per-pair flags come from audience.RELATION_FLAGS (follows and approved only for authors that have been
+    private at some time: they only matter for a private author); `blocked` is any of its blocked_* flags (either
     direction); `author_private` is the author's `private` relation (other_user_id = 0). The intervals are
     gathered per (author, viewer) pair and per author, so each view joins at most one row of each (no
     fan-out, no re-grouping of the views) and the flags are `exists` over the pair's few intervals.
@@ -91,7 +94,20 @@ def audience_flags(views: DataFrame, relationships: DataFrame) -> DataFrame:
     from pyspark.sql import functions as F
 
     pair_flags = [flag for flag, _, _ in audience.RELATION_FLAGS]
-    pairs = relation_edges(relationships).groupBy(
+    # follows / approved only decide anything for a private author (audience.DENIAL_REASONS): their edges
+    # are kept for authors with a private interval at some time, which keeps the pairs' hash table small
+    # (follows are most of the graph). For every other author they read False, and the rules are unchanged.
+    edges = relation_edges(relationships)
+    private_authors = (
+        relationships.filter(F.col("relation") == "private").select(F.col("user_id").alias("_pa")).distinct()
+    )
+    private_only = F.col("flag").isin(*PRIVATE_ONLY_FLAGS)
+    edges = edges.filter(~private_only).unionByName(
+        c.lookup(edges.filter(private_only), private_authors, F.col("author_key") == F.col("_pa"), "inner").select(
+            *edges.columns
+        )
+    )
+    pairs = edges.groupBy(
         F.col("author_key").alias("_r_author"), F.col("viewer_key").alias("_r_viewer")
     ).agg(F.collect_list(F.struct("flag", "valid_from", "valid_to")).alias("_r_rels"))
     private = (
