@@ -63,6 +63,16 @@ def _signals(engagements: DataFrame, view_events: DataFrame) -> DataFrame:
     return eng.unionByName(views)
 
 
+def _signal_counts() -> dict[str, Column]:
+    """Per signal row of _signals, 1 when it counts toward each count column, else 0 (null kind: 0): the
+    engagement features, story_views_30d and _completed_views (the numerator of completion_rate_30d)."""
+    is_view = F.col("kind") == _VIEW
+    indicators = {name: F.col("kind") == kind for name, kind in ENGAGEMENT_FEATURES.items()}
+    indicators["story_views_30d"] = is_view
+    indicators["_completed_views"] = is_view & (F.col("completion_pct") >= 1.0)
+    return {name: F.when(cond, 1).otherwise(0) for name, cond in indicators.items()}
+
+
 def ring_features_at(
     engagements: DataFrame,
     view_events: DataFrame,
@@ -78,11 +88,8 @@ def ring_features_at(
         (F.col("viewer_id") == F.col("s_viewer")) & (F.col("author_id") == F.col("s_author")) & in_window("at"),
         "left",
     )
-    is_view = F.col("kind") == _VIEW
     counts = joined.groupBy(*POINT_KEYS).agg(
-        *[F.count(F.when(F.col("kind") == kind, 1)).alias(name) for name, kind in ENGAGEMENT_FEATURES.items()],
-        F.count(F.when(is_view, 1)).alias("story_views_30d"),
-        F.count(F.when(is_view & (F.col("completion_pct") >= 1.0), 1)).alias("_completed_views"),
+        *[F.sum(one).cast("bigint").alias(name) for name, one in _signal_counts().items()]
     )
     flags = relation_flags_at(relationships, keys, list(RELATION_FEATURES.values()), strictly_before=True)
     return (
@@ -112,8 +119,7 @@ def ring_features(
     union, aggregated per pair (tests check it equals ring_features_at on the same pairs).
     """
     t = activity.instant(as_of)
-    zero, no = F.lit(0), F.lit(False)
-    is_view = F.col("kind") == _VIEW
+    counts = _signal_counts()
     signals = (
         _signals(engagements, view_events)
         .withColumn("t", t)
@@ -121,10 +127,8 @@ def ring_features(
         .select(
             F.col("s_viewer").alias("viewer_id"),
             F.col("s_author").alias("author_id"),
-            *[F.when(F.col("kind") == kind, 1).otherwise(0).alias(name) for name, kind in ENGAGEMENT_FEATURES.items()],
-            F.when(is_view, 1).otherwise(0).alias("story_views_30d"),
-            F.when(is_view & (F.col("completion_pct") >= 1.0), 1).otherwise(0).alias("_completed_views"),
-            *[no.alias(name) for name in RELATION_FEATURES],
+            *[one.alias(name) for name, one in counts.items()],
+            *[F.lit(False).alias(name) for name in RELATION_FEATURES],
         )
     )
     holds = holds_at_sql("r", relation_instant(spark_io.ts_literal(activity.utc(as_of)), strictly_before=True))
@@ -135,18 +139,17 @@ def ring_features(
         .select(
             F.col("viewer_key").alias("viewer_id"),
             F.col("author_key").alias("author_id"),
-            *[zero.alias(name) for name in (*ENGAGEMENT_FEATURES, "story_views_30d", "_completed_views")],
+            *[F.lit(0).alias(name) for name in counts],
             *[(F.col("flag") == flag).alias(name) for name, flag in RELATION_FEATURES.items()],
         )
     )
-    counts = [*ENGAGEMENT_FEATURES, "story_views_30d", "_completed_views"]
     pairs = (
         signals.unionByName(edges)
         .filter(F.col("viewer_id") != F.col("author_id"))
         .groupBy("viewer_id", "author_id")
         .agg(
             *[F.sum(name).cast("bigint").alias(name) for name in counts],
-            *[F.bool_or(name).alias(name) for name in RELATION_FEATURES]  # max(bool) is slow on Sail,
+            *[F.bool_or(name).alias(name) for name in RELATION_FEATURES],  # max(boolean) is slow on Sail
         )
     )
     return pairs.select(

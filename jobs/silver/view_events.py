@@ -97,24 +97,21 @@ def audience_flags(views: DataFrame, relationships: DataFrame) -> DataFrame:
     # follows / approved only decide anything for a private author (audience.DENIAL_REASONS): their edges
     # are kept for authors with a private interval at some time, which keeps the pairs' hash table small
     # (follows are most of the graph). For every other author they read False, and the rules are unchanged.
-    edges = relation_edges(relationships)
-    private_authors = (
-        relationships.filter(F.col("relation") == "private").select(F.col("user_id").alias("_pa")).distinct()
-    )
-    private_only = F.col("flag").isin(*PRIVATE_ONLY_FLAGS)
-    edges = edges.filter(~private_only).unionByName(
-        c.lookup(edges.filter(private_only), private_authors, F.col("author_key") == F.col("_pa"), "inner").select(
-            *edges.columns
-        )
-    )
-    pairs = edges.groupBy(
-        F.col("author_key").alias("_r_author"), F.col("viewer_key").alias("_r_viewer")
-    ).agg(F.collect_list(F.struct("flag", "valid_from", "valid_to")).alias("_r_rels"))
     private = (
         relationships.filter(F.col("relation") == "private")
         .groupBy(F.col("user_id").alias("_p_author"))
         .agg(F.collect_list(F.struct("valid_from", "valid_to")).alias("_p_rels"))
     )
+    edges = relation_edges(relationships)
+    private_only = F.col("flag").isin(*PRIVATE_ONLY_FLAGS)
+    edges = edges.filter(~private_only).unionByName(
+        c.lookup(
+            edges.filter(private_only), private.select("_p_author"), F.col("author_key") == F.col("_p_author"), "inner"
+        ).select(*edges.columns)
+    )
+    pairs = edges.groupBy(
+        F.col("author_key").alias("_r_author"), F.col("viewer_key").alias("_r_viewer")
+    ).agg(F.collect_list(F.struct("flag", "valid_from", "valid_to")).alias("_r_rels"))
     holds = audience.holds_at_sql("x", "viewed_at")
     flags = {
         f: F.coalesce(F.expr(f"exists(_r_rels, x -> x.flag = '{f}' AND {holds})"), F.lit(False)) for f in pair_flags
