@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from jobs import contracts, spark_io
 from jobs.settings import Settings
+from jobs.spark_io import Materialize
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -95,7 +96,7 @@ def lookup(big: DataFrame, small: DataFrame, on: Column | str | list[str], how: 
     return small.join(big, on, "right" if how == "left" else "inner")
 
 
-def first_per_keys(df: DataFrame, steps: list[KeyOrder]) -> DataFrame:
+def first_per_keys(df: DataFrame, steps: list[KeyOrder], materialize: Materialize = spark_io.lazily) -> DataFrame:
     """Apply dedupe steps in order: each keeps one row per key, the first by its order (a total order within
     a key). Same columns out.
 
@@ -103,11 +104,13 @@ def first_per_keys(df: DataFrame, steps: list[KeyOrder]) -> DataFrame:
     occur more than once in `df`; every other row passes straight through. Candidates are found by a 64-bit
     hash of the key (narrow aggregates); a collision only sends a few extra rows to the windows, which
     partition by the real key, so the result is exact: a step only removes rows, a key unique in `df`
-    stays unique, and every row of a repeated key is a candidate. Keys compare null-safely (a null key is
-    one key, as in a window; equal keys, nulls included, hash equal).
+    stays unique, and every row of a repeated key is a candidate.
+    Keys compare null-safely (a null key is one key, as in a window; equal keys, nulls included, hash equal).
 
-    The candidate rows are gathered by inner joins against the small sets of repeated hashes (built in
-    memory, the big frame streams), so the big frame is never built into a hash table nor joined twice.
+    Each row is marked by small-side joins against the repeated hashes of every step (built in memory, the big
+    frame streams), then split into the unmarked rows and the candidates: two streams of `df`, never a hash
+    table of it. `materialize` computes the small sets of repeated hashes once for both streams (Sail would
+    otherwise aggregate `df` again for each).
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -116,42 +119,36 @@ def first_per_keys(df: DataFrame, steps: list[KeyOrder]) -> DataFrame:
         raise ValueError("first_per_keys: no dedupe steps")
     hashes = [f"_dh{i}" for i in range(len(steps))]
     hashed = df.select("*", *[F.xxhash64(*keys).alias(h) for (keys, _), h in zip(steps, hashes, strict=True)])
-    repeated = [
-        hashed.groupBy(h).agg(F.count(F.lit(1)).alias("_n")).filter(F.col("_n") > 1)
-        .select(F.col(h).alias(f"_r{h}"), F.lit(True).alias(f"_m{h}"))
-        for h in hashes
-    ]
-
-    def mark(frame: DataFrame, i: int) -> DataFrame:
-        """`frame` with _m_dh{i} = true when its step-i hash repeats (null otherwise)."""
-        return lookup(frame, repeated[i], F.col(hashes[i]) == F.col(f"_r{hashes[i]}")).drop(f"_r{hashes[i]}")
-
-    unique = hashed
-    for i in range(len(steps)):
-        unique = mark(unique, i).filter(F.col(f"_m{hashes[i]}").isNull()).drop(f"_m{hashes[i]}")
-    rest: DataFrame | None = None
-    for i in range(len(steps)):
-        # candidates of step i that no earlier step claimed (each candidate row is taken once)
-        part = lookup(hashed, repeated[i], F.col(hashes[i]) == F.col(f"_r{hashes[i]}"), "inner")
-        part = part.drop(f"_r{hashes[i]}", f"_m{hashes[i]}")
-        for j in range(i):
-            part = mark(part, j).filter(F.col(f"_m{hashes[j]}").isNull()).drop(f"_m{hashes[j]}")
-        rest = part if rest is None else rest.unionByName(part)
-    rest = rest.select(*df.columns)  # type: ignore[union-attr] - steps is not empty
+    marked = hashed
+    for i, h in enumerate(hashes):
+        repeated = materialize(
+            hashed.groupBy(h).agg(F.count(F.lit(1)).alias("_n")).filter(F.col("_n") > 1)
+            .select(F.col(h).alias(f"_r{h}"), F.lit(True).alias(f"_m{h}")),
+            f"repeated_hashes_{i}",
+        )
+        marked = lookup(marked, repeated, F.col(h) == F.col(f"_r{h}")).drop(f"_r{h}")
+    any_repeated = F.lit(False)
+    for h in hashes:
+        any_repeated = any_repeated | F.col(f"_m{h}").isNotNull()
+    unique = marked.filter(~any_repeated).select(*df.columns)
+    rest = marked.filter(any_repeated).select(*df.columns)
+    # A candidate of step i only is unique under every other step's key, so the other windows keep it.
     for keys, order in steps:
         w = Window.partitionBy(*keys).orderBy(*order)
         rest = rest.withColumn("_rk", F.row_number().over(w)).filter(F.col("_rk") == 1).drop("_rk")
-    return unique.select(*df.columns).unionByName(rest)
+    return unique.unionByName(rest)
 
 
-def first_per_key(df: DataFrame, keys: list[str], order: list[Column | str]) -> DataFrame:
+def first_per_key(
+    df: DataFrame, keys: list[str], order: list[Column | str], materialize: Materialize = spark_io.lazily
+) -> DataFrame:
     """Keep one row per key: the first by `order` (which must be a total order within a key)."""
-    return first_per_keys(df, [(keys, order)])
+    return first_per_keys(df, [(keys, order)], materialize)
 
 
-def dedupe_event_id(df: DataFrame) -> DataFrame:
+def dedupe_event_id(df: DataFrame, materialize: Materialize = spark_io.lazily) -> DataFrame:
     """At-least-once delivery: the same event_id is one event; keep its first delivery by (_source_file, _line)."""
-    return first_per_keys(df, [EVENT_ID_DEDUPE])
+    return first_per_keys(df, [EVENT_ID_DEDUPE], materialize)
 
 
 def with_raw(df: DataFrame, columns: list[str]) -> DataFrame:

@@ -8,25 +8,28 @@ from typing import TYPE_CHECKING
 from jobs import spark_io
 from jobs.settings import Settings
 from jobs.silver import common as c
+from jobs.spark_io import Materialize
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 
-def transform(events: DataFrame, segments: DataFrame) -> DataFrame:
+def transform(events: DataFrame, segments: DataFrame, materialize: Materialize = spark_io.lazily) -> DataFrame:
     """Bronze engagement (cut at as_of) + silver.segments -> engagements (story_id null when the segment is
     unset or not known)."""
     from pyspark.sql import functions as F
 
-    ev = c.dedupe_event_id(events)
+    ev = c.dedupe_event_id(events, materialize)
     seg = segments.select(F.col("segment_id").alias("_sid"), "story_id")
     out = ev.join(seg, F.col("segment_id") == F.col("_sid"), "left").withColumn("at", F.col("event_time"))
     return c.project(out, "silver.engagements")
 
 
 def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
-    out = transform(
-        c.read_bronze(spark, settings, "engagement", as_of),
-        spark_io.read_table(spark, settings, "silver", "segments"),
-    )
-    return {"engagements": spark_io.write_table(out, settings, "silver", "engagements")}
+    with spark_io.scratch(settings) as materialize:
+        out = transform(
+            c.read_bronze(spark, settings, "engagement", as_of),
+            spark_io.read_table(spark, settings, "silver", "segments"),
+            materialize,
+        )
+        return {"engagements": spark_io.write_table(out, settings, "silver", "engagements")}

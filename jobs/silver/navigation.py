@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from jobs import spark_io
 from jobs.settings import Settings
 from jobs.silver import common as c
+from jobs.spark_io import Materialize
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -24,11 +25,14 @@ class NavigationOutput(NamedTuple):
     quarantine: DataFrame
 
 
-def transform(events: DataFrame, segments: DataFrame, as_of: datetime) -> NavigationOutput:
-    """Bronze navigation (cut at as_of) + silver.segments -> navigation + quarantine."""
+def transform(
+    events: DataFrame, segments: DataFrame, as_of: datetime, materialize: Materialize = spark_io.lazily
+) -> NavigationOutput:
+    """Bronze navigation (cut at as_of) + silver.segments -> navigation + quarantine (`materialize`: for the
+    dedupe's repeated keys, shared by both outputs)."""
     from pyspark.sql import functions as F
 
-    ev = c.dedupe_event_id(events)
+    ev = c.dedupe_event_id(events, materialize)
     seg = segments.select(F.col("segment_id").alias("_sid"), "author_id", "story_id")
     joined = c.lookup(ev, seg, F.col("segment_id") == F.col("_sid"))
     known = joined.filter(F.col("_sid").isNotNull()).withColumn("at", F.col("event_time"))
@@ -52,12 +56,14 @@ def transform(events: DataFrame, segments: DataFrame, as_of: datetime) -> Naviga
 
 
 def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
-    out = transform(
-        c.read_bronze(spark, settings, "navigation", as_of),
-        spark_io.read_table(spark, settings, "silver", "segments"),
-        as_of,
-    )
-    return {
-        "navigation": spark_io.write_table(out.navigation, settings, "silver", "navigation"),
-        "quarantine.navigation": c.write_quarantine(out.quarantine, settings, STAGE),
-    }
+    with spark_io.scratch(settings) as materialize:
+        out = transform(
+            c.read_bronze(spark, settings, "navigation", as_of),
+            spark_io.read_table(spark, settings, "silver", "segments"),
+            as_of,
+            materialize,
+        )
+        return {
+            "navigation": spark_io.write_table(out.navigation, settings, "silver", "navigation"),
+            "quarantine.navigation": c.write_quarantine(out.quarantine, settings, STAGE),
+        }

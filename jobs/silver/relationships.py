@@ -60,11 +60,11 @@ def _effects_sql() -> str:
     return "CASE kind " + " ".join(arms) + " END"
 
 
-def transitions(events: DataFrame) -> DataFrame:
+def transitions(events: DataFrame, materialize: Materialize = spark_io.lazily) -> DataFrame:
     """(relation, user_id, other_user_id, at, event_id, opens): one row per effect of a deduplicated event."""
     from pyspark.sql import functions as F
 
-    ev = c.dedupe_event_id(events)
+    ev = c.dedupe_event_id(events, materialize)
     return (
         ev.select("event_id", F.col("event_time").alias("at"), F.explode(F.expr(_effects_sql())).alias("e"))
         .select(
@@ -90,7 +90,7 @@ def transform(events: DataFrame, materialize: Materialize = spark_io.lazily) -> 
     from pyspark.sql import functions as F
 
     key = ["relation", "user_id", "other_user_id"]
-    moves = materialize(transitions(events), "moves")
+    moves = materialize(transitions(events, materialize), "moves")
     several = (
         moves.groupBy(*[F.col(k).alias(f"_m_{k}") for k in key])
         .agg(F.count(F.lit(1)).alias("_m_n"))

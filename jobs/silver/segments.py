@@ -44,9 +44,9 @@ def latest_creations(created: DataFrame, materialize: Materialize = spark_io.laz
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    events = materialize(c.dedupe_event_id(created), "created")
+    events = materialize(c.dedupe_event_id(created, materialize), "created")
     order = ["event_time", "event_id"]
-    winners = materialize(c.first_per_key(events, ["segment_id"], order), "winners")
+    winners = materialize(c.first_per_key(events, ["segment_id"], order, materialize), "winners")
     repeated = (
         events.groupBy(F.col("segment_id").alias("_rep_sid"))
         .agg(F.count(F.lit(1)).alias("_n"))

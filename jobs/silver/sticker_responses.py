@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from jobs import spark_io
 from jobs.settings import Settings
 from jobs.silver import common as c
+from jobs.spark_io import Materialize
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -34,9 +35,9 @@ class StickerOutput(NamedTuple):
     quarantine: DataFrame
 
 
-def dedupe_interactions(events: DataFrame) -> DataFrame:
+def dedupe_interactions(events: DataFrame, materialize: Materialize = spark_io.lazily) -> DataFrame:
     return c.first_per_keys(
-        events, [c.EVENT_ID_DEDUPE, (["idempotency_key", "user_id"], ["event_time", "event_id"])]
+        events, [c.EVENT_ID_DEDUPE, (["idempotency_key", "user_id"], ["event_time", "event_id"])], materialize
     )
 
 
@@ -52,12 +53,15 @@ def segment_stickers(segments: DataFrame) -> DataFrame:
     )
 
 
-def transform(events: DataFrame, segments: DataFrame, as_of: datetime) -> StickerOutput:
-    """Bronze sticker_interaction (cut at as_of) + silver.segments -> sticker_responses + quarantine."""
+def transform(
+    events: DataFrame, segments: DataFrame, as_of: datetime, materialize: Materialize = spark_io.lazily
+) -> StickerOutput:
+    """Bronze sticker_interaction (cut at as_of) + silver.segments -> sticker_responses + quarantine
+    (`materialize` keeps the classified interactions, read by both outputs)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    ev = dedupe_interactions(events)
+    ev = dedupe_interactions(events, materialize)
     seg = segments.select(F.col("segment_id").alias("_s_id"), "author_id")
     stk = segment_stickers(segments)
     joined = ev.join(seg, F.col("segment_id") == F.col("_s_id"), "left").join(
@@ -79,7 +83,7 @@ def transform(events: DataFrame, segments: DataFrame, as_of: datetime) -> Sticke
         .when(mismatch, F.lit("sticker_type_mismatch"))
         .when(out_of_range, F.lit("option_out_of_range"))
     )
-    classified = joined.withColumn("_rule", rule)
+    classified = materialize(joined.withColumn("_rule", rule), "classified")
     bad = classified.filter(F.col("_rule").isNotNull())
     field = (
         F.when(F.col("_rule") == "unknown_segment", F.lit("segment_id"))
@@ -134,12 +138,16 @@ def transform(events: DataFrame, segments: DataFrame, as_of: datetime) -> Sticke
 
 
 def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
-    out = transform(
-        c.read_bronze(spark, settings, "sticker_interaction", as_of),
-        spark_io.read_table(spark, settings, "silver", "segments"),
-        as_of,
-    )
-    return {
-        "sticker_responses": spark_io.write_table(out.sticker_responses, settings, "silver", "sticker_responses"),
-        "quarantine.sticker_responses": c.write_quarantine(out.quarantine, settings, STAGE),
-    }
+    with spark_io.scratch(settings) as materialize:
+        out = transform(
+            c.read_bronze(spark, settings, "sticker_interaction", as_of),
+            spark_io.read_table(spark, settings, "silver", "segments"),
+            as_of,
+            materialize,
+        )
+        return {
+            "sticker_responses": spark_io.write_table(
+                out.sticker_responses, settings, "silver", "sticker_responses"
+            ),
+            "quarantine.sticker_responses": c.write_quarantine(out.quarantine, settings, STAGE),
+        }

@@ -20,9 +20,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 
-from jobs import spark_io
+from jobs import contracts, spark_io
 from jobs.settings import Settings
 from jobs.silver import common as c
+from jobs.spark_io import Materialize
 from serving import audience
 
 if TYPE_CHECKING:
@@ -43,10 +44,10 @@ class ViewOutputs(NamedTuple):
     quarantine: DataFrame
 
 
-def dedupe_views(views: DataFrame) -> DataFrame:
+def dedupe_views(views: DataFrame, materialize: Materialize = spark_io.lazily) -> DataFrame:
     """Remove exact duplicates (event_id) then client retries (idempotency_key + viewer_id). Same columns out."""
     return c.first_per_keys(
-        views, [c.EVENT_ID_DEDUPE, (["idempotency_key", "viewer_id"], ["event_time", "event_id"])]
+        views, [c.EVENT_ID_DEDUPE, (["idempotency_key", "viewer_id"], ["event_time", "event_id"])], materialize
     )
 
 
@@ -102,13 +103,23 @@ def audience_flags(views: DataFrame, relationships: DataFrame) -> DataFrame:
         .groupBy(F.col("user_id").alias("_p_author"))
         .agg(F.collect_list(F.struct("valid_from", "valid_to")).alias("_p_rels"))
     )
-    edges = relation_edges(relationships)
-    private_only = F.col("flag").isin(*PRIVATE_ONLY_FLAGS)
-    edges = edges.filter(~private_only).unionByName(
-        c.lookup(
-            edges.filter(private_only), private.select("_p_author"), F.col("author_key") == F.col("_p_author"), "inner"
-        ).select(*edges.columns)
-    )
+    # relations that feed PRIVATE_ONLY_FLAGS only -> their author column: kept for private authors only
+    private_only = {
+        relation: "user_id" if direction == "author->viewer" else "other_user_id"
+        for _, relation, direction in audience.RELATION_FLAGS
+        if {f for f, r, _ in audience.RELATION_FLAGS if r == relation} <= set(PRIVATE_ONLY_FLAGS)
+    }
+    needed = relationships.filter(~F.col("relation").isin(*private_only))
+    for relation, author in private_only.items():
+        needed = needed.unionByName(
+            c.lookup(
+                relationships.filter(F.col("relation") == relation),
+                private.select("_p_author"),
+                F.col(author) == F.col("_p_author"),
+                "inner",
+            ).select(*relationships.columns)
+        )
+    edges = relation_edges(needed)
     pairs = edges.groupBy(
         F.col("author_key").alias("_r_author"), F.col("viewer_key").alias("_r_viewer")
     ).agg(F.collect_list(F.struct("flag", "valid_from", "valid_to")).alias("_r_rels"))
@@ -140,12 +151,18 @@ def audience_flags(views: DataFrame, relationships: DataFrame) -> DataFrame:
     return out.select(*views.columns, *[col.alias(name) for name, col in computed.items()])
 
 
-def classify(views: DataFrame, segments: DataFrame, relationships: DataFrame, as_of: datetime) -> DataFrame:
+def classify(
+    views: DataFrame,
+    segments: DataFrame,
+    relationships: DataFrame,
+    as_of: datetime,
+    materialize: Materialize = spark_io.lazily,
+) -> DataFrame:
     """Deduplicated, counted receipts with segment columns, _status (view|pending|quarantine), _rule, _field,
     _reason. `views` is bronze segment_view cut at as_of; segments / relationships are silver."""
     from pyspark.sql import functions as F
 
-    rcpt = counted(dedupe_views(views)).withColumn("viewed_at", F.col("event_time"))
+    rcpt = counted(dedupe_views(views, materialize)).withColumn("viewed_at", F.col("event_time"))
     seg = segments.select(
         F.col("segment_id").alias("_s_id"),
         "author_id",
@@ -236,21 +253,35 @@ def outputs(classified: DataFrame, as_of: datetime, raw_columns: list[str]) -> V
     )
 
 
+def slim(classified: DataFrame, raw_columns: list[str]) -> DataFrame:
+    """classify()'s rows with only the columns outputs() reads; those only the rejected rows need (the bronze
+    columns for `raw`, the rule and reason) are null on counted views, which are nearly all rows."""
+    from pyspark.sql import functions as F
+
+    kept = {c.name for c in contracts.get("silver.view_events").columns} - {"view_date"}
+    kept |= {c.name for c in contracts.get("silver.pending_views").columns} | {"_status"}
+    rejected_only = [n for n in [*raw_columns, "_rule", "_field", "_reason"] if n not in kept]
+    not_view = F.col("_status") != F.lit(VIEW)
+    return classified.select(*sorted(kept), *[F.when(not_view, F.col(n)).alias(n) for n in rejected_only])
+
+
 def transform(views: DataFrame, segments: DataFrame, relationships: DataFrame, as_of: datetime) -> ViewOutputs:
     return outputs(classify(views, segments, relationships, as_of), as_of, views.columns)
 
 
 def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
     views = c.read_bronze(spark, settings, "segment_view", as_of)
-    classified = classify(
-        views,
-        spark_io.read_table(spark, settings, "silver", "segments"),
-        spark_io.read_table(spark, settings, "silver", "relationships"),
-        as_of,
-    )
-    # classify once; its three outputs are read from the materialized rows
     with spark_io.scratch(settings) as materialize:
-        return _write(outputs(materialize(classified, "classified"), as_of, views.columns), settings)
+        classified = classify(
+            views,
+            spark_io.read_table(spark, settings, "silver", "segments"),
+            spark_io.read_table(spark, settings, "silver", "relationships"),
+            as_of,
+            materialize,
+        )
+        # classify once; its three outputs are read from the materialized rows
+        rows = materialize(slim(classified, views.columns), "classified")
+        return _write(outputs(rows, as_of, views.columns), settings)
 
 
 def _write(out: ViewOutputs, settings: Settings) -> dict[str, int]:
