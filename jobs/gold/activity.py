@@ -118,12 +118,21 @@ def view_counts(views: DataFrame, keys: Sequence[str]) -> DataFrame:
     Two hash aggregates, per (key, viewer) then per key, instead of two count(DISTINCT) in one: exact, and
     2x faster on Sail.
     """
+    return viewer_rollup(per_viewer(views, keys), keys)
+
+
+def per_viewer(views: DataFrame, keys: Sequence[str]) -> DataFrame:
+    """Per (key, viewer_id): _views, _view_ms and _completed (1 when one of the views has completion_pct = 1)."""
     done = F.when(F.col("completion_pct") >= 1.0, F.lit(1)).otherwise(F.lit(0))
-    per_viewer = views.groupBy(*keys, "viewer_id").agg(
+    return views.groupBy(*keys, "viewer_id").agg(
         F.count(F.lit(1)).alias("_views"),
         F.sum("view_duration_ms").alias("_view_ms"),
         F.max(done).alias("_completed"),
     )
+
+
+def viewer_rollup(per_viewer: DataFrame, keys: Sequence[str]) -> DataFrame:
+    """view_counts from per_viewer() rows of the same keys."""
     return per_viewer.groupBy(*keys).agg(
         F.sum("_views").cast("bigint").alias("impressions"),
         F.sum("_view_ms").cast("bigint").alias("total_view_ms"),
@@ -158,17 +167,21 @@ def additive_counts(
     stickers: DataFrame | None = None,
 ) -> DataFrame:
     """`base` (one row per key) with every additive count and reach/completed_viewers joined on, zeros when none."""
-    keys = list(keys)
-    out = (
-        base.join(view_counts(views, keys), keys, "left")
-        .join(navigation_counts(nav, keys), keys, "left")
-        .join(engagement_counts(eng, keys), keys, "left")
-    )
-    counts = [*VIEW_COUNTS, *VIEWER_COUNTS, *NAVIGATION_COUNTS, *ENGAGEMENT_COUNTS]
+    counts = [view_counts(views, keys), navigation_counts(nav, keys), engagement_counts(eng, keys)]
     if stickers is not None:
-        out = out.join(sticker_interaction_counts(stickers, keys), keys, "left")
-        counts.extend(STICKER_COUNTS)
-    return zero_filled(out, counts)
+        counts.append(sticker_interaction_counts(stickers, keys))
+    return with_counts(base, keys, counts)
+
+
+def with_counts(base: DataFrame, keys: Sequence[str], counts: Sequence[DataFrame]) -> DataFrame:
+    """`base` left-joined with count frames (one row per key each; *_counts above), their counts 0 when none."""
+    keys = list(keys)
+    out = base
+    columns: list[str] = []
+    for frame in counts:
+        out = out.join(frame, keys, "left")
+        columns.extend(c for c in frame.columns if c not in keys)
+    return zero_filled(out, columns)
 
 
 def with_rates(df: DataFrame) -> DataFrame:

@@ -17,19 +17,19 @@ KEYS = ["author_id", "day"]
 TRAILING_DAYS = {"reach_7d": 7, "reach_28d": 28}
 
 
-def trailing_reach(views: DataFrame, as_of: datetime) -> DataFrame:
+def trailing_reach(viewer_days: DataFrame, as_of: datetime) -> DataFrame:
     """reach_7d / reach_28d per (author_id, day): exact distinct viewers over the N days ending that day.
 
-    Each distinct (author, viewer, view day) is fanned out to the (up to 28) days whose trailing window
-    contains it, never past as_of's day (no activity day of the table lies after it), then viewers are
-    counted distinct per window: an equi-join-free formulation that distributes well.
+    `viewer_days` has one row per distinct (author_id, viewer_id, day) with a view (activity.per_viewer rows).
+    Each is fanned out to the (up to 28) days whose trailing window contains it, never past as_of's day (no
+    activity day of the table lies after it), then viewers are counted distinct per window: an equi-join-free
+    formulation that distributes well.
     """
     longest = max(TRAILING_DAYS.values())
     last_day = F.to_date(activity.instant(as_of))
     span = F.least(F.lit(longest - 1), F.datediff(last_day, F.col("day")))
     fanned = (
-        views.select("author_id", "viewer_id", "day")
-        .distinct()
+        viewer_days.select("author_id", "viewer_id", "day")
         .withColumn("_lag", F.explode(F.sequence(F.lit(0), span)))
         .withColumn("day", F.date_add(F.col("day"), F.col("_lag")))
     )
@@ -50,24 +50,29 @@ def author_daily_insights(
     materialize: spark_io.Materialize = spark_io.lazily,
 ) -> DataFrame:
     """One row per (author, UTC day) with any activity before as_of: a segment posted, a counted view of the
-    author's segments, a gesture on them or a story engagement with them. The attributed views, gestures and
-    engagements feed the day list and the counts (views also the trailing reach): `materialize` keeps them."""
+    author's segments, a gesture on them or a story engagement with them.
+
+    The attributed facts are aggregated once per (author, day): views per viewer (which give the view counts,
+    the trailing reach and the days with views), gestures and engagements to their counts; `materialize` keeps
+    these aggregates, each read by the day list and by the counts."""
     segs = activity.known_segments(segments, as_of)
-    views = materialize(activity.views_before(view_events, segs, as_of), "views")
-    nav = materialize(activity.navigation_before(navigation, segs, as_of), "navigation")
-    eng = materialize(activity.story_engagements_before(engagements, segs, as_of), "engagements")
+    viewers = materialize(activity.per_viewer(activity.views_before(view_events, segs, as_of), KEYS), "viewers")
+    nav = materialize(activity.navigation_counts(activity.navigation_before(navigation, segs, as_of), KEYS), "nav")
+    eng = materialize(
+        activity.engagement_counts(activity.story_engagements_before(engagements, segs, as_of), KEYS), "engagements"
+    )
     posted = segs.groupBy("author_id", F.to_date("created_at").alias("day")).agg(
         F.count(F.lit(1)).alias("segments_posted")
     )
     days = (
         posted.select(*KEYS)
-        .unionByName(views.select(*KEYS))
+        .unionByName(viewers.select(*KEYS))
         .unionByName(nav.select(*KEYS))
         .unionByName(eng.select(*KEYS))
         .distinct()
     )
-    out = activity.additive_counts(days, KEYS, views=views, nav=nav, eng=eng)
-    out = out.join(posted, KEYS, "left").join(trailing_reach(views, as_of), KEYS, "left")
+    out = activity.with_counts(days, KEYS, [activity.viewer_rollup(viewers, KEYS), nav, eng])
+    out = out.join(posted, KEYS, "left").join(trailing_reach(viewers, as_of), KEYS, "left")
     out = activity.zero_filled(out, ["segments_posted", *TRAILING_DAYS])
     return out.withColumn("as_of", activity.instant(as_of))
 
