@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -139,8 +140,10 @@ def scratch(settings: Settings) -> Iterator[Materialize]:
     root = settings.lake / "_staging" / uuid.uuid4().hex[:12]
     root.mkdir(parents=True, exist_ok=True)
 
+    taken = itertools.count()
+
     def materialize(df: DataFrame, name: str) -> DataFrame:
-        path = root / name
+        path = root / f"{next(taken):03d}-{name}"  # a name may be used twice (e.g. by two dedupes of one job)
         df.write.mode("overwrite").parquet(str(path))
         # the frame's own schema: an empty result may leave no file to infer one from
         return df.sparkSession.read.schema(df.schema).parquet(str(path))

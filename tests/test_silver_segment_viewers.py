@@ -78,14 +78,23 @@ def test_property_segment_viewers_rows_per_segment_equal_distinct_viewers(spark,
         ],
     )
     ve_df = view_events.transform(src, segs, rels, AS_OF).view_events
-    ve = rows(ve_df, "segment_id", "viewer_id")
-    sv = rows(segment_viewers.transform(ve_df, segs), "segment_id", "viewer_id", "view_count")
+    ve = rows(ve_df, "segment_id", "viewer_id", "viewed_at", "view_duration_ms")
+    sv = rows(
+        segment_viewers.transform(ve_df, segs),
+        "segment_id", "viewer_id", "view_count", "first_viewed_at", "last_viewed_at", "total_view_ms",
+    )
     reach: dict[int, set[int]] = defaultdict(set)
-    for s, v in ve:
+    pairs: dict[tuple[int, int], list[tuple[object, int]]] = defaultdict(list)
+    for s, v, at, ms in ve:
         reach[s].add(v)
+        pairs[(s, v)].append((at, ms))
     per_segment: dict[int, int] = defaultdict(int)
-    for s, _, _ in sv:
+    for s, _, _, _, _, _ in sv:
         per_segment[s] += 1
     assert dict(per_segment) == {s: len(v) for s, v in reach.items()}
-    assert sum(n for _, _, n in sv) == len(ve)
+    # watched once or rewatched, each pair's row is the aggregate of its views
+    assert sorted(sv) == sorted(
+        (s, v, len(views), min(at for at, _ in views), max(at for at, _ in views), sum(ms for _, ms in views))
+        for (s, v), views in pairs.items()
+    )
     assert len(ve) == sum(1 for r in receipts if r[3] >= 3000)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from jobs import spark_io
 from jobs.settings import Settings
 from jobs.silver import common as c
+from jobs.spark_io import Materialize
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -16,14 +17,27 @@ if TYPE_CHECKING:
 _MICROS_SHIFT = 9_000_000_000_000_000_000
 
 
-def transform(view_events: DataFrame, segments: DataFrame) -> DataFrame:
+def transform(view_events: DataFrame, segments: DataFrame, materialize: Materialize = spark_io.lazily) -> DataFrame:
     """silver.view_events + silver.segments -> silver.segment_viewers.
 
     first_view_source is the source of the earliest view (ties by event_id); author_id, story_id and
     segment_created_at come from segments (every view_events row has a known segment by construction).
+    Most viewers see a segment once: those rows become their (segment, viewer) row as they are, only the
+    rewatched pairs are aggregated (c.split_repeated; `materialize` keeps the set of repeated pairs).
     """
     from pyspark.sql import functions as F
 
+    once, rewatched = c.split_repeated(view_events, [["segment_id", "viewer_id"]], materialize)
+    single = once.select(
+        "segment_id",
+        "viewer_id",
+        F.col("viewed_at").alias("first_viewed_at"),
+        F.col("viewed_at").alias("last_viewed_at"),
+        F.lit(1).cast("bigint").alias("view_count"),
+        F.col("completion_pct").alias("max_completion_pct"),
+        F.col("view_duration_ms").cast("bigint").alias("total_view_ms"),
+        F.col("view_source").alias("first_view_source"),
+    )
     # The earliest view's source (ties by event_id) in the same hash aggregate as the other columns (no
     # window, no self-join): min over the text "<viewed_at micros, shifted non-negative and zero-padded so
     # text order is time order>|<event_id>|<view_source>", whose last field is that view's source
@@ -31,28 +45,33 @@ def transform(view_events: DataFrame, segments: DataFrame) -> DataFrame:
     # 10M views.
     micros = F.lpad((F.unix_micros("viewed_at") + F.lit(_MICROS_SHIFT)).cast("string"), 19, "0")
     first_key = F.concat(micros, F.lit("|"), F.col("event_id"), F.lit("|"), F.col("view_source"))
-    agg = view_events.groupBy("segment_id", "viewer_id").agg(
-        F.min("viewed_at").alias("first_viewed_at"),
-        F.max("viewed_at").alias("last_viewed_at"),
-        F.count(F.lit(1)).alias("view_count"),
-        F.max("completion_pct").alias("max_completion_pct"),
-        F.sum("view_duration_ms").alias("total_view_ms"),
-        F.min(first_key).alias("_first"),
+    several = (
+        rewatched.groupBy("segment_id", "viewer_id")
+        .agg(
+            F.min("viewed_at").alias("first_viewed_at"),
+            F.max("viewed_at").alias("last_viewed_at"),
+            F.count(F.lit(1)).alias("view_count"),
+            F.max("completion_pct").alias("max_completion_pct"),
+            F.sum("view_duration_ms").cast("bigint").alias("total_view_ms"),
+            F.min(first_key).alias("_first"),
+        )
+        .withColumn("first_view_source", F.substring_index("_first", "|", -1))
+        .drop("_first")
     )
     # author and story come from the segment (not first() in the aggregate: Sail's first is 5x slower)
     seg = segments.select(
         F.col("segment_id").alias("_sid"), "author_id", "story_id", F.col("created_at").alias("segment_created_at")
     )
-    out = c.lookup(agg, seg, F.col("segment_id") == F.col("_sid"), "inner").withColumn(
-        "first_view_source", F.substring_index("_first", "|", -1)
-    )
+    out = c.lookup(single.unionByName(several), seg, F.col("segment_id") == F.col("_sid"), "inner")
     return c.project(out, "silver.segment_viewers")
 
 
 def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
     del as_of  # derived entirely from silver.view_events, which is already cut at as_of
-    out = transform(
-        spark_io.read_table(spark, settings, "silver", "view_events"),
-        spark_io.read_table(spark, settings, "silver", "segments"),
-    )
-    return {"segment_viewers": spark_io.write_table(out, settings, "silver", "segment_viewers")}
+    with spark_io.scratch(settings) as materialize:
+        out = transform(
+            spark_io.read_table(spark, settings, "silver", "view_events"),
+            spark_io.read_table(spark, settings, "silver", "segments"),
+            materialize,
+        )
+        return {"segment_viewers": spark_io.write_table(out, settings, "silver", "segment_viewers")}
