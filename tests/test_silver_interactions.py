@@ -144,6 +144,27 @@ def test_navigation_dedupe_attach_story_and_unknown_segment(spark, segs):
     ]
 
 
+def test_navigation_redelivery_quarantined_only_when_its_first_delivery_is(spark, segs):
+    """The quarantine follows the dedupe: the first delivery of an event_id (by file, line) decides, even when
+    a later delivery of it names another segment."""
+    events = bronze(
+        spark,
+        "navigation",
+        [
+            {"event_id": "a", "event_time": T0 + H, "segment_id": 999, "viewer_id": 7},  # first: unknown
+            {"event_id": "a", "event_time": T0 + H, "segment_id": 200, "viewer_id": 7},
+            {"event_id": "b", "event_time": T0 + H, "segment_id": 200, "viewer_id": 7},  # first: known
+            {"event_id": "b", "event_time": T0 + H, "segment_id": 999, "viewer_id": 7},
+            {"event_id": "c", "event_time": T0 + H, "segment_id": 998, "viewer_id": 7},  # twice unknown
+            {"event_id": "c", "event_time": T0 + H, "segment_id": 998, "viewer_id": 7},
+        ],
+    )
+    out = navigation.transform(events, segs, AS_OF)
+    assert rows(out.navigation, "event_id", "segment_id") == [("b", 200)]
+    assert rows(out.quarantine, "event_id", "rule") == [("a", "unknown_segment"), ("c", "unknown_segment")]
+    assert '"segment_id":999' in rows(out.quarantine, "raw")[0][0]
+
+
 def test_engagements_dedupe_and_story_when_segment_known(spark, segs):
     events = bronze(
         spark,

@@ -29,15 +29,26 @@ def transform(
     events: DataFrame, segments: DataFrame, as_of: datetime, materialize: Materialize = spark_io.lazily
 ) -> NavigationOutput:
     """Bronze navigation (cut at as_of) + silver.segments -> navigation + quarantine (`materialize`: for the
-    dedupe's repeated keys, shared by both outputs)."""
+    dedupe's sets of repeated keys)."""
     from pyspark.sql import functions as F
 
     ev = c.dedupe_event_id(events, materialize)
     seg = segments.select(F.col("segment_id").alias("_sid"), "author_id", "story_id")
-    joined = c.lookup(ev, seg, F.col("segment_id") == F.col("_sid"))
-    known = joined.filter(F.col("_sid").isNotNull()).withColumn("at", F.col("event_time"))
-    stale = joined.filter(
-        F.col("_sid").isNull() & (F.col("event_time") < c.ts_lit(as_of - c.UNKNOWN_SEGMENT_GRACE))
+    known = c.lookup(ev, seg, F.col("segment_id") == F.col("_sid"), "inner").withColumn("at", F.col("event_time"))
+    # Only a gesture older than the grace can be quarantined: the (few) event_ids of old gestures on unknown
+    # segments are deduplicated on their own, over all their deliveries (a dedupe is per event_id, so this
+    # gives the rows the whole dedupe would), instead of a second pass of the dedupe over every gesture.
+    cutoff = c.ts_lit(as_of - c.UNKNOWN_SEGMENT_GRACE)
+    seg_ids = segments.select(F.col("segment_id").alias("_sid"))
+    old_unknown = (
+        c.lookup(events.filter(F.col("event_time") < cutoff), seg_ids, F.col("segment_id") == F.col("_sid"))
+        .filter(F.col("_sid").isNull())
+        .select(F.col("event_id").alias("_eid"))
+        .distinct()
+    )
+    deliveries = c.lookup(events, old_unknown, F.col("event_id") == F.col("_eid"), "inner").select(*events.columns)
+    stale = c.lookup(c.dedupe_event_id(deliveries), seg_ids, F.col("segment_id") == F.col("_sid")).filter(
+        F.col("_sid").isNull() & (F.col("event_time") < cutoff)
     )
     quarantine = c.quarantine_rows(
         stale,
