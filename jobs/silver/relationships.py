@@ -83,32 +83,23 @@ def transform(events: DataFrame, materialize: Materialize = spark_io.lazily) -> 
     """Bronze relationship events (cut at as_of) -> silver.relationships intervals.
 
     Most keys have a single transition (one follow, never undone): an open gives [at, null), a lone close
-    nothing. Only keys with several transitions are ordered by the window below, which sorts far fewer rows.
-    `materialize` keeps the transitions, read by the key count and by both branches.
+    nothing. Only keys with several transitions (c.split_repeated) are ordered by the window below, which
+    sorts far fewer rows. `materialize` keeps the transitions, read by the key count and by both branches.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     key = ["relation", "user_id", "other_user_id"]
     moves = materialize(transitions(events, materialize), "moves")
-    several = (
-        moves.groupBy(*[F.col(k).alias(f"_m_{k}") for k in key])
-        .agg(F.count(F.lit(1)).alias("_m_n"))
-        .filter(F.col("_m_n") > 1)
-    )
-    on = F.lit(True)
-    for k in key:  # keys are never null (transitions drops null users)
-        on = on & (F.col(k) == F.col(f"_m_{k}"))
-    marked = c.lookup(moves, several, on).select(*moves.columns, F.col("_m_n").isNotNull().alias("_several"))
+    once, several = c.split_repeated(moves, [key], materialize)
     lone = (
-        marked.filter(~F.col("_several") & F.col("opens"))
+        once.filter(F.col("opens"))
         .withColumnRenamed("at", "valid_from")
         .withColumn("valid_to", F.lit(None).cast("timestamp"))
     )
     w = Window.partitionBy(*key).orderBy("at", "event_id")
     changes = (
-        marked.filter(F.col("_several"))
-        .withColumn("_prev_open", F.coalesce(F.lag("opens").over(w), F.lit(False)))
+        several.withColumn("_prev_open", F.coalesce(F.lag("opens").over(w), F.lit(False)))
         .filter(F.col("opens") != F.col("_prev_open"))
     )
     # Changes now alternate open, close, open, ...: each open's interval ends at the next change.
