@@ -63,29 +63,49 @@ def latest_creations(created: DataFrame, materialize: Materialize = spark_io.laz
     return winners, losers
 
 
-def assign_stories(seg: DataFrame) -> DataFrame:
+def assign_stories(seg: DataFrame, materialize: Materialize = spark_io.lazily) -> DataFrame:
     """Add story_id, frame_index, story_start to rows with author_id, segment_id, created_at, expires_at.
 
-    The windows sort a narrow projection (segment_id is unique in `seg`); the other columns (stickers...)
-    are joined back instead of being carried through three sorts.
+    One window pass over a narrow projection (segment_id is unique in `seg`), in the author's order
+    (created_at, segment_id): a segment starts a new story when it is created at or after every earlier
+    segment's expiry; stories are numbered by a running count of starts. Each story's first segment gives
+    story_id and story_start, and frame_index = position in the author's order - the start's position + 1:
+    the starts are joined back by (author, story number) instead of a second window with first(), which is
+    slow on Sail. The other columns (stickers...) are joined back rather than carried through the sort;
+    `materialize` keeps the ranked projection, read by both sides of that join.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    narrow = seg.select("author_id", "segment_id", "created_at", "expires_at")
     by_author = Window.partitionBy("author_id").orderBy("created_at", "segment_id")
-    earlier = by_author.rowsBetween(Window.unboundedPreceding, -1)
-    prev_max_exp = F.max("expires_at").over(earlier)
-    starts = narrow.withColumn(
-        "_new_story", F.when(prev_max_exp.isNull() | (F.col("created_at") >= prev_max_exp), 1).otherwise(0)
-    ).withColumn("_story_no", F.sum("_new_story").over(by_author.rowsBetween(Window.unboundedPreceding, 0)))
-    story = Window.partitionBy("author_id", "_story_no").orderBy("created_at", "segment_id")
-    whole = story.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
-    stories = starts.select(
+    prev_max_exp = F.max("expires_at").over(by_author.rowsBetween(Window.unboundedPreceding, -1))
+    ranked = materialize(
+        seg.select("author_id", "segment_id", "created_at", "expires_at")
+        .withColumn("_new_story", F.when(prev_max_exp.isNull() | (F.col("created_at") >= prev_max_exp), 1).otherwise(0))
+        .select(
+            "author_id",
+            "segment_id",
+            "created_at",
+            "_new_story",
+            F.row_number().over(by_author).alias("_rn"),
+            F.sum("_new_story").over(by_author.rowsBetween(Window.unboundedPreceding, 0)).alias("_story_no"),
+        ),
+        "ranked_segments",
+    )
+    starts = ranked.filter(F.col("_new_story") == 1).select(
+        F.col("author_id").alias("_s_author"),
+        F.col("_story_no").alias("_s_no"),
+        F.col("segment_id").alias("story_id"),
+        F.col("created_at").alias("story_start"),
+        F.col("_rn").alias("_s_rn"),
+    )
+    stories = c.lookup(
+        ranked, starts, (F.col("author_id") == F.col("_s_author")) & (F.col("_story_no") == F.col("_s_no")), "inner"
+    ).select(
         F.col("segment_id").alias("_st_sid"),
-        F.first("segment_id").over(whole).alias("story_id"),
-        F.first("created_at").over(whole).alias("story_start"),
-        F.row_number().over(story).cast("bigint").alias("frame_index"),
+        "story_id",
+        "story_start",
+        (F.col("_rn") - F.col("_s_rn") + 1).cast("bigint").alias("frame_index"),
     )
     return c.lookup(seg, stories, F.col("segment_id").eqNullSafe(F.col("_st_sid")), "inner").select(
         *seg.columns, "story_id", "frame_index", "story_start"
@@ -139,7 +159,7 @@ def transform(
     )
     seg = (
         c.lookup(
-            c.lookup(assign_stories(base), good_dels, F.col("segment_id") == F.col("_del_sid")),
+            c.lookup(assign_stories(base, materialize), good_dels, F.col("segment_id") == F.col("_del_sid")),
             good_arcs,
             F.col("segment_id") == F.col("_arc_sid"),
         )
