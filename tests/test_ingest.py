@@ -217,3 +217,39 @@ def test_property_chunked_validation_equals_line_by_line(lines, chunk, final_new
     assert fast.valid.equals(slow.valid)
     assert fast.quarantine.to_pylist() == slow.quarantine.to_pylist()
     assert fast.rows_valid + fast.rows_quarantined == expected_lines
+
+
+def _rel(eid: str, kind: str, other: int | None, t: str = T) -> bytes:
+    event = {"event_id": eid, "event_type": "relationship", "event_time": t, "kind": kind, "user_id": 1}
+    if other is not None:
+        event["other_user_id"] = other
+    return json.dumps(event).encode()
+
+
+_REL_LINES = [
+    _rel("r1", "follow", 2),
+    _rel("r2", "set_private", None),  # valid without other_user_id
+    _rel("r3", "follow", None),  # row rule other_user_required
+    _rel("r4", "block", None),  # row rule other_user_required
+    _rel("r5", "follow", 3, "2026-11-01T10:00:00+01:00"),  # not UTC
+    b"{}",
+]
+
+
+@hsettings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(_REL_LINES), min_size=1, max_size=40), st.integers(1, 2000))
+def test_property_chunked_row_rules_equal_line_by_line(lines, chunk):
+    """Chunks of an event type with row rules (relationship: other_user_required) flag exactly the lines the
+    line-by-line path rejects, with the same rules and reasons."""
+    data = b"\n".join(lines) + b"\n"
+    kw = {"event_type": "relationship", "source_file": "relationship/f.jsonl", "batch_id": "b1",
+          "ingested_at": datetime(2026, 11, 1, tzinfo=UTC)}
+    fast = validate.validate_file(data, **kw, chunk_bytes=chunk)
+    slow = validate.validate_file(data, **kw, chunked=False)
+    assert fast.valid.equals(slow.valid)
+    assert fast.quarantine.to_pylist() == slow.quarantine.to_pylist()
+    expected = {b'"r3"': "other_user_required", b'"r4"': "other_user_required", b'"r5"': "bad_format",
+                b"{}": "missing_field"}
+    assert [(r["line"], r["rule"]) for r in fast.quarantine.to_pylist()] == [
+        (no, rule) for no, line in enumerate(lines, 1) for key, rule in expected.items() if key in line
+    ]

@@ -82,7 +82,7 @@ RowRule = Callable[[Any], str | None]
 
 
 def _other_user_required(ev: Any) -> str | None:
-    if ev.kind not in ("set_private", "set_public") and ev.other_user_id is None:
+    if ev.other_user_id is None and ev.kind not in ("set_private", "set_public"):
         return f"other_user_id is required for kind {ev.kind!r}"
     return None
 
@@ -210,6 +210,7 @@ def validate_file(
     decode = v.decoder.decode
     decode_many = v.many.decode
     rules = v.rules
+    checks = [rule for _, rule in rules]
     contract_name = f"landing.{event_type}"
     bad: dict[str, list[Any]] = {k: [] for k in ("line", "start", "event_id", "rule", "field", "reason", "raw")}
 
@@ -263,10 +264,18 @@ def validate_file(
         events: Any, first_no: int, lines: list[bytes] | None, starts: list[int] | None, body: bytes, offset: int
     ) -> None:
         """Post-checks of a decoded chunk, only where they can fail: a non-UTC offset (msgspec gives UTC
-        times the timezone.utc singleton), or row rules. Lines are split out of `body` only when needed."""
-        suspects = range(len(events)) if rules else [
-            i for i, ev in enumerate(events) if ev.event_time.tzinfo is not UTC
-        ]
+        times the timezone.utc singleton), or a broken row rule. The events that fail one are checked again
+        by after_decode, which names the reason; lines are split out of `body` only then."""
+        if not checks:
+            suspects = [i for i, ev in enumerate(events) if ev.event_time.tzinfo is not UTC]
+        elif len(checks) == 1:
+            check = checks[0]
+            suspects = [i for i, ev in enumerate(events) if ev.event_time.tzinfo is not UTC or check(ev) is not None]
+        else:
+            suspects = [
+                i for i, ev in enumerate(events)
+                if ev.event_time.tzinfo is not UTC or any(check(ev) is not None for check in checks)
+            ]
         if not suspects:
             return
         if lines is None or starts is None:
