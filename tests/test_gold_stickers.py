@@ -96,3 +96,34 @@ def test_question_countdown_add_yours_and_tap_counts(rows):
     got = {s: (rows[s]["question_responses"], rows[s]["countdown_optins"], rows[s]["add_yours_reshares"],
                rows[s]["taps"]) for s in (6, 7, 8, 9)}  # fmt: skip
     assert got == {6: (2, 0, 0, 0), 7: (0, 1, 0, 0), 8: (0, 0, 3, 0), 9: (0, 0, 0, 4)}
+
+
+def test_many_choice_stickers_each_get_their_own_votes(spark):
+    """Many polls and quizzes interleaved with option-less stickers over several segments: every sticker's
+    counts are its own votes, in option order (gold once took counts from a map lookup that returned another
+    row's map on Sail at scale)."""
+    segs, responses, expected = [], [], {}
+    for n in range(60):
+        stickers = []
+        for k in range(5):
+            sid = 1000 + 5 * n + k
+            if k in (1, 3):  # no options
+                stickers.append({"sticker_id": sid, "type": "countdown" if k == 1 else "slider"})
+                continue
+            options = [f"o{i}" for i in range(2 + (sid % 3))]
+            stickers.append({"sticker_id": sid, "type": "quiz" if k == 2 else "poll", "options": options,
+                             **({"correct_index": 0} if k == 2 else {})})
+        seg = segment(10 + n, 100 + n % 7, T0, stickers=stickers)
+        segs.append(seg)
+        for st in stickers:
+            if "options" not in st:
+                continue
+            sid, width = st["sticker_id"], len(st["options"])
+            chosen, votes = sid % width, 1 + sid % 4
+            responses += [response(seg, sid, u, T, option_index=chosen) for u in range(votes)]
+            expected[sid] = [votes if i == chosen else 0 for i in range(width)]
+    silver = frames(spark, segments=segs, sticker_responses=responses)
+    got = collect(sticker_results(silver["segments"], silver["sticker_responses"], AS_OF), "sticker_id")
+    assert {sid: got[sid]["option_counts"] for sid in expected} == expected
+    assert all(got[sid]["correct_rate"] == (1.0 if expected[sid][0] else 0.0)
+               for sid in expected if got[sid]["sticker_type"] == "quiz")

@@ -42,6 +42,33 @@ def mismatches(reference: Any, gold_path: Path) -> int:
     return int(row[0]) if row else -1
 
 
+# Poll and quiz option counts recomputed by DuckDB from silver (responses before as_of, votes outside the
+# options not counted); a consistency check of gold.sticker_results at scale, where a Sail map-lookup bug
+# once gave some stickers another sticker's counts.
+_OPTION_COUNTS_SQL = """
+WITH votes AS (
+    SELECT sticker_id, option_index, count(*) AS n FROM responses
+    WHERE option_index IS NOT NULL AND responded_at < $1 GROUP BY ALL),
+cells AS (
+    SELECT g.sticker_id, unnest(range(len(g.options))) AS pos, unnest(g.option_counts) AS got
+    FROM gold g WHERE g.sticker_type IN ('poll', 'quiz'))
+SELECT count(*) FROM (
+    SELECT c.sticker_id FROM cells c LEFT JOIN votes v ON v.sticker_id = c.sticker_id AND v.option_index = c.pos
+    GROUP BY c.sticker_id HAVING bool_or(coalesce(v.n, 0) <> c.got))
+"""
+
+
+def option_count_mismatches(settings: Settings, as_of: datetime) -> int:
+    """Choice stickers whose gold option_counts differ from the votes in silver.sticker_responses."""
+    con = duckdb.connect()
+    con.register("gold", lake.read_arrow(settings.table_path("gold", "sticker_results"),
+                                          ["sticker_id", "sticker_type", "options", "option_counts"]))
+    con.register("responses", lake.read_arrow(settings.table_path("silver", "sticker_responses"),
+                                               ["sticker_id", "option_index", "responded_at"]))
+    row = con.execute(_OPTION_COUNTS_SQL, [as_of]).fetchone()
+    return int(row[0]) if row else -1
+
+
 def bench_pipeline(work: Path, *, views: int, users: int, jvm_views: int, seed: int = 7) -> dict[str, Any]:
     from jobs.pipeline import run_pipeline
 
@@ -69,6 +96,7 @@ def bench_pipeline(work: Path, *, views: int, users: int, jvm_views: int, seed: 
         "duckdb_reference_peak_rss_mb": round(ref_m.peak_rss_mb),
         "ratio_vs_duckdb": round(full.seconds / ref_m.seconds, 2),
         "segment_insights_mismatched_rows": diff,
+        "sticker_option_counts_mismatched_rows": option_count_mismatches(settings, AS_OF),
     }
     if jvm_views:
         result["jvm_comparison"] = _jvm_comparison(work, views=jvm_views, users=min(users, 50_000), seed=seed)

@@ -57,25 +57,39 @@ def sticker_results(segments: DataFrame, sticker_responses: DataFrame, as_of: da
             "_value_bins"
         ),
     )
-    votes = (
-        responses.filter(F.col("option_index").isNotNull())
-        .groupBy("sticker_id", "option_index")
-        .agg(F.count(F.lit(1)).alias("n"))
-        .groupBy("sticker_id")
-        .agg(F.map_from_entries(F.collect_list(F.struct("option_index", "n"))).alias("_votes"))
+    # Votes per option position of every choice sticker (0 when none; votes outside options match no position),
+    # gathered in position order. No map lookups: Sail's element_at on a map column returned another row's
+    # values at scale (about 1 sticker in 8 at 10M views, varying from run to run).
+    votes = responses.filter(F.col("option_index").isNotNull()).groupBy(
+        F.col("sticker_id").alias("_v_sid"), F.col("option_index").alias("_v_pos")
+    ).agg(F.count(F.lit(1)).alias("_n"))
+    positions = stickers.filter(F.col("sticker_type").isin(list(CHOICE_TYPES))).select(
+        "sticker_id", "correct_index", F.posexplode("options").alias("_pos", "_option")
     )
-    df = stickers.join(per_sticker, "sticker_id", "left").join(votes, "sticker_id", "left")
+    zero = F.lit(0).cast("bigint")
+    cells = positions.join(
+        votes, (F.col("sticker_id") == F.col("_v_sid")) & (F.col("_pos") == F.col("_v_pos")), "left"
+    ).withColumn("_n", F.coalesce(F.col("_n"), zero))
+    choices = cells.groupBy(F.col("sticker_id").alias("_c_sid")).agg(
+        F.sort_array(F.collect_list(F.struct("_pos", "_n"))).alias("_cells"),
+        F.sum("_n").cast("bigint").alias("_votes_total"),
+        F.sum(F.when(F.col("_pos") == F.col("correct_index"), F.col("_n"))).cast("bigint").alias("_correct_votes"),
+    )
+    df = stickers.join(per_sticker, "sticker_id", "left").join(
+        choices, F.col("sticker_id") == F.col("_c_sid"), "left"
+    )
 
     sticker_type = F.col("sticker_type")
     is_choice = sticker_type.isin(list(CHOICE_TYPES))
     is_slider = sticker_type == "slider"
-    zero = F.lit(0).cast("bigint")
     responders = F.coalesce(F.col("_responders"), zero)
     interactions = F.coalesce(F.col("_interactions"), zero)
-    counts = F.transform("options", lambda _, i: F.coalesce(F.element_at(F.col("_votes"), i.cast("bigint")), zero))
-    df = df.withColumn("option_counts", F.when(is_choice, counts))
-    df = df.withColumn("_votes_total", F.aggregate("option_counts", zero, lambda acc, n: acc + n))
-    correct_votes = F.coalesce(F.element_at(F.col("_votes"), F.col("correct_index")), zero)
+    no_counts = F.array().cast("array<bigint>")  # a choice sticker without options
+    counts = F.coalesce(F.transform("_cells", lambda cell: cell.getField("_n")), no_counts)
+    df = df.withColumn("option_counts", F.when(is_choice, counts)).withColumn(
+        "_votes_total", F.coalesce(F.col("_votes_total"), zero)
+    )
+    correct_votes = F.coalesce(F.col("_correct_votes"), zero)
     return df.select(
         "sticker_id",
         "segment_id",
