@@ -39,7 +39,7 @@ def storylake_expiry() -> None:
 
     @task
     def expire(data_interval_start: datetime | None = None, data_interval_end: datetime | None = None) -> dict:
-        from jobs import steps
+        from pipeline import steps
 
         _, now = steps.require_interval(data_interval_start, data_interval_end)
         report = steps.expire(steps.airflow_settings(), now, run_id=steps.airflow_task_run_id())

@@ -53,12 +53,12 @@ def storylake_hourly() -> None:
     Tasks read only `data_interval_start/end`, never the wall clock. **Rerun** an hour: clear its run (UI or
     `airflow tasks clear storylake_hourly -s <logical date> -e <logical date> -y`). **Backfill** the hours whose
     END lies in [A, B]: `airflow backfill create --dag-id storylake_hourly --from-date A --to-date B`.
-    Reruns and backfills are safe in any order (ledger + watermark, see `jobs/steps.py`).
+    Reruns and backfills are safe in any order (ledger + watermark, see `pipeline/steps.py`).
     """
 
     @task
     def ingest(data_interval_start: datetime | None = None, data_interval_end: datetime | None = None) -> dict:
-        from jobs import steps
+        from pipeline import steps
 
         report = steps.ingest_interval(steps.airflow_settings(), data_interval_start, data_interval_end,
                                        run_id=steps.airflow_task_run_id())
@@ -66,7 +66,7 @@ def storylake_hourly() -> None:
 
     @task
     def silver(data_interval_start: datetime | None = None, data_interval_end: datetime | None = None) -> str:
-        from jobs import steps
+        from pipeline import steps
 
         settings = steps.airflow_settings()
         _, end = steps.require_interval(data_interval_start, data_interval_end)
@@ -78,8 +78,8 @@ def storylake_hourly() -> None:
     def quality_gate(layer: str, as_of: str) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from jobs import steps
         from jobs.quality import QualityGateError
+        from pipeline import steps
 
         try:
             report = steps.gate(steps.airflow_settings(), layer, steps.airflow_task_run_id(), as_of=as_of)
@@ -89,13 +89,13 @@ def storylake_hourly() -> None:
 
     @task
     def gold(as_of: str) -> dict:
-        from jobs import steps
+        from pipeline import steps
 
         return steps.gold(steps.airflow_settings(), as_of, run_id=steps.airflow_task_run_id())
 
     @task
     def publish(as_of: str) -> str:
-        from jobs import steps
+        from pipeline import steps
 
         report = steps.publish(steps.airflow_settings(), as_of, run_id=steps.airflow_task_run_id())
         return str(report.snapshot_id)

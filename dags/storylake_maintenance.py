@@ -43,7 +43,7 @@ def storylake_maintenance() -> None:
 
     @task
     def maintain(params: dict | None = None) -> dict:
-        from jobs import steps
+        from pipeline import steps
 
         hours = int((params or {}).get("retention_hours", 168))
         report = steps.maintain(steps.airflow_settings(), retention_hours=hours, run_id=steps.airflow_task_run_id())

@@ -44,14 +44,14 @@ def storylake_ranking_export() -> None:
 
     @task.sensor(poke_interval=300, timeout=6 * 3600, mode="reschedule")
     def wait_for_lake(data_interval_start: datetime | None = None, data_interval_end: datetime | None = None) -> bool:
-        from jobs import steps
+        from pipeline import steps
 
         _, end = steps.require_interval(data_interval_start, data_interval_end)
         return steps.lake_is_at(steps.airflow_settings(), end)
 
     @task
     def export(data_interval_start: datetime | None = None, data_interval_end: datetime | None = None) -> dict:
-        from jobs import steps
+        from pipeline import steps
 
         settings = steps.airflow_settings()
         day, as_of = steps.require_interval(data_interval_start, data_interval_end)

@@ -14,9 +14,9 @@ import streamlit as st
 
 from dashboards import cached, context, signin
 from dashboards.display import when
-from jobs.settings import Settings, SettingsError
 from serving import dashboard_queries as q
 from serving.snapshot import current_id
+from storylake.settings import Settings, SettingsError
 
 st.set_page_config(page_title="storylake", page_icon=":material/auto_stories:", layout="wide")
 

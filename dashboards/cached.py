@@ -14,10 +14,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from jobs.settings import Settings
 from serving import dashboard_queries as q
 from serving import ops_queries as ops
 from serving.snapshot import Snapshot, open_snapshot, snapshot_path
+from storylake.settings import Settings
 
 TTL_S = 600
 MAX_ENTRIES = 2048

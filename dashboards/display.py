@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from serving.timeutil import utc
+from storylake.clock import utc
 
 # ring state -> (badge colour, text)
 RINGS: dict[str, tuple[str, str]] = {

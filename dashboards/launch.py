@@ -13,8 +13,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from jobs.settings import Settings
-from serving.timeutil import iso
+from storylake.clock import iso
+from storylake.settings import Settings
 
 APP = Path(__file__).resolve().parent / "app.py"
 

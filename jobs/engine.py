@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jobs.settings import Settings, SettingsError
+from storylake.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

@@ -2,7 +2,7 @@
 
 One example per (viewer, author story) for every story whose 24 h window ended by as_of (story_end <= as_of)
 and every viewer eligible at story_start: follows the author at story_start and the audience rules
-(serving.audience.ALLOWED_SQL, flags at story_start) allow at least one of the story's segments; never the
+(storylake.rules.audience.ALLOWED_SQL, flags at story_start) allow at least one of the story's segments; never the
 author. label = the viewer has a counted view of the story. Features = ring_features_at(t = story_start):
 events strictly before story_start only.
 
@@ -25,14 +25,16 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs import contracts, lake, spark_io
+from jobs import spark_io
 from jobs.gold import activity
 from jobs.gold.output import write_gold
 from jobs.gold.relation_flags import AUDIENCE_FLAGS, directed_relations, relation_flags_at
 from jobs.gold.ring_features import FEATURE_VERSION, FEATURES, WINDOW_DAYS, ring_features_at
 from jobs.gold.story_insights import stories
-from jobs.settings import Settings
-from serving.audience import ALLOWED_SQL, holds_at_sql
+from jobs.spark_schemas import spark_ddl_type
+from storylake import contracts, lake
+from storylake.rules.audience import ALLOWED_SQL, holds_at_sql
+from storylake.settings import Settings
 
 NAME = "tray_training_set"
 DATA_FILE = f"{NAME}.parquet"
@@ -239,7 +241,7 @@ def export_features(spark: SparkSession, settings: Settings, as_of: datetime, ou
         label={"name": "label", "definition": contract.column("label").description},
         features=[_feature_entry(contract, name) for name in EXAMPLE_FEATURES],
         columns=[
-            {"name": c.name, "type": contracts.spark_ddl_type(c), "description": c.description}
+            {"name": c.name, "type": spark_ddl_type(c), "description": c.description}
             for c in contract.columns
         ],
         sources={

@@ -30,14 +30,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobs.settings import Settings
+from storylake.errors import StorylakeError
+from storylake.settings import Settings
 
 log = logging.getLogger(__name__)
 DEFAULT_RETENTION_HOURS = 168
 MIN_RETENTION_HOURS = 24
 
 
-class MaintenanceError(RuntimeError):
+class MaintenanceError(StorylakeError, RuntimeError):
     """Refused configuration (retention below the floor) or tables that could not be maintained."""
 
     def __init__(self, message: str, report: MaintenanceReport | None = None) -> None:

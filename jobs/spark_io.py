@@ -17,8 +17,9 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from jobs import contracts, lake
-from jobs.settings import Settings
+from jobs.spark_schemas import spark_ddl_type, spark_schema
+from storylake import contracts, lake
+from storylake.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -38,7 +39,7 @@ def read_table(spark: SparkSession, settings: Settings, layer: str, name: str) -
     if settings.storage == "parquet":
         return _read_parquet(spark, settings, layer, name)
     if not lake.exists(path):
-        return spark.createDataFrame([], contract.spark_schema())
+        return spark.createDataFrame([], spark_schema(contract))
     return spark.read.format("delta").load(str(path))
 
 
@@ -52,8 +53,8 @@ def _read_parquet(spark: SparkSession, settings: Settings, layer: str, name: str
         [str(p) for p in sorted(path.glob("*.parquet"))] if path.is_dir() else []
     )
     if not files:
-        return spark.createDataFrame([], contract.spark_schema())
-    return spark.read.schema(contract.spark_schema()).parquet(*files)
+        return spark.createDataFrame([], spark_schema(contract))
+    return spark.read.schema(spark_schema(contract)).parquet(*files)
 
 
 def conform(df: DataFrame, layer: str, name: str) -> DataFrame:
@@ -64,7 +65,7 @@ def conform(df: DataFrame, layer: str, name: str) -> DataFrame:
     missing = [c for c in contract.column_names if c not in df.columns]
     if missing:
         raise WriteGuardError(f"{layer}.{name}: transform output lacks contract columns {missing}")
-    return df.select(*[F.col(c.name).cast(contracts.spark_ddl_type(c)).alias(c.name) for c in contract.columns])
+    return df.select(*[F.col(c.name).cast(spark_ddl_type(c)).alias(c.name) for c in contract.columns])
 
 
 def nullable(df: DataFrame, layer: str, name: str) -> DataFrame:
@@ -74,7 +75,7 @@ def nullable(df: DataFrame, layer: str, name: str) -> DataFrame:
     columns; casts, DataFrame.to(schema) and CASE WHEN keep that inference. A union with an empty frame of
     the contract's nullable schema does not, portably (a union's nullability is the OR of its inputs').
     """
-    empty = df.sparkSession.createDataFrame([], contracts.get(f"{layer}.{name}").spark_schema())
+    empty = df.sparkSession.createDataFrame([], spark_schema(contracts.get(f"{layer}.{name}")))
     return df.unionByName(empty)
 
 

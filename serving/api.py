@@ -7,7 +7,7 @@
     data = api.insights(snap, author_id=42, requester_id=42, now=now)
 
 Every query binds its values as parameters; the SQL text is constant (serving/tray.py, seen_by.py,
-insights.py). Errors: jobs.errors.NotFoundError (unknown id), PermissionError (not the author),
+insights.py). Errors: storylake.errors.NotFoundError (unknown id), PermissionError (not the author),
 SeenByExpiredError (Seen By older than 48 h), ValueError (bad limit / invalid cursor), StaleCursorError
 (a ValueError: cursor from another snapshot, list or subject).
 """

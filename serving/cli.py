@@ -1,4 +1,4 @@
-"""Plain functions behind the serving CLI commands (jobs/cli.py wires them to typer).
+"""Plain functions behind the serving CLI commands (toolkit/cli.py wires them to typer).
 
 Each opens the snapshot serving/CURRENT names (NotFoundError with a hint to run `storylake run` when
 nothing has been published) and returns what the command prints.
@@ -9,14 +9,13 @@ nothing has been published) and returns what the command prints.
     storylake expire   [--now T]                                           -> expire_report(...)
     storylake publish  [--as-of T]                                         -> publish_report(...)
 
-Exit codes come from jobs.errors.exit_code_for: PermissionError -> 3, NotFoundError -> 4.
+Exit codes come from storylake.errors.exit_code_for: PermissionError -> 3, NotFoundError -> 4.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from jobs.settings import Settings
 from serving import render
 from serving.expire import expire
 from serving.insights import insights
@@ -24,6 +23,7 @@ from serving.publish import PublishReport, publish
 from serving.seen_by import seen_by
 from serving.snapshot import open_current
 from serving.tray import tray
+from storylake.settings import Settings
 
 
 def tray_json(settings: Settings, viewer_id: int, now: datetime, limit: int = 50, cursor: str | None = None) -> str:

@@ -20,10 +20,10 @@ from typing import Any
 
 import pandas as pd
 
-from jobs.errors import NotFoundError
 from serving import api
 from serving.snapshot import Snapshot
-from serving.timeutil import utc
+from storylake.clock import utc
+from storylake.errors import NotFoundError
 
 # Overview KPIs (gold author_daily_insights columns), in display order. Reach is not additive over days: a
 # period's reach is the trailing distinct-viewer count gold computes (reach, reach_7d, reach_28d).

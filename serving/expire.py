@@ -21,8 +21,8 @@ import pyarrow.dataset as pds
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 
-from jobs.settings import Settings
-from serving.timeutil import iso, utc
+from storylake.clock import iso, utc
+from storylake.settings import Settings
 
 SEGMENT_GRACE = timedelta(hours=1)
 VIEWER_RETENTION = timedelta(hours=48)

@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from jobs.errors import NotFoundError
 from serving.seen_by import SEEN_BY_LIFETIME
 from serving.snapshot import Snapshot
-from serving.timeutil import utc
+from storylake.clock import utc
+from storylake.errors import NotFoundError
 
 # segment_insights is sorted by author (zone maps); the catalog (sorted by segment) is the fallback for
 # segments gold has not aggregated yet.

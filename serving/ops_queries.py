@@ -20,10 +20,10 @@ import pyarrow as pa
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
-from jobs import contracts
-from jobs.settings import Settings
 from serving.snapshot import current_id, open_snapshot, snapshot_path
-from serving.timeutil import utc
+from storylake import contracts
+from storylake.clock import utc
+from storylake.settings import Settings
 
 LAYERS = ("bronze", "silver", "gold", "ops")
 RAW_SAMPLE_CHARS = 300

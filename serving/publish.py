@@ -48,9 +48,7 @@ import duckdb
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
-from jobs import contracts
-from jobs.settings import Settings
-from serving import audience, rules
+from serving import rules
 from serving.snapshot import (
     SNAPSHOT_SUFFIX,
     current_id,
@@ -58,13 +56,17 @@ from serving.snapshot import (
     snapshot_path,
     snapshots_dir,
 )
+from storylake import contracts
+from storylake.errors import StorylakeError
+from storylake.rules import audience
+from storylake.settings import Settings
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 KEEP_SNAPSHOTS = 3
 
 
-class PublishError(RuntimeError):
+class PublishError(StorylakeError, RuntimeError):
     """Publishing cannot proceed (the message names the source table and the problem)."""
 
 

@@ -9,8 +9,8 @@ from decimal import Decimal
 from typing import Any
 
 from serving.seen_by import SeenByPage
-from serving.timeutil import iso
 from serving.tray import TrayPage
+from storylake.clock import iso
 
 
 def tray_dict(page: TrayPage) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The audience rules of serving/audience.py as a truth table, for vectorised evaluation.
+"""The audience rules of storylake/rules/audience.py as a truth table, for vectorised evaluation.
 
 ALLOWED_SQL is a function of the fixed flag set audience.FLAGS only (seven booleans and the segment's
 audience). DuckDB evaluates ALLOWED_SQL itself once for every combination (2^7 x audiences); the tray
@@ -14,8 +14,8 @@ import itertools
 import duckdb
 import numpy as np
 
-from jobs import contracts
-from serving.audience import ALLOWED_SQL, DENIAL_REASON_SQL, FLAGS, RELATION_FLAGS
+from storylake import contracts
+from storylake.rules.audience import ALLOWED_SQL, DENIAL_REASON_SQL, FLAGS, RELATION_FLAGS
 
 AUDIENCES: tuple[str, ...] = tuple(contracts.get("silver.segments").column("audience").enum or ())
 BOOL_FLAGS: tuple[str, ...] = tuple(f for f in FLAGS if f != "audience")

@@ -12,17 +12,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from jobs.errors import NotFoundError
 from serving import cursor as cursors
-from serving.audience import holds_at_sql
 from serving.snapshot import Snapshot
-from serving.timeutil import iso, utc
+from storylake.clock import iso, utc
+from storylake.errors import NotFoundError, StorylakeError
+from storylake.rules.audience import holds_at_sql
 
 SEEN_BY_LIFETIME = timedelta(hours=48)
 MAX_LIMIT = 1000
 
 
-class SeenByExpiredError(Exception):
+class SeenByExpiredError(StorylakeError):
     """Seen By of a segment is only kept 48 h after the segment was created."""
 
 

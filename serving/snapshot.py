@@ -20,8 +20,8 @@ from typing import Any
 
 import duckdb
 
-from jobs.errors import NotFoundError
-from jobs.settings import Settings
+from storylake.errors import NotFoundError
+from storylake.settings import Settings
 
 SNAPSHOT_SUFFIX = ".duckdb"
 CURRENT_NAME = "CURRENT"

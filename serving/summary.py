@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from jobs.settings import Settings
 from serving.snapshot import open_current
 from serving.tray import tray
+from storylake.settings import Settings
 
 
 def top_creators(settings: Settings, limit: int = 5) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ scan of the active segments plus 20-40 ms of planning, far over the 20 ms budget
      relationship flags toward every related author holding at `now` (`viewer_pairs`, which includes the
      authors' private-account intervals), the segments they have seen by `now` and their ranking features;
   2. the audience rules decide, per candidate author and audience, through rules.allowed_table(): the
-     truth table of serving.audience.ALLOWED_SQL over its flags, evaluated by DuckDB from that SQL (the only
+     truth table of storylake.rules.audience.ALLOWED_SQL over its flags, evaluated by DuckDB from that SQL (the only
      per-segment flag is the audience, so this decides every segment of the author);
   3. the authors' segments come from SegmentIndex: the snapshot's `live_segments` loaded once per
      snapshot handle into numpy arrays sorted by author (a read-only, in-process index of the snapshot);
@@ -46,9 +46,9 @@ import numpy as np
 
 from serving import cursor as cursors
 from serving import rules
-from serving.audience import holds_at_sql
 from serving.snapshot import Snapshot
-from serving.timeutil import utc
+from storylake.clock import utc
+from storylake.rules.audience import holds_at_sql
 
 MAX_LIMIT = 500
 US_PER_HOUR = 3_600_000_000

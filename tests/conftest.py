@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.settings import Settings
+from storylake.settings import Settings
 
 os.environ.setdefault("RUST_LOG", "warn")
 

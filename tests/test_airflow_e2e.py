@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 from deltalake import DeltaTable
 
-from jobs import steps
-from jobs.generate import generate
-from jobs.settings import Settings
+from pipeline import steps
 from serving.snapshot import current_id
+from storylake.settings import Settings
 from tests.test_dags_steps import lake_tables
+from toolkit.generate import generate
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
 

@@ -1,4 +1,4 @@
-"""The dashboards in a real browser: `streamlit run dashboards/app.py` on a sample lake (dashboards/sample_lake.py),
+"""The dashboards in a real browser: `streamlit run dashboards/app.py` on a sample lake (tests/sample_lake.py),
 driven by Playwright with Debian's Chromium (/usr/bin/chromium; `apt-get install -y chromium`).
 
 Signs in (dev mode), opens every page, asserts key texts and saves screenshots to artifacts/screenshots/<page>.png
@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from dashboards import launch, sample_lake
-from jobs.settings import Settings
+from dashboards import launch
+from storylake.settings import Settings
+from tests import sample_lake
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from jobs import contracts, lake
+from storylake import contracts, lake
 
 pytestmark = pytest.mark.slow
 AS_OF = "2026-11-02T01:00:00Z"

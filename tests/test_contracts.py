@@ -7,8 +7,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from jobs import contracts
-from jobs.contracts import ContractError, parse_contract
+from jobs.spark_schemas import spark_ddl_type
+from storylake import contracts
+from storylake.contracts import ContractError, parse_contract
 
 
 def test_repository_contracts_lint_clean() -> None:
@@ -30,7 +31,7 @@ def test_every_event_type_has_a_landing_and_a_derived_bronze_contract() -> None:
 
 def test_nested_types_map_to_arrow_and_spark_ddl() -> None:
     c = contracts.get("landing.segment_created")
-    assert contracts.spark_ddl_type(c.column("stickers")) == (
+    assert spark_ddl_type(c.column("stickers")) == (
         "array<struct<`sticker_id`: bigint, `type`: string, `options`: array<string>, `correct_index`: bigint>>"
     )
     assert c.arrow_schema().field("stickers").type == pa.list_(

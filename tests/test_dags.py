@@ -139,8 +139,9 @@ def test_gate_task_fails_without_retry_on_bad_data(dagbag: Any, tmp_path: Path, 
     from airflow.sdk.exceptions import AirflowFailException
     from deltalake import write_deltalake
 
-    from jobs import contracts, steps
-    from jobs.settings import Settings
+    from pipeline import steps
+    from storylake import contracts
+    from storylake.settings import Settings
     from tests.test_quality import _view
 
     settings = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")

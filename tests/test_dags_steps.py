@@ -1,4 +1,4 @@
-"""jobs.steps, what the DAG tasks call: interval ingest, the lake watermark, settings from Airflow Variables,
+"""pipeline.steps, what the DAG tasks call: interval ingest, the lake watermark, settings from Airflow Variables,
 run bookkeeping, and out-of-order hours converging to one clean run (in process, real Sail and Delta)."""
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ import pendulum
 import pytest
 from deltalake import DeltaTable
 
-from jobs import contracts, lake, steps
-from jobs.pipeline import record_step
-from jobs.settings import Settings, SettingsError
+from pipeline import steps
+from pipeline.run import record_step
+from storylake import contracts, lake
+from storylake.settings import Settings, SettingsError
 from tests.landing_builders import created, view, write_landing
 
 H = [datetime(2026, 11, 1, h, tzinfo=UTC) for h in range(24)]

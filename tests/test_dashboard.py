@@ -1,5 +1,5 @@
 """Streamlit dashboards (dashboards/app.py) under streamlit.testing.v1.AppTest, on a small real lake and
-published snapshot (dashboards/sample_lake.py: creators 1001 "A" and 2002 "B" with disjoint ids and figures).
+published snapshot (tests/sample_lake.py: creators 1001 "A" and 2002 "B" with disjoint ids and figures).
 
 Smoke tests for every page, interaction tests asserting that what renders equals the serving API's values,
 sign-in (dev mode and OIDC through st.user/secrets) and authorization: signed in as A, nothing rendered
@@ -20,12 +20,13 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboards import cached, launch, sample_lake, signin
-from dashboards.sample_lake import AS_OF, AUTHOR_A, AUTHOR_B
-from jobs.errors import NotFoundError
-from jobs.settings import Settings
+from dashboards import cached, launch, signin
 from serving import api
 from serving import dashboard_queries as q
+from storylake.errors import NotFoundError
+from storylake.settings import Settings
+from tests import sample_lake
+from tests.sample_lake import AS_OF, AUTHOR_A, AUTHOR_B
 
 APP = Path(__file__).resolve().parent.parent / "dashboards" / "app.py"
 CREATOR_PAGES = {

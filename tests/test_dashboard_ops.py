@@ -10,11 +10,12 @@ import pytest
 from deltalake import DeltaTable
 from streamlit.testing.v1 import AppTest
 
-from dashboards import sample_lake, signin
-from dashboards.sample_lake import AS_OF
-from jobs.settings import Settings
+from dashboards import signin
 from serving import ops_queries as ops
-from serving.testkit import write_table
+from storylake.settings import Settings
+from tests import sample_lake
+from tests.lake_builder import write_table
+from tests.sample_lake import AS_OF
 
 APP = Path(__file__).resolve().parent.parent / "dashboards" / "app.py"
 

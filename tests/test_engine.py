@@ -6,7 +6,7 @@ import pytest
 
 from jobs.engine import spark_session
 from jobs.ingest import ingest
-from jobs.settings import Settings
+from storylake.settings import Settings
 from tests.landing_builders import created, view, write_landing
 from tests.sail_server import sail_server
 

@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 from deltalake import DeltaTable
 
-from jobs.settings import Settings
 from serving import api
 from serving.expire import expire
 from serving.publish import publish
-from serving.testkit import DAY, HOUR, LakeBuilder
+from storylake.settings import Settings
+from tests.lake_builder import DAY, HOUR, LakeBuilder
 
 NOW = datetime(2026, 11, 3, 12, tzinfo=UTC)
 US = timedelta(microseconds=1)

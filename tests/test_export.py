@@ -8,9 +8,10 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from jobs import contracts, lake, spark_io
+from jobs import spark_io
 from jobs.export import DATA_FILE, MANIFEST_FILE, export_features, training_examples
 from jobs.gold.ring_features import FEATURE_VERSION, FEATURES
+from storylake import contracts, lake
 from tests.test_gold_builders import T0, US, D, H, collect, engagement, frames, relation, segment, view
 
 AUTHOR = 1

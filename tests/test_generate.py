@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobs.generate import EVENT_TYPES, FAULT_KINDS, FIELDS, FaultRates, GenerateReport, generate
-from jobs.generate.render import _Lines
-from jobs.generate.writer import LandingWriter, hour_folder
+from toolkit.generate import EVENT_TYPES, FAULT_KINDS, FIELDS, FaultRates, GenerateReport, generate
+from toolkit.generate.render import _Lines
+from toolkit.generate.writer import LandingWriter, hour_folder
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 PATH_RE = re.compile(

@@ -11,7 +11,8 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from jobs import contracts
+from jobs.spark_schemas import spark_schema
+from storylake import contracts
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 H, D = timedelta(hours=1), timedelta(days=1)
@@ -185,7 +186,7 @@ def frame(spark: Any, name: str, rows: Iterable[dict[str, Any]]) -> Any:
     """A DataFrame of silver.<name>'s schema from dict rows (missing keys -> null)."""
     contract = contracts.get(f"silver.{name}")
     data = [tuple(_as_row(r.get(c.name), c) for c in contract.columns) for r in rows]
-    return spark.createDataFrame(data, contract.spark_schema())
+    return spark.createDataFrame(data, spark_schema(contract))
 
 
 def frames(spark: Any, **rows: Iterable[dict[str, Any]]) -> dict[str, Any]:

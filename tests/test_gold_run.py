@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from jobs import contracts, lake, spark_io
+from jobs import spark_io
 from jobs.gold import GOLD_TABLES, build_gold
+from storylake import contracts, lake
 from tests.test_gold_builders import SILVER, T0, H, engagement, frames, nav, relation, response, segment, view
 
 AS_OF = T0 + 30 * H

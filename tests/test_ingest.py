@@ -12,10 +12,10 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from jobs import lake
 from jobs.ingest import ingest, validate
 from jobs.ingest.run import IngestError
-from jobs.settings import Settings
+from storylake import lake
+from storylake.settings import Settings
 from tests.landing_builders import created, view, write_landing
 
 T = "2026-11-01T10:00:00.000Z"

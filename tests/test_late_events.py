@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs import contracts, lake
 from jobs.gold import GOLD_TABLES, build_gold
 from jobs.silver import build_silver
 from jobs.spark_io import write_table
+from storylake import contracts, lake
 from tests.test_silver_support import T0, H, bronze
 
 AS_OF = T0 + 30 * H

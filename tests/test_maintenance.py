@@ -19,7 +19,7 @@ from jobs.maintenance import (
     maintain,
     maintain_table,
 )
-from jobs.settings import Settings
+from storylake.settings import Settings
 
 OLD = time.time() - 30 * 86400  # 30 days ago, past any retention
 
@@ -164,7 +164,7 @@ def test_one_broken_table_does_not_stop_the_others(settings: Settings) -> None:
 
 
 def test_step_records_maintenance_in_pipeline_runs(settings: Settings) -> None:
-    from jobs import steps
+    from pipeline import steps
 
     _small_appends(settings.table_path("silver", "t"))
     report = steps.maintain(settings, run_id="maint-1")

@@ -16,10 +16,10 @@ from typing import Any
 import pyarrow.dataset as pads
 import pytest
 
-from jobs import contracts
-from jobs.generate import generate
 from jobs.ingest import ingest
-from jobs.settings import Settings
+from storylake import contracts
+from storylake.settings import Settings
+from toolkit.generate import generate
 
 pytestmark = pytest.mark.slow
 AS_OF = datetime(2026, 11, 2, 1, tzinfo=UTC)
@@ -28,7 +28,7 @@ AS_OF = datetime(2026, 11, 2, 1, tzinfo=UTC)
 def _run(engine: str, lake: Path) -> dict[str, Any]:
     env = {**os.environ, "STORYLAKE_ENGINE": engine, "STORYLAKE_STORAGE": "parquet", "STORYLAKE_LAKE": str(lake),
            "SPARK_MASTER": "local[2]", "RUST_LOG": "error", "STORYLAKE_SHUFFLE_PARTITIONS": "2"}
-    out = subprocess.run([sys.executable, "-m", "jobs.bench.jvm_run", AS_OF.isoformat()], env=env,
+    out = subprocess.run([sys.executable, "-m", "toolkit.bench.jvm_run", AS_OF.isoformat()], env=env,
                          capture_output=True, text=True, check=False, timeout=1200)
     assert out.returncode == 0, out.stderr[-3000:]
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))

@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 import pytest
 from deltalake import write_deltalake
 
-from jobs.errors import NotFoundError
-from jobs.settings import Settings
 from serving import api, cli
 from serving import publish as publish_mod
 from serving.publish import PublishError, publish
 from serving.snapshot import current_id, snapshot_path, snapshots_dir
-from serving.testkit import DAY, HOUR, TABLES, LakeBuilder, arrow_table
+from storylake.errors import NotFoundError
+from storylake.settings import Settings
+from tests.lake_builder import DAY, HOUR, TABLES, LakeBuilder, arrow_table
 
 T = datetime(2026, 11, 2, 12, tzinfo=UTC)
 V = 1

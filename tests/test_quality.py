@@ -12,9 +12,9 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from jobs import contracts
 from jobs.quality import QualityGateError, gate_hook, run_gate, suite_for
-from jobs.settings import Settings
+from storylake import contracts
+from storylake.settings import Settings
 
 T0 = datetime(2026, 11, 1, 10, tzinfo=UTC)
 
@@ -232,7 +232,7 @@ def test_rerun_with_the_same_run_id_replaces_its_rows(settings: Settings) -> Non
 
 
 def test_step_gate_records_the_failure_and_raises_it_unchanged(settings: Settings) -> None:
-    from jobs import steps
+    from pipeline import steps
 
     _write(settings, "silver.view_events", [_view("e1", completion_pct=-1.0)])
     with pytest.raises(QualityGateError):
@@ -246,7 +246,7 @@ def test_step_gate_records_the_failure_and_raises_it_unchanged(settings: Setting
 
 
 def test_failed_gate_in_run_pipeline_publishes_nothing(spark: Any, tmp_path: Path) -> None:
-    from jobs.pipeline import run_pipeline
+    from pipeline.run import run_pipeline
     from serving.snapshot import current_id
     from tests.landing_builders import created, view, write_landing
 

@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jobs.errors import NotFoundError
-from jobs.settings import Settings
 from serving import api
 from serving.expire import expire
 from serving.publish import publish
-from serving.testkit import HOUR, LakeBuilder
+from storylake.errors import NotFoundError
+from storylake.settings import Settings
+from tests.lake_builder import HOUR, LakeBuilder
 
 T = datetime(2026, 11, 2, 12, tzinfo=UTC)
 A = 10  # author

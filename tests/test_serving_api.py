@@ -8,13 +8,14 @@ from datetime import UTC, date, datetime
 import duckdb
 import pytest
 
-from jobs.errors import NotFoundError, exit_code_for
-from jobs.settings import Settings
 from serving import api, cursor, rules
-from serving.audience import ALLOWED_SQL, DENIAL_REASON_SQL
 from serving.publish import publish
-from serving.testkit import HOUR, LakeBuilder
-from serving.timeutil import iso
+from storylake.clock import iso
+from storylake.errors import NotFoundError
+from storylake.rules.audience import ALLOWED_SQL, DENIAL_REASON_SQL
+from storylake.settings import Settings
+from tests.lake_builder import HOUR, LakeBuilder
+from toolkit.exits import exit_code_for
 
 T = datetime(2026, 11, 2, 12, tzinfo=UTC)
 A = 10

@@ -1,7 +1,7 @@
 """Property tests: random small graphs and segments through the real publish + query path.
 
 The oracle below restates the DESIGN §5 audience rules in plain Python on purpose: it is the independent
-check of what serving (which evaluates serving/audience.py's SQL) returns.
+check of what serving (which evaluates storylake/rules/audience.py's SQL) returns.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, event, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from jobs.settings import Settings
 from serving import api
 from serving.publish import publish
-from serving.testkit import HOUR, LakeBuilder
+from storylake.settings import Settings
+from tests.lake_builder import HOUR, LakeBuilder
 
 T = datetime(2026, 11, 2, 12, tzinfo=UTC)
 USERS = range(1, 6)

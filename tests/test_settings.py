@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.settings import Settings, SettingsError
+from storylake.settings import Settings, SettingsError
 
 
 def test_defaults_live_under_dot_storylake() -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from jobs import contracts, lake, spark_io
+from jobs import spark_io
 from jobs.silver import build_silver
+from jobs.spark_schemas import spark_schema
+from storylake import contracts, lake
 from tests.test_silver_support import MS, T0, H, bronze, sticker
 
 AS_OF = T0 + 60 * H
@@ -49,7 +51,7 @@ def seed_lake(spark, settings):
     ingest_row = [("ingest", "landing.segment_view", "f.jsonl", 3, None, "malformed_json", "$", "bad json", "{",
                    "batch-1", T0)]
     spark_io.write_table(
-        spark.createDataFrame(ingest_row, contracts.get("ops.quarantine").spark_schema()), settings, "ops", "quarantine"
+        spark.createDataFrame(ingest_row, spark_schema(contracts.get("ops.quarantine"))), settings, "ops", "quarantine"
     )
 
 

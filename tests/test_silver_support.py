@@ -6,7 +6,8 @@ import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from jobs import contracts
+from jobs.spark_schemas import spark_schema
+from storylake import contracts
 
 T0 = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -57,7 +58,7 @@ def bronze_rows(event: str, rows: list[dict[str, Any]]) -> list[tuple]:
 
 def bronze(spark: Any, event: str, rows: list[dict[str, Any]]) -> Any:
     """A bronze DataFrame (explicit schema from the contract)."""
-    return spark.createDataFrame(bronze_rows(event, rows), contracts.get(f"bronze.{event}").spark_schema())
+    return spark.createDataFrame(bronze_rows(event, rows), spark_schema(contracts.get(f"bronze.{event}")))
 
 
 def as_utc(value: Any) -> Any:
@@ -89,4 +90,4 @@ def by(df: Any, key: str, *cols: str) -> dict[Any, dict[str, Any]]:
 def local(spark: Any, df: Any, key: str) -> Any:
     """`df` materialised as a literal DataFrame of contract `key` (keeps plans of later tests small: Sail's
     cache() is a no-op, so a derived input would otherwise be recomputed inside every action)."""
-    return spark.createDataFrame(df.collect(), contracts.get(key).spark_schema())
+    return spark.createDataFrame(df.collect(), spark_schema(contracts.get(key)))

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jobs.settings import Settings
 from serving import api
 from serving.publish import publish
-from serving.testkit import DAY, HOUR, LakeBuilder
+from storylake.settings import Settings
+from tests.lake_builder import DAY, HOUR, LakeBuilder
 
 T = datetime(2026, 11, 2, 12, tzinfo=UTC)
 V = 1  # the viewer

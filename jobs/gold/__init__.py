@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from jobs.settings import Settings
+from storylake.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

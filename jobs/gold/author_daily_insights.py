@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 from jobs import spark_io
 from jobs.gold import activity
 from jobs.gold.output import write_gold
-from jobs.settings import Settings
+from storylake.settings import Settings
 
 NAME = "author_daily_insights"
 KEYS = ["author_id", "day"]

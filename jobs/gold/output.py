@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 
 from jobs import spark_io
-from jobs.settings import Settings
+from storylake.settings import Settings
 
 
 def write_gold(df: DataFrame, settings: Settings, name: str) -> dict[str, int]:

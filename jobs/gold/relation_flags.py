@@ -1,6 +1,6 @@
-"""Audience flags of serving/audience.py for arbitrary (viewer_id, author_id, t) points, from silver.relationships.
+"""Audience flags of storylake.rules.audience for any (viewer_id, author_id, t) points, from silver.relationships.
 
-The rules themselves stay in serving.audience (ALLOWED_SQL over the flags); this module only evaluates the
+The rules themselves stay in storylake.rules.audience (ALLOWED_SQL over the flags); this module only evaluates the
 flags, with the relation names/directions of RELATION_FLAGS and the interval predicate of holds_at_sql.
 """
 
@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from serving.audience import RELATION_FLAGS, holds_at_sql
+from storylake.rules.audience import RELATION_FLAGS, holds_at_sql
 
 POINT_KEYS = ["viewer_id", "author_id", "t"]
 # Account-level flag: relation 'private' on the author (other_user_id = 0), not a pair relation.
 PRIVATE_FLAG, PRIVATE_RELATION = "author_private", "private"
-# Flags serving.audience.FLAGS needs that are derived from the pair flags.
+# Flags storylake.rules.audience.FLAGS needs that are derived from the pair flags.
 AUDIENCE_FLAGS = ("is_self", "blocked", "hidden", "close_friend", "author_private", "follows", "approved")
 _PAIR_FLAGS = tuple(flag for flag, _, _ in RELATION_FLAGS)
 

@@ -18,8 +18,8 @@ from jobs import spark_io
 from jobs.gold import activity
 from jobs.gold.output import write_gold
 from jobs.gold.relation_flags import POINT_KEYS, directed_relations, relation_flags_at, relation_instant
-from jobs.settings import Settings
-from serving.audience import holds_at_sql
+from storylake.rules.audience import holds_at_sql
+from storylake.settings import Settings
 
 NAME = "ring_features"
 FEATURE_VERSION = "ring_features/v1"

@@ -23,10 +23,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from jobs import contracts, lake
 from jobs.ingest.validate import QUARANTINE_SCHEMA, FileResult, validate_file
-from jobs.progress import Progress
-from jobs.settings import Settings
+from storylake import contracts, lake
+from storylake.errors import StorylakeError
+from storylake.progress import Progress
+from storylake.settings import Settings
 
 log = logging.getLogger(__name__)
 APP_ID = "storylake-ingest"
@@ -37,7 +38,7 @@ LEDGER_SCHEMA = contracts.get("ops.ingest_ledger").arrow_schema()
 RUNS_SCHEMA = contracts.get("ops.ingest_runs").arrow_schema()
 
 
-class IngestError(RuntimeError):
+class IngestError(StorylakeError, RuntimeError):
     """Ingestion cannot proceed (the message says which file or table and why)."""
 
 

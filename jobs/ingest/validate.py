@@ -20,8 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.json as pajson
 
-from jobs import contracts
-from jobs.contracts import Column, Contract
+from storylake import contracts
+from storylake.contracts import Column, Contract
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _ZERO = timedelta(0)

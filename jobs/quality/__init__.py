@@ -7,7 +7,7 @@ from typing import Any
 
 from jobs.quality.gate import GateReport, Outcome, QualityGateError, layer_tables, run_gate, write_results
 from jobs.quality.suites import ExpectationSpec, Suite, suite_for
-from jobs.settings import Settings
+from storylake.settings import Settings
 
 __all__ = [
     "ExpectationSpec",
@@ -24,7 +24,7 @@ __all__ = [
 
 
 def gate_hook(run_id: str | None = None) -> Callable[[Any, Settings, str], GateReport]:
-    """A `gate` for jobs.pipeline.run_pipeline: `run_pipeline(settings, as_of, gate=gate_hook())`.
+    """A `gate` for pipeline.run.run_pipeline: `run_pipeline(settings, as_of, gate=gate_hook())`.
 
     The hook ignores the Spark session (the gate reads Delta through delta-rs) and raises QualityGateError on a
     critical failure, which stops the pipeline before publish. Without a run_id, one is made per hook.

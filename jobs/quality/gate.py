@@ -34,9 +34,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from jobs import contracts, lake
 from jobs.quality.suites import ExpectationSpec, Suite, suite_for
-from jobs.settings import Settings
+from storylake import contracts, lake
+from storylake.settings import Settings
 
 log = logging.getLogger(__name__)
 SAMPLE_KEYS = 5

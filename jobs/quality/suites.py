@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from jobs.contracts import Contract
+from storylake.contracts import Contract
 
 # A derived column: (input columns, pandas DataFrame -> Series). Derived names start with "_" so they can
 # never clash with contract columns.

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from jobs.settings import Settings
+from storylake.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

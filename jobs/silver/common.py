@@ -9,9 +9,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from jobs import contracts, spark_io
-from jobs.settings import Settings
+from jobs import spark_io
 from jobs.spark_io import Materialize
+from jobs.spark_schemas import spark_ddl_type
+from storylake import contracts
+from storylake.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -206,7 +208,7 @@ def project(df: DataFrame, key: str) -> DataFrame:
     from pyspark.sql import functions as F
 
     contract = contracts.get(key)
-    return df.select(*[F.col(col.name).cast(contracts.spark_ddl_type(col)).alias(col.name) for col in contract.columns])
+    return df.select(*[F.col(col.name).cast(spark_ddl_type(col)).alias(col.name) for col in contract.columns])
 
 
 def read_bronze(spark: SparkSession, settings: Settings, event: str, as_of: datetime) -> DataFrame:

@@ -17,9 +17,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 
 from jobs import spark_io
-from jobs.settings import Settings
 from jobs.silver import common as c
 from jobs.spark_io import Materialize
+from storylake.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

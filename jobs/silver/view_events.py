@@ -9,7 +9,7 @@ Steps, in order (DESIGN §5):
    - unknown segment: held in pending_views while viewed_at >= as_of - 48 h, then quarantined `unknown_segment`;
    - viewed_at outside [created_at, expires_at): `outside_lifetime`;
    - segment deleted at or before viewed_at: `segment_deleted`;
-   - the audience rules (serving/audience.py) deny the viewer at viewed_at: the denial reason as rule
+   - the audience rules (storylake/rules/audience.py) deny the viewer at viewed_at: the denial reason as rule
      (blocked, hidden_from_viewer, not_close_friend, private_not_approved);
    - otherwise a counted view.
 The audience flags are computed from silver.relationships intervals holding at viewed_at.
@@ -20,11 +20,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 
-from jobs import contracts, spark_io
-from jobs.settings import Settings
+from jobs import spark_io
 from jobs.silver import common as c
 from jobs.spark_io import Materialize
-from serving import audience
+from storylake import contracts
+from storylake.rules import audience
+from storylake.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -83,7 +84,7 @@ def relation_edges(relationships: DataFrame) -> DataFrame:
 
 
 def audience_flags(views: DataFrame, relationships: DataFrame) -> DataFrame:
-    """Add the serving.audience.FLAGS columns to `views` (viewer_id, author_id, audience, viewed_at), from the
+    """Add the storylake.rules.audience.FLAGS columns to `views` (viewer_id, author_id, audience, viewed_at), from the
     relationships holding at viewed_at (audience.holds_at_sql). Same rows out, same order of columns first.
 
     Per-pair flags come from audience.RELATION_FLAGS (follows and approved only for authors that have been

@@ -17,11 +17,11 @@ from typing import Any
 
 import duckdb
 
-from jobs import lake
-from jobs.bench.ingest import ensure_landing
-from jobs.bench.measure import measure
-from jobs.bench.reference import COMPARED, reference_segment_insights
-from jobs.settings import Settings
+from storylake import lake
+from storylake.settings import Settings
+from toolkit.bench.ingest import ensure_landing
+from toolkit.bench.measure import measure
+from toolkit.bench.reference import COMPARED, reference_segment_insights
 
 log = logging.getLogger(__name__)
 GEN_START = datetime(2026, 11, 1, tzinfo=UTC)
@@ -70,7 +70,7 @@ def option_count_mismatches(settings: Settings, as_of: datetime) -> int:
 
 
 def bench_pipeline(work: Path, *, views: int, users: int, jvm_views: int, seed: int = 7) -> dict[str, Any]:
-    from jobs.pipeline import run_pipeline
+    from pipeline.run import run_pipeline
 
     landing = work / f"landing-{views}"
     ensure_landing(landing, views=views, users=users, seed=seed)
@@ -130,7 +130,7 @@ def _jvm_comparison(work: Path, *, views: int, users: int, seed: int) -> dict[st
            "STORYLAKE_LAKE": str(jvm_lake), "SPARK_MASTER": "local[2]"}
     t0 = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, "-m", "jobs.bench.jvm_run", AS_OF.isoformat()],
+        [sys.executable, "-m", "toolkit.bench.jvm_run", AS_OF.isoformat()],
         env=env, capture_output=True, text=True, check=False,
     )
     if out.returncode != 0:

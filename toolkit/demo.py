@@ -8,15 +8,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from jobs.settings import Settings
+from storylake.settings import Settings
 
 DEMO_START = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def run_demo(settings: Settings, *, users: int, seed: int, console: Console) -> dict[str, Any]:
     """Generate a day of events, run ingest -> silver -> gold -> publish, print what came out."""
-    from jobs.generate import generate
-    from jobs.pipeline import run_pipeline
+    from pipeline.run import run_pipeline
+    from toolkit.generate import generate
 
     console.rule("[bold]storylake demo")
     console.print(f"landing: {settings.landing}   lake: {settings.lake}   engine: {settings.engine}")
@@ -49,8 +49,8 @@ def _print_steps(console: Console, report: Any) -> None:
 
 
 def _print_tables(console: Console, settings: Settings) -> None:
-    from jobs import contracts
     from jobs.spark_io import lake_rows
+    from storylake import contracts
 
     t = Table(title="tables")
     t.add_column("table")
@@ -67,7 +67,7 @@ def _print_tables(console: Console, settings: Settings) -> None:
 def _print_quarantine(console: Console, settings: Settings) -> None:
     import duckdb
 
-    from jobs import lake
+    from storylake import lake
 
     q = lake.read_arrow(settings.table_path("ops", "quarantine"), ["stage", "rule"])
     if q is None:

@@ -1,7 +1,8 @@
-"""Data contracts (ODCS-style YAML in data_contracts/): loading, linting and schema generation.
+"""Data contracts (ODCS-style YAML in data_contracts/): loading, linting and Arrow schemas.
 
-The YAML files are the single source of truth: Arrow schemas (Delta/serving), Spark schemas (jobs),
-msgspec validators (ingestion) and Great Expectations suites (quality gate) are all derived here.
+The YAML files are the single source of truth: Arrow schemas (Delta/serving) are derived here; Spark schemas in
+jobs/spark_schemas.py, msgspec validators in jobs/ingest/validate.py and Great Expectations suites in
+jobs/quality/suites.py, all from the Contract objects loaded here.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from typing import Any
 import pyarrow as pa
 import yaml
 
+from storylake.errors import StorylakeError
+
 CONTRACTS_DIR = Path(__file__).resolve().parent.parent / "data_contracts"
 SCALAR_TYPES = ("bigint", "int", "double", "string", "boolean", "timestamp", "date")
 NESTED_TYPES = ("array", "struct")
 LAYERS = ("landing", "bronze", "silver", "gold", "ops")
 CLASSIFICATIONS = ("public", "internal", "pii", "sensitive")
-ISO_UTC_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$"
 # Columns every bronze table adds to its landing event's columns.
 BRONZE_METADATA = (
     ("_source_file", "string", "Landing file the line came from (relative to the landing root)."),
@@ -29,7 +31,7 @@ BRONZE_METADATA = (
 )
 
 
-class ContractError(ValueError):
+class ContractError(StorylakeError, ValueError):
     """A contract file is invalid; the message names the file and the offending key/value."""
 
 
@@ -85,15 +87,6 @@ class Contract:
         contract gate), so schema evolution never meets Sail's non-nullable-column divergence."""
         return pa.schema([pa.field(c.name, arrow_type(c), nullable=True) for c in self.columns])
 
-    def spark_schema(self) -> Any:
-        """A pyspark StructType (imported lazily: serving never needs pyspark)."""
-        from pyspark.sql import types as T
-
-        return T.StructType([T.StructField(c.name, spark_type(c), True) for c in self.columns])
-
-    def spark_ddl(self) -> str:
-        return ", ".join(f"`{c.name}` {spark_ddl_type(c)}" for c in self.columns)
-
 
 # --- type mapping ------------------------------------------------------------------------------
 
@@ -115,35 +108,6 @@ def arrow_type(c: Column) -> pa.DataType:
     if c.physical_type == "struct":
         return pa.struct([pa.field(f.name, arrow_type(f), nullable=True) for f in c.fields])
     return _ARROW_SCALARS[c.physical_type]
-
-
-def spark_type(c: Column) -> Any:
-    from pyspark.sql import types as T
-
-    scalars = {
-        "bigint": T.LongType(),
-        "int": T.IntegerType(),
-        "double": T.DoubleType(),
-        "string": T.StringType(),
-        "boolean": T.BooleanType(),
-        "timestamp": T.TimestampType(),
-        "date": T.DateType(),
-    }
-    if c.physical_type == "array":
-        assert c.items is not None
-        return T.ArrayType(spark_type(c.items), True)
-    if c.physical_type == "struct":
-        return T.StructType([T.StructField(f.name, spark_type(f), True) for f in c.fields])
-    return scalars[c.physical_type]
-
-
-def spark_ddl_type(c: Column) -> str:
-    if c.physical_type == "array":
-        assert c.items is not None
-        return f"array<{spark_ddl_type(c.items)}>"
-    if c.physical_type == "struct":
-        return "struct<" + ", ".join(f"`{f.name}`: {spark_ddl_type(f)}" for f in c.fields) + ">"
-    return c.physical_type
 
 
 # --- loading -----------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ from datetime import datetime
 
 from jobs.engine import spark_session
 from jobs.gold import build_gold
-from jobs.settings import Settings
 from jobs.silver import build_silver
+from storylake.settings import Settings
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Deterministic synthetic landing-event generator for the Stories product.
 
-    from jobs.generate import generate, FaultRates
+    from toolkit.generate import generate, FaultRates
     report = generate(Path("landing"), users=1_000, days=2, seed=7)
 
 Modules: world (users, social graph, relationship changes), stories (posting), events (viewing sessions,

@@ -31,7 +31,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobs.settings import Settings
+from storylake.errors import StorylakeError
+from storylake.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -53,7 +54,7 @@ AIRFLOW_VARIABLES = {
 }
 
 
-class StepError(ValueError):
+class StepError(StorylakeError, ValueError):
     """A step was called with an unusable interval or time (the message says which and why)."""
 
 
@@ -119,8 +120,8 @@ def utc(t: datetime | str) -> datetime:
 
 @contextmanager
 def _recorded(settings: Settings, run_id: str | None, step: str, as_of: datetime | None) -> Iterator[dict[str, int]]:
-    """jobs.pipeline.recorded with a run id made up when Airflow gave none."""
-    from jobs.pipeline import recorded
+    """pipeline.run.recorded with a run id made up when Airflow gave none."""
+    from pipeline.run import recorded
 
     rid = run_id or f"{step}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     with recorded(settings, rid, step, as_of) as rows:
@@ -187,7 +188,7 @@ def lake_watermark(settings: Settings) -> datetime | None:
     """Largest as_of of a successful gold step in ops.pipeline_runs (None before the first one)."""
     import pyarrow.compute as pc
 
-    from jobs import lake
+    from storylake import lake
 
     runs = lake.read_arrow(settings.table_path("ops", "pipeline_runs"), ["step", "status", "as_of"])
     if runs is None or runs.num_rows == 0:

@@ -2,7 +2,7 @@
 
 It re-implements, independently of the Spark jobs, the contract checks of the lines it needs, the
 dedupe (event_id, then client retries), the counting rule, the 24 h lifetime, deletes and the audience
-rules (as SQL over the same flags as serving/audience.py), then aggregates per segment. The pipeline
+rules (as SQL over the same flags as storylake/rules/audience.py), then aggregates per segment. The pipeline
 benchmark times it on the same files and checks that both give the same numbers.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from serving import audience
+from storylake.rules import audience
 
 # Columns compared with gold.segment_insights (sticker_interactions is left out: it would need the whole
 # sticker answer rule set re-implemented here too).

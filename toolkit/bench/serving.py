@@ -1,6 +1,6 @@
 """Serving benchmark: a synthetic silver/gold lake at scale -> publish -> tray and Seen By latency.
 
-    from jobs.bench.serving import bench_serving
+    from toolkit.bench.serving import bench_serving
     bench_serving("/tmp/bench")          # 1M active segments, 100k users, ~20M segment_viewers rows
 
 The lake is written directly with numpy/pyarrow + write_deltalake (contract schemas), no Spark:
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from jobs.settings import Settings
+from storylake.settings import Settings
 
 US_HOUR = 3_600_000_000
 US_DAY = 24 * US_HOUR
@@ -65,7 +65,7 @@ def build_lake(
     seed: int = 7,
 ) -> dict[str, Any]:
     """Write the synthetic lake; returns its sizes and the ids the benchmark queries."""
-    from serving.testkit import arrow_table, write_table
+    from tests.lake_builder import arrow_table, write_table
 
     rng = np.random.default_rng(seed)
     now_us = _us(now)

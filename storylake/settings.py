@@ -7,13 +7,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+from storylake.errors import StorylakeError
+
 EngineMode = Literal["embedded", "remote", "classic"]
 StorageMode = Literal["delta", "parquet"]
 ENGINE_MODES: tuple[EngineMode, ...] = ("embedded", "remote", "classic")
 DEFAULT_HOME = Path(".storylake")
 
 
-class SettingsError(ValueError):
+class SettingsError(StorylakeError, ValueError):
     """A configuration value is invalid (the message names the setting and the value)."""
 
 

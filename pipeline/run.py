@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 from deltalake import write_deltalake
 
-from jobs import contracts
-from jobs.settings import Settings
+from storylake import contracts
+from storylake.errors import StorylakeError
+from storylake.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 STEPS = ("ingest", "silver", "gold", "publish")
 
 
-class PipelineError(RuntimeError):
+class PipelineError(StorylakeError, RuntimeError):
     """A pipeline step failed; the message names the step."""
 
 

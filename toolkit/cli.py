@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from jobs.settings import Settings
+from storylake.settings import Settings
 
 app = typer.Typer(
     help="storylake: Stories events -> Delta bronze/silver/gold -> serving snapshot, dashboards.",
@@ -62,7 +62,7 @@ def parse_time(value: str | None, name: str) -> datetime | None:
 @contracts_app.command("lint")
 def contracts_lint() -> None:
     """Validate every contract in data_contracts/ (types, keys, SLAs, descriptions)."""
-    from jobs import contracts
+    from storylake import contracts
 
     problems = contracts.lint()
     if problems:
@@ -96,8 +96,8 @@ def generate(
     """Write deterministic synthetic landing events (with realistic faults)."""
     import json
 
-    from jobs.generate import FaultRates
-    from jobs.generate import generate as run_generate
+    from toolkit.generate import FaultRates
+    from toolkit.generate import generate as run_generate
 
     s = settings_of(lake, landing, engine, spark_remote)
     try:
@@ -173,8 +173,8 @@ def run(
     ] = True,
 ) -> None:
     """Ingest, then silver and gold jobs on every event before --as-of, then publish the serving snapshot."""
-    from jobs.pipeline import run_pipeline
     from jobs.quality import gate_hook
+    from pipeline.run import run_pipeline
 
     s = settings_of(lake, landing, engine, spark_remote)
     t = parse_time(as_of, "--as-of") or datetime.now(UTC)
@@ -201,7 +201,7 @@ def bench_ingest(
     """Ingest throughput and peak RSS, against DuckDB read_json -> Parquet on the same files."""
     import json
 
-    from jobs.bench.ingest import bench_ingest as run_bench
+    from toolkit.bench.ingest import bench_ingest as run_bench
 
     result = run_bench(work, views=views, users=users, workers=workers)
     console.print_json(json.dumps(result))
@@ -219,7 +219,7 @@ def bench_pipeline(
     """Full run time and peak RSS vs a DuckDB reference (must agree), and Sail vs JVM Spark local mode."""
     import json
 
-    from jobs.bench.pipeline import bench_pipeline as run_bench
+    from toolkit.bench.pipeline import bench_pipeline as run_bench
 
     console.print_json(json.dumps(run_bench(work, views=views, users=users, jvm_views=jvm_views)))
 
@@ -391,7 +391,7 @@ def bench_serving(
     """Publish time, tray and Seen By p50/p99 latency and queries/s on a >= 1M-segment snapshot."""
     import json
 
-    from jobs.bench.serving import bench_serving as run_bench
+    from toolkit.bench.serving import bench_serving as run_bench
 
     result = run_bench(str(work), segments=segments, users=users, follows_per_viewer=follows,
                        big_segment_viewers=big_segment_viewers, queries=queries, reuse_lake=reuse)
@@ -411,7 +411,7 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
 ) -> None:
     """End to end on the embedded default: generate a day of events, run the pipeline, print a summary."""
-    from jobs.demo import run_demo
+    from toolkit.demo import run_demo
 
     s = settings_of(lake, landing, engine, spark_remote)
     run_demo(s, users=users, seed=seed, console=console)
@@ -427,7 +427,7 @@ def main() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from jobs.errors import exit_code_for
+    from toolkit.exits import exit_code_for
 
     try:
         app(standalone_mode=False)

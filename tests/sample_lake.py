@@ -1,7 +1,7 @@
 """A small hand-built lake with a published snapshot, for working on the dashboards and for their tests.
 
 No Spark: silver/gold/ops Delta tables are written with delta-rs from the contracts' Arrow schemas
-(serving.testkit), then serving.publish.publish() builds the snapshot. Two creators with disjoint,
+(tests.lake_builder), then serving.publish.publish() builds the snapshot. Two creators with disjoint,
 recognisable ids and figures, so a test can tell whose data a page shows:
 
     creator 1001 (A): a live 3-frame story 5101 (segments 5101-5103, 23/15/9 viewers 3001-3023), an older
@@ -10,7 +10,7 @@ recognisable ids and figures, so a test can tell whose data a page shows:
     creator 2002 (B): a live close-friends story 6101 (segments 6101-6102, viewers 4001-4012), a poll and a
                       question (8001-8002), figures in the thousands (impressions 9,173 today)
 
-    python -m dashboards.sample_lake            # builds it under $STORYLAKE_LAKE (default .storylake/lake)
+    python -m tests.sample_lake            # builds it under $STORYLAKE_LAKE (default .storylake/lake)
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from jobs.settings import Settings
 from serving.publish import PublishReport, publish
-from serving.testkit import DAY, HOUR, LakeBuilder, write_table
+from storylake.settings import Settings
+from tests.lake_builder import DAY, HOUR, LakeBuilder, write_table
 
 AS_OF = datetime(2026, 11, 2, 12, tzinfo=UTC)
 AUTHOR_A, AUTHOR_B = 1001, 2002

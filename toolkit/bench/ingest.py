@@ -9,11 +9,11 @@ from typing import Any
 
 import duckdb
 
-from jobs import contracts
-from jobs.bench.measure import measure
 from jobs.ingest import ingest
 from jobs.ingest.run import discover
-from jobs.settings import Settings
+from storylake import contracts
+from storylake.settings import Settings
+from toolkit.bench.measure import measure
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ def ensure_landing(landing: Path, *, views: int, users: int, seed: int) -> None:
     marker = landing / f".generated-views{views}-users{users}-seed{seed}"
     if marker.exists():
         return
-    from jobs.generate import generate
+    from toolkit.generate import generate
 
     if landing.exists():
         shutil.rmtree(landing)

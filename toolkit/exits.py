@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import click
 
+from storylake.errors import NotFoundError, StorylakeError
+
 EXIT_FAILURE, EXIT_USAGE, EXIT_PERMISSION, EXIT_NOT_FOUND = 1, 2, 3, 4
-
-
-class NotFoundError(LookupError):
-    """An id (segment, user, story) does not exist in the data asked about."""
 
 
 def exit_code_for(exc: BaseException) -> tuple[int, str]:
@@ -28,8 +26,6 @@ def exit_code_for(exc: BaseException) -> tuple[int, str]:
         type(exc.__cause__).__name__ == "QualityGateError"
     ):
         return EXIT_FAILURE, str(exc).strip()  # the full list of failed expectations and sample keys
-    known = ("SettingsError", "ContractError", "IngestError", "PipelineError", "PublishError", "ExpiredError",
-             "MaintenanceError", "StepError", "SeenByExpiredError")
-    if name in known:
+    if isinstance(exc, StorylakeError):
         return EXIT_FAILURE, text
     return EXIT_FAILURE, f"{name}: {text}" if text else name

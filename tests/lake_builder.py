@@ -20,8 +20,8 @@ from typing import Any
 import pyarrow as pa
 from deltalake import write_deltalake
 
-from jobs import contracts
-from jobs.settings import Settings
+from storylake import contracts
+from storylake.settings import Settings
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
