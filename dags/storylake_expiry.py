@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import storylake_airflow as af  # the task's settings and run id, read from Airflow
 from airflow.sdk import CronTriggerTimetable, dag, task
 
 DEFAULT_ARGS = {
@@ -42,7 +43,7 @@ def storylake_expiry() -> None:
         from pipeline import steps
 
         _, now = steps.require_interval(data_interval_start, data_interval_end)
-        report = steps.expire(steps.airflow_settings(), now, run_id=steps.airflow_task_run_id())
+        report = steps.expire(af.task_settings(), now, run_id=af.task_run_id())
         return report.as_dict()
 
     expire()

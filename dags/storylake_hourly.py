@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import storylake_airflow as af  # the task's settings and run id, read from Airflow
 from airflow.sdk import CronTriggerTimetable, dag, task
 
 DEFAULT_ARGS = {
@@ -60,18 +61,18 @@ def storylake_hourly() -> None:
     def ingest(data_interval_start: datetime | None = None, data_interval_end: datetime | None = None) -> dict:
         from pipeline import steps
 
-        report = steps.ingest_interval(steps.airflow_settings(), data_interval_start, data_interval_end,
-                                       run_id=steps.airflow_task_run_id())
+        report = steps.ingest_interval(af.task_settings(), data_interval_start, data_interval_end,
+                                       run_id=af.task_run_id())
         return {"files": report.files, "lines": report.lines, "rows": dict(report.rows_by_table)}
 
     @task
     def silver(data_interval_start: datetime | None = None, data_interval_end: datetime | None = None) -> str:
         from pipeline import steps
 
-        settings = steps.airflow_settings()
+        settings = af.task_settings()
         _, end = steps.require_interval(data_interval_start, data_interval_end)
         as_of = steps.effective_as_of(settings, end)
-        steps.silver(settings, as_of, run_id=steps.airflow_task_run_id())
+        steps.silver(settings, as_of, run_id=af.task_run_id())
         return as_of.isoformat()
 
     @task
@@ -82,7 +83,7 @@ def storylake_hourly() -> None:
         from pipeline import steps
 
         try:
-            report = steps.gate(steps.airflow_settings(), layer, steps.airflow_task_run_id(), as_of=as_of)
+            report = steps.gate(af.task_settings(), layer, af.task_run_id(), as_of=as_of)
         except QualityGateError as exc:
             raise AirflowFailException(str(exc)) from exc  # bad data: a retry would fail the same way
         return report.as_dict()
@@ -91,13 +92,13 @@ def storylake_hourly() -> None:
     def gold(as_of: str) -> dict:
         from pipeline import steps
 
-        return steps.gold(steps.airflow_settings(), as_of, run_id=steps.airflow_task_run_id())
+        return steps.gold(af.task_settings(), as_of, run_id=af.task_run_id())
 
     @task
     def publish(as_of: str) -> str:
         from pipeline import steps
 
-        report = steps.publish(steps.airflow_settings(), as_of, run_id=steps.airflow_task_run_id())
+        report = steps.publish(af.task_settings(), as_of, run_id=af.task_run_id())
         return str(report.snapshot_id)
 
     ingested = ingest()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import storylake_airflow as af  # the task's settings and run id, read from Airflow
 from airflow.sdk import CronTriggerTimetable, Param, dag, task
 
 DEFAULT_ARGS = {
@@ -46,7 +47,7 @@ def storylake_maintenance() -> None:
         from pipeline import steps
 
         hours = int((params or {}).get("retention_hours", 168))
-        report = steps.maintain(steps.airflow_settings(), retention_hours=hours, run_id=steps.airflow_task_run_id())
+        report = steps.maintain(af.task_settings(), retention_hours=hours, run_id=af.task_run_id())
         return report.as_dict()
 
     maintain()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import storylake_airflow as af  # the task's settings and run id, read from Airflow
 from airflow.sdk import CronTriggerTimetable, dag, task
 
 DEFAULT_ARGS = {
@@ -47,16 +48,16 @@ def storylake_ranking_export() -> None:
         from pipeline import steps
 
         _, end = steps.require_interval(data_interval_start, data_interval_end)
-        return steps.lake_is_at(steps.airflow_settings(), end)
+        return steps.lake_is_at(af.task_settings(), end)
 
     @task
     def export(data_interval_start: datetime | None = None, data_interval_end: datetime | None = None) -> dict:
         from pipeline import steps
 
-        settings = steps.airflow_settings()
+        settings = af.task_settings()
         day, as_of = steps.require_interval(data_interval_start, data_interval_end)
         out_dir = steps.export_dir(settings, day)
-        manifest = steps.export(settings, as_of, out_dir, run_id=steps.airflow_task_run_id())
+        manifest = steps.export(settings, as_of, out_dir, run_id=af.task_run_id())
         return {"out_dir": str(out_dir), "rows": manifest.rows, "snapshot_id": manifest.snapshot_id}
 
     wait_for_lake() >> export()

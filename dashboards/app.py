@@ -1,14 +1,13 @@
 """storylake dashboards: `streamlit run dashboards/app.py` (or `storylake dashboard`).
 
 Reads the published serving snapshot of the lake in STORYLAKE_LAKE (default .storylake/lake), never Spark.
-`now` is the snapshot's as_of (so demo data looks live) unless STORYLAKE_NOW (ISO-8601) overrides it.
+`now` is the snapshot's as_of (so demo data looks live) unless STORYLAKE_NOW (ISO-8601) pins it. The lake,
+STORYLAKE_NOW and STORYLAKE_REQUIRE_AUTH are read once, into storylake.settings.Settings (never os.environ here).
 Creators see their own stories only (every query runs with the signed-in user as requester); the Ops page
 is for operators. Sign-in: dashboards/signin.py.
 """
 
 from __future__ import annotations
-
-import os
 
 import streamlit as st
 
@@ -16,6 +15,7 @@ from dashboards import cached, context, signin
 from dashboards.display import when
 from serving import dashboard_queries as q
 from serving.snapshot import current_id
+from storylake.clock import utc
 from storylake.settings import Settings, SettingsError
 
 st.set_page_config(page_title="storylake", page_icon=":material/auto_stories:", layout="wide")
@@ -35,12 +35,12 @@ if snapshot_id is None:
     st.stop()
 try:
     snap = cached.snapshot(str(settings.lake), snapshot_id)
-    now = q.resolve_now(snap.as_of, os.environ.get("STORYLAKE_NOW"))
+    now = settings.now or utc(snap.as_of)
 except Exception as exc:  # noqa: BLE001 - shown to the user, nothing else can be done here
     st.error(f"Cannot open serving snapshot {snapshot_id}: {exc}")
     st.stop()
 
-result = signin.sign_in(lambda: q.known_authors(snap))
+result = signin.sign_in(lambda: q.known_authors(snap), settings)
 identity = result.identity
 
 if identity is None:
@@ -71,6 +71,6 @@ with st.sidebar:
     st.divider()
     st.caption(
         f"Snapshot `{snapshot_id}`  \nData as of {when(snap.as_of)}  \nNow {when(now)}"
-        + ("  (STORYLAKE_NOW)" if os.environ.get("STORYLAKE_NOW") else "")
+        + ("  (STORYLAKE_NOW)" if settings.now else "")
     )
 page.run()

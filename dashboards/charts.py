@@ -139,12 +139,3 @@ def step_durations(steps: pd.DataFrame) -> alt.Chart:
             tooltip=["run_id:N", "step:N", alt.Tooltip("duration_s:Q", format=".1f"), "status:N"],
         )
     )
-
-
-def rows_per_layer(layers: pd.DataFrame) -> alt.Chart:
-    return (
-        alt.Chart(layers, title="Rows by layer")
-        .mark_bar(color="#5851db")
-        .encode(x=alt.X("layer:N", sort=layers["layer"].tolist(), title=None), y=alt.Y("rows:Q", title="rows"),
-                tooltip=["layer:N", "tables:Q", "rows:Q"])
-    )

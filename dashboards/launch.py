@@ -1,6 +1,7 @@
 """`storylake dashboard`: start `streamlit run dashboards/app.py` on the lake of the settings.
 
-The lake reaches the app through STORYLAKE_LAKE (absolute path), the optional `now` through STORYLAKE_NOW.
+The settings reach the app through its environment, which it resolves into the same Settings: the lake as
+STORYLAKE_LAKE (absolute path), the optional pinned `now` as STORYLAKE_NOW, require_auth as STORYLAKE_REQUIRE_AUTH.
 Streamlit runs in the caller's working directory, so `.streamlit/config.toml` and `.streamlit/secrets.toml`
 there apply (OIDC sign-in: dashboards/signin.py).
 """
@@ -14,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from storylake.clock import iso
-from storylake.settings import Settings
+from storylake.settings import ENV_VARS, Settings
 
 APP = Path(__file__).resolve().parent / "app.py"
 
@@ -32,10 +33,15 @@ def streamlit_command(*, port: int = 8501, address: str = "localhost", headless:
 def dashboard_env(
     settings: Settings, now: datetime | None = None, base: dict[str, str] | None = None
 ) -> dict[str, str]:
+    """The app's environment: `base` (default os.environ) plus the settings the app reads; `now` (default
+    settings.now) pins its clock."""
     env = dict(os.environ if base is None else base)
-    env["STORYLAKE_LAKE"] = str(Path(settings.lake).resolve())
+    env[ENV_VARS["lake"]] = str(Path(settings.lake).resolve())
+    now = settings.now if now is None else now
     if now is not None:
-        env["STORYLAKE_NOW"] = iso(now) or ""
+        env[ENV_VARS["now"]] = iso(now) or ""
+    if settings.require_auth:
+        env[ENV_VARS["require_auth"]] = "1"
     return env
 
 
@@ -43,7 +49,7 @@ def run_dashboard(
     settings: Settings, *, port: int = 8501, address: str = "localhost", headless: bool = False,
     now: datetime | None = None,
 ) -> int:
-    """Run the dashboards until Ctrl-C; returns Streamlit's exit code."""
+    """Run the dashboards until Ctrl-C; returns Streamlit's exit code (`now` defaults to settings.now)."""
     proc = subprocess.Popen(streamlit_command(port=port, address=address, headless=headless),
                             env=dashboard_env(settings, now))
     try:

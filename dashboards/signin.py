@@ -25,12 +25,13 @@ development sign-in when `[auth]` is missing (production deployments).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
+
+from storylake.settings import Settings
 
 DEV_MODE_LABEL = "DEV MODE — no authentication"
 ROLE_CREATOR, ROLE_OPERATOR = "Creator", "Operator"
@@ -98,11 +99,12 @@ def oidc_identity(user: Mapping[str, Any], config: Mapping[str, Any]) -> Identit
     return Identity(user_id=user_id, operator=operator, name=name, mode="oidc")
 
 
-def sign_in(authors: Callable[[], list[int]]) -> SignIn:
-    """Resolve the signed-in user and draw the sidebar's sign-in block (OIDC account or dev-mode picker)."""
+def sign_in(authors: Callable[[], list[int]], settings: Settings) -> SignIn:
+    """Resolve the signed-in user and draw the sidebar's sign-in block (OIDC account or dev-mode picker; the
+    latter is refused when settings.require_auth, i.e. STORYLAKE_REQUIRE_AUTH, is set)."""
     if auth_configured():
         return _oidc_sidebar()
-    if os.environ.get("STORYLAKE_REQUIRE_AUTH", "").strip() not in ("", "0", "false"):
+    if settings.require_auth:
         return SignIn(None, "refused", "STORYLAKE_REQUIRE_AUTH is set but no [auth] section is configured in "
                                        ".streamlit/secrets.toml: sign-in is impossible.")
     return _dev_sidebar(authors)

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 _SAIL_DEFAULTS = {
     "SAIL_RUNTIME__STACK_SIZE": str(8 * 1024 * 1024),
     # The left input of every hash join is its build side (held in memory), as the jobs write it: see
-    # jobs.silver.common.lookup. Swapping by statistics cannot see that an aggregate or a filter is small, and
+    # jobs.engine_workarounds.lookup. Swapping by statistics cannot see that an aggregate or a filter is small, and
     # built hash tables over the large side (10 GB peak at 10M views instead of 2 GB).
     "SAIL_OPTIMIZER__ENABLE_JOIN_SWAP": "false",
     # Keep Sail's own logging quiet; its INFO lines would drown the job's progress output.
@@ -49,7 +49,7 @@ def spark_session(settings: Settings, *, own_process: bool = False) -> Iterator[
     elif settings.engine == "remote":
         yield from _remote(settings.spark_remote or "")
     elif settings.engine == "classic":
-        yield from _classic()
+        yield from _classic(settings)
     else:  # pragma: no cover - Settings validates the value
         raise SettingsError(f"unknown engine {settings.engine!r}")
 
@@ -128,8 +128,9 @@ def _remote(url: str) -> Iterator[SparkSession]:
         spark.stop()
 
 
-def _classic() -> Iterator[SparkSession]:
-    """JVM Spark with delta-spark, for spark-submit on clusters whose Delta jars are available."""
+def _classic(settings: Settings) -> Iterator[SparkSession]:
+    """JVM Spark with delta-spark, for spark-submit on clusters whose Delta jars are available (master and
+    shuffle partitions from the settings: SPARK_MASTER, STORYLAKE_SHUFFLE_PARTITIONS)."""
     from pyspark.sql import SparkSession
 
     # A parent process that used Spark Connect leaves these set; they would turn the builder into a
@@ -138,10 +139,10 @@ def _classic() -> Iterator[SparkSession]:
         os.environ.pop(var, None)
 
     builder = (
-        SparkSession.builder.master(os.environ.get("SPARK_MASTER", "local[2]"))
+        SparkSession.builder.master(settings.spark_master)
         .appName("storylake")
         .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", os.environ.get("STORYLAKE_SHUFFLE_PARTITIONS", "4"))
+        .config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
         .config("spark.ui.enabled", "false")
         # UTC-adjusted microsecond timestamps (not legacy INT96) so Parquet readers see the same instants.
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")

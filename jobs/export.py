@@ -26,14 +26,16 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs import spark_io
+from jobs.engine_workarounds import any_true
 from jobs.gold import activity
 from jobs.gold.output import write_gold
-from jobs.gold.relation_flags import AUDIENCE_FLAGS, directed_relations, relation_flags_at
 from jobs.gold.ring_features import FEATURE_VERSION, FEATURES, WINDOW_DAYS, ring_features_at
 from jobs.gold.story_insights import stories
+from jobs.relation_flags import relation_edges, relation_flags_at
 from jobs.spark_schemas import spark_ddl_type
 from storylake import contracts, lake
-from storylake.rules.audience import ALLOWED_SQL, holds_at_sql
+from storylake.clock import iso
+from storylake.rules.audience import ALLOWED_SQL, BOOL_FLAGS, holds_at_sql
 from storylake.settings import Settings
 
 NAME = "tray_training_set"
@@ -85,7 +87,7 @@ def eligible_viewers(segments: DataFrame, relationships: DataFrame, ended: DataF
     """(viewer_id, story_id, ...) for every follower of the author at story_start (not the author) whom the
     audience rules allow, at story_start, to see at least one segment of the story; with is_close_friends_story
     = such an allowed segment is a close_friends one."""
-    follows = directed_relations(relationships, ["follows"])
+    follows = relation_edges(relationships, ["follows"])
     candidates = (
         ended.alias("p")
         .join(
@@ -103,7 +105,7 @@ def eligible_viewers(segments: DataFrame, relationships: DataFrame, ended: DataF
         )
         .distinct()
     )
-    flags = relation_flags_at(relationships, candidates, AUDIENCE_FLAGS)
+    flags = relation_flags_at(relationships, candidates, BOOL_FLAGS)
     audiences = segments.select("story_id", "audience")
     allowed = (
         candidates.join(flags, ["viewer_id", "author_id", "t"])
@@ -113,8 +115,8 @@ def eligible_viewers(segments: DataFrame, relationships: DataFrame, ended: DataF
     return (
         allowed.groupBy("viewer_id", "author_id", "story_id", "story_start", "story_end")
         .agg(
-            F.bool_or("_allowed").alias("_eligible"),
-            F.bool_or(F.col("_allowed") & (F.col("audience") == "close_friends")).alias("is_close_friends_story"),
+            any_true("_allowed").alias("_eligible"),
+            any_true(F.col("_allowed") & (F.col("audience") == "close_friends")).alias("is_close_friends_story"),
         )
         .filter(F.col("_eligible"))
         .drop("_eligible")
@@ -166,12 +168,8 @@ def _read_pinned(spark: SparkSession, settings: Settings, name: str, version: in
 
 def snapshot_id_of(as_of: datetime, versions: dict[str, int | None]) -> str:
     """Deterministic id of (as_of, feature definitions, silver versions)."""
-    key = json.dumps({"as_of": _iso(as_of), "feature_version": FEATURE_VERSION, "sources": versions}, sort_keys=True)
+    key = json.dumps({"as_of": iso(as_of), "feature_version": FEATURE_VERSION, "sources": versions}, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
-def _iso(t: datetime) -> str:
-    return activity.utc(t).isoformat().replace("+00:00", "Z")
 
 
 def _write_parquet(table_path: Path, version: int, out: Path) -> None:
@@ -227,7 +225,7 @@ def export_features(spark: SparkSession, settings: Settings, as_of: datetime, ou
     manifest = ExportManifest(
         dataset=NAME,
         data_file=DATA_FILE,
-        as_of=_iso(as_of),
+        as_of=iso(as_of),
         rows=rows,
         positives=positives,
         label_rate=positives / rows if rows else None,

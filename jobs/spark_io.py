@@ -17,19 +17,13 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from jobs.engine_workarounds import WriteGuardError, guard_error, guard_replace_where, nullable
 from jobs.spark_schemas import spark_ddl_type, spark_schema
 from storylake import contracts, lake
 from storylake.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
-
-
-_GUARD_MARK = "[storylake-write-guard]"
-
-
-class WriteGuardError(RuntimeError):
-    """A write would break a table's invariants (rows outside replaceWhere, missing columns...)."""
 
 
 def read_table(spark: SparkSession, settings: Settings, layer: str, name: str) -> DataFrame:
@@ -68,17 +62,6 @@ def conform(df: DataFrame, layer: str, name: str) -> DataFrame:
     return df.select(*[F.col(c.name).cast(spark_ddl_type(c)).alias(c.name) for c in contract.columns])
 
 
-def nullable(df: DataFrame, layer: str, name: str) -> DataFrame:
-    """`df` (already conformed) with every column nullable, as the contracts' storage schemas are.
-
-    Sail 0.7.2 writes columns it infers as non-null (literals, coalesce(..., 0), count) as NOT NULL Delta
-    columns; casts, DataFrame.to(schema) and CASE WHEN keep that inference. A union with an empty frame of
-    the contract's nullable schema does not, portably (a union's nullability is the OR of its inputs').
-    """
-    empty = df.sparkSession.createDataFrame([], spark_schema(contracts.get(f"{layer}.{name}")))
-    return df.unionByName(empty)
-
-
 def write_table(
     df: DataFrame,
     settings: Settings,
@@ -92,15 +75,10 @@ def write_table(
     A slice write checks its rows against the predicate inside the write itself (a row outside it fails the
     write through raise_error, before the commit), instead of a separate pass that would run the plan twice.
     """
-    from pyspark.sql import functions as F
-
     out = conform(df, layer, name)
     if replace_where is not None:
-        first = out.columns[0]
-        inside = F.expr(f"coalesce(({replace_where}), false)")
-        message = F.lit(f"{_GUARD_MARK} {layer}.{name}: a row is outside the replaceWhere predicate {replace_where!r}")
-        out = out.select(F.when(inside, F.col(first)).otherwise(F.raise_error(message)).alias(first), *out.columns[1:])
-    out = nullable(out, layer, name)
+        out = guard_replace_where(out, replace_where, f"{layer}.{name}")
+    out = nullable(out, spark_schema(contracts.get(f"{layer}.{name}")))
     path = settings.table_path(layer, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -114,10 +92,7 @@ def write_table(
             writer = writer.option("replaceWhere", replace_where)
         writer.save(str(path))
     except Exception as exc:
-        text = str(exc)
-        if _GUARD_MARK in text:
-            raise WriteGuardError(text[text.index(_GUARD_MARK) + len(_GUARD_MARK) + 1 :].splitlines()[0]) from exc
-        raise
+        raise guard_error(exc) or exc from exc
     return lake_rows(settings, layer, name, replace_where)
 
 

@@ -2,7 +2,8 @@
 
 Every step records one row in ops.pipeline_runs (success or failure, with its as_of, rows and duration), opens
 its own Spark session when it needs one (jobs.engine.spark_session: embedded Sail unless configured
-otherwise) and is idempotent, so Airflow retries and clears are safe.
+otherwise) and is idempotent, so Airflow retries and clears are safe. Steps never import Airflow: their settings
+and run id come in as parameters (dags/storylake_airflow.py resolves both inside the tasks).
 
 Effective as_of of an hourly run (`effective_as_of`)
 ----------------------------------------------------
@@ -22,10 +23,9 @@ republishes; it never rolls the lake back.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -45,54 +45,19 @@ log = logging.getLogger(__name__)
 HOUR = timedelta(hours=1)
 _HOUR_FOLDER = re.compile(r"(?:^|/)dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/")
 
-# Airflow Variables that override the STORYLAKE_* environment (read inside tasks, never at parse time).
-AIRFLOW_VARIABLES = {
-    "storylake_lake": "STORYLAKE_LAKE",
-    "storylake_landing": "STORYLAKE_LANDING",
-    "storylake_engine": "STORYLAKE_ENGINE",
-    "storylake_spark_remote": "STORYLAKE_SPARK_REMOTE",
-}
-
 
 class StepError(StorylakeError, ValueError):
     """A step was called with an unusable interval or time (the message says which and why)."""
 
 
-# --- settings and ids for Airflow --------------------------------------------------------------
+# --- run ids and intervals (plain values; reading them from Airflow: dags/storylake_airflow.py) -------
 
 
-def resolve_settings(
-    variables: Mapping[str, str | None] | None = None, env: Mapping[str, str] | None = None
-) -> Settings:
-    """Settings from the STORYLAKE_* environment, overridden by the non-empty Airflow Variables given
-    (storylake_lake, storylake_landing, storylake_engine, storylake_spark_remote)."""
-    merged = dict(os.environ if env is None else env)
-    for name, value in (variables or {}).items():
-        if name in AIRFLOW_VARIABLES and value:
-            merged[AIRFLOW_VARIABLES[name]] = value
-    return Settings.from_env(merged)
-
-
-def airflow_settings() -> Settings:
-    """resolve_settings() with the Airflow Variables of the running task (call inside a task only)."""
-    from airflow.sdk import Variable
-
-    return resolve_settings({name: Variable.get(name, default=None) for name in AIRFLOW_VARIABLES})
-
-
-def airflow_run_id(dag_id: str, run_id: str, try_number: int | None = None) -> str:
+def attempt_run_id(dag_id: str, run_id: str, try_number: int | None = None) -> str:
     """Run id for ops.pipeline_runs / ops.quality_results: the DAG run, plus the attempt after a retry (so a
     retried step gets its own (run_id, step) row)."""
     rid = f"{dag_id}/{run_id}"
     return f"{rid}/try{try_number}" if try_number and try_number > 1 else rid
-
-
-def airflow_task_run_id() -> str:
-    """airflow_run_id() of the running task (call inside a task only)."""
-    from airflow.sdk import get_current_context
-
-    ctx = get_current_context()
-    return airflow_run_id(ctx["dag"].dag_id, ctx["run_id"], ctx["ti"].try_number)
 
 
 def require_interval(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import pyarrow.compute as pc
 import pyarrow.dataset as pds
@@ -22,10 +22,9 @@ from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 
 from storylake.clock import iso, utc
+from storylake.rules.lifetimes import CLEANUP_GRACE, SEEN_BY_LIFETIME
 from storylake.settings import Settings
 
-SEGMENT_GRACE = timedelta(hours=1)
-VIEWER_RETENTION = timedelta(hours=48)
 MAX_ATTEMPTS = 5
 
 
@@ -50,8 +49,8 @@ class ExpireReport:
 def _rules(now: datetime) -> list[tuple[str, str, pds.Expression]]:
     """(table, delta-rs predicate, equivalent Arrow filter) per cleanup rule. Only our own timestamps are
     formatted into the predicates (never user input)."""
-    seg_cut = now - SEGMENT_GRACE
-    view_cut = now - VIEWER_RETENTION
+    seg_cut = now - CLEANUP_GRACE
+    view_cut = now - SEEN_BY_LIFETIME
     return [
         (
             "silver.segments",

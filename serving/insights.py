@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from serving.seen_by import SEEN_BY_LIFETIME
 from serving.snapshot import Snapshot
 from storylake.clock import utc
 from storylake.errors import NotFoundError
+from storylake.rules.lifetimes import seen_by_open
 
 # segment_insights is sorted by author (zone maps); the catalog (sorted by segment) is the fallback for
 # segments gold has not aggregated yet.
@@ -59,5 +59,5 @@ def insights(snapshot: Snapshot, author_id: int, requester_id: int, now: datetim
     for seg in out["segments"]:
         created, expires = utc(seg["created_at"]), utc(seg["expires_at"])
         seg["is_active"] = (not seg["is_deleted"]) and created <= now < expires
-        seg["seen_by_available"] = (not seg["is_deleted"]) and created <= now < created + SEEN_BY_LIFETIME
+        seg["seen_by_available"] = (not seg["is_deleted"]) and created <= now and seen_by_open(created, now)
     return out

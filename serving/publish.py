@@ -48,7 +48,7 @@ import duckdb
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
-from serving import rules
+from serving import audience_table
 from serving.snapshot import (
     SNAPSHOT_SUFFIX,
     current_id,
@@ -59,6 +59,7 @@ from serving.snapshot import (
 from storylake import contracts
 from storylake.errors import StorylakeError
 from storylake.rules import audience
+from storylake.rules.lifetimes import expires_at_sql
 from storylake.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -102,30 +103,25 @@ def _src(key: str) -> str:
 
 def _pairs_sql() -> str:
     """viewer_pairs rows: every relationship interval between a viewer and an author as the audience flag it
-    sets (derived from audience.RELATION_FLAGS, the one place relation -> flag is defined), plus the author's
-    private-account intervals joined onto every follow edge (flag 'author_private'); keyed by the viewer."""
+    sets (audience.relation_edges_sql, from audience.RELATION_FLAGS, the one place relation -> flag is defined),
+    plus the author's private-account intervals joined onto every follow edge (flag 'author_private'); keyed by
+    the viewer."""
     rel = "rel"  # the temp table of silver.relationships (see _build)
-    parts = []
-    for flag, relation, direction in audience.RELATION_FLAGS:
-        viewer, author = ("other_user_id", "user_id") if direction == "author->viewer" else ("user_id", "other_user_id")
-        parts.append(
-            f"SELECT {viewer} AS viewer_id, {author} AS author_id, {rules.PAIR_FLAGS.index(flag)} AS flag_code, "
-            f"valid_from, valid_to FROM {rel} WHERE relation = '{relation}'"
-        )
-    follow_viewer, follow_author = next(
-        ("other_user_id", "user_id") if d == "author->viewer" else ("user_id", "other_user_id")
-        for f, _r, d in audience.RELATION_FLAGS if f == "follows"
+    edges = audience.relation_edges_sql(
+        rel, flag_sql=lambda f: str(audience_table.PAIR_FLAGS.index(f)), author_key="author_id", viewer_key="viewer_id",
+        flag_column="flag_code",
     )
+    follows = audience.relation_flag("follows")
     # joined before the DISTINCT: the few private authors' follow edges are deduplicated, not the whole graph
-    parts.append(
-        f"SELECT DISTINCT f.{follow_viewer} AS viewer_id, f.{follow_author} AS author_id, "
-        f"{rules.PAIR_FLAGS.index('author_private')} AS flag_code, p.valid_from, p.valid_to "
+    private = (
+        f"SELECT DISTINCT f.{follows.author_column} AS author_id, f.{follows.viewer_column} AS viewer_id, "
+        f"{audience_table.PAIR_FLAGS.index(audience.PRIVATE_FLAG)} AS flag_code, p.valid_from, p.valid_to "
         f"FROM {rel} f "
-        f"JOIN (SELECT user_id, valid_from, valid_to FROM {rel} WHERE relation = 'private') p "
-        f"ON p.user_id = f.{follow_author} "
-        f"WHERE f.relation = 'follow'"
+        f"JOIN (SELECT user_id, valid_from, valid_to FROM {rel} WHERE relation = '{audience.PRIVATE_RELATION}') p "
+        f"ON p.user_id = f.{follows.author_column} "
+        f"WHERE f.relation = '{follows.relation}'"
     )
-    return " UNION ALL ".join(parts)
+    return f"{edges} UNION ALL {private}"  # both (author_id, viewer_id, flag_code, valid_from, valid_to)
 
 
 SEG = _src("silver.segments")
@@ -154,7 +150,7 @@ STEPS: tuple[tuple[str, str], ...] = (
         SELECT viewer_id, author_id, flag_code::UTINYINT AS flag_code, valid_from, valid_to FROM ({_pairs_sql()})
         ORDER BY viewer_id, author_id, flag_code, valid_from"""),
     ("private_intervals", f"""
-        SELECT user_id, valid_from, valid_to FROM {REL} WHERE relation = 'private'
+        SELECT user_id, valid_from, valid_to FROM {REL} WHERE relation = '{audience.PRIVATE_RELATION}'
         ORDER BY user_id, valid_from"""),
     ("viewer_seen", "SELECT viewer_id, segment_id, first_viewed_at FROM sv ORDER BY viewer_id, segment_id"),
     ("segment_viewers", """
@@ -185,7 +181,7 @@ STEPS: tuple[tuple[str, str], ...] = (
                 SELECT coalesce(s.segment_id, g.segment_id, v.segment_id) AS segment_id,
                        coalesce(s.author_id, g.author_id, v.author_id) AS author_id,
                        coalesce(s.created_at, g.created_at, v.created_at) AS created_at,
-                       coalesce(s.expires_at, g.expires_at, v.created_at + INTERVAL 24 HOUR) AS expires_at,
+                       coalesce(s.expires_at, g.expires_at, {expires_at_sql("v.created_at")}) AS expires_at,
                        coalesce(s.is_deleted, g.is_deleted, false) AS is_deleted,
                        coalesce(v.viewer_rows, 0) AS viewer_rows,
                        g.reach AS gold_reach

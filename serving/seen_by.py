@@ -9,7 +9,7 @@ gold segment_insights.reach: Seen By count == reach) minus those hidden viewers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from serving import cursor as cursors
@@ -17,13 +17,13 @@ from serving.snapshot import Snapshot
 from storylake.clock import iso, utc
 from storylake.errors import NotFoundError, StorylakeError
 from storylake.rules.audience import holds_at_sql
+from storylake.rules.lifetimes import SEEN_BY_LIFETIME
 
-SEEN_BY_LIFETIME = timedelta(hours=48)
 MAX_LIMIT = 1000
 
 
 class SeenByExpiredError(StorylakeError):
-    """Seen By of a segment is only kept 48 h after the segment was created."""
+    """Seen By of a segment is only served for lifetimes.SEEN_BY_LIFETIME (48 h) after the segment was created."""
 
 
 @dataclass(frozen=True)

@@ -143,8 +143,3 @@ def open_current(settings: Settings) -> Snapshot:
             for other in [p for p in _cache if p != path and p.parent == path.parent]:
                 _cache.pop(other, None)
         return snap
-
-
-def clear_cache() -> None:
-    with _cache_lock:
-        _cache.clear()

@@ -7,6 +7,7 @@ from typing import Any
 
 from serving.snapshot import open_current
 from serving.tray import tray
+from storylake.rules.lifetimes import seen_by_open_sql
 from storylake.settings import Settings
 
 
@@ -40,10 +41,10 @@ def sample_segment(settings: Settings, now: datetime) -> tuple[int, int] | None:
     """(segment_id, author_id) of the segment with the most viewers whose Seen By is still available."""
     snap = open_current(settings)
     row = snap.db().execute(
-        """SELECT segment_id, author_id FROM segment_catalog
-           WHERE created_at <= ? AND ? < created_at + INTERVAL 48 HOUR AND NOT is_deleted
-           ORDER BY viewer_rows DESC, segment_id LIMIT 1""",
-        [now, now],
+        f"""SELECT segment_id, author_id FROM segment_catalog
+           WHERE created_at <= $now AND {seen_by_open_sql("created_at", "$now")} AND NOT is_deleted
+           ORDER BY viewer_rows DESC, segment_id LIMIT 1""",  # noqa: S608 (constant SQL; now is bound)
+        {"now": now},
     ).fetchone()
     return (int(row[0]), int(row[1])) if row else None
 

@@ -5,15 +5,9 @@ Candidates: authors the viewer follows at `now` with at least one segment that i
 the audience rules let the viewer see; plus the viewer's own ring, first, when they have an active
 segment.
 
-Score (seed formula, kept as is):
-
-    rank_score = (100 * exp(-age_h / 12) + 50 * dm_count_30d + 30 * likes_given_30d
-                  + 20 * comments_given_30d + 10 * story_replies_30d) * (1.5 if is_close_friends else 1)
-
-with age_h = hours from the ring's latest visible active segment to `now` and the 30-day counts from
-gold.ring_features of the snapshot (0 when the pair has no row). Note: the seed calls 12 h a
-half-life, but exp(-t/12) is a decay with *time constant* 12 h: it halves at 12 * ln 2 ~= 8.3 h.
-The formula is kept as specified; only the seed's comment is wrong.
+Score: storylake.rules.tray_score.rank_score (the seed formula, its weights named there), with age_h = hours
+from the ring's latest visible active segment to `now` and the 30-day counts from gold.ring_features of the
+snapshot (0 when the pair has no row).
 
 The snapshot keeps the segments still active within publish.TRAY_WINDOW (7 days) before its as_of, so a
 tray is served for any `now` >= as_of - 7 days (ValueError before that).
@@ -27,7 +21,7 @@ scan of the active segments plus 20-40 ms of planning, far over the 20 ms budget
   1. VIEWER_SQL, one statement of three zone-map point lookups on tables sorted by viewer: the viewer's
      relationship flags toward every related author holding at `now` (`viewer_pairs`, which includes the
      authors' private-account intervals), the segments they have seen by `now` and their ranking features;
-  2. the audience rules decide, per candidate author and audience, through rules.allowed_table(): the
+  2. the audience rules decide, per candidate author and audience, through audience_table.allowed_table(): the
      truth table of storylake.rules.audience.ALLOWED_SQL over its flags, evaluated by DuckDB from that SQL (the only
      per-segment flag is the audience, so this decides every segment of the author);
   3. the authors' segments come from SegmentIndex: the snapshot's `live_segments` loaded once per
@@ -44,11 +38,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from serving import audience_table
 from serving import cursor as cursors
-from serving import rules
 from serving.snapshot import Snapshot
 from storylake.clock import utc
 from storylake.rules.audience import holds_at_sql
+from storylake.rules.tray_score import FEATURE_WEIGHTS, rank_score
 
 MAX_LIMIT = 500
 US_PER_HOUR = 3_600_000_000
@@ -98,14 +93,16 @@ class TrayPage:
 # Everything keyed by the viewer, in one statement (three zone-map point lookups):
 #   kind 0: relationship flags toward every related author that hold at $now (a = author_id, b = flag_code)
 #   kind 1: segments the viewer has seen by $now (a = segment_id)
-#   kind 2: ranking features (a = author_id, b..e = dm, likes, comments, story replies over 30 days)
+#   kind 2: ranking features (a = author_id, then the tray_score.FEATURE_WEIGHTS columns of ring_features)
+_FEATURES = tuple(FEATURE_WEIGHTS)
 VIEWER_SQL = f"""
-SELECT 0 AS kind, author_id AS a, flag_code::BIGINT AS b, 0::BIGINT AS c, 0::BIGINT AS d, 0::BIGINT AS e
+SELECT 0 AS kind, author_id AS a, flag_code::BIGINT AS b, {", ".join(f"0::BIGINT AS {f}" for f in _FEATURES)}
 FROM viewer_pairs WHERE viewer_id = $viewer AND {holds_at_sql("viewer_pairs", "$now")}
 UNION ALL
-SELECT 1, segment_id, 0, 0, 0, 0 FROM viewer_seen WHERE viewer_id = $viewer AND first_viewed_at <= $now
+SELECT 1, segment_id, 0, {", ".join("0" for _ in _FEATURES)} FROM viewer_seen
+WHERE viewer_id = $viewer AND first_viewed_at <= $now
 UNION ALL
-SELECT 2, author_id, dm_count_30d, likes_given_30d, comments_given_30d, story_replies_30d
+SELECT 2, author_id, 0, {", ".join(_FEATURES)}
 FROM ring_features WHERE viewer_id = $viewer
 """  # noqa: S608 (constant SQL; values are bound parameters)
 
@@ -123,12 +120,12 @@ class SegmentIndex:
             "epoch_us(created_at) AS created_us, epoch_us(expires_at) AS expires_us "
             "FROM live_segments WHERE list_position($audiences, audience) IS NOT NULL "  # unknown audience: never shown
             "ORDER BY author_id, created_at, segment_id",
-            {"types": self.media_types or [""], "audiences": list(rules.AUDIENCES)},
+            {"types": self.media_types or [""], "audiences": list(audience_table.AUDIENCES)},
         ).fetchnumpy()
         self.segment_id = np.asarray(cols["segment_id"], dtype=np.int64)
         self.author_id = np.asarray(cols["author_id"], dtype=np.int64)
-        self.audience = np.asarray(cols["audience"], dtype=np.int64)  # index in rules.AUDIENCES
-        self.cf = self.audience == rules.AUDIENCES.index("close_friends")
+        self.audience = np.asarray(cols["audience"], dtype=np.int64)  # index in audience_table.AUDIENCES
+        self.cf = self.audience == audience_table.AUDIENCES.index("close_friends")
         self.media = np.asarray(cols["media"], dtype=np.int32)
         self.duration_ms = np.asarray(cols["duration_ms"], dtype=np.int64)
         self.created_us = np.asarray(cols["created_us"], dtype=np.int64)
@@ -211,25 +208,25 @@ def tray(
 def _viewer_rows(db: Any, viewer: int, now: datetime) -> dict[int, dict[str, np.ndarray]]:
     res = db.execute(VIEWER_SQL, {"viewer": viewer, "now": now}).fetchnumpy()
     kind = np.asarray(res["kind"])
-    cols = {c: np.asarray(res[c], dtype=np.int64) for c in ("a", "b", "c", "d", "e")}
+    cols = {c: np.asarray(res[c], dtype=np.int64) for c in ("a", "b", *_FEATURES)}
     return {k: {c: v[kind == k] for c, v in cols.items()} for k in (0, 1, 2)}
 
 
 def _allowed_authors(pairs: dict[str, np.ndarray], viewer: int) -> tuple[np.ndarray, np.ndarray]:
     """(candidate authors sorted, allowed[author, audience_index]): authors the viewer follows at `now` plus
-    the viewer; `allowed` is the audience rules' truth table (rules.allowed_table) looked up per flag set."""
+    the viewer; `allowed` is the audience rules' truth table (audience_table.allowed_table) looked up per flag set."""
     p_author, p_code = pairs["a"], pairs["b"]
     related, inv = np.unique(np.append(p_author, viewer), return_inverse=True)
-    flags = np.zeros((related.size, len(rules.BOOL_FLAGS)), dtype=np.int64)
-    code_to_col = np.array([rules.pair_flag_column(f) for f in rules.PAIR_FLAGS], dtype=np.int64)
+    flags = np.zeros((related.size, len(audience_table.BOOL_FLAGS)), dtype=np.int64)
+    code_to_col = np.array([audience_table.pair_flag_column(f) for f in audience_table.PAIR_FLAGS], dtype=np.int64)
     flags[inv[:-1], code_to_col[p_code]] = 1
     is_self = related == viewer
-    flags[:, rules.BOOL_FLAGS.index("is_self")] = is_self
-    follows = flags[:, rules.BOOL_FLAGS.index("follows")].astype(bool)
+    flags[:, audience_table.BOOL_FLAGS.index("is_self")] = is_self
+    follows = flags[:, audience_table.BOOL_FLAGS.index("follows")].astype(bool)
     cand = is_self | follows
     related, flags = related[cand], flags[cand]
-    table = rules.allowed_table()
-    allowed = np.stack([table[(k, *flags.T)] for k in range(len(rules.AUDIENCES))], axis=1)
+    table = audience_table.allowed_table()
+    allowed = np.stack([table[(k, *flags.T)] for k in range(len(audience_table.AUDIENCES))], axis=1)
     return related, allowed
 
 
@@ -267,17 +264,16 @@ def _ranked_rings(snapshot: Snapshot, viewer: int, now: datetime) -> dict[str, A
     is_own = ring_author == viewer
 
     feats = by_kind[2]
-    weights = np.zeros(ring_author.size, dtype=np.float64)
+    features = {f: np.zeros(ring_author.size, dtype=np.float64) for f in _FEATURES}
     if feats["a"].size:
         order_f = np.argsort(feats["a"], kind="stable")
         f_sorted = feats["a"][order_f]
         pos = np.minimum(np.searchsorted(f_sorted, ring_author), f_sorted.size - 1)
         hit = f_sorted[pos] == ring_author
         src = order_f[pos]
-        dm, likes, comments, replies = (np.where(hit, feats[c][src], 0).astype(np.float64) for c in "bcde")
-        weights = 50.0 * dm + 30.0 * likes + 20.0 * comments + 10.0 * replies
+        features = {f: np.where(hit, feats[f][src], 0).astype(np.float64) for f in _FEATURES}
     age_h = (now_us - latest_us) / US_PER_HOUR
-    score = (100.0 * np.exp(-age_h / 12.0) + weights) * np.where(is_cf, 1.5, 1.0)
+    score = rank_score(age_h, features, is_cf)
     # order: is_own desc, has_unseen desc, score desc, author_id asc (lexsort: last key is primary)
     order = np.lexsort((ring_author, -score, ~has_unseen, ~is_own))
     return {

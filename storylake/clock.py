@@ -1,19 +1,30 @@
-"""UTC helpers shared by the serving modules."""
+"""Time helpers every part shares: aware UTC datetimes and their ISO-8601 texts."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 
-def utc(t: datetime) -> datetime:
-    """An aware UTC datetime (naive values are taken as UTC)."""
+def utc(t: datetime | str) -> datetime:
+    """An aware UTC datetime from a datetime (pendulum's too) or an ISO-8601 string; naive values are taken as UTC.
+    Always a plain `datetime` (a pendulum DateTime is rebuilt)."""
+    if isinstance(t, str):
+        t = datetime.fromisoformat(t)
     if not isinstance(t, datetime):
-        raise TypeError(f"expected a datetime, got {type(t).__name__}")
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+        raise TypeError(f"expected a datetime or an ISO-8601 string, got {type(t).__name__}")
+    plain = datetime(t.year, t.month, t.day, t.hour, t.minute, t.second, t.microsecond, tzinfo=t.tzinfo or UTC)
+    return plain.astimezone(UTC)
 
 
 def iso(t: datetime | None) -> str | None:
-    """ISO-8601 UTC with a Z suffix; microseconds only when non-zero (2026-11-02T10:00:00Z)."""
+    """ISO-8601 UTC with a Z suffix; microseconds only when non-zero (2026-11-02T10:00:00Z, ...10:00:00.001000Z)."""
     if t is None:
         return None
     return utc(t).replace(tzinfo=None).isoformat(timespec="auto") + "Z"
+
+
+def iso_trimmed(t: datetime) -> str:
+    """ISO-8601 UTC with the fraction's trailing zeros trimmed (2026-11-02T10:00:00.001Z): reason texts and ids."""
+    t = utc(t)
+    base = t.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{t.strftime('%f').rstrip('0')}Z" if t.microsecond else f"{base}Z"

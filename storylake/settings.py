@@ -1,11 +1,28 @@
-"""One settings object for every command: env vars (STORYLAKE_*) with CLI overrides."""
+"""One settings object for every part, resolved in one place.
+
+`Settings.resolve(env, variables, overrides)` is the only resolution; each layer wins over the previous one:
+
+  1. defaults (the dataclass fields below);
+  2. the environment: ENV_VARS (os.environ unless `env` is given);
+  3. Airflow Variables: AIRFLOW_VARIABLES, given as a plain mapping name -> value (dags/storylake_airflow.py
+     reads them inside tasks; this module never imports Airflow);
+  4. explicit overrides (the CLI's options), field name -> value.
+
+An unset value (missing, None or "") falls through to the layer below. Each setting is parsed once, from the
+layer that won, then the whole object is validated; a bad value raises SettingsError, whose one-line message
+names the setting (or its variable) and the value. Every part receives the resulting object as a parameter and
+reads nothing else (no os.environ reads outside this module for these settings).
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from storylake.errors import StorylakeError
 
@@ -13,6 +30,30 @@ EngineMode = Literal["embedded", "remote", "classic"]
 StorageMode = Literal["delta", "parquet"]
 ENGINE_MODES: tuple[EngineMode, ...] = ("embedded", "remote", "classic")
 DEFAULT_HOME = Path(".storylake")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+# Setting -> the environment variable it is read from.
+ENV_VARS: dict[str, str] = {
+    "lake": "STORYLAKE_LAKE",
+    "landing": "STORYLAKE_LANDING",
+    "engine": "STORYLAKE_ENGINE",
+    "spark_remote": "STORYLAKE_SPARK_REMOTE",
+    "storage": "STORYLAKE_STORAGE",
+    "now": "STORYLAKE_NOW",
+    "require_auth": "STORYLAKE_REQUIRE_AUTH",
+    "log_level": "STORYLAKE_LOG_LEVEL",
+    "debug": "STORYLAKE_DEBUG",
+    "spark_master": "SPARK_MASTER",
+    "shuffle_partitions": "STORYLAKE_SHUFFLE_PARTITIONS",
+}
+
+# Airflow Variable -> the setting it overrides (over the environment; read inside tasks, never at parse time).
+AIRFLOW_VARIABLES: dict[str, str] = {
+    "storylake_lake": "lake",
+    "storylake_landing": "landing",
+    "storylake_engine": "engine",
+    "storylake_spark_remote": "spark_remote",
+}
 
 
 class SettingsError(StorylakeError, ValueError):
@@ -28,36 +69,43 @@ class Settings:
     # "parquet" only for engines without Delta support (JVM Spark without the delta-spark jars, which cannot
     # be downloaded here): jobs then read Delta tables' active files as Parquet and write Parquet.
     storage: StorageMode = "delta"
+    # Dashboards: a pinned "now" (aware UTC; None = the serving snapshot's as_of) and whether the development
+    # sign-in is refused when no OIDC [auth] is configured.
+    now: datetime | None = None
+    require_auth: bool = False
+    # CLI: logging level of the `storylake` command and whether errors show their traceback.
+    log_level: str = "INFO"
+    debug: bool = False
+    # Classic JVM Spark (engine "classic"): master URL and spark.sql.shuffle.partitions.
+    spark_master: str = "local[2]"
+    shuffle_partitions: int = 4
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        """Settings from STORYLAKE_LAKE, STORYLAKE_LANDING, STORYLAKE_ENGINE, STORYLAKE_SPARK_REMOTE."""
-        env = dict(os.environ) if env is None else env
-        base = cls()
-        return cls(
-            lake=Path(env.get("STORYLAKE_LAKE") or base.lake),
-            landing=Path(env.get("STORYLAKE_LANDING") or base.landing),
-            engine=_engine(env.get("STORYLAKE_ENGINE") or base.engine),
-            spark_remote=env.get("STORYLAKE_SPARK_REMOTE") or None,
-            storage=_storage(env.get("STORYLAKE_STORAGE") or base.storage),
-        ).validated()
-
-    def override(
-        self,
-        *,
-        lake: Path | None = None,
-        landing: Path | None = None,
-        engine: str | None = None,
-        spark_remote: str | None = None,
+    def resolve(
+        cls,
+        env: Mapping[str, str] | None = None,
+        variables: Mapping[str, str | None] | None = None,
+        overrides: Mapping[str, Any] | None = None,
     ) -> Settings:
-        """A copy with the CLI's explicit values applied over the environment's."""
-        return replace(
-            self,
-            lake=lake or self.lake,
-            landing=landing or self.landing,
-            engine=_engine(engine) if engine else self.engine,
-            spark_remote=spark_remote or self.spark_remote,
-        ).validated()
+        """Defaults < environment (ENV_VARS; os.environ when env is None) < Airflow Variables (AIRFLOW_VARIABLES,
+        name -> value; unknown names are ignored) < overrides (setting -> value). Unset values (None, "") fall
+        through; the result is validated."""
+        env = os.environ if env is None else env
+        raw: dict[str, Any] = {name: env[var] for name, var in ENV_VARS.items() if _is_set(env.get(var))}
+        for name, value in (variables or {}).items():
+            if name in AIRFLOW_VARIABLES and _is_set(value):
+                raw[AIRFLOW_VARIABLES[name]] = value
+        raw.update(_given(overrides or {}))
+        return cls(**_parsed(raw)).validated()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from the environment only (resolve() without Variables or overrides)."""
+        return cls.resolve(env)
+
+    def override(self, **values: Any) -> Settings:
+        """A copy with explicit values (setting=value; None or "" = not given) applied over these, validated."""
+        return replace(self, **_parsed(_given(values))).validated()
 
     def validated(self) -> Settings:
         if self.engine == "remote" and not self.spark_remote:
@@ -76,6 +124,24 @@ class Settings:
         return self.lake / "serving"
 
 
+# --- parsing (one parser per setting, for values from any layer) ---------------------------------
+
+
+def _is_set(value: object) -> bool:
+    return value is not None and value != ""
+
+
+def _given(values: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(values) - set(_PARSERS))
+    if unknown:
+        raise TypeError(f"unknown setting(s): {', '.join(unknown)}")
+    return {name: value for name, value in values.items() if _is_set(value)}
+
+
+def _parsed(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _PARSERS[name](value) for name, value in raw.items()}
+
+
 def _storage(value: str) -> StorageMode:
     if value not in ("delta", "parquet"):
         raise SettingsError(f"storage must be delta or parquet; got {value!r}")
@@ -86,3 +152,62 @@ def _engine(value: str) -> EngineMode:
     if value not in ENGINE_MODES:
         raise SettingsError(f"engine must be one of {', '.join(ENGINE_MODES)}; got {value!r}")
     return value  # type: ignore[return-value]
+
+
+def _now(value: datetime | str) -> datetime | None:
+    """Aware UTC datetime from a datetime or an ISO-8601 string (Z suffix allowed; naive = UTC; blank = None)."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    text = str(value).strip()
+    if not text:
+        return None
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise SettingsError(
+            f"{ENV_VARS['now']}={value!r} is not an ISO-8601 time (e.g. 2026-11-02T12:00:00Z)"
+        ) from None
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def _flag(value: bool | str) -> bool:
+    """A boolean: anything but "", "0" and "false" (after stripping) is true, so that an unexpected value of
+    STORYLAKE_REQUIRE_AUTH fails closed."""
+    if isinstance(value, bool):
+        return value
+    return str(value).strip() not in ("", "0", "false")
+
+
+def _log_level(value: str) -> str:
+    level = str(value).strip().upper()
+    if level not in logging.getLevelNamesMapping():
+        raise SettingsError(f"{ENV_VARS['log_level']} must be one of {', '.join(LOG_LEVELS)}; got {value!r}")
+    return level
+
+
+def _positive_int(name: str) -> Callable[[int | str], int]:
+    def parse(value: int | str) -> int:
+        try:
+            n = int(value)
+        except (TypeError, ValueError):
+            n = 0
+        if n < 1:
+            raise SettingsError(f"{ENV_VARS[name]} must be a positive integer; got {value!r}")
+        return n
+
+    return parse
+
+
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "lake": Path,
+    "landing": Path,
+    "engine": _engine,
+    "spark_remote": str,
+    "storage": _storage,
+    "now": _now,
+    "require_auth": _flag,
+    "log_level": _log_level,
+    "debug": _flag,
+    "spark_master": str,
+    "shuffle_partitions": _positive_int("shuffle_partitions"),
+}

@@ -110,3 +110,23 @@ def test_quarantine_reasons_name_the_field(world: dict[str, str]) -> None:
         if r["rule"] != "malformed_json":
             assert f".{r['field']}" in r["reason"] or r["field"] in r["reason"]
     assert isinstance(q.schema, pa.Schema)
+
+
+def test_settings_come_from_the_environment_with_the_options_over_it(world: dict[str, str]) -> None:
+    bad_engine = {**world, "STORYLAKE_ENGINE": "spark"}
+    failed = sl("ingest", env=bad_engine, check=False)
+    assert (failed.returncode, failed.stderr) == (1, "error: engine must be one of embedded, remote, classic; "
+                                                     "got 'spark'\n")
+    assert "no new landing files" in sl("ingest", "--engine", "embedded", env=bad_engine).stdout  # option wins
+    assert sl("contracts", "lint", env=bad_engine).returncode == 0  # commands without settings still run
+    bad_now = sl("ingest", env={**world, "STORYLAKE_NOW": "yesterday"}, check=False)
+    assert (bad_now.returncode, bad_now.stderr) == (
+        1, "error: STORYLAKE_NOW='yesterday' is not an ISO-8601 time (e.g. 2026-11-02T12:00:00Z)\n")
+
+
+def test_debug_setting_shows_the_traceback(world: dict[str, str]) -> None:
+    args = ("seen-by", "987654321", "--as", "1", "--now", AS_OF)
+    quiet = sl(*args, env={**world, "STORYLAKE_DEBUG": "0"}, check=False)
+    assert quiet.returncode == 4 and quiet.stderr.startswith("error: not found") and "Traceback" not in quiet.stderr
+    loud = sl(*args, env={**world, "STORYLAKE_DEBUG": "1"}, check=False)
+    assert loud.returncode != 0 and "Traceback" in loud.stderr

@@ -1,9 +1,11 @@
 """DAG integrity: import errors, policy (tags, retries, catchup, schedules, docs), task graphs, parse time,
-no heavy imports at parse time, ruff AIR rules, and the gate task's no-retry failure."""
+no heavy imports at parse time, ruff AIR rules, the gate task's no-retry failure, and Airflow at the edge: the
+helper dags/storylake_airflow.py is not parsed as a DAG file and nothing outside dags/ imports airflow."""
 
 from __future__ import annotations
 
 import ast
+import fnmatch
 import json
 import os
 import subprocess
@@ -22,6 +24,9 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 REPO = Path(__file__).resolve().parent.parent
 DAGS_DIR = REPO / "dags"
+HELPER = DAGS_DIR / "storylake_airflow.py"
+IGNORED = [line.split("#")[0].strip() for line in (DAGS_DIR / ".airflowignore").read_text().splitlines()]
+DAG_FILES = sorted(p for p in DAGS_DIR.glob("*.py") if not any(fnmatch.fnmatch(p.name, g) for g in IGNORED if g))
 # dag_id -> (cron expression, data interval)
 SCHEDULES = {
     "storylake_hourly": ("0 * * * *", timedelta(hours=1)),
@@ -35,9 +40,11 @@ HEAVY_MODULES = ("jobs", "serving", "pyspark", "pysail", "great_expectations", "
 @pytest.fixture(scope="module")
 def dagbag() -> Any:
     # Airflow 3.3: DagBag lives in airflow.dag_processing and has no include_examples (examples are a bundle).
-    from airflow.dag_processing.dagbag import DagBag
+    # BundleDagBag, as the DAG processor and the task runner parse: it puts the bundle folder on sys.path, from
+    # which the DAG files import their helper (storylake_airflow).
+    from airflow.dag_processing.dagbag import BundleDagBag
 
-    return DagBag(dag_folder=str(DAGS_DIR))
+    return BundleDagBag(dag_folder=str(DAGS_DIR), bundle_path=DAGS_DIR)
 
 
 def test_no_import_errors(dagbag: Any) -> None:
@@ -68,7 +75,7 @@ def test_schedule(dagbag: Any, dag_id: str) -> None:
     assert (timetable.expression, timetable.interval, str(timetable.timezone)) == (expression, interval, "UTC")
 
 
-@pytest.mark.parametrize("path", sorted(DAGS_DIR.glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
 def test_catchup_and_schedule_are_explicit_in_the_source(path: Path) -> None:
     decorators = [
         d for node in ast.walk(ast.parse(path.read_text()))
@@ -112,10 +119,11 @@ def test_parse_time_and_no_heavy_imports_at_parse_time() -> None:
     """Measured in a fresh interpreter: parsing the folder must be fast and import nothing of the platform."""
     script = f"""
 import json, sys, time
-from airflow.dag_processing.dagbag import DagBag
+from pathlib import Path
+from airflow.dag_processing.dagbag import BundleDagBag
 before = set(sys.modules)
 t0 = time.perf_counter()
-bag = DagBag(dag_folder={str(DAGS_DIR)!r})
+bag = BundleDagBag(dag_folder={str(DAGS_DIR)!r}, bundle_path=Path({str(DAGS_DIR)!r}))
 seconds = time.perf_counter() - t0
 new = sorted(m for m in set(sys.modules) - before if m.split(".")[0] in {HEAVY_MODULES!r})
 print(json.dumps({{"seconds": seconds, "errors": bag.import_errors, "dags": len(bag.dags), "heavy": new}}))
@@ -139,7 +147,6 @@ def test_gate_task_fails_without_retry_on_bad_data(dagbag: Any, tmp_path: Path, 
     from airflow.sdk.exceptions import AirflowFailException
     from deltalake import write_deltalake
 
-    from pipeline import steps
     from storylake import contracts
     from storylake.settings import Settings
     from tests.test_quality import _view
@@ -150,8 +157,84 @@ def test_gate_task_fails_without_retry_on_bad_data(dagbag: Any, tmp_path: Path, 
     path = settings.table_path("silver", "view_events")
     path.parent.mkdir(parents=True)
     write_deltalake(str(path), pa.Table.from_pylist([row], schema=schema))
-    monkeypatch.setattr(steps, "airflow_settings", lambda: settings)
-    monkeypatch.setattr(steps, "airflow_task_run_id", lambda: "storylake_hourly/manual__x")
+    monkeypatch.setattr("storylake_airflow.task_settings", lambda: settings)
+    monkeypatch.setattr("storylake_airflow.task_run_id", lambda: "storylake_hourly/manual__x")
     gate = dagbag.dags["storylake_hourly"].get_task("gate_silver")
     with pytest.raises(AirflowFailException, match=r"completion_pct.*\"e1\""):
         gate.python_callable("silver", "2026-11-01T11:00:00+00:00")
+
+
+# --- Airflow stays at the edge ------------------------------------------------------------------------------
+
+
+def test_the_helper_is_not_a_dag_file(dagbag: Any) -> None:
+    """.airflowignore keeps the helper out of DAG discovery (Airflow's own file listing, default syntax)."""
+    from airflow.utils.file import list_py_file_paths
+
+    assert HELPER.name in IGNORED
+    listed = sorted(Path(p).name for p in list_py_file_paths(DAGS_DIR, safe_mode=False))
+    assert listed == sorted(p.name for p in DAG_FILES) == sorted(f"{d}.py" for d in SCHEDULES)
+    assert HELPER.name not in {Path(p).name for p in dagbag.file_last_changed}
+
+
+def test_task_settings_read_the_airflow_variables(dagbag: Any, monkeypatch: Any) -> None:
+    """Variables over the STORYLAKE_* environment; an unset Variable (None) falls back to it."""
+    import storylake_airflow
+
+    from storylake.settings import AIRFLOW_VARIABLES, Settings
+
+    variables = {"storylake_lake": "/var/lake", "storylake_landing": None, "storylake_engine": "remote",
+                 "storylake_spark_remote": "sc://spark:15002"}
+    asked: list[str] = []
+
+    class FakeVariable:
+        @staticmethod
+        def get(name: str, default: Any = None) -> Any:
+            asked.append(name)
+            return variables.get(name, default)
+
+    monkeypatch.setattr(storylake_airflow, "Variable", FakeVariable)
+    monkeypatch.setenv("STORYLAKE_LAKE", "/env/lake")
+    monkeypatch.setenv("STORYLAKE_LANDING", "/env/landing")
+    monkeypatch.setenv("STORYLAKE_ENGINE", "embedded")
+    monkeypatch.delenv("STORYLAKE_SPARK_REMOTE", raising=False)
+    s = storylake_airflow.task_settings()
+    assert asked == list(AIRFLOW_VARIABLES)
+    assert (s.lake, s.landing, s.engine, s.spark_remote) == (
+        Path("/var/lake"), Path("/env/landing"), "remote", "sc://spark:15002")
+    assert isinstance(s, Settings)
+
+
+def test_task_run_id_names_the_dag_run_and_the_retry(dagbag: Any, monkeypatch: Any) -> None:
+    import storylake_airflow
+
+    class Dag:
+        dag_id = "storylake_hourly"
+
+    class TI:
+        try_number = 1
+
+    ctx = {"dag": Dag(), "run_id": "scheduled__2026-11-01T11:00:00+00:00", "ti": TI()}
+    monkeypatch.setattr(storylake_airflow, "get_current_context", lambda: ctx)
+    assert storylake_airflow.task_run_id() == "storylake_hourly/scheduled__2026-11-01T11:00:00+00:00"
+    TI.try_number = 3
+    assert storylake_airflow.task_run_id() == "storylake_hourly/scheduled__2026-11-01T11:00:00+00:00/try3"
+
+
+def _airflow_imports(path: Path) -> list[str]:
+    """`import airflow...` / `from airflow... import` anywhere in the file (also inside functions)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+            [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+        found += [f"{path.relative_to(REPO)}:{node.lineno} {n}" for n in names if n.split(".")[0] == "airflow"]
+    return found
+
+
+def test_nothing_outside_dags_imports_airflow() -> None:
+    packages = ("storylake", "jobs", "serving", "pipeline", "toolkit", "dashboards")
+    files = [p for pkg in packages for p in sorted((REPO / pkg).rglob("*.py"))]
+    assert len(files) > 20
+    assert [hit for p in files for hit in _airflow_imports(p)] == []
+    assert _airflow_imports(HELPER) == ["dags/storylake_airflow.py:11 airflow.sdk"]  # the scanner sees imports
+

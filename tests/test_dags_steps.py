@@ -1,4 +1,4 @@
-"""pipeline.steps, what the DAG tasks call: interval ingest, the lake watermark, settings from Airflow Variables,
+"""pipeline.steps, what the DAG tasks call: interval ingest, the lake watermark, settings with Airflow Variables,
 run bookkeeping, and out-of-order hours converging to one clean run (in process, real Sail and Delta)."""
 
 from __future__ import annotations
@@ -102,21 +102,24 @@ def test_watermark_is_the_newest_successful_gold(settings: Settings) -> None:
 
 
 def test_settings_from_airflow_variables_override_the_environment() -> None:
+    """What dags/storylake_airflow.task_settings resolves: Settings.resolve with the Variables' values."""
     env = {"STORYLAKE_LAKE": "/env/lake", "STORYLAKE_LANDING": "/env/landing", "STORYLAKE_ENGINE": "embedded"}
-    s = steps.resolve_settings({"storylake_lake": "/var/lake", "storylake_landing": None,
-                                "storylake_engine": "remote", "storylake_spark_remote": "sc://spark:15002"}, env)
+    s = Settings.resolve(env, {"storylake_lake": "/var/lake", "storylake_landing": None,
+                               "storylake_engine": "remote", "storylake_spark_remote": "sc://spark:15002"})
     assert s == Settings(lake=Path("/var/lake"), landing=Path("/env/landing"), engine="remote",
                          spark_remote="sc://spark:15002")
-    assert steps.resolve_settings({}, env).lake == Path("/env/lake")
-    assert steps.resolve_settings(None, {}).lake == Settings().lake
+    assert Settings.resolve(env, {}).lake == Path("/env/lake")
+    assert Settings.resolve({}, None).lake == Settings().lake
     with pytest.raises(SettingsError, match="remote"):
-        steps.resolve_settings({"storylake_engine": "remote"}, {})
+        Settings.resolve({}, {"storylake_engine": "remote"})
 
 
 def test_run_ids_intervals_and_times() -> None:
-    assert steps.airflow_run_id("storylake_hourly", "scheduled__2026-11-01T11:00:00+00:00", 1) == (
+    assert steps.attempt_run_id("storylake_hourly", "scheduled__2026-11-01T11:00:00+00:00", 1) == (
         "storylake_hourly/scheduled__2026-11-01T11:00:00+00:00")
-    assert steps.airflow_run_id("d", "r", 3) == "d/r/try3"
+    assert steps.attempt_run_id("d", "r", 3) == "d/r/try3"
+    assert steps.attempt_run_id("d", "r", None) == steps.attempt_run_id("d", "r") == "d/r"
+    assert not [name for name in vars(steps) if "airflow" in name.lower()]  # steps take plain values
     with pytest.raises(steps.StepError, match="logical date"):
         steps.require_interval(None, None)
     with pytest.raises(steps.StepError, match="empty data interval"):

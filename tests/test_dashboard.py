@@ -532,6 +532,23 @@ def test_require_auth_refuses_dev_mode(env: Settings, monkeypatch: pytest.Monkey
     assert signin.DEV_MODE_LABEL not in rendered(at)
 
 
+@pytest.mark.parametrize("value", ["0", "false", " "])
+def test_require_auth_off_values_keep_dev_mode(env: Settings, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("STORYLAKE_REQUIRE_AUTH", value)
+    at = new_app().run()
+    assert not at.exception and not at.error
+    assert signin.DEV_MODE_LABEL in [w.value for w in at.sidebar.warning]
+
+
+def test_invalid_now_is_a_one_line_configuration_error(env: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STORYLAKE_NOW", "yesterday")
+    at = new_app().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "Configuration error: STORYLAKE_NOW='yesterday' is not an ISO-8601 time (e.g. 2026-11-02T12:00:00Z)"]
+    assert not at.metric
+
+
 def test_oidc_identity_mapping() -> None:
     config = {"users": {"a@example.com": 1, "sub-2": 2}, "operators": ["ops@example.com"]}
     assert signin.oidc_identity({"sub": "sub-2", "email": "a@example.com"}, config).user_id == 2  # subject first
@@ -577,3 +594,13 @@ def test_launch_command_passes_the_lake_through_the_environment(tmp_path: Path) 
     assert cmd[cmd.index("--browser.gatherUsageStats") + 1] == "false"
     env = launch.dashboard_env(Settings(lake=Path("rel/lake")), datetime(2026, 11, 2, 12, tzinfo=UTC), base={})
     assert env == {"STORYLAKE_LAKE": str(Path("rel/lake").resolve()), "STORYLAKE_NOW": "2026-11-02T12:00:00Z"}
+    assert launch.dashboard_env(Settings(lake=Path("/l")), base={"X": "1"}) == {"X": "1", "STORYLAKE_LAKE": "/l"}
+
+
+def test_launch_passes_the_settings_the_app_resolves_back() -> None:
+    settings = Settings(lake=Path("/l"), now=datetime(2026, 11, 2, 12, 30, tzinfo=UTC), require_auth=True)
+    env = launch.dashboard_env(settings, base={})
+    assert env == {"STORYLAKE_LAKE": "/l", "STORYLAKE_NOW": "2026-11-02T12:30:00Z", "STORYLAKE_REQUIRE_AUTH": "1"}
+    assert Settings.from_env(env) == settings
+    pinned = launch.dashboard_env(settings, datetime(2026, 11, 5, tzinfo=UTC), base={})  # explicit now wins
+    assert pinned["STORYLAKE_NOW"] == "2026-11-05T00:00:00Z"

@@ -9,7 +9,7 @@ from jobs.gold import GOLD_TABLES, build_gold
 from jobs.silver import build_silver
 from jobs.spark_io import write_table
 from storylake import contracts, lake
-from tests.test_silver_support import T0, H, bronze
+from tests.bronze_builders import T0, H, bronze
 
 AS_OF = T0 + 30 * H
 # author 1 posts segments 1 and 2 (one story), author 5 posts segment 3; viewers 2 and 3 follow both

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 import duckdb
 import pytest
 
-from serving import api, cursor, rules
+from serving import api, audience_table, cursor
 from serving.publish import publish
 from storylake.clock import iso
 from storylake.errors import NotFoundError
@@ -90,8 +90,8 @@ def test_cursor_round_trip_and_tampering() -> None:
 
 
 def test_truth_table_matches_the_sql_rules() -> None:
-    """rules.allowed_table() is ALLOWED_SQL evaluated by DuckDB; spot-check a few rows against the SQL."""
-    table, reasons = rules.allowed_table(), rules.denial_table()
+    """audience_table.allowed_table() is ALLOWED_SQL evaluated by DuckDB; spot-check a few rows against the SQL."""
+    table, reasons = audience_table.allowed_table(), audience_table.denial_table()
     con = duckdb.connect()
     cases = [
         dict(is_self=False, audience="public", blocked=False, hidden=False, close_friend=False, author_private=False,
@@ -111,6 +111,6 @@ def test_truth_table_matches_the_sql_rules() -> None:
         allowed, reason = con.execute(
             f"SELECT {ALLOWED_SQL}, {DENIAL_REASON_SQL} FROM (SELECT {cols})", params  # noqa: S608
         ).fetchone()
-        key = (rules.AUDIENCES.index(case["audience"]), *(int(case[f]) for f in rules.BOOL_FLAGS))
+        key = (audience_table.AUDIENCES.index(case["audience"]), *(int(case[f]) for f in audience_table.BOOL_FLAGS))
         assert bool(table[key]) == allowed and reasons[key] == reason
     assert [bool(table[(0, 0, 0, 0, 0, 0, 1, 0)]), bool(table[(1, 0, 0, 0, 0, 0, 1, 0)])] == [True, False]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jobs.silver import engagements, navigation, segments, sticker_responses
-from tests.test_silver_support import T0, H, bronze, by, local, rows, sticker
+from tests.bronze_builders import T0, H, bronze, by, local, rows, sticker
 
 AS_OF = T0 + 60 * H  # events on unknown segments from T0+12h on still wait
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jobs.silver import relationships
-from tests.test_silver_support import T0, H, bronze, rows
+from tests.bronze_builders import T0, H, bronze, rows
 
 
 def rel(event_id, hours, kind, user, other=None):

@@ -8,7 +8,7 @@ from jobs import spark_io
 from jobs.silver import build_silver
 from jobs.spark_schemas import spark_schema
 from storylake import contracts, lake
-from tests.test_silver_support import MS, T0, H, bronze, sticker
+from tests.bronze_builders import MS, T0, H, bronze, sticker
 
 AS_OF = T0 + 60 * H
 SILVER = ("segments", "relationships", "view_events", "pending_views", "segment_viewers", "navigation",

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobs.silver import relationships, segment_viewers, segments, view_events
-from tests.test_silver_support import T0, H, bronze, local, rows
+from tests.bronze_builders import T0, H, bronze, local, rows
 
 AS_OF = T0 + 30 * H
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jobs.silver import segments
-from tests.test_silver_support import MS, T0, H, bronze, by, rows, sticker
+from tests.bronze_builders import MS, T0, H, bronze, by, rows, sticker
 
 AS_OF = T0 + 100 * H
 

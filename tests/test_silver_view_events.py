@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobs.silver import relationships, segments, view_events
-from tests.test_silver_support import MS, T0, H, bronze, by, rows
+from tests.bronze_builders import MS, T0, H, bronze, by, rows
 
 AS_OF = T0 + 60 * H  # unknown segments viewed at/after T0+12h are still pending
 S = timedelta(seconds=1)
@@ -282,7 +282,7 @@ def _sequential_dedupe(records: list[dict]) -> set[tuple]:
 def test_property_fast_dedupe_equals_the_sequential_definition(spark, records):
     """first_per_keys (unique keys bypass the windows) keeps exactly the rows of the step-by-step definition,
     null keys included (a null retry key is one key, as in a window partition)."""
-    from jobs.silver import common
+    from jobs.silver.dedupe import EVENT_ID_DEDUPE, first_per_keys
 
     for line, r in enumerate(records):
         r["_line"] = line
@@ -290,26 +290,8 @@ def test_property_fast_dedupe_equals_the_sequential_definition(spark, records):
     schema = "event_id string, idempotency_key string, viewer_id bigint, event_time timestamp, " \
              "_source_file string, _line bigint"
     df = spark.createDataFrame([tuple(r[n] for n in names) for r in records], schema)
-    out = common.first_per_keys(
-        df, [common.EVENT_ID_DEDUPE, (["idempotency_key", "viewer_id"], ["event_time", "event_id"])]
+    out = first_per_keys(
+        df, [EVENT_ID_DEDUPE, (["idempotency_key", "viewer_id"], ["event_time", "event_id"])]
     )
     got = {(r["event_id"], r["_source_file"], r["_line"]) for r in out.collect()}
     assert got == _sequential_dedupe(records)
-
-
-def test_lookup_is_a_left_or_inner_join_with_the_small_side_first(spark):
-    """lookup(big, small, on) keeps every big row (left) or the matched ones (inner); small's columns first."""
-    from jobs.silver import common
-
-    big = spark.createDataFrame([(1, "a"), (2, "b"), (3, "c"), (3, "d")], "k bigint, v string")
-    small = spark.createDataFrame([(3, "x"), (4, "y")], "sk bigint, w string")
-    on = big["k"] == small["sk"]
-    left = common.lookup(big, small, on)
-    assert left.columns == ["sk", "w", "k", "v"]
-    assert sorted((tuple(r) for r in left.collect()), key=str) == sorted(
-        [(None, None, 1, "a"), (None, None, 2, "b"), (3, "x", 3, "c"), (3, "x", 3, "d")], key=str
-    )
-    inner = common.lookup(big, small, on, "inner")
-    assert sorted(tuple(r) for r in inner.collect()) == [(3, "x", 3, "c"), (3, "x", 3, "d")]
-    with pytest.raises(ValueError, match="how must be 'left' or 'inner', not 'full'"):
-        common.lookup(big, small, on, "full")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from storylake.settings import Settings
+from storylake.settings import Settings, SettingsError
 
 app = typer.Typer(
     help="storylake: Stories events -> Delta bronze/silver/gold -> serving snapshot, dashboards.",
@@ -41,8 +40,13 @@ Remote = Annotated[
 ]
 
 
-def settings_of(lake: Path | None, landing: Path | None, engine: str | None, remote: str | None) -> Settings:
-    return Settings.from_env().override(lake=lake, landing=landing, engine=engine, spark_remote=remote)
+def settings_of(
+    lake: Path | None, landing: Path | None, engine: str | None, remote: str | None, **overrides: object
+) -> Settings:
+    """The command's settings: the environment (STORYLAKE_*) with the options given on the command line over it
+    (Settings.resolve; None = option not given)."""
+    return Settings.resolve(overrides={"lake": lake, "landing": landing, "engine": engine, "spark_remote": remote,
+                                       **overrides})
 
 
 def parse_time(value: str | None, name: str) -> datetime | None:
@@ -374,8 +378,8 @@ def dashboard(
     """Streamlit dashboards over the published serving snapshot (creators and operators)."""
     from dashboards.launch import run_dashboard
 
-    s = settings_of(lake, landing, engine, spark_remote)
-    raise typer.Exit(run_dashboard(s, port=port, address=address, headless=headless, now=parse_time(now, "--now")))
+    s = settings_of(lake, landing, engine, spark_remote, now=parse_time(now, "--now"))
+    raise typer.Exit(run_dashboard(s, port=port, address=address, headless=headless))
 
 
 @bench_app.command("serving")
@@ -421,9 +425,16 @@ def demo(
 
 
 def main() -> None:
-    """Console-script entry: known errors print one line and exit non-zero, never a traceback."""
+    """Console-script entry: known errors print one line and exit non-zero, never a traceback (unless
+    STORYLAKE_DEBUG is set)."""
+    try:
+        settings = Settings.from_env()
+    except SettingsError:
+        # Logging and debug then use their defaults; every command that needs settings resolves them again
+        # (settings_of) and reports the bad value as its one-line error, the others (--help, contracts) still run.
+        settings = Settings()
     logging.basicConfig(
-        level=os.environ.get("STORYLAKE_LOG_LEVEL", "INFO"),
+        level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -436,7 +447,7 @@ def main() -> None:
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
     except Exception as exc:  # noqa: BLE001 - the CLI's single error boundary
-        if os.environ.get("STORYLAKE_DEBUG"):
+        if settings.debug:
             raise
         code, message = exit_code_for(exc)
         err.print(f"error: {message}", highlight=False, soft_wrap=True)

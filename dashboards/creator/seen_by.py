@@ -7,6 +7,7 @@ import streamlit as st
 from dashboards import cached, context
 from dashboards.display import number, when
 from serving.api import SeenByExpiredError, StaleCursorError
+from storylake.rules.lifetimes import SEEN_BY_LIFETIME, duration_text
 
 PAGE_SIZES = (10, 25, 50, 100)
 
@@ -41,7 +42,8 @@ try:
     page = cached.seen_by_page(ctx.lake, ctx.snapshot_id, ctx.requester_id, ctx.now, segment_id, limit, cursors[-1])
 except SeenByExpiredError as exc:
     st.warning(
-        f"Seen By for segment {segment_id} is no longer available: viewer lists are kept for 48 hours after a "
+        f"Seen By for segment {segment_id} is no longer available: viewer lists are kept for "
+        f"{duration_text(SEEN_BY_LIFETIME)} after a "
         f"segment is posted ({exc}). Its insights stay on the Overview and Story detail pages.",
         icon=":material/history_toggle_off:",
     )

@@ -9,10 +9,13 @@ by their grouping keys: ["segment_id"], ["story_id"] or ["author_id", "day"].
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+
+from jobs.engine_workarounds import lookup
+from storylake.clock import utc
 
 # Navigation gestures counted per insight column (DESIGN §5: exits = tap_exit + swipe_down).
 NAVIGATION_COUNTS: dict[str, tuple[str, ...]] = {
@@ -29,15 +32,6 @@ ENGAGEMENT_COUNTS: dict[str, str] = {
     "follows": "follow",
     "link_clicks": "link_click",
 }
-VIEW_COUNTS = ("impressions", "total_view_ms")
-VIEWER_COUNTS = ("reach", "completed_viewers")
-STICKER_COUNTS = ("sticker_interactions",)
-ADDITIVE_COUNTS = (*VIEW_COUNTS, *NAVIGATION_COUNTS, *ENGAGEMENT_COUNTS, *STICKER_COUNTS)
-
-
-def utc(t: datetime) -> datetime:
-    """`t` as an aware UTC datetime (a naive value is taken to be UTC already)."""
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 def instant(t: datetime) -> Column:
@@ -70,8 +64,8 @@ def _attributed(events: DataFrame, segs: DataFrame, time_col: str, as_of: dateti
     facts = events.filter(F.col(time_col) < instant(as_of)).select("segment_id", *cols).withColumn(
         "day", F.to_date(time_col)
     )
-    # the segments are the hash join's build side (fewer rows than views or gestures; see silver.common.lookup)
-    return owners.join(facts, "segment_id", "inner")
+    # the segments are the hash join's build side: fewer rows than views or gestures
+    return lookup(facts, owners, "segment_id", "inner")
 
 
 def _own_attribution(events: DataFrame, time_col: str, as_of: datetime, cols: Sequence[str]) -> DataFrame:
@@ -179,7 +173,7 @@ def with_counts(base: DataFrame, keys: Sequence[str], counts: Sequence[DataFrame
     out = base
     columns: list[str] = []
     for frame in counts:
-        out = out.join(frame, keys, "left")
+        out = lookup(out, frame, keys)  # a count frame has at most base's keys
         columns.extend(c for c in frame.columns if c not in keys)
     return zero_filled(out, columns)
 

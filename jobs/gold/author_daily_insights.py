@@ -8,6 +8,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs import spark_io
+from jobs.engine_workarounds import lookup
 from jobs.gold import activity
 from jobs.gold.output import write_gold
 from storylake.settings import Settings
@@ -72,7 +73,7 @@ def author_daily_insights(
         .distinct()
     )
     out = activity.with_counts(days, KEYS, [activity.viewer_rollup(viewers, KEYS), nav, eng])
-    out = out.join(posted, KEYS, "left").join(trailing_reach(viewers, as_of), KEYS, "left")
+    out = lookup(lookup(out, posted, KEYS), trailing_reach(viewers, as_of), KEYS)
     out = activity.zero_filled(out, ["segments_posted", *TRAILING_DAYS])
     return out.withColumn("as_of", activity.instant(as_of))
 

@@ -15,9 +15,11 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs import spark_io
+from jobs.engine_workarounds import any_true
 from jobs.gold import activity
 from jobs.gold.output import write_gold
-from jobs.gold.relation_flags import POINT_KEYS, directed_relations, relation_flags_at, relation_instant
+from jobs.relation_flags import POINT_KEYS, relation_edges, relation_flags_at, relation_instant
+from storylake.clock import utc
 from storylake.rules.audience import holds_at_sql
 from storylake.settings import Settings
 
@@ -131,9 +133,9 @@ def ring_features(
             *[F.lit(False).alias(name) for name in RELATION_FEATURES],
         )
     )
-    holds = holds_at_sql("r", relation_instant(spark_io.ts_literal(activity.utc(as_of)), strictly_before=True))
+    holds = holds_at_sql("r", relation_instant(spark_io.ts_literal(utc(as_of)), strictly_before=True))
     edges = (
-        directed_relations(relationships, list(RELATION_FEATURES.values()))
+        relation_edges(relationships, list(RELATION_FEATURES.values()))
         .alias("r")
         .filter(F.expr(holds))
         .select(
@@ -149,7 +151,7 @@ def ring_features(
         .groupBy("viewer_id", "author_id")
         .agg(
             *[F.sum(name).cast("bigint").alias(name) for name in counts],
-            *[F.bool_or(name).alias(name) for name in RELATION_FEATURES],  # max(boolean) is slow on Sail
+            *[any_true(name).alias(name) for name in RELATION_FEATURES],
         )
     )
     return pairs.select(

@@ -8,6 +8,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs import spark_io
+from jobs.engine_workarounds import lookup
 from jobs.gold import activity
 from jobs.gold.output import write_gold
 from storylake.settings import Settings
@@ -61,7 +62,7 @@ def with_retention(metrics: DataFrame) -> DataFrame:
         "story_id", (F.col("frame_index") + 1).alias("frame_index"), F.col("reach").alias("_previous_reach")
     )
     return (
-        metrics.join(first, "story_id", "left")
+        lookup(metrics, first, "story_id")  # one row per story
         .join(previous, ["story_id", "frame_index"], "left")
         .withColumns(
             {

@@ -20,6 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from storylake.contracts import Contract
+from storylake.rules.lifetimes import SEGMENT_LIFETIME
 
 # A derived column: (input columns, pandas DataFrame -> Series). Derived names start with "_" so they can
 # never clash with contract columns.
@@ -79,7 +80,7 @@ TABLE_RULES: dict[str, TableRule] = {
     "expires_after_24h": TableRule(
         "expect_column_pair_values_to_be_equal",
         {"column_A": "expires_at", "column_B": "_created_at_plus_24h"},
-        {"_created_at_plus_24h": _plus("created_at", timedelta(hours=24))},
+        {"_created_at_plus_24h": _plus("created_at", SEGMENT_LIFETIME)},
     ),
     "lines_balance": TableRule(
         "expect_column_pair_values_to_be_equal",

@@ -46,7 +46,7 @@ def steps() -> tuple[tuple[str, Step], ...]:
 def build_silver(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
     """Run every silver job for `as_of`; returns rows per written table (quarantine counts as
     'quarantine.<table>': that stage's rows in ops.quarantine)."""
-    from jobs.silver.common import utc
+    from storylake.clock import utc
 
     as_of = utc(as_of)
     counts: dict[str, int] = {}

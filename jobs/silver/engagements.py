@@ -6,7 +6,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from jobs import spark_io
-from jobs.silver import common as c
+from jobs.silver.bronze import project, read_bronze
+from jobs.silver.dedupe import dedupe_event_id
 from jobs.spark_io import Materialize
 from storylake.settings import Settings
 
@@ -19,16 +20,16 @@ def transform(events: DataFrame, segments: DataFrame, materialize: Materialize =
     unset or not known)."""
     from pyspark.sql import functions as F
 
-    ev = c.dedupe_event_id(events, materialize)
+    ev = dedupe_event_id(events, materialize)
     seg = segments.select(F.col("segment_id").alias("_sid"), "story_id")
     out = ev.join(seg, F.col("segment_id") == F.col("_sid"), "left").withColumn("at", F.col("event_time"))
-    return c.project(out, "silver.engagements")
+    return project(out, "silver.engagements")
 
 
 def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
     with spark_io.scratch(settings) as materialize:
         out = transform(
-            c.read_bronze(spark, settings, "engagement", as_of),
+            read_bronze(spark, settings, "engagement", as_of),
             spark_io.read_table(spark, settings, "silver", "segments"),
             materialize,
         )

@@ -10,13 +10,18 @@ from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 
 from jobs import spark_io
-from jobs.silver import common as c
+from jobs.engine_workarounds import lookup
+from jobs.silver.bronze import project, read_bronze, ts_lit
+from jobs.silver.dedupe import dedupe_event_id
+from jobs.silver.quarantine import iso_col, quarantine_rows, txt, write_quarantine
 from jobs.spark_io import Materialize
+from storylake.rules import lifetimes
 from storylake.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+WAIT = lifetimes.duration_text(lifetimes.PENDING_VIEW_WAIT)  # in reason texts
 STAGE = "silver.navigation"
 
 
@@ -32,49 +37,49 @@ def transform(
     dedupe's sets of repeated keys)."""
     from pyspark.sql import functions as F
 
-    ev = c.dedupe_event_id(events, materialize)
+    ev = dedupe_event_id(events, materialize)
     seg = segments.select(F.col("segment_id").alias("_sid"), "author_id", "story_id")
-    known = c.lookup(ev, seg, F.col("segment_id") == F.col("_sid"), "inner").withColumn("at", F.col("event_time"))
+    known = lookup(ev, seg, F.col("segment_id") == F.col("_sid"), "inner").withColumn("at", F.col("event_time"))
     # Only a gesture older than the grace can be quarantined: the (few) event_ids of old gestures on unknown
     # segments are deduplicated on their own, over all their deliveries (a dedupe is per event_id, so this
     # gives the rows the whole dedupe would), instead of a second pass of the dedupe over every gesture.
-    cutoff = c.ts_lit(as_of - c.UNKNOWN_SEGMENT_GRACE)
+    cutoff = ts_lit(as_of - lifetimes.PENDING_VIEW_WAIT)
     seg_ids = segments.select(F.col("segment_id").alias("_sid"))
     old_unknown = (
-        c.lookup(events.filter(F.col("event_time") < cutoff), seg_ids, F.col("segment_id") == F.col("_sid"))
+        lookup(events.filter(F.col("event_time") < cutoff), seg_ids, F.col("segment_id") == F.col("_sid"))
         .filter(F.col("_sid").isNull())
         .select(F.col("event_id").alias("_eid"))
         .distinct()
     )
-    deliveries = c.lookup(events, old_unknown, F.col("event_id") == F.col("_eid"), "inner").select(*events.columns)
-    stale = c.lookup(c.dedupe_event_id(deliveries), seg_ids, F.col("segment_id") == F.col("_sid")).filter(
+    deliveries = lookup(events, old_unknown, F.col("event_id") == F.col("_eid"), "inner").select(*events.columns)
+    stale = lookup(dedupe_event_id(deliveries), seg_ids, F.col("segment_id") == F.col("_sid")).filter(
         F.col("_sid").isNull() & (F.col("event_time") < cutoff)
     )
-    quarantine = c.quarantine_rows(
+    quarantine = quarantine_rows(
         stale,
         stage=STAGE,
         contract="bronze.navigation",
         rule="unknown_segment",
         field="segment_id",
         reason=F.concat(
-            F.lit("navigation.segment_id "), c.txt("segment_id"), F.lit(" is not a known segment 48 h after "),
-            F.lit("event_time "), c.iso_col("event_time"),
+            F.lit("navigation.segment_id "), txt("segment_id"), F.lit(f" is not a known segment {WAIT} after "),
+            F.lit("event_time "), iso_col("event_time"),
         ),
         as_of=as_of,
         raw_columns=events.columns,
     )
-    return NavigationOutput(c.project(known, "silver.navigation"), quarantine)
+    return NavigationOutput(project(known, "silver.navigation"), quarantine)
 
 
 def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
     with spark_io.scratch(settings) as materialize:
         out = transform(
-            c.read_bronze(spark, settings, "navigation", as_of),
+            read_bronze(spark, settings, "navigation", as_of),
             spark_io.read_table(spark, settings, "silver", "segments"),
             as_of,
             materialize,
         )
         return {
             "navigation": spark_io.write_table(out.navigation, settings, "silver", "navigation"),
-            "quarantine.navigation": c.write_quarantine(out.quarantine, settings, STAGE),
+            "quarantine.navigation": write_quarantine(out.quarantine, settings, STAGE),
         }

@@ -23,7 +23,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from jobs import spark_io
-from jobs.silver import common as c
+from jobs.silver.bronze import project, read_bronze
+from jobs.silver.dedupe import dedupe_event_id, split_repeated
 from jobs.spark_io import Materialize
 from storylake.settings import Settings
 
@@ -64,7 +65,7 @@ def transitions(events: DataFrame, materialize: Materialize = spark_io.lazily) -
     """(relation, user_id, other_user_id, at, event_id, opens): one row per effect of a deduplicated event."""
     from pyspark.sql import functions as F
 
-    ev = c.dedupe_event_id(events, materialize)
+    ev = dedupe_event_id(events, materialize)
     return (
         ev.select("event_id", F.col("event_time").alias("at"), F.explode(F.expr(_effects_sql())).alias("e"))
         .select(
@@ -83,7 +84,7 @@ def transform(events: DataFrame, materialize: Materialize = spark_io.lazily) -> 
     """Bronze relationship events (cut at as_of) -> silver.relationships intervals.
 
     Most keys have a single transition (one follow, never undone): an open gives [at, null), a lone close
-    nothing. Only keys with several transitions (c.split_repeated) are ordered by the window below, which
+    nothing. Only keys with several transitions (split_repeated) are ordered by the window below, which
     sorts far fewer rows. `materialize` keeps the transitions, read by the key count and by both branches.
     """
     from pyspark.sql import Window
@@ -91,7 +92,7 @@ def transform(events: DataFrame, materialize: Materialize = spark_io.lazily) -> 
 
     key = ["relation", "user_id", "other_user_id"]
     moves = materialize(transitions(events, materialize), "moves")
-    once, several = c.split_repeated(moves, [key], materialize)
+    once, several = split_repeated(moves, [key], materialize)
     lone = (
         once.filter(F.col("opens"))
         .withColumnRenamed("at", "valid_from")
@@ -109,10 +110,10 @@ def transform(events: DataFrame, materialize: Materialize = spark_io.lazily) -> 
         .withColumnRenamed("at", "valid_from")
         .filter(F.col("valid_to").isNull() | (F.col("valid_to") > F.col("valid_from")))
     )
-    return c.project(lone, "silver.relationships").unionByName(c.project(intervals, "silver.relationships"))
+    return project(lone, "silver.relationships").unionByName(project(intervals, "silver.relationships"))
 
 
 def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
     with spark_io.scratch(settings) as materialize:
-        out = transform(c.read_bronze(spark, settings, "relationship", as_of), materialize)
+        out = transform(read_bronze(spark, settings, "relationship", as_of), materialize)
         return {"relationships": spark_io.write_table(out, settings, "silver", "relationships")}

@@ -6,7 +6,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from jobs import spark_io
-from jobs.silver import common as c
+from jobs.engine_workarounds import lookup
+from jobs.silver.bronze import project
+from jobs.silver.dedupe import split_repeated
 from jobs.spark_io import Materialize
 from storylake.settings import Settings
 
@@ -23,11 +25,11 @@ def transform(view_events: DataFrame, segments: DataFrame, materialize: Material
     first_view_source is the source of the earliest view (ties by event_id); author_id, story_id and
     segment_created_at come from segments (every view_events row has a known segment by construction).
     Most viewers see a segment once: those rows become their (segment, viewer) row as they are, only the
-    rewatched pairs are aggregated (c.split_repeated; `materialize` keeps the set of repeated pairs).
+    rewatched pairs are aggregated (split_repeated; `materialize` keeps the set of repeated pairs).
     """
     from pyspark.sql import functions as F
 
-    once, rewatched = c.split_repeated(view_events, [["segment_id", "viewer_id"]], materialize)
+    once, rewatched = split_repeated(view_events, [["segment_id", "viewer_id"]], materialize)
     single = once.select(
         "segment_id",
         "viewer_id",
@@ -62,8 +64,8 @@ def transform(view_events: DataFrame, segments: DataFrame, materialize: Material
     seg = segments.select(
         F.col("segment_id").alias("_sid"), "author_id", "story_id", F.col("created_at").alias("segment_created_at")
     )
-    out = c.lookup(single.unionByName(several), seg, F.col("segment_id") == F.col("_sid"), "inner")
-    return c.project(out, "silver.segment_viewers")
+    out = lookup(single.unionByName(several), seg, F.col("segment_id") == F.col("_sid"), "inner")
+    return project(out, "silver.segment_viewers")
 
 
 def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:

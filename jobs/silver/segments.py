@@ -20,8 +20,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 
 from jobs import spark_io
-from jobs.silver import common as c
+from jobs.engine_workarounds import lookup
+from jobs.silver.bronze import project, read_bronze
+from jobs.silver.dedupe import dedupe_event_id, first_per_key
+from jobs.silver.quarantine import iso_col, quarantine_rows, txt, write_quarantine
 from jobs.spark_io import Materialize
+from storylake.rules import lifetimes
 from storylake.settings import Settings
 
 if TYPE_CHECKING:
@@ -39,14 +43,14 @@ def latest_creations(created: DataFrame, materialize: Materialize = spark_io.laz
     """(one creation per segment_id, the losing creations) after event_id dedupe.
 
     A segment_id is created once but for rare client bugs, so only the rows of repeated segment_ids are
-    ranked by a window; the winners of every other segment pass straight through (c.first_per_key).
+    ranked by a window; the winners of every other segment pass straight through (first_per_key).
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    events = materialize(c.dedupe_event_id(created, materialize), "created")
+    events = materialize(dedupe_event_id(created, materialize), "created")
     order = ["event_time", "event_id"]
-    winners = materialize(c.first_per_key(events, ["segment_id"], order, materialize), "winners")
+    winners = materialize(first_per_key(events, ["segment_id"], order, materialize), "winners")
     repeated = (
         events.groupBy(F.col("segment_id").alias("_rep_sid"))
         .agg(F.count(F.lit(1)).alias("_n"))
@@ -54,7 +58,7 @@ def latest_creations(created: DataFrame, materialize: Materialize = spark_io.laz
         .drop("_n")
     )
     losers = (
-        c.lookup(events, repeated, F.col("segment_id").eqNullSafe(F.col("_rep_sid")), "inner")
+        lookup(events, repeated, F.col("segment_id").eqNullSafe(F.col("_rep_sid")), "inner")
         .drop("_rep_sid")
         .withColumn("_rk", F.row_number().over(Window.partitionBy("segment_id").orderBy(*order)))
         .filter("_rk > 1")
@@ -99,7 +103,7 @@ def assign_stories(seg: DataFrame, materialize: Materialize = spark_io.lazily) -
         F.col("created_at").alias("story_start"),
         F.col("_rn").alias("_s_rn"),
     )
-    stories = c.lookup(
+    stories = lookup(
         ranked, starts, (F.col("author_id") == F.col("_s_author")) & (F.col("_story_no") == F.col("_s_no")), "inner"
     ).select(
         F.col("segment_id").alias("_st_sid"),
@@ -107,7 +111,7 @@ def assign_stories(seg: DataFrame, materialize: Materialize = spark_io.lazily) -
         "story_start",
         (F.col("_rn") - F.col("_s_rn") + 1).cast("bigint").alias("frame_index"),
     )
-    return c.lookup(seg, stories, F.col("segment_id").eqNullSafe(F.col("_st_sid")), "inner").select(
+    return lookup(seg, stories, F.col("segment_id").eqNullSafe(F.col("_st_sid")), "inner").select(
         *seg.columns, "story_id", "frame_index", "story_start"
     )
 
@@ -132,13 +136,13 @@ def transform(
         "audience",
         "duration_ms",
         F.col("event_time").alias("created_at"),
-        (F.col("event_time") + F.expr(c.SEGMENT_LIFETIME_SQL)).alias("expires_at"),
+        (F.col("event_time") + F.expr(lifetimes.interval_sql(lifetimes.SEGMENT_LIFETIME))).alias("expires_at"),
         "stickers",
     )
     owners = base.select(F.col("segment_id").alias("_sid"), F.col("author_id").alias("_owner"))
 
     def by_owner(events: DataFrame) -> DataFrame:
-        ev = c.dedupe_event_id(events)
+        ev = dedupe_event_id(events)
         return ev.join(owners, F.col("segment_id") == F.col("_sid"), "inner").drop("_sid")  # ev is the small side
 
     dels = by_owner(deleted)
@@ -150,7 +154,7 @@ def transform(
     )
     arcs = by_owner(archived)
     good_arcs = (
-        c.first_per_key(
+        first_per_key(
             arcs.filter(F.col("author_id") == F.col("_owner")),
             ["segment_id"],
             [F.col("event_time").desc(), F.col("event_id").desc()],
@@ -158,44 +162,44 @@ def transform(
         .select(F.col("segment_id").alias("_arc_sid"), F.col("highlight_id"), F.lit(True).alias("_archived"))
     )
     seg = (
-        c.lookup(
-            c.lookup(assign_stories(base, materialize), good_dels, F.col("segment_id") == F.col("_del_sid")),
+        lookup(
+            lookup(assign_stories(base, materialize), good_dels, F.col("segment_id") == F.col("_del_sid")),
             good_arcs,
             F.col("segment_id") == F.col("_arc_sid"),
         )
         .withColumn("is_deleted", F.col("deleted_at").isNotNull())
         .withColumn("is_archived", F.coalesce(F.col("_archived"), F.lit(False)))
     )
-    segments = c.project(seg, "silver.segments")
+    segments = project(seg, "silver.segments")
 
     winner_of = winners.select(
         F.col("segment_id").alias("_w_sid"), F.col("event_id").alias("_w_eid"), F.col("event_time").alias("_w_t")
     )
-    dup_q = c.quarantine_rows(
+    dup_q = quarantine_rows(
         losers.join(winner_of, F.col("segment_id") == F.col("_w_sid")),
         stage=STAGE,
         contract="bronze.segment_created",
         rule="duplicate_segment",
         field="segment_id",
         reason=F.concat(
-            F.lit("segment_created.segment_id "), c.txt("segment_id"), F.lit(" was already created by event "),
-            F.col("_w_eid"), F.lit(" at "), c.iso_col("_w_t"), F.lit("; this later creation at "),
-            c.iso_col("event_time"), F.lit(" is ignored"),
+            F.lit("segment_created.segment_id "), txt("segment_id"), F.lit(" was already created by event "),
+            F.col("_w_eid"), F.lit(" at "), iso_col("_w_t"), F.lit("; this later creation at "),
+            iso_col("event_time"), F.lit(" is ignored"),
         ),
         as_of=as_of,
         raw_columns=created.columns,
     )
 
     def not_author(events: DataFrame, event: str, rule: str, raw_columns: list[str]) -> DataFrame:
-        return c.quarantine_rows(
+        return quarantine_rows(
             events.filter(F.col("author_id") != F.col("_owner")),
             stage=STAGE,
             contract=f"bronze.{event}",
             rule=rule,
             field="author_id",
             reason=F.concat(
-                F.lit(f"{event}.author_id "), c.txt("author_id"), F.lit(" is not the author "), c.txt("_owner"),
-                F.lit(" of segment "), c.txt("segment_id"),
+                F.lit(f"{event}.author_id "), txt("author_id"), F.lit(" is not the author "), txt("_owner"),
+                F.lit(" of segment "), txt("segment_id"),
             ),
             as_of=as_of,
             raw_columns=raw_columns,
@@ -210,13 +214,13 @@ def transform(
 def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
     with spark_io.scratch(settings) as materialize:
         out = transform(
-            c.read_bronze(spark, settings, "segment_created", as_of),
-            c.read_bronze(spark, settings, "segment_deleted", as_of),
-            c.read_bronze(spark, settings, "segment_archived", as_of),
+            read_bronze(spark, settings, "segment_created", as_of),
+            read_bronze(spark, settings, "segment_deleted", as_of),
+            read_bronze(spark, settings, "segment_archived", as_of),
             as_of,
             materialize,
         )
         return {
             "segments": spark_io.write_table(out.segments, settings, "silver", "segments"),
-            "quarantine.segments": c.write_quarantine(out.quarantine, settings, STAGE),
+            "quarantine.segments": write_quarantine(out.quarantine, settings, STAGE),
         }

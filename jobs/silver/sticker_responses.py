@@ -17,13 +17,17 @@ from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 
 from jobs import spark_io
-from jobs.silver import common as c
+from jobs.silver.bronze import project, read_bronze, ts_lit
+from jobs.silver.dedupe import EVENT_ID_DEDUPE, first_per_keys
+from jobs.silver.quarantine import iso_col, quarantine_rows, txt, write_quarantine
 from jobs.spark_io import Materialize
+from storylake.rules import lifetimes
 from storylake.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+WAIT = lifetimes.duration_text(lifetimes.PENDING_VIEW_WAIT)  # in reason texts
 STAGE = "silver.sticker_responses"
 CONTRACT = "bronze.sticker_interaction"
 LAST_WINS = ("slider", "question")
@@ -36,8 +40,8 @@ class StickerOutput(NamedTuple):
 
 
 def dedupe_interactions(events: DataFrame, materialize: Materialize = spark_io.lazily) -> DataFrame:
-    return c.first_per_keys(
-        events, [c.EVENT_ID_DEDUPE, (["idempotency_key", "user_id"], ["event_time", "event_id"])], materialize
+    return first_per_keys(
+        events, [EVENT_ID_DEDUPE, (["idempotency_key", "user_id"], ["event_time", "event_id"])], materialize
     )
 
 
@@ -68,14 +72,14 @@ def transform(
         stk, (F.col("segment_id") == F.col("_k_seg")) & (F.col("sticker_id") == F.col("_k_stk")), "left"
     )
     known_seg = F.col("_s_id").isNotNull()
-    stale = F.col("event_time") < c.ts_lit(as_of - c.UNKNOWN_SEGMENT_GRACE)
+    stale = F.col("event_time") < ts_lit(as_of - lifetimes.PENDING_VIEW_WAIT)
     no_sticker = F.col("_k_stk").isNull()
     mismatch = F.col("sticker_type") != F.col("_k_type")
     n_options = F.coalesce(F.size("_k_options"), F.lit(0))
     out_of_range = F.col("_k_type").isin(*INDEXED) & (
         F.col("option_index").isNull() | (F.col("option_index") >= n_options)
     )
-    where = F.concat(F.lit(" on segment "), c.txt("segment_id"))
+    where = F.concat(F.lit(" on segment "), txt("segment_id"))
     rule = (
         F.when(~known_seg & stale, F.lit("unknown_segment"))
         .when(~known_seg, F.lit(None))  # waits for a late segment_created
@@ -95,29 +99,29 @@ def transform(
         F.when(
             F.col("_rule") == "unknown_segment",
             F.concat(
-                F.lit("sticker_interaction.segment_id "), c.txt("segment_id"),
-                F.lit(" is not a known segment 48 h after event_time "), c.iso_col("event_time"),
+                F.lit("sticker_interaction.segment_id "), txt("segment_id"),
+                F.lit(f" is not a known segment {WAIT} after event_time "), iso_col("event_time"),
             ),
         )
         .when(
             F.col("_rule") == "unknown_sticker",
-            F.concat(F.lit("sticker_interaction.sticker_id "), c.txt("sticker_id"), F.lit(" is not a sticker"), where),
+            F.concat(F.lit("sticker_interaction.sticker_id "), txt("sticker_id"), F.lit(" is not a sticker"), where),
         )
         .when(
             F.col("_rule") == "sticker_type_mismatch",
             F.concat(
-                F.lit("sticker_interaction.sticker_type "), c.txt("sticker_type"), F.lit(" differs from type "),
-                c.txt("_k_type"), F.lit(" of sticker "), c.txt("sticker_id"), where,
+                F.lit("sticker_interaction.sticker_type "), txt("sticker_type"), F.lit(" differs from type "),
+                txt("_k_type"), F.lit(" of sticker "), txt("sticker_id"), where,
             ),
         )
         .otherwise(
             F.concat(
-                F.lit("sticker_interaction.option_index "), c.txt("option_index"), F.lit(" is not in [0, "),
-                n_options.cast("string"), F.lit(") for "), c.txt("_k_type"), F.lit(" sticker "), c.txt("sticker_id"),
+                F.lit("sticker_interaction.option_index "), txt("option_index"), F.lit(" is not in [0, "),
+                n_options.cast("string"), F.lit(") for "), txt("_k_type"), F.lit(" sticker "), txt("sticker_id"),
             )
         )
     )
-    quarantine = c.quarantine_rows(
+    quarantine = quarantine_rows(
         bad, stage=STAGE, contract=CONTRACT, rule=F.col("_rule"), field=field, reason=reason, as_of=as_of,
         raw_columns=events.columns,
     )
@@ -134,13 +138,13 @@ def transform(
         .withColumn("sticker_type", F.col("_k_type"))
         .withColumn("responded_at", F.col("event_time"))
     )
-    return StickerOutput(c.project(winners, "silver.sticker_responses"), quarantine)
+    return StickerOutput(project(winners, "silver.sticker_responses"), quarantine)
 
 
 def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
     with spark_io.scratch(settings) as materialize:
         out = transform(
-            c.read_bronze(spark, settings, "sticker_interaction", as_of),
+            read_bronze(spark, settings, "sticker_interaction", as_of),
             spark_io.read_table(spark, settings, "silver", "segments"),
             as_of,
             materialize,
@@ -149,5 +153,5 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, i
             "sticker_responses": spark_io.write_table(
                 out.sticker_responses, settings, "silver", "sticker_responses"
             ),
-            "quarantine.sticker_responses": c.write_quarantine(out.quarantine, settings, STAGE),
+            "quarantine.sticker_responses": write_quarantine(out.quarantine, settings, STAGE),
         }

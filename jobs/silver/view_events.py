@@ -21,20 +21,23 @@ from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 
 from jobs import spark_io
-from jobs.silver import common as c
+from jobs.engine_workarounds import lookup
+from jobs.relation_flags import relation_edges
+from jobs.silver.bronze import project, read_bronze, ts_lit
+from jobs.silver.dedupe import EVENT_ID_DEDUPE, first_per_keys
+from jobs.silver.quarantine import iso_col, quarantine_rows, txt, write_quarantine
 from jobs.spark_io import Materialize
 from storylake import contracts
-from storylake.rules import audience
+from storylake.rules import audience, lifetimes
+from storylake.rules.views import COUNTS_AS_VIEW_SQL
 from storylake.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+WAIT = lifetimes.duration_text(lifetimes.PENDING_VIEW_WAIT)  # in reason texts
 STAGE = "silver.view_events"
 CONTRACT = "bronze.segment_view"
-COUNTS_AS_VIEW_SQL = "(completion_pct = 1 OR view_duration_ms >= 3000)"
-# Pair flags that only matter when the author is private (audience.DENIAL_REASONS: private_not_approved).
-PRIVATE_ONLY_FLAGS = ("follows", "approved")
 # Statuses of a classified receipt.
 VIEW, PENDING, QUARANTINED = "view", "pending", "quarantine"
 
@@ -47,40 +50,14 @@ class ViewOutputs(NamedTuple):
 
 def dedupe_views(views: DataFrame, materialize: Materialize = spark_io.lazily) -> DataFrame:
     """Remove exact duplicates (event_id) then client retries (idempotency_key + viewer_id). Same columns out."""
-    return c.first_per_keys(
-        views, [c.EVENT_ID_DEDUPE, (["idempotency_key", "viewer_id"], ["event_time", "event_id"])], materialize
+    return first_per_keys(
+        views, [EVENT_ID_DEDUPE, (["idempotency_key", "viewer_id"], ["event_time", "event_id"])], materialize
     )
 
 
 def counted(views: DataFrame) -> DataFrame:
     """Receipts that count as a view."""
     return views.filter(COUNTS_AS_VIEW_SQL)
-
-
-def relation_edges(relationships: DataFrame) -> DataFrame:
-    """(flag, author_key, viewer_key, valid_from, valid_to) for every audience.RELATION_FLAGS entry, in one pass
-    over relationships: 'author->viewer' means user_id = author, 'viewer->author' means user_id = viewer."""
-    from pyspark.sql import functions as F
-
-    arms = []
-    for flag, relation, direction in audience.RELATION_FLAGS:
-        author_key, viewer_key = (
-            ("user_id", "other_user_id") if direction == "author->viewer" else ("other_user_id", "user_id")
-        )
-        arms.append(
-            F.when(
-                F.col("relation") == relation,
-                F.struct(
-                    F.lit(flag).alias("flag"), F.col(author_key).alias("author_key"),
-                    F.col(viewer_key).alias("viewer_key"),
-                ),
-            )
-        )
-    return (
-        relationships.select(F.explode(F.array(*arms)).alias("e"), "valid_from", "valid_to")
-        .filter(F.col("e").isNotNull())
-        .select("e.flag", "e.author_key", "e.viewer_key", "valid_from", "valid_to")
-    )
 
 
 def audience_flags(views: DataFrame, relationships: DataFrame) -> DataFrame:
@@ -95,25 +72,25 @@ def audience_flags(views: DataFrame, relationships: DataFrame) -> DataFrame:
     """
     from pyspark.sql import functions as F
 
-    pair_flags = [flag for flag, _, _ in audience.RELATION_FLAGS]
+    pair_flags = list(audience.PAIR_FLAGS)
     # follows / approved only decide anything for a private author (audience.DENIAL_REASONS): their edges
     # are kept for authors with a private interval at some time, which keeps the pairs' hash table small
     # (follows are most of the graph). For every other author they read False, and the rules are unchanged.
     private = (
-        relationships.filter(F.col("relation") == "private")
+        relationships.filter(F.col("relation") == audience.PRIVATE_RELATION)
         .groupBy(F.col("user_id").alias("_p_author"))
         .agg(F.collect_list(F.struct("valid_from", "valid_to")).alias("_p_rels"))
     )
     # relations that feed PRIVATE_ONLY_FLAGS only -> their author column: kept for private authors only
     private_only = {
-        relation: "user_id" if direction == "author->viewer" else "other_user_id"
-        for _, relation, direction in audience.RELATION_FLAGS
-        if {f for f, r, _ in audience.RELATION_FLAGS if r == relation} <= set(PRIVATE_ONLY_FLAGS)
+        r.relation: r.author_column
+        for r in audience.RELATION_FLAGS
+        if {f.flag for f in audience.RELATION_FLAGS if f.relation == r.relation} <= set(audience.PRIVATE_ONLY_FLAGS)
     }
     needed = relationships.filter(~F.col("relation").isin(*private_only))
     for relation, author in private_only.items():
         needed = needed.unionByName(
-            c.lookup(
+            lookup(
                 relationships.filter(F.col("relation") == relation),
                 private.select("_p_author"),
                 F.col(author) == F.col("_p_author"),
@@ -128,24 +105,23 @@ def audience_flags(views: DataFrame, relationships: DataFrame) -> DataFrame:
     flags = {
         f: F.coalesce(F.expr(f"exists(_r_rels, x -> x.flag = '{f}' AND {holds})"), F.lit(False)) for f in pair_flags
     }
-    blocked = F.lit(False)
-    for f in pair_flags:
-        if f.startswith("blocked"):
-            blocked = blocked | flags[f]
+    derived = {}
+    for name, parts in audience.DERIVED_FLAGS.items():
+        derived[name] = F.lit(False)
+        for f in parts:
+            derived[name] = derived[name] | flags[f]
     computed = {
         "is_self": F.col("viewer_id") == F.col("author_id"),
-        "blocked": blocked,
-        "hidden": flags["hidden"],
-        "close_friend": flags["close_friend"],
-        "author_private": F.coalesce(F.expr(f"exists(_p_rels, x -> {holds})"), F.lit(False)),
-        "follows": flags["follows"],
-        "approved": flags["approved"],
+        **derived,
+        **{f: col for f, col in flags.items() if audience.audience_flag(f) == f},
+        audience.PRIVATE_FLAG: F.coalesce(F.expr(f"exists(_p_rels, x -> {holds})"), F.lit(False)),
     }
-    missing = set(audience.FLAGS) - set(computed) - {"audience"}  # audience is the segment's column
+    missing = set(audience.BOOL_FLAGS) - set(computed)  # audience is the segment's column
     if missing:  # the rules grew a flag this job does not compute
         raise RuntimeError(f"audience flags not computed: {sorted(missing)}")
-    out = c.lookup(
-        c.lookup(views, pairs, (F.col("author_id") == F.col("_r_author")) & (F.col("viewer_id") == F.col("_r_viewer"))),
+    computed = {name: computed[name] for name in audience.BOOL_FLAGS}
+    out = lookup(
+        lookup(views, pairs, (F.col("author_id") == F.col("_r_author")) & (F.col("viewer_id") == F.col("_r_viewer"))),
         private,
         F.col("author_id") == F.col("_p_author"),
     )
@@ -174,17 +150,17 @@ def classify(
         "expires_at",
         "deleted_at",
     )
-    joined = c.lookup(rcpt, seg, F.col("segment_id") == F.col("_s_id"))
+    joined = lookup(rcpt, seg, F.col("segment_id") == F.col("_s_id"))
     flagged = audience_flags(joined, relationships).withColumn("_denial", F.expr(audience.DENIAL_REASON_SQL))
 
     known = F.col("_s_id").isNotNull()
-    waiting = F.col("viewed_at") >= c.ts_lit(as_of - c.UNKNOWN_SEGMENT_GRACE)
+    waiting = F.col("viewed_at") >= ts_lit(as_of - lifetimes.PENDING_VIEW_WAIT)
     early = F.col("viewed_at") < F.col("created_at")
     late = F.col("viewed_at") >= F.col("expires_at")
     deleted = F.col("deleted_at").isNotNull() & (F.col("deleted_at") <= F.col("viewed_at"))
     denied = F.col("_denial").isNotNull()
-    at = F.concat(F.lit("segment_view.event_time "), c.iso_col("viewed_at"))
-    seg_no = F.concat(F.lit(" of segment "), c.txt("segment_id"))
+    at = F.concat(F.lit("segment_view.event_time "), iso_col("viewed_at"))
+    seg_no = F.concat(F.lit(" of segment "), txt("segment_id"))
 
     status = (
         F.when(~known & waiting, F.lit(PENDING))
@@ -207,25 +183,25 @@ def classify(
         F.when(
             ~known,
             F.concat(
-                F.lit("segment_view.segment_id "), c.txt("segment_id"), F.lit(" is not a known segment 48 h after "),
-                F.lit("event_time "), c.iso_col("viewed_at"),
+                F.lit("segment_view.segment_id "), txt("segment_id"), F.lit(f" is not a known segment {WAIT} after "),
+                F.lit("event_time "), iso_col("viewed_at"),
             ),
         )
-        .when(early, F.concat(at, F.lit(" is before created_at "), c.iso_col("created_at"), seg_no))
-        .when(late, F.concat(at, F.lit(" is at/after expires_at "), c.iso_col("expires_at"), seg_no))
+        .when(early, F.concat(at, F.lit(" is before created_at "), iso_col("created_at"), seg_no))
+        .when(late, F.concat(at, F.lit(" is at/after expires_at "), iso_col("expires_at"), seg_no))
         .when(
             deleted,
             F.concat(
-                F.lit("segment_view.segment_id "), c.txt("segment_id"), F.lit(" was deleted at "),
-                c.iso_col("deleted_at"), F.lit(", at/before event_time "), c.iso_col("viewed_at"),
+                F.lit("segment_view.segment_id "), txt("segment_id"), F.lit(" was deleted at "),
+                iso_col("deleted_at"), F.lit(", at/before event_time "), iso_col("viewed_at"),
             ),
         )
         .when(
             denied,
             F.concat(
-                F.lit("segment_view.viewer_id "), c.txt("viewer_id"), F.lit(" may not see "), F.col("audience"),
-                F.lit(" segment "), c.txt("segment_id"), F.lit(" of author "), c.txt("author_id"), F.lit(" at "),
-                c.iso_col("viewed_at"), F.lit(": "), F.col("_denial"),
+                F.lit("segment_view.viewer_id "), txt("viewer_id"), F.lit(" may not see "), F.col("audience"),
+                F.lit(" segment "), txt("segment_id"), F.lit(" of author "), txt("author_id"), F.lit(" at "),
+                iso_col("viewed_at"), F.lit(": "), F.col("_denial"),
             ),
         )
     )
@@ -242,14 +218,14 @@ def outputs(classified: DataFrame, as_of: datetime, raw_columns: list[str]) -> V
     views = classified.filter(F.col("_status") == VIEW).withColumn("view_date", F.to_date("viewed_at"))
     pending = classified.filter(F.col("_status") == PENDING)
     bad = classified.filter(F.col("_status") == QUARANTINED)
-    quarantine = c.quarantine_rows(
+    quarantine = quarantine_rows(
         bad, stage=STAGE, contract=CONTRACT, rule=F.col("_rule"), field=F.col("_field"), reason=F.col("_reason"),
         as_of=as_of,
         raw_columns=raw_columns,
     )
     return ViewOutputs(
-        c.project(views, "silver.view_events"),
-        c.project(pending, "silver.pending_views"),
+        project(views, "silver.view_events"),
+        project(pending, "silver.pending_views"),
         quarantine,
     )
 
@@ -271,7 +247,7 @@ def transform(views: DataFrame, segments: DataFrame, relationships: DataFrame, a
 
 
 def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
-    views = c.read_bronze(spark, settings, "segment_view", as_of)
+    views = read_bronze(spark, settings, "segment_view", as_of)
     with spark_io.scratch(settings) as materialize:
         classified = classify(
             views,
@@ -289,5 +265,5 @@ def _write(out: ViewOutputs, settings: Settings) -> dict[str, int]:
     return {
         "view_events": spark_io.write_table(out.view_events, settings, "silver", "view_events"),
         "pending_views": spark_io.write_table(out.pending_views, settings, "silver", "pending_views"),
-        "quarantine.view_events": c.write_quarantine(out.quarantine, settings, STAGE),
+        "quarantine.view_events": write_quarantine(out.quarantine, settings, STAGE),
     }

@@ -15,6 +15,8 @@ import duckdb
 import pyarrow as pa
 
 from storylake.rules import audience
+from storylake.rules.lifetimes import expires_at_sql
+from storylake.rules.views import counts_as_view_sql
 
 # Columns compared with gold.segment_insights (sticker_interactions is left out: it would need the whole
 # sticker answer rule set re-implemented here too).
@@ -110,8 +112,8 @@ FROM (
 ) r
 JOIN segs s USING (segment_id)
 LEFT JOIN deletes d USING (segment_id)
-WHERE (r.pct = 1 OR r.dur >= 3000)
-  AND r.viewed_at >= s.created_at AND r.viewed_at < s.created_at + INTERVAL 24 HOUR
+WHERE @COUNTS_AS_VIEW@
+  AND r.viewed_at >= s.created_at AND r.viewed_at < @EXPIRES_AT@
   AND (d.deleted_at IS NULL OR d.deleted_at > r.viewed_at);
 
 CREATE MACRO holds(rel, a, b, t) AS EXISTS (
@@ -202,7 +204,11 @@ def reference_segment_insights(landing: Path, as_of: datetime, *, threads: int |
             )
         else:
             con.execute(f"CREATE TABLE {table} (j JSON)")  # noqa: S608 - constant table name
-    sql = _SQL.replace("@TS@", _TS).replace("@ALLOWED@", audience.ALLOWED_SQL)
+    sql = (
+        _SQL.replace("@TS@", _TS).replace("@ALLOWED@", audience.ALLOWED_SQL)
+        .replace("@COUNTS_AS_VIEW@", counts_as_view_sql("r.pct", "r.dur"))
+        .replace("@EXPIRES_AT@", expires_at_sql("s.created_at"))
+    )
     for statement in [s for s in sql.split(";\n") if s.strip()]:
         if "$as_of" in statement:
             con.execute(statement.replace("$as_of", "$1"), [as_of])

@@ -16,6 +16,8 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from storylake.rules.views import MIN_VIEW_MS
+
 from .schema import (
     CLOSE_FRIENDS,
     COMMENT,
@@ -291,7 +293,7 @@ def simulate_viewing(
     stickers, link_rows = _sticker_interactions(world, st, rng, r_seg, r_start, r_dur, r_comp, viewer_id, end)
 
     # Engagement from stories: replies, shares and profile visits after counted first views.
-    counted = (r_comp == 10_000) | (r_dur >= 3_000)
+    counted = (r_comp == 10_000) | (r_dur >= MIN_VIEW_MS)  # rules.views: completion 1 (10,000 bp) or >= 3 s
     first_view = counted & (rep == 1) & (r_base >= 0)
     fol = s_follower[r_ses]
     ue = rng.random(r_time.size)

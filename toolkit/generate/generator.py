@@ -32,6 +32,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from storylake.clock import utc
+
 from .events import hourly_social, simulate_viewing
 from .faults import DUPLICATE, MALFORMED, OUT_OF_RANGE, WRONG_TYPE, FaultInjector, FaultRates, Prepared
 from .render import event_time, faulty_line, render_block
@@ -93,10 +95,6 @@ class GenerateReport:
 
 def _iso(t: datetime | None) -> str | None:
     return None if t is None else t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _utc(t: datetime) -> datetime:
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 def _ms(t: datetime) -> int:
@@ -220,7 +218,7 @@ def generate(
     if views is not None and views < 0:
         raise ValueError("views must be >= 0")
     out = Path(out)
-    start = _utc(start)
+    start = utc(start)
     start_ms = _ms(start)
     end_ms = start_ms + days * MS_DAY
     _prepare_out(out, overwrite)

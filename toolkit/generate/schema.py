@@ -6,13 +6,16 @@ Enum values are stored as small integer codes in the generator's columns and ren
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Final
+
+from storylake.rules.lifetimes import SEGMENT_LIFETIME
 
 MS_SECOND: Final = 1_000
 MS_MINUTE: Final = 60_000
 MS_HOUR: Final = 3_600_000
 MS_DAY: Final = 86_400_000
-SEGMENT_TTL_MS: Final = MS_DAY  # a segment is viewable during [created_at, created_at + 24 h)
+SEGMENT_TTL_MS: Final = SEGMENT_LIFETIME // timedelta(milliseconds=1)  # viewable in [created_at, expires_at)
 # The initial graph is emitted during [start, start + 10 min), before any other activity.
 GRAPH_MS: Final = 10 * MS_MINUTE
 
@@ -73,7 +76,6 @@ FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "engagement": ("kind", "actor_id", "target_user_id", "segment_id"),
     "relationship": ("kind", "user_id", "other_user_id"),
 }
-STICKER_FIELDS: Final = ("sticker_id", "type", "options", "correct_index")
 
 MEDIA_TYPES: Final = ("photo", "video")
 AUDIENCES: Final = ("public", "close_friends")

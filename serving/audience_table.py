@@ -15,10 +15,10 @@ import duckdb
 import numpy as np
 
 from storylake import contracts
-from storylake.rules.audience import ALLOWED_SQL, DENIAL_REASON_SQL, FLAGS, RELATION_FLAGS
+from storylake.rules import audience
+from storylake.rules.audience import ALLOWED_SQL, BOOL_FLAGS, DENIAL_REASON_SQL
 
 AUDIENCES: tuple[str, ...] = tuple(contracts.get("silver.segments").column("audience").enum or ())
-BOOL_FLAGS: tuple[str, ...] = tuple(f for f in FLAGS if f != "audience")
 
 
 @functools.cache
@@ -54,10 +54,9 @@ def _table(expr: str, dtype: type) -> np.ndarray:
 
 # viewer_pairs.flag_code indexes PAIR_FLAGS: the relationship flags of audience.RELATION_FLAGS plus
 # 'author_private' (the author's private intervals, joined onto follow edges at publish).
-PAIR_FLAGS: tuple[str, ...] = tuple(flag for flag, _rel, _dir in RELATION_FLAGS) + ("author_private",)
+PAIR_FLAGS: tuple[str, ...] = (*audience.PAIR_FLAGS, audience.PRIVATE_FLAG)
 
 
 def pair_flag_column(flag: str) -> int:
-    """Index in BOOL_FLAGS that a viewer_pairs flag sets ('blocked_by_*' both set 'blocked')."""
-    name = "blocked" if flag.startswith("blocked_") else flag
-    return BOOL_FLAGS.index(name)
+    """Index in BOOL_FLAGS that a viewer_pairs flag sets (audience.DERIVED_FLAGS: both blocked_* set 'blocked')."""
+    return BOOL_FLAGS.index(audience.audience_flag(flag))

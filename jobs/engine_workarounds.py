@@ -1,0 +1,82 @@
+"""Every workaround for a behaviour of the Sail engine (pysail 0.7.x) that the jobs rely on, in one place.
+
+Each names the engine behaviour it answers and has a regression test (tests/test_engine_workarounds.py):
+
+- lookup: the embedded Sail runs with join swap off (jobs.engine), so the left input of a hash join is its
+  build side; every join of a large frame with a smaller one is written small-side-left through lookup.
+- any_true: max(boolean) is several times slower than bool_or on Sail.
+- nullable: Sail writes columns it infers as non-null as NOT NULL Delta columns, which delta-rs then cannot
+  read after a schema merge (DESIGN §2); written frames are unioned with the contract's nullable schema.
+- guard_replace_where / WriteGuardError: Sail's replaceWhere accepts rows outside its predicate (Delta rejects
+  them); the write checks every row inside the write itself and fails naming the predicate.
+Others are documented where they are avoided: dynamic partition overwrite (never used: Sail overwrites the whole
+table), element_at on map columns (jobs/gold/sticker_results.py), first() and min(struct) aggregates
+(jobs/silver/segment_viewers.py).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+    from pyspark.sql.types import StructType
+
+_GUARD_MARK = "[storylake-write-guard]"
+
+
+class WriteGuardError(RuntimeError):
+    """A write would break a table's invariants (rows outside replaceWhere, missing columns...)."""
+
+
+def lookup(big: DataFrame, small: DataFrame, on: Column | str | list[str], how: str = "left") -> DataFrame:
+    """`big` LEFT (or INNER, `how="inner"`) JOIN `small`, written with `small` as the left input.
+
+    The embedded Sail runs with join swap disabled (jobs.engine), so the left input of a hash join is its
+    build side, held in memory, and the right input streams through it. Stats-based swapping cannot see
+    that an aggregate or a filter is small, and built hash tables over tens of millions of wide rows.
+    Every join of a large frame with a smaller one goes through here, so the smaller side is built.
+    Columns come out as small's, then big's (select what you need afterwards).
+    """
+    if how not in ("left", "inner"):
+        raise ValueError(f"lookup: how must be 'left' or 'inner', not {how!r}")
+    return small.join(big, on, "right" if how == "left" else "inner")
+
+
+def any_true(col: Column | str) -> Column:
+    """Aggregate: any row true. bool_or, never max(boolean): max over booleans is several times slower on Sail."""
+    from pyspark.sql import functions as F
+
+    return F.bool_or(col)
+
+
+def nullable(df: DataFrame, schema: StructType) -> DataFrame:
+    """`df` (already in `schema`'s columns and types) with every column nullable, as the contracts' storage
+    schemas are.
+
+    Sail 0.7.2 writes columns it infers as non-null (literals, coalesce(..., 0), count) as NOT NULL Delta
+    columns; casts, DataFrame.to(schema) and CASE WHEN keep that inference. A union with an empty frame of
+    the nullable schema does not, portably (a union's nullability is the OR of its inputs').
+    """
+    return df.unionByName(df.sparkSession.createDataFrame([], schema))
+
+
+def guard_replace_where(df: DataFrame, predicate: str, table: str) -> DataFrame:
+    """`df` with a check that fails the write itself (raise_error, before the commit) when a row lies outside
+    `predicate`. Sail's replaceWhere accepts rows outside its predicate (Delta rejects them), which would put them
+    in the table and let a later slice write delete them; checking inside the write avoids a second pass over the
+    plan. guard_error turns the failure into a WriteGuardError."""
+    from pyspark.sql import functions as F
+
+    first = df.columns[0]
+    inside = F.expr(f"coalesce(({predicate}), false)")
+    message = F.lit(f"{_GUARD_MARK} {table}: a row is outside the replaceWhere predicate {predicate!r}")
+    return df.select(F.when(inside, F.col(first)).otherwise(F.raise_error(message)).alias(first), *df.columns[1:])
+
+
+def guard_error(exc: BaseException) -> WriteGuardError | None:
+    """The WriteGuardError a failed write raised through guard_replace_where (None for any other failure)."""
+    text = str(exc)
+    if _GUARD_MARK not in text:
+        return None
+    return WriteGuardError(text[text.index(_GUARD_MARK) + len(_GUARD_MARK) + 1 :].splitlines()[0])

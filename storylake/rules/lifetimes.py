@@ -1,0 +1,63 @@
+"""How long things live (DESIGN §5), each defined once; SQL intervals and reason texts are generated from them.
+
+    SEGMENT_LIFETIME   24 h  a segment is active in [created_at, created_at + 24 h) (expires_at)
+    CLEANUP_GRACE       1 h  the expiry cleanup removes an expired, non-archived segment 1 h after expires_at
+    SEEN_BY_LIFETIME   48 h  a segment's Seen By list is served for 48 h after created_at
+    PENDING_VIEW_WAIT  48 h  a receipt, gesture or sticker answer on a segment not known (yet) waits this long for
+                             its late segment_created, then is quarantined as unknown_segment
+
+Table retention periods are the contracts' `retention` SLA (data_contracts/, storylake.contracts).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+SEGMENT_LIFETIME = timedelta(hours=24)
+CLEANUP_GRACE = timedelta(hours=1)
+SEEN_BY_LIFETIME = timedelta(hours=48)
+PENDING_VIEW_WAIT = timedelta(hours=48)
+
+_UNITS = (("DAYS", timedelta(days=1)), ("HOURS", timedelta(hours=1)), ("MINUTES", timedelta(minutes=1)),
+          ("SECONDS", timedelta(seconds=1)), ("MICROSECONDS", timedelta(microseconds=1)))
+
+
+def interval_sql(d: timedelta) -> str:
+    """An interval literal valid in Spark SQL and in DuckDB, in the largest whole unit: INTERVAL 24 HOURS."""
+    if d <= timedelta(0):
+        raise ValueError(f"interval must be positive, got {d}")
+    for unit, size in _UNITS:
+        if d % size == timedelta(0):
+            return f"INTERVAL {d // size} {unit}"
+    raise AssertionError("unreachable: every timedelta is a whole number of microseconds")
+
+
+def duration_text(d: timedelta) -> str:
+    """Reason and help texts: whole days from a week on (30 d), else hours (48 h, 1 h), minutes (90 min), seconds."""
+    if d % timedelta(days=1) == timedelta(0) and d >= timedelta(days=7):
+        return f"{d // timedelta(days=1)} d"
+    if d % timedelta(hours=1) == timedelta(0):
+        return f"{d // timedelta(hours=1)} h"
+    if d % timedelta(minutes=1) == timedelta(0):
+        return f"{d // timedelta(minutes=1)} min"
+    return f"{d.total_seconds():g} s"
+
+
+def expires_at(created_at: datetime) -> datetime:
+    """End (exclusive) of a segment's life."""
+    return created_at + SEGMENT_LIFETIME
+
+
+def expires_at_sql(created_at: str) -> str:
+    """SQL (Spark and DuckDB) for a segment's expires_at from its created_at expression."""
+    return f"({created_at} + {interval_sql(SEGMENT_LIFETIME)})"
+
+
+def seen_by_open(created_at: datetime, now: datetime) -> bool:
+    """The segment's Seen By list is still served at `now`."""
+    return now < created_at + SEEN_BY_LIFETIME
+
+
+def seen_by_open_sql(created_at: str, now: str) -> str:
+    """SQL (Spark and DuckDB) for seen_by_open."""
+    return f"({now} < {created_at} + {interval_sql(SEEN_BY_LIFETIME)})"
