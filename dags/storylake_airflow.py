@@ -8,6 +8,9 @@ may only be called inside a running task (never at parse time).
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+
 from airflow.sdk import Variable, get_current_context
 
 from storylake.settings import AIRFLOW_VARIABLES, Settings
@@ -25,3 +28,15 @@ def task_run_id() -> str:
 
     ctx = get_current_context()
     return attempt_run_id(ctx["dag"].dag_id, ctx["run_id"], ctx["ti"].try_number)
+
+
+def default_args(first_retry: timedelta, max_retry_delay: timedelta) -> dict[str, Any]:
+    """Task defaults of every storylake DAG: 2 retries, exponential backoff from `first_retry` capped at
+    `max_retry_delay` (each DAG fits the delays to its schedule)."""
+    return {
+        "owner": "storylake",
+        "retries": 2,
+        "retry_delay": first_retry,
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": max_retry_delay,
+    }

@@ -7,13 +7,7 @@ from datetime import UTC, datetime, timedelta
 import storylake_airflow as af  # the task's settings and run id, read from Airflow
 from airflow.sdk import CronTriggerTimetable, dag, task
 
-DEFAULT_ARGS = {
-    "owner": "storylake",
-    "retries": 2,
-    "retry_delay": timedelta(seconds=30),
-    "retry_exponential_backoff": 2.0,  # 30 s, 60 s: inside the 5-minute cadence
-    "max_retry_delay": timedelta(minutes=2),
-}
+DEFAULT_ARGS = af.default_args(timedelta(seconds=30), timedelta(minutes=2))  # 30 s, 60 s: inside the 5-minute cadence
 
 
 @dag(

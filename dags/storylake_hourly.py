@@ -7,13 +7,7 @@ from datetime import UTC, datetime, timedelta
 import storylake_airflow as af  # the task's settings and run id, read from Airflow
 from airflow.sdk import CronTriggerTimetable, dag, task
 
-DEFAULT_ARGS = {
-    "owner": "storylake",
-    "retries": 2,
-    "retry_delay": timedelta(minutes=2),
-    "retry_exponential_backoff": 2.0,  # 2 min, 4 min, ... capped below
-    "max_retry_delay": timedelta(minutes=20),
-}
+DEFAULT_ARGS = af.default_args(timedelta(minutes=2), timedelta(minutes=20))  # 2 min, 4 min, capped at 20 min
 
 
 @dag(

@@ -7,13 +7,7 @@ from datetime import UTC, datetime, timedelta
 import storylake_airflow as af  # the task's settings and run id, read from Airflow
 from airflow.sdk import CronTriggerTimetable, dag, task
 
-DEFAULT_ARGS = {
-    "owner": "storylake",
-    "retries": 2,
-    "retry_delay": timedelta(minutes=5),
-    "retry_exponential_backoff": 2.0,
-    "max_retry_delay": timedelta(minutes=30),
-}
+DEFAULT_ARGS = af.default_args(timedelta(minutes=5), timedelta(minutes=30))
 
 
 @dag(

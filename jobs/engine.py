@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from storylake.processes import stop
 from storylake.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -109,12 +110,7 @@ def sail_server_process(start_timeout_s: float = 60.0) -> Iterator[str]:
         log.info("Sail Spark Connect server process %s on 127.0.0.1:%s", proc.pid, port)
         yield f"sc://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def _remote(url: str) -> Iterator[SparkSession]:

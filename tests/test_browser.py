@@ -21,6 +21,7 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from dashboards import launch
+from storylake.processes import stop
 from storylake.settings import Settings
 from tests import sample_lake
 
@@ -68,12 +69,7 @@ def streamlit_server(work: Path) -> Iterator[str]:
                 time.sleep(0.3)
             yield url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
 
 
 def _healthy(url: str) -> bool:

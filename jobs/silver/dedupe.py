@@ -79,3 +79,9 @@ def first_per_key(
 def dedupe_event_id(df: DataFrame, materialize: Materialize = spark_io.lazily) -> DataFrame:
     """At-least-once delivery: the same event_id is one event; keep its first delivery by (_source_file, _line)."""
     return first_per_keys(df, [EVENT_ID_DEDUPE], materialize)
+
+
+def dedupe_retries(df: DataFrame, actor: str, materialize: Materialize = spark_io.lazily) -> DataFrame:
+    """Remove exact duplicates (event_id), then client retries: the same idempotency_key from the same `actor`
+    (viewer_id, user_id) is one event, its earliest delivery by (event_time, event_id). Same columns out."""
+    return first_per_keys(df, [EVENT_ID_DEDUPE, (["idempotency_key", actor], ["event_time", "event_id"])], materialize)

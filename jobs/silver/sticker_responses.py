@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from jobs import spark_io
 from jobs.silver.bronze import project, read_bronze, ts_lit
-from jobs.silver.dedupe import EVENT_ID_DEDUPE, first_per_keys
+from jobs.silver.dedupe import dedupe_retries
 from jobs.silver.quarantine import iso_col, quarantine_rows, txt, write_quarantine
 from jobs.spark_io import Materialize
 from storylake.rules import lifetimes
@@ -40,9 +40,8 @@ class StickerOutput(NamedTuple):
 
 
 def dedupe_interactions(events: DataFrame, materialize: Materialize = spark_io.lazily) -> DataFrame:
-    return first_per_keys(
-        events, [EVENT_ID_DEDUPE, (["idempotency_key", "user_id"], ["event_time", "event_id"])], materialize
-    )
+    """Remove exact duplicates (event_id) then client retries (idempotency_key + user_id). Same columns out."""
+    return dedupe_retries(events, "user_id", materialize)
 
 
 def segment_stickers(segments: DataFrame) -> DataFrame:

@@ -24,7 +24,7 @@ from jobs import spark_io
 from jobs.engine_workarounds import lookup
 from jobs.relation_flags import relation_edges
 from jobs.silver.bronze import project, read_bronze, ts_lit
-from jobs.silver.dedupe import EVENT_ID_DEDUPE, first_per_keys
+from jobs.silver.dedupe import dedupe_retries
 from jobs.silver.quarantine import iso_col, quarantine_rows, txt, write_quarantine
 from jobs.spark_io import Materialize
 from storylake import contracts
@@ -50,9 +50,7 @@ class ViewOutputs(NamedTuple):
 
 def dedupe_views(views: DataFrame, materialize: Materialize = spark_io.lazily) -> DataFrame:
     """Remove exact duplicates (event_id) then client retries (idempotency_key + viewer_id). Same columns out."""
-    return first_per_keys(
-        views, [EVENT_ID_DEDUPE, (["idempotency_key", "viewer_id"], ["event_time", "event_id"])], materialize
-    )
+    return dedupe_retries(views, "viewer_id", materialize)
 
 
 def counted(views: DataFrame) -> DataFrame:
