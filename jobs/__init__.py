@@ -1,1 +1,2 @@
-"""storylake jobs: settings, engine, contracts, ingestion and the Spark (Sail) pipeline."""
+"""storylake jobs: ingestion (landing -> bronze), the Spark jobs (silver, gold, export), the quality gates and
+table maintenance. Shared rules, settings and contracts live in the kernel, storylake/."""

@@ -1,8 +1,7 @@
-"""storylake serving: audience rules, the published snapshot and its query API (no Spark).
+"""storylake serving: the published snapshot and its query API (DuckDB/Polars, no Spark).
 
 Modules:
-  audience   the audience rules as SQL over flags (shared with the Spark jobs)
-  rules      those rules as a truth table evaluated by DuckDB, for vectorised use
+  audience_table  the audience rules (storylake.rules.audience) as a truth table evaluated by DuckDB
   publish    silver + gold Delta -> one read-only DuckDB snapshot, swapped in atomically (CURRENT)
   snapshot   snapshot layout, CURRENT pointer, read-only handles (per-process cache)
   tray       tray(): ranked rings of a viewer at `now`, keyset pages
@@ -13,5 +12,4 @@ Modules:
   api        the public query API (re-exports)
   cli        plain functions behind the CLI commands
   expire     batch expiry cleanup through delta-rs deletes
-  testkit    hand-built silver/gold Delta lakes for tests and benchmarks
 """

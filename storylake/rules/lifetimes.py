@@ -18,12 +18,14 @@ CLEANUP_GRACE = timedelta(hours=1)
 SEEN_BY_LIFETIME = timedelta(hours=48)
 PENDING_VIEW_WAIT = timedelta(hours=48)
 
-_UNITS = (("DAYS", timedelta(days=1)), ("HOURS", timedelta(hours=1)), ("MINUTES", timedelta(minutes=1)),
-          ("SECONDS", timedelta(seconds=1)), ("MICROSECONDS", timedelta(microseconds=1)))
+# No DAYS: in Spark a day interval is a calendar day in the session time zone (23 or 25 h across DST).
+_UNITS = (("HOURS", timedelta(hours=1)), ("MINUTES", timedelta(minutes=1)), ("SECONDS", timedelta(seconds=1)),
+          ("MICROSECONDS", timedelta(microseconds=1)))
 
 
 def interval_sql(d: timedelta) -> str:
-    """An interval literal valid in Spark SQL and in DuckDB, in the largest whole unit: INTERVAL 24 HOURS."""
+    """An exact interval literal valid in Spark SQL and in DuckDB, in the largest whole unit up to hours:
+    INTERVAL 24 HOURS."""
     if d <= timedelta(0):
         raise ValueError(f"interval must be positive, got {d}")
     for unit, size in _UNITS:

@@ -122,14 +122,7 @@ CREATE MACRO holds(rel, a, b, t) AS EXISTS (
 
 CREATE TABLE allowed_views AS
 SELECT * FROM (
-    SELECT v.*, v.viewer_id = v.author_id AS is_self,
-           holds('block', v.author_id, v.viewer_id, v.viewed_at)
-               OR holds('block', v.viewer_id, v.author_id, v.viewed_at) AS blocked,
-           holds('hide', v.author_id, v.viewer_id, v.viewed_at) AS hidden,
-           holds('close_friend', v.author_id, v.viewer_id, v.viewed_at) AS close_friend,
-           holds('private', v.author_id, 0, v.viewed_at) AS author_private,
-           holds('follow', v.viewer_id, v.author_id, v.viewed_at) AS follows,
-           holds('approved', v.author_id, v.viewer_id, v.viewed_at) AS approved
+    SELECT v.*, @FLAGS@
     FROM views v
 ) WHERE @ALLOWED@;
 
@@ -207,6 +200,7 @@ def reference_segment_insights(landing: Path, as_of: datetime, *, threads: int |
     sql = (
         _SQL.replace("@TS@", _TS).replace("@ALLOWED@", audience.ALLOWED_SQL)
         .replace("@COUNTS_AS_VIEW@", counts_as_view_sql("r.pct", "r.dur"))
+        .replace("@FLAGS@", _audience_flags_sql())
         .replace("@EXPIRES_AT@", expires_at_sql("s.created_at"))
     )
     for statement in [s for s in sql.split(";\n") if s.strip()]:
@@ -215,3 +209,27 @@ def reference_segment_insights(landing: Path, as_of: datetime, *, threads: int |
         else:
             con.execute(statement)
     return con.sql("SELECT * FROM reference ORDER BY segment_id").to_arrow_table()
+
+
+def _audience_flags_sql() -> str:
+    """The audience flags of each view (audience.BOOL_FLAGS) through the holds() macro, from audience's relation
+    definitions (RELATION_FLAGS, DERIVED_FLAGS, PRIVATE_RELATION): the reference evaluates flags its own way, over
+    the raw relationship intervals, but never restates which relation sets which flag."""
+
+    def pair(flag: str) -> str:
+        r = audience.relation_flag(flag)
+        user, other = ("v.author_id", "v.viewer_id") if r.author_column == "user_id" else ("v.viewer_id", "v.author_id")
+        return f"holds('{r.relation}', {user}, {other}, v.viewed_at)"
+
+    columns = []
+    for flag in audience.BOOL_FLAGS:
+        if flag == "is_self":
+            expr = "v.viewer_id = v.author_id"
+        elif flag in audience.DERIVED_FLAGS:
+            expr = " OR ".join(pair(part) for part in audience.DERIVED_FLAGS[flag])
+        elif flag == audience.PRIVATE_FLAG:
+            expr = f"holds('{audience.PRIVATE_RELATION}', v.author_id, 0, v.viewed_at)"
+        else:
+            expr = pair(flag)
+        columns.append(f"{expr} AS {flag}")
+    return ", ".join(columns)
