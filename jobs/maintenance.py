@@ -1,6 +1,8 @@
 """Delta table maintenance through delta-rs (Sail has no OPTIMIZE/VACUUM, DESIGN §2).
 
 For every Delta table under the lake, in order:
+  0. repair_stats()          a table with data files lacking min/max statistics (written before ingest wrote
+                             complete ones) is rewritten with complete statistics (jobs/lake_health.py);
   1. optimize.compact()      small files (hourly overwrites, delta-rs appends) -> fewer, larger files;
   2. create_checkpoint()     readers replay the log from the checkpoint instead of every JSON commit;
   3. vacuum(retention_hours, enforce_retention_duration, dry_run=False, full=True)
@@ -30,8 +32,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jobs.lake_health import repair_stats
 from storylake.errors import StorylakeError
 from storylake.settings import Settings
+from storylake.writer_lock import holding_writer_lock
 
 log = logging.getLogger(__name__)
 DEFAULT_RETENTION_HOURS = 168
@@ -53,6 +57,7 @@ class TableMaintenance:
     version_after: int | None = None
     files_before: int = 0
     files_after: int = 0
+    stats_repaired_files: int = 0
     compact_files_added: int = 0
     compact_files_removed: int = 0
     vacuumed_files: int = 0
@@ -118,6 +123,8 @@ def maintain_table(path: Path, *, retention_hours: int = DEFAULT_RETENTION_HOURS
     out.version_before = dt.version()
     out.files_before = len(dt.file_uris())
     if not dry_run:
+        out.stats_repaired_files = repair_stats(path)
+        dt = DeltaTable(str(path))
         metrics = dt.optimize.compact()
         out.compact_files_added = int(metrics.get("numFilesAdded", 0))
         out.compact_files_removed = int(metrics.get("numFilesRemoved", 0))
@@ -140,6 +147,7 @@ def maintain_table(path: Path, *, retention_hours: int = DEFAULT_RETENTION_HOURS
     return out
 
 
+@holding_writer_lock("maintain")
 def maintain(settings: Settings, *, retention_hours: int = DEFAULT_RETENTION_HOURS, dry_run: bool = False,
              raise_on_error: bool = True) -> MaintenanceReport:
     """Maintain every Delta table under settings.lake; one line per table in the log and the report."""

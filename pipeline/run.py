@@ -18,6 +18,7 @@ from deltalake import write_deltalake
 from storylake import contracts
 from storylake.errors import StorylakeError
 from storylake.settings import Settings
+from storylake.writer_lock import holding_writer_lock
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -105,6 +106,7 @@ def step(settings: Settings, report: PipelineReport, name: str) -> Iterator[Step
     report.steps.append(result)
 
 
+@holding_writer_lock("run")
 def run_pipeline(
     settings: Settings,
     as_of: datetime,

@@ -31,6 +31,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from storylake.clock import utc
 from storylake.errors import StorylakeError
 from storylake.settings import Settings
 
@@ -70,14 +71,6 @@ def require_interval(start: datetime | None, end: datetime | None) -> tuple[date
         raise StepError(f"empty data interval [{start.isoformat()}, {end.isoformat()}): the schedule must be a "
                         "timetable with an interval (CronTriggerTimetable(..., interval=...))")
     return start, end
-
-
-def utc(t: datetime | str) -> datetime:
-    """Aware UTC datetime from a datetime (pendulum too) or an ISO string; naive values are taken as UTC."""
-    t = datetime.fromisoformat(t) if isinstance(t, str) else t
-    t = datetime(t.year, t.month, t.day, t.hour, t.minute, t.second, t.microsecond,
-                 tzinfo=t.tzinfo or UTC)
-    return t.astimezone(UTC)
 
 
 # --- run bookkeeping ---------------------------------------------------------------------------

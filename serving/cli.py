@@ -9,7 +9,7 @@ nothing has been published) and returns what the command prints.
     storylake expire   [--now T]                                           -> expire_report(...)
     storylake publish  [--as-of T]                                         -> publish_report(...)
 
-Exit codes come from storylake.errors.exit_code_for: PermissionError -> 3, NotFoundError -> 4.
+Exit codes come from toolkit.exits.exit_code_for: PermissionError -> 3, NotFoundError -> 4.
 """
 
 from __future__ import annotations

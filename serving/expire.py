@@ -24,6 +24,7 @@ from deltalake.exceptions import CommitFailedError
 from storylake.clock import iso, utc
 from storylake.rules.lifetimes import CLEANUP_GRACE, SEEN_BY_LIFETIME
 from storylake.settings import Settings
+from storylake.writer_lock import holding_writer_lock
 
 MAX_ATTEMPTS = 5
 
@@ -65,6 +66,7 @@ def _rules(now: datetime) -> list[tuple[str, str, pds.Expression]]:
     ]
 
 
+@holding_writer_lock("expire")
 def expire(settings: Settings, now: datetime) -> ExpireReport:
     now = utc(now)
     t0 = time.perf_counter()

@@ -57,10 +57,13 @@ from serving.snapshot import (
     snapshots_dir,
 )
 from storylake import contracts
+from storylake.clock import utc
 from storylake.errors import StorylakeError
 from storylake.rules import audience
 from storylake.rules.lifetimes import expires_at_sql
+from storylake.rules.tray_score import FEATURE_WEIGHTS
 from storylake.settings import Settings
+from storylake.writer_lock import holding_writer_lock
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
@@ -124,6 +127,8 @@ def _pairs_sql() -> str:
     return f"{edges} UNION ALL {private}"  # both (author_id, viewer_id, flag_code, valid_from, valid_to)
 
 
+# the author's blocks of a viewer (Seen By hides the viewer while one holds)
+_BLOCKED = audience.relation_flag("blocked_by_author")
 SEG = _src("silver.segments")
 REL = "rel"  # silver.relationships, read once into a temp table
 SV = _src("silver.segment_viewers")
@@ -157,9 +162,7 @@ STEPS: tuple[tuple[str, str], ...] = (
         SELECT segment_id, viewer_id, first_viewed_at, first_view_source, max_completion_pct
         FROM sv ORDER BY segment_id, first_viewed_at DESC, viewer_id"""),
     ("ring_features", f"""
-        SELECT viewer_id, author_id, coalesce(dm_count_30d, 0) AS dm_count_30d,
-               coalesce(likes_given_30d, 0) AS likes_given_30d, coalesce(comments_given_30d, 0) AS comments_given_30d,
-               coalesce(story_replies_30d, 0) AS story_replies_30d, as_of
+        SELECT viewer_id, author_id, {", ".join(f"coalesce({f}, 0) AS {f}" for f in FEATURE_WEIGHTS)}, as_of
         FROM {RF} ORDER BY viewer_id, author_id"""),
     # Every segment serving knows about: silver (live), gold insights (kept after the silver row is
     # cleaned up, so Seen By keeps working until its 48 h end) and the viewer rows themselves; with the
@@ -175,7 +178,8 @@ STEPS: tuple[tuple[str, str], ...] = (
                           list(struct_pack(viewer_id := v.viewer_id, valid_from := k.valid_from,
                                            valid_to := k.valid_to)) AS blocked_viewers
                    FROM sv v JOIN {REL} k
-                     ON k.relation = 'block' AND k.user_id = v.author_id AND k.other_user_id = v.viewer_id
+                     ON k.relation = '{_BLOCKED.relation}' AND k.{_BLOCKED.author_column} = v.author_id
+                    AND k.{_BLOCKED.viewer_column} = v.viewer_id
                    GROUP BY v.segment_id),
              c AS (
                 SELECT coalesce(s.segment_id, g.segment_id, v.segment_id) AS segment_id,
@@ -231,11 +235,10 @@ def new_snapshot_id(built_at: datetime) -> str:
     return f"{built_at.astimezone(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
 
 
+@holding_writer_lock("publish")
 def publish(settings: Settings, as_of: datetime, *, keep: int = KEEP_SNAPSHOTS) -> PublishReport:
     """Build a serving snapshot of the lake's current silver/gold tables and make it CURRENT."""
-    if as_of.tzinfo is None:
-        as_of = as_of.replace(tzinfo=UTC)
-    as_of = as_of.astimezone(UTC)
+    as_of = utc(as_of)
     t0, c0 = time.perf_counter(), time.process_time()
     sdir = snapshots_dir(settings)
     sdir.mkdir(parents=True, exist_ok=True)

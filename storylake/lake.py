@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -13,6 +16,9 @@ import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 from deltalake.transaction import AddAction
+
+from storylake import contracts
+from storylake.settings import Settings
 
 
 def exists(path: Path) -> bool:
@@ -84,30 +90,72 @@ class DataFile:
     stats: str  # Delta file statistics (JSON)
 
 
+def new_data_file_name(prefix: str) -> str:
+    """A data file name no other write attempt can produce: `<prefix>-<uuid4>.parquet`. Committed data files are
+    immutable: a resumed or concurrent writer writes new names, never over a file the Delta log references."""
+    return f"{prefix}-{uuid.uuid4().hex}.parquet"
+
+
 def write_data_file(
     table_dir: Path, name: str, data: pa.Table, *, dictionary: list[str] | None = None
 ) -> DataFile:
-    """Write `data` as one Parquet file in `table_dir` (overwriting a file of the same name) with its Delta
-    statistics: numRecords, nullCount of every column, min/max of the integer columns (exact; timestamp and
-    string bounds are left out rather than written truncated).
+    """Write `data` as one new Parquet file `name` in `table_dir` (refusing to replace an existing file) with its
+    complete Delta statistics (file_stats).
 
     `dictionary`: the columns worth dictionary-encoding (few distinct values); None = Parquet's default (all).
     Encoding ids and counts as dictionaries first, to fall back later, doubles the write time for nothing.
     """
     table_dir.mkdir(parents=True, exist_ok=True)
     path = table_dir / name
+    if path.exists():
+        raise FileExistsError(f"{path} exists: data files are never rewritten (use new_data_file_name)")
     pq.write_table(data, path, compression="snappy", use_dictionary=True if dictionary is None else dictionary)
     st = os.stat(path)
-    mins: dict[str, int] = {}
-    maxs: dict[str, int] = {}
+    return DataFile(name, st.st_size, int(st.st_mtime * 1000), data.num_rows, file_stats(data))
+
+
+def file_stats(data: pa.Table) -> str:
+    """Delta statistics of a data file, as delta-rs writes them: numRecords, nullCount of every column, and
+    minValues/maxValues of every stats-eligible column (integers, floats, booleans, strings, dates, timestamps)
+    that has a non-null value. Strings are exact (as delta-rs writes them; bronze strings are bounded by their
+    contracts); timestamps are ISO-8601 UTC at millisecond precision, the minimum rounded down and the maximum
+    rounded up, so both stay true bounds.
+
+    Every eligible column gets its bounds: a reader that prunes files on a column without statistics (delta-rs
+    issue #3173, when the table also has a nested column) would otherwise drop matching files.
+    """
+    mins: dict[str, object] = {}
+    maxs: dict[str, object] = {}
     for field in data.schema:
-        if pa.types.is_integer(field.type) and data.num_rows:
-            mm = pc.min_max(data.column(field.name)).as_py()
-            if mm["min"] is not None:
-                mins[field.name], maxs[field.name] = mm["min"], mm["max"]
+        if not _stats_eligible(field.type) or data.num_rows == 0:
+            continue
+        col = data.column(field.name)
+        if col.null_count == len(col):
+            continue
+        mm = pc.min_max(col).as_py()
+        lo, hi = mm["min"], mm["max"]
+        if pa.types.is_floating(field.type) and (lo != lo or hi != hi):  # NaN: no usable bounds
+            continue
+        mins[field.name], maxs[field.name] = _stat_value(lo, up=False), _stat_value(hi, up=True)
     nulls = {f.name: data.column(f.name).null_count for f in data.schema}
-    stats = json.dumps({"numRecords": data.num_rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls})
-    return DataFile(name, st.st_size, int(st.st_mtime * 1000), data.num_rows, stats)
+    return json.dumps({"numRecords": data.num_rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls})
+
+
+def _stats_eligible(t: pa.DataType) -> bool:
+    return (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_string(t)
+            or pa.types.is_large_string(t) or pa.types.is_date(t) or pa.types.is_timestamp(t))
+
+
+def _stat_value(v: object, *, up: bool) -> object:
+    if isinstance(v, datetime):
+        v = v.astimezone(UTC) if v.tzinfo else v.replace(tzinfo=UTC)
+        ms = v.replace(microsecond=v.microsecond // 1000 * 1000)
+        if up and ms != v:
+            ms += timedelta(milliseconds=1)
+        return ms.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms.microsecond // 1000:03d}Z"
+    if isinstance(v, date):
+        return v.isoformat()
+    return v
 
 
 def commit_files_once(
@@ -125,3 +173,26 @@ def commit_files_once(
         commit_properties=_once(app_id, txn_version),
     )
     return True
+
+
+def arrow_table(key: str, rows: list[dict[str, Any]] | dict[str, Any]) -> pa.Table:
+    """Rows (list of dicts) or columns (dict of arrays) -> a table with exactly the contract's schema (key:
+    layer.name)."""
+    schema = contracts.get(key).arrow_schema()
+    if isinstance(rows, dict):
+        n = len(next(iter(rows.values()))) if rows else 0
+        arrays = [
+            pa.array(rows[f.name], type=f.type) if f.name in rows else pa.nulls(n, type=f.type) for f in schema
+        ]
+        return pa.Table.from_arrays(arrays, schema=schema)
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def write_table(settings: Settings, key: str, data: pa.Table | list[dict[str, Any]], mode: str = "overwrite") -> None:
+    """Write rows or an Arrow table as the contract table `key` (layer.name) of the lake, through delta-rs (hand-built
+    lakes: tests, the dashboards' sample lake, the serving benchmark)."""
+    layer, name = key.split(".")
+    path = settings.table_path(layer, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = data if isinstance(data, pa.Table) else arrow_table(key, data)
+    write_deltalake(str(path), table, mode=mode)  # type: ignore[arg-type]

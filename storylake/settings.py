@@ -45,6 +45,7 @@ ENV_VARS: dict[str, str] = {
     "debug": "STORYLAKE_DEBUG",
     "spark_master": "SPARK_MASTER",
     "shuffle_partitions": "STORYLAKE_SHUFFLE_PARTITIONS",
+    "writer_wait_s": "STORYLAKE_WRITER_WAIT_S",
 }
 
 # Airflow Variable -> the setting it overrides (over the environment; read inside tasks, never at parse time).
@@ -79,6 +80,9 @@ class Settings:
     # Classic JVM Spark (engine "classic"): master URL and spark.sql.shuffle.partitions.
     spark_master: str = "local[2]"
     shuffle_partitions: int = 4
+    # Writers (ingest, run, publish, expire, maintain) take the lake's writer lock; a second writer waits this long
+    # for it, then exits naming the holder (storylake.writer_lock).
+    writer_wait_s: float = 60.0
 
     @classmethod
     def resolve(
@@ -198,6 +202,19 @@ def _positive_int(name: str) -> Callable[[int | str], int]:
     return parse
 
 
+def _seconds(name: str) -> Callable[[float | str], float]:
+    def parse(value: float | str) -> float:
+        try:
+            s = float(value)
+        except (TypeError, ValueError):
+            s = -1.0
+        if not 0 <= s < float("inf"):
+            raise SettingsError(f"{ENV_VARS[name]} must be a number of seconds >= 0; got {value!r}")
+        return s
+
+    return parse
+
+
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "lake": Path,
     "landing": Path,
@@ -210,4 +227,5 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "debug": _flag,
     "spark_master": str,
     "shuffle_partitions": _positive_int("shuffle_partitions"),
+    "writer_wait_s": _seconds("writer_wait_s"),
 }

@@ -17,10 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pyarrow as pa
-from deltalake import write_deltalake
-
-from storylake import contracts
+from storylake.lake import write_table
 from storylake.settings import Settings
 
 HOUR = timedelta(hours=1)
@@ -36,26 +33,6 @@ TABLES = (
     "gold.sticker_results",
     "gold.ring_features",
 )
-
-
-def arrow_table(key: str, rows: list[dict[str, Any]] | dict[str, Any]) -> pa.Table:
-    """Rows (list of dicts) or columns (dict of arrays) -> a table with exactly the contract's schema."""
-    schema = contracts.get(key).arrow_schema()
-    if isinstance(rows, dict):
-        n = len(next(iter(rows.values()))) if rows else 0
-        arrays = [
-            pa.array(rows[f.name], type=f.type) if f.name in rows else pa.nulls(n, type=f.type) for f in schema
-        ]
-        return pa.Table.from_arrays(arrays, schema=schema)
-    return pa.Table.from_pylist(rows, schema=schema)
-
-
-def write_table(settings: Settings, key: str, data: pa.Table | list[dict[str, Any]], mode: str = "overwrite") -> None:
-    layer, name = key.split(".")
-    path = settings.table_path(layer, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = data if isinstance(data, pa.Table) else arrow_table(key, data)
-    write_deltalake(str(path), table, mode=mode)  # type: ignore[arg-type]
 
 
 @dataclass

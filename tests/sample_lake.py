@@ -21,8 +21,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from serving.publish import PublishReport, publish
+from storylake.lake import write_table
 from storylake.settings import Settings
-from tests.lake_builder import DAY, HOUR, LakeBuilder, write_table
+from tests.lake_builder import DAY, HOUR, LakeBuilder
 
 AS_OF = datetime(2026, 11, 2, 12, tzinfo=UTC)
 AUTHOR_A, AUTHOR_B = 1001, 2002

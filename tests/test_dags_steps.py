@@ -14,7 +14,7 @@ from deltalake import DeltaTable
 
 from pipeline import steps
 from pipeline.run import record_step
-from storylake import contracts, lake
+from storylake import clock, contracts, lake
 from storylake.settings import Settings, SettingsError
 from tests.landing_builders import created, view, write_landing
 
@@ -126,8 +126,8 @@ def test_run_ids_intervals_and_times() -> None:
         steps.require_interval(H[10], H[10])
     p = pendulum.datetime(2026, 11, 1, 12, tz="Europe/Paris")
     assert steps.require_interval(p, p.add(hours=1)) == (H[11], H[12])
-    assert type(steps.utc(p)) is datetime
-    assert steps.utc("2026-11-01T11:00:00") == H[11]
+    assert type(clock.utc(p)) is datetime  # pendulum in, a plain datetime out
+    assert clock.utc("2026-11-01T11:00:00") == H[11]
     assert steps.export_dir(Settings(lake=Path("/l")), H[5]) == Path("/l/exports/tray_training_set/dt=2026-11-01")
 
 

@@ -12,9 +12,9 @@ from streamlit.testing.v1 import AppTest
 
 from dashboards import signin
 from serving import ops_queries as ops
+from storylake.lake import write_table
 from storylake.settings import Settings
 from tests import sample_lake
-from tests.lake_builder import write_table
 from tests.sample_lake import AS_OF
 
 APP = Path(__file__).resolve().parent.parent / "dashboards" / "app.py"

@@ -13,8 +13,9 @@ from serving import publish as publish_mod
 from serving.publish import PublishError, publish
 from serving.snapshot import current_id, snapshot_path, snapshots_dir
 from storylake.errors import NotFoundError
+from storylake.lake import arrow_table
 from storylake.settings import Settings
-from tests.lake_builder import DAY, HOUR, TABLES, LakeBuilder, arrow_table
+from tests.lake_builder import DAY, HOUR, TABLES, LakeBuilder
 
 T = datetime(2026, 11, 2, 12, tzinfo=UTC)
 V = 1

@@ -12,7 +12,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from storylake.clock import utc
 from storylake.settings import Settings, SettingsError
+from toolkit.exits import EXIT_FAILURE
 
 app = typer.Typer(
     help="storylake: Stories events -> Delta bronze/silver/gold -> serving snapshot, dashboards.",
@@ -27,8 +29,6 @@ app.add_typer(bench_app, name="bench")
 console = Console()
 err = Console(stderr=True)
 
-# Exit codes: 1 bad input/config or failure, 3 permission refused, 4 unknown id.
-EXIT_FAILURE, EXIT_PERMISSION, EXIT_NOT_FOUND = 1, 3, 4
 
 Lake = Annotated[Path | None, typer.Option("--lake", help="Lake root folder [env STORYLAKE_LAKE].")]
 Landing = Annotated[Path | None, typer.Option("--landing", help="Landing folder [env STORYLAKE_LANDING].")]
@@ -54,10 +54,9 @@ def parse_time(value: str | None, name: str) -> datetime | None:
     if value is None:
         return None
     try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return utc(value.replace("Z", "+00:00"))
     except ValueError as exc:
         raise typer.BadParameter(f"{name}: {value!r} is not an ISO-8601 time (e.g. 2026-11-02T00:00:00Z)") from exc
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 # --- contracts ---------------------------------------------------------------------------------
@@ -296,7 +295,8 @@ def expire(
     now: Annotated[str | None, typer.Option("--now", help="Cleanup time (ISO-8601; default now).")] = None,
     lake: Lake = None, landing: Landing = None, engine: Engine = None, spark_remote: Remote = None,
 ) -> None:
-    """Batch cleanup: expired non-archived segments (> 1 h past expiry) and Seen By rows older than 48 h."""
+    """Batch cleanup: expired non-archived segments (storylake.rules.lifetimes.CLEANUP_GRACE past expiry) and Seen
+    By rows past SEEN_BY_LIFETIME."""
     import json
 
     from serving.cli import expire_report
@@ -340,6 +340,27 @@ def maintain(
     s = settings_of(lake, landing, engine, spark_remote)
     report = maintain_lake(s, retention_hours=retention_hours, dry_run=dry_run)
     console.print_json(json.dumps(report.as_dict(), default=str))
+
+
+@app.command()
+def check(lake: Lake = None, landing: Landing = None, engine: Engine = None, spark_remote: Remote = None) -> None:
+    """Check every Delta table: each data file present, whole and readable, with complete statistics (exit 1 when a
+    table is unreadable; `storylake maintain` repairs missing statistics)."""
+    import json
+
+    from jobs.lake_health import table_health
+    from jobs.maintenance import find_tables
+
+    s = settings_of(lake, landing, engine, spark_remote)
+    if not s.lake.is_dir():
+        raise typer.BadParameter(f"lake {s.lake} does not exist", param_hint="--lake")
+    tables = [table_health(p, p.relative_to(s.lake).as_posix()) for p in find_tables(s.lake)]
+    console.print_json(json.dumps([t.as_dict() for t in tables], default=str))
+    bad = [t for t in tables if not t.ok]
+    if bad:
+        names = ", ".join(f"{t.table} ({t.error or f'{len(t.unreadable)} unreadable files'})" for t in bad)
+        err.print(f"{len(bad)} of {len(tables)} tables unreadable: {names}")
+        raise typer.Exit(EXIT_FAILURE)
 
 
 quality_app = typer.Typer(help="Data-quality gate (Great Expectations suites generated from the contracts).",

@@ -7,6 +7,7 @@ import streamlit as st
 from dashboards import cached, charts, context
 from dashboards.display import RINGS, day_span, number, signed, when
 from serving.dashboard_queries import KPIS
+from storylake.rules.lifetimes import SEGMENT_LIFETIME, duration_text
 
 ctx = context.creator()
 data = cached.overview(ctx.lake, ctx.snapshot_id, ctx.requester_id, ctx.now)
@@ -22,7 +23,7 @@ with ring_col:
     st.metric("Live frames", number(data.ring.segment_count), border=True)
 with table_col:
     if data.active_stories.empty:
-        st.info("No active story: a story stays live for 24 hours after it is posted.")
+        st.info(f"No active story: a story stays live for {duration_text(SEGMENT_LIFETIME)} after it is posted.")
     else:
         st.dataframe(
             data.active_stories[["story_id", "frames", "audience", "first_posted", "expires_in", "story_reach",

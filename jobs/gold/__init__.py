@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from storylake.settings import Settings
+from storylake.writer_lock import holding_writer_lock
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 GOLD_TABLES = ("segment_insights", "story_insights", "author_daily_insights", "sticker_results", "ring_features")
 
 
+@holding_writer_lock("gold")
 def build_gold(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
     """Rebuild every gold table (except the ranking export, see jobs.export) as of `as_of`; rows per table."""
     from jobs.gold import author_daily_insights, ring_features, segment_insights, sticker_results, story_insights

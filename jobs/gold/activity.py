@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 
 from jobs.engine_workarounds import lookup
 from storylake.clock import utc
+from storylake.rules.views import FULL_COMPLETION
 
 # Navigation gestures counted per insight column (DESIGN §5: exits = tap_exit + swipe_down).
 NAVIGATION_COUNTS: dict[str, tuple[str, ...]] = {
@@ -117,7 +118,7 @@ def view_counts(views: DataFrame, keys: Sequence[str]) -> DataFrame:
 
 def per_viewer(views: DataFrame, keys: Sequence[str]) -> DataFrame:
     """Per (key, viewer_id): _views, _view_ms and _completed (1 when one of the views has completion_pct = 1)."""
-    done = F.when(F.col("completion_pct") >= 1.0, F.lit(1)).otherwise(F.lit(0))
+    done = F.when(F.col("completion_pct") >= FULL_COMPLETION, F.lit(1)).otherwise(F.lit(0))
     return views.groupBy(*keys, "viewer_id").agg(
         F.count(F.lit(1)).alias("_views"),
         F.sum("view_duration_ms").alias("_view_ms"),

@@ -9,7 +9,7 @@ follow / close-friend change stamped exactly at t is not known yet). The gold ta
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -21,6 +21,8 @@ from jobs.gold.output import write_gold
 from jobs.relation_flags import POINT_KEYS, relation_edges, relation_flags_at, relation_instant
 from storylake.clock import utc
 from storylake.rules.audience import holds_at_sql
+from storylake.rules.lifetimes import interval_sql
+from storylake.rules.views import FULL_COMPLETION
 from storylake.settings import Settings
 
 NAME = "ring_features"
@@ -42,7 +44,7 @@ _VIEW = "__view__"
 
 def in_window(time_col: str, t: str = "t") -> Column:
     """[t - 30 d, t): an event exactly 30 days before t counts, one at t does not."""
-    start = F.col(t) - F.expr(f"INTERVAL {WINDOW_DAYS} DAYS")
+    start = F.col(t) - F.expr(interval_sql(timedelta(days=WINDOW_DAYS)))
     return (F.col(time_col) >= start) & (F.col(time_col) < F.col(t))
 
 
@@ -71,7 +73,7 @@ def _signal_counts() -> dict[str, Column]:
     is_view = F.col("kind") == _VIEW
     indicators = {name: F.col("kind") == kind for name, kind in ENGAGEMENT_FEATURES.items()}
     indicators["story_views_30d"] = is_view
-    indicators["_completed_views"] = is_view & (F.col("completion_pct") >= 1.0)
+    indicators["_completed_views"] = is_view & (F.col("completion_pct") >= FULL_COMPLETION)
     return {name: F.when(cond, 1).otherwise(0) for name, cond in indicators.items()}
 
 

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import re
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -24,10 +25,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from jobs.ingest.validate import QUARANTINE_SCHEMA, FileResult, validate_file
-from storylake import contracts, lake
+from storylake import contracts, failpoints, lake
 from storylake.errors import StorylakeError
 from storylake.progress import Progress
 from storylake.settings import Settings
+from storylake.writer_lock import holding_writer_lock
 
 log = logging.getLogger(__name__)
 APP_ID = "storylake-ingest"
@@ -128,16 +130,14 @@ def _plan_batches(files: list[tuple[str, str, int]], max_bytes: int) -> list[lis
 @dataclass
 class Processed:
     """A validated landing file, as a worker hands it back: its valid rows already written as one Parquet
-    file in the bronze table's folder (not yet committed), its quarantine rows in memory."""
+    file in the bronze table's folder (not yet committed; not written at all when the table committed this batch
+    before a crash), its quarantine rows in memory."""
 
     result: FileResult  # `valid` emptied: the rows are in data_file
     digest: str
     size: int
+    rows_valid: int
     data_file: lake.DataFile | None
-
-    @property
-    def rows_valid(self) -> int:
-        return self.data_file.rows if self.data_file is not None else 0
 
 
 @functools.cache
@@ -148,21 +148,49 @@ def _dictionary_columns(event_type: str) -> list[str]:
     return [c.name for c in bronze.columns if c.enum is not None or c.name in constants]
 
 
-def _process(args: tuple[str, str, str, str, datetime, str]) -> Processed:
+def _process(args: tuple[str, str, str, str, datetime, str | None]) -> Processed:
+    """Validate one landing file; write its valid rows as a new data file into `table_dir` (None: the table already
+    holds this batch, nothing to write)."""
     landing, rel, event_type, batch_id, ingested_at, table_dir = args
     data = (Path(landing) / rel).read_bytes()
     digest, size = hashlib.sha256(data).hexdigest(), len(data)
     res = validate_file(data, event_type=event_type, source_file=rel, batch_id=batch_id, ingested_at=ingested_at)
     del data
-    # Parquet encoding happens here, in parallel, instead of in the committing process. The name depends on
-    # the batch and the file only: a resumed batch rewrites the same file, never leaves an orphan beside it.
-    name = f"part-{batch_id}-{hashlib.sha1(rel.encode()).hexdigest()[:16]}.parquet"
-    data_file = lake.write_data_file(Path(table_dir), name, res.valid, dictionary=_dictionary_columns(event_type)) \
-        if res.rows_valid else None
+    # Parquet encoding happens here, in parallel, instead of in the committing process. The name is new for every
+    # attempt: a resumed batch or a concurrent ingest never rewrites a file the Delta log already references.
+    data_file = None
+    if res.rows_valid and table_dir is not None:
+        name = lake.new_data_file_name(f"part-{batch_id}")
+        data_file = lake.write_data_file(Path(table_dir), name, res.valid, dictionary=_dictionary_columns(event_type))
+    rows_valid = res.rows_valid
     res.valid = res.valid.schema.empty_table()
-    return Processed(res, digest, size, data_file)
+    return Processed(res, digest, size, rows_valid, data_file)
 
 
+_DATA_FILE = re.compile(r"^part-b(\d{8})-[0-9a-f]{32}\.parquet$")
+
+
+def remove_orphans(settings: Settings, event_types: Iterable[str]) -> int:
+    """Delete the bronze data files of batches a table never committed (a crashed or killed attempt wrote them
+    and died before its commit); returns how many. A file of batch n is an orphan when the table's ingest app
+    transaction is below n: committing batch n sets it to n. Run under the writer lock only (no live writer)."""
+    removed = 0
+    for et in event_types:
+        table = settings.table_path("bronze", et)
+        if not table.is_dir():
+            continue
+        committed = lake.committed_txn(table, APP_ID)
+        for f in table.iterdir():
+            m = _DATA_FILE.match(f.name)
+            if m and int(m.group(1)) > committed:
+                f.unlink(missing_ok=True)
+                removed += 1
+    if removed:
+        log.info("ingest: removed %d data files of uncommitted batches (an earlier attempt died)", removed)
+    return removed
+
+
+@holding_writer_lock("ingest")
 def ingest(
     settings: Settings,
     *,
@@ -179,6 +207,7 @@ def ingest(
     if not landing.is_dir():
         raise IngestError(f"landing folder {landing} does not exist")
     event_types = contracts.event_types()
+    remove_orphans(settings, event_types)
     ledger_path = ops_path(settings, "ingest_ledger")
     runs_path = ops_path(settings, "ingest_runs")
     ledger = lake.read_arrow(ledger_path, ["source_file", "batch_id", "batch_seq"])
@@ -248,8 +277,12 @@ def _submit(
     started = now or datetime.now(UTC)
     t_submit = time.perf_counter()
     batch_id = f"b{seq:08d}"
+    # A table that already committed this batch (a resumed batch) gets no new files: nothing to commit, nothing to
+    # leave behind if this attempt dies too.
+    committed = {et: lake.committed_txn(settings.table_path("bronze", et), APP_ID) >= seq for _, et, _ in files}
     futures = [
-        pool.submit(_process, (str(landing), rel, et, batch_id, started, str(settings.table_path("bronze", et))))
+        pool.submit(_process, (str(landing), rel, et, batch_id, started,
+                               None if committed[et] else str(settings.table_path("bronze", et))))
         for rel, et, _ in files
     ]
     return started, t_submit, futures
@@ -295,18 +328,24 @@ def _commit_batch(
         app_id=APP_ID,
         txn_version=seq,
     )
+    failpoints.reach("ingest.after_ledger")
     by_type: dict[str, list[lake.DataFile]] = {}
     for out in outputs:
         files_of_type = by_type.setdefault(out.result.event_type, [])
         if out.data_file is not None:
             files_of_type.append(out.data_file)
     for et, data_files in sorted(by_type.items()):
-        if data_files:
-            lake.commit_files_once(
-                settings.table_path("bronze", et), data_files, contracts.get(f"bronze.{et}").arrow_schema(),
-                app_id=APP_ID, txn_version=seq,
-            )
-        report.rows_by_table[et] = report.rows_by_table.get(et, 0) + sum(f.rows for f in data_files)
+        table = settings.table_path("bronze", et)
+        if data_files and not lake.commit_files_once(
+            table, data_files, contracts.get(f"bronze.{et}").arrow_schema(), app_id=APP_ID, txn_version=seq
+        ):
+            # This table's part of the batch was committed before a crash: the files of this attempt are not in
+            # the log (the committed ones keep their own names) and go.
+            for f in data_files:
+                (table / f.name).unlink(missing_ok=True)
+        failpoints.reach("ingest.after_bronze_table")
+        report.rows_by_table[et] = report.rows_by_table.get(et, 0) + sum(
+            out.rows_valid for out in outputs if out.result.event_type == et)
     quarantine = pa.concat_tables([r.quarantine for r in results]) if results else QUARANTINE_SCHEMA.empty_table()
     if quarantine.num_rows:
         lake.append_once(ops_path(settings, "quarantine"), quarantine, app_id=APP_ID, txn_version=seq)
@@ -315,6 +354,7 @@ def _commit_batch(
             report.quarantine_by_rule[item["values"]] = report.quarantine_by_rule.get(item["values"], 0) + item[
                 "counts"
             ]
+    failpoints.reach("ingest.before_runs")
     lines = sum(r.lines for r in results)
     valid = sum(out.rows_valid for out in outputs)
     quarantined = sum(r.rows_quarantined for r in results)

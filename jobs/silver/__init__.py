@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from storylake.settings import Settings
+from storylake.writer_lock import holding_writer_lock
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -43,6 +44,7 @@ def steps() -> tuple[tuple[str, Step], ...]:
     )
 
 
+@holding_writer_lock("silver")
 def build_silver(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
     """Run every silver job for `as_of`; returns rows per written table (quarantine counts as
     'quarantine.<table>': that stage's rows in ops.quarantine)."""

@@ -136,7 +136,7 @@ def transform(
         "audience",
         "duration_ms",
         F.col("event_time").alias("created_at"),
-        (F.col("event_time") + F.expr(lifetimes.interval_sql(lifetimes.SEGMENT_LIFETIME))).alias("expires_at"),
+        F.expr(lifetimes.expires_at_sql("event_time")).alias("expires_at"),
         "stickers",
     )
     owners = base.select(F.col("segment_id").alias("_sid"), F.col("author_id").alias("_owner"))

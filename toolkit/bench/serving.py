@@ -65,7 +65,7 @@ def build_lake(
     seed: int = 7,
 ) -> dict[str, Any]:
     """Write the synthetic lake; returns its sizes and the ids the benchmark queries."""
-    from tests.lake_builder import arrow_table, write_table
+    from storylake.lake import arrow_table, write_table
 
     rng = np.random.default_rng(seed)
     now_us = _us(now)
