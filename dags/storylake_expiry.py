@@ -23,10 +23,11 @@ DEFAULT_ARGS = af.default_args(timedelta(seconds=30), timedelta(minutes=2))  # 3
 def storylake_expiry() -> None:
     """
     ### storylake_expiry
-    Every 5 minutes, `serving.expire.expire(settings, now=data_interval_end)` deletes (delta-rs):
-    `silver.segments` rows expired more than 1 h before `now` and not archived, and `silver.segment_viewers`
-    rows of segments created more than 48 h before `now`. Idempotent (nothing to delete = no commit).
-    Serving hides expired segments at read time anyway, so a late or failed run never shows expired content.
+    Every 5 minutes, `serving.expire.expire(settings, now=data_interval_end)` appends the media of segments
+    expired (and not archived) more than the cleanup grace (1 h) before `now` to `ops.media_deletions`, the list
+    a media service consumes. It deletes nothing from the lake: serving hides expired segments and Seen By lists
+    past 48 h at read time, and silver/gold keep what insights and exports need, so this DAG can run before,
+    between or after any pipeline step without changing a table they build. Idempotent (nothing new = no commit).
 
     Configuration: Airflow Variables `storylake_lake`, `storylake_landing`, `storylake_engine`,
     `storylake_spark_remote`, falling back to the `STORYLAKE_*` environment.

@@ -221,13 +221,13 @@ def publish(settings: Settings, as_of: datetime, *, run_id: str | None = None) -
 
 
 def expire(settings: Settings, now: datetime, *, run_id: str | None = None) -> Any:
-    """Expiry cleanup as of `now` (serving.expire.expire); its ExpireReport."""
+    """Expiry as of `now` (serving.expire.expire: newly expired media onto ops.media_deletions); its ExpireReport."""
     from serving.expire import expire as expire_rows
 
     now = utc(now)
     with _recorded(settings, run_id, "expire", now) as rows:
         report = expire_rows(settings, now)
-        rows.update(dict(getattr(report, "deleted", {}) or {}))
+        rows["media_deletions"] = report.listed
     return report
 
 

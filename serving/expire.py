@@ -1,105 +1,96 @@
-"""Batch expiry cleanup (seed: "Lazy + Batch Cleanup"; DESIGN §5), through delta-rs deletes, no Spark.
+"""Expiry (seed: "Lazy + Batch Cleanup"; DESIGN §5) without deleting analytics inputs, through delta-rs, no Spark.
 
-  silver.segments:        delete rows with expires_at < now - 1 h AND NOT is_archived
-  silver.segment_viewers: delete rows with segment_created_at < now - 48 h (Seen By lives 48 h)
+Lifecycle is serving-time filtering plus retention by age, never a delete of rows that analytics still need:
+  - serving hides an expired segment at read time (lazy expiry: created_at <= now < expires_at) and refuses a
+    Seen By list after SEEN_BY_LIFETIME, whatever the tables hold;
+  - this job only lists what must physically disappear outside the lake: the media of every expired,
+    non-archived segment more than CLEANUP_GRACE past its expiry, appended once to ops.media_deletions
+    (segment, author, media, expires_at, due_at) for the media service to consume;
+  - silver and gold keep what insights, sticker results and the ranking export need; each table's contract
+    retention is enforced by age by the retention job (still to come), never by this one.
 
-Gold tables and sticker data are kept (2-year retention). Idempotent: rows are counted first and a
-table with nothing to delete gets no new Delta version, so a second run deletes 0 rows and commits
-nothing. Serving never depends on this having run: the tray hides expired segments at read time and
-Seen By refuses lists older than 48 h whatever is still stored.
+So running expiry between any two steps of the pipeline, or in any order with them, changes no silver or gold
+table and no export. Idempotent: a segment already listed is not listed again, and a run with nothing new writes
+no Delta version.
 """
 
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pds
-from deltalake import DeltaTable
-from deltalake.exceptions import CommitFailedError
 
+from storylake import contracts, lake
 from storylake.clock import iso, utc
-from storylake.rules.lifetimes import CLEANUP_GRACE, SEEN_BY_LIFETIME
+from storylake.rules.lifetimes import CLEANUP_GRACE
 from storylake.settings import Settings
 from storylake.writer_lock import holding_writer_lock
 
-MAX_ATTEMPTS = 5
+TABLE = "ops.media_deletions"
 
 
 @dataclass
 class ExpireReport:
     now: datetime
-    deleted: dict[str, int] = field(default_factory=dict)  # table -> rows deleted by this run
-    versions: dict[str, int | None] = field(default_factory=dict)  # table -> Delta version after the run
-    missing: list[str] = field(default_factory=list)  # tables that do not exist (nothing to clean)
+    listed: int = 0  # segments added to ops.media_deletions by this run
+    pending: int = 0  # all segments on the list after the run
+    version: int | None = None  # ops.media_deletions version after the run (None: no table yet)
+    missing: list[str] = field(default_factory=list)  # source tables that do not exist (nothing to expire)
     duration_s: float = 0.0
 
     def as_dict(self) -> dict[str, object]:
         return {
             "now": iso(self.now),
-            "deleted": dict(self.deleted),
-            "versions": dict(self.versions),
+            "listed": self.listed,
+            "pending": self.pending,
+            "version": self.version,
             "missing": list(self.missing),
             "duration_s": round(self.duration_s, 3),
         }
 
 
-def _rules(now: datetime) -> list[tuple[str, str, pds.Expression]]:
-    """(table, delta-rs predicate, equivalent Arrow filter) per cleanup rule. Only our own timestamps are
-    formatted into the predicates (never user input)."""
-    seg_cut = now - CLEANUP_GRACE
-    view_cut = now - SEEN_BY_LIFETIME
-    return [
-        (
-            "silver.segments",
-            f"expires_at < '{iso(seg_cut)}' AND NOT is_archived",
-            (pc.field("expires_at") < seg_cut) & ~pc.field("is_archived"),
-        ),
-        (
-            "silver.segment_viewers",
-            f"segment_created_at < '{iso(view_cut)}'",
-            pc.field("segment_created_at") < view_cut,
-        ),
-    ]
+def expired_media(segments: pa.Table, now: datetime) -> pa.Table:
+    """silver.segments rows (segment_id, author_id, media_id, expires_at, is_archived) -> the media_deletions rows
+    of the non-archived segments whose expires_at + CLEANUP_GRACE is strictly before `now`."""
+    due = pc.add(segments.column("expires_at"), pa.scalar(CLEANUP_GRACE, pa.duration("us")))
+    keep = pc.and_(pc.less(due, pa.scalar(now, pa.timestamp("us", tz="UTC"))),
+                   pc.invert(pc.fill_null(segments.column("is_archived"), False)))
+    rows = segments.filter(keep)
+    schema = contracts.get(TABLE).arrow_schema()
+    return pa.table({
+        "segment_id": rows.column("segment_id"),
+        "author_id": rows.column("author_id"),
+        "media_id": rows.column("media_id"),
+        "expires_at": rows.column("expires_at"),
+        "due_at": pc.add(rows.column("expires_at"), pa.scalar(CLEANUP_GRACE, pa.duration("us"))),
+        "listed_at": pa.array([now] * rows.num_rows, pa.timestamp("us", tz="UTC")),
+    }).cast(schema)
 
 
 @holding_writer_lock("expire")
 def expire(settings: Settings, now: datetime) -> ExpireReport:
+    """Append the newly expired media to ops.media_deletions as of `now`; nothing else is written."""
     now = utc(now)
     t0 = time.perf_counter()
     report = ExpireReport(now=now)
-    for key, predicate, arrow_filter in _rules(now):
-        layer, name = key.split(".")
-        path = settings.table_path(layer, name)
-        if not (path / "_delta_log").is_dir():
-            report.missing.append(key)
-            report.deleted[key] = 0
-            report.versions[key] = None
-            continue
-        report.deleted[key], report.versions[key] = _delete(str(path), predicate, arrow_filter)
+    segments = lake.read_arrow(settings.table_path("silver", "segments"),
+                               ["segment_id", "author_id", "media_id", "expires_at", "is_archived"])
+    path = settings.table_path(*TABLE.split("."))
+    if segments is None:
+        report.missing.append("silver.segments")
+    else:
+        due = expired_media(segments, now)
+        listed = lake.read_arrow(path, ["segment_id"])
+        if listed is not None and listed.num_rows:
+            due = due.filter(pc.invert(pc.is_in(due.column("segment_id"), value_set=listed.column("segment_id"))))
+        if due.num_rows:
+            lake.write_table(settings, TABLE, due.sort_by("segment_id"), mode="append")
+        report.listed = due.num_rows
+    report.version = lake.version(path)
+    listed_now = lake.read_arrow(path, ["segment_id"])
+    report.pending = 0 if listed_now is None else listed_now.num_rows
     report.duration_s = time.perf_counter() - t0
     return report
-
-
-def _delete(path: str, predicate: str, arrow_filter: pds.Expression) -> tuple[int, int]:
-    """Delete matching rows; (rows deleted, version after). No commit when nothing matches. Retries
-    optimistic-concurrency conflicts with writers (the pipeline appends/merges meanwhile)."""
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        dt = DeltaTable(path)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            matching = dt.to_pyarrow_dataset().count_rows(filter=arrow_filter)
-        if matching == 0:
-            return 0, dt.version()
-        try:
-            metrics = dt.delete(predicate)
-        except CommitFailedError:
-            if attempt == MAX_ATTEMPTS:
-                raise
-            time.sleep(0.05 * attempt)
-            continue
-        return int(metrics.get("num_deleted_rows", 0)), DeltaTable(path).version()
-    raise AssertionError("unreachable")

@@ -131,6 +131,10 @@ def test_hourly_dag_reruns_and_reverse_order_match_one_clean_run(tmp_path: Path,
     manifest = json.loads((steps.export_dir(backward, START - timedelta(days=1)) / "manifest.json").read_text())
     assert manifest["as_of"] == "2026-11-01T02:00:00Z" and manifest["rows"] == other["export"]["rows_written"]
     assert other["expire"]["as_of"] == datetime(2026, 11, 3, 0, 5, tzinfo=UTC)
+    # expiry deleted nothing: it listed the expired, non-archived segments' media for the media service
     segments = DeltaTable(str(backward.table_path("silver", "segments"))).to_pyarrow_table()
-    assert segments.num_rows == len(expected["silver.segments"]) - other["expire"]["rows_written"]
-    assert all(segments.column("is_archived").to_pylist())  # only archived segments outlive expiry
+    assert segments.num_rows == len(expected["silver.segments"])
+    media = DeltaTable(str(backward.table_path("ops", "media_deletions"))).to_pyarrow_table()
+    assert media.num_rows == other["expire"]["rows_written"] > 0
+    archived = set(segments.filter(segments.column("is_archived")).column("segment_id").to_pylist())
+    assert archived and not archived & set(media.column("segment_id").to_pylist())

@@ -295,8 +295,8 @@ def expire(
     now: Annotated[str | None, typer.Option("--now", help="Cleanup time (ISO-8601; default now).")] = None,
     lake: Lake = None, landing: Landing = None, engine: Engine = None, spark_remote: Remote = None,
 ) -> None:
-    """Batch cleanup: expired non-archived segments (storylake.rules.lifetimes.CLEANUP_GRACE past expiry) and Seen
-    By rows past SEEN_BY_LIFETIME."""
+    """List the media of expired, non-archived segments (past the cleanup grace) in ops.media_deletions; deletes
+    nothing from the lake (serving hides expired segments and old Seen By lists at read time)."""
     import json
 
     from serving.cli import expire_report
