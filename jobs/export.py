@@ -33,7 +33,7 @@ from jobs.gold.ring_features import FEATURE_VERSION, FEATURES, WINDOW_DAYS, ring
 from jobs.gold.story_insights import stories
 from jobs.relation_flags import relation_edges, relation_flags_at
 from jobs.spark_schemas import spark_ddl_type
-from storylake import contracts, lake
+from storylake import audit, contracts, lake
 from storylake.clock import iso
 from storylake.rules.audience import ALLOWED_SQL, BOOL_FLAGS, holds_at_sql
 from storylake.settings import Settings
@@ -208,7 +208,9 @@ def export_features(spark: SparkSession, settings: Settings, as_of: datetime, ou
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    versions = {name: lake.version(settings.table_path("silver", name)) for name in SOURCES}
+    # the silver versions that passed their gate (storylake.audit), never a build that failed it
+    audited = audit.consumer_versions(settings, [f"silver.{name}" for name in SOURCES])
+    versions = {name: audited[f"silver.{name}"] for name in SOURCES}
     snapshot_id = snapshot_id_of(as_of, versions)
     silver = {name: _read_pinned(spark, settings, name, versions[name]) for name in SOURCES}
     df = training_examples(**silver, as_of=as_of, snapshot_id=snapshot_id)

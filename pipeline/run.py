@@ -114,7 +114,7 @@ def run_pipeline(
     spark: SparkSession | None = None,
     publish: bool = True,
     progress: bool = True,
-    gate: Callable[[SparkSession, Settings, str], None] | None = None,
+    gate: Callable[[SparkSession, Settings, str, datetime], object] | None = None,
 ) -> PipelineReport:
     """Run every step for events with event_time < as_of. A session may be injected (tests, DAGs)."""
     from jobs.engine import spark_session
@@ -141,7 +141,7 @@ def run_pipeline(
 
 def _spark_steps(
     spark: SparkSession, settings: Settings, report: PipelineReport,
-    gate: Callable[[SparkSession, Settings, str], None] | None,
+    gate: Callable[[SparkSession, Settings, str, datetime], object] | None,
 ) -> None:
     from jobs.gold import build_gold
     from jobs.silver import build_silver
@@ -157,9 +157,10 @@ def _spark_steps(
 
 
 def _gate(
-    gate: Callable[[SparkSession, Settings, str], None], spark: SparkSession, settings: Settings,
+    gate: Callable[[SparkSession, Settings, str, datetime], object], spark: SparkSession, settings: Settings,
     report: PipelineReport, layer: str,
 ) -> None:
-    """Run the quality gate of a layer, recorded in ops.pipeline_runs; its error propagates unchanged."""
+    """Run the quality gate of a layer (which records the versions consumers may read when it passes), recorded in
+    ops.pipeline_runs; its error propagates unchanged."""
     with recorded(settings, report.run_id, f"gate_{layer}", report.as_of):
-        gate(spark, settings, layer)
+        gate(spark, settings, layer, report.as_of)

@@ -143,11 +143,14 @@ def ingest_interval(
 
 
 def lake_watermark(settings: Settings) -> datetime | None:
-    """Largest as_of of a successful gold step in ops.pipeline_runs (None before the first one)."""
+    """The newest as_of whose gold passed its quality gate (storylake.audit; None before the first). On a lake where
+    no gate ever ran, the largest as_of of a successful gold step in ops.pipeline_runs."""
     import pyarrow.compute as pc
 
-    from storylake import lake
+    from storylake import audit, lake
 
+    if audit.enabled(settings):
+        return audit.watermark(settings)
     runs = lake.read_arrow(settings.table_path("ops", "pipeline_runs"), ["step", "status", "as_of"])
     if runs is None or runs.num_rows == 0:
         return None
@@ -201,7 +204,7 @@ def gate(settings: Settings, layer: str, run_id: str, *, as_of: datetime | None 
     from jobs.quality import run_gate
 
     with _recorded(settings, run_id, f"gate_{layer}", utc(as_of) if as_of else None) as rows:
-        report = run_gate(settings, layer, run_id)
+        report = run_gate(settings, layer, run_id, as_of=utc(as_of) if as_of else None)
         rows.update(report.rows)
     return report
 

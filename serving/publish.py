@@ -56,7 +56,7 @@ from serving.snapshot import (
     snapshot_path,
     snapshots_dir,
 )
-from storylake import contracts
+from storylake import audit, contracts
 from storylake.clock import utc
 from storylake.errors import StorylakeError
 from storylake.rules import audience
@@ -286,15 +286,20 @@ def publish(settings: Settings, as_of: datetime, *, keep: int = KEEP_SNAPSHOTS) 
 
 
 def _open_sources(settings: Settings) -> dict[str, tuple[Any, int, int]]:
-    """{table: (pyarrow dataset, delta version, row count)}; PublishError naming the first missing table/column."""
+    """{table: (pyarrow dataset, delta version, row count)} at the versions consumers may read (storylake.audit: the
+    newest versions that passed their quality gates); PublishError naming the first missing table/column."""
     out: dict[str, tuple[Any, int, int]] = {}
+    try:
+        versions = audit.consumer_versions(settings, list(SOURCES))
+    except audit.NotAuditedError as exc:
+        raise PublishError(str(exc)) from exc
     for key, needed in SOURCES.items():
         layer, name = key.split(".")
         path = settings.table_path(layer, name)
         if not (path / "_delta_log").is_dir():
             raise PublishError(f"source table {key} is missing (no Delta table at {path}); run the pipeline first")
         try:
-            dt = DeltaTable(str(path))
+            dt = DeltaTable(str(path), version=versions[key])
         except TableNotFoundError as exc:
             raise PublishError(f"source table {key} is missing (no Delta table at {path})") from exc
         with warnings.catch_warnings():
@@ -317,11 +322,12 @@ def _build(
     tmp: Path, sources: dict[str, tuple[Any, int, int]], sid: str, as_of: datetime, built_at: datetime
 ) -> tuple[dict[str, int], int, dict[str, float]]:
     steps: dict[str, float] = {}
-    con = duckdb.connect(str(tmp), config={"preserve_insertion_order": True})
+    # the spill folder is a config value, never pasted into SQL (a lake path may hold any character)
+    con = duckdb.connect(str(tmp), config={"preserve_insertion_order": True,
+                                           "temp_directory": str(tmp.parent / ".duckdb_tmp")})
     try:
         con.execute("SET enable_progress_bar = false")
         con.execute("SET GLOBAL TimeZone = 'UTC'")
-        con.execute(f"SET temp_directory = '{tmp.parent / '.duckdb_tmp'}'")
         for key, (ds, _v, _n) in sources.items():
             con.register(_src(key), ds)
         sources_sql = ", ".join(f"'{v}'" for v in VIEW_SOURCES)

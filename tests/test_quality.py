@@ -13,7 +13,10 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from jobs.quality import QualityGateError, gate_hook, run_gate, suite_for
-from storylake import contracts
+from pipeline import steps
+from serving import api
+from serving.publish import publish
+from storylake import audit, contracts, lake
 from storylake.settings import Settings
 
 T0 = datetime(2026, 11, 1, 10, tzinfo=UTC)
@@ -261,15 +264,17 @@ def test_failed_gate_in_run_pipeline_publishes_nothing(spark: Any, tmp_path: Pat
     write_landing(settings.landing, "segment_view", [view("v2", 1, 3, "2026-11-01T10:30:00.000Z")], hour="10")
     hook = gate_hook("gate-run-2")
 
-    def corrupting_gate(spark_: Any, s: Settings, layer: str) -> Any:
+    def corrupting_gate(spark_: Any, s: Settings, layer: str, as_of: datetime) -> Any:
         if layer == "silver":  # a silver job bug: a receipt with completion_pct 1.5 slips through
             path = s.table_path("silver", "view_events")
             bad = DeltaTable(str(path)).to_pyarrow_table().slice(0, 1).to_pylist()
             bad[0].update(event_id="v-bad", completion_pct=1.5)
             write_deltalake(str(path), pa.Table.from_pylist(bad, schema=contracts.get("silver.view_events")
                                                             .arrow_schema()), mode="append")
-        return hook(spark_, s, layer)
+        return hook(spark_, s, layer, as_of)
 
+    audited_before = audit.consumer_versions(settings, ["silver.view_events", "gold.segment_insights"])
+    assert steps.lake_watermark(settings) == datetime(2026, 11, 1, 10, tzinfo=UTC)
     with pytest.raises(QualityGateError, match=r"completion_pct.*\"v-bad\""):
         run_pipeline(settings, datetime(2026, 11, 1, 11, tzinfo=UTC), spark=spark, progress=False,
                      gate=corrupting_gate)
@@ -277,3 +282,12 @@ def test_failed_gate_in_run_pipeline_publishes_nothing(spark: Any, tmp_path: Pat
     runs = DeltaTable(str(settings.table_path("ops", "pipeline_runs"))).to_pyarrow_table().to_pylist()
     assert sorted((r["step"], r["status"]) for r in runs if r["as_of"] == datetime(2026, 11, 1, 11, tzinfo=UTC)) == [
         ("gate_silver", "failed"), ("ingest", "success"), ("silver", "success")]
+    # write-audit-publish: the failed build is in silver's newest version, but nothing a consumer reads moved
+    latest = lake.version(settings.table_path("silver", "view_events"))
+    assert latest is not None and latest > audited_before["silver.view_events"]
+    assert audit.consumer_versions(settings, ["silver.view_events", "gold.segment_insights"]) == audited_before
+    assert steps.lake_watermark(settings) == datetime(2026, 11, 1, 10, tzinfo=UTC)  # the watermark did not move
+    assert not steps.lake_is_at(settings, datetime(2026, 11, 1, 11, tzinfo=UTC))  # the export DAG keeps waiting
+    again = publish(settings, datetime(2026, 11, 1, 11, tzinfo=UTC))  # a publish now serves the audited versions
+    assert again.sources == first.publish.sources
+    assert api.seen_by(api.open_current(settings), 1, 9, datetime(2026, 11, 1, 11, tzinfo=UTC)).total == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from jobs.quality.gate import GateReport, Outcome, QualityGateError, layer_tables, run_gate, write_results
@@ -34,7 +35,7 @@ def gate_hook(run_id: str | None = None) -> Callable[[Any, Settings, str], GateR
 
     rid = run_id or f"gate-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
-    def gate(_spark: Any, settings: Settings, layer: str) -> GateReport:
-        return run_gate(settings, layer, rid)
+    def gate(_spark: Any, settings: Settings, layer: str, as_of: datetime | None = None) -> GateReport:
+        return run_gate(settings, layer, rid, as_of=as_of)
 
     return gate

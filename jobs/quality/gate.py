@@ -35,8 +35,9 @@ from typing import Any
 import pyarrow as pa
 
 from jobs.quality.suites import ExpectationSpec, Suite, suite_for
-from storylake import contracts, lake
+from storylake import audit, contracts, lake
 from storylake.settings import Settings
+from storylake.writer_lock import holding_writer_lock
 
 log = logging.getLogger(__name__)
 SAMPLE_KEYS = 5
@@ -122,20 +123,28 @@ def layer_tables(layer: str) -> list[str]:
     return sorted(k for k, c in contracts.load_all().items() if c.layer == layer)
 
 
+@holding_writer_lock("gate")
 def run_gate(
     settings: Settings,
     layer: str,
     run_id: str,
     *,
+    as_of: datetime | None = None,
     tables: list[str] | None = None,
     build_docs: bool = True,
     raise_on_failure: bool = True,
 ) -> GateReport:
-    """Validate every existing table of `layer` (or just `tables`), record the results, raise on a critical failure."""
+    """Validate every existing table of `layer` (or just `tables`), record the results, raise on a critical failure.
+
+    Write-audit-publish (storylake.audit): when nothing critical failed, the validated table versions are recorded
+    in ops.audited_versions with `as_of`, and consumers read those; a failed gate records none. The gate holds the
+    lake's writer lock, so the versions it validates are the versions it records."""
     t0 = time.perf_counter()
     keys = tables if tables is not None else layer_tables(layer)
     report = GateReport(run_id=run_id, layer=layer, validated_at=datetime.now(UTC))
-    present = [k for k in keys if lake.exists(settings.table_path(*k.split(".")))]
+    audit.start(settings)
+    versions = {k: lake.version(settings.table_path(*k.split("."))) for k in keys}
+    present = [k for k in keys if versions[k] is not None]
     report.missing = [k for k in keys if k not in present]
     if present:
         docs_dir = settings.lake / "quality" / "data_docs"
@@ -156,8 +165,11 @@ def run_gate(
     report.duration_s = time.perf_counter() - t0
     log.info("quality gate %s (%s): %d tables, %d expectations, %d critical failures in %.1fs",
              layer, run_id, len(report.rows), len(report.outcomes), len(report.failed), report.duration_s)
-    if raise_on_failure and report.failed:
-        raise QualityGateError(_message(report), report)
+    if report.failed:
+        if raise_on_failure:
+            raise QualityGateError(_message(report), report)
+    elif present and layer in ("silver", "gold"):
+        audit.record(settings, run_id, layer, as_of, {k: v for k, v in versions.items() if v is not None})
     return report
 
 

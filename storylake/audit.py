@@ -1,0 +1,95 @@
+"""Write-audit-publish: which silver and gold table versions consumers may read.
+
+Jobs write silver and gold tables in place (new Delta versions); a quality gate then validates each table at the
+version it finds and, when it passes, records (table, version, as_of) in ops.audited_versions. Consumers never read
+"the latest version": serving's publish and the ranking export read every table at its newest *audited* version,
+and the lake watermark (what the hourly DAG and the export DAG wait for) is the newest as_of whose gold passed.
+A failed gate records nothing, so a bad build stays invisible: consumers keep reading the versions that passed
+before and the watermark does not move; the next good run supersedes the bad versions.
+
+Why pinned versions rather than staging tables: Delta keeps every version anyway (time travel), so pinning costs one
+small ops row per table and run, where staging would copy every table twice per run. Vacuum keeps 7 days of
+versions, so a pin older than that (a week of failing gates) would lose its files: the operator is alerted long
+before by the failed runs.
+
+A lake where no gate ever ran (`storylake run --no-gate`, tests that build tables by hand) has no
+ops.audited_versions table: there consumers read the latest versions and the watermark is the newest successful
+gold build, as before write-audit-publish.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from storylake import lake
+from storylake.errors import StorylakeError
+from storylake.settings import Settings
+
+TABLE = "ops.audited_versions"
+
+
+class NotAuditedError(StorylakeError, LookupError):
+    """A consumer asked for a table that no gate has passed yet (the message names it)."""
+
+
+def _path(settings: Settings) -> Path:
+    return settings.table_path(*TABLE.split("."))
+
+
+def enabled(settings: Settings) -> bool:
+    """The lake runs write-audit-publish: a gate has started on it at least once."""
+    return lake.exists(_path(settings))
+
+
+def start(settings: Settings) -> None:
+    """Called when a gate starts: from then on consumers read audited versions only (creates the empty table)."""
+    if not enabled(settings):
+        lake.write_table(settings, TABLE, [], mode="append")
+
+
+def record(settings: Settings, run_id: str, layer: str, as_of: datetime | None, versions: Mapping[str, int]) -> None:
+    """The gate of `layer` passed over these table versions: consumers may read them."""
+    now = datetime.now(UTC)
+    rows = [{"run_id": run_id, "layer": layer, "table_key": key, "version": v, "as_of": as_of, "audited_at": now}
+            for key, v in sorted(versions.items())]
+    lake.write_table(settings, TABLE, rows, mode="append")
+
+
+def _audits(settings: Settings) -> pa.Table | None:
+    return lake.read_arrow(_path(settings))
+
+
+def consumer_versions(settings: Settings, keys: Sequence[str]) -> dict[str, int | None]:
+    """The version of each table (contract key) a consumer reads: its newest audited version on a lake with
+    write-audit-publish (NotAuditedError when a table was never audited), else its latest version (None when the
+    table does not exist)."""
+    audits = _audits(settings)
+    if audits is None:
+        return {key: lake.version(settings.table_path(*key.split("."))) for key in keys}
+    out: dict[str, int | None] = {}
+    for key in keys:
+        mine = audits.filter(pc.equal(audits.column("table_key"), key))
+        if mine.num_rows == 0:
+            raise NotAuditedError(f"{key} has no version that passed its quality gate yet; run the pipeline with "
+                                  "its gates (storylake run) and check ops.quality_results")
+        out[key] = int(pc.max(mine.column("version")).as_py())
+    return out
+
+
+def watermark(settings: Settings) -> datetime | None:
+    """The newest as_of whose gold passed its gate (None before the first); on a lake without gates, None too
+    (callers fall back to their own notion: see pipeline.steps.lake_watermark)."""
+    audits = _audits(settings)
+    if audits is None:
+        return None
+    gold = audits.filter(pc.equal(audits.column("layer"), "gold"))
+    if gold.num_rows == 0:
+        return None
+    mark = pc.max(gold.column("as_of")).as_py()
+    return mark if mark is None else mark.astimezone(UTC)
+
