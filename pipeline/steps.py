@@ -23,7 +23,6 @@ republishes; it never rolls the lake back.
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from storylake.clock import utc
 from storylake.errors import StorylakeError
+from storylake.rules.arrival import arrival_hour
 from storylake.settings import Settings
 
 if TYPE_CHECKING:
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 HOUR = timedelta(hours=1)
-_HOUR_FOLDER = re.compile(r"(?:^|/)dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/")
 
 
 class StepError(StorylakeError, ValueError):
@@ -100,17 +99,9 @@ def _session(settings: Settings, spark: SparkSession | None) -> Iterator[SparkSe
 # --- ingest ------------------------------------------------------------------------------------
 
 
-def folder_hour(rel_path: str) -> datetime | None:
-    """Start of the arrival hour of a landing file from its `dt=YYYY-MM-DD/hour=HH/` folders (None if absent)."""
-    m = _HOUR_FOLDER.search(rel_path)
-    if m is None:
-        return None
-    return datetime.fromisoformat(m.group(1)).replace(hour=int(m.group(2)), tzinfo=UTC)
-
-
 def in_interval(rel_path: str, start: datetime, end: datetime) -> bool:
     """The file's hour folder [h, h + 1 h) overlaps [start, end)."""
-    h = folder_hour(rel_path)
+    h = arrival_hour(rel_path)
     return h is not None and h < end and h + HOUR > start
 
 

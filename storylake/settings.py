@@ -20,7 +20,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,6 +46,8 @@ ENV_VARS: dict[str, str] = {
     "spark_master": "SPARK_MASTER",
     "shuffle_partitions": "STORYLAKE_SHUFFLE_PARTITIONS",
     "writer_wait_s": "STORYLAKE_WRITER_WAIT_S",
+    "lateness_window_h": "STORYLAKE_LATENESS_WINDOW_H",
+    "max_clock_skew_s": "STORYLAKE_MAX_CLOCK_SKEW_S",
 }
 
 # Airflow Variable -> the setting it overrides (over the environment; read inside tasks, never at parse time).
@@ -83,6 +85,10 @@ class Settings:
     # Writers (ingest, run, publish, expire, maintain) take the lake's writer lock; a second writer waits this long
     # for it, then exits naming the holder (storylake.writer_lock).
     writer_wait_s: float = 60.0
+    # Ingest: events more than this before their landing hour (late_beyond_window) or after it (from_the_future)
+    # are quarantined (storylake.rules.arrival holds the rule and these defaults).
+    lateness_window_h: float = 48.0
+    max_clock_skew_s: float = 300.0
 
     @classmethod
     def resolve(
@@ -122,6 +128,14 @@ class Settings:
     def table_path(self, layer: str, name: str) -> Path:
         """Path of a Delta table: LAKE/<layer>/<name> (layers: bronze, silver, gold, ops)."""
         return self.lake / layer / name
+
+    @property
+    def lateness_window(self) -> timedelta:
+        return timedelta(hours=self.lateness_window_h)
+
+    @property
+    def max_clock_skew(self) -> timedelta:
+        return timedelta(seconds=self.max_clock_skew_s)
 
     @property
     def serving_dir(self) -> Path:
@@ -209,7 +223,8 @@ def _seconds(name: str) -> Callable[[float | str], float]:
         except (TypeError, ValueError):
             s = -1.0
         if not 0 <= s < float("inf"):
-            raise SettingsError(f"{ENV_VARS[name]} must be a number of seconds >= 0; got {value!r}")
+            unit = "hours" if name.endswith("_h") else "seconds"
+            raise SettingsError(f"{ENV_VARS[name]} must be a number of {unit} >= 0; got {value!r}")
         return s
 
     return parse
@@ -228,4 +243,6 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "spark_master": str,
     "shuffle_partitions": _positive_int("shuffle_partitions"),
     "writer_wait_s": _seconds("writer_wait_s"),
+    "lateness_window_h": _seconds("lateness_window_h"),
+    "max_clock_skew_s": _seconds("max_clock_skew_s"),
 }

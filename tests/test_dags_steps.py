@@ -15,6 +15,7 @@ from deltalake import DeltaTable
 from pipeline import steps
 from pipeline.run import record_step
 from storylake import clock, contracts, lake
+from storylake.rules.arrival import arrival_hour
 from storylake.settings import Settings, SettingsError
 from tests.landing_builders import created, view, write_landing
 
@@ -43,8 +44,8 @@ def _hours_landing(root: Path) -> None:
 
 
 def test_folder_hour_and_interval() -> None:
-    assert steps.folder_hour("segment_view/dt=2026-11-01/hour=10/part-00000.jsonl") == H[10]
-    assert steps.folder_hour("segment_view/misc/part-00000.jsonl") is None
+    assert arrival_hour("segment_view/dt=2026-11-01/hour=10/part-00000.jsonl") == H[10]
+    assert arrival_hour("segment_view/misc/part-00000.jsonl") is None
     rel = "navigation/dt=2026-11-01/hour=10/x.jsonl"
     assert steps.in_interval(rel, H[10], H[11])
     assert not steps.in_interval(rel, H[11], H[12]) and not steps.in_interval(rel, H[9], H[10])

@@ -253,3 +253,40 @@ def test_property_chunked_row_rules_equal_line_by_line(lines, chunk):
     assert [(r["line"], r["rule"]) for r in fast.quarantine.to_pylist()] == [
         (no, rule) for no, line in enumerate(lines, 1) for key, rule in expected.items() if key in line
     ]
+
+
+def test_arrival_rules_quarantine_late_beyond_window_and_from_the_future(tmp_path: Path) -> None:
+    """The landing hour folder is the arrival hour: an event more than 48 h before it is `late_beyond_window`,
+    more than 5 min after its end `from_the_future`; the bounds themselves are accepted."""
+    settings = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
+    write_landing(settings.landing, "segment_view", [
+        view("ok-early", 1, 2, "2026-11-01T10:00:00.000Z"),  # exactly 48 h before hour=10 of 11-03: accepted
+        view("late", 1, 2, "2026-11-01T09:59:59.999Z"),
+        view("ok-skew", 1, 2, "2026-11-03T11:05:00.000Z"),  # end of the hour + 5 min: accepted
+        view("future", 1, 2, "2026-11-03T11:05:00.001Z"),
+    ], dt="2026-11-03", hour="10")
+    report = ingest(settings, progress=False)
+    assert (report.lines, report.valid, report.quarantined) == (4, 2, 2)
+    bronze = DeltaTable(str(settings.table_path("bronze", "segment_view"))).to_pyarrow_table()
+    assert sorted(bronze.column("event_id").to_pylist()) == ["ok-early", "ok-skew"]
+    q = DeltaTable(str(settings.table_path("ops", "quarantine"))).to_pyarrow_table().sort_by("line").to_pylist()
+    assert [(r["line"], r["event_id"], r["rule"], r["field"], r["reason"]) for r in q] == [
+        (2, "late", "late_beyond_window", "event_time",
+         "landing.segment_view.event_time: event_time 2026-11-01T09:59:59.999Z is more than 48 h before its arrival "
+         "hour 2026-11-03T10:00Z (lateness window)"),
+        (4, "future", "from_the_future", "event_time",
+         "landing.segment_view.event_time: event_time 2026-11-03T11:05:00.001Z is more than 5 min after the end of "
+         "its arrival hour 2026-11-03T10:00Z (clock skew)"),
+    ]
+    assert json.loads(q[1]["raw"])["event_id"] == "future"
+
+
+def test_arrival_rules_follow_the_settings(tmp_path: Path) -> None:
+    settings = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing", lateness_window_h=1.0,
+                        max_clock_skew_s=0.0)
+    write_landing(settings.landing, "segment_view", [
+        view("late", 1, 2, "2026-11-01T08:59:59.000Z"), view("ok", 1, 2, "2026-11-01T11:00:00.000Z"),
+        view("future", 1, 2, "2026-11-01T11:00:00.001Z"),
+    ])
+    report = ingest(settings, progress=False)
+    assert report.quarantine_by_rule == {"late_beyond_window": 1, "from_the_future": 1}

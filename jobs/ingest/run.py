@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -148,13 +148,14 @@ def _dictionary_columns(event_type: str) -> list[str]:
     return [c.name for c in bronze.columns if c.enum is not None or c.name in constants]
 
 
-def _process(args: tuple[str, str, str, str, datetime, str | None]) -> Processed:
+def _process(args: tuple[str, str, str, str, datetime, str | None, timedelta, timedelta]) -> Processed:
     """Validate one landing file; write its valid rows as a new data file into `table_dir` (None: the table already
     holds this batch, nothing to write)."""
-    landing, rel, event_type, batch_id, ingested_at, table_dir = args
+    landing, rel, event_type, batch_id, ingested_at, table_dir, window, skew = args
     data = (Path(landing) / rel).read_bytes()
     digest, size = hashlib.sha256(data).hexdigest(), len(data)
-    res = validate_file(data, event_type=event_type, source_file=rel, batch_id=batch_id, ingested_at=ingested_at)
+    res = validate_file(data, event_type=event_type, source_file=rel, batch_id=batch_id, ingested_at=ingested_at,
+                        lateness_window=window, max_clock_skew=skew)
     del data
     # Parquet encoding happens here, in parallel, instead of in the committing process. The name is new for every
     # attempt: a resumed batch or a concurrent ingest never rewrites a file the Delta log already references.
@@ -282,7 +283,8 @@ def _submit(
     committed = {et: lake.committed_txn(settings.table_path("bronze", et), APP_ID) >= seq for _, et, _ in files}
     futures = [
         pool.submit(_process, (str(landing), rel, et, batch_id, started,
-                               None if committed[et] else str(settings.table_path("bronze", et))))
+                               None if committed[et] else str(settings.table_path("bronze", et)),
+                               settings.lateness_window, settings.max_clock_skew))
         for rel, et, _ in files
     ]
     return started, t_submit, futures

@@ -18,10 +18,13 @@ from typing import Annotated, Any, Literal
 import msgspec
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from storylake import contracts
 from storylake.contracts import Column, Contract
+from storylake.rules.arrival import FUTURE, LATE, LATENESS_WINDOW, MAX_CLOCK_SKEW, accepted_range, arrival_hour
+from storylake.rules.arrival import reason as arrival_reason
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _ZERO = timedelta(0)
@@ -195,6 +198,8 @@ def validate_file(
     ingested_at: Any,
     chunked: bool = True,
     chunk_bytes: int = CHUNK_BYTES,
+    lateness_window: timedelta = LATENESS_WINDOW,
+    max_clock_skew: timedelta = MAX_CLOCK_SKEW,
 ) -> FileResult:
     """Validate every line of one landing file; valid + quarantined == lines, always.
 
@@ -205,6 +210,9 @@ def validate_file(
     as a chunk again, the culprit alone through the per-line path that names the rule, field and value, and
     the scan goes on after it. `chunked=False` checks every line on its own (the fallback, and the
     reference in the tests: both must give the same result).
+
+    Valid events whose event_time lies outside the range storylake.rules.arrival accepts for the file's arrival
+    hour (its landing hour folder) are quarantined too: `late_beyond_window` or `from_the_future`.
     """
     v = validator_for(event_type)
     decode = v.decoder.decode
@@ -346,7 +354,11 @@ def validate_file(
         # a chunk decoded into as many events as lines although its lines do not parse one by one (crafted
         # input): validate this file line by line instead
         return validate_file(data, event_type=event_type, source_file=source_file, batch_id=batch_id,
-                             ingested_at=ingested_at, chunked=False)
+                             ingested_at=ingested_at, chunked=False, lateness_window=lateness_window,
+                             max_clock_skew=max_clock_skew)
+    arrival = arrival_hour(source_file)
+    if arrival is not None and valid.num_rows:
+        valid = _check_arrival(valid, data, arrival, lateness_window, max_clock_skew, contract_name, bad)
     n_bad = len(bad["line"])
     quarantine = pa.table(
         {
@@ -365,6 +377,39 @@ def validate_file(
         schema=QUARANTINE_SCHEMA,
     )
     return FileResult(source_file, event_type, n_lines, valid, quarantine)
+
+
+def _check_arrival(
+    valid: pa.Table, data: bytes, arrival: datetime, window: timedelta, skew: timedelta, contract_name: str,
+    bad: dict[str, list[Any]],
+) -> pa.Table:
+    """`valid` without the events outside the accepted range of their arrival hour; those go to `bad` (kept in line
+    order) with their rule and reason."""
+    earliest, latest = accepted_range(arrival, window, skew)
+    times = valid.column("event_time")
+    late = pc.less(times, _ts_scalar(earliest))
+    future = pc.greater(times, _ts_scalar(latest))
+    out = pc.or_(late, future)
+    if not pc.any(out).as_py():
+        return valid
+    lines = data.split(b"\n")
+    offsets = np.cumsum([0] + [len(x) + 1 for x in lines[:-1]])
+    for i in np.flatnonzero(out.to_numpy(zero_copy_only=False)):
+        row = valid.slice(int(i), 1).to_pylist()[0]
+        rule = LATE if late[int(i)].as_py() else FUTURE
+        shown = row["event_time"].strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        no = int(row["_line"])
+        bad["line"].append(no)
+        bad["start"].append(int(offsets[no - 1]))
+        bad["event_id"].append(row["event_id"])
+        bad["rule"].append(rule)
+        bad["field"].append("event_time")
+        bad["reason"].append(f"{contract_name}.event_time: {arrival_reason(rule, shown, arrival, window, skew)}")
+        bad["raw"].append(lines[no - 1].decode("utf-8", errors="replace"))
+    order = sorted(range(len(bad["line"])), key=bad["line"].__getitem__)
+    for k in bad:
+        bad[k] = [bad[k][j] for j in order]
+    return valid.filter(pc.invert(out))
 
 
 def _split(body: bytes, offset: int) -> tuple[list[bytes], list[int]]:
