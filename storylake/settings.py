@@ -203,29 +203,17 @@ def _log_level(value: str) -> str:
     return level
 
 
-def _positive_int(name: str) -> Callable[[int | str], int]:
-    def parse(value: int | str) -> int:
+def _number(name: str, cast: Callable[[Any], float], minimum: float, what: str) -> Callable[[Any], Any]:
+    """A parser of a finite number >= minimum (cast: int or float); SettingsError naming the variable and value."""
+
+    def parse(value: Any) -> Any:
         try:
-            n = int(value)
-        except (TypeError, ValueError):
-            n = 0
-        if n < 1:
-            raise SettingsError(f"{ENV_VARS[name]} must be a positive integer; got {value!r}")
+            n = cast(value)
+        except (TypeError, ValueError, OverflowError):
+            n = None
+        if n is None or not minimum <= n < float("inf"):
+            raise SettingsError(f"{ENV_VARS[name]} must be {what}; got {value!r}")
         return n
-
-    return parse
-
-
-def _seconds(name: str) -> Callable[[float | str], float]:
-    def parse(value: float | str) -> float:
-        try:
-            s = float(value)
-        except (TypeError, ValueError):
-            s = -1.0
-        if not 0 <= s < float("inf"):
-            unit = "hours" if name.endswith("_h") else "seconds"
-            raise SettingsError(f"{ENV_VARS[name]} must be a number of {unit} >= 0; got {value!r}")
-        return s
 
     return parse
 
@@ -241,8 +229,8 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "log_level": _log_level,
     "debug": _flag,
     "spark_master": str,
-    "shuffle_partitions": _positive_int("shuffle_partitions"),
-    "writer_wait_s": _seconds("writer_wait_s"),
-    "lateness_window_h": _seconds("lateness_window_h"),
-    "max_clock_skew_s": _seconds("max_clock_skew_s"),
+    "shuffle_partitions": _number("shuffle_partitions", int, 1, "a positive integer"),
+    "writer_wait_s": _number("writer_wait_s", float, 0, "a number of seconds >= 0"),
+    "lateness_window_h": _number("lateness_window_h", float, 0, "a number of hours >= 0"),
+    "max_clock_skew_s": _number("max_clock_skew_s", float, 0, "a number of seconds >= 0"),
 }

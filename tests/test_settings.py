@@ -172,3 +172,16 @@ def test_table_paths() -> None:
     s = Settings(lake=Path("/lake"))
     assert s.table_path("silver", "segments") == Path("/lake/silver/segments")
     assert s.serving_dir == Path("/lake/serving")
+
+
+def test_writer_wait_and_arrival_windows_resolve_and_refuse_bad_values() -> None:
+    from datetime import timedelta
+
+    s = Settings.resolve({"STORYLAKE_WRITER_WAIT_S": "2.5", "STORYLAKE_LATENESS_WINDOW_H": "24",
+                          "STORYLAKE_MAX_CLOCK_SKEW_S": "0"})
+    assert (s.writer_wait_s, s.lateness_window, s.max_clock_skew) == (2.5, timedelta(hours=24), timedelta(0))
+    assert (Settings().lateness_window, Settings().max_clock_skew) == (timedelta(hours=48), timedelta(minutes=5))
+    with pytest.raises(SettingsError, match=r"^STORYLAKE_WRITER_WAIT_S must be a number of seconds >= 0; got '-1'$"):
+        Settings.resolve({"STORYLAKE_WRITER_WAIT_S": "-1"})
+    with pytest.raises(SettingsError, match=r"^STORYLAKE_LATENESS_WINDOW_H must be a number of hours >= 0; got 'x'$"):
+        Settings.resolve({"STORYLAKE_LATENESS_WINDOW_H": "x"})
