@@ -85,6 +85,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def die_with_parent() -> None:
+    """In a child before exec (Popen preexec_fn): the kernel sends it SIGKILL when its parent dies, even by kill -9,
+    so a killed `storylake run` leaves no Sail server running under PID 1 (Linux prctl PR_SET_PDEATHSIG; a no-op
+    elsewhere)."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+    import signal
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
 @contextmanager
 def sail_server_process(start_timeout_s: float = 60.0) -> Iterator[str]:
     """`sail spark server` (pysail's CLI) as a child process on a free loopback port, with the embedded
@@ -94,7 +106,7 @@ def sail_server_process(start_timeout_s: float = 60.0) -> Iterator[str]:
     env = {**_SAIL_DEFAULTS, **os.environ}
     proc = subprocess.Popen(
         [str(sail), "spark", "server", "--ip", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=die_with_parent,
     )
     try:
         deadline = time.monotonic() + start_timeout_s

@@ -105,6 +105,16 @@ def lazily(df: DataFrame, name: str) -> DataFrame:
     return df
 
 
+def remove_stale_scratch(settings: Settings) -> int:
+    """Remove every scratch folder left under LAKE/_staging by a killed job (a failing one removes its own); call
+    it only while holding the lake's writer lock, when no other job can be using one. Returns how many."""
+    root = settings.lake / "_staging"
+    stale = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    return len(stale)
+
+
 @contextmanager
 def scratch(settings: Settings) -> Iterator[Materialize]:
     """A Materialize that computes a frame once into a Parquet scratch folder under the lake and returns a

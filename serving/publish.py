@@ -57,7 +57,7 @@ from serving.snapshot import (
     snapshots_dir,
 )
 from storylake import audit, contracts
-from storylake.clock import utc
+from storylake.clock import iso, utc
 from storylake.errors import StorylakeError
 from storylake.rules import audience
 from storylake.rules.lifetimes import expires_at_sql
@@ -245,6 +245,7 @@ def publish(settings: Settings, as_of: datetime, *, keep: int = KEEP_SNAPSHOTS) 
     with _publish_lock(settings):
         _remove_temp_files(sdir)
         sources = _open_sources(settings)
+        _refuse_mixed_as_of(sources)
         built_at = datetime.now(UTC)
         sid = new_snapshot_id(built_at)
         tmp = sdir / f".{sid}{SNAPSHOT_SUFFIX}.tmp"
@@ -310,6 +311,24 @@ def _open_sources(settings: Settings) -> dict[str, tuple[Any, int, int]]:
             raise PublishError(f"source table {key} lacks column(s) {', '.join(missing)} (at {path})")
         out[key] = (ds, dt.version(), ds.count_rows())
     return out
+
+
+def _refuse_mixed_as_of(sources: dict[str, tuple[Any, int, int]]) -> None:
+    """PublishError when the gold tables were built as of different instants (a gold build that died half-way):
+    serving them together would mix two states of the lake. Empty tables carry no as_of and are not compared."""
+    import pyarrow.compute as pc
+
+    seen: dict[str, list[datetime]] = {}
+    for key, (ds, _version, rows) in sources.items():
+        if not key.startswith("gold.") or rows == 0:
+            continue
+        bounds = pc.min_max(ds.to_table(columns=["as_of"]).column("as_of")).as_py()
+        for t in {bounds["min"], bounds["max"]} - {None}:
+            seen.setdefault(iso(t) or "", []).append(key)
+    if len(seen) > 1:
+        detail = "; ".join(f"as of {t}: {', '.join(sorted(set(keys)))}" for t, keys in sorted(seen.items()))
+        raise PublishError(f"gold tables were built as of different instants ({detail}): rerun gold "
+                           "(storylake run) before publishing")
 
 
 def _create_table(con: duckdb.DuckDBPyConnection, name: str, select_sql: str, params: dict[str, Any]) -> int:

@@ -28,3 +28,35 @@ def test_remote_sail_server_reads_the_bronze_tables_ingest_wrote(settings: Setti
             df = spark.read.format("delta").load(str(settings.table_path("bronze", "segment_view")))
             assert sorted(r["event_id"] for r in df.select("event_id").collect()) == ["e1", "e2"]
             assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
+
+
+def test_sail_server_child_dies_with_its_parent(tmp_path) -> None:
+    """kill -9 of the process that started `sail spark server` (as `storylake run` does) takes the server with it:
+    no orphan keeps running under PID 1."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    child_pid = tmp_path / "sail.pid"
+    code = (
+        "import os, sys, time; from jobs import engine\n"
+        "with engine.sail_server_process() as url:\n"
+        "    import psutil; kids = psutil.Process().children()\n"
+        f"    open({str(child_pid)!r}, 'w').write(str(kids[0].pid)); time.sleep(120)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 60
+    while not (child_pid.exists() and child_pid.read_text()):
+        assert parent.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    sail = int(child_pid.read_text())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    import psutil
+
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(sail) and psutil.Process(sail).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the Sail server outlived its parent"
+        time.sleep(0.1)

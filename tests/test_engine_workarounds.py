@@ -69,3 +69,18 @@ def test_replace_where_guard_rejects_rows_outside_the_predicate_and_commits_noth
     assert lake.version(path) == version
     assert spark_io.write_table(quarantine("b"), settings, "ops", "quarantine", replace_where="stage = 'b'") == 1
     assert sorted(lake.read_arrow(path, ["stage"]).column("stage").to_pylist()) == ["a", "b"]
+
+
+def test_stale_scratch_folders_are_removed_at_the_next_build(spark, settings):
+    """A killed job leaves LAKE/_staging/<id>; the next silver or gold build (under the writer lock) removes it."""
+    from datetime import UTC, datetime
+
+    from jobs.silver import build_silver
+
+    stale = settings.lake / "_staging" / "deadbeef0000"
+    (stale / "000-x").mkdir(parents=True)
+    (stale / "000-x" / "part-0.parquet").write_bytes(b"half a file")
+    assert spark_io.remove_stale_scratch(settings) == 1 and not stale.exists()
+    (stale / "000-x").mkdir(parents=True)
+    build_silver(spark, settings, datetime(2026, 11, 2, tzinfo=UTC))
+    assert list((settings.lake / "_staging").iterdir()) == []

@@ -6,7 +6,7 @@ import shutil
 from datetime import UTC, datetime
 
 import pytest
-from deltalake import write_deltalake
+from deltalake import DeltaTable, write_deltalake
 
 from serving import api, cli
 from serving import publish as publish_mod
@@ -148,3 +148,21 @@ def test_cli_functions(settings: Settings) -> None:
     assert cli.insights_json(settings, 10, 10, T).startswith('{"authorId":10,')
     out = cli.expire_report(settings, T + 3 * DAY)
     assert (out["listed"], out["pending"], out["missing"]) == (1, 1, [])
+
+
+def test_refuses_gold_tables_of_mixed_as_of(settings: Settings) -> None:
+    """A gold build that died half-way leaves tables as of two instants: publish refuses to serve them together
+    and the previous snapshot keeps serving."""
+    base_lake(settings)
+    first = publish(settings, T)
+    path = settings.table_path("gold", "story_insights")
+    older = DeltaTable(str(path)).to_pyarrow_table().to_pylist()
+    assert older, "the builder writes story insights"
+    for row in older:
+        row["as_of"] = datetime(2026, 11, 1, tzinfo=UTC)
+    write_deltalake(str(path), arrow_table("gold.story_insights", older), mode="overwrite")
+    with pytest.raises(PublishError, match=r"^gold tables were built as of different instants \(as of "
+                                           r"2026-11-01T00:00:00Z: gold.story_insights; as of 2026-11-02T00:00:00Z: "
+                                           r"gold.segment_insights\): rerun gold \(storylake run\) before publishing$"):
+        publish(settings, T)
+    assert current_id(settings) == first.snapshot_id

@@ -28,7 +28,7 @@ def snap_of(lake: LakeBuilder) -> api.Snapshot:
 
 
 def test_insights_for_the_author_only(settings: Settings) -> None:
-    lake = LakeBuilder(settings)
+    lake = LakeBuilder(settings, as_of=T)  # the hand-written gold rows below are as of T too (one gold state)
     lake.segment(1, A, T - 30 * HOUR, story_id=1).segment(2, A, T - 2 * HOUR, story_id=2)
     lake.segment(3, 11, T - HOUR)
     lake.view(2, 20, T - HOUR).view(2, 21, T - HOUR).view(1, 20, T - 29 * HOUR)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from jobs import spark_io
 from storylake.settings import Settings
 from storylake.writer_lock import holding_writer_lock
 
@@ -24,6 +25,7 @@ def build_gold(spark: SparkSession, settings: Settings, as_of: datetime) -> dict
     """Rebuild every gold table (except the ranking export, see jobs.export) as of `as_of`; rows per table."""
     from jobs.gold import author_daily_insights, ring_features, segment_insights, sticker_results, story_insights
 
+    spark_io.remove_stale_scratch(settings)
     rows: dict[str, int] = {}
     for module in (segment_insights, story_insights, author_daily_insights, sticker_results, ring_features):
         rows.update(module.run(spark, settings, as_of))

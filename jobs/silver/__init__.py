@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from jobs import spark_io
 from storylake.settings import Settings
 from storylake.writer_lock import holding_writer_lock
 
@@ -51,6 +52,7 @@ def build_silver(spark: SparkSession, settings: Settings, as_of: datetime) -> di
     from storylake.clock import utc
 
     as_of = utc(as_of)
+    spark_io.remove_stale_scratch(settings)
     counts: dict[str, int] = {}
     for _, run in steps():
         counts.update(run(spark, settings, as_of))
