@@ -14,6 +14,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from storylake.lake import stats_eligible
+
 log = logging.getLogger(__name__)
 
 
@@ -50,7 +52,7 @@ def table_health(path: Path, name: str | None = None) -> TableHealth:
     out.version = dt.version()
     schema = pa.schema(dt.schema().to_arrow())  # type: ignore[arg-type]
     partitions = set(dt.metadata().partition_columns)  # their values are in the log, not in statistics
-    eligible = [f.name for f in schema if _eligible(f.type) and f.name not in partitions]
+    eligible = [f.name for f in schema if stats_eligible(f.type) and f.name not in partitions]
     actions = pa.table(dt.get_add_actions(flatten=False)).to_pylist()
     out.files = len(actions)
     for a in actions:
@@ -73,11 +75,6 @@ def table_health(path: Path, name: str | None = None) -> TableHealth:
         if missing:
             out.missing_stats[rel] = missing
     return out
-
-
-def _eligible(t: pa.DataType) -> bool:
-    return (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_string(t)
-            or pa.types.is_large_string(t) or pa.types.is_date(t) or pa.types.is_timestamp(t))
 
 
 def _missing_bounds(action: dict[str, Any], eligible: list[str]) -> list[str]:

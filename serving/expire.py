@@ -58,16 +58,11 @@ def expired_media(segments: pa.Table, now: datetime) -> pa.Table:
     due = pc.add(segments.column("expires_at"), pa.scalar(CLEANUP_GRACE, pa.duration("us")))
     keep = pc.and_(pc.less(due, pa.scalar(now, pa.timestamp("us", tz="UTC"))),
                    pc.invert(pc.fill_null(segments.column("is_archived"), False)))
-    rows = segments.filter(keep)
-    schema = contracts.get(TABLE).arrow_schema()
+    rows = segments.append_column("due_at", due).filter(keep)
     return pa.table({
-        "segment_id": rows.column("segment_id"),
-        "author_id": rows.column("author_id"),
-        "media_id": rows.column("media_id"),
-        "expires_at": rows.column("expires_at"),
-        "due_at": pc.add(rows.column("expires_at"), pa.scalar(CLEANUP_GRACE, pa.duration("us"))),
+        **{c: rows.column(c) for c in ("segment_id", "author_id", "media_id", "expires_at", "due_at")},
         "listed_at": pa.array([now] * rows.num_rows, pa.timestamp("us", tz="UTC")),
-    }).cast(schema)
+    }).cast(contracts.get(TABLE).arrow_schema())
 
 
 @holding_writer_lock("expire")
@@ -79,18 +74,18 @@ def expire(settings: Settings, now: datetime) -> ExpireReport:
     segments = lake.read_arrow(settings.table_path("silver", "segments"),
                                ["segment_id", "author_id", "media_id", "expires_at", "is_archived"])
     path = settings.table_path(*TABLE.split("."))
+    listed = lake.read_arrow(path, ["segment_id"])
+    before = 0 if listed is None else listed.num_rows
     if segments is None:
         report.missing.append("silver.segments")
     else:
         due = expired_media(segments, now)
-        listed = lake.read_arrow(path, ["segment_id"])
-        if listed is not None and listed.num_rows:
+        if before:
             due = due.filter(pc.invert(pc.is_in(due.column("segment_id"), value_set=listed.column("segment_id"))))
         if due.num_rows:
             lake.write_table(settings, TABLE, due.sort_by("segment_id"), mode="append")
         report.listed = due.num_rows
     report.version = lake.version(path)
-    listed_now = lake.read_arrow(path, ["segment_id"])
-    report.pending = 0 if listed_now is None else listed_now.num_rows
+    report.pending = before + report.listed
     report.duration_s = time.perf_counter() - t0
     return report

@@ -127,7 +127,7 @@ def file_stats(data: pa.Table) -> str:
     mins: dict[str, object] = {}
     maxs: dict[str, object] = {}
     for field in data.schema:
-        if not _stats_eligible(field.type) or data.num_rows == 0:
+        if not stats_eligible(field.type) or data.num_rows == 0:
             continue
         col = data.column(field.name)
         if col.null_count == len(col):
@@ -141,7 +141,8 @@ def file_stats(data: pa.Table) -> str:
     return json.dumps({"numRecords": data.num_rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls})
 
 
-def _stats_eligible(t: pa.DataType) -> bool:
+def stats_eligible(t: pa.DataType) -> bool:
+    """Columns of this type carry min/max Delta statistics (file_stats writes them; lake_health checks them)."""
     return (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_string(t)
             or pa.types.is_large_string(t) or pa.types.is_date(t) or pa.types.is_timestamp(t))
 

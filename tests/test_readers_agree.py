@@ -18,16 +18,12 @@ from deltalake import DeltaTable
 from jobs.lake_health import table_health
 from jobs.maintenance import find_tables
 from pipeline.run import run_pipeline
+from storylake.lake import stats_eligible
 from storylake.settings import Settings
 from toolkit.generate import generate
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 OPS = ("<", "=", ">=")
-
-
-def _eligible(t: pa.DataType) -> bool:
-    return (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_string(t)
-            or pa.types.is_timestamp(t) or pa.types.is_date(t))
 
 
 def _probe_values(column: pa.ChunkedArray) -> list[object]:
@@ -86,7 +82,7 @@ def test_filtered_reads_agree_across_readers(generated_lake: Path) -> None:
         dataset = dt.to_pyarrow_dataset()
         con.register("t", dataset)
         for field in full.schema:
-            if not _eligible(field.type):
+            if not stats_eligible(field.type):
                 continue
             for value in _probe_values(full.column(field.name)):
                 for op in OPS:
