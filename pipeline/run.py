@@ -115,8 +115,11 @@ def run_pipeline(
     publish: bool = True,
     progress: bool = True,
     gate: Callable[[SparkSession, Settings, str, datetime], object] | None = None,
+    full_refresh: bool = False,
 ) -> PipelineReport:
-    """Run every step for events with event_time < as_of. A session may be injected (tests, DAGs)."""
+    """Run every step for events with event_time < as_of. A session may be injected (tests, DAGs). Silver and
+    gold are incremental after the first good run (jobs/horizon.py); `full_refresh` recomputes them from all of
+    bronze (same tables)."""
     from jobs.engine import spark_session
     from jobs.ingest import ingest
 
@@ -127,9 +130,9 @@ def run_pipeline(
     if spark is None:
         # the engine in its own process: what it keeps after silver+gold is freed before publish
         with spark_session(settings, own_process=True) as session:
-            _spark_steps(session, settings, report, gate)
+            _spark_steps(session, settings, report, gate, full_refresh)
     else:
-        _spark_steps(spark, settings, report, gate)
+        _spark_steps(spark, settings, report, gate, full_refresh)
     if publish:
         from serving.publish import publish as publish_snapshot
 
@@ -142,12 +145,13 @@ def run_pipeline(
 def _spark_steps(
     spark: SparkSession, settings: Settings, report: PipelineReport,
     gate: Callable[[SparkSession, Settings, str, datetime], object] | None,
+    full_refresh: bool,
 ) -> None:
     from jobs.gold import build_gold
     from jobs.silver import build_silver
 
     with step(settings, report, "silver") as s:
-        s.rows = build_silver(spark, settings, report.as_of)
+        s.rows = build_silver(spark, settings, report.as_of, full_refresh=full_refresh, run_id=report.run_id)
     if gate is not None:
         _gate(gate, spark, settings, report, "silver")
     with step(settings, report, "gold") as s:

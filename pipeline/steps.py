@@ -168,13 +168,14 @@ def lake_is_at(settings: Settings, t: datetime | str) -> bool:
 
 
 def silver(settings: Settings, as_of: datetime, *, run_id: str | None = None,
-           spark: SparkSession | None = None) -> dict[str, int]:
-    """Rebuild every silver table as of `as_of` (jobs.silver.build_silver); rows per table."""
+           spark: SparkSession | None = None, full_refresh: bool = False) -> dict[str, int]:
+    """Silver as of `as_of` (jobs.silver.build_silver: incremental after the first good run, everything with
+    `full_refresh`); rows written per table."""
     from jobs.silver import build_silver
 
     as_of = utc(as_of)
     with _recorded(settings, run_id, "silver", as_of) as rows, _session(settings, spark) as session:
-        rows.update(build_silver(session, settings, as_of))
+        rows.update(build_silver(session, settings, as_of, full_refresh=full_refresh, run_id=run_id))
     return rows
 
 

@@ -7,7 +7,7 @@ import pytest
 from jobs.silver import engagements, navigation, segments, sticker_responses
 from tests.bronze_builders import T0, H, bronze, by, local, rows, sticker
 
-AS_OF = T0 + 60 * H  # events on unknown segments from T0+12h on still wait
+AS_OF = T0 + 60 * H
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,8 @@ def stickers(spark, segs):
             tap("u1", 599, "poll", 10, 1, option_index=0),
             tap("m1", 500, "slider", 13, 1, value=0.5),
             {**tap("o1", 1, "link", 10, 0), "segment_id": 999},
-            {**tap("o2", 1, "link", 10, 13), "segment_id": 999},  # segment may still arrive: waits
+            {**tap("o2", 1, "link", 10, 13), "segment_id": 999},  # quarantined too: re-checked if 999 arrives
+            tap("x1", 500, "poll", 12, 25, option_index=0),  # after the segment expired
         ],
     )
     out = sticker_responses.transform(events, segs, AS_OF)
@@ -119,10 +120,15 @@ def test_unknown_sticker_and_type_mismatch_are_quarantined(stickers):
     )
 
 
-def test_sticker_on_unknown_segment_waits_48h_then_is_quarantined(stickers):
+def test_sticker_on_unknown_segment_or_after_expiry_is_quarantined(stickers):
     _, q = stickers
-    assert q["o1"]["rule"] == "unknown_segment"
-    assert sorted(q) == ["m1", "o1", "p3", "u1"]  # o2 waits
+    assert (q["o1"]["rule"], q["o2"]["rule"]) == ("unknown_segment", "unknown_segment")
+    assert (q["x1"]["rule"], q["x1"]["field"]) == ("outside_lifetime", "event_time")
+    assert q["x1"]["reason"] == (
+        "sticker_interaction.event_time 2026-11-02T11:00:00Z is outside [created_at 2026-11-01T10:00:00Z, "
+        "expires_at 2026-11-02T10:00:00Z) on segment 200"
+    )
+    assert sorted(q) == ["m1", "o1", "o2", "p3", "u1", "x1"]
 
 
 def test_navigation_dedupe_attach_story_and_unknown_segment(spark, segs):
@@ -134,13 +140,20 @@ def test_navigation_dedupe_attach_story_and_unknown_segment(spark, segs):
             {"event_id": "n1", "event_time": T0 + H, "segment_id": 200, "viewer_id": 7, "action": "tap_exit"},
             {"event_id": "n2", "event_time": T0 + H, "segment_id": 999, "viewer_id": 7},
             {"event_id": "n3", "event_time": T0 + 13 * H, "segment_id": 999, "viewer_id": 7},
+            {"event_id": "n4", "event_time": T0 + 24 * H, "segment_id": 200, "viewer_id": 7},  # expired
         ],
     )
     out = navigation.transform(events, segs, AS_OF)
     assert rows(out.navigation) == [("n1", 200, 1, 200, 7, "tap_exit", T0 + H)]
     assert rows(out.quarantine, "stage", "contract", "event_id", "rule", "field", "reason") == [
         ("silver.navigation", "bronze.navigation", "n2", "unknown_segment", "segment_id",
-         "navigation.segment_id 999 is not a known segment 48 h after event_time 2026-11-01T11:00:00Z"),
+         "navigation.segment_id 999 is not a known segment at event_time 2026-11-01T11:00:00Z "
+         "(re-checked when its segment_created arrives)"),
+        ("silver.navigation", "bronze.navigation", "n3", "unknown_segment", "segment_id",
+         "navigation.segment_id 999 is not a known segment at event_time 2026-11-01T23:00:00Z "
+         "(re-checked when its segment_created arrives)"),
+        ("silver.navigation", "bronze.navigation", "n4", "outside_lifetime", "event_time",
+         "navigation.event_time 2026-11-02T10:00:00Z is at/after expires_at 2026-11-02T10:00:00Z of segment 200"),
     ]
 
 
@@ -177,10 +190,13 @@ def test_engagements_dedupe_and_story_when_segment_known(spark, segs):
             {"event_id": "g2", "event_time": T0 + H, "kind": "like", "actor_id": 7, "target_user_id": 1},
             {"event_id": "g3", "event_time": T0 + H, "kind": "share", "actor_id": 7, "target_user_id": 1,
              "segment_id": 999},
+            {"event_id": "g4", "event_time": T0 + 24 * H, "kind": "reply", "actor_id": 7, "target_user_id": 1,
+             "segment_id": 200},  # after expiry: no story (not counted for the segment)
         ],
     )
     assert rows(engagements.transform(events, segs)) == [
         ("g1", "reply", 7, 1, 200, 200, T0 + H),
         ("g2", "like", 7, 1, None, None, T0 + H),
         ("g3", "share", 7, 1, 999, None, T0 + H),
+        ("g4", "reply", 7, 1, 200, None, T0 + 24 * H),
     ]

@@ -11,8 +11,8 @@ from storylake import contracts, lake
 from tests.bronze_builders import MS, T0, H, bronze, sticker
 
 AS_OF = T0 + 60 * H
-SILVER = ("segments", "relationships", "view_events", "pending_views", "segment_viewers", "navigation",
-          "sticker_responses", "engagements")
+SILVER = ("segments", "relationships", "view_events", "segment_viewers", "navigation", "sticker_responses",
+          "engagements")
 
 
 def seed_lake(spark, settings):
@@ -34,7 +34,7 @@ def seed_lake(spark, settings):
             {"event_id": "v1", "event_time": T0 + H, "segment_id": 1, "viewer_id": 2},
             {"event_id": "v2", "event_time": T0 + H, "segment_id": 1, "viewer_id": 3},  # not a close friend
             {"event_id": "v3", "event_time": T0 + 25 * H + MS, "segment_id": 2, "viewer_id": 2},  # expired
-            {"event_id": "v4", "event_time": AS_OF - H, "segment_id": 77, "viewer_id": 2},  # pending
+            {"event_id": "v4", "event_time": AS_OF - H, "segment_id": 77, "viewer_id": 2},  # unknown segment
         ],
         "navigation": [{"event_id": "n1", "event_time": T0 + H, "segment_id": 1, "viewer_id": 2}],
         "sticker_interaction": [
@@ -49,7 +49,7 @@ def seed_lake(spark, settings):
     for event, rows in data.items():
         spark_io.write_table(bronze(spark, event, rows), settings, "bronze", event)
     ingest_row = [("ingest", "landing.segment_view", "f.jsonl", 3, None, "malformed_json", "$", "bad json", "{",
-                   "batch-1", T0)]
+                   "batch-1", T0, None)]
     spark_io.write_table(
         spark.createDataFrame(ingest_row, spark_schema(contracts.get("ops.quarantine"))), settings, "ops", "quarantine"
     )
@@ -68,8 +68,8 @@ def test_build_silver_counts_and_rerun_is_idempotent(spark, settings):
     seed_lake(spark, settings)
     first = build_silver(spark, settings, AS_OF)
     assert first == {
-        "segments": 2, "quarantine.segments": 1, "relationships": 2, "view_events": 1, "pending_views": 1,
-        "quarantine.view_events": 2, "segment_viewers": 1, "navigation": 1, "sticker_responses": 1,
+        "segments": 2, "quarantine.segments": 1, "relationships": 2, "view_events": 1,
+        "quarantine.view_events": 3, "segment_viewers": 1, "navigation": 1, "sticker_responses": 1,
         "quarantine.sticker_responses": 1, "engagements": 1,
     } | {"quarantine.navigation": 0}
     snap = snapshot(settings)
@@ -85,20 +85,23 @@ def test_build_silver_counts_and_rerun_is_idempotent(spark, settings):
         ("silver.sticker_responses", "s2", "option_out_of_range"),
         ("silver.view_events", "v2", "not_close_friend"),
         ("silver.view_events", "v3", "outside_lifetime"),
+        ("silver.view_events", "v4", "unknown_segment"),
     ]
     silver_rows = [r for r in q if r["stage"] != "ingest"]
     assert {r["batch_id"] for r in silver_rows} == {"silver@2026-11-03T22:00:00Z"}
     assert {r["quarantined_at"] for r in silver_rows} == {datetime(2026, 11, 3, 22, tzinfo=UTC)}
 
 
-def test_later_run_resolves_pending_view(spark, settings):
+def test_later_run_releases_the_receipt_of_a_late_segment(spark, settings):
     seed_lake(spark, settings)
     build_silver(spark, settings, AS_OF)
-    # the late segment_created for segment 77 lands: the next run turns the pending receipt into a view
+    # the late segment_created for segment 77 lands: the next run turns the quarantined receipt into a view
     late = bronze(spark, "segment_created", [{"event_id": "c77", "event_time": AS_OF - 2 * H, "segment_id": 77,
                                               "author_id": 4}])
     late.write.format("delta").mode("append").save(str(settings.table_path("bronze", "segment_created")))
     counts = build_silver(spark, settings, AS_OF + H)
-    assert (counts["pending_views"], counts["view_events"]) == (0, 2)
+    assert counts["view_events"] == 2
     views = lake.read_arrow(settings.table_path("silver", "view_events")).to_pylist()
     assert sorted(v["event_id"] for v in views) == ["v1", "v4"]
+    q = lake.read_arrow(settings.table_path("ops", "quarantine")).to_pylist()
+    assert "v4" not in {r["event_id"] for r in q}

@@ -1,4 +1,4 @@
-"""silver.view_events / pending_views / quarantine: dedupe, retries, counting, lifetime, deletes, audience."""
+"""silver.view_events / quarantine: dedupe, retries, counting, lifetime, deletes, audience, unknown segments."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from jobs.silver import relationships, segments, view_events
 from tests.bronze_builders import MS, T0, H, bronze, by, rows
 
-AS_OF = T0 + 60 * H  # unknown segments viewed at/after T0+12h are still pending
+AS_OF = T0 + 60 * H
 S = timedelta(seconds=1)
 
 
@@ -93,7 +93,6 @@ def result(spark):
     out = view_events.transform(bronze(spark, "segment_view", VIEWS), segs, rels, AS_OF)
     return {
         "views": by(out.view_events, "event_id", *out.view_events.columns[1:]),
-        "pending": rows(out.pending_views),
         "quarantine": by(out.quarantine, "event_id", *[c for c in out.quarantine.columns if c != "event_id"]),
     }
 
@@ -176,20 +175,43 @@ def test_delete_at_or_before_view_is_quarantined(result):
     assert "del-before" in counted_ids(result)
 
 
-def test_unknown_segment_held_within_48h_and_quarantined_after(result):
-    assert result["pending"] == [("unk-new", 999, 50, AS_OF - 48 * H)]
-    q = result["quarantine"]["unk-old"]
-    assert (q["rule"], q["field"]) == ("unknown_segment", "segment_id")
+def test_unknown_segment_is_quarantined_whatever_its_age(result):
+    for eid in ("unk-new", "unk-old"):
+        q = result["quarantine"][eid]
+        assert (q["rule"], q["field"]) == ("unknown_segment", "segment_id")
+    assert result["quarantine"]["unk-new"]["reason"] == (
+        "segment_view.segment_id 999 is not a known segment at event_time 2026-11-01T22:00:00Z "
+        "(re-checked when its segment_created arrives)"
+    )
+    assert result["quarantine"]["unk-new"]["anchor_at"] == AS_OF - 48 * H  # its own time: no segment
 
 
-def test_pending_view_is_quarantined_once_48h_old(spark):
-    segs, rels = silver_inputs(spark)
+def test_receipt_is_released_when_its_late_segment_arrives(spark):
+    _, rels = silver_inputs(spark)
     src = bronze(spark, "segment_view", [view("unk", 999, 50, T0 + 12 * H)])
-    held = view_events.transform(src, segs, rels, T0 + 60 * H)
-    assert (rows(held.pending_views, "event_id"), rows(held.quarantine, "event_id")) == ([("unk",)], [])
-    later = view_events.transform(src, segs, rels, T0 + 60 * H + MS)
-    assert rows(later.pending_views) == []
-    assert rows(later.quarantine, "event_id", "rule") == [("unk", "unknown_segment")]
+    none = segments.transform(bronze(spark, "segment_created", []), bronze(spark, "segment_deleted", []),
+                              bronze(spark, "segment_archived", []), AS_OF).segments
+    before = view_events.transform(src, none, rels, AS_OF)
+    assert (rows(before.view_events), rows(before.quarantine, "event_id", "rule")) == ([], [("unk", "unknown_segment")])
+    late = segments.transform(
+        bronze(spark, "segment_created", [{"event_id": "c999", "event_time": T0 + 11 * H, "segment_id": 999,
+                                           "author_id": 1}]),
+        bronze(spark, "segment_deleted", []), bronze(spark, "segment_archived", []), AS_OF,
+    ).segments
+    after = view_events.transform(src, late, rels, AS_OF)
+    assert rows(after.view_events, "event_id", "segment_created_at") == [("unk", T0 + 11 * H)]
+    assert rows(after.quarantine) == []
+
+
+def test_retry_outside_the_lifetime_is_not_merged_with_the_view(spark):
+    """Retries are deduplicated among a segment's in-lifetime receipts (one anchor, recomputed together): a copy
+    sent after expiry is quarantined on its own, the in-lifetime receipt still counts."""
+    segs, rels = silver_inputs(spark)
+    src = bronze(spark, "segment_view", [view("in", 100, 10, T0 + 24 * H - MS, idempotency_key="K"),
+                                         view("out", 100, 10, T0 + 24 * H + S, idempotency_key="K")])
+    out = view_events.transform(src, segs, rels, AS_OF)
+    assert rows(out.view_events, "event_id") == [("in",)]
+    assert rows(out.quarantine, "event_id", "rule", "anchor_at") == [("out", "outside_lifetime", T0 + 24 * H + S)]
 
 
 def test_quarantine_row_carries_bronze_lineage(result):
@@ -214,15 +236,16 @@ def test_view_event_columns(result):
 
 
 def test_every_receipt_is_accounted_for(result):
-    # 26 rows in: 12 views + 10 quarantined + 1 pending + (second delivery of dup, retry r-a, 2.9 s d29)
+    # 26 rows in: 12 views + 11 quarantined + (second delivery of dup, retry r-a, 2.9 s d29)
     assert sorted(result["views"]) == sorted(
         ["r-b", "shared-1", "shared-2", "dup", "d30", "c100", "edge", "cf-yes", "self", "cf-after", "prv-yes",
          "del-before"]
     )
     assert sorted(result["quarantine"]) == sorted(
-        ["late", "early", "cf-no", "cf-before", "blk-author", "blk-viewer", "hid", "prv-no", "del-at", "unk-old"]
+        ["late", "early", "cf-no", "cf-before", "blk-author", "blk-viewer", "hid", "prv-no", "del-at", "unk-old",
+         "unk-new"]
     )
-    assert len(VIEWS) == 12 + 10 + 1 + 3
+    assert len(VIEWS) == 12 + 11 + 3
 
 
 # --- properties ----------------------------------------------------------------------------------
@@ -242,10 +265,13 @@ receipt = st.fixed_dictionaries(
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(receipt, max_size=8))
 def test_property_view_dedupe_is_idempotent(spark, receipts):
+    from jobs.silver.dedupe import EVENT_ID_DEDUPE, first_per_keys
+
     df = bronze(spark, "segment_view", [dict(r, segment_id=100, completion_pct=0.5) for r in receipts])
-    once = view_events.dedupe_views(df)
+    steps = [EVENT_ID_DEDUPE, view_events.RETRY_DEDUPE]
+    once = first_per_keys(df, steps)
     first = rows(once)
-    assert rows(view_events.dedupe_views(once)) == first
+    assert rows(first_per_keys(once, steps)) == first
     col = {name: i for i, name in enumerate(once.columns)}
     ids = [r[col["event_id"]] for r in first]
     keys = [(r[col["idempotency_key"]], r[col["viewer_id"]]) for r in first]

@@ -174,6 +174,10 @@ def run(
     gate: Annotated[
         bool, typer.Option("--gate/--no-gate", help="Great Expectations gate after silver and gold.")
     ] = True,
+    full_refresh: Annotated[
+        bool, typer.Option("--full-refresh", help="Recompute silver and gold from all of bronze (a backfill after "
+                           "a rule change); without it a run processes what arrived since the last good run.")
+    ] = False,
 ) -> None:
     """Ingest, then silver and gold jobs on every event before --as-of, then publish the serving snapshot."""
     from jobs.quality import gate_hook
@@ -181,7 +185,7 @@ def run(
 
     s = settings_of(lake, landing, engine, spark_remote)
     t = parse_time(as_of, "--as-of") or datetime.now(UTC)
-    report = run_pipeline(s, t, publish=not no_publish, gate=gate_hook() if gate else None)
+    report = run_pipeline(s, t, publish=not no_publish, gate=gate_hook() if gate else None, full_refresh=full_refresh)
     if report.ingest is not None:
         print_ingest(report.ingest)
     table = Table(title=f"run {report.run_id} as of {t.isoformat()}")

@@ -22,11 +22,21 @@ GOLD_TABLES = ("segment_insights", "story_insights", "author_daily_insights", "s
 
 @holding_writer_lock("gold")
 def build_gold(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
-    """Rebuild every gold table (except the ranking export, see jobs.export) as of `as_of`; rows per table."""
+    """Recompute every gold table (except the ranking export, see jobs.export) as of `as_of`, within the horizon
+    silver planned for it (jobs.horizon; everything when silver planned none); rows written per table. On a lake
+    without quality gates the run is then done (ops.increments); with gates, the gold gate marks it done."""
     from jobs.gold import author_daily_insights, ring_features, segment_insights, sticker_results, story_insights
+    from jobs.horizon import from_increment, full
+    from storylake import audit, increments
+    from storylake.clock import utc
 
+    as_of = utc(as_of)
     spark_io.remove_stale_scratch(settings)
+    plan = increments.planned(settings, as_of)
+    horizon = from_increment(plan) if plan is not None else full(as_of)
     rows: dict[str, int] = {}
     for module in (segment_insights, story_insights, author_daily_insights, sticker_results, ring_features):
-        rows.update(module.run(spark, settings, as_of))
+        rows.update(module.run(spark, settings, horizon))
+    if not audit.enabled(settings):
+        increments.complete(settings, as_of)
     return rows

@@ -95,9 +95,10 @@ def navigation_before(navigation: DataFrame, segs: DataFrame, as_of: datetime) -
 
 
 def story_engagements_before(engagements: DataFrame, segs: DataFrame, as_of: datetime) -> DataFrame:
-    """Story engagements (reply, share, profile_visit, follow, link_click) attributed to a known segment."""
+    """Story engagements (reply, share, profile_visit, follow, link_click) attributed to a known segment within
+    its lifetime (silver sets story_id only then)."""
     kinds = list(ENGAGEMENT_COUNTS.values())
-    story_kinds = engagements.filter(F.col("kind").isin(kinds) & F.col("segment_id").isNotNull())
+    story_kinds = engagements.filter(F.col("kind").isin(kinds) & F.col("story_id").isNotNull())
     return _attributed(story_kinds, segs, "at", as_of, ("kind", "at"))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -11,6 +11,8 @@ from jobs import spark_io
 from jobs.engine_workarounds import lookup
 from jobs.gold import activity
 from jobs.gold.output import write_gold
+from jobs.horizon import Horizon
+from storylake.rules.lifetimes import SEGMENT_LIFETIME
 from storylake.settings import Settings
 
 NAME = "author_daily_insights"
@@ -78,11 +80,32 @@ def author_daily_insights(
     return out.withColumn("as_of", activity.instant(as_of))
 
 
-def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
-    """Rebuild gold.author_daily_insights from silver (whole-table overwrite)."""
+def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
+    """gold.author_daily_insights of the days from the silver horizon's day on: every silver row a run changes is
+    at or after the horizon. They read the views of the 28 days before (trailing reach) and the rest from that
+    day."""
     silver = {
         name: spark_io.read_table(spark, settings, "silver", name)
         for name in ("segments", "view_events", "navigation", "engagements")
     }
+    if horizon.lo is None:
+        with spark_io.scratch(settings) as materialize:
+            return write_gold(author_daily_insights(**silver, as_of=horizon.as_of, materialize=materialize),
+                              settings, NAME)
+    first_day = horizon.lo.date()
+    since = datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)
+    window = since - timedelta(days=max(TRAILING_DAYS.values())) - SEGMENT_LIFETIME
+    start = F.lit(since).cast("timestamp")
+    silver = {
+        # a story engagement from that day on is on a segment live then (created at most 24 h before)
+        "segments": silver["segments"].filter(F.col("created_at") >= F.lit(since - SEGMENT_LIFETIME).cast("timestamp")),
+        "view_events": silver["view_events"].filter(
+            F.col("segment_created_at") >= F.lit(window).cast("timestamp")
+        ),
+        "navigation": silver["navigation"].filter(F.col("at") >= start),
+        "engagements": silver["engagements"].filter(F.col("at") >= start),
+    }
     with spark_io.scratch(settings) as materialize:
-        return write_gold(author_daily_insights(**silver, as_of=as_of, materialize=materialize), settings, NAME)
+        df = author_daily_insights(**silver, as_of=horizon.as_of, materialize=materialize)
+        return write_gold(df.filter(F.col("day") >= F.lit(first_day)), settings, NAME,
+                          f"day >= DATE '{first_day.isoformat()}'")

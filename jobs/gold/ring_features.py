@@ -18,6 +18,7 @@ from jobs import spark_io
 from jobs.engine_workarounds import any_true
 from jobs.gold import activity
 from jobs.gold.output import write_gold
+from jobs.horizon import Horizon
 from jobs.relation_flags import POINT_KEYS, relation_edges, relation_flags_at, relation_instant
 from storylake.clock import utc
 from storylake.rules.audience import holds_at_sql
@@ -168,10 +169,11 @@ def ring_features(
     )
 
 
-def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
-    """Rebuild gold.ring_features as of as_of from silver (whole-table overwrite)."""
+def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
+    """Rebuild gold.ring_features as of the run's as_of from silver (whole-table overwrite: every pair's 30-day
+    window moves with as_of)."""
     silver = {
         name: spark_io.read_table(spark, settings, "silver", name)
         for name in ("engagements", "view_events", "relationships")
     }
-    return write_gold(ring_features(**silver, as_of=as_of), settings, NAME)
+    return write_gold(ring_features(**silver, as_of=horizon.as_of), settings, NAME)

@@ -11,6 +11,7 @@ from jobs import spark_io
 from jobs.engine_workarounds import lookup
 from jobs.gold import activity
 from jobs.gold.output import write_gold
+from jobs.horizon import Horizon
 from storylake.settings import Settings
 
 NAME = "segment_insights"
@@ -21,6 +22,7 @@ SEGMENT_COLUMNS = (
     "frame_index",
     "created_at",
     "expires_at",
+    "story_start",
     "audience",
     "media_type",
     "is_deleted",
@@ -74,11 +76,17 @@ def with_retention(metrics: DataFrame) -> DataFrame:
     )
 
 
-def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
-    """Rebuild gold.segment_insights from silver (whole-table overwrite: a rerun gives the same contents)."""
-    silver = {
-        name: spark_io.read_table(spark, settings, "silver", name)
-        for name in ("segments", "view_events", "navigation", "engagements", "sticker_responses")
-    }
+def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
+    """gold.segment_insights of the segments whose story starts in the gold horizon (retention needs the story's
+    first frame), from their silver rows."""
     with spark_io.scratch(settings) as materialize:
-        return write_gold(segment_insights(**silver, as_of=as_of, materialize=materialize), settings, NAME)
+        df = segment_insights(**horizon_inputs(spark, settings, horizon), as_of=horizon.as_of, materialize=materialize)
+        return write_gold(df, settings, NAME, horizon.where("story_start", gold=True))
+
+
+def horizon_inputs(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, DataFrame]:
+    """The silver rows of the stories that start in the gold horizon (every input of their insights)."""
+    anchors = {"segments": "story_start", "view_events": "segment_created_at", "navigation": "at",
+               "engagements": "at", "sticker_responses": "segment_created_at"}
+    return {name: spark_io.read_table(spark, settings, "silver", name).filter(horizon.admits(col, gold=True))
+            for name, col in anchors.items()}

@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 from jobs import spark_io
 from jobs.gold import activity
 from jobs.gold.output import write_gold
+from jobs.horizon import Horizon
 from storylake.settings import Settings
 
 NAME = "sticker_results"
@@ -40,9 +41,10 @@ def slider_bin(value: Column) -> Column:
 def sticker_results(segments: DataFrame, sticker_responses: DataFrame, as_of: datetime) -> DataFrame:
     """One row per sticker of segments created before as_of, from responses strictly before as_of."""
     segs = activity.known_segments(segments, as_of)
-    stickers = segs.select("segment_id", "author_id", F.explode("stickers").alias("s")).select(
+    stickers = segs.select("segment_id", "author_id", "created_at", F.explode("stickers").alias("s")).select(
         "segment_id",
         "author_id",
+        F.col("created_at").alias("segment_created_at"),
         F.col("s.sticker_id").alias("sticker_id"),
         F.col("s.type").alias("sticker_type"),
         F.col("s.options").alias("options"),
@@ -110,11 +112,17 @@ def sticker_results(segments: DataFrame, sticker_responses: DataFrame, as_of: da
         F.when(sticker_type == "add_yours", interactions).otherwise(zero).alias("add_yours_reshares"),
         F.when(sticker_type.isin(list(TAP_TYPES)), interactions).otherwise(zero).alias("taps"),
         activity.instant(as_of).alias("as_of"),
+        "segment_created_at",
     )
 
 
-def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
-    """Rebuild gold.sticker_results from silver (whole-table overwrite)."""
-    segments = spark_io.read_table(spark, settings, "silver", "segments")
-    responses = spark_io.read_table(spark, settings, "silver", "sticker_responses")
-    return write_gold(sticker_results(segments, responses, as_of), settings, NAME)
+def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
+    """The results of the stickers on segments created in the gold horizon (a sticker depends on its segment only)."""
+    segments = spark_io.read_table(spark, settings, "silver", "segments").filter(
+        horizon.admits("created_at", gold=True)
+    )
+    responses = spark_io.read_table(spark, settings, "silver", "sticker_responses").filter(
+        horizon.admits("segment_created_at", gold=True)
+    )
+    return write_gold(sticker_results(segments, responses, horizon.as_of), settings, NAME,
+                      horizon.where("segment_created_at", gold=True))

@@ -7,9 +7,10 @@ from datetime import datetime
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs import spark_io
 from jobs.gold import activity
 from jobs.gold.output import write_gold
+from jobs.gold.segment_insights import horizon_inputs
+from jobs.horizon import Horizon
 from storylake.settings import Settings
 
 NAME = "story_insights"
@@ -52,11 +53,7 @@ def story_insights(
     return activity.with_rates(metrics).withColumn("as_of", activity.instant(as_of))
 
 
-def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
-    """Rebuild gold.story_insights from silver (whole-table overwrite)."""
-    silver = {
-        name: spark_io.read_table(spark, settings, "silver", name)
-        for name in ("segments", "view_events", "navigation", "engagements", "sticker_responses")
-    }
-    df = story_insights(**silver, as_of=as_of)
-    return write_gold(df, settings, NAME)
+def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
+    """gold.story_insights of the stories that start in the gold horizon."""
+    df = story_insights(**horizon_inputs(spark, settings, horizon), as_of=horizon.as_of)
+    return write_gold(df, settings, NAME, horizon.where("story_start", gold=True))

@@ -35,7 +35,7 @@ from typing import Any
 import pyarrow as pa
 
 from jobs.quality.suites import ExpectationSpec, Suite, suite_for
-from storylake import audit, contracts, lake
+from storylake import audit, contracts, increments, lake
 from storylake.settings import Settings
 from storylake.writer_lock import holding_writer_lock
 
@@ -170,6 +170,8 @@ def run_gate(
             raise QualityGateError(_message(report), report)
     elif present and layer in ("silver", "gold"):
         audit.record(settings, run_id, layer, as_of, {k: v for k, v in versions.items() if v is not None})
+        if layer == "gold" and as_of is not None:
+            increments.complete(settings, as_of)  # the run's bronze rows are processed: the next run starts after
     return report
 
 

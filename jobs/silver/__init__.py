@@ -1,14 +1,14 @@
 """Silver layer: conform + dedupe bronze events into the silver tables (DESIGN §1, §5).
 
-Each module holds pure transforms (DataFrames in, DataFrames out, as_of explicit) and a thin
-`run(spark, settings, as_of)` that reads bronze (events strictly before as_of), transforms and overwrites its
-silver table(s) and its own quarantine stage. Every table is recomputed from bronze, so a rerun with the same
-inputs and as_of writes identical contents.
+Each module holds pure transforms (DataFrames in, DataFrames out) and a thin `run` that reads bronze, transforms
+and writes its silver table(s) and its own quarantine stage. The dimensions (segments, relationships) are rebuilt
+from their bronze events every run; the interaction tables are recomputed within the run's horizon
+(jobs/horizon.py): the rows anchored at or after it, from the bronze rows at or after it. A rerun with the same
+inputs and as_of writes identical contents, and an incremental run the contents a full refresh writes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -19,11 +19,15 @@ from storylake.writer_lock import holding_writer_lock
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-Step = Callable[["SparkSession", Settings, datetime], dict[str, int]]
 
-
-def steps() -> tuple[tuple[str, Step], ...]:
-    """(name, run) in dependency order: segments and relationships first, segment_viewers after view_events."""
+@holding_writer_lock("silver")
+def build_silver(
+    spark: SparkSession, settings: Settings, as_of: datetime, *, full_refresh: bool = False, run_id: str | None = None
+) -> dict[str, int]:
+    """Run every silver job for `as_of`; returns rows per written table (quarantine counts as
+    'quarantine.<table>': that stage's rows written). Plans the run's horizon after the dimensions and records it
+    in ops.increments for gold (`full_refresh`: recompute everything from bronze)."""
+    from jobs import horizon as horizons
     from jobs.silver import (
         engagements,
         navigation,
@@ -33,27 +37,30 @@ def steps() -> tuple[tuple[str, Step], ...]:
         sticker_responses,
         view_events,
     )
-
-    return (
-        ("segments", segments.run),
-        ("relationships", relationships.run),
-        ("view_events", view_events.run),
-        ("segment_viewers", segment_viewers.run),
-        ("navigation", navigation.run),
-        ("sticker_responses", sticker_responses.run),
-        ("engagements", engagements.run),
-    )
-
-
-@holding_writer_lock("silver")
-def build_silver(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
-    """Run every silver job for `as_of`; returns rows per written table (quarantine counts as
-    'quarantine.<table>': that stage's rows in ops.quarantine)."""
+    from storylake import increments
     from storylake.clock import utc
 
     as_of = utc(as_of)
     spark_io.remove_stale_scratch(settings)
+    previous = _segments_version_of_last_run(settings)
     counts: dict[str, int] = {}
-    for _, run in steps():
-        counts.update(run(spark, settings, as_of))
+    counts.update(segments.run(spark, settings, as_of))
+    counts.update(relationships.run(spark, settings, as_of))
+    horizon = horizons.plan(spark, settings, as_of, full_refresh=full_refresh, previous_segments_version=previous)
+    increments.record(settings, horizons.to_increment(horizon, run_id or f"silver@{as_of.isoformat()}"),
+                      increments.PLANNED)
+    for job in (view_events, segment_viewers, navigation, sticker_responses, engagements):
+        counts.update(job.run(spark, settings, horizon))
     return counts
+
+
+def _segments_version_of_last_run(settings: Settings) -> int | None:
+    """The silver.segments version the last good run left (its audited version; the current one without gates)."""
+    from storylake import audit, lake
+
+    if not audit.enabled(settings):
+        return lake.version(settings.table_path("silver", "segments"))
+    try:
+        return audit.consumer_versions(settings, ["silver.segments"])["silver.segments"]
+    except audit.NotAuditedError:
+        return None

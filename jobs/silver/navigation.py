@@ -1,7 +1,9 @@
 """silver.navigation: viewer gestures deduplicated by event_id, attached to their segment's author and story.
 
-A gesture on a segment not known (yet) waits (the table is recomputed from bronze every run); 48 h after
-its event_time it is quarantined `unknown_segment` (stage silver.navigation).
+A gesture counts only within its segment's lifetime (DESIGN §5): on a segment not known (yet) it is quarantined
+`unknown_segment` (re-checked when the late segment_created arrives), outside [created_at, expires_at) it is
+quarantined `outside_lifetime` (stage silver.navigation). Rows are anchored at their own time `at` (a gesture has
+no retries: its copies share its event_id and time).
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from jobs import spark_io
 from jobs.engine_workarounds import lookup
-from jobs.silver.bronze import project, read_bronze, ts_lit
+from jobs.horizon import Admit, Horizon, read_bronze
+from jobs.silver.bronze import project
 from jobs.silver.dedupe import dedupe_event_id
 from jobs.silver.quarantine import iso_col, quarantine_rows, txt, write_quarantine
 from jobs.spark_io import Materialize
@@ -21,7 +24,6 @@ from storylake.settings import Settings
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-WAIT = lifetimes.duration_text(lifetimes.PENDING_VIEW_WAIT)  # in reason texts
 STAGE = "silver.navigation"
 
 
@@ -31,55 +33,63 @@ class NavigationOutput(NamedTuple):
 
 
 def transform(
-    events: DataFrame, segments: DataFrame, as_of: datetime, materialize: Materialize = spark_io.lazily
+    events: DataFrame,
+    segments: DataFrame,
+    as_of: datetime,
+    materialize: Materialize = spark_io.lazily,
+    admit: Admit | None = None,
 ) -> NavigationOutput:
-    """Bronze navigation (cut at as_of) + silver.segments -> navigation + quarantine (`materialize`: for the
-    dedupe's sets of repeated keys)."""
+    """Bronze navigation + silver.segments -> navigation + quarantine (`materialize`: for the dedupe's sets of
+    repeated keys; `admit(time column)`: the gestures a run recomputes, default all)."""
     from pyspark.sql import functions as F
 
-    ev = dedupe_event_id(events, materialize)
-    seg = segments.select(F.col("segment_id").alias("_sid"), "author_id", "story_id")
-    known = lookup(ev, seg, F.col("segment_id") == F.col("_sid"), "inner").withColumn("at", F.col("event_time"))
-    # Only a gesture older than the grace can be quarantined: the (few) event_ids of old gestures on unknown
-    # segments are deduplicated on their own, over all their deliveries (a dedupe is per event_id, so this
-    # gives the rows the whole dedupe would), instead of a second pass of the dedupe over every gesture.
-    cutoff = ts_lit(as_of - lifetimes.PENDING_VIEW_WAIT)
-    seg_ids = segments.select(F.col("segment_id").alias("_sid"))
-    old_unknown = (
-        lookup(events.filter(F.col("event_time") < cutoff), seg_ids, F.col("segment_id") == F.col("_sid"))
-        .filter(F.col("_sid").isNull())
-        .select(F.col("event_id").alias("_eid"))
-        .distinct()
+    ev = events if admit is None else events.filter(admit("event_time"))
+    seg = segments.select(F.col("segment_id").alias("_sid"), "author_id", "story_id", "created_at", "expires_at")
+    joined = materialize(
+        lookup(dedupe_event_id(ev, materialize), seg, F.col("segment_id") == F.col("_sid"))
+        .withColumn("at", F.col("event_time")),
+        "gestures",
     )
-    deliveries = lookup(events, old_unknown, F.col("event_id") == F.col("_eid"), "inner").select(*events.columns)
-    stale = lookup(dedupe_event_id(deliveries), seg_ids, F.col("segment_id") == F.col("_sid")).filter(
-        F.col("_sid").isNull() & (F.col("event_time") < cutoff)
-    )
+    known = F.col("_sid").isNotNull()
+    in_life = F.coalesce(F.expr(lifetimes.in_lifetime_sql("at", "created_at")), F.lit(False))
+    bad = joined.filter(~in_life)
+    at = F.concat(F.lit("navigation.event_time "), iso_col("at"))
     quarantine = quarantine_rows(
-        stale,
+        bad,
         stage=STAGE,
         contract="bronze.navigation",
-        rule="unknown_segment",
-        field="segment_id",
-        reason=F.concat(
-            F.lit("navigation.segment_id "), txt("segment_id"), F.lit(f" is not a known segment {WAIT} after "),
-            F.lit("event_time "), iso_col("event_time"),
-        ),
+        rule=F.when(known, F.lit("outside_lifetime")).otherwise(F.lit("unknown_segment")),
+        field=F.when(known, F.lit("event_time")).otherwise(F.lit("segment_id")),
+        reason=F.when(
+            ~known,
+            F.concat(
+                F.lit("navigation.segment_id "), txt("segment_id"), F.lit(" is not a known segment at event_time "),
+                iso_col("at"), F.lit(" (re-checked when its segment_created arrives)"),
+            ),
+        )
+        .when(F.col("at") < F.col("created_at"),
+              F.concat(at, F.lit(" is before created_at "), iso_col("created_at"), F.lit(" of segment "),
+                       txt("segment_id")))
+        .otherwise(F.concat(at, F.lit(" is at/after expires_at "), iso_col("expires_at"), F.lit(" of segment "),
+                            txt("segment_id"))),
         as_of=as_of,
         raw_columns=events.columns,
     )
-    return NavigationOutput(project(known, "silver.navigation"), quarantine)
+    return NavigationOutput(project(joined.filter(in_life), "silver.navigation"), quarantine)
 
 
-def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
+def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
     with spark_io.scratch(settings) as materialize:
         out = transform(
-            read_bronze(spark, settings, "navigation", as_of),
+            read_bronze(spark, settings, "navigation", horizon),
             spark_io.read_table(spark, settings, "silver", "segments"),
-            as_of,
+            horizon.as_of,
             materialize,
+            admit=horizon.admits,
         )
         return {
-            "navigation": spark_io.write_table(out.navigation, settings, "silver", "navigation"),
-            "quarantine.navigation": write_quarantine(out.quarantine, settings, STAGE),
+            "navigation": spark_io.write_table(
+                out.navigation, settings, "silver", "navigation", replace_where=horizon.where("at")
+            ),
+            "quarantine.navigation": write_quarantine(out.quarantine, settings, STAGE, horizon),
         }

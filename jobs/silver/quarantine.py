@@ -14,6 +14,8 @@ from storylake.settings import Settings
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
+    from jobs.horizon import Horizon
+
 # to_json's default timestamp text differs between engines (Sail: 10:00:00.001000Z, JVM Spark: 10:00:00.001Z,
 # which also drops microseconds): pin one lossless format so `raw` is identical on both.
 JSON_OPTIONS = {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"}
@@ -65,9 +67,11 @@ def quarantine_rows(
     reason: Column,
     as_of: datetime,
     raw_columns: list[str],
+    anchor: Column | None = None,
 ) -> DataFrame:
     """ops.quarantine rows for the offending bronze rows of `df`, whose bronze columns (`raw_columns`, in
-    bronze order; they include _source_file, _line, event_id) become the `raw` JSON."""
+    bronze order; they include _source_file, _line, event_id) become the `raw` JSON. `anchor` (default: the
+    row's event_time) places the row in a run's horizon (jobs/horizon.py)."""
     from pyspark.sql import functions as F
 
     r = F.lit(rule) if isinstance(rule, str) else rule
@@ -84,11 +88,16 @@ def quarantine_rows(
         F.col("_raw").alias("raw"),
         F.lit(run_id(as_of)).alias("batch_id"),
         ts_lit(as_of).alias("quarantined_at"),
+        (F.col("event_time") if anchor is None else anchor).cast("timestamp").alias("anchor_at"),
     )
 
 
-def write_quarantine(df: DataFrame, settings: Settings, stage: str) -> int:
-    """Replace this stage's quarantine rows (other stages, ingest's included, are untouched)."""
+def write_quarantine(df: DataFrame, settings: Settings, stage: str, horizon: Horizon | None = None) -> int:
+    """Replace this stage's quarantine rows anchored in the run's horizon (all of them without one); other stages,
+    ingest's included, are untouched."""
     if "'" in stage:  # stages are internal constants; keep the predicate well-formed
         raise ValueError(f"bad stage {stage!r}")
-    return spark_io.write_table(df, settings, "ops", "quarantine", replace_where=f"stage = '{stage}'")
+    where = f"stage = '{stage}'"
+    if horizon is not None:
+        where = horizon.where("anchor_at", extra=where) or where
+    return spark_io.write_table(df, settings, "ops", "quarantine", replace_where=where)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from jobs import spark_io
 from jobs.engine_workarounds import lookup
+from jobs.horizon import Horizon
 from jobs.silver.bronze import project
 from jobs.silver.dedupe import split_repeated
 from jobs.spark_io import Materialize
@@ -68,12 +68,17 @@ def transform(view_events: DataFrame, segments: DataFrame, materialize: Material
     return project(out, "silver.segment_viewers")
 
 
-def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
-    del as_of  # derived entirely from silver.view_events, which is already cut at as_of
+def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
+    """The (segment, viewer) rows of segments created in the horizon, from their silver.view_events (already
+    cut at as_of)."""
     with spark_io.scratch(settings) as materialize:
         out = transform(
-            spark_io.read_table(spark, settings, "silver", "view_events"),
+            spark_io.read_table(spark, settings, "silver", "view_events").filter(
+                horizon.admits("segment_created_at")
+            ),
             spark_io.read_table(spark, settings, "silver", "segments"),
             materialize,
         )
-        return {"segment_viewers": spark_io.write_table(out, settings, "silver", "segment_viewers")}
+        return {"segment_viewers": spark_io.write_table(
+            out, settings, "silver", "segment_viewers", replace_where=horizon.where("segment_created_at")
+        )}

@@ -1,14 +1,17 @@
 """silver.sticker_responses: one response per (sticker, user), rule per sticker type (DESIGN §5).
 
-Steps: dedupe by event_id, then client retries (idempotency_key + user_id: earliest event_time, then
-event_id); resolve against the segment's stickers:
-- segment not known (yet): waits (recomputed every run), quarantined `unknown_segment` 48 h after event_time;
+Steps: dedupe by event_id; resolve against the segment: not known (yet): `unknown_segment` (re-checked when the
+late segment_created arrives); event_time outside [created_at, expires_at): `outside_lifetime`; then client
+retries among the segment's in-lifetime interactions (segment + idempotency_key + user_id: earliest event_time,
+then event_id); then against the segment's stickers:
 - no sticker with that sticker_id on the segment: `unknown_sticker`;
 - sticker_type differs from the sticker's type: `sticker_type_mismatch`;
 - poll/quiz option_index missing or not an index of the sticker's options: `option_out_of_range`.
 The valid interactions give one row per (sticker_id, user_id): poll and quiz the first response wins,
 slider and question the last, every other type the first; `interactions` counts the user's valid
-deduplicated interactions with that sticker. Order is (event_time, event_id).
+deduplicated interactions with that sticker. Order is (event_time, event_id). Rows are anchored at their
+segment's created_at (a user's answers to one sticker are recomputed together), quarantined ones outside the
+lifetime at their event_time.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 
 from jobs import spark_io
-from jobs.silver.bronze import project, read_bronze, ts_lit
-from jobs.silver.dedupe import dedupe_retries
+from jobs.engine_workarounds import lookup
+from jobs.horizon import Admit, Horizon, read_bronze
+from jobs.silver.bronze import project
+from jobs.silver.dedupe import KeyOrder, dedupe_event_id, first_per_keys
 from jobs.silver.quarantine import iso_col, quarantine_rows, txt, write_quarantine
 from jobs.spark_io import Materialize
 from storylake.rules import lifetimes
@@ -27,7 +32,6 @@ from storylake.settings import Settings
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-WAIT = lifetimes.duration_text(lifetimes.PENDING_VIEW_WAIT)  # in reason texts
 STAGE = "silver.sticker_responses"
 CONTRACT = "bronze.sticker_interaction"
 LAST_WINS = ("slider", "question")
@@ -39,9 +43,8 @@ class StickerOutput(NamedTuple):
     quarantine: DataFrame
 
 
-def dedupe_interactions(events: DataFrame, materialize: Materialize = spark_io.lazily) -> DataFrame:
-    """Remove exact duplicates (event_id) then client retries (idempotency_key + user_id). Same columns out."""
-    return dedupe_retries(events, "user_id", materialize)
+# Client retries of a segment's in-lifetime interactions: (key columns, order; the first row is kept).
+RETRY_DEDUPE: KeyOrder = (["segment_id", "idempotency_key", "user_id"], ["event_time", "event_id"])
 
 
 def segment_stickers(segments: DataFrame) -> DataFrame:
@@ -57,21 +60,30 @@ def segment_stickers(segments: DataFrame) -> DataFrame:
 
 
 def transform(
-    events: DataFrame, segments: DataFrame, as_of: datetime, materialize: Materialize = spark_io.lazily
+    events: DataFrame,
+    segments: DataFrame,
+    as_of: datetime,
+    materialize: Materialize = spark_io.lazily,
+    admit: Admit | None = None,
 ) -> StickerOutput:
-    """Bronze sticker_interaction (cut at as_of) + silver.segments -> sticker_responses + quarantine
-    (`materialize` keeps the classified interactions, read by both outputs)."""
+    """Bronze sticker_interaction + silver.segments -> sticker_responses + quarantine (`materialize` keeps the
+    classified interactions, read by both outputs; `admit(anchor column)`: the rows a run recomputes)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    ev = dedupe_interactions(events, materialize)
-    seg = segments.select(F.col("segment_id").alias("_s_id"), "author_id")
+    seg = segments.select(F.col("segment_id").alias("_s_id"), "author_id", "created_at", "expires_at")
+    ev = lookup(dedupe_event_id(events, materialize), seg, F.col("segment_id") == F.col("_s_id")).withColumn(
+        "_anchor", F.expr(lifetimes.anchor_sql("event_time", "created_at"))
+    )
+    if admit is not None:
+        ev = ev.filter(admit("_anchor"))
+    in_life = F.coalesce(F.expr(lifetimes.in_lifetime_sql("event_time", "created_at")), F.lit(False))
+    ev = first_per_keys(ev.filter(in_life), [RETRY_DEDUPE], materialize).unionByName(ev.filter(~in_life))
     stk = segment_stickers(segments)
-    joined = ev.join(seg, F.col("segment_id") == F.col("_s_id"), "left").join(
+    joined = ev.join(
         stk, (F.col("segment_id") == F.col("_k_seg")) & (F.col("sticker_id") == F.col("_k_stk")), "left"
     )
     known_seg = F.col("_s_id").isNotNull()
-    stale = F.col("event_time") < ts_lit(as_of - lifetimes.PENDING_VIEW_WAIT)
     no_sticker = F.col("_k_stk").isNull()
     mismatch = F.col("sticker_type") != F.col("_k_type")
     n_options = F.coalesce(F.size("_k_options"), F.lit(0))
@@ -80,8 +92,8 @@ def transform(
     )
     where = F.concat(F.lit(" on segment "), txt("segment_id"))
     rule = (
-        F.when(~known_seg & stale, F.lit("unknown_segment"))
-        .when(~known_seg, F.lit(None))  # waits for a late segment_created
+        F.when(~known_seg, F.lit("unknown_segment"))
+        .when(~in_life, F.lit("outside_lifetime"))
         .when(no_sticker, F.lit("unknown_sticker"))
         .when(mismatch, F.lit("sticker_type_mismatch"))
         .when(out_of_range, F.lit("option_out_of_range"))
@@ -90,6 +102,7 @@ def transform(
     bad = classified.filter(F.col("_rule").isNotNull())
     field = (
         F.when(F.col("_rule") == "unknown_segment", F.lit("segment_id"))
+        .when(F.col("_rule") == "outside_lifetime", F.lit("event_time"))
         .when(F.col("_rule") == "unknown_sticker", F.lit("sticker_id"))
         .when(F.col("_rule") == "sticker_type_mismatch", F.lit("sticker_type"))
         .otherwise(F.lit("option_index"))
@@ -99,7 +112,15 @@ def transform(
             F.col("_rule") == "unknown_segment",
             F.concat(
                 F.lit("sticker_interaction.segment_id "), txt("segment_id"),
-                F.lit(f" is not a known segment {WAIT} after event_time "), iso_col("event_time"),
+                F.lit(" is not a known segment at event_time "), iso_col("event_time"),
+                F.lit(" (re-checked when its segment_created arrives)"),
+            ),
+        )
+        .when(
+            F.col("_rule") == "outside_lifetime",
+            F.concat(
+                F.lit("sticker_interaction.event_time "), iso_col("event_time"), F.lit(" is outside [created_at "),
+                iso_col("created_at"), F.lit(", expires_at "), iso_col("expires_at"), F.lit(")"), where,
             ),
         )
         .when(
@@ -122,7 +143,7 @@ def transform(
     )
     quarantine = quarantine_rows(
         bad, stage=STAGE, contract=CONTRACT, rule=F.col("_rule"), field=field, reason=reason, as_of=as_of,
-        raw_columns=events.columns,
+        raw_columns=events.columns, anchor=F.col("_anchor"),
     )
 
     good = classified.filter(known_seg & F.col("_rule").isNull())
@@ -136,21 +157,24 @@ def transform(
         .filter(F.when(F.col("_k_type").isin(*LAST_WINS), F.col("_last")).otherwise(F.col("_first")) == 1)
         .withColumn("sticker_type", F.col("_k_type"))
         .withColumn("responded_at", F.col("event_time"))
+        .withColumn("segment_created_at", F.col("created_at"))
     )
     return StickerOutput(project(winners, "silver.sticker_responses"), quarantine)
 
 
-def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
+def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
     with spark_io.scratch(settings) as materialize:
         out = transform(
-            read_bronze(spark, settings, "sticker_interaction", as_of),
+            read_bronze(spark, settings, "sticker_interaction", horizon),
             spark_io.read_table(spark, settings, "silver", "segments"),
-            as_of,
+            horizon.as_of,
             materialize,
+            admit=horizon.admits,
         )
         return {
             "sticker_responses": spark_io.write_table(
-                out.sticker_responses, settings, "silver", "sticker_responses"
+                out.sticker_responses, settings, "silver", "sticker_responses",
+                replace_where=horizon.where("segment_created_at"),
             ),
-            "quarantine.sticker_responses": write_quarantine(out.quarantine, settings, STAGE),
+            "quarantine.sticker_responses": write_quarantine(out.quarantine, settings, STAGE, horizon),
         }

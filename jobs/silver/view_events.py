@@ -1,18 +1,20 @@
-"""silver.view_events (+ silver.pending_views, quarantine stage silver.view_events) from bronze segment_view.
+"""silver.view_events (+ quarantine stage silver.view_events) from bronze segment_view.
 
 Steps, in order (DESIGN §5):
 1. exact duplicates: the same event_id is one receipt (first delivery by _source_file, _line);
-2. client retries: the same (idempotency_key, viewer_id) is one receipt (earliest event_time, then event_id);
-3. only receipts that count as views are kept (completion_pct = 1 or view_duration_ms >= 3000); the others
+2. each receipt is resolved against silver.segments: a segment not known (yet) quarantines it `unknown_segment`
+   (it is released and counted if its late segment_created arrives: the next run recomputes it); viewed_at
+   outside [created_at, expires_at) quarantines it `outside_lifetime`;
+3. client retries among a segment's in-lifetime receipts: the same (idempotency_key, viewer_id) is one receipt
+   (earliest event_time, then event_id);
+4. only receipts that count as views are kept (completion_pct = 1 or view_duration_ms >= 3000); the others
    are simply not views (not quarantined);
-4. each view is resolved against silver.segments:
-   - unknown segment: held in pending_views while viewed_at >= as_of - 48 h, then quarantined `unknown_segment`;
-   - viewed_at outside [created_at, expires_at): `outside_lifetime`;
-   - segment deleted at or before viewed_at: `segment_deleted`;
-   - the audience rules (storylake/rules/audience.py) deny the viewer at viewed_at: the denial reason as rule
-     (blocked, hidden_from_viewer, not_close_friend, private_not_approved);
-   - otherwise a counted view.
-The audience flags are computed from silver.relationships intervals holding at viewed_at.
+5. segment deleted at or before viewed_at: `segment_deleted`; the audience rules (storylake/rules/audience.py)
+   deny the viewer at viewed_at: the denial reason as rule (blocked, hidden_from_viewer, not_close_friend,
+   private_not_approved); otherwise a counted view.
+The audience flags are computed from silver.relationships intervals holding at viewed_at. Every row carries its
+anchor (storylake.rules.lifetimes.anchor_sql): the segment's created_at for an in-lifetime receipt (so a segment's
+retries are always recomputed together), else viewed_at.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from jobs import spark_io
 from jobs.engine_workarounds import lookup
+from jobs.horizon import Admit, Horizon, read_bronze
 from jobs.relation_flags import relation_edges
-from jobs.silver.bronze import project, read_bronze, ts_lit
-from jobs.silver.dedupe import dedupe_retries
+from jobs.silver.bronze import project
+from jobs.silver.dedupe import KeyOrder, dedupe_event_id, first_per_keys
 from jobs.silver.quarantine import iso_col, quarantine_rows, txt, write_quarantine
 from jobs.spark_io import Materialize
 from storylake import contracts
@@ -35,22 +38,19 @@ from storylake.settings import Settings
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-WAIT = lifetimes.duration_text(lifetimes.PENDING_VIEW_WAIT)  # in reason texts
 STAGE = "silver.view_events"
 CONTRACT = "bronze.segment_view"
 # Statuses of a classified receipt.
-VIEW, PENDING, QUARANTINED = "view", "pending", "quarantine"
+VIEW, QUARANTINED = "view", "quarantine"
 
 
 class ViewOutputs(NamedTuple):
     view_events: DataFrame
-    pending_views: DataFrame
     quarantine: DataFrame
 
 
-def dedupe_views(views: DataFrame, materialize: Materialize = spark_io.lazily) -> DataFrame:
-    """Remove exact duplicates (event_id) then client retries (idempotency_key + viewer_id). Same columns out."""
-    return dedupe_retries(views, "viewer_id", materialize)
+# Client retries of a segment's in-lifetime receipts: (key columns, order; the first row is kept).
+RETRY_DEDUPE: KeyOrder = (["segment_id", "idempotency_key", "viewer_id"], ["event_time", "event_id"])
 
 
 def counted(views: DataFrame) -> DataFrame:
@@ -130,14 +130,15 @@ def classify(
     views: DataFrame,
     segments: DataFrame,
     relationships: DataFrame,
-    as_of: datetime,
     materialize: Materialize = spark_io.lazily,
+    admit: Admit | None = None,
 ) -> DataFrame:
-    """Deduplicated, counted receipts with segment columns, _status (view|pending|quarantine), _rule, _field,
-    _reason. `views` is bronze segment_view cut at as_of; segments / relationships are silver."""
+    """Deduplicated, counted receipts with segment columns, _anchor, _status (view|quarantine), _rule, _field,
+    _reason. `views` is bronze segment_view; segments / relationships are silver. `admit(anchor column)` keeps
+    the receipts a run recomputes (default: all)."""
     from pyspark.sql import functions as F
 
-    rcpt = counted(dedupe_views(views, materialize)).withColumn("viewed_at", F.col("event_time"))
+    rcpt = dedupe_event_id(views, materialize).withColumn("viewed_at", F.col("event_time"))
     seg = segments.select(
         F.col("segment_id").alias("_s_id"),
         "author_id",
@@ -148,11 +149,17 @@ def classify(
         "expires_at",
         "deleted_at",
     )
-    joined = lookup(rcpt, seg, F.col("segment_id") == F.col("_s_id"))
-    flagged = audience_flags(joined, relationships).withColumn("_denial", F.expr(audience.DENIAL_REASON_SQL))
+    joined = lookup(rcpt, seg, F.col("segment_id") == F.col("_s_id")).withColumn(
+        "_anchor", F.expr(lifetimes.anchor_sql("viewed_at", "created_at"))
+    )
+    if admit is not None:
+        joined = joined.filter(admit("_anchor"))
+    in_life = F.coalesce(F.expr(lifetimes.in_lifetime_sql("viewed_at", "created_at")), F.lit(False))
+    inside = first_per_keys(joined.filter(in_life), [RETRY_DEDUPE], materialize)
+    rows = counted(inside.unionByName(joined.filter(~in_life)))
+    flagged = audience_flags(rows, relationships).withColumn("_denial", F.expr(audience.DENIAL_REASON_SQL))
 
     known = F.col("_s_id").isNotNull()
-    waiting = F.col("viewed_at") >= ts_lit(as_of - lifetimes.PENDING_VIEW_WAIT)
     early = F.col("viewed_at") < F.col("created_at")
     late = F.col("viewed_at") >= F.col("expires_at")
     deleted = F.col("deleted_at").isNotNull() & (F.col("deleted_at") <= F.col("viewed_at"))
@@ -160,11 +167,7 @@ def classify(
     at = F.concat(F.lit("segment_view.event_time "), iso_col("viewed_at"))
     seg_no = F.concat(F.lit(" of segment "), txt("segment_id"))
 
-    status = (
-        F.when(~known & waiting, F.lit(PENDING))
-        .when(~known | early | late | deleted | denied, F.lit(QUARANTINED))
-        .otherwise(F.lit(VIEW))
-    )
+    status = F.when(~known | early | late | deleted | denied, F.lit(QUARANTINED)).otherwise(F.lit(VIEW))
     rule = (
         F.when(~known, F.lit("unknown_segment"))
         .when(early | late, F.lit("outside_lifetime"))
@@ -181,8 +184,8 @@ def classify(
         F.when(
             ~known,
             F.concat(
-                F.lit("segment_view.segment_id "), txt("segment_id"), F.lit(f" is not a known segment {WAIT} after "),
-                F.lit("event_time "), iso_col("viewed_at"),
+                F.lit("segment_view.segment_id "), txt("segment_id"), F.lit(" is not a known segment at event_time "),
+                iso_col("viewed_at"), F.lit(" (re-checked when its segment_created arrives)"),
             ),
         )
         .when(early, F.concat(at, F.lit(" is before created_at "), iso_col("created_at"), seg_no))
@@ -209,23 +212,19 @@ def classify(
 
 
 def outputs(classified: DataFrame, as_of: datetime, raw_columns: list[str]) -> ViewOutputs:
-    """Split classify()'s rows into view_events, pending_views and quarantine rows (`raw_columns`: the bronze
-    segment_view columns, for the quarantine's raw JSON)."""
+    """Split classify()'s rows into view_events and quarantine rows (`raw_columns`: the bronze segment_view
+    columns, for the quarantine's raw JSON)."""
     from pyspark.sql import functions as F
 
-    views = classified.filter(F.col("_status") == VIEW).withColumn("view_date", F.to_date("viewed_at"))
-    pending = classified.filter(F.col("_status") == PENDING)
+    views = classified.filter(F.col("_status") == VIEW).select(
+        "*", F.to_date("viewed_at").alias("view_date"), F.col("created_at").alias("segment_created_at")
+    )
     bad = classified.filter(F.col("_status") == QUARANTINED)
     quarantine = quarantine_rows(
         bad, stage=STAGE, contract=CONTRACT, rule=F.col("_rule"), field=F.col("_field"), reason=F.col("_reason"),
-        as_of=as_of,
-        raw_columns=raw_columns,
+        as_of=as_of, raw_columns=raw_columns, anchor=F.col("_anchor"),
     )
-    return ViewOutputs(
-        project(views, "silver.view_events"),
-        project(pending, "silver.pending_views"),
-        quarantine,
-    )
+    return ViewOutputs(project(views, "silver.view_events"), quarantine)
 
 
 def slim(classified: DataFrame, raw_columns: list[str]) -> DataFrame:
@@ -233,35 +232,35 @@ def slim(classified: DataFrame, raw_columns: list[str]) -> DataFrame:
     columns for `raw`, the rule and reason) are null on counted views, which are nearly all rows."""
     from pyspark.sql import functions as F
 
-    kept = {c.name for c in contracts.get("silver.view_events").columns} - {"view_date"}
-    kept |= {c.name for c in contracts.get("silver.pending_views").columns} | {"_status"}
+    kept = {c.name for c in contracts.get("silver.view_events").columns} - {"view_date", "segment_created_at"}
+    kept |= {"_status", "_anchor", "created_at"}
     rejected_only = [n for n in [*raw_columns, "_rule", "_field", "_reason"] if n not in kept]
     not_view = F.col("_status") != F.lit(VIEW)
     return classified.select(*sorted(kept), *[F.when(not_view, F.col(n)).alias(n) for n in rejected_only])
 
 
-def transform(views: DataFrame, segments: DataFrame, relationships: DataFrame, as_of: datetime) -> ViewOutputs:
-    return outputs(classify(views, segments, relationships, as_of), as_of, views.columns)
+def transform(
+    views: DataFrame, segments: DataFrame, relationships: DataFrame, as_of: datetime, admit: Admit | None = None
+) -> ViewOutputs:
+    return outputs(classify(views, segments, relationships, admit=admit), as_of, views.columns)
 
 
-def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
-    views = read_bronze(spark, settings, "segment_view", as_of)
+def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
+    views = read_bronze(spark, settings, "segment_view", horizon)
     with spark_io.scratch(settings) as materialize:
         classified = classify(
             views,
             spark_io.read_table(spark, settings, "silver", "segments"),
             spark_io.read_table(spark, settings, "silver", "relationships"),
-            as_of,
             materialize,
+            admit=horizon.admits,
         )
-        # classify once; its three outputs are read from the materialized rows
+        # classify once; its outputs are read from the materialized rows
         rows = materialize(slim(classified, views.columns), "classified")
-        return _write(outputs(rows, as_of, views.columns), settings)
-
-
-def _write(out: ViewOutputs, settings: Settings) -> dict[str, int]:
-    return {
-        "view_events": spark_io.write_table(out.view_events, settings, "silver", "view_events"),
-        "pending_views": spark_io.write_table(out.pending_views, settings, "silver", "pending_views"),
-        "quarantine.view_events": write_quarantine(out.quarantine, settings, STAGE),
-    }
+        out = outputs(rows, horizon.as_of, views.columns)
+        return {
+            "view_events": spark_io.write_table(
+                out.view_events, settings, "silver", "view_events", replace_where=horizon.where("segment_created_at")
+            ),
+            "quarantine.view_events": write_quarantine(out.quarantine, settings, STAGE, horizon),
+        }

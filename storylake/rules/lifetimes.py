@@ -3,8 +3,15 @@
     SEGMENT_LIFETIME   24 h  a segment is active in [created_at, created_at + 24 h) (expires_at)
     CLEANUP_GRACE       1 h  the expiry cleanup removes an expired, non-archived segment 1 h after expires_at
     SEEN_BY_LIFETIME   48 h  a segment's Seen By list is served for 48 h after created_at
-    PENDING_VIEW_WAIT  48 h  a receipt, gesture or sticker answer on a segment not known (yet) waits this long for
-                             its late segment_created, then is quarantined as unknown_segment
+    PENDING_VIEW_WAIT  48 h  how long a segment's late segment_created may still arrive (the lateness window):
+                             an interaction with a segment not known (yet) is quarantined as unknown_segment and
+                             released from quarantine if its segment arrives
+
+Every interaction attributed to a segment (view, gesture, sticker answer, story engagement) counts only within the
+segment's lifetime (`in_lifetime_sql`); its *anchor* (`anchor_sql`) is the segment's created_at when it does,
+else its own event time. Incremental runs recompute every silver/gold row anchored at or after their horizon
+(jobs/horizon.py): in-lifetime interactions of one segment share an anchor, so a segment's retries, first votes
+and Seen By are always recomputed together.
 
 Table retention periods are the contracts' `retention` SLA (data_contracts/, storylake.contracts).
 """
@@ -63,3 +70,14 @@ def seen_by_open(created_at: datetime, now: datetime) -> bool:
 def seen_by_open_sql(created_at: str, now: str) -> str:
     """SQL (Spark and DuckDB) for seen_by_open."""
     return f"({now} < {created_at} + {interval_sql(SEEN_BY_LIFETIME)})"
+
+
+def in_lifetime_sql(at: str, created_at: str) -> str:
+    """SQL (Spark and DuckDB): `at` lies in the lifetime [created_at, expires_at) (null when either is null)."""
+    return f"({at} >= {created_at} AND {at} < {expires_at_sql(created_at)})"
+
+
+def anchor_sql(at: str, created_at: str) -> str:
+    """SQL (Spark and DuckDB): the anchor of an interaction at `at` with a segment created at `created_at` (null
+    when the segment is unknown): created_at when `at` lies in the segment's lifetime, else `at`."""
+    return f"(CASE WHEN {in_lifetime_sql(at, created_at)} THEN {created_at} ELSE {at} END)"

@@ -1,0 +1,272 @@
+"""What a run recomputes: its horizon, planned from the bronze rows that are new since the last good run.
+
+State model (README "State model"): every silver/gold row has an *anchor* instant (storylake.rules.lifetimes
+.anchor_sql): a view, sticker answer or Seen By row is anchored at its segment's created_at, a gesture, engagement
+or quarantined interaction at its own event time, a segment/story insight at its story's start, an author-day at
+its day. A run recomputes exactly the rows anchored at or after its horizon `lo`, from the bronze rows with
+event_time >= lo (an in-lifetime interaction happens at or after its anchor), and keeps every older row.
+
+`lo` is the earliest anchor the run's new data can change:
+- the anchor of every new interaction row (bronze batches after the last good run's, plus rows whose event time
+  the run's later as_of newly admits);
+- the created_at (old and new) of every segment with a new segment_created/deleted/archived event (its
+  interactions' classification and its story may change);
+- t - 24 h for a relationship change at t (the audience of views of segments live at t);
+- the event time of interactions quarantined as unknown_segment whose segment has just arrived.
+Rows anchored before lo have no new input and unchanged dimensions, so keeping them equals recomputing them: an
+incremental run gives the tables a full refresh gives (tests/test_incremental.py checks it on random arrival
+orders). The gold horizon `gold_lo` goes back further, to the start of every story still live at lo, because a
+segment's insights depend on its story's first frame.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from jobs.spark_schemas import spark_schema
+from storylake import contracts, increments, lake
+from storylake.clock import iso, utc
+from storylake.rules import lifetimes
+from storylake.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+Admit = Callable[[str], "Column"]  # anchor column -> "the row is recomputed by this run"
+
+# Interaction events attributed to a segment (bronze table -> the silver stage that quarantines them).
+INTERACTIONS = ("segment_view", "navigation", "sticker_interaction", "engagement")
+SEGMENT_EVENTS = ("segment_created", "segment_deleted", "segment_archived")
+INTERACTION_STAGES = ("silver.view_events", "silver.navigation", "silver.sticker_responses")
+
+
+@dataclass(frozen=True)
+class Horizon:
+    """The scope of one run: events strictly before as_of; rows anchored at/after lo (silver) and gold_lo (gold)
+    are recomputed (None: everything, a full refresh); bronze batches up to upto_batch are read."""
+
+    as_of: datetime
+    lo: datetime | None = None
+    gold_lo: datetime | None = None
+    upto_batch: str | None = None
+    new_rows: int | None = None
+
+    @property
+    def full(self) -> bool:
+        return self.lo is None
+
+    def admits(self, column: str, *, gold: bool = False) -> Column:
+        """Spark condition: the row anchored at `column` is recomputed by this run."""
+        from pyspark.sql import functions as F
+
+        lo = self.gold_lo if gold else self.lo
+        return F.lit(True) if lo is None else F.col(column) >= F.lit(lo).cast("timestamp")
+
+    def where(self, column: str, *, gold: bool = False, extra: str | None = None) -> str | None:
+        """The replaceWhere predicate of this run's slice of a table anchored at `column` (None: whole table)."""
+        from jobs.spark_io import ts_literal
+
+        lo = self.gold_lo if gold else self.lo
+        parts = [p for p in (extra, None if lo is None else f"{column} >= {ts_literal(lo)}") if p]
+        return " AND ".join(parts) or None
+
+    def describe(self) -> str:
+        if self.full:
+            return f"full refresh as of {iso(self.as_of)}"
+        return (f"incremental as of {iso(self.as_of)}: {self.new_rows} new bronze rows, silver from "
+                f"{iso(self.lo)}, gold from {iso(self.gold_lo)}")
+
+
+def full(as_of: datetime, upto_batch: str | None = None) -> Horizon:
+    return Horizon(as_of=utc(as_of), upto_batch=upto_batch)
+
+
+def to_increment(h: Horizon, run_id: str) -> increments.Increment:
+    return increments.Increment(run_id=run_id, as_of=h.as_of, horizon=h.lo, gold_horizon=h.gold_lo,
+                                upto_batch=h.upto_batch, new_rows=h.new_rows)
+
+
+def from_increment(inc: increments.Increment) -> Horizon:
+    return Horizon(as_of=inc.as_of, lo=inc.horizon, gold_lo=inc.gold_horizon, upto_batch=inc.upto_batch,
+                   new_rows=inc.new_rows)
+
+
+def newest_batch(settings: Settings) -> str | None:
+    """The newest fully committed ingest batch (ops.ingest_runs)."""
+    import pyarrow.compute as pc
+
+    runs = lake.read_arrow(settings.table_path("ops", "ingest_runs"), ["batch_id"])
+    if runs is None or runs.num_rows == 0:
+        return None
+    return str(pc.max(runs.column("batch_id")).as_py())
+
+
+# --- reading bronze -------------------------------------------------------------------------------------------
+
+
+def _files(settings: Settings, event: str, keep: object) -> list[str] | None:
+    """URIs of the bronze table's active files whose statistics pass keep(min_time, max_time, min_batch, max_batch)
+    (None when the table does not exist). Files without statistics are always kept."""
+    dt = lake.open_table(settings.table_path("bronze", event))
+    if dt is None:
+        return None
+    import pyarrow as pa
+
+    adds = pa.table(dt.get_add_actions(flatten=True)).to_pydict()
+    root = dt.table_uri.rstrip("/")
+    out = []
+    for i, path in enumerate(adds["path"]):
+        stats = [adds.get(k, [None] * (i + 1))[i] for k in
+                 ("min.event_time", "max.event_time", "min._batch_id", "max._batch_id")]
+        if None in stats or keep(*stats):  # type: ignore[operator]
+            out.append(path if "://" in path else f"{root}/{path}")
+    return out
+
+
+def _read(spark: SparkSession, settings: Settings, event: str, files: list[str] | None) -> DataFrame:
+    schema = spark_schema(contracts.get(f"bronze.{event}"))
+    if not files:
+        return spark.createDataFrame([], schema)
+    return spark.read.schema(schema).parquet(*files)
+
+
+def read_bronze(spark: SparkSession, settings: Settings, event: str, horizon: Horizon) -> DataFrame:
+    """The bronze rows a run reads: event_time in [lo, as_of), from batches up to upto_batch; only the files
+    whose statistics overlap are opened."""
+    from pyspark.sql import functions as F
+
+    lo, hi, upto = horizon.lo, horizon.as_of, horizon.upto_batch
+    files = _files(settings, event, lambda t0, t1, b0, b1: (
+        utc(t0) < hi and (lo is None or utc(t1) >= lo) and (upto is None or b0 <= upto)
+    ))
+    df = _read(spark, settings, event, files).filter(F.col("event_time") < F.lit(hi).cast("timestamp"))
+    if lo is not None:
+        df = df.filter(F.col("event_time") >= F.lit(lo).cast("timestamp"))
+    if upto is not None:
+        df = df.filter(F.col("_batch_id") <= F.lit(upto))
+    return df
+
+
+def new_bronze(
+    spark: SparkSession, settings: Settings, event: str, previous: increments.Increment, as_of: datetime,
+    upto: str | None,
+) -> DataFrame:
+    """Bronze rows this run is the first to process: from batches after the previous run's (event_time < as_of),
+    and from earlier batches those with event_time in [previous as_of, as_of)."""
+    from pyspark.sql import functions as F
+
+    before, prev_as_of = previous.upto_batch, previous.as_of
+
+    def keep(t0: datetime, t1: datetime, b0: str, b1: str) -> bool:
+        if utc(t0) >= as_of:
+            return False
+        later_batch = before is None or b1 > before
+        return (later_batch and (upto is None or b0 <= upto)) or utc(t1) >= prev_as_of
+
+    df = _read(spark, settings, event, _files(settings, event, keep))
+    t = F.col("event_time")
+    batch = F.col("_batch_id")
+    in_later = batch <= F.lit(upto) if upto is not None else F.lit(True)
+    if before is not None:
+        in_later = in_later & (batch > F.lit(before))
+        admitted = (batch <= F.lit(before)) & (t >= F.lit(prev_as_of).cast("timestamp"))
+    else:
+        admitted = F.lit(False)
+    return df.filter((t < F.lit(as_of).cast("timestamp")) & (in_later | admitted))
+
+
+# --- planning -------------------------------------------------------------------------------------------------
+
+
+def plan(
+    spark: SparkSession,
+    settings: Settings,
+    as_of: datetime,
+    *,
+    full_refresh: bool = False,
+    previous_segments_version: int | None = None,
+) -> Horizon:
+    """The run's horizon (see the module docstring). Call it after silver.segments has been rebuilt for as_of;
+    `previous_segments_version` is the version silver.segments had before (None: it did not exist)."""
+    as_of = utc(as_of)
+    upto = newest_batch(settings)
+    previous = increments.last(settings)
+    if full_refresh or previous is None:
+        why = "requested" if full_refresh else "no earlier run recorded in ops.increments"
+        log.info("horizon: full refresh as of %s (%s)", iso(as_of), why)
+        return full(as_of, upto)
+    if as_of < previous.as_of:
+        log.info("horizon: full refresh as of %s (behind the last run's as_of %s)", iso(as_of), iso(previous.as_of))
+        return full(as_of, upto)
+    from pyspark.sql import functions as F
+
+    from jobs import spark_io
+
+    segments = spark_io.read_table(spark, settings, "silver", "segments").select(
+        F.col("segment_id").alias("_sid"), F.col("created_at").alias("_created")
+    )
+    frames: list[DataFrame] = []
+    anchor = F.expr(lifetimes.anchor_sql("event_time", "_created"))
+    for event in INTERACTIONS:
+        rows = new_bronze(spark, settings, event, previous, as_of, upto).select("segment_id", "event_time")
+        frames.append(rows.join(segments, F.col("segment_id") == F.col("_sid"), "left").select(anchor.alias("a")))
+    changed = None
+    for event in SEGMENT_EVENTS:
+        ids = new_bronze(spark, settings, event, previous, as_of, upto).select("segment_id")
+        changed = ids if changed is None else changed.unionByName(ids)
+    assert changed is not None
+    changed = changed.distinct().withColumnRenamed("segment_id", "_cid")
+    frames.append(changed.join(segments, F.col("_cid") == F.col("_sid"), "inner").select(F.col("_created").alias("a")))
+    if previous_segments_version is not None:
+        before = (spark.read.format("delta").option("versionAsOf", previous_segments_version)
+                  .load(str(settings.table_path("silver", "segments")))
+                  .select(F.col("segment_id").alias("_sid"), F.col("created_at").alias("_created")))
+        frames.append(
+            changed.join(before, F.col("_cid") == F.col("_sid"), "inner").select(F.col("_created").alias("a"))
+        )
+    rels = new_bronze(spark, settings, "relationship", previous, as_of, upto)
+    frames.append(rels.select((F.col("event_time") - F.expr(lifetimes.interval_sql(lifetimes.SEGMENT_LIFETIME)))
+                              .alias("a")))
+    frames.append(_released_from_quarantine(spark, settings, changed))
+    union = frames[0]
+    for f in frames[1:]:
+        union = union.unionByName(f)
+    row = union.agg(F.min("a").alias("lo"), F.count(F.lit(1)).alias("n")).collect()[0]
+    lo = utc(row["lo"]) if row["lo"] is not None else as_of
+    lo = min(lo, as_of)
+    gold_lo = _story_start_before(spark, settings, lo)
+    horizon = Horizon(as_of=as_of, lo=lo, gold_lo=gold_lo, upto_batch=upto, new_rows=int(row["n"]))
+    log.info("horizon: %s", horizon.describe())
+    return horizon
+
+
+def _released_from_quarantine(spark: SparkSession, settings: Settings, changed: DataFrame) -> DataFrame:
+    """Event times of interactions quarantined as unknown_segment whose segment has a new event in this run."""
+    from pyspark.sql import functions as F
+
+    from jobs import spark_io
+
+    q = spark_io.read_table(spark, settings, "ops", "quarantine").filter(
+        F.col("stage").isin(*INTERACTION_STAGES) & (F.col("rule") == F.lit("unknown_segment"))
+    )
+    ids = q.select(
+        F.get_json_object("raw", "$.segment_id").cast("bigint").alias("_qid"), F.col("anchor_at").alias("a")
+    )
+    return ids.join(changed, F.col("_qid") == F.col("_cid"), "inner").select("a")
+
+
+def _story_start_before(spark: SparkSession, settings: Settings, lo: datetime) -> datetime:
+    """min(lo, the earliest story_start of a story with a segment live at or after lo)."""
+    from pyspark.sql import functions as F
+
+    from jobs import spark_io
+
+    segs = spark_io.read_table(spark, settings, "silver", "segments")
+    row = segs.filter(F.col("expires_at") > F.lit(lo).cast("timestamp")).agg(F.min("story_start").alias("s")).collect()
+    start = row[0]["s"] if row else None
+    return min(lo, utc(start)) if start is not None else lo

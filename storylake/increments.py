@@ -1,0 +1,89 @@
+"""The pipeline's progress through bronze (ops.increments): what each run planned and what the last good run did.
+
+Silver plans a run's horizon (jobs/horizon.py) and records it `planned`; gold reads that plan; the gold gate (or
+gold itself on a lake without gates) records it `done`. The next run processes the bronze rows of ingest batches
+after the newest `done` row's `upto_batch` (and the rows whose event time its later as_of newly admits) and
+recomputes only the silver/gold rows anchored at or after its horizon. A run whose gate fails is never `done`, so
+the next run simply processes the same rows again (write-audit-publish).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from storylake import lake
+from storylake.clock import utc
+from storylake.settings import Settings
+
+TABLE = "ops.increments"
+PLANNED, DONE = "planned", "done"
+
+
+@dataclass(frozen=True)
+class Increment:
+    run_id: str
+    as_of: datetime
+    horizon: datetime | None  # None: a full refresh
+    gold_horizon: datetime | None
+    upto_batch: str | None
+    new_rows: int | None = None
+
+    @property
+    def full(self) -> bool:
+        return self.horizon is None
+
+
+def _rows(settings: Settings) -> pa.Table | None:
+    t = lake.read_arrow(settings.table_path(*TABLE.split(".")))
+    return None if t is None or t.num_rows == 0 else t
+
+
+def _newest(t: pa.Table) -> Increment | None:
+    if t.num_rows == 0:
+        return None
+    order = pc.sort_indices(t, sort_keys=[("recorded_at", "descending")])
+    row = t.take(order.slice(0, 1)).to_pylist()[0]
+
+    def ts(v: datetime | None) -> datetime | None:
+        return utc(v) if v is not None else None
+
+    return Increment(run_id=row["run_id"], as_of=utc(row["as_of"]), horizon=ts(row["horizon"]),
+                     gold_horizon=ts(row["gold_horizon"]), upto_batch=row["upto_batch"], new_rows=row["new_rows"])
+
+
+def last(settings: Settings) -> Increment | None:
+    """The newest run whose gold passed (None on a lake where none has)."""
+    t = _rows(settings)
+    return None if t is None else _newest(t.filter(pc.equal(t.column("state"), DONE)))
+
+
+def planned(settings: Settings, as_of: datetime) -> Increment | None:
+    """The newest plan for `as_of` made after the last done run (None: silver has not planned one)."""
+    t = _rows(settings)
+    if t is None:
+        return None
+    mine = t.filter(pc.equal(t.column("as_of"), pa.scalar(utc(as_of), t.schema.field("as_of").type)))
+    plan = _newest(mine.filter(pc.equal(mine.column("state"), PLANNED)))
+    done = _newest(t.filter(pc.equal(t.column("state"), DONE)))
+    if plan is None:
+        return None
+    newest_done_at = pc.max(t.filter(pc.equal(t.column("state"), DONE)).column("recorded_at")).as_py() if done else None
+    plan_at = pc.max(mine.filter(pc.equal(mine.column("state"), PLANNED)).column("recorded_at")).as_py()
+    return plan if newest_done_at is None or plan_at > newest_done_at else None
+
+
+def record(settings: Settings, inc: Increment, state: str) -> None:
+    lake.write_table(settings, TABLE, [{**asdict(inc), "state": state, "recorded_at": datetime.now(UTC)}],
+                     mode="append")
+
+
+def complete(settings: Settings, as_of: datetime) -> Increment | None:
+    """Gold passed for `as_of`: its plan becomes the last good run (no-op when none is pending)."""
+    plan = planned(settings, as_of)
+    if plan is not None:
+        record(settings, plan, DONE)
+    return plan
