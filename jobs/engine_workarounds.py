@@ -9,6 +9,10 @@ Each names the engine behaviour it answers and has a regression test (tests/test
   read after a schema merge (DESIGN §2); written frames are unioned with the contract's nullable schema.
 - guard_replace_where / WriteGuardError: Sail's replaceWhere accepts rows outside its predicate (Delta rejects
   them); the write checks every row inside the write itself and fails naming the predicate.
+- has_nested / replace_slice_with_delta_rs: Sail's replaceWhere on a table with a list column fails ("UnionExec
+  requires all inputs to have the same data type ... List(Utf8, field: 'element') ... expects List(Utf8)": the
+  rows it keeps are read back with Parquet's list field name); such slices are written by delta-rs (predicate
+  overwrite), which rewrites only the files the predicate touches.
 Others are documented where they are avoided: dynamic partition overwrite (never used: Sail overwrites the whole
 table), element_at on map columns (jobs/gold/sticker_results.py), first() and min(struct) aggregates
 (jobs/silver/segment_viewers.py).
@@ -16,6 +20,7 @@ table), element_at on map columns (jobs/gold/sticker_results.py), first() and mi
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -80,3 +85,25 @@ def guard_error(exc: BaseException) -> WriteGuardError | None:
     if _GUARD_MARK not in text:
         return None
     return WriteGuardError(text[text.index(_GUARD_MARK) + len(_GUARD_MARK) + 1 :].splitlines()[0])
+
+
+def has_nested(schema: StructType) -> bool:
+    """The schema has a list, map or struct column (Sail cannot replaceWhere such a table)."""
+    from pyspark.sql.types import ArrayType, MapType, StructType
+
+    return any(isinstance(f.dataType, ArrayType | MapType | StructType) for f in schema.fields)
+
+
+def replace_slice_with_delta_rs(df: DataFrame, path: str, replace_where: str) -> None:
+    """Replace the rows of the Delta table at `path` matching `replace_where` with `df` (already guarded and
+    conformed), through delta-rs: the slice is collected as Arrow (use it for slices that fit in memory)."""
+    import pyarrow as pa
+    from deltalake import DeltaTable, write_deltalake
+
+    data = df.toArrow()
+    target = pa.schema(DeltaTable(path).schema().to_arrow())
+    # DataFusion reads TIMESTAMP '...' as a zone-less nanosecond timestamp, which it will not compare with the
+    # table's UTC microseconds: the same instant as an explicit UTC microsecond literal
+    predicate = re.sub(r"TIMESTAMP '([^']*)'", r"""arrow_cast('\1', 'Timestamp(Microsecond, Some("UTC"))')""",
+                       replace_where)
+    write_deltalake(path, data.cast(target), mode="overwrite", predicate=predicate)  # type: ignore[arg-type]

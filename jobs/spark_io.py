@@ -17,7 +17,14 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from jobs.engine_workarounds import WriteGuardError, guard_error, guard_replace_where, nullable
+from jobs.engine_workarounds import (
+    WriteGuardError,
+    guard_error,
+    guard_replace_where,
+    has_nested,
+    nullable,
+    replace_slice_with_delta_rs,
+)
 from jobs.spark_schemas import spark_ddl_type, spark_schema
 from storylake import contracts, lake
 from storylake.settings import Settings
@@ -87,13 +94,19 @@ def write_table(
                 path = path.parent / (name + "__" + "".join(ch if ch.isalnum() else "_" for ch in replace_where))
             out.write.mode("overwrite").parquet(str(path))
             return int(sum(pq_rows(p) for p in path.glob("*.parquet")))
-        writer = out.write.format("delta").mode("overwrite")
-        if replace_where is not None and lake.exists(path):
-            writer = writer.option("replaceWhere", replace_where)
-        writer.save(str(path))
+        if replace_where is not None and lake.exists(path) and has_nested(out.schema):
+            replace_slice_with_delta_rs(out, str(path), replace_where)
+        else:
+            writer = out.write.format("delta").mode("overwrite")
+            if replace_where is not None and lake.exists(path):
+                writer = writer.option("replaceWhere", replace_where)
+            writer.save(str(path))
     except Exception as exc:
         raise guard_error(exc) or exc from exc
-    return lake_rows(settings, layer, name, replace_where)
+    if replace_where is None:
+        return lake_rows(settings, layer, name)
+    # the slice's rows, counted by the engine (its scan skips the files whose statistics miss the slice)
+    return int(out.sparkSession.read.format("delta").load(str(path)).where(replace_where).count())
 
 
 Materialize = Callable[["DataFrame", str], "DataFrame"]
@@ -146,25 +159,13 @@ def pq_rows(path: object) -> int:
     return int(pq.ParquetFile(str(path)).metadata.num_rows)
 
 
-def lake_rows(settings: Settings, layer: str, name: str, where: str | None = None) -> int:
+def lake_rows(settings: Settings, layer: str, name: str) -> int:
     """Row count from the Delta log's file statistics (no scan)."""
     dt = lake.open_table(settings.table_path(layer, name))
     if dt is None:
         return 0
-    if where is None:
-        adds = dt.get_add_actions(flatten=True)
-        return int(sum(adds.column("num_records").to_pylist())) if adds.num_rows else 0
-    return _count_where(dt, where)
-
-
-def _count_where(dt: object, where: str) -> int:
-    import duckdb
-
-    ds = dt.to_pyarrow_dataset()  # type: ignore[attr-defined]
-    con = duckdb.connect()
-    con.register("t", ds)
-    row = con.execute(f"SELECT count(*) FROM t WHERE {where}").fetchone()  # noqa: S608 - internal predicate
-    return int(row[0]) if row else 0
+    adds = dt.get_add_actions(flatten=True)
+    return int(sum(adds.column("num_records").to_pylist())) if adds.num_rows else 0
 
 
 def ts_literal(t: datetime) -> str:

@@ -373,6 +373,7 @@ def validate_file(
             "raw": pa.array(bad["raw"], pa.string()),
             "batch_id": pa.array([batch_id] * n_bad, pa.string()),
             "quarantined_at": pa.repeat(_ts_scalar(ingested_at), n_bad),
+            "anchor_at": pa.nulls(n_bad, QUARANTINE_SCHEMA.field("anchor_at").type),
         },
         schema=QUARANTINE_SCHEMA,
     )
