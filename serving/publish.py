@@ -245,7 +245,7 @@ def publish(settings: Settings, as_of: datetime, *, keep: int = KEEP_SNAPSHOTS) 
     with _publish_lock(settings):
         _remove_temp_files(sdir)
         sources = _open_sources(settings)
-        _refuse_mixed_as_of(sources)
+        _refuse_unfinished_run(settings)
         built_at = datetime.now(UTC)
         sid = new_snapshot_id(built_at)
         tmp = sdir / f".{sid}{SNAPSHOT_SUFFIX}.tmp"
@@ -313,22 +313,18 @@ def _open_sources(settings: Settings) -> dict[str, tuple[Any, int, int]]:
     return out
 
 
-def _refuse_mixed_as_of(sources: dict[str, tuple[Any, int, int]]) -> None:
-    """PublishError when the gold tables were built as of different instants (a gold build that died half-way):
-    serving them together would mix two states of the lake. Empty tables carry no as_of and are not compared."""
-    import pyarrow.compute as pc
+def _refuse_unfinished_run(settings: Settings) -> None:
+    """PublishError when the lake has no quality gates (so consumers read the latest versions) and a pipeline run
+    planned silver/gold after the last finished one (ops.increments) without finishing: its tables may be half
+    written. With gates, publish reads the audited versions, which a half-done run never changes."""
+    from storylake import audit, increments
 
-    seen: dict[str, list[datetime]] = {}
-    for key, (ds, _version, rows) in sources.items():
-        if not key.startswith("gold.") or rows == 0:
-            continue
-        bounds = pc.min_max(ds.to_table(columns=["as_of"]).column("as_of")).as_py()
-        for t in {bounds["min"], bounds["max"]} - {None}:
-            seen.setdefault(iso(t) or "", []).append(key)
-    if len(seen) > 1:
-        detail = "; ".join(f"as of {t}: {', '.join(sorted(set(keys)))}" for t, keys in sorted(seen.items()))
-        raise PublishError(f"gold tables were built as of different instants ({detail}): rerun gold "
-                           "(storylake run) before publishing")
+    if audit.enabled(settings):
+        return
+    pending = increments.unfinished(settings)
+    if pending is not None:
+        raise PublishError(f"silver/gold of run {pending.run_id} (as of {iso(pending.as_of)}) did not finish: rerun "
+                           "the pipeline (storylake run) before publishing")
 
 
 def _create_table(con: duckdb.DuckDBPyConnection, name: str, select_sql: str, params: dict[str, Any]) -> int:

@@ -87,3 +87,18 @@ def complete(settings: Settings, as_of: datetime) -> Increment | None:
     if plan is not None:
         record(settings, plan, DONE)
     return plan
+
+
+def unfinished(settings: Settings) -> Increment | None:
+    """The newest plan recorded after the last done run (a run in progress, or one that died or failed its gate)."""
+    t = _rows(settings)
+    if t is None:
+        return None
+    plans = t.filter(pc.equal(t.column("state"), PLANNED))
+    dones = t.filter(pc.equal(t.column("state"), DONE))
+    plan = _newest(plans)
+    if plan is None:
+        return None
+    if dones.num_rows and pc.max(dones.column("recorded_at")).as_py() >= pc.max(plans.column("recorded_at")).as_py():
+        return None
+    return plan

@@ -6,12 +6,13 @@ import shutil
 from datetime import UTC, datetime
 
 import pytest
-from deltalake import DeltaTable, write_deltalake
+from deltalake import write_deltalake
 
 from serving import api, cli
 from serving import publish as publish_mod
 from serving.publish import PublishError, publish
 from serving.snapshot import current_id, snapshot_path, snapshots_dir
+from storylake import increments
 from storylake.errors import NotFoundError
 from storylake.lake import arrow_table
 from storylake.settings import Settings
@@ -150,19 +151,17 @@ def test_cli_functions(settings: Settings) -> None:
     assert (out["listed"], out["pending"], out["missing"]) == (1, 1, [])
 
 
-def test_refuses_gold_tables_of_mixed_as_of(settings: Settings) -> None:
-    """A gold build that died half-way leaves tables as of two instants: publish refuses to serve them together
-    and the previous snapshot keeps serving."""
+def test_refuses_tables_of_a_run_that_did_not_finish(settings: Settings) -> None:
+    """On a lake without gates, a run that planned silver/gold and died before gold finished may have left tables
+    half written: publish refuses (naming the run) and the previous snapshot keeps serving; once a run finishes,
+    publish works again."""
     base_lake(settings)
     first = publish(settings, T)
-    path = settings.table_path("gold", "story_insights")
-    older = DeltaTable(str(path)).to_pyarrow_table().to_pylist()
-    assert older, "the builder writes story insights"
-    for row in older:
-        row["as_of"] = datetime(2026, 11, 1, tzinfo=UTC)
-    write_deltalake(str(path), arrow_table("gold.story_insights", older), mode="overwrite")
-    with pytest.raises(PublishError, match=r"^gold tables were built as of different instants \(as of "
-                                           r"2026-11-01T00:00:00Z: gold.story_insights; as of 2026-11-02T00:00:00Z: "
-                                           r"gold.segment_insights\): rerun gold \(storylake run\) before publishing$"):
+    run = increments.Increment(run_id="run-x", as_of=T, horizon=None, gold_horizon=None, upto_batch=None)
+    increments.record(settings, run, increments.PLANNED)
+    with pytest.raises(PublishError, match=r"^silver/gold of run run-x \(as of 2026-11-02T12:00:00Z\) did not "
+                                           r"finish: rerun the pipeline \(storylake run\) before publishing$"):
         publish(settings, T)
     assert current_id(settings) == first.snapshot_id
+    increments.complete(settings, T)
+    assert publish(settings, T).snapshot_id != first.snapshot_id

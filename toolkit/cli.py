@@ -231,6 +231,29 @@ def bench_pipeline(
     console.print_json(json.dumps(run_bench(work, views=views, users=users, jvm_views=jvm_views)))
 
 
+@bench_app.command("incremental")
+def bench_incremental(
+    views_per_day: Annotated[int, typer.Option(help="Approximate segment_view lines per day.")] = 1_000_000,
+    users: Annotated[int, typer.Option(help="Users in the generated world.")] = 50_000,
+    checkpoints: Annotated[str, typer.Option(help="Days of history before each measured hourly run.")] = "1,3,7",
+    gate: Annotated[bool, typer.Option("--gate/--no-gate", help="Quality gates in every run.")] = True,
+    work: Annotated[Path, typer.Option(help="Scratch folder (the world is generated once and reused).")] = Path(
+        ".storylake/bench"
+    ),
+) -> None:
+    """Time and peak RSS of one hourly run after N days of history (per step), for each N."""
+    import json
+
+    from toolkit.bench.incremental import bench_incremental as run_bench
+
+    try:
+        days = tuple(int(x) for x in checkpoints.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"--checkpoints must be comma-separated whole days, got {checkpoints!r}") from None
+    result = run_bench(work, views_per_day=views_per_day, users=users, checkpoints=days, gate=gate)
+    console.print_json(json.dumps(result))
+
+
 # --- serving -----------------------------------------------------------------------------------
 
 Now = Annotated[str | None, typer.Option("--now", help="Evaluation time (ISO-8601; default: the snapshot's as-of).")]

@@ -1,0 +1,112 @@
+"""Incremental benchmark: the cost of one hourly run after 1, 3 and 7 days of history.
+
+A world of `days + 1` days at `views_per_day` is generated once. One lake is then built up: a first run over the
+first day's landing files (a full refresh), then, for each checkpoint N (1, 3, 7 days), a catch-up run over the
+files up to day N (an incremental run with a large batch), then the measured hourly run: the next hour's files
+land and `storylake run` (ingest, silver, gold gates included, publish) runs as of that hour's end, timed per step
+with the peak RSS of the process tree. The ingest step of that run is the time to ingest the hour's files alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from storylake import increments
+from storylake.clock import iso
+from storylake.rules.arrival import arrival_hour
+from storylake.settings import Settings
+from toolkit.bench.measure import measure
+
+log = logging.getLogger(__name__)
+GEN_START = datetime(2026, 11, 1, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+
+def ensure_world(root: Path, *, views_per_day: int, users: int, days: int, seed: int) -> Path:
+    """Generate the world once (deterministic for the arguments)."""
+    marker = root / f".generated-vpd{views_per_day}-users{users}-days{days}-seed{seed}"
+    if marker.exists():
+        return root
+    from toolkit.generate import generate
+
+    if root.exists():
+        shutil.rmtree(root)
+    generate(root, users=users, days=days, seed=seed, views=views_per_day * days, start=GEN_START)
+    marker.touch()
+    return root
+
+
+def _land(world: Path, landing: Path, start: datetime, end: datetime) -> int:
+    """Copy the landing files whose hour folder lies in [start, end) (hard links when possible); returns how many."""
+    n = 0
+    for p in world.rglob("*.jsonl"):
+        rel = p.relative_to(world)
+        hour = arrival_hour(rel.as_posix())
+        if hour is None or not start <= hour < end:
+            continue
+        dst = landing / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if not dst.exists():
+            try:
+                dst.hardlink_to(p)
+            except OSError:
+                shutil.copyfile(p, dst)
+        n += 1
+    return n
+
+
+def bench_incremental(
+    work: Path, *, views_per_day: int, users: int, checkpoints: tuple[int, ...] = (1, 3, 7), seed: int = 7,
+    gate: bool = True,
+) -> dict[str, Any]:
+    from jobs.quality import gate_hook
+    from pipeline.run import run_pipeline
+
+    days = max(checkpoints) + 1
+    world = ensure_world(work / f"world-{views_per_day}-{days}d", views_per_day=views_per_day, users=users,
+                         days=days, seed=seed)
+    settings = Settings(lake=work / "lake-incremental", landing=work / "landing-incremental")
+    for p in (settings.lake, settings.landing):
+        if p.exists():
+            shutil.rmtree(p)
+    hook = gate_hook() if gate else None
+    landed_until = GEN_START
+    results: list[dict[str, Any]] = []
+    for n in sorted(checkpoints):
+        history_end = GEN_START + n * DAY
+        files = _land(world, settings.landing, landed_until, history_end)
+        log.info("history: %d landing files up to %s, catch-up run", files, iso(history_end))
+        with measure() as catch_up:
+            run_pipeline(settings, history_end, publish=True, progress=False, gate=hook)
+        hour_files = _land(world, settings.landing, history_end, history_end + HOUR)
+        with measure() as m:
+            report = run_pipeline(settings, history_end + HOUR, progress=False, gate=hook)
+        landed_until = history_end + HOUR
+        inc = increments.last(settings)
+        results.append({
+            "history_days": n,
+            "catch_up_seconds": round(catch_up.seconds, 1),
+            "hour_landing_files": hour_files,
+            "hour_landing_lines": report.ingest.lines if report.ingest else None,
+            "hourly_run_seconds": round(m.seconds, 1),
+            "steps_seconds": {s.step: round(s.seconds, 1) for s in report.steps},
+            "peak_rss_mb": round(m.peak_rss_mb),
+            "steps_peak_rss_mb": {s.step: round(m.peak_between_mb(s.started, s.started + s.seconds))
+                                  for s in report.steps},
+            "new_bronze_rows": inc.new_rows if inc else None,
+            "silver_horizon": iso(inc.horizon) if inc and inc.horizon else None,
+            "gold_horizon": iso(inc.gold_horizon) if inc and inc.gold_horizon else None,
+        })
+        log.info("after %d days: hourly run %.1f s", n, m.seconds)
+    first, last = results[0]["hourly_run_seconds"], results[-1]["hourly_run_seconds"]
+    return {
+        "views_per_day": views_per_day,
+        "users": users,
+        "checkpoints": results,
+        "ratio_last_vs_first": round(last / first, 2) if first else None,
+    }
