@@ -98,12 +98,13 @@ def die_with_parent() -> None:
 
 
 @contextmanager
-def sail_server_process(start_timeout_s: float = 60.0) -> Iterator[str]:
+def sail_server_process(start_timeout_s: float = 60.0, env: dict[str, str] | None = None) -> Iterator[str]:
     """`sail spark server` (pysail's CLI) as a child process on a free loopback port, with the embedded
-    defaults (_SAIL_DEFAULTS) unless set; yields its sc:// URL and stops it afterwards."""
+    defaults (_SAIL_DEFAULTS) unless set, and `env` on top (e.g. SAIL_MODE=local-cluster); yields its sc:// URL
+    and stops it afterwards."""
     port = free_port()
     sail = Path(sys.executable).with_name("sail")
-    env = {**_SAIL_DEFAULTS, **os.environ}
+    env = {**_SAIL_DEFAULTS, **os.environ, **(env or {})}
     proc = subprocess.Popen(
         [str(sail), "spark", "server", "--ip", "127.0.0.1", "--port", str(port)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=die_with_parent,

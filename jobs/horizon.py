@@ -45,6 +45,21 @@ SEGMENT_EVENTS = ("segment_created", "segment_deleted", "segment_archived")
 INTERACTION_STAGES = ("silver.view_events", "silver.navigation", "silver.sticker_responses")
 
 
+# Anchor column of every table recomputed within a horizon, and whether it is gold's (gold_lo) or silver's (lo).
+# Tables absent here (segments, relationships, ring_features) are rebuilt whole every run. A table's primary key
+# determines its anchor (an event's segment, a segment's story), so a key never spans the slice boundary.
+ANCHORS: dict[str, tuple[str, bool]] = {
+    "silver.view_events": ("segment_created_at", False),
+    "silver.segment_viewers": ("segment_created_at", False),
+    "silver.navigation": ("at", False),
+    "silver.sticker_responses": ("segment_created_at", False),
+    "silver.engagements": ("at", False),
+    "gold.segment_insights": ("story_start", True),
+    "gold.story_insights": ("story_start", True),
+    "gold.sticker_results": ("segment_created_at", True),
+}
+
+
 @dataclass(frozen=True)
 class Horizon:
     """The scope of one run: events strictly before as_of; rows anchored at/after lo (silver) and gold_lo (gold)
@@ -74,6 +89,19 @@ class Horizon:
         lo = self.gold_lo if gold else self.lo
         parts = [p for p in (extra, None if lo is None else f"{column} >= {ts_literal(lo)}") if p]
         return " AND ".join(parts) or None
+
+    def slice_start(self, table_key: str) -> datetime | None:
+        """The anchor instant from which this run rewrote `table_key` (None: the whole table). author-days are
+        rewritten from the silver horizon's day."""
+        if self.lo is None:
+            return None
+        if table_key == "gold.author_daily_insights":
+            d = self.lo.date()
+            return datetime(d.year, d.month, d.day, tzinfo=self.lo.tzinfo)
+        anchor = ANCHORS.get(table_key)
+        if anchor is None:
+            return None
+        return self.gold_lo if anchor[1] else self.lo
 
     def describe(self) -> str:
         if self.full:

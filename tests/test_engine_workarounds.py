@@ -58,6 +58,7 @@ def test_replace_where_guard_rejects_rows_outside_the_predicate_and_commits_noth
         return spark.createDataFrame(rows, schema).select(
             F.lit(stage).alias("stage"), "*", F.lit(None).cast("string").alias("event_id"),
             F.lit(None).cast("string").alias("field"), F.current_timestamp().alias("quarantined_at"),
+            F.lit(None).cast("timestamp").alias("anchor_at"),
         )
 
     assert spark_io.write_table(quarantine("a"), settings, "ops", "quarantine") == 1
@@ -84,3 +85,39 @@ def test_stale_scratch_folders_are_removed_at_the_next_build(spark, settings):
     (stale / "000-x").mkdir(parents=True)
     build_silver(spark, settings, datetime(2026, 11, 2, tzinfo=UTC))
     assert list((settings.lake / "_staging").iterdir()) == []
+
+
+def test_slice_of_a_table_with_list_columns_is_replaced_through_delta_rs(spark, settings):
+    """Sail's replaceWhere fails on a table with a list column (the kept rows come back with Parquet's list field
+    name); write_table replaces such a slice through delta-rs: rows outside the slice kept, inside replaced."""
+    from datetime import UTC, datetime
+
+    from pyspark.sql import functions as F
+
+    from jobs.engine_workarounds import has_nested
+    from jobs.spark_schemas import spark_schema
+    from storylake import contracts
+
+    schema = spark_schema(contracts.get("gold.sticker_results"))
+    assert has_nested(schema)
+    old, new = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC)
+
+    def stickers(ids: list[int], at: datetime, responses: int):
+        base = spark.createDataFrame([(i,) for i in ids], "sticker_id bigint")
+        return base.select(
+            "sticker_id", F.lit(1).cast("bigint").alias("segment_id"), F.lit(1).cast("bigint").alias("author_id"),
+            F.lit("poll").alias("sticker_type"), F.lit(responses).cast("bigint").alias("responses"),
+            F.array(F.lit("a"), F.lit("b")).alias("options"),
+            F.array(F.lit(responses).cast("bigint"), F.lit(0).cast("bigint")).alias("option_counts"),
+            *[F.lit(None).cast(f.dataType).alias(f.name) for f in schema.fields
+              if f.name not in ("sticker_id", "segment_id", "author_id", "sticker_type", "responses", "options",
+                                "option_counts", "segment_created_at")],
+            F.lit(at).cast("timestamp").alias("segment_created_at"),
+        )
+
+    assert spark_io.write_table(stickers([1], old, 1).unionByName(stickers([2], new, 1)), settings, "gold",
+                                "sticker_results") == 2
+    where = f"segment_created_at >= {spark_io.ts_literal(new)}"
+    assert spark_io.write_table(stickers([2, 3], new, 5), settings, "gold", "sticker_results", replace_where=where) == 2
+    got = lake.read_arrow(settings.table_path("gold", "sticker_results"), ["sticker_id", "option_counts"])
+    assert sorted(map(tuple, (r.values() for r in got.to_pylist()))) == [(1, [1, 0]), (2, [5, 0]), (3, [5, 0])]

@@ -16,7 +16,7 @@ from jobs.quality import QualityGateError, gate_hook, run_gate, suite_for
 from pipeline import steps
 from serving import api
 from serving.publish import publish
-from storylake import audit, contracts, lake
+from storylake import audit, contracts, increments, lake
 from storylake.settings import Settings
 
 T0 = datetime(2026, 11, 1, 10, tzinfo=UTC)
@@ -291,3 +291,11 @@ def test_failed_gate_in_run_pipeline_publishes_nothing(spark: Any, tmp_path: Pat
     again = publish(settings, datetime(2026, 11, 1, 11, tzinfo=UTC))  # a publish now serves the audited versions
     assert again.sources == first.publish.sources
     assert api.seen_by(api.open_current(settings), 1, 9, datetime(2026, 11, 1, 11, tzinfo=UTC)).total == 1
+    # the run is not done: the next run processes the same new rows again, and its horizon rewrites the bad slice
+    assert increments.last(settings).as_of == datetime(2026, 11, 1, 10, tzinfo=UTC)  # type: ignore[union-attr]
+    run_pipeline(settings, datetime(2026, 11, 1, 11, tzinfo=UTC), spark=spark, progress=False,
+                 gate=gate_hook("gate-run-3"))
+    assert increments.last(settings).as_of == datetime(2026, 11, 1, 11, tzinfo=UTC)  # type: ignore[union-attr]
+    views = DeltaTable(str(settings.table_path("silver", "view_events"))).to_pyarrow_table().column("event_id")
+    assert sorted(views.to_pylist()) == ["v1", "v2"]
+    assert api.seen_by(api.open_current(settings), 1, 9, datetime(2026, 11, 1, 11, tzinfo=UTC)).total == 2

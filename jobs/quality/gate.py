@@ -151,12 +151,13 @@ def run_gate(
         with _no_batch_fingerprint():
             context = _context(docs_dir if build_docs else None)
             source = context.data_sources.add_pandas("lake")
+            slices = _run_slices(settings, as_of)
             for key in present:
                 suite = suite_for(contracts.get(key))
                 if suite.not_expressible:
                     report.not_expressible[key] = list(suite.not_expressible)
                     log.warning("%s: contract rules without an expectation: %s", key, suite.not_expressible)
-                rows, outcomes = _validate(context, source, settings, suite, run_id)
+                rows, outcomes = _validate(context, source, settings, suite, run_id, slices.get(key))
                 report.rows[key] = rows
                 report.outcomes.extend(outcomes)
             if build_docs:
@@ -228,16 +229,45 @@ def _gx_expectation(spec: ExpectationSpec) -> Any:
     return cls(**spec.kwargs, meta={"critical": spec.critical, "source": spec.source})
 
 
-def _load(settings: Settings, suite: Suite) -> Any:
-    """The suite's columns of the table as pandas (numpy numerics, Arrow-backed strings) + derived columns."""
+Slice = tuple[str, datetime]  # (anchor column, first anchor instant rewritten by the run)
+
+
+def _run_slices(settings: Settings, as_of: datetime | None) -> dict[str, Slice]:
+    """The slice of each table the run of `as_of` rewrote (jobs/horizon.py): the gate validates those rows only
+    (a table's key determines its anchor, so uniqueness holds across the slice boundary). Empty when the run
+    recomputed everything or planned no horizon: whole tables."""
+    from jobs.horizon import ANCHORS, from_increment
+
+    plan = increments.planned(settings, as_of) if as_of is not None else None
+    if plan is None or plan.full:
+        return {}
+    horizon = from_increment(plan)
+    out: dict[str, Slice] = {}
+    for key in [*ANCHORS, "gold.author_daily_insights"]:
+        start = horizon.slice_start(key)
+        if start is not None:
+            out[key] = ("day" if key == "gold.author_daily_insights" else ANCHORS[key][0], start)
+    return out
+
+
+def _load(settings: Settings, suite: Suite, since: Slice | None = None) -> Any:
+    """The suite's columns of the table (or of its rows anchored at/after `since`) as pandas (numpy numerics,
+    Arrow-backed strings) + derived columns."""
     import pandas as pd
+    import pyarrow.dataset as ds
 
     layer, name = suite.table.split(".")
     dt = lake.open_table(settings.table_path(layer, name))
     assert dt is not None
     stored = {f.name for f in dt.schema().fields}
     columns = [c for c in suite.input_columns() if c in stored]  # a missing column fails its expectations
-    table = dt.to_pyarrow_table(columns=columns)
+    if since is None:
+        table = dt.to_pyarrow_table(columns=columns)
+    else:
+        column, start = since
+        bound = pa.scalar(start.date() if column == "day" else start,
+                          pa.date32() if column == "day" else pa.timestamp("us", tz="UTC"))
+        table = dt.to_pyarrow_dataset().to_table(columns=columns, filter=ds.field(column) >= bound)
 
     def mapper(t: pa.DataType) -> Any:
         if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
@@ -251,11 +281,13 @@ def _load(settings: Settings, suite: Suite) -> Any:
     return df
 
 
-def _validate(context: Any, source: Any, settings: Settings, suite: Suite, run_id: str) -> tuple[int, list[Outcome]]:
+def _validate(
+    context: Any, source: Any, settings: Settings, suite: Suite, run_id: str, since: Slice | None = None
+) -> tuple[int, list[Outcome]]:
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
 
-    df = _load(settings, suite)
+    df = _load(settings, suite, since)
     keys = [k for k in suite.key_columns if k in df.columns]
     gx_suite = context.suites.add(gx.ExpectationSuite(
         name=suite.table, expectations=[_gx_expectation(s) for s in suite.expectations],
