@@ -166,5 +166,7 @@ def _gate(
 ) -> None:
     """Run the quality gate of a layer (which records the versions consumers may read when it passes), recorded in
     ops.pipeline_runs; its error propagates unchanged."""
+    t0 = time.perf_counter()
     with recorded(settings, report.run_id, f"gate_{layer}", report.as_of):
         gate(spark, settings, layer, report.as_of)
+    report.steps.append(StepResult(f"gate_{layer}", time.perf_counter() - t0, started=t0))

@@ -7,6 +7,7 @@ with the same silver and as_of gives the same contents). Only rows strictly befo
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ from storylake.writer_lock import holding_writer_lock
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+log = logging.getLogger(__name__)
 GOLD_TABLES = ("segment_insights", "story_insights", "author_daily_insights", "sticker_results", "ring_features")
 
 
@@ -27,6 +29,7 @@ def build_gold(spark: SparkSession, settings: Settings, as_of: datetime) -> dict
     without quality gates the run is then done (ops.increments); with gates, the gold gate marks it done."""
     from jobs.gold import author_daily_insights, ring_features, segment_insights, sticker_results, story_insights
     from jobs.horizon import from_increment, full
+    from jobs.silver import timed
     from storylake import audit, increments
     from storylake.clock import utc
 
@@ -36,7 +39,8 @@ def build_gold(spark: SparkSession, settings: Settings, as_of: datetime) -> dict
     horizon = from_increment(plan) if plan is not None else full(as_of)
     rows: dict[str, int] = {}
     for module in (segment_insights, story_insights, author_daily_insights, sticker_results, ring_features):
-        rows.update(module.run(spark, settings, horizon))
+        with timed(module.__name__.rsplit(".", 1)[-1], rows, log):
+            rows.update(module.run(spark, settings, horizon))
     if not audit.enabled(settings):
         increments.complete(settings, as_of)
     return rows

@@ -9,6 +9,10 @@ inputs and as_of writes identical contents, and an incremental run the contents 
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -18,6 +22,8 @@ from storylake.writer_lock import holding_writer_lock
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
 
 
 @holding_writer_lock("silver")
@@ -44,14 +50,28 @@ def build_silver(
     spark_io.remove_stale_scratch(settings)
     previous = _segments_version_of_last_run(settings)
     counts: dict[str, int] = {}
-    counts.update(segments.run(spark, settings, as_of))
-    counts.update(relationships.run(spark, settings, as_of))
-    horizon = horizons.plan(spark, settings, as_of, full_refresh=full_refresh, previous_segments_version=previous)
-    increments.record(settings, horizons.to_increment(horizon, run_id or f"silver@{as_of.isoformat()}"),
-                      increments.PLANNED)
+    with timed("segments", counts):
+        counts.update(segments.run(spark, settings, as_of))
+    with timed("relationships", counts):
+        counts.update(relationships.run(spark, settings, as_of))
+    with timed("plan", counts):
+        horizon = horizons.plan(spark, settings, as_of, full_refresh=full_refresh,
+                                previous_segments_version=previous)
+        increments.record(settings, horizons.to_increment(horizon, run_id or f"silver@{as_of.isoformat()}"),
+                          increments.PLANNED)
     for job in (view_events, segment_viewers, navigation, sticker_responses, engagements):
-        counts.update(job.run(spark, settings, horizon))
+        with timed(job.__name__.rsplit(".", 1)[-1], counts):
+            counts.update(job.run(spark, settings, horizon))
     return counts
+
+
+@contextmanager
+def timed(name: str, counts: dict[str, int], logger: logging.Logger = log) -> Iterator[None]:
+    """Log a job's time and the rows it wrote (its keys added to `counts` meanwhile)."""
+    before, t0 = set(counts), time.perf_counter()
+    yield
+    wrote = {k: v for k, v in counts.items() if k not in before}
+    logger.info("%s: %.2f s %s", name, time.perf_counter() - t0, wrote or "")
 
 
 def _segments_version_of_last_run(settings: Settings) -> int | None:
