@@ -273,6 +273,36 @@ def plan(
     return horizon
 
 
+def segments_horizon(spark: SparkSession, settings: Settings, as_of: datetime, *, full_refresh: bool = False
+                     ) -> datetime | None:
+    """The earliest created_at of a segment that this run's new segment events touch (their own time for a
+    creation; the segment's created_at in silver.segments for any event on a known segment): silver.segments is
+    rebuilt from there (jobs.silver.segments). None: rebuild it whole (as `plan` decides a full refresh)."""
+    as_of = utc(as_of)
+    previous = increments.last(settings)
+    if full_refresh or previous is None or as_of < previous.as_of:
+        return None
+    from pyspark.sql import functions as F
+
+    from jobs import spark_io
+
+    upto = newest_batch(settings)
+    events = None
+    for event in SEGMENT_EVENTS:
+        rows = new_bronze(spark, settings, event, previous, as_of, upto).select(
+            "segment_id", F.when(F.lit(event == "segment_created"), F.col("event_time")).alias("a")
+        )
+        events = rows if events is None else events.unionByName(rows)
+    assert events is not None
+    known = spark_io.read_table(spark, settings, "silver", "segments").select(
+        F.col("segment_id").alias("_sid"), F.col("created_at").alias("_c")
+    )
+    row = (events.join(known, F.col("segment_id") == F.col("_sid"), "left")
+           .agg(F.least(F.min("a"), F.min("_c")).alias("lo")).collect())
+    lo = row[0]["lo"] if row else None
+    return min(utc(lo), as_of) if lo is not None else as_of
+
+
 def _released_from_quarantine(spark: SparkSession, settings: Settings, changed: DataFrame) -> DataFrame:
     """Event times of interactions quarantined as unknown_segment whose segment has a new event in this run."""
     from pyspark.sql import functions as F

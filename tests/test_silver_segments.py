@@ -16,7 +16,8 @@ def out(spark):
         spark,
         "segment_created",
         [
-            # author 1: lifetimes chain at T0, T0+23h, T0+47h-1ms; T0+71h-1ms is exactly when the last one expires
+            # author 1: T0 and T0+23h are one story (24 h span); T0+47h-1ms starts the next, which T0+71h-1ms
+            # reaches exactly at its end: a third story
             {"event_id": "c10", "event_time": T0, "segment_id": 10, "author_id": 1,
              "stickers": [sticker(500, "poll", ["a", "b"])]},
             {"event_id": "c10", "event_time": T0, "segment_id": 10, "author_id": 1,
@@ -68,17 +69,18 @@ def test_one_row_per_segment_and_expires_24h_after_created(out):
     assert segs[10]["stickers"][0]["sticker_id"] == 500
 
 
-def test_lifetimes_chain_into_one_story_with_frames(out):
+def test_a_story_spans_24_hours_from_its_first_frame(out):
+    """A story collects the author's segments of the 24 h from its first one (never an endless chain): the
+    segment at T0+47h-1ms is still live-overlapping the one before, yet starts the next story."""
     segs, _ = out
-    assert [(segs[i]["story_id"], segs[i]["frame_index"], segs[i]["story_start"]) for i in (10, 11, 12)] == [
-        (10, 1, T0), (10, 2, T0), (10, 3, T0),
+    assert [(segs[i]["story_id"], segs[i]["frame_index"], segs[i]["story_start"]) for i in (10, 11, 12, 13)] == [
+        (10, 1, T0), (10, 2, T0), (12, 1, T0 + 47 * H - MS), (13, 1, T0 + 71 * H - MS),
     ]
 
 
-def test_segment_created_at_max_expiry_of_earlier_starts_new_story(out):
+def test_segment_created_at_the_story_span_end_starts_new_story(out):
     segs, _ = out
-    assert (segs[13]["story_id"], segs[13]["frame_index"], segs[13]["story_start"]) == (13, 1, T0 + 71 * H - MS)
-    # t0, t0+23h, t0+47h: the third is created exactly when the second expires -> a new story
+    # t0, t0+23h, t0+47h: the third is created after the first story's 24 h -> a new story
     assert [(segs[i]["story_id"], segs[i]["frame_index"]) for i in (40, 41, 42)] == [(40, 1), (40, 2), (42, 1)]
 
 
@@ -123,3 +125,46 @@ def test_latest_archive_wins_and_archive_not_by_author_is_quarantined(out):
     assert [r[2:5] for r in quarantine if r[3] == "archive_not_by_author"] == [
         ("a3", "archive_not_by_author", "author_id")
     ]
+
+
+def test_rebuild_from_a_horizon_equals_the_full_rebuild(spark, settings):
+    """Incremental runs rebuild the segments created at or after their horizon; the author's last segment before
+    it seeds the story chain, so story ids, starts and frame numbers continue across the boundary."""
+    from jobs import spark_io
+    from storylake import lake
+
+    data = {
+        "segment_created": [
+            {"event_id": "a", "event_time": T0, "segment_id": 1, "author_id": 1},
+            {"event_id": "b", "event_time": T0 + 3 * H, "segment_id": 2, "author_id": 1},  # continues story 1
+            {"event_id": "c", "event_time": T0 + 20 * H, "segment_id": 3, "author_id": 1},  # still story 1
+            {"event_id": "f", "event_time": T0 + 25 * H, "segment_id": 6, "author_id": 1},  # past its 24 h: story 6
+            {"event_id": "d", "event_time": T0 + 50 * H, "segment_id": 4, "author_id": 1},  # a new story
+            {"event_id": "e", "event_time": T0 + H, "segment_id": 5, "author_id": 2},
+            {"event_id": "e2", "event_time": T0 + 4 * H, "segment_id": 5, "author_id": 2},  # a losing creation
+        ],
+        "segment_deleted": [
+            {"event_id": "x", "event_time": T0 + 5 * H, "segment_id": 2, "author_id": 1},
+            {"event_id": "y", "event_time": T0 + 30 * MS, "segment_id": 5, "author_id": 2},  # before creation
+        ],
+        "segment_archived": [{"event_id": "z", "event_time": T0 + 21 * H, "segment_id": 3, "author_id": 1,
+                              "highlight_id": 9}],
+    }
+    for event, events in data.items():
+        spark_io.write_table(bronze(spark, event, events), settings, "bronze", event)
+
+    def snapshot():
+        return {key: sorted(map(repr, lake.read_arrow(settings.table_path(*key.split("."))).to_pylist()))
+                for key in ("silver.segments", "ops.quarantine")}
+
+    segments.run(spark, settings, AS_OF)
+    full = snapshot()
+    got = {r["segment_id"]: (r["story_id"], r["frame_index"])
+           for r in lake.read_arrow(settings.table_path("silver", "segments")).to_pylist()}
+    assert got == {1: (1, 1), 2: (1, 2), 3: (1, 3), 6: (6, 1), 4: (4, 1), 5: (5, 1)}
+    quarantined = sorted((r["event_id"], r["rule"])
+                         for r in lake.read_arrow(settings.table_path("ops", "quarantine")).to_pylist())
+    assert quarantined == [("e2", "duplicate_segment"), ("y", "before_creation")]
+    for since in (T0 + 2 * H, T0 + 4 * H, T0 + 21 * H, T0 + 26 * H, T0 + 60 * H):
+        segments.run(spark, settings, AS_OF, since)
+        assert snapshot() == full, since

@@ -51,7 +51,8 @@ def build_silver(
     previous = _segments_version_of_last_run(settings)
     counts: dict[str, int] = {}
     with timed("segments", counts):
-        counts.update(segments.run(spark, settings, as_of))
+        since = horizons.segments_horizon(spark, settings, as_of, full_refresh=full_refresh)
+        counts.update(segments.run(spark, settings, as_of, since))
     with timed("relationships", counts):
         counts.update(relationships.run(spark, settings, as_of))
     with timed("plan", counts):

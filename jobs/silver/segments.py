@@ -4,14 +4,16 @@ Rules (DESIGN §5):
 - segment_created is deduplicated by event_id; when a segment_id is created by two different events the
   earliest (event_time, event_id) wins and the other is quarantined (`duplicate_segment`).
 - created_at = event_time, expires_at = created_at + 24 h.
-- Stories: per author, ordered by (created_at, segment_id), a segment starts a new story when its created_at
-  is at/after the max expires_at of all the author's earlier segments (nothing of the author is active any
-  more); otherwise it joins the running story. story_id = first segment_id, frame_index is 1-based,
-  story_start = created_at of the first segment.
-- segment_deleted counts only when its author_id is the segment's author (else `delete_not_by_author`);
-  deleted_at = earliest valid delete. segment_archived likewise (`archive_not_by_author`); the latest valid
-  archive (event_time, event_id) gives highlight_id. Deletes/archives of a segment not known (yet) wait:
-  the table is recomputed from bronze every run.
+- Stories: per author, ordered by (created_at, segment_id), a story is the segments posted within 24 h of its
+  first one (storylake.rules.lifetimes.STORY_SPAN); the next segment starts the next story. story_id = first
+  segment_id, frame_index is 1-based, story_start = created_at of the first segment.
+- segment_deleted counts only when its author_id is the segment's author (else `delete_not_by_author`) and it is
+  not stamped before the segment's creation (else `before_creation`); deleted_at = earliest valid delete.
+  segment_archived likewise (`archive_not_by_author`, `before_creation`); the latest valid archive (event_time,
+  event_id) gives highlight_id. Deletes/archives of a segment not known (yet) wait for its creation.
+Incremental runs (jobs/horizon.py: `segments_horizon`) rebuild the segments created at or after their segments
+horizon from the bronze segment events at or after it; the author's last segment before it seeds the story
+fold (one created more than 24 h before cannot be in a story still open).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from jobs import spark_io
 from jobs.engine_workarounds import lookup
-from jobs.silver.bronze import project, read_bronze
+from jobs.silver.bronze import project
 from jobs.silver.dedupe import dedupe_event_id, first_per_key
 from jobs.silver.quarantine import iso_col, quarantine_rows, txt, write_quarantine
 from jobs.spark_io import Materialize
@@ -67,49 +69,58 @@ def latest_creations(created: DataFrame, materialize: Materialize = spark_io.laz
     return winners, losers
 
 
-def assign_stories(seg: DataFrame, materialize: Materialize = spark_io.lazily) -> DataFrame:
-    """Add story_id, frame_index, story_start to rows with author_id, segment_id, created_at, expires_at.
+def assign_stories(
+    seg: DataFrame, materialize: Materialize = spark_io.lazily, seeds: DataFrame | None = None
+) -> DataFrame:
+    """Add story_id, frame_index, story_start to rows with author_id, segment_id, created_at.
 
-    One window pass over a narrow projection (segment_id is unique in `seg`), in the author's order
-    (created_at, segment_id): a segment starts a new story when it is created at or after every earlier
-    segment's expiry; stories are numbered by a running count of starts. Each story's first segment gives
-    story_id and story_start, and frame_index = position in the author's order - the start's position + 1:
-    the starts are joined back by (author, story number) instead of a second window with first(), which is
-    slow on Sail. The other columns (stickers...) are joined back rather than carried through the sort;
-    `materialize` keeps the ranked projection, read by both sides of that join.
+    A story is the segments its author posts within STORY_SPAN (24 h) of its first segment
+    (storylake.rules.lifetimes); the author's next segment starts the next story. story_id is the first
+    segment's id, story_start its created_at, frame_index the 1-based position in the author's order
+    (created_at, segment_id). Each story's start depends on the previous story's, so the author's segments are
+    folded in order (one `aggregate` over the author's sorted (created_at, segment_id) list): a short list per
+    author and run.
+
+    `seeds` (incremental runs): per author, the already assigned segment just before the rows of `seg` (author_id,
+    story_id, story_start, frame_index); the fold starts in its story. Seeds are not in the output.
     """
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    by_author = Window.partitionBy("author_id").orderBy("created_at", "segment_id")
-    prev_max_exp = F.max("expires_at").over(by_author.rowsBetween(Window.unboundedPreceding, -1))
-    ranked = materialize(
-        seg.select("author_id", "segment_id", "created_at", "expires_at")
-        .withColumn("_new_story", F.when(prev_max_exp.isNull() | (F.col("created_at") >= prev_max_exp), 1).otherwise(0))
-        .select(
-            "author_id",
-            "segment_id",
-            "created_at",
-            "_new_story",
-            F.row_number().over(by_author).alias("_rn"),
-            F.sum("_new_story").over(by_author.rowsBetween(Window.unboundedPreceding, 0)).alias("_story_no"),
+    span = lifetimes.interval_sql(lifetimes.STORY_SPAN)
+    per_author = seg.groupBy("author_id").agg(
+        F.array_sort(F.collect_list(F.struct(F.col("created_at").alias("c"), F.col("segment_id").alias("id"))))
+        .alias("_segs")
+    )
+    if seeds is not None:
+        per_author = lookup(per_author, seeds.select(
+            F.col("author_id").alias("_seed_author"), F.col("story_id").alias("_seed_sid"),
+            F.col("story_start").alias("_seed_start"), F.col("frame_index").alias("_seed_n"),
+        ), F.col("author_id") == F.col("_seed_author"))
+    else:
+        per_author = per_author.select(
+            "*", F.lit(None).cast("bigint").alias("_seed_sid"), F.lit(None).cast("timestamp").alias("_seed_start"),
+            F.lit(None).cast("bigint").alias("_seed_n"),
+        )
+    frame = "STRUCT<id: BIGINT, story_id: BIGINT, story_start: TIMESTAMP, frame_index: BIGINT>"
+    fold = f"""aggregate(
+        _segs,
+        named_struct('start', _seed_start, 'sid', _seed_sid, 'n', coalesce(_seed_n, CAST(0 AS BIGINT)),
+                     'out', CAST(array() AS ARRAY<{frame}>)),
+        (acc, x) -> CASE WHEN acc.start IS NULL OR x.c >= acc.start + {span}
+            THEN named_struct('start', x.c, 'sid', x.id, 'n', CAST(1 AS BIGINT), 'out',
+                concat(acc.out, array(named_struct('id', x.id, 'story_id', x.id, 'story_start', x.c,
+                                                   'frame_index', CAST(1 AS BIGINT)))))
+            ELSE named_struct('start', acc.start, 'sid', acc.sid, 'n', acc.n + 1, 'out',
+                concat(acc.out, array(named_struct('id', x.id, 'story_id', acc.sid, 'story_start', acc.start,
+                                                   'frame_index', acc.n + 1))))
+            END,
+        acc -> acc.out)"""
+    stories = materialize(
+        per_author.select(F.explode(F.expr(fold)).alias("f")).select(
+            F.col("f.id").alias("_st_sid"), F.col("f.story_id").alias("story_id"),
+            F.col("f.story_start").alias("story_start"), F.col("f.frame_index").alias("frame_index"),
         ),
-        "ranked_segments",
-    )
-    starts = ranked.filter(F.col("_new_story") == 1).select(
-        F.col("author_id").alias("_s_author"),
-        F.col("_story_no").alias("_s_no"),
-        F.col("segment_id").alias("story_id"),
-        F.col("created_at").alias("story_start"),
-        F.col("_rn").alias("_s_rn"),
-    )
-    stories = lookup(
-        ranked, starts, (F.col("author_id") == F.col("_s_author")) & (F.col("_story_no") == F.col("_s_no")), "inner"
-    ).select(
-        F.col("segment_id").alias("_st_sid"),
-        "story_id",
-        "story_start",
-        (F.col("_rn") - F.col("_s_rn") + 1).cast("bigint").alias("frame_index"),
+        "stories",
     )
     return lookup(seg, stories, F.col("segment_id").eqNullSafe(F.col("_st_sid")), "inner").select(
         *seg.columns, "story_id", "frame_index", "story_start"
@@ -122,9 +133,11 @@ def transform(
     archived: DataFrame,
     as_of: datetime,
     materialize: Materialize = spark_io.lazily,
+    seeds: DataFrame | None = None,
 ) -> SegmentsOutput:
     """Bronze segment_created / segment_deleted / segment_archived (already cut at as_of) -> segments + quarantine.
-    `materialize` keeps the deduplicated creations and their winners, used by both outputs."""
+    `materialize` keeps the deduplicated creations and their winners, used by both outputs; `seeds`: see
+    assign_stories. Quarantine rows are anchored at their segment's created_at."""
     from pyspark.sql import functions as F
 
     winners, losers = latest_creations(created, materialize)
@@ -139,15 +152,20 @@ def transform(
         F.expr(lifetimes.expires_at_sql("event_time")).alias("expires_at"),
         "stickers",
     )
-    owners = base.select(F.col("segment_id").alias("_sid"), F.col("author_id").alias("_owner"))
+    owners = base.select(
+        F.col("segment_id").alias("_sid"), F.col("author_id").alias("_owner"), F.col("created_at").alias("_created")
+    )
 
     def by_owner(events: DataFrame) -> DataFrame:
         ev = dedupe_event_id(events)
         return ev.join(owners, F.col("segment_id") == F.col("_sid"), "inner").drop("_sid")  # ev is the small side
 
+    def valid(events: DataFrame) -> DataFrame:
+        return events.filter((F.col("author_id") == F.col("_owner")) & (F.col("event_time") >= F.col("_created")))
+
     dels = by_owner(deleted)
     good_dels = (
-        dels.filter(F.col("author_id") == F.col("_owner"))
+        valid(dels)
         .groupBy("segment_id")
         .agg(F.min("event_time").alias("deleted_at"))
         .withColumnRenamed("segment_id", "_del_sid")
@@ -155,7 +173,7 @@ def transform(
     arcs = by_owner(archived)
     good_arcs = (
         first_per_key(
-            arcs.filter(F.col("author_id") == F.col("_owner")),
+            valid(arcs),
             ["segment_id"],
             [F.col("event_time").desc(), F.col("event_id").desc()],
         )
@@ -163,7 +181,7 @@ def transform(
     )
     seg = (
         lookup(
-            lookup(assign_stories(base, materialize), good_dels, F.col("segment_id") == F.col("_del_sid")),
+            lookup(assign_stories(base, materialize, seeds), good_dels, F.col("segment_id") == F.col("_del_sid")),
             good_arcs,
             F.col("segment_id") == F.col("_arc_sid"),
         )
@@ -188,39 +206,71 @@ def transform(
         ),
         as_of=as_of,
         raw_columns=created.columns,
+        anchor=F.col("_w_t"),
     )
 
-    def not_author(events: DataFrame, event: str, rule: str, raw_columns: list[str]) -> DataFrame:
+    def invalid(events: DataFrame, event: str, rule: str, raw_columns: list[str]) -> DataFrame:
+        not_author = F.col("author_id") != F.col("_owner")
         return quarantine_rows(
-            events.filter(F.col("author_id") != F.col("_owner")),
+            events.filter(not_author | (F.col("event_time") < F.col("_created"))),
             stage=STAGE,
             contract=f"bronze.{event}",
-            rule=rule,
-            field="author_id",
-            reason=F.concat(
+            rule=F.when(not_author, F.lit(rule)).otherwise(F.lit("before_creation")),
+            field=F.when(not_author, F.lit("author_id")).otherwise(F.lit("event_time")),
+            reason=F.when(not_author, F.concat(
                 F.lit(f"{event}.author_id "), txt("author_id"), F.lit(" is not the author "), txt("_owner"),
                 F.lit(" of segment "), txt("segment_id"),
-            ),
+            )).otherwise(F.concat(
+                F.lit(f"{event}.event_time "), iso_col("event_time"), F.lit(" is before created_at "),
+                iso_col("_created"), F.lit(" of segment "), txt("segment_id"),
+            )),
             as_of=as_of,
             raw_columns=raw_columns,
+            anchor=F.least("event_time", "_created"),  # read by any run whose horizon reaches either
         )
 
     quarantine = dup_q.unionByName(
-        not_author(dels, "segment_deleted", "delete_not_by_author", deleted.columns)
-    ).unionByName(not_author(arcs, "segment_archived", "archive_not_by_author", archived.columns))
+        invalid(dels, "segment_deleted", "delete_not_by_author", deleted.columns)
+    ).unionByName(invalid(arcs, "segment_archived", "archive_not_by_author", archived.columns))
     return SegmentsOutput(segments, quarantine)
 
 
-def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
+def run(spark: SparkSession, settings: Settings, as_of: datetime, since: datetime | None = None) -> dict[str, int]:
+    """Rebuild silver.segments as of `as_of`: the segments created at or after `since` (all without it)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from jobs.horizon import Horizon
+    from jobs.horizon import read_bronze as read_since
+
+    h = Horizon(as_of=as_of, lo=since)
+    created = read_since(spark, settings, "segment_created", h)
+    seeds = None
+    if since is not None:
+        known = spark_io.read_table(spark, settings, "silver", "segments")
+        # creations of a segment created before `since` (a later, losing duplicate) stay as they were
+        final = known.filter(F.col("created_at") < F.lit(since).cast("timestamp")).select(
+            F.col("segment_id").alias("_final")
+        )
+        created = created.join(final, F.col("segment_id") == F.col("_final"), "left_anti")
+        # the author's last segment in the story span before `since`: an older one's story is closed by then
+        before = known.filter(
+            (F.col("created_at") < F.lit(since).cast("timestamp"))
+            & (F.col("created_at") >= F.lit(since - lifetimes.STORY_SPAN).cast("timestamp"))
+        )
+        last = Window.partitionBy("author_id").orderBy(F.col("created_at").desc(), F.col("segment_id").desc())
+        seeds = before.withColumn("_last", F.row_number().over(last)).filter("_last = 1").drop("_last")
     with spark_io.scratch(settings) as materialize:
         out = transform(
-            read_bronze(spark, settings, "segment_created", as_of),
-            read_bronze(spark, settings, "segment_deleted", as_of),
-            read_bronze(spark, settings, "segment_archived", as_of),
+            created,
+            read_since(spark, settings, "segment_deleted", h),
+            read_since(spark, settings, "segment_archived", h),
             as_of,
             materialize,
+            seeds,
         )
         return {
-            "segments": spark_io.write_table(out.segments, settings, "silver", "segments"),
-            "quarantine.segments": write_quarantine(out.quarantine, settings, STAGE),
+            "segments": spark_io.write_table(out.segments, settings, "silver", "segments",
+                                             replace_where=h.where("created_at")),
+            "quarantine.segments": write_quarantine(out.quarantine, settings, STAGE, h),
         }

@@ -1,6 +1,8 @@
 """How long things live (DESIGN §5), each defined once; SQL intervals and reason texts are generated from them.
 
     SEGMENT_LIFETIME   24 h  a segment is active in [created_at, created_at + 24 h) (expires_at)
+    STORY_SPAN         24 h  a story is the segments its author posts in [story_start, story_start + 24 h); the
+                             author's next segment starts the next story (so a story is live at most 48 h)
     CLEANUP_GRACE       1 h  the expiry cleanup removes an expired, non-archived segment 1 h after expires_at
     SEEN_BY_LIFETIME   48 h  a segment's Seen By list is served for 48 h after created_at
     PENDING_VIEW_WAIT  48 h  how long a segment's late segment_created may still arrive (the lateness window):
@@ -21,6 +23,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 SEGMENT_LIFETIME = timedelta(hours=24)
+STORY_SPAN = timedelta(hours=24)  # a story collects the segments its author posts within 24 h of its first one
 CLEANUP_GRACE = timedelta(hours=1)
 SEEN_BY_LIFETIME = timedelta(hours=48)
 PENDING_VIEW_WAIT = timedelta(hours=48)
