@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -20,20 +20,22 @@ KEYS = ["author_id", "day"]
 TRAILING_DAYS = {"reach_7d": 7, "reach_28d": 28}
 
 
-def trailing_reach(viewer_days: DataFrame, as_of: datetime) -> DataFrame:
+def trailing_reach(viewer_days: DataFrame, as_of: datetime, since_day: date | None = None) -> DataFrame:
     """reach_7d / reach_28d per (author_id, day): exact distinct viewers over the N days ending that day.
 
     `viewer_days` has one row per distinct (author_id, viewer_id, day) with a view (activity.per_viewer rows).
     Each is fanned out to the (up to 28) days whose trailing window contains it, never past as_of's day (no
     activity day of the table lies after it), then viewers are counted distinct per window: an equi-join-free
-    formulation that distributes well.
+    formulation that distributes well. `since_day`: only the windows of that day and later (a row of `viewer_days`
+    must then be at most 27 days before it).
     """
     longest = max(TRAILING_DAYS.values())
     last_day = F.to_date(activity.instant(as_of))
     span = F.least(F.lit(longest - 1), F.datediff(last_day, F.col("day")))
+    first = F.lit(0) if since_day is None else F.greatest(F.lit(0), F.datediff(F.lit(since_day), F.col("day")))
     fanned = (
         viewer_days.select("author_id", "viewer_id", "day")
-        .withColumn("_lag", F.explode(F.sequence(F.lit(0), span)))
+        .withColumn("_lag", F.explode(F.sequence(first, span)))
         .withColumn("day", F.date_add(F.col("day"), F.col("_lag")))
     )
     # per (author, day, viewer) the nearest view day, then per (author, day): two hash aggregates, exact, and
@@ -51,15 +53,20 @@ def author_daily_insights(
     engagements: DataFrame,
     as_of: datetime,
     materialize: spark_io.Materialize = spark_io.lazily,
+    since_day: date | None = None,
 ) -> DataFrame:
     """One row per (author, UTC day) with any activity before as_of: a segment posted, a counted view of the
-    author's segments, a gesture on them or a story engagement with them.
+    author's segments, a gesture on them or a story engagement with them (`since_day`: only the days from it on;
+    the views of the 27 days before feed their trailing reach).
 
     The attributed facts are aggregated once per (author, day): views per viewer (which give the view counts,
     the trailing reach and the days with views), gestures and engagements to their counts; `materialize` keeps
     these aggregates, each read by the day list and by the counts."""
     segs = activity.known_segments(segments, as_of)
-    viewers = materialize(activity.per_viewer(activity.views_before(view_events, segs, as_of), KEYS), "viewers")
+    window_viewers = materialize(
+        activity.per_viewer(activity.views_before(view_events, segs, as_of), KEYS), "viewers"
+    )
+    viewers = window_viewers if since_day is None else window_viewers.filter(F.col("day") >= F.lit(since_day))
     nav = materialize(activity.navigation_counts(activity.navigation_before(navigation, segs, as_of), KEYS), "nav")
     eng = materialize(
         activity.engagement_counts(activity.story_engagements_before(engagements, segs, as_of), KEYS), "engagements"
@@ -75,7 +82,7 @@ def author_daily_insights(
         .distinct()
     )
     out = activity.with_counts(days, KEYS, [activity.viewer_rollup(viewers, KEYS), nav, eng])
-    out = lookup(lookup(out, posted, KEYS), trailing_reach(viewers, as_of), KEYS)
+    out = lookup(lookup(out, posted, KEYS), trailing_reach(window_viewers, as_of, since_day), KEYS)
     out = activity.zero_filled(out, ["segments_posted", *TRAILING_DAYS])
     return out.withColumn("as_of", activity.instant(as_of))
 
@@ -106,6 +113,6 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, 
         "engagements": silver["engagements"].filter(F.col("at") >= start),
     }
     with spark_io.scratch(settings) as materialize:
-        df = author_daily_insights(**silver, as_of=horizon.as_of, materialize=materialize)
+        df = author_daily_insights(**silver, as_of=horizon.as_of, materialize=materialize, since_day=first_day)
         return write_gold(df.filter(F.col("day") >= F.lit(first_day)), settings, NAME,
                           f"day >= DATE '{first_day.isoformat()}'")

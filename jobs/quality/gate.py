@@ -229,24 +229,29 @@ def _gx_expectation(spec: ExpectationSpec) -> Any:
     return cls(**spec.kwargs, meta={"critical": spec.critical, "source": spec.source})
 
 
-Slice = tuple[str, datetime]  # (anchor column, first anchor instant rewritten by the run)
+Slice = tuple[tuple[str, ...], datetime]  # (columns, instant): rows where any column is at/after the instant
 
 
 def _run_slices(settings: Settings, as_of: datetime | None) -> dict[str, Slice]:
     """The slice of each table the run of `as_of` rewrote (jobs/horizon.py): the gate validates those rows only
     (a table's key determines its anchor, so uniqueness holds across the slice boundary). Empty when the run
-    recomputed everything or planned no horizon: whole tables."""
+    recomputed everything or planned no horizon: whole tables. silver.segments is rebuilt from its own horizon,
+    never before the run's; silver.relationships is rebuilt whole, but only intervals that open or close at or after
+    the horizon can differ from the audited version (a relationship change at t moves the horizon to t - 24 h)."""
     from jobs.horizon import ANCHORS, from_increment
 
     plan = increments.planned(settings, as_of) if as_of is not None else None
-    if plan is None or plan.full:
+    if plan is None or plan.full or plan.horizon is None:
         return {}
     horizon = from_increment(plan)
-    out: dict[str, Slice] = {}
+    out: dict[str, Slice] = {
+        "silver.segments": (("created_at",), plan.horizon),
+        "silver.relationships": (("valid_from", "valid_to"), plan.horizon),
+    }
     for key in [*ANCHORS, "gold.author_daily_insights"]:
         start = horizon.slice_start(key)
         if start is not None:
-            out[key] = ("day" if key == "gold.author_daily_insights" else ANCHORS[key][0], start)
+            out[key] = (("day",) if key == "gold.author_daily_insights" else (ANCHORS[key][0],), start)
     return out
 
 
@@ -264,10 +269,14 @@ def _load(settings: Settings, suite: Suite, since: Slice | None = None) -> Any:
     if since is None:
         table = dt.to_pyarrow_table(columns=columns)
     else:
-        column, start = since
-        bound = pa.scalar(start.date() if column == "day" else start,
-                          pa.date32() if column == "day" else pa.timestamp("us", tz="UTC"))
-        table = dt.to_pyarrow_dataset().to_table(columns=columns, filter=ds.field(column) >= bound)
+        names, start = since
+        keep = None
+        for column in names:
+            bound = pa.scalar(start.date() if column == "day" else start,
+                              pa.date32() if column == "day" else pa.timestamp("us", tz="UTC"))
+            cond = ds.field(column) >= bound
+            keep = cond if keep is None else keep | cond
+        table = dt.to_pyarrow_dataset().to_table(columns=columns, filter=keep)
 
     def mapper(t: pa.DataType) -> Any:
         if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
