@@ -13,6 +13,8 @@ event_time >= lo (an in-lifetime interaction happens at or after its anchor), an
   interactions' classification and its story may change);
 - t - 24 h for a relationship change at t (the audience of views of segments live at t);
 - the event time of interactions quarantined as unknown_segment whose segment has just arrived.
+Each interaction job also gets its own, often later, horizon from the changes it depends on (JOB_SOURCES: e.g. a
+relationship change or a delete reaches views, not gestures); `lo` is the earliest of them.
 Rows anchored before lo have no new input and unchanged dimensions, so keeping them equals recomputing them: an
 incremental run gives the tables a full refresh gives (tests/test_incremental.py checks it on random arrival
 orders). The gold horizon `gold_lo` goes back further, to the start of every story still live at lo, because a
@@ -43,6 +45,16 @@ Admit = Callable[[str], "Column"]  # anchor column -> "the row is recomputed by 
 INTERACTIONS = ("segment_view", "navigation", "sticker_interaction", "engagement")
 SEGMENT_EVENTS = ("segment_created", "segment_deleted", "segment_archived")
 INTERACTION_STAGES = ("silver.view_events", "silver.navigation", "silver.sticker_responses")
+# What each interaction job's rows depend on (plan's change sources): its own new events, the segments' creations
+# (created_at, stories), its receipts released from unknown_segment quarantine; views also deletes (deleted_at)
+# and relationship changes (the audience rules at each view).
+JOB_SOURCES: dict[str, tuple[str, ...]] = {
+    "view_events": ("segment_view", "creation", "segment_change", "relationship",
+                    "released:silver.view_events"),
+    "navigation": ("navigation", "creation", "released:silver.navigation"),
+    "sticker_responses": ("sticker_interaction", "creation", "released:silver.sticker_responses"),
+    "engagements": ("engagement", "creation"),
+}
 
 
 # Anchor column of every table recomputed within a horizon, and whether it is gold's (gold_lo) or silver's (lo).
@@ -70,10 +82,19 @@ class Horizon:
     gold_lo: datetime | None = None
     upto_batch: str | None = None
     new_rows: int | None = None
+    by_job: dict[str, datetime] | None = None  # each interaction job's own horizon (>= lo); None: lo for all
 
     @property
     def full(self) -> bool:
         return self.lo is None
+
+    def for_job(self, job: str) -> Horizon:
+        """The horizon of one silver job: its own, later one when the run's changes cannot reach its older rows
+        (segment_viewers follows view_events)."""
+        from dataclasses import replace
+
+        own = (self.by_job or {}).get("view_events" if job == "segment_viewers" else job)
+        return self if own is None or self.lo is None else replace(self, lo=own)
 
     def admits(self, column: str, *, gold: bool = False) -> Column:
         """Spark condition: the row anchored at `column` is recomputed by this run."""
@@ -106,8 +127,9 @@ class Horizon:
     def describe(self) -> str:
         if self.full:
             return f"full refresh as of {iso(self.as_of)}"
+        jobs = ", ".join(f"{job} {iso(t)}" for job, t in sorted((self.by_job or {}).items()))
         return (f"incremental as of {iso(self.as_of)}: {self.new_rows} new bronze rows, silver from "
-                f"{iso(self.lo)}, gold from {iso(self.gold_lo)}")
+                f"{iso(self.lo)}" + (f" ({jobs})" if jobs else "") + f", gold from {iso(self.gold_lo)}")
 
 
 def full(as_of: datetime, upto_batch: str | None = None) -> Horizon:
@@ -208,6 +230,21 @@ def new_bronze(
     return df.filter((t < F.lit(as_of).cast("timestamp")) & (in_later | admitted))
 
 
+def segments_for(spark: SparkSession, settings: Settings, horizon: Horizon, facts: DataFrame) -> DataFrame:
+    """silver.segments for a job: whole on a full refresh; else only the segments `facts` (its bronze rows)
+    reference, so an hourly run's joins do not build over every segment the lake has ever had."""
+    from pyspark.sql import functions as F
+
+    from jobs import spark_io
+    from jobs.engine_workarounds import lookup
+
+    segments = spark_io.read_table(spark, settings, "silver", "segments")
+    if horizon.full:
+        return segments
+    ids = facts.select(F.col("segment_id").alias("_ref")).distinct()
+    return lookup(segments, ids, F.col("segment_id") == F.col("_ref"), "inner").select(*segments.columns)
+
+
 # --- planning -------------------------------------------------------------------------------------------------
 
 
@@ -238,37 +275,48 @@ def plan(
     segments = spark_io.read_table(spark, settings, "silver", "segments").select(
         F.col("segment_id").alias("_sid"), F.col("created_at").alias("_created")
     )
-    frames: list[DataFrame] = []
-    anchor = F.expr(lifetimes.anchor_sql("event_time", "_created"))
-    for event in INTERACTIONS:
-        rows = new_bronze(spark, settings, event, previous, as_of, upto).select("segment_id", "event_time")
-        frames.append(rows.join(segments, F.col("segment_id") == F.col("_sid"), "left").select(anchor.alias("a")))
-    changed = None
-    for event in SEGMENT_EVENTS:
-        ids = new_bronze(spark, settings, event, previous, as_of, upto).select("segment_id")
-        changed = ids if changed is None else changed.unionByName(ids)
-    assert changed is not None
-    changed = changed.distinct().withColumnRenamed("segment_id", "_cid")
-    frames.append(changed.join(segments, F.col("_cid") == F.col("_sid"), "inner").select(F.col("_created").alias("a")))
+    before = None
     if previous_segments_version is not None:
         before = (spark.read.format("delta").option("versionAsOf", previous_segments_version)
                   .load(str(settings.table_path("silver", "segments")))
                   .select(F.col("segment_id").alias("_sid"), F.col("created_at").alias("_created")))
-        frames.append(
-            changed.join(before, F.col("_cid") == F.col("_sid"), "inner").select(F.col("_created").alias("a"))
-        )
+    # (source, anchor) rows: the earliest anchor each kind of change can reach
+    frames: list[DataFrame] = []
+    anchor = F.expr(lifetimes.anchor_sql("event_time", "_created"))
+    for event in INTERACTIONS:
+        rows = new_bronze(spark, settings, event, previous, as_of, upto).select("segment_id", "event_time")
+        frames.append(rows.join(segments, F.col("segment_id") == F.col("_sid"), "left")
+                      .select(F.lit(event).alias("src"), anchor.alias("a")))
+    for event in SEGMENT_EVENTS:
+        ids = new_bronze(spark, settings, event, previous, as_of, upto).select(F.col("segment_id").alias("_cid"))
+        # a creation can change the segment's created_at and the stories of the author's later segments, which
+        # every interaction table reads; a delete or archive only the segment's own deleted/archived columns,
+        # which only the views' rules read
+        src = "creation" if event == "segment_created" else "segment_change"
+        for table in (segments, before):
+            if table is not None:
+                frames.append(ids.join(table, F.col("_cid") == F.col("_sid"), "inner")
+                              .select(F.lit(src).alias("src"), F.col("_created").alias("a")))
+        if event == "segment_created":
+            frames.extend(_released_from_quarantine(spark, settings, ids))
     rels = new_bronze(spark, settings, "relationship", previous, as_of, upto)
-    frames.append(rels.select((F.col("event_time") - F.expr(lifetimes.interval_sql(lifetimes.SEGMENT_LIFETIME)))
-                              .alias("a")))
-    frames.append(_released_from_quarantine(spark, settings, changed))
+    frames.append(rels.select(F.lit("relationship").alias("src"), (
+        F.col("event_time") - F.expr(lifetimes.interval_sql(lifetimes.SEGMENT_LIFETIME))).alias("a")))
     union = frames[0]
     for f in frames[1:]:
         union = union.unionByName(f)
-    row = union.agg(F.min("a").alias("lo"), F.count(F.lit(1)).alias("n")).collect()[0]
-    lo = utc(row["lo"]) if row["lo"] is not None else as_of
-    lo = min(lo, as_of)
+    found = {r["src"]: (r["a"], r["n"]) for r in
+             union.groupBy("src").agg(F.min("a").alias("a"), F.count(F.lit(1)).alias("n")).collect()}
+
+    def earliest(*sources: str) -> datetime:
+        times = [utc(found[src][0]) for src in sources if src in found and found[src][0] is not None]
+        return min([*times, as_of])
+
+    by_job = {job: earliest(*sources) for job, sources in JOB_SOURCES.items()}
+    lo = min(by_job.values())
     gold_lo = _story_start_before(spark, settings, lo)
-    horizon = Horizon(as_of=as_of, lo=lo, gold_lo=gold_lo, upto_batch=upto, new_rows=int(row["n"]))
+    new_rows = sum(int(found[src][1]) for src in (*INTERACTIONS, "relationship") if src in found)
+    horizon = Horizon(as_of=as_of, lo=lo, gold_lo=gold_lo, upto_batch=upto, new_rows=new_rows, by_job=by_job)
     log.info("horizon: %s", horizon.describe())
     return horizon
 
@@ -303,8 +351,9 @@ def segments_horizon(spark: SparkSession, settings: Settings, as_of: datetime, *
     return min(utc(lo), as_of) if lo is not None else as_of
 
 
-def _released_from_quarantine(spark: SparkSession, settings: Settings, changed: DataFrame) -> DataFrame:
-    """Event times of interactions quarantined as unknown_segment whose segment has a new event in this run."""
+def _released_from_quarantine(spark: SparkSession, settings: Settings, created: DataFrame) -> list[DataFrame]:
+    """(source "released:<stage>", event time) of interactions quarantined as unknown_segment whose segment has a
+    new segment_created in this run (`created`: its _cid column)."""
     from pyspark.sql import functions as F
 
     from jobs import spark_io
@@ -313,9 +362,10 @@ def _released_from_quarantine(spark: SparkSession, settings: Settings, changed: 
         F.col("stage").isin(*INTERACTION_STAGES) & (F.col("rule") == F.lit("unknown_segment"))
     )
     ids = q.select(
-        F.get_json_object("raw", "$.segment_id").cast("bigint").alias("_qid"), F.col("anchor_at").alias("a")
+        F.concat(F.lit("released:"), F.col("stage")).alias("src"),
+        F.get_json_object("raw", "$.segment_id").cast("bigint").alias("_qid"), F.col("anchor_at").alias("a"),
     )
-    return ids.join(changed, F.col("_qid") == F.col("_cid"), "inner").select("a")
+    return [ids.join(created, F.col("_qid") == F.col("_cid"), "inner").select("src", "a")]
 
 
 def _story_start_before(spark: SparkSession, settings: Settings, lo: datetime) -> datetime:

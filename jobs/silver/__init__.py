@@ -61,8 +61,9 @@ def build_silver(
         increments.record(settings, horizons.to_increment(horizon, run_id or f"silver@{as_of.isoformat()}"),
                           increments.PLANNED)
     for job in (view_events, segment_viewers, navigation, sticker_responses, engagements):
-        with timed(job.__name__.rsplit(".", 1)[-1], counts):
-            counts.update(job.run(spark, settings, horizon))
+        name = job.__name__.rsplit(".", 1)[-1]
+        with timed(name, counts):
+            counts.update(job.run(spark, settings, horizon.for_job(name)))
     return counts
 
 

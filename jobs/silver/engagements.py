@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from jobs import spark_io
 from jobs.engine_workarounds import lookup
-from jobs.horizon import Admit, Horizon, read_bronze
+from jobs.horizon import Admit, Horizon, read_bronze, segments_for
 from jobs.silver.bronze import project
 from jobs.silver.dedupe import dedupe_event_id
 from jobs.spark_io import Materialize
@@ -38,10 +38,11 @@ def transform(
 
 
 def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
+    events = read_bronze(spark, settings, "engagement", horizon)
     with spark_io.scratch(settings) as materialize:
         out = transform(
-            read_bronze(spark, settings, "engagement", horizon),
-            spark_io.read_table(spark, settings, "silver", "segments"),
+            events,
+            segments_for(spark, settings, horizon, events),
             materialize,
             admit=horizon.admits,
         )

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from jobs import spark_io
 from jobs.engine_workarounds import lookup
-from jobs.horizon import Horizon
+from jobs.horizon import Horizon, segments_for
 from jobs.silver.bronze import project
 from jobs.silver.dedupe import split_repeated
 from jobs.spark_io import Materialize
@@ -71,12 +71,11 @@ def transform(view_events: DataFrame, segments: DataFrame, materialize: Material
 def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
     """The (segment, viewer) rows of segments created in the horizon, from their silver.view_events (already
     cut at as_of)."""
+    views = spark_io.read_table(spark, settings, "silver", "view_events").filter(horizon.admits("segment_created_at"))
     with spark_io.scratch(settings) as materialize:
         out = transform(
-            spark_io.read_table(spark, settings, "silver", "view_events").filter(
-                horizon.admits("segment_created_at")
-            ),
-            spark_io.read_table(spark, settings, "silver", "segments"),
+            views,
+            segments_for(spark, settings, horizon, views),
             materialize,
         )
         return {"segment_viewers": spark_io.write_table(

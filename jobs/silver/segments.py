@@ -248,10 +248,11 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime, since: datetim
     seeds = None
     if since is not None:
         known = spark_io.read_table(spark, settings, "silver", "segments")
-        # creations of a segment created before `since` (a later, losing duplicate) stay as they were
-        final = known.filter(F.col("created_at") < F.lit(since).cast("timestamp")).select(
-            F.col("segment_id").alias("_final")
-        )
+        # creations of a segment created before `since` (a later, losing duplicate) stay as they were: the few
+        # created ids are the hash join's build side, the known segments stream past them
+        ids = created.select(F.col("segment_id").alias("_cid")).distinct()
+        final = lookup(known.filter(F.col("created_at") < F.lit(since).cast("timestamp")), ids,
+                       F.col("segment_id") == F.col("_cid"), "inner").select(F.col("segment_id").alias("_final"))
         created = created.join(final, F.col("segment_id") == F.col("_final"), "left_anti")
         # the author's last segment in the story span before `since`: an older one's story is closed by then
         before = known.filter(

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from jobs import spark_io
 from jobs.engine_workarounds import lookup
-from jobs.horizon import Admit, Horizon, read_bronze
+from jobs.horizon import Admit, Horizon, read_bronze, segments_for
 from jobs.silver.bronze import project
 from jobs.silver.dedupe import KeyOrder, dedupe_event_id, first_per_keys
 from jobs.silver.quarantine import iso_col, quarantine_rows, txt, write_quarantine
@@ -163,10 +163,11 @@ def transform(
 
 
 def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
+    events = read_bronze(spark, settings, "sticker_interaction", horizon)
     with spark_io.scratch(settings) as materialize:
         out = transform(
-            read_bronze(spark, settings, "sticker_interaction", horizon),
-            spark_io.read_table(spark, settings, "silver", "segments"),
+            events,
+            segments_for(spark, settings, horizon, events),
             horizon.as_of,
             materialize,
             admit=horizon.admits,

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from jobs import spark_io
 from jobs.engine_workarounds import lookup
-from jobs.horizon import Admit, Horizon, read_bronze
+from jobs.horizon import Admit, Horizon, read_bronze, segments_for
 from jobs.relation_flags import relation_edges
 from jobs.silver.bronze import project
 from jobs.silver.dedupe import KeyOrder, dedupe_event_id, first_per_keys
@@ -250,7 +250,7 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, 
     with spark_io.scratch(settings) as materialize:
         classified = classify(
             views,
-            spark_io.read_table(spark, settings, "silver", "segments"),
+            segments_for(spark, settings, horizon, views),
             spark_io.read_table(spark, settings, "silver", "relationships"),
             materialize,
             admit=horizon.admits,
