@@ -45,6 +45,7 @@ Admit = Callable[[str], "Column"]  # anchor column -> "the row is recomputed by 
 INTERACTIONS = ("segment_view", "navigation", "sticker_interaction", "engagement")
 SEGMENT_EVENTS = ("segment_created", "segment_deleted", "segment_archived")
 INTERACTION_STAGES = ("silver.view_events", "silver.navigation", "silver.sticker_responses")
+TIME_ANCHORED = ("navigation", "engagement")  # interactions without retries: rows anchored at their own time
 # What each interaction job's rows depend on (plan's change sources): its own new events, the segments' creations
 # (created_at, stories), its receipts released from unknown_segment quarantine; views also deletes (deleted_at)
 # and relationship changes (the audience rules at each view).
@@ -285,6 +286,9 @@ def plan(
     anchor = F.expr(lifetimes.anchor_sql("event_time", "_created"))
     for event in INTERACTIONS:
         rows = new_bronze(spark, settings, event, previous, as_of, upto).select("segment_id", "event_time")
+        if event in TIME_ANCHORED:  # their rows are anchored at their own time
+            frames.append(rows.select(F.lit(event).alias("src"), F.col("event_time").alias("a")))
+            continue
         frames.append(rows.join(segments, F.col("segment_id") == F.col("_sid"), "left")
                       .select(F.lit(event).alias("src"), anchor.alias("a")))
     for event in SEGMENT_EVENTS:
