@@ -7,15 +7,16 @@ and run id come in as parameters (dags/storylake_airflow.py resolves both inside
 
 Effective as_of of an hourly run (`effective_as_of`)
 ----------------------------------------------------
-Silver and gold are full recomputes "as of T" from bronze, and bronze only grows (exactly-once ingest). A run
-for the interval [start, end) therefore rebuilds with T = max(end, watermark), where the watermark is the
-largest as_of of a successful gold step in ops.pipeline_runs. Why not simply T = end:
+Silver and gold are computed "as of T" from bronze (incrementally: the rows that arrived since the last good run
+and what they touch, jobs/horizon.py), and bronze only grows (exactly-once ingest). A run for the interval
+[start, end) therefore runs with T = max(end, watermark), where the watermark is the newest as_of whose gold
+passed its gate (or, on a lake without gates, of a successful gold step). Why not simply T = end:
   - hours processed out of order (a backfill, a late retry, `airflow dags test` of an old hour) would rebuild
     silver/gold as of an older T and publish it: serving would go back in time and lose hours it had shown;
   - with T = max(end, watermark) a rerun or backfill of an old hour ingests that hour's landing files (the
-    ledger skips what is already in bronze) and rebuilds as of the newest T the lake has reached, from a bronze
-    that now holds every hour: the tables converge to exactly what one clean run over all the hours gives,
-    whatever order the hours ran in (tests/test_airflow_e2e.py checks forward, rerun and reverse orders).
+    ledger skips what is already in bronze) and the next run recomputes what they touch as of the newest T the
+    lake has reached: the tables converge to exactly what one clean run over all the hours gives, whatever order
+    the hours ran in (tests/test_airflow_e2e.py checks forward, rerun and reverse orders).
 The watermark only moves forward. A run whose end is older than the watermark still ingests its hour and
 republishes; it never rolls the lake back.
 """
