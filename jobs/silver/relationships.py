@@ -23,7 +23,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from jobs import spark_io
-from jobs.silver.bronze import project, read_bronze
+from jobs.horizon import full, read_bronze
+from jobs.silver.bronze import project
 from jobs.silver.dedupe import dedupe_event_id, split_repeated
 from jobs.spark_io import Materialize
 from storylake.settings import Settings
@@ -115,5 +116,5 @@ def transform(events: DataFrame, materialize: Materialize = spark_io.lazily) -> 
 
 def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
     with spark_io.scratch(settings) as materialize:
-        out = transform(read_bronze(spark, settings, "relationship", as_of), materialize)
+        out = transform(read_bronze(spark, settings, "relationship", full(as_of)), materialize)
         return {"relationships": spark_io.write_table(out, settings, "silver", "relationships")}
