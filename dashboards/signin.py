@@ -31,6 +31,7 @@ from typing import Any
 
 import streamlit as st
 
+from storylake import identities
 from storylake.settings import Settings
 
 DEV_MODE_LABEL = "DEV MODE — no authentication"
@@ -88,10 +89,8 @@ def oidc_identity(user: Mapping[str, Any], config: Mapping[str, Any]) -> Identit
     """Map an OIDC user (st.user) to an Identity via [storylake.users] / [storylake].operators."""
     users = config.get("users", {}) or {}
     operators = {str(o) for o in (config.get("operators", []) or [])}
-    keys = [str(user["sub"])] if user.get("sub") else []
-    if user.get("email") and user.get("email_verified", True) is not False:
-        keys.append(str(user["email"]))
-    user_id = next((int(users[k]) for k in keys if k in users), None)
+    keys = identities.lookup_keys(user)
+    user_id = identities.mapped_user(user, users)
     operator = any(k in operators for k in keys)
     if user_id is None and not operator:
         return None

@@ -77,8 +77,8 @@ class PublishError(StorylakeError, RuntimeError):
 # Source tables and the columns the snapshot reads from each (checked before building).
 SOURCES: dict[str, tuple[str, ...]] = {
     "silver.segments": (
-        "segment_id", "author_id", "media_type", "audience", "duration_ms", "created_at", "expires_at",
-        "story_id", "frame_index", "is_deleted", "is_archived",
+        "segment_id", "author_id", "media_id", "media_type", "audience", "duration_ms", "created_at", "expires_at",
+        "story_id", "frame_index", "is_deleted", "is_archived", "highlight_id",
     ),
     "silver.relationships": ("relation", "user_id", "other_user_id", "valid_from", "valid_to"),
     "silver.segment_viewers": (
@@ -148,7 +148,7 @@ TRAY_WINDOW = timedelta(days=7)
 # silver.relationships, each read once.
 STEPS: tuple[tuple[str, str], ...] = (
     ("live_segments", f"""
-        SELECT segment_id, author_id, media_type, audience, duration_ms, created_at, expires_at
+        SELECT segment_id, author_id, story_id, media_id, media_type, audience, duration_ms, created_at, expires_at
         FROM {SEG} WHERE NOT coalesce(is_deleted, false) AND expires_at > $window_start
         ORDER BY author_id, created_at, segment_id"""),
     ("viewer_pairs", f"""

@@ -15,7 +15,7 @@ from storylake.clock import iso
 
 def tray_dict(page: TrayPage) -> dict[str, Any]:
     """{"users": [{"userId", "isOwn", "hasUnseen", "ringState", "isCloseFriends", "rankScore",
-    "latestSegmentAt", "segmentCount", "segments": [{"segmentId", "mediaType", "durationMs", "expiresAt",
+    "latestSegmentAt", "segmentCount", "segments": [{"segmentId", "storyId", "mediaType", "durationMs", "expiresAt",
     "seen"}]}], "nextCursor"}"""
     return {
         "users": [
@@ -31,6 +31,7 @@ def tray_dict(page: TrayPage) -> dict[str, Any]:
                 "segments": [
                     {
                         "segmentId": s.segment_id,
+                        "storyId": s.story_id,
                         "mediaType": s.media_type,
                         "durationMs": s.duration_ms,
                         "expiresAt": iso(s.expires_at),

@@ -55,6 +55,8 @@ class TraySegment(NamedTuple):
     duration_ms: int
     expires_at: datetime
     seen: bool
+    story_id: int | None = None
+    media_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,8 @@ class SegmentIndex:
         self.media_types: list[str] = [r[0] for r in db.execute(
             "SELECT DISTINCT media_type FROM live_segments WHERE media_type IS NOT NULL ORDER BY 1").fetchall()]
         cols = db.execute(
-            "SELECT segment_id, author_id, list_position($audiences, audience)::BIGINT - 1 AS audience, "
+            "SELECT segment_id, author_id, coalesce(story_id, -1) AS story_id, coalesce(media_id, -1) AS media_id, "
+            "list_position($audiences, audience)::BIGINT - 1 AS audience, "
             "coalesce(list_position($types, media_type), 0)::INTEGER AS media, duration_ms, "
             "epoch_us(created_at) AS created_us, epoch_us(expires_at) AS expires_us "
             "FROM live_segments WHERE list_position($audiences, audience) IS NOT NULL "  # unknown audience: never shown
@@ -124,6 +127,8 @@ class SegmentIndex:
         ).fetchnumpy()
         self.segment_id = np.asarray(cols["segment_id"], dtype=np.int64)
         self.author_id = np.asarray(cols["author_id"], dtype=np.int64)
+        self.story_id = np.asarray(cols["story_id"], dtype=np.int64)  # -1: not known
+        self.media_id = np.asarray(cols["media_id"], dtype=np.int64)
         self.audience = np.asarray(cols["audience"], dtype=np.int64)  # index in audience_table.AUDIENCES
         self.cf = self.audience == audience_table.AUDIENCES.index("close_friends")
         self.media = np.asarray(cols["media"], dtype=np.int32)
@@ -131,6 +136,16 @@ class SegmentIndex:
         self.created_us = np.asarray(cols["created_us"], dtype=np.int64)
         self.expires_us = np.asarray(cols["expires_us"], dtype=np.int64)
         self.authors, self.starts, self.counts = np.unique(self.author_id, return_index=True, return_counts=True)
+        self._by_id = np.argsort(self.segment_id, kind="stable")
+        self._sorted_ids = self.segment_id[self._by_id]
+
+    def created_us_of(self, segment_ids: np.ndarray) -> np.ndarray:
+        """created_at (epoch µs) of each live segment id, -1 where the index does not hold it."""
+        if self._sorted_ids.size == 0:
+            return np.full(segment_ids.size, -1, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self._sorted_ids, segment_ids), self._sorted_ids.size - 1)
+        hit = self._sorted_ids[pos] == segment_ids
+        return np.where(hit, self.created_us[self._by_id[pos]], -1)
 
     def rows_of(self, authors: np.ndarray) -> np.ndarray:
         """Row positions of every segment of `authors` (authors without segments contribute none)."""
@@ -163,9 +178,11 @@ def segment_index(snapshot: Snapshot) -> SegmentIndex:
 
 
 def tray(
-    snapshot: Snapshot, viewer_id: int, now: datetime, limit: int = 50, cursor: str | None = None
+    snapshot: Snapshot, viewer_id: int, now: datetime, limit: int = 50, cursor: str | None = None,
+    extra_seen: np.ndarray | None = None,
 ) -> TrayPage:
-    """One page of `viewer_id`'s tray at `now` (with a cursor: at the first page's `now`)."""
+    """One page of `viewer_id`'s tray at `now` (with a cursor: at the first page's `now`). `extra_seen`: segment ids
+    the viewer has seen that the snapshot does not know yet (the HTTP API's read-your-writes overlay)."""
     if not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit must be within 1..{MAX_LIMIT}, got {limit}")
     viewer_id = int(viewer_id)
@@ -185,7 +202,7 @@ def tray(
             f"now {now.isoformat()} is before {window_start.isoformat()}: snapshot {snapshot.snapshot_id} "
             "only serves trays from its as_of minus the tray window"
         )
-    rings = _ranked_rings(snapshot, viewer_id, now)
+    rings = _ranked_rings(snapshot, viewer_id, now, extra_seen)
     order = rings["order"]
     start = 0
     if after is not None:
@@ -238,7 +255,9 @@ def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     return sorted_set[pos] == values
 
 
-def _ranked_rings(snapshot: Snapshot, viewer: int, now: datetime) -> dict[str, Any]:
+def _ranked_rings(
+    snapshot: Snapshot, viewer: int, now: datetime, extra_seen: np.ndarray | None = None
+) -> dict[str, Any]:
     db = snapshot.db()
     idx = segment_index(snapshot)
     now_us = cursors.micros(now)
@@ -249,7 +268,8 @@ def _ranked_rings(snapshot: Snapshot, viewer: int, now: datetime) -> dict[str, A
     rows = rows[(idx.created_us[rows] <= now_us) & (now_us < idx.expires_us[rows])]
     author_pos = np.searchsorted(authors, idx.author_id[rows])
     rows = rows[allowed[author_pos, idx.audience[rows]]]
-    seen = _member(idx.segment_id[rows], np.sort(by_kind[1]["a"]))
+    seen_ids = by_kind[1]["a"] if extra_seen is None else np.concatenate((by_kind[1]["a"], extra_seen))
+    seen = _member(idx.segment_id[rows], np.sort(seen_ids))
 
     # per ring (rows are sorted by author, then created_at)
     seg_author = idx.author_id[rows]
@@ -313,6 +333,8 @@ def _page_rings(idx: SegmentIndex, rings: dict[str, Any], page_rows: np.ndarray)
     seg_pos = np.concatenate([np.arange(f, f + n) for f, n in zip(firsts.tolist(), counts.tolist(), strict=True)])
     rows = rings["rows"][seg_pos]
     seg_ids = idx.segment_id[rows].tolist()
+    story_ids = [None if v < 0 else v for v in idx.story_id[rows].tolist()]
+    media_ids = [None if v < 0 else v for v in idx.media_id[rows].tolist()]
     media = [idx.media_types[m - 1] if m > 0 else "" for m in idx.media[rows].tolist()]
     durations = idx.duration_ms[rows].tolist()
     expires = [t.replace(tzinfo=UTC) for t in idx.expires_us[rows].astype("datetime64[us]").tolist()]
@@ -323,7 +345,8 @@ def _page_rings(idx: SegmentIndex, rings: dict[str, Any], page_rows: np.ndarray)
     for i, r in enumerate(page_rows.tolist()):
         n = int(counts[i])
         segs = tuple(
-            TraySegment(seg_ids[j], media[j], durations[j], expires[j], seen[j]) for j in range(k, k + n)
+            TraySegment(seg_ids[j], media[j], durations[j], expires[j], seen[j], story_ids[j], media_ids[j])
+            for j in range(k, k + n)
         )
         k += n
         out.append(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -48,6 +48,13 @@ ENV_VARS: dict[str, str] = {
     "writer_wait_s": "STORYLAKE_WRITER_WAIT_S",
     "lateness_window_h": "STORYLAKE_LATENESS_WINDOW_H",
     "max_clock_skew_s": "STORYLAKE_MAX_CLOCK_SKEW_S",
+    "api_secret": "STORYLAKE_API_SECRET",
+    "api_jwks_url": "STORYLAKE_API_JWKS_URL",
+    "api_users": "STORYLAKE_API_USERS",
+    "api_max_body_bytes": "STORYLAKE_API_MAX_BODY_BYTES",
+    "media_url_template": "STORYLAKE_MEDIA_URL_TEMPLATE",
+    "media_signing_key": "STORYLAKE_MEDIA_SIGNING_KEY",
+    "media_url_ttl_s": "STORYLAKE_MEDIA_URL_TTL_S",
 }
 
 # Airflow Variable -> the setting it overrides (over the environment; read inside tasks, never at parse time).
@@ -89,6 +96,18 @@ class Settings:
     # are quarantined (storylake.rules.arrival holds the rule and these defaults).
     lateness_window_h: float = 48.0
     max_clock_skew_s: float = 300.0
+    # HTTP API (`storylake serve`, serving/web): bearer tokens are HS256 JWTs signed with api_secret, or tokens of
+    # an OIDC issuer verified with its JWKS (api_jwks_url); api_users is a TOML file mapping OIDC subjects or emails
+    # to storylake user ids (the dashboards' [storylake.users] format). Secrets never appear in repr().
+    api_secret: str | None = field(default=None, repr=False)
+    api_jwks_url: str | None = None
+    api_users: Path | None = None
+    api_max_body_bytes: int = 1_048_576
+    # Media URLs in trays: the CDN template ({media_id}, {segment_id}, {media_type}), signed with an expiry
+    # (HMAC-SHA256 of the path and the expiry) when a signing key is set.
+    media_url_template: str = "https://media.storylake.invalid/m/{media_id}"
+    media_signing_key: str | None = field(default=None, repr=False)
+    media_url_ttl_s: float = 3600.0
 
     @classmethod
     def resolve(
@@ -122,6 +141,14 @@ class Settings:
             raise SettingsError("engine 'remote' needs --spark-remote sc://host:port (or STORYLAKE_SPARK_REMOTE)")
         if self.spark_remote and not self.spark_remote.startswith("sc://"):
             raise SettingsError(f"spark_remote must look like sc://host:port, got {self.spark_remote!r}")
+        if self.api_secret is not None and len(self.api_secret) < 32:
+            raise SettingsError(f"{ENV_VARS['api_secret']} must be at least 32 characters (an HS256 key); "
+                                f"got {len(self.api_secret)}")
+        if self.api_jwks_url and not self.api_jwks_url.startswith(("https://", "http://127.", "http://localhost")):
+            raise SettingsError(f"{ENV_VARS['api_jwks_url']} must be an https:// URL; got {self.api_jwks_url!r}")
+        if "{media_id}" not in self.media_url_template:
+            raise SettingsError(f"{ENV_VARS['media_url_template']} must contain {{media_id}}; "
+                                f"got {self.media_url_template!r}")
         return self
 
     # Lake layout -----------------------------------------------------------------------------
@@ -233,4 +260,11 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "writer_wait_s": _number("writer_wait_s", float, 0, "a number of seconds >= 0"),
     "lateness_window_h": _number("lateness_window_h", float, 0, "a number of hours >= 0"),
     "max_clock_skew_s": _number("max_clock_skew_s", float, 0, "a number of seconds >= 0"),
+    "api_secret": str,
+    "api_jwks_url": str,
+    "api_users": Path,
+    "api_max_body_bytes": _number("api_max_body_bytes", int, 1024, "a number of bytes >= 1024"),
+    "media_url_template": str,
+    "media_signing_key": str,
+    "media_url_ttl_s": _number("media_url_ttl_s", float, 1, "a number of seconds >= 1"),
 }

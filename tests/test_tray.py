@@ -226,7 +226,7 @@ def test_json_shape(settings: Settings) -> None:
                 "userId": 5, "isOwn": False, "hasUnseen": True, "ringState": "gradient", "isCloseFriends": False,
                 "rankScore": pytest.approx(100 * math.exp(-1 / 12)), "latestSegmentAt": "2026-11-02T11:00:00Z",
                 "segmentCount": 1,
-                "segments": [{"segmentId": 7, "mediaType": "video", "durationMs": 12000,
+                "segments": [{"segmentId": 7, "storyId": 7, "mediaType": "video", "durationMs": 12000,
                               "expiresAt": "2026-11-03T11:00:00Z", "seen": False}],
             }
         ],

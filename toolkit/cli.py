@@ -291,6 +291,38 @@ def tray(
     print(tray_json(s, viewer, _now_or_snapshot(s, now), limit, cursor))
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Worker processes.")] = 1,
+    now: Now = None, lake: Lake = None, landing: Landing = None,
+) -> None:
+    """The HTTP API (trays, Seen By, insights, seen receipts) over the published snapshot; see README "HTTP API"."""
+    from serving.web.server import serve as run_server
+
+    s = settings_of(lake, landing, None, None, now=parse_time(now, "--now"))
+    err.print(f"storylake API on http://{host}:{port} ({workers} worker(s)); lake {s.lake}, landing {s.landing}"
+              + (f", clock pinned at {s.now.isoformat()}" if s.now else ""))
+    run_server(s, host=host, port=port, workers=workers)
+
+
+@app.command()
+def token(
+    user: Annotated[int, typer.Argument(help="Storylake user id (the token's subject).")],
+    ttl: Annotated[int, typer.Option("--ttl", min=1, help="Validity in seconds.")] = 3600,
+    lake: Lake = None,
+) -> None:
+    """Mint a development bearer token (HS256, STORYLAKE_API_SECRET or the lake's development secret)."""
+    from serving.web.auth import mint
+
+    s = settings_of(lake, None, None, None)
+    try:
+        print(mint(s, user, ttl))
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+
+
 @app.command("seen-by")
 def seen_by(
     segment: Annotated[int, typer.Argument(help="Segment id.")],

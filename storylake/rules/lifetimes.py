@@ -75,6 +75,11 @@ def seen_by_open_sql(created_at: str, now: str) -> str:
     return f"({now} < {created_at} + {interval_sql(SEEN_BY_LIFETIME)})"
 
 
+def in_lifetime(at: datetime, created_at: datetime) -> bool:
+    """`at` lies in the segment's lifetime [created_at, expires_at) (in_lifetime_sql in Python)."""
+    return created_at <= at < expires_at(created_at)
+
+
 def in_lifetime_sql(at: str, created_at: str) -> str:
     """SQL (Spark and DuckDB): `at` lies in the lifetime [created_at, expires_at) (null when either is null)."""
     return f"({at} >= {created_at} AND {at} < {expires_at_sql(created_at)})"
