@@ -24,7 +24,9 @@ from typing import Annotated, Any
 
 import numpy as np
 import orjson
-from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -51,6 +53,7 @@ from storylake.settings import Settings
 log = logging.getLogger(__name__)
 INT64_MAX = models.INT64_MAX
 OVERLAY_FILE = "seen-overlay.sqlite"
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{22}$"  # signed_cursors: <library cursor>.<tag>
 JSON = "application/json"
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": models.ProblemDoc, "content": {problems.MEDIA_TYPE: {}}}
@@ -142,9 +145,13 @@ class Measure:
             metrics.LATENCY.labels(route).observe(time.perf_counter() - start)
 
 
-def caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> int:
+BEARER = HTTPBearer(auto_error=False, bearerFormat="JWT", description="Authorization: Bearer <JWT> (see auth.py)")
+
+
+def caller(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> int:
     """The authenticated user (the only source of the caller's id)."""
-    return request.app.state.api.auth.user_of(authorization)
+    header = request.headers.get("authorization")
+    return request.app.state.api.auth.user_of(header)
 
 
 Caller = Annotated[int, Depends(caller)]
@@ -216,7 +223,7 @@ def create_app(settings: Settings, *, poll_s: float = 1.0) -> FastAPI:
     def get_tray(
         user: Caller,
         limit: Annotated[int, Query(ge=1, le=TRAY_MAX)] = 50,
-        cursor: Annotated[str | None, Query(min_length=1, max_length=4096)] = None,
+        cursor: Annotated[str | None, Query(min_length=24, max_length=4096, pattern=CURSOR_PATTERN)] = None,
     ) -> Response:
         snap, now = state.snapshot(), state.now()
         inner = signed_cursors.verify(state.cursor_key, cursor)
@@ -251,7 +258,7 @@ def create_app(settings: Settings, *, poll_s: float = 1.0) -> FastAPI:
         user: Caller,
         segment_id: Annotated[int, Path(alias="segmentId", ge=0, le=INT64_MAX)],
         limit: Annotated[int, Query(ge=1, le=SEEN_BY_MAX)] = 50,
-        cursor: Annotated[str | None, Query(min_length=1, max_length=4096)] = None,
+        cursor: Annotated[str | None, Query(min_length=24, max_length=4096, pattern=CURSOR_PATTERN)] = None,
     ) -> Response:
         snap = state.snapshot()
         page = seen_by_of(snap, segment_id, user, state.now(), limit,
@@ -304,6 +311,19 @@ def create_app(settings: Settings, *, poll_s: float = 1.0) -> FastAPI:
             ],
         }, status=202)
 
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document without its 422 answers: validation errors are 400 problems here."""
+        if app.openapi_schema is None:
+            doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            for path in doc.get("paths", {}).values():
+                for op in path.values():
+                    op.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                doc.get("components", {}).get("schemas", {}).pop(name, None)
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 
