@@ -5,6 +5,7 @@ Schemathesis over the OpenAPI document."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 import schemathesis
@@ -258,6 +260,29 @@ def test_receipts_end_to_end(server: LiveServer, world: dict[str, Any]) -> None:
         wait_for(lambda: c.get("/readyz").json()["snapshotId"] != after["snapshotId"], what="the third snapshot")
     assert _seen_by(server, author, sid)["viewCount"] == after["viewCount"]
     assert _reach(server, author, sid) == reach_before + 1
+
+
+def test_a_crash_mid_request_leaves_no_partial_file(server: LiveServer, world: dict[str, Any]) -> None:
+    """The server is SIGKILLed after writing a receipt's temporary file and before renaming it: the client gets no
+    202, no landing file appears (ingest reads only complete `*.jsonl` files), and the next server start removes
+    the stale temporary file."""
+    viewer, _author, seg = _unseen_ring(server)
+    landing = Path(world["env"]["STORYLAKE_LANDING"]) / "segment_view"
+    before = sorted(landing.rglob("api-*.jsonl"))
+    env = {**world["env"], "STORYLAKE_FAILPOINT": "api.landing.before_rename"}
+    doomed = start(env, world["root"] / "doomed.log", "--now", NOW)
+    with doomed.client(token(viewer)) as c, pytest.raises(httpx.TransportError):
+        c.post("/v1/stories/seen-receipts", json={"viewerId": viewer, "receipts": [
+            {"segmentId": seg["segmentId"], "viewedAt": NOW, "completionPct": 1, "idempotencyKey": "crash"}]})
+    assert doomed.proc.wait(timeout=30) == -9
+    assert sorted(landing.rglob("api-*.jsonl")) == before
+    [tmp] = landing.rglob(".api-*.jsonl.tmp")
+    os.utime(tmp, (time.time() - 3600, time.time() - 3600))
+    restarted = start(world["env"], world["root"] / "restarted.log", "--now", NOW)
+    try:
+        assert not tmp.exists()
+    finally:
+        restarted.stop()
 
 
 def test_schema_conformance(server: LiveServer) -> None:

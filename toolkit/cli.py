@@ -482,6 +482,23 @@ def bench_serving(
     console.print_json(json.dumps(result, default=str))
 
 
+@bench_app.command("api")
+def bench_api(
+    segments: Annotated[int, typer.Option(help="Segments in the synthetic snapshot.")] = 1_250_000,
+    workers: Annotated[int, typer.Option(help="Server worker processes.")] = 2,
+    seconds: Annotated[int, typer.Option(help="Load time per route.")] = 20,
+    work: Annotated[Path, typer.Option(help="Scratch folder.")] = Path(".storylake/bench/api"),
+    reuse: Annotated[bool, typer.Option("--reuse", help="Reuse a lake built by an earlier run.")] = False,
+) -> None:
+    """The HTTP API under load (`hey`): tray, Seen By and seen receipts p50/p99 at fixed offered rates."""
+    import json
+
+    from toolkit.bench.api import bench_api as run_bench
+
+    result = run_bench(work, segments=segments, workers=workers, seconds=seconds, reuse=reuse)
+    console.print_json(json.dumps(result, default=str))
+
+
 # --- demo --------------------------------------------------------------------------------------
 
 
