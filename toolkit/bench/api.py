@@ -54,8 +54,12 @@ def _hey(url: str, *, seconds: int, concurrency: int, qps_per_worker: float, tok
 def bench_api(work: Path, *, segments: int = 1_250_000, workers: int = 2, seconds: int = 20,
               tray_rps: int = 160, seen_by_rps: int = 550, receipt_rps: int = 110, reuse: bool = False,
               port: int = 18_765) -> dict[str, Any]:
+    import logging
+
     from serving.publish import publish
     from serving.web.auth import mint
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
     settings = Settings(lake=work / "lake", landing=work / "landing")
     info_path = settings.lake / "bench_info.json"
