@@ -89,7 +89,7 @@ def test_media_urls(tmp_path: Path) -> None:
     assert plain.url(None, 7, "video", now) is None
     signed = MediaUrls(Settings(lake=tmp_path, media_signing_key="m" * 16, media_url_ttl_s=600))
     url = signed.url(99, 7, "photo", now)
-    assert url is not None and url.startswith("https://media.storylake.invalid/m/99?expires=1793944800&sig=")
+    assert url is not None and url.startswith("https://media.storylake.invalid/m/99?expires=1793600400&sig=")
     assert signed.verify(url, now) and signed.verify(url, now + timedelta(minutes=10))
     assert not signed.verify(url, datetime(2026, 11, 2, 6, 20, tzinfo=UTC))  # expired
     assert not signed.verify(url.replace("/m/99", "/m/98"), now)
