@@ -14,6 +14,7 @@ Steps (DESIGN §1, §3):
 LAYOUT (table: sort order -> query it serves)
   live_segments:     non-deleted segments still active at some instant >= as_of - TRAY_WINDOW,
                      (author_id, created_at)                            -> tray (loaded into tray.SegmentIndex)
+  archived_segments: archived, non-deleted segments, (author_id, created_at DESC) -> highlights, archive
   viewer_pairs:      every relationship interval between a viewer and an author, as the audience flag it
                      sets (audience.RELATION_FLAGS), (viewer_id, author_id) -> tray candidates + audience flags
   private_intervals: (user_id)                                          -> author_private flag
@@ -151,6 +152,11 @@ STEPS: tuple[tuple[str, str], ...] = (
         SELECT segment_id, author_id, story_id, media_id, media_type, audience, duration_ms, created_at, expires_at
         FROM {SEG} WHERE NOT coalesce(is_deleted, false) AND expires_at > $window_start
         ORDER BY author_id, created_at, segment_id"""),
+    ("archived_segments", f"""
+        SELECT segment_id, author_id, story_id, media_id, media_type, audience, duration_ms, created_at, expires_at,
+               highlight_id
+        FROM {SEG} WHERE coalesce(is_archived, false) AND NOT coalesce(is_deleted, false)
+        ORDER BY author_id, created_at DESC, segment_id"""),
     ("viewer_pairs", f"""
         SELECT viewer_id, author_id, flag_code::UTINYINT AS flag_code, valid_from, valid_to FROM ({_pairs_sql()})
         ORDER BY viewer_id, author_id, flag_code, valid_from"""),

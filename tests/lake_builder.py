@@ -54,6 +54,7 @@ class LakeBuilder:
         duration_ms: int = 5000,
         is_deleted: bool = False,
         is_archived: bool = False,
+        highlight_id: int | None = None,
         story_id: int | None = None,
         frame_index: int = 1,
     ) -> LakeBuilder:
@@ -73,7 +74,7 @@ class LakeBuilder:
                 "is_deleted": is_deleted,
                 "deleted_at": created_at + HOUR if is_deleted else None,
                 "is_archived": is_archived,
-                "highlight_id": None,
+                "highlight_id": highlight_id,
                 "stickers": [],
             }
         )

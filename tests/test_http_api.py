@@ -9,6 +9,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from storylake import lake
 from tests.api_server import LiveServer, environment, start, wait_for
 from tests.test_cli import sl
 
@@ -220,6 +222,36 @@ def test_operations(server: LiveServer) -> None:
         doc = c.get("/v1/stories/tray").json()
     urls = [s["mediaUrl"] for u in doc["users"] for s in u["segments"]]
     assert urls and all("expires=" in u and "&sig=" in u for u in urls)
+
+
+def test_highlights_and_archive(server: LiveServer, world: dict[str, Any]) -> None:
+    segs = lake.read_arrow(world["root"] / "lake" / "silver" / "segments")
+    assert segs is not None
+    archived = [r for r in segs.to_pylist() if r["is_archived"] and not r["is_deleted"]]
+    with_highlight = [r for r in archived if r["highlight_id"] is not None]
+    assert with_highlight, "the generated world archives segments into highlights"
+    author = with_highlight[0]["author_id"]
+    mine = sorted(r["segment_id"] for r in archived if r["author_id"] == author)
+    with server.client(token(author)) as c:
+        got, cursor = [], None
+        while True:
+            params: dict[str, Any] = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+            page = c.get("/v1/me/archive", params=params).json()
+            got += [seg["segmentId"] for seg in page["segments"]]
+            cursor = page["nextCursor"]
+            if not page["hasMore"]:
+                break
+        own = c.get(f"/v1/users/{author}/highlights").json()
+    assert sorted(got) == mine
+    now = datetime.fromisoformat(NOW)
+    expected = sorted(r["segment_id"] for r in with_highlight if r["author_id"] == author and r["created_at"] <= now)
+    assert sorted(seg["segmentId"] for h in own["highlights"] for seg in h["segments"]) == expected
+    with server.client(token(author + 1)) as c:
+        other = c.get(f"/v1/users/{author}/highlights").json()
+        theirs = c.get("/v1/me/archive", params={"limit": 500}).json()["segments"]
+    assert sorted(seg["segmentId"] for seg in theirs) == sorted(
+        r["segment_id"] for r in archived if r["author_id"] == author + 1)
+    assert {seg["segmentId"] for h in other["highlights"] for seg in h["segments"]} <= set(expected)
 
 
 def test_receipts_end_to_end(server: LiveServer, world: dict[str, Any]) -> None:

@@ -4,6 +4,8 @@
                                            snapshot are applied from the seen overlay)
     GET  /v1/segments/{segmentId}/seen-by  author only; 410 once the 48 h Seen By lifetime is over
     GET  /v1/authors/{authorId}/insights   author only
+    GET  /v1/users/{userId}/highlights     the segments of each highlight the audience rules let the caller see
+    GET  /v1/me/archive                    the caller's own archived segments, newest first
     POST /v1/stories/seen-receipts         202 with a status per receipt; accepted ones are durable landing lines
     GET  /healthz, /readyz, /metrics, /openapi.json, /docs
 
@@ -31,6 +33,10 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving import cursor as cursors
+from serving.highlights import MAX_LIMIT as ARCHIVE_MAX
+from serving.highlights import ArchivedSegment
+from serving.highlights import archive as archive_of
+from serving.highlights import highlights as highlights_of
 from serving.insights import insights as insights_of
 from serving.render import insights_dict
 from serving.seen_by import MAX_LIMIT as SEEN_BY_MAX
@@ -279,6 +285,32 @@ def create_app(settings: Settings, *, poll_s: float = 1.0) -> FastAPI:
     def get_insights(user: Caller, author_id: Annotated[int, Path(alias="authorId", ge=0, le=INT64_MAX)]) -> Response:
         doc = insights_dict(insights_of(state.snapshot(), author_id, user, state.now()))
         return _json(doc)
+
+    def archived(s: ArchivedSegment, now: datetime) -> dict[str, Any]:
+        return {"segmentId": s.segment_id, "storyId": s.story_id, "mediaType": s.media_type,
+                "durationMs": s.duration_ms, "mediaUrl": state.media.url(s.media_id, s.segment_id, s.media_type, now),
+                "createdAt": iso(s.created_at), "highlightId": s.highlight_id}
+
+    @app.get("/v1/users/{userId}/highlights", response_model=models.Highlights,
+             responses={k: ERRORS[k] for k in (400, 401, 503)}, tags=["profiles"])
+    def get_highlights(user: Caller, user_id: Annotated[int, Path(alias="userId", ge=0, le=INT64_MAX)]) -> Response:
+        snap, now = state.snapshot(), state.now()
+        found = highlights_of(snap, user_id, user, now)
+        return _json({"userId": user_id, "snapshotId": snap.snapshot_id, "highlights": [
+            {"highlightId": h.highlight_id, "segments": [archived(s, now) for s in h.segments]} for h in found]})
+
+    @app.get("/v1/me/archive", response_model=models.Archive, responses={k: ERRORS[k] for k in (400, 401, 503)},
+             tags=["profiles"])
+    def get_archive(
+        user: Caller,
+        limit: Annotated[int, Query(ge=1, le=ARCHIVE_MAX)] = 50,
+        cursor: Annotated[str | None, Query(min_length=24, max_length=4096, pattern=CURSOR_PATTERN)] = None,
+    ) -> Response:
+        snap, now = state.snapshot(), state.now()
+        page = archive_of(snap, user, limit, signed_cursors.verify(state.cursor_key, cursor))
+        return _json({"segments": [archived(s, now) for s in page.segments], "hasMore": page.has_more,
+                      "nextCursor": signed_cursors.sign(state.cursor_key, page.next_cursor),
+                      "snapshotId": page.snapshot_id})
 
     @app.post("/v1/stories/seen-receipts", status_code=202, response_model=models.ReceiptsResult,
               responses={k: ERRORS[k] for k in (400, 401, 403, 413)}, tags=["stories"])

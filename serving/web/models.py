@@ -82,6 +82,34 @@ class Insights(Camel):
     question_responses: list[dict[str, Any]]
 
 
+class ArchivedSegment(Camel):
+    segment_id: Id
+    story_id: Id | None
+    media_type: str
+    duration_ms: int
+    media_url: str | None
+    created_at: datetime
+    highlight_id: Id | None
+
+
+class Highlight(Camel):
+    highlight_id: Id
+    segments: list[ArchivedSegment]
+
+
+class Highlights(Camel):
+    user_id: Id
+    highlights: list[Highlight]
+    snapshot_id: str
+
+
+class Archive(Camel):
+    segments: list[ArchivedSegment]
+    has_more: bool
+    next_cursor: str | None
+    snapshot_id: str
+
+
 class ReceiptIn(Camel):
     """One seen receipt. Types are checked here; values (ranges, enums, lengths, UTC) by the segment_view
     contract, per receipt."""
