@@ -14,6 +14,7 @@ Steps (DESIGN §1, §3):
 LAYOUT (table: sort order -> query it serves)
   live_segments:     non-deleted segments still active at some instant >= as_of - TRAY_WINDOW,
                      (author_id, created_at)                            -> tray (loaded into tray.SegmentIndex)
+  profiles:          (user_id) latest username and picture                -> names in trays and Seen By
   archived_segments: archived, non-deleted segments, (author_id, created_at DESC) -> highlights, archive
   viewer_pairs:      every relationship interval between a viewer and an author, as the audience flag it
                      sets (audience.RELATION_FLAGS), (viewer_id, author_id) -> tray candidates + audience flags
@@ -86,6 +87,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
         "segment_id", "viewer_id", "author_id", "first_viewed_at", "max_completion_pct", "first_view_source",
         "segment_created_at",
     ),
+    "silver.profiles": ("user_id", "username", "profile_picture_media_id"),
     "silver.sticker_responses": (
         "sticker_id", "segment_id", "author_id", "user_id", "sticker_type", "text", "responded_at",
     ),
@@ -134,6 +136,7 @@ SEG = _src("silver.segments")
 REL = "rel"  # silver.relationships, read once into a temp table
 SV = _src("silver.segment_viewers")
 SR = _src("silver.sticker_responses")
+PR = _src("silver.profiles")
 SI = _src("gold.segment_insights")
 STI = _src("gold.story_insights")
 ADI = _src("gold.author_daily_insights")
@@ -152,6 +155,7 @@ STEPS: tuple[tuple[str, str], ...] = (
         SELECT segment_id, author_id, story_id, media_id, media_type, audience, duration_ms, created_at, expires_at
         FROM {SEG} WHERE NOT coalesce(is_deleted, false) AND expires_at > $window_start
         ORDER BY author_id, created_at, segment_id"""),
+    ("profiles", f"SELECT user_id, username, profile_picture_media_id FROM {PR} ORDER BY user_id"),
     ("archived_segments", f"""
         SELECT segment_id, author_id, story_id, media_id, media_type, audience, duration_ms, created_at, expires_at,
                highlight_id

@@ -24,6 +24,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "navigation": {"action": "tap_forward"},
     "sticker_interaction": {"option_index": None, "value": None, "text": None},
     "engagement": {"segment_id": None},
+    "profile_updated": {"profile_picture_media_id": None},
 }
 _seq = itertools.count(1)
 

@@ -27,6 +27,7 @@ TABLES = (
     "silver.relationships",
     "silver.segment_viewers",
     "silver.sticker_responses",
+    "silver.profiles",
     "gold.segment_insights",
     "gold.story_insights",
     "gold.author_daily_insights",

@@ -18,7 +18,8 @@ def test_repository_contracts_lint_clean() -> None:
 
 def test_every_event_type_has_a_landing_and_a_derived_bronze_contract() -> None:
     assert contracts.event_types() == (
-        "engagement", "navigation", "relationship", "segment_archived", "segment_created", "segment_deleted",
+        "engagement", "navigation", "profile_updated", "relationship", "segment_archived", "segment_created",
+        "segment_deleted",
         "segment_view", "sticker_interaction",
     )
     bronze = contracts.get("bronze.segment_view")

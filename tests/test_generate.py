@@ -48,8 +48,10 @@ INT_FIELDS = {
     "sticker_interaction": ("sticker_id", "segment_id", "user_id"),
     "engagement": ("actor_id", "target_user_id"),
     "relationship": ("user_id",),
+    "profile_updated": ("user_id",),
 }
 NULLABLE_INT_FIELDS = {
+    "profile_updated": ("profile_picture_media_id",),
     "segment_archived": ("highlight_id",),
     "sticker_interaction": ("option_index",),
     "engagement": ("segment_id",),
@@ -237,6 +239,8 @@ def test_clean_lines_match_the_spec(clean: tuple[GenerateReport, list[Line]]) ->
             assert (obj["segment_id"] is not None) == from_story
         elif etype == "relationship":
             assert (obj["other_user_id"] is None) == (obj["kind"] in ("set_private", "set_public"))
+        elif etype == "profile_updated":
+            assert re.fullmatch(r"[a-z0-9._]{1,30}", obj["username"]) and obj["username"].endswith(f".{obj['user_id']}")
 
 
 def test_clean_views_are_plausible(clean: tuple[GenerateReport, list[Line]]) -> None:

@@ -84,3 +84,18 @@ def test_archive_pages(settings: Settings) -> None:
         hl.archive(snap, FAN, limit=1, cursor=first.next_cursor)
     with pytest.raises(ValueError, match="limit"):
         hl.archive(snap, A, limit=0)
+
+
+def test_profiles_are_looked_up_in_bulk(settings: Settings) -> None:
+    from serving.profiles import Profile, profiles
+
+    lake = _world(settings)
+    lake.rows["silver.profiles"] += [
+        {"user_id": A, "username": "ann", "profile_picture_media_id": 7, "updated_at": T, "event_id": "e1"},
+        {"user_id": FAN, "username": "fan.2", "profile_picture_media_id": None, "updated_at": T, "event_id": "e2"},
+    ]
+    lake.write()
+    publish(settings, T)
+    snap = open_current(settings)
+    assert profiles(snap, [FAN, A, A, STRANGER]) == {A: Profile("ann", 7), FAN: Profile("fan.2", None)}
+    assert profiles(snap, []) == {}

@@ -220,6 +220,7 @@ def test_operations(server: LiveServer) -> None:
     assert "storylake_api_request_seconds_bucket" in body and "storylake_api_snapshot_age_seconds" in body
     with server.client(token(5)) as c:
         doc = c.get("/v1/stories/tray").json()
+    assert all(u["username"] and u["username"].endswith(f".{u['userId']}") for u in doc["users"])
     urls = [s["mediaUrl"] for u in doc["users"] for s in u["segments"]]
     assert urls and all("expires=" in u and "&sig=" in u for u in urls)
 
@@ -282,6 +283,7 @@ def test_receipts_end_to_end(server: LiveServer, world: dict[str, Any]) -> None:
         wait_for(lambda: c.get("/readyz").json()["snapshotId"] != old_snapshot, what="the new snapshot")
     after = _seen_by(server, author, sid)
     assert after["viewCount"] == before["viewCount"] + 1
+    assert all(v["user"]["username"].endswith(f".{v['user']['userId']}") for v in after["viewers"])
     assert viewer in [v["user"]["userId"] for v in after["viewers"]]
     assert _reach(server, author, sid) == reach_before + 1
     # a client retry of the same batch: accepted again, one receipt downstream

@@ -37,6 +37,7 @@ def build_silver(
     from jobs.silver import (
         engagements,
         navigation,
+        profiles,
         relationships,
         segment_viewers,
         segments,
@@ -60,6 +61,8 @@ def build_silver(
                                 previous_segments_version=previous)
         increments.record(settings, horizons.to_increment(horizon, run_id or f"silver@{as_of.isoformat()}"),
                           increments.PLANNED)
+    with timed("profiles", counts):
+        counts.update(profiles.run(spark, settings, horizon))
     for job in (view_events, segment_viewers, navigation, sticker_responses, engagements):
         name = job.__name__.rsplit(".", 1)[-1]
         with timed(name, counts):

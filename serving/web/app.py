@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -38,6 +38,7 @@ from serving.highlights import ArchivedSegment
 from serving.highlights import archive as archive_of
 from serving.highlights import highlights as highlights_of
 from serving.insights import insights as insights_of
+from serving.profiles import profiles as profiles_of
 from serving.render import insights_dict
 from serving.seen_by import MAX_LIMIT as SEEN_BY_MAX
 from serving.seen_by import seen_by as seen_by_of
@@ -61,6 +62,7 @@ INT64_MAX = models.INT64_MAX
 OVERLAY_FILE = "seen-overlay.sqlite"
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{22}$"  # signed_cursors: <library cursor>.<tag>
 JSON = "application/json"
+PICTURE_MEDIA_TYPE = "photo"  # {media_type} of profile pictures in the media URL template
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": models.ProblemDoc, "content": {problems.MEDIA_TYPE: {}}}
     for code in (400, 401, 403, 404, 410, 413, 503)
@@ -79,6 +81,19 @@ class ApiState:
 
     def now(self) -> datetime:
         return self.settings.now or datetime.now(UTC)
+
+    def people(self, snap: Snapshot, user_ids: list[int], now: datetime) -> Callable[[int], dict[str, Any]]:
+        """user id -> {"username", "profilePictureUrl"} for the users of one answer (one lookup)."""
+        found = profiles_of(snap, user_ids)
+
+        def of(user_id: int) -> dict[str, Any]:
+            p = found.get(user_id)
+            if p is None:
+                return {"username": None, "profilePictureUrl": None}
+            return {"username": p.username,
+                    "profilePictureUrl": self.media.url(p.picture_media_id, 0, PICTURE_MEDIA_TYPE, now)}
+
+        return of
 
     def snapshot(self) -> Snapshot:
         snap = self.holder.current
@@ -235,10 +250,11 @@ def create_app(settings: Settings, *, poll_s: float = 1.0) -> FastAPI:
         inner = signed_cursors.verify(state.cursor_key, cursor)
         extra = state.overlay.seen(user, cursors.micros(now))
         page = tray_of(snap, user, now, limit, inner, extra_seen=extra if extra.size else None)
+        names = state.people(snap, [r.author_id for r in page.rings], page.now)
         return _json({
             "users": [
                 {
-                    "userId": r.author_id, "username": None, "profilePictureUrl": None, "hasUnseen": r.has_unseen,
+                    "userId": r.author_id, **names(r.author_id), "hasUnseen": r.has_unseen,
                     "ringState": r.ring_state, "isCloseFriends": r.is_close_friends, "isOwn": r.is_own,
                     "rankScore": r.rank_score, "latestSegmentAt": iso(r.latest_segment_at),
                     "segmentCount": r.segment_count,
@@ -269,10 +285,11 @@ def create_app(settings: Settings, *, poll_s: float = 1.0) -> FastAPI:
         snap = state.snapshot()
         page = seen_by_of(snap, segment_id, user, state.now(), limit,
                           signed_cursors.verify(state.cursor_key, cursor))
+        names = state.people(snap, [v.viewer_id for v in page.viewers], page.now)
         return _json({
             "segmentId": page.segment_id,
             "viewers": [
-                {"user": {"userId": v.viewer_id, "username": None, "profilePictureUrl": None},
+                {"user": {"userId": v.viewer_id, **names(v.viewer_id)},
                  "viewedAt": iso(v.viewed_at), "viewSource": v.view_source, "completionPct": v.completion_pct}
                 for v in page.viewers
             ],

@@ -36,6 +36,7 @@ from storylake.clock import utc
 
 from .events import hourly_social, simulate_viewing
 from .faults import DUPLICATE, MALFORMED, OUT_OF_RANGE, WRONG_TYPE, FaultInjector, FaultRates, Prepared
+from .profiles import initial_profiles, profile_changes
 from .render import event_time, faulty_line, render_block
 from .schema import EVENT_TYPES, MS_DAY, MS_HOUR
 from .stories import content_tables, make_day_stories
@@ -247,6 +248,7 @@ def generate(
         if bar is not None:
             bar.start()
             run.task = bar.add_task("generate", total=days * 24, lines="0", rate="0")
+        run.emit(initial_profiles(world.n, world.start_ms, stream(seed, "profiles")))
         for table in initial_graph(world, seed):
             run.emit(table)
         world.initial_first, world.initial_last = [], []
@@ -286,6 +288,7 @@ def generate(
                 trickle = world.trickle.take(np.arange(trickle_bounds[h], trickle_bounds[h + 1]))
                 run.emit(EventTable.concat("relationship", [trickle, *follows]))
                 run.emit(hourly_social(world, stream(seed, "social", d, hh), lo_ms, hi_ms))
+                run.emit(profile_changes(world.n, lo_ms, hi_ms, stream(seed, "profile_changes", d, hh)))
                 run.tick()
             # Segments of the day's last stories created after midnight, and late deletions/archives.
             for table in content_tables(world, st, day_start + MS_DAY, world.end_ms):

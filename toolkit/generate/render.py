@@ -299,7 +299,22 @@ def _sticker_interaction(t: EventTable, eids: I64) -> tuple[bytes, I64]:
     return b.build()
 
 
+def _profile_updated(t: EventTable, eids: I64) -> tuple[bytes, I64]:
+    c = t.cols
+    b = _Lines(len(t))
+    _head(b, t.event_type, eids, t.time)
+    b.const('","user_id":')
+    b.ints(c["user_id"])
+    b.const(',"username":')
+    b.raw(c["username"])
+    b.const(',"profile_picture_media_id":')
+    b.ints(c["picture"])
+    b.const("}")
+    return b.build()
+
+
 _FAST: dict[str, Callable[[EventTable, I64], tuple[bytes, I64]]] = {
+    "profile_updated": _profile_updated,
     "segment_created": _segment_created,
     "sticker_interaction": _sticker_interaction,
     "segment_view": _views,
@@ -374,6 +389,12 @@ def row_dict(t: EventTable, i: int, eid: int, ts: str) -> dict[str, Any]:
             "kind": RELATIONSHIP_KINDS[g("kind")],
             "user_id": g("user_id"),
             "other_user_id": _opt(g("other_user_id")),
+        }
+    elif etype == "profile_updated":
+        d |= {
+            "user_id": g("user_id"),
+            "username": orjson.loads(c["username"][i]),
+            "profile_picture_media_id": _opt(g("picture")),
         }
     else:  # pragma: no cover - guarded by EVENT_TYPES
         raise ValueError(f"unknown event type {etype!r}")

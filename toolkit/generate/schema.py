@@ -28,6 +28,7 @@ EVENT_TYPES: Final = (
     "sticker_interaction",
     "engagement",
     "relationship",
+    "profile_updated",
 )
 
 ID_PREFIX: Final = {
@@ -39,6 +40,7 @@ ID_PREFIX: Final = {
     "sticker_interaction": "si",
     "engagement": "en",
     "relationship": "rl",
+    "profile_updated": "pu",
 }
 
 # Payload fields of each event type, in the order they are written (after event_id, event_type, event_time).
@@ -75,6 +77,7 @@ FIELDS: Final[dict[str, tuple[str, ...]]] = {
     ),
     "engagement": ("kind", "actor_id", "target_user_id", "segment_id"),
     "relationship": ("kind", "user_id", "other_user_id"),
+    "profile_updated": ("user_id", "username", "profile_picture_media_id"),
 }
 
 MEDIA_TYPES: Final = ("photo", "video")

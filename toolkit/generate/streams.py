@@ -17,6 +17,8 @@ _PURPOSES = {
     "social": 6,
     "faults": 7,
     "initial": 8,
+    "profiles": 9,
+    "profile_changes": 10,
 }
 
 

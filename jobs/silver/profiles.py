@@ -1,0 +1,58 @@
+"""silver.profiles: each user's latest public profile (seed: the Seen By list's `batch_get_profiles`).
+
+The latest profile_updated event per user wins: greatest event_time, ties by the greatest event_id (a redelivery
+repeats the event, so duplicates cannot change the result). A full refresh reads every bronze profile event before
+as_of; an incremental run merges only the run's new bronze profile events (jobs.horizon.new_bronze) into the
+profiles it already holds, which gives the same table because "latest per user" is associative: the cost is the
+new events plus one pass over the users, never the profile history.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from jobs import horizon as horizons
+from jobs import spark_io
+from jobs.horizon import Horizon
+from storylake import increments, lake
+from storylake.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+EVENT = "profile_updated"
+
+
+def latest(candidates: DataFrame) -> DataFrame:
+    """One row per user_id from (user_id, username, profile_picture_media_id, updated_at, event_id) candidates:
+    the greatest (updated_at, event_id)."""
+    from pyspark.sql import functions as F
+
+    best = F.max(F.struct("updated_at", "event_id", "username", "profile_picture_media_id")).alias("p")
+    return candidates.groupBy("user_id").agg(best).select(
+        "user_id", "p.username", "p.profile_picture_media_id", "p.updated_at", "p.event_id"
+    )
+
+
+def from_bronze(events: DataFrame) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    return events.select("user_id", "username", "profile_picture_media_id",
+                         F.col("event_time").alias("updated_at"), "event_id").select(*COLUMNS)
+
+
+def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
+    path = settings.table_path("silver", "profiles")
+    previous = increments.last(settings)
+    if horizon.full or previous is None or not lake.exists(path):
+        events = horizons.read_bronze(spark, settings, EVENT, horizons.full(horizon.as_of, horizon.upto_batch))
+        out = latest(from_bronze(events))
+        return {"profiles": spark_io.write_table(out, settings, "silver", "profiles")}
+    new = horizons.new_bronze(spark, settings, EVENT, previous, horizon.as_of, horizon.upto_batch)
+    held = spark_io.read_table(spark, settings, "silver", "profiles").select(*COLUMNS)
+    with spark_io.scratch(settings) as materialize:  # computed before the table it reads is overwritten
+        out = materialize(latest(from_bronze(new).unionByName(held)), "profiles")
+        return {"profiles": spark_io.write_table(out, settings, "silver", "profiles")}
+
+
+COLUMNS = ("user_id", "username", "profile_picture_media_id", "updated_at", "event_id")

@@ -1,0 +1,27 @@
+"""Users' public profiles (username, profile picture) from the snapshot's `profiles` table, looked up in bulk for
+the users of one answer (seed: `batch_get_profiles`). A user without a profile event yet has none (None)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from serving.snapshot import Snapshot
+
+PROFILES_SQL = (
+    "SELECT user_id, username, profile_picture_media_id FROM profiles "
+    "WHERE user_id IN (SELECT unnest($ids)) "
+)
+
+
+class Profile(NamedTuple):
+    username: str
+    picture_media_id: int | None
+
+
+def profiles(snapshot: Snapshot, user_ids: Iterable[int]) -> dict[int, Profile]:
+    ids = sorted({int(u) for u in user_ids})
+    if not ids:
+        return {}
+    rows = snapshot.db().execute(PROFILES_SQL, {"ids": ids}).fetchall()
+    return {int(r[0]): Profile(str(r[1]), None if r[2] is None else int(r[2])) for r in rows}
