@@ -21,7 +21,17 @@ class Profile(NamedTuple):
 
 def profiles(snapshot: Snapshot, user_ids: Iterable[int]) -> dict[int, Profile]:
     ids = sorted({int(u) for u in user_ids})
-    if not ids:
+    if not ids or not _has_profiles(snapshot):
         return {}
     rows = snapshot.db().execute(PROFILES_SQL, {"ids": ids}).fetchall()
     return {int(r[0]): Profile(str(r[1]), None if r[2] is None else int(r[2])) for r in rows}
+
+
+def _has_profiles(snapshot: Snapshot) -> bool:
+    """Snapshots published before profiles existed have no `profiles` table: every user then has no profile."""
+    known = snapshot.cache.get("has_profiles")
+    if known is None:
+        known = bool(snapshot.db().execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'profiles'").fetchone()[0])
+        snapshot.cache["has_profiles"] = known
+    return bool(known)

@@ -68,6 +68,8 @@ class Snapshot:
         if cur is None:
             cur = self.con.cursor()
             cur.execute("SET enable_progress_bar = false")
+            # a missing table must be an error, never a Python variable of the caller's scope picked up by name
+            cur.execute("SET python_enable_replacements = false")
             self._local.cur = cur
         return cur
 

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 def utc(t: datetime | str) -> datetime:
     """An aware UTC datetime from a datetime (pendulum's too) or an ISO-8601 string; naive values are taken as UTC.
     Always a plain `datetime` (a pendulum DateTime is rebuilt)."""
+    if type(t) is datetime and t.tzinfo is UTC:  # the common case, already a plain aware UTC datetime
+        return t
     if isinstance(t, str):
         t = datetime.fromisoformat(t)
     if not isinstance(t, datetime):

@@ -238,6 +238,13 @@ def build_lake(
         "as_of": _ts(np.full(nr, now_us)), "feature_version": np.full(nr, "bench"),
     }))
     sizes["ring_features"] = nr
+    uid = np.arange(1, users + 1, dtype=np.int64)
+    write_table(settings, "silver.profiles", arrow_table("silver.profiles", {
+        "user_id": uid, "username": np.array([f"user.{u}" for u in uid.tolist()]),
+        "profile_picture_media_id": 9_000_000_000 + uid, "updated_at": _ts(np.full(users, now_us - 30 * US_DAY)),
+        "event_id": np.array([f"pu-{u}" for u in uid.tolist()]),
+    }))
+    sizes["profiles"] = users
     return {"sizes": sizes, "viewer_id": v, "big_segment_id": int(seg_id[big_idx]),
             "big_segment_author": int(author[big_idx]), "big_segment_viewers": int(reach[big_idx])}
 
