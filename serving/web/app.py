@@ -140,7 +140,8 @@ class LimitBody:
 
 
 class Measure:
-    """Request count and latency per route template (Prometheus)."""
+    """Request count and latency per route template (Prometheus), and a `Server-Timing: app;dur=<ms>` header (the
+    time spent in the application, to tell it from the network and the client)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -156,6 +157,8 @@ class Measure:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                took = (time.perf_counter() - start) * 1000
+                message["headers"] = [*message.get("headers", []), (b"server-timing", f"app;dur={took:.2f}".encode())]
             await send(message)
 
         try:
