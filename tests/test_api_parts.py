@@ -67,6 +67,24 @@ def test_rejections_name_the_receipt_field() -> None:
     ]
 
 
+def test_receipts_beyond_json_limits_are_rejected_not_crashed() -> None:
+    base = {"segmentId": 7, "viewedAt": "2026-11-02T06:10:00Z", "completionPct": 1.0, "idempotencyKey": "k"}
+    got = [(v.accepted, v.field, (v.reason or "").split(":")[0]) for v in _check(
+        {**base, "segmentId": 2**70}, {**base, "viewDurationMs": -(2**100)}, {**base, "idempotencyKey": "\ud800"},
+    )]
+    assert got == [(False, "segmentId", "out_of_range"), (False, "viewDurationMs", "out_of_range"),
+                   (False, None, "malformed_json")]
+
+
+@given(receipt=st.dictionaries(st.sampled_from(["segmentId", "viewedAt", "completionPct", "idempotencyKey",
+                                                "viewDurationMs", "viewSource"]),
+                               st.one_of(st.integers(), st.floats(), st.text(), st.none(), st.booleans())))
+def test_any_receipt_gets_a_verdict(receipt: dict[str, object]) -> None:
+    """Whatever the values, check() answers (accepted with a line, or rejected with a reason), never raises."""
+    [v] = _check(receipt)
+    assert (v.accepted and v.line is not None) or (not v.accepted and v.reason)
+
+
 @given(body=st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_", min_size=1),
        flip=st.integers(min_value=0))
 def test_signed_cursors_refuse_any_change(body: str, flip: int) -> None:

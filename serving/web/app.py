@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -103,7 +104,11 @@ class ApiState:
 
 
 def _json(doc: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(doc), status_code=status, media_type=JSON)
+    try:
+        body = orjson.dumps(doc)
+    except TypeError:  # a client's integer beyond 64 bits echoed back (receipt statuses): the standard library
+        body = json.dumps(doc, separators=(",", ":")).encode()
+    return Response(body, status_code=status, media_type=JSON)
 
 
 class BodyTooLarge(Problem):

@@ -9,6 +9,7 @@ traceback goes to the server log).
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -44,17 +45,25 @@ class Problem(Exception):
 
 def problem_response(p: Problem, headers: dict[str, str] | None = None) -> Response:
     doc: dict[str, Any] = {
-        "type": TYPE_BASE + p.slug, "title": TITLES.get(p.status, "Error"), "status": p.status, "detail": p.detail,
+        "type": TYPE_BASE + p.slug, "title": TITLES.get(p.status, "Error"), "status": p.status,
+        "detail": _safe(p.detail),
     }
     if p.field is not None:
-        doc["field"] = p.field
+        doc["field"] = _safe(p.field)
     if p.value is not None:
         doc["value"] = _shown(p.value)
     return Response(orjson.dumps(doc), status_code=p.status, media_type=MEDIA_TYPE, headers=headers)
 
 
+def _safe(text: str) -> str:
+    """Text that encodes as UTF-8 (a client's lone surrogates become U+FFFD)."""
+    return text.encode("utf-8", "replace").decode("utf-8", "replace") if not text.isascii() else text
+
+
 def _shown(value: Any) -> str:
-    text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+    """A client's value as shown in a problem: JSON for non-strings (integers of any size), at most 120 chars."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    text = _safe(text)
     return text if len(text) <= 120 else text[:117] + "..."
 
 

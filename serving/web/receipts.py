@@ -12,6 +12,7 @@ client retry repeats the idempotencyKey, which makes it one receipt downstream.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,6 +69,15 @@ def event_of(viewer_id: int, receipt: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _line(event: dict[str, Any]) -> bytes:
+    """The event as one JSON line; integers beyond 64 bits and lone surrogates, which orjson refuses, are written by
+    the standard library so that the contract's decoder can name them."""
+    try:
+        return orjson.dumps(event)
+    except TypeError:
+        return json.dumps(event, separators=(",", ":")).encode()
+
+
 def check(
     viewer_id: int,
     receipts: list[dict[str, Any]],
@@ -83,10 +93,13 @@ def check(
     out: list[Verdict] = []
     for i, receipt in enumerate(receipts):
         seg = receipt.get("segmentId")
-        line = orjson.dumps(event_of(viewer_id, receipt))
+        line = _line(event_of(viewer_id, receipt))
         try:
             ev = v.decoder.decode(line)
-        except msgspec.ValidationError as exc:
+        except msgspec.DecodeError as exc:
+            if not isinstance(exc, msgspec.ValidationError):  # e.g. a lone surrogate in a string
+                out.append(Verdict(i, seg, False, f"malformed_json: {exc}"))
+                continue
             rule, field = classify(str(exc))
             shown = offending_value(line, field) if rule != "missing_field" else ""
             name = RECEIPT_FIELDS.get(field, field)

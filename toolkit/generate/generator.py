@@ -132,15 +132,20 @@ class _Run:
         self.task: Any = None
         self.t0 = time.perf_counter()
 
-    def emit(self, table: EventTable) -> None:
-        """Inject faults, sort, number and write one table (big tables in time-ordered chunks)."""
-        emission = self.emissions
-        self.emissions += 1
+    def emit(self, table: EventTable, faults_key: tuple[int, ...] | None = None) -> None:
+        """Inject faults, sort, number and write one table (big tables in time-ordered chunks). `faults_key`: the
+        table's own fault stream (profile events), so that adding them leaves every other table's faults as
+        they were; by default the stream of the emission's number."""
+        if faults_key is None:
+            purpose, key = "faults", (self.emissions,)
+            self.emissions += 1
+        else:
+            purpose, key = "profile_faults", faults_key
         if len(table) > EMIT_CHUNK:
             table = table.take(np.argsort(table.time, kind="stable"))
         for i, lo in enumerate(range(0, len(table), EMIT_CHUNK)):
             chunk = table if len(table) <= EMIT_CHUNK else table.slice(lo, lo + EMIT_CHUNK)
-            self.write(self.injector.prepare(chunk, stream(self.seed, "faults", emission, i)))
+            self.write(self.injector.prepare(chunk, stream(self.seed, purpose, *key, i)))
 
     def write(self, prep: Prepared) -> None:
         t = prep.table
@@ -248,7 +253,7 @@ def generate(
         if bar is not None:
             bar.start()
             run.task = bar.add_task("generate", total=days * 24, lines="0", rate="0")
-        run.emit(initial_profiles(world.n, world.start_ms, stream(seed, "profiles")))
+        run.emit(initial_profiles(world.n, world.start_ms, stream(seed, "profiles")), faults_key=(0,))
         for table in initial_graph(world, seed):
             run.emit(table)
         world.initial_first, world.initial_last = [], []
@@ -288,7 +293,8 @@ def generate(
                 trickle = world.trickle.take(np.arange(trickle_bounds[h], trickle_bounds[h + 1]))
                 run.emit(EventTable.concat("relationship", [trickle, *follows]))
                 run.emit(hourly_social(world, stream(seed, "social", d, hh), lo_ms, hi_ms))
-                run.emit(profile_changes(world.n, lo_ms, hi_ms, stream(seed, "profile_changes", d, hh)))
+                run.emit(profile_changes(world.n, lo_ms, hi_ms, stream(seed, "profile_changes", d, hh)),
+                         faults_key=(1, d, hh))
                 run.tick()
             # Segments of the day's last stories created after midnight, and late deletions/archives.
             for table in content_tables(world, st, day_start + MS_DAY, world.end_ms):

@@ -19,6 +19,7 @@ _PURPOSES = {
     "initial": 8,
     "profiles": 9,
     "profile_changes": 10,
+    "profile_faults": 11,
 }
 
 
