@@ -68,7 +68,7 @@ def test_build_silver_counts_and_rerun_is_idempotent(spark, settings):
     seed_lake(spark, settings)
     first = build_silver(spark, settings, AS_OF)
     assert first == {
-        "segments": 2, "quarantine.segments": 1, "relationships": 2, "view_events": 1,
+        "segments": 2, "quarantine.segments": 1, "relationships": 2, "profiles": 0, "view_events": 1,
         "quarantine.view_events": 3, "segment_viewers": 1, "navigation": 1, "sticker_responses": 1,
         "quarantine.sticker_responses": 1, "engagements": 1,
     } | {"quarantine.navigation": 0}
