@@ -337,7 +337,7 @@ def test_schema_conformance(server: LiveServer) -> None:
     for op in operations:
 
         @given(case=op.as_strategy())
-        @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def check(case: Any) -> None:
             # a well-formed cursor this server did not issue is refused (400): that is the point of signing them
             excluded = [positive_data_acceptance] if (case.query or {}).get("cursor") else []
