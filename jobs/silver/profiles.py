@@ -37,8 +37,8 @@ def latest(candidates: DataFrame) -> DataFrame:
 def from_bronze(events: DataFrame) -> DataFrame:
     from pyspark.sql import functions as F
 
-    return events.select("user_id", "username", "profile_picture_media_id",
-                         F.col("event_time").alias("updated_at"), "event_id").select(*COLUMNS)
+    return events.select("user_id", "username", "profile_picture_media_id",  # COLUMNS, in order
+                         F.col("event_time").alias("updated_at"), "event_id")
 
 
 def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:

@@ -40,7 +40,7 @@ from serving.highlights import archive as archive_of
 from serving.highlights import highlights as highlights_of
 from serving.insights import insights as insights_of
 from serving.profiles import profiles as profiles_of
-from serving.render import insights_dict
+from serving.render import insights_dict, tray_dict
 from serving.seen_by import MAX_LIMIT as SEEN_BY_MAX
 from serving.seen_by import seen_by as seen_by_of
 from serving.snapshot import Snapshot
@@ -64,6 +64,7 @@ OVERLAY_FILE = "seen-overlay.sqlite"
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{22}$"  # signed_cursors: <library cursor>.<tag>
 JSON = "application/json"
 PICTURE_MEDIA_TYPE = "photo"  # {media_type} of profile pictures in the media URL template
+CursorParam = Annotated[str | None, Query(min_length=24, max_length=4096, pattern=CURSOR_PATTERN)]
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": models.ProblemDoc, "content": {problems.MEDIA_TYPE: {}}}
     for code in (400, 401, 403, 404, 410, 413, 503)
@@ -178,7 +179,8 @@ BEARER = HTTPBearer(auto_error=False, bearerFormat="JWT", description="Authoriza
 
 
 def caller(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> int:
-    """The authenticated user (the only source of the caller's id)."""
+    """The authenticated user (the only source of the caller's id). `credentials` declares the bearer scheme in the
+    OpenAPI document; the header itself is parsed by auth.py, whose messages say what is wrong with it."""
     header = request.headers.get("authorization")
     return request.app.state.api.auth.user_of(header)
 
@@ -188,7 +190,7 @@ Caller = Annotated[int, Depends(caller)]
 
 def create_app(settings: Settings, *, poll_s: float = 1.0) -> FastAPI:
     """The API over `settings`' lake and landing folder."""
-    secret, dev = token_secret(settings)
+    _, dev = token_secret(settings)
     if dev:
         log.warning("no STORYLAKE_API_SECRET: using the development secret in %s", settings.serving_dir)
     overlay = SeenOverlay(settings.serving_dir / OVERLAY_FILE)
@@ -252,35 +254,21 @@ def create_app(settings: Settings, *, poll_s: float = 1.0) -> FastAPI:
     def get_tray(
         user: Caller,
         limit: Annotated[int, Query(ge=1, le=TRAY_MAX)] = 50,
-        cursor: Annotated[str | None, Query(min_length=24, max_length=4096, pattern=CURSOR_PATTERN)] = None,
+        cursor: CursorParam = None,
     ) -> Response:
         snap, now = state.snapshot(), state.now()
         inner = signed_cursors.verify(state.cursor_key, cursor)
         extra = state.overlay.seen(user, cursors.micros(now))
         page = tray_of(snap, user, now, limit, inner, extra_seen=extra if extra.size else None)
         names = state.people(snap, [r.author_id for r in page.rings], page.now)
-        return _json({
-            "users": [
-                {
-                    "userId": r.author_id, **names(r.author_id), "hasUnseen": r.has_unseen,
-                    "ringState": r.ring_state, "isCloseFriends": r.is_close_friends, "isOwn": r.is_own,
-                    "rankScore": r.rank_score, "latestSegmentAt": iso(r.latest_segment_at),
-                    "segmentCount": r.segment_count,
-                    "segments": [
-                        {
-                            "segmentId": s.segment_id, "storyId": s.story_id, "mediaType": s.media_type,
-                            "durationMs": s.duration_ms,
-                            "mediaUrl": state.media.url(s.media_id, s.segment_id, s.media_type, page.now),
-                            "expiresAt": iso(s.expires_at), "seen": s.seen,
-                        }
-                        for s in r.segments
-                    ],
-                }
-                for r in page.rings
-            ],
-            "nextCursor": signed_cursors.sign(state.cursor_key, page.next_cursor),
-            "snapshotId": page.snapshot_id, "now": iso(page.now),
-        })
+        doc = tray_dict(page)  # the library's JSON shape (the CLI's too), with what only the API adds
+        for ring, r in zip(doc["users"], page.rings, strict=True):
+            ring.update(names(r.author_id))
+            for seg, sg in zip(ring["segments"], r.segments, strict=True):
+                seg["mediaUrl"] = state.media.url(sg.media_id, sg.segment_id, sg.media_type, page.now)
+        doc.update(nextCursor=signed_cursors.sign(state.cursor_key, page.next_cursor), snapshotId=page.snapshot_id,
+                   now=iso(page.now))
+        return _json(doc)
 
     @app.get("/v1/segments/{segmentId}/seen-by", response_model=models.SeenBy,
              responses={k: ERRORS[k] for k in (400, 401, 403, 404, 410, 503)}, tags=["stories"])
@@ -288,7 +276,7 @@ def create_app(settings: Settings, *, poll_s: float = 1.0) -> FastAPI:
         user: Caller,
         segment_id: Annotated[int, Path(alias="segmentId", ge=0, le=INT64_MAX)],
         limit: Annotated[int, Query(ge=1, le=SEEN_BY_MAX)] = 50,
-        cursor: Annotated[str | None, Query(min_length=24, max_length=4096, pattern=CURSOR_PATTERN)] = None,
+        cursor: CursorParam = None,
     ) -> Response:
         snap = state.snapshot()
         page = seen_by_of(snap, segment_id, user, state.now(), limit,
@@ -329,7 +317,7 @@ def create_app(settings: Settings, *, poll_s: float = 1.0) -> FastAPI:
     def get_archive(
         user: Caller,
         limit: Annotated[int, Query(ge=1, le=ARCHIVE_MAX)] = 50,
-        cursor: Annotated[str | None, Query(min_length=24, max_length=4096, pattern=CURSOR_PATTERN)] = None,
+        cursor: CursorParam = None,
     ) -> Response:
         snap, now = state.snapshot(), state.now()
         page = archive_of(snap, user, limit, signed_cursors.verify(state.cursor_key, cursor))

@@ -109,11 +109,8 @@ def install(app: FastAPI) -> None:
             p = Problem(500, "internal", "internal server error (logged on the server)")
         return problem_response(p, {"WWW-Authenticate": "Bearer"} if p.status == 401 else None)
 
-    async def on_library(request: Request, exc: Exception) -> Response:
-        return await on_error(request, exc)
-
     for cls in (AuthError, PermissionError, SeenByExpiredError, NotFoundError, ValueError):
-        app.add_exception_handler(cls, on_library)
+        app.add_exception_handler(cls, on_error)
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
