@@ -7,11 +7,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from serving.snapshot import Snapshot
-
-PROFILES_SQL = (
-    "SELECT user_id, username, profile_picture_media_id FROM profiles "
-    "WHERE user_id IN (SELECT unnest($ids)) "
-)
+from serving.snapshot_indexes import profile_index
 
 
 class Profile(NamedTuple):
@@ -20,18 +16,7 @@ class Profile(NamedTuple):
 
 
 def profiles(snapshot: Snapshot, user_ids: Iterable[int]) -> dict[int, Profile]:
-    ids = sorted({int(u) for u in user_ids})
-    if not ids or not _has_profiles(snapshot):
-        return {}
-    rows = snapshot.db().execute(PROFILES_SQL, {"ids": ids}).fetchall()
-    return {int(r[0]): Profile(str(r[1]), None if r[2] is None else int(r[2])) for r in rows}
-
-
-def _has_profiles(snapshot: Snapshot) -> bool:
-    """Snapshots published before profiles existed have no `profiles` table: every user then has no profile."""
-    known = snapshot.cache.get("has_profiles")
-    if known is None:
-        known = bool(snapshot.db().execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'profiles'").fetchone()[0])
-        snapshot.cache["has_profiles"] = known
-    return bool(known)
+    """user id -> Profile for the ids that have one (snapshot_indexes.ProfileIndex: the snapshot's `profiles` table;
+    a snapshot published before profiles existed has none)."""
+    found = profile_index(snapshot).lookup([int(u) for u in user_ids])
+    return {u: Profile(name, picture) for u, (name, picture) in found.items()}

@@ -13,7 +13,7 @@ Steps (DESIGN §1, §3):
 
 LAYOUT (table: sort order -> query it serves)
   live_segments:     non-deleted segments still active at some instant >= as_of - TRAY_WINDOW,
-                     (author_id, created_at)                            -> tray (loaded into tray.SegmentIndex)
+                     (author_id, created_at)                            -> tray (snapshot_indexes.SegmentIndex)
   profiles:          (user_id) latest username and picture                -> names in trays and Seen By
   archived_segments: archived, non-deleted segments, (author_id, created_at DESC) -> highlights, archive
   viewer_pairs:      every relationship interval between a viewer and an author, as the audience flag it

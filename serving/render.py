@@ -4,46 +4,41 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from serving.seen_by import SeenByPage
-from serving.tray import TrayPage
+from serving.tray import Ring, TrayPage, TraySegment
 from storylake.clock import iso
 
 
-def tray_dict(page: TrayPage) -> dict[str, Any]:
+def tray_dict(
+    page: TrayPage,
+    ring_extra: Callable[[Ring], dict[str, Any]] | None = None,
+    segment_extra: Callable[[TraySegment], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """{"users": [{"userId", "isOwn", "hasUnseen", "ringState", "isCloseFriends", "rankScore",
     "latestSegmentAt", "segmentCount", "segments": [{"segmentId", "storyId", "mediaType", "durationMs", "expiresAt",
-    "seen"}]}], "nextCursor"}"""
-    return {
-        "users": [
-            {
-                "userId": r.author_id,
-                "isOwn": r.is_own,
-                "hasUnseen": r.has_unseen,
-                "ringState": r.ring_state,
-                "isCloseFriends": r.is_close_friends,
-                "rankScore": r.rank_score,
-                "latestSegmentAt": iso(r.latest_segment_at),
-                "segmentCount": r.segment_count,
-                "segments": [
-                    {
-                        "segmentId": s.segment_id,
-                        "storyId": s.story_id,
-                        "mediaType": s.media_type,
-                        "durationMs": s.duration_ms,
-                        "expiresAt": iso(s.expires_at),
-                        "seen": s.seen,
-                    }
-                    for s in r.segments
-                ],
-            }
-            for r in page.rings
-        ],
-        "nextCursor": page.next_cursor,
-    }
+    "seen"}]}], "nextCursor"}; `ring_extra` / `segment_extra` add fields to each ring / segment (the HTTP API's
+    names, pictures and media URLs) in the same pass."""
+    users = []
+    for r in page.rings:
+        segments = []
+        for s in r.segments:
+            seg = {"segmentId": s.segment_id, "storyId": s.story_id, "mediaType": s.media_type,
+                   "durationMs": s.duration_ms, "expiresAt": s.expires_iso, "seen": s.seen}
+            if segment_extra is not None:
+                seg.update(segment_extra(s))
+            segments.append(seg)
+        ring = {"userId": r.author_id, "isOwn": r.is_own, "hasUnseen": r.has_unseen, "ringState": r.ring_state,
+                "isCloseFriends": r.is_close_friends, "rankScore": r.rank_score,
+                "latestSegmentAt": r.latest_segment_iso, "segmentCount": r.segment_count, "segments": segments}
+        if ring_extra is not None:
+            ring.update(ring_extra(r))
+        users.append(ring)
+    return {"users": users, "nextCursor": page.next_cursor}
 
 
 def seen_by_dict(page: SeenByPage) -> dict[str, Any]:
@@ -55,7 +50,7 @@ def seen_by_dict(page: SeenByPage) -> dict[str, Any]:
         "viewers": [
             {
                 "viewerId": v.viewer_id,
-                "viewedAt": iso(v.viewed_at),
+                "viewedAt": v.viewed_iso,
                 "viewSource": v.view_source,
                 "completionPct": v.completion_pct,
             }

@@ -4,17 +4,26 @@ Viewers are listed newest first by first_viewed_at, ties by viewer_id ascending,
 A viewer the author has blocked (block author -> viewer holding at `now`) is hidden from the list and
 not counted: `total` = the segment's viewer rows in the snapshot (which the publish checks against
 gold segment_insights.reach: Seen By count == reach) minus those hidden viewers.
+
+How it runs: the segment's checks come from the snapshot's in-memory CatalogIndex (serving/snapshot_indexes.py);
+the page is one DuckDB statement over segment_viewers, kept in a bounded per-snapshot LRU (`_page`): the list only
+changes when a new snapshot is published.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+from cachetools import LRUCache
+
 from serving import cursor as cursors
 from serving.snapshot import Snapshot
-from storylake.clock import iso, utc
+from serving.snapshot_indexes import catalog_index
+from storylake.clock import iso, iso_us, utc
 from storylake.errors import NotFoundError, StorylakeError
 from storylake.rules.audience import holds_at_sql
 from storylake.rules.lifetimes import SEEN_BY_LIFETIME
@@ -32,6 +41,7 @@ class SeenByViewer:
     viewed_at: datetime
     view_source: str
     completion_pct: float
+    viewed_iso: str  # clock.iso of viewed_at (rendered for the whole page at once, kept with the cached page)
 
 
 @dataclass(frozen=True)
@@ -45,12 +55,6 @@ class SeenByPage:
     snapshot_id: str
 
 
-# The segment, its viewer-row count and whether its author blocks any of its viewers at some time
-# (segment_catalog.blocked_viewers, inlined at publish; NULL for nearly every segment).
-SEGMENT_SQL = (
-    "SELECT author_id, epoch_us(created_at), is_deleted, viewer_rows, blocked_viewers IS NOT NULL "
-    "FROM segment_catalog WHERE segment_id = $seg"
-)
 # Only for a segment with such blocks: the viewers its author blocks at $now (hidden, not counted).
 HIDDEN_SQL = f"""
 SELECT list_distinct(list_transform(
@@ -98,7 +102,6 @@ def seen_by(
     if not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit must be within 1..{MAX_LIMIT}, got {limit}")
     segment_id, requester_id, now = int(segment_id), int(requester_id), utc(now)
-    db = snapshot.db()
     page_now = now
     cur = None
     if cursor is not None:
@@ -106,10 +109,13 @@ def seen_by(
             cursor, kind="seen_by", snapshot_id=snapshot.snapshot_id, subject=(segment_id, requester_id)
         )
         page_now = cur.now
-    row = db.execute(SEGMENT_SQL, {"seg": segment_id}).fetchone()
+    # the segment, its viewer-row count and whether its author blocks any of its viewers at some time
+    # (segment_catalog, held in memory by snapshot_indexes.CatalogIndex)
+    row = catalog_index(snapshot).get(segment_id)
     if row is None:
         raise NotFoundError(f"segment {segment_id} is not in serving snapshot {snapshot.snapshot_id}")
-    author_id, created_at, is_deleted, viewer_rows = int(row[0]), cursors.from_micros(row[1]), bool(row[2]), int(row[3])
+    author_id, created_us, is_deleted, viewer_rows, has_blocks = row
+    created_at = cursors.from_micros(created_us)
     if requester_id != author_id:
         raise PermissionError(
             f"user {requester_id} may not see the Seen By list of segment {segment_id}: only its author can"
@@ -130,23 +136,13 @@ def seen_by(
             raise ValueError(f"invalid cursor position: {exc}") from exc
 
     hidden: list[int] = []
-    if row[4]:
-        found = db.execute(HIDDEN_SQL, {"seg": segment_id, "now": page_now}).fetchone()[0]
+    if has_blocks:
+        found = snapshot.db().execute(HIDDEN_SQL, {"seg": segment_id, "now": page_now}).fetchone()[0]
         hidden = sorted({int(v) for v in (found or ()) if v is not None})
     total = viewer_rows - len(hidden)  # blocked_viewers only holds viewers of this segment
     if hidden:
         params["hidden"] = hidden
-    rows = db.execute(PAGE_SQL[(after, bool(hidden))], params).fetchall()
-    if not _in_order(rows):
-        rows = db.execute(SORTED_PAGE_SQL[(after, bool(hidden))], params).fetchall()
-    viewers = tuple(
-        SeenByViewer(
-            viewer_id=int(r[0]), viewed_at=cursors.from_micros(r[1]), view_source=str(r[2]),
-            completion_pct=float(r[3]) if r[3] is not None else 0.0,
-        )
-        for r in rows[:limit]
-    )
-    has_more = len(rows) > limit
+    viewers, has_more = _page(snapshot, after, hidden, params, limit)
     next_cursor = None
     if has_more:
         last = viewers[-1]
@@ -158,6 +154,45 @@ def seen_by(
         segment_id=segment_id, total=total, viewers=viewers, has_more=has_more, next_cursor=next_cursor,
         now=page_now, snapshot_id=snapshot.snapshot_id,
     )
+
+
+PAGE_CACHE_SIZE = 4096  # pages per snapshot handle (a page of 50 viewers: ~10 KB)
+_cache_lock = threading.Lock()
+
+
+def _page(
+    snapshot: Snapshot, after: bool, hidden: list[int], params: dict[str, Any], limit: int
+) -> tuple[tuple[SeenByViewer, ...], bool]:
+    """(the page's viewers, whether more follow). A snapshot never changes, so a page read once is kept for the
+    snapshot handle's life in a bounded LRU keyed by everything the statement reads (segment, keyset position,
+    limit, hidden viewers): an author refreshing a live segment's Seen By list costs no statement until the next
+    publish."""
+    key = (params["seg"], params.get("t"), params.get("v"), limit, tuple(hidden))
+    cache = snapshot.cache.get("seen_by_pages")
+    if cache is None:
+        cache = snapshot.cache.setdefault("seen_by_pages", LRUCache(maxsize=PAGE_CACHE_SIZE))
+    with _cache_lock:
+        found = cache.get(key)
+    if found is not None:
+        return found  # type: ignore[no-any-return]
+    db = snapshot.db()
+    rows = db.execute(PAGE_SQL[(after, bool(hidden))], params).fetchall()
+    if not _in_order(rows):
+        rows = db.execute(SORTED_PAGE_SQL[(after, bool(hidden))], params).fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    texts = iso_us(np.array([r[1] for r in rows], dtype=np.int64))
+    viewers = tuple(
+        SeenByViewer(
+            viewer_id=int(r[0]), viewed_at=cursors.from_micros(r[1]), view_source=str(r[2]),
+            completion_pct=float(r[3]) if r[3] is not None else 0.0, viewed_iso=text,
+        )
+        for r, text in zip(rows, texts, strict=True)
+    )
+    page = (viewers, more)
+    with _cache_lock:
+        cache[key] = page
+    return page
 
 
 def _in_order(rows: list[tuple[Any, ...]]) -> bool:

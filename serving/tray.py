@@ -18,22 +18,22 @@ computed with the first page's `now` against the same snapshot, so they neither 
 
 How it runs (measured: a single SQL statement joining segments to ~1,000 followed authors costs a full
 scan of the active segments plus 20-40 ms of planning, far over the 20 ms budget):
-  1. VIEWER_SQL, one statement of three zone-map point lookups on tables sorted by viewer: the viewer's
-     relationship flags toward every related author holding at `now` (`viewer_pairs`, which includes the
-     authors' private-account intervals), the segments they have seen by `now` and their ranking features;
+  1. the viewer's relationship intervals toward every related author (`viewer_pairs`, including the authors'
+     private-account intervals) and ranking features (`ring_features`) are slices of the snapshot's
+     ViewerIndex (serving/snapshot_indexes.py); the intervals holding at `now` are kept (audience.holds_at_us);
+     the segments the viewer has seen by `now` are one DuckDB point lookup (`viewer_seen`, sorted by viewer);
   2. the audience rules decide, per candidate author and audience, through audience_table.allowed_table(): the
      truth table of storylake.rules.audience.ALLOWED_SQL over its flags, evaluated by DuckDB from that SQL (the only
      per-segment flag is the audience, so this decides every segment of the author);
-  3. the authors' segments come from SegmentIndex: the snapshot's `live_segments` loaded once per
-     snapshot handle into numpy arrays sorted by author (a read-only, in-process index of the snapshot);
+  3. the authors' segments come from the snapshot's SegmentIndex (`live_segments` sorted by author), gathered in
+     one operation;
   4. numpy ranks the rings; only the page's rings become Python objects.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -41,9 +41,10 @@ import numpy as np
 from serving import audience_table
 from serving import cursor as cursors
 from serving.snapshot import Snapshot
-from storylake.clock import utc
-from storylake.rules.audience import holds_at_sql
-from storylake.rules.tray_score import FEATURE_WEIGHTS, rank_score
+from serving.snapshot_indexes import FEATURES, SegmentIndex, seen_index, segment_index, viewer_index
+from storylake.clock import iso_us, utc
+from storylake.rules.audience import holds_at_us
+from storylake.rules.tray_score import rank_score
 
 MAX_LIMIT = 500
 US_PER_HOUR = 3_600_000_000
@@ -53,10 +54,15 @@ class TraySegment(NamedTuple):
     segment_id: int
     media_type: str
     duration_ms: int
-    expires_at: datetime
+    expires_us: int  # epoch microseconds
     seen: bool
-    story_id: int | None = None
-    media_id: int | None = None
+    story_id: int | None
+    media_id: int | None
+    expires_iso: str  # clock.iso of expires_at (rendered for the whole page at once: clock.iso_us)
+
+    @property
+    def expires_at(self) -> datetime:
+        return cursors.from_micros(self.expires_us)
 
 
 @dataclass(frozen=True)
@@ -64,11 +70,16 @@ class Ring:
     author_id: int
     is_own: bool
     has_unseen: bool
-    latest_segment_at: datetime
+    latest_us: int  # created_at of the ring's latest visible segment, epoch microseconds
     segment_count: int
     is_close_friends: bool
     rank_score: float
     segments: tuple[TraySegment, ...]
+    latest_segment_iso: str  # clock.iso of latest_segment_at
+
+    @property
+    def latest_segment_at(self) -> datetime:
+        return cursors.from_micros(self.latest_us)
 
     @property
     def ring_state(self) -> str:
@@ -92,89 +103,8 @@ class TrayPage:
     next_cursor: str | None
 
 
-# Everything keyed by the viewer, in one statement (three zone-map point lookups):
-#   kind 0: relationship flags toward every related author that hold at $now (a = author_id, b = flag_code)
-#   kind 1: segments the viewer has seen by $now (a = segment_id)
-#   kind 2: ranking features (a = author_id, then the tray_score.FEATURE_WEIGHTS columns of ring_features)
-_FEATURES = tuple(FEATURE_WEIGHTS)
-VIEWER_SQL = f"""
-SELECT 0 AS kind, author_id AS a, flag_code::BIGINT AS b, {", ".join(f"0::BIGINT AS {f}" for f in _FEATURES)}
-FROM viewer_pairs WHERE viewer_id = $viewer AND {holds_at_sql("viewer_pairs", "$now")}
-UNION ALL
-SELECT 1, segment_id, 0, {", ".join("0" for _ in _FEATURES)} FROM viewer_seen
-WHERE viewer_id = $viewer AND first_viewed_at <= $now
-UNION ALL
-SELECT 2, author_id, 0, {", ".join(_FEATURES)}
-FROM ring_features WHERE viewer_id = $viewer
-"""  # noqa: S608 (constant SQL; values are bound parameters)
-
-
-class SegmentIndex:
-    """`live_segments` of one snapshot as numpy arrays sorted by (author_id, created_at, segment_id)."""
-
-    def __init__(self, snapshot: Snapshot) -> None:
-        db = snapshot.db()
-        self.media_types: list[str] = [r[0] for r in db.execute(
-            "SELECT DISTINCT media_type FROM live_segments WHERE media_type IS NOT NULL ORDER BY 1").fetchall()]
-        cols = db.execute(
-            "SELECT segment_id, author_id, coalesce(story_id, -1) AS story_id, coalesce(media_id, -1) AS media_id, "
-            "list_position($audiences, audience)::BIGINT - 1 AS audience, "
-            "coalesce(list_position($types, media_type), 0)::INTEGER AS media, duration_ms, "
-            "epoch_us(created_at) AS created_us, epoch_us(expires_at) AS expires_us "
-            "FROM live_segments WHERE list_position($audiences, audience) IS NOT NULL "  # unknown audience: never shown
-            "ORDER BY author_id, created_at, segment_id",
-            {"types": self.media_types or [""], "audiences": list(audience_table.AUDIENCES)},
-        ).fetchnumpy()
-        self.segment_id = np.asarray(cols["segment_id"], dtype=np.int64)
-        self.author_id = np.asarray(cols["author_id"], dtype=np.int64)
-        self.story_id = np.asarray(cols["story_id"], dtype=np.int64)  # -1: not known
-        self.media_id = np.asarray(cols["media_id"], dtype=np.int64)
-        self.audience = np.asarray(cols["audience"], dtype=np.int64)  # index in audience_table.AUDIENCES
-        self.cf = self.audience == audience_table.AUDIENCES.index("close_friends")
-        self.media = np.asarray(cols["media"], dtype=np.int32)
-        self.duration_ms = np.asarray(cols["duration_ms"], dtype=np.int64)
-        self.created_us = np.asarray(cols["created_us"], dtype=np.int64)
-        self.expires_us = np.asarray(cols["expires_us"], dtype=np.int64)
-        self.authors, self.starts, self.counts = np.unique(self.author_id, return_index=True, return_counts=True)
-        self._by_id = np.argsort(self.segment_id, kind="stable")
-        self._sorted_ids = self.segment_id[self._by_id]
-
-    def created_us_of(self, segment_ids: np.ndarray) -> np.ndarray:
-        """created_at (epoch µs) of each live segment id, -1 where the index does not hold it."""
-        if self._sorted_ids.size == 0:
-            return np.full(segment_ids.size, -1, dtype=np.int64)
-        pos = np.minimum(np.searchsorted(self._sorted_ids, segment_ids), self._sorted_ids.size - 1)
-        hit = self._sorted_ids[pos] == segment_ids
-        return np.where(hit, self.created_us[self._by_id[pos]], -1)
-
-    def rows_of(self, authors: np.ndarray) -> np.ndarray:
-        """Row positions of every segment of `authors` (authors without segments contribute none)."""
-        pos = np.searchsorted(self.authors, authors)
-        inside = pos < self.authors.size
-        pos, wanted = pos[inside], authors[inside]
-        pos = pos[self.authors[pos] == wanted]
-        starts, counts = self.starts[pos], self.counts[pos]
-        if counts.size == 0:
-            return np.empty(0, dtype=np.int64)
-        total = int(counts.sum())
-        # concatenated ranges [start, start + count) without a Python loop
-        offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(counts)[:-1])), counts)
-        return np.arange(total, dtype=np.int64) + offsets
-
-
-_index_lock = threading.Lock()
-
-
-def segment_index(snapshot: Snapshot) -> SegmentIndex:
-    """The snapshot handle's SegmentIndex, built on first use (thread-safe)."""
-    idx = snapshot.cache.get("segment_index")
-    if idx is None:
-        with _index_lock:
-            idx = snapshot.cache.get("segment_index")
-            if idx is None:
-                idx = SegmentIndex(snapshot)
-                snapshot.cache["segment_index"] = idx
-    return idx
+# The segments the viewer has seen by $now (one zone-map point lookup: viewer_seen is sorted by viewer).
+SEEN_SQL = "SELECT segment_id FROM viewer_seen WHERE viewer_id = $viewer AND first_viewed_at <= $now"
 
 
 def tray(
@@ -222,29 +152,45 @@ def tray(
     )
 
 
-def _viewer_rows(db: Any, viewer: int, now: datetime) -> dict[int, dict[str, np.ndarray]]:
-    res = db.execute(VIEWER_SQL, {"viewer": viewer, "now": now}).fetchnumpy()
-    kind = np.asarray(res["kind"])
-    cols = {c: np.asarray(res[c], dtype=np.int64) for c in ("a", "b", *_FEATURES)}
-    return {k: {c: v[kind == k] for c, v in cols.items()} for k in (0, 1, 2)}
+def _seen_positions(
+    snapshot: Snapshot, idx: SegmentIndex, viewer: int, now: datetime, now_us: int, extra_seen: np.ndarray | None
+) -> np.ndarray:
+    """Sorted SegmentIndex positions of the live segments the viewer has seen by `now` (the snapshot's SeenIndex, or
+    one DuckDB lookup for a `now` before the snapshot's latest view), plus those of `extra_seen` (segment ids)."""
+    pos = seen_index(snapshot).of(viewer, now_us)
+    fresh = pos is not None
+    if pos is None:
+        found = snapshot.db().execute(SEEN_SQL, {"viewer": viewer, "now": now}).fetchnumpy()["segment_id"]
+        pos = idx.positions_of(np.asarray(found, dtype=np.int64))
+    if extra_seen is not None and extra_seen.size:
+        pos = np.concatenate((pos, idx.positions_of(extra_seen)))
+    elif fresh:
+        return pos  # already sorted live positions
+    pos = pos[pos >= 0]
+    pos.sort()
+    return pos
 
 
-def _allowed_authors(pairs: dict[str, np.ndarray], viewer: int) -> tuple[np.ndarray, np.ndarray]:
-    """(candidate authors sorted, allowed[author, audience_index]): authors the viewer follows at `now` plus
-    the viewer; `allowed` is the audience rules' truth table (audience_table.allowed_table) looked up per flag set."""
-    p_author, p_code = pairs["a"], pairs["b"]
+def _allowed_authors(snapshot: Snapshot, viewer: int, now_us: int) -> tuple[np.ndarray, np.ndarray]:
+    """(candidate authors sorted, allowed[author, audience_index]): authors the viewer follows at `now` plus the
+    viewer; `allowed` is the audience rules' truth table (audience_table.allowed_table) looked up per flag set."""
+    author, code, valid_from, valid_to = viewer_index(snapshot).pairs(viewer)
+    holding = holds_at_us(valid_from, valid_to, now_us)
+    p_author, p_code = author[holding], code[holding]
     related, inv = np.unique(np.append(p_author, viewer), return_inverse=True)
     flags = np.zeros((related.size, len(audience_table.BOOL_FLAGS)), dtype=np.int64)
-    code_to_col = np.array([audience_table.pair_flag_column(f) for f in audience_table.PAIR_FLAGS], dtype=np.int64)
-    flags[inv[:-1], code_to_col[p_code]] = 1
+    flags[inv[:-1], _CODE_TO_COLUMN[p_code]] = 1
     is_self = related == viewer
     flags[:, audience_table.BOOL_FLAGS.index("is_self")] = is_self
-    follows = flags[:, audience_table.BOOL_FLAGS.index("follows")].astype(bool)
-    cand = is_self | follows
+    cand = is_self | flags[:, audience_table.BOOL_FLAGS.index("follows")].astype(bool)
     related, flags = related[cand], flags[cand]
     table = audience_table.allowed_table()
     allowed = np.stack([table[(k, *flags.T)] for k in range(len(audience_table.AUDIENCES))], axis=1)
     return related, allowed
+
+
+_CODE_TO_COLUMN = np.array([audience_table.pair_flag_column(f) for f in audience_table.PAIR_FLAGS], dtype=np.int64)
+_CLOSE_FRIENDS = audience_table.AUDIENCES.index("close_friends")
 
 
 def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
@@ -258,40 +204,36 @@ def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
 def _ranked_rings(
     snapshot: Snapshot, viewer: int, now: datetime, extra_seen: np.ndarray | None = None
 ) -> dict[str, Any]:
-    db = snapshot.db()
     idx = segment_index(snapshot)
     now_us = cursors.micros(now)
-    by_kind = _viewer_rows(db, viewer, now)
-    authors, allowed = _allowed_authors(by_kind[0], viewer)
-    rows = idx.rows_of(authors)
+    authors, allowed = _allowed_authors(snapshot, viewer, now_us)
+    rows, author_pos = idx.rows_of(authors)
+    life = idx.lifetime[rows]  # one gather of (created_us, expires_us)
     # visible: active at now (lazy expiry) and of an audience the rules allow for that author
-    rows = rows[(idx.created_us[rows] <= now_us) & (now_us < idx.expires_us[rows])]
-    author_pos = np.searchsorted(authors, idx.author_id[rows])
-    rows = rows[allowed[author_pos, idx.audience[rows]]]
-    seen_ids = by_kind[1]["a"] if extra_seen is None else np.concatenate((by_kind[1]["a"], extra_seen))
-    seen = _member(idx.segment_id[rows], np.sort(seen_ids))
-
-    # per ring (rows are sorted by author, then created_at)
-    seg_author = idx.author_id[rows]
-    if seg_author.size == 0:
+    keep = (life[:, idx.CREATED] <= now_us) & (now_us < life[:, idx.EXPIRES])
+    audience = idx.audience8[rows]
+    keep &= allowed[author_pos, audience]
+    rows, author_pos, created, audience = rows[keep], author_pos[keep], life[keep, idx.CREATED], audience[keep]
+    if rows.size == 0:
         return {"order": np.empty(0, dtype=np.int64)}
-    first = np.flatnonzero(np.diff(seg_author, prepend=seg_author[0] - 1))
-    ring_author = seg_author[first]
-    counts = np.diff(np.append(first, seg_author.size))
-    latest_us = np.maximum.reduceat(idx.created_us[rows], first)
+    seen = _member(rows, _seen_positions(snapshot, idx, viewer, now, now_us, extra_seen))
+
+    # per ring (rows are grouped by author, ascending, then by created_at)
+    first = np.flatnonzero(np.diff(author_pos, prepend=-1))
+    ring_author = authors[author_pos[first]]
+    counts = np.diff(np.append(first, rows.size))
+    latest_us = np.maximum.reduceat(created, first)
     has_unseen = np.logical_or.reduceat(~seen, first)
-    is_cf = np.logical_or.reduceat(idx.cf[rows], first)
+    is_cf = np.logical_or.reduceat(audience == _CLOSE_FRIENDS, first)
     is_own = ring_author == viewer
 
-    feats = by_kind[2]
-    features = {f: np.zeros(ring_author.size, dtype=np.float64) for f in _FEATURES}
-    if feats["a"].size:
-        order_f = np.argsort(feats["a"], kind="stable")
-        f_sorted = feats["a"][order_f]
-        pos = np.minimum(np.searchsorted(f_sorted, ring_author), f_sorted.size - 1)
-        hit = f_sorted[pos] == ring_author
-        src = order_f[pos]
-        features = {f: np.where(hit, feats[f][src], 0).astype(np.float64) for f in _FEATURES}
+    f_author, f_values = viewer_index(snapshot).ring_features(viewer)
+    values = np.zeros((ring_author.size, len(FEATURES)), dtype=np.float64)
+    if f_author.size:
+        pos = np.minimum(np.searchsorted(f_author, ring_author), f_author.size - 1)
+        hit = f_author[pos] == ring_author
+        values[hit] = f_values[pos[hit]]
+    features = {f: values[:, i] for i, f in enumerate(FEATURES)}
     age_h = (now_us - latest_us) / US_PER_HOUR
     score = rank_score(age_h, features, is_cf)
     # order: is_own desc, has_unseen desc, score desc, author_id asc (lexsort: last key is primary)
@@ -330,35 +272,36 @@ def _page_rings(idx: SegmentIndex, rings: dict[str, Any], page_rows: np.ndarray)
     if page_rows.size == 0:
         return ()
     firsts, counts = rings["first"][page_rows], rings["counts"][page_rows]
-    seg_pos = np.concatenate([np.arange(f, f + n) for f, n in zip(firsts.tolist(), counts.tolist(), strict=True)])
+    seg_pos = np.repeat(firsts - np.concatenate(([0], np.cumsum(counts)[:-1])), counts) + np.arange(int(counts.sum()))
     rows = rings["rows"][seg_pos]
     seg_ids = idx.segment_id[rows].tolist()
     story_ids = [None if v < 0 else v for v in idx.story_id[rows].tolist()]
     media_ids = [None if v < 0 else v for v in idx.media_id[rows].tolist()]
-    media = [idx.media_types[m - 1] if m > 0 else "" for m in idx.media[rows].tolist()]
+    types = ["", *idx.media_types]
+    media = [types[m] for m in idx.media[rows].tolist()]
     durations = idx.duration_ms[rows].tolist()
-    expires = [t.replace(tzinfo=UTC) for t in idx.expires_us[rows].astype("datetime64[us]").tolist()]
+    expires_us = idx.expires_us[rows]
+    expires, expires_iso = expires_us.tolist(), iso_us(expires_us)
     seen = rings["seen"][seg_pos].tolist()
-    latest = [t.replace(tzinfo=UTC) for t in rings["latest_us"][page_rows].astype("datetime64[us]").tolist()]
+    latest_us = rings["latest_us"][page_rows]
+    latest, latest_iso = latest_us.tolist(), iso_us(latest_us)
+    authors = rings["author"][page_rows].tolist()
+    own = rings["is_own"][page_rows].tolist()
+    unseen = rings["has_unseen"][page_rows].tolist()
+    cf = rings["is_cf"][page_rows].tolist()
+    scores = rings["score"][page_rows].tolist()
     out = []
     k = 0
-    for i, r in enumerate(page_rows.tolist()):
-        n = int(counts[i])
-        segs = tuple(
-            TraySegment(seg_ids[j], media[j], durations[j], expires[j], seen[j], story_ids[j], media_ids[j])
-            for j in range(k, k + n)
-        )
+    for i, n in enumerate(counts.tolist()):
+        segs = tuple(map(TraySegment._make, zip(
+            seg_ids[k:k + n], media[k:k + n], durations[k:k + n], expires[k:k + n], seen[k:k + n],
+            story_ids[k:k + n], media_ids[k:k + n], expires_iso[k:k + n], strict=True)))
         k += n
         out.append(
             Ring(
-                author_id=int(rings["author"][r]),
-                is_own=bool(rings["is_own"][r]),
-                has_unseen=bool(rings["has_unseen"][r]),
-                latest_segment_at=latest[i],
-                segment_count=n,
-                is_close_friends=bool(rings["is_cf"][r]),
-                rank_score=float(rings["score"][r]),
-                segments=segs,
+                author_id=authors[i], is_own=own[i], has_unseen=unseen[i], latest_us=latest[i],
+                segment_count=n, is_close_friends=cf[i], rank_score=scores[i], segments=segs,
+                latest_segment_iso=latest_iso[i],
             )
         )
     return tuple(out)

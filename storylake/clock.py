@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
 
 
 def utc(t: datetime | str) -> datetime:
@@ -25,6 +28,15 @@ def iso(t: datetime | None) -> str | None:
     if type(t) is datetime and t.tzinfo is UTC:  # fast path (trays render hundreds per answer)
         return t.isoformat()[:-6] + "Z"  # "+00:00" -> "Z"
     return utc(t).replace(tzinfo=None).isoformat(timespec="auto") + "Z"
+
+
+def iso_us(us: Any) -> list[str]:
+    """iso() of many instants at once: a numpy array of epoch microseconds -> texts, vectorised (a tray page renders
+    hundreds of instants: ~0.1 ms here against ~3 ms through datetime objects)."""
+    us = np.asarray(us, dtype=np.int64)
+    texts = np.datetime_as_string(us.astype("datetime64[us]"), unit="us").tolist()  # YYYY-MM-DDTHH:MM:SS.ffffff
+    whole = (us % 1_000_000 == 0).tolist()
+    return [t[:19] + "Z" if w else t + "Z" for t, w in zip(texts, whole, strict=True)]
 
 
 def iso_trimmed(t: datetime) -> str:

@@ -4,6 +4,7 @@ identities and tokens."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -145,9 +146,14 @@ def test_identities(tmp_path: Path) -> None:
 def test_tokens(tmp_path: Path) -> None:
     s = Settings(lake=tmp_path, api_secret="s" * 40)
     auth = Authenticator.from_settings(s)
-    assert auth.user_of(f"Bearer {mint(s, 77)}") == 77
+    token = mint(s, 77)
+    assert auth.user_of(f"Bearer {token}") == 77
+    assert auth.verified[token][0] == 77 and auth.user_of(f"Bearer {token}") == 77  # verified once, then remembered
     with pytest.raises(AuthError, match="expired"):
         auth.user_of(f"Bearer {mint(s, 77, ttl_s=1, now=1_000_000)}")
+    auth.verified[token] = (77, time.time() - 60, float("-inf"))  # a remembered token's time checks still run
+    with pytest.raises(AuthError, match="expired"):
+        auth.user_of(f"Bearer {token}")
     dev = Settings(lake=tmp_path / "dev")  # no secret: the lake's development secret, created once
     assert Authenticator.from_settings(dev).user_of(f"Bearer {mint(dev, 5)}") == 5
     assert (tmp_path / "dev" / "serving" / "api-dev.secret").stat().st_mode & 0o777 == 0o600

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from storylake.rules import audience, lifetimes, tray_score, views
 
@@ -101,3 +103,21 @@ def test_tray_score_weights_by_name() -> None:
     assert got[1] == pytest.approx((100 * math.exp(-1) + 60 + 20) * 1.5, rel=1e-12)
     assert tuple(tray_score.FEATURE_WEIGHTS) == ("dm_count_30d", "likes_given_30d", "comments_given_30d",
                                                  "story_replies_30d")
+
+
+_US = st.integers(min_value=-(2**50), max_value=2**50)
+
+
+@settings(max_examples=200, deadline=None)
+@given(valid_from=_US, valid_to=st.none() | _US, t=_US)
+def test_holds_at_us_agrees_with_holds_at_sql(valid_from: int, valid_to: int | None, t: int) -> None:
+    """The interval rule of serving's in-process indexes (epoch µs, open end OPEN_END_US) is the SQL one."""
+    con = duckdb.connect()
+    sql = con.execute(
+        f"SELECT {audience.holds_at_sql('r', '$t')} FROM (SELECT $f::BIGINT AS valid_from, $u::BIGINT AS valid_to) r",  # noqa: S608
+        {"t": t, "f": valid_from, "u": valid_to},
+    ).fetchone()[0]
+    to = audience.OPEN_END_US if valid_to is None else valid_to
+    assert bool(audience.holds_at_us(valid_from, to, t)) is sql
+    as_arrays = audience.holds_at_us(np.array([valid_from]), np.array([to]), t)
+    assert as_arrays.tolist() == [sql]

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import duckdb
+import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from serving import api, audience_table, cursor
 from serving.publish import publish
-from storylake.clock import iso
+from storylake.clock import iso, iso_us
 from storylake.errors import NotFoundError
 from storylake.rules.audience import ALLOWED_SQL, DENIAL_REASON_SQL
 from storylake.settings import Settings
@@ -73,6 +76,14 @@ def test_iso_times() -> None:
     assert iso(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)) == "2026-01-02T03:04:05Z"
     assert iso(datetime(2026, 1, 2, 3, 4, 5, 120, tzinfo=UTC)) == "2026-01-02T03:04:05.000120Z"
     assert iso(None) is None
+
+
+@given(st.lists(st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31), timezones=st.just(UTC)),
+                max_size=20))
+def test_iso_us_renders_many_instants_as_iso(times: list[datetime]) -> None:
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    micros = np.array([(t - epoch) // timedelta(microseconds=1) for t in times], dtype=np.int64)
+    assert iso_us(micros) == [iso(t) for t in times]
 
 
 def test_cursor_round_trip_and_tampering() -> None:

@@ -12,11 +12,13 @@ signature failed in detail.
 
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
+from cachetools import LRUCache
 
 from serving.web.keys import token_secret
 from storylake import identities
@@ -37,6 +39,10 @@ class Authenticator:
     secret: str
     jwks: jwt.PyJWKClient | None
     users: dict[str, int]
+    # token -> (user, exp, nbf) of tokens already verified: an app sends the same token with every request, and its
+    # signature and claims cannot change; only the time checks are repeated (measured: 5 % of a Seen By answer).
+    verified: LRUCache[str, tuple[int, float, float]] = field(default_factory=lambda: LRUCache(maxsize=65_536))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Authenticator:
@@ -54,6 +60,15 @@ class Authenticator:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise AuthError("Authorization must be 'Bearer <token>'")
+        with self._lock:
+            known = self.verified.get(token)
+        if known is not None:
+            user, exp, nbf = known
+            now = time.time()
+            if now > exp + LEEWAY_S:
+                raise AuthError("bearer token has expired")
+            if now >= nbf - LEEWAY_S:
+                return user
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -64,6 +79,8 @@ class Authenticator:
             user = identities.numeric_subject(claims)
         if user is None:
             raise AuthError("token subject maps to no storylake user")
+        with self._lock:
+            self.verified[token] = (user, float(claims["exp"]), float(claims.get("nbf", float("-inf"))))
         return user
 
     def _verify(self, token: str, alg: str) -> dict[str, Any]:

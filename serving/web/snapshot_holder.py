@@ -1,19 +1,21 @@
 """The snapshot the server answers from, switched without a restart when a new one is published.
 
 A background thread polls CURRENT (every `poll_s`); when it names another snapshot, the thread opens it, builds
-its tray index (so no request pays for that) and only then swaps it in. A request takes the current handle once
-and keeps it to the end, so in-flight requests finish on the snapshot they started with (its file stays readable
-after publish unlinks it, POSIX semantics). `on_switch` runs after each swap (the overlay's clean-up).
+its in-process indexes (snapshot_indexes.py, so no request pays for that) and only then swaps it in. A request
+takes the current handle once and keeps it to the end, so in-flight requests finish on the snapshot they started
+with (its file stays readable after publish unlinks it, POSIX semantics). `on_switch` runs after each swap (the
+overlay's clean-up).
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Callable
 
 from serving.snapshot import Snapshot, current_id, open_snapshot, snapshot_path
-from serving.tray import segment_index
+from serving.snapshot_indexes import build_all
 from storylake.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,9 +44,13 @@ class SnapshotHolder:
             # Requests run concurrently on the server's threads: one DuckDB thread per query, not one per core
             # per query (measured: the per-core default oversubscribes 2 cores and multiplies p99).
             snap.con.execute(f"SET threads = {QUERY_THREADS}")
-            segment_index(snap)
+            build_all(snap)
             self.current = snap
             self.switches += 1
+            # The indexes and everything loaded so far live as long as the snapshot: move them out of the cyclic
+            # collector's generations, so its full collections (which pause every request) stay short.
+            gc.collect()
+            gc.freeze()
         log.info("serving snapshot %s (as_of %s)", snap.snapshot_id, snap.as_of.isoformat())
         if self.on_switch is not None:
             try:

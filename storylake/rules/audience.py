@@ -23,7 +23,7 @@ build their edges from these definitions; relation_edges_sql is the SQL form.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 FLAGS = ("is_self", "audience", "blocked", "hidden", "close_friend", "author_private", "follows", "approved")
 BOOL_FLAGS: tuple[str, ...] = tuple(f for f in FLAGS if f != "audience")
@@ -133,6 +133,17 @@ def relation_edges_sql(
     return " UNION ALL ".join(parts)
 
 
+# An interval holds from valid_from (inclusive) to valid_to (exclusive); an open interval (valid_to NULL) has no end.
+# Where intervals are arrays of epoch microseconds (serving's in-process indexes), an open end is OPEN_END_US.
+OPEN_END_US = 2**63 - 1
+
+
 def holds_at_sql(alias: str, t: str) -> str:
     """SQL predicate: relationship row `alias` holds at instant expression `t`."""
     return f"({alias}.valid_from <= {t} AND ({alias}.valid_to IS NULL OR {t} < {alias}.valid_to))"
+
+
+def holds_at_us(valid_from_us: Any, valid_to_us: Any, t_us: int) -> Any:
+    """holds_at_sql over arrays of epoch microseconds (numpy arrays or ints; open ends as OPEN_END_US): the same
+    interval rule, checked against holds_at_sql by tests/test_rules.py."""
+    return (valid_from_us <= t_us) & (t_us < valid_to_us)
