@@ -10,33 +10,37 @@ from decimal import Decimal
 from typing import Any
 
 from serving.seen_by import SeenByPage
-from serving.tray import Ring, TrayPage, TraySegment
+from serving.tray import TrayPage, ring_state
 from storylake.clock import iso
 
 
 def tray_dict(
     page: TrayPage,
-    ring_extra: Callable[[Ring], dict[str, Any]] | None = None,
-    segment_extra: Callable[[TraySegment], dict[str, Any]] | None = None,
+    ring_extra: Callable[[int], dict[str, Any]] | None = None,
+    segment_extra: dict[str, list[Any]] | None = None,
 ) -> dict[str, Any]:
     """{"users": [{"userId", "isOwn", "hasUnseen", "ringState", "isCloseFriends", "rankScore",
     "latestSegmentAt", "segmentCount", "segments": [{"segmentId", "storyId", "mediaType", "durationMs", "expiresAt",
-    "seen"}]}], "nextCursor"}; `ring_extra` / `segment_extra` add fields to each ring / segment (the HTTP API's
-    names, pictures and media URLs) in the same pass."""
-    users = []
-    for r in page.rings:
-        segments = []
-        for s in r.segments:
-            seg = {"segmentId": s.segment_id, "storyId": s.story_id, "mediaType": s.media_type,
-                   "durationMs": s.duration_ms, "expiresAt": s.expires_iso, "seen": s.seen}
-            if segment_extra is not None:
-                seg.update(segment_extra(s))
-            segments.append(seg)
-        ring = {"userId": r.author_id, "isOwn": r.is_own, "hasUnseen": r.has_unseen, "ringState": r.ring_state,
-                "isCloseFriends": r.is_close_friends, "rankScore": r.rank_score,
-                "latestSegmentAt": r.latest_segment_iso, "segmentCount": r.segment_count, "segments": segments}
+    "seen"}]}], "nextCursor"}, rendered from the page's columns. What only the HTTP API adds comes in the same pass:
+    `ring_extra(author_id)` -> fields of a ring (names, pictures); `segment_extra` -> per-segment columns (media
+    URLs), in the order of page.columns."""
+    c = page.columns
+    names = ["segmentId", "storyId", "mediaType", "durationMs", "expiresAt", "seen"]
+    cols: list[list[Any]] = [c.segment_id, c.story_id, c.media_type, c.duration_ms, c.expires_iso, c.seen]
+    for name, values in (segment_extra or {}).items():
+        names.append(name)
+        cols.append(values)
+    segments = [dict(zip(names, row, strict=True)) for row in zip(*cols, strict=True)]
+    users, k = [], 0
+    for i, n in enumerate(c.counts):
+        unseen = c.has_unseen[i]
+        ring = {"userId": c.author_id[i], "isOwn": c.is_own[i], "hasUnseen": unseen,
+                "ringState": ring_state(unseen, c.is_close_friends[i]), "isCloseFriends": c.is_close_friends[i],
+                "rankScore": c.rank_score[i], "latestSegmentAt": c.latest_iso[i], "segmentCount": n,
+                "segments": segments[k:k + n]}
+        k += n
         if ring_extra is not None:
-            ring.update(ring_extra(r))
+            ring.update(ring_extra(c.author_id[i]))
         users.append(ring)
     return {"users": users, "nextCursor": page.next_cursor}
 

@@ -50,6 +50,13 @@ MAX_LIMIT = 500
 US_PER_HOUR = 3_600_000_000
 
 
+def ring_state(has_unseen: bool, is_close_friends: bool) -> str:
+    """'green' (close friends story with unseen segments), 'gradient' (unseen), 'grey' (all seen)."""
+    if has_unseen:
+        return "green" if is_close_friends else "gradient"
+    return "grey"
+
+
 class TraySegment(NamedTuple):
     segment_id: int
     media_type: str
@@ -83,10 +90,7 @@ class Ring:
 
     @property
     def ring_state(self) -> str:
-        """'green' (close friends story with unseen segments), 'gradient' (unseen), 'grey' (all seen)."""
-        if self.has_unseen:
-            return "green" if self.is_close_friends else "gradient"
-        return "grey"
+        return ring_state(self.has_unseen, self.is_close_friends)
 
     @property
     def position(self) -> tuple[bool, bool, float, int]:
@@ -94,13 +98,52 @@ class Ring:
 
 
 @dataclass(frozen=True)
+class PageColumns:
+    """A tray page as columns: per ring (page order) and per segment (the rings' segments concatenated in page order,
+    `counts[i]` of them for ring i). Renderers read these directly; `TrayPage.rings` builds objects from them."""
+
+    author_id: list[int]
+    is_own: list[bool]
+    has_unseen: list[bool]
+    is_close_friends: list[bool]
+    rank_score: list[float]
+    latest_us: list[int]
+    latest_iso: list[str]
+    counts: list[int]
+    segment_id: list[int]
+    story_id: list[int | None]
+    media_id: list[int | None]
+    media_type: list[str]
+    duration_ms: list[int]
+    expires_us: list[int]
+    expires_iso: list[str]
+    seen: list[bool]
+
+
+@dataclass(frozen=True)
 class TrayPage:
     viewer_id: int
     now: datetime
     snapshot_id: str
-    rings: tuple[Ring, ...]
+    columns: PageColumns
     has_more: bool
     next_cursor: str | None
+
+    @property
+    def rings(self) -> tuple[Ring, ...]:
+        c = self.columns
+        out, k = [], 0
+        for i, n in enumerate(c.counts):
+            segs = tuple(map(TraySegment._make, zip(
+                c.segment_id[k:k + n], c.media_type[k:k + n], c.duration_ms[k:k + n], c.expires_us[k:k + n],
+                c.seen[k:k + n], c.story_id[k:k + n], c.media_id[k:k + n], c.expires_iso[k:k + n], strict=True)))
+            k += n
+            out.append(Ring(
+                author_id=c.author_id[i], is_own=c.is_own[i], has_unseen=c.has_unseen[i], latest_us=c.latest_us[i],
+                segment_count=n, is_close_friends=c.is_close_friends[i], rank_score=c.rank_score[i], segments=segs,
+                latest_segment_iso=c.latest_iso[i],
+            ))
+        return tuple(out)
 
 
 # The segments the viewer has seen by $now (one zone-map point lookup: viewer_seen is sorted by viewer).
@@ -139,15 +182,15 @@ def tray(
         start = _first_after(rings, order, after)
     page_rows = order[start : start + limit]
     has_more = start + limit < order.size
-    page = _page_rings(segment_index(snapshot), rings, page_rows)
+    page = _page_columns(segment_index(snapshot), rings, page_rows)
     next_cursor = None
     if has_more:
+        last = (page.is_own[-1], page.has_unseen[-1], page.rank_score[-1], page.author_id[-1])
         next_cursor = cursors.Cursor(
-            kind="tray", snapshot_id=snapshot.snapshot_id, subject=(viewer_id,), now=now,
-            position=page[-1].position,
+            kind="tray", snapshot_id=snapshot.snapshot_id, subject=(viewer_id,), now=now, position=last,
         ).encode()
     return TrayPage(
-        viewer_id=viewer_id, now=now, snapshot_id=snapshot.snapshot_id, rings=page, has_more=has_more,
+        viewer_id=viewer_id, now=now, snapshot_id=snapshot.snapshot_id, columns=page, has_more=has_more,
         next_cursor=next_cursor,
     )
 
@@ -267,41 +310,30 @@ def _first_after(rings: dict[str, Any], order: np.ndarray, after: tuple[bool, bo
     return int(order.size)
 
 
-def _page_rings(idx: SegmentIndex, rings: dict[str, Any], page_rows: np.ndarray) -> tuple[Ring, ...]:
-    """Ring objects for the page (bulk conversion of the page's columns to Python values)."""
+def _page_columns(idx: SegmentIndex, rings: dict[str, Any], page_rows: np.ndarray) -> PageColumns:
+    """The page's rings and their segments as Python lists (bulk conversions of numpy columns)."""
     if page_rows.size == 0:
-        return ()
+        return PageColumns(*([] for _ in range(16)))
     firsts, counts = rings["first"][page_rows], rings["counts"][page_rows]
     seg_pos = np.repeat(firsts - np.concatenate(([0], np.cumsum(counts)[:-1])), counts) + np.arange(int(counts.sum()))
     rows = rings["rows"][seg_pos]
-    seg_ids = idx.segment_id[rows].tolist()
-    story_ids = [None if v < 0 else v for v in idx.story_id[rows].tolist()]
-    media_ids = [None if v < 0 else v for v in idx.media_id[rows].tolist()]
     types = ["", *idx.media_types]
-    media = [types[m] for m in idx.media[rows].tolist()]
-    durations = idx.duration_ms[rows].tolist()
-    expires_us = idx.expires_us[rows]
-    expires, expires_iso = expires_us.tolist(), iso_us(expires_us)
-    seen = rings["seen"][seg_pos].tolist()
-    latest_us = rings["latest_us"][page_rows]
-    latest, latest_iso = latest_us.tolist(), iso_us(latest_us)
-    authors = rings["author"][page_rows].tolist()
-    own = rings["is_own"][page_rows].tolist()
-    unseen = rings["has_unseen"][page_rows].tolist()
-    cf = rings["is_cf"][page_rows].tolist()
-    scores = rings["score"][page_rows].tolist()
-    out = []
-    k = 0
-    for i, n in enumerate(counts.tolist()):
-        segs = tuple(map(TraySegment._make, zip(
-            seg_ids[k:k + n], media[k:k + n], durations[k:k + n], expires[k:k + n], seen[k:k + n],
-            story_ids[k:k + n], media_ids[k:k + n], expires_iso[k:k + n], strict=True)))
-        k += n
-        out.append(
-            Ring(
-                author_id=authors[i], is_own=own[i], has_unseen=unseen[i], latest_us=latest[i],
-                segment_count=n, is_close_friends=cf[i], rank_score=scores[i], segments=segs,
-                latest_segment_iso=latest_iso[i],
-            )
-        )
-    return tuple(out)
+    expires_us, latest_us = idx.expires_us[rows], rings["latest_us"][page_rows]
+    return PageColumns(
+        author_id=rings["author"][page_rows].tolist(),
+        is_own=rings["is_own"][page_rows].tolist(),
+        has_unseen=rings["has_unseen"][page_rows].tolist(),
+        is_close_friends=rings["is_cf"][page_rows].tolist(),
+        rank_score=rings["score"][page_rows].tolist(),
+        latest_us=latest_us.tolist(),
+        latest_iso=iso_us(latest_us),
+        counts=counts.tolist(),
+        segment_id=idx.segment_id[rows].tolist(),
+        story_id=[None if v < 0 else v for v in idx.story_id[rows].tolist()],
+        media_id=[None if v < 0 else v for v in idx.media_id[rows].tolist()],
+        media_type=[types[m] for m in idx.media[rows].tolist()],
+        duration_ms=idx.duration_ms[rows].tolist(),
+        expires_us=expires_us.tolist(),
+        expires_iso=iso_us(expires_us),
+        seen=rings["seen"][seg_pos].tolist(),
+    )

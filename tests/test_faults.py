@@ -110,10 +110,10 @@ def test_kill_9_during_ingest_then_rerun_gives_the_clean_lake(world, tmp_path: P
 
 
 def test_concurrent_ingests_wait_for_each_other(world, tmp_path: Path) -> None:
-    """Two ingests started together on one lake (10 tries): the second waits for the writer lock, then finds
+    """Two ingests started together on one lake (6 tries): the second waits for the writer lock, then finds
     nothing new; the lake equals the clean one every time (never doubled, never unreadable)."""
     landing, clean = world
-    for i in range(10):
+    for i in range(6):
         lake_dir = tmp_path / f"lake{i}"
         procs = [_ingest(lake_dir, landing, background=True) for _ in range(2)]
         for p in procs:

@@ -157,7 +157,7 @@ def _redelivery(src: Path, rel: str, dst_root: Path, name: str, hour: datetime, 
     return new_rel
 
 
-@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                  HealthCheck.too_slow])
 @given(data=st.data())
 def test_property_any_arrival_split_equals_one_full_run(spark: Any, world: Path, data: st.DataObject) -> None:

@@ -272,11 +272,12 @@ def create_app(settings: Settings, *, poll_s: float = 1.0) -> FastAPI:
         inner = signed_cursors.verify(state.cursor_key, cursor)
         extra = state.overlay.seen(user, cursors.micros(now))
         page = tray_of(snap, user, now, limit, inner, extra_seen=extra if extra.size else None)
-        names = state.people(snap, [r.author_id for r in page.rings], page.now)
-        media_url = state.media.url
+        c = page.columns
+        names = state.people(snap, c.author_id, page.now)
+        url, at = state.media.url, page.now
+        media = [url(m, s, t, at) for m, s, t in zip(c.media_id, c.segment_id, c.media_type, strict=True)]
         # the library's JSON shape (the CLI's too), with what only the API adds
-        doc = tray_dict(page, lambda r: names(r.author_id),
-                        lambda s: {"mediaUrl": media_url(s.media_id, s.segment_id, s.media_type, page.now)})
+        doc = tray_dict(page, names, {"mediaUrl": media})
         doc.update(nextCursor=signed_cursors.sign(state.cursor_key, page.next_cursor), snapshotId=page.snapshot_id,
                    now=iso(page.now))
         return _json(doc)
