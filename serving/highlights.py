@@ -121,7 +121,8 @@ def archive(snapshot: Snapshot, requester_id: int, limit: int = 50, cursor: str 
     requester_id = int(requester_id)
     params: dict[str, Any] = {"author": requester_id, "lim": limit + 1}
     if cursor is not None:
-        cur = cursors.decode(cursor, kind="archive", snapshot_id=snapshot.snapshot_id, subject=(requester_id,))
+        cur = cursors.decode(cursor, key=snapshot.cursor_key, kind="archive", snapshot_id=snapshot.snapshot_id,
+                             subject=(requester_id,))
         try:
             t_us, s = cur.position
             params.update(t=cursors.from_micros(int(t_us)), s=int(s))
@@ -136,5 +137,5 @@ def archive(snapshot: Snapshot, requester_id: int, limit: int = 50, cursor: str 
         next_cursor = cursors.Cursor(
             kind="archive", snapshot_id=snapshot.snapshot_id, subject=(requester_id,), now=last.created_at,
             position=(cursors.micros(last.created_at), last.segment_id),
-        ).encode()
+        ).encode(snapshot.cursor_key)
     return ArchivePage(segs, has_more, next_cursor, snapshot.snapshot_id)

@@ -37,6 +37,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import secrets
 import time
 import uuid
 import warnings
@@ -395,6 +396,9 @@ def _build(
             [[sid, FORMAT_VERSION, as_of, built_at, key, v, n, mismatches, as_of - TRAY_WINDOW]
              for key, (_ds, v, n) in sources.items()],
         )
+        # the key that signs this snapshot's pagination cursors (serving/cursor.py)
+        con.execute("CREATE TABLE snapshot_keys (cursor_key BLOB)")
+        con.execute("INSERT INTO snapshot_keys VALUES (?)", [secrets.token_bytes(32)])
         for key in sources:
             con.unregister(_src(key))
         t = time.perf_counter()

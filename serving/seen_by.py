@@ -55,10 +55,11 @@ class SeenByPage:
     snapshot_id: str
 
 
-# Only for a segment with such blocks: the viewers its author blocks at $now (hidden, not counted).
+# Only for a segment with such blocks: the viewers its author blocks at $now or at $caller_now (hidden, not counted).
 HIDDEN_SQL = f"""
 SELECT list_distinct(list_transform(
-           list_filter(blocked_viewers, lambda b: {holds_at_sql("b", "$now")}), lambda b: b.viewer_id))
+           list_filter(blocked_viewers, lambda b: {holds_at_sql("b", "$now")} OR {holds_at_sql("b", "$caller_now")}),
+           lambda b: b.viewer_id))
 FROM segment_catalog WHERE segment_id = $seg
 """  # noqa: S608 (constant SQL; values are bound parameters)
 _PAGE_BASE = (
@@ -96,8 +97,9 @@ def seen_by(
     """One page of the Seen By list of `segment_id`, as asked by `requester_id` at `now`.
 
     NotFoundError: unknown (or deleted) segment. PermissionError: the requester is not the author.
-    SeenByExpiredError: now >= created_at + 48 h. With a cursor, hidden viewers are evaluated at the first
-    page's `now` (so pages stay consistent); the 48 h limit is always checked at the caller's `now`.
+    SeenByExpiredError: now >= created_at + 48 h. With a cursor, pages continue the first page's keyset; a
+    viewer blocked at the first page's `now` or at the caller's is hidden (the cursor never shows what the caller's
+    `now` hides), and the 48 h limit is always checked at the caller's `now`.
     """
     if not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit must be within 1..{MAX_LIMIT}, got {limit}")
@@ -106,7 +108,8 @@ def seen_by(
     cur = None
     if cursor is not None:
         cur = cursors.decode(
-            cursor, kind="seen_by", snapshot_id=snapshot.snapshot_id, subject=(segment_id, requester_id)
+            cursor, key=snapshot.cursor_key, kind="seen_by", snapshot_id=snapshot.snapshot_id,
+            subject=(segment_id, requester_id),
         )
         page_now = cur.now
     # the segment, its viewer-row count and whether its author blocks any of its viewers at some time
@@ -137,7 +140,7 @@ def seen_by(
 
     hidden: list[int] = []
     if has_blocks:
-        found = snapshot.db().execute(HIDDEN_SQL, {"seg": segment_id, "now": page_now}).fetchone()[0]
+        found = snapshot.db().execute(HIDDEN_SQL, {"seg": segment_id, "now": page_now, "caller_now": now}).fetchone()[0]
         hidden = sorted({int(v) for v in (found or ()) if v is not None})
     total = viewer_rows - len(hidden)  # blocked_viewers only holds viewers of this segment
     if hidden:
@@ -149,7 +152,7 @@ def seen_by(
         next_cursor = cursors.Cursor(
             kind="seen_by", snapshot_id=snapshot.snapshot_id, subject=(segment_id, requester_id), now=page_now,
             position=(cursors.micros(last.viewed_at), last.viewer_id),
-        ).encode()
+        ).encode(snapshot.cursor_key)
     return SeenByPage(
         segment_id=segment_id, total=total, viewers=viewers, has_more=has_more, next_cursor=next_cursor,
         now=page_now, snapshot_id=snapshot.snapshot_id,

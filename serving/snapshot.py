@@ -12,6 +12,7 @@ retention window, and an open handle keeps reading an unlinked file on POSIX).
 
 from __future__ import annotations
 
+import secrets
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,6 +60,7 @@ class Snapshot:
     built_at: datetime
     sources: dict[str, dict[str, Any]]
     tray_window_start: datetime | None = None
+    cursor_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)  # signs its cursors
     cache: dict[str, Any] = field(default_factory=dict, repr=False)  # derived read-only structures (tray index)
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
@@ -110,7 +112,12 @@ def open_snapshot(path: Path) -> Snapshot:
         con.close()
         raise ValueError(f"serving snapshot {path} has an empty snapshot_meta")
     sources = {r[3]: {"version": r[4], "rows": r[5]} for r in rows}
+    # Snapshots published before cursors were signed have no key: a random one per process then (its cursors are
+    # accepted by the process that issued them only).
+    has_keys = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'snapshot_keys'").fetchone()[0]
+    keys = con.execute("SELECT cursor_key FROM snapshot_keys").fetchone() if has_keys else None
     return Snapshot(
+        cursor_key=bytes(keys[0]) if keys else secrets.token_bytes(32),
         snapshot_id=rows[0][0],
         path=path,
         con=con,

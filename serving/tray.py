@@ -14,7 +14,10 @@ tray is served for any `now` >= as_of - 7 days (ValueError before that).
 
 Order: own ring first, then has_unseen desc, rank_score desc, author_id asc. Pages are keyset pages
 over that order: the cursor carries the snapshot id, `now` and the last ring's key, and later pages are
-computed with the first page's `now` against the same snapshot, so they neither repeat nor skip a ring.
+ranked with the first page's `now` against the same snapshot, so they never repeat a ring and keep their order.
+The cursor's `now` never widens what the caller may see: a segment is shown only if it is active and its audience
+rules allow it at both the first page's `now` and the caller's (a story that expired, or an author who blocked or
+hid the viewer, since the first page is left out of later pages).
 
 How it runs (measured: a single SQL statement joining segments to ~1,000 followed authors costs a full
 scan of the active segments plus 20-40 ms of planning, far over the 20 ms budget):
@@ -161,8 +164,10 @@ def tray(
     viewer_id = int(viewer_id)
     now = utc(now)
     after: tuple[bool, bool, float, int] | None = None
+    caller_now = now
     if cursor is not None:
-        cur = cursors.decode(cursor, kind="tray", snapshot_id=snapshot.snapshot_id, subject=(viewer_id,))
+        cur = cursors.decode(cursor, key=snapshot.cursor_key, kind="tray", snapshot_id=snapshot.snapshot_id,
+                             subject=(viewer_id,))
         now = cur.now
         try:
             o, u, s, a = cur.position
@@ -175,7 +180,7 @@ def tray(
             f"now {now.isoformat()} is before {window_start.isoformat()}: snapshot {snapshot.snapshot_id} "
             "only serves trays from its as_of minus the tray window"
         )
-    rings = _ranked_rings(snapshot, viewer_id, now, extra_seen)
+    rings = _ranked_rings(snapshot, viewer_id, now, extra_seen, also_at=caller_now if caller_now != now else None)
     order = rings["order"]
     start = 0
     if after is not None:
@@ -188,7 +193,7 @@ def tray(
         last = (page.is_own[-1], page.has_unseen[-1], page.rank_score[-1], page.author_id[-1])
         next_cursor = cursors.Cursor(
             kind="tray", snapshot_id=snapshot.snapshot_id, subject=(viewer_id,), now=now, position=last,
-        ).encode()
+        ).encode(snapshot.cursor_key)
     return TrayPage(
         viewer_id=viewer_id, now=now, snapshot_id=snapshot.snapshot_id, columns=page, has_more=has_more,
         next_cursor=next_cursor,
@@ -245,15 +250,25 @@ def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
 
 
 def _ranked_rings(
-    snapshot: Snapshot, viewer: int, now: datetime, extra_seen: np.ndarray | None = None
+    snapshot: Snapshot, viewer: int, now: datetime, extra_seen: np.ndarray | None = None,
+    also_at: datetime | None = None,
 ) -> dict[str, Any]:
+    """The visible rings at `now`, ranked at `now`; with `also_at`, only segments also visible at that instant."""
     idx = segment_index(snapshot)
     now_us = cursors.micros(now)
     authors, allowed = _allowed_authors(snapshot, viewer, now_us)
+    if also_at is not None:
+        also_us = cursors.micros(also_at)
+        authors_then, allowed_then = _allowed_authors(snapshot, viewer, also_us)
+        pos = np.minimum(np.searchsorted(authors_then, authors), max(authors_then.size - 1, 0))
+        known = (authors_then[pos] == authors) if authors_then.size else np.zeros(authors.size, dtype=bool)
+        allowed = allowed & np.where(known[:, None], allowed_then[pos] if authors_then.size else False, False)
     rows, author_pos = idx.rows_of(authors)
     life = idx.lifetime[rows]  # one gather of (created_us, expires_us)
     # visible: active at now (lazy expiry) and of an audience the rules allow for that author
     keep = (life[:, idx.CREATED] <= now_us) & (now_us < life[:, idx.EXPIRES])
+    if also_at is not None:
+        keep &= (life[:, idx.CREATED] <= also_us) & (also_us < life[:, idx.EXPIRES])
     audience = idx.audience8[rows]
     keep &= allowed[author_pos, audience]
     rows, author_pos, created, audience = rows[keep], author_pos[keep], life[keep, idx.CREATED], audience[keep]

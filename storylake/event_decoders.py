@@ -157,5 +157,5 @@ def offending_value(line: bytes, field: str) -> str:
         for part in re.findall(r"[^.\[\]]+", field):
             value = value[int(part)] if isinstance(value, list) else value[part]
         return json.dumps(value)[:80]
-    except (ValueError, KeyError, IndexError, TypeError):
+    except (ValueError, KeyError, IndexError, TypeError, RecursionError):
         return ""

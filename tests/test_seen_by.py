@@ -94,6 +94,11 @@ def test_block_after_view_hides_viewer_and_reduces_total(settings: Settings) -> 
     assert ids(p1) + ids(p2) == [4, 3] and p2.total == 4
     # before the block, 9 was listed
     assert api.seen_by(snap, S, A, T - HOUR).total == 5
+    # a cursor from before the block never shows 9 to a caller after it: hidden at either instant
+    early = api.seen_by(snap, S, A, T - HOUR, limit=1)
+    assert ids(early) == [4] and early.total == 5
+    later = api.seen_by(snap, S, A, T, limit=5, cursor=early.next_cursor)
+    assert ids(later) == [3, 7, 5] and later.total == 4 and later.now == T - HOUR
 
 
 def test_deleted_segment_not_found(settings: Settings) -> None:

@@ -86,18 +86,35 @@ def test_iso_us_renders_many_instants_as_iso(times: list[datetime]) -> None:
     assert iso_us(micros) == [iso(t) for t in times]
 
 
+KEY = b"k" * 32
+
+
 def test_cursor_round_trip_and_tampering() -> None:
     c = cursor.Cursor("tray", "snap1", (5,), T, (False, True, 12.345678901234567, 42))
-    token = c.encode()
+    token = c.encode(KEY)
     assert "=" not in token and "+" not in token and "/" not in token
-    back = cursor.decode(token, kind="tray", snapshot_id="snap1", subject=(5,))
+    back = cursor.decode(token, key=KEY, kind="tray", snapshot_id="snap1", subject=(5,))
     assert back == c
-    with pytest.raises(cursor.StaleCursorError):
-        cursor.decode(token, kind="tray", snapshot_id="snap2", subject=(5,))
+    with pytest.raises(cursor.StaleCursorError):  # after a publish: stale, whatever the key
+        cursor.decode(token, key=b"x" * 32, kind="tray", snapshot_id="snap2", subject=(5,))
+    with pytest.raises(cursor.TamperedCursorError, match="invalid cursor"):
+        cursor.decode(token, key=b"x" * 32, kind="tray", snapshot_id="snap1", subject=(5,))
     with pytest.raises(ValueError, match="invalid cursor"):
-        cursor.decode(token[:-3], kind="tray", snapshot_id="snap1", subject=(5,))
+        cursor.decode(token[:-3], key=KEY, kind="tray", snapshot_id="snap1", subject=(5,))
     with pytest.raises(ValueError, match="invalid cursor"):
-        cursor.decode("", kind="tray", snapshot_id="snap1", subject=(5,))
+        cursor.decode("", key=KEY, kind="tray", snapshot_id="snap1", subject=(5,))
+
+
+@given(flip=st.integers(min_value=0), char=st.sampled_from("A0_-z."))
+def test_any_change_to_a_cursor_is_refused(flip: int, char: str) -> None:
+    """A client cannot move a cursor's `now` or position: every changed character breaks its tag."""
+    token = cursor.Cursor("seen_by", "snap1", (7, 8), T, (1_793_534_400_000_000, 42)).encode(KEY)
+    i = flip % len(token)
+    if token[i] == char:
+        return
+    changed = token[:i] + char + token[i + 1:]
+    with pytest.raises(ValueError, match="invalid cursor|stale cursor"):  # never accepted
+        cursor.decode(changed, key=KEY, kind="seen_by", snapshot_id="snap1", subject=(7, 8))
 
 
 def test_truth_table_matches_the_sql_rules() -> None:

@@ -192,9 +192,10 @@ def test_cursor_pins_now_and_snapshot(settings: Settings) -> None:
         lake.follow(V, a, T - DAY).segment(a, a, T - 23 * HOUR - (a - 300) * timedelta(minutes=5))
     snap = published(lake)
     first = api.tray(snap, V, T, limit=2)
-    # Two hours later every segment has expired, but the next page is computed at the first page's now.
-    second = api.tray(snap, V, T + 2 * HOUR, limit=2, cursor=first.next_cursor)
+    second = api.tray(snap, V, T + HOUR / 2, limit=2, cursor=first.next_cursor)  # ranked at the first page's now
     assert second.now == T and authors(first) + authors(second) == [301, 302, 303, 304]
+    # Two hours later every segment has expired: a cursor never brings back what the caller's now no longer shows.
+    assert api.tray(snap, V, T + 2 * HOUR, limit=2, cursor=first.next_cursor).rings == ()
     assert api.tray(snap, V, T + 2 * HOUR).rings == ()
 
     with pytest.raises(ValueError, match="stale cursor"):
@@ -204,6 +205,24 @@ def test_cursor_pins_now_and_snapshot(settings: Settings) -> None:
     publish(settings, T)  # a new snapshot: cursors of the old one are refused by it
     with pytest.raises(api.StaleCursorError, match="stale cursor"):
         api.tray(api.open_current(settings), V, T, limit=2, cursor=first.next_cursor)
+
+
+def test_cursor_never_shows_an_author_who_blocked_or_hid_the_viewer_since(settings: Settings) -> None:
+    lake = LakeBuilder(settings)
+    for a in range(401, 406):
+        lake.segment(a, a, T - (a - 400) * HOUR)  # 401 newest: ranked first
+        if a != 402:
+            lake.follow(V, a, T - DAY)
+    lake.rel("block", 403, V, T + HOUR)  # 403 blocks the viewer an hour after the first page
+    lake.rel("hide", 404, V, T + HOUR)  # 404 hides its stories from the viewer
+    lake.rel("block", V, 405, T + HOUR)  # the viewer blocks 405
+    lake.follow(V, 402, T - DAY, until=T + HOUR)  # ... and unfollows 402
+    snap = published(lake)
+    first = api.tray(snap, V, T, limit=1)
+    assert authors(first) == [401]
+    rest = api.tray(snap, V, T + 2 * HOUR, limit=10, cursor=first.next_cursor)
+    assert authors(rest) == [] and rest.now == T  # 402..405 are all out of reach at the caller's now
+    assert authors(api.tray(snap, V, T, limit=10, cursor=first.next_cursor)) == [402, 403, 404, 405]
 
 
 def test_limit_and_window_validated(settings: Settings) -> None:

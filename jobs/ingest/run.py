@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import os
 import re
+import stat
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -24,7 +25,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from jobs.ingest.validate import QUARANTINE_SCHEMA, FileResult, validate_file
+from jobs.ingest.validate import QUARANTINE_SCHEMA, FileResult, refused_file, validate_file
 from storylake import contracts, failpoints, lake
 from storylake.errors import StorylakeError
 from storylake.progress import Progress
@@ -95,21 +96,57 @@ def ops_path(settings: Settings, name: str) -> Path:
     return settings.table_path("ops", name)
 
 
-def discover(landing: Path, event_types: Iterable[str]) -> list[tuple[str, str, int]]:
-    """(relative path, event type, size) of every landing file, sorted by path."""
+def discover(
+    landing: Path, event_types: Iterable[str], refusals: dict[str, tuple[str, str]] | None = None
+) -> list[tuple[str, str, int]]:
+    """(relative path, event type, size) of every landing file, sorted by path. Only regular files inside the
+    landing root are read: any other `*.jsonl` entry (a directory, FIFO, socket or device, a dangling symlink, a
+    symlink leading out of the root, a name that is not UTF-8) is listed with size 0 and its refusal (rule, reason)
+    goes into `refusals` (without `refusals`, such entries are left out)."""
     found: list[tuple[str, str, int]] = []
+    root_real = landing.resolve()
     for et in event_types:
         root = landing / et
         if not root.is_dir():
             continue
         for p in root.rglob("*.jsonl"):
-            found.append((p.relative_to(landing).as_posix(), et, p.stat().st_size))
+            rel = p.relative_to(landing).as_posix()
+            refusal = _refusal(p, rel, root_real)
+            if refusal is None:
+                found.append((rel, et, p.stat().st_size))
+            elif refusals is not None:
+                safe = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                refusals[safe] = refusal
+                found.append((safe, et, 0))
     unknown = sorted(
         d.name for d in landing.iterdir() if d.is_dir() and d.name not in set(event_types)
     ) if landing.is_dir() else []
     if unknown:
         log.warning("landing folders with no contract are ignored: %s", ", ".join(unknown))
     return sorted(found)
+
+
+def _refusal(p: Path, rel: str, root_real: Path) -> tuple[str, str] | None:
+    """Why the landing entry `p` is not read as a landing file (rule, reason), None when it is a regular file inside
+    the landing root."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return "file_name_not_utf8", "the file name is not valid UTF-8"
+    try:
+        st = p.stat()  # follows a symlink
+    except OSError as exc:
+        return ("dangling_symlink", "a symlink to nothing") if p.is_symlink() else (
+            "unreadable_file", f"cannot stat the file: {exc.strerror}")
+    if p.is_symlink():
+        target = p.resolve()
+        if not target.is_relative_to(root_real):
+            return "symlink_outside_landing", "a symlink leading out of the landing root (not followed)"
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else (
+            "a socket" if stat.S_ISSOCK(st.st_mode) else "a device or special file")
+        return "not_a_regular_file", f"{kind}, not a regular file"
+    return None
 
 
 def _plan_batches(files: list[tuple[str, str, int]], max_bytes: int) -> list[list[tuple[str, str, int]]]:
@@ -148,11 +185,22 @@ def _dictionary_columns(event_type: str) -> list[str]:
     return [c.name for c in bronze.columns if c.enum is not None or c.name in constants]
 
 
-def _process(args: tuple[str, str, str, str, datetime, str | None, timedelta, timedelta]) -> Processed:
+def _process(
+    args: tuple[str, str, str, str, datetime, str | None, timedelta, timedelta, tuple[str, str] | None],
+) -> Processed:
     """Validate one landing file; write its valid rows as a new data file into `table_dir` (None: the table already
     holds this batch, nothing to write)."""
-    landing, rel, event_type, batch_id, ingested_at, table_dir, window, skew = args
-    data = (Path(landing) / rel).read_bytes()
+    landing, rel, event_type, batch_id, ingested_at, table_dir, window, skew, refusal = args
+    if refusal is not None:
+        refused = refused_file(event_type=event_type, source_file=rel, batch_id=batch_id, ingested_at=ingested_at,
+                               rule=refusal[0], reason=refusal[1])
+        return Processed(refused, "", 0, 0, None)
+    try:
+        data = (Path(landing) / rel).read_bytes()
+    except OSError as exc:  # vanished or unreadable since it was listed
+        refused = refused_file(event_type=event_type, source_file=rel, batch_id=batch_id, ingested_at=ingested_at,
+                               rule="unreadable_file", reason=f"cannot read the file: {exc.strerror}")
+        return Processed(refused, "", 0, 0, None)
     digest, size = hashlib.sha256(data).hexdigest(), len(data)
     res = validate_file(data, event_type=event_type, source_file=rel, batch_id=batch_id, ingested_at=ingested_at,
                         lateness_window=window, max_clock_skew=skew)
@@ -219,7 +267,11 @@ def ingest(
         for f, s in zip(ledger.column("source_file").to_pylist(), ledger.column("batch_seq").to_pylist(),
                         strict=True):
             known[f] = s
-    all_files = discover(landing, event_types)
+    refusals: dict[str, tuple[str, str]] = {}
+    all_files = discover(landing, event_types, refusals)
+    for rel, (rule, reason) in sorted(refusals.items()):
+        if rel not in known:
+            log.warning("landing entry %s is not read: %s (%s); recorded in ops.quarantine", rel, reason, rule)
     by_path = {f[0]: f for f in all_files}
     pending: dict[int, list[tuple[str, str, int]]] = {}
     for path, seq in known.items():
@@ -250,11 +302,11 @@ def ingest(
     )
     with pool, Progress("ingest", total=total_bytes, unit="B", enabled=progress) as bar:
         # Workers validate batch k+1 while this process commits batch k.
-        submitted = [_submit(settings, pool, landing, seq, files, now) for seq, files, _ in plan[:2]]
+        submitted = [_submit(settings, pool, landing, seq, files, now, refusals) for seq, files, _ in plan[:2]]
         for k, (seq, files, resumed) in enumerate(plan):
             started, t_submit, futures = submitted[k]
             if k + 2 < len(plan):
-                submitted.append(_submit(settings, pool, landing, *plan[k + 2][:2], now))
+                submitted.append(_submit(settings, pool, landing, *plan[k + 2][:2], now, refusals))
             outputs = []
             for fut in futures:
                 out = fut.result()
@@ -273,7 +325,7 @@ def ingest(
 
 def _submit(
     settings: Settings, pool: Executor, landing: Path, seq: int, files: list[tuple[str, str, int]],
-    now: datetime | None,
+    now: datetime | None, refusals: dict[str, tuple[str, str]],
 ) -> tuple[datetime, float, list[Future[Processed]]]:
     started = now or datetime.now(UTC)
     t_submit = time.perf_counter()
@@ -284,7 +336,7 @@ def _submit(
     futures = [
         pool.submit(_process, (str(landing), rel, et, batch_id, started,
                                None if committed[et] else str(settings.table_path("bronze", et)),
-                               settings.lateness_window, settings.max_clock_skew))
+                               settings.lateness_window, settings.max_clock_skew, refusals.get(rel)))
         for rel, et, _ in files
     ]
     return started, t_submit, futures

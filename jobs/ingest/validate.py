@@ -35,6 +35,7 @@ class FileResult:
     lines: int
     valid: pa.Table
     quarantine: pa.Table
+    refused: str | None = None  # the rule when the file was not read as JSON lines at all (refused_file)
 
     @property
     def rows_valid(self) -> int:
@@ -46,6 +47,42 @@ class FileResult:
 
 
 CHUNK_BYTES = 16 * 1024
+RAW_CAP = 16 * 1024  # characters of a rejected line kept in ops.quarantine.raw (the reason records the full length)
+GZIP_MAGIC = b"\x1f\x8b"
+BOM = b"\xef\xbb\xbf"
+
+
+def _quarantine_table(contract_name: str, source_file: str, batch_id: str, ingested_at: Any,
+                      bad: dict[str, list[Any]]) -> pa.Table:
+    n_bad = len(bad["line"])
+    return pa.table(
+        {
+            "stage": pa.array(["ingest"] * n_bad, pa.string()),
+            "contract": pa.array([contract_name] * n_bad, pa.string()),
+            "source_file": pa.array([source_file] * n_bad, pa.string()),
+            "line": pa.array(bad["line"], pa.int64()),
+            "event_id": pa.array(bad["event_id"], pa.string()),
+            "rule": pa.array(bad["rule"], pa.string()),
+            "field": pa.array(bad["field"], pa.string()),
+            "reason": pa.array(bad["reason"], pa.string()),
+            "raw": pa.array(bad["raw"], pa.string()),
+            "batch_id": pa.array([batch_id] * n_bad, pa.string()),
+            "quarantined_at": pa.repeat(_ts_scalar(ingested_at), n_bad),
+            "anchor_at": pa.nulls(n_bad, QUARANTINE_SCHEMA.field("anchor_at").type),
+        },
+        schema=QUARANTINE_SCHEMA,
+    )
+
+
+def refused_file(*, event_type: str, source_file: str, batch_id: str, ingested_at: Any, rule: str,
+                 reason: str) -> FileResult:
+    """A landing entry not read as JSON lines (not a regular file, a symlink out of the root, compressed, ...): it
+    counts as one line read and quarantined, a row with no line number naming the file and why."""
+    contract_name = f"landing.{event_type}"
+    bad = {"line": [None], "start": [0], "event_id": [None], "rule": [rule], "field": ["$file"],
+           "reason": [f"{contract_name}: {source_file}: {reason}"], "raw": [""]}
+    return FileResult(source_file, event_type, 1, validator_for(event_type).bronze.arrow_schema().empty_table(),
+                      _quarantine_table(contract_name, source_file, batch_id, ingested_at, bad), refused=rule)
 _ELEMENT = re.compile(r" - at `\$\[(\d+)\]")
 _BYTE = re.compile(r"\(byte (\d+)\)")
 
@@ -75,6 +112,12 @@ def validate_file(
     Valid events whose event_time lies outside the range storylake.rules.arrival accepts for the file's arrival
     hour (its landing hour folder) are quarantined too: `late_beyond_window` or `from_the_future`.
     """
+    if data.startswith(GZIP_MAGIC):
+        return refused_file(event_type=event_type, source_file=source_file, batch_id=batch_id,
+                            ingested_at=ingested_at, rule="compressed_file",
+                            reason="gzip-compressed; landing files are plain JSON lines (decompress it, new name)")
+    if data.startswith(BOM):  # a UTF-8 byte order mark before the first line: not part of the JSON
+        data = data[len(BOM):]
     v = validator_for(event_type)
     decode = v.decoder.decode
     decode_many = v.many.decode
@@ -89,8 +132,12 @@ def validate_file(
         bad["event_id"].append(event_id)
         bad["rule"].append(rule)
         bad["field"].append(field)
+        raw = line.decode("utf-8", errors="replace")
+        if len(raw) > RAW_CAP:
+            reason += f" [raw line of {len(raw)} characters; the first {RAW_CAP} kept]"
+            raw = raw[:RAW_CAP]
         bad["reason"].append(reason)
-        bad["raw"].append(line.decode("utf-8", errors="replace"))
+        bad["raw"].append(raw)
 
     def after_decode(no: int, start: int, line: bytes, ev: Any) -> None:
         """The checks msgspec cannot express: UTC offset, multi-field row rules."""
@@ -211,33 +258,65 @@ def validate_file(
         valid = _typed(v, data, n_lines, bad["line"], bad["start"], source_file, batch_id, ingested_at)
     except (pa.ArrowInvalid, _ParseCountError):
         if not chunked:
-            raise
+            # Lines msgspec accepted that Arrow's typed parse refuses (a key given twice, ...): each valid line is
+            # parsed on its own, the ones Arrow refuses are quarantined with its message, the rest typed again.
+            rejected = set(bad["line"])
+            for i in range(n_lines):
+                if i + 1 not in rejected and (why := _arrow_refusal(v, lines[i])) is not None:
+                    field = m.group(1) if (m := _ARROW_COLUMN.search(why)) else _field_holding(lines[i], why)
+                    rule = "duplicate_key" if "specified twice" in why else (
+                        "bad_format" if "couldn't parse" in why else "unparseable")
+                    reject(i + 1, starts[i], lines[i], rule, field, f"{contract_name}.{field}: {why}",
+                           _event_id(lines[i]))
+            order = sorted(range(len(bad["line"])), key=bad["line"].__getitem__)
+            for k in bad:
+                bad[k] = [bad[k][i] for i in order]
+            valid = _typed(v, data, n_lines, bad["line"], bad["start"], source_file, batch_id, ingested_at)
+            return _result(v, valid, data, source_file, event_type, n_lines, batch_id, ingested_at, lateness_window,
+                           max_clock_skew, contract_name, bad)
         # a chunk decoded into as many events as lines although its lines do not parse one by one (crafted
         # input): validate this file line by line instead
         return validate_file(data, event_type=event_type, source_file=source_file, batch_id=batch_id,
                              ingested_at=ingested_at, chunked=False, lateness_window=lateness_window,
                              max_clock_skew=max_clock_skew)
+    return _result(v, valid, data, source_file, event_type, n_lines, batch_id, ingested_at, lateness_window,
+                   max_clock_skew, contract_name, bad)
+
+
+_ARROW_COLUMN = re.compile(r"Column\(/([A-Za-z0-9_]+)")
+
+
+def _field_holding(line: bytes, why: str) -> str:
+    """The top-level field whose text Arrow could not convert ("... couldn't parse:<text>"), "$" when not found."""
+    _, sep, text = why.partition("couldn't parse:")
+    try:
+        value = json.loads(line) if sep else None
+    except (ValueError, RecursionError):
+        value = None
+    if isinstance(value, dict):
+        return next((k for k, x in value.items() if isinstance(x, str) and x == text), "$")
+    return "$"
+
+
+def _arrow_refusal(v: Validator, line: bytes) -> str | None:
+    """Arrow's message when its typed JSON parse refuses this one line, None when it parses it."""
+    try:
+        pajson.read_json(pa.BufferReader(pa.py_buffer(line)), parse_options=pajson.ParseOptions(
+            explicit_schema=v.parse_schema, unexpected_field_behavior="ignore"))
+    except pa.ArrowInvalid as exc:
+        return str(exc).removeprefix("JSON parse error: ")
+    return None
+
+
+def _result(
+    v: Validator, valid: pa.Table, data: bytes, source_file: str, event_type: str, n_lines: int, batch_id: str,
+    ingested_at: Any, lateness_window: timedelta, max_clock_skew: timedelta, contract_name: str,
+    bad: dict[str, list[Any]],
+) -> FileResult:
     arrival = arrival_hour(source_file)
     if arrival is not None and valid.num_rows:
         valid = _check_arrival(valid, data, arrival, lateness_window, max_clock_skew, contract_name, bad)
-    n_bad = len(bad["line"])
-    quarantine = pa.table(
-        {
-            "stage": pa.array(["ingest"] * n_bad, pa.string()),
-            "contract": pa.array([contract_name] * n_bad, pa.string()),
-            "source_file": pa.array([source_file] * n_bad, pa.string()),
-            "line": pa.array(bad["line"], pa.int64()),
-            "event_id": pa.array(bad["event_id"], pa.string()),
-            "rule": pa.array(bad["rule"], pa.string()),
-            "field": pa.array(bad["field"], pa.string()),
-            "reason": pa.array(bad["reason"], pa.string()),
-            "raw": pa.array(bad["raw"], pa.string()),
-            "batch_id": pa.array([batch_id] * n_bad, pa.string()),
-            "quarantined_at": pa.repeat(_ts_scalar(ingested_at), n_bad),
-            "anchor_at": pa.nulls(n_bad, QUARANTINE_SCHEMA.field("anchor_at").type),
-        },
-        schema=QUARANTINE_SCHEMA,
-    )
+    quarantine = _quarantine_table(contract_name, source_file, batch_id, ingested_at, bad)
     return FileResult(source_file, event_type, n_lines, valid, quarantine)
 
 
@@ -308,7 +387,7 @@ def _ts_scalar(t: datetime) -> pa.Scalar:
 def _event_id(line: bytes) -> str | None:
     try:
         value = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
         return None
     eid = value.get("event_id") if isinstance(value, dict) else None
     return eid if isinstance(eid, str) else None

@@ -53,9 +53,9 @@ from serving.snapshot import Snapshot
 from serving.snapshot_indexes import segment_index
 from serving.tray import MAX_LIMIT as TRAY_MAX
 from serving.tray import tray as tray_of
-from serving.web import metrics, models, problems, receipts, signed_cursors
+from serving.web import metrics, models, problems, receipts
 from serving.web.auth import Authenticator
-from serving.web.keys import derived_key, token_secret
+from serving.web.keys import token_secret
 from serving.web.landing_writer import LandingWriter, remove_stale_temporaries
 from serving.web.media_urls import MediaUrls
 from serving.web.problems import Problem
@@ -67,7 +67,7 @@ from storylake.settings import Settings
 log = logging.getLogger(__name__)
 INT64_MAX = models.INT64_MAX
 OVERLAY_FILE = "seen-overlay.sqlite"
-CURSOR_PATTERN = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{22}$"  # signed_cursors: <library cursor>.<tag>
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{22}$"  # serving/cursor.py: <body>.<tag>
 JSON = "application/json"
 PICTURE_MEDIA_TYPE = "photo"  # {media_type} of profile pictures in the media URL template
 CursorParam = Annotated[str | None, Query(min_length=24, max_length=4096, pattern=CURSOR_PATTERN)]
@@ -84,7 +84,6 @@ class ApiState:
     holder: SnapshotHolder
     overlay: SeenOverlay
     writer: LandingWriter
-    cursor_key: bytes
     media: MediaUrls
 
     def now(self) -> datetime:
@@ -216,7 +215,7 @@ def create_app(settings: Settings, *, poll_s: float = 1.0) -> FastAPI:
     state = ApiState(
         settings=settings, auth=Authenticator.from_settings(settings),
         holder=SnapshotHolder(settings, on_switch=on_switch, poll_s=poll_s), overlay=overlay,
-        writer=LandingWriter(settings.landing), cursor_key=derived_key(settings, "cursor"), media=MediaUrls(settings),
+        writer=LandingWriter(settings.landing), media=MediaUrls(settings),
     )
 
     @contextlib.asynccontextmanager
@@ -269,16 +268,15 @@ def create_app(settings: Settings, *, poll_s: float = 1.0) -> FastAPI:
         cursor: CursorParam = None,
     ) -> Response:
         snap, now = state.snapshot(), state.now()
-        inner = signed_cursors.verify(state.cursor_key, cursor)
         extra = state.overlay.seen(user, cursors.micros(now))
-        page = tray_of(snap, user, now, limit, inner, extra_seen=extra if extra.size else None)
+        page = tray_of(snap, user, now, limit, cursor, extra_seen=extra if extra.size else None)
         c = page.columns
         names = state.people(snap, c.author_id, page.now)
         url, at = state.media.url, page.now
         media = [url(m, s, t, at) for m, s, t in zip(c.media_id, c.segment_id, c.media_type, strict=True)]
         # the library's JSON shape (the CLI's too), with what only the API adds
         doc = tray_dict(page, names, {"mediaUrl": media})
-        doc.update(nextCursor=signed_cursors.sign(state.cursor_key, page.next_cursor), snapshotId=page.snapshot_id,
+        doc.update(nextCursor=page.next_cursor, snapshotId=page.snapshot_id,
                    now=iso(page.now))
         return _json(doc)
 
@@ -291,8 +289,7 @@ def create_app(settings: Settings, *, poll_s: float = 1.0) -> FastAPI:
         cursor: CursorParam = None,
     ) -> Response:
         snap = state.snapshot()
-        page = seen_by_of(snap, segment_id, user, state.now(), limit,
-                          signed_cursors.verify(state.cursor_key, cursor))
+        page = seen_by_of(snap, segment_id, user, state.now(), limit, cursor)
         names = state.people(snap, [v.viewer_id for v in page.viewers], page.now)
         return _json({
             "segmentId": page.segment_id,
@@ -302,7 +299,7 @@ def create_app(settings: Settings, *, poll_s: float = 1.0) -> FastAPI:
                 for v in page.viewers
             ],
             "viewCount": page.total, "hasMore": page.has_more,
-            "nextCursor": signed_cursors.sign(state.cursor_key, page.next_cursor), "snapshotId": page.snapshot_id,
+            "nextCursor": page.next_cursor, "snapshotId": page.snapshot_id,
         })
 
     @app.get("/v1/authors/{authorId}/insights", response_model=models.Insights,
@@ -336,9 +333,9 @@ def create_app(settings: Settings, *, poll_s: float = 1.0) -> FastAPI:
         cursor: CursorParam = None,
     ) -> Response:
         snap, now = state.snapshot(), state.now()
-        page = archive_of(snap, user, limit, signed_cursors.verify(state.cursor_key, cursor))
+        page = archive_of(snap, user, limit, cursor)
         return _json({"segments": [archived(s, now) for s in page.segments], "hasMore": page.has_more,
-                      "nextCursor": signed_cursors.sign(state.cursor_key, page.next_cursor),
+                      "nextCursor": page.next_cursor,
                       "snapshotId": page.snapshot_id})
 
     @app.post("/v1/stories/seen-receipts", status_code=202, response_model=models.ReceiptsResult,

@@ -7,8 +7,6 @@ secret, a development secret is created once under the serving folder (`api-dev.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import secrets
 from pathlib import Path
@@ -45,9 +43,3 @@ def token_secret(settings: Settings) -> tuple[str, bool]:
     finally:
         tmp.unlink(missing_ok=True)
     return path.read_text(encoding="ascii").strip(), True
-
-
-def derived_key(settings: Settings, purpose: str) -> bytes:
-    """A key for one purpose (e.g. "cursor"), derived from the token secret (HMAC-SHA256)."""
-    secret, _ = token_secret(settings)
-    return hmac.new(secret.encode(), f"storylake:{purpose}".encode(), hashlib.sha256).digest()
