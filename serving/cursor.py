@@ -24,11 +24,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from storylake.errors import InvalidInputError
+
 CURSOR_VERSION = 1
 TAG_CHARS = 22
 
 
-class TamperedCursorError(ValueError):
+class TamperedCursorError(InvalidInputError):
     """The cursor's tag does not match: altered, forged, or signed for another snapshot."""
 
 
@@ -37,7 +39,7 @@ def _tag(key: bytes, body: str) -> str:
     return base64.urlsafe_b64encode(mac).decode()[:TAG_CHARS]
 
 
-class StaleCursorError(ValueError):
+class StaleCursorError(InvalidInputError):
     """The cursor belongs to another snapshot, list or subject (restart from the first page)."""
 
 
@@ -67,10 +69,10 @@ def decode(token: str, *, key: bytes, kind: str, snapshot_id: str, subject: tupl
     """Check and parse a cursor; TamperedCursorError when its tag is wrong, ValueError when malformed,
     StaleCursorError when it does not belong here."""
     if not isinstance(token, str) or not token or len(token) > 4096:
-        raise ValueError("invalid cursor")
+        raise InvalidInputError("invalid cursor: request the first page")
     body, dot, tag = token.rpartition(".")
     if not dot or not body:
-        raise ValueError("invalid cursor: no tag")
+        raise InvalidInputError("invalid cursor: not a cursor this service issued; request the first page")
     try:
         raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         doc = json.loads(raw)
@@ -84,7 +86,7 @@ def decode(token: str, *, key: bytes, kind: str, snapshot_id: str, subject: tupl
             position=tuple(doc["p"]),
         )
     except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError, OverflowError) as exc:
-        raise ValueError(f"invalid cursor: {exc}") from exc
+        raise InvalidInputError("invalid cursor: not a cursor this service issued; request the first page") from exc
     if cur.kind != kind:
         raise StaleCursorError(f"stale cursor: it pages a {cur.kind} list, not a {kind} list")
     if cur.snapshot_id != snapshot_id:

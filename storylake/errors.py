@@ -10,3 +10,7 @@ class StorylakeError(Exception):
 
 class NotFoundError(StorylakeError, LookupError):
     """An id (segment, user, story) does not exist in the data asked about."""
+
+
+class InvalidInputError(StorylakeError, ValueError):
+    """A value the caller gave is not acceptable (a cursor not issued here, an --as-of before the data): exit 2."""

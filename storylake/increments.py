@@ -61,6 +61,17 @@ def last(settings: Settings) -> Increment | None:
     return None if t is None else _newest(t.filter(pc.equal(t.column("state"), DONE)))
 
 
+def newest_as_of(settings: Settings) -> datetime | None:
+    """The latest `as_of` any run brought gold to (its data's instant; a backfill of an older hour does not move it
+    back). None on a lake where no run has passed."""
+    t = _rows(settings)
+    if t is None:
+        return None
+    done = t.filter(pc.equal(t.column("state"), DONE))
+    newest = pc.max(done.column("as_of")).as_py() if done.num_rows else None
+    return utc(newest) if newest is not None else None
+
+
 def planned(settings: Settings, as_of: datetime) -> Increment | None:
     """The newest plan for `as_of` made after the last done run (None: silver has not planned one)."""
     t = _rows(settings)

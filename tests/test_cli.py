@@ -92,6 +92,23 @@ def test_tray_and_seen_by_json_shapes_and_exit_codes(world: dict[str, str]) -> N
     assert bad.returncode == 2 and "--now: 'yesterday' is not an ISO-8601 time" in bad.stderr
 
 
+def test_publish_is_as_of_the_newest_finished_run_and_cursor_errors_are_one_line(
+    world: dict[str, str], tmp_path: Path
+) -> None:
+    out = sl("publish", env=world).stdout  # no --as-of: the run's, not the wall clock
+    assert f"(as of {AS_OF.replace('Z', '+00:00')})" in " ".join(out.split())
+    older = sl("publish", "--as-of", "2026-11-01T00:00:00Z", env=world, check=False)
+    assert older.returncode == 2 and older.stderr.count("\n") == 1 and "before the lake's newest finished run" in \
+        older.stderr
+    empty = {**world, "STORYLAKE_LAKE": str(tmp_path / "empty")}
+    none = sl("publish", env=empty, check=False)
+    assert none.returncode == 4 and "no pipeline run has finished" in none.stderr
+    for bad in ("not-a-cursor", "eyJ2IjoxfQ.AAAAAAAAAAAAAAAAAAAAAA"):
+        res = sl("tray", "1", "--now", AS_OF, "--cursor", bad, env=world, check=False)
+        assert res.returncode == 2 and res.stderr.startswith("error: invalid cursor") and "Traceback" not in res.stderr
+        assert res.stderr.count("\n") == 1
+
+
 def test_second_ingest_writes_no_new_bronze_version(world: dict[str, str]) -> None:
     root = Path(world["STORYLAKE_LAKE"]) / "bronze"
     before = {p.name: lake.version(p) for p in root.iterdir()}

@@ -30,13 +30,13 @@ console = Console()
 err = Console(stderr=True)
 
 
-Lake = Annotated[Path | None, typer.Option("--lake", help="Lake root folder [env STORYLAKE_LAKE].")]
-Landing = Annotated[Path | None, typer.Option("--landing", help="Landing folder [env STORYLAKE_LANDING].")]
+Lake = Annotated[Path | None, typer.Option("--lake", help="Lake root folder (env STORYLAKE_LAKE).")]
+Landing = Annotated[Path | None, typer.Option("--landing", help="Landing folder (env STORYLAKE_LANDING).")]
 Engine = Annotated[
-    str | None, typer.Option("--engine", help="embedded | remote | classic [env STORYLAKE_ENGINE].")
+    str | None, typer.Option("--engine", help="embedded | remote | classic (env STORYLAKE_ENGINE).")
 ]
 Remote = Annotated[
-    str | None, typer.Option("--spark-remote", help="Spark Connect URL sc://host:port [env STORYLAKE_SPARK_REMOTE].")
+    str | None, typer.Option("--spark-remote", help="Spark Connect URL sc://host:port (env STORYLAKE_SPARK_REMOTE).")
 ]
 
 
@@ -161,6 +161,8 @@ def print_ingest(report: object) -> None:
 # --- pipeline ----------------------------------------------------------------------------------
 
 AsOf = Annotated[str | None, typer.Option("--as-of", help="Use events with event_time < T (ISO-8601, default now).")]
+PublishAsOf = Annotated[str | None, typer.Option(
+    "--as-of", help="The snapshot's instant (ISO-8601; default and minimum: the newest finished run's as-of).")]
 
 
 @app.command()
@@ -269,13 +271,14 @@ def _now_or_snapshot(settings: Settings, now: str | None) -> datetime:
 
 
 @app.command()
-def publish(as_of: AsOf = None, lake: Lake = None, landing: Landing = None, engine: Engine = None,
+def publish(as_of: PublishAsOf = None, lake: Lake = None, landing: Landing = None, engine: Engine = None,
             spark_remote: Remote = None) -> None:
-    """Build a serving snapshot from silver/gold and swap it in atomically."""
+    """Build a serving snapshot from silver/gold and swap it in atomically (as of the newest finished run by
+    default)."""
     from serving.cli import publish_report
 
     s = settings_of(lake, landing, engine, spark_remote)
-    console.print(str(publish_report(s, parse_time(as_of, "--as-of") or datetime.now(UTC))))
+    console.print(str(publish_report(s, parse_time(as_of, "--as-of"))))
 
 
 @app.command()

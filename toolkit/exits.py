@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from storylake.errors import NotFoundError, StorylakeError
+from storylake.errors import InvalidInputError, NotFoundError, StorylakeError
 
 EXIT_FAILURE, EXIT_USAGE, EXIT_PERMISSION, EXIT_NOT_FOUND = 1, 2, 3, 4
 
@@ -20,6 +20,8 @@ def exit_code_for(exc: BaseException) -> tuple[int, str]:
         return EXIT_PERMISSION, f"permission denied: {exc}"
     if isinstance(exc, NotFoundError):
         return EXIT_NOT_FOUND, f"not found: {exc}"
+    if isinstance(exc, InvalidInputError):
+        return EXIT_USAGE, str(exc).strip().splitlines()[0]
     name = type(exc).__name__
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if name == "QualityGateError" or isinstance(exc.__cause__, Exception) and (
