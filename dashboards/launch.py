@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from storylake.clock import iso
+from storylake.processes import die_with_parent, forwarding_signals
 from storylake.settings import ENV_VARS, Settings
 
 APP = Path(__file__).resolve().parent / "app.py"
@@ -49,10 +50,13 @@ def run_dashboard(
     settings: Settings, *, port: int = 8501, address: str = "localhost", headless: bool = False,
     now: datetime | None = None,
 ) -> int:
-    """Run the dashboards until Ctrl-C; returns Streamlit's exit code (`now` defaults to settings.now)."""
+    """Run the dashboards until Ctrl-C or SIGTERM; returns Streamlit's exit code (`now` defaults to settings.now).
+    SIGTERM and SIGHUP are passed on to Streamlit, which shuts down; if this process is killed outright, the kernel
+    stops Streamlit too (processes.die_with_parent)."""
     proc = subprocess.Popen(streamlit_command(port=port, address=address, headless=headless),
-                            env=dashboard_env(settings, now))
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:  # Streamlit got the same SIGINT: let it shut down
-        return proc.wait()
+                            env=dashboard_env(settings, now), preexec_fn=die_with_parent)
+    with forwarding_signals(proc):
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:  # Streamlit got the same SIGINT: let it shut down
+            return proc.wait()

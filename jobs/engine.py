@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from storylake.processes import stop
+from storylake.processes import die_with_parent, stop
 from storylake.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -83,18 +83,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def die_with_parent() -> None:
-    """In a child before exec (Popen preexec_fn): the kernel sends it SIGKILL when its parent dies, even by kill -9,
-    so a killed `storylake run` leaves no Sail server running under PID 1 (Linux prctl PR_SET_PDEATHSIG; a no-op
-    elsewhere)."""
-    if sys.platform != "linux":
-        return
-    import ctypes
-    import signal
-
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 
 @contextmanager

@@ -1,8 +1,12 @@
-"""Child processes (the Sail server, Streamlit in tests): stop one politely, then for good."""
+"""Child processes (the Sail server, Streamlit): tied to their parent's life, stopped politely, then for good."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def stop(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
@@ -13,3 +17,26 @@ def stop(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def die_with_parent() -> None:
+    """In a child before exec (Popen preexec_fn): the kernel sends it SIGKILL when its parent dies, even by kill -9,
+    so a killed parent leaves no child running under PID 1 (Linux prctl PR_SET_PDEATHSIG; a no-op elsewhere)."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
+@contextmanager
+def forwarding_signals(proc: subprocess.Popen, signals: tuple[signal.Signals, ...] = (
+        signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
+    """While inside: `signals` received by this process are passed on to `proc` (which then shuts down and is
+    waited for by the caller), instead of ending this process and orphaning `proc`."""
+    previous = {sig: signal.signal(sig, lambda signum, _frame: proc.send_signal(signum)) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -121,3 +121,43 @@ def test_ops_page_on_a_lake_without_ops_tables(settings: Settings, monkeypatch: 
     infos = " ".join(i.value for i in at.info)
     assert "ops.quality_results does not exist yet" in infos and "ops.pipeline_runs is empty" in infos
     assert {m.label: m.value for m in at.metric}["Quarantined rows"] == "0"
+
+
+def test_sigterm_to_storylake_dashboard_stops_streamlit(tmp_path: Path) -> None:
+    """SIGTERM (a service manager's stop) is passed on to Streamlit; no server is left running."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    import psutil
+
+    from tests.api_server import free_port
+
+    port = free_port()
+    env = {**os.environ, "STORYLAKE_LAKE": str(tmp_path / "lake"), "STORYLAKE_LOG_LEVEL": "WARNING"}
+    cli = str(Path(sys.executable).with_name("storylake"))
+    proc = subprocess.Popen([cli, "dashboard", "--headless", "--port", str(port), "--address", "127.0.0.1"],
+                            env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "storylake dashboard did not start"
+            time.sleep(0.3)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert children  # Streamlit runs as a child of the command
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        gone, alive = psutil.wait_procs(children, timeout=30)
+        assert alive == [], f"still running after SIGTERM: {alive}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
