@@ -92,7 +92,7 @@ def test_tray_and_seen_by_json_shapes_and_exit_codes(world: dict[str, str]) -> N
     assert bad.returncode == 2 and "--now: 'yesterday' is not an ISO-8601 time" in bad.stderr
 
 
-def test_publish_is_as_of_the_newest_finished_run_and_cursor_errors_are_one_line(
+def test_publish_as_of_mistyped_lakes_and_cursor_errors(
     world: dict[str, str], tmp_path: Path
 ) -> None:
     out = sl("publish", env=world).stdout  # no --as-of: the run's, not the wall clock
@@ -100,9 +100,13 @@ def test_publish_is_as_of_the_newest_finished_run_and_cursor_errors_are_one_line
     older = sl("publish", "--as-of", "2026-11-01T00:00:00Z", env=world, check=False)
     assert older.returncode == 2 and older.stderr.count("\n") == 1 and "before the lake's newest finished run" in \
         older.stderr
-    empty = {**world, "STORYLAKE_LAKE": str(tmp_path / "empty")}
-    none = sl("publish", env=empty, check=False)
-    assert none.returncode == 4 and "no pipeline run has finished" in none.stderr
+    # a mistyped lake: one line, exit 4, nothing created there
+    empty = {**world, "STORYLAKE_LAKE": str(tmp_path / "typo")}
+    for cmd in (["publish"], ["expire"], ["maintain"], ["check"], ["export-features", "--out", str(tmp_path / "x")]):
+        res = sl(*cmd, env=empty, check=False)
+        assert res.returncode == 4 and res.stderr.count("\n") == 1, (cmd, res.stderr)
+        assert f"no storylake tables under {tmp_path / 'typo'}" in res.stderr
+    assert not (tmp_path / "typo").exists() and not (tmp_path / "x").exists()
     for bad in ("not-a-cursor", "eyJ2IjoxfQ.AAAAAAAAAAAAAAAAAAAAAA"):
         res = sl("tray", "1", "--now", AS_OF, "--cursor", bad, env=world, check=False)
         assert res.returncode == 2 and res.stderr.startswith("error: invalid cursor") and "Traceback" not in res.stderr

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from storylake.clock import utc
+from storylake.errors import NotFoundError
 from storylake.settings import Settings, SettingsError
 from toolkit.exits import EXIT_FAILURE
 
@@ -47,6 +48,15 @@ def settings_of(
     (Settings.resolve; None = option not given)."""
     return Settings.resolve(overrides={"lake": lake, "landing": landing, "engine": engine, "spark_remote": remote,
                                        **overrides})
+
+
+def existing_lake(settings: Settings) -> Settings:
+    """`settings` when its lake holds storylake tables; NotFoundError (exit 4, one line) otherwise, before anything
+    is created there (a mistyped --lake must not become a new empty lake)."""
+    if not any(p.is_dir() for p in settings.lake.glob("*/*/_delta_log")):
+        raise NotFoundError(f"no storylake tables under {settings.lake}: check --lake (or STORYLAKE_LAKE), or run "
+                            "`storylake run` first")
+    return settings
 
 
 def parse_time(value: str | None, name: str) -> datetime | None:
@@ -277,7 +287,7 @@ def publish(as_of: PublishAsOf = None, lake: Lake = None, landing: Landing = Non
     default)."""
     from serving.cli import publish_report
 
-    s = settings_of(lake, landing, engine, spark_remote)
+    s = existing_lake(settings_of(lake, landing, engine, spark_remote))
     console.print(str(publish_report(s, parse_time(as_of, "--as-of"))))
 
 
@@ -363,7 +373,7 @@ def expire(
 
     from serving.cli import expire_report
 
-    s = settings_of(lake, landing, engine, spark_remote)
+    s = existing_lake(settings_of(lake, landing, engine, spark_remote))
     console.print_json(json.dumps(expire_report(s, parse_time(now, "--now") or datetime.now(UTC)), default=str))
 
 
@@ -380,7 +390,7 @@ def export_features(
     from jobs.engine import spark_session
     from jobs.export import export_features as run_export
 
-    s = settings_of(lake, landing, engine, spark_remote)
+    s = existing_lake(settings_of(lake, landing, engine, spark_remote))
     t = parse_time(as_of, "--as-of") or datetime.now(UTC)
     with spark_session(s) as spark:
         manifest = run_export(spark, s, t, out)
@@ -399,7 +409,7 @@ def maintain(
 
     from jobs.maintenance import maintain as maintain_lake
 
-    s = settings_of(lake, landing, engine, spark_remote)
+    s = existing_lake(settings_of(lake, landing, engine, spark_remote))
     report = maintain_lake(s, retention_hours=retention_hours, dry_run=dry_run)
     console.print_json(json.dumps(report.as_dict(), default=str))
 
@@ -413,9 +423,7 @@ def check(lake: Lake = None, landing: Landing = None, engine: Engine = None, spa
     from jobs.lake_health import table_health
     from jobs.maintenance import find_tables
 
-    s = settings_of(lake, landing, engine, spark_remote)
-    if not s.lake.is_dir():
-        raise typer.BadParameter(f"lake {s.lake} does not exist", param_hint="--lake")
+    s = existing_lake(settings_of(lake, landing, engine, spark_remote))
     tables = [table_health(p, p.relative_to(s.lake).as_posix()) for p in find_tables(s.lake)]
     console.print_json(json.dumps([t.as_dict() for t in tables], default=str))
     bad = [t for t in tables if not t.ok]
