@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pyarrow as pa
 import pytest
 
 from storylake import contracts, lake
+from toolkit.cli import OWN_LOGGERS
 
 pytestmark = pytest.mark.slow
 AS_OF = "2026-11-02T01:00:00Z"
@@ -63,8 +65,15 @@ def test_run_twice_with_the_same_as_of_gives_identical_tables(world: dict[str, s
     before = _contents(Path(world["STORYLAKE_LAKE"]))
     assert {"silver.view_events", "gold.segment_insights", "gold.ring_features"} <= set(before)
     assert all(before[k] for k in ("silver.segments", "silver.view_events", "gold.segment_insights"))
-    sl("run", "--as-of", AS_OF, env=world)
+    log_file = Path(world["STORYLAKE_LAKE"]).parent / "logs" / "run.log"
+    env = {**world, "STORYLAKE_LOG_LEVEL": "INFO", "STORYLAKE_LOG_FILE": str(log_file)}
+    again = sl("run", "--as-of", AS_OF, env=env)
     assert _contents(Path(world["STORYLAKE_LAKE"])) == before
+    # the console shows storylake's own INFO records (steps, gates) and only warnings from anyone else; the log file
+    # holds everything at INFO
+    records = re.findall(r"^\d{4}-\d\d-\d\d [\d:,]+ (\w+) ([\w.]+):", again.stderr, re.MULTILINE)
+    assert records and all(lvl != "INFO" or name.split(".")[0] in OWN_LOGGERS for lvl, name in records)
+    assert len(log_file.read_text().splitlines()) >= len(records)
 
 
 def test_tray_and_seen_by_json_shapes_and_exit_codes(world: dict[str, str]) -> None:

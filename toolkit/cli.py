@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -532,6 +533,34 @@ def demo(
 # --- entry point -------------------------------------------------------------------------------
 
 
+OWN_LOGGERS = ("storylake", "jobs", "pipeline", "serving", "dashboards", "toolkit", "dags")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class _LazyFileHandler(logging.FileHandler):
+    """A FileHandler that creates its folder and file at the first record (a command that logs nothing to the file
+    leaves nothing behind)."""
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()
+
+
+def configure_logging(level: str) -> None:
+    """The console gets storylake's own records at `level` and anyone's warnings; every record at `level` (third-party
+    INFO included: Great Expectations, Spark Connect, httpx, ...) also goes to the log file, STORYLAKE_LOG_FILE or
+    .storylake/storylake.log."""
+    root = logging.getLogger()
+    root.setLevel(level)
+    fmt = logging.Formatter(LOG_FORMAT)
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(fmt)
+    console.addFilter(lambda r: r.name.split(".")[0] in OWN_LOGGERS or r.levelno >= logging.WARNING)
+    log_file = _LazyFileHandler(os.environ.get("STORYLAKE_LOG_FILE", ".storylake/storylake.log"), delay=True)
+    log_file.setFormatter(fmt)
+    root.handlers[:] = [console, log_file]
+
+
 def main() -> None:
     """Console-script entry: known errors print one line and exit non-zero, never a traceback (unless
     STORYLAKE_DEBUG is set)."""
@@ -541,11 +570,7 @@ def main() -> None:
         # Logging and debug then use their defaults; every command that needs settings resolves them again
         # (settings_of) and reports the bad value as its one-line error, the others (--help, contracts) still run.
         settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(settings.log_level)
     from toolkit.exits import exit_code_for
 
     try:
