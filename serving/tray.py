@@ -24,13 +24,15 @@ scan of the active segments plus 20-40 ms of planning, far over the 20 ms budget
   1. the viewer's relationship intervals toward every related author (`viewer_pairs`, including the authors'
      private-account intervals) and ranking features (`ring_features`) are slices of the snapshot's
      ViewerIndex (serving/snapshot_indexes.py); the intervals holding at `now` are kept (audience.holds_at_us);
-     the segments the viewer has seen by `now` are one DuckDB point lookup (`viewer_seen`, sorted by viewer);
+     the live segments the viewer has seen are a slice of the SeenIndex (a DuckDB point lookup on `viewer_seen`
+     instead for a `now` before the snapshot's latest view);
   2. the audience rules decide, per candidate author and audience, through audience_table.allowed_table(): the
      truth table of storylake.rules.audience.ALLOWED_SQL over its flags, evaluated by DuckDB from that SQL (the only
      per-segment flag is the audience, so this decides every segment of the author);
   3. the authors' segments come from the snapshot's SegmentIndex (`live_segments` sorted by author), gathered in
      one operation;
-  4. numpy ranks the rings; only the page's rings become Python objects.
+  4. numpy ranks the rings; only the page's rings and segments become Python values (PageColumns), which
+     render.tray_dict turns into JSON and `TrayPage.rings` into objects for the library's callers.
 """
 
 from __future__ import annotations
