@@ -94,6 +94,11 @@ class Snapshot:
         self.close()
 
 
+def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """Snapshots published by earlier versions may lack a table added since (profiles, snapshot_keys)."""
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = $t", {"t": table}).fetchone()[0])
+
+
 def open_snapshot(path: Path) -> Snapshot:
     """Open a snapshot file read-only and load its snapshot_meta."""
     if not path.exists():
@@ -114,8 +119,8 @@ def open_snapshot(path: Path) -> Snapshot:
     sources = {r[3]: {"version": r[4], "rows": r[5]} for r in rows}
     # Snapshots published before cursors were signed have no key: a random one per process then (its cursors are
     # accepted by the process that issued them only).
-    has_keys = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'snapshot_keys'").fetchone()[0]
-    keys = con.execute("SELECT cursor_key FROM snapshot_keys").fetchone() if has_keys else None
+    keys = con.execute("SELECT cursor_key FROM snapshot_keys").fetchone() if table_exists(con, "snapshot_keys") \
+        else None
     return Snapshot(
         cursor_key=bytes(keys[0]) if keys else secrets.token_bytes(32),
         snapshot_id=rows[0][0],

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from serving import audience_table
-from serving.snapshot import Snapshot
+from serving.snapshot import Snapshot, table_exists
 from storylake.rules.audience import OPEN_END_US
 from storylake.rules.tray_score import FEATURE_WEIGHTS
 
@@ -36,10 +36,12 @@ FEATURES: tuple[str, ...] = tuple(FEATURE_WEIGHTS)
 _EMPTY = np.empty(0, dtype=np.int64)
 
 
-def _table_exists(snapshot: Snapshot, table: str) -> bool:
-    """Snapshots published by earlier versions may lack a table added since (profiles): it then reads as empty."""
-    return bool(snapshot.db().execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = $t", {"t": table}).fetchone()[0])
+def sorted_lookup(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(hit, pos): whether each of `values` is in the sorted `keys`, and its position there (meaningful where hit)."""
+    if keys.size == 0:
+        return np.zeros(values.size, dtype=bool), np.zeros(values.size, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(keys, values), keys.size - 1)
+    return keys[pos] == values, pos
 
 
 def _key_range(keys: np.ndarray, key: int) -> tuple[int, int]:
@@ -69,31 +71,24 @@ class SegmentIndex:
             {"types": self.media_types or [""], "audiences": list(audience_table.AUDIENCES)},
         ).fetchnumpy()
         self.segment_id = np.asarray(cols["segment_id"], dtype=np.int64)
-        self.author_id = np.asarray(cols["author_id"], dtype=np.int64)
         self.story_id = np.asarray(cols["story_id"], dtype=np.int64)  # -1: not known
         self.media_id = np.asarray(cols["media_id"], dtype=np.int64)
-        self.audience = np.asarray(cols["audience"], dtype=np.int64)  # index in audience_table.AUDIENCES
+        self.audience = np.asarray(cols["audience"], dtype=np.int8)  # index in audience_table.AUDIENCES
         self.media = np.asarray(cols["media"], dtype=np.int32)
         self.duration_ms = np.asarray(cols["duration_ms"], dtype=np.int64)
-        self.created_us = np.asarray(cols["created_us"], dtype=np.int64)
-        self.expires_us = np.asarray(cols["expires_us"], dtype=np.int64)
-        self.lifetime = np.column_stack((self.created_us, self.expires_us))
-        self.audience8 = self.audience.astype(np.int8)
-        self.authors, self.starts, self.counts = np.unique(self.author_id, return_index=True, return_counts=True)
-        self._by_id = pd.Index(self.segment_id)
+        self.lifetime = np.column_stack((np.asarray(cols["created_us"], dtype=np.int64),
+                                         np.asarray(cols["expires_us"], dtype=np.int64)))
+        self.created_us, self.expires_us = self.lifetime[:, self.CREATED], self.lifetime[:, self.EXPIRES]  # views
+        self.authors, self.starts, self.counts = np.unique(
+            np.asarray(cols["author_id"], dtype=np.int64), return_index=True, return_counts=True)
+        # segment id -> row, a hash index over the first row of each id (silver keys segments by id: one row each)
+        first = ~pd.Index(self.segment_id).duplicated()
+        self._ids, self._rows = pd.Index(self.segment_id[first]), np.flatnonzero(first)
 
     def positions_of(self, segment_ids: np.ndarray) -> np.ndarray:
         """Row position of each segment id, -1 where the index does not hold it (a hash lookup: 25M ids in ~3 s)."""
-        segment_ids = np.asarray(segment_ids, dtype=np.int64)
-        if self._by_id.is_unique:
-            return np.asarray(self._by_id.get_indexer(segment_ids), dtype=np.int64)
-        # a segment id twice among live_segments (not expected from silver): the first row holding it
-        sorted_ids = np.sort(self.segment_id)
-        first = np.argsort(self.segment_id, kind="stable")
-        if sorted_ids.size == 0:
-            return np.full(segment_ids.size, -1, dtype=np.int64)
-        pos = np.minimum(np.searchsorted(sorted_ids, segment_ids), sorted_ids.size - 1)
-        return np.where(sorted_ids[pos] == segment_ids, first[pos], -1)
+        hit = self._ids.get_indexer(np.asarray(segment_ids, dtype=np.int64))
+        return np.where(hit >= 0, self._rows[hit], -1)
 
     def created_us_of(self, segment_ids: np.ndarray) -> np.ndarray:
         """created_at (epoch µs) of each live segment id, -1 where the index does not hold it."""
@@ -170,8 +165,7 @@ class ViewerIndex:
         ).fetchnumpy()
         self.feature_viewer = np.asarray(feats["viewer_id"], dtype=np.int64)
         self.feature_author = np.asarray(feats["author_id"], dtype=np.int64)
-        self.features = np.column_stack([np.asarray(feats[f], dtype=np.float64) for f in FEATURES]).reshape(
-            -1, len(FEATURES))
+        self.features = np.column_stack([np.asarray(feats[f], dtype=np.float64) for f in FEATURES])
 
     def pairs(self, viewer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(author_id, flag_code, valid_from_us, valid_to_us) of the viewer's intervals, valid_to_us OPEN_END_US when
@@ -214,7 +208,7 @@ class ProfileIndex:
     """`profiles` by user_id (username, profile picture media id; -1 when the user has no picture)."""
 
     def __init__(self, snapshot: Snapshot) -> None:
-        if not _table_exists(snapshot, "profiles"):
+        if not table_exists(snapshot.db(), "profiles"):
             self.user_id, self.picture, self.username = _EMPTY, _EMPTY, np.empty(0, dtype=object)
             return
         cols = snapshot.db().execute(
@@ -226,11 +220,9 @@ class ProfileIndex:
 
     def lookup(self, user_ids: list[int]) -> dict[int, tuple[str, int | None]]:
         """user id -> (username, picture media id or None) for the ids that have a profile."""
-        if not user_ids or self.user_id.size == 0:
-            return {}
         ids = np.asarray(user_ids, dtype=np.int64)
-        pos = np.minimum(np.searchsorted(self.user_id, ids), self.user_id.size - 1)
-        hit = np.flatnonzero(self.user_id[pos] == ids)
+        hit, pos = sorted_lookup(self.user_id, ids)
+        hit = np.flatnonzero(hit)
         found = pos[hit]
         pictures = self.picture[found].tolist()
         return {

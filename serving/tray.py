@@ -46,7 +46,7 @@ import numpy as np
 from serving import audience_table
 from serving import cursor as cursors
 from serving.snapshot import Snapshot
-from serving.snapshot_indexes import FEATURES, SegmentIndex, seen_index, segment_index, viewer_index
+from serving.snapshot_indexes import FEATURES, SegmentIndex, seen_index, segment_index, sorted_lookup, viewer_index
 from storylake.clock import iso_us, utc
 from storylake.errors import InvalidInputError
 from storylake.rules.audience import holds_at_us
@@ -244,14 +244,6 @@ _CODE_TO_COLUMN = np.array([audience_table.pair_flag_column(f) for f in audience
 _CLOSE_FRIENDS = audience_table.AUDIENCES.index("close_friends")
 
 
-def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
-    """values[i] in sorted_set (sorted ascending)."""
-    if sorted_set.size == 0:
-        return np.zeros(values.size, dtype=bool)
-    pos = np.minimum(np.searchsorted(sorted_set, values), sorted_set.size - 1)
-    return sorted_set[pos] == values
-
-
 def _ranked_rings(
     snapshot: Snapshot, viewer: int, now: datetime, extra_seen: np.ndarray | None = None,
     also_at: datetime | None = None,
@@ -263,21 +255,21 @@ def _ranked_rings(
     if also_at is not None:
         also_us = cursors.micros(also_at)
         authors_then, allowed_then = _allowed_authors(snapshot, viewer, also_us)
-        pos = np.minimum(np.searchsorted(authors_then, authors), max(authors_then.size - 1, 0))
-        known = (authors_then[pos] == authors) if authors_then.size else np.zeros(authors.size, dtype=bool)
-        allowed = allowed & np.where(known[:, None], allowed_then[pos] if authors_then.size else False, False)
+        known, pos = sorted_lookup(authors_then, authors)
+        allowed = allowed & known[:, None]
+        allowed[known] &= allowed_then[pos[known]]
     rows, author_pos = idx.rows_of(authors)
     life = idx.lifetime[rows]  # one gather of (created_us, expires_us)
     # visible: active at now (lazy expiry) and of an audience the rules allow for that author
     keep = (life[:, idx.CREATED] <= now_us) & (now_us < life[:, idx.EXPIRES])
     if also_at is not None:
         keep &= (life[:, idx.CREATED] <= also_us) & (also_us < life[:, idx.EXPIRES])
-    audience = idx.audience8[rows]
+    audience = idx.audience[rows]
     keep &= allowed[author_pos, audience]
     rows, author_pos, created, audience = rows[keep], author_pos[keep], life[keep, idx.CREATED], audience[keep]
     if rows.size == 0:
         return {"order": np.empty(0, dtype=np.int64)}
-    seen = _member(rows, _seen_positions(snapshot, idx, viewer, now, now_us, extra_seen))
+    seen, _ = sorted_lookup(_seen_positions(snapshot, idx, viewer, now, now_us, extra_seen), rows)
 
     # per ring (rows are grouped by author, ascending, then by created_at)
     first = np.flatnonzero(np.diff(author_pos, prepend=-1))
@@ -290,10 +282,8 @@ def _ranked_rings(
 
     f_author, f_values = viewer_index(snapshot).ring_features(viewer)
     values = np.zeros((ring_author.size, len(FEATURES)), dtype=np.float64)
-    if f_author.size:
-        pos = np.minimum(np.searchsorted(f_author, ring_author), f_author.size - 1)
-        hit = f_author[pos] == ring_author
-        values[hit] = f_values[pos[hit]]
+    hit, pos = sorted_lookup(f_author, ring_author)
+    values[hit] = f_values[pos[hit]]
     features = {f: values[:, i] for i, f in enumerate(FEATURES)}
     age_h = (now_us - latest_us) / US_PER_HOUR
     score = rank_score(age_h, features, is_cf)
