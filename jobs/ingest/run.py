@@ -111,9 +111,9 @@ def discover(
             continue
         for p in root.rglob("*.jsonl"):
             rel = p.relative_to(landing).as_posix()
-            refusal = _refusal(p, rel, root_real)
+            refusal, size = _classify(p, rel, root_real)
             if refusal is None:
-                found.append((rel, et, p.stat().st_size))
+                found.append((rel, et, size))
             elif refusals is not None:
                 safe = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
                 refusals[safe] = refusal
@@ -126,27 +126,25 @@ def discover(
     return sorted(found)
 
 
-def _refusal(p: Path, rel: str, root_real: Path) -> tuple[str, str] | None:
-    """Why the landing entry `p` is not read as a landing file (rule, reason), None when it is a regular file inside
-    the landing root."""
+def _classify(p: Path, rel: str, root_real: Path) -> tuple[tuple[str, str] | None, int]:
+    """(why the landing entry `p` is not read as a landing file (rule, reason), or None for a regular file inside the
+    landing root; its size) from one stat."""
     try:
         rel.encode("utf-8")
     except UnicodeEncodeError:
-        return "file_name_not_utf8", "the file name is not valid UTF-8"
+        return ("file_name_not_utf8", "the file name is not valid UTF-8"), 0
     try:
         st = p.stat()  # follows a symlink
     except OSError as exc:
-        return ("dangling_symlink", "a symlink to nothing") if p.is_symlink() else (
-            "unreadable_file", f"cannot stat the file: {exc.strerror}")
-    if p.is_symlink():
-        target = p.resolve()
-        if not target.is_relative_to(root_real):
-            return "symlink_outside_landing", "a symlink leading out of the landing root (not followed)"
+        return (("dangling_symlink", "a symlink to nothing") if p.is_symlink() else (
+            "unreadable_file", f"cannot stat the file: {exc.strerror}")), 0
+    if p.is_symlink() and not p.resolve().is_relative_to(root_real):
+        return ("symlink_outside_landing", "a symlink leading out of the landing root (not followed)"), 0
     if not stat.S_ISREG(st.st_mode):
         kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else (
             "a socket" if stat.S_ISSOCK(st.st_mode) else "a device or special file")
-        return "not_a_regular_file", f"{kind}, not a regular file"
-    return None
+        return ("not_a_regular_file", f"{kind}, not a regular file"), 0
+    return None, st.st_size
 
 
 def _plan_batches(files: list[tuple[str, str, int]], max_bytes: int) -> list[list[tuple[str, str, int]]]:

@@ -35,7 +35,6 @@ class FileResult:
     lines: int
     valid: pa.Table
     quarantine: pa.Table
-    refused: str | None = None  # the rule when the file was not read as JSON lines at all (refused_file)
 
     @property
     def rows_valid(self) -> int:
@@ -82,7 +81,7 @@ def refused_file(*, event_type: str, source_file: str, batch_id: str, ingested_a
     bad = {"line": [None], "start": [0], "event_id": [None], "rule": [rule], "field": ["$file"],
            "reason": [f"{contract_name}: {source_file}: {reason}"], "raw": [""]}
     return FileResult(source_file, event_type, 1, validator_for(event_type).bronze.arrow_schema().empty_table(),
-                      _quarantine_table(contract_name, source_file, batch_id, ingested_at, bad), refused=rule)
+                      _quarantine_table(contract_name, source_file, batch_id, ingested_at, bad))
 _ELEMENT = re.compile(r" - at `\$\[(\d+)\]")
 _BYTE = re.compile(r"\(byte (\d+)\)")
 
@@ -251,9 +250,7 @@ def validate_file(
         for i in range(n_lines):
             check_line(i + 1, starts[i], lines[i])
 
-    order = sorted(range(len(bad["line"])), key=bad["line"].__getitem__)  # chunks may report out of order
-    for k in bad:
-        bad[k] = [bad[k][i] for i in order]
+    _sort_by_line(bad)  # chunks may report out of order
     try:
         valid = _typed(v, data, n_lines, bad["line"], bad["start"], source_file, batch_id, ingested_at)
     except (pa.ArrowInvalid, _ParseCountError):
@@ -268,9 +265,7 @@ def validate_file(
                         "bad_format" if "couldn't parse" in why else "unparseable")
                     reject(i + 1, starts[i], lines[i], rule, field, f"{contract_name}.{field}: {why}",
                            _event_id(lines[i]))
-            order = sorted(range(len(bad["line"])), key=bad["line"].__getitem__)
-            for k in bad:
-                bad[k] = [bad[k][i] for i in order]
+            _sort_by_line(bad)
             valid = _typed(v, data, n_lines, bad["line"], bad["start"], source_file, batch_id, ingested_at)
             return _result(v, valid, data, source_file, event_type, n_lines, batch_id, ingested_at, lateness_window,
                            max_clock_skew, contract_name, bad)
@@ -281,6 +276,13 @@ def validate_file(
                              max_clock_skew=max_clock_skew)
     return _result(v, valid, data, source_file, event_type, n_lines, batch_id, ingested_at, lateness_window,
                    max_clock_skew, contract_name, bad)
+
+
+def _sort_by_line(bad: dict[str, list[Any]]) -> None:
+    """Reorder the rejected-line columns by line number, in place."""
+    order = sorted(range(len(bad["line"])), key=bad["line"].__getitem__)
+    for k in bad:
+        bad[k] = [bad[k][i] for i in order]
 
 
 _ARROW_COLUMN = re.compile(r"Column\(/([A-Za-z0-9_]+)")
@@ -347,9 +349,7 @@ def _check_arrival(
         bad["field"].append("event_time")
         bad["reason"].append(f"{contract_name}.event_time: {arrival_reason(rule, shown, arrival, window, skew)}")
         bad["raw"].append(lines[no - 1].decode("utf-8", errors="replace"))
-    order = sorted(range(len(bad["line"])), key=bad["line"].__getitem__)
-    for k in bad:
-        bad[k] = [bad[k][j] for j in order]
+    _sort_by_line(bad)
     return valid.filter(pc.invert(out))
 
 
