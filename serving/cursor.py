@@ -30,7 +30,12 @@ CURSOR_VERSION = 1
 TAG_CHARS = 22
 
 
-class TamperedCursorError(InvalidInputError):
+class InvalidCursorError(InvalidInputError):
+    """A cursor this service cannot use: malformed, not issued here (TamperedCursorError) or for another list,
+    snapshot or caller (StaleCursorError). The message says to request the first page."""
+
+
+class TamperedCursorError(InvalidCursorError):
     """The cursor's tag does not match: altered, forged, or signed for another snapshot."""
 
 
@@ -39,7 +44,7 @@ def _tag(key: bytes, body: str) -> str:
     return base64.urlsafe_b64encode(mac).decode()[:TAG_CHARS]
 
 
-class StaleCursorError(InvalidInputError):
+class StaleCursorError(InvalidCursorError):
     """The cursor belongs to another snapshot, list or subject (restart from the first page)."""
 
 
@@ -66,13 +71,13 @@ class Cursor:
 
 
 def decode(token: str, *, key: bytes, kind: str, snapshot_id: str, subject: tuple[int, ...]) -> Cursor:
-    """Check and parse a cursor; TamperedCursorError when its tag is wrong, ValueError when malformed,
-    StaleCursorError when it does not belong here."""
+    """Check and parse a cursor; TamperedCursorError when its tag is wrong, StaleCursorError when it does not belong
+    here, InvalidCursorError when malformed."""
     if not isinstance(token, str) or not token or len(token) > 4096:
-        raise InvalidInputError("invalid cursor: request the first page")
+        raise InvalidCursorError("invalid cursor: request the first page")
     body, dot, tag = token.rpartition(".")
     if not dot or not body:
-        raise InvalidInputError("invalid cursor: not a cursor this service issued; request the first page")
+        raise InvalidCursorError("invalid cursor: not a cursor this service issued; request the first page")
     try:
         raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         doc = json.loads(raw)
@@ -86,7 +91,7 @@ def decode(token: str, *, key: bytes, kind: str, snapshot_id: str, subject: tupl
             position=tuple(doc["p"]),
         )
     except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError, OverflowError) as exc:
-        raise InvalidInputError("invalid cursor: not a cursor this service issued; request the first page") from exc
+        raise InvalidCursorError("invalid cursor: not a cursor this service issued; request the first page") from exc
     if cur.kind != kind:
         raise StaleCursorError(f"stale cursor: it pages a {cur.kind} list, not a {kind} list")
     if cur.snapshot_id != snapshot_id:

@@ -21,7 +21,6 @@ from serving import audience_table
 from serving import cursor as cursors
 from serving.snapshot import Snapshot
 from storylake.clock import utc
-from storylake.errors import InvalidInputError
 from storylake.rules.audience import BOOL_FLAGS, holds_at_sql
 
 MAX_LIMIT = 500
@@ -128,7 +127,7 @@ def archive(snapshot: Snapshot, requester_id: int, limit: int = 50, cursor: str 
             t_us, s = cur.position
             params.update(t=cursors.from_micros(int(t_us)), s=int(s))
         except (TypeError, ValueError) as exc:
-            raise InvalidInputError("invalid cursor: request the first page") from exc
+            raise cursors.InvalidCursorError("invalid cursor: request the first page") from exc
     rows = snapshot.db().execute(ARCHIVE_SQL[cursor is not None], params).fetchall()
     segs = tuple(_segment(r) for r in rows[:limit])
     has_more = len(rows) > limit

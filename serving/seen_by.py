@@ -24,7 +24,7 @@ from serving import cursor as cursors
 from serving.snapshot import Snapshot
 from serving.snapshot_indexes import catalog_index
 from storylake.clock import iso, iso_us, utc
-from storylake.errors import InvalidInputError, NotFoundError, StorylakeError
+from storylake.errors import NotFoundError, StorylakeError
 from storylake.rules.audience import holds_at_sql
 from storylake.rules.lifetimes import SEEN_BY_LIFETIME
 
@@ -136,7 +136,7 @@ def seen_by(
             t_us, v = cur.position
             params.update(t=cursors.from_micros(int(t_us)), v=int(v))
         except (TypeError, ValueError) as exc:
-            raise InvalidInputError("invalid cursor: request the first page") from exc
+            raise cursors.InvalidCursorError("invalid cursor: request the first page") from exc
 
     hidden: list[int] = []
     if has_blocks:

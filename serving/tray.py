@@ -48,7 +48,6 @@ from serving import cursor as cursors
 from serving.snapshot import Snapshot
 from serving.snapshot_indexes import FEATURES, SegmentIndex, seen_index, segment_index, sorted_lookup, viewer_index
 from storylake.clock import iso_us, utc
-from storylake.errors import InvalidInputError
 from storylake.rules.audience import holds_at_us
 from storylake.rules.tray_score import rank_score
 
@@ -176,7 +175,7 @@ def tray(
             o, u, s, a = cur.position
             after = (bool(o), bool(u), float(s), int(a))
         except (TypeError, ValueError) as exc:
-            raise InvalidInputError("invalid cursor: request the first page") from exc
+            raise cursors.InvalidCursorError("invalid cursor: request the first page") from exc
     window_start = snapshot.tray_window_start
     if window_start is not None and now < window_start:
         raise ValueError(

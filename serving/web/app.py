@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -32,7 +31,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import numpy as np
-import orjson
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -110,11 +108,7 @@ class ApiState:
 
 
 def _json(doc: Any, status: int = 200) -> Response:
-    try:
-        body = orjson.dumps(doc)
-    except TypeError:  # a client's integer beyond 64 bits echoed back (receipt statuses): the standard library
-        body = json.dumps(doc, separators=(",", ":")).encode()
-    return Response(body, status_code=status, media_type=JSON)
+    return Response(receipts.json_bytes(doc), status_code=status, media_type=JSON)
 
 
 class BodyTooLarge(Problem):
@@ -276,8 +270,7 @@ def create_app(settings: Settings, *, poll_s: float = 1.0) -> FastAPI:
         media = [url(m, s, t, at) for m, s, t in zip(c.media_id, c.segment_id, c.media_type, strict=True)]
         # the library's JSON shape (the CLI's too), with what only the API adds
         doc = tray_dict(page, names, {"mediaUrl": media})
-        doc.update(nextCursor=page.next_cursor, snapshotId=page.snapshot_id,
-                   now=iso(page.now))
+        doc.update(snapshotId=page.snapshot_id, now=iso(page.now))  # nextCursor: tray_dict's
         return _json(doc)
 
     @app.get("/v1/segments/{segmentId}/seen-by", response_model=models.SeenBy,

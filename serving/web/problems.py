@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from serving.cursor import StaleCursorError, TamperedCursorError
+from serving.cursor import InvalidCursorError
 from serving.seen_by import SeenByExpiredError
 from serving.web.auth import AuthError
 from storylake.errors import NotFoundError
@@ -128,7 +128,7 @@ def as_problem(exc: Exception) -> Problem | None:
         return Problem(410, "seen-by-expired", str(exc))
     if isinstance(exc, NotFoundError):
         return Problem(404, "not-found", str(exc))
-    if isinstance(exc, TamperedCursorError | StaleCursorError) or str(exc).startswith("invalid cursor"):
+    if isinstance(exc, InvalidCursorError):
         return Problem(400, "invalid-cursor", str(exc), "cursor")
     if isinstance(exc, ValueError):
         return Problem(400, "invalid-parameter", str(exc))

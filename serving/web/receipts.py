@@ -69,13 +69,14 @@ def event_of(viewer_id: int, receipt: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _line(event: dict[str, Any]) -> bytes:
-    """The event as one JSON line; integers beyond 64 bits and lone surrogates, which orjson refuses, are written by
-    the standard library so that the contract's decoder can name them."""
+def json_bytes(doc: Any) -> bytes:
+    """`doc` as compact JSON (a landing line, an answer). A client's integers beyond 64 bits and lone surrogates,
+    which orjson refuses, are written by the standard library, so that the contract's decoder can name them and an
+    answer can echo them."""
     try:
-        return orjson.dumps(event)
+        return orjson.dumps(doc)
     except TypeError:
-        return json.dumps(event, separators=(",", ":")).encode()
+        return json.dumps(doc, separators=(",", ":")).encode()
 
 
 def check(
@@ -93,7 +94,7 @@ def check(
     out: list[Verdict] = []
     for i, receipt in enumerate(receipts):
         seg = receipt.get("segmentId")
-        line = _line(event_of(viewer_id, receipt))
+        line = json_bytes(event_of(viewer_id, receipt))
         try:
             ev = v.decoder.decode(line)
         except msgspec.DecodeError as exc:
