@@ -73,6 +73,10 @@ ANCHORS: dict[str, tuple[str, bool]] = {
 }
 
 
+# Tables keyed by a UTC day, rewritten from the day of the silver horizon on (their anchor column is `day`).
+DAY_ANCHORED = ("gold.author_daily_insights", "gold.author_viewer_days")
+
+
 @dataclass(frozen=True)
 class Horizon:
     """The scope of one run: events strictly before as_of; rows anchored at/after lo (silver) and gold_lo (gold)
@@ -117,7 +121,7 @@ class Horizon:
         rewritten from the silver horizon's day."""
         if self.lo is None:
             return None
-        if table_key == "gold.author_daily_insights":
+        if table_key in DAY_ANCHORED:
             d = self.lo.date()
             return datetime(d.year, d.month, d.day, tzinfo=self.lo.tzinfo)
         anchor = ANCHORS.get(table_key)

@@ -93,6 +93,9 @@ def test_late_view_changes_exactly_its_segment_story_day_and_ring(spark, setting
     assert set(day) == {(1, T0.date())}
     assert day[(1, T0.date())]["impressions"] == (2, 3)
     assert not {"reach", "reach_7d", "reach_28d"} & set(day[(1, T0.date())])
+    # the daily partial behind the trailing reach: viewer 2's row of that day counts one view more
+    partial = _changes(before["author_viewer_days"], after["author_viewer_days"])
+    assert partial == {(1, T0.date(), 2): {"views": (1, 2), "view_ms": (5000, 9000)}}
 
     ring = _changes(before["ring_features"], after["ring_features"])
     assert set(ring) == {(2, 1)}

@@ -19,7 +19,10 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
-GOLD_TABLES = ("segment_insights", "story_insights", "author_daily_insights", "sticker_results", "ring_features")
+GOLD_TABLES = (
+    "segment_insights", "story_insights", "author_daily_insights", "author_viewer_days", "sticker_results",
+    "ring_features",
+)
 
 
 @holding_writer_lock("gold")

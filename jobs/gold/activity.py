@@ -79,7 +79,7 @@ def _own_attribution(events: DataFrame, time_col: str, as_of: datetime, cols: Se
     )
 
 
-def views_before(view_events: DataFrame, segs: DataFrame, as_of: datetime) -> DataFrame:
+def views_before(view_events: DataFrame, segs: DataFrame | None, as_of: datetime) -> DataFrame:
     """Counted views before as_of of known segments: segment_id, viewer_id, viewed_at, view_duration_ms,
     completion_pct, day (UTC), author_id, story_id. `segs` is unused (see _own_attribution); kept so every
     *_before has one signature."""

@@ -46,6 +46,19 @@ def trailing_reach(viewer_days: DataFrame, as_of: datetime, since_day: date | No
     )
 
 
+PARTIAL = "author_viewer_days"
+PARTIAL_KEYS = ["author_id", "day", "viewer_id"]
+# per_viewer()'s working names <-> the partial table's columns
+_PARTIAL_COLUMNS = {"_views": "views", "_view_ms": "view_ms", "_completed": "completed"}
+
+
+def author_viewer_days(view_events: DataFrame, as_of: datetime) -> DataFrame:
+    """The daily partial aggregate (gold.author_viewer_days): per (author, UTC day, viewer) the counted views
+    before as_of, their summed view time, and 1 when one of them completed the segment."""
+    per = activity.per_viewer(activity.views_before(view_events, None, as_of), KEYS)
+    return per.select(*PARTIAL_KEYS, *[F.col(k).alias(v) for k, v in _PARTIAL_COLUMNS.items()])
+
+
 def author_daily_insights(
     segments: DataFrame,
     view_events: DataFrame,
@@ -57,15 +70,26 @@ def author_daily_insights(
 ) -> DataFrame:
     """One row per (author, UTC day) with any activity before as_of: a segment posted, a counted view of the
     author's segments, a gesture on them or a story engagement with them (`since_day`: only the days from it on;
-    the views of the 27 days before feed their trailing reach).
+    the views of the 27 days before feed their trailing reach). from_viewer_days over author_viewer_days()."""
+    viewer_days = materialize(author_viewer_days(view_events, as_of), "viewers")
+    return from_viewer_days(segments, viewer_days, navigation, engagements, as_of, materialize, since_day)
 
-    The attributed facts are aggregated once per (author, day): views per viewer (which give the view counts,
-    the trailing reach and the days with views), gestures and engagements to their counts; `materialize` keeps
-    these aggregates, each read by the day list and by the counts."""
+
+def from_viewer_days(
+    segments: DataFrame,
+    viewer_days: DataFrame,
+    navigation: DataFrame,
+    engagements: DataFrame,
+    as_of: datetime,
+    materialize: spark_io.Materialize = spark_io.lazily,
+    since_day: date | None = None,
+) -> DataFrame:
+    """author_daily_insights from the daily partials (author_viewer_days() rows, at least those of the 27 days
+    before since_day and later): the views per viewer give the view counts, the trailing reach and the days with
+    views; gestures and engagements are aggregated once per (author, day); `materialize` keeps these aggregates,
+    each read by the day list and by the counts."""
     segs = activity.known_segments(segments, as_of)
-    window_viewers = materialize(
-        activity.per_viewer(activity.views_before(view_events, segs, as_of), KEYS), "viewers"
-    )
+    window_viewers = viewer_days.select(*PARTIAL_KEYS, *[F.col(v).alias(k) for k, v in _PARTIAL_COLUMNS.items()])
     viewers = window_viewers if since_day is None else window_viewers.filter(F.col("day") >= F.lit(since_day))
     nav = materialize(activity.navigation_counts(activity.navigation_before(navigation, segs, as_of), KEYS), "nav")
     eng = materialize(
@@ -88,31 +112,38 @@ def author_daily_insights(
 
 
 def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
-    """gold.author_daily_insights of the days from the silver horizon's day on: every silver row a run changes is
-    at or after the horizon. They read the views of the 28 days before (trailing reach) and the rest from that
-    day."""
+    """gold.author_viewer_days and gold.author_daily_insights of the days from the silver horizon's day on: every
+    silver row a run changes is at or after the horizon. The day's partials are rebuilt from the views of that
+    day on; the trailing reach reads the partials of the 27 days before (not 28 days of views), the other counts
+    the silver rows from that day."""
     silver = {
         name: spark_io.read_table(spark, settings, "silver", name)
         for name in ("segments", "view_events", "navigation", "engagements")
     }
+    as_of = horizon.as_of
     if horizon.lo is None:
+        rows = write_gold(author_viewer_days(silver["view_events"], as_of), settings, PARTIAL)
+        partials = spark_io.read_table(spark, settings, "gold", PARTIAL)
         with spark_io.scratch(settings) as materialize:
-            return write_gold(author_daily_insights(**silver, as_of=horizon.as_of, materialize=materialize),
-                              settings, NAME)
+            rows |= write_gold(from_viewer_days(silver["segments"], partials, silver["navigation"],
+                                                silver["engagements"], as_of, materialize), settings, NAME)
+        return rows
     first_day = horizon.lo.date()
     since = datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)
-    window = since - timedelta(days=max(TRAILING_DAYS.values())) - SEGMENT_LIFETIME
     start = F.lit(since).cast("timestamp")
-    silver = {
-        # a story engagement from that day on is on a segment live then (created at most 24 h before)
-        "segments": silver["segments"].filter(F.col("created_at") >= F.lit(since - SEGMENT_LIFETIME).cast("timestamp")),
-        "view_events": silver["view_events"].filter(
-            F.col("segment_created_at") >= F.lit(window).cast("timestamp")
-        ),
-        "navigation": silver["navigation"].filter(F.col("at") >= start),
-        "engagements": silver["engagements"].filter(F.col("at") >= start),
-    }
+    day_slice = f"day >= DATE '{first_day.isoformat()}'"
+    # a view from that day on is of a segment created at most one lifetime before (the filter prunes files)
+    created_since = F.lit(since - SEGMENT_LIFETIME).cast("timestamp")
+    views = silver["view_events"].filter((F.col("segment_created_at") >= created_since) & (F.col("viewed_at") >= start))
+    rows = write_gold(author_viewer_days(views, as_of), settings, PARTIAL, day_slice)
+    window_start = first_day - timedelta(days=max(TRAILING_DAYS.values()) - 1)
+    partials = spark_io.read_table(spark, settings, "gold", PARTIAL).filter(F.col("day") >= F.lit(window_start))
     with spark_io.scratch(settings) as materialize:
-        df = author_daily_insights(**silver, as_of=horizon.as_of, materialize=materialize, since_day=first_day)
-        return write_gold(df.filter(F.col("day") >= F.lit(first_day)), settings, NAME,
-                          f"day >= DATE '{first_day.isoformat()}'")
+        df = from_viewer_days(
+            # a story engagement from that day on is on a segment live then (created at most 24 h before)
+            silver["segments"].filter(F.col("created_at") >= created_since), partials,
+            silver["navigation"].filter(F.col("at") >= start), silver["engagements"].filter(F.col("at") >= start),
+            as_of, materialize, since_day=first_day,
+        )
+        rows |= write_gold(df.filter(F.col("day") >= F.lit(first_day)), settings, NAME, day_slice)
+    return rows

@@ -238,7 +238,7 @@ def _run_slices(settings: Settings, as_of: datetime | None) -> dict[str, Slice]:
     recomputed everything or planned no horizon: whole tables. silver.segments is rebuilt from its own horizon,
     never before the run's; silver.relationships is rebuilt whole, but only intervals that open or close at or after
     the horizon can differ from the audited version (a relationship change at t moves the horizon to t - 24 h)."""
-    from jobs.horizon import ANCHORS, from_increment
+    from jobs.horizon import ANCHORS, DAY_ANCHORED, from_increment
 
     plan = increments.planned(settings, as_of) if as_of is not None else None
     if plan is None or plan.full or plan.horizon is None:
@@ -248,10 +248,10 @@ def _run_slices(settings: Settings, as_of: datetime | None) -> dict[str, Slice]:
         "silver.segments": (("created_at",), plan.horizon),
         "silver.relationships": (("valid_from", "valid_to"), plan.horizon),
     }
-    for key in [*ANCHORS, "gold.author_daily_insights"]:
+    for key in [*ANCHORS, *DAY_ANCHORED]:
         start = horizon.slice_start(key)
         if start is not None:
-            out[key] = (("day",) if key == "gold.author_daily_insights" else (ANCHORS[key][0],), start)
+            out[key] = (("day",) if key in DAY_ANCHORED else (ANCHORS[key][0],), start)
     return out
 
 
