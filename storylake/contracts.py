@@ -69,6 +69,8 @@ class Contract:
     partitioned_by: tuple[str, ...] = ()
     freshness_hours: float | None = None
     retention_days: float | None = None
+    # the column whose age the retention is counted from (ODCS slaProperties `element`), None: not enforced by age
+    retention_column: str | None = None
     critical_rules: tuple[dict[str, Any], ...] = ()
     path: Path | None = field(default=None, compare=False)
 
@@ -170,6 +172,18 @@ def _sla(doc: dict[str, Any], prop: str, unit: str, where: str) -> float | None:
     return None
 
 
+def _sla_element(doc: dict[str, Any], prop: str, name: str, where: str) -> str | None:
+    """The column an SLA property applies to: its ODCS `element` ("<table>.<column>"), None when not given."""
+    for entry in doc.get("slaProperties") or ():
+        if entry.get("property") == prop and entry.get("element"):
+            table, _, column = str(entry["element"]).rpartition(".")
+            if table != name or not column:
+                raise ContractError(f"{where}: slaProperties {prop} element must be '{name}.<column>', "
+                                    f"got {entry['element']!r}")
+            return column
+    return None
+
+
 def parse_contract(path: Path, envelope: tuple[Column, ...] = ()) -> Contract:
     where = path.name
     try:
@@ -217,9 +231,20 @@ def parse_contract(path: Path, envelope: tuple[Column, ...] = ()) -> Contract:
         partitioned_by=part,
         freshness_hours=_sla(doc, "freshness", "h", where),
         retention_days=_sla(doc, "retention", "d", where),
+        retention_column=_retention_column(doc, columns, where),
         critical_rules=rules,
         path=path,
     )
+
+
+def _retention_column(doc: dict[str, Any], columns: tuple[Column, ...], where: str) -> str | None:
+    column = _sla_element(doc, "retention", str(doc["name"]), where)
+    if column is None:
+        return None
+    found = next((c for c in columns if c.name == column), None)
+    if found is None or found.physical_type not in ("timestamp", "date"):
+        raise ContractError(f"{where}: the retention element {column!r} must be a timestamp or date column")
+    return column
 
 
 @functools.cache
@@ -260,6 +285,8 @@ def bronze_contract(event: Contract) -> Contract:
         primary_key=("_source_file", "_line"),
         freshness_hours=event.freshness_hours,
         retention_days=event.retention_days,
+        retention_column="event_time",  # bronze ages by the event's time (the retention job also waits for the
+        # rows to be aggregated and past the lateness window)
         critical_rules=event.critical_rules,
         path=event.path,
     )

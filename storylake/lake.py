@@ -61,11 +61,12 @@ def _once(app_id: str, txn_version: int) -> CommitProperties:
     )
 
 
-def append_once(path: Path, data: pa.Table, *, app_id: str, txn_version: int) -> bool:
+def append_once(path: Path, data: pa.Table, *, app_id: str, txn_version: int, merge_schema: bool = False) -> bool:
     """Append `data` exactly once per (app_id, txn_version): a replay after a crash is a no-op.
 
     Returns True when a commit was written. Empty tables still commit (creating the table if needed)
-    so the transaction version advances and the table exists for readers.
+    so the transaction version advances and the table exists for readers. `merge_schema`: columns `data` has and
+    the table lacks are added (older rows read them as null).
     """
     if committed_txn(path, app_id) >= txn_version:
         return False
@@ -75,6 +76,7 @@ def append_once(path: Path, data: pa.Table, *, app_id: str, txn_version: int) ->
         data,
         mode="append",
         commit_properties=_once(app_id, txn_version),
+        **({"schema_mode": "merge"} if merge_schema else {}),
     )
     return True
 

@@ -48,6 +48,7 @@ ENV_VARS: dict[str, str] = {
     "writer_wait_s": "STORYLAKE_WRITER_WAIT_S",
     "lateness_window_h": "STORYLAKE_LATENESS_WINDOW_H",
     "max_clock_skew_s": "STORYLAKE_MAX_CLOCK_SKEW_S",
+    "landing_settle_s": "STORYLAKE_LANDING_SETTLE_S",
     "api_secret": "STORYLAKE_API_SECRET",
     "api_jwks_url": "STORYLAKE_API_JWKS_URL",
     "api_users": "STORYLAKE_API_USERS",
@@ -96,6 +97,8 @@ class Settings:
     # are quarantined (storylake.rules.arrival holds the rule and these defaults).
     lateness_window_h: float = 48.0
     max_clock_skew_s: float = 300.0
+    # Ingest: a landing file modified less than this long ago may still be being written; it waits for the next run.
+    landing_settle_s: float = 60.0
     # HTTP API (`storylake serve`, serving/web): bearer tokens are HS256 JWTs signed with api_secret, or tokens of
     # an OIDC issuer verified with its JWKS (api_jwks_url); api_users is a TOML file mapping OIDC subjects or emails
     # to storylake user ids (the dashboards' [storylake.users] format). Secrets never appear in repr().
@@ -260,6 +263,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "writer_wait_s": _number("writer_wait_s", float, 0, "a number of seconds >= 0"),
     "lateness_window_h": _number("lateness_window_h", float, 0, "a number of hours >= 0"),
     "max_clock_skew_s": _number("max_clock_skew_s", float, 0, "a number of seconds >= 0"),
+    "landing_settle_s": _number("landing_settle_s", float, 0, "a number of seconds >= 0"),
     "api_secret": str,
     "api_jwks_url": str,
     "api_users": Path,

@@ -11,6 +11,9 @@ import pytest
 from storylake.settings import Settings
 
 os.environ.setdefault("RUST_LOG", "warn")
+# Commands started by the tests (CLI, Airflow, the API server) ingest files the tests wrote a moment before: no settle
+# time there (tests/test_ingest.py checks the settle time itself).
+os.environ.setdefault("STORYLAKE_LANDING_SETTLE_S", "0")
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import stat
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from jobs.ingest import ingest, validate
 from storylake import lake
 from storylake.settings import Settings
+from tests.landing_builders import closed
 
 HOUR = "segment_view/dt=2026-11-02/hour=00"
 GOOD = {"event_id": "ok", "event_type": "segment_view", "event_time": "2026-11-02T00:10:00.000Z", "segment_id": 1,
@@ -55,6 +57,9 @@ def hostile_landing(root: Path) -> Path:
     os.symlink(outside, h / "escape.jsonl")
     os.mkfifo(h / "fifo.jsonl")  # a reader would block forever on it
     (h / os.fsdecode(b"bad-\xff-name.jsonl")).write_text(line(event_id="bad-name") + "\n")
+    for p in h.iterdir():
+        if p.is_file() and not p.is_symlink() and not stat.S_ISFIFO(p.stat().st_mode):
+            closed(p)
     return h
 
 

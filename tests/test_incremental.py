@@ -23,6 +23,7 @@ from storylake import increments, lake
 from storylake.clock import utc
 from storylake.rules.arrival import arrival_hour
 from storylake.settings import Settings
+from tests.landing_builders import closed
 from toolkit.generate import generate
 
 pytestmark = pytest.mark.slow
@@ -154,6 +155,7 @@ def _redelivery(src: Path, rel: str, dst_root: Path, name: str, hour: datetime, 
     dst = dst_root / new_rel
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_text("".join(ln + "\n" for ln in lines))
+    closed(dst)
     return new_rel
 
 

@@ -56,7 +56,7 @@ def _land(world: Path, landing: Path, start: datetime, end: datetime) -> int:
             try:
                 dst.hardlink_to(p)
             except OSError:
-                shutil.copyfile(p, dst)
+                shutil.copy2(p, dst)
         n += 1
     return n
 

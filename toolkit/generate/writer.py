@@ -7,6 +7,8 @@ and appended to afterwards. Parts roll over before they would exceed `max_part_l
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,7 +34,7 @@ class LandingWriter:
         self._parts: dict[tuple[str, int], tuple[int, int]] = {}  # (type, hour) -> (part, lines in it)
         self._buffers: dict[tuple[str, int, int], list[bytes]] = {}
         self._buffered = 0
-        self._created: set[Path] = set()
+        self._created: dict[Path, int] = {}  # file -> its hour index
         self.lines_per_type: dict[str, int] = dict.fromkeys(EVENT_TYPES, 0)
         self.bytes_written = 0
 
@@ -59,7 +61,7 @@ class LandingWriter:
             if path not in self._created:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 mode = "wb"
-                self._created.add(path)
+                self._created[path] = hour
             else:
                 mode = "ab"
             data = b"".join(chunks)
@@ -70,6 +72,12 @@ class LandingWriter:
         self._buffered = 0
 
     def close(self) -> list[str]:
-        """Flush everything; the files written, relative to `out`, sorted."""
+        """Flush everything; the files written, relative to `out`, sorted. A generated world is complete: each file's
+        modification time is set to the end of its hour (at most an hour before now), as a collector that closed it
+        then would leave it, so ingest's settle time (jobs/ingest/run.py) does not hold it back."""
         self.flush()
+        latest = time.time() - 3600
+        for path, hour in self._created.items():
+            closed = min((hour + 1) * 3600, latest)
+            os.utime(path, (closed, closed))
         return sorted(p.relative_to(self.out).as_posix() for p in self._created)
