@@ -1,4 +1,5 @@
-"""storylake_maintenance: daily Delta table maintenance (compact, checkpoint, vacuum, log cleanup)."""
+"""storylake_maintenance: daily retention by age, then Delta table maintenance (compact, checkpoint, vacuum, log
+cleanup)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,10 @@ DEFAULT_ARGS = af.default_args(timedelta(minutes=10), timedelta(hours=1))
 def storylake_maintenance() -> None:
     """
     ### storylake_maintenance
+    First `retention`: every table loses the rows older than its contract's retention (`jobs.retention`; counted
+    back from min(the run's logical end, the lake's newest finished run); bronze only once aggregated and past
+    the lateness window), recorded in `ops.retention_runs`. Then `maintain`, so the vacuum removes their files.
+
     For every Delta table under the lake (`jobs.maintenance`, delta-rs): `optimize.compact()`,
     `create_checkpoint()`, `vacuum(retention_hours, enforce_retention_duration, dry_run=False, full=True)`,
     `cleanup_metadata()`; the task's return value (XCom) and log report per table the versions, files before and
@@ -37,6 +42,13 @@ def storylake_maintenance() -> None:
     """
 
     @task
+    def retention(data_interval_end: datetime | None = None) -> dict:
+        from pipeline import steps
+
+        now = data_interval_end or datetime.now(UTC)
+        return steps.retention(af.task_settings(), now, run_id=af.task_run_id()).as_dict()
+
+    @task
     def maintain(params: dict | None = None) -> dict:
         from pipeline import steps
 
@@ -44,7 +56,7 @@ def storylake_maintenance() -> None:
         report = steps.maintain(af.task_settings(), retention_hours=hours, run_id=af.task_run_id())
         return report.as_dict()
 
-    maintain()
+    retention() >> maintain()
 
 
 storylake_maintenance()

@@ -269,10 +269,10 @@ def plan(
     if full_refresh or previous is None:
         why = "requested" if full_refresh else "no earlier run recorded in ops.increments"
         log.info("horizon: full refresh as of %s (%s)", iso(as_of), why)
-        return full(as_of, upto)
+        return _full_within_retention(spark, settings, as_of, upto)
     if as_of < previous.as_of:
         log.info("horizon: full refresh as of %s (behind the last run's as_of %s)", iso(as_of), iso(previous.as_of))
-        return full(as_of, upto)
+        return _full_within_retention(spark, settings, as_of, upto)
     from pyspark.sql import functions as F
 
     from jobs import spark_io
@@ -326,6 +326,22 @@ def plan(
     new_rows = sum(int(found[src][1]) for src in (*INTERACTIONS, "relationship") if src in found)
     horizon = Horizon(as_of=as_of, lo=lo, gold_lo=gold_lo, upto_batch=upto, new_rows=new_rows, by_job=by_job)
     log.info("horizon: %s", horizon.describe())
+    return horizon
+
+
+def _full_within_retention(spark: SparkSession, settings: Settings, as_of: datetime, upto: str | None) -> Horizon:
+    """A full refresh: everything, or, once retention has removed old bronze rows (jobs.retention), everything its
+    inputs still hold completely. Rows anchored from the bronze floor plus a story span and a segment lifetime on
+    have all their events in bronze (a gold slice reaches back to the start of a story live at its horizon); older
+    rows are kept as they are, which is what recomputing them from the complete bronze they came from gave."""
+    from jobs.retention import retention_floor
+
+    floor = retention_floor(settings)
+    if floor is None:
+        return full(as_of, upto)
+    lo = min(floor + lifetimes.STORY_SPAN + lifetimes.SEGMENT_LIFETIME, as_of)
+    horizon = Horizon(as_of=as_of, lo=lo, gold_lo=_story_start_before(spark, settings, lo), upto_batch=upto)
+    log.info("horizon: full refresh within retention (bronze complete from %s): %s", iso(floor), horizon.describe())
     return horizon
 
 

@@ -227,6 +227,17 @@ def expire(settings: Settings, now: datetime, *, run_id: str | None = None) -> A
     return report
 
 
+def retention(settings: Settings, now: datetime, *, run_id: str | None = None) -> Any:
+    """Retention by age as of `now` (jobs.retention.enforce_retention); its RetentionReport."""
+    from jobs.retention import enforce_retention
+
+    now = utc(now)
+    with _recorded(settings, run_id, "retention", now) as rows:
+        report = enforce_retention(settings, now)
+        rows.update({t.table: t.rows_removed for t in report.tables if t.rows_removed})
+    return report
+
+
 def export_dir(settings: Settings, day: date | datetime) -> Path:
     """LAKE/exports/tray_training_set/dt=YYYY-MM-DD/ for the exported day."""
     d = day.date() if isinstance(day, datetime) else day

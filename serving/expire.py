@@ -7,7 +7,7 @@ Lifecycle is serving-time filtering plus retention by age, never a delete of row
     non-archived segment more than CLEANUP_GRACE past its expiry, appended once to ops.media_deletions
     (segment, author, media, expires_at, due_at) for the media service to consume;
   - silver and gold keep what insights, sticker results and the ranking export need; each table's contract
-    retention is enforced by age by the retention job (still to come), never by this one.
+    retention is enforced by age by the retention job (jobs/retention.py), never by this one.
 
 So running expiry between any two steps of the pipeline, or in any order with them, changes no silver or gold
 table and no export. Idempotent: a segment already listed is not listed again, and a run with nothing new writes

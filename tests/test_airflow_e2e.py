@@ -104,7 +104,7 @@ def test_hourly_dag_reruns_and_reverse_order_match_one_clean_run(tmp_path: Path,
     steps.silver(clean, END, spark=spark)
     steps.gold(clean, END, spark=spark)
     expected = lake_tables(clean)
-    assert len(expected) == 13  # 8 silver (with profiles) + 5 gold
+    assert len(expected) == 14  # 8 silver (with profiles) + 6 gold (with the author_viewer_days partials)
     assert len(expected["silver.view_events"]) > 20 and len(expected["gold.segment_insights"]) > 5
     assert lake_tables(forward) == expected
     assert bwd_built == expected
@@ -125,7 +125,8 @@ def test_hourly_dag_reruns_and_reverse_order_match_one_clean_run(tmp_path: Path,
     assert (forward.lake / "quality" / "data_docs" / "index.html").exists()
 
     other = {r["step"]: r for r in runs if not r["run_id"].startswith("storylake_hourly/")}  # backward lake
-    assert set(other) == {"maintain", "export", "expire"}
+    assert set(other) == {"retention", "maintain", "export", "expire"}
+    assert other["retention"]["rows_written"] == 0  # a one-day world: nothing is past any retention yet
     assert other["maintain"]["rows_written"] > 0  # files compacted or vacuumed
     assert other["export"]["as_of"] == END
     manifest = json.loads((steps.export_dir(backward, START - timedelta(days=1)) / "manifest.json").read_text())

@@ -55,7 +55,7 @@ def _contents(lake_root: Path) -> dict[str, list[tuple[object, ...]]]:
 def test_help_on_every_command() -> None:
     top = subprocess.run([CLI, "--help"], capture_output=True, text=True, check=True).stdout
     for cmd in ("generate", "ingest", "run", "publish", "tray", "seen-by", "insights", "expire", "export-features",
-                "maintain", "dashboard", "demo", "contracts", "bench"):
+                "retention", "maintain", "dashboard", "demo", "contracts", "bench"):
         assert cmd in top
         res = subprocess.run([CLI, *cmd.split(), "--help"], capture_output=True, text=True, check=False)
         assert res.returncode == 0 and "Usage" in res.stdout, cmd

@@ -111,7 +111,8 @@ def test_other_task_graphs(dagbag: Any) -> None:
     assert sensor.mode == "reschedule" and sensor.timeout == 6 * 3600
     assert [t.task_id for t in dagbag.dags["storylake_expiry"].tasks] == ["expire"]
     maintenance = dagbag.dags["storylake_maintenance"]
-    assert [t.task_id for t in maintenance.tasks] == ["maintain"]
+    assert {t.task_id: sorted(t.upstream_task_ids) for t in maintenance.tasks} == {
+        "retention": [], "maintain": ["retention"]}
     assert maintenance.params["retention_hours"] == 168
 
 

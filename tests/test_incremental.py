@@ -78,7 +78,7 @@ def place(src_root: Path, files: Iterable[str], dst_root: Path) -> None:
     for rel in files:
         dst = dst_root / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src_root / rel, dst)
+        shutil.copy2(src_root / rel, dst)  # keeps the closed file's modification time (ingest's settle time)
 
 
 def run(spark: Any, settings: Settings, as_of: datetime, **kw: Any) -> None:

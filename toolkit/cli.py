@@ -378,6 +378,23 @@ def expire(
     console.print_json(json.dumps(expire_report(s, parse_time(now, "--now") or datetime.now(UTC)), default=str))
 
 
+@app.command()
+def retention(
+    now: Annotated[str | None, typer.Option("--now", help="Retention time (ISO-8601; default now).")] = None,
+    lake: Lake = None, landing: Landing = None, engine: Engine = None, spark_remote: Remote = None,
+) -> None:
+    """Remove the rows older than each contract's retention (counted back from the lake's newest finished run when
+    that is earlier than --now); bronze only once aggregated and past the lateness window. Recorded in
+    ops.retention_runs; `storylake maintain` then vacuums the removed files."""
+    import json
+
+    from jobs.retention import enforce_retention
+
+    s = existing_lake(settings_of(lake, landing, engine, spark_remote))
+    report = enforce_retention(s, parse_time(now, "--now") or datetime.now(UTC))
+    console.print_json(json.dumps(report.as_dict(), default=str))
+
+
 @app.command("export-features")
 def export_features(
     out: Annotated[Path, typer.Option("--out", help="Output folder (Parquet + manifest.json).")],
