@@ -65,6 +65,7 @@ from storylake.errors import StorylakeError
 from storylake.rules import audience
 from storylake.rules.lifetimes import expires_at_sql
 from storylake.rules.tray_score import FEATURE_WEIGHTS
+from storylake.rules.views import OTHERS_VIEW_SQL
 from storylake.settings import Settings
 from storylake.writer_lock import holding_writer_lock
 
@@ -169,9 +170,9 @@ STEPS: tuple[tuple[str, str], ...] = (
         SELECT user_id, valid_from, valid_to FROM {REL} WHERE relation = '{audience.PRIVATE_RELATION}'
         ORDER BY user_id, valid_from"""),
     ("viewer_seen", "SELECT viewer_id, segment_id, first_viewed_at FROM sv ORDER BY viewer_id, segment_id"),
-    ("segment_viewers", """
+    ("segment_viewers", f"""
         SELECT segment_id, viewer_id, first_viewed_at, first_view_source, max_completion_pct
-        FROM sv ORDER BY segment_id, first_viewed_at DESC, viewer_id"""),
+        FROM sv WHERE {OTHERS_VIEW_SQL} ORDER BY segment_id, first_viewed_at DESC, viewer_id"""),
     ("ring_features", f"""
         SELECT viewer_id, author_id, {", ".join(f"coalesce({f}, 0) AS {f}" for f in FEATURE_WEIGHTS)}, as_of
         FROM {RF} ORDER BY viewer_id, author_id"""),
@@ -183,12 +184,12 @@ STEPS: tuple[tuple[str, str], ...] = (
         WITH s AS (SELECT segment_id, author_id, created_at, expires_at, is_deleted FROM {SEG}),
              g AS (SELECT segment_id, author_id, created_at, expires_at, is_deleted, reach FROM {SI}),
              v AS (SELECT segment_id, any_value(author_id) AS author_id, min(segment_created_at) AS created_at,
-                          count(*) AS viewer_rows
+                          count(*) FILTER (WHERE {OTHERS_VIEW_SQL}) AS viewer_rows
                    FROM sv GROUP BY segment_id),
              b AS (SELECT v.segment_id,
                           list(struct_pack(viewer_id := v.viewer_id, valid_from := k.valid_from,
                                            valid_to := k.valid_to)) AS blocked_viewers
-                   FROM sv v JOIN {REL} k
+                   FROM (SELECT * FROM sv WHERE {OTHERS_VIEW_SQL}) v JOIN {REL} k
                      ON k.relation = '{_BLOCKED.relation}' AND k.{_BLOCKED.author_column} = v.author_id
                     AND k.{_BLOCKED.viewer_column} = v.viewer_id
                    GROUP BY v.segment_id),

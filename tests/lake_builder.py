@@ -169,7 +169,8 @@ class LakeBuilder:
     def _segment_insights(self) -> list[dict[str, Any]]:
         reach: dict[int, int] = defaultdict(int)
         for v in self.rows["silver.segment_viewers"]:
-            reach[v["segment_id"]] += 1
+            if v["viewer_id"] != v["author_id"]:  # the author's own view never counts (storylake.rules.views)
+                reach[v["segment_id"]] += 1
         out = []
         for s in self.rows["silver.segments"]:
             n = reach[s["segment_id"]]

@@ -32,6 +32,7 @@ VIEWS = [
     view(SEGS[8], 12, day(8) + 1 * H),
     view(SEGS[29], 14, day(29) + 1 * H),
     view(OTHER, 99, day(1) + 1 * H),
+    view(SEGS[1], 1, day(1) + 3 * H),  # the author's own view: in no count, no reach, no partial
 ]
 NAVIGATION = [nav(SEGS[1], 10, "tap_exit", day(1) + 1 * H), nav(SEGS[1], 13, "swipe_down", day(2) + 1 * H)]
 ENGAGEMENTS = [

@@ -53,6 +53,10 @@ VIEWS = [
     view(R3, 20, T0 + 2.5 * H),
     # story 400
     view(Z2, 30, T0 + 1.5 * H),
+    # the authors' own views: never counted (every figure below is what it would be without them)
+    view(S1, 1, T0 + 0.5 * H, ms=9000, completion=1.0),
+    view(R1, 2, T0 + 0.5 * H),
+    view(Z1, 3, T0 + 0.5 * H),
 ]
 NAVIGATION = [
     nav(S1, 10, "tap_forward", T0 + 0.1 * H),
@@ -88,7 +92,9 @@ def silver(spark):
         spark,
         segments=SEGMENTS,
         view_events=VIEWS,
-        segment_viewers=segment_viewers([v for v in VIEWS if v["viewed_at"] < AS_OF], SEGMENTS),
+        # Seen By lists other people only (publish filters the author's own row the same way)
+        segment_viewers=segment_viewers(
+            [v for v in VIEWS if v["viewed_at"] < AS_OF and v["viewer_id"] != v["author_id"]], SEGMENTS),
         navigation=NAVIGATION,
         engagements=ENGAGEMENTS,
         sticker_responses=RESPONSES,
@@ -146,6 +152,15 @@ def test_segment_insights_reach_equals_seen_by_rows(seg_rows, silver):
     seen_by = collect(silver["segment_viewers"].groupBy("segment_id").count(), "segment_id")
     for segment_id, row in seg_rows.items():
         assert row["reach"] == seen_by.get(segment_id, {"count": 0})["count"]
+
+
+def test_the_authors_own_views_never_count(seg_rows, story_rows):
+    # frame 1 of story 100: 4 impressions and reach 3 from viewers 10-12, not 5 and 4 with author 1's own view
+    assert {k: seg_rows[100][k] for k in ("impressions", "reach", "completed_viewers", "total_view_ms")} == {
+        "impressions": 4, "reach": 3, "completed_viewers": 2, "total_view_ms": 17000}
+    assert seg_rows[400]["reach"] == 0 and seg_rows[400]["impressions"] == 0  # only its author saw it
+    assert seg_rows[401]["retention_from_first"] is None  # frame 1's reach is 0, not 1
+    assert story_rows[100]["reach"] == 3 and story_rows[300]["reach"] == 4
 
 
 def test_retention_from_first_and_previous_frame(seg_rows):

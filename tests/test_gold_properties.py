@@ -51,6 +51,8 @@ def test_reach_never_exceeds_impressions_and_story_reach_is_distinct_viewers(spa
     seen_by: dict[int, set[int]] = defaultdict(set)  # segment -> viewers (the Seen By list)
     story_viewers: dict[int, set[int]] = defaultdict(set)
     for v in views:
+        if v["viewer_id"] == v["author_id"]:  # the author's own views never count
+            continue
         seen_by[v["segment_id"]].add(v["viewer_id"])
         story_viewers[v["story_id"]].add(v["viewer_id"])
     for segment_id, row in segs.items():

@@ -169,7 +169,7 @@ def test_tray_and_seen_by_invariants(
         for s in segs:
             if s.deleted or now >= s.created + 48 * HOUR:
                 continue
-            seg_viewers = {v for sid, v, _ in views if sid == s.segment_id}
+            seg_viewers = {v for sid, v, _ in views if sid == s.segment_id and v != s.author}  # never the author
             blocked_now = {v for v in seg_viewers if holds(rels, "block", s.author, v, now)}
             page = api.seen_by(snap, s.segment_id, s.author, now, limit=100)
             assert page.total == reach[s.segment_id] - len(blocked_now)

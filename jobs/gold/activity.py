@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 
 from jobs.engine_workarounds import lookup
 from storylake.clock import utc
-from storylake.rules.views import FULL_COMPLETION
+from storylake.rules.views import FULL_COMPLETION, OTHERS_VIEW_SQL
 
 # Navigation gestures counted per insight column (DESIGN §5: exits = tap_exit + swipe_down).
 NAVIGATION_COUNTS: dict[str, tuple[str, ...]] = {
@@ -80,12 +80,13 @@ def _own_attribution(events: DataFrame, time_col: str, as_of: datetime, cols: Se
 
 
 def views_before(view_events: DataFrame, segs: DataFrame | None, as_of: datetime) -> DataFrame:
-    """Counted views before as_of of known segments: segment_id, viewer_id, viewed_at, view_duration_ms,
-    completion_pct, day (UTC), author_id, story_id. `segs` is unused (see _own_attribution); kept so every
-    *_before has one signature."""
+    """Counted views before as_of of known segments, the author's own excluded: segment_id, viewer_id, viewed_at,
+    view_duration_ms, completion_pct, day (UTC), author_id, story_id. `segs` is unused (see _own_attribution); kept
+    so every *_before has one signature."""
     del segs
     cols = ("viewer_id", "viewed_at", "view_duration_ms", "completion_pct")
-    return _own_attribution(view_events, "viewed_at", as_of, cols)
+    # the author's own views never count (storylake.rules.views)
+    return _own_attribution(view_events, "viewed_at", as_of, cols).filter(F.expr(OTHERS_VIEW_SQL))
 
 
 def navigation_before(navigation: DataFrame, segs: DataFrame, as_of: datetime) -> DataFrame:

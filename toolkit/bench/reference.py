@@ -155,7 +155,7 @@ FROM segs s
 LEFT JOIN (
     SELECT segment_id, count(*) AS impressions, count(DISTINCT viewer_id) AS reach,
            count(DISTINCT viewer_id) FILTER (WHERE pct = 1) AS completed_viewers, sum(dur) AS total_view_ms
-    FROM allowed_views GROUP BY ALL) v USING (segment_id)
+    FROM allowed_views WHERE viewer_id <> author_id GROUP BY ALL) v USING (segment_id)  -- never the author's own
 LEFT JOIN (
     SELECT segment_id, count(*) FILTER (WHERE action IN ('tap_exit', 'swipe_down')) AS exits,
            count(*) FILTER (WHERE action = 'tap_forward') AS taps_forward,
