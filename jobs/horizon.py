@@ -14,7 +14,7 @@ event_time >= lo (an in-lifetime interaction happens at or after its anchor), an
 - t - 24 h for a relationship change at t (the audience of views of segments live at t);
 - the event time of interactions quarantined as unknown_segment whose segment has just arrived.
 Each interaction job also gets its own, often later, horizon from the changes it depends on (JOB_SOURCES: e.g. a
-relationship change or a delete reaches views, not gestures); `lo` is the earliest of them.
+delete reaches views, not gestures or engagements); `lo` is the earliest of them.
 Rows anchored before lo have no new input and unchanged dimensions, so keeping them equals recomputing them: an
 incremental run gives the tables a full refresh gives (tests/test_incremental.py checks it on random arrival
 orders). The gold horizon `gold_lo` goes back further, to the start of every story still live at lo, because a
@@ -47,14 +47,14 @@ SEGMENT_EVENTS = ("segment_created", "segment_deleted", "segment_archived")
 INTERACTION_STAGES = ("silver.view_events", "silver.navigation", "silver.sticker_responses")
 TIME_ANCHORED = ("navigation", "engagement")  # interactions without retries: rows anchored at their own time
 # What each interaction job's rows depend on (plan's change sources): its own new events, the segments' creations
-# (created_at, stories), its receipts released from unknown_segment quarantine; views also deletes (deleted_at)
-# and relationship changes (the audience rules at each view).
+# (created_at, stories), its receipts released from unknown_segment quarantine; views, gestures and sticker answers
+# also relationship changes (the audience rules at each interaction), views also deletes (deleted_at).
 JOB_SOURCES: dict[str, tuple[str, ...]] = {
     "view_events": ("segment_view", "creation", "segment_change", "relationship",
                     "released:silver.view_events"),
-    "navigation": ("navigation", "creation", "released:silver.navigation"),
-    "sticker_responses": ("sticker_interaction", "creation", "released:silver.sticker_responses"),
-    "engagements": ("engagement", "creation"),
+    "navigation": ("navigation", "creation", "relationship", "released:silver.navigation"),
+    "sticker_responses": ("sticker_interaction", "creation", "relationship", "released:silver.sticker_responses"),
+    "engagements": ("engagement", "creation", "relationship"),
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.silver import engagements, navigation, segments, sticker_responses
+from jobs.silver import engagements, navigation, relationships, segments, sticker_responses
 from tests.bronze_builders import T0, H, bronze, by, local, rows, sticker
 
 AS_OF = T0 + 60 * H
@@ -31,13 +31,22 @@ def segs(spark):
     return local(spark, out, "silver.segments")
 
 
+@pytest.fixture(scope="module")
+def rels(spark):
+    """Author 1 blocks user 8 and hides their stories from user 9, from before the segment on."""
+    return relationships.transform(bronze(spark, "relationship", [
+        {"event_id": "r1", "event_time": T0 - H, "kind": "block", "user_id": 1, "other_user_id": 8},
+        {"event_id": "r2", "event_time": T0 - H, "kind": "hide_story", "user_id": 1, "other_user_id": 9},
+    ]))
+
+
 def tap(event_id, stk, type_, user, hours, **kw):
     return {"event_id": event_id, "sticker_id": stk, "segment_id": 200, "user_id": user, "sticker_type": type_,
             "event_time": T0 + hours * H, **kw}
 
 
 @pytest.fixture(scope="module")
-def stickers(spark, segs):
+def stickers(spark, segs, rels):
     events = bronze(
         spark,
         "sticker_interaction",
@@ -62,9 +71,10 @@ def stickers(spark, segs):
             {**tap("o1", 1, "link", 10, 0), "segment_id": 999},
             {**tap("o2", 1, "link", 10, 13), "segment_id": 999},  # quarantined too: re-checked if 999 arrives
             tap("x1", 500, "poll", 12, 25, option_index=0),  # after the segment expired
+            tap("b1", 503, "question", 8, 2, text="from a blocked user"),  # never reaches the author's inbox
         ],
     )
-    out = sticker_responses.transform(events, segs, AS_OF)
+    out = sticker_responses.transform(events, segs, rels, AS_OF)
     return (
         by(out.sticker_responses.selectExpr("concat(sticker_id, '/', user_id) AS k", "*"), "k",
            "sticker_type", "option_index", "value", "text", "responded_at", "interactions", "author_id"),
@@ -128,10 +138,19 @@ def test_sticker_on_unknown_segment_or_after_expiry_is_quarantined(stickers):
         "sticker_interaction.event_time 2026-11-02T11:00:00Z is outside [created_at 2026-11-01T10:00:00Z, "
         "expires_at 2026-11-02T10:00:00Z) on segment 200"
     )
-    assert sorted(q) == ["m1", "o1", "o2", "p3", "u1", "x1"]
+    assert sorted(q) == ["b1", "m1", "o1", "o2", "p3", "u1", "x1"]
 
 
-def test_navigation_dedupe_attach_story_and_unknown_segment(spark, segs):
+def test_a_blocked_users_answer_is_quarantined_with_the_denial(stickers):
+    resp, q = stickers
+    assert (q["b1"]["rule"], q["b1"]["field"], q["b1"]["reason"]) == (
+        "blocked", "user_id",
+        "sticker_interaction.user_id 8 may not see public segment 200 of author 1 at 2026-11-01T12:00:00Z: blocked",
+    )
+    assert "503/8" not in resp
+
+
+def test_navigation_dedupe_attach_story_and_unknown_segment(spark, segs, rels):
     events = bronze(
         spark,
         "navigation",
@@ -141,9 +160,11 @@ def test_navigation_dedupe_attach_story_and_unknown_segment(spark, segs):
             {"event_id": "n2", "event_time": T0 + H, "segment_id": 999, "viewer_id": 7},
             {"event_id": "n3", "event_time": T0 + 13 * H, "segment_id": 999, "viewer_id": 7},
             {"event_id": "n4", "event_time": T0 + 24 * H, "segment_id": 200, "viewer_id": 7},  # expired
+            # the author hides their stories from viewer 9: that viewer's tap-exit is no exit of theirs
+            {"event_id": "n5", "event_time": T0 + H, "segment_id": 200, "viewer_id": 9, "action": "tap_exit"},
         ],
     )
-    out = navigation.transform(events, segs, AS_OF)
+    out = navigation.transform(events, segs, rels, AS_OF)
     assert rows(out.navigation) == [("n1", 200, 1, 200, 7, "tap_exit", T0 + H)]
     assert rows(out.quarantine, "stage", "contract", "event_id", "rule", "field", "reason") == [
         ("silver.navigation", "bronze.navigation", "n2", "unknown_segment", "segment_id",
@@ -154,10 +175,13 @@ def test_navigation_dedupe_attach_story_and_unknown_segment(spark, segs):
          "(re-checked when its segment_created arrives)"),
         ("silver.navigation", "bronze.navigation", "n4", "outside_lifetime", "event_time",
          "navigation.event_time 2026-11-02T10:00:00Z is at/after expires_at 2026-11-02T10:00:00Z of segment 200"),
+        ("silver.navigation", "bronze.navigation", "n5", "hidden_from_viewer", "viewer_id",
+         "navigation.viewer_id 9 may not see public segment 200 of author 1 at 2026-11-01T11:00:00Z: "
+         "hidden_from_viewer"),
     ]
 
 
-def test_navigation_redelivery_quarantined_only_when_its_first_delivery_is(spark, segs):
+def test_navigation_redelivery_quarantined_only_when_its_first_delivery_is(spark, segs, rels):
     """The quarantine follows the dedupe: the first delivery of an event_id (by file, line) decides, even when
     a later delivery of it names another segment."""
     events = bronze(
@@ -172,13 +196,13 @@ def test_navigation_redelivery_quarantined_only_when_its_first_delivery_is(spark
             {"event_id": "c", "event_time": T0 + H, "segment_id": 998, "viewer_id": 7},
         ],
     )
-    out = navigation.transform(events, segs, AS_OF)
+    out = navigation.transform(events, segs, rels, AS_OF)
     assert rows(out.navigation, "event_id", "segment_id") == [("b", 200)]
     assert rows(out.quarantine, "event_id", "rule") == [("a", "unknown_segment"), ("c", "unknown_segment")]
     assert '"segment_id":999' in rows(out.quarantine, "raw")[0][0]
 
 
-def test_engagements_dedupe_and_story_when_segment_known(spark, segs):
+def test_engagements_dedupe_and_story_when_segment_known(spark, segs, rels):
     events = bronze(
         spark,
         "engagement",
@@ -194,9 +218,37 @@ def test_engagements_dedupe_and_story_when_segment_known(spark, segs):
              "segment_id": 200},  # after expiry: no story (not counted for the segment)
         ],
     )
-    assert rows(engagements.transform(events, segs)) == [
+    assert rows(engagements.transform(events, segs, rels, AS_OF).engagements) == [
         ("g1", "reply", 7, 1, 200, 200, T0 + H),
         ("g2", "like", 7, 1, None, None, T0 + H),
         ("g3", "share", 7, 1, 999, None, T0 + H),
         ("g4", "reply", 7, 1, 200, None, T0 + 24 * H),
+    ]
+
+
+def test_a_story_action_the_actor_may_not_see_is_quarantined(spark, segs, rels):
+    events = bronze(
+        spark,
+        "engagement",
+        [
+            {"event_id": "h1", "event_time": T0 + H, "kind": "reply", "actor_id": 8, "target_user_id": 1,
+             "segment_id": 200},  # blocked by the author
+            {"event_id": "h2", "event_time": T0 + H, "kind": "share", "actor_id": 9, "target_user_id": 1,
+             "segment_id": 200},  # the author hides their stories from 9
+            {"event_id": "h3", "event_time": T0 + H, "kind": "dm_sent", "actor_id": 8, "target_user_id": 1},
+            {"event_id": "h4", "event_time": T0 + 25 * H, "kind": "reply", "actor_id": 8, "target_user_id": 1,
+             "segment_id": 200},  # after expiry: attached to no segment, so not checked
+        ],
+    )
+    out = engagements.transform(events, segs, rels, AS_OF)
+    assert rows(out.engagements) == [
+        ("h3", "dm_sent", 8, 1, None, None, T0 + H),
+        ("h4", "reply", 8, 1, 200, None, T0 + 25 * H),
+    ]
+    assert rows(out.quarantine, "stage", "event_id", "rule", "field", "reason") == [
+        ("silver.engagements", "h1", "blocked", "actor_id",
+         "engagement.actor_id 8 may not see public segment 200 of author 1 at 2026-11-01T11:00:00Z: blocked"),
+        ("silver.engagements", "h2", "hidden_from_viewer", "actor_id",
+         "engagement.actor_id 9 may not see public segment 200 of author 1 at 2026-11-01T11:00:00Z: "
+         "hidden_from_viewer"),
     ]

@@ -71,7 +71,7 @@ def test_build_silver_counts_and_rerun_is_idempotent(spark, settings):
         "segments": 2, "quarantine.segments": 1, "relationships": 2, "profiles": 0, "view_events": 1,
         "quarantine.view_events": 3, "segment_viewers": 1, "navigation": 1, "sticker_responses": 1,
         "quarantine.sticker_responses": 1, "engagements": 1,
-    } | {"quarantine.navigation": 0}
+    } | {"quarantine.navigation": 0, "quarantine.engagements": 0}
     snap = snapshot(settings)
     second = build_silver(spark, settings, AS_OF)
     assert second == first
@@ -82,7 +82,7 @@ def test_build_silver_counts_and_rerun_is_idempotent(spark, settings):
     assert got == [
         ("ingest", None, "malformed_json"),
         ("silver.segments", "d1", "delete_not_by_author"),
-        ("silver.sticker_responses", "s2", "option_out_of_range"),
+        ("silver.sticker_responses", "s2", "not_close_friend"),  # the audience is checked before the sticker
         ("silver.view_events", "v2", "not_close_friend"),
         ("silver.view_events", "v3", "outside_lifetime"),
         ("silver.view_events", "v4", "unknown_segment"),

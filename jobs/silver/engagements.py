@@ -1,18 +1,25 @@
 """silver.engagements: engagement actions deduplicated by event_id; a story action carries its story_id when it
 happened within its segment's lifetime (DESIGN §5: only then does it count for the segment and story).
 
-Rows are anchored at their own time `at` (an action has no retries: its copies share its event_id and time).
+A story action within the lifetime passes the same audience check as a view at its own instant
+(jobs/silver/audience_check.py): an action on a segment the actor could not see (a blocked user's reply, a share
+by a viewer the author hides from) is quarantined with the denial (stage silver.engagements), so it reaches neither
+the author's insights nor the ring features. Rows are anchored at their own time `at` (an action has no retries:
+its copies share its event_id and time).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, NamedTuple
 
 from jobs import spark_io
 from jobs.engine_workarounds import lookup
 from jobs.horizon import Admit, Horizon, read_bronze, segments_for
+from jobs.silver.audience_check import DENIAL, denial_reason, with_denial
 from jobs.silver.bronze import project
 from jobs.silver.dedupe import dedupe_event_id
+from jobs.silver.quarantine import quarantine_rows, write_quarantine
 from jobs.spark_io import Materialize
 from storylake.rules import lifetimes
 from storylake.settings import Settings
@@ -20,21 +27,46 @@ from storylake.settings import Settings
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+STAGE = "silver.engagements"
+
+
+class EngagementOutput(NamedTuple):
+    engagements: DataFrame
+    quarantine: DataFrame
+
 
 def transform(
-    events: DataFrame, segments: DataFrame, materialize: Materialize = spark_io.lazily, admit: Admit | None = None
-) -> DataFrame:
-    """Bronze engagement + silver.segments -> engagements (story_id null when the segment is unset, not known or
-    not live at the action). `admit(time column)`: the rows a run recomputes (default all)."""
+    events: DataFrame,
+    segments: DataFrame,
+    relationships: DataFrame,
+    as_of: datetime,
+    materialize: Materialize = spark_io.lazily,
+    admit: Admit | None = None,
+) -> EngagementOutput:
+    """Bronze engagement + silver.segments + silver.relationships -> engagements (story_id null when the segment is
+    unset, not known or not live at the action) + quarantine (story actions the audience rules deny). `admit(time
+    column)`: the rows a run recomputes (default all)."""
     from pyspark.sql import functions as F
 
     ev = events if admit is None else events.filter(admit("event_time"))
-    seg = segments.select(F.col("segment_id").alias("_sid"), F.col("story_id").alias("_story"), "created_at")
+    seg = segments.select(F.col("segment_id").alias("_sid"), F.col("story_id").alias("_story"), "author_id",
+                          "audience", "created_at")
     out = lookup(dedupe_event_id(ev, materialize), seg, F.col("segment_id") == F.col("_sid")).withColumn(
         "at", F.col("event_time")
     )
     live = F.coalesce(F.expr(lifetimes.in_lifetime_sql("at", "created_at")), F.lit(False))
-    return project(out.withColumn("story_id", F.when(live, F.col("_story"))), "silver.engagements")
+    # only story actions within the lifetime are checked: the others attach to no segment
+    story = materialize(with_denial(out.filter(live), relationships, "actor_id", "at"), "story_actions")
+    denied = F.col(DENIAL).isNotNull()
+    kept = story.filter(~denied).drop(DENIAL).withColumn("story_id", F.col("_story")).unionByName(
+        out.filter(~live).withColumn("story_id", F.lit(None).cast("bigint"))
+    )
+    quarantine = quarantine_rows(
+        story.filter(denied), stage=STAGE, contract="bronze.engagement", rule=F.col(DENIAL), field="actor_id",
+        reason=denial_reason("engagement.actor_id", "actor_id", "at"), as_of=as_of, raw_columns=events.columns,
+        anchor=F.col("at"),
+    )
+    return EngagementOutput(project(kept, "silver.engagements"), quarantine)
 
 
 def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
@@ -43,11 +75,14 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, 
         out = transform(
             events,
             segments_for(spark, settings, horizon, events),
+            spark_io.read_table(spark, settings, "silver", "relationships"),
+            horizon.as_of,
             materialize,
             admit=horizon.admits,
         )
         return {
             "engagements": spark_io.write_table(
-                out, settings, "silver", "engagements", replace_where=horizon.where("at")
-            )
+                out.engagements, settings, "silver", "engagements", replace_where=horizon.where("at")
+            ),
+            "quarantine.engagements": write_quarantine(out.quarantine, settings, STAGE, horizon),
         }

@@ -1,9 +1,10 @@
 """silver.navigation: viewer gestures deduplicated by event_id, attached to their segment's author and story.
 
-A gesture counts only within its segment's lifetime (DESIGN §5): on a segment not known (yet) it is quarantined
-`unknown_segment` (re-checked when the late segment_created arrives), outside [created_at, expires_at) it is
-quarantined `outside_lifetime` (stage silver.navigation). Rows are anchored at their own time `at` (a gesture has
-no retries: its copies share its event_id and time).
+A gesture counts only within its segment's lifetime and audience (DESIGN §5): on a segment not known (yet) it is
+quarantined `unknown_segment` (re-checked when the late segment_created arrives), outside [created_at, expires_at)
+`outside_lifetime`, by a viewer the audience rules deny the segment at that instant (jobs/silver/audience_check.py)
+with the denial (`blocked`, `hidden_from_viewer`, ...; stage silver.navigation). Rows are anchored at their own
+time `at` (a gesture has no retries: its copies share its event_id and time).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from jobs import spark_io
 from jobs.engine_workarounds import lookup
 from jobs.horizon import Admit, Horizon, read_bronze, segments_for
+from jobs.silver.audience_check import DENIAL, denial_reason, with_denial
 from jobs.silver.bronze import project
 from jobs.silver.dedupe import dedupe_event_id
 from jobs.silver.quarantine import iso_col, quarantine_rows, txt, write_quarantine
@@ -35,31 +37,39 @@ class NavigationOutput(NamedTuple):
 def transform(
     events: DataFrame,
     segments: DataFrame,
+    relationships: DataFrame,
     as_of: datetime,
     materialize: Materialize = spark_io.lazily,
     admit: Admit | None = None,
 ) -> NavigationOutput:
-    """Bronze navigation + silver.segments -> navigation + quarantine (`materialize`: for the dedupe's sets of
-    repeated keys; `admit(time column)`: the gestures a run recomputes, default all)."""
+    """Bronze navigation + silver.segments + silver.relationships -> navigation + quarantine (`materialize`: for the
+    dedupe's sets of repeated keys; `admit(time column)`: the gestures a run recomputes, default all)."""
     from pyspark.sql import functions as F
 
     ev = events if admit is None else events.filter(admit("event_time"))
-    seg = segments.select(F.col("segment_id").alias("_sid"), "author_id", "story_id", "created_at", "expires_at")
+    seg = segments.select(F.col("segment_id").alias("_sid"), "author_id", "story_id", "audience", "created_at",
+                          "expires_at")
     joined = materialize(
-        lookup(dedupe_event_id(ev, materialize), seg, F.col("segment_id") == F.col("_sid"))
-        .withColumn("at", F.col("event_time")),
+        with_denial(
+            lookup(dedupe_event_id(ev, materialize), seg, F.col("segment_id") == F.col("_sid"))
+            .withColumn("at", F.col("event_time")),
+            relationships, "viewer_id", "at",
+        ),
         "gestures",
     )
     known = F.col("_sid").isNotNull()
     in_life = F.coalesce(F.expr(lifetimes.in_lifetime_sql("at", "created_at")), F.lit(False))
-    bad = joined.filter(~in_life)
+    denied = F.col(DENIAL).isNotNull()
+    bad = joined.filter(~in_life | denied)
     at = F.concat(F.lit("navigation.event_time "), iso_col("at"))
     quarantine = quarantine_rows(
         bad,
         stage=STAGE,
         contract="bronze.navigation",
-        rule=F.when(known, F.lit("outside_lifetime")).otherwise(F.lit("unknown_segment")),
-        field=F.when(known, F.lit("event_time")).otherwise(F.lit("segment_id")),
+        rule=F.when(~known, F.lit("unknown_segment")).when(~in_life, F.lit("outside_lifetime"))
+        .otherwise(F.col(DENIAL)),
+        field=F.when(~known, F.lit("segment_id")).when(~in_life, F.lit("event_time"))
+        .otherwise(F.lit("viewer_id")),
         reason=F.when(
             ~known,
             F.concat(
@@ -70,12 +80,14 @@ def transform(
         .when(F.col("at") < F.col("created_at"),
               F.concat(at, F.lit(" is before created_at "), iso_col("created_at"), F.lit(" of segment "),
                        txt("segment_id")))
-        .otherwise(F.concat(at, F.lit(" is at/after expires_at "), iso_col("expires_at"), F.lit(" of segment "),
-                            txt("segment_id"))),
+        .when(~in_life,
+              F.concat(at, F.lit(" is at/after expires_at "), iso_col("expires_at"), F.lit(" of segment "),
+                       txt("segment_id")))
+        .otherwise(denial_reason("navigation.viewer_id", "viewer_id", "at")),
         as_of=as_of,
         raw_columns=events.columns,
     )
-    return NavigationOutput(project(joined.filter(in_life), "silver.navigation"), quarantine)
+    return NavigationOutput(project(joined.filter(in_life & ~denied), "silver.navigation"), quarantine)
 
 
 def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
@@ -84,6 +96,7 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, 
         out = transform(
             events,
             segments_for(spark, settings, horizon, events),
+            spark_io.read_table(spark, settings, "silver", "relationships"),
             horizon.as_of,
             materialize,
             admit=horizon.admits,

@@ -1,7 +1,9 @@
 """silver.sticker_responses: one response per (sticker, user), rule per sticker type (DESIGN §5).
 
 Steps: dedupe by event_id; resolve against the segment: not known (yet): `unknown_segment` (re-checked when the
-late segment_created arrives); event_time outside [created_at, expires_at): `outside_lifetime`; then client
+late segment_created arrives); event_time outside [created_at, expires_at): `outside_lifetime`; a user the
+audience rules deny the segment at event_time (jobs/silver/audience_check.py): the denial (`blocked`,
+`hidden_from_viewer`, ...: a blocked user's answer never reaches the author's inbox); then client
 retries among the segment's in-lifetime interactions (segment + idempotency_key + user_id: earliest event_time,
 then event_id); then against the segment's stickers:
 - no sticker with that sticker_id on the segment: `unknown_sticker`;
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from jobs import spark_io
 from jobs.engine_workarounds import lookup
 from jobs.horizon import Admit, Horizon, read_bronze, segments_for
+from jobs.silver.audience_check import DENIAL, denial_reason, with_denial
 from jobs.silver.bronze import project
 from jobs.silver.dedupe import KeyOrder, dedupe_event_id, first_per_keys
 from jobs.silver.quarantine import iso_col, quarantine_rows, txt, write_quarantine
@@ -62,16 +65,18 @@ def segment_stickers(segments: DataFrame) -> DataFrame:
 def transform(
     events: DataFrame,
     segments: DataFrame,
+    relationships: DataFrame,
     as_of: datetime,
     materialize: Materialize = spark_io.lazily,
     admit: Admit | None = None,
 ) -> StickerOutput:
-    """Bronze sticker_interaction + silver.segments -> sticker_responses + quarantine (`materialize` keeps the
-    classified interactions, read by both outputs; `admit(anchor column)`: the rows a run recomputes)."""
+    """Bronze sticker_interaction + silver.segments + silver.relationships -> sticker_responses + quarantine
+    (`materialize` keeps the classified interactions, read by both outputs; `admit(anchor column)`: the rows a run
+    recomputes)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    seg = segments.select(F.col("segment_id").alias("_s_id"), "author_id", "created_at", "expires_at")
+    seg = segments.select(F.col("segment_id").alias("_s_id"), "author_id", "audience", "created_at", "expires_at")
     ev = lookup(dedupe_event_id(events, materialize), seg, F.col("segment_id") == F.col("_s_id")).withColumn(
         "_anchor", F.expr(lifetimes.anchor_sql("event_time", "created_at"))
     )
@@ -79,6 +84,7 @@ def transform(
         ev = ev.filter(admit("_anchor"))
     in_life = F.coalesce(F.expr(lifetimes.in_lifetime_sql("event_time", "created_at")), F.lit(False))
     ev = first_per_keys(ev.filter(in_life), [RETRY_DEDUPE], materialize).unionByName(ev.filter(~in_life))
+    ev = with_denial(ev, relationships, "user_id", "event_time")
     stk = segment_stickers(segments)
     joined = ev.join(
         stk, (F.col("segment_id") == F.col("_k_seg")) & (F.col("sticker_id") == F.col("_k_stk")), "left"
@@ -94,6 +100,7 @@ def transform(
     rule = (
         F.when(~known_seg, F.lit("unknown_segment"))
         .when(~in_life, F.lit("outside_lifetime"))
+        .when(F.col(DENIAL).isNotNull(), F.col(DENIAL))
         .when(no_sticker, F.lit("unknown_sticker"))
         .when(mismatch, F.lit("sticker_type_mismatch"))
         .when(out_of_range, F.lit("option_out_of_range"))
@@ -103,6 +110,7 @@ def transform(
     field = (
         F.when(F.col("_rule") == "unknown_segment", F.lit("segment_id"))
         .when(F.col("_rule") == "outside_lifetime", F.lit("event_time"))
+        .when(F.col("_rule") == F.col(DENIAL), F.lit("user_id"))
         .when(F.col("_rule") == "unknown_sticker", F.lit("sticker_id"))
         .when(F.col("_rule") == "sticker_type_mismatch", F.lit("sticker_type"))
         .otherwise(F.lit("option_index"))
@@ -123,6 +131,7 @@ def transform(
                 iso_col("created_at"), F.lit(", expires_at "), iso_col("expires_at"), F.lit(")"), where,
             ),
         )
+        .when(F.col("_rule") == F.col(DENIAL), denial_reason("sticker_interaction.user_id", "user_id", "event_time"))
         .when(
             F.col("_rule") == "unknown_sticker",
             F.concat(F.lit("sticker_interaction.sticker_id "), txt("sticker_id"), F.lit(" is not a sticker"), where),
@@ -168,6 +177,7 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, 
         out = transform(
             events,
             segments_for(spark, settings, horizon, events),
+            spark_io.read_table(spark, settings, "silver", "relationships"),
             horizon.as_of,
             materialize,
             admit=horizon.admits,

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from jobs import spark_io
 from jobs.engine_workarounds import lookup
 from jobs.horizon import Admit, Horizon, read_bronze, segments_for
-from jobs.relation_flags import relation_edges
+from jobs.silver.audience_check import audience_flags
 from jobs.silver.bronze import project
 from jobs.silver.dedupe import KeyOrder, dedupe_event_id, first_per_keys
 from jobs.silver.quarantine import iso_col, quarantine_rows, txt, write_quarantine
@@ -56,74 +56,6 @@ RETRY_DEDUPE: KeyOrder = (["segment_id", "idempotency_key", "viewer_id"], ["even
 def counted(views: DataFrame) -> DataFrame:
     """Receipts that count as a view."""
     return views.filter(COUNTS_AS_VIEW_SQL)
-
-
-def audience_flags(views: DataFrame, relationships: DataFrame) -> DataFrame:
-    """Add the storylake.rules.audience.FLAGS columns to `views` (viewer_id, author_id, audience, viewed_at), from the
-    relationships holding at viewed_at (audience.holds_at_sql). Same rows out, same order of columns first.
-
-    Per-pair flags come from audience.RELATION_FLAGS (follows and approved only for authors that have been
-    private at some time: they only matter for a private author); `blocked` is any of its blocked_* flags (either
-    direction); `author_private` is the author's `private` relation (other_user_id = 0). The intervals are
-    gathered per (author, viewer) pair and per author, so each view joins at most one row of each (no
-    fan-out, no re-grouping of the views) and the flags are `exists` over the pair's few intervals.
-    """
-    from pyspark.sql import functions as F
-
-    pair_flags = list(audience.PAIR_FLAGS)
-    # follows / approved only decide anything for a private author (audience.DENIAL_REASONS): their edges
-    # are kept for authors with a private interval at some time, which keeps the pairs' hash table small
-    # (follows are most of the graph). For every other author they read False, and the rules are unchanged.
-    private = (
-        relationships.filter(F.col("relation") == audience.PRIVATE_RELATION)
-        .groupBy(F.col("user_id").alias("_p_author"))
-        .agg(F.collect_list(F.struct("valid_from", "valid_to")).alias("_p_rels"))
-    )
-    # relations that feed PRIVATE_ONLY_FLAGS only -> their author column: kept for private authors only
-    private_only = {
-        r.relation: r.author_column
-        for r in audience.RELATION_FLAGS
-        if {f.flag for f in audience.RELATION_FLAGS if f.relation == r.relation} <= set(audience.PRIVATE_ONLY_FLAGS)
-    }
-    needed = relationships.filter(~F.col("relation").isin(*private_only))
-    for relation, author in private_only.items():
-        needed = needed.unionByName(
-            lookup(
-                relationships.filter(F.col("relation") == relation),
-                private.select("_p_author"),
-                F.col(author) == F.col("_p_author"),
-                "inner",
-            ).select(*relationships.columns)
-        )
-    edges = relation_edges(needed)
-    pairs = edges.groupBy(
-        F.col("author_key").alias("_r_author"), F.col("viewer_key").alias("_r_viewer")
-    ).agg(F.collect_list(F.struct("flag", "valid_from", "valid_to")).alias("_r_rels"))
-    holds = audience.holds_at_sql("x", "viewed_at")
-    flags = {
-        f: F.coalesce(F.expr(f"exists(_r_rels, x -> x.flag = '{f}' AND {holds})"), F.lit(False)) for f in pair_flags
-    }
-    derived = {}
-    for name, parts in audience.DERIVED_FLAGS.items():
-        derived[name] = F.lit(False)
-        for f in parts:
-            derived[name] = derived[name] | flags[f]
-    computed = {
-        "is_self": F.col("viewer_id") == F.col("author_id"),
-        **derived,
-        **{f: col for f, col in flags.items() if audience.audience_flag(f) == f},
-        audience.PRIVATE_FLAG: F.coalesce(F.expr(f"exists(_p_rels, x -> {holds})"), F.lit(False)),
-    }
-    missing = set(audience.BOOL_FLAGS) - set(computed)  # audience is the segment's column
-    if missing:  # the rules grew a flag this job does not compute
-        raise RuntimeError(f"audience flags not computed: {sorted(missing)}")
-    computed = {name: computed[name] for name in audience.BOOL_FLAGS}
-    out = lookup(
-        lookup(views, pairs, (F.col("author_id") == F.col("_r_author")) & (F.col("viewer_id") == F.col("_r_viewer"))),
-        private,
-        F.col("author_id") == F.col("_p_author"),
-    )
-    return out.select(*views.columns, *[col.alias(name) for name, col in computed.items()])
 
 
 def classify(

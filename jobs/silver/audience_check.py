@@ -1,0 +1,111 @@
+"""The audience rules (storylake/rules/audience.py) applied in Spark to any viewer interaction attributed to a
+segment: a view, a gesture, a sticker answer, a story engagement, each at its own instant. One rule definition:
+the flags come from the relationships holding at that instant and the denial is audience.DENIAL_REASON_SQL."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from jobs.engine_workarounds import lookup
+from jobs.relation_flags import relation_edges
+from storylake.rules import audience
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+DENIAL = "_denial"
+
+
+def audience_flags(
+    views: DataFrame, relationships: DataFrame, viewer: str = "viewer_id", at: str = "viewed_at"
+) -> DataFrame:
+    """Add the storylake.rules.audience.FLAGS columns to `views` (the `viewer` column, author_id, audience and the
+    instant `at`), from the relationships holding at that instant (audience.holds_at_sql). Same rows out, same order
+    of columns first.
+
+    Per-pair flags come from audience.RELATION_FLAGS (follows and approved only for authors that have been
+    private at some time: they only matter for a private author); `blocked` is any of its blocked_* flags (either
+    direction); `author_private` is the author's `private` relation (other_user_id = 0). The intervals are
+    gathered per (author, viewer) pair and per author, so each view joins at most one row of each (no
+    fan-out, no re-grouping of the views) and the flags are `exists` over the pair's few intervals.
+    """
+    from pyspark.sql import functions as F
+
+    pair_flags = list(audience.PAIR_FLAGS)
+    # follows / approved only decide anything for a private author (audience.DENIAL_REASONS): their edges
+    # are kept for authors with a private interval at some time, which keeps the pairs' hash table small
+    # (follows are most of the graph). For every other author they read False, and the rules are unchanged.
+    private = (
+        relationships.filter(F.col("relation") == audience.PRIVATE_RELATION)
+        .groupBy(F.col("user_id").alias("_p_author"))
+        .agg(F.collect_list(F.struct("valid_from", "valid_to")).alias("_p_rels"))
+    )
+    # relations that feed PRIVATE_ONLY_FLAGS only -> their author column: kept for private authors only
+    private_only = {
+        r.relation: r.author_column
+        for r in audience.RELATION_FLAGS
+        if {f.flag for f in audience.RELATION_FLAGS if f.relation == r.relation} <= set(audience.PRIVATE_ONLY_FLAGS)
+    }
+    needed = relationships.filter(~F.col("relation").isin(*private_only))
+    for relation, author in private_only.items():
+        needed = needed.unionByName(
+            lookup(
+                relationships.filter(F.col("relation") == relation),
+                private.select("_p_author"),
+                F.col(author) == F.col("_p_author"),
+                "inner",
+            ).select(*relationships.columns)
+        )
+    edges = relation_edges(needed)
+    pairs = edges.groupBy(
+        F.col("author_key").alias("_r_author"), F.col("viewer_key").alias("_r_viewer")
+    ).agg(F.collect_list(F.struct("flag", "valid_from", "valid_to")).alias("_r_rels"))
+    holds = audience.holds_at_sql("x", at)
+    flags = {
+        f: F.coalesce(F.expr(f"exists(_r_rels, x -> x.flag = '{f}' AND {holds})"), F.lit(False)) for f in pair_flags
+    }
+    derived = {}
+    for name, parts in audience.DERIVED_FLAGS.items():
+        derived[name] = F.lit(False)
+        for f in parts:
+            derived[name] = derived[name] | flags[f]
+    computed = {
+        "is_self": F.col(viewer) == F.col("author_id"),
+        **derived,
+        **{f: col for f, col in flags.items() if audience.audience_flag(f) == f},
+        audience.PRIVATE_FLAG: F.coalesce(F.expr(f"exists(_p_rels, x -> {holds})"), F.lit(False)),
+    }
+    missing = set(audience.BOOL_FLAGS) - set(computed)  # audience is the segment's column
+    if missing:  # the rules grew a flag this job does not compute
+        raise RuntimeError(f"audience flags not computed: {sorted(missing)}")
+    computed = {name: computed[name] for name in audience.BOOL_FLAGS}
+    out = lookup(
+        lookup(views, pairs, (F.col("author_id") == F.col("_r_author")) & (F.col(viewer) == F.col("_r_viewer"))),
+        private,
+        F.col("author_id") == F.col("_p_author"),
+    )
+    return out.select(*views.columns, *[col.alias(name) for name, col in computed.items()])
+
+
+def with_denial(events: DataFrame, relationships: DataFrame, viewer: str, at: str) -> DataFrame:
+    """`events` (with author_id and the segment's audience) plus `_denial`: why the audience rules deny `viewer` the
+    segment at the instant `at` (blocked, hidden_from_viewer, not_close_friend, private_not_approved), null when
+    they allow it (always for the author). Same rows and columns otherwise."""
+    from pyspark.sql import functions as F
+
+    flagged = audience_flags(events, relationships, viewer=viewer, at=at)
+    return flagged.select(*events.columns, F.expr(audience.DENIAL_REASON_SQL).alias(DENIAL))
+
+
+def denial_reason(contract_field: str, viewer: str, at: str) -> Column:
+    """The quarantine reason of a denied interaction, e.g. `navigation.viewer_id 7 may not see close_friends segment
+    200 of author 1 at 2026-11-01T11:00:00Z: not_close_friend` (`contract_field`: the event's viewer field)."""
+    from pyspark.sql import functions as F
+
+    from jobs.silver.quarantine import iso_col, txt
+
+    return F.concat(
+        F.lit(f"{contract_field} "), txt(viewer), F.lit(" may not see "), F.col("audience"), F.lit(" segment "),
+        txt("segment_id"), F.lit(" of author "), txt("author_id"), F.lit(" at "), iso_col(at), F.lit(": "),
+        F.col(DENIAL),
+    )
