@@ -48,13 +48,15 @@ INTERACTION_STAGES = ("silver.view_events", "silver.navigation", "silver.sticker
 TIME_ANCHORED = ("navigation", "engagement")  # interactions without retries: rows anchored at their own time
 # What each interaction job's rows depend on (plan's change sources): its own new events, the segments' creations
 # (created_at, stories), its receipts released from unknown_segment quarantine; views, gestures and sticker answers
-# also relationship changes (the audience rules at each interaction), views also deletes (deleted_at).
+# also relationship changes (the audience rules at each interaction), views also deletes (deleted_at). A relationship
+# change at t changes the audience at instants >= t only: tables anchored at their segment's creation recompute from
+# t - 24 h ("relationship"), tables anchored at the interaction's own time from t ("relationship_at").
 JOB_SOURCES: dict[str, tuple[str, ...]] = {
     "view_events": ("segment_view", "creation", "segment_change", "relationship",
                     "released:silver.view_events"),
-    "navigation": ("navigation", "creation", "relationship", "released:silver.navigation"),
+    "navigation": ("navigation", "creation", "relationship_at", "released:silver.navigation"),
     "sticker_responses": ("sticker_interaction", "creation", "relationship", "released:silver.sticker_responses"),
-    "engagements": ("engagement", "creation", "relationship"),
+    "engagements": ("engagement", "creation", "relationship_at"),
 }
 
 
@@ -310,6 +312,7 @@ def plan(
     rels = new_bronze(spark, settings, "relationship", previous, as_of, upto)
     frames.append(rels.select(F.lit("relationship").alias("src"), (
         F.col("event_time") - F.expr(lifetimes.interval_sql(lifetimes.SEGMENT_LIFETIME))).alias("a")))
+    frames.append(rels.select(F.lit("relationship_at").alias("src"), F.col("event_time").alias("a")))
     union = frames[0]
     for f in frames[1:]:
         union = union.unionByName(f)
