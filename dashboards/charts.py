@@ -63,7 +63,7 @@ def engagement_trend(daily: pd.DataFrame) -> alt.Chart:
 
 
 def frame_funnel(frames: pd.DataFrame) -> alt.LayerChart:
-    """Reach per frame, labelled with the drop-off from the previous frame."""
+    """Reach per frame, labelled with the drop-off on the way to the next frame (gold's sequential definition)."""
     data = frames[["frame_index", "reach", "drop_off"]].copy()
     data["frame"] = "Frame " + data["frame_index"].astype(str)
     data["label"] = [

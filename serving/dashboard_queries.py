@@ -321,7 +321,8 @@ class StoryDetail:
 
 _FRAME_COLUMNS = [
     "frame_index", "segment_id", "media_type", "audience", "created_at", "expires_at", "status", "expires_in",
-    "reach", "impressions", "viewers_lost", "drop_off", "retention_from_first", "completion_rate", "avg_view_ms",
+    "reach", "impressions", "viewers_lost", "drop_off", "exit_rate", "retention_from_first", "completion_rate",
+    "avg_view_ms",
     "taps_forward", "taps_back", "exits", "swipe_forward",
 ]
 _STORY_TOTALS = ("taps_forward", "taps_back", "exits", "swipe_forward", "replies", "shares", "profile_visits",
@@ -329,7 +330,8 @@ _STORY_TOTALS = ("taps_forward", "taps_back", "exits", "swipe_forward", "replies
 
 
 def story_detail(snapshot: Snapshot, requester_id: int, now: datetime, story_id: int) -> StoryDetail:
-    """Per-frame funnel (reach per frame, viewers lost and drop-off from the previous frame), navigation
+    """Per-frame funnel (reach per frame; viewers lost and drop-off on the way to the next frame, gold's sequential
+    definition; exit rate), navigation
     breakdown, completion and average view time of one of the requester's stories. NotFoundError when
     `story_id` is not one of the requester's stories."""
     now = utc(now)
@@ -345,7 +347,6 @@ def story_detail(snapshot: Snapshot, requester_id: int, now: datetime, story_id:
 
     frames = []
     first_reach: int | None = None
-    prev_reach: int | None = None
     for seg in segs:
         reach = _int(seg["reach"])
         first_reach = reach if first_reach is None else first_reach
@@ -361,14 +362,16 @@ def story_detail(snapshot: Snapshot, requester_id: int, now: datetime, story_id:
             "expires_in": "deleted" if status == "deleted" else countdown(seg["expires_at"], now),
             "reach": reach,
             "impressions": _int(seg["impressions"]),
-            "viewers_lost": None if prev_reach is None else prev_reach - reach,
-            "drop_off": None if not prev_reach else 1.0 - reach / prev_reach,
+            # of the viewers who could go on to the next frame (it was live when they watched), those who did not
+            "viewers_lost": (None if not _int(seg.get("continuation_viewers"))
+                             else _int(seg["continuation_viewers"]) - _int(seg["continued_viewers"])),
+            "drop_off": None if (rate := _num(seg.get("continuation_rate"))) is None else 1.0 - rate,
+            "exit_rate": None if not reach else _int(seg["exits"]) / reach,
             "retention_from_first": None if not first_reach else reach / first_reach,
             "completion_rate": _ratio(seg.get("completion_rate"), seg["completed_viewers"], reach),
             "avg_view_ms": _ratio(seg.get("avg_view_ms"), seg["total_view_ms"], _int(seg["impressions"])),
             **{k: _int(seg[k]) for k, _ in NAVIGATION},
         })
-        prev_reach = reach
     frames_df = pd.DataFrame(frames, columns=_FRAME_COLUMNS)
     frames_df["viewers_lost"] = frames_df["viewers_lost"].astype("Int64")
 

@@ -164,7 +164,17 @@ def build(settings: Settings, as_of: datetime = AS_OF, *, ops: bool = True) -> P
     return publish(settings, as_of)
 
 
+def _next_frames(fs: tuple[Frame, ...]) -> dict[int, Frame]:
+    """segment_id -> the next frame of its chain (same story and audience, not deleted; jobs/gold/segment_insights)."""
+    chains: dict[tuple[int, str], list[Frame]] = {}
+    for f in sorted(fs, key=lambda f: (f.story_id, f.frame_index)):
+        if not f.is_deleted:
+            chains.setdefault((f.story_id, f.audience), []).append(f)
+    return {a.segment_id: b for chain in chains.values() for a, b in zip(chain, chain[1:], strict=False)}
+
+
 def _segment_insights(fs: tuple[Frame, ...], as_of: datetime) -> list[dict[str, Any]]:
+    nexts = _next_frames(fs)
     rows = []
     first_reach: dict[int, int] = {}
     prev_reach: dict[int, int] = {}
@@ -187,9 +197,18 @@ def _segment_insights(fs: tuple[Frame, ...], as_of: datetime) -> list[dict[str, 
             "sticker_interactions": 0,
             "retention_from_first": reach / first if first else None,
             "retention_from_previous": (reach / prev if prev else None) if prev is not None else None,
+            # every viewer watched while the next frame was live (the sample's frames are minutes apart)
+            **_continuation(f, nexts.get(f.segment_id)),
             "as_of": as_of,
         })
     return rows
+
+
+def _continuation(f: Frame, nxt: Frame | None) -> dict[str, Any]:
+    could = len(f.viewers) if nxt is not None else 0
+    went = len(set(f.viewers) & set(nxt.viewers)) if nxt is not None else 0
+    rate = went / could if could else None
+    return {"continuation_viewers": could, "continued_viewers": went, "continuation_rate": rate}
 
 
 def _story_insights(fs: tuple[Frame, ...], as_of: datetime) -> list[dict[str, Any]]:

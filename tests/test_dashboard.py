@@ -323,8 +323,11 @@ def test_story_detail_shows_the_funnel_of_the_picked_story(env: Settings, snap: 
     frames = table(at, "frame_index", "expires_in")
     assert frames["segment_id"].tolist() == [s["segment_id"] for s in segs] == [5101, 5102, 5103]
     assert frames["reach"].tolist() == [s["reach"] for s in segs] == [23, 15, 9]
-    assert frames["viewers_lost"].tolist()[1:] == [8, 6]
-    assert frames["drop_off"].tolist()[1:] == pytest.approx([1 - 15 / 23, 1 - 9 / 15])
+    # sequential drop-off, on the way to the next frame (the sample's viewers of frame n+1 are among frame n's)
+    assert frames["viewers_lost"].tolist()[:2] == [8, 6] and pd.isna(frames["viewers_lost"].tolist()[2])
+    assert frames["drop_off"].tolist()[:2] == pytest.approx([1 - 15 / 23, 1 - 9 / 15])
+    assert pd.isna(frames["drop_off"].tolist()[2])  # the last frame has no next one
+    assert frames["exit_rate"].tolist() == pytest.approx([s["exits"] / s["reach"] for s in segs])
     assert frames["expires_in"].tolist() == ["18h 0m left", "19h 0m left", "20h 0m left"]
     assert frames["taps_forward"].tolist() == [s["taps_forward"] for s in segs]
     nav = next(df for df in chart_frames(at) if "action" in df.columns and len(df) == 4)

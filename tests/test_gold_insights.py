@@ -125,6 +125,8 @@ def test_segment_insights_every_metric_on_a_two_frame_story(seg_rows):
         "replies": 2, "shares": 1, "profile_visits": 1, "follows": 1, "link_clicks": 1,
         "sticker_interactions": 3,
         "retention_from_first": 1.0, "retention_from_previous": None,
+        # every view came before frame 2 was posted: nobody could go on to it yet
+        "continuation_viewers": 0, "continued_viewers": 0, "continuation_rate": None,
     }  # fmt: skip
     second = {k: seg_rows[101][k] for k in seg_rows[101] if k not in times}
     assert second == {
@@ -136,6 +138,7 @@ def test_segment_insights_every_metric_on_a_two_frame_story(seg_rows):
         "replies": 1, "shares": 0, "profile_visits": 0, "follows": 0, "link_clicks": 0,
         "sticker_interactions": 0,
         "retention_from_first": pytest.approx(2 / 3), "retention_from_previous": pytest.approx(2 / 3),
+        "continuation_viewers": 0, "continued_viewers": 0, "continuation_rate": None,
     }  # fmt: skip
     assert seg_rows[100]["created_at"] == T0.replace(tzinfo=None)
     assert seg_rows[101]["expires_at"] == (T0 + 25 * H).replace(tzinfo=None)
@@ -210,3 +213,50 @@ def test_story_insights_one_row_per_story_before_as_of(story_rows):
     assert sorted(story_rows) == [100, 300, 400]
     assert (story_rows[300]["reach"], story_rows[300]["impressions"], story_rows[300]["segment_count"]) == (4, 7, 3)
     assert story_rows[400]["reach"] == 1 and story_rows[400]["segment_count"] == 2
+
+
+# Story 700 (author 7), frames hours apart: F1 public at T0, F2 public at +5 h, F3 close friends at +6 h,
+# F4 public at +8 h, F5 public at +9 h and deleted. The public chain is F1 -> F2 -> F4 (F3 is compared among close
+# friends only, F5 is deleted); a viewer of a frame "could go on" when their first view came while the next was live.
+C_T = T0 + 100 * H
+F1 = segment(701, 7, C_T, story_id=700, frame_index=1)
+F2 = segment(702, 7, C_T + 5 * H, story_id=700, frame_index=2, story_start=C_T)
+F3 = segment(703, 7, C_T + 6 * H, story_id=700, frame_index=3, story_start=C_T, audience="close_friends")
+F4 = segment(704, 7, C_T + 8 * H, story_id=700, frame_index=4, story_start=C_T)
+F5 = {**segment(705, 7, C_T + 9 * H, story_id=700, frame_index=5, story_start=C_T), "is_deleted": True,
+      "deleted_at": C_T + 10 * H}
+CHAIN_VIEWS = [
+    view(F1, 1, C_T + 1 * H),  # before F2 existed: could not go on
+    view(F1, 2, C_T + 6 * H),  # could, and did (F2 below)
+    view(F1, 3, C_T + 7 * H),  # could, and did not
+    view(F1, 4, C_T + 23 * H),  # could, and did
+    view(F1, 7, C_T + 6 * H),  # the author: never counted
+    view(F2, 2, C_T + 6 * H),  # before F4 existed
+    view(F2, 4, C_T + 23 * H),  # could go on to F4, did not
+    view(F2, 5, C_T + 9 * H),  # could, and did
+    view(F3, 6, C_T + 7 * H),
+    view(F4, 5, C_T + 10 * H),
+    view(F4, 2, C_T + 11 * H),
+]
+CHAIN_NAV = [nav(F1, 3, "tap_exit", C_T + 7 * H)]
+
+
+@pytest.fixture(scope="module")
+def chain_rows(spark):
+    silver = frames(spark, segments=[F1, F2, F3, F4, F5], view_events=CHAIN_VIEWS, navigation=CHAIN_NAV)
+    args = {k: silver[k] for k in ("segments", "view_events", "navigation", "engagements", "sticker_responses")}
+    return collect(segment_insights(**args, as_of=C_T + 48 * H), "segment_id")
+
+
+def test_continuation_drop_off_and_exit_rate_per_frame_hours_apart(chain_rows):
+    cols = ("continuation_viewers", "continued_viewers", "continuation_rate", "exits", "reach")
+    got = {s: tuple(chain_rows[s][c] for c in cols) for s in (701, 702, 703, 704, 705)}
+    assert got == {
+        701: (3, 2, 2 / 3, 1, 4),  # viewers 2, 3, 4 could go on to F2; 2 and 4 did (drop-off 1/3); exit rate 1/4
+        702: (2, 1, 0.5, 0, 3),  # 4 and 5 could go on to F4 (2 came before it existed); 5 did (drop-off 1/2)
+        703: (0, 0, None, 0, 1),  # the only close-friends frame: no next frame
+        704: (0, 0, None, 0, 2),  # the last public frame: F5 is deleted
+        705: (0, 0, None, 0, 0),  # deleted: not in any chain
+    }
+    # the reach ratio this replaces goes above 1 here (F4 has the same reach as F2, F2 less than F1)
+    assert chain_rows[702]["reach"] == 3 and chain_rows[701]["reach"] == 4

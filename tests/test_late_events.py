@@ -75,7 +75,9 @@ def test_late_view_changes_exactly_its_segment_story_day_and_ring(spark, setting
 
     assert lake.read_arrow(settings.table_path("silver", "segment_viewers")).num_rows == viewers_before + 1
     seg = _changes(before["segment_insights"], after["segment_insights"])
-    assert set(seg) == {(2,)}
+    assert set(seg) == {(1,), (2,)}
+    # frame 1's viewer 2 (who watched it while frame 2 was live) now went on to frame 2: its continuation changes
+    assert seg[(1,)] == {"continued_viewers": (0, 1), "continuation_rate": (0.0, 1.0)}
     # one more viewer, who did not complete (completed_viewers stays 1); frame 2's reach is now twice frame 1's
     assert seg[(2,)] == {
         "impressions": (1, 2), "reach": (1, 2), "total_view_ms": (5000, 9000), "avg_view_ms": (5000.0, 4500.0),

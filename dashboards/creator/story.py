@@ -32,13 +32,16 @@ with st.container(key="story-kpis"):
 funnel_col, nav_col = st.columns([3, 2])
 funnel_col.altair_chart(charts.frame_funnel(detail.frames), width="stretch")
 nav_col.altair_chart(charts.navigation(detail.navigation), width="stretch")
-st.caption("Drop-off: share of the previous frame's viewers who did not view this frame. Next story = swipe "
+st.caption("Drop-off: of the frame's viewers who could go on to the next frame (it was live when they watched; "
+           "close-friends frames lead to close-friends frames), the share who did not watch it. Exit rate: exits / "
+           "viewers of the frame. Next story = swipe "
            "forward; exit = tap exit + swipe down.")
 
 st.subheader("Frames")
 st.dataframe(
     detail.frames[["frame_index", "segment_id", "media_type", "audience", "created_at", "status", "expires_in", "reach",
-                   "viewers_lost", "drop_off", "completion_rate", "avg_view_ms", "taps_forward", "taps_back", "exits",
+                   "viewers_lost", "drop_off", "exit_rate", "completion_rate", "avg_view_ms", "taps_forward",
+                   "taps_back", "exits",
                    "swipe_forward"]],
     hide_index=True,
     key="frames",
@@ -52,8 +55,9 @@ st.dataframe(
         "status": "Status",
         "expires_in": "Expiry",
         "reach": "Reach",
-        "viewers_lost": "Viewers lost",
+        "viewers_lost": st.column_config.NumberColumn("Lost before next", format="%d"),
         "drop_off": st.column_config.NumberColumn("Drop-off", format="percent"),
+        "exit_rate": st.column_config.NumberColumn("Exit rate", format="percent"),
         "completion_rate": st.column_config.NumberColumn("Completion", format="percent"),
         "avg_view_ms": st.column_config.NumberColumn("Avg view (ms)", format="%.0f"),
         "taps_forward": "Forward",

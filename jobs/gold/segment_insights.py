@@ -50,9 +50,44 @@ def segment_insights(
         stickers=activity.sticker_responses_before(sticker_responses, segs, as_of),
     )
     # with_retention joins the metrics with themselves: compute them once
-    return with_retention(materialize(activity.with_rates(metrics), "metrics")).withColumn(
-        "as_of", activity.instant(as_of)
+    metrics = materialize(activity.with_rates(metrics), "metrics")
+    chain = continuation(segs, activity.views_before(view_events, segs, as_of))
+    out = lookup(with_retention(metrics), chain, "segment_id")
+    return activity.zero_filled(out, ["continuation_viewers", "continued_viewers"]).withColumns({
+        "continuation_rate": activity.ratio("continued_viewers", "continuation_viewers"),
+        "as_of": activity.instant(as_of),
+    })
+
+
+def continuation(segments: DataFrame, views: DataFrame) -> DataFrame:
+    """Per frame with a next frame (DESIGN §5): continuation_viewers = the viewers whose first view
+    of the frame came while the next frame was live, continued_viewers = those of them who viewed the next frame.
+
+    The chain links a story's non-deleted frames of one audience in frame order, so a close-friends frame is only
+    compared with close-friends frames. `views`: activity.views_before rows (the author's own already left out)."""
+    from pyspark.sql import Window
+
+    order = Window.partitionBy("story_id", "audience").orderBy("frame_index", "created_at", "segment_id")
+    chain = (
+        segments.filter(~F.coalesce(F.col("is_deleted"), F.lit(False)))
+        .select("segment_id", "story_id", "audience", "frame_index", "created_at", "expires_at")
+        .withColumns({
+            "next_segment_id": F.lead("segment_id").over(order),
+            "_next_created": F.lead("created_at").over(order),
+            "_next_expires": F.lead("expires_at").over(order),
+        })
+        .filter(F.col("next_segment_id").isNotNull())
+        .select("segment_id", "next_segment_id", "_next_created", "_next_expires")
     )
+    first = views.groupBy("segment_id", "viewer_id").agg(F.min("viewed_at").alias("_first"))
+    could = first.join(chain, "segment_id").filter(
+        (F.col("_first") >= F.col("_next_created")) & (F.col("_first") < F.col("_next_expires"))
+    )
+    went_on = first.select(F.col("segment_id").alias("next_segment_id"), "viewer_id", F.lit(1).alias("_went"))
+    counted = could.join(went_on, ["next_segment_id", "viewer_id"], "left").groupBy("segment_id").agg(
+        F.count(F.lit(1)).alias("continuation_viewers"), F.count("_went").alias("continued_viewers")
+    )
+    return counted
 
 
 def with_retention(metrics: DataFrame) -> DataFrame:
