@@ -35,7 +35,7 @@ def storylake_hourly() -> None:
        successful gold step in `ops.pipeline_runs`), so reruns, backfills and hours run out of order converge
        to the tables of one clean run and serving never goes back in time; returns T;
     3. **gate_silver**: Great Expectations suites generated from the contracts; results in `ops.quality_results`,
-       Data Docs in `LAKE/quality/data_docs`. A critical failure fails the task without retries;
+       Data Docs page `LAKE/quality/data_docs/index.html`. A critical failure fails the task without retries;
     4. **gold** as of T, then **gate_gold**;
     5. **publish**: new serving snapshot as of T, switched atomically.
 

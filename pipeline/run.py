@@ -151,6 +151,10 @@ def _spark_steps(
     from jobs.retention import reapply
     from jobs.silver import build_silver
 
+    if gate is not None:
+        from jobs.quality.gate import preload_great_expectations
+
+        preload_great_expectations()
     with step(settings, report, "silver") as s:
         s.rows = build_silver(spark, settings, report.as_of, full_refresh=full_refresh, run_id=report.run_id)
         if full_refresh:  # rows a shorter retention than their inputs' had removed stay removed

@@ -126,6 +126,32 @@ def open_page(pg: Page, title: str) -> None:
     expect(pg.get_by_role("heading", name=title, level=1)).to_be_visible()
 
 
+def test_data_docs_open_offline_in_chromium(tmp_path: Path) -> None:
+    """The Data Docs page of a sample lake's silver and gold gates, opened from disk with the network blocked:
+    both layers render and the page asks for nothing but itself."""
+    from jobs.quality import run_gate
+
+    settings = Settings(lake=tmp_path / "lake")
+    sample_lake.build(settings)
+    run_gate(settings, "silver", "run-docs-silver", raise_on_failure=False)
+    index = run_gate(settings, "gold", "run-docs-gold", raise_on_failure=False).docs_index
+    assert index is not None
+    requested: list[str] = []
+    with chromium_page() as pg:
+        pg.context.set_offline(True)
+        pg.on("request", lambda r: requested.append(r.url))
+        pg.goto(index.as_uri())
+        expect(pg.get_by_role("heading", name="storylake Data Docs", level=1)).to_be_visible()
+        for layer in ("silver", "gold"):
+            expect(pg.locator(f"h2#{layer}")).to_contain_text(layer)
+        for table in ("silver.segments", "gold.segment_insights"):
+            expect(pg.get_by_role("heading", name=table, level=3)).to_be_visible()
+        expect(pg.get_by_role("cell", name="expect_column_values_to_be_between").first).to_be_visible()
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        pg.screenshot(path=str(SCREENSHOTS / "data_docs.png"))
+    assert requested == [index.as_uri()]
+
+
 def test_every_page_in_chromium(tmp_path: Path) -> None:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: the browser test needs Debian's Chromium "

@@ -216,6 +216,22 @@ def test_ops_page_renders_for_an_operator(env: Settings) -> None:
         "malformed_json": 2, "not_close_friend": 2, "out_of_range": 1}
 
 
+def test_ops_page_links_the_data_docs(env: Settings) -> None:
+    from jobs.quality.data_docs import render
+
+    docs = env.lake / "quality" / "data_docs"
+    docs.mkdir(parents=True, exist_ok=True)
+    index = render(docs)
+    try:
+        at = new_app().run()
+        at.radio(key=signin.DEV_ROLE_KEY).set_value(signin.ROLE_OPERATOR).run()
+        assert_ok(at)
+        assert any("**Data Docs**" in m.value and str(index.resolve()) in m.value for m in at.markdown)
+        assert [e.label for e in at.expander if e.label == "Data Docs"] == ["Data Docs"]
+    finally:
+        index.unlink()
+
+
 def test_creators_have_no_ops_page_and_operators_no_creator_pages(env: Settings) -> None:
     at = dev_app(AUTHOR_A)
     with pytest.raises(ValueError, match="Could not find a navigation page"):

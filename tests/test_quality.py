@@ -4,6 +4,7 @@ ops.quality_results, and the gate stopping run_pipeline before publish."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -139,20 +140,37 @@ def test_clean_table_passes_and_is_recorded(settings: Settings) -> None:
     assert report.docs_index == settings.lake / "quality" / "data_docs" / "index.html"
 
 
-def test_old_data_docs_pages_are_pruned(settings: Settings) -> None:
-    import os
-    import time
+def test_data_docs_hold_every_layer_and_need_no_network(settings: Settings) -> None:
+    """One page with both layers' latest gates (the gold gate keeps silver's results), suites and sample keys of
+    failures, with no external resource; an older GX site's folders are removed; a relative lake path works."""
+    docs = settings.lake / "quality" / "data_docs"
+    (docs / "validations" / "silver").mkdir(parents=True)  # what GX's site builder left behind
+    _write(settings, "silver.view_events", [_view("e1"), _view("e2", completion_pct=1.5)])
+    run_gate(settings, "silver", "run-s", raise_on_failure=False)
+    _write(settings, "gold.author_viewer_days", [{"author_id": 1, "viewer_id": 2, "views": 3}])
+    report = run_gate(settings, "gold", "run-g")
+    assert report.docs_index == docs.resolve() / "index.html"
+    html = report.docs_index.read_text()
+    assert sorted(p.name for p in docs.iterdir()) == ["gold.json", "index.html", "silver.json"]
+    for text in ('id="silver"', 'id="gold"', "run-s", "run-g", 'id="silver.view_events"',
+                 'id="gold.author_viewer_days"', "FAILED (1 critical)", "expect_column_values_to_be_between",
+                 "column completion_pct: minimum/maximum", "&#34;e2&#34;"):
+        assert text in html, text
+    assert not re.search(r"(src|href)=\"(?!#)", html)  # nothing to fetch: in-page anchors only
+    assert "<script" not in html and "http://" not in html and "https://" not in html
+    # the gold gate of the next run replaces gold's record only
+    run_gate(settings, "gold", "run-g2")
+    html = report.docs_index.read_text()
+    assert "run-s" in html and "run-g2" in html and "run-g<" not in html
 
-    old = settings.lake / "quality" / "data_docs" / "validations" / "silver" / "view_events" / "run-last-month"
-    old.mkdir(parents=True)
-    (old / "20261001T000000.000000Z").mkdir()  # <run name>/<run time>/<batch>.html, as GX writes them
-    (old / "20261001T000000.000000Z" / "lake-silver.view_events.html").write_text("<html/>")
-    month_ago = time.time() - 30 * 86400
-    os.utime(old, (month_ago, month_ago))
-    _write(settings, "silver.view_events", [_view("e1")])
-    run_gate(settings, "silver", "run-today")
-    pages = settings.lake / "quality" / "data_docs" / "validations" / "silver" / "view_events"
-    assert sorted(p.name for p in pages.iterdir()) == ["run-today"]
+
+def test_data_docs_with_a_relative_lake(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(settings.lake.parent)
+    relative = settings.override(lake=Path(settings.lake.name))
+    _write(relative, "silver.view_events", [_view("e1")])
+    report = run_gate(relative, "silver", "run-rel")
+    assert report.docs_index == settings.lake.resolve() / "quality" / "data_docs" / "index.html"
+    assert report.docs_index.exists()
 
 
 def test_critical_violations_fail_the_gate_with_sample_keys(settings: Settings) -> None:

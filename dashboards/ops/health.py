@@ -4,8 +4,10 @@ the latest contract-gate results and the last pipeline runs. For operators; not 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import streamlit as st
+import streamlit.components.v1 as components
 
 from dashboards import cached, charts, context
 from dashboards.display import number, when
@@ -81,6 +83,15 @@ else:
     cols[2].metric("Critical failures", number(len(critical)))
     st.caption(f"Run `{report.quality['run_id'].iloc[0]}` at {when(report.quality['validated_at'].max())}")
     st.dataframe(report.quality, hide_index=True, key="quality_results")
+docs_index = Path(ctx.lake).resolve() / "quality" / "data_docs" / "index.html"
+if docs_index.is_file():
+    docs_html = docs_index.read_text(encoding="utf-8")
+    st.markdown(f"**Data Docs**: every layer's latest gate, its suites and results, as one offline page: "
+                f"`{docs_index}`")
+    st.download_button("Download Data Docs", docs_html, file_name="storylake-data-docs.html", mime="text/html",
+                       key="data_docs_download")
+    with st.expander("Data Docs"):
+        components.html(docs_html, height=640, scrolling=True)
 
 st.subheader("Pipeline runs")
 runs = report.runs

@@ -6,8 +6,9 @@
      strings as Arrow-backed pandas columns) and validate it in an ephemeral GX 1.x context;
   2. append one row per (run, table, expectation) to ops.quality_results (a rerun with the same run_id
      replaces that run's rows instead of duplicating them);
-  3. build GX Data Docs into LAKE/quality/data_docs (pages under validations/<layer>/<table>/<run>/ are kept for
-     DOCS_RETENTION, 7 days; ops.quality_results keeps every result for its contract's retention);
+  3. render the layer's suites and results into the Data Docs page LAKE/quality/data_docs/index.html (one offline
+     page with every layer's latest gate, jobs/quality/data_docs.py; ops.quality_results keeps every result for its
+     contract's retention);
   4. raise QualityGateError, naming each failed critical expectation with sample primary keys of
      offending rows, when any critical expectation failed.
 
@@ -23,17 +24,18 @@ import json
 import logging
 import math
 import re
-import shutil
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
+from jobs.quality import data_docs
 from jobs.quality.suites import ExpectationSpec, Suite, suite_for
 from storylake import audit, contracts, increments, lake
 from storylake.settings import Settings
@@ -41,8 +43,6 @@ from storylake.writer_lock import holding_writer_lock
 
 log = logging.getLogger(__name__)
 SAMPLE_KEYS = 5
-DOCS_SITE = "storylake"
-DOCS_RETENTION = timedelta(days=7)
 
 
 class QualityGateError(RuntimeError):
@@ -147,22 +147,22 @@ def run_gate(
     present = [k for k in keys if versions[k] is not None]
     report.missing = [k for k in keys if k not in present]
     if present:
-        docs_dir = settings.lake / "quality" / "data_docs"
+        suites: dict[str, Suite] = {}
         with _no_batch_fingerprint():
-            context = _context(docs_dir if build_docs else None)
+            context = _context()
             source = context.data_sources.add_pandas("lake")
             slices = _run_slices(settings, as_of)
             for key in present:
-                suite = suite_for(contracts.get(key))
+                suite = suites[key] = suite_for(contracts.get(key))
                 if suite.not_expressible:
                     report.not_expressible[key] = list(suite.not_expressible)
                     log.warning("%s: contract rules without an expectation: %s", key, suite.not_expressible)
                 rows, outcomes = _validate(context, source, settings, suite, run_id, slices.get(key))
                 report.rows[key] = rows
                 report.outcomes.extend(outcomes)
-            if build_docs:
-                report.docs_index = _build_docs(context, docs_dir)
         write_results(settings, report)
+        if build_docs:
+            report.docs_index = _publish_docs(settings, report, suites, as_of)
     report.duration_s = time.perf_counter() - t0
     log.info("quality gate %s (%s): %d tables, %d expectations, %d critical failures in %.1fs",
              layer, run_id, len(report.rows), len(report.outcomes), len(report.failed), report.duration_s)
@@ -203,21 +203,35 @@ def _no_batch_fingerprint() -> Iterator[None]:
         engine.HASH_THRESHOLD = saved
 
 
-def _context(docs_dir: Path | None) -> Any:
+def _quiet_gx_logs() -> None:
     gx_log = logging.getLogger("great_expectations")
     if gx_log.level == logging.NOTSET:  # GX logs hundreds of INFO lines at import; keep task logs readable
         gx_log.setLevel(logging.WARNING)
+
+
+def preload_great_expectations() -> threading.Thread:
+    """Import Great Expectations in a background thread. It takes ~3-4 s to import (scipy, altair, sqlalchemy...);
+    imported while silver runs (the main thread then waits on the engine, not on the GIL), the gate after silver
+    does not pay it. Python's import lock makes the gate's own import wait for this one."""
+    _quiet_gx_logs()
+
+    def load() -> None:
+        try:
+            import great_expectations  # noqa: F401
+        except Exception:  # noqa: BLE001 - the gate's own import reports the problem
+            log.debug("preloading great_expectations failed", exc_info=True)
+
+    thread = threading.Thread(target=load, name="preload-great_expectations", daemon=True)
+    thread.start()
+    return thread
+
+
+def _context() -> Any:
+    _quiet_gx_logs()
     import great_expectations as gx
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = {"globally": False, "metric_calculations": False}
-    if docs_dir is not None:
-        docs_dir.mkdir(parents=True, exist_ok=True)
-        context.add_data_docs_site(DOCS_SITE, {
-            "class_name": "SiteBuilder",
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-        })
     return context
 
 
@@ -395,25 +409,15 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def _build_docs(context: Any, docs_dir: Path) -> Path | None:
-    """Build the Data Docs site; a rendering problem is logged, never fails the gate."""
+def _publish_docs(settings: Settings, report: GateReport, suites: dict[str, Suite],
+                  as_of: datetime | None) -> Path | None:
+    """Render the layer's results into the Data Docs page; a rendering problem is logged, never fails the gate."""
+    docs_dir = (settings.lake / "quality" / "data_docs").resolve()
     try:
-        context.build_data_docs(site_names=[DOCS_SITE])
+        return data_docs.publish_layer(docs_dir, data_docs.layer_record(report, suites, as_of))
     except Exception:  # noqa: BLE001 - docs are a convenience, the results are in ops.quality_results
-        log.warning("could not build Data Docs in %s", docs_dir, exc_info=True)
+        log.warning("could not render Data Docs in %s", docs_dir, exc_info=True)
         return None
-    _prune_docs(docs_dir)
-    index = docs_dir / "index.html"
-    return index if index.exists() else None
-
-
-def _prune_docs(docs_dir: Path, keep: timedelta = DOCS_RETENTION) -> list[Path]:
-    """Remove validation pages of runs older than `keep` (one folder per table and run: ~13 an hour)."""
-    cutoff = time.time() - keep.total_seconds()
-    removed = [d for d in docs_dir.glob("validations/*/*/*") if d.is_dir() and d.stat().st_mtime < cutoff]
-    for d in removed:
-        shutil.rmtree(d, ignore_errors=True)
-    return removed
 
 
 # --- ops.quality_results -----------------------------------------------------------------------
