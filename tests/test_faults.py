@@ -1,5 +1,5 @@
 """Fault injection on ingest (slow): kill -9 between the commits of a batch, also during the resume of an
-interrupted batch, and concurrent ingests on one lake. Bronze must stay readable, never doubled, and the final lake
+interrupted batch, and concurrent ingests on one lake (concurrent runs: tests/test_concurrent_runs.py). Bronze must stay readable, never doubled, and the final lake
 must hold exactly what one clean ingest gives; the loser of a race names the holder."""
 
 from __future__ import annotations
@@ -110,10 +110,11 @@ def test_kill_9_during_ingest_then_rerun_gives_the_clean_lake(world, tmp_path: P
 
 
 def test_concurrent_ingests_wait_for_each_other(world, tmp_path: Path) -> None:
-    """Two ingests started together on one lake (6 tries): the second waits for the writer lock, then finds
-    nothing new; the lake equals the clean one every time (never doubled, never unreadable)."""
+    """Two ingests started together on one lake (10 tries; with the next test, 20 tries of concurrent ingests): the
+    second waits for the writer lock, then finds nothing new; the lake equals the clean one every time (never
+    doubled, never unreadable)."""
     landing, clean = world
-    for i in range(6):
+    for i in range(10):
         lake_dir = tmp_path / f"lake{i}"
         procs = [_ingest(lake_dir, landing, background=True) for _ in range(2)]
         for p in procs:
@@ -124,9 +125,9 @@ def test_concurrent_ingests_wait_for_each_other(world, tmp_path: Path) -> None:
 
 def test_concurrent_ingest_that_cannot_wait_names_the_holder(world, tmp_path: Path) -> None:
     """With STORYLAKE_WRITER_WAIT_S=0 the loser exits at once with one line naming the running ingest; the
-    winner's lake is the clean one (5 tries)."""
+    winner's lake is the clean one (10 tries)."""
     landing, clean = world
-    for i in range(5):
+    for i in range(10):
         lake_dir = tmp_path / f"lake{i}"
         first = _ingest(lake_dir, landing, background=True)
         lock = lake_dir / "_locks" / "writer.lock"
