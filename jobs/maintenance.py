@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.lake_health import repair_stats
+from storylake import failpoints
 from storylake.errors import StorylakeError
 from storylake.settings import Settings
 from storylake.writer_lock import holding_writer_lock
@@ -167,6 +168,7 @@ def maintain(settings: Settings, *, retention_hours: int = DEFAULT_RETENTION_HOU
                      result.compact_files_added, result.compact_files_removed, result.vacuumed_files,
                      result.duration_s)
         report.tables.append(result)
+        failpoints.reach(f"maintain.after_{name}")
     report.duration_s = time.perf_counter() - t0
     if raise_on_error and report.failed:
         details = "; ".join(f"{t.table}: {t.error}" for t in report.failed)

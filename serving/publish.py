@@ -59,7 +59,7 @@ from serving.snapshot import (
     snapshot_path,
     snapshots_dir,
 )
-from storylake import audit, contracts
+from storylake import audit, contracts, failpoints
 from storylake.clock import iso, utc
 from storylake.errors import StorylakeError
 from storylake.rules import audience
@@ -266,6 +266,7 @@ def publish(settings: Settings, as_of: datetime, *, keep: int = KEEP_SNAPSHOTS) 
             final = snapshot_path(settings, sid)
             os.replace(tmp, final)
             _fsync_dir(sdir)
+            failpoints.reach("publish.before_current")
             _point_current(settings, sid)
         except BaseException:
             for p in (tmp, Path(f"{tmp}.wal")):

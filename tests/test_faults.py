@@ -1,6 +1,7 @@
 """Fault injection on ingest (slow): kill -9 between the commits of a batch, also during the resume of an
-interrupted batch, and concurrent ingests on one lake (concurrent runs: tests/test_concurrent_runs.py). Bronze must stay readable, never doubled, and the final lake
-must hold exactly what one clean ingest gives; the loser of a race names the holder."""
+interrupted batch, and concurrent ingests on one lake. Bronze must stay readable, never doubled, and the final lake
+must hold exactly what one clean ingest gives; the loser of a race names the holder. Crashes of the later steps:
+tests/test_kill_pipeline.py; concurrent runs: tests/test_concurrent_runs.py."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ def build_gold(spark: SparkSession, settings: Settings, as_of: datetime) -> dict
     from jobs.gold import author_daily_insights, ring_features, segment_insights, sticker_results, story_insights
     from jobs.horizon import from_increment, full
     from jobs.silver import timed
-    from storylake import audit, increments
+    from storylake import audit, failpoints, increments
     from storylake.clock import utc
 
     as_of = utc(as_of)
@@ -44,6 +44,7 @@ def build_gold(spark: SparkSession, settings: Settings, as_of: datetime) -> dict
     for module in (segment_insights, story_insights, author_daily_insights, sticker_results, ring_features):
         with timed(module.__name__.rsplit(".", 1)[-1], rows, log):
             rows.update(module.run(spark, settings, horizon))
+        failpoints.reach(f"gold.after_{module.__name__.rsplit('.', 1)[-1]}")
     if not audit.enabled(settings):
         increments.complete(settings, as_of)
     return rows

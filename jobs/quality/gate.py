@@ -37,7 +37,7 @@ import pyarrow as pa
 
 from jobs.quality import data_docs
 from jobs.quality.suites import ExpectationSpec, Suite, suite_for
-from storylake import audit, contracts, increments, lake
+from storylake import audit, contracts, failpoints, increments, lake
 from storylake.settings import Settings
 from storylake.writer_lock import holding_writer_lock
 
@@ -170,6 +170,7 @@ def run_gate(
         if raise_on_failure:
             raise QualityGateError(_message(report), report)
     elif present and layer in ("silver", "gold"):
+        failpoints.reach(f"gate.before_audit_{layer}")
         audit.record(settings, run_id, layer, as_of, {k: v for k, v in versions.items() if v is not None})
         if layer == "gold" and as_of is not None:
             increments.complete(settings, as_of)  # the run's bronze rows are processed: the next run starts after

@@ -44,7 +44,7 @@ def build_silver(
         sticker_responses,
         view_events,
     )
-    from storylake import increments
+    from storylake import failpoints, increments
     from storylake.clock import utc
 
     as_of = utc(as_of)
@@ -67,6 +67,7 @@ def build_silver(
         name = job.__name__.rsplit(".", 1)[-1]
         with timed(name, counts):
             counts.update(job.run(spark, settings, horizon.for_job(name)))
+        failpoints.reach(f"silver.after_{name}")
     return counts
 
 
