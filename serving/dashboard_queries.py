@@ -366,7 +366,7 @@ def story_detail(snapshot: Snapshot, requester_id: int, now: datetime, story_id:
             "viewers_lost": (None if not _int(seg.get("continuation_viewers"))
                              else _int(seg["continuation_viewers"]) - _int(seg["continued_viewers"])),
             "drop_off": None if (rate := _num(seg.get("continuation_rate"))) is None else 1.0 - rate,
-            "exit_rate": None if not reach else _int(seg["exits"]) / reach,
+            "exit_rate": None if not reach else _int(seg["exit_viewers"]) / reach,
             "retention_from_first": None if not first_reach else reach / first_reach,
             "completion_rate": _ratio(seg.get("completion_rate"), seg["completed_viewers"], reach),
             "avg_view_ms": _ratio(seg.get("avg_view_ms"), seg["total_view_ms"], _int(seg["impressions"])),

@@ -177,13 +177,10 @@ def _segment_insights(fs: tuple[Frame, ...], as_of: datetime) -> list[dict[str, 
     nexts = _next_frames(fs)
     rows = []
     first_reach: dict[int, int] = {}
-    prev_reach: dict[int, int] = {}
     for f in fs:
         reach = len(f.viewers)
         impressions = reach + reach // 4
         first = first_reach.setdefault(f.story_id, reach)
-        prev = prev_reach.get(f.story_id)
-        prev_reach[f.story_id] = reach
         tf, tb, ex, sf = f.nav
         replies, shares, visits, follows, links = f.engagement
         rows.append({
@@ -196,7 +193,7 @@ def _segment_insights(fs: tuple[Frame, ...], as_of: datetime) -> list[dict[str, 
             "shares": shares, "profile_visits": visits, "follows": follows, "link_clicks": links,
             "sticker_interactions": 0,
             "retention_from_first": reach / first if first else None,
-            "retention_from_previous": (reach / prev if prev else None) if prev is not None else None,
+            "exit_viewers": min(ex, reach),  # the sample's exits are gestures of distinct viewers of the frame
             # every viewer watched while the next frame was live (the sample's frames are minutes apart)
             **_continuation(f, nexts.get(f.segment_id)),
             "as_of": as_of,

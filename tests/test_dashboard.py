@@ -343,7 +343,7 @@ def test_story_detail_shows_the_funnel_of_the_picked_story(env: Settings, snap: 
     assert frames["viewers_lost"].tolist()[:2] == [8, 6] and pd.isna(frames["viewers_lost"].tolist()[2])
     assert frames["drop_off"].tolist()[:2] == pytest.approx([1 - 15 / 23, 1 - 9 / 15])
     assert pd.isna(frames["drop_off"].tolist()[2])  # the last frame has no next one
-    assert frames["exit_rate"].tolist() == pytest.approx([s["exits"] / s["reach"] for s in segs])
+    assert frames["exit_rate"].tolist() == pytest.approx([s["exit_viewers"] / s["reach"] for s in segs])
     assert frames["expires_in"].tolist() == ["18h 0m left", "19h 0m left", "20h 0m left"]
     assert frames["taps_forward"].tolist() == [s["taps_forward"] for s in segs]
     nav = next(df for df in chart_frames(at) if "action" in df.columns and len(df) == 4)

@@ -124,7 +124,8 @@ def test_segment_insights_every_metric_on_a_two_frame_story(seg_rows):
         "exits": 2, "taps_forward": 2, "taps_back": 1, "swipe_forward": 1,
         "replies": 2, "shares": 1, "profile_visits": 1, "follows": 1, "link_clicks": 1,
         "sticker_interactions": 3,
-        "retention_from_first": 1.0, "retention_from_previous": None,
+        "retention_from_first": 1.0,
+        "exit_viewers": 1,  # viewer 12's tap exit; 13's swipe down counts as an exit but 13 never viewed frame 1
         # every view came before frame 2 was posted: nobody could go on to it yet
         "continuation_viewers": 0, "continued_viewers": 0, "continuation_rate": None,
     }  # fmt: skip
@@ -137,7 +138,7 @@ def test_segment_insights_every_metric_on_a_two_frame_story(seg_rows):
         "exits": 1, "taps_forward": 0, "taps_back": 0, "swipe_forward": 0,
         "replies": 1, "shares": 0, "profile_visits": 0, "follows": 0, "link_clicks": 0,
         "sticker_interactions": 0,
-        "retention_from_first": pytest.approx(2 / 3), "retention_from_previous": pytest.approx(2 / 3),
+        "retention_from_first": pytest.approx(2 / 3), "exit_viewers": 1,
         "continuation_viewers": 0, "continued_viewers": 0, "continuation_rate": None,
     }  # fmt: skip
     assert seg_rows[100]["created_at"] == T0.replace(tzinfo=None)
@@ -166,17 +167,16 @@ def test_the_authors_own_views_never_count(seg_rows, story_rows):
     assert story_rows[100]["reach"] == 3 and story_rows[300]["reach"] == 4
 
 
-def test_retention_from_first_and_previous_frame(seg_rows):
-    got = {s: (seg_rows[s]["retention_from_first"], seg_rows[s]["retention_from_previous"]) for s in (300, 301, 302)}
-    assert got == {300: (1.0, None), 301: (0.5, 0.5), 302: (0.25, 0.5)}
+def test_retention_from_first_frame(seg_rows):
+    got = {s: seg_rows[s]["retention_from_first"] for s in (300, 301, 302)}
+    assert got == {300: 1.0, 301: 0.5, 302: 0.25}
+    assert "retention_from_previous" not in seg_rows[300]
 
 
 def test_retention_is_null_when_the_denominator_frame_has_no_reach(seg_rows):
     frame1, frame2 = seg_rows[400], seg_rows[401]
     assert frame1["reach"] == 0 and frame1["retention_from_first"] is None
-    assert frame1["retention_from_previous"] is None
-    assert frame2["reach"] == 1
-    assert frame2["retention_from_first"] is None and frame2["retention_from_previous"] is None
+    assert frame2["reach"] == 1 and frame2["retention_from_first"] is None
 
 
 def test_segment_without_views_has_zeros_and_null_rates(seg_rows):
@@ -238,7 +238,15 @@ CHAIN_VIEWS = [
     view(F4, 5, C_T + 10 * H),
     view(F4, 2, C_T + 11 * H),
 ]
-CHAIN_NAV = [nav(F1, 3, "tap_exit", C_T + 7 * H)]
+CHAIN_NAV = [
+    nav(F1, 3, "tap_exit", C_T + 7 * H),
+    # F4: viewer 5 exits twice (rewatch), viewer 2 swipes down, viewer 8 (no counted view of F4) taps exit: 4 exit
+    # gestures for a reach of 2, and 2 of its 2 viewers exited
+    nav(F4, 5, "tap_exit", C_T + 10 * H),
+    nav(F4, 5, "tap_exit", C_T + 10.5 * H),
+    nav(F4, 2, "swipe_down", C_T + 11 * H),
+    nav(F4, 8, "tap_exit", C_T + 11 * H),
+]
 
 
 @pytest.fixture(scope="module")
@@ -249,14 +257,17 @@ def chain_rows(spark):
 
 
 def test_continuation_drop_off_and_exit_rate_per_frame_hours_apart(chain_rows):
-    cols = ("continuation_viewers", "continued_viewers", "continuation_rate", "exits", "reach")
+    cols = ("continuation_viewers", "continued_viewers", "continuation_rate", "exits", "exit_viewers", "reach")
     got = {s: tuple(chain_rows[s][c] for c in cols) for s in (701, 702, 703, 704, 705)}
     assert got == {
-        701: (3, 2, 2 / 3, 1, 4),  # viewers 2, 3, 4 could go on to F2; 2 and 4 did (drop-off 1/3); exit rate 1/4
-        702: (2, 1, 0.5, 0, 3),  # 4 and 5 could go on to F4 (2 came before it existed); 5 did (drop-off 1/2)
-        703: (0, 0, None, 0, 1),  # the only close-friends frame: no next frame
-        704: (0, 0, None, 0, 2),  # the last public frame: F5 is deleted
-        705: (0, 0, None, 0, 0),  # deleted: not in any chain
+        701: (3, 2, 2 / 3, 1, 1, 4),  # viewers 2, 3, 4 could go on to F2; 2 and 4 did (drop-off 1/3); exit rate 1/4
+        702: (2, 1, 0.5, 0, 0, 3),  # 4 and 5 could go on to F4 (2 came before it existed); 5 did (drop-off 1/2)
+        703: (0, 0, None, 0, 0, 1),  # the only close-friends frame: no next frame
+        704: (0, 0, None, 4, 2, 2),  # the last public frame (F5 is deleted); exit rate 2/2 = 1, not 4/2
+        705: (0, 0, None, 0, 0, 0),  # deleted: not in any chain
     }
+    for row in chain_rows.values():  # every rate in [0, 1]
+        assert row["continuation_rate"] is None or 0 <= row["continuation_rate"] <= 1
+        assert row["exit_viewers"] <= row["reach"]
     # the reach ratio this replaces goes above 1 here (F4 has the same reach as F2, F2 less than F1)
     assert chain_rows[702]["reach"] == 3 and chain_rows[701]["reach"] == 4

@@ -81,7 +81,7 @@ def test_late_view_changes_exactly_its_segment_story_day_and_ring(spark, setting
     # one more viewer, who did not complete (completed_viewers stays 1); frame 2's reach is now twice frame 1's
     assert seg[(2,)] == {
         "impressions": (1, 2), "reach": (1, 2), "total_view_ms": (5000, 9000), "avg_view_ms": (5000.0, 4500.0),
-        "completion_rate": (1.0, 0.5), "retention_from_first": (1.0, 2.0), "retention_from_previous": (1.0, 2.0),
+        "completion_rate": (1.0, 0.5), "retention_from_first": (1.0, 2.0),
     }
 
     story_key = (before["segment_insights"][(2,)]["story_id"],)

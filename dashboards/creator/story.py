@@ -33,9 +33,8 @@ funnel_col, nav_col = st.columns([3, 2])
 funnel_col.altair_chart(charts.frame_funnel(detail.frames), width="stretch")
 nav_col.altair_chart(charts.navigation(detail.navigation), width="stretch")
 st.caption("Drop-off: of the frame's viewers who could go on to the next frame (it was live when they watched; "
-           "close-friends frames lead to close-friends frames), the share who did not watch it. Exit rate: exits / "
-           "viewers of the frame. Next story = swipe "
-           "forward; exit = tap exit + swipe down.")
+           "close-friends frames lead to close-friends frames), the share who did not watch it. Exit rate: the share "
+           "of the frame's viewers who exited on it (tap exit or swipe down). Next story = swipe forward.")
 
 st.subheader("Frames")
 st.dataframe(

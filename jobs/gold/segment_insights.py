@@ -51,9 +51,11 @@ def segment_insights(
     )
     # with_retention joins the metrics with themselves: compute them once
     metrics = materialize(activity.with_rates(metrics), "metrics")
-    chain = continuation(segs, activity.views_before(view_events, segs, as_of))
-    out = lookup(with_retention(metrics), chain, "segment_id")
-    return activity.zero_filled(out, ["continuation_viewers", "continued_viewers"]).withColumns({
+    views = activity.views_before(view_events, segs, as_of)
+    chain = continuation(segs, views)
+    exited = exit_viewers(views, navigation, as_of)
+    out = lookup(lookup(with_retention(metrics), chain, "segment_id"), exited, "segment_id")
+    return activity.zero_filled(out, ["continuation_viewers", "continued_viewers", "exit_viewers"]).withColumns({
         "continuation_rate": activity.ratio("continued_viewers", "continuation_viewers"),
         "as_of": activity.instant(as_of),
     })
@@ -90,24 +92,30 @@ def continuation(segments: DataFrame, views: DataFrame) -> DataFrame:
     return counted
 
 
-def with_retention(metrics: DataFrame) -> DataFrame:
-    """retention_from_first = reach / reach of frame 1 of the same story; retention_from_previous = reach /
-    reach of frame_index - 1 (null for frame 1, a missing previous frame, or a zero denominator)."""
-    frames = metrics.select("story_id", "frame_index", "reach")
-    first = frames.filter(F.col("frame_index") == 1).select("story_id", F.col("reach").alias("_first_reach"))
-    previous = frames.select(
-        "story_id", (F.col("frame_index") + 1).alias("frame_index"), F.col("reach").alias("_previous_reach")
+def exit_viewers(views: DataFrame, navigation: DataFrame, as_of: datetime) -> DataFrame:
+    """Per segment: exit_viewers = its viewers (views: activity.views_before rows, the author's own left out) with
+    an exit gesture (DESIGN §5: tap_exit or swipe_down) on it before as_of. Counting viewers, not gestures, keeps
+    exit rate = exit_viewers / reach within [0, 1]."""
+    exits = (
+        navigation.filter(F.col("action").isin(list(activity.NAVIGATION_COUNTS["exits"]))
+                          & (F.col("at") < activity.instant(as_of)))
+        .select("segment_id", "viewer_id").distinct()
     )
+    viewers = views.select("segment_id", "viewer_id").distinct()
+    return exits.join(viewers, ["segment_id", "viewer_id"]).groupBy("segment_id").agg(
+        F.count(F.lit(1)).alias("exit_viewers")
+    )
+
+
+def with_retention(metrics: DataFrame) -> DataFrame:
+    """retention_from_first = reach / reach of frame 1 of the same story (null when that is 0 or there is no frame
+    1). The ratio to the previous frame is not kept: above 1 whenever frames are posted hours apart, the per-frame
+    curve uses continuation (DESIGN §5)."""
+    first = metrics.filter(F.col("frame_index") == 1).select("story_id", F.col("reach").alias("_first_reach"))
     return (
         lookup(metrics, first, "story_id")  # one row per story
-        .join(previous, ["story_id", "frame_index"], "left")
-        .withColumns(
-            {
-                "retention_from_first": activity.ratio("reach", "_first_reach"),
-                "retention_from_previous": activity.ratio("reach", "_previous_reach"),
-            }
-        )
-        .drop("_first_reach", "_previous_reach")
+        .withColumn("retention_from_first", activity.ratio("reach", "_first_reach"))
+        .drop("_first_reach")
     )
 
 

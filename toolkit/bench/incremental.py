@@ -5,7 +5,8 @@ builds it: each hour's landing files are ingested as their own batch (so bronze 
 in production), and for each checkpoint N (1, 3, 7 days) a catch-up run processes silver/gold up to day N; then
 the measured hourly run: the next hour's files land and `storylake run` (ingest, silver, gates, gold, publish)
 runs as of that hour's end, timed per step with the peak RSS of the process tree. The ingest step of that run is
-the time to ingest the hour's files alone.
+the time to ingest the hour's files alone. Between the catch-up and the measured run the daily maintenance DAG's
+steps run as in production: retention by age as of the catch-up's end, then `maintain` (compaction, vacuum).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def bench_incremental(
     gate: bool = True,
 ) -> dict[str, Any]:
     from jobs.quality import gate_hook
+    from pipeline import steps
     from pipeline.run import run_pipeline
 
     days = max(checkpoints) + 1
@@ -90,6 +92,9 @@ def bench_incremental(
         log.info("history: %d landing files up to %s, catch-up run", files, iso(history_end))
         with measure() as catch_up:
             run_pipeline(settings, history_end, publish=True, progress=False, gate=hook)
+        # the daily maintenance DAG: retention by age (silver.segment_viewers keeps 2 days, ...), then compaction
+        retention = steps.retention(settings, history_end)
+        steps.maintain(settings)
         hour_files = _land(world, settings.landing, history_end, history_end + HOUR)
         with measure() as m:
             report = run_pipeline(settings, history_end + HOUR, progress=False, gate=hook)
@@ -105,6 +110,9 @@ def bench_incremental(
             "peak_rss_mb": round(m.peak_rss_mb),
             "steps_peak_rss_mb": {s.step: round(m.peak_between_mb(s.started, s.started + s.seconds))
                                   for s in report.steps},
+            "publish_steps_seconds": {k: round(v, 2) for k, v in report.publish.step_seconds.items()}
+            if report.publish else None,
+            "retention_rows_removed": {t.table: t.rows_removed for t in retention.tables if t.rows_removed},
             "new_bronze_rows": inc.new_rows if inc else None,
             "silver_horizon": iso(inc.horizon) if inc and inc.horizon else None,
             "gold_horizon": iso(inc.gold_horizon) if inc and inc.gold_horizon else None,
