@@ -76,7 +76,7 @@ ANCHORS: dict[str, tuple[str, bool]] = {
 
 
 # Tables keyed by a UTC day, rewritten from the day of the silver horizon on (their anchor column is `day`).
-DAY_ANCHORED = ("gold.author_daily_insights", "gold.author_viewer_days")
+DAY_ANCHORED = ("gold.author_daily_insights", "gold.author_viewer_days", "gold.author_hourly_insights")
 
 
 @dataclass(frozen=True)

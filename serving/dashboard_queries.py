@@ -115,7 +115,7 @@ def _own_insights(snapshot: Snapshot, requester_id: int, now: datetime) -> dict[
     except NotFoundError:
         empty: dict[str, Any] = {"author_id": requester_id, "now": utc(now), "snapshot_id": snapshot.snapshot_id,
                                  "as_of": snapshot.as_of}
-        return empty | {k: [] for k in ("segments", "stories", "daily", "stickers", "question_responses")}
+        return empty | {k: [] for k in ("segments", "stories", "daily", "hourly", "stickers", "question_responses")}
 
 
 def _num(value: Any) -> float | None:
@@ -166,6 +166,9 @@ class Period:
     # period (None when there was none, reach 0). When it is before `end`, the value covers the window ending
     # that day, an upper bound of the period's reach (no viewer came after it).
     reach_day: date | None
+    # "Today so far": the period covers its day until this instant and is compared with the previous day until the
+    # same time of day (gold author_hourly_insights); None for whole-day periods.
+    until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,11 @@ def overview(snapshot: Snapshot, requester_id: int, now: datetime) -> Overview:
     data = _own_insights(snapshot, requester_id, now)
     today = now.date()
     by_day = {_day(r["day"]): r for r in data["daily"]}
-    periods = tuple(_period(by_day, today, days, key, title) for key, title, days in PERIODS)
+    periods = tuple(
+        _today_so_far(data.get("hourly", []), now, data["as_of"], key, title) if days == 1
+        else _period(by_day, today, days, key, title)
+        for key, title, days in PERIODS
+    )
     return Overview(
         requester_id=int(requester_id),
         now=now,
@@ -219,6 +226,29 @@ def _period(by_day: Mapping[date, dict[str, Any]], end: date, days: int, key: st
     values["reach"], reach_day = _trailing_reach(by_day, end, days)
     previous["reach"], _ = _trailing_reach(by_day, prev_end, days)
     return Period(key, title, start, end, values, previous, reach_day)
+
+
+def _today_so_far(hourly: list[dict[str, Any]], now: datetime, as_of: datetime | None, key: str,
+                  title: str) -> Period:
+    """Today until the last whole hour the data covers (min(now, as_of), floored to the hour) against yesterday
+    until the same time of day, from the hourly rows: additive counts summed over the hours, reach = the viewers
+    first seen that day in those hours (exact). Comparing a partial day with a whole one would show a fall every
+    morning."""
+    cut = min(utc(now), utc(as_of)) if as_of is not None else utc(now)
+    cut = cut.replace(minute=0, second=0, microsecond=0)
+    today = utc(now).date()
+    day_start = datetime(today.year, today.month, today.day, tzinfo=UTC)
+    current = _hour_sums(hourly, day_start, cut)
+    previous = _hour_sums(hourly, day_start - timedelta(days=1), cut - timedelta(days=1))
+    return Period(key, title, today, today, current, previous, today if current["reach"] else None,
+                  until=max(cut, day_start))
+
+
+def _hour_sums(hourly: list[dict[str, Any]], start: datetime, end: datetime) -> dict[str, int]:
+    rows = [r for r in hourly if start <= utc(r["hour"]) < end]
+    out = {m: sum(_int(r[m]) for r in rows) for m in ADDITIVE}
+    out["reach"] = sum(_int(r["new_viewers"]) for r in rows)
+    return out
 
 
 def _sums(by_day: Mapping[date, dict[str, Any]], start: date, end: date) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""Creator insights of one author, for that author only (DESIGN §5): per segment, per story, per day,
+"""Creator insights of one author, for that author only (DESIGN §5): per segment, per story, per day, per hour,
 sticker results and the question-sticker inbox, as published in the snapshot.
 
 Rows keep the gold/silver contract column names. `now` decides the per-segment `is_active` and
@@ -26,6 +26,7 @@ _QUERIES = {
     "segments": "SELECT * FROM segment_insights WHERE author_id = $author ORDER BY created_at, segment_id",
     "stories": "SELECT * FROM story_insights WHERE author_id = $author ORDER BY story_start, story_id",
     "daily": "SELECT * FROM author_daily_insights WHERE author_id = $author ORDER BY day",
+    "hourly": "SELECT * FROM author_hourly_insights WHERE author_id = $author ORDER BY hour",
     "stickers": "SELECT * FROM sticker_results WHERE author_id = $author ORDER BY segment_id, sticker_id",
     "question_responses": (
         "SELECT sticker_id, segment_id, user_id, text, responded_at FROM question_inbox "
@@ -35,9 +36,9 @@ _QUERIES = {
 
 
 def insights(snapshot: Snapshot, author_id: int, requester_id: int, now: datetime) -> dict[str, Any]:
-    """{'author_id', 'now', 'snapshot_id', 'as_of', 'segments', 'stories', 'daily', 'stickers',
-    'question_responses'}; PermissionError for anyone but the author, NotFoundError for an author with no
-    segment in the snapshot."""
+    """{'author_id', 'now', 'snapshot_id', 'as_of', 'segments', 'stories', 'daily', 'hourly' (the last two
+    days' hours), 'stickers', 'question_responses'}; PermissionError for anyone but the author, NotFoundError for
+    an author with no segment in the snapshot."""
     author_id, requester_id, now = int(author_id), int(requester_id), utc(now)
     if requester_id != author_id:
         raise PermissionError(

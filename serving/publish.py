@@ -24,7 +24,8 @@ LAYOUT (table: sort order -> query it serves)
   segment_catalog:   every known segment (silver ∪ gold ∪ viewers), (segment_id), with its viewer-row count,
                      gold reach and the author's blocks of its viewers   -> Seen By / lookups after cleanup
   segment_viewers:   (segment_id, first_viewed_at DESC, viewer_id)      -> Seen By keyset pages
-  segment_insights, story_insights, author_daily_insights, sticker_results, question_inbox: (author_id, ...)
+  segment_insights, story_insights, author_daily_insights, author_hourly_insights (the last 2 days),
+  sticker_results, question_inbox: (author_id, ...)
                                                                         -> insights()
 ART indexes were measured and not kept: with these sort orders DuckDB answers the point lookups from
 zone maps faster than through an ART index (which it does not use under ORDER BY ... LIMIT anyway),
@@ -96,6 +97,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "gold.segment_insights": ("segment_id", "author_id", "created_at", "expires_at", "is_deleted", "reach"),
     "gold.story_insights": ("story_id", "author_id", "story_start"),
     "gold.author_daily_insights": ("author_id", "day"),
+    "gold.author_hourly_insights": ("author_id", "hour"),
     "gold.sticker_results": ("sticker_id", "segment_id", "author_id"),
     "gold.ring_features": (
         "viewer_id", "author_id", "dm_count_30d", "likes_given_30d", "comments_given_30d", "story_replies_30d",
@@ -142,12 +144,14 @@ PR = _src("silver.profiles")
 SI = _src("gold.segment_insights")
 STI = _src("gold.story_insights")
 ADI = _src("gold.author_daily_insights")
+AHI = _src("gold.author_hourly_insights")
 STR = _src("gold.sticker_results")
 RF = _src("gold.ring_features")
 VIEW_SOURCES = contracts.get("silver.segment_viewers").column("first_view_source").enum or ()
 # live_segments keeps the non-deleted segments still active at some instant >= as_of - TRAY_WINDOW, so trays
 # can be served for any `now` from as_of - TRAY_WINDOW on (archived history does not grow the tray index).
 TRAY_WINDOW = timedelta(days=7)
+HOURLY_WINDOW = timedelta(days=2)  # author_hourly_insights published: today's and yesterday's hours
 
 # (serving table, SELECT producing it). Every statement is built from constants only (no user values);
 # $window_start is a bound parameter. sv and rel are temp tables holding silver.segment_viewers and
@@ -208,6 +212,8 @@ STEPS: tuple[tuple[str, str], ...] = (
     ("segment_insights", f"SELECT * FROM {SI} ORDER BY author_id, created_at, segment_id"),
     ("story_insights", f"SELECT * FROM {STI} ORDER BY author_id, story_start, story_id"),
     ("author_daily_insights", f"SELECT * FROM {ADI} ORDER BY author_id, day"),
+    # today so far vs the same hours of yesterday (the dashboards' "Today"): the hours of the last two days
+    ("author_hourly_insights", f"SELECT * FROM {AHI} WHERE hour >= $hours_start ORDER BY author_id, hour"),
     ("sticker_results", f"SELECT * FROM {STR} ORDER BY author_id, segment_id, sticker_id"),
     ("question_inbox", f"""
         SELECT author_id, sticker_id, segment_id, user_id, text, responded_at FROM {SR}
@@ -374,7 +380,7 @@ def _build(
             f"FROM {_src('silver.relationships')}"
         )
         steps["read relationships"] = time.perf_counter() - t
-        params = {"window_start": as_of - TRAY_WINDOW}
+        params = {"window_start": as_of - TRAY_WINDOW, "hours_start": as_of - HOURLY_WINDOW}
         tables: dict[str, int] = {}
         for name, sql in STEPS:
             t = time.perf_counter()

@@ -31,6 +31,7 @@ TABLES = (
     "gold.segment_insights",
     "gold.story_insights",
     "gold.author_daily_insights",
+    "gold.author_hourly_insights",
     "gold.sticker_results",
     "gold.ring_features",
 )

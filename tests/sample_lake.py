@@ -97,6 +97,37 @@ def daily_rows(author_id: int, as_of: datetime = AS_OF) -> list[dict[str, Any]]:
     return rows
 
 
+HOURLY_COUNTS = ("impressions", "exits", "replies", "shares", "profile_visits", "follows", "link_clicks")
+
+
+def _split(total: int, hours: int) -> list[int]:
+    """`total` spread over `hours` hours with weights 1, 2, 3, 4, 1, 2, ... (the remainder in the last hour)."""
+    weights = [1 + h % 4 for h in range(hours)]
+    parts = [total * w // sum(weights) for w in weights]
+    parts[-1] += total - sum(parts)
+    return parts
+
+
+def hourly_rows(author_id: int, as_of: datetime = AS_OF) -> list[dict[str, Any]]:
+    """author_hourly_insights of today (the hours before as_of) and yesterday (24 hours): each day's daily_rows
+    counts spread over its hours, its reach as the viewers first seen in each hour (so today's hours add up to
+    today's daily row)."""
+    daily = {r["day"]: r for r in daily_rows(author_id, as_of)}
+    rows = []
+    for d in (0, 1):
+        day = as_of.date() - timedelta(days=d)
+        hours = as_of.hour if d == 0 else 24
+        if day not in daily or hours == 0:
+            continue
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        split = {m: _split(daily[day][m], hours) for m in HOURLY_COUNTS}
+        new_viewers = _split(daily[day]["reach"], hours)
+        for h in range(hours):
+            rows.append({"author_id": author_id, "day": day, "hour": start + h * HOUR, "new_viewers": new_viewers[h],
+                         **{m: split[m][h] for m in HOURLY_COUNTS}, "as_of": as_of})
+    return rows
+
+
 def sticker_rows(as_of: datetime = AS_OF) -> list[dict[str, Any]]:
     zero = {"question_responses": 0, "countdown_optins": 0, "add_yours_reshares": 0, "taps": 0, "as_of": as_of}
     return [
@@ -156,6 +187,8 @@ def build(settings: Settings, as_of: datetime = AS_OF, *, ops: bool = True) -> P
     for author in (AUTHOR_A, AUTHOR_B):
         for row in daily_rows(author, as_of):
             lake.gold_row("gold.author_daily_insights", **row)
+        for row in hourly_rows(author, as_of):
+            lake.gold_row("gold.author_hourly_insights", **row)
     for row in sticker_rows(as_of):
         lake.gold_row("gold.sticker_results", **row)
     lake.write()

@@ -268,9 +268,15 @@ def test_overview_kpis_and_active_stories_equal_the_api(env: Settings, snap: api
     for key, values in expected.items():
         shown = metrics(at.get_by_key(key))
         assert shown == {label: f"{values[m]:,}" for m, label in q.KPIS}, key
-    yesterday = daily[today - timedelta(days=1)]
+    # compared with yesterday until the same hour (12:00), not with all of yesterday
+    hourly = api.insights(snap, author, author, AS_OF)["hourly"]
+    cut = AS_OF - timedelta(days=1)
+    yesterday = [r for r in hourly if r["day"] == today - timedelta(days=1) and r["hour"] < cut]
+    assert len(yesterday) == 12 and len([r for r in hourly if r["day"] == today - timedelta(days=1)]) == 24
     today_deltas = {m.label: m.delta for m in at.get_by_key("kpi-today").metric}
-    assert today_deltas["Impressions"] == f"{daily[today]['impressions'] - yesterday['impressions']:+,}"
+    assert today_deltas["Impressions"] == f"{daily[today]['impressions'] - sum(r['impressions'] for r in yesterday):+,}"
+    assert today_deltas["Reach"] == f"{daily[today]['reach'] - sum(r['new_viewers'] for r in yesterday):+,}"
+    assert any("**Today so far** · Nov 02 until 12:00 UTC" in t for t in texts(at.get_by_key("kpi-today")))
 
     stories = table(at, "story_id", "story_reach")
     api_stories = {s["story_id"]: s for s in api.insights(snap, author, author, AS_OF)["stories"]}
@@ -293,8 +299,16 @@ def test_overview_numbers_for_creator_a(snap: api.Snapshot) -> None:
     today, last7, last28 = o.periods
     assert today.values == {"reach": 20, "impressions": 50, "exits": 5, "replies": 0, "shares": 0,
                             "profile_visits": 2, "link_clicks": 0}
-    assert today.previous == {"reach": 27, "impressions": 63, "exits": 6, "replies": 1, "shares": 1,
-                              "profile_visits": 3, "link_clicks": 1}
+    assert today.until == AS_OF
+    # yesterday's daily row (reach 27, impressions 63, exits 6, replies 1, shares 1, profile visits 3, link clicks
+    # 1) spread over 24 hours with weights 1, 2, 3, 4, ... (sample_lake.hourly_rows): its hours before 12:00 hold
+    # 30 of the 60 weights; each hour holds floor(total * w / 60)
+    def until_noon(total: int) -> int:
+        return sum(total * (1 + h % 4) // 60 for h in range(12))
+
+    assert today.previous == {"reach": until_noon(27), "impressions": until_noon(63), "exits": until_noon(6),
+                              "replies": 0, "shares": 0, "profile_visits": until_noon(3), "link_clicks": 0}
+    assert (until_noon(27), until_noon(63), until_noon(6), until_noon(3)) == (6, 30, 0, 0)
     assert (last7.start, last7.end) == (date(2026, 10, 27), date(2026, 11, 2))
     assert last7.values["impressions"] == 50 + 63 + 76 + 52 + 78 + 54  # day 4 has no row
     assert last7.values["reach"] == 45 and last7.reach_day == date(2026, 11, 2)

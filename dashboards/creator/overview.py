@@ -41,15 +41,22 @@ with table_col:
             },
         )
 
-PREVIOUS = {"today": "change vs yesterday", "7d": "change vs the 7 days before", "28d": "change vs the 28 days before"}
+PREVIOUS = {"7d": "change vs the 7 days before", "28d": "change vs the 28 days before"}
 for period in data.periods:
     with st.container(border=True, key=f"kpi-{period.key}"):
-        st.markdown(f"**{period.title}** · {day_span(period.start, period.end)} · :gray[{PREVIOUS[period.key]}]")
+        if period.until is not None:  # today so far, against yesterday until the same time
+            until = f"{period.until:%H:%M} UTC"
+            st.markdown(f"**{period.title} so far** · {day_span(period.start, period.end)} until {until} · "
+                        f":gray[change vs yesterday until {until}]")
+        else:
+            st.markdown(f"**{period.title}** · {day_span(period.start, period.end)} · :gray[{PREVIOUS[period.key]}]")
         cols = st.columns(len(KPIS))
         for col, (metric, label) in zip(cols, KPIS, strict=True):
             value, change = period.values[metric], period.values[metric] - period.previous[metric]
             note = None
-            if metric == "reach" and period.reach_day is not None and period.reach_day != period.end:
+            if metric == "reach" and period.until is not None:
+                note = "Distinct viewers today until then (each viewer once, in the hour of their first view)."
+            elif metric == "reach" and period.reach_day is not None and period.reach_day != period.end:
                 note = (f"Distinct viewers over the {period.title.lower()} ending {period.reach_day:%b %d}, the last "
                         "day with activity (nobody viewed after it).")
             col.metric(label, number(value), delta=signed(change), help=note,

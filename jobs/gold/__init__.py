@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 GOLD_TABLES = (
-    "segment_insights", "story_insights", "author_daily_insights", "author_viewer_days", "sticker_results",
-    "ring_features",
+    "segment_insights", "story_insights", "author_daily_insights", "author_viewer_days", "author_hourly_insights",
+    "sticker_results", "ring_features",
 )
 
 
@@ -30,7 +30,14 @@ def build_gold(spark: SparkSession, settings: Settings, as_of: datetime) -> dict
     """Recompute every gold table (except the ranking export, see jobs.export) as of `as_of`, within the horizon
     silver planned for it (jobs.horizon; everything when silver planned none); rows written per table. On a lake
     without quality gates the run is then done (ops.increments); with gates, the gold gate marks it done."""
-    from jobs.gold import author_daily_insights, ring_features, segment_insights, sticker_results, story_insights
+    from jobs.gold import (
+        author_daily_insights,
+        author_hourly_insights,
+        ring_features,
+        segment_insights,
+        sticker_results,
+        story_insights,
+    )
     from jobs.horizon import from_increment, full
     from jobs.silver import timed
     from storylake import audit, failpoints, increments
@@ -41,7 +48,8 @@ def build_gold(spark: SparkSession, settings: Settings, as_of: datetime) -> dict
     plan = increments.planned(settings, as_of)
     horizon = from_increment(plan) if plan is not None else full(as_of)
     rows: dict[str, int] = {}
-    for module in (segment_insights, story_insights, author_daily_insights, sticker_results, ring_features):
+    for module in (segment_insights, story_insights, author_daily_insights, author_hourly_insights, sticker_results,
+                   ring_features):
         with timed(module.__name__.rsplit(".", 1)[-1], rows, log):
             rows.update(module.run(spark, settings, horizon))
         failpoints.reach(f"gold.after_{module.__name__.rsplit('.', 1)[-1]}")

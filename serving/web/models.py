@@ -78,6 +78,7 @@ class Insights(Camel):
     segments: list[dict[str, Any]]
     stories: list[dict[str, Any]]
     daily: list[dict[str, Any]]
+    hourly: list[dict[str, Any]]
     stickers: list[dict[str, Any]]
     question_responses: list[dict[str, Any]]
 

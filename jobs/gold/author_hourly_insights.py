@@ -1,0 +1,73 @@
+"""gold.author_hourly_insights: per author and UTC hour, the additive counts and the viewers first seen that day.
+
+The creator dashboards compare "today so far" with the same hours of yesterday from these rows: the additive
+counts add up over hours, and a day's reach until an instant is the sum of new_viewers over its hours before it
+(each viewer counts once a day, in the hour of their first view of the author's segments that day).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs import spark_io
+from jobs.gold import activity
+from jobs.gold.output import write_gold
+from jobs.horizon import Horizon
+from storylake.rules.lifetimes import SEGMENT_LIFETIME
+from storylake.settings import Settings
+
+NAME = "author_hourly_insights"
+KEYS = ["author_id", "hour"]
+
+
+def _hour(column: str) -> F.Column:
+    return F.date_trunc("hour", F.col(column))
+
+
+def author_hourly_insights(
+    segments: DataFrame, view_events: DataFrame, navigation: DataFrame, engagements: DataFrame, as_of: datetime,
+) -> DataFrame:
+    """One row per (author, UTC hour) with a counted view, an exit or a story engagement before as_of."""
+    segs = activity.known_segments(segments, as_of)
+    views = activity.views_before(view_events, segs, as_of)
+    firsts = views.groupBy("author_id", "day", "viewer_id").agg(F.min("viewed_at").alias("_first"))
+    new_viewers = firsts.groupBy("author_id", _hour("_first").alias("hour")).agg(
+        F.count(F.lit(1)).alias("new_viewers"))
+    impressions = views.groupBy("author_id", _hour("viewed_at").alias("hour")).agg(
+        F.count(F.lit(1)).alias("impressions"))
+    exits = activity.navigation_counts(
+        activity.navigation_before(navigation, segs, as_of).withColumn("hour", _hour("at")), KEYS
+    ).select(*KEYS, "exits")
+    engaged = activity.engagement_counts(
+        activity.story_engagements_before(engagements, segs, as_of).withColumn("hour", _hour("at")), KEYS)
+    hours = (
+        new_viewers.select(*KEYS).unionByName(impressions.select(*KEYS)).unionByName(exits.select(*KEYS))
+        .unionByName(engaged.select(*KEYS)).distinct()
+    )
+    out = activity.with_counts(hours, KEYS, [new_viewers, impressions, exits, engaged])
+    return out.withColumns({"day": F.to_date("hour"), "as_of": activity.instant(as_of)})
+
+
+def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
+    """The hours of the days from the silver horizon's day on (every silver row a run changes is at or after the
+    horizon; new_viewers needs the whole day's first views), from their silver rows."""
+    silver = {name: spark_io.read_table(spark, settings, "silver", name)
+              for name in ("segments", "view_events", "navigation", "engagements")}
+    if horizon.lo is None:
+        return write_gold(author_hourly_insights(**silver, as_of=horizon.as_of), settings, NAME)
+    first_day = horizon.lo.date()
+    since = datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)
+    start = F.lit(since).cast("timestamp")
+    # an interaction from that day on is with a segment created at most one lifetime before (the filter prunes)
+    created_since = F.lit(since - SEGMENT_LIFETIME).cast("timestamp")
+    df = author_hourly_insights(
+        silver["segments"].filter(F.col("created_at") >= created_since),
+        silver["view_events"].filter((F.col("segment_created_at") >= created_since) & (F.col("viewed_at") >= start)),
+        silver["navigation"].filter(F.col("at") >= start),
+        silver["engagements"].filter(F.col("at") >= start),
+        horizon.as_of,
+    )
+    return write_gold(df, settings, NAME, f"day >= DATE '{first_day.isoformat()}'")
