@@ -17,8 +17,26 @@ RINGS: dict[str, tuple[str, str]] = {
 }
 
 
+# st.dataframe geometry: one header row and n rows of ROW_PX each, plus the border; a table shows all its rows up
+# to MAX_ROWS (longer ones scroll inside).
+ROW_PX = 35
+MAX_ROWS = 25
+
+
+def rows_height(rows: int, max_rows: int = MAX_ROWS) -> int:
+    """The st.dataframe height that shows the header and `rows` rows without an inner scrollbar (at most
+    max_rows rows; an empty table keeps one row for its placeholder)."""
+    return (min(max(rows, 1), max_rows) + 1) * ROW_PX + 3
+
+
 def number(value: Any) -> str:
     return "—" if value is None else f"{int(value):,}"
+
+
+def count_of(value: Any, noun: str) -> str:
+    """'1 vote', '2 votes', '1,204 answers' (nouns taking a plain s)."""
+    n = 0 if value is None else int(value)
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def signed(value: int) -> str:

@@ -115,6 +115,43 @@ def screenshot(pg: Page, name: str) -> Path:
     return path
 
 
+GRIDS_JS = """() => [...document.querySelectorAll('[data-testid="stDataFrame"]')]
+  .filter(d => d.offsetParent !== null && !(d.closest('details') && !d.closest('details').open))
+  .map(d => {
+    const s = d.querySelector('.dvn-scroller');
+    const t = d.querySelector('table');
+    return {scroll_h: s.scrollHeight, client_h: s.clientHeight, scroll_w: s.scrollWidth, client_w: s.clientWidth,
+            rows: Number(t.getAttribute('aria-rowcount')) - 1,
+            cells: [...t.rows].map(r => [...r.cells].map(c => c.innerText))};
+  })"""
+
+
+def assert_readable_page(pg: Page) -> list[dict[str, object]]:
+    """Every visible table shows all its rows and columns (no inner scrollbar), and the page's text has no doubled
+    minus, no raw float axis and no NaN; returns the tables (header + cell texts)."""
+    text = pg.inner_text("body")
+    for bad in ("−-", "--", "0.000000", "NaN", "nan%"):
+        assert bad not in text, bad
+    pg.wait_for_function("""() => [...document.querySelectorAll('[data-testid="stDataFrame"]')]
+      .filter(d => d.offsetParent !== null && !(d.closest('details') && !d.closest('details').open))
+      .every(d => d.querySelector('.dvn-scroller') && d.querySelector('table'))""")
+    grids = pg.evaluate(GRIDS_JS)
+    for g in grids:
+        assert g["scroll_h"] <= g["client_h"] + 1, f"rows cut: {g['cells'][0]} ({g['rows']} rows)"
+        assert g["scroll_w"] <= g["client_w"] + 1, f"columns cut: {g['cells'][0]}"
+        assert len(g["cells"]) == g["rows"] + 1
+    return grids
+
+
+def grid_with(grids: list[dict[str, object]], header: str) -> list[dict[str, str]]:
+    """The rows of the table having this column header, as {header: cell text}."""
+    for g in grids:
+        head = g["cells"][0]  # type: ignore[index]
+        if header in head:
+            return [dict(zip(head, row, strict=True)) for row in g["cells"][1:]]  # type: ignore[index]
+    raise AssertionError(f"no table with a {header!r} column")
+
+
 def choose(pg: Page, label: str, option: str) -> None:
     """Pick the option whose text contains `option` in the selectbox labelled `label`."""
     pg.get_by_test_id("stSelectbox").filter(has=pg.get_by_text(label, exact=True)).click()
@@ -181,11 +218,13 @@ def drive_every_page(pg: Page, url: str) -> None:
     # Overview
     expect(pg.get_by_role("heading", name="Overview", level=1)).to_be_visible()
     expect(pg.get_by_text("Gradient ring: your story is live")).to_be_visible()  # a badge (with its icon)
-    for text in ("Today", "Last 7 days", "Last 28 days", "373"):
+    for text in ("Today so far", "Last 7 days", "Last 28 days", "373"):
         expect(pg.get_by_text(text, exact=True).first).to_be_visible()
     expect(pg.get_by_text("9,173")).to_have_count(0)
     settle(pg, charts=3)
     screenshot(pg, "overview")
+    expect(pg.get_by_text("Today so far · Nov 02 until 12:00 UTC", exact=False)).to_be_visible()
+    assert len(grid_with(assert_readable_page(pg), "Live frames")) == 1  # the active story
 
     # Story detail
     open_page(pg, "Story detail")
@@ -193,6 +232,10 @@ def drive_every_page(pg: Page, url: str) -> None:
     expect(pg.get_by_text("Reach per frame")).to_be_visible()
     settle(pg, charts=2)
     screenshot(pg, "story")
+    viewing = grid_with(assert_readable_page(pg), "Drop-off")
+    assert [r["Frame"] for r in viewing] == ["1", "2", "3"]
+    rates = [float(r[c]) for r in viewing for c in ("Drop-off", "Exit rate") if r[c] not in ("", "—")]
+    assert len(rates) == 5 and all(0 <= x <= 1 for x in rates)  # the last frame has no drop-off
 
     # Seen By: page through segment 5101 (23 viewers) ten at a time, then an expired segment
     open_page(pg, "Seen By")
@@ -203,6 +246,7 @@ def drive_every_page(pg: Page, url: str) -> None:
     expect(pg.get_by_text("Page 2 · viewers 11–20 of 23", exact=False)).to_be_visible()
     settle(pg)
     screenshot(pg, "seen_by")
+    assert len(grid_with(assert_readable_page(pg), "Viewer")) == 10
     choose(pg, "Segment", "segment 5001 ")
     expect(pg.get_by_text("is no longer available", exact=False)).to_be_visible()
     screenshot(pg, "seen_by_expired")
@@ -225,3 +269,6 @@ def drive_every_page(pg: Page, url: str) -> None:
     expect(pg.get_by_test_id("stSidebarNav").get_by_role("link", name="Seen By")).to_have_count(0)
     settle(pg, charts=1)
     screenshot(pg, "ops")
+    grids = assert_readable_page(pg)
+    assert len(grid_with(grids, "Last commit (UTC)")) == 15  # every table of the sample lake, none cut
+    assert [r["Run"] for r in grid_with(grids, "Wall time (s)")] == ["run-sample-2", "run-sample-1"]

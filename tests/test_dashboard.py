@@ -216,6 +216,13 @@ def test_ops_page_renders_for_an_operator(env: Settings) -> None:
         "malformed_json": 2, "not_close_friend": 2, "out_of_range": 1}
 
 
+def test_display_helpers() -> None:
+    from dashboards.display import count_of, rows_height
+
+    assert [count_of(n, "vote") for n in (0, 1, 2, 1204)] == ["0 votes", "1 vote", "2 votes", "1,204 votes"]
+    assert rows_height(3) == 4 * 35 + 3 and rows_height(0) == 2 * 35 + 3 and rows_height(500) == 26 * 35 + 3
+
+
 def test_ops_page_links_the_data_docs(env: Settings) -> None:
     from jobs.quality.data_docs import render
 
@@ -353,13 +360,18 @@ def test_story_detail_shows_the_funnel_of_the_picked_story(env: Settings, snap: 
     frames = table(at, "frame_index", "expires_in")
     assert frames["segment_id"].tolist() == [s["segment_id"] for s in segs] == [5101, 5102, 5103]
     assert frames["reach"].tolist() == [s["reach"] for s in segs] == [23, 15, 9]
-    # sequential drop-off, on the way to the next frame (the sample's viewers of frame n+1 are among frame n's)
-    assert frames["viewers_lost"].tolist()[:2] == [8, 6] and pd.isna(frames["viewers_lost"].tolist()[2])
-    assert frames["drop_off"].tolist()[:2] == pytest.approx([1 - 15 / 23, 1 - 9 / 15])
-    assert pd.isna(frames["drop_off"].tolist()[2])  # the last frame has no next one
-    assert frames["exit_rate"].tolist() == pytest.approx([s["exit_viewers"] / s["reach"] for s in segs])
     assert frames["expires_in"].tolist() == ["18h 0m left", "19h 0m left", "20h 0m left"]
-    assert frames["taps_forward"].tolist() == [s["taps_forward"] for s in segs]
+    viewing = table(at, "frame_index", "drop_off")
+    assert viewing["reach"].tolist() == [23, 15, 9]
+    # sequential drop-off, on the way to the next frame (the sample's viewers of frame n+1 are among frame n's)
+    assert viewing["viewers_lost"].tolist()[:2] == [8, 6] and pd.isna(viewing["viewers_lost"].tolist()[2])
+    assert viewing["drop_off"].tolist()[:2] == pytest.approx([1 - 15 / 23, 1 - 9 / 15])
+    assert pd.isna(viewing["drop_off"].tolist()[2])  # the last frame has no next one
+    assert viewing["exit_rate"].tolist() == pytest.approx([s["exit_viewers"] / s["reach"] for s in segs])
+    assert viewing["taps_forward"].tolist() == [s["taps_forward"] for s in segs]
+    # one unit for view time: seconds, as on the card
+    assert viewing["avg_view_s"].tolist() == pytest.approx([s["avg_view_ms"] / 1000 for s in segs])
+    assert "avg_view_ms" not in viewing.columns
     nav = next(df for df in chart_frames(at) if "action" in df.columns and len(df) == 4)
     assert dict(zip(nav["action"], nav["count"], strict=True)) == {
         "Forward": story["taps_forward"], "Back": story["taps_back"], "Exit": story["exits"],
@@ -442,13 +454,14 @@ def test_stickers_show_every_result_of_the_creator(env: Settings, snap: api.Snap
     at = open_page(dev_app(AUTHOR_A), "creator/stickers.py")
     data = api.insights(snap, AUTHOR_A, AUTHOR_A, AS_OF)
     by_id = {s["sticker_id"]: s for s in data["stickers"]}
-    assert [t.label for t in at.tabs] == ["Polls (1)", "Quizzes (1)", "Sliders (1)", "Questions (2)",
+    # every tab counts stickers: one question sticker (7004) with two answers
+    assert [t.label for t in at.tabs] == ["Polls (1)", "Quizzes (1)", "Sliders (1)", "Questions (1)",
                                           "Countdowns (1)", "Other (2)"]
     poll = next(df for df in chart_frames(at) if "option" in df.columns and "Beach" in df["option"].tolist())
     assert poll["votes"].tolist() == by_id[7001]["option_counts"] == [14, 6]
     assert poll["label"].tolist() == ["14 · 70%", "6 · 30%"]
     quiz = next(df for df in chart_frames(at) if "option" in df.columns and "1969" in df["option"].tolist())
-    assert quiz["kind"].tolist() == ["correct", "option", "option"]
+    assert quiz["kind"].tolist() == ["correct answer", "other answers", "other answers"]  # with a legend
     slider = next(df for df in chart_frames(at) if "lower" in df.columns)
     assert slider["count"].tolist() == by_id[7003]["slider_histogram"]
     m = metrics(at)

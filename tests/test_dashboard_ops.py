@@ -50,14 +50,15 @@ def test_table_freshness_reads_versions_commit_times_and_row_counts(lake: Settin
     layers = ops.rows_by_layer(later)
     assert layers.to_dict("records") == [
         {"layer": "bronze", "tables": 1, "rows": 5}, {"layer": "silver", "tables": 5, "rows": 90},
-        {"layer": "gold", "tables": 5, "rows": 82}, {"layer": "ops", "tables": 3, "rows": 15},
+        # gold: 82 rows + 72 author-hours (two creators, 12 hours of today and 24 of yesterday each)
+        {"layer": "gold", "tables": 6, "rows": 154}, {"layer": "ops", "tables": 3, "rows": 15},
     ]
 
 
 def test_snapshot_status_shows_unpublished_commits(lake: Settings) -> None:
     status = ops.snapshot_status(lake, ops.table_freshness(lake, AS_OF))
     assert status.as_of == AS_OF and status.snapshot_id is not None
-    assert status.sources["behind"].tolist() == [0] * 10  # the snapshot's 10 source tables
+    assert status.sources["behind"].tolist() == [0] * 11  # the snapshot's 11 source tables
     write_table(lake, "silver.segments", [], mode="append")  # a new commit, not published yet
     src = ops.snapshot_status(lake, ops.table_freshness(lake, AS_OF)).sources.set_index("source_table")
     assert src.loc["silver.segments", "behind"] == 1 and src.loc["silver.segments", "lake_version"] == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboards import cached, charts, context
-from dashboards.display import RINGS, day_span, number, signed, when
+from dashboards.display import RINGS, day_span, number, rows_height, signed, when
 from serving.dashboard_queries import KPIS
 from storylake.rules.lifetimes import SEGMENT_LIFETIME, duration_text
 
@@ -30,14 +30,15 @@ with table_col:
                                  "story_impressions"]],
             hide_index=True,
             key="active_stories",
+            height=rows_height(len(data.active_stories)),
             column_config={
                 "story_id": st.column_config.NumberColumn("Story", format="%d"),
                 "frames": "Live frames",
                 "audience": "Audience",
                 "first_posted": st.column_config.DatetimeColumn("Posted (UTC)", format="YYYY-MM-DD HH:mm"),
                 "expires_in": "Expires",
-                "story_reach": "Reach",
-                "story_impressions": "Impressions",
+                "story_reach": st.column_config.NumberColumn("Reach", format="localized"),
+                "story_impressions": st.column_config.NumberColumn("Impressions", format="localized"),
             },
         )
 
@@ -64,7 +65,7 @@ for period in data.periods:
 
 st.subheader("Trends")
 left, right = st.columns(2)
-left.altair_chart(charts.reach_trend(data.daily), width="stretch")
-right.altair_chart(charts.impressions_trend(data.daily), width="stretch")
-st.altair_chart(charts.engagement_trend(data.daily), width="stretch")
+left.altair_chart(charts.reach_trend(data.daily, data.now), width="stretch")
+right.altair_chart(charts.impressions_trend(data.daily, data.now), width="stretch")
+st.altair_chart(charts.engagement_trend(data.daily, data.now), width="stretch")
 st.caption("Reach is distinct viewers (7- and 28-day reach are exact distinct counts, not sums). UTC days.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboards import cached, context
-from dashboards.display import number, when
+from dashboards.display import number, rows_height, when
 from serving.api import SeenByExpiredError, StaleCursorError
 from storylake.rules.lifetimes import SEEN_BY_LIFETIME, duration_text
 
@@ -65,6 +65,7 @@ else:
         page.viewers,
         hide_index=True,
         key="seen_by_viewers",
+        height=rows_height(len(page.viewers), max_rows=50),
         column_config={
             "viewer_id": st.column_config.NumberColumn("Viewer", format="%d"),
             "viewed_at": st.column_config.DatetimeColumn("Viewed (UTC)", format="YYYY-MM-DD HH:mm:ss"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboards import cached, charts, context
-from dashboards.display import number, percent, when
+from dashboards.display import count_of, number, percent, rows_height, when
 
 ctx = context.creator()
 st.title("Stickers")
@@ -22,9 +22,10 @@ def _where(sticker_id: int, segment_id: int, story: int | None) -> str:
     return f"sticker {sticker_id} · segment {segment_id}" + ("" if story is None else f" · story {story}")
 
 
-tabs = st.tabs([
+question_stickers = board.questions["sticker_id"].nunique() if len(board.questions) else 0
+tabs = st.tabs([  # each tab counts stickers (the Questions tab lists their answers)
     f"Polls ({len(board.polls)})", f"Quizzes ({len(board.quizzes)})", f"Sliders ({len(board.sliders)})",
-    f"Questions ({len(board.questions)})", f"Countdowns ({len(board.countdowns)})", f"Other ({len(board.others)})",
+    f"Questions ({question_stickers})", f"Countdowns ({len(board.countdowns)})", f"Other ({len(board.others)})",
 ])
 with tabs[0]:
     if not board.polls:
@@ -32,7 +33,7 @@ with tabs[0]:
     for poll in board.polls:
         with st.container(border=True, key=f"poll-{poll.sticker_id}"):
             st.markdown(f"**Poll** · {_where(poll.sticker_id, poll.segment_id, poll.story_id)}")
-            st.caption(f"{number(poll.votes)} votes · first vote per person counts")
+            st.caption(f"{count_of(poll.votes, 'vote')} · first vote per person counts")
             st.altair_chart(charts.choice_bars(poll.options), width="stretch")
 with tabs[1]:
     if not board.quizzes:
@@ -42,7 +43,7 @@ with tabs[1]:
             st.markdown(f"**Quiz** · {_where(quiz.sticker_id, quiz.segment_id, quiz.story_id)}")
             left, right = st.columns([1, 3])
             left.metric("Correct rate", percent(quiz.correct_rate, 1), help="Share of answers on the right option.")
-            left.caption(f"{number(quiz.votes)} answers")
+            left.caption(count_of(quiz.votes, "answer"))
             right.altair_chart(charts.choice_bars(quiz.options, highlight_correct=True), width="stretch")
 with tabs[2]:
     if not board.sliders:
@@ -53,7 +54,7 @@ with tabs[2]:
             left, right = st.columns([1, 3])
             left.metric("Mean", "—" if slider.mean is None else f"{slider.mean:.2f}",
                         help="Mean of the last value of each person (0 to 1).")
-            left.caption(f"{number(slider.responses)} answers")
+            left.caption(count_of(slider.responses, "answer"))
             right.altair_chart(charts.slider_histogram(slider.histogram, slider.mean), width="stretch")
 with tabs[3]:
     st.caption("Answers to your question stickers, newest first (up to 300 characters each).")
@@ -64,6 +65,7 @@ with tabs[3]:
             board.questions[["responded_at", "text", "user_id", "sticker_id", "segment_id"]],
             hide_index=True,
             key="question_inbox",
+            height=rows_height(len(board.questions)),
             column_config={
                 "responded_at": st.column_config.DatetimeColumn("Answered (UTC)", format="YYYY-MM-DD HH:mm"),
                 "text": st.column_config.TextColumn("Answer", width="large"),
@@ -77,7 +79,8 @@ with tabs[4]:
         st.info("No countdown stickers.")
     else:
         st.metric("Opt-ins", number(board.countdowns["opt_ins"].sum()), help="People who set a reminder.")
-        st.dataframe(board.countdowns, hide_index=True, key="countdowns", column_config={
+        st.dataframe(board.countdowns, hide_index=True, key="countdowns", height=rows_height(len(board.countdowns)),
+                     column_config={
             "sticker_id": st.column_config.NumberColumn("Sticker", format="%d"),
             "segment_id": st.column_config.NumberColumn("Segment", format="%d"),
             "story_id": st.column_config.NumberColumn("Story", format="%d"),
@@ -87,7 +90,8 @@ with tabs[5]:
     if board.others.empty:
         st.info("No other stickers.")
     else:
-        st.dataframe(board.others, hide_index=True, key="other_stickers", column_config={
+        st.dataframe(board.others, hide_index=True, key="other_stickers", height=rows_height(len(board.others)),
+                     column_config={
             "sticker_id": st.column_config.NumberColumn("Sticker", format="%d"),
             "segment_id": st.column_config.NumberColumn("Segment", format="%d"),
             "story_id": st.column_config.NumberColumn("Story", format="%d"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboards import cached, charts, context
-from dashboards.display import number, percent, seconds, when
+from dashboards.display import number, percent, rows_height, seconds, when
 
 ctx = context.creator()
 st.title("Story detail")
@@ -37,14 +37,14 @@ st.caption("Drop-off: of the frame's viewers who could go on to the next frame (
            "of the frame's viewers who exited on it (tap exit or swipe down). Next story = swipe forward.")
 
 st.subheader("Frames")
+frames = detail.frames.assign(avg_view_s=detail.frames["avg_view_ms"] / 1000)
 st.dataframe(
-    detail.frames[["frame_index", "segment_id", "media_type", "audience", "created_at", "status", "expires_in", "reach",
-                   "viewers_lost", "drop_off", "exit_rate", "completion_rate", "avg_view_ms", "taps_forward",
-                   "taps_back", "exits",
-                   "swipe_forward"]],
+    frames[["frame_index", "segment_id", "media_type", "audience", "created_at", "status", "expires_in", "reach",
+            "impressions"]],
     hide_index=True,
     key="frames",
     placeholder="—",
+    height=rows_height(len(frames)),
     column_config={
         "frame_index": st.column_config.NumberColumn("Frame", format="%d"),
         "segment_id": st.column_config.NumberColumn("Segment", format="%d"),
@@ -53,15 +53,30 @@ st.dataframe(
         "created_at": st.column_config.DatetimeColumn("Posted (UTC)", format="YYYY-MM-DD HH:mm"),
         "status": "Status",
         "expires_in": "Expiry",
-        "reach": "Reach",
-        "viewers_lost": st.column_config.NumberColumn("Lost before next", format="%d"),
+        "reach": st.column_config.NumberColumn("Reach", format="localized"),
+        "impressions": st.column_config.NumberColumn("Impressions", format="localized"),
+    },
+)
+st.subheader("Viewing per frame")
+st.dataframe(
+    frames[["frame_index", "reach", "viewers_lost", "drop_off", "exit_rate", "completion_rate", "avg_view_s",
+            "taps_forward", "taps_back", "exits", "swipe_forward"]],
+    hide_index=True,
+    key="frame_viewing",
+    placeholder="—",
+    height=rows_height(len(frames)),
+    column_config={
+        "frame_index": st.column_config.NumberColumn("Frame", format="%d"),
+        "reach": st.column_config.NumberColumn("Reach", format="localized"),
+        "viewers_lost": st.column_config.NumberColumn("Lost before next", format="%d",
+                                                      help="Viewers who could go on to the next frame and did not."),
         "drop_off": st.column_config.NumberColumn("Drop-off", format="percent"),
         "exit_rate": st.column_config.NumberColumn("Exit rate", format="percent"),
         "completion_rate": st.column_config.NumberColumn("Completion", format="percent"),
-        "avg_view_ms": st.column_config.NumberColumn("Avg view (ms)", format="%.0f"),
-        "taps_forward": "Forward",
-        "taps_back": "Back",
-        "exits": "Exit",
-        "swipe_forward": "Next story",
+        "avg_view_s": st.column_config.NumberColumn("Avg view time", format="%.1f s"),
+        "taps_forward": st.column_config.NumberColumn("Taps forward", format="%d"),
+        "taps_back": st.column_config.NumberColumn("Taps back", format="%d"),
+        "exits": st.column_config.NumberColumn("Exits", format="%d"),
+        "swipe_forward": st.column_config.NumberColumn("Next story", format="%d"),
     },
 )
