@@ -28,6 +28,8 @@ def streamlit_command(*, port: int = 8501, address: str = "localhost", headless:
         "--server.address", address,
         "--server.headless", "true" if headless else "false",
         "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",  # no "Deploy" button, whatever the working directory
+        "--theme.primaryColor", "#c13584",
     ]
 
 

@@ -58,7 +58,7 @@ def streamlit_server(work: Path) -> Iterator[str]:
     with log_path.open("w") as log:
         proc = subprocess.Popen(  # what `storylake dashboard` runs (dashboards/launch.py)
             [*launch.streamlit_command(port=port, address="127.0.0.1", headless=True),
-             "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer"],
+             "--server.fileWatcherType", "none"],
             cwd=work, env=launch.dashboard_env(settings, base=base), stdout=log, stderr=subprocess.STDOUT,
         )
         url = f"http://127.0.0.1:{port}"
@@ -206,6 +206,7 @@ def test_every_page_in_chromium(tmp_path: Path) -> None:
 def drive_every_page(pg: Page, url: str) -> None:
     pg.goto(url)
     expect(pg.get_by_text("DEV MODE — no authentication")).to_be_visible()
+    expect(pg.get_by_role("button", name="Deploy")).to_have_count(0)  # the toolbar in viewer mode
 
     # Sign in (dev mode): as creator B, then as creator A.
     choose(pg, "Creator (user id)", "2002")

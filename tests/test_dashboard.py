@@ -638,6 +638,7 @@ def test_launch_command_passes_the_lake_through_the_environment(tmp_path: Path) 
     assert cmd[1:5] == ["-m", "streamlit", "run", str(APP)]
     assert cmd[cmd.index("--server.port") + 1] == "8765" and cmd[cmd.index("--server.headless") + 1] == "true"
     assert cmd[cmd.index("--browser.gatherUsageStats") + 1] == "false"
+    assert cmd[cmd.index("--client.toolbarMode") + 1] == "viewer"  # no Deploy button, from any working directory
     env = launch.dashboard_env(Settings(lake=Path("rel/lake")), datetime(2026, 11, 2, 12, tzinfo=UTC), base={})
     assert env == {"STORYLAKE_LAKE": str(Path("rel/lake").resolve()), "STORYLAKE_NOW": "2026-11-02T12:00:00Z"}
     assert launch.dashboard_env(Settings(lake=Path("/l")), base={"X": "1"}) == {"X": "1", "STORYLAKE_LAKE": "/l"}
