@@ -95,6 +95,12 @@ class Horizon:
     def full(self) -> bool:
         return self.lo is None
 
+    @property
+    def refresh(self) -> bool:
+        """A full refresh: everything (lo None), or everything bronze still holds completely once retention has aged
+        it (_full_within_retention). Only incremental plans count their new bronze rows."""
+        return self.lo is None or self.new_rows is None
+
     def for_job(self, job: str) -> Horizon:
         """The horizon of one silver job: its own, later one when the run's changes cannot reach its older rows
         (segment_viewers follows view_events)."""

@@ -100,6 +100,8 @@ def write_table(
             writer = out.write.format("delta").mode("overwrite")
             if replace_where is not None and lake.exists(path):
                 writer = writer.option("replaceWhere", replace_where)
+            else:  # the whole table in its contract's schema, whatever schema it was stored with
+                writer = writer.option("overwriteSchema", "true")
             writer.save(str(path))
     except Exception as exc:
         raise guard_error(exc) or exc from exc

@@ -148,7 +148,6 @@ def _spark_steps(
     full_refresh: bool,
 ) -> None:
     from jobs.gold import build_gold
-    from jobs.retention import reapply
     from jobs.silver import build_silver
 
     if gate is not None:
@@ -157,14 +156,10 @@ def _spark_steps(
         preload_great_expectations()
     with step(settings, report, "silver") as s:
         s.rows = build_silver(spark, settings, report.as_of, full_refresh=full_refresh, run_id=report.run_id)
-        if full_refresh:  # rows a shorter retention than their inputs' had removed stay removed
-            reapply(settings, "silver")
     if gate is not None:
         _gate(gate, spark, settings, report, "silver")
     with step(settings, report, "gold") as s:
         s.rows = build_gold(spark, settings, report.as_of)
-        if full_refresh:
-            reapply(settings, "gold")
     if gate is not None:
         _gate(gate, spark, settings, report, "gold")
 

@@ -39,6 +39,7 @@ def build_gold(spark: SparkSession, settings: Settings, as_of: datetime) -> dict
         story_insights,
     )
     from jobs.horizon import from_increment, full
+    from jobs.retention import reapply
     from jobs.silver import timed
     from storylake import audit, failpoints, increments
     from storylake.clock import utc
@@ -53,6 +54,8 @@ def build_gold(spark: SparkSession, settings: Settings, as_of: datetime) -> dict
         with timed(module.__name__.rsplit(".", 1)[-1], rows, log):
             rows.update(module.run(spark, settings, horizon))
         failpoints.reach(f"gold.after_{module.__name__.rsplit('.', 1)[-1]}")
+    if horizon.refresh:  # a full refresh: rows a shorter retention than their inputs' had removed stay removed
+        reapply(settings, "gold")
     if not audit.enabled(settings):
         increments.complete(settings, as_of)
     return rows

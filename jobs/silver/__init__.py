@@ -34,6 +34,8 @@ def build_silver(
     'quarantine.<table>': that stage's rows written). Plans the run's horizon after the dimensions and records it
     in ops.increments for gold (`full_refresh`: recompute everything from bronze)."""
     from jobs import horizon as horizons
+    from jobs.retention import reapply
+    from jobs.schema_migration import conform_stored_schemas
     from jobs.silver import (
         engagements,
         navigation,
@@ -49,6 +51,11 @@ def build_silver(
 
     as_of = utc(as_of)
     spark_io.remove_stale_scratch(settings)
+    drifted = conform_stored_schemas(settings)  # an upgrade changed a contract (jobs/schema_migration.py)
+    if drifted and not full_refresh:
+        log.warning("silver/gold tables not in their contract's schema (%s): this run is a full refresh",
+                    ", ".join(f"{k}: {v}" for k, v in drifted.items()))
+        full_refresh = True
     previous = _segments_version_of_last_run(settings)
     counts: dict[str, int] = {}
     with timed("segments", counts):
@@ -68,6 +75,8 @@ def build_silver(
         with timed(name, counts):
             counts.update(job.run(spark, settings, horizon.for_job(name)))
         failpoints.reach(f"silver.after_{name}")
+    if full_refresh:  # rows a shorter retention than their inputs' had removed stay removed
+        reapply(settings, "silver")
     return counts
 
 
