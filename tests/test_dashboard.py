@@ -9,6 +9,7 @@ anywhere belongs to B, also after B used the app in the same process (cache isol
 from __future__ import annotations
 
 import inspect
+import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -298,6 +299,9 @@ def test_overview_kpis_and_active_stories_equal_the_api(env: Settings, snap: api
     assert metrics(at)["Live frames"] == str(ring.segment_count)
     chart = next(df for df in chart_frames(at) if "impressions" in df.columns)
     assert len(chart) == q.TREND_DAYS and chart["impressions"].iloc[-1] == daily[today]["impressions"]
+    # every trend's time axis ends at now (no axis or bar runs into tomorrow)
+    ends = [json.loads(c.proto.spec)["encoding"]["x"]["scale"]["domain"][1] for c in at.get("vega_lite_chart")]
+    assert ends == [{"year": 2026, "month": 11, "date": 2, "hours": 12, "minutes": 0, "utc": True}] * 3
 
 
 def test_overview_numbers_for_creator_a(snap: api.Snapshot) -> None:
