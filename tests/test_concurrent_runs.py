@@ -34,7 +34,8 @@ def _start(lake_dir: Path, landing: Path, url: str, as_of: datetime, wait_s: str
         "STORYLAKE_SPARK_REMOTE": url, "STORYLAKE_WRITER_WAIT_S": wait_s, "STORYLAKE_LANDING_SETTLE_S": "0",
         "STORYLAKE_LOG_LEVEL": "WARNING", "RUST_LOG": "error",
     }
-    return subprocess.Popen([CLI, "run", "--as-of", as_of.isoformat()], env=env, stdout=subprocess.PIPE,
+    # without the quality gates (tested on their own; the lock is taken before any step): a third of each run's time
+    return subprocess.Popen([CLI, "run", "--as-of", as_of.isoformat(), "--no-gate"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
