@@ -18,19 +18,23 @@ def tray_dict(
     page: TrayPage,
     ring_extra: Callable[[int], dict[str, Any]] | None = None,
     segment_extra: dict[str, list[Any]] | None = None,
+    segments: list[Any] | None = None,
 ) -> dict[str, Any]:
     """{"users": [{"userId", "isOwn", "hasUnseen", "ringState", "isCloseFriends", "rankScore",
     "latestSegmentAt", "segmentCount", "segments": [{"segmentId", "storyId", "mediaType", "durationMs", "expiresAt",
     "seen"}]}], "nextCursor"}, rendered from the page's columns. What only the HTTP API adds comes in the same pass:
     `ring_extra(author_id)` -> fields of a ring (names, pictures); `segment_extra` -> per-segment columns (media
-    URLs), in the order of page.columns."""
-    c = page.columns
-    names = ["segmentId", "storyId", "mediaType", "durationMs", "expiresAt", "seen"]
-    cols: list[list[Any]] = [c.segment_id, c.story_id, c.media_type, c.duration_ms, c.expires_iso, c.seen]
-    for name, values in (segment_extra or {}).items():
-        names.append(name)
-        cols.append(values)
-    segments = [dict(zip(names, row, strict=True)) for row in zip(*cols, strict=True)]
+    URLs), in page order. `segments`: the page's segment objects already rendered (in page order), used as they
+    are (the HTTP API's per-segment JSON fragments)."""
+    c = page.ring_columns
+    if segments is None:
+        s = page.segments
+        names = ["segmentId", "storyId", "mediaType", "durationMs", "expiresAt", "seen"]
+        cols: list[list[Any]] = [s.segment_id, s.story_id, s.media_type, s.duration_ms, s.expires_iso, s.seen]
+        for name, values in (segment_extra or {}).items():
+            names.append(name)
+            cols.append(values)
+        segments = [dict(zip(names, row, strict=True)) for row in zip(*cols, strict=True)]
     users, k = [], 0
     for i, n in enumerate(c.counts):
         unseen = c.has_unseen[i]

@@ -78,7 +78,9 @@ class SegmentIndex:
         self.duration_ms = np.asarray(cols["duration_ms"], dtype=np.int64)
         self.lifetime = np.column_stack((np.asarray(cols["created_us"], dtype=np.int64),
                                          np.asarray(cols["expires_us"], dtype=np.int64)))
-        self.created_us, self.expires_us = self.lifetime[:, self.CREATED], self.lifetime[:, self.EXPIRES]  # views
+        # contiguous copies: a gather from a column view of `lifetime` would first copy the whole column
+        self.created_us = np.ascontiguousarray(self.lifetime[:, self.CREATED])
+        self.expires_us = np.ascontiguousarray(self.lifetime[:, self.EXPIRES])
         self.authors, self.starts, self.counts = np.unique(
             np.asarray(cols["author_id"], dtype=np.int64), return_index=True, return_counts=True)
         # segment id -> row, a hash index over the first row of each id (silver keys segments by id: one row each)

@@ -31,14 +31,15 @@ scan of the active segments plus 20-40 ms of planning, far over the 20 ms budget
      per-segment flag is the audience, so this decides every segment of the author);
   3. the authors' segments come from the snapshot's SegmentIndex (`live_segments` sorted by author), gathered in
      one operation;
-  4. numpy ranks the rings; only the page's rings and segments become Python values (PageColumns), which
-     render.tray_dict turns into JSON and `TrayPage.rings` into objects for the library's callers.
+  4. numpy ranks the rings; only the page's rings become Python values (RingColumns); its segments stay index rows
+     until a renderer asks (`TrayPage.segments`, or the HTTP API's per-segment JSON cache, which skips them).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -103,9 +104,8 @@ class Ring:
 
 
 @dataclass(frozen=True)
-class PageColumns:
-    """A tray page as columns: per ring (page order) and per segment (the rings' segments concatenated in page order,
-    `counts[i]` of them for ring i). Renderers read these directly; `TrayPage.rings` builds objects from them."""
+class RingColumns:
+    """A tray page's rings as columns, in page order; ring i has `counts[i]` segments."""
 
     author_id: list[int]
     is_own: list[bool]
@@ -115,6 +115,12 @@ class PageColumns:
     latest_us: list[int]
     latest_iso: list[str]
     counts: list[int]
+
+
+@dataclass(frozen=True)
+class SegmentColumns:
+    """The page's segments as columns: the rings' segments concatenated in page order."""
+
     segment_id: list[int]
     story_id: list[int | None]
     media_id: list[int | None]
@@ -125,23 +131,52 @@ class PageColumns:
     seen: list[bool]
 
 
+def segment_columns(idx: SegmentIndex, rows: np.ndarray, seen: np.ndarray) -> SegmentColumns:
+    """Python values of SegmentIndex `rows` (bulk conversions of numpy columns)."""
+    types = ["", *idx.media_types]
+    expires_us = idx.expires_us.take(rows)
+    return SegmentColumns(
+        segment_id=idx.segment_id.take(rows).tolist(),
+        story_id=[None if v < 0 else v for v in idx.story_id.take(rows).tolist()],
+        media_id=[None if v < 0 else v for v in idx.media_id.take(rows).tolist()],
+        media_type=[types[m] for m in idx.media.take(rows).tolist()],
+        duration_ms=idx.duration_ms.take(rows).tolist(),
+        expires_us=expires_us.tolist(),
+        expires_iso=iso_us(expires_us),
+        seen=np.asarray(seen, dtype=bool).tolist(),
+    )
+
+
 @dataclass(frozen=True)
 class TrayPage:
+    """One tray page. Ring columns are Python values; the segments stay SegmentIndex rows (`segment_rows`,
+    `segment_seen`) until `segments` (or `rings`) asks for their values, so a renderer with its own per-segment
+    cache (the HTTP API's) never converts them."""
+
     viewer_id: int
     now: datetime
     snapshot_id: str
-    columns: PageColumns
+    ring_columns: RingColumns
     has_more: bool
     next_cursor: str | None
+    segment_rows: np.ndarray = field(repr=False, compare=False)
+    segment_seen: np.ndarray = field(repr=False, compare=False)
+    index: SegmentIndex | None = field(repr=False, compare=False)
+
+    @cached_property
+    def segments(self) -> SegmentColumns:
+        if self.index is None or self.segment_rows.size == 0:
+            return SegmentColumns(*([] for _ in range(8)))
+        return segment_columns(self.index, self.segment_rows, self.segment_seen)
 
     @property
     def rings(self) -> tuple[Ring, ...]:
-        c = self.columns
+        c, s = self.ring_columns, self.segments
         out, k = [], 0
         for i, n in enumerate(c.counts):
             segs = tuple(map(TraySegment._make, zip(
-                c.segment_id[k:k + n], c.media_type[k:k + n], c.duration_ms[k:k + n], c.expires_us[k:k + n],
-                c.seen[k:k + n], c.story_id[k:k + n], c.media_id[k:k + n], c.expires_iso[k:k + n], strict=True)))
+                s.segment_id[k:k + n], s.media_type[k:k + n], s.duration_ms[k:k + n], s.expires_us[k:k + n],
+                s.seen[k:k + n], s.story_id[k:k + n], s.media_id[k:k + n], s.expires_iso[k:k + n], strict=True)))
             k += n
             out.append(Ring(
                 author_id=c.author_id[i], is_own=c.is_own[i], has_unseen=c.has_unseen[i], latest_us=c.latest_us[i],
@@ -189,17 +224,25 @@ def tray(
         start = _first_after(rings, order, after)
     page_rows = order[start : start + limit]
     has_more = start + limit < order.size
-    page = _page_columns(segment_index(snapshot), rings, page_rows)
+    rc, seg_pos = _page_rings(rings, page_rows)
     next_cursor = None
     if has_more:
-        last = (page.is_own[-1], page.has_unseen[-1], page.rank_score[-1], page.author_id[-1])
+        last = (rc.is_own[-1], rc.has_unseen[-1], rc.rank_score[-1], rc.author_id[-1])
         next_cursor = cursors.Cursor(
             kind="tray", snapshot_id=snapshot.snapshot_id, subject=(viewer_id,), now=now, position=last,
         ).encode(snapshot.cursor_key)
+    empty = seg_pos.size == 0
     return TrayPage(
-        viewer_id=viewer_id, now=now, snapshot_id=snapshot.snapshot_id, columns=page, has_more=has_more,
+        viewer_id=viewer_id, now=now, snapshot_id=snapshot.snapshot_id, ring_columns=rc, has_more=has_more,
         next_cursor=next_cursor,
+        segment_rows=_EMPTY if empty else rings["rows"].take(seg_pos),
+        segment_seen=_EMPTY_BOOL if empty else rings["seen"].take(seg_pos),
+        index=None if empty else segment_index(snapshot),
     )
+
+
+_EMPTY = np.empty(0, dtype=np.int64)
+_EMPTY_BOOL = np.empty(0, dtype=bool)
 
 
 def _seen_positions(
@@ -258,14 +301,17 @@ def _ranked_rings(
         allowed = allowed & known[:, None]
         allowed[known] &= allowed_then[pos[known]]
     rows, author_pos = idx.rows_of(authors)
-    life = idx.lifetime[rows]  # one gather of (created_us, expires_us)
+    # one gather of (created_us, expires_us) per row (np.take: fancy indexing of a 2-D array by rows is ~10x slower)
+    life = np.take(idx.lifetime, rows, axis=0)
+    created, expires = life[:, idx.CREATED], life[:, idx.EXPIRES]
     # visible: active at now (lazy expiry) and of an audience the rules allow for that author
-    keep = (life[:, idx.CREATED] <= now_us) & (now_us < life[:, idx.EXPIRES])
+    keep = (created <= now_us) & (now_us < expires)
     if also_at is not None:
-        keep &= (life[:, idx.CREATED] <= also_us) & (also_us < life[:, idx.EXPIRES])
-    audience = idx.audience[rows]
-    keep &= allowed[author_pos, audience]
-    rows, author_pos, created, audience = rows[keep], author_pos[keep], life[keep, idx.CREATED], audience[keep]
+        keep &= (created <= also_us) & (also_us < expires)
+    audience = idx.audience.take(rows)
+    keep &= allowed.ravel().take(author_pos * allowed.shape[1] + audience)
+    k = np.flatnonzero(keep)
+    rows, author_pos, created, audience = rows.take(k), author_pos.take(k), created[k], audience.take(k)
     if rows.size == 0:
         return {"order": np.empty(0, dtype=np.int64)}
     seen, _ = sorted_lookup(_seen_positions(snapshot, idx, viewer, now, now_us, extra_seen), rows)
@@ -317,16 +363,14 @@ def _first_after(rings: dict[str, Any], order: np.ndarray, after: tuple[bool, bo
     return int(order.size)
 
 
-def _page_columns(idx: SegmentIndex, rings: dict[str, Any], page_rows: np.ndarray) -> PageColumns:
-    """The page's rings and their segments as Python lists (bulk conversions of numpy columns)."""
+def _page_rings(rings: dict[str, Any], page_rows: np.ndarray) -> tuple[RingColumns, np.ndarray]:
+    """The page's rings as Python values, and the positions (in rings["rows"]) of their segments in page order."""
     if page_rows.size == 0:
-        return PageColumns(*([] for _ in range(16)))
+        return RingColumns(*([] for _ in range(8))), _EMPTY
     firsts, counts = rings["first"][page_rows], rings["counts"][page_rows]
     seg_pos = np.repeat(firsts - np.concatenate(([0], np.cumsum(counts)[:-1])), counts) + np.arange(int(counts.sum()))
-    rows = rings["rows"][seg_pos]
-    types = ["", *idx.media_types]
-    expires_us, latest_us = idx.expires_us[rows], rings["latest_us"][page_rows]
-    return PageColumns(
+    latest_us = rings["latest_us"][page_rows]
+    return RingColumns(
         author_id=rings["author"][page_rows].tolist(),
         is_own=rings["is_own"][page_rows].tolist(),
         has_unseen=rings["has_unseen"][page_rows].tolist(),
@@ -335,12 +379,4 @@ def _page_columns(idx: SegmentIndex, rings: dict[str, Any], page_rows: np.ndarra
         latest_us=latest_us.tolist(),
         latest_iso=iso_us(latest_us),
         counts=counts.tolist(),
-        segment_id=idx.segment_id[rows].tolist(),
-        story_id=[None if v < 0 else v for v in idx.story_id[rows].tolist()],
-        media_id=[None if v < 0 else v for v in idx.media_id[rows].tolist()],
-        media_type=[types[m] for m in idx.media[rows].tolist()],
-        duration_ms=idx.duration_ms[rows].tolist(),
-        expires_us=expires_us.tolist(),
-        expires_iso=iso_us(expires_us),
-        seen=rings["seen"][seg_pos].tolist(),
-    )
+    ), seg_pos

@@ -146,3 +146,47 @@ def test_tokens(tmp_path: Path) -> None:
         Authenticator.from_settings(dev).user_of(f"Bearer {mint(s, 5)}")
     with pytest.raises(ValueError, match="user id"):
         mint(s, 0)
+
+
+def test_cached_segment_fragments_render_what_the_library_renders(settings: Settings) -> None:
+    """The HTTP tray's per-segment JSON cache gives the bytes of the library's rendering with media URLs, for seen
+    and unseen segments, signed or not; it is reused, and starts over with a new signing period or snapshot."""
+    import orjson
+
+    from serving import api
+    from serving.publish import publish
+    from serving.render import tray_dict
+    from serving.web.tray_fragments import SegmentFragments
+    from tests.lake_builder import DAY, LakeBuilder
+    from tests.lake_builder import HOUR as H
+
+    t = datetime(2026, 11, 2, 12, tzinfo=UTC)
+    lake = LakeBuilder(settings)
+    lake.segment(110, 10, t - 3 * H).segment(111, 10, t - H, media_type="video").segment(120, 12, t - 2 * H)
+    lake.view(110, 1, t - 2 * H)
+    for a in (10, 12):
+        lake.follow(1, a, t - DAY)
+    lake.write()
+    publish(settings, t)
+    snap = api.open_current(settings)
+    for key in (None, "k"):
+        media = MediaUrls(Settings(lake=settings.lake, media_signing_key=key, media_url_ttl_s=600))
+        frags = SegmentFragments(media)
+        page = api.tray(snap, 1, t)
+        s = page.segments
+        urls = [media.url(m, i, ty, t) for m, i, ty in zip(s.media_id, s.segment_id, s.media_type, strict=True)]
+        want = orjson.dumps(tray_dict(page, segment_extra={"mediaUrl": urls}))
+        assert page.index is not None
+        got = frags.of(page.index, page.segment_rows, page.segment_seen, t)
+        assert orjson.dumps(tray_dict(page, segments=got)) == want
+        assert [json.loads(bytes(orjson.dumps(f)))["seen"] for f in got] == [True, False, False]
+        assert len(frags) == 3
+        again = frags.of(page.index, page.segment_rows, page.segment_seen, t + timedelta(seconds=1))
+        assert [a is b for a, b in zip(again, got, strict=True)] == [True, True, True]  # reused
+        later = frags.of(page.index, page.segment_rows, ~page.segment_seen, t + timedelta(hours=1))
+        assert len(frags) == (3 if key else 6)  # a new signing period starts over; unsigned URLs never change
+        assert [json.loads(orjson.dumps(f))["seen"] for f in later] == [False, True, True]
+    small = SegmentFragments(MediaUrls(settings), max_entries=2)
+    small.of(page.index, page.segment_rows, page.segment_seen, t)
+    small.of(page.index, page.segment_rows[:1], page.segment_seen[:1], t)
+    assert len(small) == 1  # over its bound: started over

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import numpy as np
+import orjson
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -59,6 +60,7 @@ from serving.web.media_urls import MediaUrls
 from serving.web.problems import Problem
 from serving.web.seen_overlay import SeenOverlay
 from serving.web.snapshot_holder import SnapshotHolder
+from serving.web.tray_fragments import SegmentFragments
 from storylake.clock import iso
 from storylake.settings import Settings
 
@@ -83,6 +85,7 @@ class ApiState:
     overlay: SeenOverlay
     writer: LandingWriter
     media: MediaUrls
+    fragments: SegmentFragments
 
     def now(self) -> datetime:
         return self.settings.now or datetime.now(UTC)
@@ -206,10 +209,12 @@ def create_app(settings: Settings, *, poll_s: float = 1.0) -> FastAPI:
         expired = overlay.drop_expired(cursors.micros(state.now()))
         log.info("seen overlay: %d receipts now in snapshot %s, %d expired", dropped, snap.snapshot_id, expired)
 
+    media = MediaUrls(settings)
     state = ApiState(
         settings=settings, auth=Authenticator.from_settings(settings),
         holder=SnapshotHolder(settings, on_switch=on_switch, poll_s=poll_s), overlay=overlay,
-        writer=LandingWriter(settings.landing), media=MediaUrls(settings),
+        writer=LandingWriter(settings.landing), media=media,
+        fragments=SegmentFragments(media, settings.api_tray_cache_entries),
     )
 
     @contextlib.asynccontextmanager
@@ -264,14 +269,13 @@ def create_app(settings: Settings, *, poll_s: float = 1.0) -> FastAPI:
         snap, now = state.snapshot(), state.now()
         extra = state.overlay.seen(user, cursors.micros(now))
         page = tray_of(snap, user, now, limit, cursor, extra_seen=extra if extra.size else None)
-        c = page.columns
-        names = state.people(snap, c.author_id, page.now)
-        url, at = state.media.url, page.now
-        media = [url(m, s, t, at) for m, s, t in zip(c.media_id, c.segment_id, c.media_type, strict=True)]
-        # the library's JSON shape (the CLI's too), with what only the API adds
-        doc = tray_dict(page, names, {"mediaUrl": media})
+        names = state.people(snap, page.ring_columns.author_id, page.now)
+        segments = ([] if page.index is None else
+                    state.fragments.of(page.index, page.segment_rows, page.segment_seen, page.now))
+        # the library's JSON shape (the CLI's too), with what only the API adds (names, pictures, media URLs)
+        doc = tray_dict(page, names, segments=segments)
         doc.update(snapshotId=page.snapshot_id, now=iso(page.now))  # nextCursor: tray_dict's
-        return _json(doc)
+        return Response(orjson.dumps(doc), media_type=JSON)
 
     @app.get("/v1/segments/{segmentId}/seen-by", response_model=models.SeenBy,
              responses={k: ERRORS[k] for k in (400, 401, 403, 404, 410, 503)}, tags=["stories"])

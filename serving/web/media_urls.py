@@ -25,6 +25,10 @@ class MediaUrls:
         self.key = settings.media_signing_key.encode() if settings.media_signing_key else None
         self.ttl = int(settings.media_url_ttl_s)
 
+    def epoch(self, now: datetime) -> int | None:
+        """The signing period of `now` (every URL signed in it carries the same expiry); None when unsigned."""
+        return None if self.key is None else int(now.timestamp()) // self.ttl
+
     def url(self, media_id: int | None, segment_id: int, media_type: str, now: datetime) -> str | None:
         if media_id is None:
             return None

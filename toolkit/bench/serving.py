@@ -11,7 +11,8 @@ The lake is written directly with numpy/pyarrow + write_deltalake (contract sche
     `follows_per_user` random authors; 10 % of accounts are private; some follows have ended;
   * segment_viewers: ~`viewers_per_segment` viewers per active segment (~20M rows at full size) and one
     segment with `big_segment_viewers` viewers; the benchmark viewer has seen ~40 % of its tray;
-  * gold: segment_insights (reach = viewer rows), story_insights, author_daily_insights, sticker_results,
+  * gold: segment_insights (reach = viewer rows), story_insights, author_daily_insights, author_hourly_insights,
+    sticker_results,
     ring_features (the viewer's pairs + random pairs), and question responses.
 Then: publish time; p50/p99 latency and queries/s of tray(viewer 1, first page of 50) and of the first
 Seen By page (50) of the big segment, single process, after a short warm-up.
@@ -159,7 +160,9 @@ def build_lake(
     key = sv_seg_idx.astype(np.int64) * (users + 1) + sv_viewer
     _, first = np.unique(key, return_index=True)
     sv_seg_idx, sv_viewer = sv_seg_idx[first], sv_viewer[first]
-    del key, first
+    other = sv_viewer != author[sv_seg_idx]  # an author's own views are never Seen By rows (silver drops them)
+    sv_seg_idx, sv_viewer = sv_seg_idx[other], sv_viewer[other]
+    del key, first, other
     rows = sv_seg_idx.size
     age = now_us - created[sv_seg_idx]
     first_at = created[sv_seg_idx] + (rng.random(rows) * age).astype(np.int64)
@@ -202,6 +205,13 @@ def build_lake(
         "author_id": ua, "day": pa.array([now.date()] * users, pa.date32()),
         **dict.fromkeys(("segments_posted", "impressions", "reach", "reach_7d", "reach_28d", "exits", "replies",
                          "shares", "profile_visits", "follows", "link_clicks"), uz),
+        "as_of": _ts(np.full(users, now_us)),
+    }))
+    hour_us = now_us - now_us % US_HOUR
+    write_table(settings, "gold.author_hourly_insights", arrow_table("gold.author_hourly_insights", {
+        "author_id": ua, "day": pa.array([now.date()] * users, pa.date32()), "hour": _ts(np.full(users, hour_us)),
+        **dict.fromkeys(("new_viewers", "impressions", "exits", "replies", "shares", "profile_visits", "follows",
+                         "link_clicks"), uz),
         "as_of": _ts(np.full(users, now_us)),
     }))
     ns = segments // 20
