@@ -52,7 +52,7 @@ import duckdb
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
-from serving import audience_table
+from serving import audience_table, insights_history
 from serving.snapshot import (
     SNAPSHOT_SUFFIX,
     current_id,
@@ -154,7 +154,9 @@ TRAY_WINDOW = timedelta(days=7)
 HOURLY_WINDOW = timedelta(days=2)  # author_hourly_insights published: today's and yesterday's hours
 
 # (serving table, SELECT producing it). Every statement is built from constants only (no user values);
-# $window_start is a bound parameter. sv and rel are temp tables holding silver.segment_viewers and
+# $window_start is a bound parameter. The long-lived insights tables (segment, story, author-day insights and sticker
+# results) are built by serving/insights_history.py: history rows shared between snapshots + this publish's recent
+# rows. sv and rel are temp tables holding silver.segment_viewers and
 # silver.relationships, each read once.
 STEPS: tuple[tuple[str, str], ...] = (
     ("live_segments", f"""
@@ -209,12 +211,8 @@ STEPS: tuple[tuple[str, str], ...] = (
                        FULL OUTER JOIN v ON coalesce(s.segment_id, g.segment_id) = v.segment_id)
         SELECT c.*, b.blocked_viewers FROM c LEFT JOIN b ON b.segment_id = c.segment_id
         ORDER BY segment_id"""),
-    ("segment_insights", f"SELECT * FROM {SI} ORDER BY author_id, created_at, segment_id"),
-    ("story_insights", f"SELECT * FROM {STI} ORDER BY author_id, story_start, story_id"),
-    ("author_daily_insights", f"SELECT * FROM {ADI} ORDER BY author_id, day"),
     # today so far vs the same hours of yesterday (the dashboards' "Today"): the hours of the last two days
     ("author_hourly_insights", f"SELECT * FROM {AHI} WHERE hour >= $hours_start ORDER BY author_id, hour"),
-    ("sticker_results", f"SELECT * FROM {STR} ORDER BY author_id, segment_id, sticker_id"),
     ("question_inbox", f"""
         SELECT author_id, sticker_id, segment_id, user_id, text, responded_at FROM {SR}
         WHERE sticker_type = 'question' AND text IS NOT NULL
@@ -235,6 +233,7 @@ class PublishReport:
     removed: list[str] = field(default_factory=list)
     reach_mismatches: int = 0  # segments whose Seen By row count differs from gold reach
     cpu_s: float = 0.0  # process CPU time of the publish (all DuckDB threads)
+    history: dict[str, Any] = field(default_factory=dict)  # insights_history.describe(): reused or written, rows
 
     def __str__(self) -> str:
         lines = [
@@ -268,7 +267,8 @@ def publish(settings: Settings, as_of: datetime, *, keep: int = KEEP_SNAPSHOTS) 
         sid = new_snapshot_id(built_at)
         tmp = sdir / f".{sid}{SNAPSHOT_SUFFIX}.tmp"
         try:
-            tables, mismatches, steps = _build(tmp, sources, sid, as_of, built_at)
+            prior = _prior_history(settings)
+            tables, mismatches, steps, history = _build(settings, tmp, sources, sid, as_of, built_at, prior)
             final = snapshot_path(settings, sid)
             os.replace(tmp, final)
             _fsync_dir(sdir)
@@ -290,12 +290,13 @@ def publish(settings: Settings, as_of: datetime, *, keep: int = KEEP_SNAPSHOTS) 
         as_of=as_of,
         built_at=built_at,
         duration_s=time.perf_counter() - t0,
-        sources={k: {"version": v, "rows": n} for k, (_ds, v, n) in sources.items()},
+        sources={k: {"version": v, "rows": n} for k, (_ds, v, n, _dt) in sources.items()},
         tables=tables,
         step_seconds=steps,
         removed=removed,
         reach_mismatches=mismatches,
         cpu_s=round(time.process_time() - c0, 2),
+        history=history,
     )
     if mismatches:
         log.warning("publish %s: %d segments whose Seen By row count != gold reach", sid, mismatches)
@@ -305,10 +306,11 @@ def publish(settings: Settings, as_of: datetime, *, keep: int = KEEP_SNAPSHOTS) 
 # --- internals ---------------------------------------------------------------------------------
 
 
-def _open_sources(settings: Settings) -> dict[str, tuple[Any, int, int]]:
-    """{table: (pyarrow dataset, delta version, row count)} at the versions consumers may read (storylake.audit: the
-    newest versions that passed their quality gates); PublishError naming the first missing table/column."""
-    out: dict[str, tuple[Any, int, int]] = {}
+def _open_sources(settings: Settings) -> dict[str, tuple[Any, int, int, DeltaTable]]:
+    """{table: (pyarrow dataset, delta version, row count, DeltaTable)} at the versions consumers may read
+    (storylake.audit: the newest versions that passed their quality gates); PublishError naming the first missing
+    table/column."""
+    out: dict[str, tuple[Any, int, int, DeltaTable]] = {}
     try:
         versions = audit.consumer_versions(settings, list(SOURCES))
     except audit.NotAuditedError as exc:
@@ -328,7 +330,7 @@ def _open_sources(settings: Settings) -> dict[str, tuple[Any, int, int]]:
         missing = [c for c in needed if c not in ds.schema.names]
         if missing:
             raise PublishError(f"source table {key} lacks column(s) {', '.join(missing)} (at {path})")
-        out[key] = (ds, dt.version(), ds.count_rows())
+        out[key] = (ds, dt.version(), ds.count_rows(), dt)
     return out
 
 
@@ -352,9 +354,25 @@ def _create_table(con: duckdb.DuckDBPyConnection, name: str, select_sql: str, pa
     return int(con.execute(f"SELECT count(*) FROM {name}").fetchone()[0])
 
 
+def _prior_history(settings: Settings) -> tuple[str, datetime, dict[str, str]] | None:
+    """The insights history the CURRENT snapshot attaches (what this publish may reuse)."""
+    sid = current_id(settings)
+    if sid is None or not snapshot_path(settings, sid).exists():
+        return None
+    try:
+        con = duckdb.connect(str(snapshot_path(settings, sid)), read_only=True)
+    except (duckdb.Error, OSError):
+        return None
+    try:
+        return insights_history.previous(con)
+    finally:
+        con.close()
+
+
 def _build(
-    tmp: Path, sources: dict[str, tuple[Any, int, int]], sid: str, as_of: datetime, built_at: datetime
-) -> tuple[dict[str, int], int, dict[str, float]]:
+    settings: Settings, tmp: Path, sources: dict[str, tuple[Any, int, int, DeltaTable]], sid: str, as_of: datetime,
+    built_at: datetime, prior: tuple[str, datetime, dict[str, str]] | None,
+) -> tuple[dict[str, int], int, dict[str, float], dict[str, Any]]:
     steps: dict[str, float] = {}
     # the spill folder is a config value, never pasted into SQL (a lake path may hold any character)
     con = duckdb.connect(str(tmp), config={"preserve_insertion_order": True,
@@ -362,7 +380,7 @@ def _build(
     try:
         con.execute("SET enable_progress_bar = false")
         con.execute("SET GLOBAL TimeZone = 'UTC'")
-        for key, (ds, _v, _n) in sources.items():
+        for key, (ds, _v, _n, _dt) in sources.items():
             con.register(_src(key), ds)
         sources_sql = ", ".join(f"'{v}'" for v in VIEW_SOURCES)
         con.execute(f"CREATE TYPE view_source AS ENUM ({sources_sql})")
@@ -388,6 +406,19 @@ def _build(
             steps[name] = time.perf_counter() - t
         con.execute("DROP TABLE sv")
         con.execute("DROP TABLE rel")
+        t = time.perf_counter()
+        parts = insights_history.PARTS
+        views = {name: _src(part.source) for name, part in parts.items()}
+        history, reused = insights_history.ensure(
+            settings, con, views, {name: sources[part.source][3] for name, part in parts.items()},
+            {name: list(sources[part.source][0].schema.names) for name, part in parts.items()}, as_of, prior)
+        steps["insights history"] = time.perf_counter() - t
+        t = time.perf_counter()
+        recent = insights_history.attach_and_union(con, settings, history, views, history.cut)
+        steps["insights recent"] = time.perf_counter() - t
+        for name in parts:
+            tables[name] = history.rows[name] + recent[name]
+        history_report = insights_history.describe(history, reused, recent)
         mismatches = int(
             con.execute(
                 "SELECT count(*) FROM segment_catalog WHERE gold_reach IS NOT NULL AND gold_reach <> viewer_rows "
@@ -402,13 +433,14 @@ def _build(
         con.executemany(
             "INSERT INTO snapshot_meta VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [[sid, FORMAT_VERSION, as_of, built_at, key, v, n, mismatches, as_of - TRAY_WINDOW]
-             for key, (_ds, v, n) in sources.items()],
+             for key, (_ds, v, n, _dt) in sources.items()],
         )
         # the key that signs this snapshot's pagination cursors (serving/cursor.py)
         con.execute("CREATE TABLE snapshot_keys (cursor_key BLOB)")
         con.execute("INSERT INTO snapshot_keys VALUES (?)", [secrets.token_bytes(32)])
         for key in sources:
             con.unregister(_src(key))
+        con.execute("DETACH hist")
         t = time.perf_counter()
         con.execute("CHECKPOINT")
         steps["checkpoint"] = time.perf_counter() - t
@@ -416,7 +448,7 @@ def _build(
         con.close()
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
-    return tables, mismatches, {k: round(v, 3) for k, v in steps.items()}
+    return tables, mismatches, {k: round(v, 3) for k, v in steps.items()}, history_report
 
 
 def _point_current(settings: Settings, sid: str) -> None:
@@ -435,7 +467,15 @@ def _point_current(settings: Settings, sid: str) -> None:
 
 
 def _remove_old(settings: Settings, keep: int) -> list[str]:
-    """Delete snapshots beyond the newest `keep` (ids sort by build time); never the one CURRENT names."""
+    """Delete snapshots beyond the newest `keep` (ids sort by build time), never the one CURRENT names, then the
+    insights history files no remaining snapshot attaches."""
+    removed = _remove_old_snapshots(settings, keep)
+    kept = list(snapshots_dir(settings).glob(f"*{SNAPSHOT_SUFFIX}"))
+    insights_history.remove_unreferenced(settings, insights_history.referenced_by(kept))
+    return removed
+
+
+def _remove_old_snapshots(settings: Settings, keep: int) -> list[str]:
     current = current_id(settings)
     ids = sorted(p.name[: -len(SNAPSHOT_SUFFIX)] for p in snapshots_dir(settings).glob(f"*{SNAPSHOT_SUFFIX}"))
     removed = []

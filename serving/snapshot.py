@@ -3,6 +3,8 @@
 Layout under `settings.serving_dir`:
 
     snapshots/<snapshot_id>.duckdb   immutable DuckDB files, one per publish
+    history/<history_id>.duckdb      immutable DuckDB files: insights anchored before a daily cut, attached
+                                     read-only by the snapshots that share them (serving/insights_history.py)
     CURRENT                          one line: the snapshot_id being served (replaced atomically)
 
 Readers resolve CURRENT once and keep their handle: a reader opened before a publish goes on
@@ -21,6 +23,7 @@ from typing import Any
 
 import duckdb
 
+from serving import insights_history
 from storylake.errors import NotFoundError
 from storylake.settings import Settings
 
@@ -106,6 +109,8 @@ def open_snapshot(path: Path) -> Snapshot:
     con = duckdb.connect(str(path), read_only=True)
     try:
         con.execute("SET GLOBAL TimeZone = 'UTC'")
+        # the long-lived insights' history part (serving/insights_history.py), shared with other snapshots
+        insights_history.attach(con, path.parent.parent)
         rows = con.execute(
             "SELECT snapshot_id, as_of, built_at, source_table, delta_version, row_count, tray_window_start "
             "FROM snapshot_meta ORDER BY source_table"
