@@ -43,9 +43,11 @@ from storylake.settings import Settings
 
 log = logging.getLogger(__name__)
 HISTORY_SUFFIX = ".duckdb"
-# rows anchored this long before as_of (rounded down to midnight UTC) go to history: past the lateness window (48 h)
-# and the gold horizon of a typical run (it goes back to the start of every story live at its silver horizon)
-HISTORY_LAG = timedelta(days=3)
+# rows anchored this long before as_of (rounded down to midnight UTC) go to history: beyond the gold horizon of any
+# run with in-window data. A late view (48 h lateness window) of a segment created 24 h before it moves the silver
+# horizon 72 h back, and gold goes back to the start of every story live there (48 h more): 120 h. Only rarer
+# changes reach further (a delete of an older segment, a backfill, retention); the fingerprint catches those.
+HISTORY_LAG = timedelta(days=5)
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ def _history_files(settings: Settings) -> list[str]:
 def test_history_is_shared_until_old_rows_change(settings: Settings) -> None:
     first = sample_lake.build(settings)
     h = first.history
-    assert not h["reused"] and h["cut"] == "2026-10-30T00:00:00+00:00"
+    assert not h["reused"] and h["cut"] == "2026-10-28T00:00:00+00:00"
     # 35 days of daily insights: the days before the cut are history, the last ones recent
     assert h["history_rows"]["author_daily_insights"] > 0 and h["recent_rows"]["author_daily_insights"] > 0
     assert first.tables["author_daily_insights"] == sum(h[k]["author_daily_insights"]
@@ -81,7 +81,7 @@ def test_history_is_shared_until_old_rows_change(settings: Settings) -> None:
 
     # the cut moves with as_of (daily): a new history
     later = publish(settings, AS_OF + timedelta(days=1))
-    assert not later.history["reused"] and later.history["cut"] == "2026-10-31T00:00:00+00:00"
+    assert not later.history["reused"] and later.history["cut"] == "2026-10-29T00:00:00+00:00"
     _assert_serves_gold(settings, api.open_current(settings))
 
 
