@@ -112,6 +112,7 @@ def bench_incremental(
                                   for s in report.steps},
             "publish_steps_seconds": {k: round(v, 2) for k, v in report.publish.step_seconds.items()}
             if report.publish else None,
+            "publish_history": report.publish.history if report.publish else None,
             "retention_rows_removed": {t.table: t.rows_removed for t in retention.tables if t.rows_removed},
             "new_bronze_rows": inc.new_rows if inc else None,
             "silver_horizon": iso(inc.horizon) if inc and inc.horizon else None,
@@ -119,9 +120,16 @@ def bench_incremental(
         })
         log.info("after %d days: hourly run %.1f s", n, m.seconds)
     first, last = results[0]["hourly_run_seconds"], results[-1]["hourly_run_seconds"]
+    # the generated world ramps up from an empty first day, so the checkpoints' hours do not carry the same number of
+    # landing lines: the cost per line tells history's effect from the hour's volume (the bar is the raw ratio)
+    per_line = [r["hourly_run_seconds"] / r["hour_landing_lines"] * 1000 if r["hour_landing_lines"] else None
+                for r in results]
     return {
         "views_per_day": views_per_day,
         "users": users,
         "checkpoints": results,
         "ratio_last_vs_first": round(last / first, 2) if first else None,
+        "ms_per_landing_line": [round(x, 3) if x is not None else None for x in per_line],
+        "ratio_per_line_last_vs_first": round(per_line[-1] / per_line[0], 2)
+        if per_line[0] and per_line[-1] else None,
     }
