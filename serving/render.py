@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from serving.seen_by import SeenByPage
-from serving.tray import TrayPage, ring_state
+from serving.tray import SegmentColumns, TrayPage, ring_state
 from storylake.clock import iso
 
 
@@ -28,13 +28,7 @@ def tray_dict(
     are (the HTTP API's per-segment JSON fragments)."""
     c = page.ring_columns
     if segments is None:
-        s = page.segments
-        names = ["segmentId", "storyId", "mediaType", "durationMs", "expiresAt", "seen"]
-        cols: list[list[Any]] = [s.segment_id, s.story_id, s.media_type, s.duration_ms, s.expires_iso, s.seen]
-        for name, values in (segment_extra or {}).items():
-            names.append(name)
-            cols.append(values)
-        segments = [dict(zip(names, row, strict=True)) for row in zip(*cols, strict=True)]
+        segments = segment_dicts(page.segments, segment_extra)
     users, k = [], 0
     for i, n in enumerate(c.counts):
         unseen = c.has_unseen[i]
@@ -47,6 +41,17 @@ def tray_dict(
             ring.update(ring_extra(c.author_id[i]))
         users.append(ring)
     return {"users": users, "nextCursor": page.next_cursor}
+
+
+def segment_dicts(s: SegmentColumns, extra: dict[str, list[Any]] | None = None) -> list[dict[str, Any]]:
+    """A tray's segment objects ({"segmentId", "storyId", "mediaType", "durationMs", "expiresAt", "seen"}, then the
+    `extra` columns), one per row of `s`."""
+    names = ["segmentId", "storyId", "mediaType", "durationMs", "expiresAt", "seen"]
+    cols: list[list[Any]] = [s.segment_id, s.story_id, s.media_type, s.duration_ms, s.expires_iso, s.seen]
+    for name, values in (extra or {}).items():
+        names.append(name)
+        cols.append(values)
+    return [dict(zip(names, row, strict=True)) for row in zip(*cols, strict=True)]
 
 
 def seen_by_dict(page: SeenByPage) -> dict[str, Any]:

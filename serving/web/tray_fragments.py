@@ -16,6 +16,7 @@ from threading import Lock
 import numpy as np
 import orjson
 
+from serving.render import segment_dicts
 from serving.snapshot_indexes import SegmentIndex
 from serving.tray import segment_columns
 from serving.web.media_urls import MediaUrls
@@ -49,11 +50,7 @@ class SegmentFragments:
             at = np.asarray(missing, dtype=np.int64)
             c = segment_columns(index, rows.take(at), seen.take(at))
             url = self.media.url
-            for j, i in enumerate(missing):
-                frag = orjson.Fragment(orjson.dumps({
-                    "segmentId": c.segment_id[j], "storyId": c.story_id[j], "mediaType": c.media_type[j],
-                    "durationMs": c.duration_ms[j], "expiresAt": c.expires_iso[j], "seen": c.seen[j],
-                    "mediaUrl": url(c.media_id[j], c.segment_id[j], c.media_type[j], now),
-                }))
-                cache[keys[i]] = out[i] = frag
+            urls = [url(m, s, t, now) for m, s, t in zip(c.media_id, c.segment_id, c.media_type, strict=True)]
+            for i, doc in zip(missing, segment_dicts(c, {"mediaUrl": urls}), strict=True):
+                cache[keys[i]] = out[i] = orjson.Fragment(orjson.dumps(doc))
         return out  # type: ignore[return-value]
