@@ -67,11 +67,19 @@ PARTS: dict[str, Part] = {
 
 
 def history_dir(settings: Settings) -> Path:
-    return settings.serving_dir / "history"
+    return _dir(settings.serving_dir)
 
 
 def history_path(settings: Settings, history_id: str) -> Path:
-    return history_dir(settings) / f"{history_id}{HISTORY_SUFFIX}"
+    return _path(settings.serving_dir, history_id)
+
+
+def _dir(serving_dir: Path) -> Path:
+    return serving_dir / "history"
+
+
+def _path(serving_dir: Path, history_id: str) -> Path:
+    return _dir(serving_dir) / f"{history_id}{HISTORY_SUFFIX}"
 
 
 def cut_for(as_of: datetime) -> datetime:
@@ -104,14 +112,14 @@ def files_before(dt: DeltaTable, part: Part, cut: datetime) -> str:
     return hashlib.sha256("\n".join(held).encode()).hexdigest()
 
 
-def fingerprint(con: duckdb.DuckDBPyConnection, part: Part, view: str, columns: Iterable[str], cut: datetime) -> str:
-    """Row count and an order-independent hash sum of the rows anchored before the cut."""
+def fingerprint(con: duckdb.DuckDBPyConnection, rows_sql: str, columns: Iterable[str],
+                params: dict[str, Any] | None = None) -> tuple[int, str]:
+    """(row count, "<count>:<order-independent hash sum>") of the rows `rows_sql` selects."""
     cols = ", ".join(columns)
     n, total = con.execute(
-        f"SELECT count(*), coalesce(sum(hash({cols})::HUGEINT), 0) FROM ({old_sql(part, view)})",
-        {"cut": _bound(part, cut)},
+        f"SELECT count(*), coalesce(sum(hash({cols})::HUGEINT), 0) FROM ({rows_sql})", params
     ).fetchone()
-    return f"{n}:{total}"
+    return int(n), f"{n}:{total}"
 
 
 @dataclass(frozen=True)
@@ -122,10 +130,8 @@ class History:
     rows: dict[str, int]  # serving table -> history rows
 
 
-def previous(snapshot: duckdb.DuckDBPyConnection | None) -> tuple[str, datetime, dict[str, str]] | None:
+def previous(snapshot: duckdb.DuckDBPyConnection) -> tuple[str, datetime, dict[str, str]] | None:
     """(history_id, cut, files digests) recorded by a snapshot (None for a snapshot without history)."""
-    if snapshot is None:
-        return None
     try:
         rows = snapshot.execute("SELECT history_id, cut, serving_table, files FROM snapshot_history").fetchall()
     except duckdb.Error:
@@ -135,20 +141,21 @@ def previous(snapshot: duckdb.DuckDBPyConnection | None) -> tuple[str, datetime,
     return rows[0][0], rows[0][1].astimezone(UTC), {r[2]: r[3] for r in rows}
 
 
-def _recorded_fingerprints(path: Path) -> tuple[datetime, dict[str, str], dict[str, int]] | None:
+def _recorded_fingerprints(path: Path) -> tuple[dict[str, str], dict[str, int]] | None:
+    """(fingerprints, row counts) per serving table, as the history file recorded them when it was written."""
     try:
         con = duckdb.connect(str(path), read_only=True)
     except (duckdb.Error, OSError):
         return None
     try:
-        rows = con.execute("SELECT cut, serving_table, fingerprint, row_count FROM history_meta").fetchall()
+        rows = con.execute("SELECT serving_table, fingerprint, row_count FROM history_meta").fetchall()
     except duckdb.Error:
         return None
     finally:
         con.close()
     if not rows:
         return None
-    return rows[0][0].astimezone(UTC), {r[1]: r[2] for r in rows}, {r[1]: int(r[3]) for r in rows}
+    return {r[0]: r[1] for r in rows}, {r[0]: int(r[2]) for r in rows}
 
 
 def ensure(
@@ -165,11 +172,12 @@ def ensure(
         path = history_path(settings, hid)
         recorded = _recorded_fingerprints(path) if path.exists() and prior_cut == cut else None
         if recorded is not None:
-            _cut, prints, rows = recorded
+            prints, rows = recorded
             if prior_files == files:
                 return History(hid, cut, files, rows), True
             same = all(
-                fingerprint(con, part, views[name], columns[name], cut) == prints.get(name)
+                fingerprint(con, old_sql(part, views[name]), columns[name], {"cut": _bound(part, cut)})[1]
+                == prints.get(name)
                 for name, part in PARTS.items()
             )
             if same:
@@ -196,8 +204,9 @@ def _write(
                 bound = {"cut": _bound(part, cut)}
                 con.execute(f"CREATE TABLE {alias}.{name} AS {old_sql(part, views[name])} ORDER BY {part.order_by}",
                             bound)
-                rows[name] = int(con.execute(f"SELECT count(*) FROM {alias}.{name}").fetchone()[0])
-                meta.append([cut, name, fingerprint(con, part, views[name], columns[name], cut), rows[name]])
+                # hashed from the table just written, not by reading the source again
+                rows[name], printed = fingerprint(con, f"SELECT * FROM {alias}.{name}", columns[name])
+                meta.append([cut, name, printed, rows[name]])
             con.execute(f"CREATE TABLE {alias}.history_meta (cut TIMESTAMPTZ, serving_table VARCHAR, "
                         "fingerprint VARCHAR, row_count BIGINT)")
             con.executemany(f"INSERT INTO {alias}.history_meta VALUES (?, ?, ?, ?)", meta)
@@ -218,14 +227,14 @@ def _write(
 
 
 def attach_and_union(con: duckdb.DuckDBPyConnection, settings: Settings, history: History,
-                     views: Mapping[str, str], cut: datetime) -> dict[str, int]:
+                     views: Mapping[str, str]) -> dict[str, int]:
     """In the snapshot being built: the recent part of each table (`<name>_recent`), the view `<name>` over history
     and recent, and `snapshot_history`; returns each table's recent rows."""
     recent: dict[str, int] = {}
     con.execute("ATTACH $path AS hist (READ_ONLY)", {"path": str(history_path(settings, history.history_id))})
     for name, part in PARTS.items():
         con.execute(f"CREATE TABLE {name}_recent AS {recent_sql(part, views[name])} ORDER BY {part.order_by}",
-                    {"cut": _bound(part, cut)})
+                    {"cut": _bound(part, history.cut)})
         recent[name] = int(con.execute(f"SELECT count(*) FROM {name}_recent").fetchone()[0])
         con.execute(f"CREATE VIEW {name} AS SELECT * FROM hist.{name} UNION ALL SELECT * FROM {name}_recent")
     con.execute("CREATE TABLE snapshot_history (history_id VARCHAR, cut TIMESTAMPTZ, serving_table VARCHAR, "
@@ -236,19 +245,16 @@ def attach_and_union(con: duckdb.DuckDBPyConnection, settings: Settings, history
     return recent
 
 
-def attach(con: duckdb.DuckDBPyConnection, settings_serving_dir: Path) -> str | None:
+def attach(con: duckdb.DuckDBPyConnection, serving_dir: Path) -> str | None:
     """Attach (read-only, as `hist`) the history file a snapshot's views read; its id, None without one."""
-    try:
-        row = con.execute("SELECT history_id FROM snapshot_history LIMIT 1").fetchone()
-    except duckdb.CatalogException:
+    found = previous(con)
+    if found is None:
         return None
-    if row is None:
-        return None
+    hid = found[0]
     # a file opened twice in one process is one DuckDB instance: the first open attached it already
     if not con.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = 'hist'").fetchone()[0]:
-        path = settings_serving_dir / "history" / f"{row[0]}{HISTORY_SUFFIX}"
-        con.execute("ATTACH $path AS hist (READ_ONLY)", {"path": str(path)})
-    return str(row[0])
+        con.execute("ATTACH $path AS hist (READ_ONLY)", {"path": str(_path(serving_dir, hid))})
+    return hid
 
 
 def remove_unreferenced(settings: Settings, referenced: set[str]) -> list[str]:
@@ -278,13 +284,11 @@ def referenced_by(snapshot_files: Iterable[Path]) -> set[str]:
         except (duckdb.Error, OSError):
             continue
         try:
-            row = con.execute("SELECT history_id FROM snapshot_history LIMIT 1").fetchone()
-            if row is not None:
-                out.add(str(row[0]))
-        except duckdb.Error:
-            pass
+            found = previous(con)
         finally:
             con.close()
+        if found is not None:
+            out.add(found[0])
     return out
 
 

@@ -414,7 +414,7 @@ def _build(
             {name: list(sources[part.source][0].schema.names) for name, part in parts.items()}, as_of, prior)
         steps["insights history"] = time.perf_counter() - t
         t = time.perf_counter()
-        recent = insights_history.attach_and_union(con, settings, history, views, history.cut)
+        recent = insights_history.attach_and_union(con, settings, history, views)
         steps["insights recent"] = time.perf_counter() - t
         for name in parts:
             tables[name] = history.rows[name] + recent[name]
