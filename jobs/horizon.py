@@ -17,8 +17,10 @@ Each interaction job also gets its own, often later, horizon from the changes it
 delete reaches views, not gestures or engagements); `lo` is the earliest of them.
 Rows anchored before lo have no new input and unchanged dimensions, so keeping them equals recomputing them: an
 incremental run gives the tables a full refresh gives (tests/test_incremental.py checks it on random arrival
-orders). The gold horizon `gold_lo` goes back further, to the start of every story still live at lo, because a
-segment's insights depend on its story's first frame.
+orders). The gold horizon `gold_lo` goes back further, to the start of every story with a segment whose silver
+rows the run may change, because a segment's insights depend on its story's other frames (first frame, next
+frame): a segment created at/after the segment-anchored jobs' horizon, or live at/after the time-anchored jobs'
+(navigation, engagements: a gesture on a segment created earlier changes its exits).
 """
 
 from __future__ import annotations
@@ -331,7 +333,12 @@ def plan(
 
     by_job = {job: earliest(*sources) for job, sources in JOB_SOURCES.items()}
     lo = min(by_job.values())
-    gold_lo = _story_start_before(spark, settings, lo)
+    # gold recomputes whole stories: those with a segment whose segment-anchored rows (views, sticker answers) are
+    # recomputed, i.e. created at/after their horizon, and those with a segment live at the time-anchored jobs'
+    # horizon (a gesture or engagement at t on a segment created before the other horizon changes its insights)
+    anchored_lo = min(by_job[j] for j in JOB_SOURCES if j not in ("navigation", "engagements"))
+    timed_lo = min(by_job[j] for j in ("navigation", "engagements"))
+    gold_lo = _story_start_before(spark, settings, lo, created_from=anchored_lo, live_at=timed_lo)
     new_rows = sum(int(found[src][1]) for src in (*INTERACTIONS, "relationship") if src in found)
     horizon = Horizon(as_of=as_of, lo=lo, gold_lo=gold_lo, upto_batch=upto, new_rows=new_rows, by_job=by_job)
     log.info("horizon: %s", horizon.describe())
@@ -401,13 +408,19 @@ def _released_from_quarantine(spark: SparkSession, settings: Settings, created: 
     return [ids.join(created, F.col("_qid") == F.col("_cid"), "inner").select("src", "a")]
 
 
-def _story_start_before(spark: SparkSession, settings: Settings, lo: datetime) -> datetime:
-    """min(lo, the earliest story_start of a story with a segment live at or after lo)."""
+def _story_start_before(spark: SparkSession, settings: Settings, lo: datetime, *, created_from: datetime | None = None,
+                        live_at: datetime | None = None) -> datetime:
+    """min(lo, the earliest story_start of a story with a segment created at or after `created_from` or live at or
+    after `live_at`); both default to lo (every story still live at lo: a full refresh's conservative bound)."""
     from pyspark.sql import functions as F
 
     from jobs import spark_io
 
+    created_from = lo if created_from is None else created_from
+    live_at = lo if live_at is None else live_at
     segs = spark_io.read_table(spark, settings, "silver", "segments")
-    row = segs.filter(F.col("expires_at") > F.lit(lo).cast("timestamp")).agg(F.min("story_start").alias("s")).collect()
+    touched = (F.col("created_at") >= F.lit(created_from).cast("timestamp")) | (
+        F.col("expires_at") > F.lit(live_at).cast("timestamp"))
+    row = segs.filter(touched).agg(F.min("story_start").alias("s")).collect()
     start = row[0]["s"] if row else None
     return min(lo, utc(start)) if start is not None else lo

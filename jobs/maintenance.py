@@ -3,7 +3,10 @@
 For every Delta table under the lake, in order:
   0. repair_stats()          a table with data files lacking min/max statistics (written before ingest wrote
                              complete ones) is rewritten with complete statistics (jobs/lake_health.py);
-  1. optimize.compact()      small files (hourly overwrites, delta-rs appends) -> fewer, larger files;
+  1. compaction               small files (hourly overwrites, delta-rs appends) -> fewer, larger files: tables
+                             with a time column (bronze, the anchored silver/gold tables) by day of it
+                             (jobs/day_clustering.py: an hourly run's reads and slice writes skip the older
+                             days' files), the others by optimize.compact();
   2. create_checkpoint()     readers replay the log from the checkpoint instead of every JSON commit;
   3. vacuum(retention_hours, enforce_retention_duration, dry_run=False, full=True)
                              delete data files no version younger than the retention references. `full`
@@ -32,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jobs import day_clustering
 from jobs.lake_health import repair_stats
 from storylake import failpoints
 from storylake.errors import StorylakeError
@@ -61,6 +65,7 @@ class TableMaintenance:
     stats_repaired_files: int = 0
     compact_files_added: int = 0
     compact_files_removed: int = 0
+    clustered_by: str | None = None  # the time column whose days the files were clustered by (else compact())
     vacuumed_files: int = 0
     checkpoint_version: int | None = None
     duration_s: float = 0.0
@@ -125,10 +130,15 @@ def maintain_table(path: Path, *, retention_hours: int = DEFAULT_RETENTION_HOURS
     out.files_before = len(dt.file_uris())
     if not dry_run:
         out.stats_repaired_files = repair_stats(path)
-        dt = DeltaTable(str(path))
-        metrics = dt.optimize.compact()
-        out.compact_files_added = int(metrics.get("numFilesAdded", 0))
-        out.compact_files_removed = int(metrics.get("numFilesRemoved", 0))
+        column = day_clustering.cluster_column((name or f"{path.parent.name}/{path.name}").replace("/", "."))
+        if column is not None:
+            clustered = day_clustering.cluster(path, column)
+            out.clustered_by = column
+            out.compact_files_added, out.compact_files_removed = clustered.files_added, clustered.files_removed
+        else:
+            metrics = DeltaTable(str(path)).optimize.compact()
+            out.compact_files_added = int(metrics.get("numFilesAdded", 0))
+            out.compact_files_removed = int(metrics.get("numFilesRemoved", 0))
         dt = DeltaTable(str(path))
         dt.create_checkpoint()
         out.checkpoint_version = dt.version()
