@@ -53,6 +53,7 @@ ENV_VARS: dict[str, str] = {
     "api_jwks_url": "STORYLAKE_API_JWKS_URL",
     "api_users": "STORYLAKE_API_USERS",
     "api_max_body_bytes": "STORYLAKE_API_MAX_BODY_BYTES",
+    "job_lanes": "STORYLAKE_JOB_LANES",
     "api_tray_cache_entries": "STORYLAKE_API_TRAY_CACHE_ENTRIES",
     "media_url_template": "STORYLAKE_MEDIA_URL_TEMPLATE",
     "media_signing_key": "STORYLAKE_MEDIA_SIGNING_KEY",
@@ -107,6 +108,8 @@ class Settings:
     api_jwks_url: str | None = None
     api_users: Path | None = None
     api_max_body_bytes: int = 1_048_576
+    # Gold: jobs one run submits to the engine at once (jobs/gold: two lanes of independent jobs; 1 = in turn).
+    job_lanes: int = 2
     # Per worker: tray segments kept rendered as JSON (serving/web/tray_fragments.py, ~250 bytes each; 0 = none).
     api_tray_cache_entries: int = 400_000
     # Media URLs in trays: the CDN template ({media_id}, {segment_id}, {media_type}), signed with an expiry
@@ -272,6 +275,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "api_users": Path,
     "api_max_body_bytes": _number("api_max_body_bytes", int, 1024, "a number of bytes >= 1024"),
     "api_tray_cache_entries": _number("api_tray_cache_entries", int, 0, "a number of entries >= 0"),
+    "job_lanes": _number("job_lanes", int, 1, "a number of lanes >= 1"),
     "media_url_template": str,
     "media_signing_key": str,
     "media_url_ttl_s": _number("media_url_ttl_s", float, 1, "a number of seconds >= 1"),

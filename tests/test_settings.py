@@ -23,6 +23,7 @@ EVERY_ENV = {
     "STORYLAKE_DEBUG": "1",
     "SPARK_MASTER": "local[8]",
     "STORYLAKE_SHUFFLE_PARTITIONS": "16",
+    "STORYLAKE_JOB_LANES": "1",
 }
 
 
@@ -47,7 +48,7 @@ def test_every_setting_from_the_environment() -> None:
     assert Settings.from_env(EVERY_ENV) == Settings(
         lake=Path("/env/lake"), landing=Path("/env/landing"), engine="remote", spark_remote="sc://env:1",
         storage="parquet", now=datetime(2026, 11, 3, 1, 2, 3, tzinfo=UTC), require_auth=True, log_level="WARNING",
-        debug=True, spark_master="local[8]", shuffle_partitions=16,
+        debug=True, spark_master="local[8]", shuffle_partitions=16, job_lanes=1,
     )
     assert Settings.from_env(EVERY_ENV) == Settings.resolve(EVERY_ENV)
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from jobs import spark_io
+from jobs.lanes import Job, run_lanes
 from storylake.settings import Settings
 from storylake.writer_lock import holding_writer_lock
 
@@ -40,20 +42,20 @@ def build_gold(spark: SparkSession, settings: Settings, as_of: datetime) -> dict
     )
     from jobs.horizon import from_increment, full
     from jobs.retention import reapply
-    from jobs.silver import timed
-    from storylake import audit, failpoints, increments
+    from storylake import audit, increments
     from storylake.clock import utc
 
     as_of = utc(as_of)
     spark_io.remove_stale_scratch(settings)
     plan = increments.planned(settings, as_of)
     horizon = from_increment(plan) if plan is not None else full(as_of)
-    rows: dict[str, int] = {}
-    for module in (segment_insights, story_insights, author_daily_insights, author_hourly_insights, sticker_results,
-                   ring_features):
-        with timed(module.__name__.rsplit(".", 1)[-1], rows, log):
-            rows.update(module.run(spark, settings, horizon))
-        failpoints.reach(f"gold.after_{module.__name__.rsplit('.', 1)[-1]}")
+    def job(module: ModuleType) -> Job:
+        return module.__name__.rsplit(".", 1)[-1], lambda: module.run(spark, settings, horizon)
+
+    # every job reads silver and writes its own tables; two lanes about balanced by their times
+    rows = run_lanes([[job(segment_insights), job(story_insights), job(author_hourly_insights), job(sticker_results)],
+                      [job(author_daily_insights), job(ring_features)]],
+                     parallel=settings.job_lanes > 1, logger=log, layer="gold")
     if horizon.refresh:  # a full refresh: rows a shorter retention than their inputs' had removed stay removed
         reapply(settings, "gold")
     if not audit.enabled(settings):

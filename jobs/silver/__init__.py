@@ -10,13 +10,12 @@ inputs and as_of writes identical contents, and an incremental run the contents 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from jobs import spark_io
+from jobs.lanes import Job, run_lanes, timed
 from storylake.settings import Settings
 from storylake.writer_lock import holding_writer_lock
 
@@ -46,7 +45,7 @@ def build_silver(
         sticker_responses,
         view_events,
     )
-    from storylake import failpoints, increments
+    from storylake import increments
     from storylake.clock import utc
 
     as_of = utc(as_of)
@@ -57,36 +56,33 @@ def build_silver(
                     ", ".join(f"{k}: {v}" for k, v in drifted.items()))
         full_refresh = True
     previous = _segments_version_of_last_run(settings)
-    counts: dict[str, int] = {}
-    with timed("segments", counts):
+    parallel = settings.job_lanes > 1
+
+    def build_segments() -> dict[str, int]:
         since = horizons.segments_horizon(spark, settings, as_of, full_refresh=full_refresh)
-        counts.update(segments.run(spark, settings, as_of, since))
-    with timed("relationships", counts):
-        counts.update(relationships.run(spark, settings, as_of))
-    with timed("plan", counts):
+        return segments.run(spark, settings, as_of, since)
+
+    # the dimensions (segments and relationships are independent of each other), then the plan, which reads them
+    counts = run_lanes([[("segments", build_segments)], [("relationships", lambda: relationships.run(
+        spark, settings, as_of))]], parallel=parallel, logger=log, layer="silver")
+    with timed("plan", counts, log):
         horizon = horizons.plan(spark, settings, as_of, full_refresh=full_refresh,
                                 previous_segments_version=previous)
         increments.record(settings, horizons.to_increment(horizon, run_id or f"silver@{as_of.isoformat()}"),
                           increments.PLANNED)
-    with timed("profiles", counts):
-        counts.update(profiles.run(spark, settings, horizon))
-    for job in (view_events, segment_viewers, navigation, sticker_responses, engagements):
-        name = job.__name__.rsplit(".", 1)[-1]
-        with timed(name, counts):
-            counts.update(job.run(spark, settings, horizon.for_job(name)))
-        failpoints.reach(f"silver.after_{name}")
+
+    def job(module: ModuleType) -> Job:
+        name = module.__name__.rsplit(".", 1)[-1]
+        return name, lambda: module.run(spark, settings, horizon.for_job(name))
+
+    # segment_viewers reads view_events; the other jobs read neither and write their own tables
+    counts.update(run_lanes(
+        [[job(view_events), job(segment_viewers)], [job(profiles), job(navigation), job(sticker_responses),
+                                                    job(engagements)]],
+        parallel=parallel, logger=log, layer="silver"))
     if full_refresh:  # rows a shorter retention than their inputs' had removed stay removed
         reapply(settings, "silver")
     return counts
-
-
-@contextmanager
-def timed(name: str, counts: dict[str, int], logger: logging.Logger = log) -> Iterator[None]:
-    """Log a job's time and the rows it wrote (its keys added to `counts` meanwhile)."""
-    before, t0 = set(counts), time.perf_counter()
-    yield
-    wrote = {k: v for k, v in counts.items() if k not in before}
-    logger.info("%s: %.2f s %s", name, time.perf_counter() - t0, wrote or "")
 
 
 def _segments_version_of_last_run(settings: Settings) -> int | None:

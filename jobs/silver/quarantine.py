@@ -3,6 +3,7 @@ naming the bad value."""
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 
     from jobs.horizon import Horizon
 
+_ONE_WRITER = threading.Lock()  # write_quarantine's commits to ops.quarantine, one at a time
 # to_json's default timestamp text differs between engines (Sail: 10:00:00.001000Z, JVM Spark: 10:00:00.001Z,
 # which also drops microseconds): pin one lossless format so `raw` is identical on both.
 JSON_OPTIONS = {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"}
@@ -100,4 +102,5 @@ def write_quarantine(df: DataFrame, settings: Settings, stage: str, horizon: Hor
     where = f"stage = '{stage}'"
     if horizon is not None:
         where = horizon.where("anchor_at", extra=where) or where
-    return spark_io.write_table(df, settings, "ops", "quarantine", replace_where=where)
+    with _ONE_WRITER:  # jobs in parallel lanes (jobs.silver) replace their stages in turn: one commit at a time
+        return spark_io.write_table(df, settings, "ops", "quarantine", replace_where=where)

@@ -1,0 +1,56 @@
+"""Independent jobs of one layer, run in lanes: each lane runs its jobs in turn, the lanes side by side.
+
+A job mostly waits on the engine (Spark Connect) or on Delta commits, so two lanes of jobs that share no table keep
+the engine's cores busy where one job alone leaves them idle between its stages. Lanes are threads of the
+calling process; the engine runs their queries concurrently. With `parallel` false (Settings.job_lanes 1) the
+lanes run one after the other, in order. The results do not depend on it: no job of a layer reads a table another
+job of the same call writes (jobs writing a shared table, ops.quarantine, take turns: jobs.silver.quarantine).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
+
+from storylake import failpoints
+
+Job = tuple[str, Callable[[], dict[str, int]]]  # (name, run -> rows written per table)
+
+
+@contextmanager
+def timed(name: str, counts: dict[str, int], logger: logging.Logger) -> Iterator[None]:
+    """Log a job's time and the rows it wrote (its keys added to `counts` meanwhile)."""
+    before, t0 = set(counts), time.perf_counter()
+    yield
+    wrote = {k: v for k, v in counts.items() if k not in before}
+    logger.info("%s: %.2f s %s", name, time.perf_counter() - t0, wrote or "")
+
+
+def run_lanes(lanes: Sequence[Sequence[Job]], *, parallel: bool, logger: logging.Logger, layer: str
+              ) -> dict[str, int]:
+    """Run every lane's jobs (timed and logged; failpoint `<layer>.after_<job>` after each); rows written per
+    table. Every lane ends before an error of one is raised (no job outlives the call); the first lane's error
+    wins."""
+
+    def lane(jobs: Sequence[Job]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for name, job in jobs:
+            with timed(name, out, logger):
+                out.update(job())
+            failpoints.reach(f"{layer}.after_{name}")
+        return out
+
+    rows: dict[str, int] = {}
+    if not parallel or len(lanes) < 2:
+        for jobs in lanes:
+            rows.update(lane(jobs))
+        return rows
+    with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix=f"{layer}-lane") as pool:
+        futures = [pool.submit(lane, jobs) for jobs in lanes]
+        wait(futures)
+        for future in futures:
+            rows.update(future.result())
+    return rows
