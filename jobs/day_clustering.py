@@ -137,7 +137,8 @@ def cluster(path: Path, column: str, *, target_bytes: int = TARGET_BYTES) -> Clu
     bytes_per_row = max(1.0, sum(f.size for f in chosen) / max(1, source.count_rows()))
     rows_per_file = max(1, int(target_bytes / bytes_per_row))
     first = min(f.first for f in chosen if f.first is not None)
-    last = max(f.last for f in chosen if f.last is not None)
+    # the day after too: a row exactly at midnight is counted in the file's day before (_day) but belongs after
+    last = max(f.last for f in chosen if f.last is not None) + timedelta(days=1)
     col_type = dataset.schema.field(column).type
     added: list[lake.DataFile] = []
     day = first

@@ -162,8 +162,7 @@ def _read_pinned(spark: SparkSession, settings: Settings, name: str, version: in
     """silver.<name> at Delta version `version` (the contract's empty frame when the table does not exist)."""
     if version is None:
         return spark_io.read_table(spark, settings, "silver", name)
-    path = settings.table_path("silver", name)
-    return spark.read.format("delta").option("versionAsOf", version).load(str(path))
+    return spark_io.read_version(spark, settings, "silver", name, version)
 
 
 def snapshot_id_of(as_of: datetime, versions: dict[str, int | None]) -> str:

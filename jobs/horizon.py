@@ -292,8 +292,7 @@ def plan(
     )
     before = None
     if previous_segments_version is not None:
-        before = (spark.read.format("delta").option("versionAsOf", previous_segments_version)
-                  .load(str(settings.table_path("silver", "segments")))
+        before = (spark_io.read_version(spark, settings, "silver", "segments", previous_segments_version)
                   .select(F.col("segment_id").alias("_sid"), F.col("created_at").alias("_created")))
     # (source, anchor) rows: the earliest anchor each kind of change can reach
     frames: list[DataFrame] = []

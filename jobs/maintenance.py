@@ -126,12 +126,13 @@ def maintain_table(path: Path, *, retention_hours: int = DEFAULT_RETENTION_HOURS
     t0 = time.perf_counter()
     out = TableMaintenance(table=name or path.name)
     dt = DeltaTable(str(path))
+    partitioned = bool(dt.metadata().partition_columns)
     out.version_before = dt.version()
     out.files_before = len(dt.file_uris())
     if not dry_run:
         out.stats_repaired_files = repair_stats(path)
         column = day_clustering.cluster_column((name or f"{path.parent.name}/{path.name}").replace("/", "."))
-        if column is not None:
+        if column is not None and not partitioned:  # (a partitioned table's files keep to their partition)
             clustered = day_clustering.cluster(path, column)
             out.clustered_by = column
             out.compact_files_added, out.compact_files_removed = clustered.files_added, clustered.files_removed

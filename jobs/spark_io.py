@@ -44,6 +44,22 @@ def read_table(spark: SparkSession, settings: Settings, layer: str, name: str) -
     return spark.read.format("delta").load(str(path))
 
 
+def read_version(spark: SparkSession, settings: Settings, layer: str, name: str, version: int) -> DataFrame:
+    """The Delta table as of `version`: the data files delta-rs lists for that version, read as Parquet in the
+    contract's schema (protocol 1/2, no deletion vectors). Not Sail's `versionAsOf`: its log replay fails for a
+    version between two checkpoints that is not one ("Missing commit file: expected version 0, found 2", pysail
+    0.x; the daily maintenance writes a checkpoint after the version the gates audited). Those files are never
+    vacuumed before the retention (7 days), so a pinned reader finds them."""
+    from deltalake import DeltaTable
+
+    path = settings.table_path(layer, name)
+    files = DeltaTable(str(path), version=version).file_uris()
+    schema = spark_schema(contracts.get(f"{layer}.{name}"))
+    if not files:
+        return spark.createDataFrame([], schema)
+    return spark.read.schema(schema).parquet(*files)
+
+
 def _read_parquet(spark: SparkSession, settings: Settings, layer: str, name: str) -> DataFrame:
     """Parquet storage mode: a Delta table's active files (protocol 1/2, no deletion vectors), else a
     Parquet folder written by this mode."""

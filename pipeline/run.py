@@ -156,12 +156,45 @@ def _spark_steps(
         preload_great_expectations()
     with step(settings, report, "silver") as s:
         s.rows = build_silver(spark, settings, report.as_of, full_refresh=full_refresh, run_id=report.run_id)
-    if gate is not None:
+
+    def gold() -> None:
+        with step(settings, report, "gold") as s:
+            s.rows = build_gold(spark, settings, report.as_of)
+
+    if gate is None:
+        gold()
+        return
+    if settings.job_lanes < 2:
         _gate(gate, spark, settings, report, "silver")
-    with step(settings, report, "gold") as s:
-        s.rows = build_gold(spark, settings, report.as_of)
-    if gate is not None:
-        _gate(gate, spark, settings, report, "gold")
+        gold()
+    else:
+        _silver_gate_beside_gold(gate, spark, settings, report, gold)
+    _gate(gate, spark, settings, report, "gold")
+
+
+def _silver_gate_beside_gold(
+    gate: Callable[[SparkSession, Settings, str, datetime], object], spark: SparkSession, settings: Settings,
+    report: PipelineReport, gold: Callable[[], None],
+) -> None:
+    """The silver gate (Great Expectations, in this process) while gold runs (in the engine): write-audit-publish
+    holds, since gold's new versions reach no consumer until the gold gate, which runs only after the silver gate
+    passed. A silver gate failure is raised (after gold ended) even when gold succeeded: nothing is audited, the
+    watermark stays, the next run recomputes the same horizon. Without a silver failure, gold's own error is."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from storylake import audit
+
+    audit.start(settings)  # before gold looks: with audits on, only the gold gate completes the run
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gate-silver") as pool:
+        checking = pool.submit(_gate, gate, spark, settings, report, "silver")
+        try:
+            gold()
+        except BaseException:
+            failure = checking.exception()  # waits for the gate: its failure, if any, explains gold's
+            if failure is not None:
+                raise failure  # noqa: B904 - gold's error stays attached as the context
+            raise
+        checking.result()
 
 
 def _gate(

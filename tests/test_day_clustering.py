@@ -9,7 +9,7 @@ from typing import Any
 
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
@@ -86,6 +86,7 @@ instants = st.one_of(st.none(), st.integers(0, 5 * 86400 * 1000).map(lambda ms: 
 
 
 @hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(files=[[T0 + timedelta(hours=23), T0 + timedelta(days=1)]])  # a row exactly at midnight
 @given(files=st.lists(st.lists(instants, min_size=1, max_size=8), min_size=1, max_size=6))
 def test_clustering_keeps_every_row_and_leaves_one_day_per_file(tmp_path_factory: Any, files: list[list[Any]]
                                                               ) -> None:
