@@ -321,3 +321,27 @@ def test_failed_gate_in_run_pipeline_publishes_nothing(spark: Any, tmp_path: Pat
     views = DeltaTable(str(settings.table_path("silver", "view_events"))).to_pyarrow_table().column("event_id")
     assert sorted(views.to_pylist()) == ["v1", "v2"]
     assert api.seen_by(api.open_current(settings), 1, 9, datetime(2026, 11, 1, 11, tzinfo=UTC)).total == 2
+
+
+def test_expectations_run_in_groups_of_narrow_frames() -> None:
+    """GX's pandas engine copies the whole batch frame per column-map metric: a suite runs as groups whose
+    columns beyond the key number at most GROUP_COLUMNS, in suite order, every expectation exactly once."""
+    from jobs.quality.gate import GROUP_COLUMNS, expectation_groups
+    from jobs.quality.suites import ExpectationSpec
+
+    assert GROUP_COLUMNS == 6
+
+    def one(c: str) -> ExpectationSpec:
+        return ExpectationSpec("expect_column_values_to_not_be_null", {"column": c})
+
+    pair = ExpectationSpec("expect_column_pair_values_to_be_equal", {"column_A": "c2", "column_B": "c9"})
+    compound = ExpectationSpec("expect_compound_columns_to_be_unique", {"column_list": ["k", "c1"]})
+    specs = [one("k"), *[one(f"c{i}") for i in range(1, 9)], pair, compound]
+    groups = expectation_groups(specs, ["k"])
+    assert [[s.name for s in g] for g in groups] == [
+        [s.name for s in [one("k"), *[one(f"c{i}") for i in range(1, 7)], compound]],
+        [s.name for s in [one("c7"), one("c8"), pair]],
+    ]
+    real = list(suite_for(contracts.get("gold.segment_insights")).expectations)  # a real suite: nothing lost
+    grouped = [s.name for g in expectation_groups(real, ["segment_id"]) for s in g]
+    assert sorted(grouped) == sorted(s.name for s in real) and len(grouped) == len(set(grouped))

@@ -305,6 +305,31 @@ def _load(settings: Settings, suite: Suite, since: Slice | None = None) -> Any:
     return df
 
 
+# Columns (besides the key) of one validation's frame. GX's pandas engine filters the whole batch frame by the
+# non-null rows of the column for every column-map metric (a copy of every column), so a suite's expectations run
+# on narrow frames of the columns they read: on a 300k-row slice of gold.segment_insights (52 expectations over
+# ~40 columns) those copies were ~4 s of the gold gate's ~8 s.
+GROUP_COLUMNS = 6
+
+
+def expectation_groups(specs: list[ExpectationSpec], keys: list[str]) -> list[list[ExpectationSpec]]:
+    """The suite's expectations in groups (suite order kept within each) whose columns beyond the key number at
+    most GROUP_COLUMNS (or one expectation's own, when it reads more)."""
+    groups: list[list[ExpectationSpec]] = []
+    columns: list[set[str]] = []
+    for spec in specs:
+        need = set(spec.columns) - set(keys)
+        for group, cols in zip(groups, columns, strict=True):
+            if len(cols | need) <= GROUP_COLUMNS:
+                group.append(spec)
+                cols |= need
+                break
+        else:
+            groups.append([spec])
+            columns.append(set(need))
+    return groups
+
+
 def _validate(
     context: Any, source: Any, settings: Settings, suite: Suite, run_id: str, since: Slice | None = None
 ) -> tuple[int, list[Outcome]]:
@@ -313,38 +338,42 @@ def _validate(
 
     df = _load(settings, suite, since)
     keys = [k for k in suite.key_columns if k in df.columns]
-    gx_suite = context.suites.add(gx.ExpectationSuite(
-        name=suite.table, expectations=[_gx_expectation(s) for s in suite.expectations],
-        meta={"generated_from": f"data_contracts ({suite.table})"},
-    ))
-    asset = source.add_dataframe_asset(suite.table)
-    batch = asset.add_batch_definition_whole_dataframe("whole_table")
-    vd = context.validation_definitions.add(gx.ValidationDefinition(name=suite.table, data=batch, suite=gx_suite))
     result_format: dict[str, Any] = {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_KEYS}
     if keys:
         result_format["unexpected_index_column_names"] = keys
-    t0 = time.perf_counter()
-    result = vd.run(batch_parameters={"dataframe": df}, result_format=result_format,
-                    run_id=RunIdentifier(run_name=_safe_name(run_id)))
-    log.info("%s: %d rows, %d expectations in %.2fs", suite.table, len(df), len(suite.expectations),
-             time.perf_counter() - t0)
     by_name = {s.name: s for s in suite.expectations}
     outcomes: list[Outcome] = []
-    for r in result.results:
-        cfg = r.expectation_config
-        spec = by_name[_spec_name(cfg.type, cfg.kwargs)]
-        res = r.result or {}
-        outcomes.append(Outcome(
-            table=suite.table,
-            expectation=spec.name,
-            critical=spec.critical,
-            success=bool(r.success),
-            unexpected_count=res.get("unexpected_count"),
-            observed_value=_plain(res.get("observed_value")),
-            sample_keys=_sample_keys(res.get("partial_unexpected_index_list"), keys),
-            source=spec.source,
-            error=_error(r.exception_info) if not r.success else None,
+    t0 = time.perf_counter()
+    for i, group in enumerate(expectation_groups(list(suite.expectations), keys)):
+        name = f"{suite.table}#{i}"
+        # the key and the group's columns (one that is missing stays missing: its expectations fail)
+        wanted = list(dict.fromkeys([*keys, *(c for spec in group for c in spec.columns)]))
+        frame = df[[c for c in wanted if c in df.columns]]
+        gx_suite = context.suites.add(gx.ExpectationSuite(
+            name=name, expectations=[_gx_expectation(s) for s in group],
+            meta={"generated_from": f"data_contracts ({suite.table})"},
         ))
+        batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("whole_table")
+        vd = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=gx_suite))
+        result = vd.run(batch_parameters={"dataframe": frame}, result_format=result_format,
+                        run_id=RunIdentifier(run_name=_safe_name(run_id)))
+        for r in result.results:
+            cfg = r.expectation_config
+            spec = by_name[_spec_name(cfg.type, cfg.kwargs)]
+            res = r.result or {}
+            outcomes.append(Outcome(
+                table=suite.table,
+                expectation=spec.name,
+                critical=spec.critical,
+                success=bool(r.success),
+                unexpected_count=res.get("unexpected_count"),
+                observed_value=_plain(res.get("observed_value")),
+                sample_keys=_sample_keys(res.get("partial_unexpected_index_list"), keys),
+                source=spec.source,
+                error=_error(r.exception_info) if not r.success else None,
+            ))
+    log.info("%s: %d rows, %d expectations in %.2fs", suite.table, len(df), len(suite.expectations),
+             time.perf_counter() - t0)
     order = {s.name: i for i, s in enumerate(suite.expectations)}
     outcomes.sort(key=lambda o: order[o.expectation])
     return len(df), outcomes
