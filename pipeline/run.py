@@ -128,11 +128,14 @@ def run_pipeline(
         report.ingest = ingest(settings, progress=progress)
         s.rows = dict(report.ingest.rows_by_table)
     if spark is None:
-        # the engine in its own process: what it keeps after silver+gold is freed before publish
+        # the engine in its own process: what it keeps after silver+gold is freed before the gold gate and publish
         with spark_session(settings, own_process=True) as session:
             _spark_steps(session, settings, report, gate, full_refresh)
+        spark = session  # stopped: the gate hook reads Delta through delta-rs and ignores it
     else:
         _spark_steps(spark, settings, report, gate, full_refresh)
+    if gate is not None:
+        _gate(gate, spark, settings, report, "gold")
     if publish:
         from serving.publish import publish as publish_snapshot
 
@@ -169,7 +172,6 @@ def _spark_steps(
         gold()
     else:
         _silver_gate_beside_gold(gate, spark, settings, report, gold)
-    _gate(gate, spark, settings, report, "gold")
 
 
 def _silver_gate_beside_gold(

@@ -24,8 +24,9 @@ class Measurement:
 
 
 @contextmanager
-def measure() -> Iterator[Measurement]:
-    """Samples the RSS of this process plus its live children every 50 ms; reports the peak."""
+def measure(*, include_self: bool = True) -> Iterator[Measurement]:
+    """Samples the RSS of this process plus its live children every 50 ms; reports the peak (`include_self`
+    false: the children's only, for work done in a child process while this one waits)."""
     m = Measurement()
     me = psutil.Process()
     stop = threading.Event()
@@ -34,7 +35,7 @@ def measure() -> Iterator[Measurement]:
     def sample() -> None:
         while not stop.is_set():
             try:
-                rss = me.memory_info().rss + sum(
+                rss = (me.memory_info().rss if include_self else 0) + sum(
                     c.memory_info().rss for c in me.children(recursive=True) if c.is_running()
                 )
             except psutil.Error:
@@ -52,5 +53,5 @@ def measure() -> Iterator[Measurement]:
         m.seconds = time.perf_counter() - t0
         stop.set()
         thread.join()
-        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 if include_self else 0
         m.peak_rss_mb = max(peak[0], children) / 1e6
