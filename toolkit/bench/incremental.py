@@ -128,17 +128,17 @@ def bench_incremental(
             report = pool.submit(hourly_run, settings, history_end + HOUR, gate).result()
         landed_until = history_end + HOUR
         inc = increments.last(settings)
-        steps = report["steps"]
+        run_steps = report["steps"]
         results.append({
             "history_days": n,
             "catch_up_seconds": round(catch_up.seconds, 1),
             "hour_landing_files": hour_files,
             "hour_landing_lines": report["ingest_lines"],
             "hourly_run_seconds": round(report["seconds"], 1),
-            "steps_seconds": {s["step"]: round(s["seconds"], 1) for s in steps},
+            "steps_seconds": {s["step"]: round(s["seconds"], 1) for s in run_steps},
             "peak_rss_mb": round(m.peak_rss_mb),
             "steps_peak_rss_mb": {s["step"]: round(m.peak_between_mb(s["started"], s["started"] + s["seconds"]))
-                                  for s in steps},
+                                  for s in run_steps},
             "publish_steps_seconds": report["publish_steps_seconds"],
             "publish_history": report["publish_history"],
             "retention_rows_removed": {t.table: t.rows_removed for t in retention.tables if t.rows_removed},
