@@ -2,7 +2,8 @@
 
 It re-implements, independently of the Spark jobs, the contract checks of the lines it needs, the
 dedupe (event_id, then client retries), the counting rule, the 24 h lifetime, deletes and the audience
-rules (as SQL over the same flags as storylake/rules/audience.py), then aggregates per segment. The pipeline
+rules (as SQL over the same flags as storylake/rules/audience.py; for gestures and story engagements too, at their
+own instant), then aggregates per segment. The pipeline
 benchmark times it on the same files and checks that both give the same numbers.
 """
 
@@ -126,21 +127,40 @@ SELECT * FROM (
     FROM views v
 ) WHERE @ALLOWED@;
 
+-- gestures and story engagements count within their segment's lifetime and audience, at their own instant
+CREATE TABLE nav_raw AS
+SELECT r.*, s.author_id, s.audience
+FROM (
+    SELECT DISTINCT ON (event_id) j->>'$.event_id' AS event_id, CAST(j->>'$.segment_id' AS BIGINT) AS segment_id,
+           CAST(j->>'$.viewer_id' AS BIGINT) AS viewer_id, j->>'$.action' AS action, ts(j) AS viewed_at
+    FROM raw_nav
+    WHERE envelope_ok(j, 'navigation') AND is_int(j, '$.segment_id') AND is_int(j, '$.viewer_id')
+      AND j->>'$.action' IN ('tap_forward', 'tap_back', 'tap_exit', 'swipe_forward', 'swipe_down') AND ts(j) < $as_of
+    ORDER BY event_id
+) r
+JOIN segs s USING (segment_id)
+WHERE r.viewed_at >= s.created_at AND r.viewed_at < @EXPIRES_AT@;
+
 CREATE TABLE nav AS
-SELECT DISTINCT ON (event_id) j->>'$.event_id' AS event_id, CAST(j->>'$.segment_id' AS BIGINT) AS segment_id,
-       j->>'$.action' AS action
-FROM raw_nav
-WHERE envelope_ok(j, 'navigation') AND is_int(j, '$.segment_id') AND is_int(j, '$.viewer_id')
-  AND j->>'$.action' IN ('tap_forward', 'tap_back', 'tap_exit', 'swipe_forward', 'swipe_down') AND ts(j) < $as_of;
+SELECT * FROM (SELECT v.*, @FLAGS@ FROM nav_raw v) WHERE @ALLOWED@;
+
+CREATE TABLE eng_raw AS
+SELECT r.*, s.author_id, s.audience
+FROM (
+    SELECT DISTINCT ON (event_id) j->>'$.event_id' AS event_id, CAST(j->>'$.segment_id' AS BIGINT) AS segment_id,
+           CAST(j->>'$.actor_id' AS BIGINT) AS viewer_id, j->>'$.kind' AS kind, ts(j) AS viewed_at
+    FROM raw_eng
+    WHERE envelope_ok(j, 'engagement') AND is_int(j, '$.actor_id') AND is_int(j, '$.target_user_id')
+      AND is_int(j, '$.segment_id')
+      AND j->>'$.kind' IN ('reply', 'share', 'profile_visit', 'follow', 'link_click', 'dm_sent', 'like', 'comment')
+      AND ts(j) < $as_of
+    ORDER BY event_id
+) r
+JOIN segs s USING (segment_id)
+WHERE r.viewed_at >= s.created_at AND r.viewed_at < @EXPIRES_AT@;
 
 CREATE TABLE eng AS
-SELECT DISTINCT ON (event_id) j->>'$.event_id' AS event_id, CAST(j->>'$.segment_id' AS BIGINT) AS segment_id,
-       j->>'$.kind' AS kind
-FROM raw_eng
-WHERE envelope_ok(j, 'engagement') AND is_int(j, '$.actor_id') AND is_int(j, '$.target_user_id')
-  AND is_int(j, '$.segment_id')
-  AND j->>'$.kind' IN ('reply', 'share', 'profile_visit', 'follow', 'link_click', 'dm_sent', 'like', 'comment')
-  AND ts(j) < $as_of;
+SELECT * FROM (SELECT v.*, @FLAGS@ FROM eng_raw v) WHERE @ALLOWED@;
 
 CREATE TABLE reference AS
 SELECT s.segment_id,
