@@ -28,6 +28,7 @@ from typing import IO, ParamSpec, TypeVar
 from storylake.errors import StorylakeError
 
 POLL_S = 0.2
+HOLDER_WRITE_S = 1.0  # how long holder() waits for a new holder to write who it is
 P = ParamSpec("P")
 R = TypeVar("R")
 _held: dict[Path, tuple[IO[str], int]] = {}
@@ -50,8 +51,19 @@ def holder(lake: Path) -> dict[str, object] | None:
             try:
                 fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
-                text = fh.read().strip()
-                return json.loads(text) if text else {"command": "unknown"}
+                # the holder writes who it is just after taking the lock: a reader in between waits for it
+                deadline = time.monotonic() + HOLDER_WRITE_S
+                while True:
+                    fh.seek(0)
+                    text = fh.read().strip()
+                    try:
+                        if text:
+                            return dict(json.loads(text))
+                    except ValueError:  # partly written
+                        pass
+                    if time.monotonic() >= deadline:
+                        return {"command": "unknown"}
+                    time.sleep(0.02)
             fcntl.flock(fh, fcntl.LOCK_UN)
             return None
     except FileNotFoundError:
