@@ -9,6 +9,7 @@ benchmark times it on the same files and checks that both give the same numbers.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -121,46 +122,32 @@ CREATE MACRO holds(rel, a, b, t) AS EXISTS (
     SELECT 1 FROM intervals i WHERE i.relation = rel AND i.user_id = a AND i.other_user_id = b
       AND i.valid_from <= t AND (i.valid_to IS NULL OR t < i.valid_to));
 
-CREATE TABLE allowed_views AS
-SELECT * FROM (
-    SELECT v.*, @FLAGS@
-    FROM views v
-) WHERE @ALLOWED@;
+@ALLOWED(views, allowed_views)@
 
 -- gestures and story engagements count within their segment's lifetime and audience, at their own instant
-CREATE TABLE nav_raw AS
-SELECT r.*, s.author_id, s.audience
-FROM (
-    SELECT DISTINCT ON (event_id) j->>'$.event_id' AS event_id, CAST(j->>'$.segment_id' AS BIGINT) AS segment_id,
-           CAST(j->>'$.viewer_id' AS BIGINT) AS viewer_id, j->>'$.action' AS action, ts(j) AS viewed_at
-    FROM raw_nav
-    WHERE envelope_ok(j, 'navigation') AND is_int(j, '$.segment_id') AND is_int(j, '$.viewer_id')
-      AND j->>'$.action' IN ('tap_forward', 'tap_back', 'tap_exit', 'swipe_forward', 'swipe_down') AND ts(j) < $as_of
-    ORDER BY event_id
-) r
-JOIN segs s USING (segment_id)
-WHERE r.viewed_at >= s.created_at AND r.viewed_at < @EXPIRES_AT@;
+CREATE TABLE nav_events AS
+SELECT DISTINCT ON (event_id) j->>'$.event_id' AS event_id, CAST(j->>'$.segment_id' AS BIGINT) AS segment_id,
+       CAST(j->>'$.viewer_id' AS BIGINT) AS viewer_id, j->>'$.action' AS action, ts(j) AS viewed_at
+FROM raw_nav
+WHERE envelope_ok(j, 'navigation') AND is_int(j, '$.segment_id') AND is_int(j, '$.viewer_id')
+  AND j->>'$.action' IN ('tap_forward', 'tap_back', 'tap_exit', 'swipe_forward', 'swipe_down') AND ts(j) < $as_of
+ORDER BY event_id;
 
-CREATE TABLE nav AS
-SELECT * FROM (SELECT v.*, @FLAGS@ FROM nav_raw v) WHERE @ALLOWED@;
+@IN_LIFETIME(nav_events, nav_in_life)@
+@ALLOWED(nav_in_life, nav)@
 
-CREATE TABLE eng_raw AS
-SELECT r.*, s.author_id, s.audience
-FROM (
-    SELECT DISTINCT ON (event_id) j->>'$.event_id' AS event_id, CAST(j->>'$.segment_id' AS BIGINT) AS segment_id,
-           CAST(j->>'$.actor_id' AS BIGINT) AS viewer_id, j->>'$.kind' AS kind, ts(j) AS viewed_at
-    FROM raw_eng
-    WHERE envelope_ok(j, 'engagement') AND is_int(j, '$.actor_id') AND is_int(j, '$.target_user_id')
-      AND is_int(j, '$.segment_id')
-      AND j->>'$.kind' IN ('reply', 'share', 'profile_visit', 'follow', 'link_click', 'dm_sent', 'like', 'comment')
-      AND ts(j) < $as_of
-    ORDER BY event_id
-) r
-JOIN segs s USING (segment_id)
-WHERE r.viewed_at >= s.created_at AND r.viewed_at < @EXPIRES_AT@;
+CREATE TABLE eng_events AS
+SELECT DISTINCT ON (event_id) j->>'$.event_id' AS event_id, CAST(j->>'$.segment_id' AS BIGINT) AS segment_id,
+       CAST(j->>'$.actor_id' AS BIGINT) AS viewer_id, j->>'$.kind' AS kind, ts(j) AS viewed_at
+FROM raw_eng
+WHERE envelope_ok(j, 'engagement') AND is_int(j, '$.actor_id') AND is_int(j, '$.target_user_id')
+  AND is_int(j, '$.segment_id')
+  AND j->>'$.kind' IN ('reply', 'share', 'profile_visit', 'follow', 'link_click', 'dm_sent', 'like', 'comment')
+  AND ts(j) < $as_of
+ORDER BY event_id;
 
-CREATE TABLE eng AS
-SELECT * FROM (SELECT v.*, @FLAGS@ FROM eng_raw v) WHERE @ALLOWED@;
+@IN_LIFETIME(eng_events, eng_in_life)@
+@ALLOWED(eng_in_life, eng)@
 
 CREATE TABLE reference AS
 SELECT s.segment_id,
@@ -191,6 +178,18 @@ LEFT JOIN (
     FROM eng GROUP BY ALL) e USING (segment_id);
 """
 
+# Steps the SQL applies to several event tables (each with segment_id, viewer_id, viewed_at): `@NAME(src, out)@`.
+_STEPS = {
+    # within the segment's lifetime, with its author and audience
+    "IN_LIFETIME": """CREATE TABLE {out} AS
+SELECT r.*, s.author_id, s.audience
+FROM {src} r JOIN segs s USING (segment_id)
+WHERE r.viewed_at >= s.created_at AND r.viewed_at < @EXPIRES_AT@;""",
+    # the rows the audience rules allow at their instant
+    "ALLOWED": """CREATE TABLE {out} AS
+SELECT * FROM (SELECT v.*, @FLAGS@ FROM {src} v) WHERE @ALLOWED@;""",
+}
+
 _SOURCES = {
     "raw_created": "segment_created",
     "raw_deleted": "segment_deleted",
@@ -218,7 +217,8 @@ def reference_segment_insights(landing: Path, as_of: datetime, *, threads: int |
         else:
             con.execute(f"CREATE TABLE {table} (j JSON)")  # noqa: S608 - constant table name
     sql = (
-        _SQL.replace("@TS@", _TS).replace("@ALLOWED@", audience.ALLOWED_SQL)
+        re.sub(r"@(IN_LIFETIME|ALLOWED)\((\w+), (\w+)\)@", lambda m: _STEPS[m[1]].format(src=m[2], out=m[3]), _SQL)
+        .replace("@TS@", _TS).replace("@ALLOWED@", audience.ALLOWED_SQL)
         .replace("@COUNTS_AS_VIEW@", counts_as_view_sql("r.pct", "r.dur"))
         .replace("@FLAGS@", _audience_flags_sql())
         .replace("@EXPIRES_AT@", expires_at_sql("s.created_at"))
