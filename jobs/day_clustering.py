@@ -134,7 +134,8 @@ def cluster(path: Path, column: str, *, target_bytes: int = TARGET_BYTES) -> Clu
         raise RuntimeError(f"{path}: {len(chosen)} files to cluster, but the table's dataset lists {len(fragments)}")
     source = ds.FileSystemDataset(fragments, dataset.schema, dataset.format, dataset.filesystem)
     field = ds.field(column)
-    bytes_per_row = max(1.0, sum(f.size for f in chosen) / max(1, source.count_rows()))
+    expected = source.count_rows()
+    bytes_per_row = max(1.0, sum(f.size for f in chosen) / max(1, expected))
     rows_per_file = max(1, int(target_bytes / bytes_per_row))
     first = min(f.first for f in chosen if f.first is not None)
     # the day after too: a row exactly at midnight is counted in the file's day before (_day) but belongs after
@@ -143,11 +144,8 @@ def cluster(path: Path, column: str, *, target_bytes: int = TARGET_BYTES) -> Clu
     added: list[lake.DataFile] = []
     day = first
     while day <= last:
-        start, end = datetime.combine(day, datetime.min.time(), UTC), datetime.combine(
-            day + timedelta(days=1), datetime.min.time(), UTC)
-        lo, hi = (pa.scalar(day, col_type), pa.scalar(day + timedelta(days=1), col_type)) if pa.types.is_date(
-            col_type) else (pa.scalar(start, col_type), pa.scalar(end, col_type))
-        rows = source.to_table(filter=(field >= lo) & (field < hi))
+        rows = source.to_table(filter=(field >= _bound(day, col_type)) & (field < _bound(day + timedelta(days=1),
+                                                                                           col_type)))
         if rows.num_rows:
             result.days += 1
             added.extend(_write(path, rows.sort_by(column), rows_per_file))
@@ -156,7 +154,6 @@ def cluster(path: Path, column: str, *, target_bytes: int = TARGET_BYTES) -> Clu
     if nulls.num_rows:
         added.extend(_write(path, nulls, rows_per_file))
     result.rows = sum(f.rows for f in added)
-    expected = source.count_rows()
     if result.rows != expected:  # rows outside [first, last]: statistics that do not bound the rows
         for f in added:
             (path / f.name).unlink(missing_ok=True)
@@ -169,6 +166,11 @@ def cluster(path: Path, column: str, *, target_bytes: int = TARGET_BYTES) -> Clu
     log.info("%s: clustered %d files into %d (%d days, %d rows by %s) in %.2fs", path.name, len(chosen), len(added),
              result.days, result.rows, column, time.perf_counter() - t0)
     return result
+
+
+def _bound(day: date, col_type: pa.DataType) -> pa.Scalar:
+    """The start of `day` (UTC midnight for a timestamp column) as a scalar of the column's type."""
+    return pa.scalar(day if pa.types.is_date(col_type) else datetime.combine(day, datetime.min.time(), UTC), col_type)
 
 
 def _uri(path: str, root: str) -> str:

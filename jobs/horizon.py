@@ -335,8 +335,9 @@ def plan(
     # gold recomputes whole stories: those with a segment whose segment-anchored rows (views, sticker answers) are
     # recomputed, i.e. created at/after their horizon, and those with a segment live at the time-anchored jobs'
     # horizon (a gesture or engagement at t on a segment created before the other horizon changes its insights)
-    anchored_lo = min(by_job[j] for j in JOB_SOURCES if j not in ("navigation", "engagements"))
-    timed_lo = min(by_job[j] for j in ("navigation", "engagements"))
+    at_own_time = {job for job in JOB_SOURCES if ANCHORS[f"silver.{job}"][0] == "at"}
+    anchored_lo = min(by_job[j] for j in JOB_SOURCES if j not in at_own_time)
+    timed_lo = min(by_job[j] for j in at_own_time)
     gold_lo = _story_start_before(spark, settings, lo, created_from=anchored_lo, live_at=timed_lo)
     new_rows = sum(int(found[src][1]) for src in (*INTERACTIONS, "relationship") if src in found)
     horizon = Horizon(as_of=as_of, lo=lo, gold_lo=gold_lo, upto_batch=upto, new_rows=new_rows, by_job=by_job)

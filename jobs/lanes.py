@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
+from functools import partial
+from types import ModuleType
 
 from storylake import failpoints
 
@@ -27,6 +29,13 @@ def timed(name: str, counts: dict[str, int], logger: logging.Logger) -> Iterator
     yield
     wrote = {k: v for k, v in counts.items() if k not in before}
     logger.info("%s: %.2f s %s", name, time.perf_counter() - t0, wrote or "")
+
+
+def module_jobs(modules: Sequence[ModuleType], run: Callable[[ModuleType, str], dict[str, int]]) -> list[Job]:
+    """A lane of job modules, each named after its module (`jobs.silver.view_events` -> view_events) and run as
+    run(module, name)."""
+    names = [m.__name__.rsplit(".", 1)[-1] for m in modules]
+    return [(name, partial(run, m, name)) for m, name in zip(modules, names, strict=True)]
 
 
 def run_lanes(lanes: Sequence[Sequence[Job]], *, parallel: bool, logger: logging.Logger, layer: str

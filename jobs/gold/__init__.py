@@ -13,7 +13,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from jobs import spark_io
-from jobs.lanes import Job, run_lanes
+from jobs.lanes import module_jobs, run_lanes
 from storylake.settings import Settings
 from storylake.writer_lock import holding_writer_lock
 
@@ -49,12 +49,13 @@ def build_gold(spark: SparkSession, settings: Settings, as_of: datetime) -> dict
     spark_io.remove_stale_scratch(settings)
     plan = increments.planned(settings, as_of)
     horizon = from_increment(plan) if plan is not None else full(as_of)
-    def job(module: ModuleType) -> Job:
-        return module.__name__.rsplit(".", 1)[-1], lambda: module.run(spark, settings, horizon)
+
+    def run(module: ModuleType, _name: str) -> dict[str, int]:
+        return module.run(spark, settings, horizon)
 
     # every job reads silver and writes its own tables; two lanes about balanced by their times
-    rows = run_lanes([[job(segment_insights), job(story_insights), job(author_hourly_insights), job(sticker_results)],
-                      [job(author_daily_insights), job(ring_features)]],
+    rows = run_lanes([module_jobs([segment_insights, story_insights, author_hourly_insights, sticker_results], run),
+                      module_jobs([author_daily_insights, ring_features], run)],
                      parallel=settings.job_lanes > 1, logger=log, layer="gold")
     if horizon.refresh:  # a full refresh: rows a shorter retention than their inputs' had removed stay removed
         reapply(settings, "gold")

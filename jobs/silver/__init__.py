@@ -15,7 +15,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from jobs import spark_io
-from jobs.lanes import Job, run_lanes, timed
+from jobs.lanes import module_jobs, run_lanes, timed
 from storylake.settings import Settings
 from storylake.writer_lock import holding_writer_lock
 
@@ -71,14 +71,13 @@ def build_silver(
         increments.record(settings, horizons.to_increment(horizon, run_id or f"silver@{as_of.isoformat()}"),
                           increments.PLANNED)
 
-    def job(module: ModuleType) -> Job:
-        name = module.__name__.rsplit(".", 1)[-1]
-        return name, lambda: module.run(spark, settings, horizon.for_job(name))
+    def run(module: ModuleType, name: str) -> dict[str, int]:
+        return module.run(spark, settings, horizon.for_job(name))
 
     # segment_viewers reads view_events; the other jobs read neither and write their own tables
     counts.update(run_lanes(
-        [[job(view_events), job(segment_viewers)], [job(profiles), job(navigation), job(sticker_responses),
-                                                    job(engagements)]],
+        [module_jobs([view_events, segment_viewers], run),
+         module_jobs([profiles, navigation, sticker_responses, engagements], run)],
         parallel=parallel, logger=log, layer="silver"))
     if full_refresh:  # rows a shorter retention than their inputs' had removed stay removed
         reapply(settings, "silver")
