@@ -7,7 +7,7 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -580,7 +580,7 @@ def configure_logging(level: str) -> None:
 
 def main() -> None:
     """Console-script entry: known errors print one line and exit non-zero, never a traceback (unless
-    STORYLAKE_DEBUG is set)."""
+    STORYLAKE_DEBUG is set). The process ends through `_end` (see there)."""
     try:
         settings = Settings.from_env()
     except SettingsError:
@@ -592,13 +592,31 @@ def main() -> None:
 
     try:
         app(standalone_mode=False)
-    except SystemExit:
-        raise
+        code: int | str | None = 0
+    except SystemExit as exc:
+        code = exc.code
     except typer.Exit as exc:
-        raise SystemExit(exc.exit_code) from None
+        code = exc.exit_code
     except Exception as exc:  # noqa: BLE001 - the CLI's single error boundary
         if settings.debug:
             raise
         code, message = exit_code_for(exc)
         err.print(f"error: {message}", highlight=False, soft_wrap=True)
-        raise SystemExit(code) from None
+    _end(code)
+
+
+def _end(code: int | str | None) -> NoReturn:
+    """Exit with `code` after the Python-level exit work (atexit handlers: logging's flush, multiprocessing's
+    joins) but without the interpreter's native teardown: a native worker thread (DuckDB's, Arrow's or a Rust
+    runtime's) still alive when C++ static destructors run aborts the process ("terminate called without an
+    active exception", SIGABRT) after the command has already printed its result; CI saw it once after a correct
+    one-line error."""
+    import atexit
+
+    if isinstance(code, str):
+        err.print(code, highlight=False, soft_wrap=True)
+        code = EXIT_FAILURE
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
