@@ -607,10 +607,11 @@ def main() -> None:
 
 def _end(code: int | str | None) -> NoReturn:
     """Exit with `code` after the Python-level exit work (atexit handlers: logging's flush, multiprocessing's
-    joins) but without the interpreter's native teardown: a native worker thread (DuckDB's, Arrow's or a Rust
-    runtime's) still alive when C++ static destructors run aborts the process ("terminate called without an
-    active exception", SIGABRT) after the command has already printed its result; CI saw it once after a correct
-    one-line error."""
+    joins) but without the interpreter's native teardown: Arrow's dataset scanner threads (a Delta table read
+    through deltalake's `to_pyarrow_table`) still alive when the C++ runtime is torn down abort the process
+    ("terminate called without an active exception", SIGABRT) after the command has already printed its result
+    (apache/arrow#34314, #45214; with deltalake 1.6 / pyarrow 26 a three-line read of a Delta table exits 134 in
+    most tries here, and CI saw it once after a correct one-line error)."""
     import atexit
 
     if isinstance(code, str):
