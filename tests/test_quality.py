@@ -345,3 +345,46 @@ def test_expectations_run_in_groups_of_narrow_frames() -> None:
     real = list(suite_for(contracts.get("gold.segment_insights")).expectations)  # a real suite: nothing lost
     grouped = [s.name for g in expectation_groups(real, ["segment_id"]) for s in g]
     assert sorted(grouped) == sorted(s.name for s in real) and len(grouped) == len(set(grouped))
+
+
+def test_changed_rows_compare_every_column_but_the_run_stamp() -> None:
+    """What a run changed since the audited version: rows with no equal row there (nulls equal nulls); `as_of`, which
+    every run stamps anew, is not compared; an audited version without one of the columns changes everything."""
+    from jobs.quality.gate import _changed
+
+    old = pa.table({"k": [1, 2, 3, 4], "v": ["a", None, "c", "d"], "as_of": [T0] * 4})
+    new = pa.table({"k": [1, 2, 3, 5], "v": ["a", None, "C", "e"], "as_of": [T0 + timedelta(hours=1)] * 4})
+    assert _changed(new, old).sort_by("k").to_pylist() == [
+        {"k": 3, "v": "C", "as_of": T0 + timedelta(hours=1)},
+        {"k": 5, "v": "e", "as_of": T0 + timedelta(hours=1)},
+    ]
+    assert _changed(new, old.drop_columns(["v"])).num_rows == 4
+    assert _changed(new, new).num_rows == 0
+
+
+def test_incremental_gate_reads_changed_rows_and_whole_slice_for_uniqueness(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After a good gate, an incremental run's gate validates the row expectations on the rows that differ from the
+    audited version, and uniqueness on its whole slice: a new row duplicating an unchanged row's key fails it."""
+    older = _view("old", segment_created_at=T0 - timedelta(days=3))
+    _write(settings, "silver.view_events", [_view("e1"), _view("e2"), older])
+    assert run_gate(settings, "silver", "run-1", tables=["silver.view_events"]).ok
+    _write(settings, "silver.view_events", [
+        _view("e1"), _view("e2"), older,
+        _view("e1", idempotency_key="k-again"),  # duplicates the unchanged e1's key
+        _view("e4", completion_pct=1.5),
+    ])
+    as_of = T0 + timedelta(hours=1)
+    increments.record(settings, increments.Increment(run_id="r", as_of=as_of, horizon=T0 - timedelta(hours=1),
+                                                     gold_horizon=T0 - timedelta(hours=1), upto_batch=None,
+                                                     new_rows=2), increments.PLANNED)
+    caplog.set_level("INFO", logger="jobs.quality.gate")
+    report = run_gate(settings, "silver", "run-2", as_of=as_of, tables=["silver.view_events"],
+                      raise_on_failure=False)
+    assert "silver.view_events: 4 rows (2 changed since version 0)" in caplog.text  # the slice: not the old row
+    failed = {o.expectation: (o.unexpected_count, o.sample_keys) for o in report.failed}
+    assert failed == {
+        "expect_column_values_to_be_unique(event_id)": (2, ["e1"]),
+        "expect_column_values_to_be_between(completion_pct)": (1, ["e4"]),
+    }

@@ -152,12 +152,14 @@ def run_gate(
             context = _context()
             source = context.data_sources.add_pandas("lake")
             slices = _run_slices(settings, as_of)
+            baselines = _baselines(settings, present) if slices else {}
             for key in present:
                 suite = suites[key] = suite_for(contracts.get(key))
                 if suite.not_expressible:
                     report.not_expressible[key] = list(suite.not_expressible)
                     log.warning("%s: contract rules without an expectation: %s", key, suite.not_expressible)
-                rows, outcomes = _validate(context, source, settings, suite, run_id, slices.get(key))
+                rows, outcomes = _validate(context, source, settings, suite, run_id, slices.get(key),
+                                           baselines.get(key))
                 report.rows[key] = rows
                 report.outcomes.extend(outcomes)
         write_results(settings, report)
@@ -270,28 +272,66 @@ def _run_slices(settings: Settings, as_of: datetime | None) -> dict[str, Slice]:
     return out
 
 
-def _load(settings: Settings, suite: Suite, since: Slice | None = None) -> Any:
-    """The suite's columns of the table (or of its rows anchored at/after `since`) as pandas (numpy numerics,
-    Arrow-backed strings) + derived columns."""
-    import pandas as pd
+def _baselines(settings: Settings, keys: list[str]) -> dict[str, int]:
+    """The version of each table that last passed its gate (what consumers read), for the tables that have one: an
+    incremental run's gate validates the rows that differ from it (`_changed`)."""
+    out: dict[str, int] = {}
+    for key in keys:
+        try:
+            version = audit.consumer_versions(settings, [key])[key]
+        except audit.NotAuditedError:
+            continue
+        if version is not None:
+            out[key] = version
+    return out
+
+
+def _arrow(settings: Settings, suite: Suite, since: Slice | None, version: int | None = None) -> pa.Table:
+    """The suite's columns of the table at `version` (default: the latest), or of its rows anchored at/after
+    `since`."""
     import pyarrow.dataset as ds
+    from deltalake import DeltaTable
 
     layer, name = suite.table.split(".")
-    dt = lake.open_table(settings.table_path(layer, name))
-    assert dt is not None
+    dt = DeltaTable(str(settings.table_path(layer, name)), version=version)
     stored = {f.name for f in dt.schema().fields}
     columns = [c for c in suite.input_columns() if c in stored]  # a missing column fails its expectations
     if since is None:
-        table = dt.to_pyarrow_table(columns=columns)
-    else:
-        names, start = since
-        keep = None
-        for column in names:
-            bound = pa.scalar(start.date() if column == "day" else start,
-                              pa.date32() if column == "day" else pa.timestamp("us", tz="UTC"))
-            cond = ds.field(column) >= bound
-            keep = cond if keep is None else keep | cond
-        table = dt.to_pyarrow_dataset().to_table(columns=columns, filter=keep)
+        return dt.to_pyarrow_table(columns=columns)
+    names, start = since
+    keep = None
+    for column in names:
+        bound = pa.scalar(start.date() if column == "day" else start,
+                          pa.date32() if column == "day" else pa.timestamp("us", tz="UTC"))
+        cond = ds.field(column) >= bound
+        keep = cond if keep is None else keep | cond
+    return dt.to_pyarrow_dataset().to_table(columns=columns, filter=keep)
+
+
+# Columns a run stamps on every row it writes (the run's instant): a row differing from its audited self only there
+# is unchanged for the gate.
+RUN_STAMPS = frozenset({"as_of"})
+
+
+def _changed(new: pa.Table, old: pa.Table) -> pa.Table:
+    """The rows of `new` with no equal row in `old` (every column but RUN_STAMPS compared, nulls equal to nulls):
+    what a run changed in a table since its audited version. DuckDB anti join over the two Arrow tables."""
+    import duckdb
+
+    compared = [c for c in new.column_names if c not in RUN_STAMPS and c in old.column_names]
+    if len(compared) < len(new.column_names) - len(RUN_STAMPS & set(new.column_names)):
+        return new  # the audited version lacks a column (a migration): everything is new
+    on = " AND ".join(f'n."{c}" IS NOT DISTINCT FROM o."{c}"' for c in compared)
+    with duckdb.connect() as con:
+        con.execute("SET threads TO 2")
+        con.register("n", new)
+        con.register("o", old)
+        return con.sql(f"SELECT n.* FROM n ANTI JOIN o ON {on}").to_arrow_table()  # noqa: S608 - column names
+
+
+def _pandas(table: pa.Table, suite: Suite) -> Any:
+    """An Arrow table as pandas (numpy numerics, Arrow-backed strings) + the suite's derived columns."""
+    import pandas as pd
 
     def mapper(t: pa.DataType) -> Any:
         if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
@@ -303,6 +343,11 @@ def _load(settings: Settings, suite: Suite, since: Slice | None = None) -> Any:
         if all(i in df.columns for i in inputs):
             df[col] = fn(df)
     return df
+
+
+# Expectations over a set of rows (a duplicate may pair a changed row with an unchanged one): they read the whole
+# slice; every other expectation reads one row at a time, so it reads the changed rows only.
+SET_EXPECTATIONS = frozenset({"expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique"})
 
 
 # Columns (besides the key) of one validation's frame. GX's pandas engine filters the whole batch frame by the
@@ -331,24 +376,39 @@ def expectation_groups(specs: list[ExpectationSpec], keys: list[str]) -> list[li
 
 
 def _validate(
-    context: Any, source: Any, settings: Settings, suite: Suite, run_id: str, since: Slice | None = None
+    context: Any, source: Any, settings: Settings, suite: Suite, run_id: str, since: Slice | None = None,
+    baseline: int | None = None,
 ) -> tuple[int, list[Outcome]]:
+    """Run the suite on the table's slice (`since`; None: the whole table). With a `baseline` (the version that last
+    passed), the row expectations read only the rows that differ from it: an unchanged row passed them then."""
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
 
-    df = _load(settings, suite, since)
-    keys = [k for k in suite.key_columns if k in df.columns]
+    table = _arrow(settings, suite, since)
+    rows = table.num_rows
+    keys = [k for k in suite.key_columns if k in table.column_names]
+    sets = [s for s in suite.expectations if s.type in SET_EXPECTATIONS]
+    per_row = [s for s in suite.expectations if s.type not in SET_EXPECTATIONS]
+    if baseline is None:
+        df = df_changed = _pandas(table, suite)
+    else:
+        df_changed = _pandas(_changed(table, _arrow(settings, suite, since, baseline)), suite)
+        set_columns = list(dict.fromkeys([*keys, *(c for spec in sets for c in spec.columns)]))
+        df = _pandas(table.select([c for c in set_columns if c in table.column_names]), suite)
+    del table
     result_format: dict[str, Any] = {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_KEYS}
     if keys:
         result_format["unexpected_index_column_names"] = keys
     by_name = {s.name: s for s in suite.expectations}
     outcomes: list[Outcome] = []
     t0 = time.perf_counter()
-    for i, group in enumerate(expectation_groups(list(suite.expectations), keys)):
+    groups = [(g, df) for g in expectation_groups(sets, keys)]
+    groups += [(g, df_changed) for g in expectation_groups(per_row, keys)]
+    for i, (group, source_frame) in enumerate(groups):
         name = f"{suite.table}#{i}"
         # the key and the group's columns (one that is missing stays missing: its expectations fail)
         wanted = list(dict.fromkeys([*keys, *(c for spec in group for c in spec.columns)]))
-        frame = df[[c for c in wanted if c in df.columns]]
+        frame = source_frame[[c for c in wanted if c in source_frame.columns]]
         gx_suite = context.suites.add(gx.ExpectationSuite(
             name=name, expectations=[_gx_expectation(s) for s in group],
             meta={"generated_from": f"data_contracts ({suite.table})"},
@@ -372,11 +432,11 @@ def _validate(
                 source=spec.source,
                 error=_error(r.exception_info) if not r.success else None,
             ))
-    log.info("%s: %d rows, %d expectations in %.2fs", suite.table, len(df), len(suite.expectations),
-             time.perf_counter() - t0)
+    log.info("%s: %d rows (%d changed since version %s), %d expectations in %.2fs", suite.table, rows,
+             len(df_changed), baseline, len(suite.expectations), time.perf_counter() - t0)
     order = {s.name: i for i, s in enumerate(suite.expectations)}
     outcomes.sort(key=lambda o: order[o.expectation])
-    return len(df), outcomes
+    return rows, outcomes
 
 
 def _spec_name(type_: str, kwargs: dict[str, Any]) -> str:
