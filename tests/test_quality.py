@@ -347,19 +347,27 @@ def test_expectations_run_in_groups_of_narrow_frames() -> None:
     assert sorted(grouped) == sorted(s.name for s in real) and len(grouped) == len(set(grouped))
 
 
-def test_changed_rows_compare_every_column_but_the_run_stamp() -> None:
-    """What a run changed since the audited version: rows with no equal row there (nulls equal nulls); `as_of`, which
-    every run stamps anew, is not compared; an audited version without one of the columns changes everything."""
+def test_changed_rows_compare_every_column_but_the_run_stamp(tmp_path: Path) -> None:
+    """What a run changed since the audited version: rows of the slice with no equal row in the old files (nulls equal
+    nulls); `as_of`, which every run stamps anew, is not compared; without old files every row of the slice is new."""
+    import pyarrow.parquet as pq
+
     from jobs.quality.gate import _changed
 
-    old = pa.table({"k": [1, 2, 3, 4], "v": ["a", None, "c", "d"], "as_of": [T0] * 4})
-    new = pa.table({"k": [1, 2, 3, 5], "v": ["a", None, "C", "e"], "as_of": [T0 + timedelta(hours=1)] * 4})
-    assert _changed(new, old).sort_by("k").to_pylist() == [
-        {"k": 3, "v": "C", "as_of": T0 + timedelta(hours=1)},
-        {"k": 5, "v": "e", "as_of": T0 + timedelta(hours=1)},
+    later = T0 + timedelta(hours=1)
+    old = pa.table({"k": [1, 2, 3, 4, 0], "v": ["a", None, "c", "d", "z"], "t": [T0] * 5, "as_of": [T0] * 5})
+    new = pa.table({"k": [1, 2, 3, 5, 6], "v": ["a", None, "C", "e", "f"], "t": [T0] * 4 + [T0 - timedelta(days=1)],
+                    "as_of": [later] * 5})
+    pq.write_table(old, tmp_path / "old.parquet")
+    pq.write_table(new, tmp_path / "new.parquet")
+    files = [str(tmp_path / "new.parquet")], [str(tmp_path / "old.parquet")]
+    columns = ["k", "v", "as_of"]
+    since = (("t",), T0)  # row 6 lies before the slice
+    assert _changed(*files, columns, since).sort_by("k").to_pylist() == [
+        {"k": 3, "v": "C", "as_of": later}, {"k": 5, "v": "e", "as_of": later},
     ]
-    assert _changed(new, old.drop_columns(["v"])).num_rows == 4
-    assert _changed(new, new).num_rows == 0
+    assert _changed(files[0], [], columns, since).num_rows == 4
+    assert _changed(files[0], files[0], columns, None).num_rows == 0
 
 
 def test_incremental_gate_reads_changed_rows_and_whole_slice_for_uniqueness(

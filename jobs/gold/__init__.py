@@ -39,6 +39,7 @@ def build_gold(spark: SparkSession, settings: Settings, as_of: datetime) -> dict
         segment_insights,
         sticker_results,
         story_insights,
+        touched,
     )
     from jobs.horizon import from_increment, full
     from jobs.retention import reapply
@@ -50,13 +51,20 @@ def build_gold(spark: SparkSession, settings: Settings, as_of: datetime) -> dict
     plan = increments.planned(settings, as_of)
     horizon = from_increment(plan) if plan is not None else full(as_of)
 
-    def run(module: ModuleType, _name: str) -> dict[str, int]:
-        return module.run(spark, settings, horizon)
+    with spark_io.scratch(settings) as materialize:
+        # the stories this run can change (None: recompute the whole horizon)
+        stories = touched.touched_stories(spark, settings, horizon, materialize)
 
-    # every job reads silver and writes its own tables; two lanes about balanced by their times
-    rows = run_lanes([module_jobs([segment_insights, story_insights, author_hourly_insights, sticker_results], run),
-                      module_jobs([author_daily_insights, ring_features], run)],
-                     parallel=settings.job_lanes > 1, logger=log, layer="gold")
+        def run(module: ModuleType, _name: str) -> dict[str, int]:
+            if module in (segment_insights, story_insights):
+                return module.run(spark, settings, horizon, touched=stories)
+            return module.run(spark, settings, horizon)
+
+        # every job reads silver and writes its own tables; two lanes about balanced by their times
+        rows = run_lanes(
+            [module_jobs([segment_insights, story_insights, author_hourly_insights, sticker_results], run),
+             module_jobs([author_daily_insights, ring_features], run)],
+            parallel=settings.job_lanes > 1, logger=log, layer="gold")
     if horizon.refresh:  # a full refresh: rows a shorter retention than their inputs' had removed stay removed
         reapply(settings, "gold")
     if not audit.enabled(settings):

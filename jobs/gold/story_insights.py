@@ -53,7 +53,16 @@ def story_insights(
     return activity.with_rates(metrics).withColumn("as_of", activity.instant(as_of))
 
 
-def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
-    """gold.story_insights of the stories that start in the gold horizon."""
-    df = story_insights(**horizon_inputs(spark, settings, horizon), as_of=horizon.as_of)
+def run(spark: SparkSession, settings: Settings, horizon: Horizon, touched: DataFrame | None = None) -> dict[str, int]:
+    """gold.story_insights of the stories that start in the gold horizon; with `touched` (jobs.gold.touched) only
+    those are recomputed and the horizon's other rows are kept as the last good run left them."""
+    from jobs.gold import touched as touch
+
+    kept = None if touched is None else touch.kept_rows(spark, settings, NAME, horizon, touched)
+    inputs = horizon_inputs(spark, settings, horizon)
+    if kept is not None and touched is not None:
+        inputs = touch.restrict(inputs, touched)
+    df = story_insights(**inputs, as_of=horizon.as_of)
+    if kept is not None:
+        df = kept.unionByName(df.select(*kept.columns))
     return write_gold(df, settings, NAME, horizon.where("story_start", gold=True))

@@ -286,16 +286,15 @@ def _baselines(settings: Settings, keys: list[str]) -> dict[str, int]:
     return out
 
 
-def _arrow(settings: Settings, suite: Suite, since: Slice | None, version: int | None = None) -> pa.Table:
-    """The suite's columns of the table at `version` (default: the latest), or of its rows anchored at/after
-    `since`."""
+def _arrow(settings: Settings, suite: Suite, since: Slice | None, columns: list[str] | None = None) -> pa.Table:
+    """The suite's columns (or `columns`) of the table, or of its rows anchored at/after `since`."""
     import pyarrow.dataset as ds
-    from deltalake import DeltaTable
 
-    layer, name = suite.table.split(".")
-    dt = DeltaTable(str(settings.table_path(layer, name)), version=version)
+    dt = lake.open_table(settings.table_path(*suite.table.split(".")))
+    assert dt is not None
     stored = {f.name for f in dt.schema().fields}
-    columns = [c for c in suite.input_columns() if c in stored]  # a missing column fails its expectations
+    # a missing column fails its expectations
+    columns = [c for c in (columns if columns is not None else suite.input_columns()) if c in stored]
     if since is None:
         return dt.to_pyarrow_table(columns=columns)
     names, start = since
@@ -308,25 +307,59 @@ def _arrow(settings: Settings, suite: Suite, since: Slice | None, version: int |
     return dt.to_pyarrow_dataset().to_table(columns=columns, filter=keep)
 
 
+def _changed_since(settings: Settings, suite: Suite, since: Slice | None, baseline: int) -> pa.Table | None:
+    """The rows of the table's slice that differ from its `baseline` version (_changed); None (validate the slice
+    whole) when that version lacks one of the suite's stored columns (an upgrade added it: every row is then new),
+    its files are gone, or the table is empty."""
+    from pathlib import Path
+
+    from deltalake import DeltaTable
+
+    path = str(settings.table_path(*suite.table.split(".")))
+    new, old = DeltaTable(path), DeltaTable(path, version=baseline)
+    stored = [f.name for f in new.schema().fields]
+    columns = [c for c in suite.input_columns() if c in stored]
+    old_files = old.file_uris()
+    if not set(columns) <= {f.name for f in old.schema().fields} or not all(
+            Path(f.removeprefix("file://")).exists() for f in old_files):
+        return None
+    new_files = new.file_uris()
+    if not new_files:  # an empty table: validated as it is
+        return None
+    return _changed(new_files, old_files, columns, since)
+
+
 # Columns a run stamps on every row it writes (the run's instant): a row differing from its audited self only there
 # is unchanged for the gate.
 RUN_STAMPS = frozenset({"as_of"})
 
 
-def _changed(new: pa.Table, old: pa.Table) -> pa.Table:
-    """The rows of `new` with no equal row in `old` (every column but RUN_STAMPS compared, nulls equal to nulls):
-    what a run changed in a table since its audited version. DuckDB anti join over the two Arrow tables."""
+def _changed(new_files: list[str], old_files: list[str], columns: list[str], since: Slice | None) -> pa.Table:
+    """The rows (`columns`) of the Parquet files `new_files` (a table version's, within the slice `since`) that have
+    no equal row in `old_files` (the audited version's, same slice; every column but RUN_STAMPS compared, nulls
+    equal to nulls): what a run changed since then. DuckDB reads both from the files and anti-joins them, so
+    neither version is loaded whole."""
     import duckdb
 
-    compared = [c for c in new.column_names if c not in RUN_STAMPS and c in old.column_names]
-    if len(compared) < len(new.column_names) - len(RUN_STAMPS & set(new.column_names)):
-        return new  # the audited version lacks a column (a migration): everything is new
-    on = " AND ".join(f'n."{c}" IS NOT DISTINCT FROM o."{c}"' for c in compared)
+    picked = ", ".join(f'"{c}"' for c in columns)
+    where = "TRUE"
+    params: dict[str, Any] = {"new": new_files, "old": old_files}
+    if since is not None:
+        names, start = since
+        params["start"] = start.date() if names == ("day",) else start
+        where = " OR ".join(f'"{c}" >= $start' for c in names)
+    on = " AND ".join(f'n."{c}" IS NOT DISTINCT FROM o."{c}"' for c in columns if c not in RUN_STAMPS)
+
+    def rows(files: str) -> str:  # contract column names and parameters only
+        return f"SELECT {picked} FROM read_parquet(${files}, union_by_name = true) WHERE {where}"  # noqa: S608
+
     with duckdb.connect() as con:
         con.execute("SET threads TO 2")
-        con.register("n", new)
-        con.register("o", old)
-        return con.sql(f"SELECT n.* FROM n ANTI JOIN o ON {on}").to_arrow_table()  # noqa: S608 - column names
+        if not old_files:
+            params.pop("old")
+            return con.sql(rows("new"), params=params).to_arrow_table()
+        sql = f"SELECT n.* FROM ({rows('new')}) n ANTI JOIN ({rows('old')}) o ON {on or 'TRUE'}"  # noqa: S608
+        return con.sql(sql, params=params).to_arrow_table()
 
 
 def _pandas(table: pa.Table, suite: Suite) -> Any:
@@ -384,18 +417,19 @@ def _validate(
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
 
-    table = _arrow(settings, suite, since)
-    rows = table.num_rows
-    keys = [k for k in suite.key_columns if k in table.column_names]
     sets = [s for s in suite.expectations if s.type in SET_EXPECTATIONS]
     per_row = [s for s in suite.expectations if s.type not in SET_EXPECTATIONS]
-    if baseline is None:
+    changed = None if baseline is None else _changed_since(settings, suite, since, baseline)
+    if changed is None:
+        table = _arrow(settings, suite, since)
         df = df_changed = _pandas(table, suite)
-    else:
-        df_changed = _pandas(_changed(table, _arrow(settings, suite, since, baseline)), suite)
-        set_columns = list(dict.fromkeys([*keys, *(c for spec in sets for c in spec.columns)]))
-        df = _pandas(table.select([c for c in set_columns if c in table.column_names]), suite)
-    del table
+    else:  # the set expectations' columns of the whole slice, the changed rows of every column
+        set_columns = list(dict.fromkeys([*suite.key_columns, *(c for spec in sets for c in spec.columns)]))
+        table = _arrow(settings, suite, since, columns=set_columns)
+        df, df_changed = _pandas(table, suite), _pandas(changed, suite)
+    rows = table.num_rows
+    keys = [k for k in suite.key_columns if k in table.column_names]
+    del table, changed
     result_format: dict[str, Any] = {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_KEYS}
     if keys:
         result_format["unexpected_index_column_names"] = keys

@@ -1,0 +1,129 @@
+"""The stories whose gold rows an incremental run can change, and the last good rows of every other story.
+
+A story's insights (gold.segment_insights, gold.story_insights) are a function of its segments and of their silver
+interaction rows. An incremental run's new bronze rows (jobs.horizon.new_bronze: what arrived since the last good
+run) can change those for the segments they name, and further:
+- an interaction (view, gesture, sticker answer, engagement): its segment;
+- a segment_created/deleted/archived: its segment; a creation also every later segment of its author (created at
+  or after it), whose story the story fold may now assign differently;
+- a relationship change between users u and o at t: the segments of u and of o live at or after t (the audience
+  rules of every interaction with them from t on read the pair's relationships and the author's privacy).
+Every story a touched segment belongs to now or belonged to in the last good gold rows is touched. The run recomputes
+the touched stories of its gold horizon and keeps every other row of the horizon as the last good run left it (the
+version that passed the gold gate, not a later failed run's): that equals recomputing the whole horizon, which
+tests/test_incremental.py checks against full runs on random arrival orders.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from jobs import spark_io
+from jobs.engine_workarounds import lookup
+from jobs.horizon import INTERACTIONS, SEGMENT_EVENTS, Horizon, new_bronze
+from storylake import audit, increments
+from storylake.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+STORY = "_touched_story"
+
+
+def touched_segments(spark: SparkSession, settings: Settings, horizon: Horizon,
+                     previous: increments.Increment) -> DataFrame:
+    """(segment_id) of every segment whose silver rows the run's new bronze rows can change (module docstring)."""
+    from pyspark.sql import functions as F
+
+    def arrived(event: str) -> DataFrame:
+        return new_bronze(spark, settings, event, previous, horizon.as_of, horizon.upto_batch)
+
+    segments = spark_io.read_table(spark, settings, "silver", "segments")
+    frames = [arrived(event).select("segment_id") for event in (*INTERACTIONS, *SEGMENT_EVENTS)]
+    created = arrived("segment_created").select(F.col("author_id").alias("_a"), F.col("event_time").alias("_t"))
+    frames.append(lookup(segments, created, (F.col("author_id") == F.col("_a")) & (F.col("created_at") >= F.col("_t")),
+                         "inner").select("segment_id"))
+    rels = arrived("relationship")
+    users = rels.select(F.col("user_id").alias("_a"), F.col("event_time").alias("_t")).unionByName(
+        rels.select(F.col("other_user_id").alias("_a"), F.col("event_time").alias("_t")))
+    frames.append(lookup(segments, users.filter(F.col("_a").isNotNull() & (F.col("_a") != 0)),
+                         (F.col("author_id") == F.col("_a")) & (F.col("expires_at") > F.col("_t")),
+                         "inner").select("segment_id"))
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame)
+    return out.filter(F.col("segment_id").isNotNull()).distinct()
+
+
+def last_good_version(settings: Settings, key: str) -> int | None:
+    """The version of a gold table the last good run left (what consumers read), None when there is none."""
+    try:
+        return audit.consumer_versions(settings, [key])[key]
+    except audit.NotAuditedError:
+        return None
+
+
+def touched_stories(spark: SparkSession, settings: Settings, horizon: Horizon,
+                    materialize: spark_io.Materialize) -> DataFrame | None:
+    """(_touched_story) of every story the run can change (module docstring), materialized; None when the run
+    recomputes its whole gold horizon: a full refresh, no last good run, Parquet storage, or no last good
+    gold.segment_insights to take the other stories' rows from."""
+    from pyspark.sql import functions as F
+
+    previous = increments.last(settings)
+    if horizon.refresh or previous is None or settings.storage != "delta":
+        return None
+    version = last_good_version(settings, "gold.segment_insights")
+    if version is None:
+        return None
+    segments = materialize(touched_segments(spark, settings, horizon, previous), "touched_segments")
+    ids = segments.select(F.col("segment_id").alias("_t_sid"))
+    now = lookup(spark_io.read_table(spark, settings, "silver", "segments"), ids,
+                 F.col("segment_id") == F.col("_t_sid"), "inner").select(F.col("story_id").alias(STORY))
+    before = lookup(spark_io.read_version(spark, settings, "gold", "segment_insights", version), ids,
+                    F.col("segment_id") == F.col("_t_sid"), "inner").select(F.col("story_id").alias(STORY))
+    stories = materialize(now.unionByName(before).filter(F.col(STORY).isNotNull()).distinct(), "touched_stories")
+    log.info("gold: %d touched stories (%d touched segments)", stories.count(), segments.count())
+    return stories
+
+
+def kept_rows(spark: SparkSession, settings: Settings, name: str, horizon: Horizon,
+              stories: DataFrame) -> DataFrame | None:
+    """The rows of gold.<name> in the run's gold horizon, as the last good run left them, of every story not touched:
+    they are written back beside the touched stories' recomputed rows. None when the table has no last good
+    version (the run then recomputes its whole horizon)."""
+    from pyspark.sql import functions as F
+
+    version = last_good_version(settings, f"gold.{name}")
+    if version is None or not _files_present(settings, f"gold.{name}", version):
+        return None
+    return (spark_io.read_version(spark, settings, "gold", name, version)
+            .filter(horizon.admits("story_start", gold=True))
+            .join(stories, F.col("story_id") == F.col(STORY), "left_anti"))
+
+
+def _files_present(settings: Settings, key: str, version: int) -> bool:
+    """Every data file of the table's `version` is still there (a vacuum removes the files of versions compacted
+    away more than its retention ago: after a week without a good run the whole horizon is recomputed instead)."""
+    from pathlib import Path
+
+    from deltalake import DeltaTable
+
+    uris = DeltaTable(str(settings.table_path(*key.split("."))), version=version).file_uris()
+    return all(Path(uri.removeprefix("file://")).exists() for uri in uris)
+
+
+def restrict(inputs: dict[str, DataFrame], stories: DataFrame) -> dict[str, DataFrame]:
+    """The silver inputs of a story's insights (segment_insights.horizon_inputs: segments and their interaction
+    rows) restricted to the touched stories: their segments, and the rows of those segments."""
+    from pyspark.sql import functions as F
+
+    segments = lookup(inputs["segments"], stories, F.col("story_id") == F.col(STORY), "inner").drop(STORY)
+    ids = segments.select(F.col("segment_id").alias("_r_sid"))
+    out = {"segments": segments}
+    for name, rows in inputs.items():
+        if name != "segments":
+            out[name] = lookup(rows, ids, F.col("segment_id") == F.col("_r_sid"), "inner").select(*rows.columns)
+    return out
