@@ -39,6 +39,13 @@ def version(path: Path) -> int | None:
     return None if dt is None else dt.version()
 
 
+def version_files(path: Path, version: int) -> list[str] | None:
+    """The data files (URIs) of the table's `version`, None when one of them is gone (a vacuum removes the files of
+    versions compacted away more than its retention ago)."""
+    uris = DeltaTable(str(path), version=version).file_uris()
+    return uris if all(Path(u.removeprefix("file://")).exists() for u in uris) else None
+
+
 def read_arrow(path: Path, columns: list[str] | None = None) -> pa.Table | None:
     dt = open_table(path)
     return None if dt is None else dt.to_pyarrow_table(columns=columns)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from jobs import spark_io
 from jobs.engine_workarounds import lookup
 from jobs.horizon import INTERACTIONS, SEGMENT_EVENTS, Horizon, new_bronze
-from storylake import audit, increments
+from storylake import audit, increments, lake
 from storylake.settings import Settings
 
 if TYPE_CHECKING:
@@ -69,14 +69,14 @@ def touched_stories(spark: SparkSession, settings: Settings, horizon: Horizon,
                     materialize: spark_io.Materialize) -> DataFrame | None:
     """(_touched_story) of every story the run can change (module docstring), materialized; None when the run
     recomputes its whole gold horizon: a full refresh, no last good run, Parquet storage, or no last good
-    gold.segment_insights to take the other stories' rows from."""
+    gold.segment_insights (with its files) to take the other stories' rows from."""
     from pyspark.sql import functions as F
 
     previous = increments.last(settings)
     if horizon.refresh or previous is None or settings.storage != "delta":
         return None
     version = last_good_version(settings, "gold.segment_insights")
-    if version is None:
+    if version is None or lake.version_files(settings.table_path("gold", "segment_insights"), version) is None:
         return None
     segments = materialize(touched_segments(spark, settings, horizon, previous), "touched_segments")
     ids = segments.select(F.col("segment_id").alias("_t_sid"))
@@ -97,22 +97,11 @@ def kept_rows(spark: SparkSession, settings: Settings, name: str, horizon: Horiz
     from pyspark.sql import functions as F
 
     version = last_good_version(settings, f"gold.{name}")
-    if version is None or not _files_present(settings, f"gold.{name}", version):
+    if version is None or lake.version_files(settings.table_path("gold", name), version) is None:
         return None
     return (spark_io.read_version(spark, settings, "gold", name, version)
             .filter(horizon.admits("story_start", gold=True))
             .join(stories, F.col("story_id") == F.col(STORY), "left_anti"))
-
-
-def _files_present(settings: Settings, key: str, version: int) -> bool:
-    """Every data file of the table's `version` is still there (a vacuum removes the files of versions compacted
-    away more than its retention ago: after a week without a good run the whole horizon is recomputed instead)."""
-    from pathlib import Path
-
-    from deltalake import DeltaTable
-
-    uris = DeltaTable(str(settings.table_path(*key.split("."))), version=version).file_uris()
-    return all(Path(uri.removeprefix("file://")).exists() for uri in uris)
 
 
 def restrict(inputs: dict[str, DataFrame], stories: DataFrame) -> dict[str, DataFrame]:

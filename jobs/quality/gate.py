@@ -311,17 +311,14 @@ def _changed_since(settings: Settings, suite: Suite, since: Slice | None, baseli
     """The rows of the table's slice that differ from its `baseline` version (_changed); None (validate the slice
     whole) when that version lacks one of the suite's stored columns (an upgrade added it: every row is then new),
     its files are gone, or the table is empty."""
-    from pathlib import Path
-
     from deltalake import DeltaTable
 
-    path = str(settings.table_path(*suite.table.split(".")))
-    new, old = DeltaTable(path), DeltaTable(path, version=baseline)
+    path = settings.table_path(*suite.table.split("."))
+    new, old = DeltaTable(str(path)), DeltaTable(str(path), version=baseline)
     stored = [f.name for f in new.schema().fields]
     columns = [c for c in suite.input_columns() if c in stored]
-    old_files = old.file_uris()
-    if not set(columns) <= {f.name for f in old.schema().fields} or not all(
-            Path(f.removeprefix("file://")).exists() for f in old_files):
+    old_files = lake.version_files(path, baseline)
+    if old_files is None or not set(columns) <= {f.name for f in old.schema().fields}:
         return None
     new_files = new.file_uris()
     if not new_files:  # an empty table: validated as it is
