@@ -81,6 +81,15 @@ def consumer_versions(settings: Settings, keys: Sequence[str]) -> dict[str, int 
     return out
 
 
+def last_good_version(settings: Settings, key: str) -> int | None:
+    """The version of one table a consumer reads (consumer_versions), None when the table was never audited or does
+    not exist."""
+    try:
+        return consumer_versions(settings, [key])[key]
+    except NotAuditedError:
+        return None
+
+
 def watermark(settings: Settings) -> datetime | None:
     """The newest as_of whose gold passed its gate (None before the first); on a lake without gates, None too
     (callers fall back to their own notion: see pipeline.steps.lake_watermark)."""

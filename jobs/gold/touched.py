@@ -57,14 +57,6 @@ def touched_segments(spark: SparkSession, settings: Settings, horizon: Horizon,
     return out.filter(F.col("segment_id").isNotNull()).distinct()
 
 
-def last_good_version(settings: Settings, key: str) -> int | None:
-    """The version of a gold table the last good run left (what consumers read), None when there is none."""
-    try:
-        return audit.consumer_versions(settings, [key])[key]
-    except audit.NotAuditedError:
-        return None
-
-
 def touched_stories(spark: SparkSession, settings: Settings, horizon: Horizon,
                     materialize: spark_io.Materialize) -> DataFrame | None:
     """(_touched_story) of every story the run can change (module docstring), materialized; None when the run
@@ -75,7 +67,7 @@ def touched_stories(spark: SparkSession, settings: Settings, horizon: Horizon,
     previous = increments.last(settings)
     if horizon.refresh or previous is None or settings.storage != "delta":
         return None
-    version = last_good_version(settings, "gold.segment_insights")
+    version = audit.last_good_version(settings, "gold.segment_insights")
     if version is None or lake.version_files(settings.table_path("gold", "segment_insights"), version) is None:
         return None
     segments = materialize(touched_segments(spark, settings, horizon, previous), "touched_segments")
@@ -96,7 +88,7 @@ def kept_rows(spark: SparkSession, settings: Settings, name: str, horizon: Horiz
     version (the run then recomputes its whole horizon)."""
     from pyspark.sql import functions as F
 
-    version = last_good_version(settings, f"gold.{name}")
+    version = audit.last_good_version(settings, f"gold.{name}")
     if version is None or lake.version_files(settings.table_path("gold", name), version) is None:
         return None
     return (spark_io.read_version(spark, settings, "gold", name, version)

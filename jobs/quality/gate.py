@@ -275,15 +275,8 @@ def _run_slices(settings: Settings, as_of: datetime | None) -> dict[str, Slice]:
 def _baselines(settings: Settings, keys: list[str]) -> dict[str, int]:
     """The version of each table that last passed its gate (what consumers read), for the tables that have one: an
     incremental run's gate validates the rows that differ from it (`_changed`)."""
-    out: dict[str, int] = {}
-    for key in keys:
-        try:
-            version = audit.consumer_versions(settings, [key])[key]
-        except audit.NotAuditedError:
-            continue
-        if version is not None:
-            out[key] = version
-    return out
+    versions = {key: audit.last_good_version(settings, key) for key in keys}
+    return {key: v for key, v in versions.items() if v is not None}
 
 
 def _arrow(settings: Settings, suite: Suite, since: Slice | None, columns: list[str] | None = None) -> pa.Table:

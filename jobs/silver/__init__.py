@@ -86,11 +86,6 @@ def build_silver(
 
 def _segments_version_of_last_run(settings: Settings) -> int | None:
     """The silver.segments version the last good run left (its audited version; the current one without gates)."""
-    from storylake import audit, lake
+    from storylake import audit
 
-    if not audit.enabled(settings):
-        return lake.version(settings.table_path("silver", "segments"))
-    try:
-        return audit.consumer_versions(settings, ["silver.segments"])["silver.segments"]
-    except audit.NotAuditedError:
-        return None
+    return audit.last_good_version(settings, "silver.segments")
