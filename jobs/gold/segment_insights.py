@@ -125,18 +125,10 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, touched: Data
     the horizon's other rows are kept as the last good run left them."""
     from jobs.gold import touched as touch
 
-    kept = None if touched is None else touch.kept_rows(spark, settings, NAME, horizon, touched)
-    inputs = horizon_inputs(spark, settings, horizon)
-    if kept is not None and touched is not None:
-        inputs = touch.restrict(inputs, touched)
-        # a recomputed segment is never kept too, whichever story its kept row names
-        recomputed = inputs["segments"].select(F.col("segment_id").alias("_rc_sid"))
-        kept = kept.join(recomputed, F.col("segment_id") == F.col("_rc_sid"), "left_anti")
+    inputs, kept = touch.scope(spark, settings, NAME, horizon, touched, horizon_inputs(spark, settings, horizon))
     with spark_io.scratch(settings) as materialize:
         df = segment_insights(**inputs, as_of=horizon.as_of, materialize=materialize)
-        if kept is not None:
-            df = kept.unionByName(df.select(*kept.columns))
-        return write_gold(df, settings, NAME, horizon.where("story_start", gold=True))
+        return write_gold(touch.with_kept(df, kept), settings, NAME, horizon.where("story_start", gold=True))
 
 
 def horizon_inputs(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, DataFrame]:

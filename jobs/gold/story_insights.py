@@ -58,11 +58,6 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, touched: Data
     those are recomputed and the horizon's other rows are kept as the last good run left them."""
     from jobs.gold import touched as touch
 
-    kept = None if touched is None else touch.kept_rows(spark, settings, NAME, horizon, touched)
-    inputs = horizon_inputs(spark, settings, horizon)
-    if kept is not None and touched is not None:
-        inputs = touch.restrict(inputs, touched)
+    inputs, kept = touch.scope(spark, settings, NAME, horizon, touched, horizon_inputs(spark, settings, horizon))
     df = story_insights(**inputs, as_of=horizon.as_of)
-    if kept is not None:
-        df = kept.unionByName(df.select(*kept.columns))
-    return write_gold(df, settings, NAME, horizon.where("story_start", gold=True))
+    return write_gold(touch.with_kept(df, kept), settings, NAME, horizon.where("story_start", gold=True))

@@ -96,6 +96,29 @@ def kept_rows(spark: SparkSession, settings: Settings, name: str, horizon: Horiz
             .join(stories, F.col("story_id") == F.col(STORY), "left_anti"))
 
 
+def scope(spark: SparkSession, settings: Settings, name: str, horizon: Horizon, stories: DataFrame | None,
+          inputs: dict[str, DataFrame]) -> tuple[dict[str, DataFrame], DataFrame | None]:
+    """(the silver inputs to recompute, gold.<name>'s kept rows) for a story-keyed job: `inputs`
+    (segment_insights.horizon_inputs) restricted to the touched `stories` and the horizon's other rows as the last
+    good run left them (without a recomputed segment's, whichever story they name); `(inputs, None)` when the whole
+    horizon is recomputed (no touched stories, or no last good version of the table)."""
+    from pyspark.sql import functions as F
+
+    kept = None if stories is None else kept_rows(spark, settings, name, horizon, stories)
+    if kept is None or stories is None:
+        return inputs, None
+    inputs = restrict(inputs, stories)
+    if "segment_id" in kept.columns:
+        recomputed = inputs["segments"].select(F.col("segment_id").alias("_rc_sid"))
+        kept = kept.join(recomputed, F.col("segment_id") == F.col("_rc_sid"), "left_anti")
+    return inputs, kept
+
+
+def with_kept(df: DataFrame, kept: DataFrame | None) -> DataFrame:
+    """The recomputed rows `df` and the kept rows (scope), in the kept table's columns."""
+    return df if kept is None else kept.unionByName(df.select(*kept.columns))
+
+
 def restrict(inputs: dict[str, DataFrame], stories: DataFrame) -> dict[str, DataFrame]:
     """The silver inputs of a story's insights (segment_insights.horizon_inputs: segments and their interaction
     rows) restricted to the touched stories: their segments, and the rows of those segments."""
