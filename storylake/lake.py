@@ -43,7 +43,12 @@ def version_files(path: Path, version: int) -> list[str] | None:
     """The data files (URIs) of the table's `version`, None when one of them is gone (a vacuum removes the files of
     versions compacted away more than its retention ago)."""
     uris = DeltaTable(str(path), version=version).file_uris()
-    return uris if all(Path(u.removeprefix("file://")).exists() for u in uris) else None
+    return uris if files_present(uris) else None
+
+
+def files_present(uris: list[str]) -> bool:
+    """Every one of a table version's data files (local URIs) is still there."""
+    return all(Path(u.removeprefix("file://")).exists() for u in uris)
 
 
 def read_arrow(path: Path, columns: list[str] | None = None) -> pa.Table | None:

@@ -310,8 +310,8 @@ def _changed_since(settings: Settings, suite: Suite, since: Slice | None, baseli
     new, old = DeltaTable(str(path)), DeltaTable(str(path), version=baseline)
     stored = [f.name for f in new.schema().fields]
     columns = [c for c in suite.input_columns() if c in stored]
-    old_files = lake.version_files(path, baseline)
-    if old_files is None or not set(columns) <= {f.name for f in old.schema().fields}:
+    old_files = old.file_uris()
+    if not lake.files_present(old_files) or not set(columns) <= {f.name for f in old.schema().fields}:
         return None
     new_files = new.file_uris()
     if not new_files:  # an empty table: validated as it is
