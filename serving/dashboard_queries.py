@@ -91,9 +91,11 @@ def _duration(d: timedelta) -> str:
 
 # --- who can sign in (dev mode) -----------------------------------------------------------------
 
+# every segment once: gold's (its reach) and the catalog's recent ones gold has not aggregated yet (its viewer rows)
 _AUTHORS_SQL = (
-    "SELECT author_id FROM segment_catalog GROUP BY author_id "
-    "ORDER BY sum(coalesce(gold_reach, viewer_rows)) DESC, count(*) DESC, author_id"
+    "SELECT author_id FROM (SELECT author_id, reach AS r FROM segment_insights "
+    "UNION ALL SELECT author_id, viewer_rows FROM segment_catalog WHERE gold_reach IS NULL) "
+    "GROUP BY author_id ORDER BY sum(r) DESC, count(*) DESC, author_id"
 )
 
 

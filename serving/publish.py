@@ -21,8 +21,9 @@ LAYOUT (table: sort order -> query it serves)
   private_intervals: (user_id)                                          -> author_private flag
   viewer_seen:       (viewer_id, segment_id)                            -> ring seen state
   ring_features:     (viewer_id, author_id)                             -> tray score
-  segment_catalog:   every known segment (silver ∪ gold ∪ viewers), (segment_id), with its viewer-row count,
-                     gold reach and the author's blocks of its viewers   -> Seen By / lookups after cleanup
+  segment_catalog:   the segments created within SEEN_BY_LIFETIME of as_of or with viewer rows (silver ∪ gold ∪
+                     viewers), (segment_id), with its viewer-row count, gold reach and the author's blocks of its
+                     viewers                                           -> Seen By (older ones: segment_insights)
   segment_viewers:   (segment_id, first_viewed_at DESC, viewer_id)      -> Seen By keyset pages
   segment_insights, story_insights, author_daily_insights, author_hourly_insights (the last 2 days),
   sticker_results, question_inbox: (author_id, ...)
@@ -64,7 +65,7 @@ from storylake import audit, contracts, failpoints
 from storylake.clock import iso, utc
 from storylake.errors import StorylakeError
 from storylake.rules import audience
-from storylake.rules.lifetimes import expires_at_sql
+from storylake.rules.lifetimes import SEEN_BY_LIFETIME, expires_at_sql
 from storylake.rules.tray_score import FEATURE_WEIGHTS
 from storylake.rules.views import OTHERS_VIEW_SQL
 from storylake.settings import Settings
@@ -182,13 +183,16 @@ STEPS: tuple[tuple[str, str], ...] = (
     ("ring_features", f"""
         SELECT viewer_id, author_id, {", ".join(f"coalesce({f}, 0) AS {f}" for f in FEATURE_WEIGHTS)}, as_of
         FROM {RF} ORDER BY viewer_id, author_id"""),
-    # Every segment serving knows about: silver (live), gold insights (kept after the silver row is
-    # cleaned up, so Seen By keeps working until its 48 h end) and the viewer rows themselves; with the
-    # block intervals of its author toward its viewers (blocked_viewers, NULL for nearly every segment):
-    # Seen By hides a viewer the author blocks at `now` without another lookup.
+    # The segments Seen By can list: those created at/after $catalog_start (as_of - SEEN_BY_LIFETIME) and those
+    # with viewer rows, from silver, gold insights and the viewer rows themselves; with the block intervals of its
+    # author toward its viewers (blocked_viewers, NULL for nearly every segment): Seen By hides a viewer the author
+    # blocks at `now` without another lookup. Older segments without viewer rows (years of them: insights are kept
+    # 2 years) are not copied every hour: Seen By answers them from segment_insights (seen_by.older_segment).
     ("segment_catalog", f"""
-        WITH s AS (SELECT segment_id, author_id, created_at, expires_at, is_deleted FROM {SEG}),
-             g AS (SELECT segment_id, author_id, created_at, expires_at, is_deleted, reach FROM {SI}),
+        WITH s AS (SELECT segment_id, author_id, created_at, expires_at, is_deleted FROM {SEG}
+                   WHERE created_at >= $catalog_start OR segment_id IN (SELECT segment_id FROM sv)),
+             g AS (SELECT segment_id, author_id, created_at, expires_at, is_deleted, reach FROM {SI}
+                   WHERE created_at >= $catalog_start OR segment_id IN (SELECT segment_id FROM sv)),
              v AS (SELECT segment_id, any_value(author_id) AS author_id, min(segment_created_at) AS created_at,
                           count(*) FILTER (WHERE {OTHERS_VIEW_SQL}) AS viewer_rows
                    FROM sv GROUP BY segment_id),
@@ -398,7 +402,8 @@ def _build(
             f"FROM {_src('silver.relationships')}"
         )
         steps["read relationships"] = time.perf_counter() - t
-        params = {"window_start": as_of - TRAY_WINDOW, "hours_start": as_of - HOURLY_WINDOW}
+        params = {"window_start": as_of - TRAY_WINDOW, "hours_start": as_of - HOURLY_WINDOW,
+                  "catalog_start": as_of - SEEN_BY_LIFETIME}
         tables: dict[str, int] = {}
         for name, sql in STEPS:
             t = time.perf_counter()

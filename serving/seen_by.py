@@ -5,7 +5,8 @@ A viewer the author has blocked (block author -> viewer holding at `now`) is hid
 not counted: `total` = the segment's viewer rows in the snapshot (which the publish checks against
 gold segment_insights.reach: Seen By count == reach) minus those hidden viewers.
 
-How it runs: the segment's checks come from the snapshot's in-memory CatalogIndex (serving/snapshot_indexes.py);
+How it runs: the segment's checks come from the snapshot's in-memory CatalogIndex (serving/snapshot_indexes.py;
+older segments without viewer rows from segment_insights: `older_segment`);
 the page is one DuckDB statement over segment_viewers, kept in a bounded per-snapshot LRU (`_page`): the list only
 changes when a new snapshot is published.
 """
@@ -116,6 +117,8 @@ def seen_by(
     # (segment_catalog, held in memory by snapshot_indexes.CatalogIndex)
     row = catalog_index(snapshot).get(segment_id)
     if row is None:
+        row = older_segment(snapshot, segment_id)
+    if row is None:
         raise NotFoundError(f"segment {segment_id} is not in serving snapshot {snapshot.snapshot_id}")
     author_id, created_us, is_deleted, viewer_rows, has_blocks = row
     created_at = cursors.from_micros(created_us)
@@ -157,6 +160,24 @@ def seen_by(
         segment_id=segment_id, total=total, viewers=viewers, has_more=has_more, next_cursor=next_cursor,
         now=page_now, snapshot_id=snapshot.snapshot_id,
     )
+
+
+# A segment the catalog does not hold (created before as_of - SEEN_BY_LIFETIME, no viewer rows): its author, creation
+# and deletion from its insights row, which gold keeps for 2 years.
+OLDER_SEGMENT_SQL = (
+    "SELECT author_id, epoch_us(created_at), coalesce(is_deleted, false) FROM segment_insights "
+    "WHERE segment_id = $seg LIMIT 1"
+)
+
+
+def older_segment(snapshot: Snapshot, segment_id: int) -> tuple[int, int, bool, int, bool] | None:
+    """The catalog row (author_id, created_us, is_deleted, viewer_rows, has_blocks) of a segment older than the
+    catalog, None when the snapshot does not know it. It has no viewer rows (the catalog holds every segment with
+    some), so none to count or hide: its Seen By is expired or, at a `now` before its end, empty."""
+    found = snapshot.db().execute(OLDER_SEGMENT_SQL, {"seg": segment_id}).fetchone()
+    if found is None:
+        return None
+    return int(found[0]), int(found[1]), bool(found[2]), 0, False
 
 
 PAGE_CACHE_SIZE = 4096  # pages per snapshot handle (a page of 50 viewers: ~10 KB)

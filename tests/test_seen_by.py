@@ -122,6 +122,30 @@ def test_survives_segment_cleanup_until_48h(settings: Settings) -> None:
     assert ids(page) == [3, 2] and page.total == 2
 
 
+def test_segments_older_than_the_catalog_answer_from_their_insights(settings: Settings) -> None:
+    """A publish copies only the recent segments into segment_catalog (and those with viewer rows); an older one
+    still gets its Seen By answer, from segment_insights: expired, deleted, not the requester's, or unknown."""
+    lake = lake_with_viewers(settings)
+    lake.segment(600, A, T - 72 * HOUR).segment(601, A, T - 80 * HOUR, is_deleted=True)
+    lake.segment(700, 20, T - 90 * HOUR)  # an author with only old segments
+    snap = snap_of(lake)
+    catalog = {r[0] for r in snap.db().execute("SELECT segment_id FROM segment_catalog").fetchall()}
+    assert catalog == {S}
+    with pytest.raises(api.SeenByExpiredError, match=r"Seen By for segment 600 expired at 2026-11-01T12:00:00Z"):
+        api.seen_by(snap, 600, A, T)
+    page = api.seen_by(snap, 600, A, T - 30 * HOUR)  # at a `now` before its end: open, without viewer rows
+    assert (page.total, ids(page), page.has_more) == (0, [], False)
+    with pytest.raises(NotFoundError, match="segment 601 was deleted"):
+        api.seen_by(snap, 601, A, T)
+    with pytest.raises(PermissionError, match=r"user 5 .* segment 700"):
+        api.seen_by(snap, 700, 5, T)
+    with pytest.raises(NotFoundError, match="segment 999"):
+        api.seen_by(snap, 999, A, T)
+    from serving.dashboard_queries import known_authors
+
+    assert known_authors(snap) == [A, 20]
+
+
 def test_cursor_checks(settings: Settings) -> None:
     lake = lake_with_viewers(settings).segment(S + 1, A, T - HOUR).view(S + 1, 5, T - HOUR / 2)
     snap = snap_of(lake)
