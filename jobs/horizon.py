@@ -245,6 +245,22 @@ def new_bronze(
     return df.filter((t < F.lit(as_of).cast("timestamp")) & (in_later | admitted))
 
 
+def unprocessed_bronze(spark: SparkSession, settings: Settings, event: str, previous: increments.Increment
+                       ) -> DataFrame:
+    """Bronze rows the state of the run `previous` does not reflect, whatever a later run's as_of: from batches after
+    its own, and from earlier batches those with event_time at/after its as_of (new_bronze without the upper cut,
+    so that a table a later run wrote, even one whose gate failed, is covered too)."""
+    from pyspark.sql import functions as F
+
+    before, prev_as_of = previous.upto_batch, previous.as_of
+    df = _read(spark, settings, event, _files(
+        settings, event, lambda t0, t1, b0, b1: before is None or b1 > before or utc(t1) >= prev_as_of))
+    if before is None:
+        return df
+    late = F.col("event_time") >= F.lit(prev_as_of).cast("timestamp")
+    return df.filter((F.col("_batch_id") > F.lit(before)) | late)
+
+
 def segments_for(spark: SparkSession, settings: Settings, horizon: Horizon, facts: DataFrame) -> DataFrame:
     """silver.segments for a job: whole on a full refresh; else only the segments `facts` (its bronze rows)
     reference, so an hourly run's joins do not build over every segment the lake has ever had."""

@@ -12,36 +12,34 @@ def rel(event_id, hours, kind, user, other=None):
     return {"event_id": event_id, "event_time": T0 + hours * H, "kind": kind, "user_id": user, "other_user_id": other}
 
 
+EVENTS = [
+    rel("f1", 0, "follow", 1, 2),
+    rel("f1", 0, "follow", 1, 2),  # duplicate delivery
+    rel("f2", 1, "follow", 1, 2),  # start while open: no-op
+    rel("f3", 2, "unfollow", 1, 2),
+    rel("f4", 3, "unfollow", 1, 2),  # end while closed: no-op
+    rel("f5", 5, "follow", 1, 2),
+    rel("u1", 0, "unfollow", 3, 4),  # end while never opened: no-op
+    rel("p1", 0, "set_private", 7),
+    rel("p2", 10, "set_public", 7),
+    rel("a0", 0, "follow", 8, 7),
+    rel("a1", 1, "approve_follower", 7, 8),
+    rel("a2", 4, "unfollow", 8, 7),  # ends follow(8,7) and approved(7,8)
+    rel("c1", 0, "close_friend_add", 1, 5),
+    rel("c2", 6, "close_friend_remove", 1, 5),
+    rel("b1", 0, "block", 5, 1),
+    rel("h1", 0, "hide_story", 1, 6),
+    rel("h2", 2, "unhide_story", 1, 6),
+    rel("t-b", 0, "follow", 5, 6),  # same instant as t-a; ordered by event_id: unfollow first (no-op)
+    rel("t-a", 0, "unfollow", 5, 6),
+    rel("z1", 0, "follow", 5, 9),  # open and closed at the same instant: holds at no instant
+    rel("z2", 0, "unfollow", 5, 9),
+]
+
+
 @pytest.fixture(scope="module")
 def intervals(spark):
-    events = bronze(
-        spark,
-        "relationship",
-        [
-            rel("f1", 0, "follow", 1, 2),
-            rel("f1", 0, "follow", 1, 2),  # duplicate delivery
-            rel("f2", 1, "follow", 1, 2),  # start while open: no-op
-            rel("f3", 2, "unfollow", 1, 2),
-            rel("f4", 3, "unfollow", 1, 2),  # end while closed: no-op
-            rel("f5", 5, "follow", 1, 2),
-            rel("u1", 0, "unfollow", 3, 4),  # end while never opened: no-op
-            rel("p1", 0, "set_private", 7),
-            rel("p2", 10, "set_public", 7),
-            rel("a0", 0, "follow", 8, 7),
-            rel("a1", 1, "approve_follower", 7, 8),
-            rel("a2", 4, "unfollow", 8, 7),  # ends follow(8,7) and approved(7,8)
-            rel("c1", 0, "close_friend_add", 1, 5),
-            rel("c2", 6, "close_friend_remove", 1, 5),
-            rel("b1", 0, "block", 5, 1),
-            rel("h1", 0, "hide_story", 1, 6),
-            rel("h2", 2, "unhide_story", 1, 6),
-            rel("t-b", 0, "follow", 5, 6),  # same instant as t-a; ordered by event_id: unfollow first (no-op)
-            rel("t-a", 0, "unfollow", 5, 6),
-            rel("z1", 0, "follow", 5, 9),  # open and closed at the same instant: holds at no instant
-            rel("z2", 0, "unfollow", 5, 9),
-        ],
-    )
-    return rows(relationships.transform(events))
+    return rows(relationships.transform(bronze(spark, "relationship", EVENTS)))
 
 
 def test_follow_unfollow_refollow_gives_two_intervals(intervals):
@@ -75,3 +73,16 @@ def test_close_friend_block_hide_relations(intervals):
 def test_same_instant_ordered_by_event_id_and_empty_intervals_dropped(intervals):
     assert [r for r in intervals if r[:2] == ("follow", 5)] == [("follow", 5, 6, T0, None)]
     assert len(intervals) == 9
+
+
+def test_recompute_keys_equals_the_full_rebuild_on_those_keys(spark, intervals):
+    """An incremental run recomputes the keys new events touch: the unfollow a2 acts on follow(8,7) and on
+    approved(7,8); asking for only one of them gives exactly that key's full-rebuild intervals (the duplicate
+    delivery f1 deduplicated as the full rebuild does), and an untouched key none."""
+    events = bronze(spark, "relationship", EVENTS)
+    keys = spark.createDataFrame([("approved", 7, 8), ("follow", 1, 2), ("close_friend", 3, 4)],
+                                 "relation string, user_id bigint, other_user_id bigint")
+    got = rows(relationships.recompute_keys(events, keys))
+    assert got == [r for r in intervals if r[:3] in {("approved", 7, 8), ("follow", 1, 2)}]
+    assert got == [("approved", 7, 8, T0 + H, T0 + 4 * H), ("follow", 1, 2, T0, T0 + 2 * H),
+                   ("follow", 1, 2, T0 + 5 * H, None)]

@@ -1,10 +1,11 @@
 """Silver layer: conform + dedupe bronze events into the silver tables (DESIGN §1, §5).
 
 Each module holds pure transforms (DataFrames in, DataFrames out) and a thin `run` that reads bronze, transforms
-and writes its silver table(s) and its own quarantine stage. The dimensions (segments, relationships) are rebuilt
-from their bronze events every run; the interaction tables are recomputed within the run's horizon
-(jobs/horizon.py): the rows anchored at or after it, from the bronze rows at or after it. A rerun with the same
-inputs and as_of writes identical contents, and an incremental run the contents a full refresh writes.
+and writes its silver table(s) and its own quarantine stage. The dimensions are rebuilt from their bronze events:
+segments from their own horizon, relationships for the keys that new events touch. The interaction tables are
+recomputed within the run's horizon (jobs/horizon.py): the rows anchored at or after it, from the bronze rows at or
+after it. A rerun with the same inputs and as_of writes identical contents, and an incremental run the contents a
+full refresh writes.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def build_silver(
 
     # the dimensions (segments and relationships are independent of each other), then the plan, which reads them
     counts = run_lanes([[("segments", build_segments)], [("relationships", lambda: relationships.run(
-        spark, settings, as_of))]], parallel=parallel, logger=log, layer="silver")
+        spark, settings, as_of, full_refresh=full_refresh))]], parallel=parallel, logger=log, layer="silver")
     with timed("plan", counts, log):
         horizon = horizons.plan(spark, settings, as_of, full_refresh=full_refresh,
                                 previous_segments_version=previous)

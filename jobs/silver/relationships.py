@@ -15,6 +15,11 @@ Per key, events are ordered by (event_time, event_id). A start while open and an
 no-ops, so only state changes matter: an interval starts at a start whose previous event was not a start,
 and ends at the next state change (an end); valid_to null = still holds. Zero-length intervals (start and
 end at the same instant) hold at no instant and are dropped.
+
+An incremental run (`run` with a previous run recorded) recomputes only the keys that bronze rows not yet processed
+touch, from every bronze event of those keys, and keeps the other keys' intervals as the table holds them: its cost
+is the new events', not the graph's (the whole table is still rewritten, one sequential copy). A full refresh, a run
+behind the last one's as_of, or a missing table rebuild every key.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from jobs import spark_io
+from jobs.engine_workarounds import lookup
 from jobs.horizon import full, read_bronze
 from jobs.silver.bronze import project
 from jobs.silver.dedupe import dedupe_event_id, split_repeated
@@ -30,7 +36,7 @@ from jobs.spark_io import Materialize
 from storylake.settings import Settings
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 # kind -> [(relation, key user, key other user, opens)]; 'u' = user_id, 'o' = other_user_id, '0' = literal 0.
 KIND_EFFECTS: dict[str, tuple[tuple[str, str, str, bool], ...]] = {
@@ -88,11 +94,16 @@ def transform(events: DataFrame, materialize: Materialize = spark_io.lazily) -> 
     nothing. Only keys with several transitions (split_repeated) are ordered by the window below, which
     sorts far fewer rows. `materialize` keeps the transitions, read by the key count and by both branches.
     """
+
+    return intervals(materialize(transitions(events, materialize), "moves"), materialize)
+
+
+def intervals(moves: DataFrame, materialize: Materialize = spark_io.lazily) -> DataFrame:
+    """transitions() rows -> silver.relationships intervals (see transform)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    key = ["relation", "user_id", "other_user_id"]
-    moves = materialize(transitions(events, materialize), "moves")
+    key = KEY
     once, several = split_repeated(moves, [key], materialize)
     lone = (
         once.filter(F.col("opens"))
@@ -105,16 +116,77 @@ def transform(events: DataFrame, materialize: Materialize = spark_io.lazily) -> 
         .filter(F.col("opens") != F.col("_prev_open"))
     )
     # Changes now alternate open, close, open, ...: each open's interval ends at the next change.
-    intervals = (
+    spans = (
         changes.withColumn("valid_to", F.lead("at").over(w))
         .filter(F.col("opens"))
         .withColumnRenamed("at", "valid_from")
         .filter(F.col("valid_to").isNull() | (F.col("valid_to") > F.col("valid_from")))
     )
-    return project(lone, "silver.relationships").unionByName(project(intervals, "silver.relationships"))
+    return project(lone, "silver.relationships").unionByName(project(spans, "silver.relationships"))
 
 
-def run(spark: SparkSession, settings: Settings, as_of: datetime) -> dict[str, int]:
+KEY = ["relation", "user_id", "other_user_id"]
+
+
+def effect_keys(events: DataFrame) -> DataFrame:
+    """(event_id, relation, user_id, other_user_id): every key each bronze row (undeduplicated) acts on."""
+    from pyspark.sql import functions as F
+
+    return (
+        events.select("event_id", F.explode(F.expr(_effects_sql())).alias("e"))
+        .select("event_id", F.col("e.relation").alias("relation"), F.col("e.k_user").alias("user_id"),
+                F.col("e.k_other").alias("other_user_id"))
+        .filter(F.col("user_id").isNotNull() & F.col("other_user_id").isNotNull())
+    )
+
+
+def _keyed(keys: DataFrame) -> tuple[DataFrame, Column]:
+    """(`keys` as _k_* columns with _hit = true, the condition matching a row's key to them): the small side of a
+    lookup."""
+    from pyspark.sql import functions as F
+
+    k = keys.select(*[F.col(c).alias(f"_k_{c}") for c in KEY]).withColumn("_hit", F.lit(True))
+    on = [F.col(c) == F.col(f"_k_{c}") for c in KEY]
+    return k, on[0] & on[1] & on[2]
+
+
+def recompute_keys(events: DataFrame, keys: DataFrame, materialize: Materialize = spark_io.lazily) -> DataFrame:
+    """The intervals of the (relation, user_id, other_user_id) `keys` from `events` (all bronze relationship rows,
+    cut at as_of): every delivery of every event_id one of whose rows acts on a key goes through transitions() (so
+    the dedupe keeps the same first delivery a full rebuild keeps), then only those keys' transitions are kept.
+    Equal to transform(events) restricted to `keys`."""
+    from pyspark.sql import functions as F
+
+    k, cond = _keyed(keys)
+    ids = lookup(effect_keys(events), k, cond, "inner").select(F.col("event_id").alias("_eid")).distinct()
+    mine = lookup(events, ids, F.col("event_id") == F.col("_eid"), "inner").select(*events.columns)
+    moves = lookup(transitions(mine, materialize), k, cond, "inner").select(
+        "relation", "user_id", "other_user_id", "at", "event_id", "opens")
+    return intervals(materialize(moves, "key_moves"), materialize)
+
+
+def run(spark: SparkSession, settings: Settings, as_of: datetime, *, full_refresh: bool = False) -> dict[str, int]:
+    """Rebuild silver.relationships as of `as_of`: incrementally (see the module docstring) unless `full_refresh`."""
+    from pyspark.sql import functions as F
+
+    from jobs.horizon import unprocessed_bronze
+    from storylake import increments, lake
+
+    events = read_bronze(spark, settings, "relationship", full(as_of))
+    previous = None if full_refresh else increments.last(settings)
+    incremental = (previous is not None and as_of >= previous.as_of
+                   and lake.exists(settings.table_path("silver", "relationships")))
     with spark_io.scratch(settings) as materialize:
-        out = transform(read_bronze(spark, settings, "relationship", full(as_of)), materialize)
+        if not incremental:
+            out = transform(events, materialize)
+        else:
+            assert previous is not None
+            keys = materialize(effect_keys(unprocessed_bronze(spark, settings, "relationship", previous))
+                               .select(*KEY).distinct(), "touched_keys")
+            held = spark_io.read_table(spark, settings, "silver", "relationships")
+            k, cond = _keyed(keys)
+            kept = lookup(held, k, cond).filter(F.col("_hit").isNull()).select(*held.columns)
+            # computed before the table it reads is overwritten
+            out = materialize(project(kept, "silver.relationships").unionByName(
+                recompute_keys(events, keys, materialize)), "relationships")
         return {"relationships": spark_io.write_table(out, settings, "silver", "relationships")}
