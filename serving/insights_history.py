@@ -57,6 +57,12 @@ class Part:
     order_by: str  # the serving sort order (zone maps: insights() reads by author)
 
 
+# Seen By's lookup of a segment older than the snapshot's segment catalog (serving/seen_by.py older_segment): the
+# segment_insights rows' identity columns, sorted by segment_id in the history file (zone maps find one row whatever
+# its size; segment_insights itself is sorted by author for insights()), as the view `segment_lookup`.
+LOOKUP = "segment_lookup"
+LOOKUP_COLUMNS = "segment_id, author_id, created_at, is_deleted"
+
 # serving table -> how it is split
 PARTS: dict[str, Part] = {
     "segment_insights": Part("gold.segment_insights", "story_start", "author_id, created_at, segment_id"),
@@ -149,6 +155,9 @@ def _recorded_fingerprints(path: Path) -> tuple[dict[str, str], dict[str, int]] 
         return None
     try:
         rows = con.execute("SELECT serving_table, fingerprint, row_count FROM history_meta").fetchall()
+        # a file written before the segment lookup existed is not reused: the next one has it
+        if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = $t", {"t": LOOKUP}).fetchone()[0]:
+            return None
     except duckdb.Error:
         return None
     finally:
@@ -207,6 +216,8 @@ def _write(
                 # hashed from the table just written, not by reading the source again
                 rows[name], printed = fingerprint(con, f"SELECT * FROM {alias}.{name}", columns[name])
                 meta.append([cut, name, printed, rows[name]])
+            con.execute(f"CREATE TABLE {alias}.{LOOKUP} AS SELECT {LOOKUP_COLUMNS} FROM {alias}.segment_insights "
+                        "ORDER BY segment_id")
             con.execute(f"CREATE TABLE {alias}.history_meta (cut TIMESTAMPTZ, serving_table VARCHAR, "
                         "fingerprint VARCHAR, row_count BIGINT)")
             con.executemany(f"INSERT INTO {alias}.history_meta VALUES (?, ?, ?, ?)", meta)
@@ -229,7 +240,7 @@ def _write(
 def attach_and_union(con: duckdb.DuckDBPyConnection, settings: Settings, history: History,
                      views: Mapping[str, str]) -> dict[str, int]:
     """In the snapshot being built: the recent part of each table (`<name>_recent`), the view `<name>` over history
-    and recent, and `snapshot_history`; returns each table's recent rows."""
+    and recent, the view `segment_lookup` (LOOKUP) and `snapshot_history`; returns each table's recent rows."""
     recent: dict[str, int] = {}
     con.execute("ATTACH $path AS hist (READ_ONLY)", {"path": str(history_path(settings, history.history_id))})
     for name, part in PARTS.items():
@@ -237,6 +248,8 @@ def attach_and_union(con: duckdb.DuckDBPyConnection, settings: Settings, history
                     {"cut": _bound(part, history.cut)})
         recent[name] = int(con.execute(f"SELECT count(*) FROM {name}_recent").fetchone()[0])
         con.execute(f"CREATE VIEW {name} AS SELECT * FROM hist.{name} UNION ALL SELECT * FROM {name}_recent")
+    con.execute(f"CREATE VIEW {LOOKUP} AS SELECT * FROM hist.{LOOKUP} "
+                f"UNION ALL SELECT {LOOKUP_COLUMNS} FROM segment_insights_recent")
     con.execute("CREATE TABLE snapshot_history (history_id VARCHAR, cut TIMESTAMPTZ, serving_table VARCHAR, "
                 "files VARCHAR, history_rows BIGINT)")
     con.executemany("INSERT INTO snapshot_history VALUES (?, ?, ?, ?, ?)",

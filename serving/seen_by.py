@@ -163,18 +163,26 @@ def seen_by(
 
 
 # A segment the catalog does not hold (created before as_of - SEEN_BY_LIFETIME, no viewer rows): its author, creation
-# and deletion from its insights row, which gold keeps for 2 years.
-OLDER_SEGMENT_SQL = (
-    "SELECT author_id, epoch_us(created_at), coalesce(is_deleted, false) FROM segment_insights "
+# and deletion from its insights row, which gold keeps for 2 years, through the snapshot's segment_lookup view (the
+# history part sorted by segment_id: one row group read however many years it holds; the recent part, a few days,
+# scanned). Snapshots published before that view existed hold every segment in their catalog: segment_insights.
+OLDER_SEGMENT_SQL = {
+    source: f"SELECT author_id, epoch_us(created_at), coalesce(is_deleted, false) FROM {source} "  # noqa: S608
     "WHERE segment_id = $seg LIMIT 1"
-)
+    for source in ("segment_lookup", "segment_insights")
+}
 
 
 def older_segment(snapshot: Snapshot, segment_id: int) -> tuple[int, int, bool, int, bool] | None:
     """The catalog row (author_id, created_us, is_deleted, viewer_rows, has_blocks) of a segment older than the
     catalog, None when the snapshot does not know it. It has no viewer rows (the catalog holds every segment with
     some), so none to count or hide: its Seen By is expired or, at a `now` before its end, empty."""
-    found = snapshot.db().execute(OLDER_SEGMENT_SQL, {"seg": segment_id}).fetchone()
+    db = snapshot.db()
+    source = snapshot.cache.get("older_segment_source")
+    if source is None:
+        has_view = db.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'segment_lookup'").fetchone()[0]
+        source = snapshot.cache.setdefault("older_segment_source", "segment_lookup" if has_view else "segment_insights")
+    found = db.execute(OLDER_SEGMENT_SQL[source], {"seg": segment_id}).fetchone()
     if found is None:
         return None
     return int(found[0]), int(found[1]), bool(found[2]), 0, False

@@ -177,8 +177,8 @@ class LakeBuilder:
             n = reach[s["segment_id"]]
             out.append(
                 {
-                    **{k: s[k] for k in ("segment_id", "author_id", "story_id", "frame_index", "created_at",
-                                         "expires_at", "audience", "media_type", "is_deleted")},
+                    **{k: s[k] for k in ("segment_id", "author_id", "story_id", "frame_index", "story_start",
+                                         "created_at", "expires_at", "audience", "media_type", "is_deleted")},
                     **dict.fromkeys(("exits", "taps_forward", "taps_back", "swipe_forward", "replies", "shares",
                                      "profile_visits", "follows", "link_clicks", "sticker_interactions",
                                      "total_view_ms", "completed_viewers"), 0),

@@ -35,6 +35,10 @@ def _served(snap: api.Snapshot, name: str) -> list[dict[str, Any]]:
 def _assert_serves_gold(settings: Settings, snap: api.Snapshot) -> None:
     for name in insights_history.PARTS:
         assert _served(snap, name) == _gold(settings, name), name
+    # Seen By's lookup of older segments: every segment_insights row's identity
+    keys = ("segment_id", "author_id", "created_at", "is_deleted")
+    assert _served(snap, "segment_lookup") == sorted(
+        ({k: r[k] for k in keys} for r in _gold(settings, "segment_insights")), key=repr)
 
 
 def _history_files(settings: Settings) -> list[str]:

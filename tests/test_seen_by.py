@@ -128,9 +128,14 @@ def test_segments_older_than_the_catalog_answer_from_their_insights(settings: Se
     lake = lake_with_viewers(settings)
     lake.segment(600, A, T - 72 * HOUR).segment(601, A, T - 80 * HOUR, is_deleted=True)
     lake.segment(700, 20, T - 90 * HOUR)  # an author with only old segments
+    lake.segment(602, A, T - 8 * 24 * HOUR).segment(603, A, T - 9 * 24 * HOUR)  # in the insights' history part
     snap = snap_of(lake)
     catalog = {r[0] for r in snap.db().execute("SELECT segment_id FROM segment_catalog").fetchall()}
     assert catalog == {S}
+    # the history part of the lookup, sorted by segment_id
+    assert snap.db().execute("SELECT segment_id FROM hist.segment_lookup").fetchall() == [(602,), (603,)]
+    with pytest.raises(api.SeenByExpiredError, match=r"Seen By for segment 603 expired at 2026-10-26T12:00:00Z"):
+        api.seen_by(snap, 603, A, T)
     with pytest.raises(api.SeenByExpiredError, match=r"Seen By for segment 600 expired at 2026-11-01T12:00:00Z"):
         api.seen_by(snap, 600, A, T)
     page = api.seen_by(snap, 600, A, T - 30 * HOUR)  # at a `now` before its end: open, without viewer rows
