@@ -86,3 +86,45 @@ def test_recompute_keys_equals_the_full_rebuild_on_those_keys(spark, intervals):
     assert got == [r for r in intervals if r[:3] in {("approved", 7, 8), ("follow", 1, 2)}]
     assert got == [("approved", 7, 8, T0 + H, T0 + 4 * H), ("follow", 1, 2, T0, T0 + 2 * H),
                    ("follow", 1, 2, T0 + 5 * H, None)]
+
+
+def test_intervals_older_than_the_bronze_floor_come_from_the_table(spark, settings):
+    """Retention removed bronze relationship events before its cutoff (the floor): the intervals they opened are
+    seeded from what silver.relationships holds, by an incremental run (a new unfollow ends one of them) and by a
+    full refresh alike; without the seeds a full refresh would keep only what bronze still holds."""
+    from datetime import timedelta
+
+    import pyarrow as pa
+
+    from storylake import contracts, increments, lake
+    from tests.bronze_builders import bronze_rows
+
+    floor, day = T0, timedelta(days=1)
+    held = [
+        {"relation": "follow", "user_id": 1, "other_user_id": 2, "valid_from": floor - 900 * day, "valid_to": None},
+        {"relation": "follow", "user_id": 3, "other_user_id": 4, "valid_from": floor - 900 * day,
+         "valid_to": floor - 800 * day},
+        {"relation": "follow", "user_id": 5, "other_user_id": 6, "valid_from": floor - 900 * day, "valid_to": None},
+    ]
+    lake.write_table(settings, "silver.relationships", held)
+    schema = contracts.get("bronze.relationship")
+    rows = bronze_rows("relationship", [rel("un", 1, "unfollow", 5, 6), rel("bl", 2, "block", 7, 8)])
+    lake.write_table(settings, "bronze.relationship", pa.Table.from_pylist(
+        [dict(zip(schema.column_names, r, strict=True)) for r in rows], schema=schema.arrow_schema()))
+    lake.write_table(settings, "ops.retention_runs", [{
+        "run_at": floor + 40 * day, "now": floor + 40 * day, "reached": floor + 40 * day,
+        "table": "bronze.relationship", "column": "event_time", "retention_days": 730.0, "cutoff": floor,
+        "rows_removed": 3, "version": 1}])
+    increments.record(settings, increments.Increment(run_id="r", as_of=floor + H / 2, horizon=None, gold_horizon=None,
+                                                     upto_batch="batch-0"), increments.DONE)
+    expected = [
+        ("block", 7, 8, T0 + 2 * H, None),
+        ("follow", 1, 2, floor - 900 * day, None),
+        ("follow", 3, 4, floor - 900 * day, floor - 800 * day),
+        ("follow", 5, 6, floor - 900 * day, T0 + H),
+    ]
+    for full_refresh in (False, True):
+        relationships.run(spark, settings, T0 + 3 * H, full_refresh=full_refresh)
+        got = sorted(tuple(r.values()) for r in lake.read_arrow(settings.table_path("silver", "relationships"))
+                     .to_pylist())
+        assert got == expected, full_refresh

@@ -19,7 +19,9 @@ end at the same instant) hold at no instant and are dropped.
 An incremental run (`run` with a previous run recorded) recomputes only the keys that bronze rows not yet processed
 touch, from every bronze event of those keys, and keeps the other keys' intervals as the table holds them: its cost
 is the new events', not the graph's (the whole table is still rewritten, one sequential copy). A full refresh, a run
-behind the last one's as_of, or a missing table rebuild every key.
+behind the last one's as_of, or a missing table rebuild every key. Once retention has removed the events before
+bronze.relationship's cutoff (730 days), both recompute from the events after it, seeded with the intervals the table
+holds that began before it (`held_moves`): a follow older than the bronze floor stays.
 """
 
 from __future__ import annotations
@@ -87,15 +89,34 @@ def transitions(events: DataFrame, materialize: Materialize = spark_io.lazily) -
     )
 
 
-def transform(events: DataFrame, materialize: Materialize = spark_io.lazily) -> DataFrame:
-    """Bronze relationship events (cut at as_of) -> silver.relationships intervals.
+def transform(events: DataFrame, materialize: Materialize = spark_io.lazily, seeds: DataFrame | None = None
+              ) -> DataFrame:
+    """Bronze relationship events (cut at as_of) -> silver.relationships intervals (`seeds`: held_moves() of the
+    intervals that began before the bronze floor, whose events retention removed).
 
     Most keys have a single transition (one follow, never undone): an open gives [at, null), a lone close
     nothing. Only keys with several transitions (split_repeated) are ordered by the window below, which
     sorts far fewer rows. `materialize` keeps the transitions, read by the key count and by both branches.
     """
 
-    return intervals(materialize(transitions(events, materialize), "moves"), materialize)
+    moves = transitions(events, materialize)
+    return intervals(materialize(moves if seeds is None else moves.unionByName(seeds), "moves"), materialize)
+
+
+def held_moves(held: DataFrame, floor: datetime) -> DataFrame:
+    """transitions() rows standing for the bronze events before `floor` (removed by retention) that `held`, the
+    intervals the table holds, were computed from: the opening of each interval that began before the floor, and
+    its end when that is before the floor too (a later end is a bronze event still there). At one instant an end
+    sorts before an opening, as the events did."""
+    from pyspark.sql import functions as F
+
+    before = F.lit(floor).cast("timestamp")
+    old = held.filter(F.col("valid_from") < before)
+    opens = old.select(*KEY, F.col("valid_from").alias("at"), F.lit("held-1").alias("event_id"),
+                       F.lit(True).alias("opens"))
+    ends = old.filter(F.col("valid_to") < before).select(
+        *KEY, F.col("valid_to").alias("at"), F.lit("held-0").alias("event_id"), F.lit(False).alias("opens"))
+    return opens.unionByName(ends)
 
 
 def intervals(moves: DataFrame, materialize: Materialize = spark_io.lazily) -> DataFrame:
@@ -150,7 +171,8 @@ def _keyed(keys: DataFrame) -> tuple[DataFrame, Column]:
     return k, on[0] & on[1] & on[2]
 
 
-def recompute_keys(events: DataFrame, keys: DataFrame, materialize: Materialize = spark_io.lazily) -> DataFrame:
+def recompute_keys(events: DataFrame, keys: DataFrame, materialize: Materialize = spark_io.lazily,
+                   seeds: DataFrame | None = None) -> DataFrame:
     """The intervals of the (relation, user_id, other_user_id) `keys` from `events` (all bronze relationship rows,
     cut at as_of): every delivery of every event_id one of whose rows acts on a key goes through transitions() (so
     the dedupe keeps the same first delivery a full rebuild keeps), then only those keys' transitions are kept.
@@ -160,8 +182,10 @@ def recompute_keys(events: DataFrame, keys: DataFrame, materialize: Materialize 
     k, cond = _keyed(keys)
     ids = lookup(effect_keys(events), k, cond, "inner").select(F.col("event_id").alias("_eid")).distinct()
     mine = lookup(events, ids, F.col("event_id") == F.col("_eid"), "inner").select(*events.columns)
-    moves = lookup(transitions(mine, materialize), k, cond, "inner").select(
-        "relation", "user_id", "other_user_id", "at", "event_id", "opens")
+    moves = transitions(mine, materialize)
+    if seeds is not None:
+        moves = moves.unionByName(seeds)
+    moves = lookup(moves, k, cond, "inner").select("relation", "user_id", "other_user_id", "at", "event_id", "opens")
     return intervals(materialize(moves, "key_moves"), materialize)
 
 
@@ -170,15 +194,23 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime, *, full_refres
     from pyspark.sql import functions as F
 
     from jobs.horizon import unprocessed_bronze
+    from jobs.retention import applied_cutoffs
     from storylake import increments, lake
 
     events = read_bronze(spark, settings, "relationship", full(as_of))
     previous = None if full_refresh else increments.last(settings)
-    incremental = (previous is not None and as_of >= previous.as_of
-                   and lake.exists(settings.table_path("silver", "relationships")))
+    exists = lake.exists(settings.table_path("silver", "relationships"))
+    incremental = previous is not None and as_of >= previous.as_of and exists
+    # once retention removed old events, the intervals they opened come from the table (bronze holds the rest)
+    floor = applied_cutoffs(settings).get("bronze.relationship")
     with spark_io.scratch(settings) as materialize:
+        seeds = None
+        if floor is not None and exists:
+            events = events.filter(F.col("event_time") >= F.lit(floor).cast("timestamp"))
+            held = spark_io.read_table(spark, settings, "silver", "relationships")
+            seeds = materialize(held_moves(held, floor), "held_moves")  # before the table is overwritten
         if not incremental:
-            out = transform(events, materialize)
+            out = materialize(transform(events, materialize, seeds), "relationships")
         else:
             assert previous is not None
             keys = materialize(effect_keys(unprocessed_bronze(spark, settings, "relationship", previous))
@@ -188,5 +220,5 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime, *, full_refres
             kept = lookup(held, k, cond).filter(F.col("_hit").isNull()).select(*held.columns)
             # computed before the table it reads is overwritten
             out = materialize(project(kept, "silver.relationships").unionByName(
-                recompute_keys(events, keys, materialize)), "relationships")
+                recompute_keys(events, keys, materialize, seeds)), "relationships")
         return {"relationships": spark_io.write_table(out, settings, "silver", "relationships")}
