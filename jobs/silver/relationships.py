@@ -70,13 +70,12 @@ def _effects_sql() -> str:
     return "CASE kind " + " ".join(arms) + " END"
 
 
-def transitions(events: DataFrame, materialize: Materialize = spark_io.lazily) -> DataFrame:
-    """(relation, user_id, other_user_id, at, event_id, opens): one row per effect of a deduplicated event."""
+def _effect_rows(events: DataFrame) -> DataFrame:
+    """(relation, user_id, other_user_id, at, event_id, opens): one row per effect of each row of `events`."""
     from pyspark.sql import functions as F
 
-    ev = dedupe_event_id(events, materialize)
     return (
-        ev.select("event_id", F.col("event_time").alias("at"), F.explode(F.expr(_effects_sql())).alias("e"))
+        events.select("event_id", F.col("event_time").alias("at"), F.explode(F.expr(_effects_sql())).alias("e"))
         .select(
             F.col("e.relation").alias("relation"),
             F.col("e.k_user").alias("user_id"),
@@ -87,6 +86,11 @@ def transitions(events: DataFrame, materialize: Materialize = spark_io.lazily) -
         )
         .filter(F.col("user_id").isNotNull() & F.col("other_user_id").isNotNull())
     )
+
+
+def transitions(events: DataFrame, materialize: Materialize = spark_io.lazily) -> DataFrame:
+    """(relation, user_id, other_user_id, at, event_id, opens): one row per effect of a deduplicated event."""
+    return _effect_rows(dedupe_event_id(events, materialize))
 
 
 def transform(events: DataFrame, materialize: Materialize = spark_io.lazily, seeds: DataFrame | None = None
@@ -124,14 +128,13 @@ def intervals(moves: DataFrame, materialize: Materialize = spark_io.lazily) -> D
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    key = KEY
-    once, several = split_repeated(moves, [key], materialize)
+    once, several = split_repeated(moves, [KEY], materialize)
     lone = (
         once.filter(F.col("opens"))
         .withColumnRenamed("at", "valid_from")
         .withColumn("valid_to", F.lit(None).cast("timestamp"))
     )
-    w = Window.partitionBy(*key).orderBy("at", "event_id")
+    w = Window.partitionBy(*KEY).orderBy("at", "event_id")
     changes = (
         several.withColumn("_prev_open", F.coalesce(F.lag("opens").over(w), F.lit(False)))
         .filter(F.col("opens") != F.col("_prev_open"))
@@ -151,14 +154,7 @@ KEY = ["relation", "user_id", "other_user_id"]
 
 def effect_keys(events: DataFrame) -> DataFrame:
     """(event_id, relation, user_id, other_user_id): every key each bronze row (undeduplicated) acts on."""
-    from pyspark.sql import functions as F
-
-    return (
-        events.select("event_id", F.explode(F.expr(_effects_sql())).alias("e"))
-        .select("event_id", F.col("e.relation").alias("relation"), F.col("e.k_user").alias("user_id"),
-                F.col("e.k_other").alias("other_user_id"))
-        .filter(F.col("user_id").isNotNull() & F.col("other_user_id").isNotNull())
-    )
+    return _effect_rows(events).select("event_id", *KEY)
 
 
 def _keyed(keys: DataFrame) -> tuple[DataFrame, Column]:
@@ -203,19 +199,18 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime, *, full_refres
     incremental = previous is not None and as_of >= previous.as_of and exists
     # once retention removed old events, the intervals they opened come from the table (bronze holds the rest)
     floor = applied_cutoffs(settings).get("bronze.relationship")
+    held = spark_io.read_table(spark, settings, "silver", "relationships") if exists else None
     with spark_io.scratch(settings) as materialize:
         seeds = None
-        if floor is not None and exists:
+        if floor is not None and held is not None:
             events = events.filter(F.col("event_time") >= F.lit(floor).cast("timestamp"))
-            held = spark_io.read_table(spark, settings, "silver", "relationships")
             seeds = materialize(held_moves(held, floor), "held_moves")  # before the table is overwritten
         if not incremental:
             out = materialize(transform(events, materialize, seeds), "relationships")
         else:
-            assert previous is not None
+            assert previous is not None and held is not None
             keys = materialize(effect_keys(unprocessed_bronze(spark, settings, "relationship", previous))
                                .select(*KEY).distinct(), "touched_keys")
-            held = spark_io.read_table(spark, settings, "silver", "relationships")
             k, cond = _keyed(keys)
             kept = lookup(held, k, cond).filter(F.col("_hit").isNull()).select(*held.columns)
             # computed before the table it reads is overwritten
