@@ -293,11 +293,15 @@ def _arrow(settings: Settings, suite: Suite, since: Slice | None, columns: list[
     names, start = since
     keep = None
     for column in names:
-        bound = pa.scalar(start.date() if column == "day" else start,
-                          pa.date32() if column == "day" else pa.timestamp("us", tz="UTC"))
-        cond = ds.field(column) >= bound
+        cond = ds.field(column) >= pa.scalar(*_slice_bound(column, start))
         keep = cond if keep is None else keep | cond
     return dt.to_pyarrow_dataset().to_table(columns=columns, filter=keep)
+
+
+def _slice_bound(column: str, start: datetime) -> tuple[Any, pa.DataType]:
+    """(value, Arrow type) of a slice's lower bound on `column`: the day of `start` for a table keyed by day
+    (jobs.horizon DAY_ANCHORED), else `start`."""
+    return (start.date(), pa.date32()) if column == "day" else (start, pa.timestamp("us", tz="UTC"))
 
 
 def _changed_since(settings: Settings, suite: Suite, since: Slice | None, baseline: int) -> pa.Table | None:
@@ -336,7 +340,7 @@ def _changed(new_files: list[str], old_files: list[str], columns: list[str], sin
     params: dict[str, Any] = {"new": new_files, "old": old_files}
     if since is not None:
         names, start = since
-        params["start"] = start.date() if names == ("day",) else start
+        params["start"] = _slice_bound(names[0], start)[0]
         where = " OR ".join(f'"{c}" >= $start' for c in names)
     on = " AND ".join(f'n."{c}" IS NOT DISTINCT FROM o."{c}"' for c in columns if c not in RUN_STAMPS)
 
