@@ -113,3 +113,16 @@ def unfinished(settings: Settings) -> Increment | None:
     if dones.num_rows and pc.max(dones.column("recorded_at")).as_py() >= pc.max(plans.column("recorded_at")).as_py():
         return None
     return plan
+
+
+def latest_attempt_since_done(settings: Settings) -> datetime | None:
+    """The latest as_of planned after the last `done` run (a run that failed or is running), None when none was."""
+    t = _rows(settings)
+    if t is None:
+        return None
+    done = t.filter(pc.equal(t.column("state"), DONE))
+    since = t.filter(pc.equal(t.column("state"), PLANNED))
+    if done.num_rows:
+        since = since.filter(pc.greater(since.column("recorded_at"), pc.max(done.column("recorded_at"))))
+    newest = pc.max(since.column("as_of")).as_py() if since.num_rows else None
+    return utc(newest) if newest is not None else None

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 
 from jobs import spark_io
 from jobs.engine_workarounds import lookup
-from jobs.horizon import INTERACTIONS, SEGMENT_EVENTS, Horizon, new_bronze
+from jobs.horizon import INTERACTIONS, Horizon, new_bronze
+from jobs.silver.touched import changed_segments
 from storylake import audit, increments, lake
 from storylake.settings import Settings
 
@@ -34,25 +35,14 @@ STORY = "_touched_story"
 
 def touched_segments(spark: SparkSession, settings: Settings, horizon: Horizon,
                      previous: increments.Increment) -> DataFrame:
-    """(segment_id) of every segment whose silver rows the run's new bronze rows can change (module docstring)."""
+    """(segment_id) of every segment whose silver rows the run's new bronze rows can change (module docstring): the
+    segments the new interactions name, and jobs.silver.touched.changed_segments."""
     from pyspark.sql import functions as F
 
-    def arrived(event: str) -> DataFrame:
-        return new_bronze(spark, settings, event, previous, horizon.as_of, horizon.upto_batch)
-
-    segments = spark_io.read_table(spark, settings, "silver", "segments")
-    frames = [arrived(event).select("segment_id") for event in (*INTERACTIONS, *SEGMENT_EVENTS)]
-    created = arrived("segment_created").select(F.col("author_id").alias("_a"), F.col("event_time").alias("_t"))
-    frames.append(lookup(segments, created, (F.col("author_id") == F.col("_a")) & (F.col("created_at") >= F.col("_t")),
-                         "inner").select("segment_id"))
-    rels = arrived("relationship")
-    users = rels.select(F.col("user_id").alias("_a"), F.col("event_time").alias("_t")).unionByName(
-        rels.select(F.col("other_user_id").alias("_a"), F.col("event_time").alias("_t")))
-    frames.append(lookup(segments, users.filter(F.col("_a").isNotNull() & (F.col("_a") != 0)),
-                         (F.col("author_id") == F.col("_a")) & (F.col("expires_at") > F.col("_t")),
-                         "inner").select("segment_id"))
-    out = frames[0]
-    for frame in frames[1:]:
+    frames = [new_bronze(spark, settings, event, previous, horizon.as_of, horizon.upto_batch).select("segment_id")
+              for event in INTERACTIONS]
+    out = changed_segments(spark, settings, horizon, previous)
+    for frame in frames:
         out = out.unionByName(frame)
     return out.filter(F.col("segment_id").isNotNull()).distinct()
 

@@ -73,11 +73,26 @@ def transform(
     """Bronze sticker_interaction + silver.segments + silver.relationships -> sticker_responses + quarantine
     (`materialize` keeps the classified interactions, read by both outputs; `admit(anchor column)`: the rows a run
     recomputes)."""
+    return decide(dedupe_event_id(events, materialize), segments, relationships, as_of, events.columns, materialize,
+                  admit)
+
+
+def decide(
+    receipts: DataFrame,
+    segments: DataFrame,
+    relationships: DataFrame,
+    as_of: datetime,
+    raw_columns: list[str],
+    materialize: Materialize = spark_io.lazily,
+    admit: Admit | None = None,
+) -> StickerOutput:
+    """transform() of interactions already deduplicated by event_id (every interaction of each (segment, user)
+    they hold; `raw_columns`: the bronze columns, for the quarantine's raw JSON)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     seg = segments.select(F.col("segment_id").alias("_s_id"), "author_id", "audience", "created_at", "expires_at")
-    ev = lookup(dedupe_event_id(events, materialize), seg, F.col("segment_id") == F.col("_s_id")).withColumn(
+    ev = lookup(receipts, seg, F.col("segment_id") == F.col("_s_id")).withColumn(
         "_anchor", F.expr(lifetimes.anchor_sql("event_time", "created_at"))
     )
     if admit is not None:
@@ -152,7 +167,7 @@ def transform(
     )
     quarantine = quarantine_rows(
         bad, stage=STAGE, contract=CONTRACT, rule=F.col("_rule"), field=field, reason=reason, as_of=as_of,
-        raw_columns=events.columns, anchor=F.col("_anchor"),
+        raw_columns=raw_columns, anchor=F.col("_anchor"),
     )
 
     good = classified.filter(known_seg & F.col("_rule").isNull())
@@ -171,21 +186,37 @@ def transform(
     return StickerOutput(project(winners, "silver.sticker_responses"), quarantine)
 
 
+# The receipts re-decided together on an incremental run (jobs.silver.touched): a user's answers on one segment
+# (a response row is one user's on one sticker; its retry groups are the user's on the segment).
+TOUCH_GROUP = ["segment_id", "user_id"]
+
+
 def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
+    """Recompute the job's horizon: every interaction anchored in it, or on an incremental run only the touched
+    users' on their segments (jobs.silver.touched), beside the other rows as the last good run left them."""
+    from jobs.silver import touched as touch
+
     events = read_bronze(spark, settings, "sticker_interaction", horizon)
     with spark_io.scratch(settings) as materialize:
-        out = transform(
-            events,
-            segments_for(spark, settings, horizon, events),
+        receipts = dedupe_event_id(events, materialize)
+        keys = touch.touched(spark, settings, horizon, "sticker_interaction", "sticker_responses", TOUCH_GROUP,
+                             "user_id", events, materialize)
+        if keys is not None:
+            receipts = materialize(touch.select(receipts, keys), "touched_receipts")
+        out = decide(
+            receipts,
+            segments_for(spark, settings, horizon, receipts),
             spark_io.read_table(spark, settings, "silver", "relationships"),
             horizon.as_of,
+            events.columns,
             materialize,
             admit=horizon.admits,
         )
+        rows, bad = touch.with_kept(spark, settings, keys, horizon, STAGE, "segment_created_at", receipts,
+                                    out.sticker_responses, out.quarantine)
         return {
             "sticker_responses": spark_io.write_table(
-                out.sticker_responses, settings, "silver", "sticker_responses",
-                replace_where=horizon.where("segment_created_at"),
+                rows, settings, "silver", "sticker_responses", replace_where=horizon.where("segment_created_at"),
             ),
-            "quarantine.sticker_responses": write_quarantine(out.quarantine, settings, STAGE, horizon),
+            "quarantine.sticker_responses": write_quarantine(bad, settings, STAGE, horizon),
         }

@@ -68,9 +68,20 @@ def classify(
     """Deduplicated, counted receipts with segment columns, _anchor, _status (view|quarantine), _rule, _field,
     _reason. `views` is bronze segment_view; segments / relationships are silver. `admit(anchor column)` keeps
     the receipts a run recomputes (default: all)."""
+    return decide(dedupe_event_id(views, materialize), segments, relationships, materialize, admit)
+
+
+def decide(
+    receipts: DataFrame,
+    segments: DataFrame,
+    relationships: DataFrame,
+    materialize: Materialize = spark_io.lazily,
+    admit: Admit | None = None,
+) -> DataFrame:
+    """classify() of receipts already deduplicated by event_id (whole retry groups: steps 2-5)."""
     from pyspark.sql import functions as F
 
-    rcpt = dedupe_event_id(views, materialize).withColumn("viewed_at", F.col("event_time"))
+    rcpt = receipts.withColumn("viewed_at", F.col("event_time"))
     seg = segments.select(
         F.col("segment_id").alias("_s_id"),
         "author_id",
@@ -178,11 +189,20 @@ def transform(
 
 
 def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
+    """Recompute the job's horizon: every receipt anchored in it, or on an incremental run only the touched ones
+    (jobs.silver.touched), beside the other rows as the last good run left them."""
+    from jobs.silver import touched as touch
+
     views = read_bronze(spark, settings, "segment_view", horizon)
     with spark_io.scratch(settings) as materialize:
-        classified = classify(
-            views,
-            segments_for(spark, settings, horizon, views),
+        receipts = dedupe_event_id(views, materialize)
+        keys = touch.touched(spark, settings, horizon, "segment_view", "view_events", RETRY_DEDUPE[0], "viewer_id",
+                             views, materialize)
+        if keys is not None:
+            receipts = materialize(touch.select(receipts, keys), "touched_receipts")
+        classified = decide(
+            receipts,
+            segments_for(spark, settings, horizon, receipts),
             spark_io.read_table(spark, settings, "silver", "relationships"),
             materialize,
             admit=horizon.admits,
@@ -190,9 +210,11 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, 
         # classify once; its outputs are read from the materialized rows
         rows = materialize(slim(classified, views.columns), "classified")
         out = outputs(rows, horizon.as_of, views.columns)
+        view_rows, bad_rows = touch.with_kept(spark, settings, keys, horizon, STAGE, "segment_created_at", receipts,
+                                              out.view_events, out.quarantine)
         return {
             "view_events": spark_io.write_table(
-                out.view_events, settings, "silver", "view_events", replace_where=horizon.where("segment_created_at")
+                view_rows, settings, "silver", "view_events", replace_where=horizon.where("segment_created_at")
             ),
-            "quarantine.view_events": write_quarantine(out.quarantine, settings, STAGE, horizon),
+            "quarantine.view_events": write_quarantine(bad_rows, settings, STAGE, horizon),
         }

@@ -1,0 +1,193 @@
+"""The receipts an incremental silver run re-decides, and the last good rows of every other receipt.
+
+A segment-keyed interaction table (silver.view_events, silver.sticker_responses) decides each receipt from its
+segment's silver row, the audience rules at its instant, its event_id deliveries and its group (a view's retry
+group; a user's answers on one segment). An incremental run's new bronze rows (jobs.horizon.new_bronze) can change
+the decision of:
+- every receipt of a group that holds a delivery of an event that arrived (its first delivery may move to another
+  group: every group any delivery of such an event names is touched);
+- every receipt of a segment whose silver row the run's segment events can change (segment_changes), or of an
+  author whose privacy changed, on the segments live at or after the change;
+- every receipt of a viewer on a segment of an author whose relationship with that viewer changed, live at or
+  after the change (audience_changes).
+The run re-decides those keys' receipts from bronze (within its horizon, after the event_id dedupe over all of
+it) and keeps every other row anchored in its horizon as the last good run left it: the table's audited version's
+rows of the other keys, and the stage's current quarantine rows of the other events (no other run has written them
+since, unless a run planned a later as_of: then, as on a full refresh, with Parquet storage or without a readable
+last good version, the run recomputes its whole horizon). That equals recomputing the whole horizon, which
+tests/test_incremental.py checks against full runs on random arrival orders, and costs what the hour brings: an
+hour's receipts touch most live segments, but few of their groups.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from jobs import spark_io
+from jobs.engine_workarounds import lookup
+from jobs.horizon import SEGMENT_EVENTS, Horizon, new_bronze
+from storylake import audit, increments, lake
+from storylake.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+_GROUP, _SEGMENT, _EVENT = "_k_group", "_k_segment", "_k_event"
+
+
+def _arrived(spark: SparkSession, settings: Settings, horizon: Horizon, previous: increments.Increment,
+             event: str) -> DataFrame:
+    return new_bronze(spark, settings, event, previous, horizon.as_of, horizon.upto_batch)
+
+
+def _live_from(segments: DataFrame, authors: DataFrame) -> DataFrame:
+    """`authors` (_a: author, _t: instant, any other columns) joined to their segments live at or after _t."""
+    from pyspark.sql import functions as F
+
+    return lookup(segments, authors.filter(F.col("_a").isNotNull() & (F.col("_a") != 0)),
+                  (F.col("author_id") == F.col("_a")) & (F.col("expires_at") > F.col("_t")), "inner")
+
+
+def segment_changes(spark: SparkSession, settings: Settings, horizon: Horizon, previous: increments.Increment,
+                    segments: DataFrame) -> DataFrame:
+    """(segment_id) of every segment whose silver.segments row the run's new segment events can change: a segment
+    event's segment; a creation's author's segments created at or after it (the story fold may assign them
+    differently)."""
+    from pyspark.sql import functions as F
+
+    frames = [_arrived(spark, settings, horizon, previous, event).select("segment_id") for event in SEGMENT_EVENTS]
+    created = _arrived(spark, settings, horizon, previous, "segment_created").select(
+        F.col("author_id").alias("_a"), F.col("event_time").alias("_t"))
+    frames.append(lookup(segments, created, (F.col("author_id") == F.col("_a")) & (F.col("created_at") >= F.col("_t")),
+                         "inner").select("segment_id"))
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame)
+    return out.filter(F.col("segment_id").isNotNull())
+
+
+def changed_segments(spark: SparkSession, settings: Settings, horizon: Horizon,
+                     previous: increments.Increment) -> DataFrame:
+    """(segment_id) of every segment whose silver.segments row or audience the run's new bronze rows other than
+    interactions can change: segment_changes, and the segments of both users of a relationship change at t that
+    are live at or after t (the audience rules from t on read the pair's relationships and the author's
+    privacy)."""
+    from pyspark.sql import functions as F
+
+    segments = spark_io.read_table(spark, settings, "silver", "segments")
+    rels = _arrived(spark, settings, horizon, previous, "relationship")
+    users = rels.select(F.col("user_id").alias("_a"), F.col("event_time").alias("_t")).unionByName(
+        rels.select(F.col("other_user_id").alias("_a"), F.col("event_time").alias("_t")))
+    return segment_changes(spark, settings, horizon, previous, segments).unionByName(
+        _live_from(segments, users).select("segment_id")).distinct()
+
+
+def audience_changes(spark: SparkSession, settings: Settings, horizon: Horizon, previous: increments.Increment,
+                     segments: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """The receipts whose audience decision the run's new relationship rows can change, from every key each acts
+    on (jobs.silver.relationships.effect_keys) at its event time t: (segment_id) of the segments of an author whose
+    privacy changed, live at or after t (every viewer); (segment_id, viewer_id) of each pair relation's two users,
+    each as author with the other as viewer, on the author's segments live at or after t."""
+    from pyspark.sql import functions as F
+
+    from jobs.silver.relationships import effect_keys
+    from storylake.rules.audience import PRIVATE_RELATION
+
+    rels = _arrived(spark, settings, horizon, previous, "relationship")
+    at = rels.select(F.col("event_id").alias("_eid"), F.col("event_time").alias("_t"))
+    keys = effect_keys(rels).join(at, F.col("event_id") == F.col("_eid"), "inner")
+    private = F.col("relation") == F.lit(PRIVATE_RELATION)
+    authors = keys.filter(private).select(F.col("user_id").alias("_a"), "_t")
+    pairs = keys.filter(~private)
+    both = pairs.select(F.col("user_id").alias("_a"), F.col("other_user_id").alias("_v"), "_t").unionByName(
+        pairs.select(F.col("other_user_id").alias("_a"), F.col("user_id").alias("_v"), "_t"))
+    return (_live_from(segments, authors).select("segment_id"),
+            _live_from(segments, both).select("segment_id", F.col("_v").alias("viewer_id")))
+
+
+@dataclass(frozen=True)
+class Touched:
+    """The touched keys of one job's run (materialized): segments (_k_segment), (segment, viewer) pairs
+    (_k_psegment, _k_pviewer) and retry-group hashes (_k_group)."""
+
+    table: str
+    group: list[str]
+    viewer: str
+    segments: DataFrame
+    pairs: DataFrame
+    groups: DataFrame
+    good_version: int
+
+
+def touched(spark: SparkSession, settings: Settings, horizon: Horizon, event: str, table: str, group: list[str],
+            viewer: str, bronze: DataFrame, materialize: spark_io.Materialize) -> Touched | None:
+    """The keys the run re-decides in silver.`table` (from bronze `event`, whose rows in the job's horizon are
+    `bronze`; `group`: the retry group's columns, `viewer` its viewer column), None when it recomputes its whole
+    horizon (module docstring)."""
+    from pyspark.sql import functions as F
+
+    previous = increments.last(settings)
+    if horizon.refresh or previous is None or settings.storage != "delta":
+        return None
+    attempt = increments.latest_attempt_since_done(settings)
+    good = audit.last_good_version(settings, f"silver.{table}")
+    if (attempt is not None and attempt > horizon.as_of) or good is None \
+            or lake.version_files(settings.table_path("silver", table), good) is None:
+        log.info("silver.%s: whole horizon recomputed (no readable last good version, or a later run was planned)",
+                 table)
+        return None
+    arrived = _arrived(spark, settings, horizon, previous, event)
+    ids = arrived.select(F.col("event_id").alias(_EVENT)).distinct()
+    deliveries = lookup(bronze, ids, F.col("event_id") == F.col(_EVENT), "inner")
+    groups = materialize(deliveries.select(F.xxhash64(*group).alias(_GROUP)).distinct(), f"{table}_touched_groups")
+    segments = spark_io.read_table(spark, settings, "silver", "segments")
+    authors, pairs = audience_changes(spark, settings, horizon, previous, segments)
+    changed = materialize(segment_changes(spark, settings, horizon, previous, segments).unionByName(authors)
+                          .distinct().select(F.col("segment_id").alias(_SEGMENT)), f"{table}_touched_segments")
+    pairs = materialize(pairs.distinct().select(F.col("segment_id").alias("_k_psegment"),
+                                                F.col("viewer_id").alias("_k_pviewer")), f"{table}_touched_pairs")
+    return Touched(table, group, viewer, changed, pairs, groups, good)
+
+
+def _marked(rows: DataFrame, keys: Touched) -> DataFrame:
+    """`rows` (with the group's columns, segment_id and the viewer column) and _k_hit: the run re-decides the row's
+    key."""
+    from pyspark.sql import functions as F
+
+    marked = lookup(rows.withColumn("_k_hash", F.xxhash64(*keys.group)),
+                    keys.groups.withColumn("_k_g", F.lit(True)), F.col("_k_hash") == F.col(_GROUP))
+    marked = lookup(marked, keys.segments.withColumn("_k_s", F.lit(True)), F.col("segment_id") == F.col(_SEGMENT))
+    marked = lookup(marked, keys.pairs.withColumn("_k_p", F.lit(True)),
+                    (F.col("segment_id") == F.col("_k_psegment")) & (F.col(keys.viewer) == F.col("_k_pviewer")))
+    hit = F.col("_k_g").isNotNull() | F.col("_k_s").isNotNull() | F.col("_k_p").isNotNull()
+    return marked.select(*rows.columns, hit.alias("_k_hit"))
+
+
+def select(rows: DataFrame, keys: Touched) -> DataFrame:
+    """The rows of `rows` (deduplicated receipts) whose key the run re-decides."""
+    from pyspark.sql import functions as F
+
+    return _marked(rows, keys).filter(F.col("_k_hit")).drop("_k_hit")
+
+
+def with_kept(spark: SparkSession, settings: Settings, keys: Touched | None, horizon: Horizon, stage: str,
+              anchor: str, decided: DataFrame, rows: DataFrame, quarantine: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """(the table's rows, the stage's quarantine rows) a run writes over its horizon: the re-decided ones (`rows`,
+    `quarantine`, from the receipts `decided`) and every other row anchored (at `anchor`) in the horizon as the last
+    good run left it: the audited version's rows of untouched keys, and the stage's quarantine rows of the events
+    not re-decided. Without `keys` (the whole horizon recomputed): `rows`, `quarantine`."""
+    from pyspark.sql import functions as F
+
+    if keys is None:
+        return rows, quarantine
+    good = spark_io.read_version(spark, settings, "silver", keys.table, keys.good_version)
+    kept = _marked(good.filter(horizon.admits(anchor)), keys).filter(~F.col("_k_hit")).drop("_k_hit")
+    hit = decided.select(F.col("event_id").alias(_EVENT)).distinct().withColumn("_k_e", F.lit(True))
+    bad = spark_io.read_table(spark, settings, "ops", "quarantine").filter(
+        (F.col("stage") == F.lit(stage)) & horizon.admits("anchor_at"))
+    kept_bad = lookup(bad, hit, F.col("event_id") == F.col(_EVENT)).filter(F.col("_k_e").isNull())
+    return (kept.unionByName(rows.select(*kept.columns)),
+            kept_bad.select(*quarantine.columns).unionByName(quarantine))

@@ -1,0 +1,111 @@
+"""An incremental silver run re-decides only the receipts its new bronze rows can change (jobs/silver/touched.py)
+and keeps every other row of its horizon as the last good run left it. Each rule is exercised by a late event that
+changes receipts nothing else touches; the touched keys are checked exactly, and the incremental lake must equal one
+full run."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobs import spark_io
+from jobs.horizon import from_increment, read_bronze
+from jobs.ingest import ingest
+from jobs.silver import build_silver, view_events
+from jobs.silver import touched as touch
+from jobs.silver.dedupe import dedupe_event_id
+from storylake import increments, lake
+from storylake.settings import Settings
+from tests.landing_builders import created, view, write_landing
+from tests.test_incremental import assert_same, lake_state, run
+from tests.test_touched_stories import relationship
+
+pytestmark = pytest.mark.slow
+
+DAY = "2026-11-01"
+AS_OF_1 = datetime(2026, 11, 1, 13, tzinfo=UTC)
+AS_OF_2 = datetime(2026, 11, 1, 14, tzinfo=UTC)
+
+
+def first_batch(landing: Path) -> None:
+    """Authors 1, 5 and 7 post segments 10, 52 and 70 at 10:00; viewers 2-4 watch them (arrival hour 12)."""
+    write_landing(landing, "segment_created", [
+        created("c10", 10, 1, f"{DAY}T10:00:00Z"), created("c52", 52, 5, f"{DAY}T10:00:00Z"),
+        created("c70", 70, 7, f"{DAY}T10:00:00Z"),
+    ], dt=DAY, hour="12")
+    write_landing(landing, "segment_view", [
+        view("v1", 10, 2, f"{DAY}T10:30:00Z"), view("v2", 10, 3, f"{DAY}T10:40:00Z"),
+        view("v3", 52, 2, f"{DAY}T10:30:00Z"), view("v4", 52, 3, f"{DAY}T10:50:00Z"),
+        view("v5", 70, 3, f"{DAY}T10:35:00Z"), view("v6", 70, 4, f"{DAY}T10:45:00Z"),
+    ], dt=DAY, hour="12")
+
+
+def late_batch(landing: Path) -> None:
+    """Arrival hour 13: author 1 blocked viewer 2 at 10:15 (a pair change), author 7 went private at 10:20 (every
+    viewer of 70), viewer 3's client retried v4 with an earlier event time (v4's retry group), and v3 was
+    delivered again with another viewer (the first delivery stays v3's; both groups are touched)."""
+    write_landing(landing, "relationship", [
+        relationship("r1", "block", 1, 2, f"{DAY}T10:15:00Z"),
+        {"event_id": "r2", "event_type": "relationship", "event_time": f"{DAY}T10:20:00Z", "kind": "set_private",
+         "user_id": 7, "other_user_id": None},
+    ], dt=DAY, hour="13")
+    write_landing(landing, "segment_view", [
+        view("v4r", 52, 3, f"{DAY}T10:45:00Z", key="v4"),
+        view("v3", 52, 6, f"{DAY}T10:30:00Z"),
+    ], dt=DAY, hour="13")
+
+
+def test_touched_keys_follow_each_rule(spark: Any, tmp_path: Path) -> None:
+    s = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
+    first_batch(s.landing)
+    run(spark, s, AS_OF_1)
+    late_batch(s.landing)
+    previous = increments.last(s)
+    assert previous is not None
+    ingest(s, progress=False)
+    build_silver(spark, s, AS_OF_2)
+    plan = increments.planned(s, AS_OF_2)
+    assert plan is not None and not plan.full
+    horizon = from_increment(plan)
+    with spark_io.scratch(s) as materialize:
+        views = read_bronze(spark, s, "segment_view", horizon)
+        keys = touch.touched(spark, s, horizon, "segment_view", "view_events", view_events.RETRY_DEDUPE[0],
+                             "viewer_id", views, materialize)
+        assert keys is not None
+        assert sorted(r[0] for r in keys.segments.collect()) == [70]  # the private author's live segment
+        assert sorted(tuple(r) for r in keys.pairs.collect()) == [(10, 2)]  # author 1's segment, viewer 2
+        assert keys.groups.count() == 3  # (52, v4, 3), (52, v3, 2), (52, v3, 6)
+        chosen = touch.select(dedupe_event_id(views), keys)
+        # v3's first delivery (viewer 2) stays the receipt; v4 and its retry, v1 (the pair), v5 and v6 (segment 70)
+        assert sorted(r["event_id"] for r in chosen.collect()) == ["v1", "v3", "v4", "v4r", "v5", "v6"]
+    # v2 (viewer 3 on segment 10) was not re-decided: the lake equals one full run all the same
+    rows = {r["event_id"]: r for r in lake.read_arrow(s.table_path("silver", "view_events")).to_pylist()}
+    assert sorted(rows) == ["v2", "v3", "v4r"]  # v1 blocked, 70 now private, v4r the earlier retry
+    full = Settings(lake=tmp_path / "full_lake", landing=tmp_path / "full_landing")
+    shutil.copytree(s.landing, full.landing)
+    run(spark, full, AS_OF_2)
+    run(spark, s, AS_OF_2)  # gold and the gates of the incremental run
+    assert_same(lake_state(s), lake_state(full))
+
+
+def test_a_failed_later_run_makes_the_run_recompute_its_whole_horizon(spark: Any, tmp_path: Path) -> None:
+    """A run planned for a later as_of after the last good one (its gate failed) may have written rows for events
+    after this run's as_of: the keyed path is refused."""
+    s = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
+    first_batch(s.landing)
+    run(spark, s, AS_OF_1)
+    late_batch(s.landing)
+    ingest(s, progress=False)
+    build_silver(spark, s, datetime(2026, 11, 1, 16, tzinfo=UTC))  # planned, never done
+    build_silver(spark, s, AS_OF_2)
+    plan = increments.planned(s, AS_OF_2)
+    assert plan is not None and not plan.full
+    with spark_io.scratch(s) as materialize:
+        horizon = from_increment(plan)
+        views = read_bronze(spark, s, "segment_view", horizon)
+        assert touch.touched(spark, s, horizon, "segment_view", "view_events", view_events.RETRY_DEDUPE[0],
+                             "viewer_id", views, materialize) is None
