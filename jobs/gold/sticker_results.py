@@ -4,8 +4,8 @@ Type rules (DESIGN §5; silver already keeps one response per user and sticker):
 - poll / quiz: option_counts aligned with options (zeros when none); option_pcts each count / votes, every
   element null when there are no votes (never a fake even split); quiz correct_rate = share of votes on
   correct_index (null when none). Votes whose option_index is outside options are not counted.
-- slider: slider_mean and a 10-bin histogram [0,0.1), ..., [0.8,0.9), [0.9,1.0] (1.0 in the last bin);
-  zeros / null mean when nobody answered; both null for other types.
+- slider: slider_mean (of the values at 10 decimals, summed exactly) and a 10-bin histogram [0,0.1), ...,
+  [0.8,0.9), [0.9,1.0] (1.0 in the last bin); zeros / null mean when nobody answered; both null for other types.
 - question_responses / countdown_optins: responding users; add_yours_reshares / taps (mention, location,
   hashtag, link): deduplicated interactions.
 """
@@ -27,6 +27,7 @@ NAME = "sticker_results"
 CHOICE_TYPES = ("poll", "quiz")
 TAP_TYPES = ("mention", "location", "hashtag", "link")
 SLIDER_BINS = 10
+EXACT_VALUE = "decimal(20,10)"  # slider values summed exactly (order-independent mean)
 
 
 def slider_bin(value: Column) -> Column:
@@ -54,7 +55,9 @@ def sticker_results(segments: DataFrame, sticker_responses: DataFrame, as_of: da
     per_sticker = responses.groupBy("sticker_id").agg(
         F.countDistinct("user_id").alias("_responders"),
         F.sum("interactions").cast("bigint").alias("_interactions"),
-        F.avg("value").alias("_value_mean"),
+        # an exact sum (values at 10 decimals): the mean does not depend on the order rows arrive in, so an
+        # incremental run and a full refresh agree to the last bit
+        F.avg(F.col("value").cast(EXACT_VALUE)).cast("double").alias("_value_mean"),
         F.array(*[F.count(F.when(slider_bin(F.col("value")) == b, 1)) for b in range(SLIDER_BINS)]).alias(
             "_value_bins"
         ),
