@@ -42,6 +42,13 @@ def first_batch(landing: Path) -> None:
         view("v3", 52, 2, f"{DAY}T10:30:00Z"), view("v4", 52, 3, f"{DAY}T10:50:00Z"),
         view("v5", 70, 3, f"{DAY}T10:35:00Z"), view("v6", 70, 4, f"{DAY}T10:45:00Z"),
     ], dt=DAY, hour="12")
+    write_landing(landing, "navigation", [gesture("n1", 70, 3, f"{DAY}T10:36:00Z"),
+                                          gesture("n2", 10, 3, f"{DAY}T10:41:00Z")], dt=DAY, hour="12")
+
+
+def gesture(eid: str, seg: int, viewer: int, t: str) -> dict[str, Any]:
+    return {"event_id": eid, "event_type": "navigation", "event_time": t, "segment_id": seg, "viewer_id": viewer,
+            "action": "tap_forward"}
 
 
 def late_batch(landing: Path) -> None:
@@ -82,9 +89,15 @@ def test_touched_keys_follow_each_rule(spark: Any, tmp_path: Path) -> None:
         chosen = touch.select(dedupe_event_id(views), keys)
         # v3's first delivery (viewer 2) stays the receipt; v4 and its retry, v1 (the pair), v5 and v6 (segment 70)
         assert sorted(r["event_id"] for r in chosen.collect()) == ["v1", "v3", "v4", "v4r", "v5", "v6"]
+        gestures = read_bronze(spark, s, "navigation", horizon)
+        nav = touch.touched(spark, s, horizon, "navigation", "navigation", ["event_id"], "viewer_id", gestures,
+                            materialize)
+        assert nav is not None and nav.groups.count() == 0  # no gesture arrived
+        assert [r["event_id"] for r in touch.select(dedupe_event_id(gestures), nav).collect()] == ["n1"]
     # v2 (viewer 3 on segment 10) was not re-decided: the lake equals one full run all the same
     rows = {r["event_id"]: r for r in lake.read_arrow(s.table_path("silver", "view_events")).to_pylist()}
     assert sorted(rows) == ["v2", "v3", "v4r"]  # v1 blocked, 70 now private, v4r the earlier retry
+    assert [r["event_id"] for r in lake.read_arrow(s.table_path("silver", "navigation")).to_pylist()] == ["n2"]
     full = Settings(lake=tmp_path / "full_lake", landing=tmp_path / "full_landing")
     shutil.copytree(s.landing, full.landing)
     run(spark, full, AS_OF_2)

@@ -46,12 +46,25 @@ def transform(
     """Bronze engagement + silver.segments + silver.relationships -> engagements (story_id null when the segment is
     unset, not known or not live at the action) + quarantine (story actions the audience rules deny). `admit(time
     column)`: the rows a run recomputes (default all)."""
+    ev = events if admit is None else events.filter(admit("event_time"))
+    return decide(dedupe_event_id(ev, materialize), segments, relationships, as_of, events.columns, materialize)
+
+
+def decide(
+    actions: DataFrame,
+    segments: DataFrame,
+    relationships: DataFrame,
+    as_of: datetime,
+    raw_columns: list[str],
+    materialize: Materialize = spark_io.lazily,
+) -> EngagementOutput:
+    """transform() of actions already deduplicated by event_id (`raw_columns`: the bronze columns, for the
+    quarantine's raw JSON)."""
     from pyspark.sql import functions as F
 
-    ev = events if admit is None else events.filter(admit("event_time"))
     seg = segments.select(F.col("segment_id").alias("_sid"), F.col("story_id").alias("_story"), "author_id",
                           "audience", "created_at")
-    out = lookup(dedupe_event_id(ev, materialize), seg, F.col("segment_id") == F.col("_sid")).withColumn(
+    out = lookup(actions, seg, F.col("segment_id") == F.col("_sid")).withColumn(
         "at", F.col("event_time")
     )
     live = F.coalesce(F.expr(lifetimes.in_lifetime_sql("at", "created_at")), F.lit(False))
@@ -63,26 +76,36 @@ def transform(
     )
     quarantine = quarantine_rows(
         story.filter(denied), stage=STAGE, contract="bronze.engagement", rule=F.col(DENIAL), field="actor_id",
-        reason=denial_reason("engagement.actor_id", "actor_id", "at"), as_of=as_of, raw_columns=events.columns,
+        reason=denial_reason("engagement.actor_id", "actor_id", "at"), as_of=as_of, raw_columns=raw_columns,
         anchor=F.col("at"),
     )
     return EngagementOutput(project(kept, "silver.engagements"), quarantine)
 
 
 def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
+    """Recompute the job's horizon: every action in it, or on an incremental run only the touched ones
+    (jobs.silver.touched: an action is its own group), beside the other rows as the last good run left them."""
+    from jobs.silver import touched as touch
+
     events = read_bronze(spark, settings, "engagement", horizon)
     with spark_io.scratch(settings) as materialize:
-        out = transform(
-            events,
-            segments_for(spark, settings, horizon, events),
+        actions = dedupe_event_id(events.filter(horizon.admits("event_time")), materialize)
+        keys = touch.touched(spark, settings, horizon, "engagement", "engagements", ["event_id"], "actor_id", events,
+                             materialize)
+        if keys is not None:
+            actions = materialize(touch.select(actions, keys), "touched_actions")
+        out = decide(
+            actions,
+            segments_for(spark, settings, horizon, actions),
             spark_io.read_table(spark, settings, "silver", "relationships"),
             horizon.as_of,
+            events.columns,
             materialize,
-            admit=horizon.admits,
         )
+        rows, bad = touch.with_kept(spark, settings, keys, horizon, STAGE, "at", actions, out.engagements,
+                                    out.quarantine)
         return {
-            "engagements": spark_io.write_table(
-                out.engagements, settings, "silver", "engagements", replace_where=horizon.where("at")
-            ),
-            "quarantine.engagements": write_quarantine(out.quarantine, settings, STAGE, horizon),
+            "engagements": spark_io.write_table(rows, settings, "silver", "engagements",
+                                        replace_where=horizon.where("at")),
+            "quarantine.engagements": write_quarantine(bad, settings, STAGE, horizon),
         }

@@ -44,14 +44,27 @@ def transform(
 ) -> NavigationOutput:
     """Bronze navigation + silver.segments + silver.relationships -> navigation + quarantine (`materialize`: for the
     dedupe's sets of repeated keys; `admit(time column)`: the gestures a run recomputes, default all)."""
+    ev = events if admit is None else events.filter(admit("event_time"))
+    return decide(dedupe_event_id(ev, materialize), segments, relationships, as_of, events.columns, materialize)
+
+
+def decide(
+    gestures: DataFrame,
+    segments: DataFrame,
+    relationships: DataFrame,
+    as_of: datetime,
+    raw_columns: list[str],
+    materialize: Materialize = spark_io.lazily,
+) -> NavigationOutput:
+    """transform() of gestures already deduplicated by event_id (`raw_columns`: the bronze columns, for the
+    quarantine's raw JSON)."""
     from pyspark.sql import functions as F
 
-    ev = events if admit is None else events.filter(admit("event_time"))
     seg = segments.select(F.col("segment_id").alias("_sid"), "author_id", "story_id", "audience", "created_at",
                           "expires_at")
     joined = materialize(
         with_denial(
-            lookup(dedupe_event_id(ev, materialize), seg, F.col("segment_id") == F.col("_sid"))
+            lookup(gestures, seg, F.col("segment_id") == F.col("_sid"))
             .withColumn("at", F.col("event_time")),
             relationships, "viewer_id", "at",
         ),
@@ -85,25 +98,35 @@ def transform(
                        txt("segment_id")))
         .otherwise(denial_reason("navigation.viewer_id", "viewer_id", "at")),
         as_of=as_of,
-        raw_columns=events.columns,
+        raw_columns=raw_columns,
     )
     return NavigationOutput(project(joined.filter(in_life & ~denied), "silver.navigation"), quarantine)
 
 
 def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
+    """Recompute the job's horizon: every gesture in it, or on an incremental run only the touched ones
+    (jobs.silver.touched: a gesture is its own group), beside the other rows as the last good run left them."""
+    from jobs.silver import touched as touch
+
     events = read_bronze(spark, settings, "navigation", horizon)
     with spark_io.scratch(settings) as materialize:
-        out = transform(
-            events,
-            segments_for(spark, settings, horizon, events),
+        gestures = dedupe_event_id(events.filter(horizon.admits("event_time")), materialize)
+        keys = touch.touched(spark, settings, horizon, "navigation", "navigation", ["event_id"], "viewer_id", events,
+                             materialize)
+        if keys is not None:
+            gestures = materialize(touch.select(gestures, keys), "touched_gestures")
+        out = decide(
+            gestures,
+            segments_for(spark, settings, horizon, gestures),
             spark_io.read_table(spark, settings, "silver", "relationships"),
             horizon.as_of,
+            events.columns,
             materialize,
-            admit=horizon.admits,
         )
+        rows, bad = touch.with_kept(spark, settings, keys, horizon, STAGE, "at", gestures, out.navigation,
+                                    out.quarantine)
         return {
-            "navigation": spark_io.write_table(
-                out.navigation, settings, "silver", "navigation", replace_where=horizon.where("at")
-            ),
-            "quarantine.navigation": write_quarantine(out.quarantine, settings, STAGE, horizon),
+            "navigation": spark_io.write_table(rows, settings, "silver", "navigation",
+                                        replace_where=horizon.where("at")),
+            "quarantine.navigation": write_quarantine(bad, settings, STAGE, horizon),
         }
