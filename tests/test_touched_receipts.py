@@ -80,7 +80,8 @@ def test_touched_keys_follow_each_rule(spark: Any, tmp_path: Path) -> None:
     horizon = from_increment(plan)
     with spark_io.scratch(s) as materialize:
         views = read_bronze(spark, s, "segment_view", horizon)
-        keys = touch.touched(spark, s, horizon, "segment_view", "view_events", view_events.RETRY_DEDUPE[0],
+        changes = touch.changes(spark, s, horizon, materialize)
+        keys = touch.touched(spark, s, horizon, changes, "segment_view", "view_events", view_events.RETRY_DEDUPE[0],
                              "viewer_id", views, materialize)
         assert keys is not None
         assert sorted(r[0] for r in keys.segments.collect()) == [70]  # the private author's live segment
@@ -90,8 +91,8 @@ def test_touched_keys_follow_each_rule(spark: Any, tmp_path: Path) -> None:
         # v3's first delivery (viewer 2) stays the receipt; v4 and its retry, v1 (the pair), v5 and v6 (segment 70)
         assert sorted(r["event_id"] for r in chosen.collect()) == ["v1", "v3", "v4", "v4r", "v5", "v6"]
         gestures = read_bronze(spark, s, "navigation", horizon)
-        nav = touch.touched(spark, s, horizon, "navigation", "navigation", ["event_id"], "viewer_id", gestures,
-                            materialize)
+        nav = touch.touched(spark, s, horizon, changes, "navigation", "navigation", ["event_id"], "viewer_id",
+                            gestures, materialize)
         assert nav is not None and nav.groups.count() == 0  # no gesture arrived
         assert [r["event_id"] for r in touch.select(dedupe_event_id(gestures), nav).collect()] == ["n1"]
     # v2 (viewer 3 on segment 10) was not re-decided: the lake equals one full run all the same
@@ -119,6 +120,4 @@ def test_a_failed_later_run_makes_the_run_recompute_its_whole_horizon(spark: Any
     assert plan is not None and not plan.full
     with spark_io.scratch(s) as materialize:
         horizon = from_increment(plan)
-        views = read_bronze(spark, s, "segment_view", horizon)
-        assert touch.touched(spark, s, horizon, "segment_view", "view_events", view_events.RETRY_DEDUPE[0],
-                             "viewer_id", views, materialize) is None
+        assert touch.changes(spark, s, horizon, materialize) is None

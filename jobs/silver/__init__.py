@@ -44,6 +44,7 @@ def build_silver(
         segment_viewers,
         segments,
         sticker_responses,
+        touched,
         view_events,
     )
     from storylake import increments
@@ -72,14 +73,21 @@ def build_silver(
         increments.record(settings, horizons.to_increment(horizon, run_id or f"silver@{as_of.isoformat()}"),
                           increments.PLANNED)
 
-    def run(module: ModuleType, name: str) -> dict[str, int]:
-        return module.run(spark, settings, horizon.for_job(name))
+    keyed = (view_events, sticker_responses, navigation, engagements)  # they re-decide touched keys only
+    with spark_io.scratch(settings) as materialize:
+        with timed("touched keys", counts, log):
+            changes = touched.changes(spark, settings, horizon, materialize)  # once for the four keyed jobs
 
-    # segment_viewers reads view_events; the other jobs read neither and write their own tables
-    counts.update(run_lanes(
-        [module_jobs([view_events, segment_viewers], run),
-         module_jobs([profiles, navigation, sticker_responses, engagements], run)],
-        parallel=parallel, logger=log, layer="silver"))
+        def run(module: ModuleType, name: str) -> dict[str, int]:
+            if module in keyed:
+                return module.run(spark, settings, horizon.for_job(name), changes)
+            return module.run(spark, settings, horizon.for_job(name))
+
+        # segment_viewers reads view_events; the other jobs read neither and write their own tables
+        counts.update(run_lanes(
+            [module_jobs([view_events, segment_viewers], run),
+             module_jobs([profiles, navigation, sticker_responses, engagements], run)],
+            parallel=parallel, logger=log, layer="silver"))
     if full_refresh:  # rows a shorter retention than their inputs' had removed stay removed
         reapply(settings, "silver")
     return counts

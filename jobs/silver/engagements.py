@@ -27,6 +27,8 @@ from storylake.settings import Settings
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+    from jobs.silver.touched import Changes
+
 STAGE = "silver.engagements"
 
 
@@ -82,16 +84,18 @@ def decide(
     return EngagementOutput(project(kept, "silver.engagements"), quarantine)
 
 
-def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
+def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Changes | None = None
+        ) -> dict[str, int]:
     """Recompute the job's horizon: every action in it, or on an incremental run only the touched ones
-    (jobs.silver.touched: an action is its own group), beside the other rows as the last good run left them."""
+    (jobs.silver.touched: an action is its own group), beside the other rows as the last good run left them
+    (`changes`: the run's touched keys, None: the whole horizon)."""
     from jobs.silver import touched as touch
 
     events = read_bronze(spark, settings, "engagement", horizon)
     with spark_io.scratch(settings) as materialize:
         actions = dedupe_event_id(events.filter(horizon.admits("event_time")), materialize)
-        keys = touch.touched(spark, settings, horizon, "engagement", "engagements", ["event_id"], "actor_id", events,
-                             materialize)
+        keys = touch.touched(spark, settings, horizon, changes, "engagement", "engagements",
+                             ["event_id"], "actor_id", events, materialize)
         if keys is not None:
             actions = materialize(touch.select(actions, keys), "touched_actions")
         out = decide(

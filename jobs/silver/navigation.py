@@ -26,6 +26,8 @@ from storylake.settings import Settings
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+    from jobs.silver.touched import Changes
+
 STAGE = "silver.navigation"
 
 
@@ -103,16 +105,18 @@ def decide(
     return NavigationOutput(project(joined.filter(in_life & ~denied), "silver.navigation"), quarantine)
 
 
-def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
+def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Changes | None = None
+        ) -> dict[str, int]:
     """Recompute the job's horizon: every gesture in it, or on an incremental run only the touched ones
-    (jobs.silver.touched: a gesture is its own group), beside the other rows as the last good run left them."""
+    (jobs.silver.touched: a gesture is its own group), beside the other rows as the last good run left them
+    (`changes`: the run's touched keys, None: the whole horizon)."""
     from jobs.silver import touched as touch
 
     events = read_bronze(spark, settings, "navigation", horizon)
     with spark_io.scratch(settings) as materialize:
         gestures = dedupe_event_id(events.filter(horizon.admits("event_time")), materialize)
-        keys = touch.touched(spark, settings, horizon, "navigation", "navigation", ["event_id"], "viewer_id", events,
-                             materialize)
+        keys = touch.touched(spark, settings, horizon, changes, "navigation", "navigation",
+                             ["event_id"], "viewer_id", events, materialize)
         if keys is not None:
             gestures = materialize(touch.select(gestures, keys), "touched_gestures")
         out = decide(

@@ -35,6 +35,8 @@ from storylake.settings import Settings
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+    from jobs.silver.touched import Changes
+
 STAGE = "silver.sticker_responses"
 CONTRACT = "bronze.sticker_interaction"
 LAST_WINS = ("slider", "question")
@@ -191,16 +193,18 @@ def decide(
 TOUCH_GROUP = ["segment_id", "user_id"]
 
 
-def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
-    """Recompute the job's horizon: every interaction anchored in it, or on an incremental run only the touched
-    users' on their segments (jobs.silver.touched), beside the other rows as the last good run left them."""
+def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Changes | None = None
+        ) -> dict[str, int]:
+    """Recompute the job's horizon: every interaction anchored in it, or on an incremental run only the touched users'
+    on their segments (jobs.silver.touched), beside the other rows as the last good run left them (`changes`: the
+    run's touched keys, None: the whole horizon)."""
     from jobs.silver import touched as touch
 
     events = read_bronze(spark, settings, "sticker_interaction", horizon)
     with spark_io.scratch(settings) as materialize:
         receipts = dedupe_event_id(events, materialize)
-        keys = touch.touched(spark, settings, horizon, "sticker_interaction", "sticker_responses", TOUCH_GROUP,
-                             "user_id", events, materialize)
+        keys = touch.touched(spark, settings, horizon, changes, "sticker_interaction", "sticker_responses",
+                             TOUCH_GROUP, "user_id", events, materialize)
         if keys is not None:
             receipts = materialize(touch.select(receipts, keys), "touched_receipts")
         out = decide(

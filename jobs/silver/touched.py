@@ -109,9 +109,42 @@ def audience_changes(spark: SparkSession, settings: Settings, horizon: Horizon, 
 
 
 @dataclass(frozen=True)
+class Changes:
+    """The run's touched keys common to every job (materialized): segments (_k_segment: segment_changes and the
+    segments of authors whose privacy changed) and (segment, viewer) pairs (_k_psegment, _k_pviewer)."""
+
+    previous: increments.Increment
+    segments: DataFrame
+    pairs: DataFrame
+
+
+def changes(spark: SparkSession, settings: Settings, horizon: Horizon, materialize: spark_io.Materialize
+            ) -> Changes | None:
+    """The run's common touched keys, computed once for its jobs; None when the run recomputes its whole horizon
+    (a full refresh, no last good run, Parquet storage, or a run planned for a later as_of since the last good
+    one: it may have written rows of events after this run's as_of)."""
+    from pyspark.sql import functions as F
+
+    previous = increments.last(settings)
+    if horizon.refresh or previous is None or settings.storage != "delta":
+        return None
+    attempt = increments.latest_attempt_since_done(settings)
+    if attempt is not None and attempt > horizon.as_of:
+        log.info("silver: whole horizon recomputed (a run was planned for %s since the last good run)", attempt)
+        return None
+    segments = spark_io.read_table(spark, settings, "silver", "segments")
+    authors, pairs = audience_changes(spark, settings, horizon, previous, segments)
+    changed = materialize(segment_changes(spark, settings, horizon, previous, segments).unionByName(authors)
+                          .distinct().select(F.col("segment_id").alias(_SEGMENT)), "touched_segments")
+    pairs = materialize(pairs.distinct().select(F.col("segment_id").alias("_k_psegment"),
+                                                F.col("viewer_id").alias("_k_pviewer")), "touched_pairs")
+    return Changes(previous, changed, pairs)
+
+
+@dataclass(frozen=True)
 class Touched:
-    """The touched keys of one job's run (materialized): segments (_k_segment), (segment, viewer) pairs
-    (_k_psegment, _k_pviewer) and retry-group hashes (_k_group)."""
+    """The touched keys of one job's run (materialized): the run's Changes and the job's group hashes
+    (_k_group)."""
 
     table: str
     group: list[str]
@@ -122,34 +155,24 @@ class Touched:
     good_version: int
 
 
-def touched(spark: SparkSession, settings: Settings, horizon: Horizon, event: str, table: str, group: list[str],
-            viewer: str, bronze: DataFrame, materialize: spark_io.Materialize) -> Touched | None:
+def touched(spark: SparkSession, settings: Settings, horizon: Horizon, run: Changes | None, event: str, table: str,
+            group: list[str], viewer: str, bronze: DataFrame, materialize: spark_io.Materialize) -> Touched | None:
     """The keys the run re-decides in silver.`table` (from bronze `event`, whose rows in the job's horizon are
-    `bronze`; `group`: the retry group's columns, `viewer` its viewer column), None when it recomputes its whole
-    horizon (module docstring)."""
+    `bronze`; `group`: the group's columns, `viewer` its viewer column), None when it recomputes its whole horizon:
+    `run` is None (changes()) or the table has no readable last good version."""
     from pyspark.sql import functions as F
 
-    previous = increments.last(settings)
-    if horizon.refresh or previous is None or settings.storage != "delta":
+    if run is None:
         return None
-    attempt = increments.latest_attempt_since_done(settings)
     good = audit.last_good_version(settings, f"silver.{table}")
-    if (attempt is not None and attempt > horizon.as_of) or good is None \
-            or lake.version_files(settings.table_path("silver", table), good) is None:
-        log.info("silver.%s: whole horizon recomputed (no readable last good version, or a later run was planned)",
-                 table)
+    if good is None or lake.version_files(settings.table_path("silver", table), good) is None:
+        log.info("silver.%s: whole horizon recomputed (no readable last good version)", table)
         return None
-    arrived = _arrived(spark, settings, horizon, previous, event)
+    arrived = _arrived(spark, settings, horizon, run.previous, event)
     ids = arrived.select(F.col("event_id").alias(_EVENT)).distinct()
     deliveries = lookup(bronze, ids, F.col("event_id") == F.col(_EVENT), "inner")
     groups = materialize(deliveries.select(F.xxhash64(*group).alias(_GROUP)).distinct(), f"{table}_touched_groups")
-    segments = spark_io.read_table(spark, settings, "silver", "segments")
-    authors, pairs = audience_changes(spark, settings, horizon, previous, segments)
-    changed = materialize(segment_changes(spark, settings, horizon, previous, segments).unionByName(authors)
-                          .distinct().select(F.col("segment_id").alias(_SEGMENT)), f"{table}_touched_segments")
-    pairs = materialize(pairs.distinct().select(F.col("segment_id").alias("_k_psegment"),
-                                                F.col("viewer_id").alias("_k_pviewer")), f"{table}_touched_pairs")
-    return Touched(table, group, viewer, changed, pairs, groups, good)
+    return Touched(table, group, viewer, run.segments, run.pairs, groups, good)
 
 
 def _marked(rows: DataFrame, keys: Touched) -> DataFrame:

@@ -38,6 +38,8 @@ from storylake.settings import Settings
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+    from jobs.silver.touched import Changes
+
 STAGE = "silver.view_events"
 CONTRACT = "bronze.segment_view"
 # Statuses of a classified receipt.
@@ -188,16 +190,18 @@ def transform(
     return outputs(classify(views, segments, relationships, admit=admit), as_of, views.columns)
 
 
-def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
+def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Changes | None = None
+        ) -> dict[str, int]:
     """Recompute the job's horizon: every receipt anchored in it, or on an incremental run only the touched ones
-    (jobs.silver.touched), beside the other rows as the last good run left them."""
+    (jobs.silver.touched), beside the other rows as the last good run left them (`changes`: the run's touched keys,
+    None: the whole horizon)."""
     from jobs.silver import touched as touch
 
     views = read_bronze(spark, settings, "segment_view", horizon)
     with spark_io.scratch(settings) as materialize:
         receipts = dedupe_event_id(views, materialize)
-        keys = touch.touched(spark, settings, horizon, "segment_view", "view_events", RETRY_DEDUPE[0], "viewer_id",
-                             views, materialize)
+        keys = touch.touched(spark, settings, horizon, changes, "segment_view", "view_events",
+                             RETRY_DEDUPE[0], "viewer_id", views, materialize)
         if keys is not None:
             receipts = materialize(touch.select(receipts, keys), "touched_receipts")
         classified = decide(
