@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 from jobs.spark_schemas import spark_schema
@@ -77,8 +77,14 @@ ANCHORS: dict[str, tuple[str, bool]] = {
 }
 
 
-# Tables keyed by a UTC day, rewritten from the day of the silver horizon on (their anchor column is `day`).
+# Tables keyed by a UTC day, rewritten from the day of the run's event horizon on (their anchor column is `day`).
 DAY_ANCHORED = ("gold.author_daily_insights", "gold.author_viewer_days", "gold.author_hourly_insights")
+# The changes that reach them, at the earliest event time of a row they change (Horizon.event_lo): a new view,
+# gesture or engagement at its own time (a view's retry group keeps its earliest receipt: a new one changes it from
+# its own time on), a segment's creation or change from its created_at (its events follow), a relationship change
+# at t from t, a released receipt at its own time. Sticker answers are not read by them.
+DAY_TABLE_SOURCES = ("segment_view", "navigation", "engagement", "creation", "segment_change", "relationship_at",
+                     "released:silver.view_events", "released:silver.navigation")
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,15 @@ class Horizon:
     upto_batch: str | None = None
     new_rows: int | None = None
     by_job: dict[str, datetime] | None = None  # each interaction job's own horizon (>= lo); None: lo for all
+    event_lo: datetime | None = None  # the earliest event time of a view, gesture or engagement it can change
+
+    @property
+    def first_day(self) -> date | None:
+        """The first UTC day the day-keyed gold tables (DAY_ANCHORED) are rewritten from: event_lo's (lo's when the
+        plan has none); None: every day."""
+        if self.lo is None:
+            return None
+        return (self.event_lo or self.lo).date()
 
     @property
     def full(self) -> bool:
@@ -132,8 +147,9 @@ class Horizon:
         if self.lo is None:
             return None
         if table_key in DAY_ANCHORED:
-            d = self.lo.date()
-            return datetime(d.year, d.month, d.day, tzinfo=self.lo.tzinfo)
+            d = self.first_day
+            assert d is not None
+            return datetime(d.year, d.month, d.day, tzinfo=UTC)
         anchor = ANCHORS.get(table_key)
         if anchor is None:
             return None
@@ -144,7 +160,8 @@ class Horizon:
             return f"full refresh as of {iso(self.as_of)}"
         jobs = ", ".join(f"{job} {iso(t)}" for job, t in sorted((self.by_job or {}).items()))
         return (f"incremental as of {iso(self.as_of)}: {self.new_rows} new bronze rows, silver from "
-                f"{iso(self.lo)}" + (f" ({jobs})" if jobs else "") + f", gold from {iso(self.gold_lo)}")
+                f"{iso(self.lo)}" + (f" ({jobs})" if jobs else "") + f", gold from {iso(self.gold_lo)}"
+                + (f", day tables from {self.first_day}" if self.first_day else ""))
 
 
 def full(as_of: datetime, upto_batch: str | None = None) -> Horizon:
@@ -153,12 +170,12 @@ def full(as_of: datetime, upto_batch: str | None = None) -> Horizon:
 
 def to_increment(h: Horizon, run_id: str) -> increments.Increment:
     return increments.Increment(run_id=run_id, as_of=h.as_of, horizon=h.lo, gold_horizon=h.gold_lo,
-                                upto_batch=h.upto_batch, new_rows=h.new_rows)
+                                upto_batch=h.upto_batch, new_rows=h.new_rows, event_horizon=h.event_lo)
 
 
 def from_increment(inc: increments.Increment) -> Horizon:
     return Horizon(as_of=inc.as_of, lo=inc.horizon, gold_lo=inc.gold_horizon, upto_batch=inc.upto_batch,
-                   new_rows=inc.new_rows)
+                   new_rows=inc.new_rows, event_lo=inc.event_horizon)
 
 
 def newest_batch(settings: Settings) -> str | None:
@@ -310,16 +327,18 @@ def plan(
     if previous_segments_version is not None:
         before = (spark_io.read_version(spark, settings, "silver", "segments", previous_segments_version)
                   .select(F.col("segment_id").alias("_sid"), F.col("created_at").alias("_created")))
-    # (source, anchor) rows: the earliest anchor each kind of change can reach
+    # (source, anchor, event time) rows: the earliest anchor each kind of change can reach, and the earliest event
+    # time of the rows it can change (a view's own time, not its segment's creation)
     frames: list[DataFrame] = []
     anchor = F.expr(lifetimes.anchor_sql("event_time", "_created"))
     for event in INTERACTIONS:
         rows = new_bronze(spark, settings, event, previous, as_of, upto).select("segment_id", "event_time")
         if event in TIME_ANCHORED:  # their rows are anchored at their own time
-            frames.append(rows.select(F.lit(event).alias("src"), F.col("event_time").alias("a")))
+            frames.append(rows.select(F.lit(event).alias("src"), F.col("event_time").alias("a"),
+                                      F.col("event_time").alias("e")))
             continue
         frames.append(rows.join(segments, F.col("segment_id") == F.col("_sid"), "left")
-                      .select(F.lit(event).alias("src"), anchor.alias("a")))
+                      .select(F.lit(event).alias("src"), anchor.alias("a"), F.col("event_time").alias("e")))
     for event in SEGMENT_EVENTS:
         ids = new_bronze(spark, settings, event, previous, as_of, upto).select(F.col("segment_id").alias("_cid"))
         # a creation can change the segment's created_at and the stories of the author's later segments, which
@@ -329,18 +348,21 @@ def plan(
         for table in (segments, before):
             if table is not None:
                 frames.append(ids.join(table, F.col("_cid") == F.col("_sid"), "inner")
-                              .select(F.lit(src).alias("src"), F.col("_created").alias("a")))
+                              .select(F.lit(src).alias("src"), F.col("_created").alias("a"),
+                                      F.col("_created").alias("e")))
         if event == "segment_created":
             frames.extend(_released_from_quarantine(spark, settings, ids))
     rels = new_bronze(spark, settings, "relationship", previous, as_of, upto)
     frames.append(rels.select(F.lit("relationship").alias("src"), (
-        F.col("event_time") - F.expr(lifetimes.interval_sql(lifetimes.SEGMENT_LIFETIME))).alias("a")))
-    frames.append(rels.select(F.lit("relationship_at").alias("src"), F.col("event_time").alias("a")))
+        F.col("event_time") - F.expr(lifetimes.interval_sql(lifetimes.SEGMENT_LIFETIME))).alias("a"),
+        F.col("event_time").alias("e")))
+    frames.append(rels.select(F.lit("relationship_at").alias("src"), F.col("event_time").alias("a"),
+                              F.col("event_time").alias("e")))
     union = frames[0]
     for f in frames[1:]:
         union = union.unionByName(f)
-    found = {r["src"]: (r["a"], r["n"]) for r in
-             union.groupBy("src").agg(F.min("a").alias("a"), F.count(F.lit(1)).alias("n")).collect()}
+    found = {r["src"]: (r["a"], r["n"], r["e"]) for r in union.groupBy("src").agg(
+        F.min("a").alias("a"), F.count(F.lit(1)).alias("n"), F.min("e").alias("e")).collect()}
 
     def earliest(*sources: str) -> datetime:
         times = [utc(found[src][0]) for src in sources if src in found and found[src][0] is not None]
@@ -356,7 +378,11 @@ def plan(
     timed_lo = min(by_job[j] for j in at_own_time)
     gold_lo = _story_start_before(spark, settings, lo, created_from=anchored_lo, live_at=timed_lo)
     new_rows = sum(int(found[src][1]) for src in (*INTERACTIONS, "relationship") if src in found)
-    horizon = Horizon(as_of=as_of, lo=lo, gold_lo=gold_lo, upto_batch=upto, new_rows=new_rows, by_job=by_job)
+    # the day-keyed gold tables read views, gestures and engagements (by their own day) and the segments posted
+    event_times = [utc(e) for src, (_a, _n, e) in found.items() if e is not None and src in DAY_TABLE_SOURCES]
+    event_lo = max(min([*event_times, as_of]), lo)
+    horizon = Horizon(as_of=as_of, lo=lo, gold_lo=gold_lo, upto_batch=upto, new_rows=new_rows, by_job=by_job,
+                      event_lo=event_lo)
     log.info("horizon: %s", horizon.describe())
     return horizon
 
@@ -408,8 +434,9 @@ def segments_horizon(spark: SparkSession, settings: Settings, as_of: datetime, *
 
 
 def _released_from_quarantine(spark: SparkSession, settings: Settings, created: DataFrame) -> list[DataFrame]:
-    """(source "released:<stage>", event time) of interactions quarantined as unknown_segment whose segment has a
-    new segment_created in this run (`created`: its _cid column)."""
+    """(source "released:<stage>", anchor, event time: both the quarantined row's own time) of interactions
+    quarantined as unknown_segment whose segment has a new segment_created in this run (`created`: its _cid
+    column)."""
     from pyspark.sql import functions as F
 
     from jobs import spark_io
@@ -421,7 +448,7 @@ def _released_from_quarantine(spark: SparkSession, settings: Settings, created: 
         F.concat(F.lit("released:"), F.col("stage")).alias("src"),
         F.get_json_object("raw", "$.segment_id").cast("bigint").alias("_qid"), F.col("anchor_at").alias("a"),
     )
-    return [ids.join(created, F.col("_qid") == F.col("_cid"), "inner").select("src", "a")]
+    return [ids.join(created, F.col("_qid") == F.col("_cid"), "inner").select("src", "a", F.col("a").alias("e"))]
 
 
 def _story_start_before(spark: SparkSession, settings: Settings, lo: datetime, *, created_from: datetime | None = None,

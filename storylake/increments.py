@@ -31,6 +31,7 @@ class Increment:
     gold_horizon: datetime | None
     upto_batch: str | None
     new_rows: int | None = None
+    event_horizon: datetime | None = None  # day-keyed gold tables from its day (None: the horizon's)
 
     @property
     def full(self) -> bool:
@@ -52,7 +53,8 @@ def _newest(t: pa.Table) -> Increment | None:
         return utc(v) if v is not None else None
 
     return Increment(run_id=row["run_id"], as_of=utc(row["as_of"]), horizon=ts(row["horizon"]),
-                     gold_horizon=ts(row["gold_horizon"]), upto_batch=row["upto_batch"], new_rows=row["new_rows"])
+                     gold_horizon=ts(row["gold_horizon"]), upto_batch=row["upto_batch"], new_rows=row["new_rows"],
+                     event_horizon=ts(row.get("event_horizon")))
 
 
 def last(settings: Settings) -> Increment | None:
@@ -88,8 +90,9 @@ def planned(settings: Settings, as_of: datetime) -> Increment | None:
 
 
 def record(settings: Settings, inc: Increment, state: str) -> None:
+    # a lake from before event_horizon gains the column (its older rows read null: the horizon's day)
     lake.write_table(settings, TABLE, [{**asdict(inc), "state": state, "recorded_at": datetime.now(UTC)}],
-                     mode="append")
+                     mode="append", schema_mode="merge")
 
 
 def complete(settings: Settings, as_of: datetime) -> Increment | None:

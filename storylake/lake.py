@@ -203,11 +203,13 @@ def arrow_table(key: str, rows: list[dict[str, Any]] | dict[str, Any]) -> pa.Tab
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def write_table(settings: Settings, key: str, data: pa.Table | list[dict[str, Any]], mode: str = "overwrite") -> None:
+def write_table(settings: Settings, key: str, data: pa.Table | list[dict[str, Any]], mode: str = "overwrite",
+                schema_mode: str | None = None) -> None:
     """Write rows or an Arrow table as the contract table `key` (layer.name) of the lake, through delta-rs (hand-built
-    lakes: tests, the dashboards' sample lake, the serving benchmark)."""
+    lakes: tests, the dashboards' sample lake, the serving benchmark). `schema_mode="merge"`: an append adds the
+    contract's columns the stored table lacks."""
     layer, name = key.split(".")
     path = settings.table_path(layer, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     table = data if isinstance(data, pa.Table) else arrow_table(key, data)
-    write_deltalake(str(path), table, mode=mode)  # type: ignore[arg-type]
+    write_deltalake(str(path), table, mode=mode, schema_mode=schema_mode)  # type: ignore[arg-type]

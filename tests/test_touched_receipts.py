@@ -6,7 +6,7 @@ full run."""
 from __future__ import annotations
 
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,12 @@ def test_touched_keys_follow_each_rule(spark: Any, tmp_path: Path) -> None:
     build_silver(spark, s, AS_OF_2)
     plan = increments.planned(s, AS_OF_2)
     assert plan is not None and not plan.full
+    # the block at 10:15 reaches views of segments created from 24 h before it, but no view before 10:15: the
+    # day-keyed gold tables are rewritten from 2026-11-01, not from the horizon's day
+    assert (plan.horizon, plan.event_horizon) == (datetime(2026, 10, 31, 10, 15, tzinfo=UTC),
+                                                  datetime(2026, 11, 1, 10, 15, tzinfo=UTC))
     horizon = from_increment(plan)
+    assert horizon.first_day == date(2026, 11, 1)
     with spark_io.scratch(s) as materialize:
         views = read_bronze(spark, s, "segment_view", horizon)
         changes = touch.changes(spark, s, horizon, materialize)

@@ -112,10 +112,10 @@ def from_viewer_days(
 
 
 def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
-    """gold.author_viewer_days and gold.author_daily_insights of the days from the silver horizon's day on: every
-    silver row a run changes is at or after the horizon. The day's partials are rebuilt from the views of that
-    day on; the trailing reach reads the partials of the 27 days before (not 28 days of views), the other counts
-    the silver rows from that day."""
+    """gold.author_viewer_days and gold.author_daily_insights of the days from the run's first day on (Horizon
+    .first_day: every view, gesture or engagement a run changes happens at or after its event horizon). The day's
+    partials are rebuilt from the views of that day on; the trailing reach reads the partials of the 27 days before
+    (not 28 days of views), the other counts the silver rows from that day."""
     silver = {
         name: spark_io.read_table(spark, settings, "silver", name)
         for name in ("segments", "view_events", "navigation", "engagements")
@@ -128,7 +128,8 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, 
             rows |= write_gold(from_viewer_days(silver["segments"], partials, silver["navigation"],
                                                 silver["engagements"], as_of, materialize), settings, NAME)
         return rows
-    first_day = horizon.lo.date()
+    first_day = horizon.first_day
+    assert first_day is not None
     since = datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)
     start = F.lit(since).cast("timestamp")
     day_slice = f"day >= DATE '{first_day.isoformat()}'"

@@ -52,13 +52,15 @@ def author_hourly_insights(
 
 
 def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
-    """The hours of the days from the silver horizon's day on (every silver row a run changes is at or after the
-    horizon; new_viewers needs the whole day's first views), from their silver rows."""
+    """The hours of the days from the run's first day on (Horizon.first_day: every view, gesture or engagement a run
+    changes happens at or after its event horizon; new_viewers needs the whole day's first views), from their silver
+    rows."""
     silver = {name: spark_io.read_table(spark, settings, "silver", name)
               for name in ("segments", "view_events", "navigation", "engagements")}
     if horizon.lo is None:
         return write_gold(author_hourly_insights(**silver, as_of=horizon.as_of), settings, NAME)
-    first_day = horizon.lo.date()
+    first_day = horizon.first_day
+    assert first_day is not None
     since = datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)
     start = F.lit(since).cast("timestamp")
     # an interaction from that day on is with a segment created at most one lifetime before (the filter prunes)
