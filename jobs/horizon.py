@@ -81,8 +81,8 @@ ANCHORS: dict[str, tuple[str, bool]] = {
 DAY_ANCHORED = ("gold.author_daily_insights", "gold.author_viewer_days", "gold.author_hourly_insights")
 # The changes that reach them, at the earliest event time of a row they change (Horizon.event_lo): a new view,
 # gesture or engagement at its own time (a view's retry group keeps its earliest receipt: a new one changes it from
-# its own time on), a segment's creation or change from its created_at (its events follow), a relationship change
-# at t from t, a released receipt at its own time. Sticker answers are not read by them.
+# its own time on), a segment's creation from its created_at (its events follow), a delete at d from d, a
+# relationship change at t from t, a released receipt at its own time. Sticker answers and archives reach none.
 DAY_TABLE_SOURCES = ("segment_view", "navigation", "engagement", "creation", "segment_change", "relationship_at",
                      "released:silver.view_events", "released:silver.navigation")
 
@@ -340,16 +340,19 @@ def plan(
         frames.append(rows.join(segments, F.col("segment_id") == F.col("_sid"), "left")
                       .select(F.lit(event).alias("src"), anchor.alias("a"), F.col("event_time").alias("e")))
     for event in SEGMENT_EVENTS:
-        ids = new_bronze(spark, settings, event, previous, as_of, upto).select(F.col("segment_id").alias("_cid"))
+        ids = new_bronze(spark, settings, event, previous, as_of, upto).select(
+            F.col("segment_id").alias("_cid"), F.col("event_time").alias("_at"))
         # a creation can change the segment's created_at and the stories of the author's later segments, which
         # every interaction table reads; a delete or archive only the segment's own deleted/archived columns,
-        # which only the views' rules read
+        # which only the views' rules read. The views a delete at d changes are at or after d (the earliest valid
+        # delete is deleted_at); an archive changes none of the day-keyed tables' inputs.
         src = "creation" if event == "segment_created" else "segment_change"
+        reach = {"segment_created": F.col("_created"), "segment_deleted": F.col("_at")}.get(event)
         for table in (segments, before):
             if table is not None:
                 frames.append(ids.join(table, F.col("_cid") == F.col("_sid"), "inner")
                               .select(F.lit(src).alias("src"), F.col("_created").alias("a"),
-                                      F.col("_created").alias("e")))
+                                      (reach if reach is not None else F.lit(None).cast("timestamp")).alias("e")))
         if event == "segment_created":
             frames.extend(_released_from_quarantine(spark, settings, ids))
     rels = new_bronze(spark, settings, "relationship", previous, as_of, upto)

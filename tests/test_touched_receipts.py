@@ -126,3 +126,28 @@ def test_a_failed_later_run_makes_the_run_recompute_its_whole_horizon(spark: Any
     with spark_io.scratch(s) as materialize:
         horizon = from_increment(plan)
         assert touch.changes(spark, s, horizon, materialize) is None
+
+
+def test_a_late_delete_rewrites_the_author_days_from_its_own_time(spark: Any, tmp_path: Path) -> None:
+    """A delete at 23:30 arriving after midnight denies a 23:40 view of the day before: the event horizon is the
+    delete's time, so the day-keyed tables are rewritten from that day (not from the run's other changes)."""
+    s = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
+    write_landing(s.landing, "segment_created", [created("c10", 10, 1, f"{DAY}T10:00:00Z")], dt=DAY, hour="12")
+    write_landing(s.landing, "segment_view", [view("v1", 10, 2, f"{DAY}T23:40:00Z")], dt=DAY, hour="23")
+    write_landing(s.landing, "segment_view", [view("v2", 10, 3, "2026-11-02T00:20:00Z")], dt="2026-11-02",
+                  hour="00")
+    run(spark, s, datetime(2026, 11, 2, 1, tzinfo=UTC))
+    day = {r["day"]: r["reach"] for r in lake.read_arrow(s.table_path("gold", "author_daily_insights")).to_pylist()}
+    assert day == {date(2026, 11, 1): 1, date(2026, 11, 2): 1}
+    write_landing(s.landing, "segment_deleted", [
+        {"event_id": "d10", "event_type": "segment_deleted", "event_time": f"{DAY}T23:30:00Z", "segment_id": 10,
+         "author_id": 1}], dt="2026-11-02", hour="01")
+    run(spark, s, datetime(2026, 11, 2, 2, tzinfo=UTC))
+    plan = increments.last(s)
+    assert plan is not None and plan.event_horizon == datetime(2026, 11, 1, 23, 30, tzinfo=UTC)
+    day = {r["day"]: r["reach"] for r in lake.read_arrow(s.table_path("gold", "author_daily_insights")).to_pylist()}
+    assert day == {date(2026, 11, 1): 0}  # the day it was posted; 11-02 has no activity left
+    full = Settings(lake=tmp_path / "full_lake", landing=tmp_path / "full_landing")
+    shutil.copytree(s.landing, full.landing)
+    run(spark, full, datetime(2026, 11, 2, 2, tzinfo=UTC))
+    assert_same(lake_state(s), lake_state(full))
