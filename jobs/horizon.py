@@ -406,34 +406,49 @@ def _full_within_retention(spark: SparkSession, settings: Settings, as_of: datet
     return horizon
 
 
-def segments_horizon(spark: SparkSession, settings: Settings, as_of: datetime, *, full_refresh: bool = False
-                     ) -> datetime | None:
-    """The earliest created_at of a segment that this run's new segment events touch (their own time for a
-    creation; the segment's created_at in silver.segments for any event on a known segment): silver.segments is
-    rebuilt from there (jobs.silver.segments). None: rebuild it whole (as `plan` decides a full refresh)."""
+@dataclass(frozen=True)
+class SegmentsScope:
+    """What an incremental run rebuilds of silver.segments: the segments created at or after `since` (None: all),
+    and the lifecycle columns (deleted, archived) of the `patch` segments, created before it, that new delete or
+    archive events name."""
+
+    since: datetime | None
+    patch: tuple[int, ...] = ()
+
+
+def segments_scope(spark: SparkSession, settings: Settings, as_of: datetime, *, full_refresh: bool = False
+                   ) -> SegmentsScope:
+    """`since` is the earliest creation this run's new segment_created events make or touch (their own time, and the
+    created_at in silver.segments of a segment they create again): a creation can move the author's later stories,
+    so the segments from there are rebuilt from bronze. A delete or archive changes only its own segment's lifecycle
+    columns: a known segment created before `since` is patched instead (jobs.silver.segments), so one archive of a
+    day-old segment does not rebuild a day of segments. Whole (since None) as `plan` decides a full refresh."""
     as_of = utc(as_of)
     previous = increments.last(settings)
     if full_refresh or previous is None or as_of < previous.as_of:
-        return None
+        return SegmentsScope(None)
     from pyspark.sql import functions as F
 
     from jobs import spark_io
 
     upto = newest_batch(settings)
-    events = None
-    for event in SEGMENT_EVENTS:
-        rows = new_bronze(spark, settings, event, previous, as_of, upto).select(
-            "segment_id", F.when(F.lit(event == "segment_created"), F.col("event_time")).alias("a")
-        )
-        events = rows if events is None else events.unionByName(rows)
-    assert events is not None
     known = spark_io.read_table(spark, settings, "silver", "segments").select(
         F.col("segment_id").alias("_sid"), F.col("created_at").alias("_c")
     )
-    row = (events.join(known, F.col("segment_id") == F.col("_sid"), "left")
+    created = new_bronze(spark, settings, "segment_created", previous, as_of, upto).select(
+        "segment_id", F.col("event_time").alias("a"))
+    row = (created.join(known, F.col("segment_id") == F.col("_sid"), "left")
            .agg(F.least(F.min("a"), F.min("_c")).alias("lo")).collect())
     lo = row[0]["lo"] if row else None
-    return min(utc(lo), as_of) if lo is not None else as_of
+    since = min(utc(lo), as_of) if lo is not None else as_of
+    changes = None
+    for event in SEGMENT_EVENTS[1:]:
+        rows = new_bronze(spark, settings, event, previous, as_of, upto).select("segment_id")
+        changes = rows if changes is None else changes.unionByName(rows)
+    assert changes is not None
+    older = (changes.join(known, F.col("segment_id") == F.col("_sid"), "inner")
+             .filter(F.col("_c") < F.lit(since).cast("timestamp")).select("segment_id").distinct().collect())
+    return SegmentsScope(since, tuple(sorted(int(r["segment_id"]) for r in older)))
 
 
 def _released_from_quarantine(spark: SparkSession, settings: Settings, created: DataFrame) -> list[DataFrame]:

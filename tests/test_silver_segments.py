@@ -168,3 +168,58 @@ def test_rebuild_from_a_horizon_equals_the_full_rebuild(spark, settings):
     for since in (T0 + 2 * H, T0 + 4 * H, T0 + 21 * H, T0 + 26 * H, T0 + 60 * H):
         segments.run(spark, settings, AS_OF, since)
         assert snapshot() == full, since
+
+
+def test_patching_the_lifecycle_of_older_segments_equals_the_full_rebuild(spark, settings):
+    """A delete or archive of a segment created before the horizon patches its lifecycle columns (and replaces the
+    quarantine rows of its invalid events at their anchors) instead of moving the horizon back: with every such
+    segment patched, any horizon gives the full rebuild."""
+    from jobs import spark_io
+    from storylake import lake
+
+    data = {
+        "segment_created": [
+            {"event_id": "a", "event_time": T0, "segment_id": 1, "author_id": 1},
+            {"event_id": "b", "event_time": T0 + 3 * H, "segment_id": 2, "author_id": 1},
+            {"event_id": "e", "event_time": T0 + H, "segment_id": 5, "author_id": 2},
+            {"event_id": "f", "event_time": T0 + 30 * H, "segment_id": 6, "author_id": 2},
+        ],
+        "segment_deleted": [
+            {"event_id": "x", "event_time": T0 + 5 * H, "segment_id": 2, "author_id": 1},
+            {"event_id": "x2", "event_time": T0 + 4 * H, "segment_id": 2, "author_id": 1},  # the earliest wins
+            {"event_id": "y", "event_time": T0 + 30 * MS, "segment_id": 5, "author_id": 2},  # before creation
+            {"event_id": "w", "event_time": T0 + 2 * H, "segment_id": 1, "author_id": 9},  # not the author
+        ],
+        "segment_archived": [
+            {"event_id": "z", "event_time": T0 + 21 * H, "segment_id": 1, "author_id": 1, "highlight_id": 9},
+            {"event_id": "z2", "event_time": T0 + 22 * H, "segment_id": 1, "author_id": 1, "highlight_id": 7},
+        ],
+    }
+    frames = {event: bronze(spark, event, events) for event, events in data.items()}  # line numbers fixed once
+    none = {event: bronze(spark, event, []) for event in ("segment_deleted", "segment_archived")}
+
+    def land(events_by_type):
+        for event, frame in events_by_type.items():
+            spark_io.write_table(frame, settings, "bronze", event)
+
+    def snapshot():
+        return {key: sorted(map(repr, lake.read_arrow(settings.table_path(*key.split("."))).to_pylist()))
+                for key in ("silver.segments", "ops.quarantine")}
+
+    land(frames)
+    segments.run(spark, settings, AS_OF)
+    full = snapshot()
+    rows = {r["segment_id"]: r for r in lake.read_arrow(settings.table_path("silver", "segments")).to_pylist()}
+    assert (rows[2]["deleted_at"], rows[1]["highlight_id"], rows[5]["is_deleted"]) == (T0 + 4 * H, 7, False)
+    quarantined = sorted((r["event_id"], r["rule"])
+                         for r in lake.read_arrow(settings.table_path("ops", "quarantine")).to_pylist())
+    assert quarantined == [("w", "delete_not_by_author"), ("y", "before_creation")]
+    # the deletes and archives arrive after a run that knew only the creations: the segments created before the
+    # horizon that they name are patched (jobs.horizon.segments_scope picks exactly those)
+    for since, patch in ((T0 + 2 * H, (1, 5)), (T0 + 26 * H, (1, 2, 5)), (T0 + 40 * H, (1, 2, 5))):
+        land({**frames, **none})
+        segments.run(spark, settings, AS_OF)
+        assert snapshot() != full
+        land(frames)
+        segments.run(spark, settings, AS_OF, since, patch)
+        assert snapshot() == full, (since, patch)

@@ -4,6 +4,7 @@ naming the bad value."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -94,13 +95,20 @@ def quarantine_rows(
     )
 
 
-def write_quarantine(df: DataFrame, settings: Settings, stage: str, horizon: Horizon | None = None) -> int:
-    """Replace this stage's quarantine rows anchored in the run's horizon (all of them without one); other stages,
-    ingest's included, are untouched."""
+def write_quarantine(df: DataFrame, settings: Settings, stage: str, horizon: Horizon | None = None,
+                     also_at: Sequence[datetime] = ()) -> int:
+    """Replace this stage's quarantine rows anchored in the run's horizon (all of them without one), and those
+    anchored at the instants `also_at` (`df` holds every row of the stage it keeps there); other stages, ingest's
+    included, are untouched."""
+    from jobs.spark_io import ts_literal
+
     if "'" in stage:  # stages are internal constants; keep the predicate well-formed
         raise ValueError(f"bad stage {stage!r}")
     where = f"stage = '{stage}'"
-    if horizon is not None:
-        where = horizon.where("anchor_at", extra=where) or where
+    slice_ = horizon.where("anchor_at") if horizon is not None else None
+    if slice_ is not None and also_at:
+        slice_ = f"({slice_} OR anchor_at IN ({', '.join(ts_literal(t) for t in also_at)}))"
+    if slice_ is not None:
+        where = f"{where} AND {slice_}"
     with _ONE_WRITER:  # jobs in parallel lanes (jobs.silver) replace their stages in turn: one commit at a time
         return spark_io.write_table(df, settings, "ops", "quarantine", replace_where=where)

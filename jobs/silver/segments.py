@@ -11,13 +11,15 @@ Rules (DESIGN §5):
   not stamped before the segment's creation (else `before_creation`); deleted_at = earliest valid delete.
   segment_archived likewise (`archive_not_by_author`, `before_creation`); the latest valid archive (event_time,
   event_id) gives highlight_id. Deletes/archives of a segment not known (yet) wait for its creation.
-Incremental runs (jobs/horizon.py: `segments_horizon`) rebuild the segments created at or after their segments
+Incremental runs (jobs/horizon.py: `segments_scope`) rebuild the segments created at or after their segments
 horizon from the bronze segment events at or after it; the author's last segment before it seeds the story
-fold (one created more than 24 h before cannot be in a story still open).
+fold (one created more than 24 h before cannot be in a story still open). A known segment created before it that
+a new delete or archive names is patched: its lifecycle columns recomputed from its delete/archive events.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -127,32 +129,19 @@ def assign_stories(
     )
 
 
-def transform(
-    created: DataFrame,
-    deleted: DataFrame,
-    archived: DataFrame,
-    as_of: datetime,
-    materialize: Materialize = spark_io.lazily,
-    seeds: DataFrame | None = None,
+LIFECYCLE = ("deleted_at", "is_deleted", "is_archived", "highlight_id")  # the columns delete/archive events set
+
+
+def lifecycle(
+    seg: DataFrame, deleted: DataFrame, archived: DataFrame, as_of: datetime, owners: DataFrame | None = None,
 ) -> SegmentsOutput:
-    """Bronze segment_created / segment_deleted / segment_archived (already cut at as_of) -> segments + quarantine.
-    `materialize` keeps the deduplicated creations and their winners, used by both outputs; `seeds`: see
-    assign_stories. Quarantine rows are anchored at their segment's created_at."""
+    """`seg` (segment_id, author_id, created_at, ...; none of LIFECYCLE) with LIFECYCLE set from the segments'
+    bronze segment_deleted / segment_archived events (cut at as_of): deleted_at the earliest valid delete, the
+    latest valid archive's highlight_id; plus the quarantine rows of the invalid ones (not by the author, before the
+    creation). `owners` (default `seg`): the same segments' id, author and created_at, from a cheaper plan."""
     from pyspark.sql import functions as F
 
-    winners, losers = latest_creations(created, materialize)
-    base = winners.select(
-        "segment_id",
-        "author_id",
-        "media_id",
-        "media_type",
-        "audience",
-        "duration_ms",
-        F.col("event_time").alias("created_at"),
-        F.expr(lifetimes.expires_at_sql("event_time")).alias("expires_at"),
-        "stickers",
-    )
-    owners = base.select(
+    owners = (seg if owners is None else owners).select(
         F.col("segment_id").alias("_sid"), F.col("author_id").alias("_owner"), F.col("created_at").alias("_created")
     )
 
@@ -179,34 +168,11 @@ def transform(
         )
         .select(F.col("segment_id").alias("_arc_sid"), F.col("highlight_id"), F.lit(True).alias("_archived"))
     )
-    seg = (
-        lookup(
-            lookup(assign_stories(base, materialize, seeds), good_dels, F.col("segment_id") == F.col("_del_sid")),
-            good_arcs,
-            F.col("segment_id") == F.col("_arc_sid"),
-        )
+    rows = (
+        lookup(lookup(seg, good_dels, F.col("segment_id") == F.col("_del_sid")), good_arcs,
+               F.col("segment_id") == F.col("_arc_sid"))
         .withColumn("is_deleted", F.col("deleted_at").isNotNull())
         .withColumn("is_archived", F.coalesce(F.col("_archived"), F.lit(False)))
-    )
-    segments = project(seg, "silver.segments")
-
-    winner_of = winners.select(
-        F.col("segment_id").alias("_w_sid"), F.col("event_id").alias("_w_eid"), F.col("event_time").alias("_w_t")
-    )
-    dup_q = quarantine_rows(
-        losers.join(winner_of, F.col("segment_id") == F.col("_w_sid")),
-        stage=STAGE,
-        contract="bronze.segment_created",
-        rule="duplicate_segment",
-        field="segment_id",
-        reason=F.concat(
-            F.lit("segment_created.segment_id "), txt("segment_id"), F.lit(" was already created by event "),
-            F.col("_w_eid"), F.lit(" at "), iso_col("_w_t"), F.lit("; this later creation at "),
-            iso_col("event_time"), F.lit(" is ignored"),
-        ),
-        as_of=as_of,
-        raw_columns=created.columns,
-        anchor=F.col("_w_t"),
     )
 
     def invalid(events: DataFrame, event: str, rule: str, raw_columns: list[str]) -> DataFrame:
@@ -229,25 +195,78 @@ def transform(
             anchor=F.least("event_time", "_created"),  # read by any run whose horizon reaches either
         )
 
-    quarantine = dup_q.unionByName(
-        invalid(dels, "segment_deleted", "delete_not_by_author", deleted.columns)
-    ).unionByName(invalid(arcs, "segment_archived", "archive_not_by_author", archived.columns))
-    return SegmentsOutput(segments, quarantine)
+    quarantine = invalid(dels, "segment_deleted", "delete_not_by_author", deleted.columns).unionByName(
+        invalid(arcs, "segment_archived", "archive_not_by_author", archived.columns))
+    return SegmentsOutput(rows, quarantine)
 
 
-def run(spark: SparkSession, settings: Settings, as_of: datetime, since: datetime | None = None) -> dict[str, int]:
-    """Rebuild silver.segments as of `as_of`: the segments created at or after `since` (all without it)."""
+def transform(
+    created: DataFrame,
+    deleted: DataFrame,
+    archived: DataFrame,
+    as_of: datetime,
+    materialize: Materialize = spark_io.lazily,
+    seeds: DataFrame | None = None,
+) -> SegmentsOutput:
+    """Bronze segment_created / segment_deleted / segment_archived (already cut at as_of) -> segments + quarantine.
+    `materialize` keeps the deduplicated creations and their winners, used by both outputs; `seeds`: see
+    assign_stories. Quarantine rows are anchored at their segment's created_at."""
+    from pyspark.sql import functions as F
+
+    winners, losers = latest_creations(created, materialize)
+    base = winners.select(
+        "segment_id",
+        "author_id",
+        "media_id",
+        "media_type",
+        "audience",
+        "duration_ms",
+        F.col("event_time").alias("created_at"),
+        F.expr(lifetimes.expires_at_sql("event_time")).alias("expires_at"),
+        "stickers",
+    )
+    stories = assign_stories(base, materialize, seeds)
+    lc = lifecycle(stories, deleted, archived, as_of, owners=base)
+    segments = project(lc.segments, "silver.segments")
+
+    winner_of = winners.select(
+        F.col("segment_id").alias("_w_sid"), F.col("event_id").alias("_w_eid"), F.col("event_time").alias("_w_t")
+    )
+    dup_q = quarantine_rows(
+        losers.join(winner_of, F.col("segment_id") == F.col("_w_sid")),
+        stage=STAGE,
+        contract="bronze.segment_created",
+        rule="duplicate_segment",
+        field="segment_id",
+        reason=F.concat(
+            F.lit("segment_created.segment_id "), txt("segment_id"), F.lit(" was already created by event "),
+            F.col("_w_eid"), F.lit(" at "), iso_col("_w_t"), F.lit("; this later creation at "),
+            iso_col("event_time"), F.lit(" is ignored"),
+        ),
+        as_of=as_of,
+        raw_columns=created.columns,
+        anchor=F.col("_w_t"),
+    )
+
+    return SegmentsOutput(segments, dup_q.unionByName(lc.quarantine))
+
+
+def run(spark: SparkSession, settings: Settings, as_of: datetime, since: datetime | None = None,
+        patch: Sequence[int] = ()) -> dict[str, int]:
+    """Rebuild silver.segments as of `as_of`: the segments created at or after `since` (all without it), and the
+    lifecycle columns of the `patch` segments created before it (jobs.horizon.segments_scope)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     from jobs.horizon import Horizon
     from jobs.horizon import read_bronze as read_since
+    from storylake.clock import utc
 
     h = Horizon(as_of=as_of, lo=since)
     created = read_since(spark, settings, "segment_created", h)
     seeds = None
+    known = spark_io.read_table(spark, settings, "silver", "segments")
     if since is not None:
-        known = spark_io.read_table(spark, settings, "silver", "segments")
         # creations of a segment created before `since` (a later, losing duplicate) stay as they were: the few
         # created ids are the hash join's build side, the known segments stream past them
         ids = created.select(F.col("segment_id").alias("_cid")).distinct()
@@ -270,8 +289,45 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime, since: datetim
             materialize,
             seeds,
         )
+        rows, bad, where = out.segments, out.quarantine, h.where("created_at")
+        anchors: list[datetime] = []
+        if since is not None and patch:
+            patched = _patch(spark, settings, known, patch, as_of, materialize)
+            rows = rows.unionByName(project(patched.segments, "silver.segments"))
+            where = f"({where}) OR segment_id IN ({', '.join(str(int(i)) for i in patch)})"
+            # the patched segments' quarantine rows are anchored before `since`: replaced at their anchors, beside
+            # any other row of the stage at those instants
+            anchors = sorted({utc(r["anchor_at"]) for r in patched.quarantine.select("anchor_at").distinct().collect()})
+            if anchors:
+                decided = patched.quarantine.select(F.col("event_id").alias("_p_eid")).withColumn("_p", F.lit(True))
+                others = spark_io.read_table(spark, settings, "ops", "quarantine").filter(
+                    (F.col("stage") == F.lit(STAGE)) & F.col("anchor_at").isin(*anchors))
+                kept = lookup(others, decided, F.col("event_id") == F.col("_p_eid")).filter(F.col("_p").isNull())
+                bad = bad.unionByName(patched.quarantine).unionByName(kept.select(*bad.columns))
         return {
-            "segments": spark_io.write_table(out.segments, settings, "silver", "segments",
-                                             replace_where=h.where("created_at")),
-            "quarantine.segments": write_quarantine(out.quarantine, settings, STAGE, h),
+            "segments": spark_io.write_table(rows, settings, "silver", "segments", replace_where=where),
+            "quarantine.segments": write_quarantine(bad, settings, STAGE, h, also_at=anchors),
         }
+
+
+def _patch(spark: SparkSession, settings: Settings, known: DataFrame, patch: Sequence[int], as_of: datetime,
+           materialize: Materialize) -> SegmentsOutput:
+    """The `patch` segments' rows (known: silver.segments) with their lifecycle columns recomputed from every valid
+    delete/archive event of theirs (at or after their creation, so bronze is read from the earliest one's), and the
+    quarantine rows of the invalid ones read (materialized)."""
+    from pyspark.sql import functions as F
+
+    from jobs.horizon import Horizon
+    from jobs.horizon import read_bronze as read_since
+    from storylake.clock import utc
+
+    ids = [int(i) for i in patch]
+    rows = known.filter(F.col("segment_id").isin(*ids)).drop(*LIFECYCLE)
+    first = rows.agg(F.min("created_at").alias("c")).collect()[0]["c"]
+    h = Horizon(as_of=as_of, lo=utc(first))
+
+    def events(event: str) -> DataFrame:
+        return read_since(spark, settings, event, h).filter(F.col("segment_id").isin(*ids))
+
+    out = lifecycle(rows, events("segment_deleted"), events("segment_archived"), as_of)
+    return SegmentsOutput(out.segments, materialize(out.quarantine, "patch_quarantine"))
