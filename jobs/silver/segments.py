@@ -260,6 +260,7 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime, since: datetim
 
     from jobs.horizon import Horizon
     from jobs.horizon import read_bronze as read_since
+    from jobs.spark_io import ts_literal
     from storylake.clock import utc
 
     h = Horizon(as_of=as_of, lo=since)
@@ -294,7 +295,9 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime, since: datetim
         if since is not None and patch:
             patched = _patch(spark, settings, known, patch, as_of, materialize)
             rows = rows.unionByName(project(patched.segments, "silver.segments"))
-            where = f"({where}) OR segment_id IN ({', '.join(str(int(i)) for i in patch)})"
+            # bounded by the patched segments' earliest creation too, so the write's scan skips older files
+            ids = ", ".join(str(int(i)) for i in patch)
+            where = f"({where}) OR (created_at >= {ts_literal(patched.since)} AND segment_id IN ({ids}))"
             # the patched segments' quarantine rows are anchored before `since`: replaced at their anchors, beside
             # any other row of the stage at those instants
             anchors = sorted({utc(r["anchor_at"]) for r in patched.quarantine.select("anchor_at").distinct().collect()})
@@ -310,8 +313,14 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime, since: datetim
         }
 
 
+class Patched(NamedTuple):
+    segments: DataFrame
+    quarantine: DataFrame
+    since: datetime  # the patched segments' earliest created_at
+
+
 def _patch(spark: SparkSession, settings: Settings, known: DataFrame, patch: Sequence[int], as_of: datetime,
-           materialize: Materialize) -> SegmentsOutput:
+           materialize: Materialize) -> Patched:
     """The `patch` segments' rows (known: silver.segments) with their lifecycle columns recomputed from every valid
     delete/archive event of theirs (at or after their creation, so bronze is read from the earliest one's), and the
     quarantine rows of the invalid ones read (materialized)."""
@@ -330,4 +339,4 @@ def _patch(spark: SparkSession, settings: Settings, known: DataFrame, patch: Seq
         return read_since(spark, settings, event, h).filter(F.col("segment_id").isin(*ids))
 
     out = lifecycle(rows, events("segment_deleted"), events("segment_archived"), as_of)
-    return SegmentsOutput(out.segments, materialize(out.quarantine, "patch_quarantine"))
+    return Patched(out.segments, materialize(out.quarantine, "patch_quarantine"), utc(first))
