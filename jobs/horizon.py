@@ -422,7 +422,8 @@ def segments_scope(spark: SparkSession, settings: Settings, as_of: datetime, *, 
     created_at in silver.segments of a segment they create again): a creation can move the author's later stories,
     so the segments from there are rebuilt from bronze. A delete or archive changes only its own segment's lifecycle
     columns: a known segment created before `since` is patched instead (jobs.silver.segments), so one archive of a
-    day-old segment does not rebuild a day of segments. Whole (since None) as `plan` decides a full refresh."""
+    day-old segment does not rebuild a day of segments (with Parquet storage `since` goes back to it instead).
+    Whole (since None) as `plan` decides a full refresh."""
     as_of = utc(as_of)
     previous = increments.last(settings)
     if full_refresh or previous is None or as_of < previous.as_of:
@@ -446,8 +447,12 @@ def segments_scope(spark: SparkSession, settings: Settings, as_of: datetime, *, 
         rows = new_bronze(spark, settings, event, previous, as_of, upto).select("segment_id")
         changes = rows if changes is None else changes.unionByName(rows)
     assert changes is not None
-    older = (changes.join(known, F.col("segment_id") == F.col("_sid"), "inner")
-             .filter(F.col("_c") < F.lit(since).cast("timestamp")).select("segment_id").distinct().collect())
+    touched = changes.join(known, F.col("segment_id") == F.col("_sid"), "inner")
+    if settings.storage != "delta":  # Parquet slices are folders named by their predicate: rebuild from the oldest
+        row = touched.agg(F.min("_c").alias("c")).collect()
+        oldest = row[0]["c"] if row else None
+        return SegmentsScope(min(since, utc(oldest)) if oldest is not None else since)
+    older = touched.filter(F.col("_c") < F.lit(since).cast("timestamp")).select("segment_id").distinct().collect()
     return SegmentsScope(since, tuple(sorted(int(r["segment_id"]) for r in older)))
 
 

@@ -6,6 +6,7 @@ full run."""
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from jobs import spark_io
-from jobs.horizon import from_increment, read_bronze
+from jobs.horizon import SegmentsScope, from_increment, read_bronze, segments_scope
 from jobs.ingest import ingest
 from jobs.silver import build_silver, view_events
 from jobs.silver import touched as touch
@@ -142,7 +143,14 @@ def test_a_late_delete_rewrites_the_author_days_from_its_own_time(spark: Any, tm
     write_landing(s.landing, "segment_deleted", [
         {"event_id": "d10", "event_type": "segment_deleted", "event_time": f"{DAY}T23:30:00Z", "segment_id": 10,
          "author_id": 1}], dt="2026-11-02", hour="01")
-    run(spark, s, datetime(2026, 11, 2, 2, tzinfo=UTC))
+    ingest(s, progress=False)
+    as_of = datetime(2026, 11, 2, 2, tzinfo=UTC)
+    # no creation in the hour: nothing is rebuilt, segment 10's lifecycle is patched (with Parquet storage, whose
+    # slices are folders named by their predicate, the rebuild goes back to segment 10 instead)
+    assert segments_scope(spark, s, as_of) == SegmentsScope(as_of, (10,))
+    assert segments_scope(spark, replace(s, storage="parquet"), as_of) == SegmentsScope(
+        datetime(2026, 11, 1, 10, tzinfo=UTC))
+    run(spark, s, as_of)
     plan = increments.last(s)
     assert plan is not None and plan.event_horizon == datetime(2026, 11, 1, 23, 30, tzinfo=UTC)
     day = {r["day"]: r["reach"] for r in lake.read_arrow(s.table_path("gold", "author_daily_insights")).to_pylist()}
