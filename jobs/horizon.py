@@ -347,12 +347,12 @@ def plan(
         # which only the views' rules read. The views a delete at d changes are at or after d (the earliest valid
         # delete is deleted_at); an archive changes none of the day-keyed tables' inputs.
         src = "creation" if event == "segment_created" else "segment_change"
-        reach = {"segment_created": F.col("_created"), "segment_deleted": F.col("_at")}.get(event)
+        reach = {"segment_created": F.col("_created"), "segment_deleted": F.col("_at")}.get(
+            event, F.lit(None).cast("timestamp"))
         for table in (segments, before):
             if table is not None:
                 frames.append(ids.join(table, F.col("_cid") == F.col("_sid"), "inner")
-                              .select(F.lit(src).alias("src"), F.col("_created").alias("a"),
-                                      (reach if reach is not None else F.lit(None).cast("timestamp")).alias("e")))
+                              .select(F.lit(src).alias("src"), F.col("_created").alias("a"), reach.alias("e")))
         if event == "segment_created":
             frames.extend(_released_from_quarantine(spark, settings, ids))
     rels = new_bronze(spark, settings, "relationship", previous, as_of, upto)

@@ -103,29 +103,24 @@ def complete(settings: Settings, as_of: datetime) -> Increment | None:
     return plan
 
 
+def _plans_since_done(t: pa.Table) -> pa.Table:
+    """The `planned` rows recorded after the newest `done` row (all of them on a lake where none is done)."""
+    plans = t.filter(pc.equal(t.column("state"), PLANNED))
+    dones = t.filter(pc.equal(t.column("state"), DONE))
+    if dones.num_rows:
+        plans = plans.filter(pc.greater(plans.column("recorded_at"), pc.max(dones.column("recorded_at"))))
+    return plans
+
+
 def unfinished(settings: Settings) -> Increment | None:
     """The newest plan recorded after the last done run (a run in progress, or one that died or failed its gate)."""
     t = _rows(settings)
-    if t is None:
-        return None
-    plans = t.filter(pc.equal(t.column("state"), PLANNED))
-    dones = t.filter(pc.equal(t.column("state"), DONE))
-    plan = _newest(plans)
-    if plan is None:
-        return None
-    if dones.num_rows and pc.max(dones.column("recorded_at")).as_py() >= pc.max(plans.column("recorded_at")).as_py():
-        return None
-    return plan
+    return None if t is None else _newest(_plans_since_done(t))
 
 
 def latest_attempt_since_done(settings: Settings) -> datetime | None:
     """The latest as_of planned after the last `done` run (a run that failed or is running), None when none was."""
     t = _rows(settings)
-    if t is None:
-        return None
-    done = t.filter(pc.equal(t.column("state"), DONE))
-    since = t.filter(pc.equal(t.column("state"), PLANNED))
-    if done.num_rows:
-        since = since.filter(pc.greater(since.column("recorded_at"), pc.max(done.column("recorded_at"))))
-    newest = pc.max(since.column("as_of")).as_py() if since.num_rows else None
+    since = None if t is None else _plans_since_done(t)
+    newest = pc.max(since.column("as_of")).as_py() if since is not None and since.num_rows else None
     return utc(newest) if newest is not None else None

@@ -94,10 +94,8 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Chan
     events = read_bronze(spark, settings, "engagement", horizon)
     with spark_io.scratch(settings) as materialize:
         actions = dedupe_event_id(events.filter(horizon.admits("event_time")), materialize)
-        keys = touch.touched(spark, settings, horizon, changes, "engagement", "engagements",
-                             ["event_id"], "actor_id", events, materialize)
-        if keys is not None:
-            actions = materialize(touch.select(actions, keys), "touched_actions")
+        actions, keys = touch.to_decide(spark, settings, horizon, changes, "engagement", "engagements", ["event_id"],
+                                      "actor_id", events, actions, materialize)
         out = decide(
             actions,
             segments_for(spark, settings, horizon, actions),

@@ -115,10 +115,8 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Chan
     events = read_bronze(spark, settings, "navigation", horizon)
     with spark_io.scratch(settings) as materialize:
         gestures = dedupe_event_id(events.filter(horizon.admits("event_time")), materialize)
-        keys = touch.touched(spark, settings, horizon, changes, "navigation", "navigation",
-                             ["event_id"], "viewer_id", events, materialize)
-        if keys is not None:
-            gestures = materialize(touch.select(gestures, keys), "touched_gestures")
+        gestures, keys = touch.to_decide(spark, settings, horizon, changes, "navigation", "navigation", ["event_id"],
+                                      "viewer_id", events, gestures, materialize)
         out = decide(
             gestures,
             segments_for(spark, settings, horizon, gestures),

@@ -95,6 +95,18 @@ def quarantine_rows(
     )
 
 
+def other_events(rows: DataFrame, decided: DataFrame) -> DataFrame:
+    """`rows` (with event_id) but those of the events `decided` (its event_id) holds: the quarantine rows a run keeps
+    beside the ones it decides again (the decided events are the small, built side)."""
+    from pyspark.sql import functions as F
+
+    from jobs.engine_workarounds import lookup
+
+    hit = decided.select(F.col("event_id").alias("_d_eid")).distinct().withColumn("_d_hit", F.lit(True))
+    return (lookup(rows, hit, F.col("event_id") == F.col("_d_eid")).filter(F.col("_d_hit").isNull())
+            .select(*rows.columns))
+
+
 def write_quarantine(df: DataFrame, settings: Settings, stage: str, horizon: Horizon | None = None,
                      also_at: Sequence[datetime] = ()) -> int:
     """Replace this stage's quarantine rows anchored in the run's horizon (all of them without one), and those

@@ -27,7 +27,7 @@ from jobs import spark_io
 from jobs.engine_workarounds import lookup
 from jobs.silver.bronze import project
 from jobs.silver.dedupe import dedupe_event_id, first_per_key
-from jobs.silver.quarantine import iso_col, quarantine_rows, txt, write_quarantine
+from jobs.silver.quarantine import iso_col, other_events, quarantine_rows, txt, write_quarantine
 from jobs.spark_io import Materialize
 from storylake.rules import lifetimes
 from storylake.settings import Settings
@@ -302,10 +302,9 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime, since: datetim
             # any other row of the stage at those instants
             anchors = sorted({utc(r["anchor_at"]) for r in patched.quarantine.select("anchor_at").distinct().collect()})
             if anchors:
-                decided = patched.quarantine.select(F.col("event_id").alias("_p_eid")).withColumn("_p", F.lit(True))
                 others = spark_io.read_table(spark, settings, "ops", "quarantine").filter(
                     (F.col("stage") == F.lit(STAGE)) & F.col("anchor_at").isin(*anchors))
-                kept = lookup(others, decided, F.col("event_id") == F.col("_p_eid")).filter(F.col("_p").isNull())
+                kept = other_events(others, patched.quarantine)
                 bad = bad.unionByName(patched.quarantine).unionByName(kept.select(*bad.columns))
         return {
             "segments": spark_io.write_table(rows, settings, "silver", "segments", replace_where=where),

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from jobs import spark_io
 from jobs.engine_workarounds import lookup
 from jobs.horizon import SEGMENT_EVENTS, Horizon, new_bronze
+from jobs.silver.quarantine import other_events
 from storylake import audit, increments, lake
 from storylake.settings import Settings
 
@@ -175,6 +176,17 @@ def touched(spark: SparkSession, settings: Settings, horizon: Horizon, run: Chan
     return Touched(table, group, viewer, run.segments, run.pairs, groups, good)
 
 
+def to_decide(spark: SparkSession, settings: Settings, horizon: Horizon, run: Changes | None, event: str, table: str,
+              group: list[str], viewer: str, bronze: DataFrame, receipts: DataFrame,
+              materialize: spark_io.Materialize) -> tuple[DataFrame, Touched | None]:
+    """(the deduplicated `receipts` the job decides, the run's keys for them): all of them when it recomputes its
+    whole horizon (keys None), else the touched ones (touched(), select()), materialized."""
+    keys = touched(spark, settings, horizon, run, event, table, group, viewer, bronze, materialize)
+    if keys is None:
+        return receipts, None
+    return materialize(select(receipts, keys), f"{table}_touched_receipts"), keys
+
+
 def _marked(rows: DataFrame, keys: Touched) -> DataFrame:
     """`rows` (with the group's columns, segment_id and the viewer column) and _k_hit: the run re-decides the row's
     key."""
@@ -208,9 +220,8 @@ def with_kept(spark: SparkSession, settings: Settings, keys: Touched | None, hor
         return rows, quarantine
     good = spark_io.read_version(spark, settings, "silver", keys.table, keys.good_version)
     kept = _marked(good.filter(horizon.admits(anchor)), keys).filter(~F.col("_k_hit")).drop("_k_hit")
-    hit = decided.select(F.col("event_id").alias(_EVENT)).distinct().withColumn("_k_e", F.lit(True))
     bad = spark_io.read_table(spark, settings, "ops", "quarantine").filter(
         (F.col("stage") == F.lit(stage)) & horizon.admits("anchor_at"))
-    kept_bad = lookup(bad, hit, F.col("event_id") == F.col(_EVENT)).filter(F.col("_k_e").isNull())
+    kept_bad = other_events(bad, decided)
     return (kept.unionByName(rows.select(*kept.columns)),
             kept_bad.select(*quarantine.columns).unionByName(quarantine))

@@ -200,10 +200,8 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Chan
     views = read_bronze(spark, settings, "segment_view", horizon)
     with spark_io.scratch(settings) as materialize:
         receipts = dedupe_event_id(views, materialize)
-        keys = touch.touched(spark, settings, horizon, changes, "segment_view", "view_events",
-                             RETRY_DEDUPE[0], "viewer_id", views, materialize)
-        if keys is not None:
-            receipts = materialize(touch.select(receipts, keys), "touched_receipts")
+        receipts, keys = touch.to_decide(spark, settings, horizon, changes, "segment_view", "view_events",
+                                      RETRY_DEDUPE[0], "viewer_id", views, receipts, materialize)
         classified = decide(
             receipts,
             segments_for(spark, settings, horizon, receipts),
