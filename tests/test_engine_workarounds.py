@@ -72,6 +72,43 @@ def test_replace_where_guard_rejects_rows_outside_the_predicate_and_commits_noth
     assert sorted(lake.read_arrow(path, ["stage"]).column("stage").to_pylist()) == ["a", "b"]
 
 
+def test_a_write_lacking_contract_columns_fails_naming_them_and_commits_nothing(spark, settings):
+    """write_table never asks the frame for its columns before writing (that analyzes the job's whole plan); a
+    frame without some contract columns still fails with a WriteGuardError naming exactly those, and the table
+    keeps its version."""
+    from pyspark.sql import functions as F
+
+    full = spark.createDataFrame([("x", "c", None, 1, "r", "why", "raw", "b1", None, None)],
+                                 "stage string, contract string, source_file string, line bigint, rule string, "
+                                 "reason string, raw string, batch_id string, event_id string, field string")
+    full = full.select("*", F.current_timestamp().alias("quarantined_at"),
+                       F.lit(None).cast("timestamp").alias("anchor_at"))
+    assert spark_io.write_table(full, settings, "ops", "quarantine") == 1
+    path = settings.table_path("ops", "quarantine")
+    version = lake.version(path)
+    with pytest.raises(WriteGuardError, match=r"^ops.quarantine: transform output lacks contract columns "
+                                              r"\['reason', 'anchor_at'\]$"):
+        spark_io.write_table(full.drop("reason", "anchor_at"), settings, "ops", "quarantine",
+                             replace_where="stage = 'x'")
+    assert lake.version(path) == version
+
+
+def test_a_materialized_frame_reads_back_the_same_rows_and_schema(spark, settings):
+    """scratch's materialize reads the written files with their own schema (no second analysis of the plan), and an
+    empty result (no file written) with the frame's."""
+    from pyspark.sql import functions as F
+
+    df = spark.range(3).select(F.col("id"), F.col("id").cast("string").alias("s"),
+                               F.timestamp_seconds(F.col("id")).alias("t"), F.array(F.col("id")).alias("a"))
+    with spark_io.scratch(settings) as materialize:
+        got = materialize(df, "rows")
+        assert [(f.name, f.dataType) for f in got.schema.fields] == [(f.name, f.dataType) for f in df.schema.fields]
+        assert sorted(tuple(r) for r in got.collect()) == sorted(tuple(r) for r in df.collect())
+        empty = materialize(df.filter(F.col("id") > 10), "empty")
+        assert empty.schema == df.schema
+        assert empty.count() == 0
+
+
 def test_stale_scratch_folders_are_removed_at_the_next_build(spark, settings):
     """A killed job leaves LAKE/_staging/<id>; the next silver or gold build (under the writer lock) removes it."""
     from datetime import UTC, datetime
