@@ -12,6 +12,9 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 from jobs.quality import QualityGateError, gate_hook, run_gate, suite_for
 from pipeline import steps
@@ -370,11 +373,12 @@ def test_changed_rows_compare_every_column_but_the_run_stamp(tmp_path: Path) -> 
     assert _changed(files[0], files[0], columns, None).num_rows == 0
 
 
-def test_incremental_gate_reads_changed_rows_and_whole_slice_for_uniqueness(
+def test_incremental_gate_reads_changed_rows_and_repeated_keys_for_uniqueness(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     """After a good gate, an incremental run's gate validates the row expectations on the rows that differ from the
-    audited version, and uniqueness on its whole slice: a new row duplicating an unchanged row's key fails it."""
+    audited version, and uniqueness on the slice's rows whose key another row of the slice repeats (DuckDB finds
+    them over the whole slice): a new row duplicating an unchanged row's key fails it, with both rows counted."""
     older = _view("old", segment_created_at=T0 - timedelta(days=3))
     _write(settings, "silver.view_events", [_view("e1"), _view("e2"), older])
     assert run_gate(settings, "silver", "run-1", tables=["silver.view_events"]).ok
@@ -390,9 +394,59 @@ def test_incremental_gate_reads_changed_rows_and_whole_slice_for_uniqueness(
     caplog.set_level("INFO", logger="jobs.quality.gate")
     report = run_gate(settings, "silver", "run-2", as_of=as_of, tables=["silver.view_events"],
                       raise_on_failure=False)
-    assert "silver.view_events: 4 rows (2 changed since version 0)" in caplog.text  # the slice: not the old row
+    # the slice: not the old row; the two rows of e1 for uniqueness
+    assert "silver.view_events: 4 rows (2 changed since version 0, 2 with a repeated unique value)" in caplog.text
     failed = {o.expectation: (o.unexpected_count, o.sample_keys) for o in report.failed}
     assert failed == {
         "expect_column_values_to_be_unique(event_id)": (2, ["e1"]),
         "expect_column_values_to_be_between(completion_pct)": (1, ["e4"]),
     }
+
+
+def test_an_exact_copy_of_an_unchanged_row_fails_uniqueness(settings: Settings) -> None:
+    """A row written twice is equal to its audited self, so neither copy is 'changed'; the uniqueness expectation
+    still sees both (they repeat a key within the slice) and fails on them."""
+    _write(settings, "silver.view_events", [_view("e1"), _view("e2")])
+    assert run_gate(settings, "silver", "run-1", tables=["silver.view_events"]).ok
+    _write(settings, "silver.view_events", [_view("e1"), _view("e2"), _view("e2")])
+    as_of = T0 + timedelta(hours=1)
+    increments.record(settings, increments.Increment(run_id="r", as_of=as_of, horizon=T0 - timedelta(hours=1),
+                                                     gold_horizon=T0 - timedelta(hours=1), upto_batch=None,
+                                                     new_rows=1), increments.PLANNED)
+    report = run_gate(settings, "silver", "run-2", as_of=as_of, tables=["silver.view_events"],
+                      raise_on_failure=False)
+    assert report.rows == {"silver.view_events": 3}
+    assert {o.expectation: (o.unexpected_count, o.sample_keys) for o in report.failed} == {
+        "expect_column_values_to_be_unique(event_id)": (2, ["e2"]),
+    }
+
+
+@given(
+    rows=st.lists(st.tuples(st.sampled_from(["a", "b", "c", None]), st.integers(0, 3), st.integers(0, 2)),
+                  max_size=30),
+    start=st.integers(0, 3),
+)
+@hyp_settings(max_examples=60, deadline=None)
+def test_repeated_rows_are_exactly_those_a_full_uniqueness_check_flags(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str | None, int, int]], start: int
+) -> None:
+    """gate._repeated returns, within the slice, exactly the rows pandas' duplicated(keep=False) flags for any of the
+    column lists (nulls equal to nulls, as GX groups them), and the slice's row count."""
+    import pyarrow.parquet as pq
+
+    from jobs.quality.gate import _repeated
+
+    path = tmp_path_factory.mktemp("repeated") / "part.parquet"
+    table = pa.table({"k": [r[0] for r in rows], "n": [r[1] for r in rows], "day": [date(2026, 11, 1 + r[2])
+                                                                                   for r in rows]},
+                     schema=pa.schema([("k", pa.string()), ("n", pa.int64()), ("day", pa.date32())]))
+    pq.write_table(table, path)
+    since = (("day",), datetime(2026, 11, 1 + start, tzinfo=UTC))
+    got, count = _repeated([str(path)], ["k", "n", "day"], since, [["k"], ["n", "day"]])
+    frame = table.to_pandas()
+    frame = frame[frame["day"] >= date(2026, 11, 1 + start)]
+    flagged = frame[frame.duplicated(["k"], keep=False) | frame.duplicated(["n", "day"], keep=False)]
+    assert count == len(frame)
+    key = lambda r: (str(r[0]), r[1], r[2])  # noqa: E731
+    assert sorted(map(tuple, got.to_pandas().itertuples(index=False)), key=key) == sorted(
+        map(tuple, flagged.itertuples(index=False)), key=key)
