@@ -450,3 +450,28 @@ def test_repeated_rows_are_exactly_those_a_full_uniqueness_check_flags(
     key = lambda r: (str(r[0]), r[1], r[2])  # noqa: E731
     assert sorted(map(tuple, got.to_pandas().itertuples(index=False)), key=key) == sorted(
         map(tuple, flagged.itertuples(index=False)), key=key)
+
+
+def test_the_gate_waits_for_the_great_expectations_preload(tmp_path: Path) -> None:
+    """The pipeline imports Great Expectations in a background thread while silver runs; a gate that starts before
+    that import ends must wait for it, not meet a half-imported package (it did, as an ImportError 'most likely due
+    to a circular import', when a small run's gate began half a second into the preload). A fresh interpreter, so
+    the package is not imported yet."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "race.py"
+    script.write_text(
+        "import time\n"
+        "from jobs.quality.gate import _no_batch_fingerprint, preload_great_expectations\n"
+        "preload_great_expectations()\n"
+        "time.sleep(0.5)\n"
+        "with _no_batch_fingerprint():\n"
+        "    pass\n"
+        "print('imported')\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(script)], cwd=root, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert (done.returncode, done.stdout.strip()) == (0, "imported"), done.stderr[-2000:]

@@ -196,6 +196,7 @@ def _no_batch_fingerprint() -> Iterator[None]:
     """GX's pandas engine MD5-hashes every batch under 1 GB of *shallow* memory (string columns count 8
     bytes a row), which is most of a validation's time on large tables (great_expectations#4774). The hash
     is only a batch marker; skip it while the gate runs."""
+    _await_preload()
     from great_expectations.execution_engine import pandas_execution_engine as engine
 
     saved = engine.HASH_THRESHOLD
@@ -212,10 +213,23 @@ def _quiet_gx_logs() -> None:
         gx_log.setLevel(logging.WARNING)
 
 
+_preloading: list[threading.Thread] = []
+
+
+def _await_preload() -> None:
+    """Wait for preload_great_expectations' import to end before importing any part of the package here. Python's
+    per-module import locks do not make a submodule import wait for its package's: while the preload is halfway
+    through `great_expectations`, importing `great_expectations.execution_engine...` can meet a partially
+    initialized module (ImportError 'most likely due to a circular import'; seen when a small run's gate began
+    ~2 s after silver started)."""
+    for thread in list(_preloading):
+        thread.join()
+
+
 def preload_great_expectations() -> threading.Thread:
     """Import Great Expectations in a background thread. It takes ~3-4 s to import (scipy, altair, sqlalchemy...);
     imported while silver runs (the main thread then waits on the engine, not on the GIL), the gate after silver
-    does not pay it. Python's import lock makes the gate's own import wait for this one."""
+    does not pay it. The gate waits for it to end (_await_preload) before its own imports."""
     _quiet_gx_logs()
 
     def load() -> None:
@@ -225,12 +239,14 @@ def preload_great_expectations() -> threading.Thread:
             log.debug("preloading great_expectations failed", exc_info=True)
 
     thread = threading.Thread(target=load, name="preload-great_expectations", daemon=True)
+    _preloading.append(thread)
     thread.start()
     return thread
 
 
 def _context() -> Any:
     _quiet_gx_logs()
+    _await_preload()
     import great_expectations as gx
 
     context = gx.get_context(mode="ephemeral")
