@@ -66,15 +66,14 @@ def nullable(df: DataFrame, schema: StructType) -> DataFrame:
     return df.unionByName(df.sparkSession.createDataFrame([], schema))
 
 
-def guard_replace_where(df: DataFrame, predicate: str, table: str, columns: list[str] | None = None) -> DataFrame:
+def guard_replace_where(df: DataFrame, predicate: str, table: str, columns: list[str]) -> DataFrame:
     """`df` with a check that fails the write itself (raise_error, before the commit) when a row lies outside
     `predicate`. Sail's replaceWhere accepts rows outside its predicate (Delta rejects them), which would put them
     in the table and let a later slice write delete them; checking inside the write avoids a second pass over the
-    plan. guard_error turns the failure into a WriteGuardError. `columns`: the frame's columns when the caller
-    knows them (asking the frame analyzes its whole plan)."""
+    plan. guard_error turns the failure into a WriteGuardError. `columns`: the frame's columns, from its contract
+    (asking the frame would analyze its whole plan)."""
     from pyspark.sql import functions as F
 
-    columns = columns if columns is not None else df.columns
     first = columns[0]
     inside = F.expr(f"coalesce(({predicate}), false)")
     message = F.lit(f"{_GUARD_MARK} {table}: a row is outside the replaceWhere predicate {predicate!r}")

@@ -222,8 +222,8 @@ def _await_preload() -> None:
     through `great_expectations`, importing `great_expectations.execution_engine...` can meet a partially
     initialized module (ImportError 'most likely due to a circular import'; seen when a small run's gate began
     ~2 s after silver started)."""
-    for thread in list(_preloading):
-        thread.join()
+    while _preloading:
+        _preloading.pop().join()
 
 
 def preload_great_expectations() -> threading.Thread:
@@ -246,7 +246,6 @@ def preload_great_expectations() -> threading.Thread:
 
 def _context() -> Any:
     _quiet_gx_logs()
-    _await_preload()
     import great_expectations as gx
 
     context = gx.get_context(mode="ephemeral")
@@ -351,9 +350,7 @@ def _changed(new_files: list[str], old_files: list[str], columns: list[str], sin
     neither version is loaded whole."""
     import duckdb
 
-    params: dict[str, Any] = {"new": new_files, "old": old_files}
-    if since is not None:
-        params["start"] = _slice_bound(since[0][0], since[1])[0]
+    params: dict[str, Any] = {"new": new_files, "old": old_files, **_slice_params(since)}
     on = " AND ".join(f'n."{c}" IS NOT DISTINCT FROM o."{c}"' for c in columns if c not in RUN_STAMPS)
 
     with duckdb.connect() as con:
@@ -366,8 +363,14 @@ def _changed(new_files: list[str], old_files: list[str], columns: list[str], sin
         return con.sql(sql, params=params).to_arrow_table()
 
 
+def _slice_params(since: Slice | None) -> dict[str, Any]:
+    """The $start parameter of _slice_sql for the slice `since` (none for the whole table)."""
+    return {} if since is None else {"start": _slice_bound(since[0][0], since[1])[0]}
+
+
 def _slice_sql(columns: list[str], since: Slice | None, files: str) -> str:
-    """SELECT `columns` of the Parquet files bound to $`files`, within the slice `since` (bound to $start)."""
+    """SELECT `columns` of the Parquet files bound to $`files`, within the slice `since` (bound to $start,
+    _slice_params)."""
     picked = ", ".join(f'"{c}"' for c in columns)
     where = " OR ".join(f'"{c}" >= $start' for c in since[0]) if since is not None else "TRUE"
     return f"SELECT {picked} FROM read_parquet(${files}, union_by_name = true) WHERE {where}"  # noqa: S608
@@ -380,9 +383,7 @@ def _repeated(files: list[str], columns: list[str], since: Slice | None, sets: l
     (multi-threaded, on the files) where pandas factorized every value (~3 s for 700k string keys)."""
     import duckdb
 
-    params: dict[str, Any] = {"files": files}
-    if since is not None:
-        params["start"] = _slice_bound(since[0][0], since[1])[0]
+    params: dict[str, Any] = {"files": files, **_slice_params(since)}
     needed = list(dict.fromkeys([*columns, *(c for cols in sets for c in cols)]))
     picked = ", ".join(f's."{c}"' for c in columns)
     ctes, hits = [], []
