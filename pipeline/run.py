@@ -134,15 +134,50 @@ def run_pipeline(
         spark = session  # stopped: the gate hook reads Delta through delta-rs and ignores it
     else:
         _spark_steps(spark, settings, report, gate, full_refresh)
-    if gate is not None:
+    if gate is not None and publish:
+        _gold_gate_beside_publish(gate, spark, settings, report)
+    elif gate is not None:
         _gate(gate, spark, settings, report, "gold")
-    if publish:
-        from serving.publish import publish as publish_snapshot
-
-        with step(settings, report, "publish") as s:
-            report.publish = publish_snapshot(settings, as_of)
-            s.rows = dict(report.publish.tables)
+    elif publish:
+        _publish(settings, report, None)
     return report
+
+
+def _publish(settings: Settings, report: PipelineReport, beside_gate: Callable[[], None] | None) -> None:
+    from serving.publish import publish as publish_snapshot
+
+    with step(settings, report, "publish") as s:
+        report.publish = publish_snapshot(settings, report.as_of, beside_gate=beside_gate)
+        s.rows = dict(report.publish.tables)
+
+
+def _gold_gate_beside_publish(
+    gate: Callable[[SparkSession, Settings, str, datetime], object], spark: SparkSession, settings: Settings,
+    report: PipelineReport,
+) -> None:
+    """The gold gate (in a thread) while publish builds the snapshot from gold's new versions: the snapshot becomes
+    CURRENT only once the gate passed those very versions (serving.publish `beside_gate`). A gate failure discards
+    it and is raised (after publish ended) unchanged, as when publish ran after the gate; without one, publish's own
+    error is."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from serving.publish import PublishWithheld
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gate-gold") as pool:
+        checking = pool.submit(_gate, gate, spark, settings, report, "gold")
+
+        def gate_passed() -> None:
+            failure = checking.exception()
+            if failure is not None:
+                raise PublishWithheld(f"snapshot discarded: the gold gate failed ({type(failure).__name__})")
+
+        try:
+            _publish(settings, report, gate_passed)
+        except BaseException:
+            failure = checking.exception()  # waits for the gate: its failure, if any, is the run's
+            if failure is not None:
+                raise failure  # noqa: B904 - publish's error stays attached as the context
+            raise
 
 
 def _spark_steps(

@@ -43,7 +43,7 @@ import secrets
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -256,16 +256,41 @@ def new_snapshot_id(built_at: datetime) -> str:
     return f"{built_at.astimezone(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
 
 
+class PublishWithheld(PublishError):
+    """The gate a snapshot was built beside failed: the snapshot was discarded and CURRENT is unchanged."""
+
+
+class _GateAuditedOtherVersions(Exception):
+    """The gate beside which a snapshot was built passed other versions than the snapshot read."""
+
+
 @holding_writer_lock("publish")
-def publish(settings: Settings, as_of: datetime, *, keep: int = KEEP_SNAPSHOTS) -> PublishReport:
-    """Build a serving snapshot of the lake's current silver/gold tables and make it CURRENT."""
-    as_of = utc(as_of)
+def publish(settings: Settings, as_of: datetime, *, keep: int = KEEP_SNAPSHOTS,
+            beside_gate: Callable[[], None] | None = None) -> PublishReport:
+    """Build a serving snapshot of the tables consumers may read (storylake.audit) and make it CURRENT.
+
+    `beside_gate`: the gold tables' gate is still running (write-audit-publish's audit, in another thread). The
+    snapshot is built meanwhile from gold's latest versions (silver's audited ones) and becomes CURRENT only when
+    beside_gate() has returned (it waits for the gate and raises PublishWithheld when it failed: the snapshot is
+    then discarded) and the gate recorded exactly the versions the snapshot read; if it recorded others, the
+    snapshot is discarded and built again from the audited versions. So a consumer never sees a version that did
+    not pass, and the hourly run's gold gate and publish overlap instead of following each other."""
+    if beside_gate is not None:
+        try:
+            return _publish(settings, utc(as_of), keep, beside_gate)
+        except _GateAuditedOtherVersions as exc:
+            log.warning("publish: %s; building again from the audited versions", exc)
+    return _publish(settings, utc(as_of), keep, None)
+
+
+def _publish(settings: Settings, as_of: datetime, keep: int, beside_gate: Callable[[], None] | None
+             ) -> PublishReport:
     t0, c0 = time.perf_counter(), time.process_time()
     sdir = snapshots_dir(settings)
     sdir.mkdir(parents=True, exist_ok=True)
     with _publish_lock(settings):
         _remove_temp_files(sdir)
-        sources = _open_sources(settings)
+        sources = _open_sources(settings, ahead=beside_gate is not None)
         _refuse_unfinished_run(settings)
         built_at = datetime.now(UTC)
         sid = new_snapshot_id(built_at)
@@ -273,6 +298,11 @@ def publish(settings: Settings, as_of: datetime, *, keep: int = KEEP_SNAPSHOTS) 
         try:
             prior = _prior_history(settings)
             tables, mismatches, steps, history = _build(settings, tmp, sources, sid, as_of, built_at, prior)
+            if beside_gate is not None:
+                t = time.perf_counter()
+                beside_gate()
+                steps["wait for the gate"] = round(time.perf_counter() - t, 3)
+                _check_audited(settings, sources)
             final = snapshot_path(settings, sid)
             os.replace(tmp, final)
             _fsync_dir(sdir)
@@ -310,13 +340,14 @@ def publish(settings: Settings, as_of: datetime, *, keep: int = KEEP_SNAPSHOTS) 
 # --- internals ---------------------------------------------------------------------------------
 
 
-def _open_sources(settings: Settings) -> dict[str, tuple[Any, int, int, DeltaTable]]:
+def _open_sources(settings: Settings, *, ahead: bool = False) -> dict[str, tuple[Any, int, int, DeltaTable]]:
     """{table: (pyarrow dataset, delta version, row count, DeltaTable)} at the versions consumers may read
-    (storylake.audit: the newest versions that passed their quality gates); PublishError naming the first missing
-    table/column."""
+    (storylake.audit: the newest versions that passed their quality gates; `ahead`: gold's latest versions, which
+    its gate is auditing); PublishError naming the first missing table/column."""
     out: dict[str, tuple[Any, int, int, DeltaTable]] = {}
+    gated = [key for key in SOURCES if not (ahead and key.startswith("gold."))]
     try:
-        versions = audit.consumer_versions(settings, list(SOURCES))
+        versions = audit.consumer_versions(settings, gated)
     except audit.NotAuditedError as exc:
         raise PublishError(str(exc)) from exc
     for key, needed in SOURCES.items():
@@ -325,7 +356,7 @@ def _open_sources(settings: Settings) -> dict[str, tuple[Any, int, int, DeltaTab
         if not (path / "_delta_log").is_dir():
             raise PublishError(f"source table {key} is missing (no Delta table at {path}); run the pipeline first")
         try:
-            dt = DeltaTable(str(path), version=versions[key])
+            dt = DeltaTable(str(path), version=versions.get(key))
         except TableNotFoundError as exc:
             raise PublishError(f"source table {key} is missing (no Delta table at {path})") from exc
         with warnings.catch_warnings():
@@ -336,6 +367,18 @@ def _open_sources(settings: Settings) -> dict[str, tuple[Any, int, int, DeltaTab
             raise PublishError(f"source table {key} lacks column(s) {', '.join(missing)} (at {path})")
         out[key] = (ds, dt.version(), ds.count_rows(), dt)
     return out
+
+
+def _check_audited(settings: Settings, sources: dict[str, tuple[Any, int, int, DeltaTable]]) -> None:
+    """_GateAuditedOtherVersions unless every source's version is the one consumers may now read."""
+    try:
+        audited = audit.consumer_versions(settings, list(sources))
+    except audit.NotAuditedError as exc:
+        raise _GateAuditedOtherVersions(str(exc)) from exc
+    other = {k: (v, audited[k]) for k, (_ds, v, _n, _dt) in sources.items() if audited[k] != v}
+    if other:
+        raise _GateAuditedOtherVersions("the gate passed other versions than the snapshot read: " + ", ".join(
+            f"{k} read {read}, audited {good}" for k, (read, good) in sorted(other.items())))
 
 
 def _refuse_unfinished_run(settings: Settings) -> None:

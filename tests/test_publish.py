@@ -165,3 +165,85 @@ def test_refuses_tables_of_a_run_that_did_not_finish(settings: Settings) -> None
     assert current_id(settings) == first.snapshot_id
     increments.complete(settings, T)
     assert publish(settings, T).snapshot_id != first.snapshot_id
+
+
+# --- a snapshot built beside the gold gate (write-audit-publish) ---------------------------------------------------
+
+
+def _pass_gate(settings: Settings, layer: str) -> dict[str, int]:
+    """What a passing gate records: every table of `layer` at its latest version (storylake.audit)."""
+    from storylake import audit
+    from storylake import lake as lake_io
+
+    versions = {k: lake_io.version(settings.table_path(*k.split("."))) for k in TABLES if k.startswith(layer + ".")}
+    audit.record(settings, f"gate-{layer}", layer, T, versions)  # type: ignore[arg-type]
+    return versions  # type: ignore[return-value]
+
+
+def _next_run(settings: Settings) -> str:
+    """A good run served author 10's segment (its snapshot id is returned); the next run adds author 11's (every
+    table gets a new version), and its silver gate passed."""
+    base_lake(settings)
+    _pass_gate(settings, "silver")
+    _pass_gate(settings, "gold")
+    good = publish(settings, T)
+    assert tray_authors(api.open_current(settings)) == [10]
+    LakeBuilder(settings).follow(V, 10, T - DAY).follow(V, 11, T - DAY).segment(100, 10, T - HOUR).segment(
+        101, 11, T - HOUR).write()
+    _pass_gate(settings, "silver")
+    return good.snapshot_id
+
+
+def _waiting_snapshots(settings: Settings) -> list[str]:
+    return [p.name for p in snapshots_dir(settings).glob(".*.tmp")]
+
+
+def test_a_snapshot_built_beside_the_gold_gate_serves_once_the_gate_passed_its_versions(settings: Settings) -> None:
+    _next_run(settings)
+    waited: list[list[str]] = []
+
+    def gate() -> None:  # the gold gate finishes after the snapshot is built, and passes
+        waited.append(_waiting_snapshots(settings))
+        assert tray_authors(api.open_current(settings)) == [10]  # nothing served yet
+        gold.update(_pass_gate(settings, "gold"))
+
+    gold: dict[str, int] = {}
+    report = publish(settings, T, beside_gate=gate)
+    assert len(waited) == 1 and len(waited[0]) == 1  # built before the gate's end, not yet CURRENT
+    assert current_id(settings) == report.snapshot_id
+    assert tray_authors(api.open_current(settings)) == [10, 11]
+    assert {k: v["version"] for k, v in report.sources.items() if k.startswith("gold.")} == gold
+    assert "wait for the gate" in report.step_seconds
+
+
+def test_a_failed_gold_gate_discards_the_snapshot_built_beside_it(settings: Settings) -> None:
+    served = _next_run(settings)
+
+    def gate() -> None:
+        raise publish_mod.PublishWithheld("snapshot discarded: the gold gate failed (QualityGateError)")
+
+    with pytest.raises(publish_mod.PublishWithheld, match="gold gate failed"):
+        publish(settings, T, beside_gate=gate)
+    assert current_id(settings) == served
+    leftovers = [p.name for p in snapshots_dir(settings).iterdir() if not p.name.startswith(".duckdb_tmp")]
+    assert leftovers == [f"{served}.duckdb"]
+    assert tray_authors(api.open_current(settings)) == [10]
+
+
+def test_a_gate_that_passed_other_versions_makes_publish_build_again_from_them(settings: Settings) -> None:
+    _next_run(settings)
+    before = {k: v["version"] for k, v in publish(settings, T).sources.items()}  # the audited versions
+    assert before["gold.segment_insights"] < lake_version(settings, "gold.segment_insights")
+
+    report = publish(settings, T, beside_gate=lambda: None)  # the gate recorded nothing new for gold
+    assert {k: v["version"] for k, v in report.sources.items()} == before
+    assert "wait for the gate" not in report.step_seconds  # the second build did not wait
+    assert current_id(settings) == report.snapshot_id and not _waiting_snapshots(settings)
+
+
+def lake_version(settings: Settings, key: str) -> int:
+    from storylake import lake as lake_io
+
+    v = lake_io.version(settings.table_path(*key.split(".")))
+    assert v is not None
+    return v

@@ -326,6 +326,42 @@ def test_failed_gate_in_run_pipeline_publishes_nothing(spark: Any, tmp_path: Pat
     assert api.seen_by(api.open_current(settings), 1, 9, datetime(2026, 11, 1, 11, tzinfo=UTC)).total == 2
 
 
+def test_a_failed_gold_gate_discards_the_snapshot_built_beside_it(spark: Any, tmp_path: Path) -> None:
+    """`storylake run` publishes while the gold gate runs; the snapshot waits for the gate's verdict, so a gold
+    failure serves nothing, leaves no snapshot behind and is raised as the gate's own error."""
+    from pipeline.run import run_pipeline
+    from serving.snapshot import current_id, snapshots_dir
+    from tests.landing_builders import created, view, write_landing
+
+    settings = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing", job_lanes=2)
+    write_landing(settings.landing, "segment_created", [created("c1", 1, 9, "2026-11-01T09:00:00.000Z")], hour="09")
+    write_landing(settings.landing, "segment_view", [view("v1", 1, 2, "2026-11-01T09:30:00.000Z")], hour="09")
+    run_pipeline(settings, T0, spark=spark, progress=False, gate=gate_hook("gate-run-1"))
+    served = current_id(settings)
+    write_landing(settings.landing, "segment_view", [view("v2", 1, 3, "2026-11-01T10:30:00.000Z")], hour="10")
+    hook = gate_hook("gate-run-2")
+
+    def corrupting_gate(spark_: Any, s: Settings, layer: str, as_of: datetime) -> Any:
+        if layer == "gold":  # a gold job bug: a segment's insights row written twice
+            path = s.table_path("gold", "segment_insights")
+            write_deltalake(str(path), DeltaTable(str(path)).to_pyarrow_table().slice(0, 1), mode="append")
+        return hook(spark_, s, layer, as_of)
+
+    with pytest.raises(QualityGateError, match="segment_id"):
+        run_pipeline(settings, T0 + timedelta(hours=1), spark=spark, progress=False, gate=corrupting_gate)
+    assert current_id(settings) == served
+    assert sorted(p.name for p in snapshots_dir(settings).iterdir() if not p.name.startswith(".duckdb_tmp")) == [
+        f"{served}.duckdb"]
+    runs = DeltaTable(str(settings.table_path("ops", "pipeline_runs"))).to_pyarrow_table().to_pylist()
+    hour = {r["step"]: r for r in runs if r["as_of"] == T0 + timedelta(hours=1)}
+    assert {k: r["status"] for k, r in hour.items()} == {
+        "ingest": "success", "silver": "success", "gate_silver": "success", "gold": "success",
+        "gate_gold": "failed", "publish": "failed"}
+    assert "snapshot discarded: the gold gate failed" in json.loads(hour["publish"]["detail"])["error"]
+    assert steps.lake_watermark(settings) == T0  # the watermark did not move
+    assert api.seen_by(api.open_current(settings), 1, 9, T0 + timedelta(hours=1)).total == 1
+
+
 def test_expectations_run_in_groups_of_narrow_frames() -> None:
     """GX's pandas engine copies the whole batch frame per column-map metric: a suite runs as groups whose
     columns beyond the key number at most GROUP_COLUMNS, in suite order, every expectation exactly once."""
