@@ -78,11 +78,17 @@ ANCHORS: dict[str, tuple[str, bool]] = {
 
 
 # Tables keyed by a UTC day, rewritten from the day of the run's event horizon on (their anchor column is `day`).
-DAY_ANCHORED = ("gold.author_daily_insights", "gold.author_viewer_days", "gold.author_hourly_insights")
+DAY_ANCHORED = ("gold.author_daily_insights", "gold.author_viewer_days", "gold.author_hourly_insights",
+                "gold.ring_signal_days")
 # The changes that reach them, at the earliest event time of a row they change (Horizon.event_lo): a new view,
 # gesture or engagement at its own time (a view's retry group keeps its earliest receipt: a new one changes it from
 # its own time on), a segment's creation from its created_at (its events follow), a delete at d from d, a
 # relationship change at t from t, a released receipt at its own time. Sticker answers and archives reach none.
+# Assumed, not enforced: a redelivery of an event_id carries its first delivery's content (transport resends and
+# client retries repeat the payload). The keyed silver jobs do not need it (every group any delivery of a new event
+# names is re-decided), but event_lo counts only the new rows' own times: a redelivery that sorts first (a late file
+# of an earlier landing hour) with an event_time on a later day than the delivery it displaces would leave that
+# earlier day's rows counting the old content until a full refresh.
 DAY_TABLE_SOURCES = ("segment_view", "navigation", "engagement", "creation", "segment_change", "relationship_at",
                      "released:silver.view_events", "released:silver.navigation")
 

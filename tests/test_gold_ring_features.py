@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jobs.gold.ring_features import FEATURE_VERSION, FEATURES, ring_features, ring_features_at
 from tests.test_gold_builders import T0, US, D, H, collect, engagement, frames, relation, segment, view
@@ -120,3 +122,54 @@ def test_ring_features_table_equals_ring_features_at_on_its_pairs(spark, silver,
     for pair, row in table.items():
         expected = {k: v for k, v in at[pair].items() if k != "t"}
         assert {k: v for k, v in row.items() if k != "as_of"} == expected, pair
+
+
+# --- the table from daily partials equals the window over the events ----------------------------------------------
+
+_AS_OFS = (T, T + 7 * H + 123 * US, T + D - US)  # midnight, inside a day, the day's last microsecond
+
+
+def _around(as_of):
+    """Instants where the decomposition could slip: the window's start, the midnight after it, as_of's midnight and
+    as_of itself, each +- 1 us, and one inside each part."""
+    from datetime import UTC, datetime, time
+
+    start = as_of - 30 * D
+    midnight = datetime.combine(start.date() + D, time(), UTC)
+    today = datetime.combine(as_of.date(), time(), UTC)
+    return sorted({x for t in (start, midnight, today, as_of) for x in (t - US, t, t + US)} | {start + 3 * H,
+                                                                                             as_of - 5 * D})
+
+
+@settings(max_examples=20, deadline=None)
+@given(data=st.data())
+def test_the_table_from_daily_partials_equals_the_window_over_the_events(spark, data):
+    """ring_features (whole days from gold.ring_signal_days, the window's first day from the events) equals
+    ring_features_at (every event of [t - 30 d, t) joined per point) on every pair of users but self pairs, and
+    has a row exactly for the pairs with a non-default feature."""
+    as_of = data.draw(st.sampled_from(_AS_OFS))
+    at = st.sampled_from(_around(as_of))
+    users = st.sampled_from((1, 2, 3))
+    segments = {a: segment(100 * a, a, as_of - 40 * D) for a in (1, 2, 3)}
+    engagements = [engagement(k, v, a, t) for k, v, a, t in data.draw(st.lists(st.tuples(
+        st.sampled_from(["dm_sent", "like", "comment", "reply", "profile_visit", "share"]), users, users, at),
+        max_size=15))]
+    views = [view(segments[a], v, t, completion=c) for v, a, t, c in data.draw(st.lists(st.tuples(
+        users, users, at, st.sampled_from([0.5, 1.0])), max_size=12))]
+    relationships = [relation(r, u, o, t) for r, u, o, t in data.draw(st.lists(st.tuples(
+        st.sampled_from(["follow", "close_friend"]), users, users, at), max_size=4))]
+    silver = frames(spark, segments=list(segments.values()), view_events=views, engagements=engagements,
+                    relationships=relationships)
+    args = (silver["engagements"], silver["view_events"], silver["relationships"])
+    table = collect(ring_features(*args, as_of), ["viewer_id", "author_id"])
+    pairs = [(v, a, as_of) for v in (1, 2, 3) for a in (1, 2, 3) if v != a]
+    points = spark.createDataFrame(pairs, "viewer_id bigint, author_id bigint, t timestamp")
+    expected = collect(ring_features_at(*args, points), ["viewer_id", "author_id"])
+    default = [0, 0, 0, 0, 0, 0, None, False, False]
+    for pair, row in expected.items():
+        features = [row[f] for f in FEATURES]
+        if features == default:
+            assert pair not in table, pair
+        else:
+            assert [table[pair][f] for f in FEATURES] == features, pair
+    assert set(table) <= set(expected)

@@ -5,11 +5,16 @@ before each point's t: counts over [t - 30 d, t) of the viewer's actions toward 
 relationship state after every relationship event strictly before t (intervals evaluated at t - 1 us, so a
 follow / close-friend change stamped exactly at t is not known yet). The gold table evaluates it at
 (pairs, T = as_of); the ranking export (jobs/export.py) reuses it at t = story_start.
+
+The gold table's counts come from the daily partial aggregate gold.ring_signal_days (per viewer, author and UTC
+day: the signals of `_signal_counts`), so that time advancing does not rescan 30 days of views and engagements:
+an hourly run rewrites the partials of the days from its event horizon on, then sums the window's whole days from
+the partials and reads silver only for the window's first day, which [T - 30 d, T) covers in part.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -22,7 +27,7 @@ from jobs.horizon import Horizon
 from jobs.relation_flags import POINT_KEYS, relation_edges, relation_flags_at, relation_instant
 from storylake.clock import utc
 from storylake.rules.audience import holds_at_sql
-from storylake.rules.lifetimes import interval_sql
+from storylake.rules.lifetimes import SEGMENT_LIFETIME, interval_sql
 from storylake.rules.views import FULL_COMPLETION
 from storylake.settings import Settings
 
@@ -110,32 +115,74 @@ def ring_features_at(
     )
 
 
+PARTIAL = "ring_signal_days"
+# _signal_counts()'s names -> the partial table's columns
+PARTIAL_COLUMNS = {
+    "dm_count_30d": "dm_count", "likes_given_30d": "likes_given", "comments_given_30d": "comments_given",
+    "story_replies_30d": "story_replies", "profile_visits_30d": "profile_visits", "story_views_30d": "story_views",
+    "_completed_views": "completed_views",
+}
+
+
+def signal_days(engagements: DataFrame, view_events: DataFrame, as_of: datetime) -> DataFrame:
+    """gold.ring_signal_days: per (viewer, author, UTC day of the signal) the counts of every signal of the viewer
+    toward the author before as_of (self pairs left out, as the features leave them)."""
+    counts = _signal_counts()
+    return (
+        _signals(engagements, view_events)
+        .filter((F.col("at") < activity.instant(as_of)) & (F.col("s_viewer") != F.col("s_author")))
+        .groupBy(F.col("s_viewer").alias("viewer_id"), F.col("s_author").alias("author_id"),
+                 F.to_date("at").alias("day"))
+        .agg(*[F.sum(one).cast("bigint").alias(PARTIAL_COLUMNS[name]) for name, one in counts.items()])
+    )
+
+
+def window_days(as_of: datetime) -> tuple[datetime, datetime, date]:
+    """(window start as_of - 30 d, the midnight after it, as_of's day): [start, midnight) is read from silver, the
+    days from the midnight's through as_of's from the partials (as_of's own day holds only signals before as_of)."""
+    start = as_of - timedelta(days=WINDOW_DAYS)
+    midnight = datetime.combine(start.date() + timedelta(days=1), time(), UTC)
+    return start, midnight, as_of.date()
+
+
 def ring_features(
     engagements: DataFrame,
     view_events: DataFrame,
     relationships: DataFrame,
     as_of: datetime,
+    days: DataFrame | None = None,
 ) -> DataFrame:
     """The gold table: ring_features_at evaluated at t = as_of for every pair with a non-default feature (a
     counted signal in [as_of - 30 d, as_of) or a follow / close-friend edge holding just before as_of; self
     pairs left out), t exposed as as_of.
 
-    With one t for all pairs there is nothing to join: the windowed signals and the holding edges are one
-    union, aggregated per pair (tests check it equals ring_features_at on the same pairs).
+    The counts are the window's whole days from `days` (signal_days() rows, at least those of the days after the
+    window's first through as_of's; default: computed from the events) plus the signals of the window's first,
+    partial day from the events; with one t for all pairs there is nothing to join: those and the holding edges are
+    one union, aggregated per pair (tests check it equals ring_features_at on the same pairs).
     """
+    as_of = utc(as_of)
     t = activity.instant(as_of)
     counts = _signal_counts()
-    signals = (
+    start, midnight, last_day = window_days(as_of)
+    if days is None:
+        days = signal_days(engagements, view_events, as_of)
+    relation_false = [F.lit(False).alias(name) for name in RELATION_FEATURES]
+    first_day = (
         _signals(engagements, view_events)
-        .withColumn("t", t)
-        .filter(in_window("at"))
+        .filter((F.col("at") >= activity.instant(start)) & (F.col("at") < activity.instant(midnight)))
         .select(
             F.col("s_viewer").alias("viewer_id"),
             F.col("s_author").alias("author_id"),
             *[one.alias(name) for name, one in counts.items()],
-            *[F.lit(False).alias(name) for name in RELATION_FEATURES],
+            *relation_false,
         )
     )
+    whole_days = days.filter((F.col("day") >= F.lit(midnight.date())) & (F.col("day") <= F.lit(last_day))).select(
+        "viewer_id", "author_id", *[F.col(column).alias(name) for name, column in PARTIAL_COLUMNS.items()],
+        *relation_false,
+    )
+    signals = first_day.unionByName(whole_days)
     holds = holds_at_sql("r", relation_instant(spark_io.ts_literal(utc(as_of)), strictly_before=True))
     edges = (
         relation_edges(relationships, list(RELATION_FEATURES.values()))
@@ -170,10 +217,38 @@ def ring_features(
 
 
 def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
-    """Rebuild gold.ring_features as of the run's as_of from silver (whole-table overwrite: every pair's 30-day
-    window moves with as_of)."""
+    """gold.ring_signal_days of the days from the run's first day on (Horizon.first_day: every view or engagement a
+    run changes happens at or after its event horizon; every day on a full refresh), then gold.ring_features as of
+    the run's as_of (whole-table overwrite: every pair's 30-day window moves with as_of) from those partials and the
+    silver rows of the window's first day."""
     silver = {
         name: spark_io.read_table(spark, settings, "silver", name)
         for name in ("engagements", "view_events", "relationships")
     }
-    return write_gold(ring_features(**silver, as_of=horizon.as_of), settings, NAME)
+    as_of = utc(horizon.as_of)
+    start, midnight, _ = window_days(as_of)
+    if horizon.lo is None:
+        rows = write_gold(signal_days(silver["engagements"], silver["view_events"], as_of), settings, PARTIAL)
+    else:
+        first_day = horizon.first_day
+        assert first_day is not None
+        since = datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)
+        rows = write_gold(signal_days(*_from(silver, since), as_of), settings, PARTIAL,
+                          f"day >= DATE '{first_day.isoformat()}'")
+    days = spark_io.read_table(spark, settings, "gold", PARTIAL).filter(F.col("day") >= F.lit(midnight.date()))
+    engagements, views = _from(silver, start, midnight)
+    return rows | write_gold(ring_features(engagements, views, silver["relationships"], as_of, days), settings, NAME)
+
+
+def _from(silver: dict[str, DataFrame], since: datetime, until: datetime | None = None
+          ) -> tuple[DataFrame, DataFrame]:
+    """(engagements, view_events) at or after `since` (and before `until`); a view is of a segment created at most
+    one lifetime before it, which lets the scan skip older files."""
+    eng = silver["engagements"].filter(F.col("at") >= activity.instant(since))
+    views = silver["view_events"].filter(
+        (F.col("segment_created_at") >= activity.instant(since - SEGMENT_LIFETIME))
+        & (F.col("viewed_at") >= activity.instant(since)))
+    if until is not None:
+        eng = eng.filter(F.col("at") < activity.instant(until))
+        views = views.filter(F.col("viewed_at") < activity.instant(until))
+    return eng, views

@@ -81,6 +81,10 @@ TABLE_RULES: dict[str, TableRule] = {
         "expect_column_pair_values_a_to_be_greater_than_b",
         {"column_A": "reach", "column_B": "exit_viewers", "or_equal": True},
     ),
+    "completed_views_le_story_views": TableRule(
+        "expect_column_pair_values_a_to_be_greater_than_b",
+        {"column_A": "story_views", "column_B": "completed_views", "or_equal": True},
+    ),
     "expires_after_24h": TableRule(
         "expect_column_pair_values_to_be_equal",
         {"column_A": "expires_at", "column_B": "_created_at_plus_24h"},
