@@ -1,25 +1,29 @@
 # ruff: noqa: S608  -- every SQL string in this module is assembled from module constants and contract column names.
-"""The long-lived insights of the serving snapshot, split at a daily cut so that a publish copies what changed.
+"""The long-lived serving tables, split at a daily cut so that a publish copies what changed.
 
-Insights are kept for 2 years (segment, story and author-day insights, sticker results) and an hourly run changes
-only the rows anchored in its horizon, a few days at most. Copying all of them into every hourly snapshot would make
-publish grow with the lake's age. So each of these serving tables is two parts:
+Insights are kept for 2 years (segment, story and author-day insights, sticker results), archived segments for as
+long as their authors keep them, and an hourly run changes only the rows anchored in its horizon, a few days at
+most. Copying all of them into every hourly snapshot would make publish grow with the lake's age. So each of these
+serving tables is two parts:
 
-    history   rows anchored before the cut (midnight UTC, HISTORY_LAG before as_of), in a DuckDB file under
-              serving/history/<history_id>.duckdb, written once and shared read-only by every snapshot that agrees
-              with it;
+    history   rows anchored before the cut (midnight UTC, HISTORY_LAG before as_of), in a DuckDB file of its own
+              under serving/history/<history_id>.duckdb, written once and shared read-only by every snapshot that
+              agrees with it;
     recent    rows anchored at/after the cut (or without an anchor), copied into each snapshot;
 
 and the snapshot's table is a view `history UNION ALL recent` (DuckDB pushes the caller's filters into both parts;
-the snapshot attaches its history file read-only when opened, serving/snapshot.py).
+the snapshot attaches its history files read-only when opened, serving/snapshot.py).
 
-A publish reuses the previous snapshot's history when the cut is the same and the history rows are unchanged:
+A publish reuses the previous snapshot's history of a table when the cut is the same and its history rows are
+unchanged:
   1. cheap: the Delta files that may hold rows anchored before the cut (file statistics) are the ones the previous
-     snapshot saw, for every source table;
+     snapshot saw;
   2. otherwise (a compaction or a slice rewrite moved those rows into new files, or a run's gold horizon reached
      before the cut): the rows before the cut hash to the fingerprint recorded in the history file.
-Otherwise it writes a new history file (daily when the cut moves, and after a backfill or a retention run changed
-old rows). History files no kept snapshot refers to are removed with the snapshots.
+Otherwise it writes a new history file for that table only (daily for every table when the cut moves; after a
+backfill, a retention run, or a late archive or delete of an old segment, for the tables whose old rows changed).
+History files no kept snapshot refers to are removed with the snapshots. A snapshot published before the tables had
+a file each attaches its one shared file as `hist`; its file is reused table by table as long as it agrees.
 """
 
 from __future__ import annotations
@@ -52,9 +56,11 @@ HISTORY_LAG = timedelta(days=5)
 
 @dataclass(frozen=True)
 class Part:
-    source: str  # the gold table it is read from
-    anchor: str  # its anchor column (jobs/horizon.py ANCHORS / DAY_ANCHORED)
-    order_by: str  # the serving sort order (zone maps: insights() reads by author)
+    source: str  # the silver or gold table it is read from
+    anchor: str  # its anchor column (jobs/horizon.py ANCHORS / DAY_ANCHORED; a segment's created_at)
+    order_by: str  # the serving sort order (zone maps: insights() and the archive read by author)
+    columns: tuple[str, ...] | None = None  # the source's columns it holds (None: all)
+    where: str | None = None  # the source's rows it holds (constant SQL; None: all)
 
 
 # Seen By's lookup of a segment older than the snapshot's segment catalog (serving/seen_by.py older_segment): the
@@ -69,6 +75,12 @@ PARTS: dict[str, Part] = {
     "story_insights": Part("gold.story_insights", "story_start", "author_id, story_start, story_id"),
     "author_daily_insights": Part("gold.author_daily_insights", "day", "author_id, day"),
     "sticker_results": Part("gold.sticker_results", "segment_created_at", "author_id, segment_id, sticker_id"),
+    # highlights and the archive (serving/highlights.py): archived, non-deleted segments, newest first per author
+    "archived_segments": Part(
+        "silver.segments", "created_at", "author_id, created_at DESC, segment_id",
+        columns=("segment_id", "author_id", "story_id", "media_id", "media_type", "audience", "duration_ms",
+                 "created_at", "expires_at", "highlight_id"),
+        where="coalesce(is_archived, false) AND NOT coalesce(is_deleted, false)"),
 }
 
 
@@ -98,12 +110,23 @@ def _bound(part: Part, cut: datetime) -> datetime | date:
     return cut.date() if part.anchor == "day" else cut
 
 
+def _rows_sql(part: Part, view: str, cond: str) -> str:
+    picked = ", ".join(part.columns) if part.columns else "*"
+    where = f"({part.where}) AND ({cond})" if part.where else cond
+    return f"SELECT {picked} FROM {view} WHERE {where}"
+
+
 def old_sql(part: Part, view: str) -> str:
-    return f"SELECT * FROM {view} WHERE {part.anchor} < $cut"
+    return _rows_sql(part, view, f"{part.anchor} < $cut")
 
 
 def recent_sql(part: Part, view: str) -> str:
-    return f"SELECT * FROM {view} WHERE {part.anchor} >= $cut OR {part.anchor} IS NULL"
+    return _rows_sql(part, view, f"{part.anchor} >= $cut OR {part.anchor} IS NULL")
+
+
+def columns_of(part: Part, source_columns: list[str]) -> list[str]:
+    """The serving table's columns (its fingerprint's)."""
+    return list(part.columns) if part.columns else list(source_columns)
 
 
 def files_before(dt: DeltaTable, part: Part, cut: datetime) -> str:
@@ -130,97 +153,111 @@ def fingerprint(con: duckdb.DuckDBPyConnection, rows_sql: str, columns: Iterable
 
 @dataclass(frozen=True)
 class History:
-    history_id: str
     cut: datetime
+    ids: dict[str, str]  # serving table -> the history file it reads
     files: dict[str, str]  # serving table -> files_before digest at the versions this snapshot read
     rows: dict[str, int]  # serving table -> history rows
+    reused: dict[str, bool]  # serving table -> its file is the previous snapshot's
 
 
-def previous(snapshot: duckdb.DuckDBPyConnection) -> tuple[str, datetime, dict[str, str]] | None:
-    """(history_id, cut, files digests) recorded by a snapshot (None for a snapshot without history)."""
+@dataclass(frozen=True)
+class Prior:
+    """The history a snapshot attaches, as it recorded it (snapshot_history)."""
+
+    cut: datetime
+    ids: dict[str, str]  # serving table -> history id
+    files: dict[str, str]  # serving table -> files digest
+    aliases: dict[str, str]  # history id -> the name the snapshot's views read it by
+
+
+def previous(snapshot: duckdb.DuckDBPyConnection) -> Prior | None:
+    """The history a snapshot attaches (None for a snapshot without history). A snapshot published before each table
+    had a file of its own records no alias: its views read the one shared file as `hist`."""
     try:
-        rows = snapshot.execute("SELECT history_id, cut, serving_table, files FROM snapshot_history").fetchall()
+        cols = {r[0] for r in snapshot.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'snapshot_history'").fetchall()}
+        alias = "alias" if "alias" in cols else "'hist'"
+        rows = snapshot.execute(
+            f"SELECT history_id, cut, serving_table, files, {alias} FROM snapshot_history").fetchall()
     except duckdb.Error:
         return None
     if not rows:
         return None
-    return rows[0][0], rows[0][1].astimezone(UTC), {r[2]: r[3] for r in rows}
+    return Prior(rows[0][1].astimezone(UTC), {r[2]: r[0] for r in rows}, {r[2]: r[3] for r in rows},
+                 {r[0]: r[4] for r in rows})
 
 
-def _recorded_fingerprints(path: Path) -> tuple[dict[str, str], dict[str, int]] | None:
-    """(fingerprints, row counts) per serving table, as the history file recorded them when it was written."""
+def _recorded_fingerprint(path: Path, name: str) -> tuple[str, int] | None:
+    """(fingerprint, row count) of the serving table `name` as its history file recorded them when it was written."""
     try:
         con = duckdb.connect(str(path), read_only=True)
     except (duckdb.Error, OSError):
         return None
     try:
-        rows = con.execute("SELECT serving_table, fingerprint, row_count FROM history_meta").fetchall()
+        rows = con.execute("SELECT fingerprint, row_count FROM history_meta WHERE serving_table = $t",
+                           {"t": name}).fetchall()
         # a file written before the segment lookup existed is not reused: the next one has it
-        if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = $t", {"t": LOOKUP}).fetchone()[0]:
+        if name == "segment_insights" and not con.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE table_name = $t", {"t": LOOKUP}).fetchone()[0]:
             return None
     except duckdb.Error:
         return None
     finally:
         con.close()
-    if not rows:
-        return None
-    return {r[0]: r[1] for r in rows}, {r[0]: int(r[2]) for r in rows}
+    return (rows[0][0], int(rows[0][1])) if rows else None
 
 
 def ensure(
     settings: Settings, con: duckdb.DuckDBPyConnection, views: Mapping[str, str], tables: Mapping[str, DeltaTable],
-    columns: Mapping[str, list[str]], as_of: datetime, prior: tuple[str, datetime, dict[str, str]] | None,
-) -> tuple[History, bool]:
-    """The history the new snapshot attaches: the previous one when still valid, else a new file; and whether it was
-    reused. `con` has the sources registered under `views` (serving table -> view name); `tables` are the Delta
-    tables read (serving table -> DeltaTable) and `columns` their column names."""
-    cut = cut_for(as_of)
-    files = {name: files_before(tables[name], part, cut) for name, part in PARTS.items()}
-    if prior is not None:
-        hid, prior_cut, prior_files = prior
-        path = history_path(settings, hid)
-        recorded = _recorded_fingerprints(path) if path.exists() and prior_cut == cut else None
-        if recorded is not None:
-            prints, rows = recorded
-            if prior_files == files:
-                return History(hid, cut, files, rows), True
-            same = all(
-                fingerprint(con, old_sql(part, views[name]), columns[name], {"cut": _bound(part, cut)})[1]
-                == prints.get(name)
-                for name, part in PARTS.items()
-            )
-            if same:
-                return History(hid, cut, files, rows), True
-    return _write(settings, con, views, columns, cut, files), False
-
-
-def _write(
-    settings: Settings, con: duckdb.DuckDBPyConnection, views: Mapping[str, str], columns: Mapping[str, list[str]],
-    cut: datetime, files: dict[str, str],
+    columns: Mapping[str, list[str]], as_of: datetime, prior: Prior | None,
 ) -> History:
+    """The history files the new snapshot attaches: per serving table the previous one when still valid, else a new
+    file. `con` has the sources registered under `views` (serving table -> view name); `tables` are the Delta
+    tables read (serving table -> DeltaTable) and `columns` the serving tables' columns."""
+    cut = cut_for(as_of)
+    ids: dict[str, str] = {}
+    files: dict[str, str] = {}
+    rows: dict[str, int] = {}
+    reused: dict[str, bool] = {}
+    for name, part in PARTS.items():
+        files[name] = files_before(tables[name], part, cut)
+        hid = prior.ids.get(name) if prior is not None and prior.cut == cut else None
+        path = history_path(settings, hid) if hid is not None else None
+        recorded = _recorded_fingerprint(path, name) if path is not None and path.exists() else None
+        if hid is not None and recorded is not None and (
+            prior is not None and prior.files.get(name) == files[name]
+            or fingerprint(con, old_sql(part, views[name]), columns[name], {"cut": _bound(part, cut)})[1]
+            == recorded[0]
+        ):
+            ids[name], rows[name], reused[name] = hid, recorded[1], True
+            continue
+        ids[name], rows[name] = _write(settings, con, name, part, views[name], columns[name], cut)
+        reused[name] = False
+    return History(cut, ids, files, rows, reused)
+
+
+def _write(settings: Settings, con: duckdb.DuckDBPyConnection, name: str, part: Part, view: str,
+           columns: list[str], cut: datetime) -> tuple[str, int]:
+    """Write the history file of one serving table; (its id, its rows)."""
     hdir = history_dir(settings)
     hdir.mkdir(parents=True, exist_ok=True)
-    hid = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
+    hid = f"{name}-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
     final = history_path(settings, hid)
     tmp = hdir / f".{hid}{HISTORY_SUFFIX}.tmp"
     alias = f"h_{uuid.uuid4().hex[:8]}"
-    rows: dict[str, int] = {}
     try:
         con.execute(f"ATTACH $path AS {alias}", {"path": str(tmp)})
         try:
-            meta = []
-            for name, part in PARTS.items():
-                bound = {"cut": _bound(part, cut)}
-                con.execute(f"CREATE TABLE {alias}.{name} AS {old_sql(part, views[name])} ORDER BY {part.order_by}",
-                            bound)
-                # hashed from the table just written, not by reading the source again
-                rows[name], printed = fingerprint(con, f"SELECT * FROM {alias}.{name}", columns[name])
-                meta.append([cut, name, printed, rows[name]])
-            con.execute(f"CREATE TABLE {alias}.{LOOKUP} AS SELECT {LOOKUP_COLUMNS} FROM {alias}.segment_insights "
-                        "ORDER BY segment_id")
+            con.execute(f"CREATE TABLE {alias}.{name} AS {old_sql(part, view)} ORDER BY {part.order_by}",
+                        {"cut": _bound(part, cut)})
+            # hashed from the table just written, not by reading the source again
+            rows, printed = fingerprint(con, f"SELECT * FROM {alias}.{name}", columns)
+            if name == "segment_insights":
+                con.execute(f"CREATE TABLE {alias}.{LOOKUP} AS SELECT {LOOKUP_COLUMNS} FROM {alias}.{name} "
+                            "ORDER BY segment_id")
             con.execute(f"CREATE TABLE {alias}.history_meta (cut TIMESTAMPTZ, serving_table VARCHAR, "
                         "fingerprint VARCHAR, row_count BIGINT)")
-            con.executemany(f"INSERT INTO {alias}.history_meta VALUES (?, ?, ?, ?)", meta)
+            con.execute(f"INSERT INTO {alias}.history_meta VALUES (?, ?, ?, ?)", [cut, name, printed, rows])
             con.execute(f"CHECKPOINT {alias}")
         finally:
             con.execute(f"DETACH {alias}")
@@ -232,42 +269,58 @@ def _write(
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
         raise
-    log.info("insights history %s: rows anchored before %s (%s)", hid, cut.isoformat(),
-             ", ".join(f"{k} {v}" for k, v in rows.items()))
-    return History(hid, cut, files, rows)
+    log.info("history %s: %d %s rows anchored before %s", hid, rows, name, cut.isoformat())
+    return hid, rows
+
+
+def _aliases(ids: Iterable[str]) -> dict[str, str]:
+    """A name per distinct history file (a file of an earlier layout serves several tables, and DuckDB attaches a
+    file once)."""
+    return {hid: f"hist_{i}" for i, hid in enumerate(sorted(set(ids)))}
 
 
 def attach_and_union(con: duckdb.DuckDBPyConnection, settings: Settings, history: History,
                      views: Mapping[str, str]) -> dict[str, int]:
     """In the snapshot being built: the recent part of each table (`<name>_recent`), the view `<name>` over history
-    and recent, the view `segment_lookup` (LOOKUP) and `snapshot_history`; returns each table's recent rows."""
+    and recent, the view `segment_lookup` (LOOKUP) and `snapshot_history`; returns each table's recent rows. The
+    history files stay attached until detach()."""
     recent: dict[str, int] = {}
-    con.execute("ATTACH $path AS hist (READ_ONLY)", {"path": str(history_path(settings, history.history_id))})
+    aliases = _aliases(history.ids.values())
+    for hid, alias in aliases.items():
+        con.execute(f"ATTACH $path AS {alias} (READ_ONLY)", {"path": str(history_path(settings, hid))})
     for name, part in PARTS.items():
         con.execute(f"CREATE TABLE {name}_recent AS {recent_sql(part, views[name])} ORDER BY {part.order_by}",
                     {"cut": _bound(part, history.cut)})
         recent[name] = int(con.execute(f"SELECT count(*) FROM {name}_recent").fetchone()[0])
-        con.execute(f"CREATE VIEW {name} AS SELECT * FROM hist.{name} UNION ALL SELECT * FROM {name}_recent")
-    con.execute(f"CREATE VIEW {LOOKUP} AS SELECT * FROM hist.{LOOKUP} "
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM {aliases[history.ids[name]]}.{name} "
+                    f"UNION ALL SELECT * FROM {name}_recent")
+    con.execute(f"CREATE VIEW {LOOKUP} AS SELECT * FROM {aliases[history.ids['segment_insights']]}.{LOOKUP} "
                 f"UNION ALL SELECT {LOOKUP_COLUMNS} FROM segment_insights_recent")
     con.execute("CREATE TABLE snapshot_history (history_id VARCHAR, cut TIMESTAMPTZ, serving_table VARCHAR, "
-                "files VARCHAR, history_rows BIGINT)")
-    con.executemany("INSERT INTO snapshot_history VALUES (?, ?, ?, ?, ?)",
-                    [[history.history_id, history.cut, name, history.files[name], history.rows[name]]
-                     for name in PARTS])
+                "files VARCHAR, history_rows BIGINT, alias VARCHAR)")
+    con.executemany("INSERT INTO snapshot_history VALUES (?, ?, ?, ?, ?, ?)",
+                    [[history.ids[name], history.cut, name, history.files[name], history.rows[name],
+                      aliases[history.ids[name]]] for name in PARTS])
     return recent
 
 
-def attach(con: duckdb.DuckDBPyConnection, serving_dir: Path) -> str | None:
-    """Attach (read-only, as `hist`) the history file a snapshot's views read; its id, None without one."""
+def detach(con: duckdb.DuckDBPyConnection, history: History) -> None:
+    """Detach the history files attach_and_union attached (before the snapshot is closed)."""
+    for alias in _aliases(history.ids.values()).values():
+        con.execute(f"DETACH {alias}")
+
+
+def attach(con: duckdb.DuckDBPyConnection, serving_dir: Path) -> list[str]:
+    """Attach (read-only, under the names its views read) the history files a snapshot's views read; their ids."""
     found = previous(con)
     if found is None:
-        return None
-    hid = found[0]
-    # a file opened twice in one process is one DuckDB instance: the first open attached it already
-    if not con.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = 'hist'").fetchone()[0]:
-        con.execute("ATTACH $path AS hist (READ_ONLY)", {"path": str(_path(serving_dir, hid))})
-    return hid
+        return []
+    attached = {r[0] for r in con.execute("SELECT database_name FROM duckdb_databases()").fetchall()}
+    for hid, alias in found.aliases.items():
+        # a file opened twice in one process is one DuckDB instance: the first open attached it already
+        if alias not in attached:
+            con.execute(f"ATTACH $path AS {alias} (READ_ONLY)", {"path": str(_path(serving_dir, hid))})
+    return sorted(found.aliases)
 
 
 def remove_unreferenced(settings: Settings, referenced: set[str]) -> list[str]:
@@ -301,10 +354,12 @@ def referenced_by(snapshot_files: Iterable[Path]) -> set[str]:
         finally:
             con.close()
         if found is not None:
-            out.add(found[0])
+            out.update(found.ids.values())
     return out
 
 
-def describe(history: History, reused: bool, recent: Mapping[str, int]) -> dict[str, Any]:
-    return {"history_id": history.history_id, "cut": history.cut.isoformat(), "reused": reused,
+def describe(history: History, recent: Mapping[str, int]) -> dict[str, Any]:
+    return {"history_ids": dict(history.ids), "cut": history.cut.isoformat(),
+            "reused": all(history.reused.values()),
+            "rewritten": sorted(name for name, kept in history.reused.items() if not kept),
             "history_rows": dict(history.rows), "recent_rows": dict(recent)}

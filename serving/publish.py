@@ -16,6 +16,7 @@ LAYOUT (table: sort order -> query it serves)
                      (author_id, created_at)                            -> tray (snapshot_indexes.SegmentIndex)
   profiles:          (user_id) latest username and picture                -> names in trays and Seen By
   archived_segments: archived, non-deleted segments, (author_id, created_at DESC) -> highlights, archive
+                     (history + recent parts, serving/insights_history.py: the archive is kept for ever)
   viewer_pairs:      every relationship interval between a viewer and an author, as the audience flag it
                      sets (audience.RELATION_FLAGS), (viewer_id, author_id) -> tray candidates + audience flags
   private_intervals: (user_id)                                          -> author_private flag
@@ -155,21 +156,16 @@ TRAY_WINDOW = timedelta(days=7)
 HOURLY_WINDOW = timedelta(days=2)  # author_hourly_insights published: today's and yesterday's hours
 
 # (serving table, SELECT producing it). Every statement is built from constants only (no user values);
-# $window_start is a bound parameter. The long-lived insights tables (segment, story, author-day insights and sticker
-# results) are built by serving/insights_history.py: history rows shared between snapshots + this publish's recent
-# rows. sv and rel are temp tables holding silver.segment_viewers and
-# silver.relationships, each read once.
+# $window_start is a bound parameter. The long-lived tables (segment, story, author-day insights, sticker results and
+# archived segments) are built by serving/insights_history.py: history rows shared between snapshots + this
+# publish's recent rows. sv and rel are temp tables holding silver.segment_viewers and silver.relationships, each
+# read once.
 STEPS: tuple[tuple[str, str], ...] = (
     ("live_segments", f"""
         SELECT segment_id, author_id, story_id, media_id, media_type, audience, duration_ms, created_at, expires_at
         FROM {SEG} WHERE NOT coalesce(is_deleted, false) AND expires_at > $window_start
         ORDER BY author_id, created_at, segment_id"""),
     ("profiles", f"SELECT user_id, username, profile_picture_media_id FROM {PR} ORDER BY user_id"),
-    ("archived_segments", f"""
-        SELECT segment_id, author_id, story_id, media_id, media_type, audience, duration_ms, created_at, expires_at,
-               highlight_id
-        FROM {SEG} WHERE coalesce(is_archived, false) AND NOT coalesce(is_deleted, false)
-        ORDER BY author_id, created_at DESC, segment_id"""),
     ("viewer_pairs", f"""
         SELECT viewer_id, author_id, flag_code::UTINYINT AS flag_code, valid_from, valid_to FROM ({_pairs_sql()})
         ORDER BY viewer_id, author_id, flag_code, valid_from"""),
@@ -401,8 +397,8 @@ def _create_table(con: duckdb.DuckDBPyConnection, name: str, select_sql: str, pa
     return int(con.execute(f"SELECT count(*) FROM {name}").fetchone()[0])
 
 
-def _prior_history(settings: Settings) -> tuple[str, datetime, dict[str, str]] | None:
-    """The insights history the CURRENT snapshot attaches (what this publish may reuse)."""
+def _prior_history(settings: Settings) -> insights_history.Prior | None:
+    """The history the CURRENT snapshot attaches (what this publish may reuse)."""
     sid = current_id(settings)
     if sid is None or not snapshot_path(settings, sid).exists():
         return None
@@ -418,7 +414,7 @@ def _prior_history(settings: Settings) -> tuple[str, datetime, dict[str, str]] |
 
 def _build(
     settings: Settings, tmp: Path, sources: dict[str, tuple[Any, int, int, DeltaTable]], sid: str, as_of: datetime,
-    built_at: datetime, prior: tuple[str, datetime, dict[str, str]] | None,
+    built_at: datetime, prior: insights_history.Prior | None,
 ) -> tuple[dict[str, int], int, dict[str, float], dict[str, Any]]:
     steps: dict[str, float] = {}
     # the spill folder is a config value, never pasted into SQL (a lake path may hold any character)
@@ -457,16 +453,17 @@ def _build(
         t = time.perf_counter()
         parts = insights_history.PARTS
         views = {name: _src(part.source) for name, part in parts.items()}
-        history, reused = insights_history.ensure(
+        history = insights_history.ensure(
             settings, con, views, {name: sources[part.source][3] for name, part in parts.items()},
-            {name: list(sources[part.source][0].schema.names) for name, part in parts.items()}, as_of, prior)
+            {name: insights_history.columns_of(part, list(sources[part.source][0].schema.names))
+             for name, part in parts.items()}, as_of, prior)
         steps["insights history"] = time.perf_counter() - t
         t = time.perf_counter()
         recent = insights_history.attach_and_union(con, settings, history, views)
         steps["insights recent"] = time.perf_counter() - t
         for name in parts:
             tables[name] = history.rows[name] + recent[name]
-        history_report = insights_history.describe(history, reused, recent)
+        history_report = insights_history.describe(history, recent)
         mismatches = int(
             con.execute(
                 "SELECT count(*) FROM segment_catalog WHERE gold_reach IS NOT NULL AND gold_reach <> viewer_rows "
@@ -488,7 +485,7 @@ def _build(
         con.execute("INSERT INTO snapshot_keys VALUES (?)", [secrets.token_bytes(32)])
         for key in sources:
             con.unregister(_src(key))
-        con.execute("DETACH hist")
+        insights_history.detach(con, history)
         t = time.perf_counter()
         con.execute("CHECKPOINT")
         steps["checkpoint"] = time.perf_counter() - t

@@ -20,9 +20,17 @@ from tests import sample_lake
 AS_OF = sample_lake.AS_OF
 
 
+ARCHIVE_COLUMNS = ("segment_id", "author_id", "story_id", "media_id", "media_type", "audience", "duration_ms",
+                   "created_at", "expires_at", "highlight_id")
+
+
 def _gold(settings: Settings, name: str) -> list[dict[str, Any]]:
+    """The rows a serving table must hold, from its source table: the gold rows, or the archived segments that are
+    not deleted."""
     part = insights_history.PARTS[name]
     rows = DeltaTable(str(settings.table_path(*part.source.split(".")))).to_pyarrow_table().to_pylist()
+    if name == "archived_segments":
+        rows = [{k: r[k] for k in ARCHIVE_COLUMNS} for r in rows if r["is_archived"] and not r["is_deleted"]]
     return sorted(rows, key=repr)
 
 
@@ -45,48 +53,96 @@ def _history_files(settings: Settings) -> list[str]:
     return sorted(p.name for p in insights_history.history_dir(settings).glob("*.duckdb"))
 
 
+def _files_of(report: Any) -> list[str]:
+    return sorted(f"{hid}.duckdb" for hid in set(report.history["history_ids"].values()))
+
+
 def test_history_is_shared_until_old_rows_change(settings: Settings) -> None:
     first = sample_lake.build(settings)
     h = first.history
     assert not h["reused"] and h["cut"] == "2026-10-28T00:00:00+00:00"
+    assert h["rewritten"] == sorted(insights_history.PARTS)  # a file per long-lived table
     # 35 days of daily insights: the days before the cut are history, the last ones recent
     assert h["history_rows"]["author_daily_insights"] > 0 and h["recent_rows"]["author_daily_insights"] > 0
     assert first.tables["author_daily_insights"] == sum(h[k]["author_daily_insights"]
                                                         for k in ("history_rows", "recent_rows"))
+    assert _history_files(settings) == _files_of(first)
     old_reader = api.open_current(settings)
     _assert_serves_gold(settings, old_reader)
     before = _served(old_reader, "author_daily_insights")
 
-    # nothing changed: the next publish attaches the same file
+    # nothing changed: the next publish attaches the same files
     again = publish(settings, AS_OF)
-    assert again.history["reused"] and again.history["history_id"] == h["history_id"]
-    assert _history_files(settings) == [f"{h['history_id']}.duckdb"]
+    assert again.history["reused"] and again.history["history_ids"] == h["history_ids"]
+    assert _history_files(settings) == _files_of(first)
 
     # the same rows in new files (a compaction, a slice rewrite): still the same history, found by its fingerprint
     daily = settings.table_path("gold", "author_daily_insights")
     write_table(settings, "gold.author_daily_insights", DeltaTable(str(daily)).to_pyarrow_table())
     rewritten = publish(settings, AS_OF)
-    assert rewritten.history["reused"] and rewritten.history["history_id"] == h["history_id"]
+    assert rewritten.history["reused"] and rewritten.history["history_ids"] == h["history_ids"]
 
-    # an old row changes (a backfill after a rule change): a new history, and the snapshot serves the new rows
+    # an old row changes (a backfill after a rule change): a new history file for that table only, and the snapshot
+    # serves the new rows
     t = DeltaTable(str(daily)).to_pyarrow_table()
     oldest = pc.equal(t["day"], pc.min(t["day"]))
     t = t.set_column(t.schema.get_field_index("impressions"), "impressions",
                      pc.if_else(oldest, pc.add(t["impressions"], pa.scalar(1, pa.int64())), t["impressions"]))
     write_table(settings, "gold.author_daily_insights", t)
     changed = publish(settings, AS_OF, keep=1)
-    assert not changed.history["reused"] and changed.history["history_id"] != h["history_id"]
+    assert changed.history["rewritten"] == ["author_daily_insights"]
+    ids = changed.history["history_ids"]
+    assert ids["author_daily_insights"] != h["history_ids"]["author_daily_insights"]
+    assert {k: v for k, v in ids.items() if k != "author_daily_insights"} == {
+        k: v for k, v in h["history_ids"].items() if k != "author_daily_insights"}
     snap = api.open_current(settings)
     _assert_serves_gold(settings, snap)
     assert _served(snap, "author_daily_insights") != before
     # only what the kept snapshot attaches remains on disk; the reader opened first still reads its own
-    assert _history_files(settings) == [f"{changed.history['history_id']}.duckdb"]
+    assert _history_files(settings) == _files_of(changed)
     assert _served(old_reader, "author_daily_insights") == before
 
-    # the cut moves with as_of (daily): a new history
+    # the cut moves with as_of (daily): new history files
     later = publish(settings, AS_OF + timedelta(days=1))
-    assert not later.history["reused"] and later.history["cut"] == "2026-10-29T00:00:00+00:00"
+    assert later.history["rewritten"] == sorted(insights_history.PARTS)
+    assert later.history["cut"] == "2026-10-29T00:00:00+00:00"
     _assert_serves_gold(settings, api.open_current(settings))
+
+
+def test_the_archive_is_history_plus_recent_and_a_late_delete_rewrites_only_its_file(settings: Settings) -> None:
+    """Archived segments are kept for ever: those created before the cut are history, shared between snapshots; a
+    delete of an old archived segment (it leaves the archive) writes new history files only for the tables whose old
+    rows it changed."""
+    from serving import highlights as hl
+    from tests.lake_builder import DAY, HOUR, LakeBuilder
+
+    def lake(deleted: bool) -> None:
+        (LakeBuilder(settings)
+         .segment(10, 1, AS_OF - 10 * DAY, is_archived=True, highlight_id=100)
+         .segment(11, 1, AS_OF - 9 * DAY, is_archived=True, highlight_id=100, is_deleted=deleted)
+         .segment(12, 1, AS_OF - 8 * DAY, is_archived=True, is_deleted=True)  # deleted: never in the archive
+         .segment(13, 1, AS_OF - 8 * DAY)  # not archived
+         .segment(14, 1, AS_OF - HOUR, is_archived=True, highlight_id=200)
+         .write())
+
+    lake(deleted=False)
+    first = publish(settings, AS_OF)
+    assert (first.history["history_rows"]["archived_segments"], first.history["recent_rows"]["archived_segments"]) \
+        == (2, 1)
+    snap = api.open_current(settings)
+    _assert_serves_gold(settings, snap)
+    assert [s.segment_id for s in hl.archive(snap, 1).segments] == [14, 11, 10]
+    assert {h.highlight_id: [s.segment_id for s in h.segments] for h in hl.highlights(snap, 1, 1, AS_OF)} == {
+        100: [10, 11], 200: [14]}
+
+    lake(deleted=True)  # every table gets a new version; the archive's old rows changed, and the segment's insights
+    after = publish(settings, AS_OF)  # (is_deleted): the other tables' history files are kept
+    assert after.history["rewritten"] == ["archived_segments", "segment_insights"]
+    assert all(after.history["history_ids"][k] == first.history["history_ids"][k]
+               for k in ("story_insights", "author_daily_insights", "sticker_results"))
+    snap = api.open_current(settings)
+    _assert_serves_gold(settings, snap)
+    assert [s.segment_id for s in hl.archive(snap, 1).segments] == [14, 10]
 
 
 def test_insights_answers_are_the_same_with_or_without_history(settings: Settings) -> None:

@@ -402,11 +402,46 @@ def test_changed_rows_compare_every_column_but_the_run_stamp(tmp_path: Path) -> 
     files = [str(tmp_path / "new.parquet")], [str(tmp_path / "old.parquet")]
     columns = ["k", "v", "as_of"]
     since = (("t",), T0)  # row 6 lies before the slice
-    assert _changed(*files, columns, since).sort_by("k").to_pylist() == [
-        {"k": 3, "v": "C", "as_of": later}, {"k": 5, "v": "e", "as_of": later},
-    ]
-    assert _changed(files[0], [], columns, since).num_rows == 4
-    assert _changed(files[0], files[0], columns, None).num_rows == 0
+    for keys in ([], ["k"]):  # the old side as (key, row hash) or as the row hash alone
+        assert _changed(*files, columns, since, keys).sort_by("k").to_pylist() == [
+            {"k": 3, "v": "C", "as_of": later}, {"k": 5, "v": "e", "as_of": later},
+        ]
+        assert _changed(files[0], [], columns, since, keys).num_rows == 4
+        assert _changed(files[0], files[0], columns, None, keys).num_rows == 0
+
+
+_cell = st.tuples(st.integers(0, 5), st.sampled_from(["a", "b", None]), st.sampled_from([0.5, 1.0, None]),
+                  st.integers(0, 2))
+
+
+@hyp_settings(max_examples=60, deadline=None)
+@given(old=st.lists(_cell, max_size=12), new=st.lists(_cell, max_size=12))
+def test_changed_rows_are_the_new_rows_without_an_equal_old_row(tmp_path_factory: Any, old: list[Any],
+                                                                new: list[Any]) -> None:
+    """_changed against a plain set difference: the slice's new rows (day >= 1) whose values (the run stamp aside)
+    equal no old row's in the slice, with repeated keys and nulls; the old side keyed by k or by the hash alone."""
+    import pyarrow.parquet as pq
+
+    from jobs.quality.gate import _changed
+
+    d = tmp_path_factory.mktemp("changed")
+
+    def table(rows: list[Any]) -> pa.Table:
+        return pa.table({"k": pa.array([r[0] for r in rows], pa.int64()),
+                         "v": pa.array([r[1] for r in rows], pa.string()),
+                         "x": pa.array([r[2] for r in rows], pa.float64()),
+                         "day": pa.array([date(2026, 11, 1) + timedelta(days=r[3]) for r in rows], pa.date32()),
+                         "as_of": pa.array([T0] * len(rows), pa.timestamp("us", tz="UTC"))})
+
+    pq.write_table(table(old), d / "old.parquet")
+    pq.write_table(table(new), d / "new.parquet")
+    since = (("day",), datetime(2026, 11, 2, tzinfo=UTC))
+    in_slice = [r for r in new if r[3] >= 1]
+    olds = {(k, v, x) for k, v, x, day in old if day >= 1}
+    expected = sorted(((k, v, x) for k, v, x, _ in in_slice if (k, v, x) not in olds), key=repr)
+    for keys in ([], ["k"]):
+        got = _changed([str(d / "new.parquet")], [str(d / "old.parquet")], ["k", "v", "x", "as_of"], since, keys)
+        assert sorted(((r["k"], r["v"], r["x"]) for r in got.to_pylist()), key=repr) == expected
 
 
 def test_incremental_gate_reads_changed_rows_and_repeated_keys_for_uniqueness(

@@ -26,7 +26,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -343,23 +343,34 @@ def _versions_files(settings: Settings, suite: Suite, baseline: int) -> tuple[li
 RUN_STAMPS = frozenset({"as_of"})
 
 
-def _changed(new_files: list[str], old_files: list[str], columns: list[str], since: Slice | None) -> pa.Table:
+def _changed(new_files: list[str], old_files: list[str], columns: list[str], since: Slice | None,
+             keys: Sequence[str] = ()) -> pa.Table:
     """The rows (`columns`) of the Parquet files `new_files` (a table version's, within the slice `since`) that have
     no equal row in `old_files` (the audited version's, same slice; every column but RUN_STAMPS compared, nulls
     equal to nulls): what a run changed since then. DuckDB reads both from the files and anti-joins them, so
-    neither version is loaded whole."""
+    neither version is loaded whole; the old side is reduced to the `keys` columns and a 64-bit hash of the compared
+    columns, so the join's table holds a few bytes a row instead of every column (at 10M views a day the old slice
+    of silver.view_events is 6.2M rows). A changed row passes for unchanged only if its hash equals that of the old
+    row with its key (2^-64); a float equal but for its sign of zero counts as changed (validated again)."""
     import duckdb
 
     params: dict[str, Any] = {"new": new_files, "old": old_files, **_slice_params(since)}
-    on = " AND ".join(f'n."{c}" IS NOT DISTINCT FROM o."{c}"' for c in columns if c not in RUN_STAMPS)
+    compared = [c for c in columns if c not in RUN_STAMPS]
+    key = [k for k in keys if k in compared]
 
+    def row_hash(alias: str) -> str:
+        return "hash(" + ", ".join(f'{alias}"{c}"' for c in compared) + ")" if compared else "0"
+
+    on = " AND ".join([*(f'n."{k}" IS NOT DISTINCT FROM o."{k}"' for k in key), f"{row_hash('n.')} = o._h"])
     with duckdb.connect() as con:
         con.execute("SET threads TO 2")
         if not old_files:
             params.pop("old")
             return con.sql(_slice_sql(columns, since, "new"), params=params).to_arrow_table()
+        picked = ", ".join([*(f'"{k}"' for k in key), f"{row_hash('')} AS _h"])
+        old = f"SELECT {picked} FROM ({_slice_sql(compared or columns, since, 'old')})"  # noqa: S608 - names only
         sql = (f"SELECT n.* FROM ({_slice_sql(columns, since, 'new')}) n "  # noqa: S608 - contract names only
-               f"ANTI JOIN ({_slice_sql(columns, since, 'old')}) o ON {on or 'TRUE'}")
+               f"ANTI JOIN ({old}) o ON {on}")
         return con.sql(sql, params=params).to_arrow_table()
 
 
@@ -467,7 +478,7 @@ def _validate(
         keys = [k for k in suite.key_columns if k in table.column_names]
     else:  # the slice's rows sharing a set expectation's values with another, the changed rows of every column
         new_files, old_files, columns = files
-        changed = _changed(new_files, old_files, columns, since)
+        changed = _changed(new_files, old_files, columns, since, [k for k in suite.key_columns if k in columns])
         keys = [k for k in suite.key_columns if k in columns]
         set_lists = [list(spec.columns) for spec in sets]
         set_columns = list(dict.fromkeys([*keys, *(c for cols in set_lists for c in cols)]))
