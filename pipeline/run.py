@@ -134,8 +134,11 @@ def run_pipeline(
         spark = session  # stopped: the gate hook reads Delta through delta-rs and ignores it
     else:
         _spark_steps(spark, settings, report, gate, full_refresh)
-    if gate is not None and publish:
+    if gate is not None and publish and settings.job_lanes > 1:
         _gold_gate_beside_publish(gate, spark, settings, report)
+    elif gate is not None and publish:
+        _gate(gate, spark, settings, report, "gold")
+        _publish(settings, report, None)
     elif gate is not None:
         _gate(gate, spark, settings, report, "gold")
     elif publish:

@@ -1,4 +1,5 @@
-# ruff: noqa: S608  -- every SQL string in this module is assembled from module constants and contract column names.
+# ruff: noqa: S608  -- every SQL string in this module is assembled from module constants, contract column names and
+# history aliases checked against _ALIAS.
 """The long-lived serving tables, split at a daily cut so that a publish copies what changed.
 
 Insights are kept for 2 years (segment, story and author-day insights, sticker results), archived segments for as
@@ -32,6 +33,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -273,6 +275,9 @@ def _write(settings: Settings, con: duckdb.DuckDBPyConnection, name: str, part: 
     return hid, rows
 
 
+_ALIAS = re.compile(r"hist(_\d+)?")
+
+
 def _aliases(ids: Iterable[str]) -> dict[str, str]:
     """A name per distinct history file (a file of an earlier layout serves several tables, and DuckDB attaches a
     file once)."""
@@ -317,6 +322,8 @@ def attach(con: duckdb.DuckDBPyConnection, serving_dir: Path) -> list[str]:
         return []
     attached = {r[0] for r in con.execute("SELECT database_name FROM duckdb_databases()").fetchall()}
     for hid, alias in found.aliases.items():
+        if not _ALIAS.fullmatch(alias):  # read from the file: never pasted into SQL unless it is one of ours
+            raise ValueError(f"snapshot_history names history file {hid!r} by an unexpected alias {alias!r}")
         # a file opened twice in one process is one DuckDB instance: the first open attached it already
         if alias not in attached:
             con.execute(f"ATTACH $path AS {alias} (READ_ONLY)", {"path": str(_path(serving_dir, hid))})

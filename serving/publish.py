@@ -56,6 +56,7 @@ from deltalake.exceptions import TableNotFoundError
 
 from serving import audience_table, insights_history
 from serving.snapshot import (
+    FORMAT_VERSION,
     SNAPSHOT_SUFFIX,
     current_id,
     current_pointer,
@@ -73,7 +74,6 @@ from storylake.settings import Settings
 from storylake.writer_lock import holding_writer_lock
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 1
 KEEP_SNAPSHOTS = 3
 
 
@@ -308,6 +308,8 @@ def _publish(settings: Settings, as_of: datetime, keep: int, beside_gate: Callab
             for p in (tmp, Path(f"{tmp}.wal")):
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()
+            with contextlib.suppress(OSError):  # history files this attempt wrote (no kept snapshot reads them)
+                _remove_unreferenced_history(settings)
             raise
         try:
             removed = _remove_old(settings, keep)
@@ -515,9 +517,14 @@ def _remove_old(settings: Settings, keep: int) -> list[str]:
     """Delete snapshots beyond the newest `keep` (ids sort by build time), never the one CURRENT names, then the
     insights history files no remaining snapshot attaches."""
     removed = _remove_old_snapshots(settings, keep)
-    kept = list(snapshots_dir(settings).glob(f"*{SNAPSHOT_SUFFIX}"))
-    insights_history.remove_unreferenced(settings, insights_history.referenced_by(kept))
+    _remove_unreferenced_history(settings)
     return removed
+
+
+def _remove_unreferenced_history(settings: Settings) -> list[str]:
+    """Delete the history files no kept snapshot attaches."""
+    kept = list(snapshots_dir(settings).glob(f"*{SNAPSHOT_SUFFIX}"))
+    return insights_history.remove_unreferenced(settings, insights_history.referenced_by(kept))
 
 
 def _remove_old_snapshots(settings: Settings, keep: int) -> list[str]:

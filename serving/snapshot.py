@@ -25,11 +25,14 @@ from typing import Any
 import duckdb
 
 from serving import insights_history
-from storylake.errors import NotFoundError
+from storylake.errors import NotFoundError, StorylakeError
 from storylake.settings import Settings
 
 SNAPSHOT_SUFFIX = ".duckdb"
 CURRENT_NAME = "CURRENT"
+# snapshot_meta.format_version of the snapshots publish writes: 2 = a history file per long-lived table, attached
+# under the alias snapshot_history records (1: one shared file attached as `hist`). A reader opens versions up to it.
+FORMAT_VERSION = 2
 
 
 def snapshots_dir(settings: Settings) -> Path:
@@ -103,6 +106,10 @@ def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = $t", {"t": table}).fetchone()[0])
 
 
+class SnapshotFormatError(StorylakeError, ValueError):
+    """A snapshot written by a newer publish than this reader knows (the message names both formats)."""
+
+
 def open_snapshot(path: Path) -> Snapshot:
     """Open a snapshot file read-only and load its snapshot_meta."""
     if not path.exists():
@@ -110,13 +117,17 @@ def open_snapshot(path: Path) -> Snapshot:
     con = duckdb.connect(str(path), read_only=True)
     try:
         con.execute("SET GLOBAL TimeZone = 'UTC'")
-        # the long-lived insights' history part (serving/insights_history.py), shared with other snapshots
+        fmt = con.execute("SELECT max(format_version) FROM snapshot_meta").fetchone()[0]
+        if fmt is not None and fmt > FORMAT_VERSION:
+            raise SnapshotFormatError(f"serving snapshot {path} has format {fmt}, newer than this reader's "
+                                      f"{FORMAT_VERSION}: upgrade the serving code before publishing with newer code")
+        # the long-lived tables' history parts (serving/insights_history.py), shared with other snapshots
         insights_history.attach(con, path.parent.parent)
         rows = con.execute(
             "SELECT snapshot_id, as_of, built_at, source_table, delta_version, row_count, tray_window_start "
             "FROM snapshot_meta ORDER BY source_table"
         ).fetchall()
-    except duckdb.Error:
+    except (duckdb.Error, SnapshotFormatError):
         con.close()
         raise
     if not rows:

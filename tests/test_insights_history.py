@@ -154,3 +154,88 @@ def test_insights_answers_are_the_same_with_or_without_history(settings: Setting
     gold_days = sorted(r["day"] for r in _gold(settings, "author_daily_insights")
                        if r["author_id"] == sample_lake.AUTHOR_A)
     assert days == gold_days and len(days) > 20
+
+
+def _to_shared_file_layout(settings: Settings, report: Any) -> None:
+    """Rewrite a snapshot into format 1: one history file holding the four insights tables (and the segment lookup),
+    attached as `hist`; snapshot_history without aliases; the archive a plain table."""
+    import duckdb
+
+    from serving.snapshot import snapshot_path
+
+    ids = report.history["history_ids"]
+    shared = insights_history.history_path(settings, "shared-format-1")
+    insights = [n for n in insights_history.PARTS if n != "archived_segments"]
+    with duckdb.connect(str(shared)) as con:
+        con.execute("CREATE TABLE history_meta (cut TIMESTAMPTZ, serving_table VARCHAR, fingerprint VARCHAR, "
+                    "row_count BIGINT)")
+        for name in insights:
+            con.execute("ATTACH $p AS src (READ_ONLY)", {"p": str(insights_history.history_path(settings, ids[name]))})
+            con.execute(f"CREATE TABLE {name} AS SELECT * FROM src.{name}")  # noqa: S608 - constant names
+            con.execute("INSERT INTO history_meta SELECT * FROM src.history_meta")
+            if name == "segment_insights":
+                con.execute("CREATE TABLE segment_lookup AS SELECT * FROM src.segment_lookup")
+            con.execute("DETACH src")
+    with duckdb.connect(str(snapshot_path(settings, report.snapshot_id))) as con:
+        for hid, alias in con.execute("SELECT DISTINCT history_id, alias FROM snapshot_history").fetchall():
+            con.execute(f"ATTACH $p AS {alias} (READ_ONLY)", {"p": str(insights_history.history_path(settings, hid))})
+        con.execute("ATTACH $p AS hist (READ_ONLY)", {"p": str(shared)})
+        con.register("archive_rows", con.sql("SELECT * FROM archived_segments").to_arrow_table())
+        for name in [*insights, "archived_segments", "segment_lookup"]:
+            con.execute(f"DROP VIEW {name}")
+        for name in insights:
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM hist.{name} "  # noqa: S608 - constant names
+                        f"UNION ALL SELECT * FROM {name}_recent")
+        con.execute("CREATE VIEW segment_lookup AS SELECT * FROM hist.segment_lookup UNION ALL "
+                    "SELECT segment_id, author_id, created_at, is_deleted FROM segment_insights_recent")
+        con.execute("DROP TABLE archived_segments_recent")
+        con.execute("CREATE TABLE archived_segments AS SELECT * FROM archive_rows")
+        con.execute("DELETE FROM snapshot_history WHERE serving_table = 'archived_segments'")
+        con.execute("ALTER TABLE snapshot_history DROP COLUMN alias")
+        con.execute("UPDATE snapshot_history SET history_id = 'shared-format-1'")
+        con.execute("UPDATE snapshot_meta SET format_version = 1")
+        con.execute("CHECKPOINT")
+
+
+def test_a_snapshot_of_the_shared_file_layout_opens_and_its_file_is_reused_table_by_table(settings: Settings) -> None:
+    """Snapshots published before each table had a history file (format 1) still serve, and the next publish reuses
+    their shared file for every table it agrees on (writing the archive's, which format 1 copied whole)."""
+    first = sample_lake.build(settings)
+    _to_shared_file_layout(settings, first)
+    old = api.open_current(settings)
+    assert old.db().execute("SELECT DISTINCT alias FROM duckdb_databases() d JOIN (SELECT 'hist' AS alias) a "
+                            "ON d.database_name = a.alias").fetchall() == [("hist",)]
+    _assert_serves_gold(settings, old)
+
+    after = publish(settings, AS_OF)
+    assert after.history["rewritten"] == ["archived_segments"]
+    assert {k: v for k, v in after.history["history_ids"].items() if k != "archived_segments"} == dict.fromkeys(
+        [n for n in insights_history.PARTS if n != "archived_segments"], "shared-format-1")
+    _assert_serves_gold(settings, api.open_current(settings))
+
+
+def test_a_snapshot_of_a_newer_format_is_refused_by_name(settings: Settings) -> None:
+    import duckdb
+    import pytest
+
+    from serving.snapshot import FORMAT_VERSION, SnapshotFormatError, snapshot_path
+
+    report = sample_lake.build(settings)
+    with duckdb.connect(str(snapshot_path(settings, report.snapshot_id))) as con:
+        con.execute("UPDATE snapshot_meta SET format_version = $v", {"v": FORMAT_VERSION + 1})
+    with pytest.raises(SnapshotFormatError, match=f"has format {FORMAT_VERSION + 1}, newer than this reader's"):
+        api.open_current(settings)
+
+
+def test_an_alias_that_is_not_ours_is_refused(settings: Settings) -> None:
+    import duckdb
+    import pytest
+
+    from serving.snapshot import snapshot_path
+
+    report = sample_lake.build(settings)
+    with duckdb.connect(str(snapshot_path(settings, report.snapshot_id))) as con:
+        con.execute("UPDATE snapshot_history SET alias = 'x; DROP TABLE profiles' "
+                    "WHERE serving_table = 'sticker_results'")
+    with pytest.raises(ValueError, match="unexpected alias 'x; DROP TABLE profiles'"):
+        api.open_current(settings)

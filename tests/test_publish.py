@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from deltalake import write_deltalake
 
-from serving import api, cli
+from serving import api, cli, insights_history
 from serving import publish as publish_mod
 from serving.publish import PublishError, publish
 from serving.snapshot import current_id, snapshot_path, snapshots_dir
@@ -222,12 +222,15 @@ def test_a_failed_gold_gate_discards_the_snapshot_built_beside_it(settings: Sett
     def gate() -> None:
         raise publish_mod.PublishWithheld("snapshot discarded: the gold gate failed (QualityGateError)")
 
-    with pytest.raises(publish_mod.PublishWithheld, match="gold gate failed"):
-        publish(settings, T, beside_gate=gate)
-    assert current_id(settings) == served
-    leftovers = [p.name for p in snapshots_dir(settings).iterdir() if not p.name.startswith(".duckdb_tmp")]
-    assert leftovers == [f"{served}.duckdb"]
-    assert tray_authors(api.open_current(settings)) == [10]
+    history = sorted(p.name for p in insights_history.history_dir(settings).iterdir())
+    for as_of in (T, T + DAY):  # the same cut (its history reused), a day later (new history files written)
+        with pytest.raises(publish_mod.PublishWithheld, match="gold gate failed"):
+            publish(settings, as_of, beside_gate=gate)
+        assert current_id(settings) == served
+        leftovers = [p.name for p in snapshots_dir(settings).iterdir() if not p.name.startswith(".duckdb_tmp")]
+        assert leftovers == [f"{served}.duckdb"]
+        assert sorted(p.name for p in insights_history.history_dir(settings).iterdir()) == history
+        assert tray_authors(api.open_current(settings)) == [10]
 
 
 def test_a_gate_that_passed_other_versions_makes_publish_build_again_from_them(settings: Settings) -> None:

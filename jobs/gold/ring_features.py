@@ -218,7 +218,8 @@ def ring_features(
 
 def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
     """gold.ring_signal_days of the days from the run's first day on (Horizon.first_day: every view or engagement a
-    run changes happens at or after its event horizon; every day on a full refresh), then gold.ring_features as of
+    run changes happens at or after its event horizon; every day on a full refresh, and at least the window's whole
+    days on one within retention, whose horizon starts later), then gold.ring_features as of
     the run's as_of (whole-table overwrite: every pair's 30-day window moves with as_of) from those partials and the
     silver rows of the window's first day."""
     silver = {
@@ -232,6 +233,9 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, 
     else:
         first_day = horizon.first_day
         assert first_day is not None
+        if horizon.refresh:  # within retention: the window's whole days too (an upgrade that added the table). The gold
+            # gate validates the partials from first_day on, ring_features (which reads them all) whole
+            first_day = min(first_day, midnight.date())
         since = datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)
         rows = write_gold(signal_days(*_from(silver, since), as_of), settings, PARTIAL,
                           f"day >= DATE '{first_day.isoformat()}'")
