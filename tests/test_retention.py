@@ -116,3 +116,28 @@ def test_retention_between_steps_changes_no_gold_and_a_full_refresh_equals_the_i
     # a full refresh recomputes the old Seen By rows from bronze, and removes them again: the same tables
     run_pipeline(cut, end, spark=spark, publish=False, progress=False, full_refresh=True)
     assert lake_tables(cut) == cut_tables
+
+
+def test_an_upgrade_on_a_retained_lake_writes_the_ring_partials_of_the_whole_window(tmp_path: Path, spark: Any
+                                                                                     ) -> None:
+    """A lake whose bronze retention has cut (its full refresh starts after the floor) and that lacks
+    gold.ring_signal_days (built before the partials existed): the upgrade run's full refresh writes the partials of
+    every whole day of the 30-day window, so ring_features comes out as before, not from the horizon's day only."""
+    import shutil
+
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    landing = tmp_path / "landing"
+    generate(landing, users=30, days=3, seed=5, start=start, progress=False)
+    end = start + 3 * D
+    s = Settings(lake=tmp_path / "lake", landing=landing)
+    run_pipeline(s, end, spark=spark, publish=False, progress=False)
+    before = lake_tables(s)
+    assert len(before["gold.ring_features"]) > 10
+    # a retention run cut bronze at the end of the first day: a full refresh recomputes from 48 h after it (= end)
+    lake.write_table(s, "ops.retention_runs", [{
+        "run_at": end, "now": end, "reached": end, "table": "bronze.segment_view", "column": "event_time",
+        "retention_days": 30.0, "cutoff": start + D, "rows_removed": 0, "version": None}], mode="append")
+    assert retention_floor(s) == start + D
+    shutil.rmtree(s.table_path("gold", "ring_signal_days"))  # the upgrade: the table did not exist
+    run_pipeline(s, end, spark=spark, publish=False, progress=False)
+    assert lake_tables(s) == before
