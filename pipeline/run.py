@@ -136,12 +136,10 @@ def run_pipeline(
         _spark_steps(spark, settings, report, gate, full_refresh)
     if gate is not None and publish and settings.job_lanes > 1:
         _gold_gate_beside_publish(gate, spark, settings, report)
-    elif gate is not None and publish:
+        return report
+    if gate is not None:
         _gate(gate, spark, settings, report, "gold")
-        _publish(settings, report, None)
-    elif gate is not None:
-        _gate(gate, spark, settings, report, "gold")
-    elif publish:
+    if publish:
         _publish(settings, report, None)
     return report
 

@@ -221,13 +221,14 @@ def ensure(
     files: dict[str, str] = {}
     rows: dict[str, int] = {}
     reused: dict[str, bool] = {}
+    same_cut = prior if prior is not None and prior.cut == cut else None  # only its files can be reused
     for name, part in PARTS.items():
         files[name] = files_before(tables[name], part, cut)
-        hid = prior.ids.get(name) if prior is not None and prior.cut == cut else None
+        hid = same_cut.ids.get(name) if same_cut is not None else None
         path = history_path(settings, hid) if hid is not None else None
         recorded = _recorded_fingerprint(path, name) if path is not None and path.exists() else None
-        if hid is not None and recorded is not None and (
-            prior is not None and prior.files.get(name) == files[name]
+        if same_cut is not None and hid is not None and recorded is not None and (
+            same_cut.files.get(name) == files[name]
             or fingerprint(con, old_sql(part, views[name]), columns[name], {"cut": _bound(part, cut)})[1]
             == recorded[0]
         ):

@@ -515,7 +515,7 @@ def _point_current(settings: Settings, sid: str) -> None:
 
 def _remove_old(settings: Settings, keep: int) -> list[str]:
     """Delete snapshots beyond the newest `keep` (ids sort by build time), never the one CURRENT names, then the
-    insights history files no remaining snapshot attaches."""
+    history files no remaining snapshot attaches."""
     removed = _remove_old_snapshots(settings, keep)
     _remove_unreferenced_history(settings)
     return removed

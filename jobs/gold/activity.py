@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 
 from jobs.engine_workarounds import lookup
 from storylake.clock import utc
+from storylake.rules.lifetimes import SEGMENT_LIFETIME
 from storylake.rules.views import FULL_COMPLETION, OTHERS_VIEW_SQL
 
 # Navigation gestures counted per insight column (DESIGN §5: exits = tap_exit + swipe_down).
@@ -77,6 +78,13 @@ def _own_attribution(events: DataFrame, time_col: str, as_of: datetime, cols: Se
     return events.filter(F.col(time_col) < instant(as_of)).select(
         "segment_id", *cols, F.to_date(time_col).alias("day"), "author_id", "story_id"
     )
+
+
+def views_since(view_events: DataFrame, since: datetime) -> DataFrame:
+    """The view_events rows viewed at or after `since`. A view is of a segment created at most one lifetime before it,
+    so the filter on segment_created_at (the table's clustering column) lets the scan skip older files."""
+    return view_events.filter((F.col("segment_created_at") >= instant(since - SEGMENT_LIFETIME))
+                              & (F.col("viewed_at") >= instant(since)))
 
 
 def views_before(view_events: DataFrame, segs: DataFrame | None, as_of: datetime) -> DataFrame:

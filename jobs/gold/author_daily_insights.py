@@ -133,10 +133,9 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, 
     since = datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)
     start = F.lit(since).cast("timestamp")
     day_slice = f"day >= DATE '{first_day.isoformat()}'"
-    # a view from that day on is of a segment created at most one lifetime before (the filter prunes files)
     created_since = F.lit(since - SEGMENT_LIFETIME).cast("timestamp")
-    views = silver["view_events"].filter((F.col("segment_created_at") >= created_since) & (F.col("viewed_at") >= start))
-    rows = write_gold(author_viewer_days(views, as_of), settings, PARTIAL, day_slice)
+    rows = write_gold(author_viewer_days(activity.views_since(silver["view_events"], since), as_of), settings, PARTIAL,
+                      day_slice)
     window_start = first_day - timedelta(days=max(TRAILING_DAYS.values()) - 1)
     partials = spark_io.read_table(spark, settings, "gold", PARTIAL).filter(F.col("day") >= F.lit(window_start))
     with spark_io.scratch(settings) as materialize:

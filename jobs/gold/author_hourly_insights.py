@@ -67,7 +67,7 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, 
     created_since = F.lit(since - SEGMENT_LIFETIME).cast("timestamp")
     df = author_hourly_insights(
         silver["segments"].filter(F.col("created_at") >= created_since),
-        silver["view_events"].filter((F.col("segment_created_at") >= created_since) & (F.col("viewed_at") >= start)),
+        activity.views_since(silver["view_events"], since),
         silver["navigation"].filter(F.col("at") >= start),
         silver["engagements"].filter(F.col("at") >= start),
         horizon.as_of,

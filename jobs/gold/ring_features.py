@@ -27,7 +27,7 @@ from jobs.horizon import Horizon
 from jobs.relation_flags import POINT_KEYS, relation_edges, relation_flags_at, relation_instant
 from storylake.clock import utc
 from storylake.rules.audience import holds_at_sql
-from storylake.rules.lifetimes import SEGMENT_LIFETIME, interval_sql
+from storylake.rules.lifetimes import interval_sql
 from storylake.rules.views import FULL_COMPLETION
 from storylake.settings import Settings
 
@@ -246,12 +246,9 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, 
 
 def _from(silver: dict[str, DataFrame], since: datetime, until: datetime | None = None
           ) -> tuple[DataFrame, DataFrame]:
-    """(engagements, view_events) at or after `since` (and before `until`); a view is of a segment created at most
-    one lifetime before it, which lets the scan skip older files."""
+    """(engagements, view_events) at or after `since` (and before `until`)."""
     eng = silver["engagements"].filter(F.col("at") >= activity.instant(since))
-    views = silver["view_events"].filter(
-        (F.col("segment_created_at") >= activity.instant(since - SEGMENT_LIFETIME))
-        & (F.col("viewed_at") >= activity.instant(since)))
+    views = activity.views_since(silver["view_events"], since)
     if until is not None:
         eng = eng.filter(F.col("at") < activity.instant(until))
         views = views.filter(F.col("viewed_at") < activity.instant(until))

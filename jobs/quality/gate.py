@@ -479,8 +479,8 @@ def _validate(
         keys = [k for k in suite.key_columns if k in table.column_names]
     else:  # the slice's rows sharing a set expectation's values with another, the changed rows of every column
         new_files, old_files, columns = files
-        changed = _changed(new_files, old_files, columns, since, [k for k in suite.key_columns if k in columns])
         keys = [k for k in suite.key_columns if k in columns]
+        changed = _changed(new_files, old_files, columns, since, keys)
         set_lists = [list(spec.columns) for spec in sets]
         set_columns = list(dict.fromkeys([*keys, *(c for cols in set_lists for c in cols)]))
         repeated, rows = _repeated(new_files, [c for c in set_columns if c in columns], since,
