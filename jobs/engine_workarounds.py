@@ -13,6 +13,9 @@ Each names the engine behaviour it answers and has a regression test (tests/test
   requires all inputs to have the same data type ... List(Utf8, field: 'element') ... expects List(Utf8)": the
   rows it keeps are read back with Parquet's list field name); such slices are written by delta-rs (predicate
   overwrite), which rewrites only the files the predicate touches.
+- lost_operation: when a Spark Connect response stream breaks after Sail has sent its last response, the client
+  reattaches to an operation Sail has already forgotten (its executor, back to idle, refuses to start again:
+  INTERNAL "task context not found for operation"); the job is run again from its start (jobs.lanes).
 Others are documented where they are avoided: dynamic partition overwrite (never used: Sail overwrites the whole
 table), element_at on map columns (jobs/gold/sticker_results.py), first() and min(struct) aggregates
 (jobs/silver/segment_viewers.py).
@@ -86,6 +89,21 @@ def guard_error(exc: BaseException) -> WriteGuardError | None:
     if _GUARD_MARK not in text:
         return None
     return WriteGuardError(text[text.index(_GUARD_MARK) + len(_GUARD_MARK) + 1 :].splitlines()[0])
+
+
+_LOST_OPERATION = "task context not found for operation"
+
+
+def lost_operation(exc: BaseException) -> bool:
+    """The error Sail gives a client that reattaches to an operation it has finished and forgotten.
+
+    pyspark reattaches (ReattachExecute) whenever a response stream breaks with a retryable error. Sail's executor
+    (sail-spark-connect executor.rs, Executor::start) can resume a paused operation, but one that completed meanwhile
+    is idle and fails with INTERNAL "task context not found for operation", although it succeeded. Seen once in
+    CI, with three engines on two busy cores. Turning reattachment off is no cure: pyspark then retries a broken
+    stream by executing the plan again and yields its batches a second time. Every job writes by replacing its
+    slices, so running the job again from its start is safe (jobs.lanes does, once)."""
+    return _LOST_OPERATION in str(exc)
 
 
 def has_nested(schema: StructType) -> bool:

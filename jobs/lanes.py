@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from functools import partial
 from types import ModuleType
 
+from jobs.engine_workarounds import lost_operation
 from storylake import failpoints
 
 Job = tuple[str, Callable[[], dict[str, int]]]  # (name, run -> rows written per table)
@@ -38,9 +39,23 @@ def module_jobs(modules: Sequence[ModuleType], run: Callable[[ModuleType, str], 
     return [(name, partial(run, m, name)) for m, name in zip(modules, names, strict=True)]
 
 
+def run_job(name: str, job: Callable[[], dict[str, int]], logger: logging.Logger) -> dict[str, int]:
+    """job(); run once more from its start if the engine lost the operation it had finished
+    (engine_workarounds.lost_operation): jobs replace their slices, so a second run writes the same tables."""
+    try:
+        return job()
+    except Exception as exc:
+        if not lost_operation(exc):
+            raise
+        logger.warning("%s: the engine lost a finished operation (%s); running the job again", name,
+                       str(exc).splitlines()[0][:200])
+        return job()
+
+
 def run_lanes(lanes: Sequence[Sequence[Job]], *, parallel: bool, logger: logging.Logger, layer: str
               ) -> dict[str, int]:
-    """Run every lane's jobs (timed and logged; failpoint `<layer>.after_<job>` after each); rows written per
+    """Run every lane's jobs (timed and logged; failpoint `<layer>.after_<job>` after each; a job the engine
+    failed by losing a finished operation is run again once: run_job); rows written per
     table. Every lane ends before an error of one is raised (no job outlives the call); the first lane's error
     wins."""
 
@@ -48,7 +63,7 @@ def run_lanes(lanes: Sequence[Sequence[Job]], *, parallel: bool, logger: logging
         out: dict[str, int] = {}
         for name, job in jobs:
             with timed(name, out, logger):
-                out.update(job())
+                out.update(run_job(name, job, logger))
             failpoints.reach(f"{layer}.after_{name}")
         return out
 

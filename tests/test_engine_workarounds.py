@@ -185,3 +185,61 @@ def test_read_version_reads_a_version_between_two_checkpoints(spark, settings):
         got = spark_io.read_version(spark, settings, "gold", "author_viewer_days", version)
         expected = DeltaTable(str(path), version=version).to_pyarrow_table().to_pylist()
         assert sorted(tuple(r) for r in got.collect()) == sorted(tuple(r.values()) for r in expected)
+
+
+def _reattach_to_a_finished_operation(spark) -> None:
+    """What pyspark does after a response stream broke once Sail had sent its last response: run a plan to its end
+    (reattachable, not released), then reattach to it; raises the engine's error as pyspark raises it."""
+    import uuid
+
+    import pyspark.sql.connect.proto as pb2
+
+    client = spark.client
+    req = client._execute_plan_request_with_metadata()
+    req.plan.CopyFrom(spark.range(3)._plan.to_proto(client))
+    req.operation_id = str(uuid.uuid4())
+    req.request_options.append(
+        pb2.ExecutePlanRequest.RequestOption(reattach_options=pb2.ReattachOptions(reattachable=True)))
+    responses = list(client._stub.ExecutePlan(req, metadata=client._builder.metadata()))
+    assert responses[-1].HasField("result_complete")
+    again = pb2.ReattachExecuteRequest(session_id=req.session_id, user_context=req.user_context,
+                                       operation_id=req.operation_id)
+    try:
+        list(client._stub.ReattachExecute(again, metadata=client._builder.metadata()))
+    except Exception as exc:  # the gRPC error, turned into pyspark's exception as the client does
+        client._handle_error(exc)
+
+
+def test_a_job_the_engine_fails_by_losing_a_finished_operation_runs_again_once(spark, caplog):
+    import logging
+
+    from pyspark.errors.exceptions.connect import SparkConnectGrpcException
+
+    from jobs.engine_workarounds import lost_operation
+    from jobs.lanes import run_lanes
+
+    with pytest.raises(SparkConnectGrpcException) as raised:  # Sail 0.7.2 still refuses the reattachment
+        _reattach_to_a_finished_operation(spark)
+    assert lost_operation(raised.value)
+
+    calls: list[str] = []
+
+    def flaky() -> dict[str, int]:
+        calls.append("flaky")
+        if len(calls) == 1:
+            _reattach_to_a_finished_operation(spark)
+        return {"t": spark.range(4).count()}
+
+    def broken() -> dict[str, int]:
+        calls.append("broken")
+        spark.sql("SELECT * FROM no_such_table").collect()
+        return {}
+
+    with caplog.at_level(logging.WARNING, logger="lanes-test"):
+        rows = run_lanes([[("flaky", flaky)]], parallel=False, logger=logging.getLogger("lanes-test"), layer="t")
+    assert rows == {"t": 4} and calls == ["flaky", "flaky"]
+    assert "flaky: the engine lost a finished operation" in caplog.text
+    calls.clear()
+    with pytest.raises(Exception, match="no_such_table"):  # any other failure is not retried
+        run_lanes([[("broken", broken)]], parallel=False, logger=logging.getLogger("lanes-test"), layer="t")
+    assert calls == ["broken"]
