@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from jobs.gold.author_daily_insights import author_daily_insights
 from tests.test_gold_builders import T0, D, H, collect, engagement, frames, nav, segment, view
@@ -91,3 +93,33 @@ def test_reach_28d_is_exact_distinct_viewers_over_the_trailing_28_days(rows):
 
 def test_author_daily_reach_is_per_author(rows):
     assert (rows[(2, d(1))]["reach"], rows[(2, d(1))]["reach_7d"], rows[(2, d(1))]["reach_28d"]) == (1, 1, 1)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seen=st.sets(st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 40)), max_size=30),
+    since=st.integers(1, 40),
+)
+def test_trailing_reach_from_a_day_equals_the_brute_force_count(spark, seen, since):
+    """trailing_reach(..., since_day) keeps of each viewer's days before since_day only the latest; its windows from
+    since_day on hold exactly the distinct viewers with a view day among the N days ending that day."""
+    from pyspark.sql import types as T
+
+    from jobs.gold.author_daily_insights import TRAILING_DAYS, trailing_reach
+
+    schema = T.StructType([T.StructField("author_id", T.LongType()), T.StructField("viewer_id", T.LongType()),
+                           T.StructField("day", T.DateType())])
+    since_day, last = d(since), AS_OF.date()  # windows end on days up to as_of's
+    # the run reads the partials from 27 days before since_day on
+    kept = [(a, v, d(n)) for a, v, n in seen if d(n) >= since_day - timedelta(days=27)]
+    got = {(r["author_id"], r["day"]): (r["reach_7d"], r["reach_28d"])
+           for r in trailing_reach(spark.createDataFrame(kept, schema), AS_OF, since_day).collect()}
+    want = {}
+    for a in {a for a, _, _ in kept}:
+        for n in range((last - since_day).days + 1):
+            end = since_day + timedelta(days=n)
+            reach = tuple(len({v for a2, v, x in kept if a2 == a and end - timedelta(days=w - 1) <= x <= end})
+                          for w in TRAILING_DAYS.values())
+            if reach[-1]:
+                want[(a, end)] = reach
+    assert got == want
