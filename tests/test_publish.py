@@ -250,3 +250,35 @@ def lake_version(settings: Settings, key: str) -> int:
     v = lake_io.version(settings.table_path(*key.split(".")))
     assert v is not None
     return v
+
+
+def test_a_source_view_reads_the_versions_files_as_the_delta_table_does(tmp_path) -> None:
+    """_register: DuckDB's Parquet reader on the version's files gives the rows, types and NULLs of an added column
+    that delta-rs gives; a version without files is read through its (empty) dataset."""
+    import duckdb
+    import pyarrow as pa
+    from deltalake import DeltaTable
+
+    path = str(tmp_path / "t")
+    first = pa.table({"id": pa.array([1, 2], pa.int64()),
+                      "ts": pa.array([T, None], pa.timestamp("us", tz="UTC"))})
+    write_deltalake(path, first)
+    write_deltalake(path, first.append_column("note", pa.array(["x", None])).slice(0, 1).set_column(
+        0, "id", pa.array([3], pa.int64())), mode="append", schema_mode="merge")
+    write_deltalake(path, first.slice(1, 1), mode="append", schema_mode="merge")  # a file without the new column
+    dt = DeltaTable(path)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    publish_mod._register(con, "v", dt.to_pyarrow_dataset(), dt)
+    con.register("d", dt.to_pyarrow_dataset())
+    assert con.execute("DESCRIBE v").fetchall() == con.execute("DESCRIBE d").fetchall()
+    got = con.execute("SELECT id, ts, note FROM v ORDER BY id, ts").fetchall()
+    assert got == con.execute("SELECT id, ts, note FROM d ORDER BY id, ts").fetchall()
+    assert got == [(1, T, None), (2, None, None), (2, None, None), (3, T, "x")]
+
+    empty = str(tmp_path / "empty")
+    write_deltalake(empty, first.slice(0, 0))
+    dt = DeltaTable(empty)
+    assert dt.file_uris() == []
+    publish_mod._register(con, "e", dt.to_pyarrow_dataset(), dt)
+    assert con.execute("SELECT count(*) FROM e").fetchone() == (0,)
