@@ -4,7 +4,8 @@ The latest profile_updated event per user wins: greatest event_time, ties by the
 repeats the event, so duplicates cannot change the result). A full refresh reads every bronze profile event before
 as_of; an incremental run merges only the run's new bronze profile events (jobs.horizon.new_bronze) into the
 profiles it already holds, which gives the same table because "latest per user" is associative: the cost is the
-new events plus one pass over the users, never the profile history.
+new events plus one pass over the users, never the profile history; only the users the new events name are folded
+(merge), the others' rows are copied.
 """
 
 from __future__ import annotations
@@ -51,8 +52,24 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, 
     new = horizons.new_bronze(spark, settings, EVENT, previous, horizon.as_of, horizon.upto_batch)
     held = spark_io.read_table(spark, settings, "silver", "profiles").select(*COLUMNS)
     with spark_io.scratch(settings) as materialize:  # computed before the table it reads is overwritten
-        out = materialize(latest(from_bronze(new).unionByName(held)), "profiles")
+        new_rows = materialize(from_bronze(new), "new_profiles")
+        out = materialize(merge(held, new_rows), "profiles")
         return {"profiles": spark_io.write_table(out, settings, "silver", "profiles")}
+
+
+def merge(held: DataFrame, new: DataFrame) -> DataFrame:
+    """latest() of `held` (one row per user) and `new` (candidates), folding only the users `new` names: the other
+    users' rows pass through as they are (one row each already), so an hour's few updates do not aggregate every
+    profile (the struct aggregate costs ~5 s over 500k profiles on Sail)."""
+    from pyspark.sql import functions as F
+
+    from jobs.engine_workarounds import lookup
+
+    touched = new.select(F.col("user_id").alias("_t_uid")).distinct().withColumn("_t_hit", F.lit(True))
+    marked = lookup(held, touched, F.col("user_id").eqNullSafe(F.col("_t_uid")))
+    kept = marked.filter(F.col("_t_hit").isNull()).select(*COLUMNS)
+    folded = latest(new.select(*COLUMNS).unionByName(marked.filter(F.col("_t_hit")).select(*COLUMNS)))
+    return kept.unionByName(folded.select(*COLUMNS))
 
 
 COLUMNS = ("user_id", "username", "profile_picture_media_id", "updated_at", "event_id")
