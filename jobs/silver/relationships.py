@@ -172,12 +172,21 @@ def recompute_keys(events: DataFrame, keys: DataFrame, materialize: Materialize 
     """The intervals of the (relation, user_id, other_user_id) `keys` from `events` (all bronze relationship rows,
     cut at as_of): every delivery of every event_id one of whose rows acts on a key goes through transitions() (so
     the dedupe keeps the same first delivery a full rebuild keeps), then only those keys' transitions are kept.
-    Equal to transform(events) restricted to `keys`."""
+    Equal to transform(events) restricted to `keys`.
+
+    An event acts on a key only if the key's user_id is the event's user_id or other_user_id (KIND_EFFECTS), so only
+    the rows naming a keyed user go through the effects' explode; all deliveries of the event_ids those act on are
+    then read (materialized: a few rows, read by the dedupe and by both branches of intervals())."""
     from pyspark.sql import functions as F
 
     k, cond = _keyed(keys)
-    ids = lookup(effect_keys(events), k, cond, "inner").select(F.col("event_id").alias("_eid")).distinct()
-    mine = lookup(events, ids, F.col("event_id") == F.col("_eid"), "inner").select(*events.columns)
+    users = keys.select(F.col("user_id").alias("_ku")).distinct().withColumn("_ku_hit", F.lit(True))
+    by_user = lookup(events, users, F.col("user_id") == F.col("_ku")).drop("_ku")
+    named = lookup(by_user, users.withColumnRenamed("_ku_hit", "_ko_hit"), F.col("other_user_id") == F.col("_ku"))
+    candidates = named.filter(F.col("_ku_hit").isNotNull() | F.col("_ko_hit").isNotNull()).select(*events.columns)
+    ids = lookup(effect_keys(candidates), k, cond, "inner").select(F.col("event_id").alias("_eid")).distinct()
+    mine = materialize(lookup(events, ids, F.col("event_id") == F.col("_eid"), "inner").select(*events.columns),
+                       "key_events")
     moves = transitions(mine, materialize)
     if seeds is not None:
         moves = moves.unionByName(seeds)
