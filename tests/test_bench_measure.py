@@ -26,3 +26,27 @@ def test_a_bigger_child_of_an_earlier_block_does_not_count() -> None:
     with measure() as m:
         subprocess.run([sys.executable, "-c", "b = bytearray(50 * 2**20)"], check=True)
     assert m.peak_rss_mb < own + 500  # this process and its 50 MB child, not the 1 GB one
+
+
+def test_a_child_alive_before_the_block_does_not_count() -> None:
+    """A process still running from before the block (e.g. an earlier test's server ending) is not the block's work:
+    only the children the block starts count."""
+    import time
+
+    import psutil
+
+    hold = "b = bytearray(400 * 2**20); b[::4096] = b'x' * len(b[::4096]); import time; time.sleep(30)"
+    earlier = subprocess.Popen([sys.executable, "-c", hold])
+    try:
+        proc = psutil.Process(earlier.pid)
+        deadline = time.monotonic() + 20
+        while proc.memory_info().rss < 400 * 2**20 and time.monotonic() < deadline:  # it holds its 400 MB
+            time.sleep(0.05)
+        assert proc.memory_info().rss >= 400 * 2**20
+        with measure(include_self=False) as m:
+            subprocess.run([sys.executable, "-c", "b = bytearray(50 * 2**20); import time; time.sleep(1.2)"],
+                           check=True)
+        assert 50 <= m.peak_rss_mb < 300  # the 50 MB child, not the 400 MB one alive since before
+    finally:
+        earlier.kill()
+        earlier.wait()

@@ -29,13 +29,18 @@ RESCAN = 10  # samples between two listings of the process tree (0.5 s)
 
 @contextmanager
 def measure(*, include_self: bool = True) -> Iterator[Measurement]:
-    """Samples the RSS of this process plus its live children every 50 ms (the children listed every 0.5 s); reports
-    the peak (`include_self`
-    false: the children's only, for work done in a child process while this one waits)."""
+    """Samples the RSS of this process plus the children it starts during the block every 50 ms (the children listed
+    every 0.5 s); reports the peak (`include_self` false: the children's only, for work done in a child process while
+    this one waits). A process that was already a child when the block began is not the block's work (a test's or an
+    earlier block's process still ending): it does not count."""
     m = Measurement()
     me = psutil.Process()
     stop = threading.Event()
     peak = [0]
+    try:
+        before = {c.pid for c in me.children(recursive=True)}
+    except psutil.Error:
+        before = set()
 
     def sample() -> None:
         # Listing the children walks every process of the machine (/proc/*/stat): only every RESCAN-th sample,
@@ -46,7 +51,7 @@ def measure(*, include_self: bool = True) -> Iterator[Measurement]:
         while not stop.is_set():
             try:
                 if tick % RESCAN == 0:
-                    children = me.children(recursive=True)
+                    children = [c for c in me.children(recursive=True) if c.pid not in before]
                 rss = me.memory_info().rss if include_self else 0
                 for c in children:
                     with contextlib.suppress(psutil.Error):  # a child that has ended since the last listing
