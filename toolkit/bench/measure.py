@@ -25,6 +25,9 @@ class Measurement:
 
 
 RESCAN = 10  # samples between two listings of the process tree (0.5 s)
+# A child is not counted in its first 0.1 s: between fork and exec it reports its parent's RSS (a pytest or benchmark
+# process of several GB would count twice; CI saw a 300 MB child measured at 650 MB).
+EXEC_GRACE_S = 0.1
 
 
 @contextmanager
@@ -53,9 +56,11 @@ def measure(*, include_self: bool = True) -> Iterator[Measurement]:
                 if tick % RESCAN == 0:
                     children = [c for c in me.children(recursive=True) if c.pid not in before]
                 rss = me.memory_info().rss if include_self else 0
+                now = time.time()
                 for c in children:
                     with contextlib.suppress(psutil.Error):  # a child that has ended since the last listing
-                        rss += c.memory_info().rss
+                        if now - c.create_time() >= EXEC_GRACE_S:
+                            rss += c.memory_info().rss
             except psutil.Error:
                 rss = 0
             tick += 1
