@@ -50,3 +50,22 @@ def test_a_child_alive_before_the_block_does_not_count() -> None:
     finally:
         earlier.kill()
         earlier.wait()
+
+
+def test_a_child_started_by_a_process_alive_before_the_block_does_not_count() -> None:
+    """A process from before the block that starts its own child during it (a leftover server forking a worker): that
+    grandchild is not the block's work either."""
+    import time
+
+    spawn_later = ("import subprocess, sys, time; time.sleep(0.3); subprocess.run([sys.executable, '-c', "
+                   "\"b = bytearray(400 * 2**20); b[::4096] = b'x' * len(b[::4096]); import time; time.sleep(2)\"])")
+    earlier = subprocess.Popen([sys.executable, "-c", spawn_later])
+    try:
+        time.sleep(0.1)  # it is this process's child when the block begins
+        with measure(include_self=False) as m:
+            subprocess.run([sys.executable, "-c", "b = bytearray(50 * 2**20); import time; time.sleep(2)"],
+                           check=True)
+        assert 50 <= m.peak_rss_mb < 300  # the 50 MB child, not the 400 MB grandchild of the earlier process
+    finally:
+        earlier.kill()
+        earlier.wait()

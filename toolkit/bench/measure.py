@@ -25,9 +25,29 @@ class Measurement:
 
 
 RESCAN = 10  # samples between two listings of the process tree (0.5 s)
-# A child is not counted in its first 0.1 s: between fork and exec it reports its parent's RSS (a pytest or benchmark
-# process of several GB would count twice; CI saw a 300 MB child measured at 650 MB).
+# A child is not counted in its first 0.1 s after the sampler first lists it: between fork and exec it reports its
+# parent's RSS (a pytest or benchmark process of several GB would count twice; CI saw a 300 MB child measured at
+# 650 MB). Measured from the listing, not from the child's create_time, which psutil derives from the whole-second
+# boot time (up to 1 s off).
 EXEC_GRACE_S = 0.1
+
+
+def _started_during(listed: list[psutil.Process], before: set[int]) -> list[psutil.Process]:
+    """The processes of `listed` (this process's descendants) that are neither one of `before` (its children when
+    the block began) nor a descendant of one."""
+    excluded = set(before)
+    parents: dict[int, int | None] = {}
+    for c in listed:
+        with contextlib.suppress(psutil.Error):
+            parents[c.pid] = c.ppid()
+    changed = True
+    while changed:  # the listing's order is not the tree's: repeat until no more descendants are found
+        changed = False
+        for pid, ppid in parents.items():
+            if pid not in excluded and ppid in excluded:
+                excluded.add(pid)
+                changed = True
+    return [c for c in listed if c.pid not in excluded]
 
 
 @contextmanager
@@ -50,16 +70,20 @@ def measure(*, include_self: bool = True) -> Iterator[Measurement]:
         # the tree's known processes are read in between (/proc/<pid>/statm), so the sampling does not take CPU
         # from the run it measures (it took ~3% of a 2-core hour, listing the children 20 times a second).
         children: list[psutil.Process] = []
+        first_seen: dict[int, float] = {}
         tick = 0
         while not stop.is_set():
             try:
                 if tick % RESCAN == 0:
-                    children = [c for c in me.children(recursive=True) if c.pid not in before]
+                    children = _started_during(me.children(recursive=True), before)
+                    now = time.perf_counter()
+                    for c in children:
+                        first_seen.setdefault(c.pid, now)
                 rss = me.memory_info().rss if include_self else 0
-                now = time.time()
+                now = time.perf_counter()
                 for c in children:
                     with contextlib.suppress(psutil.Error):  # a child that has ended since the last listing
-                        if now - c.create_time() >= EXEC_GRACE_S:
+                        if now - first_seen[c.pid] >= EXEC_GRACE_S:
                             rss += c.memory_info().rss
             except psutil.Error:
                 rss = 0
