@@ -28,9 +28,9 @@ CHILD = (
     "import sys; from pathlib import Path; from storylake.settings import Settings; from jobs.ingest import ingest; "
     "ingest(Settings.resolve(overrides={'lake': Path(sys.argv[1]), 'landing': Path(sys.argv[2])}), progress=False, "
     "workers=1, max_batch_bytes=int(sys.argv[3])); "
-    # then exit as the CLI does (toolkit.cli._end): without the interpreter's native teardown, which Arrow's scanner
-    # threads can abort ("terminate called without an active exception") after the ingest has committed
-    "import os; sys.stdout.flush(); sys.stderr.flush(); os._exit(0)"
+    # then exit as the CLI does: without the interpreter's native teardown, which Arrow's scanner threads can abort
+    # ("terminate called without an active exception") after the ingest has committed
+    "from toolkit.cli import _end; _end(0)"
 )
 BATCH_BYTES = 150_000
 EXCLUDE = {"_ingested_at", "quarantined_at"}  # the time of the attempt that committed the row

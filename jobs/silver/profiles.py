@@ -69,7 +69,7 @@ def merge(held: DataFrame, new: DataFrame) -> DataFrame:
     marked = lookup(held, touched, F.col("user_id").eqNullSafe(F.col("_t_uid")))
     kept = marked.filter(F.col("_t_hit").isNull()).select(*COLUMNS)
     folded = latest(new.select(*COLUMNS).unionByName(marked.filter(F.col("_t_hit")).select(*COLUMNS)))
-    return kept.unionByName(folded.select(*COLUMNS))
+    return kept.unionByName(folded)
 
 
 COLUMNS = ("user_id", "username", "profile_picture_media_id", "updated_at", "event_id")

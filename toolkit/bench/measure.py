@@ -74,13 +74,12 @@ def measure(*, include_self: bool = True) -> Iterator[Measurement]:
         tick = 0
         while not stop.is_set():
             try:
+                now = time.perf_counter()
                 if tick % RESCAN == 0:
                     children = _started_during(me.children(recursive=True), before)
-                    now = time.perf_counter()
                     for c in children:
                         first_seen.setdefault(c.pid, now)
                 rss = me.memory_info().rss if include_self else 0
-                now = time.perf_counter()
                 for c in children:
                     with contextlib.suppress(psutil.Error):  # a child that has ended since the last listing
                         if now - first_seen[c.pid] >= EXEC_GRACE_S:
