@@ -190,9 +190,9 @@ def _spark_steps(
     from jobs.silver import build_silver
 
     if gate is not None:
-        from jobs.quality.gate import preload_great_expectations
+        from jobs.quality import gx_runtime
 
-        preload_great_expectations()
+        gx_runtime.preload()
     with step(settings, report, "silver") as s:
         s.rows = build_silver(spark, settings, report.as_of, full_refresh=full_refresh, run_id=report.run_id)
 

@@ -535,10 +535,10 @@ def test_the_gate_waits_for_the_great_expectations_preload(tmp_path: Path) -> No
     script = tmp_path / "race.py"
     script.write_text(
         "import time\n"
-        "from jobs.quality.gate import _no_batch_fingerprint, preload_great_expectations\n"
-        "preload_great_expectations()\n"
+        "from jobs.quality import gx_runtime\n"
+        "gx_runtime.preload()\n"
         "time.sleep(0.5)\n"
-        "with _no_batch_fingerprint():\n"
+        "with gx_runtime.tuned():\n"
         "    pass\n"
         "print('imported')\n"
     )
@@ -546,3 +546,35 @@ def test_the_gate_waits_for_the_great_expectations_preload(tmp_path: Path) -> No
     done = subprocess.run([sys.executable, str(script)], cwd=root, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(root)})
     assert (done.returncode, done.stdout.strip()) == (0, "imported"), done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("key", sorted(k for k, c in contracts.load_all().items() if c.layer in ("silver", "gold")))
+def test_the_tuned_kwargs_lookups_answer_as_great_expectations_own(key: str) -> None:
+    """gx_runtime replaces Expectation's kwargs lookups (each read the whole configuration once per key) with ones
+    that read it once per call: for every expectation the gate generates, as the gate builds it and as GX's validator
+    rebuilds it from its configuration, they return what GX's own methods return. GX's methods are back after the
+    block."""
+    from great_expectations.expectations.expectation import Expectation
+
+    from jobs.quality import gx_runtime
+    from jobs.quality.gate import _gx_expectation
+
+    runtime = {"result_format": {"result_format": "SUMMARY", "partial_unexpected_count": 5,
+                                 "unexpected_index_column_names": ["segment_id"]}}
+    names = ("_get_domain_kwargs", "_get_success_kwargs", "_get_runtime_kwargs")
+
+    def answers(expectation: Any) -> list[Any]:
+        out = [getattr(expectation, name)() for name in names]
+        out.append(expectation._get_runtime_kwargs(runtime_configuration=runtime))
+        out += [expectation._get_success_kwarg(k) for k in (*expectation.success_keys, *expectation.runtime_keys)]
+        return out
+
+    originals = {name: Expectation.__dict__[name] for name in (*names, "_get_success_kwarg")}
+    for spec in suite_for(contracts.get(key)).expectations:
+        built = _gx_expectation(spec)
+        rebuilt = built.configuration.to_domain_obj()
+        expected = [answers(built), answers(rebuilt)]
+        with gx_runtime.tuned():
+            assert all(Expectation.__dict__[n] is not originals[n] for n in originals)
+            assert [answers(built), answers(rebuilt)] == expected, spec.name
+        assert all(Expectation.__dict__[n] is originals[n] for n in originals)

@@ -15,7 +15,7 @@
 Speed (2M-row view_events, 12 expectations: 26 s -> 3.4 s): numeric columns stay numpy (a nullable Int64
 column makes GX evaluate `between` row by row in Python), strings are pyarrow-backed (isna / isin / len /
 duplicated vectorised, to_pandas zero-copy), and GX's per-batch MD5 fingerprint of the whole DataFrame is
-skipped (see _no_batch_fingerprint).
+skipped, and so are GX's repeated reads of each expectation's configuration (jobs/quality/gx_runtime.py).
 """
 
 from __future__ import annotations
@@ -24,10 +24,8 @@ import json
 import logging
 import math
 import re
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -35,7 +33,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from jobs.quality import data_docs
+from jobs.quality import data_docs, gx_runtime
 from jobs.quality.suites import ExpectationSpec, Suite, suite_for
 from storylake import audit, contracts, failpoints, increments, lake
 from storylake.settings import Settings
@@ -148,7 +146,7 @@ def run_gate(
     report.missing = [k for k in keys if k not in present]
     if present:
         suites: dict[str, Suite] = {}
-        with _no_batch_fingerprint():
+        with gx_runtime.tuned():
             batches = _batches(_context())
             slices = _run_slices(settings, as_of)
             baselines = _baselines(settings, present) if slices else {}
@@ -190,61 +188,7 @@ def _message(report: GateReport) -> str:
 # --- Great Expectations ------------------------------------------------------------------------
 
 
-@contextmanager
-def _no_batch_fingerprint() -> Iterator[None]:
-    """GX's pandas engine MD5-hashes every batch under 1 GB of *shallow* memory (string columns count 8
-    bytes a row), which is most of a validation's time on large tables (great_expectations#4774). The hash
-    is only a batch marker; skip it while the gate runs."""
-    _await_preload()
-    from great_expectations.execution_engine import pandas_execution_engine as engine
-
-    saved = engine.HASH_THRESHOLD
-    engine.HASH_THRESHOLD = 0
-    try:
-        yield
-    finally:
-        engine.HASH_THRESHOLD = saved
-
-
-def _quiet_gx_logs() -> None:
-    gx_log = logging.getLogger("great_expectations")
-    if gx_log.level == logging.NOTSET:  # GX logs hundreds of INFO lines at import; keep task logs readable
-        gx_log.setLevel(logging.WARNING)
-
-
-_preloading: list[threading.Thread] = []
-
-
-def _await_preload() -> None:
-    """Wait for preload_great_expectations' import to end before importing any part of the package here. Python's
-    per-module import locks do not make a submodule import wait for its package's: while the preload is halfway
-    through `great_expectations`, importing `great_expectations.execution_engine...` can meet a partially
-    initialized module (ImportError 'most likely due to a circular import'; seen when a small run's gate began
-    ~2 s after silver started)."""
-    while _preloading:
-        _preloading.pop().join()
-
-
-def preload_great_expectations() -> threading.Thread:
-    """Import Great Expectations in a background thread. It takes ~3-4 s to import (scipy, altair, sqlalchemy...);
-    imported while silver runs (the main thread then waits on the engine, not on the GIL), the gate after silver
-    does not pay it. The gate waits for it to end (_await_preload) before its own imports."""
-    _quiet_gx_logs()
-
-    def load() -> None:
-        try:
-            import great_expectations  # noqa: F401
-        except Exception:  # noqa: BLE001 - the gate's own import reports the problem
-            log.debug("preloading great_expectations failed", exc_info=True)
-
-    thread = threading.Thread(target=load, name="preload-great_expectations", daemon=True)
-    _preloading.append(thread)
-    thread.start()
-    return thread
-
-
 def _context() -> Any:
-    _quiet_gx_logs()
     import great_expectations as gx
 
     context = gx.get_context(mode="ephemeral")

@@ -1,0 +1,150 @@
+"""Loading Great Expectations off the critical path, and two costs of its pandas validation that the gate avoids.
+
+`preload()` imports the package in a background thread (~3 CPU-seconds: scipy.stats, altair, sqlalchemy...) while
+silver runs in the engine; `tuned()` waits for that import, then, while the gate validates:
+  - skips GX's per-batch MD5 fingerprint of the whole DataFrame (great_expectations#4774): it is only a batch
+    marker, and was most of a validation's time on large frames;
+  - reads an expectation's configuration once per kwargs lookup instead of once per key
+    (`Expectation._get_domain_kwargs`, `_get_success_kwargs`, `_get_runtime_kwargs`, `_get_success_kwarg`). Each
+    `Expectation.configuration` access serializes the whole pydantic model into a new ExpectationConfiguration,
+    and GX 1.x reads it per key of every lookup: 28k times for the gold gate's 203 expectations, about half of its
+    Great Expectations time. The replacements return the same values (tests/test_quality.py compares them with
+    GX's own methods on every generated expectation); `configuration` itself is not cached, so whatever GX does
+    with the object it returns is unchanged.
+Both are restored when the block ends. The gate is the only user of Great Expectations in the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+log = logging.getLogger(__name__)
+_preloading: list[threading.Thread] = []
+
+
+def quiet_logs() -> None:
+    gx_log = logging.getLogger("great_expectations")
+    if gx_log.level == logging.NOTSET:  # GX logs hundreds of INFO lines at import; keep task logs readable
+        gx_log.setLevel(logging.WARNING)
+
+
+def await_preload() -> None:
+    """Wait for preload()'s import to end before importing any part of the package here. Python's per-module import
+    locks do not make a submodule import wait for its package's: while the preload is halfway through
+    `great_expectations`, importing `great_expectations.execution_engine...` can meet a partially initialized module
+    (ImportError 'most likely due to a circular import'; seen when a small run's gate began ~2 s after silver
+    started)."""
+    while _preloading:
+        _preloading.pop().join()
+
+
+def preload() -> threading.Thread:
+    """Import Great Expectations in a background thread. Imported while silver runs (the main thread then waits on
+    the engine, not on the GIL), the gate after silver does not pay it. The gate waits for it to end
+    (await_preload, through tuned()) before its own imports."""
+    quiet_logs()
+
+    def load() -> None:
+        try:
+            import great_expectations  # noqa: F401
+        except Exception:  # noqa: BLE001 - the gate's own import reports the problem
+            log.debug("preloading great_expectations failed", exc_info=True)
+
+    thread = threading.Thread(target=load, name="preload-great_expectations", daemon=True)
+    _preloading.append(thread)
+    thread.start()
+    return thread
+
+
+# --- the kwargs lookups, each reading the configuration once ------------------------------------------------------
+
+
+def _defaults(expectation: Any, kwargs: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {key: kwargs.get(key, expectation._get_default_value(key)) for key in keys}
+
+
+def _success_from(expectation: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    success = _defaults(expectation, kwargs, expectation.success_keys)
+    success.update(_defaults(expectation, kwargs, expectation.domain_keys))
+    return success
+
+
+def _get_domain_kwargs(self: Any) -> dict[str, Any]:
+    return _defaults(self, self.configuration.kwargs, self.domain_keys)
+
+
+def _get_success_kwargs(self: Any) -> dict[str, Any]:
+    return _success_from(self, self.configuration.kwargs)
+
+
+def _lookups(original_success_kwarg: Any) -> dict[str, Any]:
+    """The replacement methods; `original_success_kwarg` is GX's own."""
+    from great_expectations.expectations import expectation as module
+
+    def absent(self: Any, key: str, default: Any = None) -> Any:
+        """GX's answer for a key the configuration lacks: the field's default (`default` for a required field); GX's
+        own method, which warns, for a key that is no field."""
+        field = self.__fields__.get(key)
+        if field is None:
+            return original_success_kwarg(self, key, default)
+        return default if field.required else field.default
+
+    def _get_success_kwarg(self: Any, key: str, default: Any = None) -> Any:
+        kwargs = self.configuration.kwargs
+        return kwargs[key] if key in kwargs else absent(self, key, default)
+
+    def _get_runtime_kwargs(self: Any, runtime_configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+        runtime_configuration = runtime_configuration or {}
+        kwargs = self.configuration.kwargs
+        success = _success_from(self, kwargs)
+        runtime = {  # the default is evaluated for every key, as GX's dict.get(key, self._get_success_kwarg(key))
+            key: runtime_configuration.get(key, kwargs[key] if key in kwargs else absent(self, key))
+            for key in self.runtime_keys
+        }
+        runtime.update(success)
+        runtime["result_format"] = module.parse_result_format(runtime["result_format"])
+        return runtime
+
+    return {
+        "_get_domain_kwargs": _get_domain_kwargs,
+        "_get_success_kwargs": _get_success_kwargs,
+        "_get_success_kwarg": _get_success_kwarg,
+        "_get_runtime_kwargs": _get_runtime_kwargs,
+    }
+
+
+@contextmanager
+def lookups_reading_configuration_once() -> Iterator[None]:
+    """Expectation's kwargs lookups replaced by ones that read `configuration` once per call (module docstring)."""
+    from great_expectations.expectations.expectation import Expectation
+
+    saved = {name: Expectation.__dict__[name] for name in
+             ("_get_domain_kwargs", "_get_success_kwargs", "_get_success_kwarg", "_get_runtime_kwargs")}
+    for name, method in _lookups(saved["_get_success_kwarg"]).items():
+        setattr(Expectation, name, method)
+    try:
+        yield
+    finally:
+        for name, method in saved.items():
+            setattr(Expectation, name, method)
+
+
+@contextmanager
+def tuned() -> Iterator[None]:
+    """Great Expectations imported (after the preload), without the batch fingerprint and with the lookups reading
+    the configuration once, for the block."""
+    await_preload()
+    quiet_logs()
+    from great_expectations.execution_engine import pandas_execution_engine as engine
+
+    saved = engine.HASH_THRESHOLD
+    engine.HASH_THRESHOLD = 0
+    try:
+        with lookups_reading_configuration_once():
+            yield
+    finally:
+        engine.HASH_THRESHOLD = saved
