@@ -253,6 +253,8 @@ def bench_incremental(
     work: Annotated[Path, typer.Option(help="Scratch folder (the world is generated once and reused).")] = Path(
         ".storylake/bench"
     ),
+    repeat: Annotated[int, typer.Option(min=1, help="Runs of each measured hour, on copies of the same lake: the "
+                                                    "median is reported, with every run's time.")] = 1,
 ) -> None:
     """Time and peak RSS of one hourly run after N days of history (per step), for each N."""
     import json
@@ -263,7 +265,7 @@ def bench_incremental(
         days = tuple(int(x) for x in checkpoints.split(","))
     except ValueError:
         raise typer.BadParameter(f"--checkpoints must be comma-separated whole days, got {checkpoints!r}") from None
-    result = run_bench(work, views_per_day=views_per_day, users=users, checkpoints=days, gate=gate)
+    result = run_bench(work, views_per_day=views_per_day, users=users, checkpoints=days, gate=gate, repeat=repeat)
     console.print_json(json.dumps(result))
 
 
