@@ -578,3 +578,54 @@ def test_the_tuned_kwargs_lookups_answer_as_great_expectations_own(key: str) -> 
             assert all(Expectation.__dict__[n] is not originals[n] for n in originals)
             assert [answers(built), answers(rebuilt)] == expected, spec.name
         assert all(Expectation.__dict__[n] is originals[n] for n in originals)
+
+
+_JSON_LIKE = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.tuples(inner, inner)
+    | st.dictionaries(st.text(max_size=3) | st.integers(), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@given(value=_JSON_LIKE)
+@hyp_settings(max_examples=300, deadline=None)
+def test_plain_json_conversion_is_great_expectations_own(value: Any) -> None:
+    """gx_runtime._plain converts plain JSON values (NaN, int dict keys and tuples included) exactly as GX's
+    convert_to_json_serializable does."""
+    from great_expectations.util import convert_to_json_serializable
+
+    from jobs.quality import gx_runtime
+
+    expected = json.dumps(convert_to_json_serializable(value), sort_keys=True)
+    assert json.dumps(gx_runtime._plain(value), sort_keys=True) == expected
+
+
+def test_plain_metric_ids_are_great_expectations_own(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every metric id the gate's validations make through gx_runtime's IDDict.to_id equals GX's own, and most of
+    them take the plain path (a gate over a table of every silver column type)."""
+    from jobs.quality import gx_runtime
+
+    made = gx_runtime._to_id
+    calls = {"plain": 0, "all": 0}
+
+    def checking(original: Any) -> Any:
+        fast = made(original)
+
+        def to_id(self: Any, id_keys: Any = None, id_ignore_keys: Any = None) -> Any:
+            mine = fast(self, id_keys, id_ignore_keys)
+            assert mine == original(self, id_keys, id_ignore_keys), dict(self)
+            calls["all"] += 1
+            try:
+                gx_runtime._plain(dict(self))
+                calls["plain"] += 1
+            except gx_runtime._NotPlain:
+                pass
+            return mine
+
+        return to_id
+
+    monkeypatch.setattr(gx_runtime, "_to_id", checking)
+    _write(settings, "silver.view_events", [_view("e1"), _view("e2", completion_pct=0.2, view_duration_ms=3000)])
+    assert run_gate(settings, "silver", "run-ids", build_docs=False).ok
+    assert calls["all"] > 500 and calls["plain"] > calls["all"] // 2, calls
