@@ -629,3 +629,28 @@ def test_plain_metric_ids_are_great_expectations_own(settings: Settings, monkeyp
     _write(settings, "silver.view_events", [_view("e1"), _view("e2", completion_pct=0.2, view_duration_ms=3000)])
     assert run_gate(settings, "silver", "run-ids", build_docs=False).ok
     assert calls["all"] > 500 and calls["plain"] > calls["all"] // 2, calls
+
+
+def test_overlapping_tuned_blocks_restore_great_expectations_when_the_last_ends() -> None:
+    """Two gates' blocks may overlap in threads and end in any order: the changes hold until the last block ends,
+    then GX's own methods and fingerprint threshold are back (with a save/restore per block, the first block to end
+    would restore GX's methods under the second, and the second would leave its replacements in place)."""
+    from great_expectations.core.id_dict import IDDict
+    from great_expectations.execution_engine import pandas_execution_engine as engine
+    from great_expectations.expectations.expectation import Expectation
+
+    from jobs.quality import gx_runtime
+
+    def state() -> tuple[Any, ...]:
+        return (Expectation.__dict__["_get_runtime_kwargs"], IDDict.__dict__["to_id"], engine.HASH_THRESHOLD)
+
+    gx_own = state()
+    first, second = gx_runtime.tuned(), gx_runtime.tuned()
+    first.__enter__()
+    tuned = state()
+    assert all(a is not b for a, b in zip(tuned[:2], gx_own[:2], strict=True)) and tuned[2] == 0
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert state() == tuned
+    second.__exit__(None, None, None)
+    assert state() == gx_own

@@ -1,4 +1,4 @@
-"""Loading Great Expectations off the critical path, and two costs of its pandas validation that the gate avoids.
+"""Loading Great Expectations off the critical path, and three costs of its validations that the gate avoids.
 
 `preload()` imports the package in a background thread (~3 CPU-seconds: scipy.stats, altair, sqlalchemy...) while
 silver runs in the engine; `tuned()` waits for that import, then, while the gate validates:
@@ -15,7 +15,7 @@ silver runs in the engine; `tuned()` waits for that import, then, while the gate
     conversion when the kwargs hold only plain JSON values (str, int, float, bool, None, and dicts and lists of
     them), which it runs through a dozen isinstance and numpy dtype checks per value; the id is the same MD5 of
     the same JSON text, and any other value goes to GX's own method.
-Both are restored when the block ends. The gate is the only user of Great Expectations in the process.
+All three are undone when the last open block ends. The gate is the only user of Great Expectations here.
 """
 
 from __future__ import annotations
@@ -121,22 +121,6 @@ def _lookups(original_success_kwarg: Any) -> dict[str, Any]:
     }
 
 
-@contextmanager
-def lookups_reading_configuration_once() -> Iterator[None]:
-    """Expectation's kwargs lookups replaced by ones that read `configuration` once per call (module docstring)."""
-    from great_expectations.expectations.expectation import Expectation
-
-    saved = {name: Expectation.__dict__[name] for name in
-             ("_get_domain_kwargs", "_get_success_kwargs", "_get_success_kwarg", "_get_runtime_kwargs")}
-    for name, method in _lookups(saved["_get_success_kwarg"]).items():
-        setattr(Expectation, name, method)
-    try:
-        yield
-    finally:
-        for name, method in saved.items():
-            setattr(Expectation, name, method)
-
-
 # --- metric ids without the general JSON conversion for plain values ------------------------------------------------
 
 
@@ -179,31 +163,54 @@ def _to_id(original: Any) -> Any:
     return to_id
 
 
-@contextmanager
-def plain_metric_ids() -> Iterator[None]:
-    """IDDict.to_id replaced by _to_id's for the block (module docstring)."""
-    from great_expectations.core.id_dict import IDDict
+# --- the block that applies them ----------------------------------------------------------------------------------
 
-    saved = IDDict.__dict__["to_id"]
-    IDDict.to_id = _to_id(saved)  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        IDDict.to_id = saved  # type: ignore[method-assign]
+_LOOKUPS = ("_get_domain_kwargs", "_get_success_kwargs", "_get_success_kwarg", "_get_runtime_kwargs")
+_tuning = threading.Lock()
+_users = 0  # tuned() blocks open in this process: the first applies the changes, the last restores GX's own
+_saved: dict[str, Any] = {}
+
+
+def _apply() -> None:
+    from great_expectations.core.id_dict import IDDict
+    from great_expectations.execution_engine import pandas_execution_engine as engine
+    from great_expectations.expectations.expectation import Expectation
+
+    _saved.update({"HASH_THRESHOLD": engine.HASH_THRESHOLD, "to_id": IDDict.__dict__["to_id"],
+                   **{name: Expectation.__dict__[name] for name in _LOOKUPS}})
+    engine.HASH_THRESHOLD = 0
+    for name, method in _lookups(_saved["_get_success_kwarg"]).items():
+        setattr(Expectation, name, method)
+    IDDict.to_id = _to_id(_saved["to_id"])  # type: ignore[method-assign]
+
+
+def _restore() -> None:
+    from great_expectations.core.id_dict import IDDict
+    from great_expectations.execution_engine import pandas_execution_engine as engine
+    from great_expectations.expectations.expectation import Expectation
+
+    engine.HASH_THRESHOLD = _saved.pop("HASH_THRESHOLD")
+    IDDict.to_id = _saved.pop("to_id")  # type: ignore[method-assign]
+    for name in _LOOKUPS:
+        setattr(Expectation, name, _saved.pop(name))
 
 
 @contextmanager
 def tuned() -> Iterator[None]:
     """Great Expectations imported (after the preload), without the batch fingerprint, with the lookups reading the
-    configuration once and plain metric ids, for the block."""
+    configuration once and plain metric ids, while the block runs. Blocks may overlap (threads): GX's own behaviour
+    is back when the last one ends."""
+    global _users
     await_preload()
     quiet_logs()
-    from great_expectations.execution_engine import pandas_execution_engine as engine
-
-    saved = engine.HASH_THRESHOLD
-    engine.HASH_THRESHOLD = 0
+    with _tuning:
+        if _users == 0:
+            _apply()
+        _users += 1
     try:
-        with lookups_reading_configuration_once(), plain_metric_ids():
-            yield
+        yield
     finally:
-        engine.HASH_THRESHOLD = saved
+        with _tuning:
+            _users -= 1
+            if _users == 0:
+                _restore()
