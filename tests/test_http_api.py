@@ -105,16 +105,32 @@ def _unseen_ring(server: LiveServer) -> tuple[int, int, dict[str, Any]]:
     raise AssertionError("no viewer has an unseen ring")
 
 
-def _seen_by(server: LiveServer, author: int, segment: int) -> dict[str, Any]:
-    with server.client(token(author)) as c:
-        r = c.get(f"/v1/segments/{segment}/seen-by", params={"limit": 1000})
-    assert r.status_code == 200, r.text
-    return r.json()
+def _from(snapshot: str | None, ask: Any) -> dict[str, Any]:
+    """ask()'s answer, from `snapshot` (None: any). Each worker of the server switches to a published snapshot on its
+    own poll, so right after one worker reports a new snapshot another may still answer from the previous one."""
+    def answered() -> dict[str, Any] | None:
+        doc = ask()
+        return doc if snapshot is None or doc["snapshotId"] == snapshot else None
+
+    return wait_for(answered, what=f"an answer from snapshot {snapshot}")
 
 
-def _reach(server: LiveServer, author: int, segment: int) -> int:
-    with server.client(token(author)) as c:
-        doc = c.get(f"/v1/authors/{author}/insights").json()
+def _seen_by(server: LiveServer, author: int, segment: int, snapshot: str | None = None) -> dict[str, Any]:
+    def ask() -> dict[str, Any]:
+        with server.client(token(author)) as c:
+            r = c.get(f"/v1/segments/{segment}/seen-by", params={"limit": 1000})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    return _from(snapshot, ask)
+
+
+def _reach(server: LiveServer, author: int, segment: int, snapshot: str | None = None) -> int:
+    def ask() -> dict[str, Any]:
+        with server.client(token(author)) as c:
+            return c.get(f"/v1/authors/{author}/insights").json()
+
+    doc = _from(snapshot, ask)
     return next(s["reach"] for s in doc["segments"] if s["segment_id"] == segment)
 
 
@@ -287,20 +303,22 @@ def test_receipts_end_to_end(server: LiveServer, world: dict[str, Any]) -> None:
     old_snapshot = before["snapshotId"]
     sl("run", "--as-of", NEXT_AS_OF, env=world["env"])
     with server.client() as c:
-        wait_for(lambda: c.get("/readyz").json()["snapshotId"] != old_snapshot, what="the new snapshot")
-    after = _seen_by(server, author, sid)
+        new = wait_for(lambda: (sid_ := c.get("/readyz").json()["snapshotId"]) != old_snapshot and sid_,
+                       what="the new snapshot")
+    after = _seen_by(server, author, sid, new)
     assert after["viewCount"] == before["viewCount"] + 1
     assert all(v["user"]["username"].endswith(f".{v['user']['userId']}") for v in after["viewers"])
     assert viewer in [v["user"]["userId"] for v in after["viewers"]]
-    assert _reach(server, author, sid) == reach_before + 1
+    assert _reach(server, author, sid, new) == reach_before + 1
     # a client retry of the same batch: accepted again, one receipt downstream
     with server.client(token(viewer)) as c:
         assert c.post("/v1/stories/seen-receipts", json=batch).json()["accepted"] == 1
     sl("run", "--as-of", "2026-11-02T08:00:00Z", env=world["env"])
     with server.client() as c:
-        wait_for(lambda: c.get("/readyz").json()["snapshotId"] != after["snapshotId"], what="the third snapshot")
-    assert _seen_by(server, author, sid)["viewCount"] == after["viewCount"]
-    assert _reach(server, author, sid) == reach_before + 1
+        third = wait_for(lambda: (sid_ := c.get("/readyz").json()["snapshotId"]) != after["snapshotId"] and sid_,
+                         what="the third snapshot")
+    assert _seen_by(server, author, sid, third)["viewCount"] == after["viewCount"]
+    assert _reach(server, author, sid, third) == reach_before + 1
 
 
 def test_a_crash_mid_request_leaves_no_partial_file(server: LiveServer, world: dict[str, Any]) -> None:
