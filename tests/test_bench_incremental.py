@@ -22,7 +22,7 @@ def test_each_repeat_of_the_measured_hour_starts_from_the_same_lake(tmp_path: Pa
     (checkpoint,) = result["checkpoints"]
     lines = checkpoint["hour_landing_lines_runs"]
     assert len(lines) == 2 and lines[0] == lines[1] > 0, lines
-    times = checkpoint["hourly_runs_seconds"]
+    times = checkpoint["hourly_run_seconds_runs"]
     assert times == sorted(times) and checkpoint["hourly_run_seconds"] == times[0]
     assert len(checkpoint["peak_rss_mb_runs"]) == 2
     settings = Settings(lake=tmp_path / "lake-incremental", landing=tmp_path / "landing-incremental")

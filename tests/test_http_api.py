@@ -115,6 +115,16 @@ def _from(snapshot: str | None, ask: Any) -> dict[str, Any]:
     return wait_for(answered, what=f"an answer from snapshot {snapshot}")
 
 
+def _published_after(server: LiveServer, old: str) -> str:
+    """The id of the snapshot a worker reports once it no longer serves `old`."""
+    with server.client() as c:
+        def switched() -> str | None:
+            sid = c.get("/readyz").json()["snapshotId"]
+            return sid if sid != old else None
+
+        return wait_for(switched, what=f"a snapshot after {old}")
+
+
 def _seen_by(server: LiveServer, author: int, segment: int, snapshot: str | None = None) -> dict[str, Any]:
     def ask() -> dict[str, Any]:
         with server.client(token(author)) as c:
@@ -302,9 +312,7 @@ def test_receipts_end_to_end(server: LiveServer, world: dict[str, Any]) -> None:
         assert next(s for s in ring["segments"] if s["segmentId"] == sid)["seen"] is True
     old_snapshot = before["snapshotId"]
     sl("run", "--as-of", NEXT_AS_OF, env=world["env"])
-    with server.client() as c:
-        new = wait_for(lambda: (sid_ := c.get("/readyz").json()["snapshotId"]) != old_snapshot and sid_,
-                       what="the new snapshot")
+    new = _published_after(server, old_snapshot)
     after = _seen_by(server, author, sid, new)
     assert after["viewCount"] == before["viewCount"] + 1
     assert all(v["user"]["username"].endswith(f".{v['user']['userId']}") for v in after["viewers"])
@@ -314,9 +322,7 @@ def test_receipts_end_to_end(server: LiveServer, world: dict[str, Any]) -> None:
     with server.client(token(viewer)) as c:
         assert c.post("/v1/stories/seen-receipts", json=batch).json()["accepted"] == 1
     sl("run", "--as-of", "2026-11-02T08:00:00Z", env=world["env"])
-    with server.client() as c:
-        third = wait_for(lambda: (sid_ := c.get("/readyz").json()["snapshotId"]) != after["snapshotId"] and sid_,
-                         what="the third snapshot")
+    third = _published_after(server, after["snapshotId"])
     assert _seen_by(server, author, sid, third)["viewCount"] == after["viewCount"]
     assert _reach(server, author, sid, third) == reach_before + 1
 

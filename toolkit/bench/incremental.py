@@ -168,7 +168,7 @@ def bench_incremental(
             "hour_landing_files": hour_files,
             "hour_landing_lines": report["ingest_lines"],
             "hourly_run_seconds": round(report["seconds"], 1),
-            "hourly_runs_seconds": [round(r["seconds"], 1) for r, _ in runs],
+            "hourly_run_seconds_runs": [round(r["seconds"], 1) for r, _ in runs],
             "peak_rss_mb_runs": [round(run_m.peak_rss_mb) for _, run_m in runs],
             "hour_landing_lines_runs": [r["ingest_lines"] for r, _ in runs],
             "steps_seconds": {s["step"]: round(s["seconds"], 1) for s in run_steps},
