@@ -25,7 +25,6 @@ import logging
 import math
 import re
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -292,36 +291,54 @@ def _versions_files(settings: Settings, suite: Suite, baseline: int) -> tuple[li
 RUN_STAMPS = frozenset({"as_of"})
 
 
-def _changed(new_files: list[str], old_files: list[str], columns: list[str], since: Slice | None,
-             keys: Sequence[str] = ()) -> pa.Table:
+def _changed(new_files: list[str], old_files: list[str], columns: list[str], since: Slice | None) -> pa.Table:
     """The rows (`columns`) of the Parquet files `new_files` (a table version's, within the slice `since`) that have
     no equal row in `old_files` (the audited version's, same slice; every column but RUN_STAMPS compared, nulls
-    equal to nulls): what a run changed since then. DuckDB reads both from the files and anti-joins them, so
-    neither version is loaded whole; the old side is reduced to the `keys` columns and a 64-bit hash of the compared
-    columns, so the join's table holds a few bytes a row instead of every column (at 10M views a day the old slice
-    of silver.view_events is 6.2M rows). A changed row passes for unchanged only if its hash equals that of the old
-    row with its key (probability 2^-64; without key columns, that of any old row: about the old rows times 2^-64).
-    DuckDB hashes -0.0 as 0.0, as IS NOT DISTINCT FROM compares them."""
+    equal to nulls): what a run changed since then.
+
+    It costs what the run rewrote, not the table: a file both versions hold has the same rows in both, so only the
+    new version's other files are read, and compared with the old version's other files (a row of a new file equal
+    to one of a shared file counts as changed: validated again, never skipped). DuckDB anti-joins them on the files,
+    so neither version is loaded whole; the old side is reduced to two 64-bit hashes of the compared columns (in
+    two orders), so the join's table holds 16 bytes a row instead of every column and compares no strings (at 10M
+    views a day the old silver.relationships is 15M rows; joining on its key columns too took twice as long). A
+    changed row passes for unchanged only if both its hashes equal those of one old row. DuckDB hashes -0.0 as 0.0,
+    as IS NOT DISTINCT FROM compares them."""
     import duckdb
 
-    params: dict[str, Any] = {"new": new_files, "old": old_files, **_slice_params(since)}
+    shared = set(new_files) & set(old_files)
     compared = [c for c in columns if c not in RUN_STAMPS]
-    key = [k for k in keys if k in compared]
-
-    def row_hash(alias: str) -> str:
-        return "hash(" + ", ".join(f'{alias}"{c}"' for c in compared) + ")" if compared else "0"
-
-    on = " AND ".join([*(f'n."{k}" IS NOT DISTINCT FROM o."{k}"' for k in key), f"{row_hash('n.')} = o._h"])
+    if compared:
+        first = "hash(" + ", ".join(f'"{c}"' for c in compared) + ")"
+        # the same columns in reverse order after a constant: a second hash independent of the first
+        second = "hash('storylake', " + ", ".join(f'"{c}"' for c in reversed(compared)) + ")"
+    else:  # only run stamps: every row equals every old row
+        first = second = "0"
     with duckdb.connect() as con:
         con.execute("SET threads TO 2")
-        if not old_files:
-            params.pop("old")
+        # a file written before a column was added lacks it: when the files to read lack one, read all of the
+        # version's (union_by_name fills the gaps with nulls, as for the whole version)
+        new_only = _holding(con, [f for f in new_files if f not in shared], columns, new_files)
+        old_only = _holding(con, [f for f in old_files if f not in shared], compared or columns, old_files)
+        if not new_only:  # the version holds no file the audited one lacks: nothing changed
+            return con.sql(f"{_slice_sql(columns, None, 'new')} LIMIT 0", params={"new": new_files}).to_arrow_table()
+        params: dict[str, Any] = {"new": new_only, **_slice_params(since)}
+        if not old_only:
             return con.sql(_slice_sql(columns, since, "new"), params=params).to_arrow_table()
-        picked = ", ".join([*(f'"{k}"' for k in key), f"{row_hash('')} AS _h"])
-        old = f"SELECT {picked} FROM ({_slice_sql(compared or columns, since, 'old')})"  # noqa: S608 - names only
-        sql = (f"SELECT n.* FROM ({_slice_sql(columns, since, 'new')}) n "  # noqa: S608 - contract names only
-               f"ANTI JOIN ({old}) o ON {on}")
+        params["old"] = old_only
+        old = f"SELECT {first} AS _h, {second} AS _g FROM ({_slice_sql(compared or columns, since, 'old')})"  # noqa: S608
+        sql = (f"SELECT n.* EXCLUDE (_h, _g) FROM (SELECT *, {first} AS _h, {second} AS _g FROM "  # noqa: S608
+               f"({_slice_sql(columns, since, 'new')})) n ANTI JOIN ({old}) o ON n._h = o._h AND n._g = o._g")
         return con.sql(sql, params=params).to_arrow_table()
+
+
+def _holding(con: Any, files: list[str], columns: list[str], version_files: list[str]) -> list[str]:
+    """`files` when together (by name) they hold every one of `columns`, else `version_files` (all the version's)."""
+    if not files:
+        return files
+    held = {r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet($f, union_by_name = true)",
+                                      {"f": files}).fetchall()}
+    return files if set(columns) <= held else version_files
 
 
 def _slice_params(since: Slice | None) -> dict[str, Any]:
@@ -433,7 +450,7 @@ def _validate(
     else:  # the slice's rows sharing a set expectation's values with another, the changed rows of every column
         new_files, old_files, columns = files
         keys = [k for k in suite.key_columns if k in columns]
-        changed = _changed(new_files, old_files, columns, since, keys)
+        changed = _changed(new_files, old_files, columns, since)
         set_lists = [list(spec.columns) for spec in sets]
         set_columns = list(dict.fromkeys([*keys, *(c for cols in set_lists for c in cols)]))
         repeated, rows = _repeated(new_files, [c for c in set_columns if c in columns], since,
