@@ -7,7 +7,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -120,19 +120,24 @@ def run_pipeline(
     """Run every step for events with event_time < as_of. A session may be injected (tests, DAGs). Silver and
     gold are incremental after the first good run (jobs/horizon.py); `full_refresh` recomputes them from all of
     bronze (same tables)."""
-    from jobs.engine import spark_session
     from jobs.ingest import ingest
 
     report = PipelineReport(run_id=f"run-{as_of:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}", as_of=as_of)
-    with step(settings, report, "ingest") as s:
-        report.ingest = ingest(settings, progress=progress)
-        s.rows = dict(report.ingest.rows_by_table)
+
+    def ingest_step() -> None:
+        with step(settings, report, "ingest") as s:
+            report.ingest = ingest(settings, progress=progress)
+            s.rows = dict(report.ingest.rows_by_table)
+
     if spark is None:
         # the engine in its own process: what it keeps after silver+gold is freed before the gold gate and publish
-        with spark_session(settings, own_process=True) as session:
-            _spark_steps(session, settings, report, gate, full_refresh)
-        spark = session  # stopped: the gate hook reads Delta through delta-rs and ignores it
+        with _engine_started_beside(settings) as session:
+            ingest_step()
+            spark = session()
+            _spark_steps(spark, settings, report, gate, full_refresh)
+        # `spark` is stopped now: the gate hook reads Delta through delta-rs and ignores it
     else:
+        ingest_step()
         _spark_steps(spark, settings, report, gate, full_refresh)
     if gate is not None and publish and settings.job_lanes > 1:
         _gold_gate_beside_publish(gate, spark, settings, report)
@@ -142,6 +147,34 @@ def run_pipeline(
     if publish:
         _publish(settings, report, None)
     return report
+
+
+@contextmanager
+def _engine_started_beside(settings: Settings) -> Iterator[Callable[[], SparkSession]]:
+    """The embedded engine (its own process, and the session connected to it) started in a thread while the block
+    runs (ingest: ~0.5-1 s of process start, imports and session set-up off the run's path); yields the call that
+    waits for the session (raising the engine's start error, if any). The engine is stopped when the block ends,
+    also when it ends before asking for the session. A classic (JVM) engine starts when asked for, in the caller's
+    thread."""
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    from jobs.engine import spark_session
+
+    if settings.engine == "classic":  # JVM Spark binds state to the thread that starts it: started in this one
+        with ExitStack() as engine:
+            yield lambda: engine.enter_context(spark_session(settings))
+        return
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-start")
+    try:
+        with ExitStack() as engine:
+            started = pool.submit(engine.enter_context, spark_session(settings, own_process=True))
+            try:
+                yield started.result
+            finally:
+                wait([started])  # started (or failed) before the stack stops it
+    finally:
+        # only now: the engine process dies with the thread that started it (storylake.processes.die_with_parent)
+        pool.shutdown()
 
 
 def _publish(settings: Settings, report: PipelineReport, beside_gate: Callable[[], None] | None) -> None:

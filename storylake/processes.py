@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
@@ -19,14 +19,25 @@ def stop(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
         proc.wait()
 
 
-def die_with_parent() -> None:
-    """In a child before exec (Popen preexec_fn): the kernel sends it SIGKILL when its parent dies, even by kill -9,
-    so a killed parent leaves no child running under PID 1 (Linux prctl PR_SET_PDEATHSIG; a no-op elsewhere)."""
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl, resolved in the parent (Linux only): the child between fork and exec then only calls it, with
+    no dlopen whose loader lock another thread of the parent may have held at the fork."""
     if sys.platform != "linux":
-        return
+        return None
     import ctypes
 
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+
+
+_PRCTL = _prctl()
+
+
+def die_with_parent() -> None:
+    """In a child before exec (Popen preexec_fn): the kernel sends it SIGKILL when its parent dies, even by kill -9,
+    so a killed parent leaves no child running under PID 1 (Linux prctl PR_SET_PDEATHSIG; a no-op elsewhere). The
+    parent here is the thread that started the child (prctl(2)): it must outlive the child."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 
 @contextmanager

@@ -60,3 +60,65 @@ def test_sail_server_child_dies_with_its_parent(tmp_path) -> None:
     while psutil.pid_exists(sail) and psutil.Process(sail).status() != psutil.STATUS_ZOMBIE:
         assert time.monotonic() < deadline, "the Sail server outlived its parent"
         time.sleep(0.1)
+
+
+def _sail_children() -> list[int]:
+    import psutil
+
+    return [p.pid for p in psutil.Process().children(recursive=True)
+            if p.name() == "sail" and p.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.timeout(120)  # a server killed under the session makes its calls retry for minutes
+def test_the_engine_started_beside_ingest_outlives_the_thread_that_started_it(settings: Settings) -> None:
+    """`storylake run` starts the engine in a thread while ingest runs. The Sail server dies with the thread that
+    started it (PR_SET_PDEATHSIG follows the thread), so that thread must live until the engine is stopped: a query
+    long after the start still runs, and the server is gone once the block ends."""
+    import time
+
+    from pipeline.run import _engine_started_beside
+
+    with _engine_started_beside(settings) as session:
+        time.sleep(1.5)  # ingest's time: the start has long ended
+        spark = session()
+        time.sleep(0.5)
+        assert len(_sail_children()) == 1  # alive (a dead server would make the query below hang in retries)
+        assert spark.range(3).count() == 3
+    assert _sail_children() == []
+
+
+def test_an_engine_started_beside_a_failing_ingest_is_stopped(settings: Settings) -> None:
+    """When the block (ingest) fails before it asks for the session, possibly while the engine is still starting,
+    the engine is stopped all the same and the block's error comes out."""
+    from pipeline.run import _engine_started_beside
+
+    with pytest.raises(RuntimeError, match="ingest failed"), _engine_started_beside(settings):
+        raise RuntimeError("ingest failed")
+    assert _sail_children() == []
+
+
+def test_a_child_dies_with_the_thread_that_started_it() -> None:
+    """die_with_parent's 'parent' is the starting thread, not the process (prctl(2)): the reason the engine's
+    starting thread is kept until the engine is stopped (pipeline.run._engine_started_beside)."""
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from storylake.processes import die_with_parent
+
+    started: list[subprocess.Popen] = []
+    thread = threading.Thread(target=lambda: started.append(subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], preexec_fn=die_with_parent)))  # noqa: PLW1509
+    thread.start()
+    thread.join()
+    child = started[0]
+    try:
+        deadline = time.monotonic() + 10
+        while child.poll() is None:
+            assert time.monotonic() < deadline, "the child outlived the thread that started it"
+            time.sleep(0.05)
+        assert child.returncode == -9
+    finally:
+        child.kill()
+        child.wait()
