@@ -60,6 +60,16 @@ def read_version(spark: SparkSession, settings: Settings, layer: str, name: str,
     return spark.read.schema(schema).parquet(*files)
 
 
+def read_pinned(spark: SparkSession, settings: Settings, layer: str, name: str) -> DataFrame | None:
+    """The Delta table's current version as read_version() reads it: a job that overwrites the table can read these
+    rows while it writes the next version (an overwrite removes files from the log, not from the disk), without
+    first copying them into scratch. None with Parquet storage (its overwrite replaces the folder it would read)
+    or without the table."""
+    path = settings.table_path(layer, name)
+    current = lake.version(path) if settings.storage == "delta" else None
+    return None if current is None else read_version(spark, settings, layer, name, current)
+
+
 def _read_parquet(spark: SparkSession, settings: Settings, layer: str, name: str) -> DataFrame:
     """Parquet storage mode: a Delta table's active files (protocol 1/2, no deletion vectors), else a
     Parquet folder written by this mode."""

@@ -187,6 +187,32 @@ def test_read_version_reads_a_version_between_two_checkpoints(spark, settings):
         assert sorted(tuple(r) for r in got.collect()) == sorted(tuple(r.values()) for r in expected)
 
 
+def test_a_table_overwritten_from_its_pinned_read(spark, settings):
+    """silver.relationships and silver.profiles overwrite themselves from their own rows, read through
+    spark_io.read_pinned while the write runs (no copy into scratch first): the overwrite leaves the files it reads
+    on disk, so the new version holds exactly the rows computed from the old one, and the old version stays
+    readable. Without a table, or with Parquet storage, there is nothing pinned."""
+    from pyspark.sql import functions as F
+
+    from storylake.settings import Settings
+
+    assert spark_io.read_pinned(spark, settings, "silver", "profiles") is None
+    rows = [{"user_id": u, "username": f"u{u}", "profile_picture_media_id": None, "updated_at": None,
+             "event_id": f"e{u}"} for u in range(1, 2001)]
+    lake.write_table(settings, "silver.profiles", rows)
+    for version in (1, 2):  # each overwrite adds one to every user_id, reading the version it replaces
+        pinned = spark_io.read_pinned(spark, settings, "silver", "profiles")
+        assert pinned is not None
+        assert spark_io.write_table(pinned.withColumn("user_id", F.col("user_id") + 1), settings, "silver",
+                                    "profiles") == 2000
+        got = lake.read_arrow(settings.table_path("silver", "profiles"), ["user_id"]).column("user_id").to_pylist()
+        assert sorted(got) == list(range(1 + version, 2001 + version))
+    first = spark_io.read_version(spark, settings, "silver", "profiles", 0)
+    assert sorted(r["user_id"] for r in first.select("user_id").collect()) == list(range(1, 2001))
+    parquet = Settings(lake=settings.lake, landing=settings.landing, storage="parquet")
+    assert spark_io.read_pinned(spark, parquet, "silver", "profiles") is None
+
+
 def _reattach_to_a_finished_operation(spark) -> None:
     """What pyspark does after a response stream broke once Sail had sent its last response: run a plan to its end
     (reattachable, not released), then reattach to it; raises the engine's error as pyspark raises it."""

@@ -221,8 +221,12 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime, *, full_refres
             keys = materialize(effect_keys(unprocessed_bronze(spark, settings, "relationship", previous))
                                .select(*KEY).distinct(), "touched_keys")
             k, cond = _keyed(keys)
-            kept = lookup(held, k, cond).filter(F.col("_hit").isNull()).select(*held.columns)
-            # computed before the table it reads is overwritten
-            out = materialize(project(kept, "silver.relationships").unionByName(
-                recompute_keys(events, keys, materialize, seeds)), "relationships")
+            # the other keys' intervals, read from the table's current files while the overwrite below writes the
+            # next version (spark_io.read_pinned): no first copy into scratch (15M rows at 10M views a day)
+            pinned = spark_io.read_pinned(spark, settings, "silver", "relationships")
+            source = held if pinned is None else pinned
+            kept = lookup(source, k, cond).filter(F.col("_hit").isNull()).select(*held.columns)
+            out = project(kept, "silver.relationships").unionByName(recompute_keys(events, keys, materialize, seeds))
+            if pinned is None:  # computed before the table it reads is overwritten
+                out = materialize(out, "relationships")
         return {"relationships": spark_io.write_table(out, settings, "silver", "relationships")}
