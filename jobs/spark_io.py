@@ -52,12 +52,8 @@ def read_version(spark: SparkSession, settings: Settings, layer: str, name: str,
     vacuumed before the retention (7 days), so a pinned reader finds them."""
     from deltalake import DeltaTable
 
-    path = settings.table_path(layer, name)
-    files = DeltaTable(str(path), version=version).file_uris()
-    schema = spark_schema(contracts.get(f"{layer}.{name}"))
-    if not files:
-        return spark.createDataFrame([], schema)
-    return spark.read.schema(schema).parquet(*files)
+    files = DeltaTable(str(settings.table_path(layer, name)), version=version).file_uris()
+    return _files_frame(spark, layer, name, files)
 
 
 def read_pinned(spark: SparkSession, settings: Settings, layer: str, name: str) -> DataFrame | None:
@@ -65,9 +61,16 @@ def read_pinned(spark: SparkSession, settings: Settings, layer: str, name: str) 
     rows while it writes the next version (an overwrite removes files from the log, not from the disk), without
     first copying them into scratch. None with Parquet storage (its overwrite replaces the folder it would read)
     or without the table."""
-    path = settings.table_path(layer, name)
-    current = lake.version(path) if settings.storage == "delta" else None
-    return None if current is None else read_version(spark, settings, layer, name, current)
+    dt = lake.open_table(settings.table_path(layer, name)) if settings.storage == "delta" else None
+    return None if dt is None else _files_frame(spark, layer, name, dt.file_uris())
+
+
+def _files_frame(spark: SparkSession, layer: str, name: str, files: list[str]) -> DataFrame:
+    """The Parquet data files `files` of table `layer`.`name`, read in its contract's schema."""
+    schema = spark_schema(contracts.get(f"{layer}.{name}"))
+    if not files:
+        return spark.createDataFrame([], schema)
+    return spark.read.schema(schema).parquet(*files)
 
 
 def _read_parquet(spark: SparkSession, settings: Settings, layer: str, name: str) -> DataFrame:
