@@ -491,8 +491,13 @@ def _validate(
                 source=spec.source,
                 error=_error(r.exception_info) if not r.success else None,
             ))
-    log.info("%s: %d rows (%d changed since version %s, %d with a repeated unique value), %d expectations in %.2fs",
-             suite.table, rows, len(df_changed), baseline, len(df), len(suite.expectations), time.perf_counter() - t0)
+    if files is None:  # no audited version to compare with: every row of the slice was validated
+        log.info("%s: %d rows, all validated (no audited version to compare with), %d expectations in %.2fs",
+                 suite.table, rows, len(suite.expectations), time.perf_counter() - t0)
+    else:
+        log.info("%s: %d rows (%d changed since version %s, %d with a repeated unique value), %d expectations in "
+                 "%.2fs", suite.table, rows, len(df_changed), baseline, len(df), len(suite.expectations),
+                 time.perf_counter() - t0)
     order = {s.name: i for i, s in enumerate(suite.expectations)}
     outcomes.sort(key=lambda o: order[o.expectation])
     return rows, outcomes
