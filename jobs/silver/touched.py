@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from jobs import spark_io
 from jobs.engine_workarounds import lookup
-from jobs.horizon import SEGMENT_EVENTS, Horizon, new_bronze
+from jobs.horizon import SEGMENT_EVENTS, Horizon, new_bronze, read_bronze
 from jobs.silver.quarantine import other_events
 from storylake import audit, increments, lake
 from storylake.settings import Settings
@@ -56,12 +56,16 @@ def segment_changes(spark: SparkSession, settings: Settings, horizon: Horizon, p
                     segments: DataFrame) -> DataFrame:
     """(segment_id) of every segment whose silver.segments row the run's new segment events can change: a segment
     event's segment; a creation's author's segments created at or after it (the story fold may assign them
-    differently)."""
+    differently), and so for every other creation of the segment id a new creation names (its author may lose the
+    segment to an earlier creation by another author: then that author's later stories change too)."""
     from pyspark.sql import functions as F
 
     frames = [_arrived(spark, settings, horizon, previous, event).select("segment_id") for event in SEGMENT_EVENTS]
-    created = _arrived(spark, settings, horizon, previous, "segment_created").select(
-        F.col("author_id").alias("_a"), F.col("event_time").alias("_t"))
+    arrived = _arrived(spark, settings, horizon, previous, "segment_created")
+    ids = arrived.select(F.col("segment_id").alias("_nid")).distinct()
+    created = arrived.select(F.col("author_id").alias("_a"), F.col("event_time").alias("_t")).unionByName(
+        lookup(read_bronze(spark, settings, "segment_created", horizon), ids, F.col("segment_id") == F.col("_nid"),
+               "inner").select(F.col("author_id").alias("_a"), F.col("event_time").alias("_t")))
     frames.append(lookup(segments, created, (F.col("author_id") == F.col("_a")) & (F.col("created_at") >= F.col("_t")),
                          "inner").select("segment_id"))
     out = frames[0]
