@@ -414,29 +414,22 @@ def _full_within_retention(spark: SparkSession, settings: Settings, as_of: datet
 
 @dataclass(frozen=True)
 class SegmentsScope:
-    """What an incremental run rebuilds of silver.segments: the segments of the `authors` (None: of every author)
-    created at or after `since` (None: all), and the lifecycle columns (deleted, archived) of the `patch` segments,
-    the other segments that new delete or archive events name."""
+    """What an incremental run rebuilds of silver.segments: the segments created at or after `since` (None: all),
+    and the lifecycle columns (deleted, archived) of the `patch` segments, created before it, that new delete or
+    archive events name."""
 
     since: datetime | None
     patch: tuple[int, ...] = ()
-    authors: tuple[int, ...] | None = None
 
 
 def segments_scope(spark: SparkSession, settings: Settings, as_of: datetime, *, full_refresh: bool = False
                    ) -> SegmentsScope:
     """`since` is the earliest creation this run's new segment_created events make or touch (their own time, and the
-    created_at in silver.segments of a segment they create again): a creation can move its author's later stories,
-    so that author's segments from there are rebuilt from bronze. Only those authors': every author of a creation
-    at or after `since` of a segment id that a new creation names (the new creations' authors, the known winner's,
-    and every other creator of those ids, whose duplicate_segment rows name the winner), and, transitively, every
-    author who created from `since` on a segment id one of them created too (who wins it decides both authors'
-    stories). Every other author's segments from `since` on have no new creation, and their stories depend on
-    their own creations only.
-    A delete or archive changes only its own segment's lifecycle columns: a known segment outside the rebuilt ones
-    is patched instead (jobs.silver.segments), so one archive of a day-old segment does not rebuild a day of
-    segments. With Parquet storage (slices are folders named by their predicate) every author's segments are
-    rebuilt from the oldest segment either names instead. Whole (since None) as `plan` decides a full refresh."""
+    created_at in silver.segments of a segment they create again): a creation can move the author's later stories,
+    so the segments from there are rebuilt from bronze. A delete or archive changes only its own segment's lifecycle
+    columns: a known segment created before `since` is patched instead (jobs.silver.segments), so one archive of a
+    day-old segment does not rebuild a day of segments (with Parquet storage `since` goes back to it instead).
+    Whole (since None) as `plan` decides a full refresh."""
     as_of = utc(as_of)
     previous = increments.last(settings)
     if full_refresh or previous is None or as_of < previous.as_of:
@@ -444,11 +437,10 @@ def segments_scope(spark: SparkSession, settings: Settings, as_of: datetime, *, 
     from pyspark.sql import functions as F
 
     from jobs import spark_io
-    from jobs.engine_workarounds import lookup
 
     upto = newest_batch(settings)
     known = spark_io.read_table(spark, settings, "silver", "segments").select(
-        F.col("segment_id").alias("_sid"), F.col("created_at").alias("_c"), F.col("author_id").alias("_a")
+        F.col("segment_id").alias("_sid"), F.col("created_at").alias("_c")
     )
     created = new_bronze(spark, settings, "segment_created", previous, as_of, upto).select(
         "segment_id", F.col("event_time").alias("a"))
@@ -466,34 +458,8 @@ def segments_scope(spark: SparkSession, settings: Settings, as_of: datetime, *, 
         row = touched.agg(F.min("_c").alias("c")).collect()
         oldest = row[0]["c"] if row else None
         return SegmentsScope(min(since, utc(oldest)) if oldest is not None else since)
-    creations = read_bronze(spark, settings, "segment_created", Horizon(as_of=as_of, lo=since)).select(
-        "segment_id", "author_id")
-    ids = created.select(F.col("segment_id").alias("_nid")).distinct()
-    first = {r["author_id"] for r in lookup(creations, ids, F.col("segment_id") == F.col("_nid"), "inner")
-             .select("author_id").distinct().collect()}
-    # segment ids created by several authors from `since` on (a client bug: rare): who wins one decides both
-    # authors' stories, so an author rebuilt brings every co-creator along
-    shared = [[a for a in r["a"] if a is not None] for r in creations.filter(F.col("author_id").isNotNull())
-              .groupBy("segment_id").agg(F.collect_set("author_id").alias("a")).filter(F.size("a") > 1).collect()]
-    authors = tuple(sorted(co_creators({a for a in first if a is not None}, shared)))
-    rebuilt = (F.col("_c") >= F.lit(since).cast("timestamp")) & F.col("_a").isin(*authors) if authors else F.lit(False)
-    patch = touched.filter(~rebuilt).select("segment_id").distinct().collect()
-    return SegmentsScope(since, tuple(sorted(int(r["segment_id"]) for r in patch)), authors)
-
-
-def co_creators(authors: set[int], shared: list[list[int]]) -> set[int]:
-    """`authors` and, transitively, every author who created a segment id that one of them created too (`shared`:
-    the creators of each segment id created by several)."""
-    out, todo = set(authors), list(authors)
-    by_author: dict[int, set[int]] = {}
-    for group in shared:
-        for a in group:
-            by_author.setdefault(int(a), set()).update(int(b) for b in group)
-    while todo:
-        for b in by_author.get(todo.pop(), set()) - out:
-            out.add(b)
-            todo.append(b)
-    return out
+    older = touched.filter(F.col("_c") < F.lit(since).cast("timestamp")).select("segment_id").distinct().collect()
+    return SegmentsScope(since, tuple(sorted(int(r["segment_id"]) for r in older)))
 
 
 def _released_from_quarantine(spark: SparkSession, settings: Settings, created: DataFrame) -> list[DataFrame]:

@@ -147,7 +147,7 @@ def test_a_late_delete_rewrites_the_author_days_from_its_own_time(spark: Any, tm
     as_of = datetime(2026, 11, 2, 2, tzinfo=UTC)
     # no creation in the hour: nothing is rebuilt, segment 10's lifecycle is patched (with Parquet storage, whose
     # slices are folders named by their predicate, the rebuild goes back to segment 10 instead)
-    assert segments_scope(spark, s, as_of) == SegmentsScope(as_of, (10,), ())
+    assert segments_scope(spark, s, as_of) == SegmentsScope(as_of, (10,))
     assert segments_scope(spark, replace(s, storage="parquet"), as_of) == SegmentsScope(
         datetime(2026, 11, 1, 10, tzinfo=UTC))
     run(spark, s, as_of)
@@ -161,38 +161,35 @@ def test_a_late_delete_rewrites_the_author_days_from_its_own_time(spark: Any, tm
     assert_same(lake_state(s), lake_state(full))
 
 
-def test_a_creation_rebuilds_the_segments_of_its_author_and_of_every_co_creator(spark: Any, tmp_path: Path) -> None:
-    """An incremental run rebuilds the segments (from its horizon on) of the authors whose stories its new creations
-    can change only: the new creations' authors, every creator of a segment id they name, and transitively every
-    co-creator of a segment id one of those created (author 8 won segment 70 over author 7, who posts again). A
-    delete of another author's segment patches it; another author's quarantine rows in the horizon stay. The lake
-    equals one full run."""
+def test_a_creation_of_a_segment_id_another_author_created_later_moves_that_authors_stories(
+        spark: Any, tmp_path: Path) -> None:
+    """Author 3's late creation of segment 10 predates author 1's: the segment becomes author 3's, and author 1's
+    next segment (11) starts a story of its own. The run touches the receipts of both authors' later segments (the
+    view of segment 11 moves to story 11), not only the new creation's author's; the lake equals one full run."""
     s = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
     write_landing(s.landing, "segment_created", [
         created("c10", 10, 1, f"{DAY}T10:00:00Z"), created("c11", 11, 1, f"{DAY}T11:00:00Z"),
-        created("c52", 52, 5, f"{DAY}T10:00:00Z"), created("c70", 70, 7, f"{DAY}T10:00:00Z"),
-        created("c70b", 70, 8, f"{DAY}T09:50:00Z"),  # author 8 created segment 70 first
+        created("c52", 52, 5, f"{DAY}T10:00:00Z"),
     ], dt=DAY, hour="12")
-    write_landing(s.landing, "segment_deleted", [
-        {"event_id": "d52", "event_type": "segment_deleted", "event_time": f"{DAY}T10:40:00Z", "segment_id": 52,
-         "author_id": 9}], dt=DAY, hour="12")  # not the author: quarantined, anchored in the next run's horizon
-    write_landing(s.landing, "segment_view", [view("v1", 11, 2, f"{DAY}T11:30:00Z")], dt=DAY, hour="12")
+    write_landing(s.landing, "segment_view", [view("v1", 11, 2, f"{DAY}T11:30:00Z"),
+                                              view("v2", 52, 2, f"{DAY}T11:40:00Z")], dt=DAY, hour="12")
     run(spark, s, AS_OF_1)
-    write_landing(s.landing, "segment_created", [
-        created("c10x", 10, 3, f"{DAY}T09:30:00Z"),  # author 3 created segment 10 before author 1 did
-        created("c71", 71, 7, f"{DAY}T10:15:00Z"),
-    ], dt=DAY, hour="13")
-    write_landing(s.landing, "segment_deleted", [
-        {"event_id": "d52b", "event_type": "segment_deleted", "event_time": f"{DAY}T12:30:00Z", "segment_id": 52,
-         "author_id": 5}], dt=DAY, hour="13")
+    write_landing(s.landing, "segment_created", [created("c10x", 10, 3, f"{DAY}T09:30:00Z")], dt=DAY, hour="13")
     ingest(s, progress=False)
-    since = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
-    assert segments_scope(spark, s, AS_OF_2) == SegmentsScope(since, (52,), (1, 3, 7, 8))
-    run(spark, s, AS_OF_2)
-    rows = {r["segment_id"]: (r["author_id"], r["story_id"], r["frame_index"], r["is_deleted"])
+    build_silver(spark, s, AS_OF_2)
+    plan = increments.planned(s, AS_OF_2)
+    assert plan is not None and not plan.full
+    with spark_io.scratch(s) as materialize:
+        keys = touch.changes(spark, s, from_increment(plan), materialize)
+        assert keys is not None
+        assert sorted(r[0] for r in keys.segments.collect()) == [10, 11]
+    rows = {r["segment_id"]: (r["author_id"], r["story_id"], r["frame_index"])
             for r in lake.read_arrow(s.table_path("silver", "segments")).to_pylist()}
-    assert rows == {10: (3, 10, 1, False), 11: (1, 11, 1, False), 52: (5, 52, 1, True), 70: (8, 70, 1, False),
-                    71: (7, 71, 1, False)}
+    assert rows == {10: (3, 10, 1), 11: (1, 11, 1), 52: (5, 52, 1)}
+    run(spark, s, AS_OF_2)
+    views = {r["event_id"]: (r["story_id"], r["frame_index"])
+             for r in lake.read_arrow(s.table_path("silver", "view_events")).to_pylist()}
+    assert views == {"v1": (11, 1), "v2": (52, 1)}
     full = Settings(lake=tmp_path / "full_lake", landing=tmp_path / "full_landing")
     shutil.copytree(s.landing, full.landing)
     run(spark, full, AS_OF_2)

@@ -62,7 +62,7 @@ def build_silver(
 
     def build_segments() -> dict[str, int]:
         scope = horizons.segments_scope(spark, settings, as_of, full_refresh=full_refresh)
-        return segments.run(spark, settings, as_of, scope.since, scope.patch, scope.authors)
+        return segments.run(spark, settings, as_of, scope.since, scope.patch)
 
     # the dimensions (segments and relationships are independent of each other), then the plan, which reads them
     counts = run_lanes([[("segments", build_segments)], [("relationships", lambda: relationships.run(

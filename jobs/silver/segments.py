@@ -252,11 +252,9 @@ def transform(
 
 
 def run(spark: SparkSession, settings: Settings, as_of: datetime, since: datetime | None = None,
-        patch: Sequence[int] = (), authors: Sequence[int] | None = None) -> dict[str, int]:
-    """Rebuild silver.segments as of `as_of`: the segments of the `authors` (every author's without them) created at
-    or after `since` (all without it), and the lifecycle columns of the `patch` segments, the ones outside those
-    (jobs.horizon.segments_scope). The stage's quarantine rows anchored from `since` on that the run does not decide
-    again (other authors' events) are kept as they are."""
+        patch: Sequence[int] = ()) -> dict[str, int]:
+    """Rebuild silver.segments as of `as_of`: the segments created at or after `since` (all without it), and the
+    lifecycle columns of the `patch` segments created before it (jobs.horizon.segments_scope)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -266,12 +264,7 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime, since: datetim
     from storylake.clock import utc
 
     h = Horizon(as_of=as_of, lo=since)
-    scoped = since is not None and authors is not None
-    chosen = sorted({int(a) for a in authors or ()})
-    mine = F.col("author_id").isin(*chosen) if chosen else F.lit(False)
     created = read_since(spark, settings, "segment_created", h)
-    if scoped:
-        created = created.filter(mine)
     seeds = None
     known = spark_io.read_table(spark, settings, "silver", "segments")
     if since is not None:
@@ -286,49 +279,33 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime, since: datetim
             (F.col("created_at") < F.lit(since).cast("timestamp"))
             & (F.col("created_at") >= F.lit(since - lifetimes.STORY_SPAN).cast("timestamp"))
         )
-        if scoped:
-            before = before.filter(mine)
         last = Window.partitionBy("author_id").orderBy(F.col("created_at").desc(), F.col("segment_id").desc())
         seeds = before.withColumn("_last", F.row_number().over(last)).filter("_last = 1").drop("_last")
     with spark_io.scratch(settings) as materialize:
-        if scoped:  # read by the transform and by the decided events below: once
-            created = materialize(created, "scoped_created")
-        deleted = read_since(spark, settings, "segment_deleted", h)
-        archived = read_since(spark, settings, "segment_archived", h)
-        out = transform(created, deleted, archived, as_of, materialize, seeds)
+        out = transform(
+            created,
+            read_since(spark, settings, "segment_deleted", h),
+            read_since(spark, settings, "segment_archived", h),
+            as_of,
+            materialize,
+            seeds,
+        )
         rows, bad, where = out.segments, out.quarantine, h.where("created_at")
-        if scoped:  # other authors' segments keep their rows (a patched one is replaced below)
-            where = f"({where}) AND " + (f"author_id IN ({', '.join(map(str, chosen))})" if chosen else "FALSE")
         anchors: list[datetime] = []
-        decided: list[DataFrame] = []  # the events whose quarantine rows the run writes again (scoped runs)
-        if scoped:
-            rebuilt = created.select(F.col("segment_id").alias("_rid")).distinct()
-            decided.append(created.select("event_id"))
-            decided.extend(lookup(events.select("event_id", "segment_id"), rebuilt,
-                                  F.col("segment_id") == F.col("_rid"), "inner").select("event_id")
-                           for events in (deleted, archived))
         if since is not None and patch:
             patched = _patch(spark, settings, known, patch, as_of, materialize)
             rows = rows.unionByName(project(patched.segments, "silver.segments"))
             # bounded by the patched segments' earliest creation too, so the write's scan skips older files
             ids = ", ".join(str(int(i)) for i in patch)
             where = f"({where}) OR (created_at >= {ts_literal(patched.since)} AND segment_id IN ({ids}))"
-            # the patched segments' quarantine rows may be anchored before `since`: replaced at their anchors,
-            # beside any other row of the stage at those instants
+            # the patched segments' quarantine rows are anchored before `since`: replaced at their anchors, beside
+            # any other row of the stage at those instants
             anchors = sorted({utc(r["anchor_at"]) for r in patched.quarantine.select("anchor_at").distinct().collect()})
-            bad = bad.unionByName(patched.quarantine)
-            decided.append(patched.quarantine.select("event_id"))
-        if anchors or scoped:
-            at = F.col("anchor_at").isin(*anchors) if anchors else F.lit(False)
-            if scoped:
-                at = at | (F.col("anchor_at") >= F.lit(since).cast("timestamp"))
-            others = spark_io.read_table(spark, settings, "ops", "quarantine").filter(
-                (F.col("stage") == F.lit(STAGE)) & at)
-            events = decided[0]
-            for more in decided[1:]:
-                events = events.unionByName(more)
-            kept = other_events(others, events)
-            bad = bad.unionByName(kept.select(*bad.columns))
+            if anchors:
+                others = spark_io.read_table(spark, settings, "ops", "quarantine").filter(
+                    (F.col("stage") == F.lit(STAGE)) & F.col("anchor_at").isin(*anchors))
+                kept = other_events(others, patched.quarantine)
+                bad = bad.unionByName(patched.quarantine).unionByName(kept.select(*bad.columns))
         return {
             "segments": spark_io.write_table(rows, settings, "silver", "segments", replace_where=where),
             "quarantine.segments": write_quarantine(bad, settings, STAGE, h, also_at=anchors),
