@@ -134,7 +134,11 @@ def write_table(
             out.write.mode("overwrite").parquet(str(path))
             return int(sum(pq_rows(p) for p in path.glob("*.parquet")))
         if replace_where is not None and lake.exists(path) and has_nested(schema):
-            replace_slice_with_delta_rs(out, str(path), replace_where)
+            staging = settings.lake / "_staging" / uuid.uuid4().hex[:12]
+            try:
+                replace_slice_with_delta_rs(out, str(path), replace_where, staging)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
         else:
             writer = out.write.format("delta").mode("overwrite")
             if replace_where is not None and lake.exists(path):

@@ -158,6 +158,13 @@ def test_slice_of_a_table_with_list_columns_is_replaced_through_delta_rs(spark, 
     assert spark_io.write_table(stickers([2, 3], new, 5), settings, "gold", "sticker_results", replace_where=where) == 2
     got = lake.read_arrow(settings.table_path("gold", "sticker_results"), ["sticker_id", "option_counts"])
     assert sorted(map(tuple, (r.values() for r in got.to_pylist()))) == [(1, [1, 0]), (2, [5, 0]), (3, [5, 0])]
+    # the engine hands the slice over as Parquet files in a staging folder, removed after the write; an empty slice
+    # (no file) only removes the predicate's rows
+    assert list((settings.lake / "_staging").iterdir()) == []
+    assert spark_io.write_table(stickers([], new, 5), settings, "gold", "sticker_results", replace_where=where) == 0
+    got = lake.read_arrow(settings.table_path("gold", "sticker_results"), ["sticker_id", "option_counts"])
+    assert [tuple(r.values()) for r in got.to_pylist()] == [(1, [1, 0])]
+    assert list((settings.lake / "_staging").iterdir()) == []
 
 
 def test_read_version_reads_a_version_between_two_checkpoints(spark, settings):
