@@ -115,18 +115,21 @@ def has_nested(schema: StructType) -> bool:
     return any(isinstance(f.dataType, ArrayType | MapType | StructType) for f in schema.fields)
 
 
-def replace_slice_with_delta_rs(df: DataFrame, path: str, replace_where: str, staging: Path) -> None:
+def replace_slice_with_delta_rs(df: DataFrame, path: str, replace_where: str, staging: Path) -> int:
     """Replace the rows of the Delta table at `path` matching `replace_where` with `df` (already guarded and
-    conformed), through delta-rs. The engine writes the slice as Parquet into the empty folder `staging` (the
-    caller removes it), and delta-rs streams it from there into the table: the rows never cross the Spark Connect
-    channel as Arrow (collecting ~480k segment rows cost ~1 s more than writing and reading them as files)."""
+    conformed), through delta-rs; returns the rows written (the slice's rows now). The engine writes the slice as
+    Parquet into the empty folder `staging` (the caller removes it), and delta-rs streams it from there into the
+    table: the rows never cross the Spark Connect channel as Arrow (collecting ~480k segment rows cost ~1 s more
+    than writing and reading them as files)."""
     import pyarrow as pa
     import pyarrow.dataset as pads
+    import pyarrow.parquet as pq
     from deltalake import DeltaTable, write_deltalake
 
     df.write.mode("overwrite").parquet(str(staging))
     target = pa.schema(DeltaTable(path).schema().to_arrow())
     files = sorted(str(p) for p in staging.glob("*.parquet"))
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     # an empty slice may leave no file: the predicate's rows are then only removed
     data = pads.dataset(files, format="parquet").scanner().to_reader().cast(target) if files else target.empty_table()
     # DataFusion reads TIMESTAMP '...' as a zone-less nanosecond timestamp, which it will not compare with the
@@ -134,3 +137,4 @@ def replace_slice_with_delta_rs(df: DataFrame, path: str, replace_where: str, st
     predicate = re.sub(r"TIMESTAMP '([^']*)'", r"""arrow_cast('\1', 'Timestamp(Microsecond, Some("UTC"))')""",
                        replace_where)
     write_deltalake(path, data, mode="overwrite", predicate=predicate)  # type: ignore[arg-type]
+    return int(rows)

@@ -135,8 +135,8 @@ def write_table(
             return int(sum(pq_rows(p) for p in path.glob("*.parquet")))
         if replace_where is not None and lake.exists(path) and has_nested(schema):
             staging = settings.lake / "_staging" / uuid.uuid4().hex[:12]
-            try:
-                replace_slice_with_delta_rs(out, str(path), replace_where, staging)
+            try:  # every row written is inside the slice (guarded) and the slice held no other: its row count
+                return replace_slice_with_delta_rs(out, str(path), replace_where, staging)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
         else:
