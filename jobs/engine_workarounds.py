@@ -129,7 +129,7 @@ def replace_slice_with_delta_rs(df: DataFrame, path: str, replace_where: str, st
     df.write.mode("overwrite").parquet(str(staging))
     target = pa.schema(DeltaTable(path).schema().to_arrow())
     files = sorted(str(p) for p in staging.glob("*.parquet"))
-    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    rows = sum(pq.read_metadata(f).num_rows for f in files)
     # an empty slice may leave no file: the predicate's rows are then only removed
     data = pads.dataset(files, format="parquet").scanner().to_reader().cast(target) if files else target.empty_table()
     # DataFusion reads TIMESTAMP '...' as a zone-less nanosecond timestamp, which it will not compare with the

@@ -165,6 +165,30 @@ def test_slice_of_a_table_with_list_columns_is_replaced_through_delta_rs(spark, 
     got = lake.read_arrow(settings.table_path("gold", "sticker_results"), ["sticker_id", "option_counts"])
     assert [tuple(r.values()) for r in got.to_pylist()] == [(1, [1, 0])]
     assert list((settings.lake / "_staging").iterdir()) == []
+    # a row outside the slice fails the write inside the engine: the table stays as it was, the staging goes
+    with pytest.raises(WriteGuardError):
+        spark_io.write_table(stickers([4], old, 9), settings, "gold", "sticker_results", replace_where=where)
+    got = lake.read_arrow(settings.table_path("gold", "sticker_results"), ["sticker_id", "option_counts"])
+    assert [tuple(r.values()) for r in got.to_pylist()] == [(1, [1, 0])]
+    assert list((settings.lake / "_staging").iterdir()) == []
+
+
+def test_an_empty_nested_slice_leaves_no_file_and_only_removes_rows(spark, settings, tmp_path):
+    """The engine writes no Parquet file for an empty slice: replace_slice_with_delta_rs then hands delta-rs an
+    empty table of the target's schema, which removes the predicate's rows and adds none (0 rows written)."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from jobs.engine_workarounds import replace_slice_with_delta_rs
+
+    path = settings.table_path("gold", "tiny")
+    write_deltalake(str(path), pa.table({"k": pa.array([1, 2], pa.int64()),
+                                         "xs": pa.array([[1, 2], [3]], pa.list_(pa.int64()))}))
+    staging = tmp_path / "staging"
+    empty = spark.createDataFrame([], "k bigint, xs array<bigint>")
+    assert replace_slice_with_delta_rs(empty, str(path), "k >= 2", staging) == 0
+    assert list(staging.glob("*.parquet")) == []
+    assert [r["k"] for r in lake.read_arrow(path).to_pylist()] == [1]
 
 
 def test_read_version_reads_a_version_between_two_checkpoints(spark, settings):

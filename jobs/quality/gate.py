@@ -491,9 +491,10 @@ def _validate(
                 source=spec.source,
                 error=_error(r.exception_info) if not r.success else None,
             ))
-    if files is None:  # no audited version to compare with: every row of the slice was validated
-        log.info("%s: %d rows, all validated (no audited version to compare with), %d expectations in %.2fs",
-                 suite.table, rows, len(suite.expectations), time.perf_counter() - t0)
+    if files is None:  # no audited version, or one whose files cannot be compared: every row was validated
+        why = "no audited version" if baseline is None else f"version {baseline} not comparable"
+        log.info("%s: %d rows, all validated (%s), %d expectations in %.2fs",
+                 suite.table, rows, why, len(suite.expectations), time.perf_counter() - t0)
     else:
         log.info("%s: %d rows (%d changed since version %s, %d with a repeated unique value), %d expectations in "
                  "%.2fs", suite.table, rows, len(df_changed), baseline, len(df), len(suite.expectations),

@@ -63,9 +63,11 @@ def segment_changes(spark: SparkSession, settings: Settings, horizon: Horizon, p
     frames = [_arrived(spark, settings, horizon, previous, event).select("segment_id") for event in SEGMENT_EVENTS]
     arrived = _arrived(spark, settings, horizon, previous, "segment_created")
     ids = arrived.select(F.col("segment_id").alias("_nid")).distinct()
+    # the horizon holds every creation of those ids: it reaches back to the created_at (the earliest creation) of
+    # each newly created segment, in the current and the last good silver.segments (jobs.horizon.plan, "creation")
     created = arrived.select(F.col("author_id").alias("_a"), F.col("event_time").alias("_t")).unionByName(
         lookup(read_bronze(spark, settings, "segment_created", horizon), ids, F.col("segment_id") == F.col("_nid"),
-               "inner").select(F.col("author_id").alias("_a"), F.col("event_time").alias("_t")))
+               "inner").select(F.col("author_id").alias("_a"), F.col("event_time").alias("_t"))).distinct()
     frames.append(lookup(segments, created, (F.col("author_id") == F.col("_a")) & (F.col("created_at") >= F.col("_t")),
                          "inner").select("segment_id"))
     out = frames[0]
