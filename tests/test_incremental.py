@@ -90,17 +90,18 @@ def assert_same(got: dict[str, list[str]], want: dict[str, list[str]]) -> None:
         assert got[key] == want[key], f"{key}: {len(got[key])} rows vs {len(want[key])} in the full run"
 
 
-def full_run(spark: Any, root: Path, files: list[str], as_of: datetime, work: Path) -> dict[str, list[str]]:
-    s = Settings(lake=work / "full_lake", landing=work / "full_landing")
+def full_run(spark: Any, root: Path, files: list[str], as_of: datetime, work: Path, **options: Any
+             ) -> dict[str, list[str]]:
+    s = Settings(lake=work / "full_lake", landing=work / "full_landing", **options)
     place(root, files, s.landing)
     run(spark, s, as_of)
     return lake_state(s)
 
 
 def incremental_runs(
-    spark: Any, root: Path, batches: list[tuple[datetime, list[str]]], work: Path
+    spark: Any, root: Path, batches: list[tuple[datetime, list[str]]], work: Path, **options: Any
 ) -> Settings:
-    s = Settings(lake=work / "lake", landing=work / "landing")
+    s = Settings(lake=work / "lake", landing=work / "landing", **options)
     for as_of, files in batches:
         place(root, files, s.landing)
         run(spark, s, as_of)
@@ -109,20 +110,25 @@ def incremental_runs(
 
 def test_hourly_incremental_runs_equal_one_full_run(spark: Any, world: Path, tmp_path: Path) -> None:
     """Batches of six arrival hours, each run as of its last hour's end: the first run is a full refresh, every
-    later one incremental over the rows its batch brought; the tables end as one full run leaves them."""
+    later one incremental over the rows its batch brought; the tables end as one full run leaves them. A 10-hour
+    lateness window (the generator's late files are 1-5 hours late) seals the pairs' latest view days before the
+    second day from the run as of its 10:00 on (gold.author_viewer_latest), which the 2-day world would not reach
+    with the default 48 hours."""
+    options = {"lateness_window_h": 10.0}
     files = landing_files(world)
     hours = sorted({h for h, _ in files})
     batches = []
     for i in range(0, len(hours), 6):
         chunk = set(hours[i:i + 6])
         batches.append((max(chunk) + HOUR, [rel for h, rel in files if h in chunk]))
-    s = incremental_runs(spark, world, batches, tmp_path)
+    s = incremental_runs(spark, world, batches, tmp_path, **options)
     last = increments.last(s)
     assert last is not None and not last.full and last.new_rows and last.horizon is not None
     assert last.horizon > min(hours) + 24 * HOUR  # the late runs recompute the recent past only
     as_of = batches[-1][0]
-    want = full_run(spark, world, [rel for _, rel in files], as_of, tmp_path)
+    want = full_run(spark, world, [rel for _, rel in files], as_of, tmp_path, **options)
     assert_same(lake_state(s), want)
+    assert len(want["gold.author_viewer_latest"]) > 100  # the first day's pairs
     # the same lake with --full-refresh: same tables again
     run(spark, s, as_of, full_refresh=True)
     assert_same(lake_state(s), want)

@@ -529,6 +529,26 @@ def test_an_exact_copy_of_an_unchanged_row_fails_uniqueness(settings: Settings) 
     }
 
 
+def test_a_table_not_written_since_its_audited_version_has_no_row_to_validate(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A table a run did not write (gold.author_viewer_latest between the days its sealed day moves) holds only
+    files its audited version held: no changed row and no new repeated value, so no row is read for either, while
+    the slice's rows are still counted and every expectation is reported."""
+    older = _view("old", segment_created_at=T0 - timedelta(days=3))
+    _write(settings, "silver.view_events", [_view("e1"), _view("e2"), older])
+    assert run_gate(settings, "silver", "run-1", tables=["silver.view_events"]).ok
+    as_of = T0 + timedelta(hours=1)
+    increments.record(settings, increments.Increment(run_id="r", as_of=as_of, horizon=T0 - timedelta(hours=1),
+                                                     gold_horizon=T0 - timedelta(hours=1), upto_batch=None,
+                                                     new_rows=0), increments.PLANNED)
+    caplog.set_level("INFO", logger="jobs.quality.gate")
+    report = run_gate(settings, "silver", "run-2", as_of=as_of, tables=["silver.view_events"])
+    assert "silver.view_events: 2 rows (0 changed since version 0, 0 with a repeated unique value)" in caplog.text
+    assert report.ok and report.rows == {"silver.view_events": 2}
+    assert len(report.outcomes) == len(suite_for(contracts.get("silver.view_events")).expectations)
+
+
 @given(
     rows=st.lists(st.tuples(st.sampled_from(["a", "b", "c", None]), st.integers(0, 3), st.integers(0, 2)),
                   max_size=30),

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 GOLD_TABLES = (
-    "segment_insights", "story_insights", "author_daily_insights", "author_viewer_days", "author_hourly_insights",
-    "sticker_results", "ring_signal_days", "ring_features",
+    "segment_insights", "story_insights", "author_daily_insights", "author_viewer_days", "author_viewer_latest",
+    "author_hourly_insights", "sticker_results", "ring_signal_days", "ring_features",
 )
 
 

@@ -12,6 +12,7 @@ from jobs.engine_workarounds import lookup
 from jobs.gold import activity
 from jobs.gold.output import write_gold
 from jobs.horizon import Horizon
+from storylake import lake
 from storylake.rules.lifetimes import SEGMENT_LIFETIME
 from storylake.settings import Settings
 
@@ -91,13 +92,18 @@ def from_viewer_days(
     as_of: datetime,
     materialize: spark_io.Materialize = spark_io.lazily,
     since_day: date | None = None,
+    reach_days: DataFrame | None = None,
 ) -> DataFrame:
     """author_daily_insights from the daily partials (author_viewer_days() rows, at least those of the 27 days
     before since_day and later): the views per viewer give the view counts, the trailing reach and the days with
     views; gestures and engagements are aggregated once per (author, day); `materialize` keeps these aggregates,
-    each read by the day list and by the counts."""
+    each read by the day list and by the counts. `reach_days` (author_id, viewer_id, day rows; default: the
+    partials') feeds the trailing reach instead: with since_day, any rows that keep each pair's latest day before
+    it among the 27 days before it (gold.author_viewer_latest's) and every day from it on."""
     segs = activity.known_segments(segments, as_of)
     window_viewers = viewer_days.select(*PARTIAL_KEYS, *[F.col(v).alias(k) for k, v in _PARTIAL_COLUMNS.items()])
+    if reach_days is None:
+        reach_days = window_viewers
     viewers = window_viewers if since_day is None else window_viewers.filter(F.col("day") >= F.lit(since_day))
     nav = materialize(activity.navigation_counts(activity.navigation_before(navigation, segs, as_of), KEYS), "nav")
     eng = materialize(
@@ -114,9 +120,80 @@ def from_viewer_days(
         .distinct()
     )
     out = activity.with_counts(days, KEYS, [activity.viewer_rollup(viewers, KEYS), nav, eng])
-    out = lookup(lookup(out, posted, KEYS), trailing_reach(window_viewers, as_of, since_day), KEYS)
+    out = lookup(lookup(out, posted, KEYS), trailing_reach(reach_days, as_of, since_day), KEYS)
     out = activity.zero_filled(out, ["segments_posted", *TRAILING_DAYS])
     return out.withColumn("as_of", activity.instant(as_of))
+
+
+LATEST = "author_viewer_latest"
+
+
+def sealed_day(as_of: datetime, lateness: timedelta) -> date:
+    """The day gold.author_viewer_latest is sealed before: as_of's minus the lateness window. A view later than the
+    window behind its landing hour is quarantined (late_beyond_window), so runs rarely recompute the partials of
+    the days before it."""
+    return (as_of - lateness).date()
+
+
+def latest_days(days: DataFrame, before_day: date) -> DataFrame:
+    """gold.author_viewer_latest from rows (author_id, viewer_id, day) with a view that day: per pair the latest day
+    before `before_day`, for the pairs with one among the 27 days before it (what trailing_reach needs of the days
+    before its since_day, the sealed day or later: a 28-day window ending on since_day reaches 27 days back)."""
+    start = before_day - timedelta(days=max(TRAILING_DAYS.values()) - 1)
+    return (
+        days.filter((F.col("day") >= F.lit(start)) & (F.col("day") < F.lit(before_day)))
+        .groupBy("author_id", "viewer_id")
+        .agg(F.max("day").alias("latest_day"))
+        .withColumn("before_day", F.lit(before_day))
+    )
+
+
+def as_reach_days(latest: DataFrame) -> DataFrame:
+    """gold.author_viewer_latest rows as trailing-reach rows: (author_id, viewer_id, day = latest_day)."""
+    return latest.select("author_id", "viewer_id", F.col("latest_day").alias("day"))
+
+
+def sealed_before(spark: SparkSession, settings: Settings) -> date | None:
+    """gold.author_viewer_latest's before_day (None: no table, no rows, or not one day in every row). From the Delta
+    log's file statistics when it has them, without the engine."""
+    dt = lake.open_table(settings.table_path("gold", LATEST)) if settings.storage == "delta" else None
+    if dt is not None:
+        import pyarrow as pa
+
+        adds = pa.table(dt.get_add_actions(flatten=True)).to_pydict()
+        if not adds.get("path"):
+            return None
+        bounds = [*adds.get("min.before_day", [None]), *adds.get("max.before_day", [None])]
+        if None not in bounds:
+            return bounds[0] if len(set(bounds)) == 1 else None
+    row = spark_io.read_table(spark, settings, "gold", LATEST).agg(
+        F.min("before_day").alias("lo"), F.max("before_day").alias("hi")).collect()[0]
+    return row["lo"] if row["lo"] is not None and row["lo"] == row["hi"] else None
+
+
+def advance_latest(spark: SparkSession, settings: Settings, horizon: Horizon, partials: DataFrame
+                   ) -> tuple[dict[str, int], date]:
+    """Bring gold.author_viewer_latest to the run's sealed day (after the run wrote its partials); (rows written,
+    the sealed day). Unchanged while the sealed day stays and the run recomputes no day before it; advanced from
+    its rows and the now sealed days' partials when the sealed day moves; rebuilt from 27 days of partials when
+    the run recomputed days it had sealed, on a full refresh, or without the table."""
+    seal = sealed_day(horizon.as_of, settings.lateness_window)
+    held = None if horizon.refresh else sealed_before(spark, settings)
+    first_day = horizon.first_day
+    if held is None or first_day is None or first_day < held or seal < held:
+        return write_gold(latest_days(partials.select("author_id", "viewer_id", "day"), seal), settings, LATEST), seal
+    if held == seal:
+        return {}, seal
+    # the table's current files, read while the overwrite writes the next version (spark_io.read_pinned)
+    pinned = spark_io.read_pinned(spark, settings, "gold", LATEST)
+    state = spark_io.read_table(spark, settings, "gold", LATEST) if pinned is None else pinned
+    sealed_now = partials.filter((F.col("day") >= F.lit(held)) & (F.col("day") < F.lit(seal)))
+    days = as_reach_days(state).unionByName(sealed_now.select("author_id", "viewer_id", "day"))
+    with spark_io.scratch(settings) as materialize:
+        out = latest_days(days, seal)
+        if pinned is None:  # computed before the table it reads is overwritten
+            out = materialize(out, "latest")
+        return write_gold(out, settings, LATEST), seal
 
 
 def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
@@ -132,6 +209,7 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, 
     if horizon.lo is None:
         rows = write_gold(author_viewer_days(silver["view_events"], as_of), settings, PARTIAL)
         partials = spark_io.read_table(spark, settings, "gold", PARTIAL)
+        rows |= advance_latest(spark, settings, horizon, partials)[0]
         with spark_io.scratch(settings) as materialize:
             rows |= write_gold(from_viewer_days(silver["segments"], partials, silver["navigation"],
                                                 silver["engagements"], as_of, materialize), settings, NAME)
@@ -145,13 +223,21 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, 
     rows = write_gold(author_viewer_days(activity.views_since(silver["view_events"], since), as_of), settings, PARTIAL,
                       day_slice)
     window_start = first_day - timedelta(days=max(TRAILING_DAYS.values()) - 1)
-    partials = spark_io.read_table(spark, settings, "gold", PARTIAL).filter(F.col("day") >= F.lit(window_start))
+    partials = spark_io.read_table(spark, settings, "gold", PARTIAL)
+    written, seal = advance_latest(spark, settings, horizon, partials)
+    rows |= written
+    reach_days = None
+    if seal <= first_day:  # each pair's latest day before the sealed day, then the partials from it on
+        reach_days = as_reach_days(spark_io.read_table(spark, settings, "gold", LATEST)).unionByName(
+            partials.filter(F.col("day") >= F.lit(seal)).select("author_id", "viewer_id", "day")
+        ).filter(F.col("day") >= F.lit(window_start))
     with spark_io.scratch(settings) as materialize:
         df = from_viewer_days(
             # a story engagement from that day on is on a segment live then (created at most 24 h before)
-            silver["segments"].filter(F.col("created_at") >= created_since), partials,
+            silver["segments"].filter(F.col("created_at") >= created_since),
+            partials.filter(F.col("day") >= F.lit(first_day if reach_days is not None else window_start)),
             silver["navigation"].filter(F.col("at") >= start), silver["engagements"].filter(F.col("at") >= start),
-            as_of, materialize, since_day=first_day,
+            as_of, materialize, since_day=first_day, reach_days=reach_days,
         )
         rows |= write_gold(df.filter(F.col("day") >= F.lit(first_day)), settings, NAME, day_slice)
     return rows

@@ -85,6 +85,10 @@ TABLE_RULES: dict[str, TableRule] = {
         "expect_column_pair_values_a_to_be_greater_than_b",
         {"column_A": "story_views", "column_B": "completed_views", "or_equal": True},
     ),
+    "latest_day_before_before_day": TableRule(
+        "expect_column_pair_values_a_to_be_greater_than_b",
+        {"column_A": "before_day", "column_B": "latest_day", "or_equal": False},
+    ),
     "expires_after_24h": TableRule(
         "expect_column_pair_values_to_be_equal",
         {"column_A": "expires_at", "column_B": "_created_at_plus_24h"},
