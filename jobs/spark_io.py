@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jobs.engine_workarounds import (
     WriteGuardError,
@@ -63,6 +63,31 @@ def read_pinned(spark: SparkSession, settings: Settings, layer: str, name: str) 
     or without the table."""
     dt = lake.open_table(settings.table_path(layer, name)) if settings.storage == "delta" else None
     return None if dt is None else _files_frame(spark, layer, name, dt.file_uris())
+
+
+def constant_dates(spark: SparkSession, settings: Settings, layer: str, name: str, columns: tuple[str, ...]
+                   ) -> tuple[Any, ...] | None:
+    """The values of `columns` that every row of the table holds (a state table's bounds, e.g. the day it is
+    sealed before); None without the table, without rows, or when a column holds more than one value. From the
+    Delta log's file statistics when it has them, without the engine."""
+    from pyspark.sql import functions as F
+
+    dt = lake.open_table(settings.table_path(layer, name)) if settings.storage == "delta" else None
+    if dt is not None:
+        import pyarrow as pa
+
+        adds = pa.table(dt.get_add_actions(flatten=True)).to_pydict()
+        if not adds.get("path"):
+            return None
+        bounds = [[*adds.get(f"min.{c}", [None]), *adds.get(f"max.{c}", [None])] for c in columns]
+        if all(None not in b for b in bounds):
+            return tuple(b[0] for b in bounds) if all(len(set(b)) == 1 for b in bounds) else None
+    row = read_table(spark, settings, layer, name).agg(
+        *[f(c).alias(f"{f.__name__}_{c}") for c in columns for f in (F.min, F.max)]).collect()[0]
+    values = [(row[f"min_{c}"], row[f"max_{c}"]) for c in columns]
+    if any(lo is None or lo != hi for lo, hi in values):
+        return None
+    return tuple(lo for lo, _ in values)
 
 
 def _files_frame(spark: SparkSession, layer: str, name: str, files: list[str]) -> DataFrame:

@@ -104,8 +104,8 @@ def test_hourly_dag_reruns_and_reverse_order_match_one_clean_run(tmp_path: Path,
     steps.silver(clean, END, spark=spark)
     steps.gold(clean, END, spark=spark)
     expected = lake_tables(clean)
-    assert len(expected) == 17  # 8 silver (with profiles) + 9 gold (with the author_viewer_days and ring_signal_days
-    # partials, the author_viewer_latest state and the author-hours)
+    assert len(expected) == 18  # 8 silver (with profiles) + 10 gold (with the author_viewer_days and ring_signal_days
+    # partials, the author_viewer_latest and ring_signal_sums states and the author-hours)
     assert len(expected["silver.view_events"]) > 20 and len(expected["gold.segment_insights"]) > 5
     assert lake_tables(forward) == expected
     assert bwd_built == expected

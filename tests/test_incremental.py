@@ -112,8 +112,8 @@ def test_hourly_incremental_runs_equal_one_full_run(spark: Any, world: Path, tmp
     """Batches of six arrival hours, each run as of its last hour's end: the first run is a full refresh, every
     later one incremental over the rows its batch brought; the tables end as one full run leaves them. A 10-hour
     lateness window (the generator's late files are 1-5 hours late) seals the pairs' latest view days before the
-    second day from the run as of its 10:00 on (gold.author_viewer_latest), which the 2-day world would not reach
-    with the default 48 hours."""
+    second day from the run as of its 10:00 on (gold.author_viewer_latest, gold.ring_signal_sums), which the
+    2-day world would not reach with the default 48 hours."""
     options = {"lateness_window_h": 10.0}
     files = landing_files(world)
     hours = sorted({h for h, _ in files})
@@ -128,7 +128,7 @@ def test_hourly_incremental_runs_equal_one_full_run(spark: Any, world: Path, tmp
     as_of = batches[-1][0]
     want = full_run(spark, world, [rel for _, rel in files], as_of, tmp_path, **options)
     assert_same(lake_state(s), want)
-    assert len(want["gold.author_viewer_latest"]) > 100  # the first day's pairs
+    assert len(want["gold.author_viewer_latest"]) > 100 and len(want["gold.ring_signal_sums"]) > 100  # day 1's pairs
     # the same lake with --full-refresh: same tables again
     run(spark, s, as_of, full_refresh=True)
     assert_same(lake_state(s), want)

@@ -12,7 +12,6 @@ from jobs.engine_workarounds import lookup
 from jobs.gold import activity
 from jobs.gold.output import write_gold
 from jobs.horizon import Horizon
-from storylake import lake
 from storylake.rules.lifetimes import SEGMENT_LIFETIME
 from storylake.settings import Settings
 
@@ -154,21 +153,9 @@ def as_reach_days(latest: DataFrame) -> DataFrame:
 
 
 def sealed_before(spark: SparkSession, settings: Settings) -> date | None:
-    """gold.author_viewer_latest's before_day (None: no table, no rows, or not one day in every row). From the Delta
-    log's file statistics when it has them, without the engine."""
-    dt = lake.open_table(settings.table_path("gold", LATEST)) if settings.storage == "delta" else None
-    if dt is not None:
-        import pyarrow as pa
-
-        adds = pa.table(dt.get_add_actions(flatten=True)).to_pydict()
-        if not adds.get("path"):
-            return None
-        bounds = [*adds.get("min.before_day", [None]), *adds.get("max.before_day", [None])]
-        if None not in bounds:
-            return bounds[0] if len(set(bounds)) == 1 else None
-    row = spark_io.read_table(spark, settings, "gold", LATEST).agg(
-        F.min("before_day").alias("lo"), F.max("before_day").alias("hi")).collect()[0]
-    return row["lo"] if row["lo"] is not None and row["lo"] == row["hi"] else None
+    """gold.author_viewer_latest's before_day (None: no table, no rows, or not one day in every row)."""
+    held = spark_io.constant_dates(spark, settings, "gold", LATEST, ("before_day",))
+    return None if held is None else held[0]
 
 
 def advance_latest(spark: SparkSession, settings: Settings, horizon: Horizon, partials: DataFrame

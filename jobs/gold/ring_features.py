@@ -14,7 +14,9 @@ the partials and reads silver only for the window's first day, which [T - 30 d, 
 
 from __future__ import annotations
 
+import operator
 from datetime import UTC, date, datetime, time, timedelta
+from functools import reduce
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -151,6 +153,7 @@ def ring_features(
     relationships: DataFrame,
     as_of: datetime,
     days: DataFrame | None = None,
+    whole_days: DataFrame | None = None,
 ) -> DataFrame:
     """The gold table: ring_features_at evaluated at t = as_of for every pair with a non-default feature (a
     counted signal in [as_of - 30 d, as_of) or a follow / close-friend edge holding just before as_of; self
@@ -159,7 +162,9 @@ def ring_features(
     The counts are the window's whole days from `days` (signal_days() rows, at least those of the days after the
     window's first through as_of's; default: computed from the events) plus the signals of the window's first,
     partial day from the events; with one t for all pairs there is nothing to join: those and the holding edges are
-    one union, aggregated per pair (tests check it equals ring_features_at on the same pairs).
+    one union, aggregated per pair (tests check it equals ring_features_at on the same pairs). `whole_days`
+    (viewer_id, author_id and the partial's count columns) replaces `days`: any rows whose per-pair sums are those
+    of the window's whole days (gold.ring_signal_sums' and the partials from its sealed day on).
     """
     as_of = utc(as_of)
     t = activity.instant(as_of)
@@ -178,11 +183,13 @@ def ring_features(
             *relation_false,
         )
     )
-    whole_days = days.filter((F.col("day") >= F.lit(midnight.date())) & (F.col("day") <= F.lit(last_day))).select(
+    if whole_days is None:
+        whole_days = days.filter((F.col("day") >= F.lit(midnight.date())) & (F.col("day") <= F.lit(last_day)))
+    whole = whole_days.select(
         "viewer_id", "author_id", *[F.col(column).alias(name) for name, column in PARTIAL_COLUMNS.items()],
         *relation_false,
     )
-    signals = first_day.unionByName(whole_days)
+    signals = first_day.unionByName(whole)
     holds = holds_at_sql("r", relation_instant(spark_io.ts_literal(utc(as_of)), strictly_before=True))
     edges = (
         relation_edges(relationships, list(RELATION_FEATURES.values()))
@@ -216,6 +223,71 @@ def ring_features(
     )
 
 
+SUMS = "ring_signal_sums"
+_PAIR = ["viewer_id", "author_id"]
+
+
+def sums_span(as_of: datetime, lateness: timedelta) -> tuple[date, date]:
+    """(from_day, before_day) of gold.ring_signal_sums as of as_of: the window's first whole day, and the day of
+    as_of minus the lateness window (the partials before it are final: later events are quarantined), not before
+    the first."""
+    _, midnight, _ = window_days(as_of)
+    return midnight.date(), max(midnight.date(), (as_of - lateness).date())
+
+
+def signal_sums(days: DataFrame, from_day: date, before_day: date) -> DataFrame:
+    """gold.ring_signal_sums from partial rows (gold.ring_signal_days' columns; a row of negated counts takes a
+    day out): per (viewer, author) the counts summed over the days in [from_day, before_day), pairs whose sums
+    are all 0 left out (every partial row counts a signal, so a pair summed from none has none)."""
+    counts = list(PARTIAL_COLUMNS.values())
+    return (
+        days.filter((F.col("day") >= F.lit(from_day)) & (F.col("day") < F.lit(before_day)))
+        .groupBy(*_PAIR)
+        .agg(*[F.sum(c).cast("bigint").alias(c) for c in counts])
+        .filter(reduce(operator.or_, [F.col(c) != 0 for c in counts]))
+        .withColumn("from_day", F.lit(from_day))
+        .withColumn("before_day", F.lit(before_day))
+    )
+
+
+def _as_day_rows(sums: DataFrame, day: date, sign: int = 1) -> DataFrame:
+    """State rows (or partial rows, sign -1: taken out) as partial rows dated `day`."""
+    return sums.select(*_PAIR, F.lit(day).alias("day"),
+                       *[(F.col(c) * sign).alias(c) for c in PARTIAL_COLUMNS.values()])
+
+
+def advance_sums(spark: SparkSession, settings: Settings, horizon: Horizon, partials: DataFrame
+                 ) -> tuple[dict[str, int], tuple[date, date]]:
+    """Bring gold.ring_signal_sums to the run's span (after the run wrote its partials); (rows written, the span).
+    Unchanged while the span stays and the run recomputes no day before its sealed day; when the span moves (once
+    a day) the newly sealed days' partials are added and the days the window left subtracted (exact integer
+    counts); rebuilt from the partials of the span's days when the run recomputed sealed days, on a full refresh,
+    without the table, or when the span moved past everything the table holds."""
+    from_day, before_day = span = sums_span(horizon.as_of, settings.lateness_window)
+    held = None if horizon.refresh else spark_io.constant_dates(spark, settings, "gold", SUMS,
+                                                                  ("from_day", "before_day"))
+    first_day = horizon.first_day
+    sealed_kept = held is not None and first_day is not None and first_day >= held[1]
+    if sealed_kept and held == span:
+        return {}, span
+    if not (sealed_kept and held is not None and held[0] <= from_day <= held[1] <= before_day):
+        return write_gold(signal_sums(partials, from_day, before_day), settings, SUMS), span
+    held_from, held_before = held
+    # the table's current files, read while the overwrite writes the next version (spark_io.read_pinned)
+    pinned = spark_io.read_pinned(spark, settings, "gold", SUMS)
+    state = spark_io.read_table(spark, settings, "gold", SUMS) if pinned is None else pinned
+    columns = [*_PAIR, "day", *PARTIAL_COLUMNS.values()]
+    sealed_now = partials.filter((F.col("day") >= F.lit(held_before)) & (F.col("day") < F.lit(before_day)))
+    left = partials.filter((F.col("day") >= F.lit(held_from)) & (F.col("day") < F.lit(from_day)))
+    days = (_as_day_rows(state, from_day).unionByName(sealed_now.select(*columns))
+            .unionByName(_as_day_rows(left, from_day, -1)))
+    with spark_io.scratch(settings) as materialize:
+        out = signal_sums(days, from_day, before_day)
+        if pinned is None:  # computed before the table it reads is overwritten
+            out = materialize(out, "sums")
+        return write_gold(out, settings, SUMS), span
+
+
 def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
     """gold.ring_signal_days of the days from the run's first day on (Horizon.first_day: every view or engagement a
     run changes happens at or after its event horizon; every day on a full refresh, and at least the window's whole
@@ -239,9 +311,16 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, 
         since = datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)
         rows = write_gold(signal_days(*_from(silver, since), as_of), settings, PARTIAL,
                           f"day >= DATE '{first_day.isoformat()}'")
-    days = spark_io.read_table(spark, settings, "gold", PARTIAL).filter(F.col("day") >= F.lit(midnight.date()))
+    partials = spark_io.read_table(spark, settings, "gold", PARTIAL)
+    written, (_, before_day) = advance_sums(spark, settings, horizon, partials)
+    rows |= written
+    # the window's whole days: the sums of those before the sealed day, then the partials from it on
+    counts = ["viewer_id", "author_id", *PARTIAL_COLUMNS.values()]
+    whole_days = spark_io.read_table(spark, settings, "gold", SUMS).select(*counts).unionByName(
+        partials.filter((F.col("day") >= F.lit(before_day)) & (F.col("day") <= F.lit(as_of.date()))).select(*counts))
     engagements, views = _from(silver, start, midnight)
-    return rows | write_gold(ring_features(engagements, views, silver["relationships"], as_of, days), settings, NAME)
+    return rows | write_gold(ring_features(engagements, views, silver["relationships"], as_of,
+                                           whole_days=whole_days), settings, NAME)
 
 
 def _from(silver: dict[str, DataFrame], since: datetime, until: datetime | None = None
