@@ -20,11 +20,11 @@ from jobs.gold.author_daily_insights import (
     as_reach_days,
     latest_days,
     sealed_before,
-    sealed_day,
     trailing_reach,
 )
 from jobs.horizon import Horizon
 from storylake import lake
+from storylake.rules.arrival import sealed_day
 
 LATENESS = timedelta(hours=48)
 DAY1 = date(2024, 5, 1)

@@ -12,6 +12,7 @@ from jobs.engine_workarounds import lookup
 from jobs.gold import activity
 from jobs.gold.output import write_gold
 from jobs.horizon import Horizon
+from storylake.rules.arrival import sealed_day
 from storylake.rules.lifetimes import SEGMENT_LIFETIME
 from storylake.settings import Settings
 
@@ -125,13 +126,6 @@ def from_viewer_days(
 
 
 LATEST = "author_viewer_latest"
-
-
-def sealed_day(as_of: datetime, lateness: timedelta) -> date:
-    """The day gold.author_viewer_latest is sealed before: as_of's minus the lateness window. A view later than the
-    window behind its landing hour is quarantined (late_beyond_window), so runs rarely recompute the partials of
-    the days before it."""
-    return (as_of - lateness).date()
 
 
 def latest_days(days: DataFrame, before_day: date) -> DataFrame:

@@ -28,6 +28,7 @@ from jobs.gold.output import write_gold
 from jobs.horizon import Horizon
 from jobs.relation_flags import POINT_KEYS, relation_edges, relation_flags_at, relation_instant
 from storylake.clock import utc
+from storylake.rules.arrival import sealed_day
 from storylake.rules.audience import holds_at_sql
 from storylake.rules.lifetimes import interval_sql
 from storylake.rules.views import FULL_COMPLETION
@@ -232,7 +233,7 @@ def sums_span(as_of: datetime, lateness: timedelta) -> tuple[date, date]:
     as_of minus the lateness window (the partials before it are final: later events are quarantined), not before
     the first."""
     _, midnight, _ = window_days(as_of)
-    return midnight.date(), max(midnight.date(), (as_of - lateness).date())
+    return midnight.date(), max(midnight.date(), sealed_day(as_of, lateness))
 
 
 def signal_sums(days: DataFrame, from_day: date, before_day: date) -> DataFrame:

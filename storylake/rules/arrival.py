@@ -17,7 +17,7 @@ A file outside any hour folder has no known arrival hour: its events are not che
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from storylake.rules.lifetimes import SEEN_BY_LIFETIME, duration_text
 
@@ -40,6 +40,13 @@ def accepted_range(arrival: datetime, window: timedelta = LATENESS_WINDOW,
                    skew: timedelta = MAX_CLOCK_SKEW) -> tuple[datetime, datetime]:
     """[earliest, latest] event_time accepted for events that arrived in the hour starting at `arrival`."""
     return arrival - window, arrival + ARRIVAL_SLOT + skew
+
+
+def sealed_day(as_of: datetime, window: timedelta = LATENESS_WINDOW) -> date:
+    """The first UTC day a run as of `as_of` still expects events of: as_of's minus the lateness window. The
+    aggregates of the days before it are final in practice (the day-keyed gold state tables are sealed before it:
+    gold.author_viewer_latest, gold.ring_signal_sums); a run that still recomputes one rebuilds those states."""
+    return (as_of - window).date()
 
 
 def reason(rule: str, event_time: str, arrival: datetime, window: timedelta, skew: timedelta) -> str:
