@@ -53,6 +53,7 @@ class _File:
     size: int
     first: date | None  # day of the column's min (None: no statistics, or only nulls)
     last: date | None
+    all_null: bool = False  # the statistics say every row's column is null (e.g. ingest's quarantined lines)
 
     @property
     def days(self) -> int:
@@ -86,18 +87,23 @@ def _files(dt: object, column: str) -> list[_File]:
     adds = pa.table(dt.get_add_actions(flatten=True)).to_pydict()  # type: ignore[attr-defined]
     n = len(adds["path"])
     lo, hi = adds.get(f"min.{column}", [None] * n), adds.get(f"max.{column}", [None] * n)
+    nulls, rows = adds.get(f"null_count.{column}", [None] * n), adds.get("num_records", [None] * n)
     out = []
     for i in range(n):
         first, last = _day(lo[i], upper=False), _day(hi[i], upper=True)
         if first is not None and last is not None:
             last = max(first, last)  # rows all at one midnight
-        out.append(_File(adds["path"][i], int(adds["size_bytes"][i]), first, last))
+        all_null = first is None and nulls[i] is not None and rows[i] is not None and nulls[i] == rows[i]
+        out.append(_File(adds["path"][i], int(adds["size_bytes"][i]), first, last, all_null))
     return out
 
 
 def to_rewrite(files: list[_File], target_bytes: int = TARGET_BYTES) -> list[_File]:
-    """The files cluster() rewrites: those spanning several days, and the small single-day files of a day that
-    holds another file (small, or touched by a spanning one). Files without bounds are left alone."""
+    """The files cluster() rewrites: those spanning several days, the small single-day files of a day that
+    holds another file (small, or touched by a spanning one), and the small files whose column is null in every row
+    when there are several or another file is rewritten (ops.quarantine's ingest rows have no anchor: one such file
+    per ingest batch would otherwise pile up forever). Other files without bounds (no statistics) are left
+    alone."""
     spanning = [f for f in files if f.days > 1]
     per_day: dict[date, list[_File]] = defaultdict(list)
     for f in files:
@@ -110,6 +116,9 @@ def to_rewrite(files: list[_File], target_bytes: int = TARGET_BYTES) -> list[_Fi
         small = [f for f in same_day if f.size < target_bytes // 2]
         if len(small) > 1 or (small and day in touched):
             out.extend(small)
+    null_only = [f for f in files if f.all_null and f.size < target_bytes // 2]
+    if len(null_only) > 1 or (null_only and out):  # (the rewrite writes the null rows of the others with them)
+        out.extend(null_only)
     return out
 
 
@@ -137,13 +146,14 @@ def cluster(path: Path, column: str, *, target_bytes: int = TARGET_BYTES) -> Clu
     expected = source.count_rows()
     bytes_per_row = max(1.0, sum(f.size for f in chosen) / max(1, expected))
     rows_per_file = max(1, int(target_bytes / bytes_per_row))
-    first = min(f.first for f in chosen if f.first is not None)
+    bounded = [f for f in chosen if f.first is not None and f.last is not None]
+    first = min((f.first for f in bounded), default=None)
     # the day after too: a row exactly at midnight is counted in the file's day before (_day) but belongs after
-    last = max(f.last for f in chosen if f.last is not None) + timedelta(days=1)
+    last = max((f.last for f in bounded), default=None)
     col_type = dataset.schema.field(column).type
     added: list[lake.DataFile] = []
     day = first
-    while day <= last:
+    while day is not None and last is not None and day <= last + timedelta(days=1):
         rows = source.to_table(filter=(field >= _bound(day, col_type)) & (field < _bound(day + timedelta(days=1),
                                                                                            col_type)))
         if rows.num_rows:

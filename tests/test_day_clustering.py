@@ -46,12 +46,12 @@ def test_maintain_clusters_bronze_by_event_day_and_leaves_settled_files(settings
     h = timedelta(hours=1)
     _append(path, [(1, T0 + 22 * h), (2, T0 + 25 * h)])  # an arrival hour spanning midnight
     _append(path, [(3, T0 + 29 * h), (4, T0 + 47 * h + timedelta(minutes=59, seconds=59))])
-    _append(path, [(5, None)])  # no bounds: left where it is
+    _append(path, [(5, None)])  # null in its only row: rewritten with the others' rows, in a file of null rows
     _append(path, [(6, T0 + 74 * h)])  # alone in its day: settled
     before = _rows(path)
     report = maintain(settings)
     (t,) = report.tables
-    assert (t.clustered_by, t.compact_files_removed, t.compact_files_added) == ("event_time", 2, 2)
+    assert (t.clustered_by, t.compact_files_removed, t.compact_files_added) == ("event_time", 3, 3)
     assert _rows(path) == before
     assert _file_days(path) == [(1, None, None), (1, "2026-11-01", "2026-11-01"), (3, "2026-11-02", "2026-11-02"),
                                 (1, "2026-11-04", "2026-11-04")]
@@ -80,6 +80,23 @@ def test_a_large_day_is_split_and_small_files_of_one_day_merge(tmp_path: Path) -
     assert all(first == last for _, first, last in days)
     ids = [r["id"] for r in _rows(path)]
     assert ids == sorted(ids) and len(ids) == 340
+
+
+def test_files_whose_column_is_null_in_every_row_merge(tmp_path: Path) -> None:
+    """ops.quarantine's ingest rows have no anchor_at: one such file per ingest batch merges into one file instead
+    of piling up; a lone one is settled."""
+    path = tmp_path / "t"
+    _append(path, [(1, None)])
+    assert cluster(path, "event_time").files_removed == 0  # alone: settled
+    _append(path, [(2, None), (3, None)])
+    _append(path, [(4, T0)])  # alone in its day: settled, left as it is
+    _append(path, [(5, None)])
+    before = _rows(path)
+    result = cluster(path, "event_time")
+    assert (result.files_removed, result.files_added, result.days, result.rows) == (3, 1, 0, 4)
+    assert _rows(path) == before
+    assert _file_days(path) == [(4, None, None), (1, "2026-11-01", "2026-11-01")]
+    assert cluster(path, "event_time").files_removed == 0
 
 
 instants = st.one_of(st.none(), st.integers(0, 5 * 86400 * 1000).map(lambda ms: T0 + timedelta(milliseconds=ms)))
