@@ -54,6 +54,7 @@ class _File:
     first: date | None  # day of the column's min (None: no statistics, or only nulls)
     last: date | None
     all_null: bool = False  # the statistics say every row's column is null (e.g. ingest's quarantined lines)
+    null_rows: int | None = None  # rows whose column is null (None: no statistics)
 
     @property
     def days(self) -> int:
@@ -94,16 +95,17 @@ def _files(dt: object, column: str) -> list[_File]:
         if first is not None and last is not None:
             last = max(first, last)  # rows all at one midnight
         all_null = first is None and nulls[i] is not None and rows[i] is not None and nulls[i] == rows[i]
-        out.append(_File(adds["path"][i], int(adds["size_bytes"][i]), first, last, all_null))
+        out.append(_File(adds["path"][i], int(adds["size_bytes"][i]), first, last, all_null,
+                         None if nulls[i] is None else int(nulls[i])))
     return out
 
 
 def to_rewrite(files: list[_File], target_bytes: int = TARGET_BYTES) -> list[_File]:
     """The files cluster() rewrites: those spanning several days, the small single-day files of a day that
-    holds another file (small, or touched by a spanning one), and the small files whose column is null in every row
-    when there are several or another file is rewritten (ops.quarantine's ingest rows have no anchor: one such file
-    per ingest batch would otherwise pile up forever). Other files without bounds (no statistics) are left
-    alone."""
+    holds another file (small, or touched by a spanning one), and the small files whose column is null in every
+    row when there are several or a rewritten file holds null rows too (ops.quarantine's ingest rows have no
+    anchor: one such file per ingest batch would otherwise pile up forever). Other files without bounds (no
+    statistics) are left alone."""
     spanning = [f for f in files if f.days > 1]
     per_day: dict[date, list[_File]] = defaultdict(list)
     for f in files:
@@ -117,7 +119,8 @@ def to_rewrite(files: list[_File], target_bytes: int = TARGET_BYTES) -> list[_Fi
         if len(small) > 1 or (small and day in touched):
             out.extend(small)
     null_only = [f for f in files if f.all_null and f.size < target_bytes // 2]
-    if len(null_only) > 1 or (null_only and out):  # (the rewrite writes the null rows of the others with them)
+    # a lone one joins a rewrite that writes null rows of other files (no statistics: maybe), not any other
+    if len(null_only) > 1 or (null_only and any(f.null_rows is None or f.null_rows > 0 for f in out)):
         out.extend(null_only)
     return out
 

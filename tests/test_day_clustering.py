@@ -46,12 +46,12 @@ def test_maintain_clusters_bronze_by_event_day_and_leaves_settled_files(settings
     h = timedelta(hours=1)
     _append(path, [(1, T0 + 22 * h), (2, T0 + 25 * h)])  # an arrival hour spanning midnight
     _append(path, [(3, T0 + 29 * h), (4, T0 + 47 * h + timedelta(minutes=59, seconds=59))])
-    _append(path, [(5, None)])  # null in its only row: rewritten with the others' rows, in a file of null rows
+    _append(path, [(5, None)])  # null in its only row, alone, and no rewritten file holds a null row: left alone
     _append(path, [(6, T0 + 74 * h)])  # alone in its day: settled
     before = _rows(path)
     report = maintain(settings)
     (t,) = report.tables
-    assert (t.clustered_by, t.compact_files_removed, t.compact_files_added) == ("event_time", 3, 3)
+    assert (t.clustered_by, t.compact_files_removed, t.compact_files_added) == ("event_time", 2, 2)
     assert _rows(path) == before
     assert _file_days(path) == [(1, None, None), (1, "2026-11-01", "2026-11-01"), (3, "2026-11-02", "2026-11-02"),
                                 (1, "2026-11-04", "2026-11-04")]
@@ -97,6 +97,20 @@ def test_files_whose_column_is_null_in_every_row_merge(tmp_path: Path) -> None:
     assert _rows(path) == before
     assert _file_days(path) == [(4, None, None), (1, "2026-11-01", "2026-11-01")]
     assert cluster(path, "event_time").files_removed == 0
+
+
+def test_a_lone_null_only_file_joins_only_a_rewrite_that_writes_null_rows(tmp_path: Path) -> None:
+    path = tmp_path / "t"
+    _append(path, [(1, None)])
+    _append(path, [(2, T0), (3, T0 + timedelta(hours=1))])
+    _append(path, [(4, T0 + timedelta(hours=2))])  # a second small file of the day: the day is rewritten
+    assert cluster(path, "event_time").files_removed == 2  # the null-only file is left: no null row rewritten
+    _append(path, [(5, T0 + timedelta(days=1)), (6, None)])
+    _append(path, [(7, T0 + timedelta(days=1))])
+    before = _rows(path)
+    assert cluster(path, "event_time").files_removed == 3  # with the null row of (5, 6): the lone file joins
+    assert _rows(path) == before
+    assert _file_days(path) == [(2, None, None), (3, "2026-11-01", "2026-11-01"), (2, "2026-11-02", "2026-11-02")]
 
 
 instants = st.one_of(st.none(), st.integers(0, 5 * 86400 * 1000).map(lambda ms: T0 + timedelta(milliseconds=ms)))
