@@ -65,6 +65,18 @@ def read_pinned(spark: SparkSession, settings: Settings, layer: str, name: str) 
     return None if dt is None else _files_frame(spark, layer, name, dt.file_uris())
 
 
+def overwrite_from_current(spark: SparkSession, settings: Settings, layer: str, name: str,
+                           build: Callable[[DataFrame], DataFrame], materialize: Materialize) -> int:
+    """Overwrite table `layer`.`name` with build(its current rows); rows written. The rows are read from the current
+    version's files while the overwrite writes the next one (read_pinned), without a first copy; with Parquet
+    storage, whose overwrite replaces the folder it would read, the result is materialized before it."""
+    pinned = read_pinned(spark, settings, layer, name)
+    out = build(read_table(spark, settings, layer, name) if pinned is None else pinned)
+    if pinned is None:  # computed before the table it reads is overwritten
+        out = materialize(out, name)
+    return write_table(out, settings, layer, name)
+
+
 def constant_dates(spark: SparkSession, settings: Settings, layer: str, name: str, columns: tuple[str, ...]
                    ) -> tuple[Any, ...] | None:
     """The values of `columns` that every row of the table holds (a state table's bounds, e.g. the day it is

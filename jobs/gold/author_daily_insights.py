@@ -165,16 +165,13 @@ def advance_latest(spark: SparkSession, settings: Settings, horizon: Horizon, pa
         return write_gold(latest_days(partials.select("author_id", "viewer_id", "day"), seal), settings, LATEST), seal
     if held == seal:
         return {}, seal
-    # the table's current files, read while the overwrite writes the next version (spark_io.read_pinned)
-    pinned = spark_io.read_pinned(spark, settings, "gold", LATEST)
-    state = spark_io.read_table(spark, settings, "gold", LATEST) if pinned is None else pinned
-    sealed_now = partials.filter((F.col("day") >= F.lit(held)) & (F.col("day") < F.lit(seal)))
-    days = as_reach_days(state).unionByName(sealed_now.select("author_id", "viewer_id", "day"))
+    sealed_now = partials.filter((F.col("day") >= F.lit(held)) & (F.col("day") < F.lit(seal))).select(
+        "author_id", "viewer_id", "day")
     with spark_io.scratch(settings) as materialize:
-        out = latest_days(days, seal)
-        if pinned is None:  # computed before the table it reads is overwritten
-            out = materialize(out, "latest")
-        return write_gold(out, settings, LATEST), seal
+        rows = spark_io.overwrite_from_current(
+            spark, settings, "gold", LATEST,
+            lambda state: latest_days(as_reach_days(state).unionByName(sealed_now), seal), materialize)
+    return {LATEST: rows}, seal
 
 
 def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:

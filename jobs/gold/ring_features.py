@@ -274,19 +274,18 @@ def advance_sums(spark: SparkSession, settings: Settings, horizon: Horizon, part
     if not (sealed_kept and held is not None and held[0] <= from_day <= held[1] <= before_day):
         return write_gold(signal_sums(partials, from_day, before_day), settings, SUMS), span
     held_from, held_before = held
-    # the table's current files, read while the overwrite writes the next version (spark_io.read_pinned)
-    pinned = spark_io.read_pinned(spark, settings, "gold", SUMS)
-    state = spark_io.read_table(spark, settings, "gold", SUMS) if pinned is None else pinned
     columns = [*_PAIR, "day", *PARTIAL_COLUMNS.values()]
     sealed_now = partials.filter((F.col("day") >= F.lit(held_before)) & (F.col("day") < F.lit(before_day)))
     left = partials.filter((F.col("day") >= F.lit(held_from)) & (F.col("day") < F.lit(from_day)))
-    days = (_as_day_rows(state, from_day).unionByName(sealed_now.select(*columns))
-            .unionByName(_as_day_rows(left, from_day, -1)))
+
+    def advanced(state: DataFrame) -> DataFrame:
+        days = (_as_day_rows(state, from_day).unionByName(sealed_now.select(*columns))
+                .unionByName(_as_day_rows(left, from_day, -1)))
+        return signal_sums(days, from_day, before_day)
+
     with spark_io.scratch(settings) as materialize:
-        out = signal_sums(days, from_day, before_day)
-        if pinned is None:  # computed before the table it reads is overwritten
-            out = materialize(out, "sums")
-        return write_gold(out, settings, SUMS), span
+        rows = spark_io.overwrite_from_current(spark, settings, "gold", SUMS, advanced, materialize)
+    return {SUMS: rows}, span
 
 
 def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:

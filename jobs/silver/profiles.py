@@ -50,15 +50,10 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, 
         out = latest(from_bronze(events))
         return {"profiles": spark_io.write_table(out, settings, "silver", "profiles")}
     new = horizons.new_bronze(spark, settings, EVENT, previous, horizon.as_of, horizon.upto_batch)
-    # read from the table's current files while the overwrite writes the next version (spark_io.read_pinned)
-    pinned = spark_io.read_pinned(spark, settings, "silver", "profiles")
-    held = (spark_io.read_table(spark, settings, "silver", "profiles") if pinned is None else pinned).select(*COLUMNS)
     with spark_io.scratch(settings) as materialize:
         new_rows = materialize(from_bronze(new), "new_profiles")
-        out = merge(held, new_rows)
-        if pinned is None:  # computed before the table it reads is overwritten
-            out = materialize(out, "profiles")
-        return {"profiles": spark_io.write_table(out, settings, "silver", "profiles")}
+        return {"profiles": spark_io.overwrite_from_current(
+            spark, settings, "silver", "profiles", lambda held: merge(held.select(*COLUMNS), new_rows), materialize)}
 
 
 def merge(held: DataFrame, new: DataFrame) -> DataFrame:

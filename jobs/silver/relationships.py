@@ -221,12 +221,14 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime, *, full_refres
             keys = materialize(effect_keys(unprocessed_bronze(spark, settings, "relationship", previous))
                                .select(*KEY).distinct(), "touched_keys")
             k, cond = _keyed(keys)
-            # the other keys' intervals, read from the table's current files while the overwrite below writes the
-            # next version (spark_io.read_pinned): no first copy into scratch (15M rows at 10M views a day)
-            pinned = spark_io.read_pinned(spark, settings, "silver", "relationships")
-            source = held if pinned is None else pinned
-            kept = lookup(source, k, cond).filter(F.col("_hit").isNull()).select(*held.columns)
-            out = project(kept, "silver.relationships").unionByName(recompute_keys(events, keys, materialize, seeds))
-            if pinned is None:  # computed before the table it reads is overwritten
-                out = materialize(out, "relationships")
+            recomputed = recompute_keys(events, keys, materialize, seeds)
+
+            def merged(current: DataFrame) -> DataFrame:
+                kept = lookup(current, k, cond).filter(F.col("_hit").isNull()).select(*held.columns)
+                return project(kept, "silver.relationships").unionByName(recomputed)
+
+            # the other keys' intervals, read from the table's current files while the overwrite writes the next
+            # version (spark_io.overwrite_from_current): no first copy into scratch (15M rows at 10M views a day)
+            return {"relationships": spark_io.overwrite_from_current(
+                spark, settings, "silver", "relationships", merged, materialize)}
         return {"relationships": spark_io.write_table(out, settings, "silver", "relationships")}
