@@ -605,6 +605,41 @@ def test_the_gate_waits_for_the_great_expectations_preload(tmp_path: Path) -> No
     assert (done.returncode, done.stdout.strip()) == (0, "imported"), done.stderr[-2000:]
 
 
+def test_the_preload_defers_scipy_stats_until_its_first_use(tmp_path: Path) -> None:
+    """Great Expectations imports scipy.stats (~0.7 CPU-second) for the KL-divergence expectation only, which no
+    contract uses: after the preload it is still a lazy module (nothing of it executed), the gate's validations run,
+    and its first real use loads it: the KL-divergence expectation itself computes through it. A fresh interpreter,
+    so nothing imported scipy.stats yet."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "lazy.py"
+    script.write_text(
+        "import sys, importlib.util\n"
+        "from jobs.quality import gx_runtime\n"
+        "gx_runtime.preload()\n"
+        "with gx_runtime.tuned():\n"
+        "    import great_expectations as gx\n"
+        "    import pandas as pd\n"
+        "    lazy = type(sys.modules['scipy.stats']) is importlib.util._LazyModule\n"
+        "    ctx = gx.get_context(mode='ephemeral')\n"
+        "    frame = pd.DataFrame({'x': [1, 2, 2, 3]})\n"
+        "    batch = ctx.data_sources.add_pandas('p').add_dataframe_asset('a').add_batch_definition_whole_dataframe("
+        "'b').get_batch(batch_parameters={'dataframe': frame})\n"
+        "    unique = batch.validate(gx.expectations.ExpectColumnValuesToBeUnique(column='x')).success\n"
+        "    still_lazy = type(sys.modules['scipy.stats']) is importlib.util._LazyModule\n"
+        "    kl = batch.validate(gx.expectations.ExpectColumnKLDivergenceToBeLessThan(column='x', partition_object={"
+        "'values': [1, 2, 3], 'weights': [0.25, 0.5, 0.25]}, threshold=0.1)).success\n"
+        "    from scipy import stats\n"
+        "print(lazy, unique, still_lazy, kl, stats.entropy([0.5, 0.5], [0.5, 0.5]))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(script)], cwd=root, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert (done.returncode, done.stdout.strip()) == (0, "True False True True 0.0"), done.stderr[-2000:]
+
+
 @pytest.mark.parametrize("key", sorted(k for k, c in contracts.load_all().items() if c.layer in ("silver", "gold")))
 def test_the_tuned_kwargs_lookups_answer_as_great_expectations_own(key: str) -> None:
     """gx_runtime replaces Expectation's kwargs lookups (each read the whole configuration once per key) with ones
