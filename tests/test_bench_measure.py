@@ -69,3 +69,19 @@ def test_a_child_started_by_a_process_alive_before_the_block_does_not_count() ->
     finally:
         earlier.kill()
         earlier.wait()
+
+
+def test_the_cpu_a_child_keeps_busy_is_measured() -> None:
+    """A child spinning one core for 1.5 s: the machine's busy CPU seconds over the block count it (anything else
+    running only adds), and never exceed the block's wall time on every core."""
+    import os
+    import time
+
+    spin = "import time\nt = time.perf_counter()\nwhile time.perf_counter() - t < 1.5:\n    pass"
+    with measure(include_self=False) as m:
+        subprocess.run([sys.executable, "-c", spin], check=True)
+    cores = os.cpu_count() or 1
+    busy, pct = m.cpu_between(m.cpu[0][0], m.cpu[-1][0])
+    assert 1.2 <= busy <= m.seconds * cores + 0.5
+    assert 80 / cores <= pct <= 100
+    assert m.cpu_between(time.perf_counter() + 10, time.perf_counter() + 20) == (0.0, 0.0)  # no sample inside

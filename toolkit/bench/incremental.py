@@ -175,6 +175,12 @@ def bench_incremental(
             "peak_rss_mb": round(m.peak_rss_mb),
             "steps_peak_rss_mb": {s["step"]: round(m.peak_between_mb(s["started"], s["started"] + s["seconds"]))
                                   for s in run_steps},
+            # how busy the machine's cores were: near 100% the run is bound by the work it does, not by waiting
+            # (then lanes or overlapping steps cannot make it shorter, only less work can)
+            "cpu_busy_core_seconds": round(m.cpu_between(m.cpu[0][0], m.cpu[-1][0])[0], 1) if m.cpu else None,
+            "cpu_busy_pct": round(m.cpu_between(m.cpu[0][0], m.cpu[-1][0])[1]) if m.cpu else None,
+            "steps_cpu_busy_pct": {s["step"]: round(m.cpu_between(s["started"], s["started"] + s["seconds"])[1])
+                                   for s in run_steps},
             "publish_steps_seconds": report["publish_steps_seconds"],
             "publish_history": report["publish_history"],
             "retention_rows_removed": {t.table: t.rows_removed for t in retention.tables if t.rows_removed},

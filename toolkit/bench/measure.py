@@ -1,4 +1,5 @@
-"""Wall time and peak RSS of a block of work (this process and its finished children)."""
+"""Wall time and peak RSS of a block of work (this process and its finished children), and how busy the machine's
+CPUs were meanwhile."""
 
 from __future__ import annotations
 
@@ -18,10 +19,24 @@ class Measurement:
     seconds: float = 0.0
     peak_rss_mb: float = 0.0
     samples: list[tuple[float, int]] = field(default_factory=list)  # (time.perf_counter(), RSS bytes)
+    # (time.perf_counter(), the machine's busy CPU seconds, its CPU seconds: both summed over its cores since boot)
+    cpu: list[tuple[float, float, float]] = field(default_factory=list)
 
     def peak_between_mb(self, start: float, end: float) -> float:
         """Peak sampled RSS (MB) between two time.perf_counter() instants."""
         return max((rss for t, rss in self.samples if start <= t <= end), default=0) / 1e6
+
+    def cpu_between(self, start: float, end: float) -> tuple[float, float]:
+        """(busy CPU seconds of the whole machine, the share of its cores' time they are, in %) between two
+        time.perf_counter() instants, from the samples nearest inside them: what the work measured plus anything
+        else running kept the cores busy (on an otherwise idle machine, the work's own). (0, 0) without two
+        samples."""
+        inside = [c for c in self.cpu if start <= c[0] <= end]
+        if len(inside) < 2:
+            return 0.0, 0.0
+        (_t0, busy0, all0), (_t1, busy1, all1) = inside[0], inside[-1]
+        busy, total = busy1 - busy0, all1 - all0
+        return busy, (100 * busy / total if total > 0 else 0.0)
 
 
 RESCAN = 10  # samples between two listings of the process tree (0.5 s)
@@ -50,12 +65,25 @@ def _started_during(listed: list[psutil.Process], before: set[int]) -> list[psut
     return [c for c in listed if c.pid not in excluded]
 
 
+CPU_EVERY = 5  # RSS samples between two samples of the machine's CPU times (0.25 s)
+
+
+def _cpu_sample() -> tuple[float, float, float]:
+    """(now, the machine's busy CPU seconds, its CPU seconds), summed over its cores: busy is all but idle and
+    I/O wait."""
+    times = psutil.cpu_times()
+    total = sum(times)
+    idle = times.idle + getattr(times, "iowait", 0.0)
+    return time.perf_counter(), total - idle, total
+
+
 @contextmanager
 def measure(*, include_self: bool = True) -> Iterator[Measurement]:
     """Samples the RSS of this process plus the children it starts during the block every 50 ms (the children listed
     every 0.5 s); reports the peak (`include_self` false: the children's only, for work done in a child process while
     this one waits). A process that was already a child when the block began is not the block's work (a test's or an
-    earlier block's process still ending): it does not count."""
+    earlier block's process still ending): it does not count. The machine's CPU times are sampled every 0.25 s
+    (Measurement.cpu_between)."""
     m = Measurement()
     me = psutil.Process()
     stop = threading.Event()
@@ -86,6 +114,8 @@ def measure(*, include_self: bool = True) -> Iterator[Measurement]:
                             rss += c.memory_info().rss
             except psutil.Error:
                 rss = 0
+            if tick % CPU_EVERY == 0:
+                m.cpu.append(_cpu_sample())
             tick += 1
             peak[0] = max(peak[0], rss)
             m.samples.append((time.perf_counter(), rss))
@@ -101,6 +131,7 @@ def measure(*, include_self: bool = True) -> Iterator[Measurement]:
         m.seconds = time.perf_counter() - t0
         stop.set()
         thread.join()
+        m.cpu.append(_cpu_sample())
         # the largest finished child's peak, if one that ended during the block set it (the counter spans the
         # process's life: a child of an earlier block, e.g. a bigger engine, must not count here)
         finished = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
