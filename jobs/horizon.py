@@ -124,6 +124,14 @@ class Horizon:
         it (_full_within_retention). Only incremental plans count their new bronze rows."""
         return self.lo is None or self.new_rows is None
 
+    @property
+    def slice_is_empty(self) -> bool:
+        """An incremental plan whose slice starts at as_of (no change since the last good run reaches the job):
+        every row is anchored before as_of, so the slice holds none and recomputing it writes nothing. Only a table
+        that a run planned for a later as_of wrote (whose rows may be anchored after this as_of) still needs the
+        slice rewritten: the caller checks that (increments.latest_attempt_since_done)."""
+        return not self.refresh and self.lo is not None and self.lo >= self.as_of
+
     def for_job(self, job: str) -> Horizon:
         """The horizon of one silver job: its own, later one when the run's changes cannot reach its older rows
         (segment_viewers follows view_events)."""
@@ -245,9 +253,15 @@ def new_bronze(
     upto: str | None,
 ) -> DataFrame:
     """Bronze rows this run is the first to process: from batches after the previous run's (event_time < as_of),
-    and from earlier batches those with event_time in [previous as_of, as_of)."""
+    and from earlier batches those with event_time in [previous as_of, as_of). They decide what a run recomputes,
+    never its values (its reads of bronze are cut at as_of). So when a run was planned for a later as_of since the
+    last good one (it failed, or its gate did), which may have written rows for events after this as_of, they are
+    every row that run's state may reflect (unprocessed_bronze): what it wrote is recomputed too."""
     from pyspark.sql import functions as F
 
+    later = increments.latest_attempt_since_done(settings)
+    if later is not None and later > as_of:
+        return unprocessed_bronze(spark, settings, event, previous)
     before, prev_as_of = previous.upto_batch, previous.as_of
 
     def keep(t0: datetime, t1: datetime, b0: str, b1: str) -> bool:
@@ -276,12 +290,18 @@ def unprocessed_bronze(spark: SparkSession, settings: Settings, event: str, prev
     from pyspark.sql import functions as F
 
     before, prev_as_of = previous.upto_batch, previous.as_of
-    df = _read(spark, settings, event, _files(
-        settings, event, lambda t0, t1, b0, b1: before is None or b1 > before or utc(t1) >= prev_as_of))
+    df = _read(spark, settings, event, unprocessed_files(settings, event, previous))
     if before is None:
         return df
     late = F.col("event_time") >= F.lit(prev_as_of).cast("timestamp")
     return df.filter((F.col("_batch_id") > F.lit(before)) | late)
+
+
+def unprocessed_files(settings: Settings, event: str, previous: increments.Increment) -> list[str] | None:
+    """The bronze files that may hold rows unprocessed_bronze() returns, by their statistics (None: no table; an
+    empty list: no such row, without asking the engine)."""
+    before, prev_as_of = previous.upto_batch, previous.as_of
+    return _files(settings, event, lambda t0, t1, b0, b1: before is None or b1 > before or utc(t1) >= prev_as_of)
 
 
 def segments_for(spark: SparkSession, settings: Settings, horizon: Horizon, facts: DataFrame) -> DataFrame:

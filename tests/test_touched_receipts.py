@@ -129,6 +129,73 @@ def test_a_failed_later_run_makes_the_run_recompute_its_whole_horizon(spark: Any
         assert touch.changes(spark, s, horizon, materialize) is None
 
 
+def after_as_of_2(landing: Path) -> None:
+    """Arrival hour 14: events of every kind after AS_OF_2 (14:00), which a run for 16:00 processes: a view and a
+    gesture on segment 10 (created 10:00: the view is anchored there), a delete of 52, a block, a new segment 80 and
+    its view, a reply and a profile update."""
+    write_landing(landing, "segment_view", [view("v9", 10, 4, f"{DAY}T14:30:00Z"),
+                                            view("v10", 80, 2, f"{DAY}T14:50:00Z")], dt=DAY, hour="14")
+    write_landing(landing, "navigation", [gesture("n9", 10, 4, f"{DAY}T14:31:00Z")], dt=DAY, hour="14")
+    write_landing(landing, "segment_deleted", [
+        {"event_id": "d52", "event_type": "segment_deleted", "event_time": f"{DAY}T14:10:00Z", "segment_id": 52,
+         "author_id": 5}], dt=DAY, hour="14")
+    write_landing(landing, "relationship", [relationship("r9", "block", 1, 3, f"{DAY}T14:05:00Z")], dt=DAY,
+                  hour="14")
+    write_landing(landing, "segment_created", [created("c80", 80, 7, f"{DAY}T14:15:00Z")], dt=DAY, hour="14")
+    write_landing(landing, "engagement", [
+        {"event_id": "e9", "event_type": "engagement", "event_time": f"{DAY}T14:40:00Z", "kind": "reply",
+         "actor_id": 2, "target_user_id": 1, "segment_id": 10}], dt=DAY, hour="14")
+    write_landing(landing, "profile_updated", [
+        {"event_id": "p9", "event_type": "profile_updated", "event_time": f"{DAY}T14:20:00Z", "user_id": 2,
+         "username": "two.later", "profile_picture_media_id": None}], dt=DAY, hour="14")
+
+
+def test_a_run_after_a_failed_later_run_removes_what_that_run_wrote(spark: Any, tmp_path: Path) -> None:
+    """A run for 16:00 processed events after 14:00 and its gold gate failed (silver and gold written, the run not
+    done); the run for 14:00 then leaves every silver and gold table as a full run for 14:00 does: what the failed
+    run wrote for later events is recomputed, wherever it is anchored (the view at 14:30 of a segment created at
+    10:00 used to stay: the plan looked only at events before 14:00, whose slices start after it)."""
+    from jobs.quality import gate_hook
+
+    s = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
+    first_batch(s.landing)
+    run(spark, s, AS_OF_1, gate=gate_hook("gate-1"))
+    after_as_of_2(s.landing)
+    hook = gate_hook("gate-2")
+
+    def failing_gold_gate(spark_: Any, settings: Settings, layer: str, as_of: datetime) -> Any:
+        if layer == "gold":
+            raise RuntimeError("gold gate failed")
+        return hook(spark_, settings, layer, as_of)
+
+    with pytest.raises(RuntimeError, match="gold gate failed"):
+        run(spark, s, datetime(2026, 11, 1, 16, tzinfo=UTC), gate=failing_gold_gate)
+    assert increments.latest_attempt_since_done(s) == datetime(2026, 11, 1, 16, tzinfo=UTC)
+    run(spark, s, AS_OF_2, gate=gate_hook("gate-3"))
+    full = Settings(lake=tmp_path / "full", landing=tmp_path / "landing")
+    run(spark, full, AS_OF_2)
+    assert_same(lake_state(s), lake_state(full))
+
+
+def test_an_hour_with_nothing_new_writes_no_silver_table(spark: Any, tmp_path: Path) -> None:
+    """No event arrived since the last good run: the jobs whose slice starts at as_of (nothing can be anchored in
+    it), relationships (no relationship event) and segments (no segment event) write nothing (no new version), and
+    the lake still equals a full run for the later as_of."""
+    s = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
+    first_batch(s.landing)
+    run(spark, s, AS_OF_1)
+    skipped = ("segments", "relationships", "view_events", "segment_viewers", "navigation", "sticker_responses",
+               "engagements")
+    versions = {t: lake.open_table(s.table_path("silver", t)).version() for t in skipped}
+    counts = build_silver(spark, s, AS_OF_2)
+    assert not set(counts) & {*skipped, *(f"quarantine.{t}" for t in skipped)}, counts
+    assert {t: lake.open_table(s.table_path("silver", t)).version() for t in skipped} == versions
+    run(spark, s, AS_OF_2)  # gold and the gates of the run
+    full = Settings(lake=tmp_path / "full", landing=tmp_path / "landing")
+    run(spark, full, AS_OF_2)
+    assert_same(lake_state(s), lake_state(full))
+
+
 def test_a_late_delete_rewrites_the_author_days_from_its_own_time(spark: Any, tmp_path: Path) -> None:
     """A delete at 23:30 arriving after midnight denies a 23:40 view of the day before: the event horizon is the
     delete's time, so the day-keyed tables are rewritten from that day (not from the run's other changes)."""

@@ -59,9 +59,17 @@ def build_silver(
         full_refresh = True
     previous = _segments_version_of_last_run(settings)
     parallel = settings.job_lanes > 1
+    # a job whose slice is empty writes nothing, so it is skipped; unless a run planned for a later as_of since the
+    # last good one may have written rows anchored after this as_of (rewriting the empty slice removes them), or the
+    # tables are Parquet folders (each slice a folder of its own)
+    later = increments.latest_attempt_since_done(settings)
+    skip_empty = settings.storage == "delta" and (later is None or later <= as_of)
 
     def build_segments() -> dict[str, int]:
         scope = horizons.segments_scope(spark, settings, as_of, full_refresh=full_refresh)
+        if skip_empty and scope.since is not None and scope.since >= as_of and not scope.patch:
+            log.info("segments: nothing to recompute (no segment event since the last good run)")
+            return {}
         return segments.run(spark, settings, as_of, scope.since, scope.patch)
 
     # the dimensions (segments and relationships are independent of each other), then the plan, which reads them
@@ -74,11 +82,21 @@ def build_silver(
                           increments.PLANNED)
 
     keyed = (view_events, sticker_responses, navigation, engagements)  # they re-decide touched keys only
+    sliced = (*keyed, segment_viewers)  # they rewrite their horizon's slice
+
+    def skipped(name: str) -> bool:
+        return skip_empty and horizon.for_job(name).slice_is_empty
+
     with spark_io.scratch(settings) as materialize:
-        with timed("touched keys", counts, log):
-            changes = touched.changes(spark, settings, horizon, materialize)  # once for the four keyed jobs
+        changes = None
+        if not all(skipped(m.__name__.rsplit(".", 1)[-1]) for m in keyed):
+            with timed("touched keys", counts, log):
+                changes = touched.changes(spark, settings, horizon, materialize)  # once for the four keyed jobs
 
         def run(module: ModuleType, name: str) -> dict[str, int]:
+            if module in sliced and skipped(name):
+                log.info("%s: nothing to recompute (no change since the last good run reaches it)", name)
+                return {}
             if module in keyed:
                 return module.run(spark, settings, horizon.for_job(name), changes)
             return module.run(spark, settings, horizon.for_job(name))

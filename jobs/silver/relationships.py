@@ -26,6 +26,7 @@ holds that began before it (`held_moves`): a follow older than the bronze floor 
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,8 @@ from storylake.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
 
 # kind -> [(relation, key user, key other user, opens)]; 'u' = user_id, 'o' = other_user_id, '0' = literal 0.
 KIND_EFFECTS: dict[str, tuple[tuple[str, str, str, bool], ...]] = {
@@ -198,7 +201,7 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime, *, full_refres
     """Rebuild silver.relationships as of `as_of`: incrementally (see the module docstring) unless `full_refresh`."""
     from pyspark.sql import functions as F
 
-    from jobs.horizon import unprocessed_bronze
+    from jobs.horizon import unprocessed_bronze, unprocessed_files
     from jobs.retention import applied_cutoffs
     from storylake import increments, lake
 
@@ -206,6 +209,10 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime, *, full_refres
     previous = None if full_refresh else increments.last(settings)
     exists = lake.exists(settings.table_path("silver", "relationships"))
     incremental = previous is not None and as_of >= previous.as_of and exists
+    if incremental and not unprocessed_files(settings, "relationship", previous):  # no table, or no file
+        assert previous is not None
+        log.info("relationships: nothing to recompute (no relationship event since the last good run)")
+        return {}
     # once retention removed old events, the intervals they opened come from the table (bronze holds the rest)
     floor = applied_cutoffs(settings).get("bronze.relationship")
     held = spark_io.read_table(spark, settings, "silver", "relationships") if exists else None
