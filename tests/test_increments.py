@@ -1,0 +1,40 @@
+"""storylake.increments: a run's reads of ops.increments see every write before them, although the table's rows are
+kept between reads while its Delta log is unchanged."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+from storylake import increments
+from storylake.settings import Settings
+
+T1, T2 = datetime(2026, 11, 1, 13, tzinfo=UTC), datetime(2026, 11, 1, 14, tzinfo=UTC)
+
+
+def plan(run_id: str, as_of: datetime) -> increments.Increment:
+    return increments.Increment(run_id=run_id, as_of=as_of, horizon=as_of, gold_horizon=as_of, upto_batch="b1")
+
+
+def test_each_read_sees_the_writes_before_it(tmp_path: Path) -> None:
+    s = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
+    assert increments.last(s) is None and increments.latest_attempt_since_done(s) is None
+    increments.record(s, plan("r1", T1), increments.PLANNED)
+    assert increments.planned(s, T1) == plan("r1", T1) and increments.last(s) is None
+    assert increments.latest_attempt_since_done(s) == T1
+    assert increments.complete(s, T1) == plan("r1", T1)
+    assert increments.last(s) == plan("r1", T1) and increments.latest_attempt_since_done(s) is None
+    increments.record(s, plan("r2", T2), increments.PLANNED)
+    assert increments.latest_attempt_since_done(s) == T2 and increments.last(s) == plan("r1", T1)
+
+
+def test_a_table_written_again_at_the_same_path_is_read_again(tmp_path: Path) -> None:
+    """The same number of log files under the same names (a lake removed and built again, as tests and the
+    benchmark do): the kept rows are not returned."""
+    s = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
+    increments.record(s, plan("r1", T1), increments.PLANNED)
+    assert increments.unfinished(s) == plan("r1", T1)
+    shutil.rmtree(s.table_path("ops", "increments"))
+    increments.record(s, plan("r2", T2), increments.PLANNED)
+    assert increments.unfinished(s) == plan("r2", T2)
