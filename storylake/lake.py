@@ -34,6 +34,26 @@ def open_table(path: Path) -> DeltaTable | None:
         return None
 
 
+def nothing_from(path: Path, column: str, t: datetime) -> bool:
+    """Every row of the Delta table at `path` has `column` before `t` or null, by its files' statistics (no data
+    read): True without the table or without files; False when a file lacks the statistics to tell."""
+    dt = open_table(path)
+    if dt is None:
+        return True
+    adds = pa.table(dt.get_add_actions(flatten=True)).to_pydict()
+    count = len(adds.get("path", []))
+    highs = adds.get(f"max.{column}", [None] * count)
+    nulls = adds.get(f"null_count.{column}", [None] * count)
+    records = adds.get("num_records", [None] * count)
+    for high, null, n in zip(highs, nulls, records, strict=True):
+        if high is None:
+            if null is None or n is None or null < n:  # no statistics, or values it does not describe
+                return False
+        elif high >= t:
+            return False
+    return True
+
+
 def version(path: Path) -> int | None:
     dt = open_table(path)
     return None if dt is None else dt.version()

@@ -7,6 +7,8 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from storylake import increments
 from storylake.settings import Settings
 
@@ -38,3 +40,23 @@ def test_a_table_written_again_at_the_same_path_is_read_again(tmp_path: Path) ->
     shutil.rmtree(s.table_path("ops", "increments"))
     increments.record(s, plan("r2", T2), increments.PLANNED)
     assert increments.unfinished(s) == plan("r2", T2)
+
+
+def test_the_rows_are_read_once_while_the_log_is_unchanged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reads between two writes read the table once; a write makes the next read read it again."""
+    s = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
+    increments.record(s, plan("r1", T1), increments.PLANNED)
+    reads: list[Path] = []
+    real = increments.lake.read_arrow
+
+    def counted(path: Path, *args: object, **kwargs: object) -> object:
+        reads.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(increments.lake, "read_arrow", counted)
+    for _ in range(3):
+        assert increments.unfinished(s) == plan("r1", T1) and increments.latest_attempt_since_done(s) == T1
+    assert len(reads) == 1
+    increments.record(s, plan("r2", T2), increments.PLANNED)
+    before = len(reads)
+    assert increments.latest_attempt_since_done(s) == T2 and len(reads) == before + 1

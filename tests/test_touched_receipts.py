@@ -22,7 +22,7 @@ from jobs.silver.dedupe import dedupe_event_id
 from storylake import increments, lake
 from storylake.settings import Settings
 from tests.landing_builders import created, view, write_landing
-from tests.test_incremental import assert_same, lake_state, run
+from tests.test_incremental import assert_same, lake_state, run, table_rows
 from tests.test_touched_stories import relationship
 
 pytestmark = pytest.mark.slow
@@ -172,6 +172,31 @@ def test_a_run_after_a_failed_later_run_removes_what_that_run_wrote(spark: Any, 
         run(spark, s, datetime(2026, 11, 1, 16, tzinfo=UTC), gate=failing_gold_gate)
     assert increments.latest_attempt_since_done(s) == datetime(2026, 11, 1, 16, tzinfo=UTC)
     run(spark, s, AS_OF_2, gate=gate_hook("gate-3"))
+    full = Settings(lake=tmp_path / "full", landing=tmp_path / "landing")
+    run(spark, full, AS_OF_2)
+    assert_same(lake_state(s), lake_state(full))
+    # profiles too: the failed run folded in user 2's 14:20 update, which the 14:00 run folds out again
+    assert table_rows(s, "silver", "profiles") == table_rows(full, "silver", "profiles")
+    assert "two.later" not in "".join(table_rows(s, "silver", "profiles"))
+
+
+def test_segments_a_run_wrote_before_it_died_are_removed(spark: Any, tmp_path: Path) -> None:
+    """A run for 16:00 wrote silver.segments (segment 80, created at 14:15) and died before its plan was recorded
+    (segments and relationships run before it): the run for 14:00, with no segment event before 14:00, still
+    rewrites the segments' empty slice from 14:00 (the files' statistics show a row there) and ends as a full run."""
+    from jobs.silver import segments
+
+    s = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
+    first_batch(s.landing)
+    run(spark, s, AS_OF_1)
+    write_landing(s.landing, "segment_created", [created("c80", 80, 7, f"{DAY}T14:15:00Z")], dt=DAY, hour="14")
+    ingest(s, progress=False)
+    later = datetime(2026, 11, 1, 16, tzinfo=UTC)
+    scope = segments_scope(spark, s, later)
+    segments.run(spark, s, later, scope.since, scope.patch)
+    assert increments.latest_attempt_since_done(s) is None  # no plan recorded: the run died before it
+    assert 80 in lake.read_arrow(s.table_path("silver", "segments")).column("segment_id").to_pylist()
+    run(spark, s, AS_OF_2)
     full = Settings(lake=tmp_path / "full", landing=tmp_path / "landing")
     run(spark, full, AS_OF_2)
     assert_same(lake_state(s), lake_state(full))

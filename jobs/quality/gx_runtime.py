@@ -50,8 +50,10 @@ def await_preload() -> None:
 
 
 # Modules Great Expectations imports at its own import but that only expectations no contract uses call (in function
-# bodies): loaded at their first use instead (importlib.util.LazyLoader).
+# bodies): loaded at their first use instead (importlib.util.LazyLoader). Python 3.11's lazy module is not safe to
+# load from two threads at once; nothing here uses it, and the deferral itself is made under a lock.
 DEFERRED_IMPORTS = ("scipy.stats",)
+_deferring = threading.Lock()
 
 
 def defer_unused_imports() -> list[str]:
@@ -63,24 +65,25 @@ def defer_unused_imports() -> list[str]:
     import sys
 
     deferred = []
-    for name in DEFERRED_IMPORTS:
-        if name in sys.modules:
-            continue
-        try:
-            spec = importlib.util.find_spec(name)
-        except ImportError:
-            continue
-        if spec is None or spec.loader is None:
-            continue
-        loader = importlib.util.LazyLoader(spec.loader)
-        spec.loader = loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        loader.exec_module(module)
-        parent, _, child = name.rpartition(".")
-        if parent:
-            setattr(sys.modules[parent], child, module)
-        deferred.append(name)
+    with _deferring:
+        for name in DEFERRED_IMPORTS:
+            if name in sys.modules:
+                continue
+            try:
+                spec = importlib.util.find_spec(name)
+            except ImportError:
+                continue
+            if spec is None or spec.loader is None:
+                continue
+            loader = importlib.util.LazyLoader(spec.loader)
+            spec.loader = loader
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            loader.exec_module(module)
+            parent, _, child = name.rpartition(".")
+            if parent:
+                setattr(sys.modules[parent], child, module)
+            deferred.append(name)
     return deferred
 
 

@@ -47,7 +47,7 @@ def build_silver(
         touched,
         view_events,
     )
-    from storylake import increments
+    from storylake import increments, lake
     from storylake.clock import utc
 
     as_of = utc(as_of)
@@ -67,7 +67,11 @@ def build_silver(
 
     def build_segments() -> dict[str, int]:
         scope = horizons.segments_scope(spark, settings, as_of, full_refresh=full_refresh)
-        if skip_empty and scope.since is not None and scope.since >= as_of and not scope.patch:
+        # its slice [as_of, ...) empty: no segment event since the last good run, and (by the files' statistics) no
+        # row a crashed run for a later as_of wrote there (segments run before the plan that would record it)
+        if (skip_empty and scope.since is not None and scope.since >= as_of and not scope.patch
+                and lake.nothing_from(settings.table_path("silver", "segments"), "created_at", as_of)
+                and lake.nothing_from(settings.table_path("ops", "quarantine"), "anchor_at", as_of)):
             log.info("segments: nothing to recompute (no segment event since the last good run)")
             return {}
         return segments.run(spark, settings, as_of, scope.since, scope.patch)

@@ -81,6 +81,7 @@ def hourly_run(settings: Settings, as_of: datetime, gate: bool) -> dict[str, Any
     report = run_pipeline(settings, as_of, progress=False, gate=gate_hook() if gate else None)
     return {
         "seconds": time.perf_counter() - t0,
+        "started": t0,
         "steps": [{"step": s.step, "seconds": s.seconds, "started": s.started} for s in report.steps],
         "ingest_lines": report.ingest.lines if report.ingest else None,
         "publish_steps_seconds": {k: round(v, 2) for k, v in report.publish.step_seconds.items()}
@@ -118,6 +119,17 @@ def _measured_runs(settings: Settings, as_of: datetime, gate: bool, repeat: int)
         if before.exists():
             shutil.rmtree(before)
     return sorted(runs, key=lambda run: run[0]["seconds"])
+
+
+def _cpu_figures(m: Any, report: dict[str, Any]) -> dict[str, Any]:
+    """cpu_busy_core_seconds and cpu_busy_pct over the hourly run, steps_cpu_busy_pct over each step."""
+    run = m.cpu_between(report["started"], report["started"] + report["seconds"])
+    steps = {s["step"]: m.cpu_between(s["started"], s["started"] + s["seconds"]) for s in report["steps"]}
+    return {
+        "cpu_busy_core_seconds": round(run[0], 1) if run else None,
+        "cpu_busy_pct": round(run[1]) if run else None,
+        "steps_cpu_busy_pct": {step: round(busy[1]) if busy else None for step, busy in steps.items()},
+    }
 
 
 def bench_incremental(
@@ -175,12 +187,10 @@ def bench_incremental(
             "peak_rss_mb": round(m.peak_rss_mb),
             "steps_peak_rss_mb": {s["step"]: round(m.peak_between_mb(s["started"], s["started"] + s["seconds"]))
                                   for s in run_steps},
-            # how busy the machine's cores were: near 100% the run is bound by the work it does, not by waiting
-            # (then lanes or overlapping steps cannot make it shorter, only less work can)
-            "cpu_busy_core_seconds": round(m.cpu_between(m.cpu[0][0], m.cpu[-1][0])[0], 1) if m.cpu else None,
-            "cpu_busy_pct": round(m.cpu_between(m.cpu[0][0], m.cpu[-1][0])[1]) if m.cpu else None,
-            "steps_cpu_busy_pct": {s["step"]: round(m.cpu_between(s["started"], s["started"] + s["seconds"])[1])
-                                   for s in run_steps},
+            # how busy the machine's cores were over the run (its own start to end) and each step: near 100% the run
+            # is bound by the work it does, not by waiting (then lanes or overlapping steps cannot make it shorter,
+            # only less work can); None for a span shorter than the sampling interval
+            **_cpu_figures(m, report),
             "publish_steps_seconds": report["publish_steps_seconds"],
             "publish_history": report["publish_history"],
             "retention_rows_removed": {t.table: t.rows_removed for t in retention.tables if t.rows_removed},

@@ -26,14 +26,14 @@ class Measurement:
         """Peak sampled RSS (MB) between two time.perf_counter() instants."""
         return max((rss for t, rss in self.samples if start <= t <= end), default=0) / 1e6
 
-    def cpu_between(self, start: float, end: float) -> tuple[float, float]:
+    def cpu_between(self, start: float, end: float) -> tuple[float, float] | None:
         """(busy CPU seconds of the whole machine, the share of its cores' time they are, in %) between two
         time.perf_counter() instants, from the samples nearest inside them: what the work measured plus anything
-        else running kept the cores busy (on an otherwise idle machine, the work's own). (0, 0) without two
-        samples."""
+        else running kept the cores busy (on an otherwise idle machine, the work's own). None without two samples
+        inside (a span shorter than the sampling interval)."""
         inside = [c for c in self.cpu if start <= c[0] <= end]
         if len(inside) < 2:
-            return 0.0, 0.0
+            return None
         (_t0, busy0, all0), (_t1, busy1, all1) = inside[0], inside[-1]
         busy, total = busy1 - busy0, all1 - all0
         return busy, (100 * busy / total if total > 0 else 0.0)
@@ -72,7 +72,8 @@ def _cpu_sample() -> tuple[float, float, float]:
     """(now, the machine's busy CPU seconds, its CPU seconds), summed over its cores: busy is all but idle and
     I/O wait."""
     times = psutil.cpu_times()
-    total = sum(times)
+    # Linux counts guest time in user time too (psutil's own percentages subtract it the same way)
+    total = sum(times) - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
     idle = times.idle + getattr(times, "iowait", 0.0)
     return time.perf_counter(), total - idle, total
 
