@@ -129,7 +129,7 @@ class Horizon:
         """An incremental plan whose slice starts at as_of (no change since the last good run reaches the job):
         every row is anchored before as_of, so the slice holds none and recomputing it writes nothing. Only a table
         that a run planned for a later as_of wrote (whose rows may be anchored after this as_of) still needs the
-        slice rewritten: the caller checks that (increments.latest_attempt_since_done)."""
+        slice rewritten: the caller checks that (increments.attempt_after)."""
         return not self.refresh and self.lo is not None and self.lo >= self.as_of
 
     def for_job(self, job: str) -> Horizon:
@@ -259,8 +259,7 @@ def new_bronze(
     every row that run's state may reflect (unprocessed_bronze): what it wrote is recomputed too."""
     from pyspark.sql import functions as F
 
-    later = increments.latest_attempt_since_done(settings)
-    if later is not None and later > as_of:
+    if increments.attempt_after(settings, as_of) is not None:
         return unprocessed_bronze(spark, settings, event, previous)
     before, prev_as_of = previous.upto_batch, previous.as_of
 

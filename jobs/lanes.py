@@ -32,10 +32,14 @@ def timed(name: str, counts: dict[str, int], logger: logging.Logger) -> Iterator
     logger.info("%s: %.2f s %s", name, time.perf_counter() - t0, wrote or "")
 
 
+def job_name(module: ModuleType) -> str:
+    """A job module's name: its module's last part (`jobs.silver.view_events` -> view_events)."""
+    return module.__name__.rsplit(".", 1)[-1]
+
+
 def module_jobs(modules: Sequence[ModuleType], run: Callable[[ModuleType, str], dict[str, int]]) -> list[Job]:
-    """A lane of job modules, each named after its module (`jobs.silver.view_events` -> view_events) and run as
-    run(module, name)."""
-    names = [m.__name__.rsplit(".", 1)[-1] for m in modules]
+    """A lane of job modules, each named after its module (job_name) and run as run(module, name)."""
+    names = [job_name(m) for m in modules]
     return [(name, partial(run, m, name)) for m, name in zip(modules, names, strict=True)]
 
 

@@ -143,6 +143,13 @@ def unfinished(settings: Settings) -> Increment | None:
     return None if t is None else _newest(_plans_since_done(t))
 
 
+def attempt_after(settings: Settings, as_of: datetime) -> datetime | None:
+    """The as_of of a run planned after the last `done` run for an instant later than `as_of` (it failed, its gate
+    did, or it is running), None when none was: its tables may hold rows of events after `as_of`."""
+    later = latest_attempt_since_done(settings)
+    return later if later is not None and later > utc(as_of) else None
+
+
 def latest_attempt_since_done(settings: Settings) -> datetime | None:
     """The latest as_of planned after the last `done` run (a run that failed or is running), None when none was."""
     t = _rows(settings)

@@ -12,7 +12,7 @@ import pytest
 from storylake import increments
 from storylake.settings import Settings
 
-T1, T2 = datetime(2026, 11, 1, 13, tzinfo=UTC), datetime(2026, 11, 1, 14, tzinfo=UTC)
+T0, T1, T2 = (datetime(2026, 11, 1, h, tzinfo=UTC) for h in (12, 13, 14))
 
 
 def plan(run_id: str, as_of: datetime) -> increments.Increment:
@@ -25,6 +25,8 @@ def test_each_read_sees_the_writes_before_it(tmp_path: Path) -> None:
     increments.record(s, plan("r1", T1), increments.PLANNED)
     assert increments.planned(s, T1) == plan("r1", T1) and increments.last(s) is None
     assert increments.latest_attempt_since_done(s) == T1
+    # a run planned for a later instant than T0, not than T1 itself
+    assert increments.attempt_after(s, T0) == T1 and increments.attempt_after(s, T1) is None
     assert increments.complete(s, T1) == plan("r1", T1)
     assert increments.last(s) == plan("r1", T1) and increments.latest_attempt_since_done(s) is None
     increments.record(s, plan("r2", T2), increments.PLANNED)

@@ -585,12 +585,7 @@ def test_the_gate_waits_for_the_great_expectations_preload(tmp_path: Path) -> No
     that import ends must wait for it, not meet a half-imported package (it did, as an ImportError 'most likely due
     to a circular import', when a small run's gate began half a second into the preload). A fresh interpreter, so
     the package is not imported yet."""
-    import os
-    import subprocess
-    import sys
-
-    script = tmp_path / "race.py"
-    script.write_text(
+    assert _fresh_interpreter(tmp_path / "race.py", (
         "import time\n"
         "from jobs.quality import gx_runtime\n"
         "gx_runtime.preload()\n"
@@ -598,11 +593,7 @@ def test_the_gate_waits_for_the_great_expectations_preload(tmp_path: Path) -> No
         "with gx_runtime.tuned():\n"
         "    pass\n"
         "print('imported')\n"
-    )
-    root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, str(script)], cwd=root, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(root)})
-    assert (done.returncode, done.stdout.strip()) == (0, "imported"), done.stderr[-2000:]
+    )) == "imported"
 
 
 def test_the_preload_defers_scipy_stats_until_its_first_use(tmp_path: Path) -> None:
@@ -610,12 +601,7 @@ def test_the_preload_defers_scipy_stats_until_its_first_use(tmp_path: Path) -> N
     contract uses: after the preload it is still a lazy module (nothing of it executed), the gate's validations run,
     and its first real use loads it: the KL-divergence expectation itself computes through it. A fresh interpreter,
     so nothing imported scipy.stats yet."""
-    import os
-    import subprocess
-    import sys
-
-    script = tmp_path / "lazy.py"
-    script.write_text(
+    assert _fresh_interpreter(tmp_path / "lazy.py", (
         "import sys, importlib.util\n"
         "from jobs.quality import gx_runtime\n"
         "gx_runtime.preload()\n"
@@ -633,11 +619,21 @@ def test_the_preload_defers_scipy_stats_until_its_first_use(tmp_path: Path) -> N
         "'values': [1, 2, 3], 'weights': [0.25, 0.5, 0.25]}, threshold=0.1)).success\n"
         "    from scipy import stats\n"
         "print(lazy, unique, still_lazy, kl, stats.entropy([0.5, 0.5], [0.5, 0.5]))\n"
-    )
+    )) == "True False True True 0.0"
+
+
+def _fresh_interpreter(script: Path, code: str) -> str:
+    """What `code` prints, run as `script` in a new interpreter from the repository root (it must exit 0)."""
+    import os
+    import subprocess
+    import sys
+
+    script.write_text(code)
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run([sys.executable, str(script)], cwd=root, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(root)})
-    assert (done.returncode, done.stdout.strip()) == (0, "True False True True 0.0"), done.stderr[-2000:]
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip()
 
 
 @pytest.mark.parametrize("key", sorted(k for k, c in contracts.load_all().items() if c.layer in ("silver", "gold")))

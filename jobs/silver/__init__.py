@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from jobs import spark_io
-from jobs.lanes import module_jobs, run_lanes, timed
+from jobs.lanes import job_name, module_jobs, run_lanes, timed
 from storylake.settings import Settings
 from storylake.writer_lock import holding_writer_lock
 
@@ -62,8 +62,7 @@ def build_silver(
     # a job whose slice is empty writes nothing, so it is skipped; unless a run planned for a later as_of since the
     # last good one may have written rows anchored after this as_of (rewriting the empty slice removes them), or the
     # tables are Parquet folders (each slice a folder of its own)
-    later = increments.latest_attempt_since_done(settings)
-    skip_empty = settings.storage == "delta" and (later is None or later <= as_of)
+    skip_empty = settings.storage == "delta" and increments.attempt_after(settings, as_of) is None
 
     def build_segments() -> dict[str, int]:
         scope = horizons.segments_scope(spark, settings, as_of, full_refresh=full_refresh)
@@ -93,7 +92,7 @@ def build_silver(
 
     with spark_io.scratch(settings) as materialize:
         changes = None
-        if not all(skipped(m.__name__.rsplit(".", 1)[-1]) for m in keyed):
+        if not all(skipped(job_name(m)) for m in keyed):
             with timed("touched keys", counts, log):
                 changes = touched.changes(spark, settings, horizon, materialize)  # once for the four keyed jobs
 

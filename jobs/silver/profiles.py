@@ -47,8 +47,8 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, 
     previous = increments.last(settings)
     # a run planned for a later as_of since the last good one may have folded in later profile events, which a merge
     # cannot take back: the profiles are then folded again from bronze cut at as_of
-    later = increments.latest_attempt_since_done(settings)
-    if horizon.full or previous is None or not lake.exists(path) or (later is not None and later > horizon.as_of):
+    if (horizon.full or previous is None or not lake.exists(path)
+            or increments.attempt_after(settings, horizon.as_of) is not None):
         events = horizons.read_bronze(spark, settings, EVENT, horizons.full(horizon.as_of, horizon.upto_batch))
         out = latest(from_bronze(events))
         return {"profiles": spark_io.write_table(out, settings, "silver", "profiles")}

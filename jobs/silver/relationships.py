@@ -209,8 +209,7 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime, *, full_refres
     previous = None if full_refresh else increments.last(settings)
     exists = lake.exists(settings.table_path("silver", "relationships"))
     incremental = previous is not None and as_of >= previous.as_of and exists
-    if incremental and not unprocessed_files(settings, "relationship", previous):  # no table, or no file
-        assert previous is not None
+    if previous is not None and incremental and not unprocessed_files(settings, "relationship", previous):
         log.info("relationships: nothing to recompute (no relationship event since the last good run)")
         return {}
     # once retention removed old events, the intervals they opened come from the table (bronze holds the rest)

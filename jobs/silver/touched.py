@@ -135,8 +135,8 @@ def changes(spark: SparkSession, settings: Settings, horizon: Horizon, materiali
     previous = increments.last(settings)
     if horizon.refresh or previous is None or settings.storage != "delta":
         return None
-    attempt = increments.latest_attempt_since_done(settings)
-    if attempt is not None and attempt > horizon.as_of:
+    attempt = increments.attempt_after(settings, horizon.as_of)
+    if attempt is not None:
         log.info("silver: whole horizon recomputed (a run was planned for %s since the last good run)", attempt)
         return None
     segments = spark_io.read_table(spark, settings, "silver", "segments")
