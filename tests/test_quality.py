@@ -596,11 +596,11 @@ def test_the_gate_waits_for_the_great_expectations_preload(tmp_path: Path) -> No
     )) == "imported"
 
 
-def test_the_preload_defers_scipy_stats_until_its_first_use(tmp_path: Path) -> None:
-    """Great Expectations imports scipy.stats (~0.7 CPU-second) for the KL-divergence expectation only, which no
-    contract uses: after the preload it is still a lazy module (nothing of it executed), the gate's validations run,
-    and its first real use loads it: the KL-divergence expectation itself computes through it. A fresh interpreter,
-    so nothing imported scipy.stats yet."""
+def test_the_preload_defers_scipy_stats_and_altair_until_their_first_use(tmp_path: Path) -> None:
+    """Great Expectations imports scipy.stats (~0.7 CPU-second) and altair (~0.2) for the KL-divergence expectation
+    only, which no contract uses: after the preload both are still lazy modules (nothing of them executed), the gate's
+    validations run, and their first real use loads them: the KL-divergence expectation itself computes through
+    scipy.stats, and altair's charts are there. A fresh interpreter, so nothing imported them yet."""
     assert _fresh_interpreter(tmp_path / "lazy.py", (
         "import sys, importlib.util\n"
         "from jobs.quality import gx_runtime\n"
@@ -608,18 +608,22 @@ def test_the_preload_defers_scipy_stats_until_its_first_use(tmp_path: Path) -> N
         "with gx_runtime.tuned():\n"
         "    import great_expectations as gx\n"
         "    import pandas as pd\n"
-        "    lazy = type(sys.modules['scipy.stats']) is importlib.util._LazyModule\n"
+        "    def lazy_now():\n"
+        "        return [isinstance(sys.modules[m], importlib.util._LazyModule) for m in ('scipy.stats', 'altair')]\n"
+        "    lazy = lazy_now()\n"
         "    ctx = gx.get_context(mode='ephemeral')\n"
         "    frame = pd.DataFrame({'x': [1, 2, 2, 3]})\n"
         "    batch = ctx.data_sources.add_pandas('p').add_dataframe_asset('a').add_batch_definition_whole_dataframe("
         "'b').get_batch(batch_parameters={'dataframe': frame})\n"
         "    unique = batch.validate(gx.expectations.ExpectColumnValuesToBeUnique(column='x')).success\n"
-        "    still_lazy = type(sys.modules['scipy.stats']) is importlib.util._LazyModule\n"
+        "    still_lazy = lazy_now()\n"
         "    kl = batch.validate(gx.expectations.ExpectColumnKLDivergenceToBeLessThan(column='x', partition_object={"
         "'values': [1, 2, 3], 'weights': [0.25, 0.5, 0.25]}, threshold=0.1)).success\n"
         "    from scipy import stats\n"
-        "print(lazy, unique, still_lazy, kl, stats.entropy([0.5, 0.5], [0.5, 0.5]))\n"
-    )) == "True False True True 0.0"
+        "    import altair\n"
+        "print(lazy, unique, still_lazy, kl, stats.entropy([0.5, 0.5], [0.5, 0.5]), altair.Chart.__name__, "
+        "lazy_now())\n"
+    )) == "[True, True] False [True, True] True 0.0 Chart [False, False]"
 
 
 def _fresh_interpreter(script: Path, code: str) -> str:

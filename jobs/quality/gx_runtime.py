@@ -1,10 +1,10 @@
 """Loading Great Expectations off the critical path, and three costs of its validations that the gate avoids.
 
-`preload()` imports the package in a background thread (~2.4 CPU-seconds: altair, sqlalchemy...) while silver runs in
-the engine. Its import of `scipy.stats` (~0.7 CPU-second; only the KL-divergence expectation, which no contract uses,
-calls it) is deferred to its first use (defer_unused_imports). The hourly run keeps both cores busy (~88% over the
-run), so what the import costs is time taken from the engine. `tuned()` waits for that import, then, while the gate
-validates:
+`preload()` imports the package in a background thread (~1.5 CPU-seconds) while silver runs in the engine. Its
+imports of `scipy.stats` and `altair` (~0.7 and ~0.2 CPU-second; only the KL-divergence expectation, which no contract
+uses, calls them) are deferred to their first use (defer_unused_imports). The hourly run keeps both cores busy
+(~88% over the run), so what the import costs is time taken from the engine. `tuned()` waits for that import, then,
+while the gate validates:
   - skips GX's per-batch MD5 fingerprint of the whole DataFrame (great_expectations#4774): it is only a batch
     marker, and was most of a validation's time on large frames;
   - reads an expectation's configuration once per kwargs lookup instead of once per key
@@ -52,8 +52,23 @@ def await_preload() -> None:
 # Modules Great Expectations imports at its own import but that only expectations no contract uses call (in function
 # bodies): loaded at their first use instead (importlib.util.LazyLoader). Python 3.11's lazy module is not safe to
 # load from two threads at once; nothing here uses it, and the deferral itself is made under a lock.
-DEFERRED_IMPORTS = ("scipy.stats",)
+DEFERRED_IMPORTS = ("scipy.stats", "altair")
 _deferring = threading.Lock()
+
+
+def _lazy_module_class() -> type:
+    """importlib's lazy module, except that reading `__spec__` does not load it: `import altair` finds the module in
+    sys.modules and reads its __spec__ to see whether it is still being initialized, which would load it at once."""
+    import importlib.util
+    import types
+
+    class LazyModule(importlib.util._LazyModule):  # type: ignore[name-defined,misc]  # noqa: SLF001
+        def __getattribute__(self, attr: str) -> Any:
+            if attr == "__spec__":
+                return types.ModuleType.__getattribute__(self, attr)
+            return super().__getattribute__(attr)
+
+    return LazyModule
 
 
 def defer_unused_imports() -> list[str]:
@@ -80,11 +95,15 @@ def defer_unused_imports() -> list[str]:
             module = importlib.util.module_from_spec(spec)
             sys.modules[name] = module
             loader.exec_module(module)
+            module.__class__ = LAZY_MODULE
             parent, _, child = name.rpartition(".")
             if parent:
                 setattr(sys.modules[parent], child, module)
             deferred.append(name)
     return deferred
+
+
+LAZY_MODULE = _lazy_module_class()
 
 
 def preload() -> threading.Thread:
