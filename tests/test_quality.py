@@ -559,10 +559,11 @@ def test_repeated_rows_are_exactly_those_a_full_uniqueness_check_flags(
     tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str | None, int, int]], start: int
 ) -> None:
     """gate._repeated returns, within the slice, exactly the rows pandas' duplicated(keep=False) flags for any of the
-    column lists (nulls equal to nulls, as GX groups them), and the slice's row count."""
+    column lists (nulls equal to nulls, as GX groups them), and the slice's row count; the same twice over on one
+    database, as a gate runs it for every table (each call's temporary table is its own)."""
     import pyarrow.parquet as pq
 
-    from jobs.quality.gate import _repeated
+    from jobs.quality.gate import _database, _repeated
 
     path = tmp_path_factory.mktemp("repeated") / "part.parquet"
     table = pa.table({"k": [r[0] for r in rows], "n": [r[1] for r in rows], "day": [date(2026, 11, 1 + r[2])
@@ -570,7 +571,11 @@ def test_repeated_rows_are_exactly_those_a_full_uniqueness_check_flags(
                      schema=pa.schema([("k", pa.string()), ("n", pa.int64()), ("day", pa.date32())]))
     pq.write_table(table, path)
     since = (("day",), datetime(2026, 11, 1 + start, tzinfo=UTC))
-    got, count = _repeated([str(path)], ["k", "n", "day"], since, [["k"], ["n", "day"]])
+    with _database() as db:
+        runs = [_repeated([str(path)], ["k", "n", "day"], since, [["k"], ["n", "day"]], db) for _ in range(2)]
+    got, count = runs[0]
+    order = [(c, "ascending") for c in ("k", "n", "day")]
+    assert runs[1][1] == count and runs[1][0].sort_by(order).equals(got.sort_by(order))
     frame = table.to_pandas()
     frame = frame[frame["day"] >= date(2026, 11, 1 + start)]
     flagged = frame[frame.duplicated(["k"], keep=False) | frame.duplicated(["n", "day"], keep=False)]

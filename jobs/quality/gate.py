@@ -20,11 +20,13 @@ skipped, and so are GX's repeated reads of each expectation's configuration (job
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -145,7 +147,7 @@ def run_gate(
     report.missing = [k for k in keys if k not in present]
     if present:
         suites: dict[str, Suite] = {}
-        with gx_runtime.tuned():
+        with gx_runtime.tuned(), _database() as db:
             batches = _batches(_context())
             slices = _run_slices(settings, as_of)
             baselines = _baselines(settings, present) if slices else {}
@@ -155,7 +157,7 @@ def run_gate(
                     report.not_expressible[key] = list(suite.not_expressible)
                     log.warning("%s: contract rules without an expectation: %s", key, suite.not_expressible)
                 rows, outcomes = _validate(batches, settings, suite, run_id, slices.get(key),
-                                           baselines.get(key))
+                                           baselines.get(key), db)
                 report.rows[key] = rows
                 report.outcomes.extend(outcomes)
         write_results(settings, report)
@@ -291,7 +293,28 @@ def _versions_files(settings: Settings, suite: Suite, baseline: int) -> tuple[li
 RUN_STAMPS = frozenset({"as_of"})
 
 
-def _changed(new_files: list[str], old_files: list[str], columns: list[str], since: Slice | None) -> pa.Table:
+@contextlib.contextmanager
+def _database() -> Iterator[Any]:
+    """One in-memory DuckDB database for a gate's diffs and repeated-key scans (opening one costs ~12 ms of CPU, and a
+    gate runs two queries per table); each query gets its own connection to it (_connection)."""
+    import duckdb
+
+    with duckdb.connect() as db:
+        db.execute("SET threads TO 2")
+        yield db
+
+
+@contextlib.contextmanager
+def _connection(db: Any | None) -> Iterator[Any]:
+    """A connection of its own (its temporary tables dropped when it closes) to the database `db`, or to a new one."""
+    with contextlib.ExitStack() as stack:
+        if db is None:
+            db = stack.enter_context(_database())
+        yield stack.enter_context(db.cursor())
+
+
+def _changed(new_files: list[str], old_files: list[str], columns: list[str], since: Slice | None,
+             db: Any | None = None) -> pa.Table:
     """The rows (`columns`) of the Parquet files `new_files` (a table version's, within the slice `since`) that have
     no equal row in `old_files` (the audited version's, same slice; every column but RUN_STAMPS compared, nulls
     equal to nulls): what a run changed since then.
@@ -303,9 +326,7 @@ def _changed(new_files: list[str], old_files: list[str], columns: list[str], sin
     two orders), so the join's table holds 16 bytes a row instead of every column and compares no strings (at 10M
     views a day the old silver.relationships is 15M rows; joining on its key columns too took twice as long). A
     changed row passes for unchanged only if both its hashes equal those of one old row. DuckDB hashes -0.0 as 0.0,
-    as IS NOT DISTINCT FROM compares them."""
-    import duckdb
-
+    as IS NOT DISTINCT FROM compares them. `db`: the gate's database (_database), None for a new one."""
     shared = set(new_files) & set(old_files)
     compared = [c for c in columns if c not in RUN_STAMPS]
     if compared:
@@ -314,8 +335,7 @@ def _changed(new_files: list[str], old_files: list[str], columns: list[str], sin
         second = "hash('storylake', " + ", ".join(f'"{c}"' for c in reversed(compared)) + ")"
     else:  # only run stamps: every row equals every old row
         first = second = "0"
-    with duckdb.connect() as con:
-        con.execute("SET threads TO 2")
+    with _connection(db) as con:
         # a file written before a column was added lacks it: when the files to read lack one, read all of the
         # version's (union_by_name fills the gaps with nulls, as for the whole version)
         new_only = _holding(con, [f for f in new_files if f not in shared], columns, new_files)
@@ -354,13 +374,13 @@ def _slice_sql(columns: list[str], since: Slice | None, files: str) -> str:
     return f"SELECT {picked} FROM read_parquet(${files}, union_by_name = true) WHERE {where}"  # noqa: S608
 
 
-def _repeated(files: list[str], columns: list[str], since: Slice | None, sets: list[list[str]]) -> tuple[pa.Table, int]:
+def _repeated(files: list[str], columns: list[str], since: Slice | None, sets: list[list[str]],
+              db: Any | None = None) -> tuple[pa.Table, int]:
     """(the rows (`columns`) of the Parquet files `files` within the slice `since` that share the values of one of
     the column lists `sets` with another row of the slice, the slice's row count). A uniqueness expectation over
     the slice fails on exactly those rows, so it reads them instead of the whole slice: DuckDB groups the slice
-    (multi-threaded, on the files) where pandas factorized every value (~3 s for 700k string keys)."""
-    import duckdb
-
+    (multi-threaded, on the files) where pandas factorized every value (~3 s for 700k string keys). `db`: as for
+    _changed."""
     params: dict[str, Any] = {"files": files, **_slice_params(since)}
     needed = list(dict.fromkeys([*columns, *(c for cols in sets for c in cols)]))
     picked = ", ".join(f's."{c}"' for c in columns)
@@ -370,8 +390,7 @@ def _repeated(files: list[str], columns: list[str], since: Slice | None, sets: l
         ctes.append(f"r{i} AS (SELECT {names} FROM s GROUP BY ALL HAVING count(*) > 1)")  # noqa: S608 - names
         match = " AND ".join(f'r{i}."{c}" IS NOT DISTINCT FROM s."{c}"' for c in cols)
         hits.append(f"EXISTS (SELECT 1 FROM r{i} WHERE {match})")  # noqa: S608 - contract column names only
-    with duckdb.connect() as con:
-        con.execute("SET threads TO 2")
+    with _connection(db) as con:
         if not sets:  # nothing to group: no row, and the slice's row count
             count = con.execute(f"SELECT count(*) FROM ({_slice_sql(needed, since, 'files')})", params).fetchall()  # noqa: S608
             empty = con.sql(f"{_slice_sql(columns, None, 'files')} LIMIT 0", params={"files": files})
@@ -432,7 +451,7 @@ def expectation_groups(specs: list[ExpectationSpec], keys: list[str]) -> list[li
 
 def _validate(
     batches: Any, settings: Settings, suite: Suite, run_id: str, since: Slice | None = None,
-    baseline: int | None = None,
+    baseline: int | None = None, db: Any | None = None,
 ) -> tuple[int, list[Outcome]]:
     """Run the suite on the table's slice (`since`; None: the whole table). With a `baseline` (the version that last
     passed), the row expectations read only the rows that differ from it: an unchanged row passed them then.
@@ -440,7 +459,7 @@ def _validate(
     Each group of expectations is an ExpectationSuite validated on a batch of `batches` (Batch.validate), not saved
     in the context: the gate records its results itself (ops.quality_results, Data Docs), and saving each suite,
     validation definition and result in the ephemeral context's stores only serialized them (a quarter of the
-    gate's Great Expectations time)."""
+    gate's Great Expectations time). `db`: the gate's DuckDB database (_database), None for a new one."""
     import great_expectations as gx
 
     sets = [s for s in suite.expectations if s.type in SET_EXPECTATIONS]
@@ -454,13 +473,13 @@ def _validate(
     else:  # the slice's rows sharing a set expectation's values with another, the changed rows of every column
         new_files, old_files, columns = files
         keys = [k for k in suite.key_columns if k in columns]
-        changed = _changed(new_files, old_files, columns, since)
+        changed = _changed(new_files, old_files, columns, since, db)
         set_lists = [list(spec.columns) for spec in sets]
         set_columns = list(dict.fromkeys([*keys, *(c for cols in set_lists for c in cols)]))
         # a version holding no file its audited one lacks (no write since) repeats no value that did not pass then
         repeated, rows = _repeated(new_files, [c for c in set_columns if c in columns], since,
                                    [cols for cols in set_lists if set(cols) <= set(columns)]
-                                   if not set(new_files) <= set(old_files) else [])
+                                   if not set(new_files) <= set(old_files) else [], db)
         df, df_changed = _pandas(repeated, suite), _pandas(changed, suite)
         del repeated, changed
     result_format: dict[str, Any] = {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_KEYS}
