@@ -1,30 +1,34 @@
 # ruff: noqa: S608  -- every SQL string in this module is assembled from module constants, contract column names and
 # history aliases checked against _ALIAS.
-"""The long-lived serving tables, split at a daily cut so that a publish copies what changed.
+"""The long-lived serving tables, split at daily cuts so that a publish copies what changed.
 
 Insights are kept for 2 years (segment, story and author-day insights, sticker results), archived segments for as
 long as their authors keep them, and an hourly run changes only the rows anchored in its horizon, a few days at
 most. Copying all of them into every hourly snapshot would make publish grow with the lake's age. So each of these
-serving tables is two parts:
+serving tables is three parts (TIERS):
 
     history   rows anchored before the cut (midnight UTC, HISTORY_LAG before as_of), in a DuckDB file of its own
               under serving/history/<history_id>.duckdb, written once and shared read-only by every snapshot that
               agrees with it;
-    recent    rows anchored at/after the cut (or without an anchor), copied into each snapshot;
+    warm      rows anchored from the cut to the warm cut (midnight UTC, WARM_LAG before as_of), a file of its own
+              likewise: rows an hourly run seldom changes, but that a late event can (see HISTORY_LAG);
+    recent    rows anchored at/after the warm cut (or without an anchor), copied into each snapshot;
 
-and the snapshot's table is a view `history UNION ALL recent` (DuckDB pushes the caller's filters into both parts;
-the snapshot attaches its history files read-only when opened, serving/snapshot.py).
+and the snapshot's table is a view `history UNION ALL warm UNION ALL recent` (DuckDB pushes the caller's filters
+into every part; the snapshot attaches its history and warm files read-only when opened, serving/snapshot.py).
 
-A publish reuses the previous snapshot's history of a table when the cut is the same and its history rows are
-unchanged:
-  1. cheap: the Delta files that may hold rows anchored before the cut (file statistics) are the ones the previous
+A publish reuses the previous snapshot's file of a tier of a table when the tier's bounds are the same and its rows
+are unchanged:
+  1. cheap: the Delta files that may hold rows anchored within the tier (file statistics) are the ones the previous
      snapshot saw;
   2. otherwise (a compaction or a slice rewrite moved those rows into new files, or a run's gold horizon reached
-     before the cut): the rows before the cut hash to the fingerprint recorded in the history file.
-Otherwise it writes a new history file for that table only (daily for every table when the cut moves; after a
-backfill, a retention run, or a late archive or delete of an old segment, for the tables whose old rows changed).
-History files no kept snapshot refers to are removed with the snapshots. A snapshot published before the tables had
-a file each attaches its one shared file as `hist`; its file is reused table by table as long as it agrees.
+     into the tier): the tier's rows hash to the fingerprint recorded in its file.
+Otherwise it writes a new file for that tier of that table only (daily for every table when the cuts move; after a
+backfill, a retention run, or a late archive or delete of an old segment, for the tables whose old rows changed; the
+warm file also when a run's gold horizon reached before the warm cut and changed a row there). Files no kept
+snapshot refers to are removed with the snapshots. A snapshot published before the tables had a file each attaches
+its one shared file as `hist`; its file is reused table by table as long as it agrees; one published before the warm
+tier has none, and the next publish writes it.
 """
 
 from __future__ import annotations
@@ -54,6 +58,25 @@ HISTORY_SUFFIX = ".duckdb"
 # horizon 72 h back, and gold goes back to the start of every story live there (48 h more): 120 h. Only rarer
 # changes reach further (a delete of an older segment, a backfill, retention); the fingerprint catches those.
 HISTORY_LAG = timedelta(days=5)
+# rows anchored from the cut to this long before as_of (rounded down to midnight UTC) are the warm tier: an hourly
+# run's gold horizon reaches ~55 h back at 1M views a day (a story live in the last 24 h and its segments' views), so
+# the warm tier (72-96 h back and older) is nearly always unchanged, and recent holds 3-4 days instead of 5-6.
+WARM_LAG = timedelta(days=3)
+
+
+@dataclass(frozen=True)
+class Tier:
+    """A part of each long-lived table kept in a file of its own: the rows anchored in [lo, hi) (lo None: from the
+    first)."""
+
+    name: str
+    lo_lag: timedelta | None  # lo = midnight UTC of as_of - lo_lag
+    hi_lag: timedelta  # hi = midnight UTC of as_of - hi_lag
+
+
+HISTORY = Tier("history", None, HISTORY_LAG)
+WARM = Tier("warm", HISTORY_LAG, WARM_LAG)
+TIERS = (HISTORY, WARM)
 
 
 @dataclass(frozen=True)
@@ -102,10 +125,17 @@ def _path(serving_dir: Path, history_id: str) -> Path:
     return _dir(serving_dir) / f"{history_id}{HISTORY_SUFFIX}"
 
 
-def cut_for(as_of: datetime) -> datetime:
-    """Midnight UTC of as_of - HISTORY_LAG."""
-    t = (as_of - HISTORY_LAG).astimezone(UTC)
+def cut_for(as_of: datetime, lag: timedelta = HISTORY_LAG) -> datetime:
+    """Midnight UTC of as_of - lag (HISTORY_LAG: the history tier's cut)."""
+    t = (as_of - lag).astimezone(UTC)
     return datetime(t.year, t.month, t.day, tzinfo=UTC)
+
+
+Bounds = tuple[datetime | None, datetime]  # a tier's [lo, hi) as of a publish
+
+
+def bounds_for(tier: Tier, as_of: datetime) -> Bounds:
+    return (None if tier.lo_lag is None else cut_for(as_of, tier.lo_lag)), cut_for(as_of, tier.hi_lag)
 
 
 def _bound(part: Part, cut: datetime) -> datetime | date:
@@ -118,11 +148,17 @@ def _rows_sql(part: Part, view: str, cond: str) -> str:
     return f"SELECT {picked} FROM {view} WHERE {where}"
 
 
-def old_sql(part: Part, view: str) -> str:
-    return _rows_sql(part, view, f"{part.anchor} < $cut")
+def tier_sql(part: Part, view: str, bounds: Bounds) -> tuple[str, dict[str, Any]]:
+    """(SELECT of the part's rows anchored within `bounds`, its parameters)."""
+    lo, hi = bounds
+    if lo is None:
+        return _rows_sql(part, view, f"{part.anchor} < $hi"), {"hi": _bound(part, hi)}
+    return (_rows_sql(part, view, f"{part.anchor} >= $lo AND {part.anchor} < $hi"),
+            {"lo": _bound(part, lo), "hi": _bound(part, hi)})
 
 
 def recent_sql(part: Part, view: str) -> str:
+    """The part's rows anchored at/after $cut (the last tier's upper bound) or without an anchor."""
     return _rows_sql(part, view, f"{part.anchor} >= $cut OR {part.anchor} IS NULL")
 
 
@@ -131,20 +167,25 @@ def columns_of(part: Part, source_columns: list[str]) -> list[str]:
     return list(part.columns) if part.columns else list(source_columns)
 
 
-def files_before(dt: DeltaTable, part: Part, cut: datetime) -> str:
-    """A digest of the data files of `dt` that may hold rows anchored before the cut (by their statistics; a file
+def files_within(dt: DeltaTable, part: Part, bounds: Bounds) -> str:
+    """A digest of the data files of `dt` that may hold rows anchored within `bounds` (by their statistics; a file
     without statistics may hold any)."""
     actions = pa.table(dt.get_add_actions(flatten=True))
     paths = actions.column("path").to_pylist()
-    col = f"min.{part.anchor}"
-    mins = actions.column(col).to_pylist() if col in actions.column_names else [None] * len(paths)
-    bound = _bound(part, cut)
-    held = sorted(p for p, m in zip(paths, mins, strict=True) if m is None or m < bound)
+
+    def stat(kind: str) -> list[Any]:
+        col = f"{kind}.{part.anchor}"
+        return actions.column(col).to_pylist() if col in actions.column_names else [None] * len(paths)
+
+    lo, hi = bounds
+    low, high = (None if lo is None else _bound(part, lo)), _bound(part, hi)
+    held = sorted(p for p, mn, mx in zip(paths, stat("min"), stat("max"), strict=True)
+                  if (mn is None or mn < high) and (low is None or mx is None or mx >= low))
     return hashlib.sha256("\n".join(held).encode()).hexdigest()
 
 
-def fingerprint(con: duckdb.DuckDBPyConnection, rows_sql: str, columns: Iterable[str],
-                params: dict[str, Any] | None = None) -> tuple[int, str]:
+def fingerprint(con: duckdb.DuckDBPyConnection, rows_sql: str, params: dict[str, Any] | None = None, *,
+                columns: Iterable[str]) -> tuple[int, str]:
     """(row count, "<count>:<order-independent hash sum>") of the rows `rows_sql` selects."""
     cols = ", ".join(columns)
     n, total = con.execute(
@@ -154,43 +195,78 @@ def fingerprint(con: duckdb.DuckDBPyConnection, rows_sql: str, columns: Iterable
 
 
 @dataclass(frozen=True)
-class History:
-    cut: datetime
-    ids: dict[str, str]  # serving table -> the history file it reads
-    files: dict[str, str]  # serving table -> files_before digest at the versions this snapshot read
-    rows: dict[str, int]  # serving table -> history rows
+class TierFiles:
+    """The files of one tier (Tier) a snapshot attaches, per serving table."""
+
+    bounds: Bounds
+    ids: dict[str, str]  # serving table -> the file it reads
+    files: dict[str, str]  # serving table -> files_within digest at the versions this snapshot read
+    rows: dict[str, int]  # serving table -> rows in the file
     reused: dict[str, bool]  # serving table -> its file is the previous snapshot's
 
 
 @dataclass(frozen=True)
-class Prior:
-    """The history a snapshot attaches, as it recorded it (snapshot_history)."""
+class History:
+    tiers: dict[str, TierFiles]  # tier name -> its files, in TIERS order
 
-    cut: datetime
-    ids: dict[str, str]  # serving table -> history id
-    files: dict[str, str]  # serving table -> files digest
-    aliases: dict[str, str]  # history id -> the name the snapshot's views read it by
+    @property
+    def cut(self) -> datetime:
+        """The history tier's upper bound."""
+        return self.tiers[HISTORY.name].bounds[1]
+
+    @property
+    def recent_from(self) -> datetime:
+        """The last tier's upper bound: the recent part's rows are anchored at/after it."""
+        return list(self.tiers.values())[-1].bounds[1]
+
+    def ids(self) -> list[str]:
+        return [hid for tier in self.tiers.values() for hid in tier.ids.values()]
+
+    def stored_rows(self, name: str) -> int:
+        """The serving table's rows in the tiers' files."""
+        return sum(tier.rows[name] for tier in self.tiers.values())
+
+
+@dataclass(frozen=True)
+class Prior:
+    """The tier files a snapshot attaches, as it recorded them (snapshot_history)."""
+
+    tiers: dict[str, tuple[Bounds, dict[str, str], dict[str, str]]]  # tier -> (bounds, table -> id, table -> digest)
+    aliases: dict[str, str]  # file id -> the name the snapshot's views read it by
+
+    @property
+    def cut(self) -> datetime:
+        return self.tiers[HISTORY.name][0][1]
 
 
 def previous(snapshot: duckdb.DuckDBPyConnection) -> Prior | None:
-    """The history a snapshot attaches (None for a snapshot without history). A snapshot published before each table
-    had a file of its own records no alias: its views read the one shared file as `hist`."""
+    """The tier files a snapshot attaches (None for a snapshot without history). A snapshot published before each
+    table had a file of its own records no alias: its views read the one shared file as `hist`; one published before
+    the warm tier records only history files (no tier, no lower bound)."""
     try:
         cols = {r[0] for r in snapshot.execute(
             "SELECT column_name FROM duckdb_columns() WHERE table_name = 'snapshot_history'").fetchall()}
         alias = "alias" if "alias" in cols else "'hist'"
+        tier = "tier" if "tier" in cols else f"'{HISTORY.name}'"
+        lo = "lo" if "lo" in cols else "NULL::TIMESTAMPTZ"
         rows = snapshot.execute(
-            f"SELECT history_id, cut, serving_table, files, {alias} FROM snapshot_history").fetchall()
+            f"SELECT history_id, cut, serving_table, files, {alias}, {tier}, {lo} FROM snapshot_history").fetchall()
     except duckdb.Error:
         return None
     if not rows:
         return None
-    return Prior(rows[0][1].astimezone(UTC), {r[2]: r[0] for r in rows}, {r[2]: r[3] for r in rows},
-                 {r[0]: r[4] for r in rows})
+    tiers: dict[str, tuple[Bounds, dict[str, str], dict[str, str]]] = {}
+    for hid, hi, name, files, _alias, tier_name, low in rows:
+        bounds: Bounds = (None if low is None else low.astimezone(UTC), hi.astimezone(UTC))
+        entry = tiers.setdefault(tier_name, (bounds, {}, {}))
+        entry[1][name], entry[2][name] = hid, files
+    if HISTORY.name not in tiers:
+        return None
+    return Prior(tiers, {r[0]: r[4] for r in rows})
 
 
 def _recorded_fingerprint(path: Path, name: str) -> tuple[str, int] | None:
-    """(fingerprint, row count) of the serving table `name` as its history file recorded them when it was written."""
+    """(fingerprint, row count) of the serving table `name` as its tier file recorded them when it was written."""
     try:
         con = duckdb.connect(str(path), read_only=True)
     except (duckdb.Error, OSError):
@@ -213,54 +289,58 @@ def ensure(
     settings: Settings, con: duckdb.DuckDBPyConnection, views: Mapping[str, str], tables: Mapping[str, DeltaTable],
     columns: Mapping[str, list[str]], as_of: datetime, prior: Prior | None,
 ) -> History:
-    """The history files the new snapshot attaches: per serving table the previous one when still valid, else a new
-    file. `con` has the sources registered under `views` (serving table -> view name); `tables` are the Delta
+    """The tier files the new snapshot attaches: per tier and serving table the previous one when still valid, else a
+    new file. `con` has the sources registered under `views` (serving table -> view name); `tables` are the Delta
     tables read (serving table -> DeltaTable) and `columns` the serving tables' columns."""
-    cut = cut_for(as_of)
-    ids: dict[str, str] = {}
-    files: dict[str, str] = {}
-    rows: dict[str, int] = {}
-    reused: dict[str, bool] = {}
-    same_cut = prior if prior is not None and prior.cut == cut else None  # only its files can be reused
-    for name, part in PARTS.items():
-        files[name] = files_before(tables[name], part, cut)
-        hid = same_cut.ids.get(name) if same_cut is not None else None
-        path = history_path(settings, hid) if hid is not None else None
-        recorded = _recorded_fingerprint(path, name) if path is not None and path.exists() else None
-        if same_cut is not None and hid is not None and recorded is not None and (
-            same_cut.files.get(name) == files[name]
-            or fingerprint(con, old_sql(part, views[name]), columns[name], {"cut": _bound(part, cut)})[1]
-            == recorded[0]
-        ):
-            ids[name], rows[name], reused[name] = hid, recorded[1], True
-            continue
-        ids[name], rows[name] = _write(settings, con, name, part, views[name], columns[name], cut)
-        reused[name] = False
-    return History(cut, ids, files, rows, reused)
+    tiers: dict[str, TierFiles] = {}
+    for tier in TIERS:
+        bounds = bounds_for(tier, as_of)
+        before = prior.tiers.get(tier.name) if prior is not None else None
+        same = before if before is not None and before[0] == bounds else None  # only its files can be reused
+        ids: dict[str, str] = {}
+        files: dict[str, str] = {}
+        rows: dict[str, int] = {}
+        reused: dict[str, bool] = {}
+        for name, part in PARTS.items():
+            files[name] = files_within(tables[name], part, bounds)
+            hid = same[1].get(name) if same is not None else None
+            path = history_path(settings, hid) if hid is not None else None
+            recorded = _recorded_fingerprint(path, name) if path is not None and path.exists() else None
+            if same is not None and hid is not None and recorded is not None and (
+                same[2].get(name) == files[name]
+                or fingerprint(con, *tier_sql(part, views[name], bounds), columns=columns[name])[1] == recorded[0]
+            ):
+                ids[name], rows[name], reused[name] = hid, recorded[1], True
+                continue
+            ids[name], rows[name] = _write(settings, con, name, part, views[name], columns[name], tier, bounds)
+            reused[name] = False
+        tiers[tier.name] = TierFiles(bounds, ids, files, rows, reused)
+    return History(tiers)
 
 
 def _write(settings: Settings, con: duckdb.DuckDBPyConnection, name: str, part: Part, view: str,
-           columns: list[str], cut: datetime) -> tuple[str, int]:
-    """Write the history file of one serving table; (its id, its rows)."""
+           columns: list[str], tier: Tier, bounds: Bounds) -> tuple[str, int]:
+    """Write the file of one tier of one serving table; (its id, its rows)."""
     hdir = history_dir(settings)
     hdir.mkdir(parents=True, exist_ok=True)
-    hid = f"{name}-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
+    kind = "" if tier is HISTORY else f"{tier.name}-"
+    hid = f"{name}-{kind}{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
     final = history_path(settings, hid)
     tmp = hdir / f".{hid}{HISTORY_SUFFIX}.tmp"
     alias = f"h_{uuid.uuid4().hex[:8]}"
     try:
         con.execute(f"ATTACH $path AS {alias}", {"path": str(tmp)})
         try:
-            con.execute(f"CREATE TABLE {alias}.{name} AS {old_sql(part, view)} ORDER BY {part.order_by}",
-                        {"cut": _bound(part, cut)})
+            sql, params = tier_sql(part, view, bounds)
+            con.execute(f"CREATE TABLE {alias}.{name} AS {sql} ORDER BY {part.order_by}", params)
             # hashed from the table just written, not by reading the source again
-            rows, printed = fingerprint(con, f"SELECT * FROM {alias}.{name}", columns)
+            rows, printed = fingerprint(con, f"SELECT * FROM {alias}.{name}", columns=columns)
             if name == "segment_insights":
                 con.execute(f"CREATE TABLE {alias}.{LOOKUP} AS SELECT {LOOKUP_COLUMNS} FROM {alias}.{name} "
                             "ORDER BY segment_id")
             con.execute(f"CREATE TABLE {alias}.history_meta (cut TIMESTAMPTZ, serving_table VARCHAR, "
                         "fingerprint VARCHAR, row_count BIGINT)")
-            con.execute(f"INSERT INTO {alias}.history_meta VALUES (?, ?, ?, ?)", [cut, name, printed, rows])
+            con.execute(f"INSERT INTO {alias}.history_meta VALUES (?, ?, ?, ?)", [bounds[1], name, printed, rows])
             con.execute(f"CHECKPOINT {alias}")
         finally:
             con.execute(f"DETACH {alias}")
@@ -272,7 +352,9 @@ def _write(settings: Settings, con: duckdb.DuckDBPyConnection, name: str, part: 
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
         raise
-    log.info("history %s: %d %s rows anchored before %s", hid, rows, name, cut.isoformat())
+    lo, hi = bounds
+    log.info("%s %s: %d %s rows anchored %sbefore %s", tier.name, hid, rows, name,
+             "" if lo is None else f"at/after {lo.isoformat()} and ", hi.isoformat())
     return hid, rows
 
 
@@ -280,39 +362,40 @@ _ALIAS = re.compile(r"hist(_\d+)?")
 
 
 def _aliases(ids: Iterable[str]) -> dict[str, str]:
-    """A name per distinct history file (a file of an earlier layout serves several tables, and DuckDB attaches a
-    file once)."""
+    """A name per distinct file (a file of an earlier layout serves several tables, and DuckDB attaches a file
+    once)."""
     return {hid: f"hist_{i}" for i, hid in enumerate(sorted(set(ids)))}
 
 
 def attach_and_union(con: duckdb.DuckDBPyConnection, settings: Settings, history: History,
                      views: Mapping[str, str]) -> dict[str, int]:
-    """In the snapshot being built: the recent part of each table (`<name>_recent`), the view `<name>` over history
+    """In the snapshot being built: the recent part of each table (`<name>_recent`), the view `<name>` over its tiers
     and recent, the view `segment_lookup` (LOOKUP) and `snapshot_history`; returns each table's recent rows. The
-    history files stay attached until detach()."""
+    tier files stay attached until detach()."""
     recent: dict[str, int] = {}
-    aliases = _aliases(history.ids.values())
+    aliases = _aliases(history.ids())
     for hid, alias in aliases.items():
         con.execute(f"ATTACH $path AS {alias} (READ_ONLY)", {"path": str(history_path(settings, hid))})
     for name, part in PARTS.items():
         con.execute(f"CREATE TABLE {name}_recent AS {recent_sql(part, views[name])} ORDER BY {part.order_by}",
-                    {"cut": _bound(part, history.cut)})
+                    {"cut": _bound(part, history.recent_from)})
         recent[name] = int(con.execute(f"SELECT count(*) FROM {name}_recent").fetchone()[0])
-        con.execute(f"CREATE VIEW {name} AS SELECT * FROM {aliases[history.ids[name]]}.{name} "
-                    f"UNION ALL SELECT * FROM {name}_recent")
-    con.execute(f"CREATE VIEW {LOOKUP} AS SELECT * FROM {aliases[history.ids['segment_insights']]}.{LOOKUP} "
-                f"UNION ALL SELECT {LOOKUP_COLUMNS} FROM segment_insights_recent")
+        stored = " UNION ALL ".join(f"SELECT * FROM {aliases[t.ids[name]]}.{name}" for t in history.tiers.values())
+        con.execute(f"CREATE VIEW {name} AS {stored} UNION ALL SELECT * FROM {name}_recent")
+    lookups = " UNION ALL ".join(f"SELECT * FROM {aliases[t.ids['segment_insights']]}.{LOOKUP}"
+                                 for t in history.tiers.values())
+    con.execute(f"CREATE VIEW {LOOKUP} AS {lookups} UNION ALL SELECT {LOOKUP_COLUMNS} FROM segment_insights_recent")
     con.execute("CREATE TABLE snapshot_history (history_id VARCHAR, cut TIMESTAMPTZ, serving_table VARCHAR, "
-                "files VARCHAR, history_rows BIGINT, alias VARCHAR)")
-    con.executemany("INSERT INTO snapshot_history VALUES (?, ?, ?, ?, ?, ?)",
-                    [[history.ids[name], history.cut, name, history.files[name], history.rows[name],
-                      aliases[history.ids[name]]] for name in PARTS])
+                "files VARCHAR, history_rows BIGINT, alias VARCHAR, tier VARCHAR, lo TIMESTAMPTZ)")
+    con.executemany("INSERT INTO snapshot_history VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [[t.ids[name], t.bounds[1], name, t.files[name], t.rows[name], aliases[t.ids[name]], tier,
+                      t.bounds[0]] for tier, t in history.tiers.items() for name in PARTS])
     return recent
 
 
 def detach(con: duckdb.DuckDBPyConnection, history: History) -> None:
-    """Detach the history files attach_and_union attached (before the snapshot is closed)."""
-    for alias in _aliases(history.ids.values()).values():
+    """Detach the tier files attach_and_union attached (before the snapshot is closed)."""
+    for alias in _aliases(history.ids()).values():
         con.execute(f"DETACH {alias}")
 
 
@@ -362,12 +445,18 @@ def referenced_by(snapshot_files: Iterable[Path]) -> set[str]:
         finally:
             con.close()
         if found is not None:
-            out.update(found.ids.values())
+            out.update(found.aliases)
     return out
 
 
 def describe(history: History, recent: Mapping[str, int]) -> dict[str, Any]:
-    return {"history_ids": dict(history.ids), "cut": history.cut.isoformat(),
-            "reused": all(history.reused.values()),
-            "rewritten": sorted(name for name, kept in history.reused.items() if not kept),
-            "history_rows": dict(history.rows), "recent_rows": dict(recent)}
+    """The publish report's account: per tier (history, warm) its files, bounds, rows and the tables whose file was
+    written (not reused), and the recent rows."""
+    old, warm = history.tiers[HISTORY.name], history.tiers[WARM.name]
+    return {"history_ids": dict(old.ids), "cut": history.cut.isoformat(),
+            "reused": all(kept for tier in history.tiers.values() for kept in tier.reused.values()),
+            "rewritten": sorted(name for name, kept in old.reused.items() if not kept),
+            "history_rows": dict(old.rows),
+            "warm_ids": dict(warm.ids), "warm_cut": warm.bounds[1].isoformat(),
+            "warm_rewritten": sorted(name for name, kept in warm.reused.items() if not kept),
+            "warm_rows": dict(warm.rows), "recent_rows": dict(recent)}

@@ -16,7 +16,7 @@ LAYOUT (table: sort order -> query it serves)
                      (author_id, created_at)                            -> tray (snapshot_indexes.SegmentIndex)
   profiles:          (user_id) latest username and picture                -> names in trays and Seen By
   archived_segments: archived, non-deleted segments, (author_id, created_at DESC) -> highlights, archive
-                     (history + recent parts, serving/insights_history.py: the archive is kept for ever)
+                     (history + warm + recent parts, serving/insights_history.py: the archive is kept for ever)
   viewer_pairs:      every relationship interval between a viewer and an author, as the audience flag it
                      sets (audience.RELATION_FLAGS), (viewer_id, author_id) -> tray candidates + audience flags
   private_intervals: (user_id)                                          -> author_private flag
@@ -480,7 +480,7 @@ def _build(
         recent = insights_history.attach_and_union(con, settings, history, views)
         steps["insights recent"] = time.perf_counter() - t
         for name in parts:
-            tables[name] = history.rows[name] + recent[name]
+            tables[name] = history.stored_rows(name) + recent[name]
         history_report = insights_history.describe(history, recent)
         mismatches = int(
             con.execute(

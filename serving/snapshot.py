@@ -3,9 +3,10 @@
 Layout under `settings.serving_dir`:
 
     snapshots/<snapshot_id>.duckdb   immutable DuckDB files, one per publish
-    history/<history_id>.duckdb      immutable DuckDB files, one per long-lived table: its rows anchored before a
-                                     daily cut (insights, the archive), attached read-only by the snapshots that
-                                     share them (serving/insights_history.py)
+    history/<history_id>.duckdb      immutable DuckDB files, two per long-lived table (insights, the archive): its
+                                     rows anchored before a daily cut, and its warm rows between that cut and a
+                                     later one, attached read-only by the snapshots that share them
+                                     (serving/insights_history.py)
     CURRENT                          one line: the snapshot_id being served (replaced atomically)
 
 Readers resolve CURRENT once and keep their handle: a reader opened before a publish goes on

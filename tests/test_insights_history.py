@@ -1,10 +1,10 @@
-"""The long-lived insights' history part (serving/insights_history.py): every snapshot answers exactly what the gold
-tables hold; a publish reuses the history while the rows before the cut are unchanged (even when their files were
-rewritten), writes a new one when they change or the cut moves, and old readers keep theirs."""
+"""The long-lived insights' history and warm parts (serving/insights_history.py): every snapshot answers exactly
+what the gold tables hold; a publish reuses a part's file while its rows are unchanged (even when their files were
+rewritten), writes a new one when they change or the cuts move, and old readers keep theirs."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -54,18 +54,20 @@ def _history_files(settings: Settings) -> list[str]:
 
 
 def _files_of(report: Any) -> list[str]:
-    return sorted(f"{hid}.duckdb" for hid in set(report.history["history_ids"].values()))
+    return sorted(f"{hid}.duckdb" for key in ("history_ids", "warm_ids") for hid in set(report.history[key].values()))
 
 
 def test_history_is_shared_until_old_rows_change(settings: Settings) -> None:
     first = sample_lake.build(settings)
     h = first.history
-    assert not h["reused"] and h["cut"] == "2026-10-28T00:00:00+00:00"
-    assert h["rewritten"] == sorted(insights_history.PARTS)  # a file per long-lived table
-    # 35 days of daily insights: the days before the cut are history, the last ones recent
+    assert not h["reused"] and (h["cut"], h["warm_cut"]) == ("2026-10-28T00:00:00+00:00", "2026-10-30T00:00:00+00:00")
+    # a file per long-lived table and tier
+    assert h["rewritten"] == h["warm_rewritten"] == sorted(insights_history.PARTS)
+    # 35 days of daily insights: the days before the cut are history, the next two warm, the last ones recent
+    assert h["warm_rows"]["author_daily_insights"] > 0
     assert h["history_rows"]["author_daily_insights"] > 0 and h["recent_rows"]["author_daily_insights"] > 0
     assert first.tables["author_daily_insights"] == sum(h[k]["author_daily_insights"]
-                                                        for k in ("history_rows", "recent_rows"))
+                                                        for k in ("history_rows", "warm_rows", "recent_rows"))
     assert _history_files(settings) == _files_of(first)
     old_reader = api.open_current(settings)
     _assert_serves_gold(settings, old_reader)
@@ -74,6 +76,7 @@ def test_history_is_shared_until_old_rows_change(settings: Settings) -> None:
     # nothing changed: the next publish attaches the same files
     again = publish(settings, AS_OF)
     assert again.history["reused"] and again.history["history_ids"] == h["history_ids"]
+    assert again.history["warm_ids"] == h["warm_ids"]
     assert _history_files(settings) == _files_of(first)
 
     # the same rows in new files (a compaction, a slice rewrite): still the same history, found by its fingerprint
@@ -81,6 +84,7 @@ def test_history_is_shared_until_old_rows_change(settings: Settings) -> None:
     write_table(settings, "gold.author_daily_insights", DeltaTable(str(daily)).to_pyarrow_table())
     rewritten = publish(settings, AS_OF)
     assert rewritten.history["reused"] and rewritten.history["history_ids"] == h["history_ids"]
+    assert rewritten.history["warm_ids"] == h["warm_ids"]
 
     # an old row changes (a backfill after a rule change): a new history file for that table only, and the snapshot
     # serves the new rows
@@ -90,7 +94,7 @@ def test_history_is_shared_until_old_rows_change(settings: Settings) -> None:
                      pc.if_else(oldest, pc.add(t["impressions"], pa.scalar(1, pa.int64())), t["impressions"]))
     write_table(settings, "gold.author_daily_insights", t)
     changed = publish(settings, AS_OF, keep=1)
-    assert changed.history["rewritten"] == ["author_daily_insights"]
+    assert (changed.history["rewritten"], changed.history["warm_rewritten"]) == (["author_daily_insights"], [])
     ids = changed.history["history_ids"]
     assert ids["author_daily_insights"] != h["history_ids"]["author_daily_insights"]
     assert {k: v for k, v in ids.items() if k != "author_daily_insights"} == {
@@ -102,10 +106,25 @@ def test_history_is_shared_until_old_rows_change(settings: Settings) -> None:
     assert _history_files(settings) == _files_of(changed)
     assert _served(old_reader, "author_daily_insights") == before
 
-    # the cut moves with as_of (daily): new history files
+    # a warm row changes (a late event reaching before the warm cut): a new warm file for that table only
+    t = DeltaTable(str(daily)).to_pyarrow_table()
+    warm_day = pc.equal(t["day"], pa.scalar(date(2026, 10, 28)))
+    assert pc.any(warm_day).as_py()
+    t = t.set_column(t.schema.get_field_index("impressions"), "impressions",
+                     pc.if_else(warm_day, pc.add(t["impressions"], pa.scalar(1, pa.int64())), t["impressions"]))
+    write_table(settings, "gold.author_daily_insights", t)
+    late = publish(settings, AS_OF, keep=1)
+    assert (late.history["rewritten"], late.history["warm_rewritten"]) == ([], ["author_daily_insights"])
+    assert late.history["history_ids"] == ids
+    assert late.history["warm_ids"]["author_daily_insights"] != h["warm_ids"]["author_daily_insights"]
+    _assert_serves_gold(settings, api.open_current(settings))
+    assert _history_files(settings) == _files_of(late)
+
+    # the cuts move with as_of (daily): new history and warm files
     later = publish(settings, AS_OF + timedelta(days=1))
-    assert later.history["rewritten"] == sorted(insights_history.PARTS)
-    assert later.history["cut"] == "2026-10-29T00:00:00+00:00"
+    assert later.history["rewritten"] == later.history["warm_rewritten"] == sorted(insights_history.PARTS)
+    assert (later.history["cut"], later.history["warm_cut"]) == ("2026-10-29T00:00:00+00:00",
+                                                                 "2026-10-31T00:00:00+00:00")
     _assert_serves_gold(settings, api.open_current(settings))
 
 
@@ -158,7 +177,8 @@ def test_insights_answers_are_the_same_with_or_without_history(settings: Setting
 
 def _to_shared_file_layout(settings: Settings, report: Any) -> None:
     """Rewrite a snapshot into format 1: one history file holding the four insights tables (and the segment lookup),
-    attached as `hist`; snapshot_history without aliases; the archive a plain table."""
+    attached as `hist`; no warm part (recent holds the rows from the cut on); snapshot_history without aliases, tiers
+    and lower bounds; the archive a plain table."""
     import duckdb
 
     from serving.snapshot import snapshot_path
@@ -183,6 +203,13 @@ def _to_shared_file_layout(settings: Settings, report: Any) -> None:
         con.register("archive_rows", con.sql("SELECT * FROM archived_segments").to_arrow_table())
         for name in [*insights, "archived_segments", "segment_lookup"]:
             con.execute(f"DROP VIEW {name}")
+        # format 1 had no warm part: its recent part held the rows from the cut on
+        warm = dict(con.execute("SELECT serving_table, alias FROM snapshot_history WHERE tier = 'warm'").fetchall())
+        for name in insights:
+            con.execute(f"CREATE TABLE {name}_all_recent AS SELECT * FROM {warm[name]}.{name} "  # noqa: S608
+                        f"UNION ALL SELECT * FROM {name}_recent")
+            con.execute(f"DROP TABLE {name}_recent")
+            con.execute(f"ALTER TABLE {name}_all_recent RENAME TO {name}_recent")
         for name in insights:
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM hist.{name} "  # noqa: S608 - constant names
                         f"UNION ALL SELECT * FROM {name}_recent")
@@ -190,8 +217,9 @@ def _to_shared_file_layout(settings: Settings, report: Any) -> None:
                     "SELECT segment_id, author_id, created_at, is_deleted FROM segment_insights_recent")
         con.execute("DROP TABLE archived_segments_recent")
         con.execute("CREATE TABLE archived_segments AS SELECT * FROM archive_rows")
-        con.execute("DELETE FROM snapshot_history WHERE serving_table = 'archived_segments'")
-        con.execute("ALTER TABLE snapshot_history DROP COLUMN alias")
+        con.execute("DELETE FROM snapshot_history WHERE serving_table = 'archived_segments' OR tier = 'warm'")
+        for column in ("alias", "tier", "lo"):
+            con.execute(f"ALTER TABLE snapshot_history DROP COLUMN {column}")
         con.execute("UPDATE snapshot_history SET history_id = 'shared-format-1'")
         con.execute("UPDATE snapshot_meta SET format_version = 1")
         con.execute("CHECKPOINT")
@@ -208,7 +236,9 @@ def test_a_snapshot_of_the_shared_file_layout_opens_and_its_file_is_reused_table
     _assert_serves_gold(settings, old)
 
     after = publish(settings, AS_OF)
+    # format 1 had no warm part: it is written, while the shared file serves the history of every insights table
     assert after.history["rewritten"] == ["archived_segments"]
+    assert after.history["warm_rewritten"] == sorted(insights_history.PARTS)
     assert {k: v for k, v in after.history["history_ids"].items() if k != "archived_segments"} == dict.fromkeys(
         [n for n in insights_history.PARTS if n != "archived_segments"], "shared-format-1")
     _assert_serves_gold(settings, api.open_current(settings))
