@@ -167,10 +167,14 @@ def columns_of(part: Part, source_columns: list[str]) -> list[str]:
     return list(part.columns) if part.columns else list(source_columns)
 
 
-def files_within(dt: DeltaTable, part: Part, bounds: Bounds) -> str:
-    """A digest of the data files of `dt` that may hold rows anchored within `bounds` (by their statistics; a file
-    without statistics may hold any)."""
-    actions = pa.table(dt.get_add_actions(flatten=True))
+def add_actions(dt: DeltaTable) -> pa.Table:
+    """The data files of a Delta table version with their statistics (files_within reads them)."""
+    return pa.table(dt.get_add_actions(flatten=True))
+
+
+def files_within(actions: pa.Table, part: Part, bounds: Bounds) -> str:
+    """A digest of the data files (add_actions) that may hold rows anchored within `bounds` (by their statistics; a
+    file without statistics may hold any)."""
     paths = actions.column("path").to_pylist()
 
     def stat(kind: str) -> list[Any]:
@@ -293,6 +297,7 @@ def ensure(
     new file. `con` has the sources registered under `views` (serving table -> view name); `tables` are the Delta
     tables read (serving table -> DeltaTable) and `columns` the serving tables' columns."""
     tiers: dict[str, TierFiles] = {}
+    actions = {name: add_actions(tables[name]) for name in PARTS}
     for tier in TIERS:
         bounds = bounds_for(tier, as_of)
         before = prior.tiers.get(tier.name) if prior is not None else None
@@ -302,7 +307,7 @@ def ensure(
         rows: dict[str, int] = {}
         reused: dict[str, bool] = {}
         for name, part in PARTS.items():
-            files[name] = files_within(tables[name], part, bounds)
+            files[name] = files_within(actions[name], part, bounds)
             hid = same[1].get(name) if same is not None else None
             path = history_path(settings, hid) if hid is not None else None
             recorded = _recorded_fingerprint(path, name) if path is not None and path.exists() else None
@@ -400,7 +405,8 @@ def detach(con: duckdb.DuckDBPyConnection, history: History) -> None:
 
 
 def attach(con: duckdb.DuckDBPyConnection, serving_dir: Path) -> list[str]:
-    """Attach (read-only, under the names its views read) the history files a snapshot's views read; their ids."""
+    """Attach (read-only, under the names its views read) the history and warm files a snapshot's views read; their
+    ids."""
     found = previous(con)
     if found is None:
         return []
@@ -415,7 +421,7 @@ def attach(con: duckdb.DuckDBPyConnection, serving_dir: Path) -> list[str]:
 
 
 def remove_unreferenced(settings: Settings, referenced: set[str]) -> list[str]:
-    """Delete history files no kept snapshot refers to (and leftovers of a crashed write)."""
+    """Delete history and warm files no kept snapshot refers to (and leftovers of a crashed write)."""
     removed = []
     hdir = history_dir(settings)
     if not hdir.is_dir():

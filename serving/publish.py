@@ -157,7 +157,7 @@ HOURLY_WINDOW = timedelta(days=2)  # author_hourly_insights published: today's a
 
 # (serving table, SELECT producing it). Every statement is built from constants only (no user values);
 # $window_start is a bound parameter. The long-lived tables (segment, story, author-day insights, sticker results and
-# archived segments) are built by serving/insights_history.py: history rows shared between snapshots + this
+# archived segments) are built by serving/insights_history.py: history and warm rows shared between snapshots + this
 # publish's recent rows. sv and rel are temp tables holding silver.segment_viewers and silver.relationships, each
 # read once.
 STEPS: tuple[tuple[str, str], ...] = (
@@ -286,6 +286,7 @@ def _publish(settings: Settings, as_of: datetime, keep: int, beside_gate: Callab
     sdir.mkdir(parents=True, exist_ok=True)
     with _publish_lock(settings):
         _remove_temp_files(sdir)
+        _refuse_newer_current(settings)
         sources = _open_sources(settings, ahead=beside_gate is not None)
         _refuse_unfinished_run(settings)
         built_at = datetime.now(UTC)
@@ -538,9 +539,40 @@ def _remove_old(settings: Settings, keep: int) -> list[str]:
 
 
 def _remove_unreferenced_history(settings: Settings) -> list[str]:
-    """Delete the history files no kept snapshot attaches."""
+    """Delete the history files no kept snapshot attaches; none while a kept snapshot is of a newer format than this
+    code writes (it may attach files this code cannot see it refer to)."""
     kept = list(snapshots_dir(settings).glob(f"*{SNAPSHOT_SUFFIX}"))
+    newer = [p.name for p in kept if (_format_of(p) or 0) > FORMAT_VERSION]
+    if newer:
+        log.warning("publish: not removing history files: snapshot(s) %s of a format newer than %d",
+                    ", ".join(newer), FORMAT_VERSION)
+        return []
     return insights_history.remove_unreferenced(settings, insights_history.referenced_by(kept))
+
+
+def _format_of(path: Path) -> int | None:
+    """snapshot_meta.format_version of a snapshot file (None when it cannot be read)."""
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except (duckdb.Error, OSError):
+        return None
+    try:
+        fmt = con.execute("SELECT max(format_version) FROM snapshot_meta").fetchone()[0]
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+    return None if fmt is None else int(fmt)
+
+
+def _refuse_newer_current(settings: Settings) -> None:
+    """PublishError when CURRENT names a snapshot of a newer format than this code writes: its history files and
+    their bounds are not this code's to reuse or remove (upgrade the pipeline instead of rolling it back)."""
+    sid = current_id(settings)
+    fmt = _format_of(snapshot_path(settings, sid)) if sid is not None else None
+    if fmt is not None and fmt > FORMAT_VERSION:
+        raise PublishError(f"the serving snapshot CURRENT names ({sid}) has format {fmt}, newer than this publish's "
+                           f"{FORMAT_VERSION}: publish with the code that wrote it or newer")
 
 
 def _remove_old_snapshots(settings: Settings, keep: int) -> list[str]:

@@ -164,8 +164,9 @@ def seen_by(
 
 # A segment the catalog does not hold (created before as_of - SEEN_BY_LIFETIME, no viewer rows): its author, creation
 # and deletion from its insights row, which gold keeps for 2 years, through the snapshot's segment_lookup view (the
-# history part sorted by segment_id: one row group read however many years it holds; the recent part, a few days,
-# scanned). Snapshots published before that view existed hold every segment in their catalog: segment_insights.
+# history and warm parts sorted by segment_id: one row group read however many years they hold; the recent part, a
+# few days, scanned). Snapshots published before that view existed hold every segment in their catalog:
+# segment_insights.
 OLDER_SEGMENT_SQL = {
     source: f"SELECT author_id, epoch_us(created_at), coalesce(is_deleted, false) FROM {source} "  # noqa: S608
     "WHERE segment_id = $seg LIMIT 1"

@@ -4,8 +4,8 @@ Layout under `settings.serving_dir`:
 
     snapshots/<snapshot_id>.duckdb   immutable DuckDB files, one per publish
     history/<history_id>.duckdb      immutable DuckDB files, two per long-lived table (insights, the archive): its
-                                     rows anchored before a daily cut, and its warm rows between that cut and a
-                                     later one, attached read-only by the snapshots that share them
+                                     rows anchored before a daily cut, and its warm rows from that cut to a later
+                                     one, attached read-only by the snapshots that share them
                                      (serving/insights_history.py)
     CURRENT                          one line: the snapshot_id being served (replaced atomically)
 
@@ -31,9 +31,11 @@ from storylake.settings import Settings
 
 SNAPSHOT_SUFFIX = ".duckdb"
 CURRENT_NAME = "CURRENT"
-# snapshot_meta.format_version of the snapshots publish writes: 2 = a history file per long-lived table, attached
-# under the alias snapshot_history records (1: one shared file attached as `hist`). A reader opens versions up to it.
-FORMAT_VERSION = 2
+# snapshot_meta.format_version of the snapshots publish writes: 3 = a history and a warm file per long-lived table
+# (snapshot_history's `tier`, `lo`); 2 = a history file per long-lived table, attached under the alias
+# snapshot_history records; 1 = one shared file attached as `hist`. A reader opens versions up to it, and publish
+# refuses to follow a CURRENT snapshot of a newer one (its cleanup would not know the newer files it attaches).
+FORMAT_VERSION = 3
 
 
 def snapshots_dir(settings: Settings) -> Path:

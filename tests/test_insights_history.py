@@ -9,6 +9,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pytest
 from deltalake import DeltaTable
 
 from serving import api, insights_history
@@ -57,7 +58,15 @@ def _files_of(report: Any) -> list[str]:
     return sorted(f"{hid}.duckdb" for key in ("history_ids", "warm_ids") for hid in set(report.history[key].values()))
 
 
-def test_history_is_shared_until_old_rows_change(settings: Settings) -> None:
+def test_history_is_shared_until_old_rows_change(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    hashed: list[str] = []  # the rows a publish fingerprinted (the check behind an unchanged file list)
+    fingerprint = insights_history.fingerprint
+
+    def counted(con: Any, rows_sql: str, params: Any = None, *, columns: Any) -> tuple[int, str]:
+        hashed.append(rows_sql)
+        return fingerprint(con, rows_sql, params, columns=columns)
+
+    monkeypatch.setattr(insights_history, "fingerprint", counted)
     first = sample_lake.build(settings)
     h = first.history
     assert not h["reused"] and (h["cut"], h["warm_cut"]) == ("2026-10-28T00:00:00+00:00", "2026-10-30T00:00:00+00:00")
@@ -73,8 +82,10 @@ def test_history_is_shared_until_old_rows_change(settings: Settings) -> None:
     _assert_serves_gold(settings, old_reader)
     before = _served(old_reader, "author_daily_insights")
 
-    # nothing changed: the next publish attaches the same files
+    # nothing changed: the next publish attaches the same files, found unchanged by their Delta files alone
+    hashed.clear()
     again = publish(settings, AS_OF)
+    assert hashed == []
     assert again.history["reused"] and again.history["history_ids"] == h["history_ids"]
     assert again.history["warm_ids"] == h["warm_ids"]
     assert _history_files(settings) == _files_of(first)
@@ -82,7 +93,9 @@ def test_history_is_shared_until_old_rows_change(settings: Settings) -> None:
     # the same rows in new files (a compaction, a slice rewrite): still the same history, found by its fingerprint
     daily = settings.table_path("gold", "author_daily_insights")
     write_table(settings, "gold.author_daily_insights", DeltaTable(str(daily)).to_pyarrow_table())
+    hashed.clear()
     rewritten = publish(settings, AS_OF)
+    assert len(hashed) == 2  # the table's history and warm rows, each hashed once (no file written)
     assert rewritten.history["reused"] and rewritten.history["history_ids"] == h["history_ids"]
     assert rewritten.history["warm_ids"] == h["warm_ids"]
 
@@ -269,3 +282,20 @@ def test_an_alias_that_is_not_ours_is_refused(settings: Settings) -> None:
                     "WHERE serving_table = 'sticker_results'")
     with pytest.raises(ValueError, match="unexpected alias 'x; DROP TABLE profiles'"):
         api.open_current(settings)
+
+
+def test_a_publish_after_a_newer_format_refuses_and_removes_nothing(settings: Settings) -> None:
+    """A pipeline rolled back past a snapshot format (CURRENT written by newer code) does not publish over it nor
+    remove the files it attaches: its history and warm bookkeeping is not this code's."""
+    import duckdb
+
+    from serving.publish import PublishError
+    from serving.snapshot import FORMAT_VERSION, snapshot_path
+
+    report = sample_lake.build(settings)
+    files = _history_files(settings)
+    with duckdb.connect(str(snapshot_path(settings, report.snapshot_id))) as con:
+        con.execute("UPDATE snapshot_meta SET format_version = $v", {"v": FORMAT_VERSION + 1})
+    with pytest.raises(PublishError, match=rf"has format {FORMAT_VERSION + 1}, newer than this publish's"):
+        publish(settings, AS_OF + timedelta(days=1))
+    assert _history_files(settings) == files

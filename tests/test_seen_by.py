@@ -133,8 +133,8 @@ def test_segments_older_than_the_catalog_answer_from_their_insights(settings: Se
     catalog = {r[0] for r in snap.db().execute("SELECT segment_id FROM segment_catalog").fetchall()}
     assert catalog == {S}
     # the history part of the lookup, sorted by segment_id
-    alias = snap.db().execute("SELECT alias FROM snapshot_history WHERE serving_table = 'segment_insights'"
-                              ).fetchone()[0]  # the name the snapshot attaches segment_insights' history file by
+    alias = snap.db().execute("SELECT alias FROM snapshot_history WHERE serving_table = 'segment_insights' AND "
+                              "tier = 'history'").fetchone()[0]  # the name segment_insights' history file has
     assert snap.db().execute(f"SELECT segment_id FROM {alias}.segment_lookup").fetchall() == [(602,), (603,)]  # noqa: S608
     with pytest.raises(api.SeenByExpiredError, match=r"Seen By for segment 603 expired at 2026-10-26T12:00:00Z"):
         api.seen_by(snap, 603, A, T)

@@ -51,7 +51,9 @@ def await_preload() -> None:
 
 # Modules Great Expectations imports at its own import but that only expectations no contract uses call (in function
 # bodies): loaded at their first use instead (importlib.util.LazyLoader). Python 3.11's lazy module is not safe to
-# load from two threads at once; nothing here uses it, and the deferral itself is made under a lock.
+# load from two threads at once; nothing here uses it, and the deferral itself is made under a lock. Only on Python
+# 3.11 (pyproject's requires-python): later versions' lazy module loads only when its class is exactly its own, so
+# the subclass below would not load at all there; elsewhere nothing is deferred.
 DEFERRED_IMPORTS = ("scipy.stats", "altair")
 _deferring = threading.Lock()
 
@@ -73,13 +75,15 @@ def _lazy_module_class() -> type:
 
 def defer_unused_imports() -> list[str]:
     """Make each of DEFERRED_IMPORTS that is installed and not imported yet a lazy module: importing it (as Great
-    Expectations' `from scipy import stats` does) costs nothing, and its first attribute access loads it for real.
-    Returns the modules deferred. The module is also set on its package, so that `from package import name` finds it
-    there and does not touch it (importlib's import_module would read its __spec__, which loads it)."""
+    Expectations' `from scipy import stats` and `import altair` do) costs nothing, and its first attribute access
+    loads it for real. Returns the modules deferred. The module is also set on its package, so that `from package
+    import name` finds it there without scipy's lazy `__getattr__`."""
     import importlib.util
     import sys
 
-    deferred = []
+    deferred: list[str] = []
+    if sys.version_info[:2] != (3, 11):
+        return deferred
     with _deferring:
         for name in DEFERRED_IMPORTS:
             if name in sys.modules:
@@ -93,9 +97,9 @@ def defer_unused_imports() -> list[str]:
             loader = importlib.util.LazyLoader(spec.loader)
             spec.loader = loader
             module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
             loader.exec_module(module)
-            module.__class__ = LAZY_MODULE
+            module.__class__ = LAZY_MODULE  # before any other thread can find it
+            sys.modules[name] = module
             parent, _, child = name.rpartition(".")
             if parent:
                 setattr(sys.modules[parent], child, module)
