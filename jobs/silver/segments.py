@@ -254,7 +254,13 @@ def transform(
 def run(spark: SparkSession, settings: Settings, as_of: datetime, since: datetime | None = None,
         patch: Sequence[int] = ()) -> dict[str, int]:
     """Rebuild silver.segments as of `as_of`: the segments created at or after `since` (all without it), and the
-    lifecycle columns of the `patch` segments created before it (jobs.horizon.segments_scope)."""
+    lifecycle columns of the `patch` segments created before it (jobs.horizon.segments_scope).
+
+    The job is a chain of small engine steps, and silver's other jobs wait for it (the plan reads silver.segments),
+    so its independent steps run side by side (with Settings.job_lanes > 1): the patch beside the rebuild, and the
+    table's write beside its quarantine's."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -281,7 +287,10 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime, since: datetim
         )
         last = Window.partitionBy("author_id").orderBy(F.col("created_at").desc(), F.col("segment_id").desc())
         seeds = before.withColumn("_last", F.row_number().over(last)).filter("_last = 1").drop("_last")
-    with spark_io.scratch(settings) as materialize:
+    with spark_io.scratch(settings) as materialize, ThreadPoolExecutor(
+            max_workers=2 if settings.job_lanes > 1 else 1, thread_name_prefix="segments") as beside:
+        patching = (beside.submit(_patch, spark, settings, known, patch, as_of, materialize)
+                    if since is not None and patch else None)
         out = transform(
             created,
             read_since(spark, settings, "segment_deleted", h),
@@ -292,8 +301,8 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime, since: datetim
         )
         rows, bad, where = out.segments, out.quarantine, h.where("created_at")
         anchors: list[datetime] = []
-        if since is not None and patch:
-            patched = _patch(spark, settings, known, patch, as_of, materialize)
+        if patching is not None:
+            patched = patching.result()
             rows = rows.unionByName(project(patched.segments, "silver.segments"))
             # bounded by the patched segments' earliest creation too, so the write's scan skips older files
             ids = ", ".join(str(int(i)) for i in patch)
@@ -306,10 +315,9 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime, since: datetim
                     (F.col("stage") == F.lit(STAGE)) & F.col("anchor_at").isin(*anchors))
                 kept = other_events(others, patched.quarantine)
                 bad = bad.unionByName(patched.quarantine).unionByName(kept.select(*bad.columns))
-        return {
-            "segments": spark_io.write_table(rows, settings, "silver", "segments", replace_where=where),
-            "quarantine.segments": write_quarantine(bad, settings, STAGE, h, also_at=anchors),
-        }
+        quarantined = beside.submit(write_quarantine, bad, settings, STAGE, h, also_at=anchors)
+        written = spark_io.write_table(rows, settings, "silver", "segments", replace_where=where)
+        return {"segments": written, "quarantine.segments": quarantined.result()}
 
 
 class Patched(NamedTuple):
