@@ -4,6 +4,7 @@ ops.quality_results, and the gate stopping run_pipeline before publish."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -129,10 +130,15 @@ def _results(settings: Settings, run_id: str) -> dict[tuple[str, str], dict[str,
     return {(r["table_name"], r["expectation"]): r for r in rows if r["run_id"] == run_id}
 
 
-def test_clean_table_passes_and_is_recorded(settings: Settings) -> None:
+def test_clean_table_passes_and_is_recorded(settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    from jobs.quality.gate import WHOLE_RUN
+
     _write(settings, "silver.view_events", [_view("e1"), _view("e2", completion_pct=0.2, view_duration_ms=3000)])
-    report = run_gate(settings, "silver", "run-clean")
+    with caplog.at_level(logging.INFO, logger="jobs.quality.gate"):
+        report = run_gate(settings, "silver", "run-clean")
     assert report.ok
+    # no run planned slices for this gate: the table is validated whole, and the log says why
+    assert f"silver.view_events: 2 rows, all validated ({WHOLE_RUN})" in caplog.text
     assert report.rows == {"silver.view_events": 2}
     assert "silver.segments" in report.missing
     n = len(suite_for(contracts.get("silver.view_events")).expectations)

@@ -157,7 +157,7 @@ def run_gate(
                     report.not_expressible[key] = list(suite.not_expressible)
                     log.warning("%s: contract rules without an expectation: %s", key, suite.not_expressible)
                 rows, outcomes = _validate(batches, settings, suite, run_id, slices.get(key),
-                                           baselines.get(key), db)
+                                           baselines.get(key), db, whole=None if slices else WHOLE_RUN)
                 report.rows[key] = rows
                 report.outcomes.extend(outcomes)
         write_results(settings, report)
@@ -449,9 +449,13 @@ def expectation_groups(specs: list[ExpectationSpec], keys: list[str]) -> list[li
     return groups
 
 
+# Why a gate validates whole tables when it has no slices (_run_slices): the run of its as_of planned none.
+WHOLE_RUN = "no incremental plan for this as_of: a full refresh, no planned run, or one that already finished"
+
+
 def _validate(
     batches: Any, settings: Settings, suite: Suite, run_id: str, since: Slice | None = None,
-    baseline: int | None = None, db: Any | None = None,
+    baseline: int | None = None, db: Any | None = None, whole: str | None = None,
 ) -> tuple[int, list[Outcome]]:
     """Run the suite on the table's slice (`since`; None: the whole table). With a `baseline` (the version that last
     passed), the row expectations read only the rows that differ from it: an unchanged row passed them then.
@@ -459,7 +463,8 @@ def _validate(
     Each group of expectations is an ExpectationSuite validated on a batch of `batches` (Batch.validate), not saved
     in the context: the gate records its results itself (ops.quality_results, Data Docs), and saving each suite,
     validation definition and result in the ephemeral context's stores only serialized them (a quarter of the
-    gate's Great Expectations time). `db`: the gate's DuckDB database (_database), None for a new one."""
+    gate's Great Expectations time). `db`: the gate's DuckDB database (_database), None for a new one; `whole`: why
+    the whole table is validated when the gate compares nothing (logged)."""
     import great_expectations as gx
 
     sets = [s for s in suite.expectations if s.type in SET_EXPECTATIONS]
@@ -517,7 +522,7 @@ def _validate(
                 error=_error(r.exception_info) if not r.success else None,
             ))
     if files is None:  # no audited version, or one whose files cannot be compared: every row was validated
-        why = "no audited version" if baseline is None else f"version {baseline} not comparable"
+        why = whole or ("no audited version" if baseline is None else f"version {baseline} not comparable")
         log.info("%s: %d rows, all validated (%s), %d expectations in %.2fs",
                  suite.table, rows, why, len(suite.expectations), time.perf_counter() - t0)
     else:
