@@ -232,15 +232,25 @@ class History:
 
 
 @dataclass(frozen=True)
+class PriorTier:
+    """One tier's files as a snapshot recorded them (snapshot_history)."""
+
+    bounds: Bounds
+    ids: dict[str, str]  # serving table -> file id
+    files: dict[str, str]  # serving table -> files_within digest
+    rows: dict[str, int] | None  # serving table -> rows in the file (None: a snapshot before format 3, unchecked)
+
+
+@dataclass(frozen=True)
 class Prior:
     """The tier files a snapshot attaches, as it recorded them (snapshot_history)."""
 
-    tiers: dict[str, tuple[Bounds, dict[str, str], dict[str, str]]]  # tier -> (bounds, table -> id, table -> digest)
+    tiers: dict[str, PriorTier]  # tier name -> its files
     aliases: dict[str, str]  # file id -> the name the snapshot's views read it by
 
     @property
     def cut(self) -> datetime:
-        return self.tiers[HISTORY.name][0][1]
+        return self.tiers[HISTORY.name].bounds[1]
 
 
 def previous(snapshot: duckdb.DuckDBPyConnection) -> Prior | None:
@@ -253,17 +263,21 @@ def previous(snapshot: duckdb.DuckDBPyConnection) -> Prior | None:
         alias = "alias" if "alias" in cols else "'hist'"
         tier = "tier" if "tier" in cols else f"'{HISTORY.name}'"
         lo = "lo" if "lo" in cols else "NULL::TIMESTAMPTZ"
-        rows = snapshot.execute(
-            f"SELECT history_id, cut, serving_table, files, {alias}, {tier}, {lo} FROM snapshot_history").fetchall()
+        # row counts written beside the file ids since format 3 (earlier ones are read from the files)
+        counted = "history_rows" if "tier" in cols else "NULL::BIGINT"
+        rows = snapshot.execute(f"SELECT history_id, cut, serving_table, files, {alias}, {tier}, {lo}, {counted} "
+                                "FROM snapshot_history").fetchall()
     except duckdb.Error:
         return None
     if not rows:
         return None
-    tiers: dict[str, tuple[Bounds, dict[str, str], dict[str, str]]] = {}
-    for hid, hi, name, files, _alias, tier_name, low in rows:
+    tiers: dict[str, PriorTier] = {}
+    for hid, hi, name, files, _alias, tier_name, low, n in rows:
         bounds: Bounds = (None if low is None else low.astimezone(UTC), hi.astimezone(UTC))
-        entry = tiers.setdefault(tier_name, (bounds, {}, {}))
-        entry[1][name], entry[2][name] = hid, files
+        entry = tiers.setdefault(tier_name, PriorTier(bounds, {}, {}, None if n is None else {}))
+        entry.ids[name], entry.files[name] = hid, files
+        if entry.rows is not None and n is not None:
+            entry.rows[name] = int(n)
     if HISTORY.name not in tiers:
         return None
     return Prior(tiers, {r[0]: r[4] for r in rows})
@@ -301,18 +315,23 @@ def ensure(
     for tier in TIERS:
         bounds = bounds_for(tier, as_of)
         before = prior.tiers.get(tier.name) if prior is not None else None
-        same = before if before is not None and before[0] == bounds else None  # only its files can be reused
+        same = before if before is not None and before.bounds == bounds else None  # only its files can be reused
         ids: dict[str, str] = {}
         files: dict[str, str] = {}
         rows: dict[str, int] = {}
         reused: dict[str, bool] = {}
         for name, part in PARTS.items():
             files[name] = files_within(actions[name], part, bounds)
-            hid = same[1].get(name) if same is not None else None
+            hid = same.ids.get(name) if same is not None else None
             path = history_path(settings, hid) if hid is not None else None
-            recorded = _recorded_fingerprint(path, name) if path is not None and path.exists() else None
-            if same is not None and hid is not None and recorded is not None and (
-                same[2].get(name) == files[name]
+            if same is None or hid is None or path is None or not path.exists():
+                pass
+            elif same.files.get(name) == files[name] and same.rows is not None and name in same.rows:
+                # the same Delta files hold the tier's rows: the file is reused without opening it
+                ids[name], rows[name], reused[name] = hid, same.rows[name], True
+                continue
+            elif (recorded := _recorded_fingerprint(path, name)) is not None and (
+                same.files.get(name) == files[name]
                 or fingerprint(con, *tier_sql(part, views[name], bounds), columns=columns[name])[1] == recorded[0]
             ):
                 ids[name], rows[name], reused[name] = hid, recorded[1], True

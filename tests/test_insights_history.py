@@ -67,6 +67,14 @@ def test_history_is_shared_until_old_rows_change(settings: Settings, monkeypatch
         return fingerprint(con, rows_sql, params, columns=columns)
 
     monkeypatch.setattr(insights_history, "fingerprint", counted)
+    opened: list[str] = []  # the tier files a publish opened to read what they recorded
+    recorded = insights_history._recorded_fingerprint
+
+    def reading(path: Any, name: str) -> Any:
+        opened.append(name)
+        return recorded(path, name)
+
+    monkeypatch.setattr(insights_history, "_recorded_fingerprint", reading)
     first = sample_lake.build(settings)
     h = first.history
     assert not h["reused"] and (h["cut"], h["warm_cut"]) == ("2026-10-28T00:00:00+00:00", "2026-10-30T00:00:00+00:00")
@@ -82,10 +90,11 @@ def test_history_is_shared_until_old_rows_change(settings: Settings, monkeypatch
     _assert_serves_gold(settings, old_reader)
     before = _served(old_reader, "author_daily_insights")
 
-    # nothing changed: the next publish attaches the same files, found unchanged by their Delta files alone
+    # nothing changed: the next publish attaches the same files, found unchanged by their Delta files alone, without
+    # opening them (the previous snapshot recorded their rows)
     hashed.clear()
     again = publish(settings, AS_OF)
-    assert hashed == []
+    assert hashed == [] and opened == []
     assert again.history["reused"] and again.history["history_ids"] == h["history_ids"]
     assert again.history["warm_ids"] == h["warm_ids"]
     assert _history_files(settings) == _files_of(first)
