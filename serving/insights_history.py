@@ -457,23 +457,6 @@ def remove_unreferenced(settings: Settings, referenced: set[str]) -> list[str]:
     return removed
 
 
-def referenced_by(snapshot_files: Iterable[Path]) -> set[str]:
-    """History ids the given snapshot files refer to."""
-    out: set[str] = set()
-    for path in snapshot_files:
-        try:
-            con = duckdb.connect(str(path), read_only=True)
-        except (duckdb.Error, OSError):
-            continue
-        try:
-            found = previous(con)
-        finally:
-            con.close()
-        if found is not None:
-            out.update(found.aliases)
-    return out
-
-
 def describe(history: History, recent: Mapping[str, int]) -> dict[str, Any]:
     """The publish report's account: per tier (history, warm) its files, bounds, rows and the tables whose file was
     written (not reused), and the recent rows."""

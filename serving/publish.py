@@ -286,7 +286,6 @@ def _publish(settings: Settings, as_of: datetime, keep: int, beside_gate: Callab
     sdir.mkdir(parents=True, exist_ok=True)
     with _publish_lock(settings):
         _remove_temp_files(sdir)
-        _refuse_newer_current(settings)
         sources = _open_sources(settings, ahead=beside_gate is not None)
         _refuse_unfinished_run(settings)
         built_at = datetime.now(UTC)
@@ -417,7 +416,9 @@ def _create_table(con: duckdb.DuckDBPyConnection, name: str, select_sql: str, pa
 
 
 def _prior_history(settings: Settings) -> insights_history.Prior | None:
-    """The history the CURRENT snapshot attaches (what this publish may reuse)."""
+    """The history the CURRENT snapshot attaches (what this publish may reuse). PublishError when that snapshot is of
+    a newer format than this code writes: its history and warm files are not this code's to reuse or remove (upgrade
+    the pipeline instead of rolling it back)."""
     sid = current_id(settings)
     if sid is None or not snapshot_path(settings, sid).exists():
         return None
@@ -426,6 +427,10 @@ def _prior_history(settings: Settings) -> insights_history.Prior | None:
     except (duckdb.Error, OSError):
         return None
     try:
+        fmt = _format_of(con)
+        if fmt is not None and fmt > FORMAT_VERSION:
+            raise PublishError(f"the serving snapshot CURRENT names ({sid}) has format {fmt}, newer than this "
+                               f"publish's {FORMAT_VERSION}: publish with the code that wrote it or newer")
         return insights_history.previous(con)
     finally:
         con.close()
@@ -540,39 +545,34 @@ def _remove_old(settings: Settings, keep: int) -> list[str]:
 
 def _remove_unreferenced_history(settings: Settings) -> list[str]:
     """Delete the history files no kept snapshot attaches; none while a kept snapshot is of a newer format than this
-    code writes (it may attach files this code cannot see it refer to)."""
-    kept = list(snapshots_dir(settings).glob(f"*{SNAPSHOT_SUFFIX}"))
-    newer = [p.name for p in kept if (_format_of(p) or 0) > FORMAT_VERSION]
-    if newer:
-        log.warning("publish: not removing history files: snapshot(s) %s of a format newer than %d",
-                    ", ".join(newer), FORMAT_VERSION)
-        return []
-    return insights_history.remove_unreferenced(settings, insights_history.referenced_by(kept))
+    code writes (it may attach files this code cannot see it refer to). Each kept snapshot is opened once."""
+    referenced: set[str] = set()
+    for path in snapshots_dir(settings).glob(f"*{SNAPSHOT_SUFFIX}"):
+        try:
+            con = duckdb.connect(str(path), read_only=True)
+        except (duckdb.Error, OSError):
+            continue
+        try:
+            fmt = _format_of(con)
+            if fmt is not None and fmt > FORMAT_VERSION:
+                log.warning("publish: not removing history files: snapshot %s has format %d, newer than %d",
+                            path.name, fmt, FORMAT_VERSION)
+                return []
+            found = insights_history.previous(con)
+        finally:
+            con.close()
+        if found is not None:
+            referenced.update(found.aliases)
+    return insights_history.remove_unreferenced(settings, referenced)
 
 
-def _format_of(path: Path) -> int | None:
-    """snapshot_meta.format_version of a snapshot file (None when it cannot be read)."""
-    try:
-        con = duckdb.connect(str(path), read_only=True)
-    except (duckdb.Error, OSError):
-        return None
+def _format_of(con: duckdb.DuckDBPyConnection) -> int | None:
+    """snapshot_meta.format_version of an open snapshot (None when it has none)."""
     try:
         fmt = con.execute("SELECT max(format_version) FROM snapshot_meta").fetchone()[0]
     except duckdb.Error:
         return None
-    finally:
-        con.close()
     return None if fmt is None else int(fmt)
-
-
-def _refuse_newer_current(settings: Settings) -> None:
-    """PublishError when CURRENT names a snapshot of a newer format than this code writes: its history files and
-    their bounds are not this code's to reuse or remove (upgrade the pipeline instead of rolling it back)."""
-    sid = current_id(settings)
-    fmt = _format_of(snapshot_path(settings, sid)) if sid is not None else None
-    if fmt is not None and fmt > FORMAT_VERSION:
-        raise PublishError(f"the serving snapshot CURRENT names ({sid}) has format {fmt}, newer than this publish's "
-                           f"{FORMAT_VERSION}: publish with the code that wrote it or newer")
 
 
 def _remove_old_snapshots(settings: Settings, keep: int) -> list[str]:
