@@ -186,9 +186,11 @@ STEPS: tuple[tuple[str, str], ...] = (
     # 2 years) are not copied every hour: Seen By answers them from segment_insights (seen_by.older_segment).
     ("segment_catalog", f"""
         WITH s AS (SELECT segment_id, author_id, created_at, expires_at, is_deleted FROM {SEG}
-                   WHERE created_at >= $catalog_start OR segment_id IN (SELECT segment_id FROM sv)),
+                   WHERE created_at >= $catalog_floor
+                     AND (created_at >= $catalog_start OR segment_id IN (SELECT segment_id FROM sv))),
              g AS (SELECT segment_id, author_id, created_at, expires_at, is_deleted, reach FROM {SI}
-                   WHERE created_at >= $catalog_start OR segment_id IN (SELECT segment_id FROM sv)),
+                   WHERE created_at >= $catalog_floor
+                     AND (created_at >= $catalog_start OR segment_id IN (SELECT segment_id FROM sv))),
              v AS (SELECT segment_id, any_value(author_id) AS author_id, min(segment_created_at) AS created_at,
                           count(*) FILTER (WHERE {OTHERS_VIEW_SQL}) AS viewer_rows
                    FROM sv GROUP BY segment_id),
@@ -467,6 +469,12 @@ def _build(
         steps["read relationships"] = time.perf_counter() - t
         params = {"window_start": as_of - TRAY_WINDOW, "hours_start": as_of - HOURLY_WINDOW,
                   "catalog_start": as_of - SEEN_BY_LIFETIME}
+        # every segment with viewer rows was created at/after the earliest segment_created_at they hold: a bound the
+        # Parquet scans of silver.segments and gold.segment_insights prune their files and row groups by, so the
+        # catalog reads the last days, not years of insights (segment_viewers has a retention, insights have 2 years)
+        earliest = con.execute("SELECT min(segment_created_at) FROM sv").fetchone()[0]
+        params["catalog_floor"] = params["catalog_start"] if earliest is None else min(
+            params["catalog_start"], earliest)
         tables: dict[str, int] = {}
         for name, sql in STEPS:
             t = time.perf_counter()

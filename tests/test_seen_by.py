@@ -129,9 +129,14 @@ def test_segments_older_than_the_catalog_answer_from_their_insights(settings: Se
     lake.segment(600, A, T - 72 * HOUR).segment(601, A, T - 80 * HOUR, is_deleted=True)
     lake.segment(700, 20, T - 90 * HOUR)  # an author with only old segments
     lake.segment(602, A, T - 8 * 24 * HOUR).segment(603, A, T - 9 * 24 * HOUR)  # in the insights' history part
+    # older than the catalog's 48 h but with a viewer row: in the catalog (its silver and gold rows are read from the
+    # earliest viewer row's creation on, not from years of insights)
+    lake.segment(604, A, T - 60 * HOUR).view(604, 5, T - 59 * HOUR)
     snap = snap_of(lake)
     catalog = {r[0] for r in snap.db().execute("SELECT segment_id FROM segment_catalog").fetchall()}
-    assert catalog == {S}
+    assert catalog == {S, 604}
+    assert snap.db().execute("SELECT author_id, viewer_rows, gold_reach FROM segment_catalog WHERE segment_id = 604"
+                             ).fetchall() == [(A, 1, 1)]
     # the history part of the lookup, sorted by segment_id
     alias = snap.db().execute("SELECT alias FROM snapshot_history WHERE serving_table = 'segment_insights' AND "
                               "tier = 'history'").fetchone()[0]  # the name segment_insights' history file has
