@@ -61,7 +61,9 @@ def record(settings: Settings, run_id: str, layer: str, as_of: datetime | None, 
 
 
 def _audits(settings: Settings) -> pa.Table | None:
-    return lake.read_arrow(_path(settings))
+    """The table's rows, read again only after a commit (a run asks a few dozen times: every job's and gate's
+    last_good_version)."""
+    return lake.read_arrow_cached(_path(settings))
 
 
 def consumer_versions(settings: Settings, keys: Sequence[str]) -> dict[str, int | None]:

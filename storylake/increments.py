@@ -9,10 +9,8 @@ the next run simply processes the same rows again (write-audit-publish).
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -40,32 +38,11 @@ class Increment:
         return self.horizon is None
 
 
-# The table's rows as last read, by its path, with the name, size and modification time of each file in its
-# _delta_log then: a run asks for them a few dozen times (each new_bronze call; ~17 ms a read, ~0.2 ms a listing),
-# and a Delta table's contents change only with its log's files (a table removed and written again at the same path
-# has files of other times).
-_read: dict[str, tuple[tuple[tuple[str, int, int], ...], pa.Table | None]] = {}
-
-
-def _log_files(path: Path) -> tuple[tuple[str, int, int], ...] | None:
-    try:
-        with os.scandir(path / "_delta_log") as entries:
-            return tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries))
-    except FileNotFoundError:
-        return None
-
-
 def _rows(settings: Settings) -> pa.Table | None:
-    path = settings.table_path(*TABLE.split("."))
-    files = _log_files(path)
-    held = _read.get(str(path))
-    if files is not None and held is not None and held[0] == files:
-        return held[1]
-    t = lake.read_arrow(path)
-    rows = None if t is None or t.num_rows == 0 else t
-    if files is not None and _log_files(path) == files:  # no commit during the read
-        _read[str(path)] = (files, rows)
-    return rows
+    """The table's rows (None without any), read again only after a commit (a run asks a few dozen times: each
+    new_bronze call)."""
+    t = lake.read_arrow_cached(settings.table_path(*TABLE.split(".")))
+    return None if t is None or t.num_rows == 0 else t
 
 
 def _newest(t: pa.Table) -> Increment | None:

@@ -1,5 +1,6 @@
-"""storylake.increments: a run's reads of ops.increments see every write before them, although the table's rows are
-kept between reads while its Delta log is unchanged."""
+"""storylake.increments and storylake.audit: a run's reads of ops.increments and ops.audited_versions see every write
+before them, although each table's rows are kept between reads while its Delta log is unchanged
+(storylake.lake.read_arrow_cached)."""
 
 from __future__ import annotations
 
@@ -62,3 +63,29 @@ def test_the_rows_are_read_once_while_the_log_is_unchanged(tmp_path: Path, monke
     increments.record(s, plan("r2", T2), increments.PLANNED)
     before = len(reads)
     assert increments.latest_attempt_since_done(s) == T2 and len(reads) == before + 1
+
+
+def test_audited_versions_are_read_once_while_the_log_is_unchanged(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """ops.audited_versions, which every job and gate asks a few dozen times a run (last_good_version), is read once
+    between two gates' records, and each read sees every record before it."""
+    from storylake import audit, lake
+
+    s = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
+    audit.start(s)
+    audit.record(s, "run-1", "silver", T1, {"silver.view_events": 3, "silver.segments": 2})
+    reads: list[Path] = []
+    real = lake.read_arrow
+
+    def counted(path: Path, *args: object, **kwargs: object) -> object:
+        reads.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(lake, "read_arrow", counted)
+    for _ in range(3):
+        assert audit.last_good_version(s, "silver.view_events") == 3
+        assert audit.consumer_versions(s, ["silver.segments"]) == {"silver.segments": 2}
+    assert len(reads) == 1
+    audit.record(s, "run-2", "silver", T2, {"silver.view_events": 5})
+    assert audit.last_good_version(s, "silver.view_events") == 5 and len(reads) == 2
+    assert audit.last_good_version(s, "silver.relationships") is None and len(reads) == 2
