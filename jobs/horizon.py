@@ -208,17 +208,16 @@ def newest_batch(settings: Settings) -> str | None:
 def _files(settings: Settings, event: str, keep: object) -> list[str] | None:
     """URIs of the bronze table's active files whose statistics pass keep(min_time, max_time, min_batch, max_batch)
     (None when the table does not exist). Files without statistics are always kept."""
-    dt = lake.open_table(settings.table_path("bronze", event))
-    if dt is None:
+    table = lake.add_actions_cached(settings.table_path("bronze", event))
+    if table is None:
         return None
-    import pyarrow as pa
-
-    adds = pa.table(dt.get_add_actions(flatten=True)).to_pydict()
-    root = dt.table_uri.rstrip("/")
+    uri, actions = table
+    bounds = ("min.event_time", "max.event_time", "min._batch_id", "max._batch_id")
+    adds = actions.select([c for c in ("path", *bounds) if c in actions.column_names]).to_pydict()
+    root = uri.rstrip("/")
     out = []
     for i, path in enumerate(adds["path"]):
-        stats = [adds.get(k, [None] * (i + 1))[i] for k in
-                 ("min.event_time", "max.event_time", "min._batch_id", "max._batch_id")]
+        stats = [adds.get(k, [None] * (i + 1))[i] for k in bounds]
         if None in stats or keep(*stats):  # type: ignore[operator]
             out.append(path if "://" in path else f"{root}/{path}")
     return out

@@ -89,3 +89,30 @@ def test_audited_versions_are_read_once_while_the_log_is_unchanged(tmp_path: Pat
     audit.record(s, "run-2", "silver", T2, {"silver.view_events": 5})
     assert audit.last_good_version(s, "silver.view_events") == 5 and len(reads) == 2
     assert audit.last_good_version(s, "silver.relationships") is None and len(reads) == 2
+
+
+def test_bronze_add_actions_are_read_once_while_the_log_is_unchanged(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bronze files a run's reads are planned from (jobs.horizon) come from the table's add actions, opened once
+    while its log is unchanged; a commit makes the next call see the new file."""
+    import pyarrow as pa
+
+    from storylake import lake
+
+    path = tmp_path / "lake" / "bronze" / "t"
+    write = lambda n: lake.write_deltalake(str(path), pa.table({"x": [n]}), mode="append")  # noqa: E731
+    write(1)
+    opens: list[Path] = []
+    real = lake.open_table
+
+    def counted(p: Path) -> object:
+        opens.append(p)
+        return real(p)
+
+    monkeypatch.setattr(lake, "open_table", counted)
+    first = [lake.add_actions_cached(path) for _ in range(3)]
+    assert len(opens) == 1 and all(f is not None and f[1].num_rows == 1 for f in first)
+    write(2)
+    again = lake.add_actions_cached(path)
+    assert len(opens) == 2 and again is not None and again[1].num_rows == 2
+    assert lake.add_actions_cached(tmp_path / "none") is None
