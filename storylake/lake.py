@@ -244,9 +244,11 @@ def commit_files_once(
 ) -> bool:
     """Add already written data files to the table in one commit, exactly once per (app_id, txn_version),
     creating the table (protocol 1/2) first if needed. True when a commit was written."""
-    if committed_txn(path, app_id) >= txn_version:
+    dt = open_table(path)  # once: reading the app transaction and committing
+    committed = None if dt is None else dt.transaction_version(app_id)
+    if committed is not None and committed >= txn_version:
         return False
-    dt = open_table(path) or DeltaTable.create(str(path), schema=schema)
+    dt = dt or DeltaTable.create(str(path), schema=schema)
     dt.create_write_transaction(
         [AddAction(f.name, f.size, {}, f.modified_ms, True, f.stats) for f in files],
         mode="append",

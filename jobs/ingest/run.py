@@ -409,8 +409,8 @@ def _submit(
     batch_id = f"b{seq:08d}"
     # A table that already committed this batch (a resumed batch) gets no new files: nothing to commit, nothing to
     # leave behind if this attempt dies too.
-    committed = {p.event_type: lake.committed_txn(settings.table_path("bronze", p.event_type), APP_ID) >= seq
-                 for p in parts}
+    committed = {et: lake.committed_txn(settings.table_path("bronze", et), APP_ID) >= seq
+                 for et in {p.event_type for p in parts}}
     def table_dir(et: str) -> str | None:
         return None if committed[et] else str(settings.table_path("bronze", et))
 

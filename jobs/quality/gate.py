@@ -142,7 +142,8 @@ def run_gate(
     keys = tables if tables is not None else layer_tables(layer)
     report = GateReport(run_id=run_id, layer=layer, validated_at=datetime.now(UTC))
     audit.start(settings)
-    versions = {k: lake.version(settings.table_path(*k.split("."))) for k in keys}
+    opened = {k: lake.open_table(settings.table_path(*k.split("."))) for k in keys}  # each table opened once
+    versions = {k: None if dt is None else dt.version() for k, dt in opened.items()}
     present = [k for k in keys if versions[k] is not None]
     report.missing = [k for k in keys if k not in present]
     if present:
@@ -157,7 +158,8 @@ def run_gate(
                     report.not_expressible[key] = list(suite.not_expressible)
                     log.warning("%s: contract rules without an expectation: %s", key, suite.not_expressible)
                 rows, outcomes = _validate(batches, settings, suite, run_id, slices.get(key),
-                                           baselines.get(key), db, whole=None if slices else WHOLE_RUN)
+                                           baselines.get(key), db, whole=None if slices else WHOLE_RUN,
+                                           current=opened[key])
                 report.rows[key] = rows
                 report.outcomes.extend(outcomes)
         write_results(settings, report)
@@ -269,14 +271,16 @@ def _slice_bound(column: str, start: datetime) -> tuple[Any, pa.DataType]:
     return (start.date(), pa.date32()) if column == "day" else (start, pa.timestamp("us", tz="UTC"))
 
 
-def _versions_files(settings: Settings, suite: Suite, baseline: int) -> tuple[list[str], list[str], list[str]] | None:
+def _versions_files(settings: Settings, suite: Suite, baseline: int, current: Any | None = None
+                    ) -> tuple[list[str], list[str], list[str]] | None:
     """(the table's current files, its `baseline` version's files, the suite's stored columns); None (validate the
     slice whole) when that version lacks one of the suite's stored columns (an upgrade added it: every row is then
     new), its files are gone, or the table is empty."""
     from deltalake import DeltaTable
 
     path = settings.table_path(*suite.table.split("."))
-    new, old = DeltaTable(str(path)), DeltaTable(str(path), version=baseline)
+    new = current if current is not None else DeltaTable(str(path))
+    old = new if new.version() == baseline else DeltaTable(str(path), version=baseline)  # not written since
     stored = [f.name for f in new.schema().fields]
     columns = [c for c in suite.input_columns() if c in stored]
     old_files = old.file_uris()
@@ -455,7 +459,7 @@ WHOLE_RUN = "no incremental plan for this as_of: a full refresh, no planned run,
 
 def _validate(
     batches: Any, settings: Settings, suite: Suite, run_id: str, since: Slice | None = None,
-    baseline: int | None = None, db: Any | None = None, whole: str | None = None,
+    baseline: int | None = None, db: Any | None = None, whole: str | None = None, current: Any | None = None,
 ) -> tuple[int, list[Outcome]]:
     """Run the suite on the table's slice (`since`; None: the whole table). With a `baseline` (the version that last
     passed), the row expectations read only the rows that differ from it: an unchanged row passed them then.
@@ -464,12 +468,13 @@ def _validate(
     in the context: the gate records its results itself (ops.quality_results, Data Docs), and saving each suite,
     validation definition and result in the ephemeral context's stores only serialized them (a quarter of the
     gate's Great Expectations time). `db`: the gate's DuckDB database (_database), None for a new one; `whole`: why
-    the whole table is validated when the gate compares nothing (logged)."""
+    the whole table is validated when the gate compares nothing (logged); `current`: the table's DeltaTable at the
+    version the gate validates (opened again without it)."""
     import great_expectations as gx
 
     sets = [s for s in suite.expectations if s.type in SET_EXPECTATIONS]
     per_row = [s for s in suite.expectations if s.type not in SET_EXPECTATIONS]
-    files = None if baseline is None else _versions_files(settings, suite, baseline)
+    files = None if baseline is None else _versions_files(settings, suite, baseline, current)
     if files is None:
         table = _arrow(settings, suite, since)
         df = df_changed = _pandas(table, suite)
