@@ -193,10 +193,18 @@ def from_increment(inc: increments.Increment) -> Horizon:
 
 
 def newest_batch(settings: Settings) -> str | None:
-    """The newest fully committed ingest batch (ops.ingest_runs)."""
+    """The newest fully committed ingest batch (ops.ingest_runs): from its files' statistics when every file has
+    them (the table gains a row per batch, read whole otherwise)."""
     import pyarrow.compute as pc
 
-    runs = lake.read_arrow(settings.table_path("ops", "ingest_runs"), ["batch_id"])
+    path = settings.table_path("ops", "ingest_runs")
+    table = lake.add_actions_cached(path)
+    if table is None:
+        return None
+    actions = table[1]
+    if actions.num_rows and "max.batch_id" in actions.column_names and actions.column("max.batch_id").null_count == 0:
+        return str(pc.max(actions.column("max.batch_id")).as_py())
+    runs = lake.read_arrow(path, ["batch_id"])
     if runs is None or runs.num_rows == 0:
         return None
     return str(pc.max(runs.column("batch_id")).as_py())

@@ -116,3 +116,21 @@ def test_bronze_add_actions_are_read_once_while_the_log_is_unchanged(tmp_path: P
     again = lake.add_actions_cached(path)
     assert len(opens) == 2 and again is not None and again[1].num_rows == 2
     assert lake.add_actions_cached(tmp_path / "none") is None
+
+
+def test_the_newest_batch_comes_from_the_ingest_runs_files_statistics(tmp_path: Path) -> None:
+    """jobs.horizon.newest_batch reads ops.ingest_runs' file statistics (a row per batch, for years): the newest
+    batch id of its rows, None before the first batch."""
+    from jobs.horizon import newest_batch
+    from storylake import lake
+
+    s = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
+    assert newest_batch(s) is None
+    for seq in (1, 3, 2):  # batches committed in any order, one append each
+        lake.write_table(s, "ops.ingest_runs", [{
+            "batch_id": f"b{seq:08d}", "batch_seq": seq, "started_at": T0, "finished_at": T0, "files": 1,
+            "lines_read": 1, "rows_valid": 1, "rows_quarantined": 0, "bytes_read": 1, "duration_s": 0.1}],
+            mode="append")
+        rows = lake.read_arrow(s.table_path("ops", "ingest_runs"), ["batch_id"])
+        assert rows is not None and newest_batch(s) == max(rows.column("batch_id").to_pylist())
+    assert newest_batch(s) == "b00000003"
