@@ -322,24 +322,34 @@ def ensure(
         reused: dict[str, bool] = {}
         for name, part in PARTS.items():
             files[name] = files_within(actions[name], part, bounds)
-            hid = same.ids.get(name) if same is not None else None
-            path = history_path(settings, hid) if hid is not None else None
-            if same is None or hid is None or path is None or not path.exists():
-                pass
-            elif same.files.get(name) == files[name] and same.rows is not None and name in same.rows:
-                # the same Delta files hold the tier's rows: the file is reused without opening it
-                ids[name], rows[name], reused[name] = hid, same.rows[name], True
-                continue
-            elif (recorded := _recorded_fingerprint(path, name)) is not None and (
-                same.files.get(name) == files[name]
-                or fingerprint(con, *tier_sql(part, views[name], bounds), columns=columns[name])[1] == recorded[0]
-            ):
-                ids[name], rows[name], reused[name] = hid, recorded[1], True
+            found = None if same is None else _reusable(settings, con, name, part, views[name], columns[name], same,
+                                                        files[name])
+            if found is not None:
+                (ids[name], rows[name]), reused[name] = found, True
                 continue
             ids[name], rows[name] = _write(settings, con, name, part, views[name], columns[name], tier, bounds)
             reused[name] = False
         tiers[tier.name] = TierFiles(bounds, ids, files, rows, reused)
     return History(tiers)
+
+
+def _reusable(settings: Settings, con: duckdb.DuckDBPyConnection, name: str, part: Part, view: str,
+              columns: list[str], same: PriorTier, digest: str) -> tuple[str, int] | None:
+    """(file id, rows) of the previous snapshot's file of this tier (same bounds) and serving table when it still holds
+    the tier's rows: the same Delta files hold them (`digest`), or they hash to the fingerprint the file recorded.
+    Without opening the file when the snapshot recorded its rows (format 3) and the Delta files are the same."""
+    hid = same.ids.get(name)
+    if hid is None or not history_path(settings, hid).exists():
+        return None
+    if same.files.get(name) == digest and same.rows is not None and name in same.rows:
+        return hid, same.rows[name]
+    recorded = _recorded_fingerprint(history_path(settings, hid), name)
+    if recorded is None:
+        return None
+    if same.files.get(name) == digest or fingerprint(
+            con, *tier_sql(part, view, same.bounds), columns=columns)[1] == recorded[0]:
+        return hid, recorded[1]
+    return None
 
 
 def _write(settings: Settings, con: duckdb.DuckDBPyConnection, name: str, part: Part, view: str,
