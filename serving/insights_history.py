@@ -106,6 +106,11 @@ PARTS: dict[str, Part] = {
         columns=("segment_id", "author_id", "story_id", "media_id", "media_type", "audience", "duration_ms",
                  "created_at", "expires_at", "highlight_id"),
         where="coalesce(is_archived, false) AND NOT coalesce(is_deleted, false)"),
+    # the question sticker answers an author reads (serving/insights.py), kept 2 years like the insights
+    "question_inbox": Part(
+        "silver.sticker_responses", "responded_at", "author_id, responded_at DESC, sticker_id, user_id",
+        columns=("author_id", "sticker_id", "segment_id", "user_id", "text", "responded_at"),
+        where="sticker_type = 'question' AND text IS NOT NULL"),
 }
 
 

@@ -27,8 +27,8 @@ LAYOUT (table: sort order -> query it serves)
                      viewers                                           -> Seen By (older ones: segment_insights)
   segment_viewers:   (segment_id, first_viewed_at DESC, viewer_id)      -> Seen By keyset pages
   segment_insights, story_insights, author_daily_insights, author_hourly_insights (the last 2 days),
-  sticker_results, question_inbox: (author_id, ...)
-                                                                        -> insights()
+  sticker_results, question_inbox: (author_id, ...)                     -> insights()
+                     (all but the hourly ones: history + warm + recent parts, serving/insights_history.py)
 ART indexes were measured and not kept: with these sort orders DuckDB answers the point lookups from
 zone maps faster than through an ART index (which it does not use under ORDER BY ... LIMIT anyway),
 and building them on 20M rows costs publish time and memory.
@@ -141,7 +141,6 @@ _BLOCKED = audience.relation_flag("blocked_by_author")
 SEG = _src("silver.segments")
 REL = "rel"  # silver.relationships, read once into a temp table
 SV = _src("silver.segment_viewers")
-SR = _src("silver.sticker_responses")
 PR = _src("silver.profiles")
 SI = _src("gold.segment_insights")
 STI = _src("gold.story_insights")
@@ -215,10 +214,6 @@ STEPS: tuple[tuple[str, str], ...] = (
         ORDER BY segment_id"""),
     # today so far vs the same hours of yesterday (the dashboards' "Today"): the hours of the last two days
     ("author_hourly_insights", f"SELECT * FROM {AHI} WHERE hour >= $hours_start ORDER BY author_id, hour"),
-    ("question_inbox", f"""
-        SELECT author_id, sticker_id, segment_id, user_id, text, responded_at FROM {SR}
-        WHERE sticker_type = 'question' AND text IS NOT NULL
-        ORDER BY author_id, responded_at DESC, sticker_id, user_id"""),
 )
 
 

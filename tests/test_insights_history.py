@@ -23,6 +23,7 @@ AS_OF = sample_lake.AS_OF
 
 ARCHIVE_COLUMNS = ("segment_id", "author_id", "story_id", "media_id", "media_type", "audience", "duration_ms",
                    "created_at", "expires_at", "highlight_id")
+QUESTION_COLUMNS = ("author_id", "sticker_id", "segment_id", "user_id", "text", "responded_at")
 
 
 def _gold(settings: Settings, name: str) -> list[dict[str, Any]]:
@@ -32,6 +33,9 @@ def _gold(settings: Settings, name: str) -> list[dict[str, Any]]:
     rows = DeltaTable(str(settings.table_path(*part.source.split(".")))).to_pyarrow_table().to_pylist()
     if name == "archived_segments":
         rows = [{k: r[k] for k in ARCHIVE_COLUMNS} for r in rows if r["is_archived"] and not r["is_deleted"]]
+    if name == "question_inbox":
+        rows = [{k: r[k] for k in QUESTION_COLUMNS} for r in rows
+                if r["sticker_type"] == "question" and r["text"] is not None]
     return sorted(rows, key=repr)
 
 
@@ -184,6 +188,26 @@ def test_the_archive_is_history_plus_recent_and_a_late_delete_rewrites_only_its_
     snap = api.open_current(settings)
     _assert_serves_gold(settings, snap)
     assert [s.segment_id for s in hl.archive(snap, 1).segments] == [14, 10]
+
+
+def test_question_answers_are_split_like_the_insights(settings: Settings) -> None:
+    """The question inbox (2 years of answers) is history, warm and recent parts too: each answer in exactly one, and
+    an author's inbox lists them all, newest first."""
+    from tests.lake_builder import DAY, HOUR, LakeBuilder
+
+    (LakeBuilder(settings)
+     .segment(10, 1, AS_OF - 10 * DAY).question(1, 10, 7, "history", AS_OF - 10 * DAY + HOUR)
+     .segment(11, 1, AS_OF - 4 * DAY).question(2, 11, 8, "warm", AS_OF - 4 * DAY + HOUR)
+     .segment(12, 1, AS_OF - 2 * HOUR).question(3, 12, 9, "recent", AS_OF - HOUR)
+     .question(4, 12, 7, None, AS_OF - HOUR)  # type: ignore[arg-type]  # no text: not in the inbox
+     .write())
+    report = publish(settings, AS_OF)
+    h = report.history
+    assert [h[k]["question_inbox"] for k in ("history_rows", "warm_rows", "recent_rows")] == [1, 1, 1]
+    snap = api.open_current(settings)
+    _assert_serves_gold(settings, snap)
+    inbox = api.insights(snap, 1, 1, AS_OF)["question_responses"]
+    assert [(r["sticker_id"], r["text"]) for r in inbox] == [(3, "recent"), (2, "warm"), (1, "history")]
 
 
 def test_insights_answers_are_the_same_with_or_without_history(settings: Settings) -> None:
