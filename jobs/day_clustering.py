@@ -85,7 +85,7 @@ def _day(v: object, *, upper: bool) -> date | None:
 
 
 def _files(dt: object, column: str) -> list[_File]:
-    adds = pa.table(dt.get_add_actions(flatten=True)).to_pydict()  # type: ignore[attr-defined]
+    adds = lake.add_actions(dt).to_pydict()  # type: ignore[arg-type]
     n = len(adds["path"])
     lo, hi = adds.get(f"min.{column}", [None] * n), adds.get(f"max.{column}", [None] * n)
     nulls, rows = adds.get(f"null_count.{column}", [None] * n), adds.get("num_records", [None] * n)

@@ -86,9 +86,8 @@ def constant_dates(spark: SparkSession, settings: Settings, layer: str, name: st
 
     dt = lake.open_table(settings.table_path(layer, name)) if settings.storage == "delta" else None
     if dt is not None:
-        import pyarrow as pa
 
-        adds = pa.table(dt.get_add_actions(flatten=True)).to_pydict()
+        adds = lake.add_actions(dt).to_pydict()
         if not adds.get("path"):
             return None
         bounds = [[*adds.get(f"min.{c}", [None]), *adds.get(f"max.{c}", [None])] for c in columns]
@@ -248,7 +247,7 @@ def lake_rows(settings: Settings, layer: str, name: str) -> int:
     dt = lake.open_table(settings.table_path(layer, name))
     if dt is None:
         return 0
-    adds = dt.get_add_actions(flatten=True)
+    adds = lake.add_actions(dt)
     return int(sum(adds.column("num_records").to_pylist())) if adds.num_rows else 0
 
 

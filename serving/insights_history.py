@@ -49,6 +49,7 @@ import duckdb
 import pyarrow as pa
 from deltalake import DeltaTable
 
+from storylake import lake
 from storylake.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -172,14 +173,9 @@ def columns_of(part: Part, source_columns: list[str]) -> list[str]:
     return list(part.columns) if part.columns else list(source_columns)
 
 
-def add_actions(dt: DeltaTable) -> pa.Table:
-    """The data files of a Delta table version with their statistics (files_within reads them)."""
-    return pa.table(dt.get_add_actions(flatten=True))
-
-
 def files_within(actions: pa.Table, part: Part, bounds: Bounds) -> str:
-    """A digest of the data files (add_actions) that may hold rows anchored within `bounds` (by their statistics; a
-    file without statistics may hold any)."""
+    """A digest of the data files (storylake.lake.add_actions) that may hold rows anchored within `bounds` (by their
+    statistics; a file without statistics may hold any)."""
     paths = actions.column("path").to_pylist()
 
     def stat(kind: str) -> list[Any]:
@@ -316,7 +312,7 @@ def ensure(
     new file. `con` has the sources registered under `views` (serving table -> view name); `tables` are the Delta
     tables read (serving table -> DeltaTable) and `columns` the serving tables' columns."""
     tiers: dict[str, TierFiles] = {}
-    actions = {name: add_actions(tables[name]) for name in PARTS}
+    actions = {name: lake.add_actions(tables[name]) for name in PARTS}
     for tier in TIERS:
         bounds = bounds_for(tier, as_of)
         before = prior.tiers.get(tier.name) if prior is not None else None

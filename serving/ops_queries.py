@@ -21,7 +21,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
 from serving.snapshot import current_id, open_snapshot, snapshot_path
-from storylake import contracts
+from storylake import contracts, lake
 from storylake.clock import utc
 from storylake.settings import Settings
 
@@ -102,7 +102,7 @@ def table_freshness(settings: Settings, now: datetime) -> pd.DataFrame:
 
 
 def _rows_and_files(dt: DeltaTable) -> tuple[int, int]:
-    actions = pa.table(dt.get_add_actions(flatten=True))
+    actions = lake.add_actions(dt)
     if actions.num_rows == 0:
         return 0, 0
     if "num_records" in actions.column_names and actions["num_records"].null_count == 0:

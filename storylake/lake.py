@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -34,13 +35,18 @@ def open_table(path: Path) -> DeltaTable | None:
         return None
 
 
+def add_actions(dt: DeltaTable) -> pa.Table:
+    """The data files of a Delta table version with their flattened statistics (`min.<column>`, `num_records`...)."""
+    return pa.table(dt.get_add_actions(flatten=True))
+
+
 def nothing_from(path: Path, column: str, t: datetime) -> bool:
     """Every row of the Delta table at `path` has `column` before `t` or null, by its files' statistics (no data
     read): True without the table or without files; False when a file lacks the statistics to tell."""
-    dt = open_table(path)
-    if dt is None:
+    table = add_actions_cached(path)
+    if table is None:
         return True
-    adds = pa.table(dt.get_add_actions(flatten=True)).to_pydict()
+    adds = table[1].to_pydict()
     count = len(adds.get("path", []))
     highs = adds.get(f"max.{column}", [None] * count)
     nulls = adds.get(f"null_count.{column}", [None] * count)
@@ -91,35 +97,35 @@ def _log_files(path: Path) -> tuple[tuple[str, int, int], ...] | None:
         return None
 
 
-def add_actions_cached(path: Path) -> tuple[str, pa.Table] | None:
-    """(table URI, its current version's add actions with flattened statistics) of the Delta table at `path`, opened
-    again only when its _delta_log changed since the last call in this process (a run plans its bronze reads from
-    them a few dozen times; opening a bronze table, ~170 commits a week, costs ~10 ms); None without the table."""
+def _cached(path: Path, kind: str, load: Callable[[], Any]) -> Any:
+    """load()'s result for the Delta table at `path`, kept (per `kind`) while the table's _delta_log is unchanged."""
     files = _log_files(path)
-    key = f"add-actions:{path}"
+    key = f"{kind}:{path}"
     held = _read.get(key)
     if files is not None and held is not None and held[0] == files:
         return held[1]
-    dt = open_table(path)
-    if dt is None:
-        return None
-    got = (dt.table_uri, pa.table(dt.get_add_actions(flatten=True)))
+    got = load()
     if files is not None and _log_files(path) == files:  # no commit during the read
         _read[key] = (files, got)
     return got
 
 
+def add_actions_cached(path: Path) -> tuple[str, pa.Table] | None:
+    """(table URI, add_actions of its current version) of the Delta table at `path`, opened again only when its
+    _delta_log changed since the last call in this process (a run plans its bronze reads from them a few dozen times;
+    opening a bronze table, ~170 commits a week, costs ~10 ms); None without the table."""
+
+    def load() -> tuple[str, pa.Table] | None:
+        dt = open_table(path)
+        return None if dt is None else (dt.table_uri, add_actions(dt))
+
+    return _cached(path, "add-actions", load)
+
+
 def read_arrow_cached(path: Path) -> pa.Table | None:
     """read_arrow(path) (every column), read again only when the table's _delta_log changed since the last read in
     this process. The table returned is shared between callers (Arrow tables are immutable)."""
-    files = _log_files(path)
-    held = _read.get(str(path))
-    if files is not None and held is not None and held[0] == files:
-        return held[1]
-    t = read_arrow(path)
-    if files is not None and _log_files(path) == files:  # no commit during the read
-        _read[str(path)] = (files, t)
-    return t
+    return _cached(path, "rows", lambda: read_arrow(path))
 
 
 def committed_txn(path: Path, app_id: str) -> int:
