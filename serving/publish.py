@@ -60,6 +60,7 @@ from serving.snapshot import (
     SNAPSHOT_SUFFIX,
     current_id,
     current_pointer,
+    format_of,
     snapshot_path,
     snapshots_dir,
 )
@@ -424,7 +425,7 @@ def _prior_history(settings: Settings) -> insights_history.Prior | None:
     except (duckdb.Error, OSError):
         return None
     try:
-        fmt = _format_of(con)
+        fmt = format_of(con)
         if fmt is not None and fmt > FORMAT_VERSION:
             raise PublishError(f"the serving snapshot CURRENT names ({sid}) has format {fmt}, newer than this "
                                f"publish's {FORMAT_VERSION}: publish with the code that wrote it or newer")
@@ -556,7 +557,7 @@ def _remove_unreferenced_history(settings: Settings) -> list[str]:
         except (duckdb.Error, OSError):
             continue
         try:
-            fmt = _format_of(con)
+            fmt = format_of(con)
             if fmt is not None and fmt > FORMAT_VERSION:
                 log.warning("publish: not removing history files: snapshot %s has format %d, newer than %d",
                             path.name, fmt, FORMAT_VERSION)
@@ -567,15 +568,6 @@ def _remove_unreferenced_history(settings: Settings) -> list[str]:
         if found is not None:
             referenced.update(found.aliases)
     return insights_history.remove_unreferenced(settings, referenced)
-
-
-def _format_of(con: duckdb.DuckDBPyConnection) -> int | None:
-    """snapshot_meta.format_version of an open snapshot (None when it has none)."""
-    try:
-        fmt = con.execute("SELECT max(format_version) FROM snapshot_meta").fetchone()[0]
-    except duckdb.Error:
-        return None
-    return None if fmt is None else int(fmt)
 
 
 def _remove_old_snapshots(settings: Settings, keep: int) -> list[str]:

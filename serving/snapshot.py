@@ -109,6 +109,15 @@ def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = $t", {"t": table}).fetchone()[0])
 
 
+def format_of(con: duckdb.DuckDBPyConnection) -> int | None:
+    """snapshot_meta.format_version of an open snapshot (None when it has none)."""
+    try:
+        fmt = con.execute("SELECT max(format_version) FROM snapshot_meta").fetchone()[0]
+    except duckdb.Error:
+        return None
+    return None if fmt is None else int(fmt)
+
+
 class SnapshotFormatError(StorylakeError, ValueError):
     """A snapshot written by a newer publish than this reader knows (the message names both formats)."""
 
@@ -120,7 +129,7 @@ def open_snapshot(path: Path) -> Snapshot:
     con = duckdb.connect(str(path), read_only=True)
     try:
         con.execute("SET GLOBAL TimeZone = 'UTC'")
-        fmt = con.execute("SELECT max(format_version) FROM snapshot_meta").fetchone()[0]
+        fmt = format_of(con)
         if fmt is not None and fmt > FORMAT_VERSION:
             raise SnapshotFormatError(f"serving snapshot {path} has format {fmt}, newer than this reader's "
                                       f"{FORMAT_VERSION}: upgrade the serving code before publishing with newer code")
