@@ -135,7 +135,7 @@ def training_examples(
     segs = activity.known_segments(segments, as_of)
     examples = eligible_viewers(segs, relationships, ended_stories(segs, as_of))
     seen = (
-        activity.views_before(view_events, segs, as_of)
+        activity.with_story(activity.views_before(view_events, segs, as_of), segs)
         .select("viewer_id", "story_id")
         .distinct()
         .withColumn("label", F.lit(True))

@@ -190,6 +190,24 @@ def write_table(
     return int(out.sparkSession.read.format("delta").load(str(path)).where(replace_where).count())
 
 
+def append_table(df: DataFrame, settings: Settings, layer: str, name: str, *, inside: str | None) -> int:
+    """Append `df` to the Delta table `layer.name` (its contract's columns; every row inside the predicate `inside`,
+    checked inside the write as write_table checks a slice's); returns the rows of the slice `inside` now (of the
+    table without it)."""
+    schema = spark_schema(contracts.get(f"{layer}.{name}"))
+    out = conform(df, layer, name)
+    if inside is not None:
+        out = guard_replace_where(out, inside, f"{layer}.{name}", schema.fieldNames())
+    path = settings.table_path(layer, name)
+    try:
+        nullable(out, schema).write.format("delta").mode("append").save(str(path))
+    except Exception as exc:
+        raise guard_error(exc) or missing_columns(df, layer, name) or exc from exc
+    if inside is None:
+        return lake_rows(settings, layer, name)
+    return int(out.sparkSession.read.format("delta").load(str(path)).where(inside).count())
+
+
 Materialize = Callable[["DataFrame", str], "DataFrame"]
 
 

@@ -65,6 +65,31 @@ def version(path: Path) -> int | None:
     return None if dt is None else dt.version()
 
 
+def rows_unchanged_since(path: Path, version: int) -> bool:
+    """The Delta table at `path` holds the rows of its `version`: no commit since added or removed data (a
+    compaction's add and remove actions say dataChange false; a commit without them, e.g. a vacuum's, changes no
+    rows) or changed the metadata. Read from the commits' JSON files (False when one is missing)."""
+    files = _log_files(path)
+    if files is None:
+        return False
+    commits = [int(name[:-5]) for name, _, _ in files if name.endswith(".json") and name[:-5].isdigit()]
+    latest = max(commits, default=-1)
+    if latest < version:
+        return False
+    for v in range(version + 1, latest + 1):
+        try:
+            lines = (path / "_delta_log" / f"{v:020d}.json").read_text().splitlines()
+        except FileNotFoundError:
+            return False
+        for line in lines:
+            action = json.loads(line)
+            if "metaData" in action or "protocol" in action:
+                return False
+            if any(kind in action and action[kind].get("dataChange", True) for kind in ("add", "remove")):
+                return False
+    return True
+
+
 def version_files(path: Path, version: int) -> list[str] | None:
     """The data files (URIs) of the table's `version`, None when one of them is gone (a vacuum removes the files of
     versions compacted away more than its retention ago)."""

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobs.silver import relationships, segments, view_events
+from storylake import contracts
 from tests.bronze_builders import MS, T0, H, bronze, by, rows
 
 AS_OF = T0 + 60 * H
@@ -227,12 +228,13 @@ def test_quarantine_row_carries_bronze_lineage(result):
 
 def test_view_event_columns(result):
     v = result["views"]["r-b"]
-    assert {k: v[k] for k in ("segment_id", "author_id", "story_id", "frame_index", "viewer_id", "view_date")} == {
-        "segment_id": 100, "author_id": 1, "story_id": 100, "frame_index": 1, "viewer_id": 10,
-        "view_date": date(2026, 11, 1),
+    assert {k: v[k] for k in ("segment_id", "author_id", "viewer_id", "view_date", "segment_created_at")} == {
+        "segment_id": 100, "author_id": 1, "viewer_id": 10, "view_date": date(2026, 11, 1), "segment_created_at": T0,
     }
     assert (v["idempotency_key"], v["viewed_at"], v["view_source"]) == ("K1", T0 + H, "tray")
-    assert result["views"]["del-before"]["frame_index"] == 3  # 100, 101, 103 all at T0: ordered by segment_id
+    # the segment's story and frame stay on silver.segments' row: a refold of the story changes no receipt
+    assert list(v) == list(contracts.get("silver.view_events").column_names)
+    assert "story_id" not in v and "frame_index" not in v
 
 
 def test_every_receipt_is_accounted_for(result):

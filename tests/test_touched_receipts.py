@@ -279,9 +279,8 @@ def test_a_creation_of_a_segment_id_another_author_created_later_moves_that_auth
             for r in lake.read_arrow(s.table_path("silver", "segments")).to_pylist()}
     assert rows == {10: (3, 10, 1), 11: (1, 11, 1), 52: (5, 52, 1)}
     run(spark, s, AS_OF_2)
-    views = {r["event_id"]: (r["story_id"], r["frame_index"])
-             for r in lake.read_arrow(s.table_path("silver", "view_events")).to_pylist()}
-    assert views == {"v1": (11, 1), "v2": (52, 1)}
+    views = {r["event_id"]: r["segment_id"] for r in lake.read_arrow(s.table_path("silver", "view_events")).to_pylist()}
+    assert views == {"v1": 11, "v2": 52}
     full = Settings(lake=tmp_path / "full_lake", landing=tmp_path / "full_landing")
     shutil.copytree(s.landing, full.landing)
     run(spark, full, AS_OF_2)

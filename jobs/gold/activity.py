@@ -71,13 +71,21 @@ def _attributed(events: DataFrame, segs: DataFrame, time_col: str, as_of: dateti
 
 
 def _own_attribution(events: DataFrame, time_col: str, as_of: datetime, cols: Sequence[str]) -> DataFrame:
-    """Silver rows that carry their segment's author_id and story_id already (view_events, navigation: silver
-    keeps only rows of known segments and stamps them from silver.segments in the same run), before as_of.
-    No join: a row before as_of has a segment created before it (views outside a segment's lifetime, and
-    gestures on unknown segments, never reach silver), so it is attributed exactly as a join would."""
+    """Silver rows that carry their segment's author_id already (view_events, navigation: silver keeps only rows of
+    known segments and stamps them from silver.segments in the same run), before as_of. No join: a row before as_of
+    has a segment created before it (views outside a segment's lifetime, and gestures on unknown segments, never
+    reach silver), so it is attributed exactly as a join would. The story is not on the row (with_story)."""
     return events.filter(F.col(time_col) < instant(as_of)).select(
-        "segment_id", *cols, F.to_date(time_col).alias("day"), "author_id", "story_id"
+        "segment_id", *cols, F.to_date(time_col).alias("day"), "author_id"
     )
+
+
+def with_story(rows: DataFrame, segs: DataFrame) -> DataFrame:
+    """`rows` (views_before, navigation_before) with their segment's story_id from `segs` (silver.segments rows,
+    holding every segment the rows name): silver keeps a segment's story only on its segment row, which a late
+    creation that refolds the story changes, not on every interaction with it."""
+    return lookup(rows, segs.select(F.col("segment_id").alias("_ws_sid"), "story_id"),
+                  F.col("segment_id") == F.col("_ws_sid"), "inner").select(*rows.columns, "story_id")
 
 
 def views_since(view_events: DataFrame, since: datetime) -> DataFrame:
@@ -89,8 +97,8 @@ def views_since(view_events: DataFrame, since: datetime) -> DataFrame:
 
 def views_before(view_events: DataFrame, segs: DataFrame | None, as_of: datetime) -> DataFrame:
     """Counted views before as_of of known segments, the author's own excluded: segment_id, viewer_id, viewed_at,
-    view_duration_ms, completion_pct, day (UTC), author_id, story_id. `segs` is unused (see _own_attribution); kept
-    so every *_before has one signature."""
+    view_duration_ms, completion_pct, day (UTC), author_id. `segs` is unused (see _own_attribution); kept so every
+    *_before has one signature."""
     del segs
     cols = ("viewer_id", "viewed_at", "view_duration_ms", "completion_pct")
     # the author's own views never count (storylake.rules.views)
@@ -98,7 +106,7 @@ def views_before(view_events: DataFrame, segs: DataFrame | None, as_of: datetime
 
 
 def navigation_before(navigation: DataFrame, segs: DataFrame, as_of: datetime) -> DataFrame:
-    """Gestures before as_of on known segments: segment_id, action, at, day, author_id, story_id."""
+    """Gestures before as_of on known segments: segment_id, action, at, day, author_id."""
     del segs
     return _own_attribution(navigation, "at", as_of, ("action", "at"))
 

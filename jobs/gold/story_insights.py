@@ -45,8 +45,8 @@ def story_insights(
     metrics = activity.additive_counts(
         stories(segments, as_of),
         ["story_id"],
-        views=activity.views_before(view_events, segs, as_of),
-        nav=activity.navigation_before(navigation, segs, as_of),
+        views=activity.with_story(activity.views_before(view_events, segs, as_of), segs),
+        nav=activity.with_story(activity.navigation_before(navigation, segs, as_of), segs),
         eng=activity.story_engagements_before(engagements, segs, as_of),
         stickers=activity.sticker_responses_before(sticker_responses, segs, as_of),
     )

@@ -62,7 +62,7 @@ def decide(
     quarantine's raw JSON)."""
     from pyspark.sql import functions as F
 
-    seg = segments.select(F.col("segment_id").alias("_sid"), "author_id", "story_id", "audience", "created_at",
+    seg = segments.select(F.col("segment_id").alias("_sid"), "author_id", "audience", "created_at",
                           "expires_at")
     joined = materialize(
         with_denial(
@@ -125,10 +125,9 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Chan
             events.columns,
             materialize,
         )
-        rows, bad = touch.with_kept(spark, settings, keys, horizon, STAGE, "at", gestures, out.navigation,
-                                    out.quarantine)
+        bad = touch.with_kept_quarantine(spark, settings, keys, horizon, STAGE, gestures, out.quarantine)
         return {
-            "navigation": spark_io.write_table(rows, settings, "silver", "navigation",
-                                        replace_where=horizon.where("at")),
+            "navigation": touch.write_rows(spark, settings, "navigation", keys, horizon, "at", out.navigation,
+                                           materialize),
             "quarantine.navigation": write_quarantine(bad, settings, STAGE, horizon),
         }

@@ -87,8 +87,6 @@ def decide(
     seg = segments.select(
         F.col("segment_id").alias("_s_id"),
         "author_id",
-        "story_id",
-        "frame_index",
         "audience",
         "created_at",
         "expires_at",
@@ -212,11 +210,9 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Chan
         # classify once; its outputs are read from the materialized rows
         rows = materialize(slim(classified, views.columns), "classified")
         out = outputs(rows, horizon.as_of, views.columns)
-        view_rows, bad_rows = touch.with_kept(spark, settings, keys, horizon, STAGE, "segment_created_at", receipts,
-                                              out.view_events, out.quarantine)
+        bad_rows = touch.with_kept_quarantine(spark, settings, keys, horizon, STAGE, receipts, out.quarantine)
         return {
-            "view_events": spark_io.write_table(
-                view_rows, settings, "silver", "view_events", replace_where=horizon.where("segment_created_at")
-            ),
+            "view_events": touch.write_rows(spark, settings, "view_events", keys, horizon, "segment_created_at",
+                                            out.view_events, materialize),
             "quarantine.view_events": write_quarantine(bad_rows, settings, STAGE, horizon),
         }

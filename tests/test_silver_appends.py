@@ -1,0 +1,123 @@
+"""An incremental run appends the new rows of silver.view_events and silver.navigation when no re-decided row
+changed (jobs.silver.touched.write_rows), and rewrites the slice when one did; the lake equals one full run either
+way."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable, write_deltalake
+
+from jobs.ingest import ingest
+from jobs.silver import build_silver
+from storylake import audit, lake
+from storylake.settings import Settings
+from tests.landing_builders import created, view, write_landing
+from tests.test_incremental import assert_same, lake_state, run
+from tests.test_touched_receipts import AS_OF_1, AS_OF_2, DAY, first_batch, gesture, late_batch
+
+
+def last_commit(path: Path) -> dict[str, int]:
+    """{"add": n, "remove": m} data-changing actions of the table's latest commit."""
+    latest = max(p for p in (path / "_delta_log").glob("*.json"))
+    out = {"add": 0, "remove": 0}
+    for line in latest.read_text().splitlines():
+        action = json.loads(line)
+        for kind in out:
+            if kind in action and action[kind].get("dataChange", True):
+                out[kind] += 1
+    return out
+
+
+def full_state(spark: Any, s: Settings, tmp_path: Path, as_of: datetime) -> dict[str, list[str]]:
+    full = Settings(lake=tmp_path / "full_lake", landing=tmp_path / "full_landing")
+    shutil.copytree(s.landing, full.landing)
+    run(spark, full, as_of)
+    return lake_state(full)
+
+
+@pytest.mark.slow
+def test_new_receipts_and_a_story_refold_are_appended(spark: Any, tmp_path: Path) -> None:
+    """Hour 13 brings new views and gestures and a late creation by author 1 at 09:30, which refolds segment 10
+    into story 9 as its frame 2: no receipt or gesture row names a story, so none changes and both tables take
+    one appended file; the lake equals one full run."""
+    s = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
+    first_batch(s.landing)
+    run(spark, s, AS_OF_1)
+    write_landing(s.landing, "segment_created", [created("c9", 9, 1, f"{DAY}T09:30:00Z")], dt=DAY, hour="13")
+    write_landing(s.landing, "segment_view", [view("v7", 10, 5, f"{DAY}T12:30:00Z"),
+                                              view("v8", 9, 3, f"{DAY}T12:40:00Z")], dt=DAY, hour="13")
+    write_landing(s.landing, "navigation", [gesture("n3", 10, 5, f"{DAY}T12:31:00Z")], dt=DAY, hour="13")
+    run(spark, s, AS_OF_2)
+    segments = {r["segment_id"]: (r["story_id"], r["frame_index"])
+                for r in lake.read_arrow(s.table_path("silver", "segments")).to_pylist()}
+    assert segments[9] == (9, 1) and segments[10] == (9, 2)
+    for table, new in (("view_events", {"v7", "v8"}), ("navigation", {"n3"})):
+        path = s.table_path("silver", table)
+        assert last_commit(path) == {"add": 1, "remove": 0}, table
+        version = lake.version(path)
+        assert version is not None
+        before = {r["event_id"] for r in DeltaTable(str(path), version=version - 1).to_pyarrow_table().to_pylist()}
+        after = {r["event_id"] for r in lake.read_arrow(path).to_pylist()}  # type: ignore[union-attr]
+        assert after - before == new and before <= after, table
+    assert_same(lake_state(s), full_state(spark, s, tmp_path, AS_OF_2))
+
+
+@pytest.mark.slow
+def test_a_receipt_decided_again_differently_rewrites_the_slice(spark: Any, tmp_path: Path) -> None:
+    """Hour 13 brings an earlier retry of v4 (the retry group's first receipt moves to v4r) and a block and a
+    private account that deny earlier receipts: rows of the slice change, so it is rewritten (its old files
+    removed), and the lake equals one full run."""
+    s = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
+    first_batch(s.landing)
+    run(spark, s, AS_OF_1)
+    late_batch(s.landing)
+    run(spark, s, AS_OF_2)
+    commit = last_commit(s.table_path("silver", "view_events"))
+    assert commit["remove"] >= 1 and commit["add"] >= 1
+    ids = {r["event_id"] for r in lake.read_arrow(s.table_path("silver", "view_events")).to_pylist()}  # type: ignore[union-attr]
+    assert "v4r" in ids and "v4" not in ids
+    assert_same(lake_state(s), full_state(spark, s, tmp_path, AS_OF_2))
+
+
+@pytest.mark.slow
+def test_a_run_onto_rows_its_last_good_version_lacks_rewrites_the_slice(spark: Any, tmp_path: Path) -> None:
+    """The table holds rows its last good (audited) version does not: a silver build whose gate has not passed
+    yet. Building silver again does not append onto them (it compares the new rows with the last good version's):
+    it rewrites the slice from the last good version, and the rows are those of one build."""
+    s = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
+    first_batch(s.landing)
+    run(spark, s, AS_OF_1)
+    path = s.table_path("silver", "view_events")
+    good = lake.version(path)
+    assert good is not None
+    audit.start(s)
+    audit.record(s, "test", "silver", AS_OF_1, {"silver.view_events": good})
+    write_landing(s.landing, "segment_view", [view("v7", 10, 5, f"{DAY}T12:30:00Z")], dt=DAY, hour="13")
+    ingest(s, progress=False)
+    build_silver(spark, s, AS_OF_2)
+    assert last_commit(path) == {"add": 1, "remove": 0}
+    once = sorted(r["event_id"] for r in lake.read_arrow(path).to_pylist())  # type: ignore[union-attr]
+    build_silver(spark, s, AS_OF_2)  # its gate never ran: the last good version is still `good`
+    assert last_commit(path)["remove"] >= 1
+    assert sorted(r["event_id"] for r in lake.read_arrow(path).to_pylist()) == once  # type: ignore[union-attr]
+    assert "v7" in once
+
+
+def test_rows_unchanged_since_follows_data_changes_not_compactions(tmp_path: Path) -> None:
+    path = tmp_path / "t"
+    write_deltalake(str(path), pa.table({"a": [1, 2]}))
+    write_deltalake(str(path), pa.table({"a": [3]}), mode="append")
+    assert lake.rows_unchanged_since(path, 1)
+    assert not lake.rows_unchanged_since(path, 0) and not lake.rows_unchanged_since(path, 2)
+    DeltaTable(str(path)).optimize.compact()  # files rearranged, rows kept: dataChange false
+    assert lake.version(path) == 2 and lake.rows_unchanged_since(path, 1)
+    DeltaTable(str(path)).delete("a = 3")
+    assert not lake.rows_unchanged_since(path, 1) and lake.rows_unchanged_since(path, 3)
+    assert not lake.rows_unchanged_since(tmp_path / "missing", 0)
