@@ -37,7 +37,7 @@ from typing import Any
 
 from jobs import day_clustering
 from jobs.lake_health import repair_stats
-from storylake import failpoints
+from storylake import audit, failpoints
 from storylake.errors import StorylakeError
 from storylake.settings import Settings
 from storylake.writer_lock import holding_writer_lock
@@ -78,6 +78,8 @@ class MaintenanceReport:
     dry_run: bool
     tables: list[TableMaintenance] = field(default_factory=list)
     duration_s: float = 0.0
+    # silver/gold tables whose compacted version was recorded as good (storylake.audit.carry_forward): version
+    carried_forward: dict[str, int] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[TableMaintenance]:
@@ -89,6 +91,7 @@ class MaintenanceReport:
             "dry_run": self.dry_run,
             "duration_s": round(self.duration_s, 3),
             "tables": [asdict(t) for t in self.tables],
+            "carried_forward": dict(self.carried_forward),
         }
 
 
@@ -180,6 +183,12 @@ def maintain(settings: Settings, *, retention_hours: int = DEFAULT_RETENTION_HOU
                      result.duration_s)
         report.tables.append(result)
         failpoints.reach(f"maintain.after_{name}")
+    if not dry_run:
+        # silver and gold versions a compaction made of versions that passed their gates passed too (same rows)
+        done = {t.table for t in report.tables if t.error is None}
+        report.carried_forward = audit.carry_forward(settings, {
+            name.replace("/", "."): settings.lake / name for name in sorted(done)
+            if name.split("/")[0] in ("silver", "gold")})
     report.duration_s = time.perf_counter() - t0
     if raise_on_error and report.failed:
         details = "; ".join(f"{t.table}: {t.error}" for t in report.failed)

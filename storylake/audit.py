@@ -60,6 +60,33 @@ def record(settings: Settings, run_id: str, layer: str, as_of: datetime | None, 
     lake.write_table(settings, TABLE, rows, mode="append")
 
 
+def carry_forward(settings: Settings, paths: Mapping[str, Path]) -> dict[str, int]:
+    """Record as good the current version of each table (contract key -> Delta path) that holds exactly its last good
+    version's rows: every commit since only rearranged files (a compaction, storylake.lake.rows_unchanged_since).
+    Consumers then read the compacted files, and the next gate diffs only what a run changes after them (diffing
+    against the version before a compaction reads every file it rewrote). The record repeats the good version's run,
+    layer and as_of, so the watermark does not move. Returns the versions recorded."""
+    audits = _audits(settings)
+    if audits is None:
+        return {}
+    now = datetime.now(UTC)
+    rows: list[dict[str, object]] = []
+    for key, path in sorted(paths.items()):
+        mine = audits.filter(pc.equal(audits.column("table_key"), key))
+        if mine.num_rows == 0:
+            continue
+        good = mine.slice(int(pc.index(mine.column("version"), pc.max(mine.column("version"))).as_py()), 1)
+        version = int(good.column("version")[0].as_py())
+        current = lake.version(path)
+        if current is None or current <= version or not lake.rows_unchanged_since(path, version):
+            continue
+        row = good.to_pylist()[0]
+        rows.append(row | {"version": current, "audited_at": now})
+    if rows:
+        lake.write_table(settings, TABLE, rows, mode="append")
+    return {str(r["table_key"]): int(r["version"]) for r in rows}  # type: ignore[call-overload]
+
+
 def _audits(settings: Settings) -> pa.Table | None:
     """The table's rows, read again only after a commit (a run asks a few dozen times: every job's and gate's
     last_good_version)."""

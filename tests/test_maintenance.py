@@ -172,3 +172,34 @@ def test_step_records_maintenance_in_pipeline_runs(settings: Settings) -> None:
     runs = DeltaTable(str(settings.table_path("ops", "pipeline_runs"))).to_pyarrow_table().to_pylist()
     assert [(r["run_id"], r["step"], r["status"], r["rows_written"]) for r in runs] == [
         ("maint-1", "maintain", "success", 12)]
+
+
+def test_a_compacted_version_of_a_good_version_becomes_good(settings: Settings) -> None:
+    """Compaction keeps a table's rows: the compacted version of a table at its last audited version is recorded as
+    audited too (same run, layer and as_of: the watermark stays), so consumers read the compacted files and the next
+    gate diffs only what changes after it. A table holding rows no gate passed (a later write) is not carried."""
+    from datetime import UTC, datetime
+
+    from storylake import audit, lake
+
+    as_of = datetime(2026, 11, 1, 13, tzinfo=UTC)
+    for name, users in (("profiles", [1, 2, 3]), ("relationships", [])):
+        for user in users or [1, 2]:
+            row = ({"user_id": user, "username": f"u{user}"} if name == "profiles"
+                   else {"relation": "follows", "user_id": user, "other_user_id": 9})
+            lake.write_table(settings, f"silver.{name}", [row], mode="append")
+    audit.start(settings)
+    audit.record(settings, "run-1", "silver", as_of, {"silver.profiles": 2, "silver.relationships": 1})
+    audit.record(settings, "run-1", "gold", as_of, {"gold.story_insights": 0})
+    lake.write_table(settings, "silver.relationships", [{"relation": "follows", "user_id": 3, "other_user_id": 9}],
+                     mode="append")  # written after the audit (its gate has not passed)
+    watermark = audit.watermark(settings)
+    assert watermark == as_of
+    report = maintain(settings)
+    profiles = lake.version(settings.table_path("silver", "profiles"))
+    assert profiles is not None and profiles > 2
+    assert report.carried_forward == {"silver.profiles": profiles}
+    assert audit.consumer_versions(settings, ["silver.profiles", "silver.relationships"]) == {
+        "silver.profiles": profiles, "silver.relationships": 1}
+    assert audit.watermark(settings) == watermark
+    assert report.as_dict()["carried_forward"] == {"silver.profiles": profiles}
