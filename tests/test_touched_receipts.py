@@ -204,8 +204,8 @@ def test_segments_a_run_wrote_before_it_died_are_removed(spark: Any, tmp_path: P
 
 def test_an_hour_with_nothing_new_writes_no_silver_table(spark: Any, tmp_path: Path) -> None:
     """No event arrived since the last good run: the jobs whose slice starts at as_of (nothing can be anchored in
-    it), relationships (no relationship event) and segments (no segment event) write nothing (no new version), and
-    the lake still equals a full run for the later as_of."""
+    it), relationships (no relationship event) and segments (no segment event) write nothing (no new version), nor
+    do the story insights of gold (no story touched), and the lake still equals a full run for the later as_of."""
     s = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
     first_batch(s.landing)
     run(spark, s, AS_OF_1)
@@ -215,7 +215,10 @@ def test_an_hour_with_nothing_new_writes_no_silver_table(spark: Any, tmp_path: P
     counts = build_silver(spark, s, AS_OF_2)
     assert not set(counts) & {*skipped, *(f"quarantine.{t}" for t in skipped)}, counts
     assert {t: lake.open_table(s.table_path("silver", t)).version() for t in skipped} == versions
+    stories = ("segment_insights", "story_insights")  # no story touched: gold writes them back as they are
+    gold = {t: lake.open_table(s.table_path("gold", t)).version() for t in stories}
     run(spark, s, AS_OF_2)  # gold and the gates of the run
+    assert {t: lake.open_table(s.table_path("gold", t)).version() for t in stories} == gold
     full = Settings(lake=tmp_path / "full", landing=tmp_path / "landing")
     run(spark, full, AS_OF_2)
     assert_same(lake_state(s), lake_state(full))

@@ -125,6 +125,8 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, touched: Data
     the horizon's other rows are kept as the last good run left them."""
     from jobs.gold import touched as touch
 
+    if touch.unchanged(settings, NAME, touched):
+        return {}
     inputs, kept = touch.scope(spark, settings, NAME, horizon, touched, horizon_inputs(spark, settings, horizon))
     with spark_io.scratch(settings) as materialize:
         df = segment_insights(**inputs, as_of=horizon.as_of, materialize=materialize)

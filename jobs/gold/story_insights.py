@@ -58,6 +58,8 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, touched: Data
     those are recomputed and the horizon's other rows are kept as the last good run left them."""
     from jobs.gold import touched as touch
 
+    if touch.unchanged(settings, NAME, touched):
+        return {}
     inputs, kept = touch.scope(spark, settings, NAME, horizon, touched, horizon_inputs(spark, settings, horizon))
     df = story_insights(**inputs, as_of=horizon.as_of)
     return write_gold(touch.with_kept(df, kept), settings, NAME, horizon.where("story_start", gold=True))

@@ -71,6 +71,18 @@ def touched_stories(spark: SparkSession, settings: Settings, horizon: Horizon,
     return stories
 
 
+def unchanged(settings: Settings, name: str, stories: DataFrame | None) -> bool:
+    """The run touches no story (`stories`: touched_stories) and gold.<name> holds its last good version's rows (only
+    compactions since): every row of its horizon would be written back as it is, so the job writes nothing (an hour
+    without new events otherwise rewrote ~250k segment insights of the 7-day benchmark's horizon)."""
+    if stories is None:
+        return False
+    version = audit.last_good_version(settings, f"gold.{name}")
+    if version is None or not lake.rows_unchanged_since(settings.table_path("gold", name), version):
+        return False
+    return stories.limit(1).count() == 0
+
+
 def kept_rows(spark: SparkSession, settings: Settings, name: str, horizon: Horizon,
               stories: DataFrame) -> DataFrame | None:
     """The rows of gold.<name> in the run's gold horizon, as the last good run left them, of every story not touched:
