@@ -7,6 +7,7 @@ from datetime import datetime
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from jobs import spark_io
 from jobs.gold import activity
 from jobs.gold.output import write_gold
 from jobs.gold.segment_insights import horizon_inputs
@@ -14,6 +15,8 @@ from jobs.horizon import Horizon
 from storylake.settings import Settings
 
 NAME = "story_insights"
+# The columns of silver.segments it reads (stories(), the attribution of every input to its story)
+SEGMENT_COLUMNS = ("segment_id", "story_id", "author_id", "created_at", "expires_at", "story_start")
 
 
 def stories(segments: DataFrame, as_of: datetime) -> DataFrame:
@@ -38,12 +41,15 @@ def story_insights(
     engagements: DataFrame,
     sticker_responses: DataFrame,
     as_of: datetime,
+    materialize: spark_io.Materialize = spark_io.lazily,
 ) -> DataFrame:
     """Per story: additive counts summed over its segments; reach / completed_viewers counted distinct over the
-    story's views (a viewer of several frames counts once)."""
-    segs = activity.known_segments(segments, as_of)
+    story's views (a viewer of several frames counts once). The known segments' few columns it reads are
+    materialized once: every input is joined to them (views and gestures for their story, which silver keeps on
+    the segment row only)."""
+    segs = materialize(activity.known_segments(segments, as_of).select(*SEGMENT_COLUMNS), "segments")
     metrics = activity.additive_counts(
-        stories(segments, as_of),
+        stories(segs, as_of),
         ["story_id"],
         views=activity.with_story(activity.views_before(view_events, segs, as_of), segs),
         nav=activity.with_story(activity.navigation_before(navigation, segs, as_of), segs),
@@ -61,5 +67,6 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, touched: Data
     if touch.unchanged(settings, NAME, touched):
         return {}
     inputs, kept = touch.scope(spark, settings, NAME, horizon, touched, horizon_inputs(spark, settings, horizon))
-    df = story_insights(**inputs, as_of=horizon.as_of)
-    return write_gold(touch.with_kept(df, kept), settings, NAME, horizon.where("story_start", gold=True))
+    with spark_io.scratch(settings) as materialize:
+        df = story_insights(**inputs, as_of=horizon.as_of, materialize=materialize)
+        return write_gold(touch.with_kept(df, kept), settings, NAME, horizon.where("story_start", gold=True))
