@@ -193,7 +193,9 @@ def write_table(
 def append_table(df: DataFrame, settings: Settings, layer: str, name: str, *, inside: str | None) -> int:
     """Append `df` to the Delta table `layer.name` (its contract's columns; every row inside the predicate `inside`,
     checked inside the write as write_table checks a slice's); returns the rows of the slice `inside` now (of the
-    table without it)."""
+    table without it). Delta storage only (a Parquet lake's slices are folders rewritten whole)."""
+    if settings.storage != "delta":
+        raise ValueError(f"append_table: {layer}.{name} is stored as {settings.storage}, not Delta")
     schema = spark_schema(contracts.get(f"{layer}.{name}"))
     out = conform(df, layer, name)
     if inside is not None:
