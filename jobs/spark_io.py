@@ -31,6 +31,7 @@ from storylake.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
 
 
 def read_table(spark: SparkSession, settings: Settings, layer: str, name: str) -> DataFrame:
@@ -156,11 +157,7 @@ def write_table(
     A slice write checks its rows against the predicate inside the write itself (a row outside it fails the
     write through raise_error, before the commit), instead of a separate pass that would run the plan twice.
     """
-    schema = spark_schema(contracts.get(f"{layer}.{name}"))
-    out = conform(df, layer, name)
-    if replace_where is not None:
-        out = guard_replace_where(out, replace_where, f"{layer}.{name}", schema.fieldNames())
-    out = nullable(out, schema)
+    out, schema = _prepared(df, layer, name, replace_where)
     path = settings.table_path(layer, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -184,10 +181,7 @@ def write_table(
             writer.save(str(path))
     except Exception as exc:
         raise guard_error(exc) or missing_columns(df, layer, name) or exc from exc
-    if replace_where is None:
-        return lake_rows(settings, layer, name)
-    # the slice's rows, counted by the engine (its scan skips the files whose statistics miss the slice)
-    return int(out.sparkSession.read.format("delta").load(str(path)).where(replace_where).count())
+    return _rows_now(out, settings, layer, name, replace_where)
 
 
 def append_table(df: DataFrame, settings: Settings, layer: str, name: str, *, inside: str | None) -> int:
@@ -196,18 +190,30 @@ def append_table(df: DataFrame, settings: Settings, layer: str, name: str, *, in
     table without it). Delta storage only (a Parquet lake's slices are folders rewritten whole)."""
     if settings.storage != "delta":
         raise ValueError(f"append_table: {layer}.{name} is stored as {settings.storage}, not Delta")
+    out, _ = _prepared(df, layer, name, inside)
+    try:
+        out.write.format("delta").mode("append").save(str(settings.table_path(layer, name)))
+    except Exception as exc:
+        raise guard_error(exc) or missing_columns(df, layer, name) or exc from exc
+    return _rows_now(out, settings, layer, name, inside)
+
+
+def _prepared(df: DataFrame, layer: str, name: str, inside: str | None) -> tuple[DataFrame, StructType]:
+    """(`df` in the contract's columns and types, every column nullable, each row checked inside the write to lie
+    within the predicate `inside` (guard_replace_where); the contract's schema)."""
     schema = spark_schema(contracts.get(f"{layer}.{name}"))
     out = conform(df, layer, name)
     if inside is not None:
         out = guard_replace_where(out, inside, f"{layer}.{name}", schema.fieldNames())
-    path = settings.table_path(layer, name)
-    try:
-        nullable(out, schema).write.format("delta").mode("append").save(str(path))
-    except Exception as exc:
-        raise guard_error(exc) or missing_columns(df, layer, name) or exc from exc
+    return nullable(out, schema), schema
+
+
+def _rows_now(out: DataFrame, settings: Settings, layer: str, name: str, inside: str | None) -> int:
+    """The Delta table's rows after a write: of the slice `inside`, counted by the engine (its scan skips the files
+    whose statistics miss the slice), else of the whole table from the log's statistics."""
     if inside is None:
         return lake_rows(settings, layer, name)
-    return int(out.sparkSession.read.format("delta").load(str(path)).where(inside).count())
+    return int(out.sparkSession.read.format("delta").load(str(settings.table_path(layer, name))).where(inside).count())
 
 
 Materialize = Callable[["DataFrame", str], "DataFrame"]
