@@ -310,6 +310,23 @@ def unprocessed_files(settings: Settings, event: str, previous: increments.Incre
     return _files(settings, event, lambda t0, t1, b0, b1: before is None or b1 > before or utc(t1) >= prev_as_of)
 
 
+def unprocessed_since(settings: Settings, event: str, previous: increments.Increment) -> datetime | None:
+    """A lower bound of the event time of every row unprocessed_bronze() returns, from the statistics of the files
+    that may hold them (unprocessed_files): their earliest min.event_time (a file may also hold processed rows, which
+    only lowers the bound). None when there is no such file or one lacks the statistic."""
+    table = lake.add_actions_cached(settings.table_path("bronze", event))
+    files = unprocessed_files(settings, event, previous)
+    if table is None or not files or "min.event_time" not in table[1].column_names:
+        return None
+    uri, actions = table
+    root = uri.rstrip("/")
+    adds = actions.select(["path", "min.event_time"]).to_pydict()
+    keep = set(files)
+    times = [t for path, t in zip(adds["path"], adds["min.event_time"], strict=True)
+             if (path if "://" in path else f"{root}/{path}") in keep]
+    return None if not times or None in times else utc(min(times))
+
+
 def segments_for(spark: SparkSession, settings: Settings, horizon: Horizon, facts: DataFrame) -> DataFrame:
     """silver.segments for a job: whole on a full refresh; else only the segments `facts` (its bronze rows)
     reference, so an hourly run's joins do not build over every segment the lake has ever had."""

@@ -128,3 +128,51 @@ def test_intervals_older_than_the_bronze_floor_come_from_the_table(spark, settin
         got = sorted(tuple(r.values()) for r in lake.read_arrow(settings.table_path("silver", "relationships"))
                      .to_pylist())
         assert got == expected, full_refresh
+
+
+def test_an_incremental_run_reads_bronze_from_its_new_events_on(spark, settings):
+    """A touched key is recomputed from the bronze events at or after the new rows' earliest time (the files'
+    statistics bound it), seeded with what the table holds of it before then: an unfollow ends an interval the
+    first run opened hours earlier, a block reopens after an unblock the first run saw, a new key opens; the
+    result equals a full rebuild from every event."""
+    import pyarrow as pa
+
+    from jobs.horizon import unprocessed_since
+    from storylake import contracts, increments, lake
+    from tests.bronze_builders import bronze_rows
+
+    schema = contracts.get("bronze.relationship")
+
+    def land(events, batch, day):
+        landed = bronze_rows("relationship", [
+            {**e, "_batch_id": batch, "_source_file": f"relationship/dt={day}/part-0.jsonl"} for e in events])
+        lake.write_table(settings, "bronze.relationship", pa.Table.from_pylist(
+            [dict(zip(schema.column_names, r, strict=True)) for r in landed], schema=schema.arrow_schema()),
+            mode="append")
+
+    land(EVENTS, "batch-0", "2026-11-01")
+    first = T0 + 12 * H
+    relationships.run(spark, settings, first, full_refresh=True)
+    increments.record(settings, increments.Increment(run_id="r", as_of=first, horizon=None, gold_horizon=None,
+                                                     upto_batch="batch-0"), increments.DONE)
+    land([rel("n1", 20, "unfollow", 1, 2), rel("n2", 21, "block", 5, 1), rel("n3", 22, "unblock", 5, 1),
+          rel("n4", 23, "follow", 10, 11), rel("n5", 22, "follow", 1, 2)], "batch-1", "2026-11-02")
+    previous = increments.last(settings)
+    assert previous is not None
+    assert unprocessed_since(settings, "relationship", previous) == T0 + 20 * H
+
+    def table():
+        return sorted(tuple(r.values()) for r in lake.read_arrow(settings.table_path("silver", "relationships"))
+                      .to_pylist())
+
+    relationships.run(spark, settings, T0 + 24 * H)
+    incremental = table()
+    relationships.run(spark, settings, T0 + 24 * H, full_refresh=True)
+    assert incremental == table()
+    assert [r for r in incremental if r[1:3] in {(1, 2), (5, 1), (10, 11)}] == [
+        ("block", 5, 1, T0, T0 + 22 * H),
+        ("follow", 1, 2, T0, T0 + 2 * H),
+        ("follow", 1, 2, T0 + 5 * H, T0 + 20 * H),
+        ("follow", 1, 2, T0 + 22 * H, None),
+        ("follow", 10, 11, T0 + 23 * H, None),
+    ]

@@ -17,11 +17,14 @@ and ends at the next state change (an end); valid_to null = still holds. Zero-le
 end at the same instant) hold at no instant and are dropped.
 
 An incremental run (`run` with a previous run recorded) recomputes only the keys that bronze rows not yet processed
-touch, from every bronze event of those keys, and keeps the other keys' intervals as the table holds them: its cost
-is the new events', not the graph's (the whole table is still rewritten, one sequential copy). A full refresh, a run
-behind the last one's as_of, or a missing table rebuild every key. Once retention has removed the events before
-bronze.relationship's cutoff (730 days), both recompute from the events after it, seeded with the intervals the table
-holds that began before it (`held_moves`): a follow older than the bronze floor stays.
+touch, and keeps the other keys' intervals as the table holds them: its cost is the new events', not the graph's (the
+whole table is still rewritten, one sequential copy). A touched key is recomputed from its bronze events at or after
+the new rows' earliest event time (a bound from the bronze files' statistics, `unprocessed_since`), seeded with the
+intervals the table holds for it that began before then (`held_moves`): the table holds exactly what those earlier
+events made of the key, and bronze is read from the run's own days on, not from the lake's first day. A full refresh,
+a run behind the last one's as_of, or a missing table rebuild every key. Once retention has removed the events before
+bronze.relationship's cutoff (730 days), a rebuild recomputes from the events after it, seeded the same way: a follow
+older than the bronze floor stays.
 """
 
 from __future__ import annotations
@@ -111,10 +114,10 @@ def transform(events: DataFrame, materialize: Materialize = spark_io.lazily, see
 
 
 def held_moves(held: DataFrame, floor: datetime) -> DataFrame:
-    """transitions() rows standing for the bronze events before `floor` (removed by retention) that `held`, the
-    intervals the table holds, were computed from: the opening of each interval that began before the floor, and
-    its end when that is before the floor too (a later end is a bronze event still there). At one instant an end
-    sorts before an opening, as the events did."""
+    """transitions() rows standing for the bronze events before `floor` (removed by retention, or not read) that
+    `held`, the intervals the table holds, were computed from: the opening of each interval that began before the
+    floor, and its end when that is before the floor too (a later end is a bronze event still there). At one instant
+    an end sorts before an opening, as the events did."""
     from pyspark.sql import functions as F
 
     before = F.lit(floor).cast("timestamp")
@@ -172,7 +175,7 @@ def _keyed(keys: DataFrame) -> tuple[DataFrame, Column]:
 
 def recompute_keys(events: DataFrame, keys: DataFrame, materialize: Materialize = spark_io.lazily,
                    seeds: DataFrame | None = None) -> DataFrame:
-    """The intervals of the (relation, user_id, other_user_id) `keys` from `events` (all bronze relationship rows,
+    """The intervals of the (relation, user_id, other_user_id) `keys` from `events` (the bronze relationship rows,
     cut at as_of): every delivery of every event_id one of whose rows acts on a key goes through transitions() (so
     the dedupe keeps the same first delivery a full rebuild keeps), then only those keys' transitions are kept.
     Equal to transform(events) restricted to `keys`.
@@ -201,11 +204,10 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime, *, full_refres
     """Rebuild silver.relationships as of `as_of`: incrementally (see the module docstring) unless `full_refresh`."""
     from pyspark.sql import functions as F
 
-    from jobs.horizon import unprocessed_bronze, unprocessed_files
+    from jobs.horizon import Horizon, unprocessed_bronze, unprocessed_files, unprocessed_since
     from jobs.retention import applied_cutoffs
     from storylake import increments, lake
 
-    events = read_bronze(spark, settings, "relationship", full(as_of))
     previous = None if full_refresh else increments.last(settings)
     exists = lake.exists(settings.table_path("silver", "relationships"))
     incremental = previous is not None and as_of >= previous.as_of and exists
@@ -214,27 +216,38 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime, *, full_refres
         return {}
     # once retention removed old events, the intervals they opened come from the table (bronze holds the rest)
     floor = applied_cutoffs(settings).get("bronze.relationship")
+    if incremental:
+        assert previous is not None
+        # the touched keys' events before the new ones' earliest time are those of their held intervals: recomputed
+        # from there on, the run reads the bronze events of its own days, not every event of the lake's history
+        since = unprocessed_since(settings, "relationship", previous)
+        if since is not None and (floor is None or since > floor):
+            floor = min(since, as_of)
+    events = read_bronze(spark, settings, "relationship",
+                         full(as_of) if floor is None else Horizon(as_of=as_of, lo=floor))
     held = spark_io.read_table(spark, settings, "silver", "relationships") if exists else None
     with spark_io.scratch(settings) as materialize:
-        seeds = None
-        if floor is not None and held is not None:
-            events = events.filter(F.col("event_time") >= F.lit(floor).cast("timestamp"))
-            seeds = materialize(held_moves(held, floor), "held_moves")  # before the table is overwritten
         if not incremental:
+            seeds = None
+            if floor is not None and held is not None:
+                seeds = materialize(held_moves(held, floor), "held_moves")  # before the table is overwritten
             out = materialize(transform(events, materialize, seeds), "relationships")
-        else:
-            assert previous is not None and held is not None
-            keys = materialize(effect_keys(unprocessed_bronze(spark, settings, "relationship", previous))
-                               .select(*KEY).distinct(), "touched_keys")
-            k, cond = _keyed(keys)
-            recomputed = recompute_keys(events, keys, materialize, seeds)
+            return {"relationships": spark_io.write_table(out, settings, "silver", "relationships")}
+        assert previous is not None and held is not None
+        keys = materialize(effect_keys(unprocessed_bronze(spark, settings, "relationship", previous))
+                           .select(*KEY).distinct(), "touched_keys")
+        k, cond = _keyed(keys)
+        seeds = None
+        if floor is not None:  # the touched keys' intervals only, read before the table is overwritten
+            held_keys = lookup(held, k, cond, "inner").select(*held.columns)
+            seeds = materialize(held_moves(held_keys, floor), "held_moves")
+        recomputed = recompute_keys(events, keys, materialize, seeds)
 
-            def merged(current: DataFrame) -> DataFrame:
-                kept = lookup(current, k, cond).filter(F.col("_hit").isNull()).select(*held.columns)
-                return project(kept, "silver.relationships").unionByName(recomputed)
+        def merged(current: DataFrame) -> DataFrame:
+            kept = lookup(current, k, cond).filter(F.col("_hit").isNull()).select(*held.columns)
+            return project(kept, "silver.relationships").unionByName(recomputed)
 
-            # the other keys' intervals, read from the table's current files while the overwrite writes the next
-            # version (spark_io.overwrite_from_current): no first copy into scratch (15M rows at 10M views a day)
-            return {"relationships": spark_io.overwrite_from_current(
-                spark, settings, "silver", "relationships", merged, materialize)}
-        return {"relationships": spark_io.write_table(out, settings, "silver", "relationships")}
+        # the other keys' intervals, read from the table's current files while the overwrite writes the next
+        # version (spark_io.overwrite_from_current): no first copy into scratch (15M rows at 10M views a day)
+        return {"relationships": spark_io.overwrite_from_current(
+            spark, settings, "silver", "relationships", merged, materialize)}
