@@ -45,7 +45,10 @@ def split_repeated(
     any_repeated = F.lit(False)
     for h in hashes:
         any_repeated = any_repeated | F.col(f"_m{h}").isNotNull()
-    return marked.filter(~any_repeated).select(*df.columns), marked.filter(any_repeated).select(*df.columns)
+    # dropping the marks leaves df's columns in df's order (a lookup puts the small side's columns first), without
+    # asking the engine for df's schema (an analysis of its whole plan per call)
+    marks = [*hashes, *[f"_m{h}" for h in hashes]]
+    return marked.filter(~any_repeated).drop(*marks), marked.filter(any_repeated).drop(*marks)
 
 
 def first_per_keys(df: DataFrame, steps: list[KeyOrder], materialize: Materialize = spark_io.lazily) -> DataFrame:
