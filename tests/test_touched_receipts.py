@@ -205,7 +205,8 @@ def test_segments_a_run_wrote_before_it_died_are_removed(spark: Any, tmp_path: P
 def test_an_hour_with_nothing_new_writes_no_silver_table(spark: Any, tmp_path: Path) -> None:
     """No event arrived since the last good run: the jobs whose slice starts at as_of (nothing can be anchored in
     it), relationships (no relationship event) and segments (no segment event) write nothing (no new version), nor
-    do the story insights of gold (no story touched), and the lake still equals a full run for the later as_of."""
+    do the story and author-day insights of gold (no story or author touched), and the lake still equals a full run
+    for the later as_of."""
     s = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
     first_batch(s.landing)
     run(spark, s, AS_OF_1)
@@ -215,10 +216,32 @@ def test_an_hour_with_nothing_new_writes_no_silver_table(spark: Any, tmp_path: P
     counts = build_silver(spark, s, AS_OF_2)
     assert not set(counts) & {*skipped, *(f"quarantine.{t}" for t in skipped)}, counts
     assert {t: lake.open_table(s.table_path("silver", t)).version() for t in skipped} == versions
-    stories = ("segment_insights", "story_insights")  # no story touched: gold writes them back as they are
+    # no story and no author touched: gold would write them back as they are
+    stories = ("segment_insights", "story_insights", "author_daily_insights", "author_viewer_days",
+               "author_hourly_insights")
     gold = {t: lake.open_table(s.table_path("gold", t)).version() for t in stories}
     run(spark, s, AS_OF_2)  # gold and the gates of the run
     assert {t: lake.open_table(s.table_path("gold", t)).version() for t in stories} == gold
+    full = Settings(lake=tmp_path / "full", landing=tmp_path / "landing")
+    run(spark, full, AS_OF_2)
+    assert_same(lake_state(s), lake_state(full))
+
+
+def test_an_hour_recomputes_the_author_days_of_the_authors_it_touches_only(spark: Any, tmp_path: Path) -> None:
+    """A new view of author 1's segment: the day-keyed tables recompute author 1's rows (stamped with the new as_of)
+    and keep authors 5 and 7's as the last good run left them (their as_of the earlier one); the lake equals one
+    full run."""
+    s = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
+    first_batch(s.landing)
+    run(spark, s, AS_OF_1)
+    write_landing(s.landing, "segment_view", [view("v9", 10, 4, f"{DAY}T13:10:00Z")], dt=DAY, hour="13")
+    run(spark, s, AS_OF_2)
+    for table in ("author_daily_insights", "author_hourly_insights"):
+        stamps = {(r["author_id"], r["as_of"]) for r in lake.read_arrow(s.table_path("gold", table)).to_pylist()}
+        assert stamps == {(1, AS_OF_2), (5, AS_OF_1), (7, AS_OF_1)}, table
+    daily = {r["author_id"]: r["reach"] for r in
+             lake.read_arrow(s.table_path("gold", "author_daily_insights")).to_pylist()}
+    assert daily == {1: 3, 5: 2, 7: 2}
     full = Settings(lake=tmp_path / "full", landing=tmp_path / "landing")
     run(spark, full, AS_OF_2)
     assert_same(lake_state(s), lake_state(full))

@@ -55,12 +55,14 @@ def build_gold(spark: SparkSession, settings: Settings, as_of: datetime) -> dict
     horizon = from_increment(plan) if plan is not None else full(as_of)
 
     with spark_io.scratch(settings) as materialize:
-        # the stories this run can change (None: recompute the whole horizon)
-        stories = touched.touched_stories(spark, settings, horizon, materialize)
+        # the stories and authors this run can change (None: recompute the whole horizon)
+        keys = touched.touched_keys(spark, settings, horizon, materialize)
 
         def run(module: ModuleType, _name: str) -> dict[str, int]:
             if module in (segment_insights, story_insights):
-                return module.run(spark, settings, horizon, touched=stories)
+                return module.run(spark, settings, horizon, touched=None if keys is None else keys.stories)
+            if module in (author_daily_insights, author_hourly_insights):
+                return module.run(spark, settings, horizon, authors=None if keys is None else keys.authors)
             return module.run(spark, settings, horizon)
 
         # every job reads silver and writes its own tables; two lanes about balanced by their times (an hourly run

@@ -174,11 +174,16 @@ def advance_latest(spark: SparkSession, settings: Settings, horizon: Horizon, pa
     return {LATEST: rows}, seal
 
 
-def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
+def run(spark: SparkSession, settings: Settings, horizon: Horizon, authors: DataFrame | None = None
+        ) -> dict[str, int]:
     """gold.author_viewer_days and gold.author_daily_insights of the days from the run's first day on (Horizon
     .first_day: every view, gesture or engagement a run changes happens at or after its event horizon). The day's
     partials are rebuilt from the views of that day on; the trailing reach reads the partials of the 27 days before
-    (not 28 days of views), the other counts the silver rows from that day."""
+    (not 28 days of views), the other counts the silver rows from that day. With `authors` (jobs.gold.touched) only
+    the touched authors' rows of both tables are recomputed, the other authors' kept as the last good run left
+    them."""
+    from jobs.gold import touched as touch
+
     silver = {
         name: spark_io.read_table(spark, settings, "silver", name)
         for name in ("segments", "view_events", "navigation", "engagements")
@@ -198,24 +203,36 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, 
     start = F.lit(since).cast("timestamp")
     day_slice = f"day >= DATE '{first_day.isoformat()}'"
     created_since = F.lit(since - SEGMENT_LIFETIME).cast("timestamp")
-    rows = write_gold(author_viewer_days(activity.views_since(silver["view_events"], since), as_of), settings, PARTIAL,
-                      day_slice)
+    rows: dict[str, int] = {}
+    if not touch.unchanged_by(settings, PARTIAL, authors):
+        kept = touch.kept_author_rows(spark, settings, PARTIAL, first_day, authors)
+        mine = authors if kept is not None else None  # without kept rows every author's partials are recomputed
+        days = author_viewer_days(touch.of_authors(activity.views_since(silver["view_events"], since), mine), as_of)
+        rows |= write_gold(days if kept is None else kept.unionByName(days.select(*kept.columns)), settings,
+                           PARTIAL, day_slice)
     window_start = first_day - timedelta(days=max(TRAILING_DAYS.values()) - 1)
     partials = spark_io.read_table(spark, settings, "gold", PARTIAL)
     written, seal = advance_latest(spark, settings, horizon, partials)
     rows |= written
+    if touch.unchanged_by(settings, NAME, authors):
+        return rows
+    kept = touch.kept_author_rows(spark, settings, NAME, first_day, authors)
+    mine = authors if kept is not None else None
     reach_days = None
     if seal <= first_day:  # each pair's latest day before the sealed day, then the partials from it on
-        reach_days = as_reach_days(spark_io.read_table(spark, settings, "gold", LATEST)).unionByName(
+        reach_days = touch.of_authors(as_reach_days(spark_io.read_table(spark, settings, "gold", LATEST)).unionByName(
             partials.filter(F.col("day") >= F.lit(seal)).select("author_id", "viewer_id", "day")
-        ).filter(F.col("day") >= F.lit(window_start))
+        ).filter(F.col("day") >= F.lit(window_start)), mine)
     with spark_io.scratch(settings) as materialize:
         df = from_viewer_days(
             # a story engagement from that day on is on a segment live then (created at most 24 h before)
-            silver["segments"].filter(F.col("created_at") >= created_since),
-            partials.filter(F.col("day") >= F.lit(first_day if reach_days is not None else window_start)),
-            silver["navigation"].filter(F.col("at") >= start), silver["engagements"].filter(F.col("at") >= start),
+            touch.of_authors(silver["segments"].filter(F.col("created_at") >= created_since), mine),
+            touch.of_authors(partials.filter(F.col("day") >= F.lit(first_day if reach_days is not None
+                                                                   else window_start)), mine),
+            touch.of_authors(silver["navigation"].filter(F.col("at") >= start), mine),
+            silver["engagements"].filter(F.col("at") >= start),  # attributed through the (touched authors') segments
             as_of, materialize, since_day=first_day, reach_days=reach_days,
-        )
-        rows |= write_gold(df.filter(F.col("day") >= F.lit(first_day)), settings, NAME, day_slice)
+        ).filter(F.col("day") >= F.lit(first_day))
+        rows |= write_gold(df if kept is None else kept.unionByName(df.select(*kept.columns)), settings, NAME,
+                           day_slice)
     return rows

@@ -51,25 +51,34 @@ def author_hourly_insights(
     return out.withColumns({"day": F.to_date("hour"), "as_of": activity.instant(as_of)})
 
 
-def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
+def run(spark: SparkSession, settings: Settings, horizon: Horizon, authors: DataFrame | None = None
+        ) -> dict[str, int]:
     """The hours of the days from the run's first day on (Horizon.first_day: every view, gesture or engagement a run
     changes happens at or after its event horizon; new_viewers needs the whole day's first views), from their silver
-    rows."""
+    rows; with `authors` (jobs.gold.touched) only the touched authors' hours are recomputed and the other authors'
+    are kept as the last good run left them."""
+    from jobs.gold import touched as touch
+
     silver = {name: spark_io.read_table(spark, settings, "silver", name)
               for name in ("segments", "view_events", "navigation", "engagements")}
     if horizon.lo is None:
         return write_gold(author_hourly_insights(**silver, as_of=horizon.as_of), settings, NAME)
     first_day = horizon.first_day
     assert first_day is not None
+    if touch.unchanged_by(settings, NAME, authors):
+        return {}
+    kept = touch.kept_author_rows(spark, settings, NAME, first_day, authors)
+    mine = authors if kept is not None else None  # without kept rows every author's hours are recomputed
     since = datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)
     start = F.lit(since).cast("timestamp")
     # an interaction from that day on is with a segment created at most one lifetime before (the filter prunes)
     created_since = F.lit(since - SEGMENT_LIFETIME).cast("timestamp")
     df = author_hourly_insights(
-        silver["segments"].filter(F.col("created_at") >= created_since),
-        activity.views_since(silver["view_events"], since),
-        silver["navigation"].filter(F.col("at") >= start),
-        silver["engagements"].filter(F.col("at") >= start),
+        touch.of_authors(silver["segments"].filter(F.col("created_at") >= created_since), mine),
+        touch.of_authors(activity.views_since(silver["view_events"], since), mine),
+        touch.of_authors(silver["navigation"].filter(F.col("at") >= start), mine),
+        silver["engagements"].filter(F.col("at") >= start),  # attributed through the (touched authors') segments
         horizon.as_of,
     )
-    return write_gold(df, settings, NAME, f"day >= DATE '{first_day.isoformat()}'")
+    out = df if kept is None else kept.unionByName(df.select(*kept.columns))
+    return write_gold(out, settings, NAME, f"day >= DATE '{first_day.isoformat()}'")

@@ -17,7 +17,8 @@ tests/test_incremental.py checks against full runs on random arrival orders.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from datetime import date
+from typing import TYPE_CHECKING, NamedTuple
 
 from jobs import spark_io
 from jobs.engine_workarounds import lookup
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 STORY = "_touched_story"
+AUTHOR = "_touched_author"
 
 
 def touched_segments(spark: SparkSession, settings: Settings, horizon: Horizon,
@@ -47,11 +49,19 @@ def touched_segments(spark: SparkSession, settings: Settings, horizon: Horizon,
     return out.filter(F.col("segment_id").isNotNull()).distinct()
 
 
-def touched_stories(spark: SparkSession, settings: Settings, horizon: Horizon,
-                    materialize: spark_io.Materialize) -> DataFrame | None:
-    """(_touched_story) of every story the run can change (module docstring), materialized; None when the run
-    recomputes its whole gold horizon: a full refresh, no last good run, Parquet storage, or no last good
-    gold.segment_insights (with its files) to take the other stories' rows from."""
+class Touched(NamedTuple):
+    """What an incremental run can change in gold (touched_keys), each materialized, one column each."""
+
+    stories: DataFrame  # (_touched_story)
+    authors: DataFrame  # (_touched_author): the authors of the touched segments
+
+
+def touched_keys(spark: SparkSession, settings: Settings, horizon: Horizon,
+                 materialize: spark_io.Materialize) -> Touched | None:
+    """The stories and authors the run can change (module docstring): those of every touched segment, now
+    (silver.segments) or in the last good gold.segment_insights; None when the run recomputes its whole gold
+    horizon: a full refresh, no last good run, Parquet storage, or no last good gold.segment_insights (with its
+    files) to take the other stories' rows from."""
     from pyspark.sql import functions as F
 
     previous = increments.last(settings)
@@ -62,17 +72,21 @@ def touched_stories(spark: SparkSession, settings: Settings, horizon: Horizon,
         return None
     segments = materialize(touched_segments(spark, settings, horizon, previous), "touched_segments")
     ids = segments.select(F.col("segment_id").alias("_t_sid"))
+    owners = [F.col("story_id").alias(STORY), F.col("author_id").alias(AUTHOR)]
     now = lookup(spark_io.read_table(spark, settings, "silver", "segments"), ids,
-                 F.col("segment_id") == F.col("_t_sid"), "inner").select(F.col("story_id").alias(STORY))
+                 F.col("segment_id") == F.col("_t_sid"), "inner").select(*owners)
     before = lookup(spark_io.read_version(spark, settings, "gold", "segment_insights", version), ids,
-                    F.col("segment_id") == F.col("_t_sid"), "inner").select(F.col("story_id").alias(STORY))
-    stories = materialize(now.unionByName(before).filter(F.col(STORY).isNotNull()).distinct(), "touched_stories")
-    log.info("gold: %d touched stories (%d touched segments)", stories.count(), segments.count())
-    return stories
+                    F.col("segment_id") == F.col("_t_sid"), "inner").select(*owners)
+    both = materialize(now.unionByName(before), "touched_owners")
+    stories = materialize(both.select(STORY).filter(F.col(STORY).isNotNull()).distinct(), "touched_stories")
+    authors = materialize(both.select(AUTHOR).filter(F.col(AUTHOR).isNotNull()).distinct(), "touched_authors")
+    log.info("gold: %d touched stories, %d touched authors (%d touched segments)", stories.count(), authors.count(),
+             segments.count())
+    return Touched(stories, authors)
 
 
 def unchanged(settings: Settings, name: str, stories: DataFrame | None) -> bool:
-    """The run touches no story (`stories`: touched_stories) and gold.<name> holds its last good version's rows (only
+    """The run touches no story (`stories`: Touched.stories) and gold.<name> holds its last good version's rows (only
     compactions since): every row of its horizon would be written back as it is, so the job writes nothing (an hour
     without new events otherwise rewrote ~250k segment insights of the 7-day benchmark's horizon)."""
     if stories is None:
@@ -133,3 +147,42 @@ def restrict(inputs: dict[str, DataFrame], stories: DataFrame) -> dict[str, Data
         if name != "segments":
             out[name] = lookup(rows, ids, F.col("segment_id") == F.col("_r_sid"), "inner").select(*rows.columns)
     return out
+
+
+def unchanged_by(settings: Settings, name: str, authors: DataFrame | None) -> bool:
+    """unchanged() for an author-keyed table: the run touches no author and gold.<name> holds its last good
+    version's rows."""
+    if authors is None:
+        return False
+    version = audit.last_good_version(settings, f"gold.{name}")
+    if version is None or not lake.rows_unchanged_since(settings.table_path("gold", name), version):
+        return False
+    return authors.limit(1).count() == 0
+
+
+def kept_author_rows(spark: SparkSession, settings: Settings, name: str, since_day: date,
+                     authors: DataFrame | None) -> DataFrame | None:
+    """The rows of the day-keyed gold.<name> from `since_day` on, as the last good run left them, of every author not
+    touched (`authors`: Touched.authors): written back beside the touched authors' recomputed rows. An author's
+    day rows are a function of the silver rows attributed to their segments (jobs.gold.activity), which only a
+    touched segment's can change. None when the run recomputes every author's rows (no touched authors given, or
+    the table has no last good version)."""
+    from pyspark.sql import functions as F
+
+    if authors is None:
+        return None
+    version = audit.last_good_version(settings, f"gold.{name}")
+    if version is None or lake.version_files(settings.table_path("gold", name), version) is None:
+        return None
+    return (spark_io.read_version(spark, settings, "gold", name, version)
+            .filter(F.col("day") >= F.lit(since_day))
+            .join(authors, F.col("author_id") == F.col(AUTHOR), "left_anti"))
+
+
+def of_authors(rows: DataFrame, authors: DataFrame | None, column: str = "author_id") -> DataFrame:
+    """`rows` whose `column` is a touched author (all of them when `authors` is None); same columns."""
+    from pyspark.sql import functions as F
+
+    if authors is None:
+        return rows
+    return lookup(rows, authors, F.col(column) == F.col(AUTHOR), "inner").drop(AUTHOR)
