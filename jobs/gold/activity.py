@@ -70,13 +70,14 @@ def _attributed(events: DataFrame, segs: DataFrame, time_col: str, as_of: dateti
     return lookup(facts, owners, "segment_id", "inner")
 
 
-def _own_attribution(events: DataFrame, time_col: str, as_of: datetime, cols: Sequence[str]) -> DataFrame:
+def _own_attribution(events: DataFrame, time_col: str, as_of: datetime, cols: Sequence[str],
+                     extra: Sequence[str] = ()) -> DataFrame:
     """Silver rows that carry their segment's author_id already (view_events, navigation: silver keeps only rows of
     known segments and stamps them from silver.segments in the same run), before as_of. No join: a row before as_of
     has a segment created before it (views outside a segment's lifetime, and gestures on unknown segments, never
     reach silver), so it is attributed exactly as a join would. The story is not on the row (with_story)."""
     return events.filter(F.col(time_col) < instant(as_of)).select(
-        "segment_id", *cols, F.to_date(time_col).alias("day"), "author_id"
+        "segment_id", *cols, F.to_date(time_col).alias("day"), "author_id", *extra
     )
 
 
@@ -95,20 +96,22 @@ def views_since(view_events: DataFrame, since: datetime) -> DataFrame:
                               & (F.col("viewed_at") >= instant(since)))
 
 
-def views_before(view_events: DataFrame, segs: DataFrame | None, as_of: datetime) -> DataFrame:
+def views_before(view_events: DataFrame, segs: DataFrame | None, as_of: datetime, extra: Sequence[str] = ()
+                 ) -> DataFrame:
     """Counted views before as_of of known segments, the author's own excluded: segment_id, viewer_id, viewed_at,
-    view_duration_ms, completion_pct, day (UTC), author_id. `segs` is unused (see _own_attribution); kept so every
-    *_before has one signature."""
+    view_duration_ms, completion_pct, day (UTC), author_id, and the `extra` columns of the rows. `segs` is unused
+    (see _own_attribution); kept so every *_before has one signature."""
     del segs
     cols = ("viewer_id", "viewed_at", "view_duration_ms", "completion_pct")
     # the author's own views never count (storylake.rules.views)
-    return _own_attribution(view_events, "viewed_at", as_of, cols).filter(F.expr(OTHERS_VIEW_SQL))
+    return _own_attribution(view_events, "viewed_at", as_of, cols, extra).filter(F.expr(OTHERS_VIEW_SQL))
 
 
-def navigation_before(navigation: DataFrame, segs: DataFrame, as_of: datetime) -> DataFrame:
-    """Gestures before as_of on known segments: segment_id, action, at, day, author_id."""
+def navigation_before(navigation: DataFrame, segs: DataFrame | None, as_of: datetime, extra: Sequence[str] = ()
+                      ) -> DataFrame:
+    """Gestures before as_of on known segments: segment_id, action, at, day, author_id, and the `extra` columns."""
     del segs
-    return _own_attribution(navigation, "at", as_of, ("action", "at"))
+    return _own_attribution(navigation, "at", as_of, ("action", "at"), extra)
 
 
 def story_engagements_before(engagements: DataFrame, segs: DataFrame, as_of: datetime) -> DataFrame:

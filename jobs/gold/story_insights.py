@@ -42,17 +42,25 @@ def story_insights(
     sticker_responses: DataFrame,
     as_of: datetime,
     materialize: spark_io.Materialize = spark_io.lazily,
+    story_on_rows: bool = False,
 ) -> DataFrame:
     """Per story: additive counts summed over its segments; reach / completed_viewers counted distinct over the
     story's views (a viewer of several frames counts once). The known segments' few columns it reads are
     materialized once: every input is joined to them (views and gestures for their story, which silver keeps on
-    the segment row only)."""
+    the segment row only), but views and gestures that already carry their segment's story_id (`story_on_rows`:
+    jobs.gold.touched.restrict gave it to them)."""
     segs = materialize(activity.known_segments(segments, as_of).select(*SEGMENT_COLUMNS), "segments")
+    if story_on_rows:
+        views = activity.views_before(view_events, segs, as_of, ["story_id"])
+        nav = activity.navigation_before(navigation, segs, as_of, ["story_id"])
+    else:
+        views = activity.with_story(activity.views_before(view_events, segs, as_of), segs)
+        nav = activity.with_story(activity.navigation_before(navigation, segs, as_of), segs)
     metrics = activity.additive_counts(
         stories(segs, as_of),
         ["story_id"],
-        views=activity.with_story(activity.views_before(view_events, segs, as_of), segs),
-        nav=activity.with_story(activity.navigation_before(navigation, segs, as_of), segs),
+        views=views,
+        nav=nav,
         eng=activity.story_engagements_before(engagements, segs, as_of),
         stickers=activity.sticker_responses_before(sticker_responses, segs, as_of),
     )
@@ -66,7 +74,8 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, touched: Data
 
     if touch.unchanged(settings, NAME, touched):
         return {}
-    inputs, kept = touch.scope(spark, settings, NAME, horizon, touched, horizon_inputs(spark, settings, horizon))
+    inputs, kept = touch.scope(spark, settings, NAME, horizon, touched, horizon_inputs(spark, settings, horizon),
+                               with_story=("view_events", "navigation"))
     with spark_io.scratch(settings) as materialize:
-        df = story_insights(**inputs, as_of=horizon.as_of, materialize=materialize)
+        df = story_insights(**inputs, as_of=horizon.as_of, materialize=materialize, story_on_rows=kept is not None)
         return write_gold(touch.with_kept(df, kept), settings, NAME, horizon.where("story_start", gold=True))

@@ -17,6 +17,7 @@ tests/test_incremental.py checks against full runs on random arrival orders.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import date
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -113,17 +114,19 @@ def kept_rows(spark: SparkSession, settings: Settings, name: str, horizon: Horiz
 
 
 def scope(spark: SparkSession, settings: Settings, name: str, horizon: Horizon, stories: DataFrame | None,
-          inputs: dict[str, DataFrame]) -> tuple[dict[str, DataFrame], DataFrame | None]:
+          inputs: dict[str, DataFrame], with_story: Sequence[str] = ()
+          ) -> tuple[dict[str, DataFrame], DataFrame | None]:
     """(the silver inputs to recompute, gold.<name>'s kept rows) for a story-keyed job: `inputs`
-    (segment_insights.horizon_inputs) restricted to the touched `stories` and the horizon's other rows as the last
-    good run left them (without a recomputed segment's, whichever story they name); `(inputs, None)` when the whole
-    horizon is recomputed (no touched stories, or no last good version of the table)."""
+    (segment_insights.horizon_inputs) restricted to the touched `stories` (the inputs named in `with_story` also
+    given their segment's story_id, see restrict) and the horizon's other rows as the last good run left them
+    (without a recomputed segment's, whichever story they name); `(inputs, None)` when the whole horizon is
+    recomputed (no touched stories, or no last good version of the table)."""
     from pyspark.sql import functions as F
 
     kept = None if stories is None else kept_rows(spark, settings, name, horizon, stories)
     if kept is None or stories is None:
         return inputs, None
-    inputs = restrict(inputs, stories)
+    inputs = restrict(inputs, stories, with_story)
     if "segment_id" in kept.columns:
         recomputed = inputs["segments"].select(F.col("segment_id").alias("_rc_sid"))
         kept = kept.join(recomputed, F.col("segment_id") == F.col("_rc_sid"), "left_anti")
@@ -135,17 +138,23 @@ def with_kept(df: DataFrame, kept: DataFrame | None) -> DataFrame:
     return df if kept is None else kept.unionByName(df.select(*kept.columns))
 
 
-def restrict(inputs: dict[str, DataFrame], stories: DataFrame) -> dict[str, DataFrame]:
+def restrict(inputs: dict[str, DataFrame], stories: DataFrame, with_story: Sequence[str] = ()
+             ) -> dict[str, DataFrame]:
     """The silver inputs of a story's insights (segment_insights.horizon_inputs: segments and their interaction
-    rows) restricted to the touched stories: their segments, and the rows of those segments."""
+    rows) restricted to the touched stories: their segments, and the rows of those segments. The inputs named in
+    `with_story` (view_events, navigation: silver keeps a segment's story on its segment row only) also get their
+    segment's story_id from the same join, instead of a second join with the segments
+    (jobs.gold.activity.with_story)."""
     from pyspark.sql import functions as F
 
     segments = lookup(inputs["segments"], stories, F.col("story_id") == F.col(STORY), "inner").drop(STORY)
-    ids = segments.select(F.col("segment_id").alias("_r_sid"))
+    ids = segments.select(F.col("segment_id").alias("_r_sid"), F.col("story_id").alias("_r_story"))
     out = {"segments": segments}
     for name, rows in inputs.items():
         if name != "segments":
-            out[name] = lookup(rows, ids, F.col("segment_id") == F.col("_r_sid"), "inner").select(*rows.columns)
+            found = lookup(rows, ids, F.col("segment_id") == F.col("_r_sid"), "inner")
+            out[name] = (found.select(*rows.columns, F.col("_r_story").alias("story_id")) if name in with_story
+                         else found.select(*rows.columns))
     return out
 
 
