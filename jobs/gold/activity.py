@@ -137,13 +137,15 @@ def view_counts(views: DataFrame, keys: Sequence[str]) -> DataFrame:
     return viewer_rollup(per_viewer(views, keys), keys)
 
 
-def per_viewer(views: DataFrame, keys: Sequence[str]) -> DataFrame:
-    """Per (key, viewer_id): _views, _view_ms and _completed (1 when one of the views has completion_pct = 1)."""
+def per_viewer(views: DataFrame, keys: Sequence[str], *, first: bool = False) -> DataFrame:
+    """Per (key, viewer_id): _views, _view_ms and _completed (1 when one of the views has completion_pct = 1); with
+    `first` also _first, the earliest viewed_at."""
     done = F.when(F.col("completion_pct") >= FULL_COMPLETION, F.lit(1)).otherwise(F.lit(0))
     return views.groupBy(*keys, "viewer_id").agg(
         F.count(F.lit(1)).alias("_views"),
         F.sum("view_duration_ms").alias("_view_ms"),
         F.max(done).alias("_completed"),
+        *([F.min("viewed_at").alias("_first")] if first else []),
     )
 
 
@@ -177,13 +179,19 @@ def additive_counts(
     base: DataFrame,
     keys: Sequence[str],
     *,
-    views: DataFrame,
+    views: DataFrame | None = None,
+    viewers: DataFrame | None = None,
     nav: DataFrame,
     eng: DataFrame,
     stickers: DataFrame | None = None,
 ) -> DataFrame:
-    """`base` (one row per key) with every additive count and reach/completed_viewers joined on, zeros when none."""
-    counts = [view_counts(views, keys), navigation_counts(nav, keys), engagement_counts(eng, keys)]
+    """`base` (one row per key) with every additive count and reach/completed_viewers joined on, zeros when none.
+    The view counts come from `views`, or from their per_viewer() rows of the same keys (`viewers`)."""
+    if viewers is None:
+        if views is None:
+            raise ValueError("additive_counts: views or viewers")
+        viewers = per_viewer(views, keys)
+    counts = [viewer_rollup(viewers, keys), navigation_counts(nav, keys), engagement_counts(eng, keys)]
     if stickers is not None:
         counts.append(sticker_interaction_counts(stickers, keys))
     return with_counts(base, keys, counts)

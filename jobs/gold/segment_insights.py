@@ -38,22 +38,24 @@ def segment_insights(
     as_of: datetime,
     materialize: spark_io.Materialize = spark_io.lazily,
 ) -> DataFrame:
-    """One row per segment created before as_of, from silver rows strictly before as_of."""
+    """One row per segment created before as_of, from silver rows strictly before as_of. The views are aggregated
+    once per (segment, viewer) (materialized): the counts, the continuation and the exits all read those rows."""
     segs = activity.known_segments(segments, as_of)
     keys = ["segment_id"]
+    viewers = materialize(activity.per_viewer(activity.views_before(view_events, segs, as_of), keys, first=True),
+                          "viewers")
     metrics = activity.additive_counts(
         segs.select(*SEGMENT_COLUMNS),
         keys,
-        views=activity.views_before(view_events, segs, as_of),
+        viewers=viewers.drop("_first"),
         nav=activity.navigation_before(navigation, segs, as_of),
         eng=activity.story_engagements_before(engagements, segs, as_of),
         stickers=activity.sticker_responses_before(sticker_responses, segs, as_of),
     )
     # with_retention joins the metrics with themselves: compute them once
     metrics = materialize(activity.with_rates(metrics), "metrics")
-    views = activity.views_before(view_events, segs, as_of)
-    chain = continuation(segs, views)
-    exited = exit_viewers(views, navigation, as_of)
+    chain = continuation(segs, viewers)
+    exited = exit_viewers(viewers, navigation, as_of)
     out = lookup(lookup(with_retention(metrics), chain, "segment_id"), exited, "segment_id")
     return activity.zero_filled(out, ["continuation_viewers", "continued_viewers", "exit_viewers"]).withColumns({
         "continuation_rate": activity.ratio("continued_viewers", "continuation_viewers"),
@@ -61,12 +63,13 @@ def segment_insights(
     })
 
 
-def continuation(segments: DataFrame, views: DataFrame) -> DataFrame:
+def continuation(segments: DataFrame, viewers: DataFrame) -> DataFrame:
     """Per frame with a next frame (DESIGN §5): continuation_viewers = the viewers whose first view
     of the frame came while the next frame was live, continued_viewers = those of them who viewed the next frame.
 
     The chain links a story's non-deleted frames of one audience in frame order, so a close-friends frame is only
-    compared with close-friends frames. `views`: activity.views_before rows (the author's own already left out)."""
+    compared with close-friends frames. `viewers`: activity.per_viewer(..., ["segment_id"], first=True) rows of the
+    counted views (the author's own already left out)."""
     from pyspark.sql import Window
 
     order = Window.partitionBy("story_id", "audience").orderBy("frame_index", "created_at", "segment_id")
@@ -81,7 +84,7 @@ def continuation(segments: DataFrame, views: DataFrame) -> DataFrame:
         .filter(F.col("next_segment_id").isNotNull())
         .select("segment_id", "next_segment_id", "_next_created", "_next_expires")
     )
-    first = views.groupBy("segment_id", "viewer_id").agg(F.min("viewed_at").alias("_first"))
+    first = viewers.select("segment_id", "viewer_id", "_first")
     could = first.join(chain, "segment_id").filter(
         (F.col("_first") >= F.col("_next_created")) & (F.col("_first") < F.col("_next_expires"))
     )
@@ -92,17 +95,16 @@ def continuation(segments: DataFrame, views: DataFrame) -> DataFrame:
     return counted
 
 
-def exit_viewers(views: DataFrame, navigation: DataFrame, as_of: datetime) -> DataFrame:
-    """Per segment: exit_viewers = its viewers (views: activity.views_before rows, the author's own left out) with
-    an exit gesture (DESIGN §5: tap_exit or swipe_down) on it before as_of. Counting viewers, not gestures, keeps
-    exit rate = exit_viewers / reach within [0, 1]."""
+def exit_viewers(viewers: DataFrame, navigation: DataFrame, as_of: datetime) -> DataFrame:
+    """Per segment: exit_viewers = its viewers (`viewers`: one row per segment and viewer with a counted view,
+    activity.per_viewer rows) with an exit gesture (DESIGN §5: tap_exit or swipe_down) on it before as_of. Counting
+    viewers, not gestures, keeps exit rate = exit_viewers / reach within [0, 1]."""
     exits = (
         navigation.filter(F.col("action").isin(list(activity.NAVIGATION_COUNTS["exits"]))
                           & (F.col("at") < activity.instant(as_of)))
         .select("segment_id", "viewer_id").distinct()
     )
-    viewers = views.select("segment_id", "viewer_id").distinct()
-    return exits.join(viewers, ["segment_id", "viewer_id"]).groupBy("segment_id").agg(
+    return exits.join(viewers.select("segment_id", "viewer_id"), ["segment_id", "viewer_id"]).groupBy("segment_id").agg(
         F.count(F.lit(1)).alias("exit_viewers")
     )
 
