@@ -205,8 +205,8 @@ def test_segments_a_run_wrote_before_it_died_are_removed(spark: Any, tmp_path: P
 def test_an_hour_with_nothing_new_writes_no_silver_table(spark: Any, tmp_path: Path) -> None:
     """No event arrived since the last good run: the jobs whose slice starts at as_of (nothing can be anchored in
     it), relationships (no relationship event) and segments (no segment event) write nothing (no new version), nor
-    do the story and author-day insights of gold (no story or author touched), and the lake still equals a full run
-    for the later as_of."""
+    do the story and author-day insights and sticker results of gold (no story, author or segment touched), and the
+    lake still equals a full run for the later as_of."""
     s = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
     first_batch(s.landing)
     run(spark, s, AS_OF_1)
@@ -218,7 +218,7 @@ def test_an_hour_with_nothing_new_writes_no_silver_table(spark: Any, tmp_path: P
     assert {t: lake.open_table(s.table_path("silver", t)).version() for t in skipped} == versions
     # no story and no author touched: gold would write them back as they are
     stories = ("segment_insights", "story_insights", "author_daily_insights", "author_viewer_days",
-               "author_hourly_insights")
+               "author_hourly_insights", "sticker_results")
     gold = {t: lake.open_table(s.table_path("gold", t)).version() for t in stories}
     run(spark, s, AS_OF_2)  # gold and the gates of the run
     assert {t: lake.open_table(s.table_path("gold", t)).version() for t in stories} == gold

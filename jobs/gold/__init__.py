@@ -63,6 +63,8 @@ def build_gold(spark: SparkSession, settings: Settings, as_of: datetime) -> dict
                 return module.run(spark, settings, horizon, touched=None if keys is None else keys.stories)
             if module in (author_daily_insights, author_hourly_insights):
                 return module.run(spark, settings, horizon, authors=None if keys is None else keys.authors)
+            if module is sticker_results:
+                return module.run(spark, settings, horizon, segments=None if keys is None else keys.segments)
             return module.run(spark, settings, horizon)
 
         # every job reads silver and writes its own tables; two lanes about balanced by their times (an hourly run

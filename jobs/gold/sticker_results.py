@@ -119,13 +119,21 @@ def sticker_results(segments: DataFrame, sticker_responses: DataFrame, as_of: da
     )
 
 
-def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
-    """The results of the stickers on segments created in the gold horizon (a sticker depends on its segment only)."""
-    segments = spark_io.read_table(spark, settings, "silver", "segments").filter(
-        horizon.admits("created_at", gold=True)
-    )
-    responses = spark_io.read_table(spark, settings, "silver", "sticker_responses").filter(
-        horizon.admits("segment_created_at", gold=True)
-    )
-    return write_gold(sticker_results(segments, responses, horizon.as_of), settings, NAME,
+def run(spark: SparkSession, settings: Settings, horizon: Horizon, segments: DataFrame | None = None
+        ) -> dict[str, int]:
+    """The results of the stickers on segments created in the gold horizon (a sticker depends on its segment only);
+    with `segments` (jobs.gold.touched) only the touched segments' stickers are recomputed and the others' results
+    kept as the last good run left them."""
+    from jobs.gold import touched as touch
+
+    if segments is not None and touch.unchanged(settings, NAME, segments):
+        return {}
+    kept = touch.kept_segment_rows(spark, settings, NAME, horizon, "segment_created_at", segments)
+    mine = segments if kept is not None else None  # without kept rows every sticker of the horizon is recomputed
+    rows = touch.of_segments(spark_io.read_table(spark, settings, "silver", "segments").filter(
+        horizon.admits("created_at", gold=True)), mine)
+    responses = touch.of_segments(spark_io.read_table(spark, settings, "silver", "sticker_responses").filter(
+        horizon.admits("segment_created_at", gold=True)), mine)
+    out = sticker_results(rows, responses, horizon.as_of)
+    return write_gold(out if kept is None else kept.unionByName(out.select(*kept.columns)), settings, NAME,
                       horizon.where("segment_created_at", gold=True))

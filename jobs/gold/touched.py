@@ -55,6 +55,7 @@ class Touched(NamedTuple):
 
     stories: DataFrame  # (_touched_story)
     authors: DataFrame  # (_touched_author): the authors of the touched segments
+    segments: DataFrame  # (segment_id): the touched segments
 
 
 def touched_keys(spark: SparkSession, settings: Settings, horizon: Horizon,
@@ -83,13 +84,14 @@ def touched_keys(spark: SparkSession, settings: Settings, horizon: Horizon,
     authors = materialize(both.select(AUTHOR).filter(F.col(AUTHOR).isNotNull()).distinct(), "touched_authors")
     log.info("gold: %d touched stories, %d touched authors (%d touched segments)", stories.count(), authors.count(),
              segments.count())
-    return Touched(stories, authors)
+    return Touched(stories, authors, segments)
 
 
 def unchanged(settings: Settings, name: str, stories: DataFrame | None) -> bool:
-    """The run touches no story (`stories`: Touched.stories) and gold.<name> holds its last good version's rows (only
-    compactions since): every row of its horizon would be written back as it is, so the job writes nothing (an hour
-    without new events otherwise rewrote ~250k segment insights of the 7-day benchmark's horizon)."""
+    """The run touches no story (`stories`: Touched.stories, or another of its key frames) and gold.<name> holds
+    its last good version's rows (only compactions since): every row of its horizon would be written back as it
+    is, so the job writes nothing (an hour without new events otherwise rewrote ~250k segment insights of the
+    7-day benchmark's horizon)."""
     if stories is None:
         return False
     version = audit.last_good_version(settings, f"gold.{name}")
@@ -195,3 +197,32 @@ def of_authors(rows: DataFrame, authors: DataFrame | None, column: str = "author
     if authors is None:
         return rows
     return lookup(rows, authors, F.col(column) == F.col(AUTHOR), "inner").drop(AUTHOR)
+
+
+def kept_segment_rows(spark: SparkSession, settings: Settings, name: str, horizon: Horizon, anchor: str,
+                      segments: DataFrame | None) -> DataFrame | None:
+    """The rows of the segment-keyed gold.<name> in the run's gold horizon (anchored at `anchor`), as the last good
+    run left them, of every segment not touched (`segments`: Touched.segments): a row that is a function of its
+    segment's silver rows only, which only a touched segment's can change. None when the run recomputes the whole
+    horizon (no touched segments given, or no last good version of the table)."""
+    from pyspark.sql import functions as F
+
+    if segments is None:
+        return None
+    version = audit.last_good_version(settings, f"gold.{name}")
+    if version is None or lake.version_files(settings.table_path("gold", name), version) is None:
+        return None
+    ids = segments.select(F.col("segment_id").alias("_k_sid"))
+    return (spark_io.read_version(spark, settings, "gold", name, version)
+            .filter(horizon.admits(anchor, gold=True))
+            .join(ids, F.col("segment_id") == F.col("_k_sid"), "left_anti"))
+
+
+def of_segments(rows: DataFrame, segments: DataFrame | None) -> DataFrame:
+    """`rows` of the touched `segments` (all of them when None); same columns."""
+    from pyspark.sql import functions as F
+
+    if segments is None:
+        return rows
+    ids = segments.select(F.col("segment_id").alias("_k_sid"))
+    return lookup(rows, ids, F.col("segment_id") == F.col("_k_sid"), "inner").drop("_k_sid")
