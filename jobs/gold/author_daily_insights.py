@@ -204,7 +204,7 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, authors: Data
     day_slice = f"day >= DATE '{first_day.isoformat()}'"
     created_since = F.lit(since - SEGMENT_LIFETIME).cast("timestamp")
     rows: dict[str, int] = {}
-    if not touch.unchanged_by(settings, PARTIAL, authors):
+    if not touch.unchanged(settings, PARTIAL, authors):
         kept = touch.kept_author_rows(spark, settings, PARTIAL, first_day, authors)
         mine = authors if kept is not None else None  # without kept rows every author's partials are recomputed
         days = author_viewer_days(touch.of_authors(activity.views_since(silver["view_events"], since), mine), as_of)
@@ -214,7 +214,7 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, authors: Data
     partials = spark_io.read_table(spark, settings, "gold", PARTIAL)
     written, seal = advance_latest(spark, settings, horizon, partials)
     rows |= written
-    if touch.unchanged_by(settings, NAME, authors):
+    if touch.unchanged(settings, NAME, authors):
         return rows
     kept = touch.kept_author_rows(spark, settings, NAME, first_day, authors)
     mine = authors if kept is not None else None

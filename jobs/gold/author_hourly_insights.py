@@ -65,7 +65,7 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, authors: Data
         return write_gold(author_hourly_insights(**silver, as_of=horizon.as_of), settings, NAME)
     first_day = horizon.first_day
     assert first_day is not None
-    if touch.unchanged_by(settings, NAME, authors):
+    if touch.unchanged(settings, NAME, authors):
         return {}
     kept = touch.kept_author_rows(spark, settings, NAME, first_day, authors)
     mine = authors if kept is not None else None  # without kept rows every author's hours are recomputed

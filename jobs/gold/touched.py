@@ -1,4 +1,5 @@
-"""The stories whose gold rows an incremental run can change, and the last good rows of every other story.
+"""The stories, authors and segments whose gold rows an incremental run can change, and the last good rows of every
+other one.
 
 A story's insights (gold.segment_insights, gold.story_insights) are a function of its segments and of their silver
 interaction rows. An incremental run's new bronze rows (jobs.horizon.new_bronze: what arrived since the last good
@@ -8,10 +9,13 @@ run) can change those for the segments they name, and further:
   or after it), whose story the story fold may now assign differently;
 - a relationship change between users u and o at t: the segments of u and of o live at or after t (the audience
   rules of every interaction with them from t on read the pair's relationships and the author's privacy).
-Every story a touched segment belongs to now or belonged to in the last good gold rows is touched. The run recomputes
-the touched stories of its gold horizon and keeps every other row of the horizon as the last good run left it (the
-version that passed the gold gate, not a later failed run's): that equals recomputing the whole horizon, which
-tests/test_incremental.py checks against full runs on random arrival orders.
+Every story a touched segment belongs to now or belonged to in the last good gold rows is touched, and so is every
+author of one. The run recomputes the touched stories of its gold horizon (segment and story insights), the touched
+segments' sticker results and the touched authors' day rows (author_viewer_days, author_daily_insights,
+author_hourly_insights: an author's rows are a function of the silver rows attributed to their segments), and keeps
+every other row as the last good run left it (the version that passed the gold gate, not a later failed run's):
+that equals recomputing the whole horizon, which tests/test_incremental.py checks against full runs on random
+arrival orders.
 """
 
 from __future__ import annotations
@@ -69,8 +73,8 @@ def touched_keys(spark: SparkSession, settings: Settings, horizon: Horizon,
     previous = increments.last(settings)
     if horizon.refresh or previous is None or settings.storage != "delta":
         return None
-    version = audit.last_good_version(settings, "gold.segment_insights")
-    if version is None or lake.version_files(settings.table_path("gold", "segment_insights"), version) is None:
+    version = good_version(settings, "segment_insights")
+    if version is None:
         return None
     segments = materialize(touched_segments(spark, settings, horizon, previous), "touched_segments")
     ids = segments.select(F.col("segment_id").alias("_t_sid"))
@@ -87,17 +91,25 @@ def touched_keys(spark: SparkSession, settings: Settings, horizon: Horizon,
     return Touched(stories, authors, segments)
 
 
-def unchanged(settings: Settings, name: str, stories: DataFrame | None) -> bool:
-    """The run touches no story (`stories`: Touched.stories, or another of its key frames) and gold.<name> holds
-    its last good version's rows (only compactions since): every row of its horizon would be written back as it
-    is, so the job writes nothing (an hour without new events otherwise rewrote ~250k segment insights of the
-    7-day benchmark's horizon)."""
-    if stories is None:
+def unchanged(settings: Settings, name: str, keys: DataFrame | None) -> bool:
+    """The run touches none of the table's keys (`keys`: one of the Touched frames) and gold.<name> holds its last
+    good version's rows (only compactions since): every row of its horizon would be written back as it is, so the
+    job writes nothing (an hour without new events otherwise rewrote ~250k segment insights of the 7-day
+    benchmark's horizon)."""
+    if keys is None:
         return False
     version = audit.last_good_version(settings, f"gold.{name}")
     if version is None or not lake.rows_unchanged_since(settings.table_path("gold", name), version):
         return False
-    return stories.limit(1).count() == 0
+    return keys.limit(1).count() == 0
+
+
+def good_version(settings: Settings, name: str) -> int | None:
+    """gold.<name>'s last good version when its files are still there to keep rows from, else None."""
+    version = audit.last_good_version(settings, f"gold.{name}")
+    if version is None or lake.version_files(settings.table_path("gold", name), version) is None:
+        return None
+    return version
 
 
 def kept_rows(spark: SparkSession, settings: Settings, name: str, horizon: Horizon,
@@ -107,8 +119,8 @@ def kept_rows(spark: SparkSession, settings: Settings, name: str, horizon: Horiz
     version (the run then recomputes its whole horizon)."""
     from pyspark.sql import functions as F
 
-    version = audit.last_good_version(settings, f"gold.{name}")
-    if version is None or lake.version_files(settings.table_path("gold", name), version) is None:
+    version = good_version(settings, name)
+    if version is None:
         return None
     return (spark_io.read_version(spark, settings, "gold", name, version)
             .filter(horizon.admits("story_start", gold=True))
@@ -160,17 +172,6 @@ def restrict(inputs: dict[str, DataFrame], stories: DataFrame, with_story: Seque
     return out
 
 
-def unchanged_by(settings: Settings, name: str, authors: DataFrame | None) -> bool:
-    """unchanged() for an author-keyed table: the run touches no author and gold.<name> holds its last good
-    version's rows."""
-    if authors is None:
-        return False
-    version = audit.last_good_version(settings, f"gold.{name}")
-    if version is None or not lake.rows_unchanged_since(settings.table_path("gold", name), version):
-        return False
-    return authors.limit(1).count() == 0
-
-
 def kept_author_rows(spark: SparkSession, settings: Settings, name: str, since_day: date,
                      authors: DataFrame | None) -> DataFrame | None:
     """The rows of the day-keyed gold.<name> from `since_day` on, as the last good run left them, of every author not
@@ -180,10 +181,8 @@ def kept_author_rows(spark: SparkSession, settings: Settings, name: str, since_d
     the table has no last good version)."""
     from pyspark.sql import functions as F
 
-    if authors is None:
-        return None
-    version = audit.last_good_version(settings, f"gold.{name}")
-    if version is None or lake.version_files(settings.table_path("gold", name), version) is None:
+    version = None if authors is None else good_version(settings, name)
+    if authors is None or version is None:
         return None
     return (spark_io.read_version(spark, settings, "gold", name, version)
             .filter(F.col("day") >= F.lit(since_day))
@@ -207,10 +206,8 @@ def kept_segment_rows(spark: SparkSession, settings: Settings, name: str, horizo
     horizon (no touched segments given, or no last good version of the table)."""
     from pyspark.sql import functions as F
 
-    if segments is None:
-        return None
-    version = audit.last_good_version(settings, f"gold.{name}")
-    if version is None or lake.version_files(settings.table_path("gold", name), version) is None:
+    version = None if segments is None else good_version(settings, name)
+    if segments is None or version is None:
         return None
     ids = segments.select(F.col("segment_id").alias("_k_sid"))
     return (spark_io.read_version(spark, settings, "gold", name, version)
