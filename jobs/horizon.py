@@ -29,7 +29,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jobs.spark_schemas import spark_schema
 from storylake import contracts, increments, lake
@@ -213,9 +213,9 @@ def newest_batch(settings: Settings) -> str | None:
 # --- reading bronze -------------------------------------------------------------------------------------------
 
 
-def _files(settings: Settings, event: str, keep: object) -> list[str] | None:
-    """URIs of the bronze table's active files whose statistics pass keep(min_time, max_time, min_batch, max_batch)
-    (None when the table does not exist). Files without statistics are always kept."""
+def _file_stats(settings: Settings, event: str) -> list[tuple[str, list[Any]]] | None:
+    """(URI, [min event_time, max event_time, min _batch_id, max _batch_id]) of each active file of the bronze
+    table, a None where the file lacks that statistic (None when the table does not exist)."""
     table = lake.add_actions_cached(settings.table_path("bronze", event))
     if table is None:
         return None
@@ -223,12 +223,15 @@ def _files(settings: Settings, event: str, keep: object) -> list[str] | None:
     bounds = ("min.event_time", "max.event_time", "min._batch_id", "max._batch_id")
     adds = actions.select([c for c in ("path", *bounds) if c in actions.column_names]).to_pydict()
     root = uri.rstrip("/")
-    out = []
-    for i, path in enumerate(adds["path"]):
-        stats = [adds.get(k, [None] * (i + 1))[i] for k in bounds]
-        if None in stats or keep(*stats):  # type: ignore[operator]
-            out.append(path if "://" in path else f"{root}/{path}")
-    return out
+    return [(path if "://" in path else f"{root}/{path}", [adds.get(k, [None] * (i + 1))[i] for k in bounds])
+            for i, path in enumerate(adds["path"])]
+
+
+def _files(settings: Settings, event: str, keep: Callable[..., bool]) -> list[str] | None:
+    """URIs of the bronze table's active files whose statistics pass keep(min_time, max_time, min_batch, max_batch)
+    (None when the table does not exist). Files without statistics are always kept."""
+    stats = _file_stats(settings, event)
+    return None if stats is None else [uri for uri, s in stats if None in s or keep(*s)]
 
 
 def _read(spark: SparkSession, settings: Settings, event: str, files: list[str] | None) -> DataFrame:
@@ -306,25 +309,24 @@ def unprocessed_bronze(spark: SparkSession, settings: Settings, event: str, prev
 def unprocessed_files(settings: Settings, event: str, previous: increments.Increment) -> list[str] | None:
     """The bronze files that may hold rows unprocessed_bronze() returns, by their statistics (None: no table; an
     empty list: no such row, without asking the engine)."""
-    before, prev_as_of = previous.upto_batch, previous.as_of
-    return _files(settings, event, lambda t0, t1, b0, b1: before is None or b1 > before or utc(t1) >= prev_as_of)
+    return _files(settings, event, _unprocessed(previous))
 
 
 def unprocessed_since(settings: Settings, event: str, previous: increments.Increment) -> datetime | None:
     """A lower bound of the event time of every row unprocessed_bronze() returns, from the statistics of the files
     that may hold them (unprocessed_files): their earliest min.event_time (a file may also hold processed rows, which
     only lowers the bound). None when there is no such file or one lacks the statistic."""
-    table = lake.add_actions_cached(settings.table_path("bronze", event))
-    files = unprocessed_files(settings, event, previous)
-    if table is None or not files or "min.event_time" not in table[1].column_names:
-        return None
-    uri, actions = table
-    root = uri.rstrip("/")
-    adds = actions.select(["path", "min.event_time"]).to_pydict()
-    keep = set(files)
-    times = [t for path, t in zip(adds["path"], adds["min.event_time"], strict=True)
-             if (path if "://" in path else f"{root}/{path}") in keep]
+    stats = _file_stats(settings, event)
+    keep = _unprocessed(previous)
+    times = [s[0] for _, s in stats or [] if None in s or keep(*s)]
     return None if not times or None in times else utc(min(times))
+
+
+def _unprocessed(previous: increments.Increment) -> Callable[..., bool]:
+    """The _files() test of a file that may hold rows the run `previous` did not process: from a later batch, or
+    with an event time at/after its as_of."""
+    before, prev_as_of = previous.upto_batch, previous.as_of
+    return lambda t0, t1, b0, b1: before is None or b1 > before or utc(t1) >= prev_as_of
 
 
 def segments_for(spark: SparkSession, settings: Settings, horizon: Horizon, facts: DataFrame) -> DataFrame:
