@@ -127,16 +127,6 @@ def sticker_responses_before(sticker_responses: DataFrame, segs: DataFrame, as_o
     return _attributed(sticker_responses, segs, "responded_at", as_of, ("sticker_id", "interactions", "responded_at"))
 
 
-def view_counts(views: DataFrame, keys: Sequence[str]) -> DataFrame:
-    """Per key: impressions (counted views, rewatches count), total_view_ms, reach (exact distinct viewers) and
-    completed_viewers (distinct viewers with a completion_pct = 1 view).
-
-    Two hash aggregates, per (key, viewer) then per key, instead of two count(DISTINCT) in one: exact, and
-    2x faster on Sail.
-    """
-    return viewer_rollup(per_viewer(views, keys), keys)
-
-
 def per_viewer(views: DataFrame, keys: Sequence[str], *, first: bool = False) -> DataFrame:
     """Per (key, viewer_id): _views, _view_ms and _completed (1 when one of the views has completion_pct = 1); with
     `first` also _first, the earliest viewed_at."""
@@ -150,7 +140,10 @@ def per_viewer(views: DataFrame, keys: Sequence[str], *, first: bool = False) ->
 
 
 def viewer_rollup(per_viewer: DataFrame, keys: Sequence[str]) -> DataFrame:
-    """view_counts from per_viewer() rows of the same keys."""
+    """From per_viewer() rows of the same keys, per key: impressions (counted views, rewatches count),
+    total_view_ms, reach (exact distinct viewers) and completed_viewers (distinct viewers with a completion_pct = 1
+    view). Two hash aggregates, per (key, viewer) then per key, instead of two count(DISTINCT) in one: exact, and
+    2x faster on Sail."""
     return per_viewer.groupBy(*keys).agg(
         F.sum("_views").cast("bigint").alias("impressions"),
         F.sum("_view_ms").cast("bigint").alias("total_view_ms"),
@@ -179,18 +172,13 @@ def additive_counts(
     base: DataFrame,
     keys: Sequence[str],
     *,
-    views: DataFrame | None = None,
-    viewers: DataFrame | None = None,
+    viewers: DataFrame,
     nav: DataFrame,
     eng: DataFrame,
     stickers: DataFrame | None = None,
 ) -> DataFrame:
-    """`base` (one row per key) with every additive count and reach/completed_viewers joined on, zeros when none.
-    The view counts come from `views`, or from their per_viewer() rows of the same keys (`viewers`)."""
-    if viewers is None:
-        if views is None:
-            raise ValueError("additive_counts: views or viewers")
-        viewers = per_viewer(views, keys)
+    """`base` (one row per key) with every additive count and reach/completed_viewers joined on, zeros when none;
+    the view counts from `viewers`, the views' per_viewer() rows of the same keys."""
     counts = [viewer_rollup(viewers, keys), navigation_counts(nav, keys), engagement_counts(eng, keys)]
     if stickers is not None:
         counts.append(sticker_interaction_counts(stickers, keys))

@@ -205,34 +205,32 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, authors: Data
     created_since = F.lit(since - SEGMENT_LIFETIME).cast("timestamp")
     rows: dict[str, int] = {}
     if not touch.unchanged(settings, PARTIAL, authors):
-        kept = touch.kept_author_rows(spark, settings, PARTIAL, first_day, authors)
-        mine = authors if kept is not None else None  # without kept rows every author's partials are recomputed
-        days = author_viewer_days(touch.of_authors(activity.views_since(silver["view_events"], since), mine), as_of)
-        rows |= write_gold(days if kept is None else kept.unionByName(days.select(*kept.columns)), settings,
-                           PARTIAL, day_slice)
+        # without kept rows (mine None) every author's partials are recomputed
+        kept, mine = touch.keep(spark, settings, PARTIAL, F.col("day") >= F.lit(first_day), authors, "author_id")
+        days = author_viewer_days(touch.of_keys(activity.views_since(silver["view_events"], since), mine,
+                                                "author_id"), as_of)
+        rows |= write_gold(touch.with_kept(days, kept), settings, PARTIAL, day_slice)
     window_start = first_day - timedelta(days=max(TRAILING_DAYS.values()) - 1)
     partials = spark_io.read_table(spark, settings, "gold", PARTIAL)
     written, seal = advance_latest(spark, settings, horizon, partials)
     rows |= written
     if touch.unchanged(settings, NAME, authors):
         return rows
-    kept = touch.kept_author_rows(spark, settings, NAME, first_day, authors)
-    mine = authors if kept is not None else None
+    kept, mine = touch.keep(spark, settings, NAME, F.col("day") >= F.lit(first_day), authors, "author_id")
     reach_days = None
     if seal <= first_day:  # each pair's latest day before the sealed day, then the partials from it on
-        reach_days = touch.of_authors(as_reach_days(spark_io.read_table(spark, settings, "gold", LATEST)).unionByName(
+        reach_days = touch.of_keys(as_reach_days(spark_io.read_table(spark, settings, "gold", LATEST)).unionByName(
             partials.filter(F.col("day") >= F.lit(seal)).select("author_id", "viewer_id", "day")
-        ).filter(F.col("day") >= F.lit(window_start)), mine)
+        ).filter(F.col("day") >= F.lit(window_start)), mine, "author_id")
     with spark_io.scratch(settings) as materialize:
         df = from_viewer_days(
             # a story engagement from that day on is on a segment live then (created at most 24 h before)
-            touch.of_authors(silver["segments"].filter(F.col("created_at") >= created_since), mine),
-            touch.of_authors(partials.filter(F.col("day") >= F.lit(first_day if reach_days is not None
-                                                                   else window_start)), mine),
-            touch.of_authors(silver["navigation"].filter(F.col("at") >= start), mine),
+            touch.of_keys(silver["segments"].filter(F.col("created_at") >= created_since), mine, "author_id"),
+            touch.of_keys(partials.filter(F.col("day") >= F.lit(first_day if reach_days is not None
+                                                                else window_start)), mine, "author_id"),
+            touch.of_keys(silver["navigation"].filter(F.col("at") >= start), mine, "author_id"),
             silver["engagements"].filter(F.col("at") >= start),  # attributed through the (touched authors') segments
             as_of, materialize, since_day=first_day, reach_days=reach_days,
         ).filter(F.col("day") >= F.lit(first_day))
-        rows |= write_gold(df if kept is None else kept.unionByName(df.select(*kept.columns)), settings, NAME,
-                           day_slice)
+        rows |= write_gold(touch.with_kept(df, kept), settings, NAME, day_slice)
     return rows

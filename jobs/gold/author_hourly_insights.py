@@ -67,18 +67,17 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, authors: Data
     assert first_day is not None
     if touch.unchanged(settings, NAME, authors):
         return {}
-    kept = touch.kept_author_rows(spark, settings, NAME, first_day, authors)
-    mine = authors if kept is not None else None  # without kept rows every author's hours are recomputed
+    # without kept rows (mine None) every author's hours are recomputed
+    kept, mine = touch.keep(spark, settings, NAME, F.col("day") >= F.lit(first_day), authors, "author_id")
     since = datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)
     start = F.lit(since).cast("timestamp")
     # an interaction from that day on is with a segment created at most one lifetime before (the filter prunes)
     created_since = F.lit(since - SEGMENT_LIFETIME).cast("timestamp")
     df = author_hourly_insights(
-        touch.of_authors(silver["segments"].filter(F.col("created_at") >= created_since), mine),
-        touch.of_authors(activity.views_since(silver["view_events"], since), mine),
-        touch.of_authors(silver["navigation"].filter(F.col("at") >= start), mine),
+        touch.of_keys(silver["segments"].filter(F.col("created_at") >= created_since), mine, "author_id"),
+        touch.of_keys(activity.views_since(silver["view_events"], since), mine, "author_id"),
+        touch.of_keys(silver["navigation"].filter(F.col("at") >= start), mine, "author_id"),
         silver["engagements"].filter(F.col("at") >= start),  # attributed through the (touched authors') segments
         horizon.as_of,
     )
-    out = df if kept is None else kept.unionByName(df.select(*kept.columns))
-    return write_gold(out, settings, NAME, f"day >= DATE '{first_day.isoformat()}'")
+    return write_gold(touch.with_kept(df, kept), settings, NAME, f"day >= DATE '{first_day.isoformat()}'")

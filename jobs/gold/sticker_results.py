@@ -126,14 +126,14 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, segments: Dat
     kept as the last good run left them."""
     from jobs.gold import touched as touch
 
-    if segments is not None and touch.unchanged(settings, NAME, segments):
+    if touch.unchanged(settings, NAME, segments):
         return {}
-    kept = touch.kept_segment_rows(spark, settings, NAME, horizon, "segment_created_at", segments)
-    mine = segments if kept is not None else None  # without kept rows every sticker of the horizon is recomputed
-    rows = touch.of_segments(spark_io.read_table(spark, settings, "silver", "segments").filter(
-        horizon.admits("created_at", gold=True)), mine)
-    responses = touch.of_segments(spark_io.read_table(spark, settings, "silver", "sticker_responses").filter(
-        horizon.admits("segment_created_at", gold=True)), mine)
-    out = sticker_results(rows, responses, horizon.as_of)
-    return write_gold(out if kept is None else kept.unionByName(out.select(*kept.columns)), settings, NAME,
+    # without kept rows (mine None) every sticker of the horizon is recomputed
+    kept, mine = touch.keep(spark, settings, NAME, horizon.admits("segment_created_at", gold=True), segments,
+                            "segment_id")
+    rows = touch.of_keys(spark_io.read_table(spark, settings, "silver", "segments").filter(
+        horizon.admits("created_at", gold=True)), mine, "segment_id")
+    responses = touch.of_keys(spark_io.read_table(spark, settings, "silver", "sticker_responses").filter(
+        horizon.admits("segment_created_at", gold=True)), mine, "segment_id")
+    return write_gold(touch.with_kept(sticker_results(rows, responses, horizon.as_of), kept), settings, NAME,
                       horizon.where("segment_created_at", gold=True))

@@ -59,7 +59,7 @@ def story_insights(
     metrics = activity.additive_counts(
         stories(segs, as_of),
         ["story_id"],
-        views=views,
+        viewers=activity.per_viewer(views, ["story_id"]),
         nav=nav,
         eng=activity.story_engagements_before(engagements, segs, as_of),
         stickers=activity.sticker_responses_before(sticker_responses, segs, as_of),

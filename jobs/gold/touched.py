@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import date
 from typing import TYPE_CHECKING, NamedTuple
 
 from jobs import spark_io
@@ -33,11 +32,14 @@ from storylake import audit, increments, lake
 from storylake.settings import Settings
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
 STORY = "_touched_story"
 AUTHOR = "_touched_author"
+SEGMENT = "_touched_segment"
+# a gold row's key column -> the column of the Touched frame holding the touched keys of that kind
+KEY_COLUMNS = {"story_id": STORY, "author_id": AUTHOR, "segment_id": SEGMENT}
 
 
 def touched_segments(spark: SparkSession, settings: Settings, horizon: Horizon,
@@ -59,7 +61,7 @@ class Touched(NamedTuple):
 
     stories: DataFrame  # (_touched_story)
     authors: DataFrame  # (_touched_author): the authors of the touched segments
-    segments: DataFrame  # (segment_id): the touched segments
+    segments: DataFrame  # (_touched_segment)
 
 
 def touched_keys(spark: SparkSession, settings: Settings, horizon: Horizon,
@@ -88,7 +90,7 @@ def touched_keys(spark: SparkSession, settings: Settings, horizon: Horizon,
     authors = materialize(both.select(AUTHOR).filter(F.col(AUTHOR).isNotNull()).distinct(), "touched_authors")
     log.info("gold: %d touched stories, %d touched authors (%d touched segments)", stories.count(), authors.count(),
              segments.count())
-    return Touched(stories, authors, segments)
+    return Touched(stories, authors, segments.select(F.col("segment_id").alias(SEGMENT)))
 
 
 def unchanged(settings: Settings, name: str, keys: DataFrame | None) -> bool:
@@ -112,19 +114,31 @@ def good_version(settings: Settings, name: str) -> int | None:
     return version
 
 
-def kept_rows(spark: SparkSession, settings: Settings, name: str, horizon: Horizon,
-              stories: DataFrame) -> DataFrame | None:
-    """The rows of gold.<name> in the run's gold horizon, as the last good run left them, of every story not touched:
-    they are written back beside the touched stories' recomputed rows. None when the table has no last good
-    version (the run then recomputes its whole horizon)."""
+def keep(spark: SparkSession, settings: Settings, name: str, within: Column, keys: DataFrame | None, column: str
+         ) -> tuple[DataFrame | None, DataFrame | None]:
+    """(the rows of gold.<name> matching `within` (the slice the job rewrites) as the last good run left them, but
+    those whose `column` is a touched key: written back beside the recomputed rows; the touched `keys` to recompute,
+    the Touched frame of that column). (None, None) when the job recomputes the whole slice: no touched keys given,
+    or no last good version of the table with its files."""
     from pyspark.sql import functions as F
 
-    version = good_version(settings, name)
-    if version is None:
-        return None
-    return (spark_io.read_version(spark, settings, "gold", name, version)
-            .filter(horizon.admits("story_start", gold=True))
-            .join(stories, F.col("story_id") == F.col(STORY), "left_anti"))
+    version = None if keys is None else good_version(settings, name)
+    if keys is None or version is None:
+        return None, None
+    kept = (spark_io.read_version(spark, settings, "gold", name, version).filter(within)
+            .join(keys, F.col(column) == F.col(KEY_COLUMNS[column]), "left_anti"))
+    return kept, keys
+
+
+def of_keys(rows: DataFrame, keys: DataFrame | None, column: str) -> DataFrame:
+    """`rows` whose `column` is a touched key (`keys`: the Touched frame of that column; every row when None); same
+    columns."""
+    from pyspark.sql import functions as F
+
+    if keys is None:
+        return rows
+    key = KEY_COLUMNS[column]
+    return lookup(rows, keys, F.col(column) == F.col(key), "inner").drop(key)
 
 
 def scope(spark: SparkSession, settings: Settings, name: str, horizon: Horizon, stories: DataFrame | None,
@@ -137,7 +151,7 @@ def scope(spark: SparkSession, settings: Settings, name: str, horizon: Horizon, 
     recomputed (no touched stories, or no last good version of the table)."""
     from pyspark.sql import functions as F
 
-    kept = None if stories is None else kept_rows(spark, settings, name, horizon, stories)
+    kept, stories = keep(spark, settings, name, horizon.admits("story_start", gold=True), stories, "story_id")
     if kept is None or stories is None:
         return inputs, None
     inputs = restrict(inputs, stories, with_story)
@@ -148,7 +162,7 @@ def scope(spark: SparkSession, settings: Settings, name: str, horizon: Horizon, 
 
 
 def with_kept(df: DataFrame, kept: DataFrame | None) -> DataFrame:
-    """The recomputed rows `df` and the kept rows (scope), in the kept table's columns."""
+    """The recomputed rows `df` and the kept rows (scope, keep), in the kept table's columns."""
     return df if kept is None else kept.unionByName(df.select(*kept.columns))
 
 
@@ -161,7 +175,7 @@ def restrict(inputs: dict[str, DataFrame], stories: DataFrame, with_story: Seque
     (jobs.gold.activity.with_story)."""
     from pyspark.sql import functions as F
 
-    segments = lookup(inputs["segments"], stories, F.col("story_id") == F.col(STORY), "inner").drop(STORY)
+    segments = of_keys(inputs["segments"], stories, "story_id")
     ids = segments.select(F.col("segment_id").alias("_r_sid"), F.col("story_id").alias("_r_story"))
     out = {"segments": segments}
     for name, rows in inputs.items():
@@ -170,56 +184,3 @@ def restrict(inputs: dict[str, DataFrame], stories: DataFrame, with_story: Seque
             out[name] = (found.select(*rows.columns, F.col("_r_story").alias("story_id")) if name in with_story
                          else found.select(*rows.columns))
     return out
-
-
-def kept_author_rows(spark: SparkSession, settings: Settings, name: str, since_day: date,
-                     authors: DataFrame | None) -> DataFrame | None:
-    """The rows of the day-keyed gold.<name> from `since_day` on, as the last good run left them, of every author not
-    touched (`authors`: Touched.authors): written back beside the touched authors' recomputed rows. An author's
-    day rows are a function of the silver rows attributed to their segments (jobs.gold.activity), which only a
-    touched segment's can change. None when the run recomputes every author's rows (no touched authors given, or
-    the table has no last good version)."""
-    from pyspark.sql import functions as F
-
-    version = None if authors is None else good_version(settings, name)
-    if authors is None or version is None:
-        return None
-    return (spark_io.read_version(spark, settings, "gold", name, version)
-            .filter(F.col("day") >= F.lit(since_day))
-            .join(authors, F.col("author_id") == F.col(AUTHOR), "left_anti"))
-
-
-def of_authors(rows: DataFrame, authors: DataFrame | None, column: str = "author_id") -> DataFrame:
-    """`rows` whose `column` is a touched author (all of them when `authors` is None); same columns."""
-    from pyspark.sql import functions as F
-
-    if authors is None:
-        return rows
-    return lookup(rows, authors, F.col(column) == F.col(AUTHOR), "inner").drop(AUTHOR)
-
-
-def kept_segment_rows(spark: SparkSession, settings: Settings, name: str, horizon: Horizon, anchor: str,
-                      segments: DataFrame | None) -> DataFrame | None:
-    """The rows of the segment-keyed gold.<name> in the run's gold horizon (anchored at `anchor`), as the last good
-    run left them, of every segment not touched (`segments`: Touched.segments): a row that is a function of its
-    segment's silver rows only, which only a touched segment's can change. None when the run recomputes the whole
-    horizon (no touched segments given, or no last good version of the table)."""
-    from pyspark.sql import functions as F
-
-    version = None if segments is None else good_version(settings, name)
-    if segments is None or version is None:
-        return None
-    ids = segments.select(F.col("segment_id").alias("_k_sid"))
-    return (spark_io.read_version(spark, settings, "gold", name, version)
-            .filter(horizon.admits(anchor, gold=True))
-            .join(ids, F.col("segment_id") == F.col("_k_sid"), "left_anti"))
-
-
-def of_segments(rows: DataFrame, segments: DataFrame | None) -> DataFrame:
-    """`rows` of the touched `segments` (all of them when None); same columns."""
-    from pyspark.sql import functions as F
-
-    if segments is None:
-        return rows
-    ids = segments.select(F.col("segment_id").alias("_k_sid"))
-    return lookup(rows, ids, F.col("segment_id") == F.col("_k_sid"), "inner").drop("_k_sid")
