@@ -64,7 +64,7 @@ from serving.snapshot import (
     snapshot_path,
     snapshots_dir,
 )
-from storylake import audit, contracts, failpoints
+from storylake import audit, contracts, failpoints, lake, merge_on_read
 from storylake.clock import iso, utc
 from storylake.errors import StorylakeError
 from storylake.rules import audience
@@ -106,7 +106,11 @@ SOURCES: dict[str, tuple[str, ...]] = {
         "viewer_id", "author_id", "dm_count_30d", "likes_given_30d", "comments_given_30d", "story_replies_30d",
         "as_of",
     ),
+    # the changes half of gold.ring_features (storylake.merge_on_read); a lake written before it has none
+    "gold.ring_features_changes": ("viewer_id", "author_id", "as_of", "removed"),
 }
+# Sources a lake may lack: read as empty (in their contract's schema) when missing or never audited
+OPTIONAL_SOURCES = frozenset({"gold.ring_features_changes"})
 
 
 def _src(key: str) -> str:
@@ -149,6 +153,7 @@ ADI = _src("gold.author_daily_insights")
 AHI = _src("gold.author_hourly_insights")
 STR = _src("gold.sticker_results")
 RF = _src("gold.ring_features")
+RFC = _src("gold.ring_features_changes")
 VIEW_SOURCES = contracts.get("silver.segment_viewers").column("first_view_source").enum or ()
 # live_segments keeps the non-deleted segments still active at some instant >= as_of - TRAY_WINDOW, so trays
 # can be served for any `now` from as_of - TRAY_WINDOW on (archived history does not grow the tray index).
@@ -178,7 +183,9 @@ STEPS: tuple[tuple[str, str], ...] = (
         FROM sv WHERE {OTHERS_VIEW_SQL} ORDER BY segment_id, first_viewed_at DESC, viewer_id"""),
     ("ring_features", f"""
         SELECT viewer_id, author_id, {", ".join(f"coalesce({f}, 0) AS {f}" for f in FEATURE_WEIGHTS)}, as_of
-        FROM {RF} ORDER BY viewer_id, author_id"""),
+        FROM ({merge_on_read.duckdb_sql(merge_on_read.RING_FEATURES, RF, RFC,
+                                        ["viewer_id", "author_id", *FEATURE_WEIGHTS, "as_of"])})
+        ORDER BY viewer_id, author_id"""),
     # The segments Seen By can list: those created at/after $catalog_start (as_of - SEEN_BY_LIFETIME) and those
     # with viewer rows, from silver, gold insights and the viewer rows themselves; with the block intervals of its
     # author toward its viewers (blocked_viewers, NULL for nearly every segment): Seen By hides a viewer the author
@@ -341,12 +348,16 @@ def _open_sources(settings: Settings, *, ahead: bool = False) -> dict[str, tuple
     (storylake.audit: the newest versions that passed their quality gates; `ahead`: gold's latest versions, which
     its gate is auditing); PublishError naming the first missing table/column."""
     out: dict[str, tuple[Any, int, int, DeltaTable]] = {}
-    gated = [key for key in SOURCES if not (ahead and key.startswith("gold."))]
+    absent = {key for key in OPTIONAL_SOURCES if not lake.exists(settings.table_path(*key.split(".")))
+              or not (ahead and key.startswith("gold.")) and audit.last_good_version(settings, key) is None}
+    gated = [key for key in SOURCES if not (ahead and key.startswith("gold.")) and key not in absent]
     try:
         versions = audit.consumer_versions(settings, gated)
     except audit.NotAuditedError as exc:
         raise PublishError(str(exc)) from exc
     for key, needed in SOURCES.items():
+        if key in absent:
+            continue
         layer, name = key.split(".")
         path = settings.table_path(layer, name)
         if not (path / "_delta_log").is_dir():
@@ -447,6 +458,8 @@ def _build(
         con.execute("SET GLOBAL TimeZone = 'UTC'")
         for key, (ds, _v, _n, dt) in sources.items():
             _register(con, _src(key), ds, dt)
+        for key in OPTIONAL_SOURCES - sources.keys():  # a lake without it: empty, in its contract's schema
+            con.register(_src(key), contracts.get(key).arrow_schema().empty_table())
         sources_sql = ", ".join(f"'{v}'" for v in VIEW_SOURCES)
         con.execute(f"CREATE TYPE view_source AS ENUM ({sources_sql})")
         t = time.perf_counter()
@@ -511,7 +524,7 @@ def _build(
         # the key that signs this snapshot's pagination cursors (serving/cursor.py)
         con.execute("CREATE TABLE snapshot_keys (cursor_key BLOB)")
         con.execute("INSERT INTO snapshot_keys VALUES (?)", [secrets.token_bytes(32)])
-        for key in sources:
+        for key in SOURCES:
             con.unregister(_src(key))
         insights_history.detach(con, history)
         t = time.perf_counter()

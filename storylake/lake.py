@@ -97,6 +97,18 @@ def version_files(path: Path, version: int) -> list[str] | None:
     return uris if files_present(uris) else None
 
 
+def version_stats(path: Path, version: int, column: str) -> tuple[int, Any] | None:
+    """(rows, the largest value of `column`) of the table's `version`, from its files' statistics (no data read); None
+    when a file lacks them. The largest value is None for a version without rows."""
+    adds = add_actions(DeltaTable(str(path), version=version)).to_pydict()
+    records = adds.get("num_records", [])
+    highs = adds.get(f"max.{column}", [None] * len(records))
+    if any(n is None for n in records) or any(h is None for h, n in zip(highs, records, strict=True) if n):
+        return None
+    values = [h for h, n in zip(highs, records, strict=True) if n]
+    return int(sum(records)), max(values, default=None)
+
+
 def files_present(uris: list[str]) -> bool:
     """Every one of a table version's data files (local URIs) is still there."""
     return all(Path(u.removeprefix("file://")).exists() for u in uris)

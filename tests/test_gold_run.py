@@ -40,10 +40,10 @@ def test_build_gold_writes_every_table_in_its_contract_schema(spark, lake_with_s
     rows = build_gold(spark, settings, AS_OF)
     # 2 segments, 1 story, 1 author-day with 2 viewers, 2 author-hours (T0 + 1 h, T0 + 2 h), 1 sticker, pairs (9, 7)
     # and (8, 7), each with signals on one day; no view or signal before the day of as_of - 48 h, which the
-    # pairs' latest days and signal sums are sealed before
+    # pairs' latest days and signal sums are sealed before; a first run writes the ring features' base, no changes
     assert rows == {"segment_insights": 2, "story_insights": 1, "author_daily_insights": 1, "author_viewer_days": 2,
                     "author_viewer_latest": 0, "author_hourly_insights": 2, "sticker_results": 1, "ring_signal_days": 2,
-                    "ring_signal_sums": 0, "ring_features": 2}  # fmt: skip
+                    "ring_signal_sums": 0, "ring_features": 2, "ring_features_changes": 0}  # fmt: skip
     for name in GOLD_TABLES:
         table = lake.read_arrow(settings.table_path("gold", name))
         assert table is not None and table.schema == contracts.get(f"gold.{name}").arrow_schema(), name

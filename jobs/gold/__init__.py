@@ -24,10 +24,11 @@ log = logging.getLogger(__name__)
 GOLD_TABLES = (
     "segment_insights", "story_insights", "author_daily_insights", "author_viewer_days", "author_viewer_latest",
     "author_hourly_insights", "sticker_results", "ring_signal_days", "ring_signal_sums", "ring_features",
+    "ring_features_changes",
 )
 # State a run rebuilds whole when it is missing: an upgrade that adds one needs no full refresh
 # (jobs/schema_migration.py)
-REBUILT_WHEN_MISSING = ("author_viewer_latest", "ring_signal_sums")
+REBUILT_WHEN_MISSING = ("author_viewer_latest", "ring_signal_sums", "ring_features_changes")
 
 
 @holding_writer_lock("gold")

@@ -14,26 +14,32 @@ the partials and reads silver only for the window's first day, which [T - 30 d, 
 
 from __future__ import annotations
 
+import logging
 import operator
 from datetime import UTC, date, datetime, time, timedelta
 from functools import reduce
+from typing import NamedTuple
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs import spark_io
-from jobs.engine_workarounds import any_true
+from jobs.engine_workarounds import any_true, lookup
 from jobs.gold import activity
 from jobs.gold.output import write_gold
 from jobs.horizon import Horizon
+from jobs.merged_tables import merged_frame
 from jobs.relation_flags import POINT_KEYS, relation_edges, relation_flags_at, relation_instant
+from storylake import increments, lake
 from storylake.clock import utc
+from storylake.merge_on_read import REMOVED, RING_FEATURES
 from storylake.rules.arrival import sealed_day
-from storylake.rules.audience import holds_at_sql
+from storylake.rules.audience import holds_at_sql, relation_flag
 from storylake.rules.lifetimes import interval_sql
 from storylake.rules.views import FULL_COMPLETION
 from storylake.settings import Settings
 
+log = logging.getLogger(__name__)
 NAME = "ring_features"
 FEATURE_VERSION = "ring_features/v1"
 WINDOW_DAYS = 30
@@ -291,19 +297,21 @@ def advance_sums(spark: SparkSession, settings: Settings, horizon: Horizon, part
 def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
     """gold.ring_signal_days of the days from the run's first day on (Horizon.first_day: every view or engagement a
     run changes happens at or after its event horizon; every day on a full refresh, and at least the window's whole
-    days on one within retention, whose horizon starts later), then gold.ring_features as of
-    the run's as_of (whole-table overwrite: every pair's 30-day window moves with as_of) from those partials and the
-    silver rows of the window's first day."""
+    days on one within retention, whose horizon starts later), then gold.ring_features as of the run's as_of, stored
+    merge-on-read (storylake.merge_on_read): an incremental run recomputes only the pairs whose features can differ
+    from the last good run's (changed_pairs) and rewrites the changes table; the base is rewritten whole on a full
+    refresh, without a usable last good state, or when the changes outgrow it (REBASE_SHARE, REBASE_AGE)."""
     silver = {
         name: spark_io.read_table(spark, settings, "silver", name)
         for name in ("engagements", "view_events", "relationships")
     }
     as_of = utc(horizon.as_of)
     start, midnight, _ = window_days(as_of)
+    state = _last_good_state(settings, horizon)  # read before the partials are overwritten
+    first_day = horizon.first_day
     if horizon.lo is None:
         rows = write_gold(signal_days(silver["engagements"], silver["view_events"], as_of), settings, PARTIAL)
     else:
-        first_day = horizon.first_day
         assert first_day is not None
         if horizon.refresh:  # within retention: the window's whole days too (an upgrade that added the table). The gold
             # gate validates the partials from first_day on, ring_features (which reads them all) whole
@@ -319,8 +327,160 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, 
     whole_days = spark_io.read_table(spark, settings, "gold", SUMS).select(*counts).unionByName(
         partials.filter((F.col("day") >= F.lit(before_day)) & (F.col("day") <= F.lit(as_of.date()))).select(*counts))
     engagements, views = _from(silver, start, midnight)
-    return rows | write_gold(ring_features(engagements, views, silver["relationships"], as_of,
-                                           whole_days=whole_days), settings, NAME)
+    if state is None or first_day is None:
+        log.info("ring_features: base rewritten whole (no last good state to change)")
+        features = ring_features(engagements, views, silver["relationships"], as_of, whole_days=whole_days)
+        return rows | write_gold(features, settings, NAME) | write_gold(_no_changes(spark, as_of), settings, CHANGES)
+    with spark_io.scratch(settings) as materialize:
+        pairs = materialize(changed_pairs(spark, settings, horizon, state, silver, partials, first_day), "pairs")
+        k = pairs.select(F.col("viewer_id").alias("_cv"), F.col("author_id").alias("_ca"))
+
+        def of_pairs(df: DataFrame, viewer: str, author: str) -> DataFrame:
+            hit = (F.col(viewer) == F.col("_cv")) & (F.col(author) == F.col("_ca"))
+            return lookup(df, k, hit, "inner").select(*df.columns)
+
+        rel = silver["relationships"]
+        # either direction: relation_edges orients each relation (the result is cut to the pairs below)
+        rel_users = k.select(F.col("_cv").alias("_u"), F.col("_ca").alias("_o")).unionByName(
+            k.select(F.col("_ca").alias("_u"), F.col("_cv").alias("_o"))).distinct()
+        related = lookup(rel, rel_users, (F.col("user_id") == F.col("_u")) & (F.col("other_user_id") == F.col("_o")),
+                         "inner").select(*rel.columns)
+        recomputed = of_pairs(ring_features(
+            of_pairs(engagements, "actor_id", "target_user_id"), of_pairs(views, "viewer_id", "author_id"), related,
+            as_of, whole_days=of_pairs(whole_days, "viewer_id", "author_id")), "viewer_id", "author_id")
+        recomputed = materialize(recomputed, "recomputed")
+        changes = _changes(spark, settings, state, pairs, recomputed, as_of)
+        changes = materialize(changes, "changes")
+        n = changes.count()
+        log.info("ring_features: %d pairs recomputed, %d changes rows over a base of %d rows as of %s",
+                 pairs.count(), n, state.base_rows, state.as_of.isoformat())
+        if n > REBASE_SHARE * state.base_rows and state.base_rows >= REBASE_MIN_ROWS:
+            base = spark_io.read_version(spark, settings, "gold", NAME, state.base_version)
+            table = merged_frame(RING_FEATURES, base, changes, activity.instant(as_of))
+            return rows | write_gold(materialize(table, "rebased"), settings, NAME) | write_gold(
+                _no_changes(spark, as_of), settings, CHANGES)
+        return rows | write_gold(changes, settings, CHANGES)
+
+
+CHANGES = "ring_features_changes"
+# The base is rewritten (with the changes merged in) once the changes hold more rows than this share of it, or when
+# it is older than REBASE_AGE (so no base row outlives the table's 30-day retention); a base smaller than
+# REBASE_MIN_ROWS is never rewritten for its changes' size (rewriting it would cost as little as the changes).
+REBASE_SHARE = 0.25
+REBASE_MIN_ROWS = 100_000
+REBASE_AGE = timedelta(days=7)
+
+
+class LastGood(NamedTuple):
+    """The last good run's ring features (what an incremental run starts from)."""
+
+    base_version: int
+    base_rows: int
+    changes_version: int
+    partials_version: int
+    as_of: datetime  # the changes' stamp: the features are as of it
+
+
+def _last_good_state(settings: Settings, horizon: Horizon) -> LastGood | None:
+    """The last good versions of the base, the changes and the partials, None when the run rebuilds the table whole:
+    a full refresh, Parquet storage, a missing table or version, a base written since its last good version (a failed
+    run's rebase), a last good run after this one's as_of, or a base older than REBASE_AGE."""
+    from jobs.gold.touched import good_version
+
+    if horizon.refresh or horizon.lo is None or settings.storage != "delta" or increments.last(settings) is None:
+        return None
+    versions = [good_version(settings, name) for name in (NAME, CHANGES, PARTIAL)]
+    if None in versions:
+        return None
+    base_v, changes_v, partials_v = (int(v) for v in versions if v is not None)
+    base_path = settings.table_path("gold", NAME)
+    if not lake.rows_unchanged_since(base_path, base_v):
+        return None
+    base = lake.version_stats(base_path, base_v, "as_of")
+    stamp = lake.version_stats(settings.table_path("gold", CHANGES), changes_v, "as_of")
+    if base is None or stamp is None or base[1] is None:
+        return None
+    base_as_of = utc(base[1])
+    last = base_as_of if stamp[1] is None else utc(stamp[1])  # no changes since the base: its own as_of
+    as_of = utc(horizon.as_of)
+    if last > as_of or base_as_of < as_of - REBASE_AGE:
+        return None
+    return LastGood(base_v, base[0], changes_v, partials_v, last)
+
+
+def changed_pairs(spark: SparkSession, settings: Settings, horizon: Horizon, state: LastGood,
+                  silver: dict[str, DataFrame], partials: DataFrame, first_day: date) -> DataFrame:
+    """(viewer_id, author_id) of every pair whose features as of the run's as_of T can differ from those as of the last
+    good run's T0 (a superset is harmless: a pair recomputed unchanged is written unchanged):
+      - a partial (gold.ring_signal_days) of the pair changed: the run rewrote the days from first_day on, and the rows
+        that differ from the last good version's are the pair's new or re-decided signals;
+      - a signal of the pair left the window: at [T0 - 30 d, T - 30 d);
+      - a follow or close-friend interval of the two users starts or ends in [T0, T] (the flags are evaluated just
+        before T), or the run's new relationship events name them (a late event changes older intervals);
+      - the stamp key (storylake.merge_on_read), so that every run writes at least its tombstone."""
+    from jobs.horizon import new_bronze
+
+    as_of = utc(horizon.as_of)
+    pair = ["viewer_id", "author_id"]
+    columns = [*pair, "day", *PARTIAL_COLUMNS.values()]
+    day = F.col("day") >= F.lit(first_day)
+    now = partials.filter(day).select(*columns).withColumn("_n", F.lit(1))
+    before = spark_io.read_version(spark, settings, "gold", PARTIAL, state.partials_version).filter(day).select(
+        *columns).withColumn("_n", F.lit(-1))
+    partial = now.unionByName(before).groupBy(*columns).agg(F.sum("_n").alias("_n")).filter(
+        F.col("_n") != 0).select(*pair)
+    engagements, views = _from(silver, state.as_of - timedelta(days=WINDOW_DAYS),
+                               as_of - timedelta(days=WINDOW_DAYS))
+    left = _signals(engagements, views).select(F.col("s_viewer").alias("viewer_id"),
+                                               F.col("s_author").alias("author_id"))
+    t0, t1 = activity.instant(state.as_of), activity.instant(as_of)
+    moved = silver["relationships"].filter(
+        F.col("relation").isin(*_RELATIONS)
+        & (F.col("valid_from").between(t0, t1) | F.col("valid_to").between(t0, t1)))
+    previous = increments.last(settings)
+    assert previous is not None
+    named = new_bronze(spark, settings, "relationship", previous, as_of, horizon.upto_batch).filter(
+        F.col("user_id").isNotNull() & F.col("other_user_id").isNotNull())
+    users = moved.select("user_id", "other_user_id").unionByName(named.select("user_id", "other_user_id"))
+    related = users.select(F.col("user_id").alias("viewer_id"), F.col("other_user_id").alias("author_id")).unionByName(
+        users.select(F.col("other_user_id").alias("viewer_id"), F.col("user_id").alias("author_id")))
+    stamp = spark.createDataFrame([RING_FEATURES.stamp_key], "viewer_id bigint, author_id bigint")
+    return partial.unionByName(left).unionByName(related).unionByName(stamp).distinct()
+
+
+def _changes(spark: SparkSession, settings: Settings, state: LastGood, pairs: DataFrame, recomputed: DataFrame,
+             as_of: datetime) -> DataFrame:
+    """The changes table's next rows: the last good changes of the pairs not recomputed (stamped as of now), the
+    recomputed pairs' rows, and a tombstone for each recomputed pair without a row."""
+    cols = RING_FEATURES.value_columns()
+    t = activity.instant(as_of)
+    old = spark_io.read_version(spark, settings, "gold", CHANGES, state.changes_version)
+    kept = old.join(pairs, ["viewer_id", "author_id"], "left_anti").withColumn("as_of", t)
+    live = recomputed.select(*cols).withColumn(REMOVED, F.lit(False))
+    gone = pairs.join(recomputed.select("viewer_id", "author_id"), ["viewer_id", "author_id"], "left_anti")
+    return kept.select(*cols, REMOVED).unionByName(live).unionByName(_tombstones(gone, as_of))
+
+
+def _tombstones(pairs: DataFrame, as_of: datetime) -> DataFrame:
+    """A changes row with `removed` true for each of `pairs` (viewer_id, author_id): counts 0, flags false."""
+    return pairs.select(
+        "viewer_id", "author_id",
+        *[F.lit(0).cast("bigint").alias(name) for name in (*ENGAGEMENT_FEATURES, "story_views_30d")],
+        F.lit(None).cast("double").alias("completion_rate_30d"),
+        *[F.lit(False).alias(name) for name in RELATION_FEATURES],
+        activity.instant(as_of).alias("as_of"),
+        F.lit(FEATURE_VERSION).alias("feature_version"),
+        F.lit(True).alias(REMOVED),
+    )
+
+
+def _no_changes(spark: SparkSession, as_of: datetime) -> DataFrame:
+    """The changes table of a freshly written base: no row (its rows are as of the base's as_of)."""
+    none = spark.createDataFrame([], "viewer_id bigint, author_id bigint")
+    return _tombstones(none, as_of)
+
+
+_RELATIONS = sorted({relation_flag(flag).relation for flag in RELATION_FEATURES.values()})
 
 
 def _from(silver: dict[str, DataFrame], since: datetime, until: datetime | None = None
