@@ -63,8 +63,8 @@ JOB_SOURCES: dict[str, tuple[str, ...]] = {
 
 
 # Anchor column of every table recomputed within a horizon, and whether it is gold's (gold_lo) or silver's (lo).
-# Tables absent here (segments, relationships, ring_features) are rebuilt whole every run. A table's primary key
-# determines its anchor (an event's segment, a segment's story), so a key never spans the slice boundary.
+# Tables absent here are keyed otherwise (segments, relationships) or stored merge-on-read (ring_features). A table's
+# primary key determines its anchor (an event's segment, a segment's story), so a key never spans the slice boundary.
 ANCHORS: dict[str, tuple[str, bool]] = {
     "silver.view_events": ("segment_created_at", False),
     "silver.segment_viewers": ("segment_created_at", False),

@@ -352,8 +352,8 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, 
         changes = _changes(spark, settings, state, pairs, recomputed, as_of)
         changes = materialize(changes, "changes")
         n = changes.count()
-        log.info("ring_features: %d pairs recomputed, %d changes rows over a base of %d rows as of %s",
-                 pairs.count(), n, state.base_rows, state.as_of.isoformat())
+        log.info("ring_features: %d changes rows over a base of %d rows (the last good run as of %s)",
+                 n, state.base_rows, state.as_of.isoformat())
         if n > REBASE_SHARE * state.base_rows and state.base_rows >= REBASE_MIN_ROWS:
             base = spark_io.read_version(spark, settings, "gold", NAME, state.base_version)
             table = merged_frame(RING_FEATURES, base, changes, activity.instant(as_of))
