@@ -345,21 +345,21 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, 
             k.select(F.col("_ca").alias("_u"), F.col("_cv").alias("_o"))).distinct()
         related = lookup(rel, rel_users, (F.col("user_id") == F.col("_u")) & (F.col("other_user_id") == F.col("_o")),
                          "inner").select(*rel.columns)
-        recomputed = of_pairs(ring_features(
+        recomputed = ring_features(
             of_pairs(engagements, "actor_id", "target_user_id"), of_pairs(views, "viewer_id", "author_id"), related,
-            as_of, whole_days=of_pairs(whole_days, "viewer_id", "author_id")), "viewer_id", "author_id")
-        recomputed = materialize(recomputed, "recomputed")
-        changes = _changes(spark, settings, state, pairs, recomputed, as_of)
-        changes = materialize(changes, "changes")
-        n = changes.count()
-        log.info("ring_features: %d changes rows over a base of %d rows (the last good run as of %s)",
-                 n, state.base_rows, state.as_of.isoformat())
-        if n > REBASE_SHARE * state.base_rows and state.base_rows >= REBASE_MIN_ROWS:
-            base = spark_io.read_version(spark, settings, "gold", NAME, state.base_version)
-            table = merged_frame(RING_FEATURES, base, changes, activity.instant(as_of))
-            return rows | write_gold(materialize(table, "rebased"), settings, NAME) | write_gold(
-                _no_changes(spark, as_of), settings, CHANGES)
-        return rows | write_gold(changes, settings, CHANGES)
+            as_of, whole_days=of_pairs(whole_days, "viewer_id", "author_id"))
+        written = write_gold(_changes(spark, settings, state, pairs, recomputed, as_of), settings, CHANGES)
+    n = written[CHANGES]
+    log.info("ring_features: %d changes rows over a base of %d rows (the last good run as of %s)",
+             n, state.base_rows, state.as_of.isoformat())
+    if n <= REBASE_SHARE * state.base_rows or state.base_rows < REBASE_MIN_ROWS:
+        return rows | written
+    # the changes outgrew the base: merged into a new one (a crash in between leaves the changes as they are: the
+    # same rows; the next run finds the base written since its last good version and rewrites both)
+    base = spark_io.read_version(spark, settings, "gold", NAME, state.base_version)
+    changes = spark_io.read_table(spark, settings, "gold", CHANGES)
+    table = merged_frame(RING_FEATURES, base, changes, activity.instant(as_of))
+    return rows | write_gold(table, settings, NAME) | write_gold(_no_changes(spark, as_of), settings, CHANGES)
 
 
 CHANGES = "ring_features_changes"
@@ -450,28 +450,37 @@ def changed_pairs(spark: SparkSession, settings: Settings, horizon: Horizon, sta
 
 def _changes(spark: SparkSession, settings: Settings, state: LastGood, pairs: DataFrame, recomputed: DataFrame,
              as_of: datetime) -> DataFrame:
-    """The changes table's next rows: the last good changes of the pairs not recomputed (stamped as of now), the
-    recomputed pairs' rows, and a tombstone for each recomputed pair without a row."""
+    """The changes table's next rows: the last good changes of the pairs not recomputed (stamped as of now), and for
+    each recomputed pair its row, or a tombstone when it has none (one join of the pairs with their rows)."""
     cols = RING_FEATURES.value_columns()
+    pair = ["viewer_id", "author_id"]
     t = activity.instant(as_of)
     old = spark_io.read_version(spark, settings, "gold", CHANGES, state.changes_version)
-    kept = old.join(pairs, ["viewer_id", "author_id"], "left_anti").withColumn("as_of", t)
-    live = recomputed.select(*cols).withColumn(REMOVED, F.lit(False))
-    gone = pairs.join(recomputed.select("viewer_id", "author_id"), ["viewer_id", "author_id"], "left_anti")
-    return kept.select(*cols, REMOVED).unionByName(live).unionByName(_tombstones(gone, as_of))
+    kept = old.join(pairs, pair, "left_anti").withColumn("as_of", t).select(*cols, REMOVED)
+    tomb = _tombstone_values(as_of)
+    found = pairs.join(recomputed.withColumn("_found", F.lit(True)), pair, "left")
+    live = F.col("_found").isNotNull()
+    now = found.select(*pair, *[F.when(live, F.col(c)).otherwise(tomb[c]).alias(c) for c in cols if c not in pair],
+                       (~live).alias(REMOVED))
+    return kept.unionByName(now)
+
+
+def _tombstone_values(as_of: datetime) -> dict[str, Column]:
+    """The values of a tombstone's columns but its pair and `removed`: counts 0, rate null, flags false."""
+    return {
+        **{name: F.lit(0).cast("bigint") for name in (*ENGAGEMENT_FEATURES, "story_views_30d")},
+        "completion_rate_30d": F.lit(None).cast("double"),
+        **{name: F.lit(False) for name in RELATION_FEATURES},
+        "as_of": activity.instant(as_of),
+        "feature_version": F.lit(FEATURE_VERSION),
+    }
 
 
 def _tombstones(pairs: DataFrame, as_of: datetime) -> DataFrame:
-    """A changes row with `removed` true for each of `pairs` (viewer_id, author_id): counts 0, flags false."""
-    return pairs.select(
-        "viewer_id", "author_id",
-        *[F.lit(0).cast("bigint").alias(name) for name in (*ENGAGEMENT_FEATURES, "story_views_30d")],
-        F.lit(None).cast("double").alias("completion_rate_30d"),
-        *[F.lit(False).alias(name) for name in RELATION_FEATURES],
-        activity.instant(as_of).alias("as_of"),
-        F.lit(FEATURE_VERSION).alias("feature_version"),
-        F.lit(True).alias(REMOVED),
-    )
+    """A changes row with `removed` true for each of `pairs` (viewer_id, author_id)."""
+    values = _tombstone_values(as_of)
+    return pairs.select("viewer_id", "author_id", *[values[c].alias(c) for c in RING_FEATURES.value_columns()
+                                                    if c in values], F.lit(True).alias(REMOVED))
 
 
 def _no_changes(spark: SparkSession, as_of: datetime) -> DataFrame:
