@@ -33,7 +33,7 @@ from jobs.gold.ring_features import FEATURE_VERSION, FEATURES, WINDOW_DAYS, ring
 from jobs.gold.story_insights import stories
 from jobs.relation_flags import relation_edges, relation_flags_at
 from jobs.spark_schemas import spark_ddl_type
-from storylake import audit, contracts, lake
+from storylake import audit, contracts, lake, merge_on_read
 from storylake.clock import iso
 from storylake.rules.audience import ALLOWED_SQL, BOOL_FLAGS, holds_at_sql
 from storylake.settings import Settings
@@ -158,11 +158,28 @@ def training_examples(
 # --- export ------------------------------------------------------------------------------------
 
 
-def _read_pinned(spark: SparkSession, settings: Settings, name: str, version: int | None) -> DataFrame:
-    """silver.<name> at Delta version `version` (the contract's empty frame when the table does not exist)."""
-    if version is None:
+def _read_pinned(spark: SparkSession, settings: Settings, name: str, versions: dict[str, int | None]) -> DataFrame:
+    """silver.<name> at its Delta version in `versions` (the contract's empty frame when the table does not exist); a
+    table stored merge-on-read from its base and its changes at theirs."""
+    stored = merge_on_read.merged(f"silver.{name}")
+    if stored is not None and settings.storage == "delta":
+        changes = stored.changes.split(".")[1]
+        return spark_io.read_merged(spark, settings, stored, (versions[name], versions.get(changes)))
+    if versions[name] is None:
         return spark_io.read_table(spark, settings, "silver", name)
-    return spark_io.read_version(spark, settings, "silver", name, version)
+    return spark_io.read_version(spark, settings, "silver", name, versions[name])
+
+
+def _pinned_versions(settings: Settings) -> dict[str, int | None]:
+    """The versions of the silver sources consumers may read (storylake.audit), by table name, with the changes
+    table of each source stored merge-on-read that the lake has."""
+    keys = [f"silver.{name}" for name in SOURCES]
+    for name in SOURCES:
+        stored = merge_on_read.merged(f"silver.{name}")
+        if stored is not None and lake.exists(stored.path(settings, changes=True)):
+            keys.append(stored.changes)
+    audited = audit.consumer_versions(settings, keys)
+    return {key.split(".")[1]: version for key, version in audited.items()}
 
 
 def snapshot_id_of(as_of: datetime, versions: dict[str, int | None]) -> str:
@@ -208,10 +225,9 @@ def export_features(spark: SparkSession, settings: Settings, as_of: datetime, ou
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # the silver versions that passed their gate (storylake.audit), never a build that failed it
-    audited = audit.consumer_versions(settings, [f"silver.{name}" for name in SOURCES])
-    versions = {name: audited[f"silver.{name}"] for name in SOURCES}
+    versions = _pinned_versions(settings)
     snapshot_id = snapshot_id_of(as_of, versions)
-    silver = {name: _read_pinned(spark, settings, name, versions[name]) for name in SOURCES}
+    silver = {name: _read_pinned(spark, settings, name, versions) for name in SOURCES}
     df = training_examples(**silver, as_of=as_of, snapshot_id=snapshot_id)
     write_gold(df, settings, NAME)
     table_path = settings.table_path("gold", NAME)
@@ -243,9 +259,9 @@ def export_features(spark: SparkSession, settings: Settings, as_of: datetime, ou
             {"name": c.name, "type": spark_ddl_type(c), "description": c.description}
             for c in contract.columns
         ],
-        sources={
-            f"silver.{name}": {"path": str(settings.table_path("silver", name)), "delta_version": versions[name]}
-            for name in SOURCES
+        sources={  # with the changes table of each source stored merge-on-read
+            f"silver.{name}": {"path": str(settings.table_path("silver", name)), "delta_version": version}
+            for name, version in versions.items()
         },
         gold_table={"name": f"gold.{NAME}", "path": str(table_path), "delta_version": gold_version},
     )

@@ -26,7 +26,8 @@ from jobs.engine_workarounds import (
     replace_slice_with_delta_rs,
 )
 from jobs.spark_schemas import spark_ddl_type, spark_schema
-from storylake import contracts, lake
+from storylake import contracts, lake, merge_on_read
+from storylake.clock import utc
 from storylake.settings import Settings
 
 if TYPE_CHECKING:
@@ -35,7 +36,45 @@ if TYPE_CHECKING:
 
 
 def read_table(spark: SparkSession, settings: Settings, layer: str, name: str) -> DataFrame:
-    """The Delta table as a DataFrame; an empty DataFrame of the contract's schema when it does not exist."""
+    """The table as its readers see it: a table stored merge-on-read (storylake.merge_on_read) merged from its base
+    and its changes at their current versions (read_merged), any other as stored (read_stored)."""
+    stored = merge_on_read.merged(f"{layer}.{name}")
+    if stored is not None and settings.storage == "delta":
+        return read_merged(spark, settings, stored)
+    return read_stored(spark, settings, layer, name)
+
+
+def read_merged(spark: SparkSession, settings: Settings, table: merge_on_read.MergedTable,
+                versions: tuple[int | None, int | None] = (None, None)) -> DataFrame:
+    """A merge-on-read table's rows from its base and its changes at `versions` (None: current); the base as it is
+    without a changes table (a lake written before it existed). The stamp is the changes version's largest (from its
+    files' statistics), the base's own when the changes are empty."""
+    from pyspark.sql import functions as F
+
+    from jobs.merged_tables import merged_frame
+
+    base_layer, base_name = table.key.split(".")
+    layer, name = table.changes.split(".")
+    base_v, changes_v = versions
+    base = (read_stored(spark, settings, base_layer, base_name) if base_v is None
+            else read_version(spark, settings, base_layer, base_name, base_v))
+    path = settings.table_path(layer, name)
+    if not lake.exists(path):
+        return base
+    version = changes_v if changes_v is not None else lake.version(path)
+    changes = (read_stored(spark, settings, layer, name) if changes_v is None
+               else read_version(spark, settings, layer, name, changes_v))
+    stamp = None
+    if table.stamp is not None and version is not None:
+        stats = lake.version_stats(path, version, table.stamp)
+        if stats is not None and stats[1] is not None:
+            stamp = F.lit(utc(stats[1]))  # exact: the client sends an aware datetime as epoch microseconds
+    return merged_frame(table, base, changes, stamp)
+
+
+def read_stored(spark: SparkSession, settings: Settings, layer: str, name: str) -> DataFrame:
+    """The Delta table as stored, as a DataFrame; an empty DataFrame of the contract's schema when it does not
+    exist."""
     path = settings.table_path(layer, name)
     contract = contracts.get(f"{layer}.{name}")
     if settings.storage == "parquet":
@@ -94,7 +133,7 @@ def constant_dates(spark: SparkSession, settings: Settings, layer: str, name: st
         bounds = [[*adds.get(f"min.{c}", [None]), *adds.get(f"max.{c}", [None])] for c in columns]
         if all(None not in b for b in bounds):
             return tuple(b[0] for b in bounds) if all(len(set(b)) == 1 for b in bounds) else None
-    row = read_table(spark, settings, layer, name).agg(
+    row = read_stored(spark, settings, layer, name).agg(
         *[f(c).alias(f"{f.__name__}_{c}") for c in columns for f in (F.min, F.max)]).collect()[0]
     values = [(row[f"min_{c}"], row[f"max_{c}"]) for c in columns]
     if any(lo is None or lo != hi for lo, hi in values):

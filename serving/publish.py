@@ -89,6 +89,8 @@ SOURCES: dict[str, tuple[str, ...]] = {
         "story_id", "frame_index", "is_deleted", "is_archived", "highlight_id",
     ),
     "silver.relationships": ("relation", "user_id", "other_user_id", "valid_from", "valid_to"),
+    # the changes half of silver.relationships (storylake.merge_on_read); a lake written before it has none
+    "silver.relationships_changes": ("relation", "user_id", "other_user_id", "valid_from", "valid_to", "removed"),
     "silver.segment_viewers": (
         "segment_id", "viewer_id", "author_id", "first_viewed_at", "max_completion_pct", "first_view_source",
         "segment_created_at",
@@ -110,7 +112,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "gold.ring_features_changes": ("viewer_id", "author_id", "as_of", "removed"),
 }
 # Sources a lake may lack: read as empty (in their contract's schema) when missing or never audited
-OPTIONAL_SOURCES = frozenset({"gold.ring_features_changes"})
+OPTIONAL_SOURCES = frozenset({"gold.ring_features_changes", "silver.relationships_changes"})
 
 
 def _src(key: str) -> str:
@@ -472,8 +474,9 @@ def _build(
         t = time.perf_counter()
         # read by several steps (one scan per union arm for viewer_pairs): scanned from Delta once
         con.execute(
-            "CREATE TEMP TABLE rel AS SELECT relation, user_id, other_user_id, valid_from, valid_to "
-            f"FROM {_src('silver.relationships')}"
+            "CREATE TEMP TABLE rel AS SELECT relation, user_id, other_user_id, valid_from, valid_to FROM ("
+            + merge_on_read.duckdb_sql(merge_on_read.RELATIONSHIPS, _src("silver.relationships"),
+                                       _src("silver.relationships_changes")) + ")"
         )
         steps["read relationships"] = time.perf_counter() - t
         params = {"window_start": as_of - TRAY_WINDOW, "hours_start": as_of - HOURLY_WINDOW,

@@ -2,20 +2,22 @@
 """Tables stored merge-on-read: a base rewritten now and then, plus the rows of the keys that changed since.
 
 A table that an hourly run would otherwise rewrite whole although only a few of its keys change (gold.ring_features:
-1.43M (viewer, author) pairs on a 7-day 1M views/day lake, ~20k of them changed by an hour; 13.2M at 10M views a
-day) is kept as two Delta tables:
+1.43M (viewer, author) pairs on a 7-day 1M views/day lake, ~20k of them changed by an hour, 13.2M at 10M views a
+day; silver.relationships: 1.4M intervals, 15M at 10M views a day, of which an hour touches a few hundred keys) is
+kept as two Delta tables:
 
     base     <table>           every row as of the base's run (its own contract, the table's columns);
-    changes  <table>_changes   the rows of every key whose row changed since the base, each as of the latest run,
-                               and a tombstone (`removed` true) for each key that no longer has a row; every run
-                               rewrites it, so all its rows carry the latest run's stamp; an incremental run writes
-                               at least the stamp row (a tombstone of a key no row can have, `stamp_key`), so that
-                               the stamp is known even when nothing changed; it is empty right after the base is
-                               written (the base's rows then carry the stamp).
+    changes  <table>_changes   the rows of every key whose rows changed since the base (each as of the latest run),
+                               and a tombstone (`removed` true) for each key that no longer has a row. A table with a
+                               stamp column (ring features' as_of): every run rewrites its changes, so all their rows
+                               carry the latest run's stamp, and an incremental run writes at least the stamp row (a
+                               tombstone of a key no row can have, `stamp_key`), so that the stamp is known even when
+                               nothing changed; the changes are empty right after the base is written (the base's
+                               rows then carry the stamp).
 
 The table's rows are the base's rows whose key has no changes row, then the changes rows that are not
-tombstones, every row carrying the changes' stamp (the run's as_of: every row is as of it, changed or not; the
-base's own when the changes are empty). This
+tombstones; with a stamp column, every row carries the changes' stamp (the run's as_of: every row is as of it,
+changed or not; the base's own when the changes are empty). This
 module holds that rule once: DuckDB SQL (serving's publish), Arrow (tests, tools) and, in jobs/merge_reads.py, the
 Spark builder are generated from the same MergedTable. A lake without the changes table (written before it
 existed, or by a test's builder) reads the base as it is.
@@ -40,9 +42,9 @@ class MergedTable:
     """A table stored merge-on-read: contract key of its base, its key columns and its stamp column."""
 
     key: str  # e.g. "gold.ring_features"
-    columns: tuple[str, ...]  # the primary key
-    stamp: str  # the column every row carries the latest run's value of (as_of)
-    stamp_key: tuple[int, ...]  # the stamp row's key: one no row of the table can have
+    columns: tuple[str, ...]  # the key a changes row replaces the base's rows of (all of them)
+    stamp: str | None = None  # the column every row carries the latest run's value of (as_of), if any
+    stamp_key: tuple[int, ...] | None = None  # the stamp row's key: one no row of the table can have
 
     @property
     def changes(self) -> str:
@@ -58,7 +60,9 @@ class MergedTable:
 
 # (0, 0) is a self pair: ring features leave self pairs out, so no row has that key
 RING_FEATURES = MergedTable("gold.ring_features", ("viewer_id", "author_id"), "as_of", (0, 0))
-MERGED: dict[str, MergedTable] = {RING_FEATURES.key: RING_FEATURES}
+# every interval of a (relation, user, other user) key: a changes key replaces all the base's intervals of the key
+RELATIONSHIPS = MergedTable("silver.relationships", ("relation", "user_id", "other_user_id"))
+MERGED: dict[str, MergedTable] = {t.key: t for t in (RING_FEATURES, RELATIONSHIPS)}
 CHANGES_TABLES = frozenset(m.changes for m in MERGED.values())  # contract keys no reader reads alone
 
 
@@ -74,7 +78,7 @@ def duckdb_sql(table: MergedTable, base: str, changes: str | None, columns: list
     if changes is None:
         return f"SELECT {', '.join(cols)} FROM {base}"
     stamp = f"coalesce((SELECT max({table.stamp}) FROM {changes}), {table.stamp})"
-    picked = ", ".join(f"{stamp} AS {c}" if c == table.stamp else c for c in cols)
+    picked = ", ".join(f"{stamp} AS {c}" if table.stamp is not None and c == table.stamp else c for c in cols)
     on = " AND ".join(f"c.{k} = b.{k}" for k in table.columns)
     return (f"SELECT {picked} FROM (SELECT * FROM {base} b WHERE NOT EXISTS "
             f"(SELECT 1 FROM {changes} c WHERE {on})) "
@@ -108,6 +112,8 @@ def merge_arrow(table: MergedTable, base: pa.Table, changes: pa.Table) -> pa.Tab
     kept = base.join(changes.select(keys), keys, join_type="left anti")
     live = changes.filter(pc.invert(changes.column(REMOVED))).drop_columns([REMOVED])
     out = pa.concat_tables([kept.select(live.column_names), live.cast(kept.select(live.column_names).schema)])
+    if table.stamp is None:
+        return out
     stamp = pc.max(changes.column(table.stamp)).as_py()
     if stamp is None:  # no changes since the base: its rows are as of its own run
         return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jobs.silver import relationships
+from storylake import merge_on_read
 from tests.bronze_builders import T0, H, bronze, rows
 
 
@@ -125,7 +126,7 @@ def test_intervals_older_than_the_bronze_floor_come_from_the_table(spark, settin
     ]
     for full_refresh in (False, True):
         relationships.run(spark, settings, T0 + 3 * H, full_refresh=full_refresh)
-        got = sorted(tuple(r.values()) for r in lake.read_arrow(settings.table_path("silver", "relationships"))
+        got = sorted(tuple(r.values()) for r in merge_on_read.read_table(settings, "silver.relationships")
                      .to_pylist())
         assert got == expected, full_refresh
 
@@ -162,7 +163,7 @@ def test_an_incremental_run_reads_bronze_from_its_new_events_on(spark, settings)
     assert unprocessed_since(settings, "relationship", previous) == T0 + 20 * H
 
     def table():
-        return sorted(tuple(r.values()) for r in lake.read_arrow(settings.table_path("silver", "relationships"))
+        return sorted(tuple(r.values()) for r in merge_on_read.read_table(settings, "silver.relationships")
                       .to_pylist())
 
     relationships.run(spark, settings, T0 + 24 * H)
@@ -176,3 +177,57 @@ def test_an_incremental_run_reads_bronze_from_its_new_events_on(spark, settings)
         ("follow", 1, 2, T0 + 22 * H, None),
         ("follow", 10, 11, T0 + 23 * H, None),
     ]
+
+
+def _land(settings, events, batch, day):
+    import pyarrow as pa
+
+    from storylake import contracts, lake
+    from tests.bronze_builders import bronze_rows
+
+    schema = contracts.get("bronze.relationship")
+    landed = bronze_rows("relationship", [
+        {**e, "_batch_id": batch, "_source_file": f"relationship/dt={day}/part-0.jsonl"} for e in events])
+    lake.write_table(settings, "bronze.relationship", pa.Table.from_pylist(
+        [dict(zip(schema.column_names, r, strict=True)) for r in landed], schema=schema.arrow_schema()),
+        mode="append")
+
+
+def test_an_incremental_run_writes_the_touched_keys_to_the_changes_only(spark, settings, monkeypatch):
+    """The base stays as the first run wrote it; the changes hold every interval of each touched key, and a tombstone
+    for a key a late event left without one (a follow undone at its own instant: zero-length); readers see what a
+    full rebuild gives. When the changes outgrow the base they are merged into a new one."""
+    from storylake import increments, lake
+
+    _land(settings, [rel("f1", 0, "follow", 1, 2), rel("g1", 1, "follow", 3, 4), rel("k1", 2, "follow", 5, 6)],
+          "batch-0", "2026-11-01")
+    first = T0 + 12 * H
+    relationships.run(spark, settings, first, full_refresh=True)
+    increments.record(settings, increments.Increment(run_id="r", as_of=first, horizon=None, gold_horizon=None,
+                                                     upto_batch="batch-0"), increments.DONE)
+    base = lake.version(settings.table_path("silver", "relationships"))
+    # late: 3's follow of 4 undone at its own instant (ordered by event id after it); 1 unfollows 2
+    _land(settings, [rel("g2", 1, "unfollow", 3, 4), rel("f2", 13, "unfollow", 1, 2)], "batch-1", "2026-11-01")
+    second = T0 + 14 * H
+    assert relationships.run(spark, settings, second) == {"relationships_changes": 4}
+    assert lake.version(settings.table_path("silver", "relationships")) == base
+    changes = lake.read_arrow(settings.table_path("silver", "relationships_changes"))
+    # an unfollow also acts on the private account's approval of the follower (KIND_EFFECTS): those keys have none
+    assert sorted(tuple(r.values()) for r in changes.to_pylist()) == [
+        ("approved", 2, 1, second, None, True),
+        ("approved", 4, 3, second, None, True),
+        ("follow", 1, 2, T0, T0 + 13 * H, False),
+        ("follow", 3, 4, second, None, True),
+    ]
+
+    def table():
+        return sorted(tuple(r.values()) for r in merge_on_read.read_table(settings, "silver.relationships")
+                      .to_pylist())
+
+    incremental = table()
+    assert incremental == [("follow", 1, 2, T0, T0 + 13 * H), ("follow", 5, 6, T0 + 2 * H, None)]
+    monkeypatch.setattr(relationships, "REBASE_MIN_ROWS", 0)  # 4 changes rows > a quarter of the 3-row base
+    assert relationships.run(spark, settings, second) == {"relationships": 2, "relationships_changes": 0}
+    assert table() == incremental
+    relationships.run(spark, settings, second, full_refresh=True)
+    assert table() == incremental

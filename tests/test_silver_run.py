@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from jobs import spark_io
 from jobs.silver import build_silver
 from jobs.spark_schemas import spark_schema
-from storylake import contracts, lake
+from storylake import contracts, lake, merge_on_read
 from tests.bronze_builders import MS, T0, H, bronze, sticker
 
 AS_OF = T0 + 60 * H
@@ -56,10 +56,11 @@ def seed_lake(spark, settings):
 
 
 def snapshot(settings):
-    """Every silver table and the quarantine as sorted Python rows, read with delta-rs (no Spark)."""
+    """Every silver table (as its readers see it) and the quarantine as sorted Python rows, read with delta-rs (no
+    Spark)."""
     out = {}
     for name in SILVER:
-        out[name] = sorted(map(repr, lake.read_arrow(settings.table_path("silver", name)).to_pylist()))
+        out[name] = sorted(map(repr, merge_on_read.read_table(settings, f"silver.{name}").to_pylist()))
     out["quarantine"] = sorted(map(repr, lake.read_arrow(settings.table_path("ops", "quarantine")).to_pylist()))
     return out
 
@@ -68,7 +69,8 @@ def test_build_silver_counts_and_rerun_is_idempotent(spark, settings):
     seed_lake(spark, settings)
     first = build_silver(spark, settings, AS_OF)
     assert first == {
-        "segments": 2, "quarantine.segments": 1, "relationships": 2, "profiles": 0, "view_events": 1,
+        "segments": 2, "quarantine.segments": 1, "relationships": 2, "relationships_changes": 0, "profiles": 0,
+        "view_events": 1,
         "quarantine.view_events": 3, "segment_viewers": 1, "navigation": 1, "sticker_responses": 1,
         "quarantine.sticker_responses": 1, "engagements": 1,
     } | {"quarantine.navigation": 0, "quarantine.engagements": 0}

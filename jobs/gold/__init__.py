@@ -28,7 +28,7 @@ GOLD_TABLES = (
 )
 # State a run rebuilds whole when it is missing: an upgrade that adds one needs no full refresh
 # (jobs/schema_migration.py)
-REBUILT_WHEN_MISSING = ("author_viewer_latest", "ring_signal_sums", "ring_features_changes")
+REBUILT_WHEN_MISSING = ("author_viewer_latest", "ring_signal_sums")
 
 
 @holding_writer_lock("gold")

@@ -357,7 +357,7 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, 
     # the changes outgrew the base: merged into a new one (a crash in between leaves the changes as they are: the
     # same rows; the next run finds the base written since its last good version and rewrites both)
     base = spark_io.read_version(spark, settings, "gold", NAME, state.base_version)
-    changes = spark_io.read_table(spark, settings, "gold", CHANGES)
+    changes = spark_io.read_stored(spark, settings, "gold", CHANGES)
     table = merged_frame(RING_FEATURES, base, changes, activity.instant(as_of))
     return rows | write_gold(table, settings, NAME) | write_gold(_no_changes(spark, as_of), settings, CHANGES)
 
@@ -456,7 +456,9 @@ def _changes(spark: SparkSession, settings: Settings, state: LastGood, pairs: Da
     pair = ["viewer_id", "author_id"]
     t = activity.instant(as_of)
     old = spark_io.read_version(spark, settings, "gold", CHANGES, state.changes_version)
-    kept = old.join(pairs, pair, "left_anti").withColumn("as_of", t).select(*cols, REMOVED)
+    hit = pairs.select(F.col("viewer_id").alias("_pv"), F.col("author_id").alias("_pa"), F.lit(True).alias("_hit"))
+    kept = (lookup(old, hit, (F.col("viewer_id") == F.col("_pv")) & (F.col("author_id") == F.col("_pa")))
+            .filter(F.col("_hit").isNull()).withColumn("as_of", t).select(*cols, REMOVED))
     tomb = _tombstone_values(as_of)
     found = pairs.join(recomputed.withColumn("_found", F.lit(True)), pair, "left")
     live = F.col("_found").isNotNull()

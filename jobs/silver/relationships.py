@@ -30,7 +30,9 @@ older than the bronze floor stays.
 from __future__ import annotations
 
 import logging
+import operator
 from datetime import datetime
+from functools import reduce
 from typing import TYPE_CHECKING
 
 from jobs import spark_io
@@ -39,6 +41,8 @@ from jobs.horizon import full, read_bronze
 from jobs.silver.bronze import project
 from jobs.silver.dedupe import dedupe_event_id, split_repeated
 from jobs.spark_io import Materialize
+from storylake import contracts, lake
+from storylake.merge_on_read import REMOVED
 from storylake.settings import Settings
 
 if TYPE_CHECKING:
@@ -206,7 +210,7 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime, *, full_refres
 
     from jobs.horizon import Horizon, unprocessed_bronze, unprocessed_files, unprocessed_since
     from jobs.retention import applied_cutoffs
-    from storylake import increments, lake
+    from storylake import increments
 
     previous = None if full_refresh else increments.last(settings)
     exists = lake.exists(settings.table_path("silver", "relationships"))
@@ -225,14 +229,14 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime, *, full_refres
             floor = min(since, as_of)
     events = read_bronze(spark, settings, "relationship",
                          full(as_of) if floor is None else Horizon(as_of=as_of, lo=floor))
-    held = spark_io.read_table(spark, settings, "silver", "relationships") if exists else None
+    held = spark_io.read_table(spark, settings, "silver", "relationships") if exists else None  # as readers see it
     with spark_io.scratch(settings) as materialize:
         if not incremental:
             seeds = None
             if floor is not None and held is not None:
                 seeds = materialize(held_moves(held, floor), "held_moves")  # before the table is overwritten
             out = materialize(transform(events, materialize, seeds), "relationships")
-            return {"relationships": spark_io.write_table(out, settings, "silver", "relationships")}
+            return _write_base(spark, settings, out, as_of)
         assert previous is not None and held is not None
         keys = materialize(effect_keys(unprocessed_bronze(spark, settings, "relationship", previous))
                            .select(*KEY).distinct(), "touched_keys")
@@ -242,12 +246,53 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime, *, full_refres
             held_keys = lookup(held, k, cond, "inner").select(*held.columns)
             seeds = materialize(held_moves(held_keys, floor), "held_moves")
         recomputed = recompute_keys(events, keys, materialize, seeds)
+        cols = [c.name for c in contracts.get("silver.relationships").columns]
+        live = recomputed.select(*cols).withColumn(REMOVED, F.lit(False))
+        # a touched key left without an interval (its only one now zero-length) hides its base rows with a tombstone
+        found = recomputed.select(*[F.col(c).alias(f"_f_{c}") for c in KEY]).distinct().withColumn(
+            "_found", F.lit(True))
+        gone = (lookup(keys, found, reduce(operator.and_, [F.col(c) == F.col(f"_f_{c}") for c in KEY]))
+                .filter(F.col("_found").isNull())
+                .select(*KEY, F.lit(as_of).cast("timestamp").alias("valid_from"),
+                        F.lit(None).cast("timestamp").alias("valid_to"), F.lit(True).alias(REMOVED)))
 
-        def merged(current: DataFrame) -> DataFrame:
-            kept = lookup(current, k, cond).filter(F.col("_hit").isNull()).select(*held.columns)
-            return project(kept, "silver.relationships").unionByName(recomputed)
+        def changed(current: DataFrame) -> DataFrame:
+            # the changes of the keys the run does not touch, as they are; the touched keys' intervals or tombstones
+            kept = lookup(current, k, cond).filter(F.col("_hit").isNull()).select(*cols, REMOVED)
+            return kept.unionByName(live).unionByName(gone)
 
-        # the other keys' intervals, read from the table's current files while the overwrite writes the next
-        # version (spark_io.overwrite_from_current): no first copy into scratch (15M rows at 10M views a day)
-        return {"relationships": spark_io.overwrite_from_current(
-            spark, settings, "silver", "relationships", merged, materialize)}
+        # the changes since the base (not the base: 15M intervals at 10M views a day), read from their current files
+        # while the overwrite writes the next version (spark_io.overwrite_from_current)
+        written = spark_io.overwrite_from_current(spark, settings, "silver", CHANGES, changed, materialize)
+    path = settings.table_path("silver", "relationships")
+    stats = lake.version_stats(path, lake.version(path) or 0, "valid_from")
+    base_rows = stats[0] if stats is not None else 0
+    log.info("relationships: %d changes rows over a base of %d rows", written, base_rows)
+    if written <= REBASE_SHARE * base_rows or base_rows < REBASE_MIN_ROWS:
+        return {CHANGES: written}
+    # the changes outgrew the base: merged into a new one (a crash in between leaves the changes as they are, which
+    # repeat the new base's rows of their keys: the same intervals)
+    with spark_io.scratch(settings) as materialize:
+        return _write_base(spark, settings, materialize(held_now(spark, settings), "rebased"), as_of)
+
+
+CHANGES = "relationships_changes"
+# The base is rewritten (with the changes merged in) once the changes hold more rows than this share of it; a base
+# smaller than REBASE_MIN_ROWS is never rewritten for its changes' size.
+REBASE_SHARE = 0.25
+REBASE_MIN_ROWS = 100_000
+
+
+def held_now(spark: SparkSession, settings: Settings) -> DataFrame:
+    """silver.relationships as readers see it (its base and its changes merged)."""
+    return spark_io.read_table(spark, settings, "silver", "relationships")
+
+
+def _write_base(spark: SparkSession, settings: Settings, out: DataFrame, as_of: datetime) -> dict[str, int]:
+    """Overwrite the base with `out` (every interval), then empty the changes."""
+    from pyspark.sql import functions as F
+
+    rows = spark_io.write_table(out, settings, "silver", "relationships")
+    cols = [c.name for c in contracts.get("silver.relationships").columns]
+    none = out.limit(0).select(*cols).withColumn(REMOVED, F.lit(False))
+    return {"relationships": rows, CHANGES: spark_io.write_table(none, settings, "silver", CHANGES)}
