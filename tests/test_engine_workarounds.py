@@ -219,7 +219,7 @@ def test_read_version_reads_a_version_between_two_checkpoints(spark, settings):
 
 
 def test_a_table_overwritten_from_its_pinned_read(spark, settings):
-    """silver.relationships and silver.profiles overwrite themselves from their own rows, read through
+    """silver.relationships_changes and silver.profiles overwrite themselves from their own rows, read through
     spark_io.read_pinned while the write runs (no copy into scratch first): the overwrite leaves the files it reads
     on disk, so the new version holds exactly the rows computed from the old one, and the old version stays
     readable. Without a table, or with Parquet storage, there is nothing pinned."""
