@@ -236,7 +236,7 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime, *, full_refres
             if floor is not None and held is not None:
                 seeds = materialize(held_moves(held, floor), "held_moves")  # before the table is overwritten
             out = materialize(transform(events, materialize, seeds), "relationships")
-            return _write_base(spark, settings, out, as_of)
+            return _write_base(settings, out)
         assert previous is not None and held is not None
         keys = materialize(effect_keys(unprocessed_bronze(spark, settings, "relationship", previous))
                            .select(*KEY).distinct(), "touched_keys")
@@ -273,7 +273,8 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime, *, full_refres
     # the changes outgrew the base: merged into a new one (a crash in between leaves the changes as they are, which
     # repeat the new base's rows of their keys: the same intervals)
     with spark_io.scratch(settings) as materialize:
-        return _write_base(spark, settings, materialize(held_now(spark, settings), "rebased"), as_of)
+        merged = spark_io.read_table(spark, settings, "silver", "relationships")  # as readers see it
+        return _write_base(settings, materialize(merged, "rebased"))
 
 
 CHANGES = "relationships_changes"
@@ -283,12 +284,7 @@ REBASE_SHARE = 0.25
 REBASE_MIN_ROWS = 100_000
 
 
-def held_now(spark: SparkSession, settings: Settings) -> DataFrame:
-    """silver.relationships as readers see it (its base and its changes merged)."""
-    return spark_io.read_table(spark, settings, "silver", "relationships")
-
-
-def _write_base(spark: SparkSession, settings: Settings, out: DataFrame, as_of: datetime) -> dict[str, int]:
+def _write_base(settings: Settings, out: DataFrame) -> dict[str, int]:
     """Overwrite the base with `out` (every interval), then empty the changes."""
     from pyspark.sql import functions as F
 
