@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from storylake import lake
 from storylake.lake import stats_eligible
 
 log = logging.getLogger(__name__)
@@ -88,10 +89,16 @@ def _missing_bounds(action: dict[str, Any], eligible: list[str]) -> list[str]:
 
 
 def repair_stats(path: Path) -> int:
-    """Rewrite a table whose data files lack statistics into files with complete ones (delta-rs computes them), in
-    one overwrite commit with the same rows; returns the files rewritten (0 when nothing lacked statistics).
-    App transactions (the ingest's exactly-once markers) are table state and survive the rewrite."""
-    from deltalake import DeltaTable, write_deltalake
+    """Rewrite the data files of a table that lack statistics into files with complete ones (the same rows, with
+    storylake.lake's statistics), in one commit that removes and adds them with dataChange false, as a compaction
+    does: readers and the audit see a table whose rows did not change (storylake.lake.rows_unchanged_since), so the
+    gates' last good version carries over and a merge-on-read table's base stays its base. App transactions (the
+    ingest's exactly-once markers) are table state and survive. Returns the files rewritten (0 when none lacked
+    statistics)."""
+    import time
+
+    from deltalake import DeltaTable
+    from deltalake.transaction import AddAction, RemoveAction
 
     health = table_health(path)
     if not health.ok:
@@ -100,8 +107,21 @@ def repair_stats(path: Path) -> int:
     if not health.missing_stats:
         return 0
     dt = DeltaTable(str(path))
-    data = dt.to_pyarrow_dataset()
-    reader = pa.RecordBatchReader.from_batches(data.schema, data.to_batches())
-    write_deltalake(str(path), reader, mode="overwrite", schema_mode=None)
-    log.info("%s: rewrote %d data files without complete statistics", path, health.files)
-    return health.files
+    dataset = dt.to_pyarrow_dataset()  # the table's logical schema
+    root = Path(dt.table_uri.removeprefix("file://"))
+    sizes = {a["path"]: a["size_bytes"] for a in pa.table(dt.get_add_actions(flatten=False)).to_pylist()}
+    now_ms = int(time.time() * 1000)
+    actions: list[AddAction | RemoveAction] = []
+    for fragment in dataset.get_fragments():
+        rel = Path(fragment.path).relative_to(root).as_posix() if fragment.path.startswith("/") else fragment.path
+        if rel not in health.missing_stats:
+            continue
+        added = lake.write_data_file(path, lake.new_data_file_name("part-repaired"), fragment.to_table())
+        actions.append(RemoveAction(rel, False, now_ms, sizes[rel]))
+        actions.append(AddAction(added.name, added.size, {}, added.modified_ms, False, added.stats))
+    if len(actions) != 2 * len(health.missing_stats):
+        raise RuntimeError(f"{path}: {len(health.missing_stats)} files lack statistics, but the table's dataset "
+                           f"lists {len(actions) // 2} of them; nothing committed")
+    dt.create_write_transaction(actions, mode="append", schema=dataset.schema)
+    log.info("%s: rewrote %d data files without complete statistics", path, len(health.missing_stats))
+    return len(health.missing_stats)

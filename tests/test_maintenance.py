@@ -203,3 +203,31 @@ def test_a_compacted_version_of_a_good_version_becomes_good(settings: Settings) 
         "silver.profiles": profiles, "silver.relationships": 1}
     assert audit.watermark(settings) == watermark
     assert report.as_dict()["carried_forward"] == {"silver.profiles": profiles}
+
+
+def test_repairing_statistics_rewrites_the_files_without_changing_rows(tmp_path: Path) -> None:
+    """A data file committed without statistics is rewritten with complete ones in a commit that adds and removes
+    with dataChange false: the rows are the same, the table is healthy, and the gates' last good version (and a
+    merge-on-read base) stays valid across it (rows_unchanged_since)."""
+    import pyarrow.parquet as pq
+    from deltalake.transaction import AddAction
+
+    from jobs.lake_health import repair_stats, table_health
+    from storylake import lake
+
+    path = tmp_path / "t"
+    data = pa.table({"k": pa.array([3, 1, 2], pa.int64()), "s": ["c", "a", None]})
+    write_deltalake(str(path), data.slice(0, 1))  # a file with statistics
+    pq.write_table(data.slice(1), path / "bare.parquet")
+    dt = DeltaTable(str(path))
+    dt.create_write_transaction([AddAction("bare.parquet", (path / "bare.parquet").stat().st_size, {},
+                                           int(time.time() * 1000), True, None)], mode="append", schema=data.schema)
+    before = lake.version(path)
+    assert before is not None and set(table_health(path).missing_stats) == {"bare.parquet"}
+    assert repair_stats(path) == 1
+    health = table_health(path)
+    assert health.ok and not health.missing_stats and health.files == 2
+    assert sorted(DeltaTable(str(path)).to_pyarrow_table().to_pylist(), key=lambda r: r["k"]) == [
+        {"k": 1, "s": "a"}, {"k": 2, "s": None}, {"k": 3, "s": "c"}]
+    assert lake.rows_unchanged_since(path, before)
+    assert repair_stats(path) == 0
