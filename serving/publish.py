@@ -155,7 +155,7 @@ ADI = _src("gold.author_daily_insights")
 AHI = _src("gold.author_hourly_insights")
 STR = _src("gold.sticker_results")
 RF = _src("gold.ring_features")
-RFC = _src("gold.ring_features_changes")
+RF_READ = "rf_read"  # gold.ring_features as readers see it (a view over its base and its changes, see _build)
 VIEW_SOURCES = contracts.get("silver.segment_viewers").column("first_view_source").enum or ()
 # live_segments keeps the non-deleted segments still active at some instant >= as_of - TRAY_WINDOW, so trays
 # can be served for any `now` from as_of - TRAY_WINDOW on (archived history does not grow the tray index).
@@ -185,9 +185,7 @@ STEPS: tuple[tuple[str, str], ...] = (
         FROM sv WHERE {OTHERS_VIEW_SQL} ORDER BY segment_id, first_viewed_at DESC, viewer_id"""),
     ("ring_features", f"""
         SELECT viewer_id, author_id, {", ".join(f"coalesce({f}, 0) AS {f}" for f in FEATURE_WEIGHTS)}, as_of
-        FROM ({merge_on_read.duckdb_sql(merge_on_read.RING_FEATURES, RF, RFC,
-                                        ["viewer_id", "author_id", *FEATURE_WEIGHTS, "as_of"])})
-        ORDER BY viewer_id, author_id"""),
+        FROM {RF_READ} ORDER BY viewer_id, author_id"""),
     # The segments Seen By can list: those created at/after $catalog_start (as_of - SEEN_BY_LIFETIME) and those
     # with viewer rows, from silver, gold insights and the viewer rows themselves; with the block intervals of its
     # author toward its viewers (blocked_viewers, NULL for nearly every segment): Seen By hides a viewer the author
@@ -404,6 +402,16 @@ def _refuse_unfinished_run(settings: Settings) -> None:
                            "the pipeline (storylake run) before publishing")
 
 
+def _merged_sql(table: merge_on_read.MergedTable, sources: dict[str, tuple[Any, int, int, DeltaTable]],
+                columns: list[str] | None = None) -> str:
+    """SELECT of a merge-on-read table's rows from its registered base and changes (storylake.merge_on_read); of the
+    base alone when the changes have no row (right after the base was written, or a lake without them), which
+    spares DuckDB the anti-join of every base row (13.2M ring features at 10M views a day)."""
+    changes = sources.get(table.changes)
+    with_changes = changes is not None and changes[2] > 0
+    return merge_on_read.duckdb_sql(table, _src(table.key), _src(table.changes) if with_changes else None, columns)
+
+
 def _register(con: duckdb.DuckDBPyConnection, name: str, ds: Any, dt: DeltaTable) -> None:
     """The view `name` over a source table's version: DuckDB's own Parquet reader on the data files delta-rs lists
     for it (multi-threaded, projections and zone-map filters pushed into the files: 0.4-0.5 s less per publish of a
@@ -475,9 +483,10 @@ def _build(
         # read by several steps (one scan per union arm for viewer_pairs): scanned from Delta once
         con.execute(
             "CREATE TEMP TABLE rel AS SELECT relation, user_id, other_user_id, valid_from, valid_to FROM ("
-            + merge_on_read.duckdb_sql(merge_on_read.RELATIONSHIPS, _src("silver.relationships"),
-                                       _src("silver.relationships_changes")) + ")"
+            + _merged_sql(merge_on_read.RELATIONSHIPS, sources) + ")"
         )
+        con.execute(f"CREATE TEMP VIEW {RF_READ} AS " + _merged_sql(
+            merge_on_read.RING_FEATURES, sources, ["viewer_id", "author_id", *FEATURE_WEIGHTS, "as_of"]))
         steps["read relationships"] = time.perf_counter() - t
         params = {"window_start": as_of - TRAY_WINDOW, "hours_start": as_of - HOURLY_WINDOW,
                   "catalog_start": as_of - SEEN_BY_LIFETIME}
@@ -494,6 +503,7 @@ def _build(
             steps[name] = time.perf_counter() - t
         con.execute("DROP TABLE sv")
         con.execute("DROP TABLE rel")
+        con.execute(f"DROP VIEW {RF_READ}")
         t = time.perf_counter()
         parts = insights_history.PARTS
         views = {name: _src(part.source) for name, part in parts.items()}
