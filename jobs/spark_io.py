@@ -61,10 +61,10 @@ def read_merged(spark: SparkSession, settings: Settings, table: merge_on_read.Me
     path = settings.table_path(layer, name)
     if not lake.exists(path):
         return base
-    version = changes_v if changes_v is not None else lake.version(path)
     changes = (read_stored(spark, settings, layer, name) if changes_v is None
                else read_version(spark, settings, layer, name, changes_v))
     stamp = None
+    version = None if table.stamp is None else changes_v if changes_v is not None else lake.version(path)
     if table.stamp is not None and version is not None:
         stats = lake.version_stats(path, version, table.stamp)
         if stats is not None and stats[1] is not None:

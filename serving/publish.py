@@ -349,7 +349,7 @@ def _open_sources(settings: Settings, *, ahead: bool = False) -> dict[str, tuple
     its gate is auditing); PublishError naming the first missing table/column."""
     out: dict[str, tuple[Any, int, int, DeltaTable]] = {}
     absent = {key for key in OPTIONAL_SOURCES if not lake.exists(settings.table_path(*key.split(".")))
-              or not (ahead and key.startswith("gold.")) and audit.last_good_version(settings, key) is None}
+              or (not (ahead and key.startswith("gold.")) and audit.last_good_version(settings, key) is None)}
     gated = [key for key in SOURCES if not (ahead and key.startswith("gold.")) and key not in absent]
     try:
         versions = audit.consumer_versions(settings, gated)

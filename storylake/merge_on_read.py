@@ -18,7 +18,7 @@ kept as two Delta tables:
 The table's rows are the base's rows whose key has no changes row, then the changes rows that are not
 tombstones; with a stamp column, every row carries the changes' stamp (the run's as_of: every row is as of it,
 changed or not; the base's own when the changes are empty). This
-module holds that rule once: DuckDB SQL (serving's publish), Arrow (tests, tools) and, in jobs/merge_reads.py, the
+module holds that rule once: DuckDB SQL (serving's publish), Arrow (tests, tools) and, in jobs/merged_tables.py, the
 Spark builder are generated from the same MergedTable. A lake without the changes table (written before it
 existed, or by a test's builder) reads the base as it is.
 """

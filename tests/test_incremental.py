@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from jobs.gold import GOLD_TABLES
 from pipeline.run import run_pipeline
-from storylake import increments, lake, merge_on_read
+from storylake import increments, merge_on_read
 from storylake.clock import utc
 from storylake.rules.arrival import arrival_hour
 from storylake.settings import Settings
@@ -56,9 +56,7 @@ def landing_files(root: Path) -> list[tuple[datetime, str]]:
 
 def table_rows(settings: Settings, layer: str, name: str) -> list[str]:
     """The table's rows as sorted JSON (a table stored merge-on-read: as its readers see it)."""
-    stored = merge_on_read.merged(f"{layer}.{name}")
-    t = lake.read_arrow(settings.table_path(layer, name)) if stored is None else merge_on_read.read_arrow(
-        settings, stored)
+    t = merge_on_read.read_table(settings, f"{layer}.{name}")
     if t is None:
         return []
     rows = [{k: v for k, v in r.items() if k not in BOOKKEEPING} for r in t.to_pylist()]

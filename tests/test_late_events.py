@@ -44,10 +44,7 @@ def _gold(settings) -> dict[str, dict[tuple[Any, ...], dict[str, Any]]]:
         if key in merge_on_read.CHANGES_TABLES:
             continue
         pk = contracts.get(key).primary_key
-        stored = merge_on_read.merged(key)
-        table = lake.read_arrow(settings.table_path("gold", name)) if stored is None else merge_on_read.read_arrow(
-            settings, stored)
-        rows = table.to_pylist()
+        rows = merge_on_read.read_table(settings, key).to_pylist()
         out[name] = {tuple(r[c] for c in pk): r for r in rows}
     return out
 

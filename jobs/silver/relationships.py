@@ -30,9 +30,7 @@ older than the bronze floor stays.
 from __future__ import annotations
 
 import logging
-import operator
 from datetime import datetime
-from functools import reduce
 from typing import TYPE_CHECKING
 
 from jobs import spark_io
@@ -41,8 +39,8 @@ from jobs.horizon import full, read_bronze
 from jobs.silver.bronze import project
 from jobs.silver.dedupe import dedupe_event_id, split_repeated
 from jobs.spark_io import Materialize
-from storylake import contracts, lake
-from storylake.merge_on_read import REMOVED
+from storylake import lake
+from storylake.merge_on_read import RELATIONSHIPS, REMOVED
 from storylake.settings import Settings
 
 if TYPE_CHECKING:
@@ -246,13 +244,11 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime, *, full_refres
             held_keys = lookup(held, k, cond, "inner").select(*held.columns)
             seeds = materialize(held_moves(held_keys, floor), "held_moves")
         recomputed = recompute_keys(events, keys, materialize, seeds)
-        cols = [c.name for c in contracts.get("silver.relationships").columns]
+        cols = RELATIONSHIPS.value_columns()
         live = recomputed.select(*cols).withColumn(REMOVED, F.lit(False))
         # a touched key left without an interval (its only one now zero-length) hides its base rows with a tombstone
-        found = recomputed.select(*[F.col(c).alias(f"_f_{c}") for c in KEY]).distinct().withColumn(
-            "_found", F.lit(True))
-        gone = (lookup(keys, found, reduce(operator.and_, [F.col(c) == F.col(f"_f_{c}") for c in KEY]))
-                .filter(F.col("_found").isNull())
+        found, found_cond = _keyed(recomputed.select(*KEY).distinct())
+        gone = (lookup(keys, found, found_cond).filter(F.col("_hit").isNull())
                 .select(*KEY, F.lit(as_of).cast("timestamp").alias("valid_from"),
                         F.lit(None).cast("timestamp").alias("valid_to"), F.lit(True).alias(REMOVED)))
 
@@ -289,6 +285,6 @@ def _write_base(settings: Settings, out: DataFrame) -> dict[str, int]:
     from pyspark.sql import functions as F
 
     rows = spark_io.write_table(out, settings, "silver", "relationships")
-    cols = [c.name for c in contracts.get("silver.relationships").columns]
+    cols = RELATIONSHIPS.value_columns()
     none = out.limit(0).select(*cols).withColumn(REMOVED, F.lit(False))
     return {"relationships": rows, CHANGES: spark_io.write_table(none, settings, "silver", CHANGES)}
