@@ -39,11 +39,11 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -53,6 +53,7 @@ from storylake import lake
 from storylake.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 HISTORY_SUFFIX = ".duckdb"
 # rows anchored this long before as_of (rounded down to midnight UTC) go to history: beyond the gold horizon of any
 # run with in-window data. A late view (48 h lateness window) of a segment created 24 h before it moves the silver
@@ -243,11 +244,24 @@ class PriorTier:
 
 
 @dataclass(frozen=True)
+class BaseFile:
+    """A serving table's base shared between snapshots (serving/shared_bases.py), as snapshot_history records it."""
+
+    id: str  # its file (history_path)
+    identity: str  # the source version it holds the rows of ("<Delta table id>@<version>")
+    rows: int
+
+
+BASE_TIER = "base"  # snapshot_history's tier of a BaseFile (no bounds: cut and lo NULL)
+
+
+@dataclass(frozen=True)
 class Prior:
     """The tier files a snapshot attaches, as it recorded them (snapshot_history)."""
 
     tiers: dict[str, PriorTier]  # tier name -> its files
     aliases: dict[str, str]  # file id -> the name the snapshot's views read it by
+    bases: dict[str, BaseFile] = field(default_factory=dict)  # serving table -> its shared base (since format 4)
 
     @property
     def cut(self) -> datetime:
@@ -273,7 +287,11 @@ def previous(snapshot: duckdb.DuckDBPyConnection) -> Prior | None:
     if not rows:
         return None
     tiers: dict[str, PriorTier] = {}
+    bases: dict[str, BaseFile] = {}
     for hid, hi, name, files, _alias, tier_name, low, n in rows:
+        if tier_name == BASE_TIER:
+            bases[name] = BaseFile(hid, files, int(n))
+            continue
         bounds: Bounds = (None if low is None else low.astimezone(UTC), hi.astimezone(UTC))
         entry = tiers.setdefault(tier_name, PriorTier(bounds, {}, {}, None if n is None else {}))
         entry.ids[name], entry.files[name] = hid, files
@@ -281,7 +299,7 @@ def previous(snapshot: duckdb.DuckDBPyConnection) -> Prior | None:
             entry.rows[name] = int(n)
     if HISTORY.name not in tiers:
         return None
-    return Prior(tiers, {r[0]: r[4] for r in rows})
+    return Prior(tiers, {r[0]: r[4] for r in rows}, bases)
 
 
 def _recorded_fingerprint(path: Path, name: str) -> tuple[str, int] | None:
@@ -356,26 +374,47 @@ def _reusable(settings: Settings, con: duckdb.DuckDBPyConnection, name: str, par
 def _write(settings: Settings, con: duckdb.DuckDBPyConnection, name: str, part: Part, view: str,
            columns: list[str], tier: Tier, bounds: Bounds) -> tuple[str, int]:
     """Write the file of one tier of one serving table; (its id, its rows)."""
+    kind = "" if tier is HISTORY else f"{tier.name}-"
+    hid = new_file_id(f"{name}-{kind}")
+
+    def fill(alias: str) -> int:
+        sql, params = tier_sql(part, view, bounds)
+        con.execute(f"CREATE TABLE {alias}.{name} AS {sql} ORDER BY {part.order_by}", params)
+        # hashed from the table just written, not by reading the source again
+        rows, printed = fingerprint(con, f"SELECT * FROM {alias}.{name}", columns=columns)
+        if name == "segment_insights":
+            con.execute(f"CREATE TABLE {alias}.{LOOKUP} AS SELECT {LOOKUP_COLUMNS} FROM {alias}.{name} "
+                        "ORDER BY segment_id")
+        con.execute(f"CREATE TABLE {alias}.history_meta (cut TIMESTAMPTZ, serving_table VARCHAR, "
+                    "fingerprint VARCHAR, row_count BIGINT)")
+        con.execute(f"INSERT INTO {alias}.history_meta VALUES (?, ?, ?, ?)", [bounds[1], name, printed, rows])
+        return rows
+
+    rows = write_file(settings, con, hid, fill)
+    lo, hi = bounds
+    log.info("%s %s: %d %s rows anchored %sbefore %s", tier.name, hid, rows, name,
+             "" if lo is None else f"at/after {lo.isoformat()} and ", hi.isoformat())
+    return hid, rows
+
+
+def new_file_id(prefix: str) -> str:
+    """A new shared file's id: `prefix`, the time (sortable) and a random suffix."""
+    return f"{prefix}{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
+
+
+def write_file(settings: Settings, con: duckdb.DuckDBPyConnection, hid: str, fill: Callable[[str], T]) -> T:
+    """Write the shared file `hid` (history_path): `fill(alias)` creates its tables in it, attached to `con` as
+    `alias`; it then becomes visible under its name only once complete and on disk (a temp file renamed). Returns
+    what fill returned."""
     hdir = history_dir(settings)
     hdir.mkdir(parents=True, exist_ok=True)
-    kind = "" if tier is HISTORY else f"{tier.name}-"
-    hid = f"{name}-{kind}{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
     final = history_path(settings, hid)
     tmp = hdir / f".{hid}{HISTORY_SUFFIX}.tmp"
     alias = f"h_{uuid.uuid4().hex[:8]}"
     try:
         con.execute(f"ATTACH $path AS {alias}", {"path": str(tmp)})
         try:
-            sql, params = tier_sql(part, view, bounds)
-            con.execute(f"CREATE TABLE {alias}.{name} AS {sql} ORDER BY {part.order_by}", params)
-            # hashed from the table just written, not by reading the source again
-            rows, printed = fingerprint(con, f"SELECT * FROM {alias}.{name}", columns=columns)
-            if name == "segment_insights":
-                con.execute(f"CREATE TABLE {alias}.{LOOKUP} AS SELECT {LOOKUP_COLUMNS} FROM {alias}.{name} "
-                            "ORDER BY segment_id")
-            con.execute(f"CREATE TABLE {alias}.history_meta (cut TIMESTAMPTZ, serving_table VARCHAR, "
-                        "fingerprint VARCHAR, row_count BIGINT)")
-            con.execute(f"INSERT INTO {alias}.history_meta VALUES (?, ?, ?, ?)", [bounds[1], name, printed, rows])
+            out = fill(alias)
             con.execute(f"CHECKPOINT {alias}")
         finally:
             con.execute(f"DETACH {alias}")
@@ -387,10 +426,7 @@ def _write(settings: Settings, con: duckdb.DuckDBPyConnection, name: str, part: 
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
         raise
-    lo, hi = bounds
-    log.info("%s %s: %d %s rows anchored %sbefore %s", tier.name, hid, rows, name,
-             "" if lo is None else f"at/after {lo.isoformat()} and ", hi.isoformat())
-    return hid, rows
+    return out
 
 
 _ALIAS = re.compile(r"hist(_\d+)?")
@@ -402,35 +438,43 @@ def _aliases(ids: Iterable[str]) -> dict[str, str]:
     return {hid: f"hist_{i}" for i, hid in enumerate(sorted(set(ids)))}
 
 
+def aliases(history: History, bases: Mapping[str, BaseFile]) -> dict[str, str]:
+    """file id -> the name a snapshot attaches it by, for the tier files and the shared bases it reads."""
+    return _aliases([*history.ids(), *(b.id for b in bases.values())])
+
+
 def attach_and_union(con: duckdb.DuckDBPyConnection, settings: Settings, history: History,
-                     views: Mapping[str, str]) -> dict[str, int]:
-    """In the snapshot being built: the recent part of each table (`<name>_recent`), the view `<name>` over its tiers
-    and recent, the view `segment_lookup` (LOOKUP) and `snapshot_history`; returns each table's recent rows. The
-    tier files stay attached until detach()."""
+                     views: Mapping[str, str], bases: Mapping[str, BaseFile]) -> dict[str, int]:
+    """In the snapshot being built: attach the tier files and the shared bases (`bases`: serving table -> its base
+    file, under the names aliases() gives); the recent part of each table (`<name>_recent`), the view `<name>` over
+    its tiers and recent, the view `segment_lookup` (LOOKUP) and `snapshot_history`; returns each table's recent
+    rows. The files stay attached until detach()."""
     recent: dict[str, int] = {}
-    aliases = _aliases(history.ids())
-    for hid, alias in aliases.items():
+    named = aliases(history, bases)
+    for hid, alias in named.items():
         con.execute(f"ATTACH $path AS {alias} (READ_ONLY)", {"path": str(history_path(settings, hid))})
     for name, part in PARTS.items():
         con.execute(f"CREATE TABLE {name}_recent AS {recent_sql(part, views[name])} ORDER BY {part.order_by}",
                     {"cut": _bound(part, history.recent_from)})
         recent[name] = int(con.execute(f"SELECT count(*) FROM {name}_recent").fetchone()[0])
-        stored = " UNION ALL ".join(f"SELECT * FROM {aliases[t.ids[name]]}.{name}" for t in history.tiers.values())
+        stored = " UNION ALL ".join(f"SELECT * FROM {named[t.ids[name]]}.{name}" for t in history.tiers.values())
         con.execute(f"CREATE VIEW {name} AS {stored} UNION ALL SELECT * FROM {name}_recent")
-    lookups = " UNION ALL ".join(f"SELECT * FROM {aliases[t.ids['segment_insights']]}.{LOOKUP}"
+    lookups = " UNION ALL ".join(f"SELECT * FROM {named[t.ids['segment_insights']]}.{LOOKUP}"
                                  for t in history.tiers.values())
     con.execute(f"CREATE VIEW {LOOKUP} AS {lookups} UNION ALL SELECT {LOOKUP_COLUMNS} FROM segment_insights_recent")
     con.execute("CREATE TABLE snapshot_history (history_id VARCHAR, cut TIMESTAMPTZ, serving_table VARCHAR, "
                 "files VARCHAR, history_rows BIGINT, alias VARCHAR, tier VARCHAR, lo TIMESTAMPTZ)")
     con.executemany("INSERT INTO snapshot_history VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [[t.ids[name], t.bounds[1], name, t.files[name], t.rows[name], aliases[t.ids[name]], tier,
-                      t.bounds[0]] for tier, t in history.tiers.items() for name in PARTS])
+                    [[t.ids[name], t.bounds[1], name, t.files[name], t.rows[name], named[t.ids[name]], tier,
+                      t.bounds[0]] for tier, t in history.tiers.items() for name in PARTS]
+                    + [[b.id, None, name, b.identity, b.rows, named[b.id], BASE_TIER, None]
+                       for name, b in bases.items()])
     return recent
 
 
-def detach(con: duckdb.DuckDBPyConnection, history: History) -> None:
-    """Detach the tier files attach_and_union attached (before the snapshot is closed)."""
-    for alias in _aliases(history.ids()).values():
+def detach(con: duckdb.DuckDBPyConnection, history: History, bases: Mapping[str, BaseFile]) -> None:
+    """Detach the files attach_and_union attached (before the snapshot is closed)."""
+    for alias in aliases(history, bases).values():
         con.execute(f"DETACH {alias}")
 
 

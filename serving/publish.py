@@ -19,6 +19,8 @@ LAYOUT (table: sort order -> query it serves)
                      (history + warm + recent parts, serving/insights_history.py: the archive is kept for ever)
   viewer_pairs:      every relationship interval between a viewer and an author, as the audience flag it
                      sets (audience.RELATION_FLAGS), (viewer_id, author_id) -> tray candidates + audience flags
+                     (a view over a base shared between snapshots and this snapshot's changes, like ring_features:
+                     serving/shared_bases.py)
   private_intervals: (user_id)                                          -> author_private flag
   viewer_seen:       (viewer_id, segment_id)                            -> ring seen state
   ring_features:     (viewer_id, author_id)                             -> tray score
@@ -54,7 +56,7 @@ import duckdb
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
-from serving import audience_table, insights_history
+from serving import insights_history, shared_bases
 from serving.snapshot import (
     FORMAT_VERSION,
     SNAPSHOT_SUFFIX,
@@ -69,7 +71,6 @@ from storylake.clock import iso, utc
 from storylake.errors import StorylakeError
 from storylake.rules import audience
 from storylake.rules.lifetimes import SEEN_BY_LIFETIME, expires_at_sql
-from storylake.rules.tray_score import FEATURE_WEIGHTS
 from storylake.rules.views import OTHERS_VIEW_SQL
 from storylake.settings import Settings
 from storylake.writer_lock import holding_writer_lock
@@ -120,33 +121,10 @@ def _src(key: str) -> str:
     return "src_" + key.replace(".", "_")
 
 
-def _pairs_sql() -> str:
-    """viewer_pairs rows: every relationship interval between a viewer and an author as the audience flag it
-    sets (audience.relation_edges_sql, from audience.RELATION_FLAGS, the one place relation -> flag is defined),
-    plus the author's private-account intervals joined onto every follow edge (flag 'author_private'); keyed by
-    the viewer."""
-    rel = "rel"  # the temp table of silver.relationships (see _build)
-    edges = audience.relation_edges_sql(
-        rel, flag_sql=lambda f: str(audience_table.PAIR_FLAGS.index(f)), author_key="author_id", viewer_key="viewer_id",
-        flag_column="flag_code",
-    )
-    follows = audience.relation_flag("follows")
-    # joined before the DISTINCT: the few private authors' follow edges are deduplicated, not the whole graph
-    private = (
-        f"SELECT DISTINCT f.{follows.author_column} AS author_id, f.{follows.viewer_column} AS viewer_id, "
-        f"{audience_table.PAIR_FLAGS.index(audience.PRIVATE_FLAG)} AS flag_code, p.valid_from, p.valid_to "
-        f"FROM {rel} f "
-        f"JOIN (SELECT user_id, valid_from, valid_to FROM {rel} WHERE relation = '{audience.PRIVATE_RELATION}') p "
-        f"ON p.user_id = f.{follows.author_column} "
-        f"WHERE f.relation = '{follows.relation}'"
-    )
-    return f"{edges} UNION ALL {private}"  # both (author_id, viewer_id, flag_code, valid_from, valid_to)
-
-
 # the author's blocks of a viewer (Seen By hides the viewer while one holds)
 _BLOCKED = audience.relation_flag("blocked_by_author")
 SEG = _src("silver.segments")
-REL = "rel"  # silver.relationships, read once into a temp table
+REL = shared_bases.REL  # the relationship rows private_intervals and the catalog read (serving/shared_bases.py)
 SV = _src("silver.segment_viewers")
 PR = _src("silver.profiles")
 SI = _src("gold.segment_insights")
@@ -154,8 +132,6 @@ STI = _src("gold.story_insights")
 ADI = _src("gold.author_daily_insights")
 AHI = _src("gold.author_hourly_insights")
 STR = _src("gold.sticker_results")
-RF = _src("gold.ring_features")
-RF_READ = "rf_read"  # gold.ring_features as readers see it (a view over its base and its changes, see _build)
 VIEW_SOURCES = contracts.get("silver.segment_viewers").column("first_view_source").enum or ()
 # live_segments keeps the non-deleted segments still active at some instant >= as_of - TRAY_WINDOW, so trays
 # can be served for any `now` from as_of - TRAY_WINDOW on (archived history does not grow the tray index).
@@ -165,17 +141,14 @@ HOURLY_WINDOW = timedelta(days=2)  # author_hourly_insights published: today's a
 # (serving table, SELECT producing it). Every statement is built from constants only (no user values);
 # $window_start is a bound parameter. The long-lived tables (segment, story, author-day insights, sticker results and
 # archived segments) are built by serving/insights_history.py: history and warm rows shared between snapshots + this
-# publish's recent rows. sv and rel are temp tables holding silver.segment_viewers and silver.relationships, each
-# read once.
+# publish's recent rows; viewer_pairs and ring_features by serving/shared_bases.py. sv is a temp table holding
+# silver.segment_viewers, rel one holding the relationship rows these steps read (shared_bases.REL).
 STEPS: tuple[tuple[str, str], ...] = (
     ("live_segments", f"""
         SELECT segment_id, author_id, story_id, media_id, media_type, audience, duration_ms, created_at, expires_at
         FROM {SEG} WHERE NOT coalesce(is_deleted, false) AND expires_at > $window_start
         ORDER BY author_id, created_at, segment_id"""),
     ("profiles", f"SELECT user_id, username, profile_picture_media_id FROM {PR} ORDER BY user_id"),
-    ("viewer_pairs", f"""
-        SELECT viewer_id, author_id, flag_code::UTINYINT AS flag_code, valid_from, valid_to FROM ({_pairs_sql()})
-        ORDER BY viewer_id, author_id, flag_code, valid_from"""),
     ("private_intervals", f"""
         SELECT user_id, valid_from, valid_to FROM {REL} WHERE relation = '{audience.PRIVATE_RELATION}'
         ORDER BY user_id, valid_from"""),
@@ -183,9 +156,6 @@ STEPS: tuple[tuple[str, str], ...] = (
     ("segment_viewers", f"""
         SELECT segment_id, viewer_id, first_viewed_at, first_view_source, max_completion_pct
         FROM sv WHERE {OTHERS_VIEW_SQL} ORDER BY segment_id, first_viewed_at DESC, viewer_id"""),
-    ("ring_features", f"""
-        SELECT viewer_id, author_id, {", ".join(f"coalesce({f}, 0) AS {f}" for f in FEATURE_WEIGHTS)}, as_of
-        FROM {RF_READ} ORDER BY viewer_id, author_id"""),
     # The segments Seen By can list: those created at/after $catalog_start (as_of - SEEN_BY_LIFETIME) and those
     # with viewer rows, from silver, gold insights and the viewer rows themselves; with the block intervals of its
     # author toward its viewers (blocked_viewers, NULL for nearly every segment): Seen By hides a viewer the author
@@ -402,14 +372,13 @@ def _refuse_unfinished_run(settings: Settings) -> None:
                            "the pipeline (storylake run) before publishing")
 
 
-def _merged_sql(table: merge_on_read.MergedTable, sources: dict[str, tuple[Any, int, int, DeltaTable]],
-                columns: list[str] | None = None) -> str:
-    """SELECT of a merge-on-read table's rows from its registered base and changes (storylake.merge_on_read); of the
-    base alone when the changes have no row (right after the base was written, or a lake without them), which
-    spares DuckDB the anti-join of every base row (13.2M ring features at 10M views a day)."""
+def _merged_source(settings: Settings, sources: dict[str, tuple[Any, int, int, DeltaTable]],
+                   table: merge_on_read.MergedTable) -> shared_bases.Source:
+    """A merge-on-read source as registered (serving/shared_bases.py); its changes without a row when the lake has
+    none (they are registered empty then)."""
     changes = sources.get(table.changes)
-    with_changes = changes is not None and changes[2] > 0
-    return merge_on_read.duckdb_sql(table, _src(table.key), _src(table.changes) if with_changes else None, columns)
+    return shared_bases.Source(_src(table.key), _src(table.changes), table.path(settings), sources[table.key][3],
+                               changes is not None and changes[2] > 0)
 
 
 def _register(con: duckdb.DuckDBPyConnection, name: str, ds: Any, dt: DeltaTable) -> None:
@@ -480,30 +449,10 @@ def _build(
         )
         steps["read segment_viewers"] = time.perf_counter() - t
         t = time.perf_counter()
-        # read by several steps (one scan per union arm for viewer_pairs): scanned from Delta once
-        con.execute(
-            "CREATE TEMP TABLE rel AS SELECT relation, user_id, other_user_id, valid_from, valid_to FROM ("
-            + _merged_sql(merge_on_read.RELATIONSHIPS, sources) + ")"
-        )
-        con.execute(f"CREATE TEMP VIEW {RF_READ} AS " + _merged_sql(
-            merge_on_read.RING_FEATURES, sources, ["viewer_id", "author_id", *FEATURE_WEIGHTS, "as_of"]))
-        steps["read relationships"] = time.perf_counter() - t
-        params = {"window_start": as_of - TRAY_WINDOW, "hours_start": as_of - HOURLY_WINDOW,
-                  "catalog_start": as_of - SEEN_BY_LIFETIME}
-        # every segment with viewer rows was created at/after the earliest segment_created_at they hold: a bound the
-        # Parquet scans of silver.segments and gold.segment_insights prune their files and row groups by, so the
-        # catalog reads the last days, not years of insights (segment_viewers has a retention, insights have 2 years)
-        earliest = con.execute("SELECT min(segment_created_at) FROM sv").fetchone()[0]
-        params["catalog_floor"] = params["catalog_start"] if earliest is None else min(
-            params["catalog_start"], earliest)
-        tables: dict[str, int] = {}
-        for name, sql in STEPS:
-            t = time.perf_counter()
-            tables[name] = _create_table(con, name, sql, params)
-            steps[name] = time.perf_counter() - t
-        con.execute("DROP TABLE sv")
-        con.execute("DROP TABLE rel")
-        con.execute(f"DROP VIEW {RF_READ}")
+        ring, relationships = _merged_source(settings, sources, merge_on_read.RING_FEATURES), _merged_source(
+            settings, sources, merge_on_read.RELATIONSHIPS)
+        bases, bases_kept = shared_bases.ensure(settings, con, ring, relationships, prior)
+        steps["shared bases"] = time.perf_counter() - t
         t = time.perf_counter()
         parts = insights_history.PARTS
         views = {name: _src(part.source) for name, part in parts.items()}
@@ -513,11 +462,29 @@ def _build(
              for name, part in parts.items()}, as_of, prior)
         steps["insights history"] = time.perf_counter() - t
         t = time.perf_counter()
-        recent = insights_history.attach_and_union(con, settings, history, views)
+        recent = insights_history.attach_and_union(con, settings, history, views, bases)
         steps["insights recent"] = time.perf_counter() - t
-        for name in parts:
-            tables[name] = history.stored_rows(name) + recent[name]
-        history_report = insights_history.describe(history, recent)
+        tables: dict[str, int] = {name: history.stored_rows(name) + recent[name] for name in parts}
+        steps.update(shared_bases.create(con, insights_history.aliases(history, bases), bases, ring, relationships))
+        params = {"window_start": as_of - TRAY_WINDOW, "hours_start": as_of - HOURLY_WINDOW,
+                  "catalog_start": as_of - SEEN_BY_LIFETIME}
+        # every segment with viewer rows was created at/after the earliest segment_created_at they hold: a bound the
+        # Parquet scans of silver.segments and gold.segment_insights prune their files and row groups by, so the
+        # catalog reads the last days, not years of insights (segment_viewers has a retention, insights have 2 years)
+        earliest = con.execute("SELECT min(segment_created_at) FROM sv").fetchone()[0]
+        params["catalog_floor"] = params["catalog_start"] if earliest is None else min(
+            params["catalog_start"], earliest)
+        for name, sql in STEPS:
+            t = time.perf_counter()
+            tables[name] = _create_table(con, name, sql, params)
+            steps[name] = time.perf_counter() - t
+        con.execute("DROP TABLE sv")
+        con.execute(f"DROP TABLE {REL}")
+        for name in ("ring_features", "viewer_pairs"):
+            tables[name] = int(con.execute(f"SELECT count(*) FROM {name}").fetchone()[0])
+        history_report = {**insights_history.describe(history, recent),
+                          "bases": {name: b.id for name, b in bases.items()},
+                          "bases_reused": sorted(name for name, kept in bases_kept.items() if kept)}
         mismatches = int(
             con.execute(
                 "SELECT count(*) FROM segment_catalog WHERE gold_reach IS NOT NULL AND gold_reach <> viewer_rows "
@@ -539,7 +506,7 @@ def _build(
         con.execute("INSERT INTO snapshot_keys VALUES (?)", [secrets.token_bytes(32)])
         for key in SOURCES:
             con.unregister(_src(key))
-        insights_history.detach(con, history)
+        insights_history.detach(con, history, bases)
         t = time.perf_counter()
         con.execute("CHECKPOINT")
         steps["checkpoint"] = time.perf_counter() - t

@@ -6,7 +6,9 @@ Layout under `settings.serving_dir`:
     history/<history_id>.duckdb      immutable DuckDB files, two per long-lived table (insights, the archive): its
                                      rows anchored before a daily cut, and its warm rows from that cut to a later
                                      one, attached read-only by the snapshots that share them
-                                     (serving/insights_history.py)
+                                     (serving/insights_history.py); and the bases of ring_features and
+                                     viewer_pairs, shared while their merge-on-read sources' bases are unchanged
+                                     (serving/shared_bases.py)
     CURRENT                          one line: the snapshot_id being served (replaced atomically)
 
 Readers resolve CURRENT once and keep their handle: a reader opened before a publish goes on
@@ -31,11 +33,13 @@ from storylake.settings import Settings
 
 SNAPSHOT_SUFFIX = ".duckdb"
 CURRENT_NAME = "CURRENT"
-# snapshot_meta.format_version of the snapshots publish writes: 3 = a history and a warm file per long-lived table
-# (snapshot_history's `tier`, `lo`); 2 = a history file per long-lived table, attached under the alias
-# snapshot_history records; 1 = one shared file attached as `hist`. A reader opens versions up to it, and publish
+# snapshot_meta.format_version of the snapshots publish writes: 4 = ring_features and viewer_pairs are views over a
+# base file shared between snapshots and the snapshot's changes (snapshot_history's tier 'base',
+# serving/shared_bases.py); 3 = a history and a warm file per long-lived table (snapshot_history's `tier`, `lo`);
+# 2 = a history file per long-lived table, attached under the alias snapshot_history records; 1 = one shared file
+# attached as `hist`. A reader opens versions up to it, and publish
 # refuses to follow a CURRENT snapshot of a newer one (its cleanup would not know the newer files it attaches).
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 
 def snapshots_dir(settings: Settings) -> Path:

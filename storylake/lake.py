@@ -65,16 +65,17 @@ def version(path: Path) -> int | None:
     return None if dt is None else dt.version()
 
 
-def rows_unchanged_since(path: Path, version: int) -> bool:
-    """The Delta table at `path` holds the rows of its `version`: no commit since added or removed data (a
-    compaction's add and remove actions say dataChange false; a commit without them, e.g. a vacuum's, changes no
-    rows) or changed the metadata. Read from the commits' JSON files (False when one is missing)."""
+def rows_unchanged_since(path: Path, version: int, until: int | None = None) -> bool:
+    """The Delta table at `path` holds the rows of its `version` at its latest version (`until`: at that version, not
+    before `version`): no commit between added or removed data (a compaction's add and remove actions say dataChange
+    false; a commit without them, e.g. a vacuum's, changes no rows) or changed the metadata. Read from the commits'
+    JSON files (False when one is missing)."""
     files = _log_files(path)
     if files is None:
         return False
     commits = [int(name[:-5]) for name, _, _ in files if name.endswith(".json") and name[:-5].isdigit()]
-    latest = max(commits, default=-1)
-    if latest < version:
+    latest = max(commits, default=-1) if until is None else until
+    if latest < version or (until is not None and until > max(commits, default=-1)):
         return False
     for v in range(version + 1, latest + 1):
         try:

@@ -59,7 +59,9 @@ def _history_files(settings: Settings) -> list[str]:
 
 
 def _files_of(report: Any) -> list[str]:
-    return sorted(f"{hid}.duckdb" for key in ("history_ids", "warm_ids") for hid in set(report.history[key].values()))
+    """The files a snapshot attaches: its history and warm tiers' and its shared bases' (serving/shared_bases.py)."""
+    return sorted(f"{hid}.duckdb" for key in ("history_ids", "warm_ids", "bases")
+                  for hid in set(report.history[key].values()))
 
 
 def test_history_is_shared_until_old_rows_change(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -263,7 +265,13 @@ def _to_shared_file_layout(settings: Settings, report: Any) -> None:
                     "SELECT segment_id, author_id, created_at, is_deleted FROM segment_insights_recent")
         con.execute("DROP TABLE archived_segments_recent")
         con.execute("CREATE TABLE archived_segments AS SELECT * FROM archive_rows")
-        con.execute("DELETE FROM snapshot_history WHERE serving_table = 'archived_segments' OR tier = 'warm'")
+        for name in ("ring_features", "viewer_pairs"):  # tables of their own before format 4 (shared bases)
+            con.register(f"{name}_rows", con.sql(f"SELECT * FROM {name}").to_arrow_table())  # noqa: S608
+            con.execute(f"DROP VIEW {name}")
+            con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_rows")  # noqa: S608
+            con.execute(f"DROP TABLE {name}_changes")
+        con.execute("DELETE FROM snapshot_history WHERE serving_table = 'archived_segments' "
+                    "OR tier IN ('warm', 'base')")
         for column in ("alias", "tier", "lo"):
             con.execute(f"ALTER TABLE snapshot_history DROP COLUMN {column}")
         con.execute("UPDATE snapshot_history SET history_id = 'shared-format-1'")
