@@ -465,7 +465,10 @@ def _build(
         recent = insights_history.attach_and_union(con, settings, history, views, bases)
         steps["insights recent"] = time.perf_counter() - t
         tables: dict[str, int] = {name: history.stored_rows(name) + recent[name] for name in parts}
-        steps.update(shared_bases.create(con, insights_history.aliases(history, bases), bases, ring, relationships))
+        merged_rows, merged_steps = shared_bases.create(con, insights_history.aliases(history, bases), bases, ring,
+                                                        relationships)
+        tables.update(merged_rows)
+        steps.update(merged_steps)
         params = {"window_start": as_of - TRAY_WINDOW, "hours_start": as_of - HOURLY_WINDOW,
                   "catalog_start": as_of - SEEN_BY_LIFETIME}
         # every segment with viewer rows was created at/after the earliest segment_created_at they hold: a bound the
@@ -480,8 +483,6 @@ def _build(
             steps[name] = time.perf_counter() - t
         con.execute("DROP TABLE sv")
         con.execute(f"DROP TABLE {REL}")
-        for name in ("ring_features", "viewer_pairs"):
-            tables[name] = int(con.execute(f"SELECT count(*) FROM {name}").fetchone()[0])
         history_report = {**insights_history.describe(history, recent),
                           "bases": {name: b.id for name, b in bases.items()},
                           "bases_reused": sorted(name for name, kept in bases_kept.items() if kept)}
