@@ -1,18 +1,22 @@
-"""Independent jobs of one layer, run in lanes: each lane runs its jobs in turn, the lanes side by side.
+"""Independent jobs of one layer, run side by side: workers (threads of the calling process) each take the next job
+that is ready, in the order given, until none is left.
 
-A job mostly waits on the engine (Spark Connect) or on Delta commits, so two lanes of jobs that share no table keep
-the engine's cores busy where one job alone leaves them idle between its stages. Lanes are threads of the
-calling process; the engine runs their queries concurrently. With `parallel` false (Settings.job_lanes 1) the
-lanes run one after the other, in order. The results do not depend on it: no job of a layer reads a table another
-job of the same call writes (jobs writing a shared table, ops.quarantine, take turns: jobs.silver.quarantine).
+A job mostly waits on the engine (Spark Connect) or on Delta commits, so two jobs at once keep the engine's cores
+busy where one job alone leaves them idle between its stages; the engine runs their queries concurrently. Jobs are
+given longest first, and a worker takes the first one whose `needs` (jobs whose tables it reads) have finished, so
+the workers end close together whatever the jobs' lengths (fixed lanes of jobs left one lane idle for 1-2 s at the
+end of each layer on the 1M views/day benchmark's hour). With one worker (Settings.job_lanes 1) the jobs run one
+after the other, in order. The results do not depend on it: a job reads no table another job of the same call
+writes unless it needs that job (jobs writing a shared table, ops.quarantine, take turns: jobs.silver.quarantine).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
 from types import ModuleType
@@ -56,29 +60,64 @@ def run_job(name: str, job: Callable[[], dict[str, int]], logger: logging.Logger
         return job()
 
 
-def run_lanes(lanes: Sequence[Sequence[Job]], *, parallel: bool, logger: logging.Logger, layer: str
-              ) -> dict[str, int]:
-    """Run every lane's jobs (timed and logged; failpoint `<layer>.after_<job>` after each; a job the engine
-    failed by losing a finished operation is run again once: run_job); rows written per
-    table. Every lane ends before an error of one is raised (no job outlives the call); the first lane's error
-    wins."""
+def run_jobs(jobs: Sequence[Job], *, workers: int, logger: logging.Logger, layer: str,
+             needs: Mapping[str, Collection[str]] | None = None) -> dict[str, int]:
+    """Run the jobs (timed and logged; failpoint `<layer>.after_<job>` after each; a job the engine failed by losing a
+    finished operation is run again once: run_job) on `workers` threads, each taking the first job in `jobs`' order
+    whose `needs` (job name -> names of the jobs it reads the tables of, each earlier in `jobs`) have finished; rows
+    written per table. After a failure no further job starts, the running ones end before the error is raised (no job
+    outlives the call), and the first failed job's error (in `jobs`' order) is raised."""
+    needed = {name: set((needs or {}).get(name, ())) for name, _ in jobs}
+    seen: set[str] = set()
+    for name, _ in jobs:
+        if not needed[name] <= seen:
+            raise ValueError(f"job {name} needs {sorted(needed[name] - seen)}, which do not come before it")
+        seen.add(name)
 
-    def lane(jobs: Sequence[Job]) -> dict[str, int]:
+    def timed_run(name: str, job: Callable[[], dict[str, int]]) -> dict[str, int]:
         out: dict[str, int] = {}
-        for name, job in jobs:
-            with timed(name, out, logger):
-                out.update(run_job(name, job, logger))
-            failpoints.reach(f"{layer}.after_{name}")
+        with timed(name, out, logger):
+            out.update(run_job(name, job, logger))
+        failpoints.reach(f"{layer}.after_{name}")
         return out
 
     rows: dict[str, int] = {}
-    if not parallel or len(lanes) < 2:
-        for jobs in lanes:
-            rows.update(lane(jobs))
+    if workers < 2 or len(jobs) < 2:
+        for name, job in jobs:
+            rows.update(timed_run(name, job))
         return rows
-    with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix=f"{layer}-lane") as pool:
-        futures = [pool.submit(lane, jobs) for jobs in lanes]
-        wait(futures)
-        for future in futures:
-            rows.update(future.result())
+    pending = list(jobs)
+    done: set[str] = set()
+    errors: dict[str, BaseException] = {}
+    ready = threading.Condition()
+
+    def worker() -> None:
+        while True:
+            with ready:
+                while True:
+                    if errors or not pending:
+                        return
+                    found = next((j for j in pending if needed[j[0]] <= done), None)
+                    if found is not None:
+                        pending.remove(found)
+                        break
+                    ready.wait()
+            name, job = found
+            try:
+                out = timed_run(name, job)
+            except BaseException as exc:  # noqa: BLE001 - raised by run_jobs once every worker has ended
+                with ready:
+                    errors[name] = exc
+                    ready.notify_all()
+                return
+            with ready:
+                rows.update(out)
+                done.add(name)
+                ready.notify_all()
+
+    with ThreadPoolExecutor(max_workers=min(workers, len(jobs)), thread_name_prefix=f"{layer}-lane") as pool:
+        for future in [pool.submit(worker) for _ in range(min(workers, len(jobs)))]:
+            future.result()
+    if errors:
+        raise errors[next(name for name, _ in jobs if name in errors)]
     return rows

@@ -108,7 +108,7 @@ class Settings:
     api_jwks_url: str | None = None
     api_users: Path | None = None
     api_max_body_bytes: int = 1_048_576
-    # Silver and gold: jobs one run submits to the engine at once (jobs/lanes.py: two lanes of independent jobs;
+    # Silver and gold: jobs one run submits to the engine at once (jobs/lanes.py: workers taking the next ready job;
     # 1 = in turn).
     job_lanes: int = 2
     # Per worker: tray segments kept rendered as JSON (serving/web/tray_fragments.py, ~250 bytes each; 0 = none).

@@ -273,7 +273,7 @@ def test_a_job_the_engine_fails_by_losing_a_finished_operation_runs_again_once(s
     from pyspark.errors.exceptions.connect import SparkConnectGrpcException
 
     from jobs.engine_workarounds import lost_operation
-    from jobs.lanes import run_lanes
+    from jobs.lanes import run_jobs
 
     with pytest.raises(SparkConnectGrpcException) as raised:  # Sail 0.7.2 still refuses the reattachment
         _reattach_to_a_finished_operation(spark)
@@ -293,10 +293,10 @@ def test_a_job_the_engine_fails_by_losing_a_finished_operation_runs_again_once(s
         return {}
 
     with caplog.at_level(logging.WARNING, logger="lanes-test"):
-        rows = run_lanes([[("flaky", flaky)]], parallel=False, logger=logging.getLogger("lanes-test"), layer="t")
+        rows = run_jobs([("flaky", flaky)], workers=1, logger=logging.getLogger("lanes-test"), layer="t")
     assert rows == {"t": 4} and calls == ["flaky", "flaky"]
     assert "flaky: the engine lost a finished operation" in caplog.text
     calls.clear()
     with pytest.raises(Exception, match="no_such_table"):  # any other failure is not retried
-        run_lanes([[("broken", broken)]], parallel=False, logger=logging.getLogger("lanes-test"), layer="t")
+        run_jobs([("broken", broken)], workers=1, logger=logging.getLogger("lanes-test"), layer="t")
     assert calls == ["broken"]

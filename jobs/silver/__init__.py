@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from jobs import spark_io
-from jobs.lanes import job_name, module_jobs, run_lanes, timed
+from jobs.lanes import job_name, module_jobs, run_jobs, timed
 from storylake.settings import Settings
 from storylake.writer_lock import holding_writer_lock
 
@@ -58,7 +58,7 @@ def build_silver(
                     ", ".join(f"{k}: {v}" for k, v in drifted.items()))
         full_refresh = True
     previous = _segments_version_of_last_run(settings)
-    parallel = settings.job_lanes > 1
+    workers = settings.job_lanes
     # a job whose slice is empty writes nothing, so it is skipped; unless a run planned for a later as_of since the
     # last good one may have written rows anchored after this as_of (rewriting the empty slice removes them), or the
     # tables are Parquet folders (each slice a folder of its own)
@@ -76,8 +76,8 @@ def build_silver(
         return segments.run(spark, settings, as_of, scope.since, scope.patch)
 
     # the dimensions (segments and relationships are independent of each other), then the plan, which reads them
-    counts = run_lanes([[("segments", build_segments)], [("relationships", lambda: relationships.run(
-        spark, settings, as_of, full_refresh=full_refresh))]], parallel=parallel, logger=log, layer="silver")
+    counts = run_jobs([("segments", build_segments), ("relationships", lambda: relationships.run(
+        spark, settings, as_of, full_refresh=full_refresh))], workers=workers, logger=log, layer="silver")
     with timed("plan", counts, log):
         horizon = horizons.plan(spark, settings, as_of, full_refresh=full_refresh,
                                 previous_segments_version=previous)
@@ -104,11 +104,12 @@ def build_silver(
                 return module.run(spark, settings, horizon.for_job(name), changes)
             return module.run(spark, settings, horizon.for_job(name))
 
-        # segment_viewers reads view_events; the other jobs read neither and write their own tables
-        counts.update(run_lanes(
-            [module_jobs([view_events, segment_viewers], run),
-             module_jobs([profiles, navigation, sticker_responses, engagements], run)],
-            parallel=parallel, logger=log, layer="silver"))
+        # longest first (jobs/lanes.py); segment_viewers reads view_events; the other jobs read neither and write
+        # their own tables
+        counts.update(run_jobs(
+            module_jobs([view_events, navigation, sticker_responses, segment_viewers, engagements, profiles], run),
+            needs={job_name(segment_viewers): (job_name(view_events),)}, workers=workers, logger=log,
+            layer="silver"))
     if full_refresh:  # rows a shorter retention than their inputs' had removed stay removed
         reapply(settings, "silver")
     return counts
