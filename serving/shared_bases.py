@@ -28,6 +28,7 @@ The serving keys the source's changes touch:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,8 +149,6 @@ def create(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str], bases: Ma
     `viewer_pairs_changes` and the views `ring_features` and `viewer_pairs`, and the temp table `rel` (REL): the
     relationship rows of KEPT_RELATIONS and of the touched pairs, as readers see them. Returns the two views' rows
     and seconds per step."""
-    import time
-
     steps: dict[str, float] = {}
     t = time.perf_counter()
     con.execute(f"CREATE TABLE ring_features_changes AS {_ring_rows(ring.changes_view, merge_on_read.REMOVED)} "
