@@ -12,6 +12,7 @@ writes unless it needs that job (jobs writing a shared table, ops.quarantine, ta
 
 from __future__ import annotations
 
+import graphlib
 import logging
 import threading
 import time
@@ -86,34 +87,39 @@ def run_jobs(jobs: Sequence[Job], *, workers: int, logger: logging.Logger, layer
         for name, job in jobs:
             rows.update(timed_run(name, job))
         return rows
-    pending = list(jobs)
-    done: set[str] = set()
+    # the standard library's scheduler of a dependency graph's nodes as they become ready (graphlib); among the
+    # ready jobs a worker takes the first in `jobs`' order (longest first)
+    graph = graphlib.TopologicalSorter(needed)
+    graph.prepare()
+    order = {name: i for i, (name, _) in enumerate(jobs)}
+    by_name = dict(jobs)
+    ready: list[str] = []
     errors: dict[str, BaseException] = {}
-    ready = threading.Condition()
+    turn = threading.Condition()
 
     def worker() -> None:
         while True:
-            with ready:
+            with turn:
                 while True:
-                    if errors or not pending:
+                    if errors or not graph.is_active():
                         return
-                    found = next((j for j in pending if needed[j[0]] <= done), None)
-                    if found is not None:
-                        pending.remove(found)
+                    ready.extend(graph.get_ready())
+                    if ready:
+                        name = min(ready, key=order.__getitem__)
+                        ready.remove(name)
                         break
-                    ready.wait()
-            name, job = found
+                    turn.wait()
             try:
-                out = timed_run(name, job)
+                out = timed_run(name, by_name[name])
             except BaseException as exc:  # noqa: BLE001 - raised by run_jobs once every worker has ended
-                with ready:
+                with turn:
                     errors[name] = exc
-                    ready.notify_all()
+                    turn.notify_all()
                 return
-            with ready:
+            with turn:
                 rows.update(out)
-                done.add(name)
-                ready.notify_all()
+                graph.done(name)
+                turn.notify_all()
 
     with ThreadPoolExecutor(max_workers=min(workers, len(jobs)), thread_name_prefix=f"{layer}-lane") as pool:
         for future in [pool.submit(worker) for _ in range(min(workers, len(jobs)))]:
