@@ -74,8 +74,9 @@ def rows_unchanged_since(path: Path, version: int, until: int | None = None) -> 
     if files is None:
         return False
     commits = [int(name[:-5]) for name, _, _ in files if name.endswith(".json") and name[:-5].isdigit()]
-    latest = max(commits, default=-1) if until is None else until
-    if latest < version or (until is not None and until > max(commits, default=-1)):
+    newest = max(commits, default=-1)
+    latest = newest if until is None else until
+    if not version <= latest <= newest:
         return False
     for v in range(version + 1, latest + 1):
         try:
