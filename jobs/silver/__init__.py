@@ -37,6 +37,7 @@ def build_silver(
     from jobs.retention import reapply
     from jobs.schema_migration import conform_stored_schemas
     from jobs.silver import (
+        audience_check,
         engagements,
         navigation,
         profiles,
@@ -91,17 +92,20 @@ def build_silver(
         return skip_empty and horizon.for_job(name).slice_is_empty
 
     with spark_io.scratch(settings) as materialize:
-        changes = None
+        changes, audience = None, None
         if not all(skipped(job_name(m)) for m in keyed):
             with timed("touched keys", counts, log):
                 changes = touched.changes(spark, settings, horizon, materialize)  # once for the four keyed jobs
+            with timed("audience edges", counts, log):  # the relationships as the four keyed jobs' rules read them
+                audience = audience_check.shared_edges(
+                    spark_io.read_table(spark, settings, "silver", "relationships"), materialize)
 
         def run(module: ModuleType, name: str) -> dict[str, int]:
             if module in sliced and skipped(name):
                 log.info("%s: nothing to recompute (no change since the last good run reaches it)", name)
                 return {}
             if module in keyed:
-                return module.run(spark, settings, horizon.for_job(name), changes)
+                return module.run(spark, settings, horizon.for_job(name), changes, audience)
             return module.run(spark, settings, horizon.for_job(name))
 
         # longest first (jobs/lanes.py); segment_viewers reads view_events; the other jobs read neither and write

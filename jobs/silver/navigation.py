@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from jobs import spark_io
 from jobs.engine_workarounds import lookup
 from jobs.horizon import Admit, Horizon, read_bronze, segments_for
-from jobs.silver.audience_check import DENIAL, denial_reason, with_denial
+from jobs.silver.audience_check import DENIAL, audience_source, denial_reason, with_denial
 from jobs.silver.bronze import project
 from jobs.silver.dedupe import dedupe_event_id
 from jobs.silver.quarantine import iso_col, quarantine_rows, txt, write_quarantine
@@ -26,6 +26,7 @@ from storylake.settings import Settings
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+    from jobs.silver.audience_check import AudienceEdges, Relationships
     from jobs.silver.touched import Changes
 
 STAGE = "silver.navigation"
@@ -39,7 +40,7 @@ class NavigationOutput(NamedTuple):
 def transform(
     events: DataFrame,
     segments: DataFrame,
-    relationships: DataFrame,
+    relationships: Relationships,
     as_of: datetime,
     materialize: Materialize = spark_io.lazily,
     admit: Admit | None = None,
@@ -53,7 +54,7 @@ def transform(
 def decide(
     gestures: DataFrame,
     segments: DataFrame,
-    relationships: DataFrame,
+    relationships: Relationships,
     as_of: datetime,
     raw_columns: list[str],
     materialize: Materialize = spark_io.lazily,
@@ -105,11 +106,12 @@ def decide(
     return NavigationOutput(project(joined.filter(in_life & ~denied), "silver.navigation"), quarantine)
 
 
-def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Changes | None = None
-        ) -> dict[str, int]:
+def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Changes | None = None,
+        audience: AudienceEdges | None = None) -> dict[str, int]:
     """Recompute the job's horizon: every gesture in it, or on an incremental run only the touched ones
     (jobs.silver.touched: a gesture is its own group), beside the other rows as the last good run left them
-    (`changes`: the run's touched keys, None: the whole horizon)."""
+    (`changes`: the run's touched keys, None: the whole horizon; `audience`: the run's shared audience edges,
+    default derived here)."""
     from jobs.silver import touched as touch
 
     events = read_bronze(spark, settings, "navigation", horizon)
@@ -120,7 +122,7 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Chan
         out = decide(
             gestures,
             segments_for(spark, settings, horizon, gestures),
-            spark_io.read_table(spark, settings, "silver", "relationships"),
+            audience_source(spark, settings, audience),
             horizon.as_of,
             events.columns,
             materialize,

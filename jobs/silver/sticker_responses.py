@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from jobs import spark_io
 from jobs.engine_workarounds import lookup
 from jobs.horizon import Admit, Horizon, read_bronze, segments_for
-from jobs.silver.audience_check import DENIAL, denial_reason, with_denial
+from jobs.silver.audience_check import DENIAL, audience_source, denial_reason, with_denial
 from jobs.silver.bronze import project
 from jobs.silver.dedupe import KeyOrder, dedupe_event_id, first_per_keys
 from jobs.silver.quarantine import iso_col, quarantine_rows, txt, write_quarantine
@@ -35,6 +35,7 @@ from storylake.settings import Settings
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+    from jobs.silver.audience_check import AudienceEdges, Relationships
     from jobs.silver.touched import Changes
 
 STAGE = "silver.sticker_responses"
@@ -67,7 +68,7 @@ def segment_stickers(segments: DataFrame) -> DataFrame:
 def transform(
     events: DataFrame,
     segments: DataFrame,
-    relationships: DataFrame,
+    relationships: Relationships,
     as_of: datetime,
     materialize: Materialize = spark_io.lazily,
     admit: Admit | None = None,
@@ -82,7 +83,7 @@ def transform(
 def decide(
     receipts: DataFrame,
     segments: DataFrame,
-    relationships: DataFrame,
+    relationships: Relationships,
     as_of: datetime,
     raw_columns: list[str],
     materialize: Materialize = spark_io.lazily,
@@ -193,11 +194,11 @@ def decide(
 TOUCH_GROUP = ["segment_id", "user_id"]
 
 
-def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Changes | None = None
-        ) -> dict[str, int]:
+def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Changes | None = None,
+        audience: AudienceEdges | None = None) -> dict[str, int]:
     """Recompute the job's horizon: every interaction anchored in it, or on an incremental run only the touched users'
     on their segments (jobs.silver.touched), beside the other rows as the last good run left them (`changes`: the
-    run's touched keys, None: the whole horizon)."""
+    run's touched keys, None: the whole horizon; `audience`: the run's shared audience edges, default derived here)."""
     from jobs.silver import touched as touch
 
     events = read_bronze(spark, settings, "sticker_interaction", horizon)
@@ -208,7 +209,7 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Chan
         out = decide(
             receipts,
             segments_for(spark, settings, horizon, receipts),
-            spark_io.read_table(spark, settings, "silver", "relationships"),
+            audience_source(spark, settings, audience),
             horizon.as_of,
             events.columns,
             materialize,

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from jobs import spark_io
 from jobs.engine_workarounds import lookup
 from jobs.horizon import Admit, Horizon, read_bronze, segments_for
-from jobs.silver.audience_check import audience_flags
+from jobs.silver.audience_check import audience_flags, audience_source
 from jobs.silver.bronze import project
 from jobs.silver.dedupe import KeyOrder, dedupe_event_id, first_per_keys
 from jobs.silver.quarantine import iso_col, quarantine_rows, txt, write_quarantine
@@ -38,6 +38,7 @@ from storylake.settings import Settings
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+    from jobs.silver.audience_check import AudienceEdges, Relationships
     from jobs.silver.touched import Changes
 
 STAGE = "silver.view_events"
@@ -63,7 +64,7 @@ def counted(views: DataFrame) -> DataFrame:
 def classify(
     views: DataFrame,
     segments: DataFrame,
-    relationships: DataFrame,
+    relationships: Relationships,
     materialize: Materialize = spark_io.lazily,
     admit: Admit | None = None,
 ) -> DataFrame:
@@ -76,7 +77,7 @@ def classify(
 def decide(
     receipts: DataFrame,
     segments: DataFrame,
-    relationships: DataFrame,
+    relationships: Relationships,
     materialize: Materialize = spark_io.lazily,
     admit: Admit | None = None,
 ) -> DataFrame:
@@ -188,11 +189,11 @@ def transform(
     return outputs(classify(views, segments, relationships, admit=admit), as_of, views.columns)
 
 
-def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Changes | None = None
-        ) -> dict[str, int]:
+def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Changes | None = None,
+        audience: AudienceEdges | None = None) -> dict[str, int]:
     """Recompute the job's horizon: every receipt anchored in it, or on an incremental run only the touched ones
     (jobs.silver.touched), beside the other rows as the last good run left them (`changes`: the run's touched keys,
-    None: the whole horizon)."""
+    None: the whole horizon; `audience`: the run's shared audience edges, default derived here)."""
     from jobs.silver import touched as touch
 
     views = read_bronze(spark, settings, "segment_view", horizon)
@@ -203,7 +204,7 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Chan
         classified = decide(
             receipts,
             segments_for(spark, settings, horizon, receipts),
-            spark_io.read_table(spark, settings, "silver", "relationships"),
+            audience_source(spark, settings, audience),
             materialize,
             admit=horizon.admits,
         )
