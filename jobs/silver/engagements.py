@@ -95,9 +95,8 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Chan
 
     events = read_bronze(spark, settings, "engagement", horizon)
     with spark_io.scratch(settings) as materialize:
-        actions = dedupe_event_id(events.filter(horizon.admits("event_time")), materialize)
         actions, keys = touch.to_decide(spark, settings, horizon, changes, "engagement", "engagements", ["event_id"],
-                                      "actor_id", events, actions, materialize)
+                                      "actor_id", events, events.filter(horizon.admits("event_time")), materialize)
         out = decide(
             actions,
             segments_for(spark, settings, horizon, actions),

@@ -116,9 +116,8 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Chan
 
     events = read_bronze(spark, settings, "navigation", horizon)
     with spark_io.scratch(settings) as materialize:
-        gestures = dedupe_event_id(events.filter(horizon.admits("event_time")), materialize)
         gestures, keys = touch.to_decide(spark, settings, horizon, changes, "navigation", "navigation", ["event_id"],
-                                      "viewer_id", events, gestures, materialize)
+                                      "viewer_id", events, events.filter(horizon.admits("event_time")), materialize)
         out = decide(
             gestures,
             segments_for(spark, settings, horizon, gestures),

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from jobs import spark_io
 from jobs.engine_workarounds import lookup
 from jobs.horizon import SEGMENT_EVENTS, Horizon, new_bronze, read_bronze
+from jobs.silver.dedupe import dedupe_event_id
 from jobs.silver.quarantine import other_events
 from storylake import audit, contracts, increments, lake
 from storylake.settings import Settings
@@ -185,14 +186,26 @@ def touched(spark: SparkSession, settings: Settings, horizon: Horizon, run: Chan
 
 
 def to_decide(spark: SparkSession, settings: Settings, horizon: Horizon, run: Changes | None, event: str, table: str,
-              group: list[str], viewer: str, bronze: DataFrame, receipts: DataFrame,
+              group: list[str], viewer: str, bronze: DataFrame, rows: DataFrame,
               materialize: spark_io.Materialize) -> tuple[DataFrame, Touched | None]:
-    """(the deduplicated `receipts` the job decides, the run's keys for them): all of them when it recomputes its
-    whole horizon (keys None), else the touched ones (touched(), select()), materialized."""
+    """(the receipts the job decides, the run's keys for them): every row of `rows` (the job's bronze rows in its
+    horizon) deduplicated by event_id when it recomputes its whole horizon (keys None), else the deduplicated
+    receipts of the touched keys (touched(), select()), materialized.
+
+    Those are found without deduplicating every row of the horizon: the rows of the touched keys name the events
+    whose first delivery can be one; every delivery of those events is deduplicated, and the first deliveries of
+    the touched keys are kept. An event's first delivery is the same among its deliveries as among all rows, so
+    that equals selecting the touched keys from all rows deduplicated, at the cost of two streams of the rows
+    through small hash tables instead of a hash aggregate of all of them."""
+    from pyspark.sql import functions as F
+
     keys = touched(spark, settings, horizon, run, event, table, group, viewer, bronze, materialize)
     if keys is None:
-        return receipts, None
-    return materialize(select(receipts, keys), f"{table}_touched_receipts"), keys
+        return dedupe_event_id(rows, materialize), None
+    named = materialize(select(rows, keys).select(F.col("event_id").alias(_EVENT)).distinct(),
+                        f"{table}_touched_events")
+    deliveries = lookup(rows, named, F.col("event_id") == F.col(_EVENT), "inner").select(*rows.columns)
+    return materialize(select(dedupe_event_id(deliveries, materialize), keys), f"{table}_touched_receipts"), keys
 
 
 def _marked(rows: DataFrame, keys: Touched) -> DataFrame:

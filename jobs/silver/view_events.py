@@ -198,9 +198,8 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Chan
 
     views = read_bronze(spark, settings, "segment_view", horizon)
     with spark_io.scratch(settings) as materialize:
-        receipts = dedupe_event_id(views, materialize)
         receipts, keys = touch.to_decide(spark, settings, horizon, changes, "segment_view", "view_events",
-                                      RETRY_DEDUPE[0], "viewer_id", views, receipts, materialize)
+                                      RETRY_DEDUPE[0], "viewer_id", views, views, materialize)
         classified = decide(
             receipts,
             segments_for(spark, settings, horizon, receipts),
