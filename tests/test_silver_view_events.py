@@ -323,3 +323,21 @@ def test_property_fast_dedupe_equals_the_sequential_definition(spark, records):
     )
     got = {(r["event_id"], r["_source_file"], r["_line"]) for r in out.collect()}
     assert got == _sequential_dedupe(records)
+
+
+def test_shared_audience_edges_decide_every_receipt_as_the_relationships_do(spark):
+    """A run derives the audience edges once for its jobs (audience_check.shared_edges): the views and quarantine
+    rows are exactly those decided from silver.relationships itself (every audience rule is among VIEWS)."""
+    from jobs import spark_io
+    from jobs.silver.audience_check import shared_edges
+
+    segs, rels = silver_inputs(spark)
+    views = bronze(spark, "segment_view", VIEWS)
+    outs = [view_events.transform(views, segs, source, AS_OF)
+            for source in (rels, shared_edges(rels, spark_io.lazily))]
+    assert rows(outs[1].view_events) == rows(outs[0].view_events)
+    assert rows(outs[1].quarantine) == rows(outs[0].quarantine)
+    assert {r["event_id"]: r["rule"] for r in outs[1].quarantine.collect() if r["rule"] != "outside_lifetime"} == {
+        "cf-no": "not_close_friend", "cf-before": "not_close_friend", "blk-author": "blocked",
+        "blk-viewer": "blocked", "hid": "hidden_from_viewer", "prv-no": "private_not_approved",
+        "del-at": "segment_deleted", "unk-new": "unknown_segment", "unk-old": "unknown_segment"}
