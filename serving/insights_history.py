@@ -5,30 +5,33 @@
 Insights are kept for 2 years (segment, story and author-day insights, sticker results), archived segments for as
 long as their authors keep them, and an hourly run changes only the rows anchored in its horizon, a few days at
 most. Copying all of them into every hourly snapshot would make publish grow with the lake's age. So each of these
-serving tables is three parts (TIERS):
+serving tables is parts, each in a DuckDB file of its own under serving/history/<file id>.duckdb, written once and
+shared read-only by every snapshot that agrees with it:
 
-    history   rows anchored before the cut (midnight UTC, HISTORY_LAG before as_of), in a DuckDB file of its own
-              under serving/history/<history_id>.duckdb, written once and shared read-only by every snapshot that
-              agrees with it;
+    history   rows anchored before the cut (midnight UTC, HISTORY_LAG before as_of), in calendar periods
+              (history_periods): one file per whole month, one per day of the cut's month, the first holding every
+              row older than the earliest month with rows. When the cut moves (daily) only the new day's file is
+              written; when a month completes its day files give way to one month file (once a month, a month of
+              rows); so no publish copies what older months hold, whatever the lake's age;
     warm      rows anchored from the cut to the warm cut (midnight UTC, WARM_LAG before as_of), a file of its own
               likewise: rows an hourly run seldom changes, but that a late event can (see HISTORY_LAG);
     recent    rows anchored at/after the warm cut (or without an anchor), copied into each snapshot;
 
-and the snapshot's table is a view `history UNION ALL warm UNION ALL recent` (DuckDB pushes the caller's filters
-into every part; the snapshot attaches its history and warm files read-only when opened, serving/snapshot.py).
+and the snapshot's table is a view over the files and recent (UNION ALL: DuckDB pushes the caller's filters into
+every part; the snapshot attaches its files read-only when opened, serving/snapshot.py).
 
-A publish reuses the previous snapshot's file of a tier of a table when the tier's bounds are the same and its rows
-are unchanged:
-  1. cheap: the Delta files that may hold rows anchored within the tier (file statistics) are the ones the previous
-     snapshot saw;
+A publish reuses the previous snapshot's file of a period (or warm) of a table when the period's bounds are the same
+and its rows are unchanged:
+  1. cheap: the Delta files that may hold rows anchored within the period (file statistics) are the ones the
+     previous snapshot saw;
   2. otherwise (a compaction or a slice rewrite moved those rows into new files, or a run's gold horizon reached
-     into the tier): the tier's rows hash to the fingerprint recorded in its file.
-Otherwise it writes a new file for that tier of that table only (daily for every table when the cuts move; after a
-backfill, a retention run, or a late archive or delete of an old segment, for the tables whose old rows changed; the
-warm file also when a run's gold horizon reached before the warm cut and changed a row there). Files no kept
-snapshot refers to are removed with the snapshots. A snapshot published before the tables had a file each attaches
-its one shared file as `hist`; its file is reused table by table as long as it agrees; one published before the warm
-tier has none, and the next publish writes it.
+     into the period): the period's rows hash to the fingerprint recorded in its file.
+Otherwise it writes a new file for that period of that table only (daily for the new day's period and warm when the
+cuts move; after a backfill, a retention run, or a late archive or delete of an old segment, for the periods whose
+old rows changed; the warm file also when a run's gold horizon reached before the warm cut and changed a row there).
+Files no kept snapshot refers to are removed with the snapshots. A snapshot published before the tables had a file
+each attaches its one shared file as `hist`; its file is reused table by table as long as it agrees and its bounds
+are the first period's; one published before the warm tier has none, and the next publish writes it.
 """
 
 from __future__ import annotations
@@ -78,7 +81,6 @@ class Tier:
 
 HISTORY = Tier("history", None, HISTORY_LAG)
 WARM = Tier("warm", HISTORY_LAG, WARM_LAG)
-TIERS = (HISTORY, WARM)
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,70 @@ def bounds_for(tier: Tier, as_of: datetime) -> Bounds:
     return (None if tier.lo_lag is None else cut_for(as_of, tier.lo_lag)), cut_for(as_of, tier.hi_lag)
 
 
+def _midnight(d: date) -> datetime:
+    return datetime(d.year, d.month, d.day, tzinfo=UTC)
+
+
+def _next_month(d: date) -> date:
+    """The first day of the month after d's."""
+    return (d.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def history_periods(as_of: datetime, earliest: date | None, first: datetime | None = None) -> list[Bounds]:
+    """The history tier's periods as of a publish, oldest first: contiguous, covering every instant before the cut
+    (cut_for(as_of)), the first without a lower bound. Each whole month from the one after `earliest`'s (the day of
+    the oldest anchor the tables hold; None: unknown) to the cut's is a period, each day of the cut's month a period,
+    and the first period holds the rest (the oldest month's rows, which retention trims). So the periods of one
+    publish are those of the previous day's plus the day that left the warm tier, except on the first day of a
+    month (that month's days become one period) and when `earliest` moves to a later month (retention removed the
+    oldest month's rows). `first`: the upper bound of a first period to keep (the previous snapshot's, whose files
+    may be reused whatever their span), at most the cut; the grid's periods after it follow."""
+    cut = cut_for(as_of)
+    last = cut.date()
+    month = last.replace(day=1)
+    # unknown: as if the oldest rows were the previous month's (the first period holds every older row)
+    start = month - timedelta(days=1) if earliest is None else min(earliest, last)
+    points: list[date] = []
+    m = _next_month(start.replace(day=1))
+    while m <= month:
+        points.append(m)
+        m = _next_month(m)
+    d = max(month, start) + timedelta(days=1)
+    while d < last:
+        points.append(d)
+        d += timedelta(days=1)
+    at = [_midnight(p) for p in points if p < last] + [cut]
+    if first is not None and first <= cut:
+        at = [first, *(t for t in at if t > first)]
+    return [(None, at[0]), *zip(at, at[1:], strict=False)]
+
+
+def period_name(bounds: Bounds) -> str:
+    """The tier name a history period is recorded under (snapshot_history.tier): the first `history`, every other
+    `history:<its lower bound's day>`."""
+    lo = bounds[0]
+    return HISTORY.name if lo is None else f"{HISTORY.name}:{lo:%Y-%m-%d}"
+
+
+def earliest_anchor(actions: Mapping[str, pa.Table]) -> date | None:
+    """The UTC day of the oldest anchor the serving tables' sources hold (storylake.lake.add_actions per serving
+    table: the files' statistics); None when a file has no statistics for its anchor (then the cut's month starts
+    the grid: history_periods)."""
+    found: list[date] = []
+    for name, part in PARTS.items():
+        files = actions[name]
+        if files.num_rows == 0:
+            continue
+        col = f"min.{part.anchor}"
+        values = files.column(col).to_pylist() if col in files.column_names else [None] * files.num_rows
+        for value, some in zip(values, _anchored(files, part), strict=True):
+            if value is None and some:  # no statistics to tell
+                return None
+            if value is not None:
+                found.append(value.astimezone(UTC).date() if isinstance(value, datetime) else value)
+    return min(found) if found else None
+
+
 def _bound(part: Part, cut: datetime) -> datetime | date:
     return cut.date() if part.anchor == "day" else cut
 
@@ -185,9 +251,24 @@ def files_within(actions: pa.Table, part: Part, bounds: Bounds) -> str:
 
     lo, hi = bounds
     low, high = (None if lo is None else _bound(part, lo)), _bound(part, hi)
-    held = sorted(p for p, mn, mx in zip(paths, stat("min"), stat("max"), strict=True)
-                  if (mn is None or mn < high) and (low is None or mx is None or mx >= low))
+    anchored = _anchored(actions, part)
+    held = sorted(p for p, mn, mx, some in zip(paths, stat("min"), stat("max"), anchored, strict=True)
+                  if some and (mn is None or mn < high) and (low is None or mx is None or mx >= low))
     return hashlib.sha256("\n".join(held).encode()).hexdigest()
+
+
+def _anchored(actions: pa.Table, part: Part) -> list[bool]:
+    """Per data file: it may hold a row with an anchor (False when its statistics count every row's anchor null:
+    such rows are recent's)."""
+    n = actions.num_rows
+    nulls = actions.column(f"null_count.{part.anchor}").to_pylist() \
+        if f"null_count.{part.anchor}" in actions.column_names else [None] * n
+    records = actions.column("num_records").to_pylist() if "num_records" in actions.column_names else [None] * n
+    return [null is None or rows is None or null < rows for null, rows in zip(nulls, records, strict=True)]
+
+
+# files_within of a tier no data file may hold a row of: the tier has no rows, and no file is written for it
+NO_FILES = hashlib.sha256(b"").hexdigest()
 
 
 def fingerprint(con: duckdb.DuckDBPyConnection, rows_sql: str, params: dict[str, Any] | None = None, *,
@@ -205,20 +286,24 @@ class TierFiles:
     """The files of one tier (Tier) a snapshot attaches, per serving table."""
 
     bounds: Bounds
-    ids: dict[str, str]  # serving table -> the file it reads
+    ids: dict[str, str]  # serving table -> the file it reads (none for a table without rows in the tier: NO_FILES)
     files: dict[str, str]  # serving table -> files_within digest at the versions this snapshot read
     rows: dict[str, int]  # serving table -> rows in the file
-    reused: dict[str, bool]  # serving table -> its file is the previous snapshot's
+    reused: dict[str, bool]  # serving table -> its file is the previous snapshot's (or it has none)
 
 
 @dataclass(frozen=True)
 class History:
-    tiers: dict[str, TierFiles]  # tier name -> its files, in TIERS order
+    tiers: dict[str, TierFiles]  # tier name -> its files: the history periods oldest first (period_name), then warm
 
     @property
     def cut(self) -> datetime:
-        """The history tier's upper bound."""
-        return self.tiers[HISTORY.name].bounds[1]
+        """The history tier's upper bound (its last period's)."""
+        return self.periods()[-1].bounds[1]
+
+    def periods(self) -> list[TierFiles]:
+        """The history tier's periods, oldest first."""
+        return [t for name, t in self.tiers.items() if name != WARM.name]
 
     @property
     def recent_from(self) -> datetime:
@@ -263,9 +348,6 @@ class Prior:
     aliases: dict[str, str]  # file id -> the name the snapshot's views read it by
     bases: dict[str, BaseFile] = field(default_factory=dict)  # serving table -> its shared base (since format 4)
 
-    @property
-    def cut(self) -> datetime:
-        return self.tiers[HISTORY.name].bounds[1]
 
 
 def previous(snapshot: duckdb.DuckDBPyConnection) -> Prior | None:
@@ -297,8 +379,6 @@ def previous(snapshot: duckdb.DuckDBPyConnection) -> Prior | None:
         entry.ids[name], entry.files[name] = hid, files
         if entry.rows is not None and n is not None:
             entry.rows[name] = int(n)
-    if HISTORY.name not in tiers:
-        return None
     return Prior(tiers, {r[0]: r[4] for r in rows}, bases)
 
 
@@ -326,29 +406,53 @@ def ensure(
     settings: Settings, con: duckdb.DuckDBPyConnection, views: Mapping[str, str], tables: Mapping[str, DeltaTable],
     columns: Mapping[str, list[str]], as_of: datetime, prior: Prior | None,
 ) -> History:
-    """The tier files the new snapshot attaches: per tier and serving table the previous one when still valid, else a
-    new file. `con` has the sources registered under `views` (serving table -> view name); `tables` are the Delta
-    tables read (serving table -> DeltaTable) and `columns` the serving tables' columns."""
-    tiers: dict[str, TierFiles] = {}
+    """The tier files the new snapshot attaches: per history period (history_periods), then warm, and per serving
+    table the previous snapshot's file when still valid, else a new file. `con` has the sources registered under
+    `views` (serving table -> view name); `tables` are the Delta tables read (serving table -> DeltaTable) and
+    `columns` the serving tables' columns. The previous snapshot's first period is kept as it is while every
+    table's file of it is still valid (a snapshot of an earlier layout: one history file up to its cut); otherwise
+    the periods follow the calendar grid (so a file of the earlier layout is rewritten once, when one of its tables'
+    rows change, e.g. after retention removed its oldest rows)."""
     actions = {name: lake.add_actions(tables[name]) for name in PARTS}
-    for tier in TIERS:
-        bounds = bounds_for(tier, as_of)
-        before = prior.tiers.get(tier.name) if prior is not None else None
-        same = before if before is not None and before.bounds == bounds else None  # only its files can be reused
+    earliest = earliest_anchor(actions)
+    kept_first: dict[str, tuple[str, int]] | None = None
+    before = prior.tiers.get(HISTORY.name) if prior is not None else None
+    if before is not None and before.bounds[0] is None and before.bounds[1] <= cut_for(as_of) \
+            and before.bounds[1] != history_periods(as_of, earliest)[0][1]:
+        found = {name: _reusable(settings, con, name, part, views[name], columns[name], before,
+                                 files_within(actions[name], part, before.bounds))
+                 for name, part in PARTS.items() if name in before.ids}
+        if found and all(f is not None for f in found.values()):
+            kept_first = {name: f for name, f in found.items() if f is not None}
+    first = before.bounds[1] if kept_first is not None and before is not None else None
+    named: list[tuple[str, Tier, Bounds]] = [
+        (period_name(b), HISTORY, b) for b in history_periods(as_of, earliest, first)]
+    named.append((WARM.name, WARM, bounds_for(WARM, as_of)))
+    tiers: dict[str, TierFiles] = {}
+    for tier_name, tier, bounds in named:
+        same = prior.tiers.get(tier_name) if prior is not None else None
+        if same is not None and same.bounds != bounds:  # only a file of the same bounds can be reused
+            same = None
         ids: dict[str, str] = {}
         files: dict[str, str] = {}
         rows: dict[str, int] = {}
         reused: dict[str, bool] = {}
         for name, part in PARTS.items():
             files[name] = files_within(actions[name], part, bounds)
-            found = None if same is None else _reusable(settings, con, name, part, views[name], columns[name], same,
-                                                        files[name])
+            if files[name] == NO_FILES:  # no data file may hold a row of the period: no file (a young lake's days)
+                rows[name], reused[name] = 0, True
+                continue
+            if kept_first is not None and tier_name == HISTORY.name:  # (a table it had no file of: written)
+                found: tuple[str, int] | None = kept_first.get(name)
+            else:
+                found = None if same is None else _reusable(settings, con, name, part, views[name], columns[name],
+                                                            same, files[name])
             if found is not None:
                 (ids[name], rows[name]), reused[name] = found, True
                 continue
             ids[name], rows[name] = _write(settings, con, name, part, views[name], columns[name], tier, bounds)
             reused[name] = False
-        tiers[tier.name] = TierFiles(bounds, ids, files, rows, reused)
+        tiers[tier_name] = TierFiles(bounds, ids, files, rows, reused)
     return History(tiers)
 
 
@@ -374,7 +478,7 @@ def _reusable(settings: Settings, con: duckdb.DuckDBPyConnection, name: str, par
 def _write(settings: Settings, con: duckdb.DuckDBPyConnection, name: str, part: Part, view: str,
            columns: list[str], tier: Tier, bounds: Bounds) -> tuple[str, int]:
     """Write the file of one tier of one serving table; (its id, its rows)."""
-    kind = "" if tier is HISTORY else f"{tier.name}-"
+    kind = f"{tier.name}-" if tier is not HISTORY else "" if bounds[0] is None else f"{bounds[0]:%Y%m%d}-"
     hid = new_file_id(f"{name}-{kind}")
 
     def fill(alias: str) -> int:
@@ -457,16 +561,17 @@ def attach_and_union(con: duckdb.DuckDBPyConnection, settings: Settings, history
         con.execute(f"CREATE TABLE {name}_recent AS {recent_sql(part, views[name])} ORDER BY {part.order_by}",
                     {"cut": _bound(part, history.recent_from)})
         recent[name] = int(con.execute(f"SELECT count(*) FROM {name}_recent").fetchone()[0])
-        stored = " UNION ALL ".join(f"SELECT * FROM {named[t.ids[name]]}.{name}" for t in history.tiers.values())
-        con.execute(f"CREATE VIEW {name} AS {stored} UNION ALL SELECT * FROM {name}_recent")
-    lookups = " UNION ALL ".join(f"SELECT * FROM {named[t.ids['segment_insights']]}.{LOOKUP}"
-                                 for t in history.tiers.values())
-    con.execute(f"CREATE VIEW {LOOKUP} AS {lookups} UNION ALL SELECT {LOOKUP_COLUMNS} FROM segment_insights_recent")
+        stored = [f"SELECT * FROM {named[t.ids[name]]}.{name}" for t in history.tiers.values() if name in t.ids]
+        con.execute(f"CREATE VIEW {name} AS {' UNION ALL '.join([*stored, f'SELECT * FROM {name}_recent'])}")
+    lookups = [f"SELECT * FROM {named[t.ids['segment_insights']]}.{LOOKUP}"
+               for t in history.tiers.values() if "segment_insights" in t.ids]
+    lookups.append(f"SELECT {LOOKUP_COLUMNS} FROM segment_insights_recent")
+    con.execute(f"CREATE VIEW {LOOKUP} AS {' UNION ALL '.join(lookups)}")
     con.execute("CREATE TABLE snapshot_history (history_id VARCHAR, cut TIMESTAMPTZ, serving_table VARCHAR, "
                 "files VARCHAR, history_rows BIGINT, alias VARCHAR, tier VARCHAR, lo TIMESTAMPTZ)")
     con.executemany("INSERT INTO snapshot_history VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [[t.ids[name], t.bounds[1], name, t.files[name], t.rows[name], named[t.ids[name]], tier,
-                      t.bounds[0]] for tier, t in history.tiers.items() for name in PARTS]
+                      t.bounds[0]] for tier, t in history.tiers.items() for name in PARTS if name in t.ids]
                     + [[b.id, None, name, b.identity, b.rows, named[b.id], BASE_TIER, None]
                        for name, b in bases.items()])
     return recent
@@ -513,13 +618,18 @@ def remove_unreferenced(settings: Settings, referenced: set[str]) -> list[str]:
 
 
 def describe(history: History, recent: Mapping[str, int]) -> dict[str, Any]:
-    """The publish report's account: per tier (history, warm) its files, bounds, rows and the tables whose file was
-    written (not reused), and the recent rows."""
-    old, warm = history.tiers[HISTORY.name], history.tiers[WARM.name]
-    return {"history_ids": dict(old.ids), "cut": history.cut.isoformat(),
+    """The publish report's account: the history tier's files per table (its periods', oldest first), bounds, rows
+    and the tables one of whose period files was written (not reused), the same of the warm tier, and the recent
+    rows."""
+    periods, warm = history.periods(), history.tiers[WARM.name]
+    return {"history_ids": {name: [t.ids[name] for t in periods if name in t.ids] for name in PARTS},
+            "cut": history.cut.isoformat(),
+            "periods": [[None if t.bounds[0] is None else t.bounds[0].isoformat(), t.bounds[1].isoformat()]
+                        for t in periods],
             "reused": all(kept for tier in history.tiers.values() for kept in tier.reused.values()),
-            "rewritten": sorted(name for name, kept in old.reused.items() if not kept),
-            "history_rows": dict(old.rows),
+            "rewritten": sorted(name for name in PARTS if not all(t.reused[name] for t in periods)),
+            "history_written": {name: sum(not t.reused[name] for t in periods) for name in PARTS},
+            "history_rows": {name: sum(t.rows[name] for t in periods) for name in PARTS},
             "warm_ids": dict(warm.ids), "warm_cut": warm.bounds[1].isoformat(),
             "warm_rewritten": sorted(name for name, kept in warm.reused.items() if not kept),
             "warm_rows": dict(warm.rows), "recent_rows": dict(recent)}

@@ -4,13 +4,17 @@ rewritten), writes a new one when they change or the cuts move, and old readers 
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+import itertools
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from dateutil.relativedelta import relativedelta
 from deltalake import DeltaTable
+from hypothesis import given
+from hypothesis import strategies as st
 
 from serving import api, insights_history
 from serving.publish import publish
@@ -60,8 +64,9 @@ def _history_files(settings: Settings) -> list[str]:
 
 def _files_of(report: Any) -> list[str]:
     """The files a snapshot attaches: its history and warm tiers' and its shared bases' (serving/shared_bases.py)."""
-    return sorted(f"{hid}.duckdb" for key in ("history_ids", "warm_ids", "bases")
-                  for hid in set(report.history[key].values()))
+    ids = {hid for key in ("warm_ids", "bases") for hid in report.history[key].values()}
+    ids |= {hid for period_ids in report.history["history_ids"].values() for hid in period_ids}
+    return sorted(f"{hid}.duckdb" for hid in ids)
 
 
 def test_history_is_shared_until_old_rows_change(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -84,8 +89,13 @@ def test_history_is_shared_until_old_rows_change(settings: Settings, monkeypatch
     first = sample_lake.build(settings)
     h = first.history
     assert not h["reused"] and (h["cut"], h["warm_cut"]) == ("2026-10-28T00:00:00+00:00", "2026-10-30T00:00:00+00:00")
-    # a file per long-lived table and tier
-    assert h["rewritten"] == h["warm_rewritten"] == sorted(insights_history.PARTS)
+    # a file per long-lived table, history period and tier that may hold rows (only the daily insights reach back
+    # here): the periods are the first (the oldest month, September, whose rows retention trims) and then a period
+    # per day of the cut's month
+    assert h["rewritten"] == h["warm_rewritten"] == ["author_daily_insights"]
+    assert h["periods"] == [[None, "2026-10-01T00:00:00+00:00"], *(
+        [f"2026-10-{d:02d}T00:00:00+00:00", f"2026-10-{d + 1:02d}T00:00:00+00:00"] for d in range(1, 28))]
+    assert h["history_written"]["author_daily_insights"] == len(h["periods"]) == 28
     # 35 days of daily insights: the days before the cut are history, the next two warm, the last ones recent
     assert h["warm_rows"]["author_daily_insights"] > 0
     assert h["history_rows"]["author_daily_insights"] > 0 and h["recent_rows"]["author_daily_insights"] > 0
@@ -110,7 +120,7 @@ def test_history_is_shared_until_old_rows_change(settings: Settings, monkeypatch
     write_table(settings, "gold.author_daily_insights", DeltaTable(str(daily)).to_pyarrow_table())
     hashed.clear()
     rewritten = publish(settings, AS_OF)
-    assert len(hashed) == 2  # the table's history and warm rows, each hashed once (no file written)
+    assert len(hashed) == len(h["periods"]) + 1  # each history period's and the warm rows, hashed once (no file)
     assert rewritten.history["reused"] and rewritten.history["history_ids"] == h["history_ids"]
     assert rewritten.history["warm_ids"] == h["warm_ids"]
 
@@ -124,7 +134,10 @@ def test_history_is_shared_until_old_rows_change(settings: Settings, monkeypatch
     changed = publish(settings, AS_OF, keep=1)
     assert (changed.history["rewritten"], changed.history["warm_rewritten"]) == (["author_daily_insights"], [])
     ids = changed.history["history_ids"]
-    assert ids["author_daily_insights"] != h["history_ids"]["author_daily_insights"]
+    # the oldest day is in the first period: its file only
+    assert changed.history["history_written"]["author_daily_insights"] == 1
+    assert ids["author_daily_insights"][0] != h["history_ids"]["author_daily_insights"][0]
+    assert ids["author_daily_insights"][1:] == h["history_ids"]["author_daily_insights"][1:]
     assert {k: v for k, v in ids.items() if k != "author_daily_insights"} == {
         k: v for k, v in h["history_ids"].items() if k != "author_daily_insights"}
     snap = api.open_current(settings)
@@ -148,9 +161,15 @@ def test_history_is_shared_until_old_rows_change(settings: Settings, monkeypatch
     _assert_serves_gold(settings, api.open_current(settings))
     assert _history_files(settings) == _files_of(late)
 
-    # the cuts move with as_of (daily): new history and warm files
+    # the cuts move with as_of (daily): a file for the day that left the warm tier, every older period's file kept
+    # (a publish copies one day of history, whatever the lake's age), and a new warm file
     later = publish(settings, AS_OF + timedelta(days=1))
-    assert later.history["rewritten"] == later.history["warm_rewritten"] == sorted(insights_history.PARTS)
+    assert later.history["rewritten"] == ["author_daily_insights"]
+    # the warm window moved: a file for each table whose Delta files may hold rows in it
+    assert later.history["warm_rewritten"] == ["archived_segments", "author_daily_insights", "story_insights"]
+    assert later.history["periods"] == [*late.history["periods"], [h["cut"], "2026-10-29T00:00:00+00:00"]]
+    assert later.history["history_written"] == {n: int(n == "author_daily_insights") for n in insights_history.PARTS}
+    assert later.history["history_ids"]["author_daily_insights"][:-1] == ids["author_daily_insights"]
     assert (later.history["cut"], later.history["warm_cut"]) == ("2026-10-29T00:00:00+00:00",
                                                                  "2026-10-31T00:00:00+00:00")
     _assert_serves_gold(settings, api.open_current(settings))
@@ -227,23 +246,37 @@ def _to_shared_file_layout(settings: Settings, report: Any) -> None:
     """Rewrite a snapshot into format 1: one history file holding the four insights tables (and the segment lookup),
     attached as `hist`; no warm part (recent holds the rows from the cut on); snapshot_history without aliases, tiers
     and lower bounds; the archive a plain table."""
+    from datetime import datetime
+
     import duckdb
 
     from serving.snapshot import snapshot_path
 
     ids = report.history["history_ids"]
+    cut = datetime.fromisoformat(report.history["cut"])
     shared = insights_history.history_path(settings, "shared-format-1")
     insights = [n for n in insights_history.PARTS if n != "archived_segments"]
     with duckdb.connect(str(shared)) as con:
         con.execute("CREATE TABLE history_meta (cut TIMESTAMPTZ, serving_table VARCHAR, fingerprint VARCHAR, "
                     "row_count BIGINT)")
-        for name in insights:
-            con.execute("ATTACH $p AS src (READ_ONLY)", {"p": str(insights_history.history_path(settings, ids[name]))})
-            con.execute(f"CREATE TABLE {name} AS SELECT * FROM src.{name}")  # noqa: S608 - constant names
-            con.execute("INSERT INTO history_meta SELECT * FROM src.history_meta")
+        con.execute("ATTACH $p AS snap (READ_ONLY)", {"p": str(snapshot_path(settings, report.snapshot_id))})
+        for name in insights:  # the table's history periods in one table (none: the snapshot's columns, no row)
+            parts = [f"SELECT * FROM snap.{name}_recent WHERE false"]  # noqa: S608 - constant names
+            for i, hid in enumerate(ids[name]):
+                con.execute(f"ATTACH $p AS src{i} (READ_ONLY)",
+                            {"p": str(insights_history.history_path(settings, hid))})
+                parts.append(f"SELECT * FROM src{i}.{name}")  # noqa: S608 - constant names
+            con.execute(f"CREATE TABLE {name} AS {' UNION ALL '.join(parts)}")  # noqa: S608 - constant names
+            written = f"SELECT * FROM {name}"  # noqa: S608 - constant names
+            n, printed = insights_history.fingerprint(
+                con, written, columns=[d[0] for d in con.execute(f"{written} LIMIT 0").description])
+            con.execute("INSERT INTO history_meta VALUES (?, ?, ?, ?)", [cut, name, printed, n])
             if name == "segment_insights":
-                con.execute("CREATE TABLE segment_lookup AS SELECT * FROM src.segment_lookup")
-            con.execute("DETACH src")
+                con.execute("CREATE TABLE segment_lookup AS SELECT segment_id, author_id, created_at, is_deleted "
+                            "FROM segment_insights ORDER BY segment_id")
+            for i in range(len(ids[name])):
+                con.execute(f"DETACH src{i}")
+        con.execute("DETACH snap")
     with duckdb.connect(str(snapshot_path(settings, report.snapshot_id))) as con:
         for hid, alias in con.execute("SELECT DISTINCT history_id, alias FROM snapshot_history").fetchall():
             con.execute(f"ATTACH $p AS {alias} (READ_ONLY)", {"p": str(insights_history.history_path(settings, hid))})
@@ -254,8 +287,8 @@ def _to_shared_file_layout(settings: Settings, report: Any) -> None:
         # format 1 had no warm part: its recent part held the rows from the cut on
         warm = dict(con.execute("SELECT serving_table, alias FROM snapshot_history WHERE tier = 'warm'").fetchall())
         for name in insights:
-            con.execute(f"CREATE TABLE {name}_all_recent AS SELECT * FROM {warm[name]}.{name} "  # noqa: S608
-                        f"UNION ALL SELECT * FROM {name}_recent")
+            warm_rows = f"SELECT * FROM {warm[name]}.{name} UNION ALL " if name in warm else ""  # noqa: S608
+            con.execute(f"CREATE TABLE {name}_all_recent AS {warm_rows}SELECT * FROM {name}_recent")  # noqa: S608
             con.execute(f"DROP TABLE {name}_recent")
             con.execute(f"ALTER TABLE {name}_all_recent RENAME TO {name}_recent")
         for name in insights:
@@ -270,11 +303,11 @@ def _to_shared_file_layout(settings: Settings, report: Any) -> None:
             con.execute(f"DROP VIEW {name}")
             con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_rows")  # noqa: S608
             con.execute(f"DROP TABLE {name}_changes")
-        con.execute("DELETE FROM snapshot_history WHERE serving_table = 'archived_segments' "
-                    "OR tier IN ('warm', 'base')")
+        con.execute("DELETE FROM snapshot_history")  # format 1: one row per insights table, its shared file
         for column in ("alias", "tier", "lo"):
             con.execute(f"ALTER TABLE snapshot_history DROP COLUMN {column}")
-        con.execute("UPDATE snapshot_history SET history_id = 'shared-format-1'")
+        con.executemany("INSERT INTO snapshot_history VALUES ('shared-format-1', ?, ?, '', NULL)",
+                        [[cut, name] for name in insights])
         con.execute("UPDATE snapshot_meta SET format_version = 1")
         con.execute("CHECKPOINT")
 
@@ -290,11 +323,14 @@ def test_a_snapshot_of_the_shared_file_layout_opens_and_its_file_is_reused_table
     _assert_serves_gold(settings, old)
 
     after = publish(settings, AS_OF)
-    # format 1 had no warm part: it is written, while the shared file serves the history of every insights table
-    assert after.history["rewritten"] == ["archived_segments"]
-    assert after.history["warm_rewritten"] == sorted(insights_history.PARTS)
-    assert {k: v for k, v in after.history["history_ids"].items() if k != "archived_segments"} == dict.fromkeys(
-        [n for n in insights_history.PARTS if n != "archived_segments"], "shared-format-1")
+    # format 1 had no warm part: it is written, while the shared file, kept as the first history period (up to its
+    # cut: no later period), serves the history of the daily insights, the only table with rows before the cut here
+    # (the others need no file)
+    assert after.history["rewritten"] == []
+    assert after.history["periods"] == [[None, after.history["cut"]]]
+    assert after.history["warm_rewritten"] == ["author_daily_insights"]
+    assert after.history["history_ids"] == {
+        n: ["shared-format-1"] if n == "author_daily_insights" else [] for n in insights_history.PARTS}
     _assert_serves_gold(settings, api.open_current(settings))
 
 
@@ -320,7 +356,7 @@ def test_an_alias_that_is_not_ours_is_refused(settings: Settings) -> None:
     report = sample_lake.build(settings)
     with duckdb.connect(str(snapshot_path(settings, report.snapshot_id))) as con:
         con.execute("UPDATE snapshot_history SET alias = 'x; DROP TABLE profiles' "
-                    "WHERE serving_table = 'sticker_results'")
+                    "WHERE serving_table = 'author_daily_insights'")
     with pytest.raises(ValueError, match="unexpected alias 'x; DROP TABLE profiles'"):
         api.open_current(settings)
 
@@ -340,3 +376,27 @@ def test_a_publish_after_a_newer_format_refuses_and_removes_nothing(settings: Se
     with pytest.raises(PublishError, match=rf"has format {FORMAT_VERSION + 1}, newer than this publish's"):
         publish(settings, AS_OF + timedelta(days=1))
     assert _history_files(settings) == files
+
+
+@given(as_of=st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2030, 1, 1), timezones=st.just(UTC)),
+       age=st.one_of(st.none(), st.integers(min_value=-40, max_value=900)))
+def test_history_periods_cover_the_history_by_month_then_day_and_a_day_adds_one_period(
+        as_of: datetime, age: int | None) -> None:
+    """The history periods are contiguous and cover every instant before the cut; after the first, each is a whole
+    month before the cut's month or a day of it; a day later (the cut in the same month) they are the same periods
+    plus the day that left the warm tier; and there are at most a period per month of the lake's age plus 31."""
+    cut = insights_history.cut_for(as_of)
+    earliest = None if age is None else (cut - timedelta(days=age)).date()
+    periods = insights_history.history_periods(as_of, earliest)
+    assert periods[0][0] is None and periods[-1][1] == cut
+    assert all(hi == lo for (_, hi), (lo, _) in itertools.pairwise(periods))
+    for lo, hi in periods[1:]:
+        assert lo is not None and lo < hi
+        whole_month = lo.day == 1 and hi == lo + relativedelta(months=1) and hi <= cut.replace(day=1)
+        a_day = hi == lo + timedelta(days=1) and (lo.year, lo.month) == (cut.year, cut.month)
+        assert whole_month or a_day, (lo, hi)
+    months = 0 if age is None else max(age, 0) // 28 + 1
+    assert len(periods) <= months + 32
+    later = insights_history.history_periods(as_of + timedelta(days=1), earliest)
+    if insights_history.cut_for(as_of + timedelta(days=1)).day != 1 and (earliest is None or earliest < cut.date()):
+        assert later == [*periods, (cut, cut + timedelta(days=1))]
