@@ -347,6 +347,7 @@ class Prior:
     tiers: dict[str, PriorTier]  # tier name -> its files
     aliases: dict[str, str]  # file id -> the name the snapshot's views read it by
     bases: dict[str, BaseFile] = field(default_factory=dict)  # serving table -> its shared base (since format 4)
+    versions: dict[str, int] = field(default_factory=dict)  # source table (contract key) -> the version it read
 
 
 
@@ -379,7 +380,12 @@ def previous(snapshot: duckdb.DuckDBPyConnection) -> Prior | None:
         entry.ids[name], entry.files[name] = hid, files
         if entry.rows is not None and n is not None:
             entry.rows[name] = int(n)
-    return Prior(tiers, {r[0]: r[4] for r in rows}, bases)
+    try:
+        versions = {key: int(v) for key, v in snapshot.execute(
+            "SELECT source_table, delta_version FROM snapshot_meta").fetchall() if v is not None}
+    except duckdb.Error:
+        versions = {}
+    return Prior(tiers, {r[0]: r[4] for r in rows}, bases, versions)
 
 
 def _recorded_fingerprint(path: Path, name: str) -> tuple[str, int] | None:
@@ -415,12 +421,13 @@ def ensure(
     rows change, e.g. after retention removed its oldest rows)."""
     actions = {name: lake.add_actions(tables[name]) for name in PARTS}
     earliest = earliest_anchor(actions)
+    changed = {name: _changed_since(settings, part, prior, tables[name]) for name, part in PARTS.items()}
     kept_first: dict[str, tuple[str, int]] | None = None
     before = prior.tiers.get(HISTORY.name) if prior is not None else None
     if before is not None and before.bounds[0] is None and before.bounds[1] <= cut_for(as_of) \
             and before.bounds[1] != history_periods(as_of, earliest)[0][1]:
         found = {name: _reusable(settings, con, name, part, views[name], columns[name], before,
-                                 files_within(actions[name], part, before.bounds))
+                                 files_within(actions[name], part, before.bounds), changed[name])
                  for name, part in PARTS.items() if name in before.ids}
         if found and all(f is not None for f in found.values()):
             kept_first = {name: f for name, f in found.items() if f is not None}
@@ -446,7 +453,7 @@ def ensure(
                 found: tuple[str, int] | None = kept_first.get(name)
             else:
                 found = None if same is None else _reusable(settings, con, name, part, views[name], columns[name],
-                                                            same, files[name])
+                                                            same, files[name], changed[name])
             if found is not None:
                 (ids[name], rows[name]), reused[name] = found, True
                 continue
@@ -456,15 +463,39 @@ def ensure(
     return History(tiers)
 
 
+def _changed_since(settings: Settings, part: Part, prior: Prior | None, table: DeltaTable) -> list[lake.Range] | None:
+    """Where the part's source changed since the version the previous snapshot read (lake.changed_ranges of its
+    anchor, as _bound compares them); None when unknown (no previous version recorded, or the log cannot tell)."""
+    before = None if prior is None else prior.versions.get(part.source)
+    if before is None:
+        return None
+    return lake.changed_ranges(settings.table_path(*part.source.split(".")), before, table.version(), part.anchor)
+
+
+def _untouched(changed: list[lake.Range] | None, part: Part, bounds: Bounds) -> bool:
+    """No data file added or removed since the previous snapshot's version (`changed`: _changed_since) may hold a
+    row anchored within `bounds`: the tier's rows are the ones its file holds, whatever compaction moved."""
+    if changed is None:
+        return False
+    lo, hi = bounds
+    low, high = (None if lo is None else _bound(part, lo)), _bound(part, hi)
+    return all(mn is not None and mx is not None and (mn >= high or (low is not None and mx < low))
+               for mn, mx in changed)
+
+
 def _reusable(settings: Settings, con: duckdb.DuckDBPyConnection, name: str, part: Part, view: str,
-              columns: list[str], same: PriorTier, digest: str) -> tuple[str, int] | None:
+              columns: list[str], same: PriorTier, digest: str, changed: list[lake.Range] | None
+              ) -> tuple[str, int] | None:
     """(file id, rows) of the previous snapshot's file of this tier (same bounds) and serving table when it still holds
-    the tier's rows: the same Delta files hold them (`digest`), or they hash to the fingerprint the file recorded.
-    Without opening the file when the snapshot recorded its rows (format 3) and the Delta files are the same."""
+    the tier's rows: the same Delta files hold them (`digest`), or no file added or removed with data since the
+    version the previous snapshot read may hold one of them (`changed`: a compaction moves rows, it does not change
+    them), or they hash to the fingerprint the file recorded. Without opening the file when the snapshot recorded its
+    rows (format 3) and the Delta files are the same or untouched."""
     hid = same.ids.get(name)
     if hid is None or not history_path(settings, hid).exists():
         return None
-    if same.files.get(name) == digest and same.rows is not None and name in same.rows:
+    if (same.files.get(name) == digest or _untouched(changed, part, same.bounds)) and same.rows is not None \
+            and name in same.rows:
         return hid, same.rows[name]
     recorded = _recorded_fingerprint(history_path(settings, hid), name)
     if recorded is None:

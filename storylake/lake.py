@@ -92,6 +92,67 @@ def rows_unchanged_since(path: Path, version: int, until: int | None = None) -> 
     return True
 
 
+Range = tuple[Any, Any]  # a data file's [min, max] of a column (None, None: it may hold any value)
+
+
+def changed_ranges(path: Path, version: int, until: int, column: str) -> list[Range] | None:
+    """Where the rows of the Delta table at `path` changed from `version` to `until`: the [min, max] of `column` of
+    every data file a commit in between added or removed with dataChange (a compaction's actions say false: its rows
+    are unchanged), from the commits' statistics or, for a removed file, the statistics `version` held for it (every
+    row that changed lies within one of them; a file whose `column` is null in every row gives none). Values are
+    dates for a date column and UTC datetimes otherwise; a file without statistics gives (None, None). None when a
+    commit is missing or changed the metadata (anything may have changed)."""
+    if not version <= until:
+        return None
+    known: dict[str, Range | None] = {}
+    base = add_actions(DeltaTable(str(path), version=version)).to_pydict()
+    for i, file in enumerate(base.get("path", [])):
+        null, rows = base.get(f"null_count.{column}", [None] * (i + 1))[i], base.get("num_records", [None] * (i + 1))[i]
+        known[file] = None if null is not None and rows is not None and null == rows else (
+            base.get(f"min.{column}", [None] * (i + 1))[i], base.get(f"max.{column}", [None] * (i + 1))[i])
+    out: list[Range] = []
+    for v in range(version + 1, until + 1):
+        try:
+            lines = (path / "_delta_log" / f"{v:020d}.json").read_text().splitlines()
+        except FileNotFoundError:
+            return None
+        for line in lines:
+            action = json.loads(line)
+            if "metaData" in action or "protocol" in action:
+                return None
+            if "add" in action:
+                add = action["add"]
+                known[add["path"]] = _stats_range(add.get("stats"), column)
+                if add.get("dataChange", True) and known[add["path"]] is not None:
+                    out.append(known[add["path"]])  # type: ignore[arg-type]
+            elif "remove" in action and action["remove"].get("dataChange", True):
+                file = action["remove"]["path"]
+                if file not in known:
+                    return None
+                if known[file] is not None:
+                    out.append(known[file])  # type: ignore[arg-type]
+    return out
+
+
+def _stats_range(stats: str | None, column: str) -> Range | None:
+    """The [min, max] of `column` in an add action's JSON statistics (None when every row's value is null; (None,
+    None) without statistics). Timestamps there are cut to milliseconds: the max is moved up by 1 ms."""
+    if not stats:
+        return (None, None)
+    parsed = json.loads(stats)
+    rows, null = parsed.get("numRecords"), parsed.get("nullCount", {}).get(column)
+    if rows is not None and null == rows:
+        return None
+    lo, hi = parsed.get("minValues", {}).get(column), parsed.get("maxValues", {}).get(column)
+    if not isinstance(lo, str) or not isinstance(hi, str):
+        return (None, None)
+    if len(lo) == 10 and len(hi) == 10:  # a date
+        return date.fromisoformat(lo), date.fromisoformat(hi)
+    low, high = datetime.fromisoformat(lo), datetime.fromisoformat(hi)
+    return (low.replace(tzinfo=UTC) if low.tzinfo is None else low.astimezone(UTC),
+            (high.replace(tzinfo=UTC) if high.tzinfo is None else high.astimezone(UTC)) + timedelta(milliseconds=1))
+
+
 def version_files(path: Path, version: int) -> list[str] | None:
     """The data files (URIs) of the table's `version`, None when one of them is gone (a vacuum removes the files of
     versions compacted away more than its retention ago)."""

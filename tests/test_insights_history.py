@@ -400,3 +400,45 @@ def test_history_periods_cover_the_history_by_month_then_day_and_a_day_adds_one_
     later = insights_history.history_periods(as_of + timedelta(days=1), earliest)
     if insights_history.cut_for(as_of + timedelta(days=1)).day != 1 and (earliest is None or earliest < cut.date()):
         assert later == [*periods, (cut, cut + timedelta(days=1))]
+
+
+def test_rows_a_compaction_moved_are_not_hashed_and_an_append_rewrites_its_day_only(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Delta log tells which periods can have changed since the version the previous snapshot read: a compaction
+    (its actions say dataChange false) moves rows without changing them, so its new files are not hashed; a commit
+    adding a row of one history day makes that day's period the only one hashed and written again."""
+    from deltalake import write_deltalake
+
+    hashed: list[dict[str, Any] | None] = []
+    fingerprint = insights_history.fingerprint
+
+    def counted(con: Any, rows_sql: str, params: Any = None, *, columns: Any) -> tuple[int, str]:
+        hashed.append(params)
+        return fingerprint(con, rows_sql, params, columns=columns)
+
+    monkeypatch.setattr(insights_history, "fingerprint", counted)
+    first = sample_lake.build(settings).history
+    daily = settings.table_path("gold", "author_daily_insights")
+    write_deltalake(str(daily), DeltaTable(str(daily)).to_pyarrow_table().slice(0, 3), mode="append")
+    DeltaTable(str(daily)).optimize.compact()  # the appended file and the table's file into one: dataChange false
+    publish(settings, AS_OF)  # the append changes every period the table's rows span: hashed, or written again
+    hashed.clear()
+    DeltaTable(str(daily)).optimize.z_order(["author_id"])  # every row moved to a new file, none changed
+    again = publish(settings, AS_OF).history
+    assert hashed == [] and again["reused"]
+
+    t = DeltaTable(str(daily)).to_pyarrow_table()
+    day = date(2026, 10, 21)  # a day with rows (the sample lake leaves a day without activity every 9 days)
+    one = t.filter(pc.equal(t["day"], pa.scalar(day))).slice(0, 1)
+    one = one.set_column(one.schema.get_field_index("author_id"), "author_id", pa.array([999_999], pa.int64()))
+    write_deltalake(str(daily), one, mode="append")  # a new author's row of one history day
+    after = publish(settings, AS_OF).history
+    period = first["periods"].index([f"{day}T00:00:00+00:00", f"{day + timedelta(days=1)}T00:00:00+00:00"])
+    # that day's rows hashed (they differ), then its new file's (recorded in it)
+    assert hashed == [{"lo": day, "hi": day + timedelta(days=1)}, None]
+    assert after["history_written"] == {n: int(n == "author_daily_insights") for n in insights_history.PARTS}
+    assert [i for i, (a, b) in enumerate(zip(after["history_ids"]["author_daily_insights"],
+                                             again["history_ids"]["author_daily_insights"], strict=True))
+            if a != b] == [period]
+    assert after["history_rows"]["author_daily_insights"] == again["history_rows"]["author_daily_insights"] + 1
+    _assert_serves_gold(settings, api.open_current(settings))
