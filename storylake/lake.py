@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction
 
 from storylake import contracts
@@ -101,11 +101,14 @@ def changed_ranges(path: Path, version: int, until: int, column: str) -> list[Ra
     are unchanged), from the commits' statistics or, for a removed file, the statistics `version` held for it (every
     row that changed lies within one of them; a file whose `column` is null in every row gives none). Values are
     dates for a date column and UTC datetimes otherwise; a file without statistics gives (None, None). None when a
-    commit is missing or changed the metadata (anything may have changed)."""
+    commit or `version`'s log is missing, or a commit changed the metadata (anything may have changed)."""
     if not version <= until:
         return None
     known: dict[str, Range | None] = {}
-    base = add_actions(DeltaTable(str(path), version=version)).to_pydict()
+    try:
+        base = add_actions(DeltaTable(str(path), version=version)).to_pydict()
+    except (DeltaError, OSError):  # that version's log is gone (log retention) or unreadable: anything may differ
+        return None
     for i, file in enumerate(base.get("path", [])):
         null, rows = base.get(f"null_count.{column}", [None] * (i + 1))[i], base.get("num_records", [None] * (i + 1))[i]
         known[file] = None if null is not None and rows is not None and null == rows else (
@@ -144,6 +147,8 @@ def _stats_range(stats: str | None, column: str) -> Range | None:
     if rows is not None and null == rows:
         return None
     lo, hi = parsed.get("minValues", {}).get(column), parsed.get("maxValues", {}).get(column)
+    if isinstance(lo, int | float) and isinstance(hi, int | float) and not isinstance(lo, bool):
+        return lo, hi
     if not isinstance(lo, str) or not isinstance(hi, str):
         return (None, None)
     if len(lo) == 10 and len(hi) == 10:  # a date
