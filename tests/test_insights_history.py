@@ -442,3 +442,32 @@ def test_rows_a_compaction_moved_are_not_hashed_and_an_append_rewrites_its_day_o
             if a != b] == [period]
     assert after["history_rows"]["author_daily_insights"] == again["history_rows"]["author_daily_insights"] + 1
     _assert_serves_gold(settings, api.open_current(settings))
+
+
+def test_after_the_daily_maintenance_every_file_is_reused_without_hashing(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The maintenance DAG's compaction clusters the gold tables' files by day (new files, the same rows): the next
+    publish reuses every history and warm file from the Delta log alone, hashing no row."""
+    from jobs.maintenance import maintain
+
+    hashed: list[str] = []
+    fingerprint = insights_history.fingerprint
+
+    def counted(con: Any, rows_sql: str, params: Any = None, *, columns: Any) -> tuple[int, str]:
+        hashed.append(rows_sql)
+        return fingerprint(con, rows_sql, params, columns=columns)
+
+    first = sample_lake.build(settings).history
+    daily = settings.table_path("gold", "author_daily_insights")
+    files_before = DeltaTable(str(daily)).file_uris()
+    maintain(settings)
+    assert DeltaTable(str(daily)).file_uris() != files_before  # the rows moved into new files
+    monkeypatch.setattr(insights_history, "fingerprint", counted)
+    after = publish(settings, AS_OF).history
+    assert hashed == [] and after["reused"] and after["warm_ids"] == first["warm_ids"]
+    assert after["history_written"] == dict.fromkeys(insights_history.PARTS, 0)
+    # the same files, but those of the days without rows: their day files now say so by their statistics (no file)
+    kept = after["history_ids"]["author_daily_insights"]
+    assert kept == [hid for hid in first["history_ids"]["author_daily_insights"] if hid in kept]
+    assert len(kept) < len(first["history_ids"]["author_daily_insights"])
+    _assert_serves_gold(settings, api.open_current(settings))
