@@ -347,7 +347,8 @@ class Prior:
     tiers: dict[str, PriorTier]  # tier name -> its files
     aliases: dict[str, str]  # file id -> the name the snapshot's views read it by
     bases: dict[str, BaseFile] = field(default_factory=dict)  # serving table -> its shared base (since format 4)
-    versions: dict[str, int] = field(default_factory=dict)  # source table (contract key) -> the version it read
+    # source table (contract key) -> (its Delta table id, the version it read): since format 5
+    versions: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
 
@@ -381,9 +382,10 @@ def previous(snapshot: duckdb.DuckDBPyConnection) -> Prior | None:
         if entry.rows is not None and n is not None:
             entry.rows[name] = int(n)
     try:
-        versions = {key: int(v) for key, v in snapshot.execute(
-            "SELECT source_table, delta_version FROM snapshot_meta").fetchall() if v is not None}
-    except duckdb.Error:
+        versions = {key: (str(tid), int(v)) for key, v, tid in snapshot.execute(
+            "SELECT source_table, delta_version, table_id FROM snapshot_meta").fetchall()
+            if v is not None and tid is not None}
+    except duckdb.Error:  # a snapshot before format 5 has no table_id: its versions are not used
         versions = {}
     return Prior(tiers, {r[0]: r[4] for r in rows}, bases, versions)
 
@@ -465,11 +467,13 @@ def ensure(
 
 def _changed_since(settings: Settings, part: Part, prior: Prior | None, table: DeltaTable) -> list[lake.Range] | None:
     """Where the part's source changed since the version the previous snapshot read (lake.changed_ranges of its
-    anchor, as _bound compares them); None when unknown (no previous version recorded, or the log cannot tell)."""
+    anchor, as _bound compares them); None when unknown (no previous version recorded, a table of another id at the
+    path now, or the log cannot tell)."""
     before = None if prior is None else prior.versions.get(part.source)
-    if before is None:
+    # a version of another table at the same path (removed and written again) tells nothing
+    if before is None or before[0] != table.metadata().id:
         return None
-    return lake.changed_ranges(settings.table_path(*part.source.split(".")), before, table.version(), part.anchor)
+    return lake.changed_ranges(settings.table_path(*part.source.split(".")), before[1], table.version(), part.anchor)
 
 
 def _untouched(changed: list[lake.Range] | None, part: Part, bounds: Bounds) -> bool:

@@ -495,12 +495,13 @@ def _build(
         con.execute(
             "CREATE TABLE snapshot_meta (snapshot_id VARCHAR, format_version INTEGER, as_of TIMESTAMPTZ, "
             "built_at TIMESTAMPTZ, source_table VARCHAR, delta_version BIGINT, row_count BIGINT, "
-            "reach_mismatches BIGINT, tray_window_start TIMESTAMPTZ)"
+            "reach_mismatches BIGINT, tray_window_start TIMESTAMPTZ, table_id VARCHAR)"
         )
         con.executemany(
-            "INSERT INTO snapshot_meta VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [[sid, FORMAT_VERSION, as_of, built_at, key, v, n, mismatches, as_of - TRAY_WINDOW]
-             for key, (_ds, v, n, _dt) in sources.items()],
+            "INSERT INTO snapshot_meta VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [[sid, FORMAT_VERSION, as_of, built_at, key, v, n, mismatches, as_of - TRAY_WINDOW,
+              dt.metadata().id]
+             for key, (_ds, v, n, dt) in sources.items()],
         )
         # the key that signs this snapshot's pagination cursors (serving/cursor.py)
         con.execute("CREATE TABLE snapshot_keys (cursor_key BLOB)")

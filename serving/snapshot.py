@@ -33,13 +33,15 @@ from storylake.settings import Settings
 
 SNAPSHOT_SUFFIX = ".duckdb"
 CURRENT_NAME = "CURRENT"
-# snapshot_meta.format_version of the snapshots publish writes: 4 = ring_features and viewer_pairs are views over a
+# snapshot_meta.format_version of the snapshots publish writes: 5 = the long-lived tables' history in calendar periods
+# (snapshot_history's tiers `history` and `history:<day>`, none for a period without rows) and the Delta table id of
+# each source beside its version (snapshot_meta.table_id); 4 = ring_features and viewer_pairs are views over a
 # base file shared between snapshots and the snapshot's changes (snapshot_history's tier 'base',
 # serving/shared_bases.py); 3 = a history and a warm file per long-lived table (snapshot_history's `tier`, `lo`);
 # 2 = a history file per long-lived table, attached under the alias snapshot_history records; 1 = one shared file
 # attached as `hist`. A reader opens versions up to it, and publish
 # refuses to follow a CURRENT snapshot of a newer one (its cleanup would not know the newer files it attaches).
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 
 
 def snapshots_dir(settings: Settings) -> Path:

@@ -471,3 +471,25 @@ def test_after_the_daily_maintenance_every_file_is_reused_without_hashing(
     assert kept == [hid for hid in first["history_ids"]["author_daily_insights"] if hid in kept]
     assert len(kept) < len(first["history_ids"]["author_daily_insights"])
     _assert_serves_gold(settings, api.open_current(settings))
+
+
+def test_a_table_written_again_at_its_path_is_not_taken_for_its_predecessor(settings: Settings) -> None:
+    """The Delta log is only trusted for the table the previous snapshot read (its id, beside the version): a table
+    removed and written again at the same path, at the same version number, with an old row changed, gets that row
+    hashed and its period written again."""
+    import shutil
+
+    from deltalake import write_deltalake
+
+    sample_lake.build(settings)
+    daily = settings.table_path("gold", "author_daily_insights")
+    t = DeltaTable(str(daily)).to_pyarrow_table()
+    assert DeltaTable(str(daily)).version() == 0
+    oldest = pc.equal(t["day"], pc.min(t["day"]))
+    t = t.set_column(t.schema.get_field_index("impressions"), "impressions",
+                     pc.if_else(oldest, pc.add(t["impressions"], pa.scalar(1, pa.int64())), t["impressions"]))
+    shutil.rmtree(daily)
+    write_deltalake(str(daily), t)  # version 0 again, of another table
+    after = publish(settings, AS_OF).history
+    assert after["rewritten"] == ["author_daily_insights"] and after["history_written"]["author_daily_insights"] == 1
+    _assert_serves_gold(settings, api.open_current(settings))
