@@ -78,18 +78,26 @@ def rows_unchanged_since(path: Path, version: int, until: int | None = None) -> 
     latest = newest if until is None else until
     if not version <= latest <= newest:
         return False
-    for v in range(version + 1, latest + 1):
+    actions = _data_actions(path, version, latest)
+    return actions is not None and not any(
+        action[kind].get("dataChange", True) for action in actions for kind in ("add", "remove") if kind in action)
+
+
+def _data_actions(path: Path, version: int, until: int) -> list[dict[str, Any]] | None:
+    """The actions of the table's commits after `version` up to `until`, in order, from their JSON files; None when
+    one is missing or changes the metadata or protocol (then any row may have changed)."""
+    out: list[dict[str, Any]] = []
+    for v in range(version + 1, until + 1):
         try:
             lines = (path / "_delta_log" / f"{v:020d}.json").read_text().splitlines()
         except FileNotFoundError:
-            return False
+            return None
         for line in lines:
             action = json.loads(line)
             if "metaData" in action or "protocol" in action:
-                return False
-            if any(kind in action and action[kind].get("dataChange", True) for kind in ("add", "remove")):
-                return False
-    return True
+                return None
+            out.append(action)
+    return out
 
 
 Range = tuple[Any, Any]  # a data file's [min, max] of a column (None, None: it may hold any value)
@@ -104,36 +112,36 @@ def changed_ranges(path: Path, version: int, until: int, column: str) -> list[Ra
     commit or `version`'s log is missing, or a commit changed the metadata (anything may have changed)."""
     if not version <= until:
         return None
-    known: dict[str, Range | None] = {}
     try:
         base = add_actions(DeltaTable(str(path), version=version)).to_pydict()
     except (DeltaError, OSError):  # that version's log is gone (log retention) or unreadable: anything may differ
         return None
-    for i, file in enumerate(base.get("path", [])):
-        null, rows = base.get(f"null_count.{column}", [None] * (i + 1))[i], base.get("num_records", [None] * (i + 1))[i]
-        known[file] = None if null is not None and rows is not None and null == rows else (
-            base.get(f"min.{column}", [None] * (i + 1))[i], base.get(f"max.{column}", [None] * (i + 1))[i])
+    actions = _data_actions(path, version, until)
+    if actions is None:
+        return None
+    files = base.get("path", [])
+
+    def stat(name: str) -> list[Any]:
+        return base.get(name, [None] * len(files))
+
+    known: dict[str, Range | None] = {
+        file: None if null is not None and rows is not None and null == rows else (low, high)
+        for file, null, rows, low, high in zip(files, stat(f"null_count.{column}"), stat("num_records"),
+                                               stat(f"min.{column}"), stat(f"max.{column}"), strict=True)}
     out: list[Range] = []
-    for v in range(version + 1, until + 1):
-        try:
-            lines = (path / "_delta_log" / f"{v:020d}.json").read_text().splitlines()
-        except FileNotFoundError:
+    for action in actions:
+        kind = "add" if "add" in action else "remove" if "remove" in action else None
+        if kind is None:
+            continue
+        file, changes = action[kind]["path"], action[kind].get("dataChange", True)
+        if kind == "add":
+            known[file] = _stats_range(action["add"].get("stats"), column)
+        elif not changes:
+            continue
+        elif file not in known:  # a removed file whose statistics neither version nor commit held
             return None
-        for line in lines:
-            action = json.loads(line)
-            if "metaData" in action or "protocol" in action:
-                return None
-            if "add" in action:
-                add = action["add"]
-                known[add["path"]] = _stats_range(add.get("stats"), column)
-                if add.get("dataChange", True) and known[add["path"]] is not None:
-                    out.append(known[add["path"]])  # type: ignore[arg-type]
-            elif "remove" in action and action["remove"].get("dataChange", True):
-                file = action["remove"]["path"]
-                if file not in known:
-                    return None
-                if known[file] is not None:
-                    out.append(known[file])  # type: ignore[arg-type]
+        if changes and (found := known[file]) is not None:
+            out.append(found)
     return out
 
 
