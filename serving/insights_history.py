@@ -37,6 +37,7 @@ are the first period's; one published before the warm tier has none, and the nex
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -423,7 +424,9 @@ def ensure(
     rows change, e.g. after retention removed its oldest rows)."""
     actions = {name: lake.add_actions(tables[name]) for name in PARTS}
     earliest = earliest_anchor(actions)
-    changed = {name: _changed_since(settings, part, prior, tables[name]) for name, part in PARTS.items()}
+    # read from the Delta log only for a table whose files changed (most publishes find every digest equal)
+    changed = {name: functools.cache(functools.partial(_changed_since, settings, part, prior, tables[name]))
+               for name, part in PARTS.items()}
     kept_first: dict[str, tuple[str, int]] | None = None
     before = prior.tiers.get(HISTORY.name) if prior is not None else None
     if before is not None and before.bounds[0] is None and before.bounds[1] <= cut_for(as_of) \
@@ -476,19 +479,21 @@ def _changed_since(settings: Settings, part: Part, prior: Prior | None, table: D
     return lake.changed_ranges(settings.table_path(*part.source.split(".")), before[1], table.version(), part.anchor)
 
 
-def _untouched(changed: list[lake.Range] | None, part: Part, bounds: Bounds) -> bool:
-    """No data file added or removed since the previous snapshot's version (`changed`: _changed_since) may hold a
-    row anchored within `bounds`: the tier's rows are the ones its file holds, whatever compaction moved."""
-    if changed is None:
+def _untouched(changed: Callable[[], list[lake.Range] | None], part: Part, bounds: Bounds) -> bool:
+    """No data file added or removed since the previous snapshot's version (`changed`: gives _changed_since, read
+    at most once) may hold a row anchored within `bounds`: the tier's rows are the ones its file holds, whatever
+    compaction moved."""
+    ranges = changed()
+    if ranges is None:
         return False
     lo, hi = bounds
     low, high = (None if lo is None else _bound(part, lo)), _bound(part, hi)
     return all(mn is not None and mx is not None and (mn >= high or (low is not None and mx < low))
-               for mn, mx in changed)
+               for mn, mx in ranges)
 
 
 def _reusable(settings: Settings, con: duckdb.DuckDBPyConnection, name: str, part: Part, view: str,
-              columns: list[str], same: PriorTier, digest: str, changed: list[lake.Range] | None
+              columns: list[str], same: PriorTier, digest: str, changed: Callable[[], list[lake.Range] | None]
               ) -> tuple[str, int] | None:
     """(file id, rows) of the previous snapshot's file of this tier (same bounds) and serving table when it still holds
     the tier's rows: the same Delta files hold them (`digest`), or no file added or removed with data since the
