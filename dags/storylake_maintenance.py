@@ -1,5 +1,5 @@
 """storylake_maintenance: daily retention by age, then Delta table maintenance (compact, checkpoint, vacuum, log
-cleanup)."""
+cleanup), then the serving history files of the next publishes written ahead."""
 
 from __future__ import annotations
 
@@ -39,6 +39,10 @@ def storylake_maintenance() -> None:
     dashboards) keep their files; the `retention_hours` param may lower it to 24 h, never below (refused).
     A table that fails (e.g. a commit conflict with the hourly run) does not stop the others; the task then
     fails and is retried.
+
+    Last `prepare_history` (`serving.publish.prepare_ahead`): the serving history period files that today's and
+    tomorrow's publishes attach are written ahead (the month's file on the day a month leaves the cut's month, the
+    first period after retention trimmed it), so that no hourly publish copies a month of rows.
     """
 
     @task
@@ -56,7 +60,14 @@ def storylake_maintenance() -> None:
         report = steps.maintain(af.task_settings(), retention_hours=hours, run_id=af.task_run_id())
         return report.as_dict()
 
-    retention() >> maintain()
+    @task
+    def prepare_history(data_interval_end: datetime | None = None) -> dict:
+        from pipeline import steps
+
+        now = data_interval_end or datetime.now(UTC)
+        return steps.prepare_history(af.task_settings(), now, run_id=af.task_run_id()).as_dict()
+
+    retention() >> maintain() >> prepare_history()
 
 
 storylake_maintenance()

@@ -213,6 +213,18 @@ def publish(settings: Settings, as_of: datetime, *, run_id: str | None = None) -
     return report
 
 
+def prepare_history(settings: Settings, now: datetime, *, run_id: str | None = None) -> Any:
+    """Write ahead the history period files of today's and tomorrow's publishes (serving.publish.prepare_ahead);
+    its PrepareReport."""
+    from serving.publish import prepare_ahead
+
+    now = utc(now)
+    with _recorded(settings, run_id, "prepare_history", now) as rows:
+        report = prepare_ahead(settings, now)
+        rows.update(report.rows_written)
+    return report
+
+
 # --- expiry, export, maintenance ---------------------------------------------------------------
 
 

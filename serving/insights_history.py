@@ -43,7 +43,7 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -290,7 +290,8 @@ class TierFiles:
     ids: dict[str, str]  # serving table -> the file it reads (none for a table without rows in the tier: NO_FILES)
     files: dict[str, str]  # serving table -> files_within digest at the versions this snapshot read
     rows: dict[str, int]  # serving table -> rows in the file
-    reused: dict[str, bool]  # serving table -> its file is the previous snapshot's (or it has none)
+    reused: dict[str, bool]  # serving table -> its file is the previous snapshot's or a prepared one (or it has none)
+    prepared: frozenset[str] = frozenset()  # serving tables whose file is a prepared one (prepare_ahead)
 
 
 @dataclass(frozen=True)
@@ -351,6 +352,9 @@ class Prior:
     # source table (contract key) -> (its Delta table id, the version it read): since format 5
     versions: dict[str, tuple[str, int]] = field(default_factory=dict)
 
+    def with_bounds(self, bounds: Bounds) -> PriorTier | None:
+        """Its tier of exactly these bounds, if any."""
+        return next((t for t in self.tiers.values() if t.bounds == bounds), None)
 
 
 def previous(snapshot: duckdb.DuckDBPyConnection) -> Prior | None:
@@ -391,6 +395,76 @@ def previous(snapshot: duckdb.DuckDBPyConnection) -> Prior | None:
     return Prior(tiers, {r[0]: r[4] for r in rows}, bases, versions)
 
 
+def as_prior(history: History, versions: Mapping[str, tuple[str, int]]) -> Prior:
+    """The tier files `history` holds, as a snapshot that read the sources at `versions` would record them (what a
+    later ensure() may reuse)."""
+    return Prior({name: PriorTier(t.bounds, dict(t.ids), {n: t.files[n] for n in t.ids}, {n: t.rows[n] for n in t.ids})
+                  for name, t in history.tiers.items()}, {hid: "" for hid in history.ids()}, {}, dict(versions))
+
+
+# The history period files the daily maintenance wrote ahead (prepare_ahead in serving/publish.py), recorded as a
+# snapshot records its tiers (snapshot_history, snapshot_meta's versions): beside the snapshots, not in the history
+# folder (whose unreferenced files a publish removes).
+PREPARED_NAME = "prepared_history.duckdb"
+
+
+def prepared_path(settings: Settings) -> Path:
+    return settings.serving_dir / PREPARED_NAME
+
+
+def read_prepared(settings: Settings) -> Prior | None:
+    """The prepared history files (None when there are none, or the record is unreadable: nothing is then reused
+    from it, and the publishes write what they need)."""
+    path = prepared_path(settings)
+    if not path.exists():
+        return None
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except (duckdb.Error, OSError) as exc:
+        log.warning("prepared history %s unreadable (%s): not used", path, exc)
+        return None
+    try:
+        return previous(con)
+    finally:
+        con.close()
+
+
+def write_prepared(settings: Settings, grids: Iterable[Prior]) -> list[PriorTier]:
+    """Record the tier files of `grids` (as_prior of each history prepared; the versions are the last grid's) as the
+    prepared history, replacing the previous record atomically; the distinct tiers recorded."""
+    grids = list(grids)
+    tiers: dict[Bounds, PriorTier] = {}
+    for grid in grids:
+        for t in grid.tiers.values():
+            tiers.setdefault(t.bounds, t)
+    versions = grids[-1].versions if grids else {}
+    path = prepared_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with duckdb.connect(str(tmp)) as con:
+            con.execute("CREATE TABLE snapshot_history (history_id VARCHAR, cut TIMESTAMPTZ, serving_table VARCHAR, "
+                        "files VARCHAR, history_rows BIGINT, alias VARCHAR, tier VARCHAR, lo TIMESTAMPTZ)")
+            rows = [[t.ids[name], t.bounds[1], name, t.files[name], (t.rows or {}).get(name), "",
+                     f"prepared:{'' if t.bounds[0] is None else t.bounds[0].isoformat()}:{t.bounds[1].isoformat()}",
+                     t.bounds[0]] for t in tiers.values() for name in PARTS if name in t.ids]
+            if rows:
+                con.executemany("INSERT INTO snapshot_history VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            con.execute("CREATE TABLE snapshot_meta (source_table VARCHAR, delta_version BIGINT, table_id VARCHAR)")
+            if versions:
+                con.executemany("INSERT INTO snapshot_meta VALUES (?, ?, ?)",
+                                [[key, version, tid] for key, (tid, version) in sorted(versions.items())])
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        for leftover in (tmp, Path(f"{tmp}.wal")):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+        raise
+    return list(tiers.values())
+
+
 def _recorded_fingerprint(path: Path, name: str) -> tuple[str, int] | None:
     """(fingerprint, row count) of the serving table `name` as its tier file recorded them when it was written."""
     try:
@@ -413,20 +487,27 @@ def _recorded_fingerprint(path: Path, name: str) -> tuple[str, int] | None:
 
 def ensure(
     settings: Settings, con: duckdb.DuckDBPyConnection, views: Mapping[str, str], tables: Mapping[str, DeltaTable],
-    columns: Mapping[str, list[str]], as_of: datetime, prior: Prior | None,
+    columns: Mapping[str, list[str]], as_of: datetime, prior: Prior | None, also: Sequence[Prior] = (), *,
+    warm: bool = True,
 ) -> History:
     """The tier files the new snapshot attaches: per history period (history_periods), then warm, and per serving
-    table the previous snapshot's file when still valid, else a new file. `con` has the sources registered under
-    `views` (serving table -> view name); `tables` are the Delta tables read (serving table -> DeltaTable) and
-    `columns` the serving tables' columns. The previous snapshot's first period is kept as it is while every
-    table's file of it is still valid (a snapshot of an earlier layout: one history file up to its cut); otherwise
-    the periods follow the calendar grid (so a file of the earlier layout is rewritten once, when one of its tables'
-    rows change, e.g. after retention removed its oldest rows)."""
+    table the previous snapshot's file when still valid, else a file of `also` (files written ahead: prepare_ahead)
+    of the same bounds when still valid, else a new file. `con` has the sources registered under `views` (serving
+    table -> view name); `tables` are the Delta tables read (serving table -> DeltaTable) and `columns` the serving
+    tables' columns. The previous snapshot's first period is kept as it is while every table's file of it is still
+    valid (a snapshot of an earlier layout: one history file up to its cut); otherwise the periods follow the
+    calendar grid (so a file of the earlier layout is rewritten once, when one of its tables' rows change, e.g.
+    after retention removed its oldest rows). `warm` False: the history periods only."""
     actions = {name: lake.add_actions(tables[name]) for name in PARTS}
     earliest = earliest_anchor(actions)
-    # read from the Delta log only for a table whose files changed (most publishes find every digest equal)
-    changed = {name: functools.cache(functools.partial(_changed_since, settings, part, prior, tables[name]))
-               for name, part in PARTS.items()}
+
+    def changes(since: Prior | None) -> dict[str, Callable[[], list[lake.Range] | None]]:
+        # read from the Delta log only for a table whose files changed (most publishes find every digest equal)
+        return {name: functools.cache(functools.partial(_changed_since, settings, part, since, tables[name]))
+                for name, part in PARTS.items()}
+
+    changed = changes(prior)
+    others = [(other, changes(other)) for other in also]
     kept_first: dict[str, tuple[str, int]] | None = None
     before = prior.tiers.get(HISTORY.name) if prior is not None else None
     if before is not None and before.bounds[0] is None and before.bounds[1] <= cut_for(as_of) \
@@ -439,7 +520,8 @@ def ensure(
     first = before.bounds[1] if kept_first is not None and before is not None else None
     named: list[tuple[str, Tier, Bounds]] = [
         (period_name(b), HISTORY, b) for b in history_periods(as_of, earliest, first)]
-    named.append((WARM.name, WARM, bounds_for(WARM, as_of)))
+    if warm:
+        named.append((WARM.name, WARM, bounds_for(WARM, as_of)))
     tiers: dict[str, TierFiles] = {}
     for tier_name, tier, bounds in named:
         same = prior.tiers.get(tier_name) if prior is not None else None
@@ -449,6 +531,7 @@ def ensure(
         files: dict[str, str] = {}
         rows: dict[str, int] = {}
         reused: dict[str, bool] = {}
+        prepared: set[str] = set()
         for name, part in PARTS.items():
             files[name] = files_within(actions[name], part, bounds)
             if files[name] == NO_FILES:  # no data file may hold a row of the period: no file (a young lake's days)
@@ -459,12 +542,19 @@ def ensure(
             else:
                 found = None if same is None else _reusable(settings, con, name, part, views[name], columns[name],
                                                             same, files[name], changed[name])
+                for other, other_changed in others if found is None else ():
+                    ahead = other.with_bounds(bounds)
+                    if ahead is not None and (found := _reusable(settings, con, name, part, views[name],
+                                                                 columns[name], ahead, files[name],
+                                                                 other_changed[name])) is not None:
+                        prepared.add(name)
+                        break
             if found is not None:
                 (ids[name], rows[name]), reused[name] = found, True
                 continue
             ids[name], rows[name] = _write(settings, con, name, part, views[name], columns[name], tier, bounds)
             reused[name] = False
-        tiers[tier_name] = TierFiles(bounds, ids, files, rows, reused)
+        tiers[tier_name] = TierFiles(bounds, ids, files, rows, reused, frozenset(prepared))
     return History(tiers)
 
 
@@ -672,4 +762,6 @@ def describe(history: History, recent: Mapping[str, int]) -> dict[str, Any]:
             "history_rows": {name: sum(t.rows[name] for t in periods) for name in PARTS},
             "warm_ids": dict(warm.ids), "warm_cut": warm.bounds[1].isoformat(),
             "warm_rewritten": sorted(name for name, kept in warm.reused.items() if not kept),
-            "warm_rows": dict(warm.rows), "recent_rows": dict(recent)}
+            "warm_rows": dict(warm.rows), "recent_rows": dict(recent),
+            # the period files written ahead by the daily maintenance that this publish attached (prepare_ahead)
+            "history_prepared": {name: sum(name in t.prepared for t in periods) for name in PARTS}}

@@ -268,7 +268,9 @@ def _publish(settings: Settings, as_of: datetime, keep: int, beside_gate: Callab
         tmp = sdir / f".{sid}{SNAPSHOT_SUFFIX}.tmp"
         try:
             prior = _prior_history(settings)
-            tables, mismatches, steps, history = _build(settings, tmp, sources, sid, as_of, built_at, prior)
+            prepared = insights_history.read_prepared(settings)
+            tables, mismatches, steps, history = _build(settings, tmp, sources, sid, as_of, built_at, prior,
+                                                        [] if prepared is None else [prepared])
             if beside_gate is not None:
                 t = time.perf_counter()
                 beside_gate()
@@ -307,6 +309,78 @@ def _publish(settings: Settings, as_of: datetime, keep: int, beside_gate: Callab
     )
     if mismatches:
         log.warning("publish %s: %d segments whose Seen By row count != gold reach", sid, mismatches)
+    return report
+
+
+@dataclass
+class PrepareReport:
+    """What prepare_ahead wrote: per grid (the as_of it prepared for) the history periods and the files written."""
+
+    as_of: list[datetime]
+    periods: int  # distinct periods recorded
+    written: dict[str, int]  # serving table -> period files written (the others were reused)
+    rows_written: dict[str, int]  # serving table -> rows in the files written
+    removed: list[str]  # history files no snapshot and no longer the record refer to, removed
+    duration_s: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"as_of": [iso(t) for t in self.as_of], "periods": self.periods, "written": self.written,
+                "rows_written": self.rows_written, "removed": self.removed, "duration_s": round(self.duration_s, 2)}
+
+
+def prepare_ahead(settings: Settings, now: datetime) -> PrepareReport:
+    """Write ahead the history period files (serving/insights_history.py) that the publishes of today and tomorrow
+    (UTC, as of `now` and `now` + 1 day) will attach, from the versions consumers may read, and record them
+    (insights_history.write_prepared): the daily maintenance's share of publish. So the hourly publish does not
+    copy a month of rows when a month leaves the cut's month (its days become one month file), nor rewrite the
+    first period after retention trimmed it: a publish attaches a prepared file of the same bounds whose rows are
+    still the ones it holds (checked as for the previous snapshot's: same Delta files, or none added or removed
+    where it may hold rows, or the same fingerprint), and writes its own otherwise. The warm tier and the recent
+    rows, which the hourly runs change, are left to publish. Holds the publish lock while it writes (the
+    maintenance runs at 03:30 UTC, between the hourly runs): a publish waits for it."""
+    now = utc(now)
+    t0 = time.perf_counter()
+    parts = insights_history.PARTS
+    as_ofs = [now, now + timedelta(days=1)]
+    with _publish_lock(settings):
+        if current_id(settings) is None:  # nothing published yet: the first publish writes every file it needs
+            log.info("prepared history: no serving snapshot yet, nothing to prepare")
+            return PrepareReport(as_ofs, 0, dict.fromkeys(parts, 0), dict.fromkeys(parts, 0), [],
+                                 time.perf_counter() - t0)
+        sources = _open_sources(settings)
+        wanted = {part.source for part in parts.values()}
+        prior = _prior_history(settings)
+        prepared = insights_history.read_prepared(settings)
+        versions = {key: (dt.metadata().id, v) for key, (_ds, v, _n, dt) in sources.items() if key in wanted}
+        grids: list[insights_history.Prior] = []
+        written = dict.fromkeys(parts, 0)
+        rows_written = dict.fromkeys(parts, 0)
+        spill = settings.serving_dir / ".duckdb_tmp"
+        with duckdb.connect(config={"temp_directory": str(spill)}) as con:
+            con.execute("SET enable_progress_bar = false")
+            con.execute("SET GLOBAL TimeZone = 'UTC'")
+            for key in wanted:
+                ds, _v, _n, dt = sources[key]
+                _register(con, _src(key), ds, dt)
+            views = {name: _src(part.source) for name, part in parts.items()}
+            dts = {name: sources[part.source][3] for name, part in parts.items()}
+            cols = {name: insights_history.columns_of(part, list(sources[part.source][0].schema.names))
+                    for name, part in parts.items()}
+            for as_of in as_ofs:
+                also = [*([] if prepared is None else [prepared]), *grids]
+                history = insights_history.ensure(settings, con, views, dts, cols, as_of, prior, also, warm=False)
+                for tier in history.tiers.values():
+                    for name, kept in tier.reused.items():
+                        if not kept:
+                            written[name] += 1
+                            rows_written[name] += tier.rows[name]
+                grids.append(insights_history.as_prior(history, versions))
+        recorded = insights_history.write_prepared(settings, grids)
+        removed = _remove_unreferenced_history(settings)
+    report = PrepareReport(as_ofs, len(recorded), written, rows_written, removed, time.perf_counter() - t0)
+    log.info("prepared history ahead for %s: %d periods, files written %s (%s rows), %d unreferenced removed, "
+             "in %.1fs", ", ".join(iso(t) for t in as_ofs), report.periods, written, rows_written, len(removed),
+             report.duration_s)
     return report
 
 
@@ -426,7 +500,7 @@ def _prior_history(settings: Settings) -> insights_history.Prior | None:
 
 def _build(
     settings: Settings, tmp: Path, sources: dict[str, tuple[Any, int, int, DeltaTable]], sid: str, as_of: datetime,
-    built_at: datetime, prior: insights_history.Prior | None,
+    built_at: datetime, prior: insights_history.Prior | None, prepared: list[insights_history.Prior],
 ) -> tuple[dict[str, int], int, dict[str, float], dict[str, Any]]:
     steps: dict[str, float] = {}
     # the spill folder is a config value, never pasted into SQL (a lake path may hold any character)
@@ -459,7 +533,7 @@ def _build(
         history = insights_history.ensure(
             settings, con, views, {name: sources[part.source][3] for name, part in parts.items()},
             {name: insights_history.columns_of(part, list(sources[part.source][0].schema.names))
-             for name, part in parts.items()}, as_of, prior)
+             for name, part in parts.items()}, as_of, prior, prepared)
         steps["insights history"] = time.perf_counter() - t
         t = time.perf_counter()
         recent = insights_history.attach_and_union(con, settings, history, views, bases)
@@ -562,6 +636,9 @@ def _remove_unreferenced_history(settings: Settings) -> list[str]:
             con.close()
         if found is not None:
             referenced.update(found.aliases)
+    prepared = insights_history.read_prepared(settings)  # the files written ahead for the next publishes
+    if prepared is not None:
+        referenced.update(prepared.aliases)
     return insights_history.remove_unreferenced(settings, referenced)
 
 

@@ -56,7 +56,7 @@ def _contents(lake_root: Path) -> dict[str, list[tuple[object, ...]]]:
 def test_help_on_every_command() -> None:
     top = subprocess.run([CLI, "--help"], capture_output=True, text=True, check=True).stdout
     for cmd in ("generate", "ingest", "run", "publish", "tray", "seen-by", "insights", "expire", "export-features",
-                "retention", "maintain", "dashboard", "demo", "contracts", "bench"):
+                "retention", "maintain", "prepare-history", "dashboard", "demo", "contracts", "bench"):
         assert cmd in top
         res = subprocess.run([CLI, *cmd.split(), "--help"], capture_output=True, text=True, check=False)
         assert res.returncode == 0 and "Usage" in res.stdout, cmd
@@ -112,7 +112,8 @@ def test_publish_as_of_mistyped_lakes_and_cursor_errors(
         older.stderr
     # a mistyped lake: one line, exit 4, nothing created there
     empty = {**world, "STORYLAKE_LAKE": str(tmp_path / "typo")}
-    for cmd in (["publish"], ["expire"], ["maintain"], ["check"], ["export-features", "--out", str(tmp_path / "x")]):
+    for cmd in (["publish"], ["expire"], ["maintain"], ["prepare-history"], ["check"],
+                ["export-features", "--out", str(tmp_path / "x")]):
         res = sl(*cmd, env=empty, check=False)
         assert res.returncode == 4 and res.stderr.count("\n") == 1, (cmd, res.stderr)
         assert f"no storylake tables under {tmp_path / 'typo'}" in res.stderr

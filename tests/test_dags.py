@@ -112,7 +112,7 @@ def test_other_task_graphs(dagbag: Any) -> None:
     assert [t.task_id for t in dagbag.dags["storylake_expiry"].tasks] == ["expire"]
     maintenance = dagbag.dags["storylake_maintenance"]
     assert {t.task_id: sorted(t.upstream_task_ids) for t in maintenance.tasks} == {
-        "retention": [], "maintain": ["retention"]}
+        "retention": [], "maintain": ["retention"], "prepare_history": ["maintain"]}
     assert maintenance.params["retention_hours"] == 168
 
 

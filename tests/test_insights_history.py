@@ -493,3 +493,83 @@ def test_a_table_written_again_at_its_path_is_not_taken_for_its_predecessor(sett
     after = publish(settings, AS_OF).history
     assert after["rewritten"] == ["author_daily_insights"] and after["history_written"]["author_daily_insights"] == 1
     _assert_serves_gold(settings, api.open_current(settings))
+
+
+def _bump_october(settings: Settings) -> None:
+    """A backfill of October's daily insights (one more impression each)."""
+    daily = settings.table_path("gold", "author_daily_insights")
+    t = DeltaTable(str(daily)).to_pyarrow_table()
+    october = pc.equal(pc.month(t["day"]), 10)
+    t = t.set_column(t.schema.get_field_index("impressions"), "impressions",
+                     pc.if_else(october, pc.add(t["impressions"], pa.scalar(1, pa.int64())), t["impressions"]))
+    write_table(settings, "gold.author_daily_insights", t)
+
+
+def test_the_maintenance_writes_the_month_file_ahead_and_no_publish_copies_it(tmp_path: Any) -> None:
+    """On the day October leaves the cut's month (its 31 day files become one month file), the daily maintenance's
+    prepare_ahead writes that file the day before, and today's day files: the publishes of both days write no
+    history file and serve the same rows. Without it, the first publish of the day writes the month file; after a
+    backfill of October the prepared file is not used (the publish writes its own); the prepared files stay on disk
+    while the record names them, and go once neither it nor a kept snapshot does."""
+    from serving.publish import prepare_ahead
+
+    today, tomorrow = AS_OF + timedelta(days=3), AS_OF + timedelta(days=4)  # cuts Oct 31 and Nov 1
+    names = list(insights_history.PARTS)
+    nothing = dict.fromkeys(names, 0)
+
+    control = Settings(lake=tmp_path / "control" / "lake", landing=tmp_path / "control" / "landing")
+    sample_lake.build(control)
+    publish(control, today)
+    unprepared = publish(control, tomorrow).history
+    assert unprepared["periods"] == [[None, "2026-10-01T00:00:00+00:00"],
+                                     ["2026-10-01T00:00:00+00:00", "2026-11-01T00:00:00+00:00"]]
+    # the month file: October's rows of the daily insights, stories and the archive, copied by the hourly publish
+    assert unprepared["history_written"] == {n: int(n in ("author_daily_insights", "story_insights",
+                                                          "archived_segments")) for n in names}
+
+    settings = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
+    assert prepare_ahead(settings, today).periods == 0  # nothing published yet: nothing to prepare
+    assert not insights_history.prepared_path(settings).exists()
+    sample_lake.build(settings)
+    prepared = prepare_ahead(settings, today)
+    # today's three new day files (Oct 28-30) and tomorrow's month file of the daily insights; a day and the month of
+    # the stories and the archive
+    assert prepared.written == {**nothing, "author_daily_insights": 4, "story_insights": 2, "archived_segments": 2}
+    assert insights_history.prepared_path(settings).exists()
+    record = insights_history.read_prepared(settings)
+    assert record is not None
+    month = record.with_bounds((datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)))
+    assert month is not None and set(month.ids) == {"author_daily_insights", "story_insights", "archived_segments"}
+
+    first = publish(settings, today, keep=1).history  # keep=1: only the record keeps the month file on disk
+    assert first["history_written"] == nothing
+    assert first["history_prepared"] == {**nothing, "author_daily_insights": 3, "story_insights": 1,
+                                         "archived_segments": 1}
+    _assert_serves_gold(settings, api.open_current(settings))
+    assert set(month.ids.values()) <= {p[: -len(".duckdb")] for p in _history_files(settings)}
+    second = publish(settings, tomorrow, keep=1).history
+    assert second["periods"] == unprepared["periods"] and second["history_written"] == nothing
+    assert {n: ids[-1] for n, ids in second["history_ids"].items() if n in month.ids} == month.ids
+    _assert_serves_gold(settings, api.open_current(settings))
+
+    # a backfill changes October's daily insights after the maintenance: that table's prepared month file no longer
+    # holds its rows, so the publish writes its own (and serves the new rows); the other tables' are still used
+    sample_lake.build(settings)
+    prepare_ahead(settings, today)
+    _bump_october(settings)
+    publish(settings, today, keep=1)
+    backfilled = publish(settings, tomorrow, keep=1).history
+    assert backfilled["history_written"] == {**nothing, "author_daily_insights": 1}
+    assert backfilled["history_prepared"] == {**nothing, "story_insights": 1, "archived_segments": 1}
+    _assert_serves_gold(settings, api.open_current(settings))
+
+    # the next day's maintenance finds today's periods in the current snapshot and writes the next day's file
+    # (Nov 1); it no longer names October's day files: the next publish removes them
+    later = prepare_ahead(settings, tomorrow)
+    assert later.written == {**nothing, "author_daily_insights": 1, "story_insights": 1, "archived_segments": 1}
+    kept = publish(settings, tomorrow, keep=1)
+    referenced = set(_files_of(kept))
+    record = insights_history.read_prepared(settings)
+    assert record is not None
+    assert _history_files(settings) == sorted(referenced | {f"{hid}.duckdb" for hid in record.aliases})
+    assert not any("-20261028-" in name for name in _history_files(settings))

@@ -434,6 +434,22 @@ def maintain(
     console.print_json(json.dumps(report.as_dict(), default=str))
 
 
+@app.command("prepare-history")
+def prepare_history(
+    now: Annotated[str | None, typer.Option("--now", help="As of (ISO-8601; default now).")] = None,
+    lake: Lake = None, landing: Landing = None, engine: Engine = None, spark_remote: Remote = None,
+) -> None:
+    """Write ahead the serving history files today's and tomorrow's publishes attach (the month file when a month
+    leaves the cut's month, the first period after retention), so that no hourly publish copies them."""
+    import json
+
+    from serving.publish import prepare_ahead
+
+    s = existing_lake(settings_of(lake, landing, engine, spark_remote))
+    report = prepare_ahead(s, parse_time(now, "--now") or datetime.now(UTC))
+    console.print_json(json.dumps(report.as_dict(), default=str))
+
+
 @app.command()
 def check(lake: Lake = None, landing: Landing = None, engine: Engine = None, spark_remote: Remote = None) -> None:
     """Check every Delta table: each data file present, whole and readable, with complete statistics (exit 1 when a

@@ -165,9 +165,11 @@ def bench_incremental(
         log.info("history: %d landing files up to %s, catch-up run", files, iso(history_end))
         with measure() as catch_up:
             run_pipeline(settings, history_end, publish=True, progress=False, gate=hook)
-        # the daily maintenance DAG: retention by age (silver.segment_viewers keeps 2 days, ...), then compaction
+        # the daily maintenance DAG: retention by age (silver.segment_viewers keeps 2 days, ...), then compaction,
+        # then the serving history files of today's and tomorrow's publishes written ahead
         retention = steps.retention(settings, history_end)
         steps.maintain(settings)
+        steps.prepare_history(settings, history_end)
         hour_files = _land(world, settings.landing, history_end, history_end + HOUR)
         runs = _measured_runs(settings, history_end + HOUR, gate, repeat)
         report, m = runs[(len(runs) - 1) // 2]  # the (lower) median run: its steps and peak are the figures
