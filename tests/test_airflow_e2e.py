@@ -21,6 +21,7 @@ import pytest
 from deltalake import DeltaTable
 
 from pipeline import steps
+from serving import insights_history
 from serving.snapshot import current_id
 from storylake.settings import Settings
 from tests.test_dags_steps import lake_tables
@@ -126,7 +127,10 @@ def test_hourly_dag_reruns_and_reverse_order_match_one_clean_run(tmp_path: Path,
     assert (forward.lake / "quality" / "data_docs" / "index.html").exists()
 
     other = {r["step"]: r for r in runs if not r["run_id"].startswith("storylake_hourly/")}  # backward lake
-    assert set(other) == {"retention", "maintain", "export", "expire"}
+    assert set(other) == {"retention", "maintain", "prepare_history", "export", "expire"}
+    # the serving history files of the next publishes, written ahead (none here: a one-day world has no history)
+    assert other["prepare_history"]["as_of"] == datetime(2026, 11, 2, 3, 30, tzinfo=UTC)
+    assert insights_history.prepared_path(backward).exists()
     assert other["retention"]["rows_written"] == 0  # a one-day world: nothing is past any retention yet
     assert other["maintain"]["rows_written"] > 0  # files compacted or vacuumed
     assert other["export"]["as_of"] == END

@@ -4,6 +4,7 @@ not on the day its figures are needed)."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -23,3 +24,25 @@ def test_the_serving_benchmark_lake_publishes_and_serves(settings: Settings, cap
     assert page.rings and all(r.segments for r in page.rings)
     seen_by = api.seen_by(snap, info["big_segment_id"], info["big_segment_author"], DEFAULT_NOW, limit=50)
     assert seen_by.total == info["big_segment_viewers"]
+
+
+def test_the_history_benchmark_moves_the_month_file_to_the_maintenance(tmp_path: Path) -> None:
+    """At a tiny size: the merge day's publish writes October's month file of every long-lived table as is, and none
+    after prepare_history, which wrote them; both snapshots serve the same rows."""
+    from toolkit.bench.history import bench_history
+
+    out = bench_history(tmp_path / "work", days=36, segments_per_day=700, authors_per_day=50, users=400)
+    every = dict.fromkeys(("segment_insights", "story_insights", "author_daily_insights", "sticker_results",
+                           "archived_segments", "question_inbox"), 1)
+    assert out["merge_day_publish_as_is"]["history_files_written"] == every
+    assert out["prepare_history"]["files_written"] == every
+    assert out["merge_day_publish_prepared"]["history_files_written"] == {}
+    assert out["merge_day_publish_prepared"]["history_files_prepared"] == every
+    # October's rows: 31 of the 36 days (Sep 30 - Nov 4) of segments, one in 7 a story
+    assert out["prepare_history"]["rows_written"]["author_daily_insights"] == 31 * 50
+    served = []
+    for lake in ("as-is", "prepared"):
+        snap = api.open_current(Settings(lake=tmp_path / "work" / lake / "lake", landing=tmp_path / "x"))
+        served.append({name: sorted(map(repr, snap.db().execute(f"SELECT * FROM {name}").fetchall()))  # noqa: S608
+                       for name in every})
+    assert served[0] == served[1]

@@ -562,6 +562,16 @@ def test_the_maintenance_writes_the_month_file_ahead_and_no_publish_copies_it(tm
     assert backfilled["history_written"] == {**nothing, "author_daily_insights": 1}
     assert backfilled["history_prepared"] == {**nothing, "story_insights": 1, "archived_segments": 1}
     _assert_serves_gold(settings, api.open_current(settings))
+    # the same backfill before the maintenance ran (as retention's trimming of the first period): it writes the
+    # changed files ahead, and the publishes after it write none
+    sample_lake.build(settings)
+    publish(settings, today, keep=1)
+    _bump_october(settings)
+    # today's 26 day files of October with rows (Oct 1-30 but 2, 11, 20, 29), and tomorrow's month file
+    assert prepare_ahead(settings, today).written == {**nothing, "author_daily_insights": 27}
+    assert publish(settings, today, keep=1).history["history_written"] == nothing
+    assert publish(settings, tomorrow, keep=1).history["history_written"] == nothing
+    _assert_serves_gold(settings, api.open_current(settings))
 
     # the next day's maintenance finds today's periods in the current snapshot and writes the next day's file
     # (Nov 1); it no longer names October's day files: the next publish removes them

@@ -529,6 +529,27 @@ def bench_serving(
     console.print_json(json.dumps(result, default=str))
 
 
+@bench_app.command("history")
+def bench_history(
+    days: Annotated[int, typer.Option(help="Days of history in the synthetic lake (>= 36: a whole month).")] = 40,
+    segments_per_day: Annotated[int, typer.Option(help="Segments (and segment insights) a day.")] = 165_000,
+    authors_per_day: Annotated[int, typer.Option(help="Author-days of daily insights a day.")] = 29_000,
+    users: Annotated[int, typer.Option(help="Users.")] = 50_000,
+    work: Annotated[Path, typer.Option(help="Scratch folder.")] = Path(".storylake/bench/history"),
+) -> None:
+    """The hourly publish of the day a month leaves the cut's month, with and without the maintenance's
+    prepare-history (the month's file written ahead)."""
+    import json
+
+    from toolkit.bench.history import bench_history as run_bench
+
+    if days < 36:
+        raise typer.BadParameter(f"--days {days}: at least 36, so that a whole month leaves the cut's month")
+    result = run_bench(work, days=days, segments_per_day=segments_per_day, authors_per_day=authors_per_day,
+                       users=users)
+    console.print_json(json.dumps(result, default=str))
+
+
 @bench_app.command("api")
 def bench_api(
     segments: Annotated[int, typer.Option(help="Segments in the synthetic snapshot.")] = 1_250_000,
