@@ -13,8 +13,10 @@ shared read-only by every snapshot that agrees with it:
               row older than the earliest month with rows. When the cut moves (daily) only the new day's file is
               written; when a month completes its day files give way to one month file (once a month, a month of
               rows); so no publish copies what older months hold, whatever the lake's age;
-    warm      rows anchored from the cut to the warm cut (midnight UTC, WARM_LAG before as_of), a file of its own
-              likewise: rows an hourly run seldom changes, but that a late event can (see HISTORY_LAG);
+    warm      rows anchored from the cut to the warm cut (midnight UTC, WARM_LAG before as_of), a file per day
+              likewise (warm_days): rows an hourly run seldom changes, but that a late event can (see HISTORY_LAG).
+              When the cuts move (daily) one day's file is written (the day that left the recent rows); the day
+              that leaves the warm tier keeps its file as the history tier's day period;
     recent    rows anchored at/after the warm cut (or without an anchor), copied into each snapshot;
 
 and the snapshot's table is a view over the files and recent (UNION ALL: DuckDB pushes the caller's filters into
@@ -26,12 +28,13 @@ and its rows are unchanged:
      previous snapshot saw;
   2. otherwise (a compaction or a slice rewrite moved those rows into new files, or a run's gold horizon reached
      into the period): the period's rows hash to the fingerprint recorded in its file.
-Otherwise it writes a new file for that period of that table only (daily for the new day's period and warm when the
-cuts move; after a backfill, a retention run, or a late archive or delete of an old segment, for the periods whose
-old rows changed; the warm file also when a run's gold horizon reached before the warm cut and changed a row there).
+Otherwise it writes a new file for that period of that table only (daily for the new warm day when the cuts move;
+after a backfill, a retention run, or a late archive or delete of an old segment, for the periods whose old rows
+changed; a warm day's file also when a run's gold horizon reached before the warm cut and changed a row there).
 Files no kept snapshot refers to are removed with the snapshots. A snapshot published before the tables had a file
 each attaches its one shared file as `hist`; its file is reused table by table as long as it agrees and its bounds
-are the first period's; one published before the warm tier has none, and the next publish writes it.
+are the first period's; one published before the warm tier has none, and the next publish writes it; one published
+before the warm days (format 5 and earlier: one warm file of two days) has its warm file rewritten as days once.
 """
 
 from __future__ import annotations
@@ -186,6 +189,29 @@ def history_periods(as_of: datetime, earliest: date | None, first: datetime | No
     return [(None, at[0]), *zip(at, at[1:], strict=False)]
 
 
+def warm_days(as_of: datetime) -> list[Bounds]:
+    """The warm tier's days as of a publish, oldest first: each day from the history tier's cut to the warm cut
+    (cut_for(as_of, WARM_LAG)). A day file is written when the day leaves the recent rows (daily: one day) and
+    reused as the history tier's day period once the cut passes it."""
+    lo, hi = bounds_for(WARM, as_of)
+    assert lo is not None
+    days = []
+    while lo < hi:
+        days.append((lo, lo + timedelta(days=1)))
+        lo += timedelta(days=1)
+    return days
+
+
+def warm_name(bounds: Bounds) -> str:
+    """The tier name a warm day is recorded under (snapshot_history.tier): `warm:<its day>`."""
+    assert bounds[0] is not None
+    return f"{WARM.name}:{bounds[0]:%Y-%m-%d}"
+
+
+def is_warm(tier_name: str) -> bool:
+    return tier_name.split(":", 1)[0] == WARM.name
+
+
 def period_name(bounds: Bounds) -> str:
     """The tier name a history period is recorded under (snapshot_history.tier): the first `history`, every other
     `history:<its lower bound's day>`."""
@@ -296,7 +322,8 @@ class TierFiles:
 
 @dataclass(frozen=True)
 class History:
-    tiers: dict[str, TierFiles]  # tier name -> its files: the history periods oldest first (period_name), then warm
+    # tier name -> its files: the history periods oldest first (period_name), then the warm days (warm_name)
+    tiers: dict[str, TierFiles]
 
     @property
     def cut(self) -> datetime:
@@ -305,7 +332,11 @@ class History:
 
     def periods(self) -> list[TierFiles]:
         """The history tier's periods, oldest first."""
-        return [t for name, t in self.tiers.items() if name != WARM.name]
+        return [t for name, t in self.tiers.items() if not is_warm(name)]
+
+    def warm(self) -> list[TierFiles]:
+        """The warm tier's days, oldest first."""
+        return [t for name, t in self.tiers.items() if is_warm(name)]
 
     @property
     def recent_from(self) -> datetime:
@@ -521,12 +552,11 @@ def ensure(
     named: list[tuple[str, Tier, Bounds]] = [
         (period_name(b), HISTORY, b) for b in history_periods(as_of, earliest, first)]
     if warm:
-        named.append((WARM.name, WARM, bounds_for(WARM, as_of)))
+        named += [(warm_name(b), WARM, b) for b in warm_days(as_of)]
     tiers: dict[str, TierFiles] = {}
     for tier_name, tier, bounds in named:
-        same = prior.tiers.get(tier_name) if prior is not None else None
-        if same is not None and same.bounds != bounds:  # only a file of the same bounds can be reused
-            same = None
+        # only a file of the same bounds can be reused (yesterday's warm day is today's history day)
+        same = prior.with_bounds(bounds) if prior is not None else None
         ids: dict[str, str] = {}
         files: dict[str, str] = {}
         rows: dict[str, int] = {}
@@ -608,7 +638,7 @@ def _reusable(settings: Settings, con: duckdb.DuckDBPyConnection, name: str, par
 def _write(settings: Settings, con: duckdb.DuckDBPyConnection, name: str, part: Part, view: str,
            columns: list[str], tier: Tier, bounds: Bounds) -> tuple[str, int]:
     """Write the file of one tier of one serving table; (its id, its rows)."""
-    kind = f"{tier.name}-" if tier is not HISTORY else "" if bounds[0] is None else f"{bounds[0]:%Y%m%d}-"
+    kind = "" if bounds[0] is None else f"{bounds[0]:%Y%m%d}-"  # a warm day's file becomes a history day's
     hid = new_file_id(f"{name}-{kind}")
 
     def fill(alias: str) -> int:
@@ -751,7 +781,7 @@ def describe(history: History, recent: Mapping[str, int]) -> dict[str, Any]:
     """The publish report's account: the history tier's files per table (its periods', oldest first), bounds, rows
     and the tables one of whose period files was written (not reused), the same of the warm tier, and the recent
     rows."""
-    periods, warm = history.periods(), history.tiers[WARM.name]
+    periods, warm = history.periods(), history.warm()
     return {"history_ids": {name: [t.ids[name] for t in periods if name in t.ids] for name in PARTS},
             "cut": history.cut.isoformat(),
             "periods": [[None if t.bounds[0] is None else t.bounds[0].isoformat(), t.bounds[1].isoformat()]
@@ -760,8 +790,10 @@ def describe(history: History, recent: Mapping[str, int]) -> dict[str, Any]:
             "rewritten": sorted(name for name in PARTS if not all(t.reused[name] for t in periods)),
             "history_written": {name: sum(not t.reused[name] for t in periods) for name in PARTS},
             "history_rows": {name: sum(t.rows[name] for t in periods) for name in PARTS},
-            "warm_ids": dict(warm.ids), "warm_cut": warm.bounds[1].isoformat(),
-            "warm_rewritten": sorted(name for name, kept in warm.reused.items() if not kept),
-            "warm_rows": dict(warm.rows), "recent_rows": dict(recent),
+            "warm_ids": {name: [t.ids[name] for t in warm if name in t.ids] for name in PARTS},
+            "warm_cut": history.recent_from.isoformat(),
+            "warm_rewritten": sorted(name for name in PARTS if not all(t.reused[name] for t in warm)),
+            "warm_written": {name: sum(not t.reused[name] for t in warm) for name in PARTS},
+            "warm_rows": {name: sum(t.rows[name] for t in warm) for name in PARTS}, "recent_rows": dict(recent),
             # the period files written ahead by the daily maintenance that this publish attached (prepare_ahead)
             "history_prepared": {name: sum(name in t.prepared for t in periods) for name in PARTS}}

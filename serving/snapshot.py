@@ -35,7 +35,9 @@ SNAPSHOT_SUFFIX = ".duckdb"
 CURRENT_NAME = "CURRENT"
 # snapshot_meta.format_version of the snapshots publish writes: 5 = the long-lived tables' history in calendar periods
 # (snapshot_history's tiers `history` and `history:<day>`, none for a period without rows) and the Delta table id of
-# each source beside its version (snapshot_meta.table_id); 4 = ring_features and viewer_pairs are views over a
+# each source beside its version (snapshot_meta.table_id), and since session 32 the warm tier a file per day (tiers
+# `warm:<day>`, where earlier format-5 snapshots record one `warm` file: either is read and followed alike, so the
+# format did not change); 4 = ring_features and viewer_pairs are views over a
 # base file shared between snapshots and the snapshot's changes (snapshot_history's tier 'base',
 # serving/shared_bases.py); 3 = a history and a warm file per long-lived table (snapshot_history's `tier`, `lo`);
 # 2 = a history file per long-lived table, attached under the alias snapshot_history records; 1 = one shared file

@@ -38,6 +38,9 @@ def test_the_history_benchmark_moves_the_month_file_to_the_maintenance(tmp_path:
     assert out["prepare_history"]["files_written"] == every
     assert out["merge_day_publish_prepared"]["history_files_written"] == {}
     assert out["merge_day_publish_prepared"]["history_files_prepared"] == every
+    # and the day that left the recent rows (Nov 2) is the one warm file each publish writes when the cuts move
+    assert out["merge_day_publish_as_is"]["warm_files_written"] == every
+    assert out["merge_day_publish_prepared"]["warm_files_written"] == every
     # October's rows: 31 of the 36 days (Sep 30 - Nov 4) of segments, one in 7 a story
     assert out["prepare_history"]["rows_written"]["author_daily_insights"] == 31 * 50
     served = []

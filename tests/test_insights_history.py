@@ -64,8 +64,9 @@ def _history_files(settings: Settings) -> list[str]:
 
 def _files_of(report: Any) -> list[str]:
     """The files a snapshot attaches: its history and warm tiers' and its shared bases' (serving/shared_bases.py)."""
-    ids = {hid for key in ("warm_ids", "bases") for hid in report.history[key].values()}
-    ids |= {hid for period_ids in report.history["history_ids"].values() for hid in period_ids}
+    ids = set(report.history["bases"].values())
+    ids |= {hid for key in ("history_ids", "warm_ids") for period_ids in report.history[key].values()
+            for hid in period_ids}
     return sorted(f"{hid}.duckdb" for hid in ids)
 
 
@@ -120,7 +121,7 @@ def test_history_is_shared_until_old_rows_change(settings: Settings, monkeypatch
     write_table(settings, "gold.author_daily_insights", DeltaTable(str(daily)).to_pyarrow_table())
     hashed.clear()
     rewritten = publish(settings, AS_OF)
-    assert len(hashed) == len(h["periods"]) + 1  # each history period's and the warm rows, hashed once (no file)
+    assert len(hashed) == len(h["periods"]) + 2  # each history period's and warm day's rows, hashed once (no file)
     assert rewritten.history["reused"] and rewritten.history["history_ids"] == h["history_ids"]
     assert rewritten.history["warm_ids"] == h["warm_ids"]
 
@@ -161,15 +162,19 @@ def test_history_is_shared_until_old_rows_change(settings: Settings, monkeypatch
     _assert_serves_gold(settings, api.open_current(settings))
     assert _history_files(settings) == _files_of(late)
 
-    # the cuts move with as_of (daily): a file for the day that left the warm tier, every older period's file kept
-    # (a publish copies one day of history, whatever the lake's age), and a new warm file
+    # the cuts move with as_of (daily): the day that left the warm tier keeps its file as the history's day period,
+    # every older period's file is kept, and only the day that left the recent rows gets a file (a warm day): a
+    # publish copies one day, whatever the lake's age
     later = publish(settings, AS_OF + timedelta(days=1))
-    assert later.history["rewritten"] == ["author_daily_insights"]
-    # the warm window moved: a file for each table whose Delta files may hold rows in it
-    assert later.history["warm_rewritten"] == ["archived_segments", "author_daily_insights", "story_insights"]
+    daily = "author_daily_insights"
+    assert later.history["rewritten"] == [] and later.history["history_written"] == dict.fromkeys(
+        insights_history.PARTS, 0)
     assert later.history["periods"] == [*late.history["periods"], [h["cut"], "2026-10-29T00:00:00+00:00"]]
-    assert later.history["history_written"] == {n: int(n == "author_daily_insights") for n in insights_history.PARTS}
-    assert later.history["history_ids"]["author_daily_insights"][:-1] == ids["author_daily_insights"]
+    assert later.history["history_ids"][daily] == [*ids[daily], late.history["warm_ids"][daily][0]]
+    # Oct 30 has rows of the daily insights, the stories and the archive: a file each; Oct 29's are kept
+    assert later.history["warm_written"] == {n: int(n in ("archived_segments", daily, "story_insights"))
+                                             for n in insights_history.PARTS}
+    assert later.history["warm_ids"][daily][0] == late.history["warm_ids"][daily][1]
     assert (later.history["cut"], later.history["warm_cut"]) == ("2026-10-29T00:00:00+00:00",
                                                                  "2026-10-31T00:00:00+00:00")
     _assert_serves_gold(settings, api.open_current(settings))
@@ -285,9 +290,12 @@ def _to_shared_file_layout(settings: Settings, report: Any) -> None:
         for name in [*insights, "archived_segments", "segment_lookup"]:
             con.execute(f"DROP VIEW {name}")
         # format 1 had no warm part: its recent part held the rows from the cut on
-        warm = dict(con.execute("SELECT serving_table, alias FROM snapshot_history WHERE tier = 'warm'").fetchall())
+        warm: dict[str, list[str]] = {}
+        for name, alias in con.execute("SELECT serving_table, alias FROM snapshot_history WHERE tier LIKE 'warm:%' "
+                                       "ORDER BY tier").fetchall():
+            warm.setdefault(name, []).append(alias)
         for name in insights:
-            warm_rows = f"SELECT * FROM {warm[name]}.{name} UNION ALL " if name in warm else ""  # noqa: S608
+            warm_rows = "".join(f"SELECT * FROM {alias}.{name} UNION ALL " for alias in warm.get(name, []))  # noqa: S608
             con.execute(f"CREATE TABLE {name}_all_recent AS {warm_rows}SELECT * FROM {name}_recent")  # noqa: S608
             con.execute(f"DROP TABLE {name}_recent")
             con.execute(f"ALTER TABLE {name}_all_recent RENAME TO {name}_recent")
@@ -464,12 +472,14 @@ def test_after_the_daily_maintenance_every_file_is_reused_without_hashing(
     assert DeltaTable(str(daily)).file_uris() != files_before  # the rows moved into new files
     monkeypatch.setattr(insights_history, "fingerprint", counted)
     after = publish(settings, AS_OF).history
-    assert hashed == [] and after["reused"] and after["warm_ids"] == first["warm_ids"]
+    assert hashed == [] and after["reused"]
     assert after["history_written"] == dict.fromkeys(insights_history.PARTS, 0)
     # the same files, but those of the days without rows: their day files now say so by their statistics (no file)
     kept = after["history_ids"]["author_daily_insights"]
     assert kept == [hid for hid in first["history_ids"]["author_daily_insights"] if hid in kept]
     assert len(kept) < len(first["history_ids"]["author_daily_insights"])
+    for name, ids in after["warm_ids"].items():
+        assert ids == [hid for hid in first["warm_ids"][name] if hid in ids], name
     _assert_serves_gold(settings, api.open_current(settings))
 
 
@@ -532,9 +542,9 @@ def test_the_maintenance_writes_the_month_file_ahead_and_no_publish_copies_it(tm
     assert not insights_history.prepared_path(settings).exists()
     sample_lake.build(settings)
     prepared = prepare_ahead(settings, today)
-    # today's three new day files (Oct 28-30) and tomorrow's month file of the daily insights; a day and the month of
-    # the stories and the archive
-    assert prepared.written == {**nothing, "author_daily_insights": 4, "story_insights": 2, "archived_segments": 2}
+    # today's new history day file (Oct 30; Oct 28-29 are the current snapshot's warm days' files) and tomorrow's
+    # month file, of the daily insights, the stories and the archive
+    assert prepared.written == {**nothing, "author_daily_insights": 2, "story_insights": 2, "archived_segments": 2}
     assert insights_history.prepared_path(settings).exists()
     record = insights_history.read_prepared(settings)
     assert record is not None
@@ -543,7 +553,7 @@ def test_the_maintenance_writes_the_month_file_ahead_and_no_publish_copies_it(tm
 
     first = publish(settings, today, keep=1).history  # keep=1: only the record keeps the month file on disk
     assert first["history_written"] == nothing
-    assert first["history_prepared"] == {**nothing, "author_daily_insights": 3, "story_insights": 1,
+    assert first["history_prepared"] == {**nothing, "author_daily_insights": 1, "story_insights": 1,
                                          "archived_segments": 1}
     _assert_serves_gold(settings, api.open_current(settings))
     assert set(month.ids.values()) <= {p[: -len(".duckdb")] for p in _history_files(settings)}
@@ -573,10 +583,10 @@ def test_the_maintenance_writes_the_month_file_ahead_and_no_publish_copies_it(tm
     assert publish(settings, tomorrow, keep=1).history["history_written"] == nothing
     _assert_serves_gold(settings, api.open_current(settings))
 
-    # the next day's maintenance finds today's periods in the current snapshot and writes the next day's file
-    # (Nov 1); it no longer names October's day files: the next publish removes them
+    # the next day's maintenance finds every file in the current snapshot (the next day's history period, Nov 1, is
+    # its warm day's file); it no longer names October's day files: the next publish removes them
     later = prepare_ahead(settings, tomorrow)
-    assert later.written == {**nothing, "author_daily_insights": 1, "story_insights": 1, "archived_segments": 1}
+    assert later.written == nothing
     kept = publish(settings, tomorrow, keep=1)
     referenced = set(_files_of(kept))
     record = insights_history.read_prepared(settings)

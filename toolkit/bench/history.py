@@ -15,7 +15,8 @@ Then, from one publish as of `end` + 1 h (cut Oct 31: October's days are day fil
   * as is: the publish of `end` + 1 day + 1 h (cut Nov 1: October's day files become one month file, written by
     that hourly publish);
   * with the maintenance: prepare_ahead as of `end` + 3.5 h (the DAG's 03:30), then the same publish.
-Each step's wall time, peak RSS (this process: publish and DuckDB run in it) and the history files it wrote.
+Each step's wall time, peak RSS (this process: publish and DuckDB run in it) and the history and warm day files it
+wrote (the warm tier moves a day too: one day file a table since session 32).
 """
 
 from __future__ import annotations
@@ -159,7 +160,8 @@ def bench_history(work: Path, *, days: int = 40, segments_per_day: int = 165_000
     def step(m: Any, report: Any) -> dict[str, Any]:
         return {"seconds": round(m.seconds, 2), "peak_rss_mb": round(m.peak_rss_mb),
                 "insights_history_seconds": report.step_seconds.get("insights history"),
-                "history_files_written": _written(report.history)}
+                "history_files_written": _written(report.history),
+                "warm_files_written": {name: n for name, n in report.history["warm_written"].items() if n}}
 
     return {
         "days": days, "segments_per_day": segments_per_day, "rows": sizes,
