@@ -471,6 +471,9 @@ def write_prepared(settings: Settings, grids: Iterable[Prior]) -> list[PriorTier
     versions = grids[-1].versions if grids else {}
     path = prepared_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp*"):  # a killed writer's (the caller holds the publish lock)
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with duckdb.connect(str(tmp)) as con:

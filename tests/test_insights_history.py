@@ -541,7 +541,10 @@ def test_the_maintenance_writes_the_month_file_ahead_and_no_publish_copies_it(tm
     assert prepare_ahead(settings, today).periods == 0  # nothing published yet: nothing to prepare
     assert not insights_history.prepared_path(settings).exists()
     sample_lake.build(settings)
+    dead = settings.serving_dir / f".{insights_history.PREPARED_NAME}.killed.tmp"  # a killed maintenance's record
+    dead.write_bytes(b"partial")
     prepared = prepare_ahead(settings, today)
+    assert not dead.exists()
     # today's new history day file (Oct 30; Oct 28-29 are the current snapshot's warm days' files) and tomorrow's
     # month file, of the daily insights, the stories and the archive
     assert prepared.written == {**nothing, "author_daily_insights": 2, "story_insights": 2, "archived_segments": 2}
