@@ -596,3 +596,61 @@ def test_the_maintenance_writes_the_month_file_ahead_and_no_publish_copies_it(tm
     assert record is not None
     assert _history_files(settings) == sorted(referenced | {f"{hid}.duckdb" for hid in record.aliases})
     assert not any("-20261028-" in name for name in _history_files(settings))
+
+
+def _to_two_day_warm_layout(settings: Settings, report: Any) -> str:
+    """Rewrite a snapshot into session 31's layout: one warm file per table holding both warm days (tier `warm`,
+    attached as `hist_99`), the snapshot's views reading it instead of the day files; returns the file's id."""
+    import duckdb
+
+    from serving.snapshot import snapshot_path
+
+    hid, lookup, lookup_columns = "warm-two-days", insights_history.LOOKUP, insights_history.LOOKUP_COLUMNS
+    lo, hi = datetime.fromisoformat(report.history["cut"]), datetime.fromisoformat(report.history["warm_cut"])
+    with duckdb.connect(str(snapshot_path(settings, report.snapshot_id))) as con:
+        tiers = con.execute("SELECT serving_table, alias, history_id, tier, files FROM snapshot_history "
+                            "WHERE tier <> 'base' ORDER BY tier").fetchall()
+        for alias, path in {a: insights_history.history_path(settings, h) for _, a, h, _, _ in tiers}.items():
+            con.execute(f"ATTACH $p AS {alias} (READ_ONLY)", {"p": str(path)})
+        con.execute("ATTACH $p AS hist_99", {"p": str(insights_history.history_path(settings, hid))})
+        con.execute("CREATE TABLE hist_99.history_meta (cut TIMESTAMPTZ, serving_table VARCHAR, "
+                    "fingerprint VARCHAR, row_count BIGINT)")
+        for name in sorted({n for n, _, _, tier, _ in tiers if tier.startswith("warm:")}):
+            days = [a for n, a, _, tier, _ in tiers if n == name and tier.startswith("warm:")]
+            older = [a for n, a, _, tier, _ in tiers if n == name and not tier.startswith("warm:")]
+            files = next(f for n, _, _, tier, f in tiers if n == name and tier.startswith("warm:"))
+            both = " UNION ALL ".join(f"SELECT * FROM {a}.{name}" for a in days)  # noqa: S608 - constant names
+            con.execute(f"CREATE TABLE hist_99.{name} AS {both}")  # noqa: S608 - constant names
+            n, printed = insights_history.fingerprint(
+                con, f"SELECT * FROM hist_99.{name}",  # noqa: S608 - constant names
+                columns=[d[0] for d in con.execute(f"SELECT * FROM hist_99.{name} LIMIT 0").description])  # noqa: S608
+            con.execute("INSERT INTO hist_99.history_meta VALUES (?, ?, ?, ?)", [hi, name, printed, n])
+            con.execute("DELETE FROM snapshot_history WHERE serving_table = $n AND tier LIKE 'warm:%'", {"n": name})
+            con.execute("INSERT INTO snapshot_history VALUES (?, ?, ?, ?, ?, 'hist_99', 'warm', ?)",
+                        [hid, hi, name, files, n, lo])
+            parts = [f"SELECT * FROM {a}.{name}" for a in [*older, "hist_99"]]  # noqa: S608 - constant names
+            view = " UNION ALL ".join([*parts, f"SELECT * FROM {name}_recent"])  # noqa: S608 - constant names
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS {view}")
+            if name == "segment_insights":
+                con.execute(f"CREATE TABLE hist_99.{lookup} AS SELECT {lookup_columns} "  # noqa: S608
+                            "FROM hist_99.segment_insights ORDER BY segment_id")
+                parts = [f"SELECT * FROM {a}.{lookup}" for a in [*older, "hist_99"]]  # noqa: S608 - constants
+                view = " UNION ALL ".join([*parts, f"SELECT {lookup_columns} FROM {name}_recent"])  # noqa: S608
+                con.execute(f"CREATE OR REPLACE VIEW {lookup} AS {view}")
+        con.execute("CHECKPOINT")
+    return hid
+
+
+def test_a_snapshot_with_a_two_day_warm_file_is_followed_by_day_files(settings: Settings) -> None:
+    """A snapshot of session 31's layout (one warm file of both days per table) still serves; the next publish
+    writes the two days' files (no file of a two-day tier is reused as a day), reuses every history file, and the
+    two-day file goes with the snapshot."""
+    first = sample_lake.build(settings)
+    hid = _to_two_day_warm_layout(settings, first)
+    _assert_serves_gold(settings, api.open_current(settings))
+    after = publish(settings, AS_OF, keep=1).history
+    assert after["warm_written"] == {n: len(ids) for n, ids in first.history["warm_ids"].items()}
+    assert after["history_written"] == dict.fromkeys(insights_history.PARTS, 0)
+    assert after["history_ids"] == first.history["history_ids"]
+    _assert_serves_gold(settings, api.open_current(settings))
+    assert f"{hid}.duckdb" not in _history_files(settings)
