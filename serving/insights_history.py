@@ -426,6 +426,11 @@ def previous(snapshot: duckdb.DuckDBPyConnection) -> Prior | None:
     return Prior(tiers, {r[0]: r[4] for r in rows}, bases, versions)
 
 
+# The table a snapshot (and the prepared record) lists its tier files in (previous() reads it)
+SNAPSHOT_HISTORY_DDL = ("CREATE TABLE snapshot_history (history_id VARCHAR, cut TIMESTAMPTZ, serving_table VARCHAR, "
+                        "files VARCHAR, history_rows BIGINT, alias VARCHAR, tier VARCHAR, lo TIMESTAMPTZ)")
+
+
 def as_prior(history: History, versions: Mapping[str, tuple[str, int]]) -> Prior:
     """The tier files `history` holds, as a snapshot that read the sources at `versions` would record them (what a
     later ensure() may reuse)."""
@@ -475,10 +480,10 @@ def write_prepared(settings: Settings, grids: Iterable[Prior]) -> list[PriorTier
         with contextlib.suppress(FileNotFoundError):
             stale.unlink()
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+
+    def record() -> None:
         with duckdb.connect(str(tmp)) as con:
-            con.execute("CREATE TABLE snapshot_history (history_id VARCHAR, cut TIMESTAMPTZ, serving_table VARCHAR, "
-                        "files VARCHAR, history_rows BIGINT, alias VARCHAR, tier VARCHAR, lo TIMESTAMPTZ)")
+            con.execute(SNAPSHOT_HISTORY_DDL)
             rows = [[t.ids[name], t.bounds[1], name, t.files[name], (t.rows or {}).get(name), "",
                      f"prepared:{'' if t.bounds[0] is None else t.bounds[0].isoformat()}:{t.bounds[1].isoformat()}",
                      t.bounds[0]] for t in tiers.values() for name in PARTS if name in t.ids]
@@ -488,14 +493,8 @@ def write_prepared(settings: Settings, grids: Iterable[Prior]) -> list[PriorTier
             if versions:
                 con.executemany("INSERT INTO snapshot_meta VALUES (?, ?, ?)",
                                 [[key, version, tid] for key, (tid, version) in sorted(versions.items())])
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        for leftover in (tmp, Path(f"{tmp}.wal")):
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
-        raise
+
+    _written_then_renamed(tmp, path, record)
     return list(tiers.values())
 
 
@@ -541,7 +540,9 @@ def ensure(
                 for name, part in PARTS.items()}
 
     changed = changes(prior)
-    others = [(other, changes(other)) for other in also]
+    # where a file may come from, in order: the previous snapshot's, then the files written ahead (prepared)
+    sources = [(source, changed if source is prior else changes(source), source is not prior)
+               for source in (prior, *also) if source is not None]
     kept_first: dict[str, tuple[str, int]] | None = None
     before = prior.tiers.get(HISTORY.name) if prior is not None else None
     if before is not None and before.bounds[0] is None and before.bounds[1] <= cut_for(as_of) \
@@ -559,7 +560,8 @@ def ensure(
     tiers: dict[str, TierFiles] = {}
     for tier_name, tier, bounds in named:
         # only a file of the same bounds can be reused (yesterday's warm day is today's history day)
-        same = prior.with_bounds(bounds) if prior is not None else None
+        candidates = [(kept, source_changed, ahead) for source, source_changed, ahead in sources
+                      if (kept := source.with_bounds(bounds)) is not None]
         ids: dict[str, str] = {}
         files: dict[str, str] = {}
         rows: dict[str, int] = {}
@@ -573,14 +575,13 @@ def ensure(
             if kept_first is not None and tier_name == HISTORY.name:  # (a table it had no file of: written)
                 found: tuple[str, int] | None = kept_first.get(name)
             else:
-                found = None if same is None else _reusable(settings, con, name, part, views[name], columns[name],
-                                                            same, files[name], changed[name])
-                for other, other_changed in others if found is None else ():
-                    ahead = other.with_bounds(bounds)
-                    if ahead is not None and (found := _reusable(settings, con, name, part, views[name],
-                                                                 columns[name], ahead, files[name],
-                                                                 other_changed[name])) is not None:
-                        prepared.add(name)
+                found = None
+                for same, source_changed, ahead in candidates:
+                    found = _reusable(settings, con, name, part, views[name], columns[name], same, files[name],
+                                      source_changed[name])
+                    if found is not None:
+                        if ahead:
+                            prepared.add(name)
                         break
             if found is not None:
                 (ids[name], rows[name]), reused[name] = found, True
@@ -678,13 +679,24 @@ def write_file(settings: Settings, con: duckdb.DuckDBPyConnection, hid: str, fil
     final = history_path(settings, hid)
     tmp = hdir / f".{hid}{HISTORY_SUFFIX}.tmp"
     alias = f"h_{uuid.uuid4().hex[:8]}"
-    try:
+
+    def attached() -> T:
         con.execute(f"ATTACH $path AS {alias}", {"path": str(tmp)})
         try:
             out = fill(alias)
             con.execute(f"CHECKPOINT {alias}")
         finally:
             con.execute(f"DETACH {alias}")
+        return out
+
+    return _written_then_renamed(tmp, final, attached)
+
+
+def _written_then_renamed(tmp: Path, final: Path, write: Callable[[], T]) -> T:
+    """`write()` fills the DuckDB file `tmp`, which is then synced and renamed to `final` (visible only once complete
+    and on disk); on any failure `tmp` and its WAL are removed. Returns what write returned."""
+    try:
+        out = write()
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, final)
@@ -730,8 +742,7 @@ def attach_and_union(con: duckdb.DuckDBPyConnection, settings: Settings, history
                for t in history.tiers.values() if "segment_insights" in t.ids]
     lookups.append(f"SELECT {LOOKUP_COLUMNS} FROM segment_insights_recent")
     con.execute(f"CREATE VIEW {LOOKUP} AS {' UNION ALL '.join(lookups)}")
-    con.execute("CREATE TABLE snapshot_history (history_id VARCHAR, cut TIMESTAMPTZ, serving_table VARCHAR, "
-                "files VARCHAR, history_rows BIGINT, alias VARCHAR, tier VARCHAR, lo TIMESTAMPTZ)")
+    con.execute(SNAPSHOT_HISTORY_DDL)
     con.executemany("INSERT INTO snapshot_history VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [[t.ids[name], t.bounds[1], name, t.files[name], t.rows[name], named[t.ids[name]], tier,
                       t.bounds[0]] for tier, t in history.tiers.items() for name in PARTS if name in t.ids]
