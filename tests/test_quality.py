@@ -757,3 +757,58 @@ def test_overlapping_tuned_blocks_restore_great_expectations_when_the_last_ends(
     assert state() == tuned
     second.__exit__(None, None, None)
     assert state() == gx_own
+
+
+def test_basic_then_summary_results_record_what_summary_alone_does() -> None:
+    """The gate validates each group in GX's BASIC result format and only the expectations that found an offending
+    row (or raised) again in SUMMARY: every figure it records (success, unexpected count, observed value, sample
+    keys, error) equals a SUMMARY validation of the whole group, on passing, failing, `mostly` and raising
+    expectations, and only those are validated twice."""
+    import great_expectations as gx
+    import pandas as pd
+
+    from jobs.quality import gate, gx_runtime
+    from jobs.quality.suites import ExpectationSpec
+
+    frame = pd.DataFrame({"k": [1, 2, 3, 4, 5], "a": [1.0, None, 3.0, 4.0, 5.0], "b": ["x", "y", "x", "z", "x"],
+                          "n": [1, 2, 3, 40, 50]})
+    specs = [
+        ExpectationSpec("expect_column_values_to_not_be_null", {"column": "k"}),  # passes
+        ExpectationSpec("expect_column_values_to_not_be_null", {"column": "a"}),  # fails: row 2
+        ExpectationSpec("expect_column_values_to_be_in_set", {"column": "b", "value_set": ["x", "y"],
+                                                              "mostly": 0.5}),  # passes with row 4 offending
+        ExpectationSpec("expect_column_values_to_be_between", {"column": "n", "min_value": 0, "max_value": 10}),
+        ExpectationSpec("expect_column_max_to_be_between", {"column": "n", "min_value": 0, "max_value": 100}),
+        ExpectationSpec("expect_column_values_to_not_be_null", {"column": "missing"}),  # raises
+    ]
+
+    def recorded(results: list[Any]) -> dict[str, tuple[Any, ...]]:
+        out = {}
+        for r in results:
+            res = r.result or {}
+            out[gate._spec_name(r.expectation_config.type, r.expectation_config.kwargs)] = (
+                bool(r.success), res.get("unexpected_count"), gate._plain(res.get("observed_value")),
+                gate._sample_keys(res.get("partial_unexpected_index_list"), ["k"]), gate._error(r.exception_info))
+        return out
+
+    with gx_runtime.tuned():
+        batch = gate._batches(gate._context()).get_batch(batch_parameters={"dataframe": frame})
+        summary = batch.validate(
+            gx.ExpectationSuite(name="whole", expectations=[gate._gx_expectation(s) for s in specs]),
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": gate.SAMPLE_KEYS,
+                           "unexpected_index_column_names": ["k"]}).results
+        basic = batch.validate(
+            gx.ExpectationSuite(name="basic", expectations=[gate._gx_expectation(s) for s in specs]),
+            result_format=gate._BASIC).results
+        two_pass = gate._gx_results(gx, batch, specs, "two", "silver.tiny", ["k"])
+    assert recorded(two_pass) == recorded(summary)
+    expected = recorded(summary)
+    assert expected[specs[1].name][:4] == (False, 1, None, [2])
+    assert expected[specs[2].name][:4] == (True, 1, None, [4])
+    assert expected[specs[3].name][:4] == (False, 2, None, [4, 5])
+    assert expected[specs[4].name][:4] == (True, None, 50, [])
+    assert expected[specs[5].name][0] is False and expected[specs[5].name][4]
+    # validated again: exactly the failing, the offending and the raising ones
+    assert sorted(n for n, r in recorded(basic).items() if gate._needs_rows(
+        next(x for x in basic if gate._spec_name(x.expectation_config.type, x.expectation_config.kwargs) == n))
+    ) == sorted(s.name for s in (specs[1], specs[2], specs[3], specs[5]))

@@ -492,9 +492,6 @@ def _validate(
                                    if not set(new_files) <= set(old_files) else [], db)
         df, df_changed = _pandas(repeated, suite), _pandas(changed, suite)
         del repeated, changed
-    result_format: dict[str, Any] = {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_KEYS}
-    if keys:
-        result_format["unexpected_index_column_names"] = keys
     by_name = {s.name: s for s in suite.expectations}
     outcomes: list[Outcome] = []
     t0 = time.perf_counter()
@@ -505,13 +502,9 @@ def _validate(
         # the key and the group's columns (one that is missing stays missing: its expectations fail)
         wanted = list(dict.fromkeys([*keys, *(c for spec in group for c in spec.columns)]))
         frame = source_frame[[c for c in wanted if c in source_frame.columns]]
-        gx_suite = gx.ExpectationSuite(
-            name=f"{name}@{_safe_name(run_id)}", expectations=[_gx_expectation(s) for s in group],
-            meta={"generated_from": f"data_contracts ({suite.table})"},
-        )
-        result = batches.get_batch(batch_parameters={"dataframe": frame}).validate(gx_suite,
-                                                                                  result_format=result_format)
-        for r in result.results:
+        batch = batches.get_batch(batch_parameters={"dataframe": frame})
+        results = _gx_results(gx, batch, group, f"{name}@{_safe_name(run_id)}", suite.table, keys)
+        for r in results:
             cfg = r.expectation_config
             spec = by_name[_spec_name(cfg.type, cfg.kwargs)]
             res = r.result or {}
@@ -537,6 +530,42 @@ def _validate(
     order = {s.name: i for i, s in enumerate(suite.expectations)}
     outcomes.sort(key=lambda o: order[o.expectation])
     return rows, outcomes
+
+
+# Great Expectations' result formats: BASIC gives every figure the gate records (success, unexpected_count,
+# observed_value, the exception) but not the offending rows' keys, which SUMMARY adds at ~1.6x the cost (51
+# per-row expectations of gold.segment_insights on 17k rows: 0.33 s against 0.21 s).
+_BASIC = {"result_format": "BASIC", "partial_unexpected_count": SAMPLE_KEYS}
+
+
+def _gx_results(gx: Any, batch: Any, group: list[ExpectationSpec], name: str, table: str, keys: list[str]
+                ) -> list[Any]:
+    """The results of the expectations `group` on `batch`, each as the SUMMARY format gives it (with the sample
+    keys of the offending rows, `keys` being the table's key columns): all validated in the BASIC format, then
+    again in SUMMARY only those that found an offending row or raised (the rare case), so that a passing group
+    costs the cheaper format only."""
+
+    def validated(specs: list[ExpectationSpec], result_format: dict[str, Any]) -> list[Any]:
+        gx_suite = gx.ExpectationSuite(name=name, expectations=[_gx_expectation(s) for s in specs],
+                                       meta={"generated_from": f"data_contracts ({table})"})
+        return list(batch.validate(gx_suite, result_format=result_format).results)
+
+    first = validated(group, _BASIC)
+    again = {_spec_name(r.expectation_config.type, r.expectation_config.kwargs) for r in first if _needs_rows(r)}
+    if not again:
+        return first
+    summary: dict[str, Any] = {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_KEYS}
+    if keys:
+        summary["unexpected_index_column_names"] = keys
+    detailed = {_spec_name(r.expectation_config.type, r.expectation_config.kwargs): r
+                for r in validated([s for s in group if s.name in again], summary)}
+    return [detailed.get(_spec_name(r.expectation_config.type, r.expectation_config.kwargs), r) for r in first]
+
+
+def _needs_rows(result: Any) -> bool:
+    """A BASIC result whose SUMMARY would carry more: it failed (or raised), or passed with offending rows (a
+    `mostly` expectation)."""
+    return not result.success or bool((result.result or {}).get("unexpected_count"))
 
 
 def _spec_name(type_: str, kwargs: dict[str, Any]) -> str:
