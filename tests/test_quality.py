@@ -591,6 +591,61 @@ def test_repeated_rows_are_exactly_those_a_full_uniqueness_check_flags(
         map(tuple, flagged.itertuples(index=False)), key=key)
 
 
+@given(
+    held=st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d", None]), st.integers(0, 5), st.integers(0, 2)),
+                  max_size=12),
+    rows=st.lists(st.tuples(st.sampled_from(["a", "b", "c", "e", None]), st.integers(0, 5), st.integers(0, 2)),
+                  max_size=12),
+    copies=st.lists(st.integers(0, 11), max_size=3),
+    start=st.integers(0, 3),
+)
+@hyp_settings(max_examples=80, deadline=None)
+def test_repeated_rows_of_an_appended_slice_group_only_the_fresh_values(
+    tmp_path_factory: pytest.TempPathFactory, held: list[tuple[str | None, int, int]],
+    rows: list[tuple[str | None, int, int]], copies: list[int], start: int,
+) -> None:
+    """Given the files the audited version held (which passed: no value of a set repeats among their rows), the
+    rows gate._repeated returns when told which files are fresh (it groups only the slice's rows sharing a value
+    with a fresh row) are exactly those of the whole check over all files: every repeat involves a fresh row, exact
+    copies of held rows included; and the slice's row count is the same."""
+    import pyarrow.parquet as pq
+
+    from jobs.quality.gate import _database, _repeated
+
+    # what the audited version held: no repeated k, no repeated (n, day)
+    seen_k: set[Any] = set()
+    seen_nd: set[Any] = set()
+    old = []
+    for k, n, d in held:
+        if k in seen_k or (n, d) in seen_nd:
+            continue
+        seen_k.add(k)
+        seen_nd.add((n, d))
+        old.append((k, n, d))
+    new = rows + [old[i] for i in copies if i < len(old)]
+    schema = pa.schema([("k", pa.string()), ("n", pa.int64()), ("day", pa.date32())])
+    folder = tmp_path_factory.mktemp("repeated-fresh")
+
+    def written(name: str, part: list[tuple[str | None, int, int]]) -> str:
+        table = pa.table({"k": [r[0] for r in part], "n": [r[1] for r in part],
+                          "day": [date(2026, 11, 1 + r[2]) for r in part]}, schema=schema)
+        pq.write_table(table, folder / name)
+        return str(folder / name)
+
+    files = [written("held.parquet", old), written("fresh.parquet", new)]
+    since = (("day",), datetime(2026, 11, 1 + start, tzinfo=UTC))
+    sets = [["k"], ["n", "day"]]
+    with _database() as db:
+        whole, whole_count = _repeated(files, ["k", "n", "day"], since, sets, db)
+        fresh, fresh_count = _repeated(files, ["k", "n", "day"], since, sets, db, fresh=files[1:])
+        again = _repeated(files, ["k", "n", "day"], since, sets, db, fresh=files[1:])
+    order = [(c, "ascending") for c in ("k", "n", "day")]
+    assert fresh_count == whole_count and again[1] == whole_count
+    assert fresh.sort_by(order).equals(whole.sort_by(order)) and again[0].sort_by(order).equals(whole.sort_by(order))
+    if any(i < len(old) and date(2026, 11, 1 + old[i][2]) >= date(2026, 11, 1 + start) for i in copies):
+        assert fresh.num_rows >= 2  # an exact copy of a held row in the slice repeats its values
+
+
 def test_the_gate_waits_for_the_great_expectations_preload(tmp_path: Path) -> None:
     """The pipeline imports Great Expectations in a background thread while silver runs; a gate that starts before
     that import ends must wait for it, not meet a half-imported package (it did, as an ImportError 'most likely due

@@ -379,12 +379,19 @@ def _slice_sql(columns: list[str], since: Slice | None, files: str) -> str:
 
 
 def _repeated(files: list[str], columns: list[str], since: Slice | None, sets: list[list[str]],
-              db: Any | None = None) -> tuple[pa.Table, int]:
+              db: Any | None = None, fresh: list[str] | None = None) -> tuple[pa.Table, int]:
     """(the rows (`columns`) of the Parquet files `files` within the slice `since` that share the values of one of
     the column lists `sets` with another row of the slice, the slice's row count). A uniqueness expectation over
     the slice fails on exactly those rows, so it reads them instead of the whole slice: DuckDB groups the slice
     (multi-threaded, on the files) where pandas factorized every value (~3 s for 700k string keys). `db`: as for
-    _changed."""
+    _changed.
+
+    `fresh`: the files among `files` that the audited version lacks (None: all of them). Only the rows sharing a
+    set's values with a row of those files are grouped: the audited version passed its gate, so two rows of the
+    files it holds too do not repeat a value (its rows outside the slice are unchanged, and a value's rows share
+    their anchor), and every repeat involves a fresh row. That is the same answer at a fraction of the cost when a
+    run appended to the slice instead of rewriting it (silver.view_events at 10M views a day: 0.28 s instead of
+    0.63 s over 6.2M rows)."""
     params: dict[str, Any] = {"files": files, **_slice_params(since)}
     needed = list(dict.fromkeys([*columns, *(c for cols in sets for c in cols)]))
     picked = ", ".join(f's."{c}"' for c in columns)
@@ -394,13 +401,30 @@ def _repeated(files: list[str], columns: list[str], since: Slice | None, sets: l
         ctes.append(f"r{i} AS (SELECT {names} FROM s GROUP BY ALL HAVING count(*) > 1)")  # noqa: S608 - names
         match = " AND ".join(f'r{i}."{c}" IS NOT DISTINCT FROM s."{c}"' for c in cols)
         hits.append(f"EXISTS (SELECT 1 FROM r{i} WHERE {match})")  # noqa: S608 - contract column names only
+    restricted = sets and fresh is not None and set(fresh) != set(files)
     with _connection(db) as con:
-        if not sets:  # nothing to group: no row, and the slice's row count
-            count = con.execute(f"SELECT count(*) FROM ({_slice_sql(needed, since, 'files')})", params).fetchall()  # noqa: S608
+        if not sets or restricted:  # the slice's row count, from its anchor columns alone
+            counted = list(since[0]) if since is not None else needed[:1]
+            count = con.execute(f"SELECT count(*) FROM ({_slice_sql(counted, since, 'files')})", params).fetchall()  # noqa: S608
+        if not sets:  # nothing to group: no row
             empty = con.sql(f"{_slice_sql(columns, None, 'files')} LIMIT 0", params={"files": files})
             return empty.to_arrow_table(), int(count[0][0])
-        con.execute(f"CREATE TEMP TABLE s AS {_slice_sql(needed, since, 'files')}", params)  # one scan of the files
-        count = con.execute("SELECT count(*) FROM s").fetchall()
+        if restricted:
+            # each set's values in the fresh files, then the slice's rows holding one of them: the only rows a
+            # repeat can involve (a row kept for one set's values is grouped for every set: any repeat it shows is
+            # one the whole slice has)
+            found = []
+            for i, cols in enumerate(sets):
+                names = ", ".join(f'"{c}"' for c in cols)
+                con.execute(f"CREATE TEMP TABLE k{i} AS SELECT DISTINCT {names} FROM "  # noqa: S608
+                            f"({_slice_sql(cols, since, 'fresh')})", {"fresh": fresh, **_slice_params(since)})
+                match = " AND ".join(f'k{i}."{c}" IS NOT DISTINCT FROM f."{c}"' for c in cols)
+                found.append(f"EXISTS (SELECT 1 FROM k{i} WHERE {match})")  # noqa: S608 - column names only
+            con.execute(f"CREATE TEMP TABLE s AS SELECT * FROM ({_slice_sql(needed, since, 'files')}) f "  # noqa: S608
+                        f"WHERE {' OR '.join(found)}", params)
+        else:
+            con.execute(f"CREATE TEMP TABLE s AS {_slice_sql(needed, since, 'files')}", params)  # one scan
+            count = con.execute("SELECT count(*) FROM s").fetchall()
         with_sql = f"WITH {', '.join(ctes)} " if ctes else ""
         rows = con.sql(f"{with_sql}SELECT {picked} FROM s WHERE {' OR '.join(hits) or 'FALSE'}"  # noqa: S608
                        ).to_arrow_table()
@@ -487,9 +511,10 @@ def _validate(
         set_lists = [list(spec.columns) for spec in sets]
         set_columns = list(dict.fromkeys([*keys, *(c for cols in set_lists for c in cols)]))
         # a version holding no file its audited one lacks (no write since) repeats no value that did not pass then
+        fresh = [f for f in new_files if f not in set(old_files)]
         repeated, rows = _repeated(new_files, [c for c in set_columns if c in columns], since,
-                                   [cols for cols in set_lists if set(cols) <= set(columns)]
-                                   if not set(new_files) <= set(old_files) else [], db)
+                                   [cols for cols in set_lists if set(cols) <= set(columns)] if fresh else [], db,
+                                   fresh)
         df, df_changed = _pandas(repeated, suite), _pandas(changed, suite)
         del repeated, changed
     by_name = {s.name: s for s in suite.expectations}
