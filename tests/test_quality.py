@@ -646,6 +646,25 @@ def test_repeated_rows_of_an_appended_slice_group_only_the_fresh_values(
         assert fresh.num_rows >= 2  # an exact copy of a held row in the slice repeats its values
 
 
+def test_repeated_rows_when_the_fresh_files_lack_a_column(tmp_path: Path) -> None:
+    """Fresh files written before a column was added (which the set's values need) make the scan group the whole
+    slice, as when every file is fresh: the same rows, no error."""
+    import pyarrow.parquet as pq
+
+    from jobs.quality.gate import _database, _repeated
+
+    pq.write_table(pa.table({"k": ["a", "b"], "n": [1, 2], "day": [date(2026, 11, 2)] * 2}), tmp_path / "held.parquet")
+    pq.write_table(pa.table({"k": ["b", "c", "c"], "day": [date(2026, 11, 2)] * 3}), tmp_path / "fresh.parquet")
+    files = [str(tmp_path / "held.parquet"), str(tmp_path / "fresh.parquet")]
+    since = (("day",), datetime(2026, 11, 1, tzinfo=UTC))
+    with _database() as db:
+        whole, count = _repeated(files, ["k", "n"], since, [["k"], ["n", "day"]], db)
+        fresh, fresh_count = _repeated(files, ["k", "n"], since, [["k"], ["n", "day"]], db, fresh=files[1:])
+    assert count == fresh_count == 5
+    assert sorted(whole.to_pylist(), key=str) == sorted(fresh.to_pylist(), key=str) == sorted([
+        {"k": "b", "n": 2}, {"k": "b", "n": None}, {"k": "c", "n": None}, {"k": "c", "n": None}], key=str)
+
+
 def test_the_gate_waits_for_the_great_expectations_preload(tmp_path: Path) -> None:
     """The pipeline imports Great Expectations in a background thread while silver runs; a gate that starts before
     that import ends must wait for it, not meet a half-imported package (it did, as an ImportError 'most likely due

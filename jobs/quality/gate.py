@@ -401,8 +401,10 @@ def _repeated(files: list[str], columns: list[str], since: Slice | None, sets: l
         ctes.append(f"r{i} AS (SELECT {names} FROM s GROUP BY ALL HAVING count(*) > 1)")  # noqa: S608 - names
         match = " AND ".join(f'r{i}."{c}" IS NOT DISTINCT FROM s."{c}"' for c in cols)
         hits.append(f"EXISTS (SELECT 1 FROM r{i} WHERE {match})")  # noqa: S608 - contract column names only
-    restricted = sets and fresh is not None and set(fresh) != set(files)
     with _connection(db) as con:
+        if sets and fresh is not None:  # fresh files written before a column was added: group the whole slice
+            fresh = _holding(con, fresh, [*(since[0] if since is not None else ()), *needed], files)
+        restricted = bool(sets) and fresh is not None and set(fresh) != set(files)
         if not sets or restricted:  # the slice's row count, from its anchor columns alone
             counted = list(since[0]) if since is not None else needed[:1]
             count = con.execute(f"SELECT count(*) FROM ({_slice_sql(counted, since, 'files')})", params).fetchall()  # noqa: S608
