@@ -860,7 +860,7 @@ def test_basic_then_summary_results_record_what_summary_alone_does() -> None:
         out = {}
         for r in results:
             res = r.result or {}
-            out[gate._spec_name(r.expectation_config.type, r.expectation_config.kwargs)] = (
+            out[gate._result_name(r)] = (
                 bool(r.success), res.get("unexpected_count"), gate._plain(res.get("observed_value")),
                 gate._sample_keys(res.get("partial_unexpected_index_list"), ["k"]), gate._error(r.exception_info))
         return out
@@ -883,6 +883,5 @@ def test_basic_then_summary_results_record_what_summary_alone_does() -> None:
     assert expected[specs[4].name][:4] == (True, None, 50, [])
     assert expected[specs[5].name][0] is False and expected[specs[5].name][4]
     # validated again: exactly the failing, the offending and the raising ones
-    assert sorted(n for n, r in recorded(basic).items() if gate._needs_rows(
-        next(x for x in basic if gate._spec_name(x.expectation_config.type, x.expectation_config.kwargs) == n))
-    ) == sorted(s.name for s in (specs[1], specs[2], specs[3], specs[5]))
+    assert sorted(gate._result_name(r) for r in basic if gate._needs_rows(r)) == sorted(
+        s.name for s in (specs[1], specs[2], specs[3], specs[5]))

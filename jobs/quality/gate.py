@@ -513,7 +513,8 @@ def _validate(
         set_lists = [list(spec.columns) for spec in sets]
         set_columns = list(dict.fromkeys([*keys, *(c for cols in set_lists for c in cols)]))
         # a version holding no file its audited one lacks (no write since) repeats no value that did not pass then
-        fresh = [f for f in new_files if f not in set(old_files)]
+        held = set(old_files)
+        fresh = [f for f in new_files if f not in held]
         repeated, rows = _repeated(new_files, [c for c in set_columns if c in columns], since,
                                    [cols for cols in set_lists if set(cols) <= set(columns)] if fresh else [], db,
                                    fresh)
@@ -532,8 +533,7 @@ def _validate(
         batch = batches.get_batch(batch_parameters={"dataframe": frame})
         results = _gx_results(gx, batch, group, f"{name}@{_safe_name(run_id)}", suite.table, keys)
         for r in results:
-            cfg = r.expectation_config
-            spec = by_name[_spec_name(cfg.type, cfg.kwargs)]
+            spec = by_name[_result_name(r)]
             res = r.result or {}
             outcomes.append(Outcome(
                 table=suite.table,
@@ -578,15 +578,14 @@ def _gx_results(gx: Any, batch: Any, group: list[ExpectationSpec], name: str, ta
         return list(batch.validate(gx_suite, result_format=result_format).results)
 
     first = validated(group, _BASIC)
-    again = {_spec_name(r.expectation_config.type, r.expectation_config.kwargs) for r in first if _needs_rows(r)}
+    again = {_result_name(r) for r in first if _needs_rows(r)}
     if not again:
         return first
     summary: dict[str, Any] = {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_KEYS}
     if keys:
         summary["unexpected_index_column_names"] = keys
-    detailed = {_spec_name(r.expectation_config.type, r.expectation_config.kwargs): r
-                for r in validated([s for s in group if s.name in again], summary)}
-    return [detailed.get(_spec_name(r.expectation_config.type, r.expectation_config.kwargs), r) for r in first]
+    detailed = {_result_name(r): r for r in validated([s for s in group if s.name in again], summary)}
+    return [detailed.get(_result_name(r), r) for r in first]
 
 
 def _needs_rows(result: Any) -> bool:
@@ -595,8 +594,10 @@ def _needs_rows(result: Any) -> bool:
     return not result.success or bool((result.result or {}).get("unexpected_count"))
 
 
-def _spec_name(type_: str, kwargs: dict[str, Any]) -> str:
-    return ExpectationSpec(type_, dict(kwargs)).name
+def _result_name(result: Any) -> str:
+    """The name (ExpectationSpec.name) of the expectation a GX validation result is of."""
+    cfg = result.expectation_config
+    return ExpectationSpec(cfg.type, dict(cfg.kwargs)).name
 
 
 def _safe_name(run_id: str) -> str:
