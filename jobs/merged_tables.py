@@ -1,10 +1,12 @@
-"""Spark reads of tables stored merge-on-read (storylake.merge_on_read: the rule, and its DuckDB and Arrow forms)."""
+"""Spark reads of tables stored merge-on-read (storylake.merge_on_read: the rule, and its DuckDB and Arrow forms) and
+of tables stored as growing rows (storylake.latest_rows)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from jobs.engine_workarounds import lookup
+from storylake.latest_rows import LatestRows
 from storylake.merge_on_read import REMOVED, MergedTable
 
 if TYPE_CHECKING:
@@ -30,3 +32,21 @@ def merged_frame(table: MergedTable, base: DataFrame, changes: DataFrame, stamp:
     if stamp is not None and table.stamp is not None:
         out = out.withColumn(table.stamp, stamp).select(*cols)
     return out
+
+
+def latest_frame(table: LatestRows, stored: DataFrame) -> DataFrame:
+    """The rows of a table stored as growing rows (storylake.latest_rows: each key's row with the largest counter)
+    from its stored rows, or from any of them that hold every stored row of their keys. The aggregate of the rows
+    above the counter's floor (the few that can supersede another) is the hash join's build side."""
+    from pyspark.sql import functions as F
+
+    top = (stored.filter(F.col(table.counter) > F.lit(table.floor)).groupBy(*table.key)
+           .agg(F.max(table.counter).alias("_lt_top"))
+           .select(*[F.col(k).alias(f"_lt_{k}") for k in table.key], "_lt_top"))
+    on = None
+    for k in table.key:
+        cond = F.col(k) == F.col(f"_lt_{k}")
+        on = cond if on is None else on & cond
+    joined = lookup(stored, top, on)
+    return joined.filter(F.col("_lt_top").isNull() | (F.col(table.counter) == F.col("_lt_top"))).select(
+        *stored.columns)

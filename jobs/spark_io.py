@@ -26,7 +26,7 @@ from jobs.engine_workarounds import (
     replace_slice_with_delta_rs,
 )
 from jobs.spark_schemas import spark_ddl_type, spark_schema
-from storylake import contracts, lake, merge_on_read
+from storylake import contracts, lake, latest_rows, merge_on_read
 from storylake.clock import utc
 from storylake.settings import Settings
 
@@ -37,10 +37,16 @@ if TYPE_CHECKING:
 
 def read_table(spark: SparkSession, settings: Settings, layer: str, name: str) -> DataFrame:
     """The table as its readers see it: a table stored merge-on-read (storylake.merge_on_read) merged from its base
-    and its changes at their current versions (read_merged), any other as stored (read_stored)."""
+    and its changes at their current versions (read_merged), one stored as growing rows (storylake.latest_rows)
+    each key's latest row, any other as stored (read_stored)."""
     stored = merge_on_read.merged(f"{layer}.{name}")
     if stored is not None and settings.storage == "delta":
         return read_merged(spark, settings, stored)
+    growing = latest_rows.growing(f"{layer}.{name}")
+    if growing is not None:
+        from jobs.merged_tables import latest_frame
+
+        return latest_frame(growing, read_stored(spark, settings, layer, name))
     return read_stored(spark, settings, layer, name)
 
 
@@ -139,6 +145,12 @@ def constant_dates(spark: SparkSession, settings: Settings, layer: str, name: st
     if any(lo is None or lo != hi for lo, hi in values):
         return None
     return tuple(lo for lo, _ in values)
+
+
+def read_files(spark: SparkSession, layer: str, name: str, files: list[str]) -> DataFrame:
+    """The Parquet data files `files` (URIs, e.g. storylake.lake.appended_files) of table `layer`.`name`, read in
+    its contract's schema."""
+    return _files_frame(spark, layer, name, files)
 
 
 def _files_frame(spark: SparkSession, layer: str, name: str, files: list[str]) -> DataFrame:

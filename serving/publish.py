@@ -66,7 +66,7 @@ from serving.snapshot import (
     snapshot_path,
     snapshots_dir,
 )
-from storylake import audit, contracts, failpoints, lake, merge_on_read
+from storylake import audit, contracts, failpoints, lake, latest_rows, merge_on_read
 from storylake.clock import iso, utc
 from storylake.errors import StorylakeError
 from storylake.rules import audience
@@ -94,7 +94,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "silver.relationships_changes": ("relation", "user_id", "other_user_id", "valid_from", "valid_to", "removed"),
     "silver.segment_viewers": (
         "segment_id", "viewer_id", "author_id", "first_viewed_at", "max_completion_pct", "first_view_source",
-        "segment_created_at",
+        "segment_created_at", "view_count",
     ),
     "silver.profiles": ("user_id", "username", "profile_picture_media_id"),
     "silver.sticker_responses": (
@@ -516,10 +516,11 @@ def _build(
         sources_sql = ", ".join(f"'{v}'" for v in VIEW_SOURCES)
         con.execute(f"CREATE TYPE view_source AS ENUM ({sources_sql})")
         t = time.perf_counter()
+        # each (segment, viewer)'s row with the most views (storylake/latest_rows.py: the table's stored rows)
         con.execute(
             "CREATE TEMP TABLE sv AS SELECT segment_id, viewer_id, author_id, first_viewed_at, "
             "first_view_source::view_source AS first_view_source, max_completion_pct, segment_created_at "
-            f"FROM {SV}"
+            f"FROM ({latest_rows.duckdb_sql(latest_rows.SEGMENT_VIEWERS, SV)})"
         )
         steps["read segment_viewers"] = time.perf_counter() - t
         t = time.perf_counter()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -143,6 +144,37 @@ def changed_ranges(path: Path, version: int, until: int, column: str) -> list[Ra
         if changes and (found := known[file]) is not None:
             out.append(found)
     return out
+
+
+def appended_files(path: Path, version: int) -> list[str] | None:
+    """The data files (URIs) whose rows the Delta table at `path` gained since `version`, when it only gained rows:
+    every commit after it added files (appends) or rewrote rows unchanged (a compaction's actions say dataChange
+    false), and every file an append added is still in the latest version (not compacted with older rows since).
+    None otherwise (a commit removed rows, changed the metadata or is missing)."""
+    files = _log_files(path)
+    if files is None:
+        return None
+    commits = [int(name[:-5]) for name, _, _ in files if name.endswith(".json") and name[:-5].isdigit()]
+    latest = max(commits, default=-1)
+    if latest < version:
+        return None
+    actions = _data_actions(path, version, latest)
+    if actions is None:
+        return None
+    added: list[str] = []
+    for action in actions:
+        if "remove" in action and action["remove"].get("dataChange", True):
+            return None
+        if "add" in action and action["add"].get("dataChange", True):
+            added.append(action["add"]["path"])
+    if not added:
+        return []
+    # a data file's name (a fresh uuid) is unique in the table; the log holds its path URL-encoded once more
+    uris = {uri.rsplit("/", 1)[-1]: uri for uri in DeltaTable(str(path)).file_uris()}
+    names = [unquote(name).rsplit("/", 1)[-1] for name in added]
+    if any(name not in uris for name in names):
+        return None
+    return [uris[name] for name in names]
 
 
 def _stats_range(stats: str | None, column: str) -> Range | None:

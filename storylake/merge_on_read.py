@@ -31,7 +31,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from storylake import contracts, lake
+from storylake import contracts, lake, latest_rows
 from storylake.settings import Settings
 
 REMOVED = "removed"  # the changes table's tombstone flag
@@ -87,11 +87,19 @@ def duckdb_sql(table: MergedTable, base: str, changes: str | None, columns: list
 
 def read_table(settings: Settings, key: str, columns: list[str] | None = None) -> pa.Table | None:
     """Any silver or gold table (contract key) as its readers see it, at its current version(s), in Arrow: a table
-    stored merge-on-read through read_arrow, any other as stored; None without the table."""
+    stored merge-on-read through read_arrow, one stored as growing rows through latest_rows.arrow, any other as
+    stored; None without the table."""
     stored = merged(key)
     if stored is not None:
         return read_arrow(settings, stored, columns)
-    return lake.read_arrow(settings.table_path(*key.split(".")), columns)
+    growing = latest_rows.growing(key)
+    if growing is None:
+        return lake.read_arrow(settings.table_path(*key.split(".")), columns)
+    rows = lake.read_arrow(settings.table_path(*key.split(".")))
+    if rows is None:
+        return None
+    latest = latest_rows.arrow(growing, rows)
+    return latest if columns is None else latest.select(columns)
 
 
 def read_arrow(settings: Settings, table: MergedTable, columns: list[str] | None = None) -> pa.Table | None:

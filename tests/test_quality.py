@@ -229,11 +229,14 @@ def test_table_rules_from_the_contract_quality_section(settings: Settings) -> No
 
 
 def test_compound_primary_key_duplicates_report_both_key_columns(settings: Settings) -> None:
-    row = {"segment_id": 1, "viewer_id": 2, "first_viewed_at": T0, "last_viewed_at": T0}
-    _write(settings, "silver.segment_viewers", [row, row, {**row, "viewer_id": 3}])
+    """silver.segment_viewers' stored key is (segment, viewer, view count) (growing rows, storylake/latest_rows.py):
+    a pair's rows with 1 and 2 views are valid, two rows with 1 view are not."""
+    row = {"segment_id": 1, "viewer_id": 2, "first_viewed_at": T0, "last_viewed_at": T0, "view_count": 1}
+    _write(settings, "silver.segment_viewers", [row, row, {**row, "view_count": 2}, {**row, "viewer_id": 3}])
     report = run_gate(settings, "silver", "run-pk", raise_on_failure=False)
     assert [(o.expectation, o.unexpected_count, o.sample_keys) for o in report.failed] == [
-        ("expect_compound_columns_to_be_unique(segment_id,viewer_id)", 2, [{"segment_id": 1, "viewer_id": 2}]),
+        ("expect_compound_columns_to_be_unique(segment_id,viewer_id,view_count)", 2,
+         [{"segment_id": 1, "viewer_id": 2, "view_count": 1}]),
     ]
 
 

@@ -16,7 +16,7 @@ from deltalake import DeltaTable, write_deltalake
 
 from jobs.ingest import ingest
 from jobs.silver import build_silver
-from storylake import audit, lake
+from storylake import audit, lake, merge_on_read
 from storylake.settings import Settings
 from tests.landing_builders import created, view, write_landing
 from tests.test_incremental import assert_same, lake_state, run
@@ -66,6 +66,42 @@ def test_new_receipts_and_a_story_refold_are_appended(spark: Any, tmp_path: Path
         before = {r["event_id"] for r in DeltaTable(str(path), version=version - 1).to_pyarrow_table().to_pylist()}
         after = {r["event_id"] for r in lake.read_arrow(path).to_pylist()}  # type: ignore[union-attr]
         assert after - before == new and before <= after, table
+    # segment 10's viewer rows name its story, which changed without a new view of theirs: rewritten
+    assert last_commit(s.table_path("silver", "segment_viewers"))["remove"] >= 1
+    assert_same(lake_state(s), full_state(spark, s, tmp_path, AS_OF_2))
+
+
+@pytest.mark.slow
+def test_grown_and_new_viewer_pairs_are_appended_and_readers_see_the_latest(spark: Any, tmp_path: Path) -> None:
+    """Hour 13 brings viewer 2's second view of segment 10 (its pair had 1 view) and viewer 4's first of segment 52:
+    silver.segment_viewers takes one appended file with the two pairs' new rows, keeps the pair's 1-view row
+    stored, and readers see each pair's row with the most views; the lake equals one full run."""
+    s = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
+    first_batch(s.landing)
+    run(spark, s, AS_OF_1)
+    write_landing(s.landing, "segment_view", [view("v7", 10, 2, f"{DAY}T12:30:00Z", dur=3000, pct=0.5, src="profile"),
+                                              view("v8", 52, 4, f"{DAY}T12:40:00Z")], dt=DAY, hour="13")
+    run(spark, s, AS_OF_2)
+    path = s.table_path("silver", "segment_viewers")
+    assert last_commit(path) == {"add": 1, "remove": 0}
+    columns = ["segment_id", "viewer_id", "view_count", "first_viewed_at", "last_viewed_at", "total_view_ms",
+               "max_completion_pct", "first_view_source"]
+    t = datetime.fromisoformat
+
+    def pairs(rows: pa.Table | None) -> list[tuple[Any, ...]]:
+        assert rows is not None
+        return sorted(tuple(r[c] for c in columns) for r in rows.to_pylist())
+
+    first_v1 = (t(f"{DAY}T10:30:00+00:00"), t(f"{DAY}T10:30:00+00:00"), 5000, 1.0, "tray")
+    grown = (10, 2, 2, t(f"{DAY}T10:30:00+00:00"), t(f"{DAY}T12:30:00+00:00"), 8000, 1.0, "tray")
+    new = (52, 4, 1, t(f"{DAY}T12:40:00+00:00"), t(f"{DAY}T12:40:00+00:00"), 5000, 1.0, "tray")
+    version = lake.version(path)
+    assert version is not None
+    appended = pairs(DeltaTable(str(path), version=version).to_pyarrow_table())
+    before = pairs(DeltaTable(str(path), version=version - 1).to_pyarrow_table())
+    assert (10, 2, 1, *first_v1) in before and appended == sorted([*before, grown, new])
+    readers = pairs(merge_on_read.read_table(s, "silver.segment_viewers"))
+    assert readers == sorted([r for r in before if r[:2] != (10, 2)] + [grown, new])
     assert_same(lake_state(s), full_state(spark, s, tmp_path, AS_OF_2))
 
 

@@ -59,6 +59,7 @@ def build_silver(
                     ", ".join(f"{k}: {v}" for k, v in drifted.items()))
         full_refresh = True
     previous = _segments_version_of_last_run(settings)
+    viewers_good = segment_viewers.good_versions(settings)  # before view_events writes
     workers = settings.job_lanes
     # a job whose slice is empty writes nothing, so it is skipped; unless a run planned for a later as_of since the
     # last good one may have written rows anchored after this as_of (rewriting the empty slice removes them), or the
@@ -106,6 +107,8 @@ def build_silver(
                 return {}
             if module in keyed:
                 return module.run(spark, settings, horizon.for_job(name), changes, audience)
+            if module is segment_viewers:
+                return module.run(spark, settings, horizon.for_job(name), changes, viewers_good)
             return module.run(spark, settings, horizon.for_job(name))
 
         # longest first (jobs/lanes.py); segment_viewers reads view_events; the other jobs read neither and write

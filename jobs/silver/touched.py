@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
-_GROUP, _SEGMENT, _EVENT = "_k_group", "_k_segment", "_k_event"
+_GROUP, _EVENT = "_k_group", "_k_event"
+SEGMENT_KEY = "_k_segment"  # Changes.segments' column
 
 
 def _arrived(spark: SparkSession, settings: Settings, horizon: Horizon, previous: increments.Increment,
@@ -145,7 +146,7 @@ def changes(spark: SparkSession, settings: Settings, horizon: Horizon, materiali
     segments = spark_io.read_table(spark, settings, "silver", "segments")
     authors, pairs = audience_changes(spark, settings, horizon, previous, segments)
     changed = materialize(segment_changes(spark, settings, horizon, previous, segments).unionByName(authors)
-                          .distinct().select(F.col("segment_id").alias(_SEGMENT)), "touched_segments")
+                          .distinct().select(F.col("segment_id").alias(SEGMENT_KEY)), "touched_segments")
     pairs = materialize(pairs.distinct().select(F.col("segment_id").alias("_k_psegment"),
                                                 F.col("viewer_id").alias("_k_pviewer")), "touched_pairs")
     return Changes(previous, changed, pairs)
@@ -220,7 +221,7 @@ def _marked(rows: DataFrame, keys: Touched) -> DataFrame:
 
     marked = lookup(rows.withColumn("_k_hash", F.xxhash64(*keys.group)),
                     keys.groups.withColumn("_k_g", F.lit(True)), F.col("_k_hash") == F.col(_GROUP))
-    marked = lookup(marked, keys.segments.withColumn("_k_s", F.lit(True)), F.col("segment_id") == F.col(_SEGMENT))
+    marked = lookup(marked, keys.segments.withColumn("_k_s", F.lit(True)), F.col("segment_id") == F.col(SEGMENT_KEY))
     marked = lookup(marked, keys.pairs.withColumn("_k_p", F.lit(True)),
                     (F.col("segment_id") == F.col("_k_psegment")) & (F.col(keys.viewer) == F.col("_k_pviewer")))
     hit = F.col("_k_g").isNotNull() | F.col("_k_s").isNotNull() | F.col("_k_p").isNotNull()

@@ -1,0 +1,86 @@
+# ruff: noqa: S608  -- the SQL here is built from contract column names and the caller's relation names only.
+"""Tables whose rows of a key only grow, stored by appending a key's row again when it grew.
+
+silver.segment_viewers holds one row per (segment, viewer): the aggregate of the pair's counted views. An hourly
+run mostly adds views: new pairs, and a few pairs seen again (a rewatch, a second session hours later), whose row
+then has more views than before. Rewriting the table's slice for them rewrote every pair of the live segments (6.3M
+rows at 10M views a day) to change ~6% of them; instead such a run appends the grown pairs' new rows
+(jobs/silver/segment_viewers.py) and leaves their earlier rows where they are.
+
+So a key may have several stored rows, each with a different counter (view_count: every later row of a key has
+more views). The table's rows, as every reader sees them, are each key's row with the largest counter. That rule is
+held here once: DuckDB SQL (serving's publish), Arrow (tests, tools) and, in jobs/merged_tables.py, the Spark
+form are generated from the same LatestRows. A rewrite of a slice (a full refresh, a run that changed a view's
+decision) writes one row per key again; retention removes a key's rows together (they share the anchor).
+
+Every superseded row's counter is below its key's largest, which exceeds the counter's floor (its contract
+minimum, 1 view): only rows above the floor can supersede another, and they are few (the rewatched pairs). The
+forms aggregate those few rows per key and stream the others past them, instead of ranking every row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from storylake import contracts
+
+_TOP = "_latest_top"  # the key's largest counter, in the forms' aggregate
+
+
+@dataclass(frozen=True)
+class LatestRows:
+    """A table stored as growing rows: contract key, the key its readers see one row per, the counter."""
+
+    table: str  # e.g. "silver.segment_viewers"
+    key: tuple[str, ...]
+    counter: str  # grows with every row a key is appended again; readers see the key's row with the largest
+    floor: int  # the counter's smallest value: a row that supersedes another has a larger one
+
+    def value_columns(self) -> list[str]:
+        """The table's columns (its contract's), in order."""
+        return [c.name for c in contracts.get(self.table).columns]
+
+    @property
+    def stored_key(self) -> tuple[str, ...]:
+        """The key of the stored rows (the readers' key and the counter): unique in every version."""
+        return (*self.key, self.counter)
+
+
+SEGMENT_VIEWERS = LatestRows("silver.segment_viewers", ("segment_id", "viewer_id"), "view_count", 1)
+GROWING: dict[str, LatestRows] = {SEGMENT_VIEWERS.table: SEGMENT_VIEWERS}
+
+
+def growing(table: str) -> LatestRows | None:
+    """The LatestRows of a contract key stored as growing rows, else None."""
+    return GROWING.get(table)
+
+
+def duckdb_sql(table: LatestRows, relation: str, columns: list[str] | None = None) -> str:
+    """DuckDB SELECT of the table's rows (`columns`, default all) from the relation named `relation` (the stored
+    rows; a caller's constant name)."""
+    cols = columns if columns is not None else table.value_columns()
+    keys = ", ".join(table.key)
+    on = " AND ".join(f"r.{k} = t.{k}" for k in table.key)
+    return (f"SELECT {', '.join(f'r.{c}' for c in cols)} FROM {relation} r "
+            f"LEFT JOIN (SELECT {keys}, max({table.counter}) AS {_TOP} FROM {relation} "
+            f"WHERE {table.counter} > {int(table.floor)} GROUP BY {keys}) t ON {on} "
+            f"WHERE t.{_TOP} IS NULL OR r.{table.counter} = t.{_TOP}")
+
+
+def arrow(table: LatestRows, stored: pa.Table) -> pa.Table:
+    """The table's rows from an Arrow table of its stored rows (same columns, same order of the kept rows)."""
+    keys = list(table.key)
+    above = stored.filter(pc.greater(stored.column(table.counter), table.floor))
+    if above.num_rows == 0:
+        return stored
+    top = above.group_by(keys).aggregate([(table.counter, "max")]).rename_columns([*keys, _TOP])
+    index = "_latest_row"
+    numbered = stored.append_column(index, pa.array(range(stored.num_rows), pa.int64()))
+    joined = numbered.join(top, keys, join_type="left outer")
+    kept = joined.filter(pc.or_kleene(pc.is_null(joined.column(_TOP)),
+                                pc.equal(joined.column(table.counter), joined.column(_TOP))))
+    order = pc.sort_indices(kept.column(index))
+    return stored.take(pc.take(kept.column(index), order))
