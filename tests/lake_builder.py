@@ -112,7 +112,6 @@ class LakeBuilder:
                 "segment_id": segment_id,
                 "viewer_id": viewer_id,
                 "author_id": seg["author_id"],
-                "story_id": seg["story_id"],
                 "first_viewed_at": at,
                 "last_viewed_at": at,
                 "view_count": 1,
@@ -193,7 +192,7 @@ class LakeBuilder:
             stories[s["story_id"]].append(s)
         viewers: dict[int, set[int]] = defaultdict(set)
         for v in self.rows["silver.segment_viewers"]:
-            viewers[v["story_id"]].add(v["viewer_id"])
+            viewers[self._segment(v["segment_id"])["story_id"]].add(v["viewer_id"])
         return [
             {
                 "story_id": sid, "author_id": segs[0]["author_id"],

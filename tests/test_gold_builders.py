@@ -155,7 +155,6 @@ def segment_viewers(views: Iterable[dict[str, Any]], segments: Iterable[dict[str
                 "segment_id": v["segment_id"],
                 "viewer_id": v["viewer_id"],
                 "author_id": v["author_id"],
-                "story_id": v["story_id"],
                 "first_viewed_at": v["viewed_at"],
                 "view_count": 0,
                 "max_completion_pct": 0.0,

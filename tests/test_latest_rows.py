@@ -21,7 +21,7 @@ SCHEMA = contracts.get("silver.segment_viewers").arrow_schema()
 
 def row(segment: int, viewer: int, views: int, *, source: str = "tray") -> dict[str, Any]:
     """A stored row whose other columns follow from its view count (so a key's rows differ)."""
-    return {"segment_id": segment, "viewer_id": viewer, "author_id": 1, "story_id": segment,
+    return {"segment_id": segment, "viewer_id": viewer, "author_id": 1,
             "first_viewed_at": T0, "last_viewed_at": T0 + timedelta(minutes=views), "view_count": views,
             "max_completion_pct": 1.0, "total_view_ms": 4000 * views, "first_view_source": source,
             "segment_created_at": T0 - timedelta(hours=1)}

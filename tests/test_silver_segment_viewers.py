@@ -50,9 +50,9 @@ def test_one_row_per_segment_and_viewer_with_first_view_source(spark, inputs):
     )
     ve = view_events.transform(src, segs, rels, AS_OF).view_events
     assert rows(segment_viewers.transform(ve, segs)) == [
-        # segment, viewer, author, story, first, last, views, max completion, total ms, first source, created
-        (100, 10, 1, 100, T0 + H, T0 + 2 * H, 3, 1.0, 12500, "profile", T0),  # tie at T0+1h: sv-a < sv-b
-        (101, 11, 1, 100, T0 + 3 * H, T0 + 3 * H, 1, 1.0, 6000, "reshare", T0 + H),
+        # segment, viewer, author, first, last, views, max completion, total ms, first source, created
+        (100, 10, 1, T0 + H, T0 + 2 * H, 3, 1.0, 12500, "profile", T0),  # tie at T0+1h: sv-a < sv-b
+        (101, 11, 1, T0 + 3 * H, T0 + 3 * H, 1, 1.0, 6000, "reshare", T0 + H),
     ]
 
 

@@ -31,8 +31,8 @@ _MICROS_SHIFT = 9_000_000_000_000_000_000
 def transform(view_events: DataFrame, segments: DataFrame, materialize: Materialize = spark_io.lazily) -> DataFrame:
     """silver.view_events + silver.segments -> silver.segment_viewers.
 
-    first_view_source is the source of the earliest view (ties by event_id); author_id, story_id and
-    segment_created_at come from segments (every view_events row has a known segment by construction).
+    first_view_source is the source of the earliest view (ties by event_id); author_id and segment_created_at come
+    from segments (every view_events row has a known segment by construction).
     Most viewers see a segment once: those rows become their (segment, viewer) row as they are, only the
     rewatched pairs are aggregated (split_repeated; `materialize` keeps the set of repeated pairs).
     """
@@ -69,10 +69,10 @@ def transform(view_events: DataFrame, segments: DataFrame, materialize: Material
         .withColumn("first_view_source", F.substring_index("_first", "|", -1))
         .drop("_first")
     )
-    # author and story come from the segment (not first() in the aggregate: Sail's first is 5x slower)
-    seg = segments.select(
-        F.col("segment_id").alias("_sid"), "author_id", "story_id", F.col("created_at").alias("segment_created_at")
-    )
+    # the author comes from the segment (not first() in the aggregate: Sail's first is 5x slower); not its story,
+    # which a later story fold can change without a new view (readers join silver.segments for it)
+    seg = segments.select(F.col("segment_id").alias("_sid"), "author_id",
+                          F.col("created_at").alias("segment_created_at"))
     out = lookup(single.unionByName(several), seg, F.col("segment_id") == F.col("_sid"), "inner")
     return project(out, "silver.segment_viewers")
 

@@ -170,7 +170,7 @@ def build_lake(
         "silver.segment_viewers",
         {
             "segment_id": seg_id[sv_seg_idx], "viewer_id": sv_viewer, "author_id": author[sv_seg_idx],
-            "story_id": seg_id[sv_seg_idx], "first_viewed_at": _ts(first_at), "last_viewed_at": _ts(first_at),
+            "first_viewed_at": _ts(first_at), "last_viewed_at": _ts(first_at),
             "view_count": np.ones(rows, dtype=np.int64), "max_completion_pct": np.round(rng.random(rows), 3),
             "total_view_ms": rng.integers(3000, 15000, size=rows), "first_view_source": pa.array(
                 np.array(["tray", "profile", "reshare", "mention"])[rng.integers(0, 4, size=rows)]),
