@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The silver.view_events columns transform() reads.
+VIEW_COLUMNS = ("segment_id", "viewer_id", "viewed_at", "completion_pct", "view_duration_ms", "view_source", "event_id")
 # Added to unix micros so every instant before year 9000 is a non-negative number of at most 19 digits.
 _MICROS_SHIFT = 9_000_000_000_000_000_000
 
@@ -152,7 +154,8 @@ def grown_rows(spark: SparkSession, settings: Settings, horizon: Horizon, change
         marked = lookup(marked, segments, F.col("segment_id") == F.col(SEGMENT_KEY))
         return marked.filter(F.col("_g_pair").isNotNull() | F.col("_g_seg").isNotNull()).select(*rows.columns)
 
-    their_views = materialize(touched(views), "grown_views")
+    # only the columns transform() reads: the scan of the slice's receipts skips their other columns' pages
+    their_views = materialize(touched(views.select(*VIEW_COLUMNS)), "grown_views")
     after = materialize(transform(their_views, segments_for(spark, settings, horizon, their_views), materialize),
                         "grown_after")
     stored = spark_io.read_stored(spark, settings, "silver", "segment_viewers").filter(
