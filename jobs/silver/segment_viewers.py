@@ -125,7 +125,8 @@ def grown_rows(spark: SparkSession, settings: Settings, horizon: Horizon, change
     since its last good version (appended_files: its job appended the hour's receipts, no decision changed) and
     silver.segment_viewers holds its last good version, only two kinds of pair can change: a pair with a new view
     (a new pair, or one with more views than before) and a pair of a segment whose silver row the run can change
-    (`changes.segments`: a later story fold, a late creation). Those pairs' rows are recomputed from their views and
+    (`changes.segments`: a late earlier creation can move its author or creation time; those receipts are decided
+    again, so this is a check). Those pairs' rows are recomputed from their views and
     compared with their rows now: every pair that is new or has more views gets its new row appended; an unchanged
     one nothing. Any other difference (a pair whose row changed without more views, or lost its views) means a
     rewrite. At 10M views a day an hour grows ~0.4M of the slice's 6.3M pairs."""
