@@ -1,11 +1,11 @@
 # ruff: noqa: S608  -- the SQL here is built from contract column names and the caller's relation names only.
 """Tables whose rows of a key only grow, stored by appending a key's row again when it grew.
 
-silver.segment_viewers holds one row per (segment, viewer): the aggregate of the pair's counted views. An hourly
-run mostly adds views: new pairs, and a few pairs seen again (a rewatch, a second session hours later), whose row
-then has more views than before. Rewriting the table's slice for them rewrote every pair of the live segments (6.3M
-rows at 10M views a day) to change ~6% of them; instead such a run appends the grown pairs' new rows
-(jobs/silver/segment_viewers.py) and leaves their earlier rows where they are.
+silver.segment_viewers gives its readers one row per (segment, viewer): the aggregate of the pair's counted views.
+An hourly run mostly adds views: new pairs, and a few pairs seen again (a rewatch, a second session hours later),
+whose row then has more views than before. Rewriting the table's slice for them rewrote every pair of the live
+segments (6.3M rows at 10M views a day) to change ~6% of them; instead such a run appends the grown pairs' new
+rows (jobs/silver/segment_viewers.py) and leaves their earlier rows where they are.
 
 So a key may have several stored rows, each with a different counter (view_count: every later row of a key has
 more views). The table's rows, as every reader sees them, are each key's row with the largest counter. That rule is
@@ -69,7 +69,8 @@ def duckdb_sql(table: LatestRows, relation: str, columns: list[str] | None = Non
     # floor 0.85 s)
     return (f"SELECT {', '.join(f'r.{c}' for c in cols)} FROM {relation} r "
             f"ANTI JOIN (SELECT {keys}, max({table.counter}) AS {_TOP} FROM {relation} "
-            f"WHERE {table.counter} > {int(table.floor)} GROUP BY {keys}) t ON {on} AND t.{_TOP} > r.{table.counter}")
+            f"WHERE {table.counter} > {int(table.floor)} GROUP BY {keys}) t ON {on} "
+            f"AND (r.{table.counter} IS NULL OR t.{_TOP} > r.{table.counter})")
 
 
 def arrow(table: LatestRows, stored: pa.Table) -> pa.Table:

@@ -8,7 +8,7 @@ from typing import Any
 from jobs.gold import GOLD_TABLES, build_gold
 from jobs.silver import build_silver
 from jobs.spark_io import write_table
-from storylake import contracts, lake, merge_on_read
+from storylake import contracts, merge_on_read
 from tests.bronze_builders import T0, H, bronze
 
 AS_OF = T0 + 30 * H
@@ -66,7 +66,7 @@ def test_late_view_changes_exactly_its_segment_story_day_and_ring(spark, setting
     build_silver(spark, settings, AS_OF)
     build_gold(spark, settings, AS_OF)
     before = _gold(settings)
-    viewers_before = lake.read_arrow(settings.table_path("silver", "segment_viewers")).num_rows
+    viewers_before = merge_on_read.read_table(settings, "silver.segment_viewers").num_rows  # as readers see it
 
     # viewer 2's view of segment 2 happened before T but landed after the run (a later ingest batch)
     late = bronze(spark, "segment_view", [{"event_time": T0 + 3 * H, "segment_id": 2, "viewer_id": 2,
@@ -76,7 +76,7 @@ def test_late_view_changes_exactly_its_segment_story_day_and_ring(spark, setting
     build_gold(spark, settings, AS_OF)
     after = _gold(settings)
 
-    assert lake.read_arrow(settings.table_path("silver", "segment_viewers")).num_rows == viewers_before + 1
+    assert merge_on_read.read_table(settings, "silver.segment_viewers").num_rows == viewers_before + 1
     seg = _changes(before["segment_insights"], after["segment_insights"])
     assert set(seg) == {(1,), (2,)}
     # frame 1's viewer 2 (who watched it while frame 2 was live) now went on to frame 2: its continuation changes

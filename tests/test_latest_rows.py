@@ -64,6 +64,20 @@ def test_each_key_keeps_its_row_with_the_most_views_in_every_form(spark: Any) ->
     assert keyed(by_spark(spark, stored)) == LATEST
 
 
+def test_a_null_count_gives_way_to_a_larger_one_in_every_form(spark: Any) -> None:
+    """The contract and the gate keep view_count required; should a null reach a reader, the forms still agree: it
+    gives way to a row above the floor, and stays when its key has none."""
+    stored = table([{**row(1, 2, 1), "view_count": None}, row(1, 2, 3), {**row(5, 2, 1), "view_count": None}])
+    want = [(1, 2, 3, 12000), (5, 2, None, 4000)]
+
+    def key(r: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(-1 if v is None else v for v in r)
+
+    for got in (arrow(SEGMENT_VIEWERS, stored).to_pylist(), by_duckdb(stored), by_spark(spark, stored)):
+        assert sorted(((r["segment_id"], r["viewer_id"], r["view_count"], r["total_view_ms"]) for r in got),
+                      key=key) == want
+
+
 def test_arrow_keeps_the_stored_order_and_columns() -> None:
     out = arrow(SEGMENT_VIEWERS, table(STORED))
     assert out.schema == SCHEMA

@@ -16,7 +16,7 @@ from deltalake import DeltaTable, write_deltalake
 
 from jobs.ingest import ingest
 from jobs.silver import build_silver
-from storylake import audit, lake, merge_on_read
+from storylake import audit, increments, lake, merge_on_read
 from storylake.settings import Settings
 from tests.landing_builders import created, view, write_landing
 from tests.test_incremental import assert_same, lake_state, run
@@ -102,6 +102,23 @@ def test_grown_and_new_viewer_pairs_are_appended_and_readers_see_the_latest(spar
     assert (10, 2, 1, *first_v1) in before and appended == sorted([*before, grown, new])
     readers = pairs(merge_on_read.read_table(s, "silver.segment_viewers"))
     assert readers == sorted([r for r in before if r[:2] != (10, 2)] + [grown, new])
+    assert_same(lake_state(s), full_state(spark, s, tmp_path, AS_OF_2))
+
+
+@pytest.mark.slow
+def test_pairs_after_an_unfinished_run_are_rewritten_not_appended(spark: Any, tmp_path: Path) -> None:
+    """A run planned since the last done one did not finish (it may have died between appending the receipts and
+    their pairs: on a lake without gates the current versions of the two tables would then not match): the next run
+    rewrites silver.segment_viewers' slice instead of appending, and the lake equals one full run."""
+    s = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
+    first_batch(s.landing)
+    run(spark, s, AS_OF_1)
+    done = increments.last(s)
+    assert done is not None and increments.unfinished(s) is None
+    increments.record(s, done, increments.PLANNED)  # planned again after the last done run, never finished
+    write_landing(s.landing, "segment_view", [view("v7", 10, 2, f"{DAY}T12:30:00Z")], dt=DAY, hour="13")
+    run(spark, s, AS_OF_2)
+    assert last_commit(s.table_path("silver", "segment_viewers"))["remove"] >= 1
     assert_same(lake_state(s), full_state(spark, s, tmp_path, AS_OF_2))
 
 

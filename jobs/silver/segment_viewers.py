@@ -1,4 +1,5 @@
-"""silver.segment_viewers: one row per (segment, viewer) with a counted view (feeds Seen By; rows == reach)."""
+"""silver.segment_viewers: one row per (segment, viewer) with a counted view as readers see it (feeds Seen By; rows
+== reach), stored as growing rows (storylake/latest_rows.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from jobs.silver.bronze import project
 from jobs.silver.dedupe import split_repeated
 from jobs.silver.touched import SEGMENT_KEY
 from jobs.spark_io import Materialize
-from storylake import audit, lake
+from storylake import audit, increments, lake
 from storylake.latest_rows import SEGMENT_VIEWERS
 from storylake.settings import Settings
 
@@ -87,8 +88,12 @@ class GoodVersions(NamedTuple):
     segment_viewers: int | None
 
 
-def good_versions(settings: Settings) -> GoodVersions:
-    """GoodVersions, read before the run's silver jobs write."""
+def good_versions(settings: Settings) -> GoodVersions | None:
+    """GoodVersions, read before the run's silver jobs write (before it records its plan); None when a run was
+    planned since the last done one (it failed, its gate did, or it died, possibly between writing the receipts and
+    their pairs: on a lake without gates the current versions would then not match each other)."""
+    if increments.unfinished(settings) is not None:
+        return None
     return GoodVersions(audit.last_good_version(settings, "silver.view_events"),
                         audit.last_good_version(settings, "silver.segment_viewers"))
 
@@ -102,6 +107,9 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Chan
     views = spark_io.read_table(spark, settings, "silver", "view_events").filter(horizon.admits("segment_created_at"))
     with spark_io.scratch(settings) as materialize:
         appended = grown_rows(spark, settings, horizon, changes, good, views, materialize)
+        if appended is not None and appended.limit(1).count() == 0:
+            log.info("silver.segment_viewers: no pair grew (nothing to write)")
+            return {}
         if appended is not None:
             log.info("silver.segment_viewers: appending the grown pairs' rows (the run only added views)")
             return {"segment_viewers": spark_io.append_table(
@@ -135,8 +143,10 @@ def grown_rows(spark: SparkSession, settings: Settings, horizon: Horizon, change
     def rewrite(why: str) -> None:
         log.info("silver.segment_viewers: rewriting the slice (%s)", why)
 
-    if changes is None or settings.storage != "delta" or good is None:
+    if changes is None or settings.storage != "delta":
         return rewrite("the run recomputes its whole horizon")
+    if good is None:
+        return rewrite("a run since the last good one did not finish")
     if good.view_events is None or good.segment_viewers is None:
         return rewrite("no last good version")
     if not lake.rows_unchanged_since(settings.table_path("silver", "segment_viewers"), good.segment_viewers):
@@ -171,7 +181,10 @@ def grown_rows(spark: SparkSession, settings: Settings, horizon: Horizon, change
         same = same & F.col(c).eqNullSafe(F.col(f"_b_{c}"))
     # every row now of a touched pair that is not as it was: appendable when the pair is new or has more views
     new = lookup(after, was, on).filter(F.col("_b_segment_id").isNull() | ~same)
-    grown = F.col("_b_segment_id").isNull() | (F.col("view_count") > F.col("_b_view_count"))
+    # a grown row keeps its segment's columns (the anchor retention and the slice writes cut by), else a rewrite
+    grown = F.col("_b_segment_id").isNull() | (
+        (F.col("view_count") > F.col("_b_view_count")) & F.col("author_id").eqNullSafe(F.col("_b_author_id"))
+        & F.col("segment_created_at").eqNullSafe(F.col("_b_segment_created_at")))
     kept = materialize(new.select(*columns, grown.alias("_g_grown")), "grown_new")
     # a pair's row that is gone (its views no longer counted) or changed without more views: rewrite
     gone = lookup(before, after.select(*[F.col(k).alias(f"_a_{k}") for k in key]),
