@@ -13,6 +13,15 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
 
+def same_keys(key: tuple[str, ...] | list[str], prefix: str) -> Column:
+    """Join condition: every column of `key` equals its copy named `prefix` + column."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    return reduce(lambda a, b: a & b, [F.col(k) == F.col(f"{prefix}{k}") for k in key])
+
+
 def merged_frame(table: MergedTable, base: DataFrame, changes: DataFrame, stamp: Column | None = None) -> DataFrame:
     """The table's rows (storylake.merge_on_read) from its base's and its changes' rows: the base's rows whose key has
     no changes row, then the changes rows that are not tombstones; with `stamp` (the changes' stamp, a literal: the
@@ -22,11 +31,7 @@ def merged_frame(table: MergedTable, base: DataFrame, changes: DataFrame, stamp:
     cols = table.value_columns()
     keys = changes.select(*[F.col(k).alias(f"_mk_{k}") for k in table.columns]).distinct().withColumn(
         "_mk_hit", F.lit(True))
-    on = None
-    for k in table.columns:
-        cond = F.col(k) == F.col(f"_mk_{k}")
-        on = cond if on is None else on & cond
-    kept = lookup(base, keys, on).filter(F.col("_mk_hit").isNull()).select(*cols)
+    kept = lookup(base, keys, same_keys(table.columns, "_mk_")).filter(F.col("_mk_hit").isNull()).select(*cols)
     live = changes.filter(~F.col(REMOVED)).select(*cols)
     out = kept.unionByName(live)
     if stamp is not None and table.stamp is not None:
@@ -43,10 +48,6 @@ def latest_frame(table: LatestRows, stored: DataFrame) -> DataFrame:
     top = (stored.filter(F.col(table.counter) > F.lit(table.floor)).groupBy(*table.key)
            .agg(F.max(table.counter).alias("_lt_top"))
            .select(*[F.col(k).alias(f"_lt_{k}") for k in table.key], "_lt_top"))
-    on = None
-    for k in table.key:
-        cond = F.col(k) == F.col(f"_lt_{k}")
-        on = cond if on is None else on & cond
-    joined = lookup(stored, top, on)
+    joined = lookup(stored, top, same_keys(table.key, "_lt_"))
     return joined.filter(F.col("_lt_top").isNull() | (F.col(table.counter) == F.col("_lt_top"))).select(
         *stored.columns)

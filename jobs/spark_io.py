@@ -99,7 +99,7 @@ def read_version(spark: SparkSession, settings: Settings, layer: str, name: str,
     from deltalake import DeltaTable
 
     files = DeltaTable(str(settings.table_path(layer, name)), version=version).file_uris()
-    return _files_frame(spark, layer, name, files)
+    return read_files(spark, layer, name, files)
 
 
 def read_pinned(spark: SparkSession, settings: Settings, layer: str, name: str) -> DataFrame | None:
@@ -108,7 +108,7 @@ def read_pinned(spark: SparkSession, settings: Settings, layer: str, name: str) 
     first copying them into scratch. None with Parquet storage (its overwrite replaces the folder it would read)
     or without the table."""
     dt = lake.open_table(settings.table_path(layer, name)) if settings.storage == "delta" else None
-    return None if dt is None else _files_frame(spark, layer, name, dt.file_uris())
+    return None if dt is None else read_files(spark, layer, name, dt.file_uris())
 
 
 def overwrite_from_current(spark: SparkSession, settings: Settings, layer: str, name: str,
@@ -148,13 +148,8 @@ def constant_dates(spark: SparkSession, settings: Settings, layer: str, name: st
 
 
 def read_files(spark: SparkSession, layer: str, name: str, files: list[str]) -> DataFrame:
-    """The Parquet data files `files` (URIs, e.g. storylake.lake.appended_files) of table `layer`.`name`, read in
-    its contract's schema."""
-    return _files_frame(spark, layer, name, files)
-
-
-def _files_frame(spark: SparkSession, layer: str, name: str, files: list[str]) -> DataFrame:
-    """The Parquet data files `files` of table `layer`.`name`, read in its contract's schema."""
+    """The Parquet data files `files` (URIs: a version's, storylake.lake.appended_files') of table `layer`.`name`,
+    read in its contract's schema."""
     schema = spark_schema(contracts.get(f"{layer}.{name}"))
     if not files:
         return spark.createDataFrame([], schema)

@@ -71,17 +71,23 @@ def rows_unchanged_since(path: Path, version: int, until: int | None = None) -> 
     before `version`): no commit between added or removed data (a compaction's add and remove actions say dataChange
     false; a commit without them, e.g. a vacuum's, changes no rows) or changed the metadata. Read from the commits'
     JSON files (False when one is missing)."""
-    files = _log_files(path)
-    if files is None:
+    newest = _newest_commit(path)
+    if newest is None:
         return False
-    commits = [int(name[:-5]) for name, _, _ in files if name.endswith(".json") and name[:-5].isdigit()]
-    newest = max(commits, default=-1)
     latest = newest if until is None else until
     if not version <= latest <= newest:
         return False
     actions = _data_actions(path, version, latest)
     return actions is not None and not any(
         action[kind].get("dataChange", True) for action in actions for kind in ("add", "remove") if kind in action)
+
+
+def _newest_commit(path: Path) -> int | None:
+    """The version of the table's newest JSON commit (-1 when it has none), None without a log."""
+    files = _log_files(path)
+    if files is None:
+        return None
+    return max((int(name[:-5]) for name, _, _ in files if name.endswith(".json") and name[:-5].isdigit()), default=-1)
 
 
 def _data_actions(path: Path, version: int, until: int) -> list[dict[str, Any]] | None:
@@ -151,12 +157,8 @@ def appended_files(path: Path, version: int) -> list[str] | None:
     every commit after it added files (appends) or rewrote rows unchanged (a compaction's actions say dataChange
     false), and every file an append added is still in the latest version (not compacted with older rows since).
     None otherwise (a commit removed rows, changed the metadata or is missing)."""
-    files = _log_files(path)
-    if files is None:
-        return None
-    commits = [int(name[:-5]) for name, _, _ in files if name.endswith(".json") and name[:-5].isdigit()]
-    latest = max(commits, default=-1)
-    if latest < version:
+    latest = _newest_commit(path)
+    if latest is None or latest < version:
         return None
     actions = _data_actions(path, version, latest)
     if actions is None:

@@ -43,11 +43,6 @@ class LatestRows:
         """The table's columns (its contract's), in order."""
         return [c.name for c in contracts.get(self.table).columns]
 
-    @property
-    def stored_key(self) -> tuple[str, ...]:
-        """The key of the stored rows (the readers' key and the counter): unique in every version."""
-        return (*self.key, self.counter)
-
 
 SEGMENT_VIEWERS = LatestRows("silver.segment_viewers", ("segment_id", "viewer_id"), "view_count", 1)
 GROWING: dict[str, LatestRows] = {SEGMENT_VIEWERS.table: SEGMENT_VIEWERS}

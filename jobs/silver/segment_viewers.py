@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from jobs import spark_io
 from jobs.engine_workarounds import lookup
 from jobs.horizon import Horizon, segments_for
-from jobs.merged_tables import latest_frame
+from jobs.merged_tables import latest_frame, same_keys
 from jobs.silver.bronze import project
 from jobs.silver.dedupe import split_repeated
 from jobs.silver.touched import SEGMENT_KEY
@@ -175,7 +175,7 @@ def grown_rows(spark: SparkSession, settings: Settings, horizon: Horizon, change
     columns = list(SEGMENT_VIEWERS.value_columns())
     key = list(SEGMENT_VIEWERS.key)
     was = before.select(*[F.col(c).alias(f"_b_{c}") for c in columns])
-    on = (F.col("segment_id") == F.col("_b_segment_id")) & (F.col("viewer_id") == F.col("_b_viewer_id"))
+    on = same_keys(key, "_b_")
     same = F.lit(True)
     for c in columns:
         same = same & F.col(c).eqNullSafe(F.col(f"_b_{c}"))
@@ -187,8 +187,7 @@ def grown_rows(spark: SparkSession, settings: Settings, horizon: Horizon, change
         & F.col("segment_created_at").eqNullSafe(F.col("_b_segment_created_at")))
     kept = materialize(new.select(*columns, grown.alias("_g_grown")), "grown_new")
     # a pair's row that is gone (its views no longer counted) or changed without more views: rewrite
-    gone = lookup(before, after.select(*[F.col(k).alias(f"_a_{k}") for k in key]),
-                  (F.col("segment_id") == F.col("_a_segment_id")) & (F.col("viewer_id") == F.col("_a_viewer_id")))
+    gone = lookup(before, after.select(*[F.col(k).alias(f"_a_{k}") for k in key]), same_keys(key, "_a_"))
     if (kept.filter(~F.col("_g_grown")).limit(1).count() > 0
             or gone.filter(F.col("_a_segment_id").isNull()).limit(1).count() > 0):
         return rewrite("a pair's row changed without more views")
