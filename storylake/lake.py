@@ -330,19 +330,22 @@ def new_data_file_name(prefix: str) -> str:
 
 
 def write_data_file(
-    table_dir: Path, name: str, data: pa.Table, *, dictionary: list[str] | None = None
+    table_dir: Path, name: str, data: pa.Table, *, dictionary: list[str] | None = None,
+    row_group_rows: int | None = None,
 ) -> DataFile:
     """Write `data` as one new Parquet file `name` in `table_dir` (refusing to replace an existing file) with its
     complete Delta statistics (file_stats).
 
     `dictionary`: the columns worth dictionary-encoding (few distinct values); None = Parquet's default (all).
     Encoding ids and counts as dictionaries first, to fall back later, doubles the write time for nothing.
+    `row_group_rows`: rows per row group (None: pyarrow's default, 1Mi rows).
     """
     table_dir.mkdir(parents=True, exist_ok=True)
     path = table_dir / name
     if path.exists():
         raise FileExistsError(f"{path} exists: data files are never rewritten (use new_data_file_name)")
-    pq.write_table(data, path, compression="snappy", use_dictionary=True if dictionary is None else dictionary)
+    pq.write_table(data, path, compression="snappy", use_dictionary=True if dictionary is None else dictionary,
+                   row_group_size=row_group_rows)
     st = os.stat(path)
     return DataFile(name, st.st_size, int(st.st_mtime * 1000), data.num_rows, file_stats(data))
 

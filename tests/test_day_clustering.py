@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from deltalake import DeltaTable, write_deltalake
 from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hsettings
@@ -80,6 +81,28 @@ def test_a_large_day_is_split_and_small_files_of_one_day_merge(tmp_path: Path) -
     assert all(first == last for _, first, last in days)
     ids = [r["id"] for r in _rows(path)]
     assert ids == sorted(ids) and len(ids) == 340
+
+
+def test_a_days_file_is_sorted_in_row_groups_that_a_horizon_read_skips(tmp_path: Path, spark: Any) -> None:
+    """A run's horizon starts within a day: the row groups of a day's file hold disjoint, ascending time ranges, so
+    the engine skips those before the horizon by their statistics instead of reading the whole day."""
+    path = tmp_path / "t"
+    minutes = [37, 5, 51, 12, 44, 0, 29, 58, 18, 33, 7, 22]  # two arrival files, out of order
+    _append(path, [(m, T0 + timedelta(hours=m % 24, minutes=m)) for m in minutes[:6]])
+    _append(path, [(m, T0 + timedelta(hours=m % 24, minutes=m)) for m in minutes[6:]])
+    assert cluster(path, "event_time", row_group_rows=5).files_added == 1
+    (name,) = [p for p in DeltaTable(str(path)).file_uris()]
+    meta = pq.ParquetFile(name).metadata
+    groups = [meta.row_group(i) for i in range(meta.num_row_groups)]
+    time_col = SCHEMA.names.index("event_time")
+    bounds = [(g.num_rows, g.column(time_col).statistics.min, g.column(time_col).statistics.max) for g in groups]
+    assert [n for n, _, _ in bounds] == [5, 5, 2]
+    assert all(lo <= hi < next_lo for (_, lo, hi), (_, next_lo, _) in zip(bounds, bounds[1:], strict=False))
+    expected = sorted(T0 + timedelta(hours=m % 24, minutes=m) for m in minutes)
+    assert [lo for _, lo, _ in bounds] == [expected[0], expected[5], expected[10]]
+    got = spark.read.format("delta").load(str(path)).where(f"event_time >= '{expected[7].isoformat()}'")
+    at = {T0 + timedelta(hours=m % 24, minutes=m): m for m in minutes}
+    assert sorted(r["id"] for r in got.collect()) == sorted(at[t] for t in expected[7:])
 
 
 def test_files_whose_column_is_null_in_every_row_merge(tmp_path: Path) -> None:
