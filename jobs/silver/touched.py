@@ -210,7 +210,9 @@ def touched_receipts(rows: DataFrame, keys: Touched, materialize: spark_io.Mater
 
     named = materialize(select(rows, keys).select(F.col("event_id").alias(_EVENT)).distinct(),
                         f"{keys.table}_touched_events")
-    deliveries = lookup(rows, named, F.col("event_id") == F.col(_EVENT), "inner").select(*rows.columns)
+    # materialized: the dedupe reads them twice (its repeated keys, then the split), each a scan of the horizon
+    deliveries = materialize(lookup(rows, named, F.col("event_id") == F.col(_EVENT), "inner").select(*rows.columns),
+                             f"{keys.table}_touched_deliveries")
     return select(dedupe_event_id(deliveries, materialize), keys)
 
 
