@@ -1,6 +1,6 @@
 """An incremental run appends the new rows of silver.view_events and silver.navigation when no re-decided row
-changed (jobs.silver.touched.write_rows), and rewrites the slice when one did; so it does with a stage's quarantine
-rows (write_quarantine_rows); the lake equals one full run either way."""
+changed (jobs.silver.touched.write_rows), and rewrites the slice when one did; the lake equals one full run either
+way."""
 
 from __future__ import annotations
 
@@ -119,54 +119,6 @@ def test_pairs_after_an_unfinished_run_are_rewritten_not_appended(spark: Any, tm
     write_landing(s.landing, "segment_view", [view("v7", 10, 2, f"{DAY}T12:30:00Z")], dt=DAY, hour="13")
     run(spark, s, AS_OF_2)
     assert last_commit(s.table_path("silver", "segment_viewers"))["remove"] >= 1
-    assert_same(lake_state(s), full_state(spark, s, tmp_path, AS_OF_2))
-
-
-def quarantined(s: Settings, stage: str) -> dict[str, tuple[str, datetime]]:
-    """event_id -> (rule, quarantined_at) of the stage's quarantine rows."""
-    rows = lake.read_arrow(s.table_path("ops", "quarantine"))
-    assert rows is not None
-    return {r["event_id"]: (r["rule"], r["quarantined_at"]) for r in rows.to_pylist() if r["stage"] == stage}
-
-
-def quarantine_scenario(spark: Any, s: Settings, hour_13: list[dict[str, Any]]) -> None:
-    """Hour 12: first_batch and vq, a view of segment 10 at 09:45, before its creation at 10:00 (outside_lifetime,
-    anchored at its own time), run as of 13:00. Hour 13: a creation by author 1 at 09:30 (segment 9) refolds segment
-    10, so its receipts are decided again, vq's among them (the horizon reaches 09:30), vu (a view of an unknown
-    segment) and `hour_13`'s creations, run as of 14:00."""
-    first_batch(s.landing)
-    write_landing(s.landing, "segment_view", [view("vq", 10, 6, f"{DAY}T09:45:00Z")], dt=DAY, hour="12", part=1)
-    run(spark, s, AS_OF_1)
-    assert quarantined(s, "silver.view_events") == {"vq": ("outside_lifetime", AS_OF_1)}
-    write_landing(s.landing, "segment_created", [created("c9", 9, 1, f"{DAY}T09:30:00Z"), *hour_13], dt=DAY,
-                  hour="13")
-    write_landing(s.landing, "segment_view", [view("vu", 99, 4, f"{DAY}T13:10:00Z")], dt=DAY, hour="13")
-    run(spark, s, AS_OF_2)
-
-
-@pytest.mark.slow
-def test_quarantined_receipts_are_appended_and_one_decided_again_the_same_keeps_its_row(spark: Any, tmp_path: Path
-                                                                                        ) -> None:
-    """vq is decided again in hour 13 and quarantined as before: its row stays as the first run wrote it (stamped
-    with that run); vu (a view of an unknown segment) is appended with the new run's stamp; the lake equals one full
-    run."""
-    s = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
-    quarantine_scenario(spark, s, [])
-    assert quarantined(s, "silver.view_events") == {"vq": ("outside_lifetime", AS_OF_1),
-                                                    "vu": ("unknown_segment", AS_OF_2)}
-    assert_same(lake_state(s), full_state(spark, s, tmp_path, AS_OF_2))
-
-
-@pytest.mark.slow
-def test_a_quarantined_receipt_decided_again_as_a_view_leaves_the_quarantine(spark: Any, tmp_path: Path) -> None:
-    """Hour 13 also brings an earlier creation of segment 10 (at 09:40, by author 1: its created_at moves before
-    vq, which becomes a counted view): the stage's quarantine slice is rewritten without vq's row (an append would
-    have kept it), and the lake equals one full run."""
-    s = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
-    quarantine_scenario(spark, s, [created("c10e", 10, 1, f"{DAY}T09:40:00Z")])
-    assert set(quarantined(s, "silver.view_events")) == {"vu"}
-    views = lake.read_arrow(s.table_path("silver", "view_events"))
-    assert views is not None and "vq" in {r["event_id"] for r in views.to_pylist()}
     assert_same(lake_state(s), full_state(spark, s, tmp_path, AS_OF_2))
 
 

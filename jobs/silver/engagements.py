@@ -19,7 +19,7 @@ from jobs.horizon import Admit, Horizon, read_bronze, segments_for
 from jobs.silver.audience_check import DENIAL, audience_source, denial_reason, with_denial
 from jobs.silver.bronze import project
 from jobs.silver.dedupe import dedupe_event_id
-from jobs.silver.quarantine import quarantine_rows
+from jobs.silver.quarantine import quarantine_rows, write_quarantine
 from jobs.spark_io import Materialize
 from storylake.rules import lifetimes
 from storylake.settings import Settings
@@ -105,9 +105,10 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Chan
             events.columns,
             materialize,
         )
+        rows, bad = touch.with_kept(spark, settings, keys, horizon, STAGE, "at", actions, out.engagements,
+                                    out.quarantine)
         return {
-            "engagements": touch.write_rows(spark, settings, "engagements", keys, horizon, "at", out.engagements,
-                                            materialize),
-            "quarantine.engagements": touch.write_quarantine_rows(spark, settings, keys, horizon, STAGE, actions,
-                                                                  out.quarantine, materialize),
+            "engagements": spark_io.write_table(rows, settings, "silver", "engagements",
+                                        replace_where=horizon.where("at")),
+            "quarantine.engagements": write_quarantine(bad, settings, STAGE, horizon),
         }

@@ -18,7 +18,7 @@ from jobs.horizon import Admit, Horizon, read_bronze, segments_for
 from jobs.silver.audience_check import DENIAL, audience_source, denial_reason, with_denial
 from jobs.silver.bronze import project
 from jobs.silver.dedupe import dedupe_event_id
-from jobs.silver.quarantine import iso_col, quarantine_rows, txt
+from jobs.silver.quarantine import iso_col, quarantine_rows, txt, write_quarantine
 from jobs.spark_io import Materialize
 from storylake.rules import lifetimes
 from storylake.settings import Settings
@@ -126,9 +126,9 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Chan
             events.columns,
             materialize,
         )
+        bad = touch.with_kept_quarantine(spark, settings, keys, horizon, STAGE, gestures, out.quarantine)
         return {
             "navigation": touch.write_rows(spark, settings, "navigation", keys, horizon, "at", out.navigation,
                                            materialize),
-            "quarantine.navigation": touch.write_quarantine_rows(spark, settings, keys, horizon, STAGE, gestures,
-                                                                 out.quarantine, materialize),
+            "quarantine.navigation": write_quarantine(bad, settings, STAGE, horizon),
         }

@@ -18,15 +18,10 @@ if TYPE_CHECKING:
 
     from jobs.horizon import Horizon
 
-_ONE_WRITER = threading.Lock()  # write_quarantine's and append_quarantine's commits to ops.quarantine, one at a time
+_ONE_WRITER = threading.Lock()  # write_quarantine's commits to ops.quarantine, one at a time
 # to_json's default timestamp text differs between engines (Sail: 10:00:00.001000Z, JVM Spark: 10:00:00.001Z,
 # which also drops microseconds): pin one lossless format so `raw` is identical on both.
 JSON_OPTIONS = {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"}
-# A quarantine row's stamp: the run that wrote it (run_id, as_of). A row a later run decides again the same way
-# keeps it when that run appends (jobs.silver.touched.write_quarantine_rows).
-STAMP = ("batch_id", "quarantined_at")
-# a quarantine row's bronze row (a row of one landing file's line)
-ROW_KEY = ("source_file", "line")
 
 
 def run_id(as_of: datetime) -> str:
@@ -117,20 +112,6 @@ def write_quarantine(df: DataFrame, settings: Settings, stage: str, horizon: Hor
     """Replace this stage's quarantine rows anchored in the run's horizon (all of them without one), and those
     anchored at the instants `also_at` (`df` holds every row of the stage it keeps there); other stages, ingest's
     included, are untouched."""
-    with _ONE_WRITER:  # jobs in parallel lanes (jobs.silver) replace their stages in turn: one commit at a time
-        return spark_io.write_table(df, settings, "ops", "quarantine",
-                                    replace_where=stage_slice(stage, horizon, also_at))
-
-
-def append_quarantine(df: DataFrame, settings: Settings, stage: str, horizon: Horizon) -> int:
-    """Append quarantine rows of this stage anchored in the run's horizon (checked inside the write); the stage's
-    rows in the horizon now."""
-    with _ONE_WRITER:
-        return spark_io.append_table(df, settings, "ops", "quarantine", inside=stage_slice(stage, horizon))
-
-
-def stage_slice(stage: str, horizon: Horizon | None = None, also_at: Sequence[datetime] = ()) -> str:
-    """The predicate of this stage's rows anchored in the run's horizon (all of them without one) or at `also_at`."""
     from jobs.spark_io import ts_literal
 
     if "'" in stage:  # stages are internal constants; keep the predicate well-formed
@@ -139,4 +120,7 @@ def stage_slice(stage: str, horizon: Horizon | None = None, also_at: Sequence[da
     slice_ = horizon.where("anchor_at") if horizon is not None else None
     if slice_ is not None and also_at:
         slice_ = f"({slice_} OR anchor_at IN ({', '.join(ts_literal(t) for t in also_at)}))"
-    return where if slice_ is None else f"{where} AND {slice_}"
+    if slice_ is not None:
+        where = f"{where} AND {slice_}"
+    with _ONE_WRITER:  # jobs in parallel lanes (jobs.silver) replace their stages in turn: one commit at a time
+        return spark_io.write_table(df, settings, "ops", "quarantine", replace_where=where)

@@ -27,7 +27,7 @@ from jobs.horizon import Admit, Horizon, read_bronze, segments_for
 from jobs.silver.audience_check import DENIAL, audience_source, denial_reason, with_denial
 from jobs.silver.bronze import project
 from jobs.silver.dedupe import KeyOrder, dedupe_event_id, first_per_keys
-from jobs.silver.quarantine import iso_col, quarantine_rows, txt
+from jobs.silver.quarantine import iso_col, quarantine_rows, txt, write_quarantine
 from jobs.spark_io import Materialize
 from storylake.rules import lifetimes
 from storylake.settings import Settings
@@ -214,9 +214,11 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Chan
             materialize,
             admit=horizon.admits,
         )
+        rows, bad = touch.with_kept(spark, settings, keys, horizon, STAGE, "segment_created_at", receipts,
+                                    out.sticker_responses, out.quarantine)
         return {
-            "sticker_responses": touch.write_rows(spark, settings, "sticker_responses", keys, horizon,
-                                                  "segment_created_at", out.sticker_responses, materialize),
-            "quarantine.sticker_responses": touch.write_quarantine_rows(spark, settings, keys, horizon, STAGE,
-                                                                        receipts, out.quarantine, materialize),
+            "sticker_responses": spark_io.write_table(
+                rows, settings, "silver", "sticker_responses", replace_where=horizon.where("segment_created_at"),
+            ),
+            "quarantine.sticker_responses": write_quarantine(bad, settings, STAGE, horizon),
         }

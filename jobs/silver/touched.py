@@ -31,6 +31,7 @@ from jobs import spark_io
 from jobs.engine_workarounds import lookup
 from jobs.horizon import SEGMENT_EVENTS, Horizon, new_bronze, read_bronze
 from jobs.silver.dedupe import dedupe_event_id
+from jobs.silver.quarantine import other_events
 from storylake import audit, contracts, increments, lake
 from storylake.settings import Settings
 
@@ -236,6 +237,20 @@ def select(rows: DataFrame, keys: Touched) -> DataFrame:
     return _marked(rows, keys).filter(F.col("_k_hit")).drop("_k_hit")
 
 
+def with_kept(spark: SparkSession, settings: Settings, keys: Touched | None, horizon: Horizon, stage: str,
+              anchor: str, decided: DataFrame, rows: DataFrame, quarantine: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """(the table's rows, the stage's quarantine rows) a run writes over its horizon: the re-decided ones (`rows`,
+    `quarantine`, from the receipts `decided`) and every other row anchored (at `anchor`) in the horizon as the last
+    good run left them: the audited version's rows of untouched keys (kept_rows), and the stage's quarantine rows of
+    the events not re-decided (with_kept_quarantine). Without `keys` (the whole horizon recomputed): `rows`,
+    `quarantine`."""
+    if keys is None:
+        return rows, quarantine
+    kept = kept_rows(spark, settings, keys, horizon, anchor)
+    return (kept.unionByName(rows.select(*kept.columns)),
+            with_kept_quarantine(spark, settings, keys, horizon, stage, decided, quarantine))
+
+
 def kept_rows(spark: SparkSession, settings: Settings, keys: Touched, horizon: Horizon, anchor: str) -> DataFrame:
     """The audited version's rows anchored in the horizon whose key the run does not re-decide."""
     from pyspark.sql import functions as F
@@ -249,48 +264,17 @@ def _good_marked(spark: SparkSession, settings: Settings, keys: Touched, horizon
     return _marked(good.filter(horizon.admits(anchor)), keys)
 
 
-def write_quarantine_rows(spark: SparkSession, settings: Settings, keys: Touched | None, horizon: Horizon,
-                          stage: str, decided: DataFrame, quarantine: DataFrame, materialize: spark_io.Materialize
-                          ) -> int:
-    """Write the stage's quarantine rows over the run's horizon: the re-decided `quarantine` (from the receipts
-    `decided`) and the stage's current rows of the events not re-decided (without `keys`, the whole horizon
-    recomputed: `quarantine`); the stage's rows in the horizon now.
-
-    As with write_rows, most re-decided receipts come out as they were: when the stage's current rows of the
-    re-decided events are the ones the run decides again (but for their stamp, STAMP: they keep the run that first
-    wrote them), the new ones are appended (an hour's few hundred instead of the horizon's thousands, which each of
-    five stages rewrote every hour, copying the other stages' rows of the same files). Otherwise (a receipt
-    decided differently, or no longer quarantined) the stage's slice is rewritten."""
-    from jobs.silver.quarantine import ROW_KEY, STAMP, append_quarantine, other_events, write_quarantine
+def with_kept_quarantine(spark: SparkSession, settings: Settings, keys: Touched | None, horizon: Horizon, stage: str,
+                         decided: DataFrame, quarantine: DataFrame) -> DataFrame:
+    """The stage's quarantine rows a run writes over its horizon: the re-decided `quarantine` (from the receipts
+    `decided`) and the stage's current rows of the events not re-decided (all of `quarantine` without `keys`)."""
+    from pyspark.sql import functions as F
 
     if keys is None:
-        return write_quarantine(quarantine, settings, stage, horizon)
-    current = _stage_rows(spark, settings, horizon, stage)
-    before = materialize(_of_events(current, decided), f"{keys.table}_quarantined_before")
-    columns = list(quarantine.columns)
-    after = materialize(quarantine, f"{keys.table}_quarantined")
-    removed, added = row_changes(before, after, list(ROW_KEY), columns, [c for c in columns if c not in STAMP])
-    if materialize(removed, f"{keys.table}_quarantine_changed").limit(1).count() == 0:
-        return append_quarantine(added, settings, stage, horizon)
-    log.info("%s: rewriting its quarantine slice (a re-decided receipt's quarantine row changed)", stage)
-    return write_quarantine(other_events(current, decided).select(*columns).unionByName(after), settings, stage,
-                            horizon)
-
-
-def _stage_rows(spark: SparkSession, settings: Settings, horizon: Horizon, stage: str) -> DataFrame:
-    """ops.quarantine's current rows of `stage` anchored in the horizon."""
-    from pyspark.sql import functions as F
-
-    return spark_io.read_table(spark, settings, "ops", "quarantine").filter(
+        return quarantine
+    bad = spark_io.read_table(spark, settings, "ops", "quarantine").filter(
         (F.col("stage") == F.lit(stage)) & horizon.admits("anchor_at"))
-
-
-def _of_events(rows: DataFrame, decided: DataFrame) -> DataFrame:
-    """`rows` (with event_id) of the events `decided` holds (the small, built side)."""
-    from pyspark.sql import functions as F
-
-    ids = decided.select(F.col("event_id").alias("_q_eid")).distinct()
-    return lookup(rows, ids, F.col("event_id") == F.col("_q_eid"), "inner").select(*rows.columns)
+    return other_events(bad, decided).select(*quarantine.columns).unionByName(quarantine)
 
 
 def write_rows(spark: SparkSession, settings: Settings, table: str, keys: Touched | None, horizon: Horizon,
@@ -328,21 +312,18 @@ def write_rows(spark: SparkSession, settings: Settings, table: str, keys: Touche
                                 replace_where=where)
 
 
-def row_changes(before: DataFrame, after: DataFrame, key: list[str], columns: list[str],
-                compared: list[str] | None = None) -> tuple[DataFrame, DataFrame]:
+def row_changes(before: DataFrame, after: DataFrame, key: list[str], columns: list[str]
+                ) -> tuple[DataFrame, DataFrame]:
     """(the `key` of every `before` row that `after` does not hold as it is, every `after` row that `before` does
-    not hold as it is, in `columns`), comparing `compared` (default: `columns`; it holds `key`) null-safely; `key`
-    is unique in each frame. When the first is empty, `before` plus the second is `after` (but for the columns not
-    compared)."""
+    not hold as it is), comparing `columns` null-safely; `key` is unique in each frame. When the first is empty,
+    `before` plus the second is `after`."""
     from pyspark.sql import functions as F
 
-    same_as = columns if compared is None else compared
-
     def diff(left: DataFrame, right: DataFrame) -> DataFrame:
-        other = right.select(*[F.col(c).alias(f"_o_{c}") for c in same_as])
+        other = right.select(*[F.col(c).alias(f"_o_{c}") for c in columns])
         on = [F.col(k) == F.col(f"_o_{k}") for k in key]
         joined = left.join(other, on[0] if len(on) == 1 else reduce(operator.and_, on), "left")
-        same = reduce(operator.and_, [F.col(c).eqNullSafe(F.col(f"_o_{c}")) for c in same_as])
+        same = reduce(operator.and_, [F.col(c).eqNullSafe(F.col(f"_o_{c}")) for c in columns])
         return joined.filter(F.col(f"_o_{key[0]}").isNull() | ~same).select(*columns)
 
     return diff(before, after).select(*key), diff(after, before)

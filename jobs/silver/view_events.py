@@ -28,7 +28,7 @@ from jobs.horizon import Admit, Horizon, read_bronze, segments_for
 from jobs.silver.audience_check import audience_flags, audience_source
 from jobs.silver.bronze import project
 from jobs.silver.dedupe import KeyOrder, dedupe_event_id, first_per_keys
-from jobs.silver.quarantine import iso_col, quarantine_rows, txt
+from jobs.silver.quarantine import iso_col, quarantine_rows, txt, write_quarantine
 from jobs.spark_io import Materialize
 from storylake import contracts
 from storylake.rules import audience, lifetimes
@@ -210,9 +210,9 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Chan
         # classify once; its outputs are read from the materialized rows
         rows = materialize(slim(classified, views.columns), "classified")
         out = outputs(rows, horizon.as_of, views.columns)
+        bad_rows = touch.with_kept_quarantine(spark, settings, keys, horizon, STAGE, receipts, out.quarantine)
         return {
             "view_events": touch.write_rows(spark, settings, "view_events", keys, horizon, "segment_created_at",
                                             out.view_events, materialize),
-            "quarantine.view_events": touch.write_quarantine_rows(spark, settings, keys, horizon, STAGE, receipts,
-                                                                  out.quarantine, materialize),
+            "quarantine.view_events": write_quarantine(bad_rows, settings, STAGE, horizon),
         }
