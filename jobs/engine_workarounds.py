@@ -24,6 +24,7 @@ table), element_at on map columns (jobs/gold/sticker_results.py), first() and mi
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -51,6 +52,18 @@ def lookup(big: DataFrame, small: DataFrame, on: Column | str | list[str], how: 
     if how not in ("left", "inner"):
         raise ValueError(f"lookup: how must be 'left' or 'inner', not {how!r}")
     return small.join(big, on, "right" if how == "left" else "inner")
+
+
+def without(big: DataFrame, small: DataFrame, on: Column, small_columns: Sequence[str]) -> DataFrame:
+    """`big` LEFT ANTI JOIN `small` (the rows of `big` that match no row of `small`, a null key matching none),
+    with `small` as the hash join's build side (lookup): a left anti join builds its left input, which held every
+    kept gold row of an hourly run's slice in memory (2.8M segment insights at 10M views a day: Sail's peak rose
+    by ~2.5 GB while it was built). `small_columns`: small's columns, none of them a column of `big`; they are
+    dropped, which spares asking the engine for big's columns (an analysis of its whole plan)."""
+    from pyspark.sql import functions as F
+
+    hit = "_without_hit"
+    return lookup(big, small.withColumn(hit, F.lit(True)), on).filter(F.col(hit).isNull()).drop(*small_columns, hit)
 
 
 def any_true(col: Column | str) -> Column:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jobs import spark_io
-from jobs.engine_workarounds import WriteGuardError, any_true, lookup, nullable
+from jobs.engine_workarounds import WriteGuardError, any_true, lookup, nullable, without
 from storylake import lake
 
 
@@ -23,6 +23,21 @@ def test_lookup_is_a_left_or_inner_join_with_the_small_side_first(spark):
     assert sorted(tuple(r) for r in inner.collect()) == [(3, "x", 3, "c"), (3, "x", 3, "d")]
     with pytest.raises(ValueError, match="how must be 'left' or 'inner', not 'full'"):
         lookup(big, small, on, "full")
+
+
+def test_without_is_a_left_anti_join_in_the_big_frames_columns(spark):
+    """without(big, small, on, small's columns) keeps the big rows no small row matches, once each whatever the
+    small side repeats, a null key matching nothing: the same rows as Spark's left anti join, in big's columns."""
+    from pyspark.sql import functions as F
+
+    big = spark.createDataFrame([(1, "a"), (2, "b"), (3, "c"), (3, "d"), (None, "e")], "k bigint, v string")
+    small = spark.createDataFrame([(3,), (3,), (4,), (None,)], "sk bigint")
+    on = F.col("k") == F.col("sk")
+    out = without(big, small, on, ["sk"])
+    assert out.columns == ["k", "v"]
+    assert sorted((tuple(r) for r in out.collect()), key=str) == [(1, "a"), (2, "b"), (None, "e")]
+    anti = big.join(small, on, "left_anti")
+    assert sorted((tuple(r) for r in out.collect()), key=str) == sorted((tuple(r) for r in anti.collect()), key=str)
 
 
 def test_any_true_is_a_boolean_or_aggregate(spark):

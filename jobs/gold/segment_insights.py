@@ -85,7 +85,7 @@ def continuation(segments: DataFrame, viewers: DataFrame) -> DataFrame:
         .select("segment_id", "next_segment_id", "_next_created", "_next_expires")
     )
     first = viewers.select("segment_id", "viewer_id", "_first")
-    could = first.join(chain, "segment_id").filter(
+    could = lookup(first, chain, "segment_id", "inner").filter(
         (F.col("_first") >= F.col("_next_created")) & (F.col("_first") < F.col("_next_expires"))
     )
     went_on = first.select(F.col("segment_id").alias("next_segment_id"), "viewer_id", F.lit(1).alias("_went"))

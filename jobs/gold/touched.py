@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from jobs import spark_io
-from jobs.engine_workarounds import lookup
+from jobs.engine_workarounds import lookup, without
 from jobs.horizon import INTERACTIONS, Horizon, new_bronze
 from jobs.silver.touched import changed_segments
 from storylake import audit, increments, lake
@@ -125,8 +125,9 @@ def keep(spark: SparkSession, settings: Settings, name: str, within: Column, key
     version = None if keys is None else good_version(settings, name)
     if keys is None or version is None:
         return None, None
-    kept = (spark_io.read_version(spark, settings, "gold", name, version).filter(within)
-            .join(keys, F.col(column) == F.col(KEY_COLUMNS[column]), "left_anti"))
+    key = KEY_COLUMNS[column]
+    kept = without(spark_io.read_version(spark, settings, "gold", name, version).filter(within), keys,
+                   F.col(column) == F.col(key), [key])
     return kept, keys
 
 
@@ -157,7 +158,7 @@ def scope(spark: SparkSession, settings: Settings, name: str, horizon: Horizon, 
     inputs = restrict(inputs, stories, with_story)
     if "segment_id" in kept.columns:
         recomputed = inputs["segments"].select(F.col("segment_id").alias("_rc_sid"))
-        kept = kept.join(recomputed, F.col("segment_id") == F.col("_rc_sid"), "left_anti")
+        kept = without(kept, recomputed, F.col("segment_id") == F.col("_rc_sid"), ["_rc_sid"])
     return inputs, kept
 
 

@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 
 from jobs import spark_io
-from jobs.engine_workarounds import lookup
+from jobs.engine_workarounds import lookup, without
 from jobs.silver.bronze import project
 from jobs.silver.dedupe import dedupe_event_id, first_per_key
 from jobs.silver.quarantine import iso_col, other_events, quarantine_rows, txt, write_quarantine
@@ -279,7 +279,7 @@ def run(spark: SparkSession, settings: Settings, as_of: datetime, since: datetim
         ids = created.select(F.col("segment_id").alias("_cid")).distinct()
         final = lookup(known.filter(F.col("created_at") < F.lit(since).cast("timestamp")), ids,
                        F.col("segment_id") == F.col("_cid"), "inner").select(F.col("segment_id").alias("_final"))
-        created = created.join(final, F.col("segment_id") == F.col("_final"), "left_anti")
+        created = without(created, final, F.col("segment_id") == F.col("_final"), ["_final"])
         # the author's last segment in the story span before `since`: an older one's story is closed by then
         before = known.filter(
             (F.col("created_at") < F.lit(since).cast("timestamp"))
