@@ -505,6 +505,7 @@ def _build(
     steps: dict[str, float] = {}
     # the spill folder is a config value, never pasted into SQL (a lake path may hold any character)
     con = duckdb.connect(str(tmp), config={"preserve_insertion_order": True,
+                                           "memory_limit": f"{settings.publish_memory_mb}MB",
                                            "temp_directory": str(tmp.parent / ".duckdb_tmp")})
     try:
         con.execute("SET enable_progress_bar = false")
