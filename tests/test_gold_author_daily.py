@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from jobs.gold.author_daily_insights import author_daily_insights
@@ -100,9 +100,14 @@ def test_author_daily_reach_is_per_author(rows):
     seen=st.sets(st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 40)), max_size=30),
     since=st.integers(1, 40),
 )
+# a run's usual 2 window ends, the most counted from each pair's latest days (7), and one more (fanned out)
+@example(seen={(1, 1, 12), (1, 2, 33), (1, 1, 39), (2, 3, 40), (1, 3, 13), (2, 3, 35)}, since=39)
+@example(seen={(1, 1, 6), (1, 2, 33), (1, 1, 38), (2, 3, 40), (1, 3, 27), (2, 3, 29), (3, 4, 34)}, since=34)
+@example(seen={(1, 1, 6), (1, 2, 33), (1, 1, 38), (2, 3, 40), (1, 3, 27), (2, 3, 29), (3, 4, 34)}, since=33)
 def test_trailing_reach_from_a_day_equals_the_brute_force_count(spark, seen, since):
     """trailing_reach(..., since_day) keeps of each viewer's days before since_day only the latest; its windows from
-    since_day on hold exactly the distinct viewers with a view day among the N days ending that day."""
+    since_day on hold exactly the distinct viewers with a view day among the N days ending that day (counted from
+    each pair's latest days up to each end for up to LATEST_DAY_ENDS ends, else by fanning the pairs out)."""
     from pyspark.sql import types as T
 
     from jobs.gold.author_daily_insights import TRAILING_DAYS, trailing_reach
