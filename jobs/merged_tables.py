@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from jobs.engine_workarounds import lookup
+from jobs.engine_workarounds import lookup, without
 from storylake.latest_rows import LatestRows
 from storylake.merge_on_read import REMOVED, MergedTable
 
@@ -22,6 +22,15 @@ def same_keys(key: tuple[str, ...] | list[str], prefix: str) -> Column:
     return reduce(lambda a, b: a & b, [F.col(k) == F.col(f"{prefix}{k}") for k in key])
 
 
+def same_values(columns: list[str], prefix: str) -> Column:
+    """Every column of `columns` equals its copy named `prefix` + column, nulls equal to nulls."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    return reduce(lambda a, b: a & b, [F.col(c).eqNullSafe(F.col(f"{prefix}{c}")) for c in columns])
+
+
 def merged_frame(table: MergedTable, base: DataFrame, changes: DataFrame, stamp: Column | None = None) -> DataFrame:
     """The table's rows (storylake.merge_on_read) from its base's and its changes' rows: the base's rows whose key has
     no changes row, then the changes rows that are not tombstones; with `stamp` (the changes' stamp, a literal: the
@@ -29,9 +38,9 @@ def merged_frame(table: MergedTable, base: DataFrame, changes: DataFrame, stamp:
     from pyspark.sql import functions as F
 
     cols = table.value_columns()
-    keys = changes.select(*[F.col(k).alias(f"_mk_{k}") for k in table.columns]).distinct().withColumn(
-        "_mk_hit", F.lit(True))
-    kept = lookup(base, keys, same_keys(table.columns, "_mk_")).filter(F.col("_mk_hit").isNull()).select(*cols)
+    marked = [f"_mk_{k}" for k in table.columns]
+    keys = changes.select(*[F.col(k).alias(m) for k, m in zip(table.columns, marked, strict=True)]).distinct()
+    kept = without(base, keys, same_keys(table.columns, "_mk_"), marked).select(*cols)
     live = changes.filter(~F.col(REMOVED)).select(*cols)
     out = kept.unionByName(live)
     if stamp is not None and table.stamp is not None:

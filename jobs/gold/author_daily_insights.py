@@ -33,7 +33,7 @@ def trailing_reach(viewer_days: DataFrame, as_of: datetime, since_day: date | No
     """
     if since_day is not None:
         ends = [since_day + timedelta(days=i) for i in range((utc(as_of).date() - since_day).days + 1)]
-        if len(ends) <= LATEST_DAY_ENDS:
+        if 0 < len(ends) <= LATEST_DAY_ENDS:
             return _reach_from_latest_days(viewer_days, ends)
     longest = max(TRAILING_DAYS.values())
     last_day = F.to_date(activity.instant(as_of))

@@ -100,11 +100,10 @@ def other_events(rows: DataFrame, decided: DataFrame) -> DataFrame:
     beside the ones it decides again (the decided events are the small, built side)."""
     from pyspark.sql import functions as F
 
-    from jobs.engine_workarounds import lookup
+    from jobs.engine_workarounds import without
 
-    hit = decided.select(F.col("event_id").alias("_d_eid")).distinct().withColumn("_d_hit", F.lit(True))
-    return (lookup(rows, hit, F.col("event_id") == F.col("_d_eid")).filter(F.col("_d_hit").isNull())
-            .select(*rows.columns))
+    ids = decided.select(F.col("event_id").alias("_d_eid")).distinct()
+    return without(rows, ids, F.col("event_id") == F.col("_d_eid"), ["_d_eid"])
 
 
 def write_quarantine(df: DataFrame, settings: Settings, stage: str, horizon: Horizon | None = None,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from jobs import spark_io
 from jobs.engine_workarounds import lookup
 from jobs.horizon import Horizon, segments_for
-from jobs.merged_tables import latest_frame, same_keys
+from jobs.merged_tables import latest_frame, same_keys, same_values
 from jobs.silver.bronze import project
 from jobs.silver.dedupe import split_repeated
 from jobs.silver.touched import SEGMENT_KEY
@@ -175,10 +175,7 @@ def grown_rows(spark: SparkSession, settings: Settings, horizon: Horizon, change
     columns = list(SEGMENT_VIEWERS.value_columns())
     key = list(SEGMENT_VIEWERS.key)
     was = before.select(*[F.col(c).alias(f"_b_{c}") for c in columns])
-    on = same_keys(key, "_b_")
-    same = F.lit(True)
-    for c in columns:
-        same = same & F.col(c).eqNullSafe(F.col(f"_b_{c}"))
+    on, same = same_keys(key, "_b_"), same_values(columns, "_b_")
     # every row now of a touched pair that is not as it was: appendable when the pair is new or has more views
     new = lookup(after, was, on).filter(F.col("_b_segment_id").isNull() | ~same)
     # a grown row keeps its segment's columns (the anchor retention and the slice writes cut by), else a rewrite

@@ -22,14 +22,13 @@ hour's receipts touch most live segments, but few of their groups.
 from __future__ import annotations
 
 import logging
-import operator
 from dataclasses import dataclass
-from functools import reduce
 from typing import TYPE_CHECKING
 
 from jobs import spark_io
 from jobs.engine_workarounds import lookup
 from jobs.horizon import SEGMENT_EVENTS, Horizon, new_bronze, read_bronze
+from jobs.merged_tables import same_keys, same_values
 from jobs.silver.dedupe import dedupe_event_id
 from jobs.silver.quarantine import other_events
 from storylake import audit, contracts, increments, lake
@@ -321,9 +320,7 @@ def row_changes(before: DataFrame, after: DataFrame, key: list[str], columns: li
 
     def diff(left: DataFrame, right: DataFrame) -> DataFrame:
         other = right.select(*[F.col(c).alias(f"_o_{c}") for c in columns])
-        on = [F.col(k) == F.col(f"_o_{k}") for k in key]
-        joined = left.join(other, on[0] if len(on) == 1 else reduce(operator.and_, on), "left")
-        same = reduce(operator.and_, [F.col(c).eqNullSafe(F.col(f"_o_{c}")) for c in columns])
-        return joined.filter(F.col(f"_o_{key[0]}").isNull() | ~same).select(*columns)
+        joined = left.join(other, same_keys(key, "_o_"), "left")
+        return joined.filter(F.col(f"_o_{key[0]}").isNull() | ~same_values(columns, "_o_")).select(*columns)
 
     return diff(before, after).select(*key), diff(after, before)
