@@ -15,6 +15,11 @@ Tables without an element keep their rows: the ledgers that make ingest exactly-
 profile, not a history). A full refresh after retention recomputes only what its inputs still hold completely
 (`retention_floor`, jobs/horizon.py), so it still equals the incremental tables.
 
+On a lake with write-audit-publish, a delete from a table's last good version is recorded as good too
+(storylake.audit.carry_over_retention): it holds audited rows less the expired ones, so consumers read it at once
+and the next hourly run appends to it (silver.segment_viewers after its daily 2-day retention) instead of treating
+it as a changed table. A table whose newest version failed its gate keeps its record.
+
 Every run appends what it did per table to ops.retention_runs (cutoff, rows removed, version). Idempotent: a second
 run with the same `now` removes nothing and writes no table version.
 """
@@ -26,7 +31,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from storylake import contracts, increments, lake
+from storylake import audit, contracts, increments, lake
 from storylake.clock import iso, utc
 from storylake.settings import Settings
 from storylake.writer_lock import holding_writer_lock
@@ -51,6 +56,8 @@ class RetentionReport:
     now: datetime
     reached: datetime  # min(now, the lake's newest finished as_of): cutoffs count back from here
     tables: list[TableRetention] = field(default_factory=list)
+    # tables whose version after the delete was recorded as good (storylake.audit.carry_over_retention): version
+    carried_over: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
 
     @property
@@ -63,6 +70,7 @@ class RetentionReport:
             "reached": iso(self.reached),
             "rows_removed": self.rows_removed,
             "tables": {t.table: {**asdict(t), "cutoff": iso(t.cutoff)} for t in self.tables},
+            "carried_over": self.carried_over,
             "duration_s": round(self.duration_s, 3),
         }
 
@@ -105,10 +113,12 @@ def enforce_retention(settings: Settings, now: datetime) -> RetentionReport:
     t0 = time.perf_counter()
     reached, plan = cutoffs(settings, now)
     report = RetentionReport(now=utc(now), reached=reached)
+    deletes: dict[str, tuple[int, int]] = {}  # key -> (version deleted from, version written)
     for key, (column, cutoff, upto) in plan.items():
         dt = lake.open_table(settings.table_path(*key.split(".")))
         if dt is None:
             continue
+        before = dt.version()
         c = contracts.get(key)
         cut = datetime(cutoff.year, cutoff.month, cutoff.day, tzinfo=UTC) if c.column(column).physical_type == "date" \
             else cutoff
@@ -119,6 +129,9 @@ def enforce_retention(settings: Settings, now: datetime) -> RetentionReport:
         if removed:
             log.info("retention: %s lost %d rows with %s before %s (%g days)", key, removed, column, iso(cut),
                      c.retention_days)
+            if report.tables[-1].version is not None:
+                deletes[key] = (before, report.tables[-1].version)
+    report.carried_over = audit.carry_over_retention(settings, deletes) if deletes else {}
     report.duration_s = time.perf_counter() - t0
     if report.tables:
         rows = [{"run_at": datetime.now(UTC), "now": report.now, "reached": reached, **asdict(t)}

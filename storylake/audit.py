@@ -19,7 +19,7 @@ gold build, as before write-audit-publish.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -66,22 +66,45 @@ def carry_forward(settings: Settings, paths: Mapping[str, Path]) -> dict[str, in
     Consumers then read the compacted files, and the next gate diffs only what a run changes after them (diffing
     against the version before a compaction reads every file it rewrote). The record repeats the good version's run,
     layer and as_of, so the watermark does not move. Returns the versions recorded."""
+
+    def current(path: Path, version: int) -> int | None:
+        now = lake.version(path)
+        if now is None or now <= version or not lake.rows_unchanged_since(path, version):
+            return None
+        return now
+
+    return _carry(settings, {key: lambda good, path=path: current(path, good) for key, path in paths.items()})
+
+
+def carry_over_retention(settings: Settings, deletes: Mapping[str, tuple[int, int]]) -> dict[str, int]:
+    """Record as good the version a retention delete left (contract key -> (the version it deleted from, the version
+    it wrote)) when it deleted from the table's last good version. That version holds the audited rows less the ones
+    past the contract's retention by age (jobs/retention.py), nothing a run wrote: consumers may read it as they read
+    a compaction's (carry_forward), and the next run's jobs and gate start from it (an hour after the daily retention
+    appends its rows and diffs them, instead of rewriting and diffing a whole slice as after a table change). A table
+    whose version before the delete was not its last good one (a failed gate since) keeps its record. The record
+    repeats the good version's run, layer and as_of: the watermark does not move. Returns the versions recorded."""
+    return _carry(settings, {key: lambda good, before=before, after=after: after if good == before else None
+                             for key, (before, after) in deletes.items()})
+
+
+def _carry(settings: Settings, successors: Mapping[str, Callable[[int], int | None]]) -> dict[str, int]:
+    """For each table (contract key) with a last good version: the version `successors[key](good version)` names as
+    good in its stead (None: none), recorded with the good record's run, layer and as_of."""
     audits = _audits(settings)
     if audits is None:
         return {}
     now = datetime.now(UTC)
     rows: list[dict[str, object]] = []
-    for key, path in sorted(paths.items()):
+    for key, successor in sorted(successors.items()):
         mine = audits.filter(pc.equal(audits.column("table_key"), key))
         if mine.num_rows == 0:
             continue
         good = mine.slice(int(pc.index(mine.column("version"), pc.max(mine.column("version"))).as_py()), 1)
-        version = int(good.column("version")[0].as_py())
-        current = lake.version(path)
-        if current is None or current <= version or not lake.rows_unchanged_since(path, version):
+        version = successor(int(good.column("version")[0].as_py()))
+        if version is None:
             continue
-        row = good.to_pylist()[0]
-        rows.append(row | {"version": current, "audited_at": now})
+        rows.append(good.to_pylist()[0] | {"version": version, "audited_at": now})
     if rows:
         lake.write_table(settings, TABLE, rows, mode="append")
     return {str(r["table_key"]): int(r["version"]) for r in rows}  # type: ignore[call-overload]

@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from deltalake import DeltaTable
 
+from jobs.quality import gate_hook
 from jobs.retention import cutoffs, enforce_retention, retention_floor
 from pipeline.run import run_pipeline
-from storylake import contracts, increments, lake
+from storylake import audit, contracts, increments, lake
 from storylake.settings import Settings
 from tests.bronze_builders import bronze_rows
 from tests.test_dags_steps import lake_tables
@@ -83,6 +85,38 @@ def test_rows_past_each_retention_go_and_younger_rows_stay(settings: Settings) -
     assert {k: lake.version(settings.table_path(*k.split("."))) for k in removed} == versions  # no new version
 
 
+def test_a_delete_from_a_good_version_is_good_and_one_after_a_failed_gate_is_not(settings: Settings) -> None:
+    """On a lake with write-audit-publish, retention's delete from a table's last good version is recorded as good
+    (with the good record's run, layer and as_of: the watermark stays); a table whose newest version is not its
+    good one (its gate failed since) keeps its record, so consumers keep reading the version that passed."""
+    _done(settings, NOW - D, "b00000002")
+    reached = NOW - D
+    old, young = reached - 3 * D, reached - D
+    for key in ("silver.segment_viewers", "silver.view_events"):
+        lake.write_table(settings, key, [])
+    lake.write_table(settings, "silver.segment_viewers", [
+        {"segment_id": 1, "viewer_id": 1, "segment_created_at": old},
+        {"segment_id": 2, "viewer_id": 1, "segment_created_at": young}], mode="append")
+    lake.write_table(settings, "silver.view_events", [
+        {"event_id": "old", "viewed_at": reached - 31 * D}, {"event_id": "young", "viewed_at": young}], mode="append")
+    audit.start(settings)
+    audit.record(settings, "run-1", "silver", reached, {"silver.segment_viewers": 1, "silver.view_events": 1})
+    lake.write_table(settings, "silver.view_events", [{"event_id": "bad", "viewed_at": young}], mode="append")
+
+    report = enforce_retention(settings, NOW)
+
+    assert {t.table: (t.rows_removed, t.version) for t in report.tables if t.rows_removed} == {
+        "silver.segment_viewers": (1, 2), "silver.view_events": (1, 3)}
+    assert report.carried_over == {"silver.segment_viewers": 2}
+    assert audit.last_good_version(settings, "silver.segment_viewers") == 2
+    assert audit.last_good_version(settings, "silver.view_events") == 1  # v2 failed its gate: v3 is not good
+    records = lake.read_arrow(settings.table_path("ops", "audited_versions")).to_pylist()
+    assert sorted((r["version"], r["run_id"], r["layer"], r["as_of"]) for r in records
+                  if r["table_key"] == "silver.segment_viewers") == [(1, "run-1", "silver", reached),
+                                                                       (2, "run-1", "silver", reached)]
+    assert enforce_retention(settings, NOW).carried_over == {}  # nothing deleted: nothing recorded
+
+
 def test_nothing_is_cut_before_the_lake_has_a_finished_run(settings: Settings) -> None:
     reached, plan = cutoffs(settings, NOW)
     assert reached == NOW
@@ -100,15 +134,19 @@ def test_retention_between_steps_changes_no_gold_and_a_full_refresh_equals_the_i
     end = start + 3 * D
     plain = Settings(lake=tmp_path / "plain", landing=landing)
     cut = Settings(lake=tmp_path / "cut", landing=landing)
-    for s in (plain, cut):
-        run_pipeline(s, end - timedelta(hours=1), spark=spark, publish=False, progress=False)
+    for s in (plain, cut):  # with the quality gates (write-audit-publish)
+        run_pipeline(s, end - timedelta(hours=1), spark=spark, publish=False, progress=False, gate=gate_hook("g1"))
     # between the two runs, retention on one lake (its clock ahead of the lake: cutoffs count back from the lake's
     # as_of): segment_viewers (2 days) loses the Seen By rows of the first day's segments, nothing else is that old
     report = enforce_retention(cut, end + 2 * D)
     assert report.reached == end - timedelta(hours=1)
     assert {t.table for t in report.tables if t.rows_removed} == {"silver.segment_viewers"}
+    viewers = cut.table_path("silver", "segment_viewers")
+    # the delete was from the good version: recorded as good, so the next run appends its grown pairs' rows
+    assert report.carried_over == {"silver.segment_viewers": lake.version(viewers)}
     for s in (plain, cut):
-        run_pipeline(s, end, spark=spark, publish=False, progress=False)
+        run_pipeline(s, end, spark=spark, publish=False, progress=False, gate=gate_hook("g2"))
+    assert DeltaTable(str(viewers)).history(1)[0]["operationParameters"]["mode"] == "Append"
     plain_tables, cut_tables = lake_tables(plain), lake_tables(cut)
     assert {k: v for k, v in cut_tables.items() if k.startswith("gold.")} == {
         k: v for k, v in plain_tables.items() if k.startswith("gold.")}
