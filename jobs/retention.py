@@ -124,13 +124,13 @@ def enforce_retention(settings: Settings, now: datetime) -> RetentionReport:
             else cutoff
         metrics = dt.delete(_predicate(column, c.column(column).physical_type, cut, upto))
         removed = int(metrics.get("num_deleted_rows") or 0)
-        report.tables.append(TableRetention(key, column, float(c.retention_days or 0), cut, removed,
-                                            lake.version(settings.table_path(*key.split(".")))))
+        after = lake.version(settings.table_path(*key.split(".")))
+        report.tables.append(TableRetention(key, column, float(c.retention_days or 0), cut, removed, after))
         if removed:
             log.info("retention: %s lost %d rows with %s before %s (%g days)", key, removed, column, iso(cut),
                      c.retention_days)
-            if report.tables[-1].version is not None:
-                deletes[key] = (before, report.tables[-1].version)
+            if after is not None:
+                deletes[key] = (before, after)
     report.carried_over = audit.carry_over_retention(settings, deletes) if deletes else {}
     report.duration_s = time.perf_counter() - t0
     if report.tables:

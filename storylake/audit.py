@@ -19,7 +19,7 @@ gold build, as before write-audit-publish.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -67,13 +67,13 @@ def carry_forward(settings: Settings, paths: Mapping[str, Path]) -> dict[str, in
     against the version before a compaction reads every file it rewrote). The record repeats the good version's run,
     layer and as_of, so the watermark does not move. Returns the versions recorded."""
 
-    def current(path: Path, version: int) -> int | None:
-        now = lake.version(path)
-        if now is None or now <= version or not lake.rows_unchanged_since(path, version):
+    def current(key: str, good: int) -> int | None:
+        now = lake.version(paths[key])
+        if now is None or now <= good or not lake.rows_unchanged_since(paths[key], good):
             return None
         return now
 
-    return _carry(settings, {key: lambda good, path=path: current(path, good) for key, path in paths.items()})
+    return _carry(settings, paths, current)
 
 
 def carry_over_retention(settings: Settings, deletes: Mapping[str, tuple[int, int]]) -> dict[str, int]:
@@ -84,24 +84,23 @@ def carry_over_retention(settings: Settings, deletes: Mapping[str, tuple[int, in
     appends its rows and diffs them, instead of rewriting and diffing a whole slice as after a table change). A table
     whose version before the delete was not its last good one (a failed gate since) keeps its record. The record
     repeats the good version's run, layer and as_of: the watermark does not move. Returns the versions recorded."""
-    return _carry(settings, {key: lambda good, before=before, after=after: after if good == before else None
-                             for key, (before, after) in deletes.items()})
+    return _carry(settings, deletes, lambda key, good: deletes[key][1] if good == deletes[key][0] else None)
 
 
-def _carry(settings: Settings, successors: Mapping[str, Callable[[int], int | None]]) -> dict[str, int]:
-    """For each table (contract key) with a last good version: the version `successors[key](good version)` names as
-    good in its stead (None: none), recorded with the good record's run, layer and as_of."""
+def _carry(settings: Settings, keys: Iterable[str], successor: Callable[[str, int], int | None]) -> dict[str, int]:
+    """For each table (contract key) of `keys` with a last good version: the version `successor(key, good version)`
+    names as good in its stead (None: none), recorded with the good record's run, layer and as_of."""
     audits = _audits(settings)
     if audits is None:
         return {}
     now = datetime.now(UTC)
     rows: list[dict[str, object]] = []
-    for key, successor in sorted(successors.items()):
+    for key in sorted(keys):
         mine = audits.filter(pc.equal(audits.column("table_key"), key))
         if mine.num_rows == 0:
             continue
         good = mine.slice(int(pc.index(mine.column("version"), pc.max(mine.column("version"))).as_py()), 1)
-        version = successor(int(good.column("version")[0].as_py()))
+        version = successor(key, int(good.column("version")[0].as_py()))
         if version is None:
             continue
         rows.append(good.to_pylist()[0] | {"version": version, "audited_at": now})
