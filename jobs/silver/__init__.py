@@ -77,29 +77,45 @@ def build_silver(
             return {}
         return segments.run(spark, settings, as_of, scope.since, scope.patch)
 
-    # the dimensions (segments and relationships are independent of each other), then the plan, which reads them
-    counts = run_jobs([("segments", build_segments), ("relationships", lambda: relationships.run(
-        spark, settings, as_of, full_refresh=full_refresh))], workers=workers, logger=log, layer="silver")
-    with timed("plan", counts, log):
-        horizon = horizons.plan(spark, settings, as_of, full_refresh=full_refresh,
-                                previous_segments_version=previous)
-        increments.record(settings, horizons.to_increment(horizon, run_id or f"silver@{as_of.isoformat()}"),
-                          increments.PLANNED)
-
     keyed = (view_events, sticker_responses, navigation, engagements)  # they re-decide touched keys only
     sliced = (*keyed, segment_viewers)  # they rewrite their horizon's slice
 
-    def skipped(name: str) -> bool:
-        return skip_empty and horizon.for_job(name).slice_is_empty
-
     with spark_io.scratch(settings) as materialize:
+        # the relationships as the four keyed jobs' audience rules read them (once for the four): derived in the
+        # relationships' lane right after them, beside the longer segments job, when a batch arrived since the last
+        # run (the keyed jobs then nearly always run); else after the plan, only if a keyed job runs
+        edges: list[audience_check.AudienceEdges] = []
+        last = increments.last(settings)
+        ahead = full_refresh or last is None or horizons.newest_batch(settings) != last.upto_batch
+
+        def shared_edges() -> audience_check.AudienceEdges:
+            with timed("audience edges", {}, log):
+                return audience_check.shared_edges(
+                    spark_io.read_table(spark, settings, "silver", "relationships"), materialize)
+
+        def build_relationships() -> dict[str, int]:
+            out = relationships.run(spark, settings, as_of, full_refresh=full_refresh)
+            if ahead:
+                edges.append(shared_edges())
+            return out
+
+        # the dimensions (segments and relationships are independent of each other), then the plan, which reads them
+        counts = run_jobs([("segments", build_segments), ("relationships", build_relationships)], workers=workers,
+                          logger=log, layer="silver")
+        with timed("plan", counts, log):
+            horizon = horizons.plan(spark, settings, as_of, full_refresh=full_refresh,
+                                    previous_segments_version=previous)
+            increments.record(settings, horizons.to_increment(horizon, run_id or f"silver@{as_of.isoformat()}"),
+                              increments.PLANNED)
+
+        def skipped(name: str) -> bool:
+            return skip_empty and horizon.for_job(name).slice_is_empty
+
         changes, audience = None, None
         if not all(skipped(job_name(m)) for m in keyed):
             with timed("touched keys", counts, log):
                 changes = touched.changes(spark, settings, horizon, materialize)  # once for the four keyed jobs
-            with timed("audience edges", counts, log):  # the relationships as the four keyed jobs' rules read them
-                audience = audience_check.shared_edges(
-                    spark_io.read_table(spark, settings, "silver", "relationships"), materialize)
+            audience = edges[0] if edges else shared_edges()
 
         def run(module: ModuleType, name: str) -> dict[str, int]:
             if module in sliced and skipped(name):
