@@ -88,17 +88,19 @@ def test_touched_keys_follow_each_rule(spark: Any, tmp_path: Path) -> None:
         views = read_bronze(spark, s, "segment_view", horizon)
         changes = touch.changes(spark, s, horizon, materialize)
         keys = touch.touched(spark, s, horizon, changes, "segment_view", "view_events", view_events.RETRY_DEDUPE[0],
-                             "viewer_id", views, materialize)
+                             "viewer_id", materialize)
         assert keys is not None
         assert sorted(r[0] for r in keys.segments.collect()) == [70]  # the private author's live segment
         assert sorted(tuple(r) for r in keys.pairs.collect()) == [(10, 2)]  # author 1's segment, viewer 2
-        assert keys.groups.count() == 3  # (52, v4, 3), (52, v3, 2), (52, v3, 6)
+        assert keys.groups.count() == 2  # the arrived deliveries': (52, v4, 3), (52, v3, 6)
+        _, keys = touch.named_events(views, keys, materialize)  # v3's earlier delivery, in another group
+        assert keys.groups.count() == 3 and keys.arrived is None  # and (52, v3, 2)
         chosen = touch.select(dedupe_event_id(views), keys)
         # v3's first delivery (viewer 2) stays the receipt; v4 and its retry, v1 (the pair), v5 and v6 (segment 70)
         assert sorted(r["event_id"] for r in chosen.collect()) == ["v1", "v3", "v4", "v4r", "v5", "v6"]
         gestures = read_bronze(spark, s, "navigation", horizon)
         nav = touch.touched(spark, s, horizon, changes, "navigation", "navigation", ["event_id"], "viewer_id",
-                            gestures, materialize)
+                            materialize)
         assert nav is not None and nav.groups.count() == 0  # no gesture arrived
         assert [r["event_id"] for r in touch.select(dedupe_event_id(gestures), nav).collect()] == ["n1"]
     # v2 (viewer 3 on segment 10) was not re-decided: the lake equals one full run all the same
@@ -109,6 +111,25 @@ def test_touched_keys_follow_each_rule(spark: Any, tmp_path: Path) -> None:
     shutil.copytree(s.landing, full.landing)
     run(spark, full, AS_OF_2)
     run(spark, s, AS_OF_2)  # gold and the gates of the incremental run
+    assert_same(lake_state(s), lake_state(full))
+
+
+def test_a_late_delivery_that_sorts_first_moves_the_events_receipt_to_its_group(spark: Any, tmp_path: Path) -> None:
+    """v3 (viewer 2) arrived in hour 12; a delivery of v3 with another viewer (6) lands later in the hour-11 folder,
+    so it is v3's first delivery now (by file, line) and the receipt moves to viewer 6's group. The run finds the
+    earlier delivery's group from the arrived event (not from the new delivery's group alone) and re-decides it too:
+    viewer 2's receipt is gone, not kept beside the new one, and the lake equals one full run."""
+    s = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
+    first_batch(s.landing)
+    run(spark, s, AS_OF_1)
+    write_landing(s.landing, "segment_view", [view("v3", 52, 6, f"{DAY}T10:30:00Z")], dt=DAY, hour="11")
+    run(spark, s, AS_OF_2)
+    rows = [(r["event_id"], r["viewer_id"]) for r in lake.read_arrow(s.table_path("silver", "view_events")).to_pylist()
+            if r["event_id"] == "v3"]
+    assert rows == [("v3", 6)]
+    full = Settings(lake=tmp_path / "full_lake", landing=tmp_path / "full_landing")
+    shutil.copytree(s.landing, full.landing)
+    run(spark, full, AS_OF_2)
     assert_same(lake_state(s), lake_state(full))
 
 

@@ -96,7 +96,7 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Chan
     events = read_bronze(spark, settings, "engagement", horizon)
     with spark_io.scratch(settings) as materialize:
         actions, keys = touch.to_decide(spark, settings, horizon, changes, "engagement", "engagements", ["event_id"],
-                                      "actor_id", events, events.filter(horizon.admits("event_time")), materialize)
+                                      "actor_id", events.filter(horizon.admits("event_time")), materialize)
         out = decide(
             actions,
             segments_for(spark, settings, horizon, actions),

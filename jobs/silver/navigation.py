@@ -117,7 +117,7 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Chan
     events = read_bronze(spark, settings, "navigation", horizon)
     with spark_io.scratch(settings) as materialize:
         gestures, keys = touch.to_decide(spark, settings, horizon, changes, "navigation", "navigation", ["event_id"],
-                                      "viewer_id", events, events.filter(horizon.admits("event_time")), materialize)
+                                      "viewer_id", events.filter(horizon.admits("event_time")), materialize)
         out = decide(
             gestures,
             segments_for(spark, settings, horizon, gestures),

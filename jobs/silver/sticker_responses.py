@@ -204,7 +204,7 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Chan
     events = read_bronze(spark, settings, "sticker_interaction", horizon)
     with spark_io.scratch(settings) as materialize:
         receipts, keys = touch.to_decide(spark, settings, horizon, changes, "sticker_interaction", "sticker_responses",
-                                      TOUCH_GROUP, "user_id", events, events, materialize)
+                                      TOUCH_GROUP, "user_id", events, materialize)
         out = decide(
             receipts,
             segments_for(spark, settings, horizon, receipts),

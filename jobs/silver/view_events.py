@@ -199,7 +199,7 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Chan
     views = read_bronze(spark, settings, "segment_view", horizon)
     with spark_io.scratch(settings) as materialize:
         receipts, keys = touch.to_decide(spark, settings, horizon, changes, "segment_view", "view_events",
-                                      RETRY_DEDUPE[0], "viewer_id", views, views, materialize)
+                                      RETRY_DEDUPE[0], "viewer_id", views, materialize)
         classified = decide(
             receipts,
             segments_for(spark, settings, horizon, receipts),
