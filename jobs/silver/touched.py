@@ -229,13 +229,14 @@ def named_events(rows: DataFrame, keys: Touched, materialize: spark_io.Materiali
     found = materialize(scan(keys), f"{keys.table}_touched_events")
     if keys.arrived is not None:
         extra = found.filter(F.col(_GROUP).isNotNull()).select(_GROUP).distinct()
+        complete = replace(keys, arrived=None)
         if extra.limit(1).count() > 0:
             log.info("silver.%s: an arrived event has an earlier delivery in another group: its group is touched too",
                      keys.table)
-            groups = materialize(keys.groups.unionByName(extra).distinct(), f"{keys.table}_touched_groups_all")
-            keys = replace(keys, groups=groups, arrived=None)
-            found = materialize(scan(keys), f"{keys.table}_touched_events_all")
-        keys = replace(keys, arrived=None)
+            complete = replace(complete, groups=materialize(keys.groups.unionByName(extra).distinct(),
+                                                            f"{keys.table}_touched_groups_all"))
+            found = materialize(scan(complete), f"{keys.table}_touched_events_all")
+        keys = complete
     return found.filter(F.col("_k_hit")).select(_EVENT).distinct(), keys
 
 
