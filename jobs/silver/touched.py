@@ -244,7 +244,7 @@ def touched_receipts(rows: DataFrame, keys: Touched, materialize: spark_io.Mater
                      named: DataFrame | None = None) -> DataFrame:
     """select(dedupe_event_id(rows), keys) (the receipts of the touched keys, each an event's first delivery), without
     deduplicating every row: the rows of the touched keys name the events whose first delivery can be one of them
-    (`named`: their ids as named_events() found them, default computed here from complete `keys`); every delivery of
+    (`named`: their ids as named_events() found them with these `keys`, default found here); every delivery of
     those events is deduplicated, and the first deliveries of the touched keys are kept. An event's first delivery
     is the same among its own deliveries as among all rows, so the result is the same, at the cost of two streams of
     the rows through small hash tables instead of a hash aggregate of all of them (7.7M view receipts in the horizon
@@ -252,8 +252,7 @@ def touched_receipts(rows: DataFrame, keys: Touched, materialize: spark_io.Mater
     from pyspark.sql import functions as F
 
     if named is None:
-        named = materialize(select(rows, keys).select(F.col("event_id").alias(_EVENT)).distinct(),
-                            f"{keys.table}_touched_events")
+        named, keys = named_events(rows, keys, materialize)
     # materialized: the dedupe reads them twice (its repeated keys, then the split), each a scan of the horizon
     deliveries = materialize(lookup(rows, named, F.col("event_id") == F.col(_EVENT), "inner").select(*rows.columns),
                              f"{keys.table}_touched_deliveries")
