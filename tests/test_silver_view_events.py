@@ -341,3 +341,19 @@ def test_shared_audience_edges_decide_every_receipt_as_the_relationships_do(spar
         "cf-no": "not_close_friend", "cf-before": "not_close_friend", "blk-author": "blocked",
         "blk-viewer": "blocked", "hid": "hidden_from_viewer", "prv-no": "private_not_approved",
         "del-at": "segment_deleted", "unk-new": "unknown_segment", "unk-old": "unknown_segment"}
+
+
+def test_audience_edges_keep_follows_and_approvals_of_private_authors_only(spark):
+    """The edges the audience rules read: every block, hide and close-friend interval, and the follows and approvals
+    of authors with a private interval (author 3) only; a follow of an author never private (viewer 40 of author 1)
+    decides nothing and is left out."""
+    from jobs.silver.audience_check import audience_edges
+
+    _segs, rels = silver_inputs(spark)
+    extra = relationships.transform(bronze(spark, "relationship", [rel("r10", T0 - H, "follow", 40, 1)]))
+    edges = audience_edges(rels.unionByName(extra))
+    assert sorted((r["flag"], r["author_key"], r["viewer_key"]) for r in edges.pairs.collect()) == [
+        ("approved", 3, 30), ("blocked_by_author", 1, 22), ("blocked_by_author", 23, 1), ("blocked_by_viewer", 1, 23),
+        ("blocked_by_viewer", 22, 1), ("close_friend", 1, 20), ("close_friend", 1, 25), ("follows", 3, 30),
+        ("follows", 3, 31), ("hidden", 1, 24)]
+    assert [(r["_p_author"], len(r["_p_rels"])) for r in edges.private.collect()] == [(3, 1)]

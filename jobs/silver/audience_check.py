@@ -36,43 +36,58 @@ if TYPE_CHECKING:
     Relationships: TypeAlias = DataFrame | AudienceEdges
 
 
-def audience_edges(relationships: DataFrame) -> AudienceEdges:
+def audience_edges(relationships: DataFrame, private: DataFrame | None = None) -> AudienceEdges:
     """The edges of silver.relationships the audience rules read (AudienceEdges). Follows and approvals only decide
     anything for a private author (audience.DENIAL_REASONS): their edges are kept for authors with a private
     interval at some time, which keeps the edges few (follows are most of the graph). For every other author they
-    read False, and the rules are unchanged."""
+    read False, and the rules are unchanged. `private`: private_intervals(relationships) already computed (e.g.
+    materialized), else derived here.
+
+    One pass over the relationships picks the edges' rows: each follow or approval carries its author (the relation's
+    author column), looked up among the private authors; a row of another relation is kept as it is. (A union of one
+    scan per relation took 2.4 s at 10M views a day, 15M relationships; this 1.7 s with `private` materialized.)"""
     from pyspark.sql import functions as F
 
-    private = (
-        relationships.filter(F.col("relation") == audience.PRIVATE_RELATION)
-        .groupBy(F.col("user_id").alias("_p_author"))
-        .agg(F.collect_list(F.struct("valid_from", "valid_to")).alias("_p_rels"))
-    )
+    private = private_intervals(relationships) if private is None else private
     # relations that feed PRIVATE_ONLY_FLAGS only -> their author column: kept for private authors only
     private_only = {
         r.relation: r.author_column
         for r in audience.RELATION_FLAGS
         if {f.flag for f in audience.RELATION_FLAGS if f.relation == r.relation} <= set(audience.PRIVATE_ONLY_FLAGS)
     }
-    needed = relationships.filter(~F.col("relation").isin(*private_only))
-    for relation, author in private_only.items():
-        needed = needed.unionByName(
-            lookup(
-                relationships.filter(F.col("relation") == relation),
-                private.select("_p_author"),
-                F.col(author) == F.col("_p_author"),
-                "inner",
-            ).select(*relationships.columns)
-        )
-    return AudienceEdges(relation_edges(needed), private)
+    author: Column | None = None
+    for relation, column in private_only.items():
+        arm = F.col("relation") == relation
+        author = F.when(arm, F.col(column)) if author is None else author.when(arm, F.col(column))
+    if author is None:  # no relation decides for private authors only: every relation's edges are kept
+        return AudienceEdges(relation_edges(relationships), private)
+    po_author, po_hit = "_po_author", "_po_hit"
+    needed = lookup(
+        relationships.withColumn(po_author, author),
+        private.select(F.col("_p_author").alias(po_hit)),
+        F.col(po_author) == F.col(po_hit),
+    ).filter(~F.col("relation").isin(*private_only) | F.col(po_hit).isNotNull())
+    return AudienceEdges(relation_edges(needed.select(*relationships.columns)), private)
+
+
+def private_intervals(relationships: DataFrame) -> DataFrame:
+    """Per author with a private interval, their intervals: (_p_author, _p_rels: [(valid_from, valid_to)])."""
+    from pyspark.sql import functions as F
+
+    return (
+        relationships.filter(F.col("relation") == audience.PRIVATE_RELATION)
+        .groupBy(F.col("user_id").alias("_p_author"))
+        .agg(F.collect_list(F.struct("valid_from", "valid_to")).alias("_p_rels"))
+    )
 
 
 def shared_edges(relationships: DataFrame, materialize: Materialize) -> AudienceEdges:
     """audience_edges computed once (`materialize`d) for every job of a run that applies the audience rules: deriving
-    them reads the relationships three times and joins the follows with the private authors (~3.5 s at 10M views a
-    day), while a job's own events then meet only the few edges of their pairs."""
-    edges = audience_edges(relationships)
-    return AudienceEdges(materialize(edges.pairs, "audience_pairs"), materialize(edges.private, "audience_private"))
+    them reads the relationships twice (the private authors first, materialized, then the edges' rows in one pass)
+    (~1.7 s at 10M views a day), while a job's own events then meet only the few edges of their pairs."""
+    private = materialize(private_intervals(relationships), "audience_private")
+    edges = audience_edges(relationships, private)
+    return AudienceEdges(materialize(edges.pairs, "audience_pairs"), private)
 
 
 def audience_flags(
