@@ -196,6 +196,26 @@ def with_counts(base: DataFrame, keys: Sequence[str], counts: Sequence[DataFrame
     return zero_filled(out, columns)
 
 
+def combined_counts(keys: Sequence[str], counts: Sequence[DataFrame]) -> DataFrame:
+    """One row per key that any of the count frames (one row per key each; *_counts above) has: the keys and every
+    frame's count columns, null where that frame has no row for the key (zero_filled makes them 0). For keys that are
+    the count frames' own (author_hourly_insights' hours): one aggregate over the frames' union, where with_counts
+    over their distinct keys built and probed a hash table per frame (author_hourly_insights at 10M views a day:
+    5.0-5.3 s, 2.7-3.1 s this way). Where a base frame holds keys without any count (segments, stories, author-days)
+    with_counts' joins stay: joining this aggregate onto the base instead was no faster there."""
+    keys = list(keys)
+    typed = [(frame, [(c, t) for c, t in frame.dtypes if c not in keys]) for frame in counts]
+    columns = [ct for _frame, cols in typed for ct in cols]
+    union: DataFrame | None = None
+    for frame, own in typed:
+        mine = {c for c, _t in own}
+        part = frame.select(*keys, *[F.col(c) if c in mine else F.lit(None).cast(t).alias(c) for c, t in columns])
+        union = part if union is None else union.unionByName(part)
+    assert union is not None
+    # max: each column has one value per key (its frame's), the others are null
+    return union.groupBy(*keys).agg(*[F.max(c).alias(c) for c, _t in columns])
+
+
 def with_rates(df: DataFrame) -> DataFrame:
     """completion_rate = completed_viewers / reach and avg_view_ms = total_view_ms / impressions (null on 0)."""
     return df.withColumns(

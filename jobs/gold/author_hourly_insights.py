@@ -43,11 +43,9 @@ def author_hourly_insights(
     ).select(*KEYS, "exits")
     engaged = activity.engagement_counts(
         activity.story_engagements_before(engagements, segs, as_of).withColumn("hour", _hour("at")), KEYS)
-    hours = (
-        new_viewers.select(*KEYS).unionByName(impressions.select(*KEYS)).unionByName(exits.select(*KEYS))
-        .unionByName(engaged.select(*KEYS)).distinct()
-    )
-    out = activity.with_counts(hours, KEYS, [new_viewers, impressions, exits, engaged])
+    # the hours with any of the counts, each count 0 when none (one aggregate over the four frames' union)
+    counts = activity.combined_counts(KEYS, [new_viewers, impressions, exits, engaged])
+    out = activity.zero_filled(counts, [c for c in counts.columns if c not in KEYS])
     return out.withColumns({"day": F.to_date("hour"), "as_of": activity.instant(as_of)})
 
 
