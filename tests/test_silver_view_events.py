@@ -352,7 +352,7 @@ def test_audience_edges_keep_follows_and_approvals_of_private_authors_only(spark
     _segs, rels = silver_inputs(spark)
     extra = relationships.transform(bronze(spark, "relationship", [rel("r10", T0 - H, "follow", 40, 1)]))
     edges = audience_edges(rels.unionByName(extra))
-    assert sorted((r["flag"], r["author_key"], r["viewer_key"]) for r in edges.pairs.collect()) == [
+    assert sorted((e["flag"], r["_r_author"], r["_r_viewer"]) for r in edges.pairs.collect() for e in r["_r_rels"]) == [
         ("approved", 3, 30), ("blocked_by_author", 1, 22), ("blocked_by_author", 23, 1), ("blocked_by_viewer", 1, 23),
         ("blocked_by_viewer", 22, 1), ("close_friend", 1, 20), ("close_friend", 1, 25), ("follows", 3, 30),
         ("follows", 3, 31), ("hidden", 1, 24)]
