@@ -175,13 +175,13 @@ STEPS: tuple[tuple[str, str], ...] = (
              g AS (SELECT segment_id, author_id, created_at, expires_at, is_deleted, reach FROM {SI}
                    WHERE created_at >= $catalog_floor
                      AND (created_at >= $catalog_start OR segment_id IN (SELECT segment_id FROM v))),
-             b AS (SELECT v.segment_id,
-                          list(struct_pack(viewer_id := v.viewer_id, valid_from := k.valid_from,
+             b AS (SELECT w.segment_id,
+                          list(struct_pack(viewer_id := w.viewer_id, valid_from := k.valid_from,
                                            valid_to := k.valid_to)) AS blocked_viewers
-                   FROM (SELECT * FROM sv WHERE {OTHERS_VIEW_SQL}) v JOIN {REL} k
-                     ON k.relation = '{_BLOCKED.relation}' AND k.{_BLOCKED.author_column} = v.author_id
-                    AND k.{_BLOCKED.viewer_column} = v.viewer_id
-                   GROUP BY v.segment_id),
+                   FROM (SELECT * FROM sv WHERE {OTHERS_VIEW_SQL}) w JOIN {REL} k
+                     ON k.relation = '{_BLOCKED.relation}' AND k.{_BLOCKED.author_column} = w.author_id
+                    AND k.{_BLOCKED.viewer_column} = w.viewer_id
+                   GROUP BY w.segment_id),
              c AS (
                 SELECT coalesce(s.segment_id, g.segment_id, v.segment_id) AS segment_id,
                        coalesce(s.author_id, g.author_id, v.author_id) AS author_id,
