@@ -139,6 +139,10 @@ def per_viewer(views: DataFrame, keys: Sequence[str], *, first: bool = False) ->
     )
 
 
+# viewer_rollup's count columns
+VIEWER_ROLLUP_COLUMNS = ("impressions", "total_view_ms", "reach", "completed_viewers")
+
+
 def viewer_rollup(per_viewer: DataFrame, keys: Sequence[str]) -> DataFrame:
     """From per_viewer() rows of the same keys, per key: impressions (counted views, rewatches count),
     total_view_ms, reach (exact distinct viewers) and completed_viewers (distinct viewers with a completion_pct = 1
@@ -196,24 +200,27 @@ def with_counts(base: DataFrame, keys: Sequence[str], counts: Sequence[DataFrame
     return zero_filled(out, columns)
 
 
-def combined_counts(keys: Sequence[str], counts: Sequence[DataFrame]) -> DataFrame:
-    """One row per key that any of the count frames (one row per key each; *_counts above) has: the keys and every
-    frame's count columns, null where that frame has no row for the key (zero_filled makes them 0). For keys that are
-    the count frames' own (author_hourly_insights' hours): one aggregate over the frames' union, where with_counts
-    over their distinct keys built and probed a hash table per frame (author_hourly_insights at 10M views a day:
-    5.0-5.3 s, 2.7-3.1 s this way). Where a base frame holds keys without any count (segments, stories, author-days)
-    with_counts' joins stay: joining this aggregate onto the base instead was no faster there."""
+def combined_counts(keys: Sequence[str], counts: Sequence[tuple[DataFrame, Sequence[str]]]) -> DataFrame:
+    """One row per key that any of the count frames has: the keys and every frame's count columns, null where that
+    frame has no row for the key (zero_filled makes them 0). `counts`: (frame, its count columns) pairs, each frame
+    one row per key with bigint counts (*_counts above, viewer_rollup, count() aggregates); the columns are given,
+    not asked of the frames, which would make the engine analyze each plan.
+
+    For keys that are the count frames' own (the hours of author_hourly_insights, the days of
+    author_daily_insights): one aggregate over the frames' union, where with_counts over their distinct keys built
+    and probed a hash table per frame (author_hourly_insights at 10M views a day: 5.0-5.3 s, 2.7-3.1 s this way).
+    Where a base frame holds keys without any count (segments, stories) with_counts' joins stay: joining this
+    aggregate onto the base instead was no faster there."""
     keys = list(keys)
-    typed = [(frame, [(c, t) for c, t in frame.dtypes if c not in keys]) for frame in counts]
-    columns = [ct for _frame, cols in typed for ct in cols]
+    columns = [c for _frame, cols in counts for c in cols]
     union: DataFrame | None = None
-    for frame, own in typed:
-        mine = {c for c, _t in own}
-        part = frame.select(*keys, *[F.col(c) if c in mine else F.lit(None).cast(t).alias(c) for c, t in columns])
+    for frame, own in counts:
+        part = frame.select(*keys, *[F.col(c) if c in own else F.lit(None).cast("bigint").alias(c) for c in columns])
         union = part if union is None else union.unionByName(part)
-    assert union is not None
+    if union is None:
+        raise ValueError("combined_counts: no count frame")
     # max: each column has one value per key (its frame's), the others are null
-    return union.groupBy(*keys).agg(*[F.max(c).alias(c) for c, _t in columns])
+    return union.groupBy(*keys).agg(*[F.max(c).alias(c) for c in columns])
 
 
 def with_rates(df: DataFrame) -> DataFrame:

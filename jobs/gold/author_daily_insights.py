@@ -110,7 +110,7 @@ def author_daily_insights(
     author's segments, a gesture on them or a story engagement with them (`since_day`: only the days from it on;
     the views of the 27 days before feed their trailing reach). from_viewer_days over author_viewer_days()."""
     viewer_days = materialize(author_viewer_days(view_events, as_of), "viewers")
-    return from_viewer_days(segments, viewer_days, navigation, engagements, as_of, materialize, since_day)
+    return from_viewer_days(segments, viewer_days, navigation, engagements, as_of, since_day)
 
 
 def from_viewer_days(
@@ -119,38 +119,31 @@ def from_viewer_days(
     navigation: DataFrame,
     engagements: DataFrame,
     as_of: datetime,
-    materialize: spark_io.Materialize = spark_io.lazily,
     since_day: date | None = None,
     reach_days: DataFrame | None = None,
 ) -> DataFrame:
     """author_daily_insights from the daily partials (author_viewer_days() rows, at least those of the 27 days
     before since_day and later): the views per viewer give the view counts, the trailing reach and the days with
-    views; gestures and engagements are aggregated once per (author, day); `materialize` keeps these aggregates,
-    each read by the day list and by the counts. `reach_days` (author_id, viewer_id, day rows; default: the
-    partials') feeds the trailing reach instead: with since_day, any rows that keep each pair's latest day before
-    it among the 27 days before it (gold.author_viewer_latest's) and every day from it on."""
+    views; gestures and engagements are aggregated once per (author, day), and the days are those of any count (one
+    aggregate over the count frames, activity.combined_counts). `reach_days` (author_id, viewer_id, day rows;
+    default: the partials') feeds the trailing reach instead: with since_day, any rows that keep each pair's latest
+    day before it among the 27 days before it (gold.author_viewer_latest's) and every day from it on."""
     segs = activity.known_segments(segments, as_of)
     window_viewers = viewer_days.select(*PARTIAL_KEYS, *[F.col(v).alias(k) for k, v in _PARTIAL_COLUMNS.items()])
     if reach_days is None:
         reach_days = window_viewers
     viewers = window_viewers if since_day is None else window_viewers.filter(F.col("day") >= F.lit(since_day))
-    nav = materialize(activity.navigation_counts(activity.navigation_before(navigation, segs, as_of), KEYS), "nav")
-    eng = materialize(
-        activity.engagement_counts(activity.story_engagements_before(engagements, segs, as_of), KEYS), "engagements"
-    )
+    nav = activity.navigation_counts(activity.navigation_before(navigation, segs, as_of), KEYS)
+    eng = activity.engagement_counts(activity.story_engagements_before(engagements, segs, as_of), KEYS)
     posted = segs.groupBy("author_id", F.to_date("created_at").alias("day")).agg(
         F.count(F.lit(1)).alias("segments_posted")
     )
-    days = (
-        posted.select(*KEYS)
-        .unionByName(viewers.select(*KEYS))
-        .unionByName(nav.select(*KEYS))
-        .unionByName(eng.select(*KEYS))
-        .distinct()
-    )
-    out = activity.with_counts(days, KEYS, [activity.viewer_rollup(viewers, KEYS), nav, eng])
-    out = lookup(lookup(out, posted, KEYS), trailing_reach(reach_days, as_of, since_day), KEYS)
-    out = activity.zero_filled(out, ["segments_posted", *TRAILING_DAYS])
+    # the author-days with a segment posted, a view, a gesture or an engagement, each count 0 when none (one
+    # aggregate over the count frames' union)
+    frames = [(posted, ["segments_posted"]), (activity.viewer_rollup(viewers, KEYS), activity.VIEWER_ROLLUP_COLUMNS),
+              (nav, list(activity.NAVIGATION_COUNTS)), (eng, list(activity.ENGAGEMENT_COUNTS))]
+    out = lookup(activity.combined_counts(KEYS, frames), trailing_reach(reach_days, as_of, since_day), KEYS)
+    out = activity.zero_filled(out, [*(c for _f, cols in frames for c in cols), *TRAILING_DAYS])
     return out.withColumn("as_of", activity.instant(as_of))
 
 
@@ -222,9 +215,8 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, authors: Data
         rows = write_gold(author_viewer_days(silver["view_events"], as_of), settings, PARTIAL)
         partials = spark_io.read_table(spark, settings, "gold", PARTIAL)
         rows |= advance_latest(spark, settings, horizon, partials)[0]
-        with spark_io.scratch(settings) as materialize:
-            rows |= write_gold(from_viewer_days(silver["segments"], partials, silver["navigation"],
-                                                silver["engagements"], as_of, materialize), settings, NAME)
+        rows |= write_gold(from_viewer_days(silver["segments"], partials, silver["navigation"],
+                                            silver["engagements"], as_of), settings, NAME)
         return rows
     first_day = horizon.first_day
     assert first_day is not None
@@ -251,15 +243,14 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, authors: Data
         reach_days = touch.of_keys(as_reach_days(spark_io.read_table(spark, settings, "gold", LATEST)).unionByName(
             partials.filter(F.col("day") >= F.lit(seal)).select("author_id", "viewer_id", "day")
         ).filter(F.col("day") >= F.lit(window_start)), mine, "author_id")
-    with spark_io.scratch(settings) as materialize:
-        df = from_viewer_days(
-            # a story engagement from that day on is on a segment live then (created at most 24 h before)
-            touch.of_keys(silver["segments"].filter(F.col("created_at") >= created_since), mine, "author_id"),
-            touch.of_keys(partials.filter(F.col("day") >= F.lit(first_day if reach_days is not None
-                                                                else window_start)), mine, "author_id"),
-            touch.of_keys(silver["navigation"].filter(F.col("at") >= start), mine, "author_id"),
-            silver["engagements"].filter(F.col("at") >= start),  # attributed through the (touched authors') segments
-            as_of, materialize, since_day=first_day, reach_days=reach_days,
-        ).filter(F.col("day") >= F.lit(first_day))
-        rows |= write_gold(touch.with_kept(df, kept), settings, NAME, day_slice)
+    df = from_viewer_days(
+        # a story engagement from that day on is on a segment live then (created at most 24 h before)
+        touch.of_keys(silver["segments"].filter(F.col("created_at") >= created_since), mine, "author_id"),
+        touch.of_keys(partials.filter(F.col("day") >= F.lit(first_day if reach_days is not None
+                                                            else window_start)), mine, "author_id"),
+        touch.of_keys(silver["navigation"].filter(F.col("at") >= start), mine, "author_id"),
+        silver["engagements"].filter(F.col("at") >= start),  # attributed through the (touched authors') segments
+        as_of, since_day=first_day, reach_days=reach_days,
+    ).filter(F.col("day") >= F.lit(first_day))
+    rows |= write_gold(touch.with_kept(df, kept), settings, NAME, day_slice)
     return rows

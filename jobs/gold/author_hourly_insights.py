@@ -44,8 +44,9 @@ def author_hourly_insights(
     engaged = activity.engagement_counts(
         activity.story_engagements_before(engagements, segs, as_of).withColumn("hour", _hour("at")), KEYS)
     # the hours with any of the counts, each count 0 when none (one aggregate over the four frames' union)
-    counts = activity.combined_counts(KEYS, [new_viewers, impressions, exits, engaged])
-    out = activity.zero_filled(counts, [c for c in counts.columns if c not in KEYS])
+    frames = [(new_viewers, ["new_viewers"]), (impressions, ["impressions"]), (exits, ["exits"]),
+              (engaged, list(activity.ENGAGEMENT_COUNTS))]
+    out = activity.zero_filled(activity.combined_counts(KEYS, frames), [c for _f, cols in frames for c in cols])
     return out.withColumns({"day": F.to_date("hour"), "as_of": activity.instant(as_of)})
 
 
