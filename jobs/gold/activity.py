@@ -201,8 +201,8 @@ def with_counts(base: DataFrame, keys: Sequence[str], counts: Sequence[DataFrame
 
 
 def combined_counts(keys: Sequence[str], counts: Sequence[tuple[DataFrame, Sequence[str]]]) -> DataFrame:
-    """One row per key that any of the count frames has: the keys and every frame's count columns, null where that
-    frame has no row for the key (zero_filled makes them 0). `counts`: (frame, its count columns) pairs, each frame
+    """One row per key that any of the count frames has: the keys and every frame's count columns, 0 where that
+    frame has no row for the key. `counts`: (frame, its count columns) pairs, each frame
     one row per key with bigint counts (*_counts above, viewer_rollup, count() aggregates); the columns are given,
     not asked of the frames, which would make the engine analyze each plan.
 
@@ -220,7 +220,7 @@ def combined_counts(keys: Sequence[str], counts: Sequence[tuple[DataFrame, Seque
     if union is None:
         raise ValueError("combined_counts: no count frame")
     # max: each column has one value per key (its frame's), the others are null
-    return union.groupBy(*keys).agg(*[F.max(c).alias(c) for c in columns])
+    return zero_filled(union.groupBy(*keys).agg(*[F.max(c).alias(c) for c in columns]), columns)
 
 
 def with_rates(df: DataFrame) -> DataFrame:

@@ -143,7 +143,7 @@ def from_viewer_days(
     frames = [(posted, ["segments_posted"]), (activity.viewer_rollup(viewers, KEYS), activity.VIEWER_ROLLUP_COLUMNS),
               (nav, list(activity.NAVIGATION_COUNTS)), (eng, list(activity.ENGAGEMENT_COUNTS))]
     out = lookup(activity.combined_counts(KEYS, frames), trailing_reach(reach_days, as_of, since_day), KEYS)
-    out = activity.zero_filled(out, [*(c for _f, cols in frames for c in cols), *TRAILING_DAYS])
+    out = activity.zero_filled(out, list(TRAILING_DAYS))
     return out.withColumn("as_of", activity.instant(as_of))
 
 

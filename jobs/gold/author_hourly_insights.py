@@ -46,7 +46,7 @@ def author_hourly_insights(
     # the hours with any of the counts, each count 0 when none (one aggregate over the four frames' union)
     frames = [(new_viewers, ["new_viewers"]), (impressions, ["impressions"]), (exits, ["exits"]),
               (engaged, list(activity.ENGAGEMENT_COUNTS))]
-    out = activity.zero_filled(activity.combined_counts(KEYS, frames), [c for _f, cols in frames for c in cols])
+    out = activity.combined_counts(KEYS, frames)
     return out.withColumns({"day": F.to_date("hour"), "as_of": activity.instant(as_of)})
 
 
