@@ -20,7 +20,9 @@ arrival orders.
 
 from __future__ import annotations
 
+import functools
 import logging
+import operator
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -28,7 +30,7 @@ from jobs import spark_io
 from jobs.engine_workarounds import lookup, without
 from jobs.horizon import INTERACTIONS, Horizon, new_bronze
 from jobs.silver.touched import changed_segments
-from storylake import audit, increments, lake
+from storylake import audit, contracts, increments, lake
 from storylake.settings import Settings
 
 if TYPE_CHECKING:
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 STORY = "_touched_story"
 AUTHOR = "_touched_author"
 SEGMENT = "_touched_segment"
+STAMP = "as_of"  # the column stamped holds: the as_of of the run that last changed the row
 # a gold row's key column -> the column of the Touched frame holding the touched keys of that kind
 KEY_COLUMNS = {"story_id": STORY, "author_id": AUTHOR, "segment_id": SEGMENT}
 
@@ -114,8 +117,18 @@ def good_version(settings: Settings, name: str) -> int | None:
     return version
 
 
+class Kept(NamedTuple):
+    """What a keyed job writes back beside its recomputed rows (keep, scope): `rows`, the slice's rows of the keys it
+    does not recompute, as the last good run left them; `previous`, that run's whole slice, which with_kept compares
+    the recomputed rows with; `name`, the gold table's."""
+
+    rows: DataFrame
+    previous: DataFrame
+    name: str
+
+
 def keep(spark: SparkSession, settings: Settings, name: str, within: Column, keys: DataFrame | None, column: str
-         ) -> tuple[DataFrame | None, DataFrame | None]:
+         ) -> tuple[Kept | None, DataFrame | None]:
     """(the rows of gold.<name> matching `within` (the slice the job rewrites) as the last good run left them, but
     those whose `column` is a touched key: written back beside the recomputed rows; the touched `keys` to recompute,
     the Touched frame of that column). (None, None) when the job recomputes the whole slice: no touched keys given,
@@ -126,9 +139,8 @@ def keep(spark: SparkSession, settings: Settings, name: str, within: Column, key
     if keys is None or version is None:
         return None, None
     key = KEY_COLUMNS[column]
-    kept = without(spark_io.read_version(spark, settings, "gold", name, version).filter(within), keys,
-                   F.col(column) == F.col(key), [key])
-    return kept, keys
+    previous = spark_io.read_version(spark, settings, "gold", name, version).filter(within)
+    return Kept(without(previous, keys, F.col(column) == F.col(key), [key]), previous, name), keys
 
 
 def of_keys(rows: DataFrame, keys: DataFrame | None, column: str) -> DataFrame:
@@ -144,7 +156,7 @@ def of_keys(rows: DataFrame, keys: DataFrame | None, column: str) -> DataFrame:
 
 def scope(spark: SparkSession, settings: Settings, name: str, horizon: Horizon, stories: DataFrame | None,
           inputs: dict[str, DataFrame], with_story: Sequence[str] = ()
-          ) -> tuple[dict[str, DataFrame], DataFrame | None]:
+          ) -> tuple[dict[str, DataFrame], Kept | None]:
     """(the silver inputs to recompute, gold.<name>'s kept rows) for a story-keyed job: `inputs`
     (segment_insights.horizon_inputs) restricted to the touched `stories` (the inputs named in `with_story` also
     given their segment's story_id, see restrict) and the horizon's other rows as the last good run left them
@@ -156,15 +168,48 @@ def scope(spark: SparkSession, settings: Settings, name: str, horizon: Horizon, 
     if kept is None or stories is None:
         return inputs, None
     inputs = restrict(inputs, stories, with_story)
-    if "segment_id" in kept.columns:
+    if "segment_id" in contracts.get(f"gold.{name}").column_names:
         recomputed = inputs["segments"].select(F.col("segment_id").alias("_rc_sid"))
-        kept = without(kept, recomputed, F.col("segment_id") == F.col("_rc_sid"), ["_rc_sid"])
+        kept = kept._replace(rows=without(kept.rows, recomputed, F.col("segment_id") == F.col("_rc_sid"), ["_rc_sid"]))
     return inputs, kept
 
 
-def with_kept(df: DataFrame, kept: DataFrame | None) -> DataFrame:
-    """The recomputed rows `df` and the kept rows (scope, keep), in the kept table's columns."""
-    return df if kept is None else kept.unionByName(df.select(*kept.columns))
+def with_kept(df: DataFrame, kept: Kept | None) -> DataFrame:
+    """The recomputed rows `df` and the kept rows (scope, keep), in the table's columns; in a table with an as_of
+    column, each recomputed row equal to its row in the last good slice keeps that row's as_of (stamped)."""
+    if kept is None:
+        return df
+    contract = contracts.get(f"gold.{kept.name}")
+    columns = list(contract.column_names)
+    if STAMP in columns:
+        df = stamped(df, kept.previous, contract.primary_key, columns)
+    return kept.rows.select(*columns).unionByName(df.select(*columns))
+
+
+def stamped(rows: DataFrame, previous: DataFrame, key: Sequence[str], columns: Sequence[str]) -> DataFrame:
+    """`rows` (`columns`; recomputed by this run, each as of the run) where each row whose every column but as_of
+    equals those of `previous`'s row of the same `key` (nulls equal to nulls) takes that row's as_of instead: a gold
+    row's as_of is the as_of of the run that last changed it, so a row an hourly run recomputes to the same values
+    is stored unchanged (publish copies only what changed, serving/insights_history.py).
+
+    The rows are compared by two 64-bit hashes of their other columns (in two orders, the second after a constant,
+    each with the columns' null flags, so that a value moving between two null columns changes both), as the gold
+    gate's diff does (jobs.quality.gate): the join's build side holds 32 bytes a row. A changed row keeps an earlier
+    as_of only if both its hashes equal its previous row's."""
+    from pyspark.sql import functions as F
+
+    values = [c for c in columns if c not in key and c != STAMP]
+    nulls = [F.col(c).isNull() for c in values]
+    first = F.xxhash64(*values, *nulls)
+    second = F.xxhash64(F.lit("storylake"), *reversed(values), *nulls)
+    old = previous.select(*[F.col(k).alias(f"_st_{k}") for k in key], first.alias("_st_h"), second.alias("_st_g"),
+                          F.col(STAMP).alias("_st_as_of"))
+    new = rows.select(*columns, first.alias("_st_nh"), second.alias("_st_ng"))
+    on = functools.reduce(operator.and_, [F.col(k) == F.col(f"_st_{k}") for k in key])
+    same = (F.col("_st_nh") == F.col("_st_h")) & (F.col("_st_ng") == F.col("_st_g"))
+    return lookup(new, old, on).select(
+        *[F.when(same, F.col("_st_as_of")).otherwise(F.col(STAMP)).alias(STAMP) if c == STAMP else F.col(c)
+          for c in columns])
 
 
 def restrict(inputs: dict[str, DataFrame], stories: DataFrame, with_story: Sequence[str] = ()
