@@ -17,10 +17,13 @@ shared read-only by every snapshot that agrees with it:
               likewise (warm_days): rows an hourly run seldom changes, but that a late event can (see HISTORY_LAG).
               When the cuts move (daily) one day's file is written (the day that left the recent rows); the day
               that leaves the warm tier keeps its file as the history tier's day period;
-    recent    rows anchored at/after the warm cut (or without an anchor), copied into each snapshot;
+    recent    rows anchored at/after the warm cut (or without an anchor), a file per table too (RecentFile,
+              serving/recent_part.py): written sorted, then copied by each publish and patched with the rows that
+              changed (a gold row's as_of is the run that last changed it, so an hour changes few), and written
+              sorted again once its patched rows reach half of it;
 
-and the snapshot's table is a view over the files and recent (UNION ALL: DuckDB pushes the caller's filters into
-every part; the snapshot attaches its files read-only when opened, serving/snapshot.py).
+and the snapshot's table is a view over the files (UNION ALL: DuckDB pushes the caller's filters into every part;
+the snapshot attaches its files read-only when opened, serving/snapshot.py).
 
 A publish reuses the previous snapshot's file of a period (or warm) of a table when the period's bounds are the same
 and its rows are unchanged:
@@ -45,6 +48,7 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -324,6 +328,7 @@ class TierFiles:
 class History:
     # tier name -> its files: the history periods oldest first (period_name), then the warm days (warm_name)
     tiers: dict[str, TierFiles]
+    recent: dict[str, RecentFile] = field(default_factory=dict)  # serving table -> its recent part (recent_part)
 
     @property
     def cut(self) -> datetime:
@@ -344,7 +349,8 @@ class History:
         return list(self.tiers.values())[-1].bounds[1]
 
     def ids(self) -> list[str]:
-        return [hid for tier in self.tiers.values() for hid in tier.ids.values()]
+        return [*(hid for tier in self.tiers.values() for hid in tier.ids.values()),
+                *(r.id for r in self.recent.values())]
 
     def stored_rows(self, name: str) -> int:
         """The serving table's rows in the tiers' files."""
@@ -371,6 +377,17 @@ class BaseFile:
 
 
 BASE_TIER = "base"  # snapshot_history's tier of a BaseFile (no bounds: cut and lo NULL)
+RECENT_TIER = "recent"  # snapshot_history's tier of a RecentFile (lo: its rows' lower bound; cut NULL)
+
+
+@dataclass(frozen=True)
+class RecentFile:
+    """A serving table's recent part in a file of its own (serving/recent_part.py): the rows anchored at/after `lo`
+    or without an anchor."""
+
+    id: str  # its file (history_path)
+    lo: datetime
+    rows: int
 
 
 @dataclass(frozen=True)
@@ -382,6 +399,7 @@ class Prior:
     bases: dict[str, BaseFile] = field(default_factory=dict)  # serving table -> its shared base (since format 4)
     # source table (contract key) -> (its Delta table id, the version it read): since format 5
     versions: dict[str, tuple[str, int]] = field(default_factory=dict)
+    recents: dict[str, RecentFile] = field(default_factory=dict)  # serving table -> its recent part (since format 6)
 
     def with_bounds(self, bounds: Bounds) -> PriorTier | None:
         """Its tier of exactly these bounds, if any."""
@@ -408,9 +426,13 @@ def previous(snapshot: duckdb.DuckDBPyConnection) -> Prior | None:
         return None
     tiers: dict[str, PriorTier] = {}
     bases: dict[str, BaseFile] = {}
+    recents: dict[str, RecentFile] = {}
     for hid, hi, name, files, _alias, tier_name, low, n in rows:
         if tier_name == BASE_TIER:
             bases[name] = BaseFile(hid, files, int(n))
+            continue
+        if tier_name == RECENT_TIER:
+            recents[name] = RecentFile(hid, low.astimezone(UTC), int(n))
             continue
         bounds: Bounds = (None if low is None else low.astimezone(UTC), hi.astimezone(UTC))
         entry = tiers.setdefault(tier_name, PriorTier(bounds, {}, {}, None if n is None else {}))
@@ -423,7 +445,7 @@ def previous(snapshot: duckdb.DuckDBPyConnection) -> Prior | None:
             if v is not None and tid is not None}
     except duckdb.Error:  # a snapshot before format 5 has no table_id: its versions are not used
         versions = {}
-    return Prior(tiers, {r[0]: r[4] for r in rows}, bases, versions)
+    return Prior(tiers, {r[0]: r[4] for r in rows}, bases, versions, recents)
 
 
 # The table a snapshot (and the prepared record) lists its tier files in (previous() reads it)
@@ -670,10 +692,11 @@ def new_file_id(prefix: str) -> str:
     return f"{prefix}{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
 
 
-def write_file(settings: Settings, con: duckdb.DuckDBPyConnection, hid: str, fill: Callable[[str], T]) -> T:
-    """Write the shared file `hid` (history_path): `fill(alias)` creates its tables in it, attached to `con` as
-    `alias`; it then becomes visible under its name only once complete and on disk (a temp file renamed). Returns
-    what fill returned."""
+def write_file(settings: Settings, con: duckdb.DuckDBPyConnection, hid: str, fill: Callable[[str], T],
+               start_from: Path | None = None) -> T:
+    """Write the shared file `hid` (history_path): `fill(alias)` creates its tables in it (or changes those of a
+    copy of the file `start_from`), attached to `con` as `alias`; it then becomes visible under its name only once
+    complete and on disk (a temp file renamed). Returns what fill returned."""
     hdir = history_dir(settings)
     hdir.mkdir(parents=True, exist_ok=True)
     final = history_path(settings, hid)
@@ -681,6 +704,8 @@ def write_file(settings: Settings, con: duckdb.DuckDBPyConnection, hid: str, fil
     alias = f"h_{uuid.uuid4().hex[:8]}"
 
     def attached() -> T:
+        if start_from is not None:
+            shutil.copyfile(start_from, tmp)
         con.execute(f"ATTACH $path AS {alias}", {"path": str(tmp)})
         try:
             out = fill(alias)
@@ -723,32 +748,31 @@ def aliases(history: History, bases: Mapping[str, BaseFile]) -> dict[str, str]:
 
 
 def attach_and_union(con: duckdb.DuckDBPyConnection, settings: Settings, history: History,
-                     views: Mapping[str, str], bases: Mapping[str, BaseFile]) -> dict[str, int]:
-    """In the snapshot being built: attach the tier files and the shared bases (`bases`: serving table -> its base
-    file, under the names aliases() gives); the recent part of each table (`<name>_recent`), the view `<name>` over
-    its tiers and recent, the view `segment_lookup` (LOOKUP) and `snapshot_history`; returns each table's recent
-    rows. The files stay attached until detach()."""
-    recent: dict[str, int] = {}
+                     bases: Mapping[str, BaseFile]) -> dict[str, int]:
+    """In the snapshot being built: attach the tier files, the recent parts (history.recent: serving/recent_part.py)
+    and the shared bases (`bases`: serving table -> its base file), under the names aliases() gives; the view
+    `<name>` over each table's tiers and recent part, the view `segment_lookup` (LOOKUP) and `snapshot_history`;
+    returns each table's recent rows. The files stay attached until detach()."""
     named = aliases(history, bases)
     for hid, alias in named.items():
         con.execute(f"ATTACH $path AS {alias} (READ_ONLY)", {"path": str(history_path(settings, hid))})
-    for name, part in PARTS.items():
-        con.execute(f"CREATE TABLE {name}_recent AS {recent_sql(part, views[name])} ORDER BY {part.order_by}",
-                    {"cut": _bound(part, history.recent_from)})
-        recent[name] = int(con.execute(f"SELECT count(*) FROM {name}_recent").fetchone()[0])
+    for name in PARTS:
         stored = [f"SELECT * FROM {named[t.ids[name]]}.{name}" for t in history.tiers.values() if name in t.ids]
-        con.execute(f"CREATE VIEW {name} AS {' UNION ALL '.join([*stored, f'SELECT * FROM {name}_recent'])}")
+        stored.append(f"SELECT * FROM {named[history.recent[name].id]}.{name}")
+        con.execute(f"CREATE VIEW {name} AS {' UNION ALL '.join(stored)}")
     lookups = [f"SELECT * FROM {named[t.ids['segment_insights']]}.{LOOKUP}"
                for t in history.tiers.values() if "segment_insights" in t.ids]
-    lookups.append(f"SELECT {LOOKUP_COLUMNS} FROM segment_insights_recent")
+    lookups.append(f"SELECT {LOOKUP_COLUMNS} FROM {named[history.recent['segment_insights'].id]}.segment_insights")
     con.execute(f"CREATE VIEW {LOOKUP} AS {' UNION ALL '.join(lookups)}")
     con.execute(SNAPSHOT_HISTORY_DDL)
     con.executemany("INSERT INTO snapshot_history VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [[t.ids[name], t.bounds[1], name, t.files[name], t.rows[name], named[t.ids[name]], tier,
                       t.bounds[0]] for tier, t in history.tiers.items() for name in PARTS if name in t.ids]
                     + [[b.id, None, name, b.identity, b.rows, named[b.id], BASE_TIER, None]
-                       for name, b in bases.items()])
-    return recent
+                       for name, b in bases.items()]
+                    + [[r.id, None, name, "", r.rows, named[r.id], RECENT_TIER, r.lo]
+                       for name, r in history.recent.items()])
+    return {name: r.rows for name, r in history.recent.items()}
 
 
 def detach(con: duckdb.DuckDBPyConnection, history: History, bases: Mapping[str, BaseFile]) -> None:
@@ -794,7 +818,7 @@ def remove_unreferenced(settings: Settings, referenced: set[str]) -> list[str]:
 def describe(history: History, recent: Mapping[str, int]) -> dict[str, Any]:
     """The publish report's account: the history tier's files per table (its periods', oldest first), bounds, rows
     and the tables one of whose period files was written (not reused), the same of the warm tier, and the recent
-    rows."""
+    rows and files."""
     periods, warm = history.periods(), history.warm()
     return {"history_ids": {name: [t.ids[name] for t in periods if name in t.ids] for name in PARTS},
             "cut": history.cut.isoformat(),
@@ -809,5 +833,6 @@ def describe(history: History, recent: Mapping[str, int]) -> dict[str, Any]:
             "warm_rewritten": sorted(name for name in PARTS if not all(t.reused[name] for t in warm)),
             "warm_written": {name: sum(not t.reused[name] for t in warm) for name in PARTS},
             "warm_rows": {name: sum(t.rows[name] for t in warm) for name in PARTS}, "recent_rows": dict(recent),
+            "recent_ids": {name: r.id for name, r in history.recent.items()},
             # the period files written ahead by the daily maintenance that this publish attached (prepare_ahead)
             "history_prepared": {name: sum(name in t.prepared for t in periods) for name in PARTS}}

@@ -39,6 +39,7 @@ and building them on 20M rows costs publish time and memory.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import logging
 import os
@@ -56,7 +57,7 @@ import duckdb
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
-from serving import insights_history, shared_bases
+from serving import insights_history, recent_part, shared_bases
 from serving.snapshot import (
     FORMAT_VERSION,
     SNAPSHOT_SUFFIX,
@@ -542,7 +543,12 @@ def _build(
              for name, part in parts.items()}, as_of, prior, prepared)
         steps["insights history"] = time.perf_counter() - t
         t = time.perf_counter()
-        recent = insights_history.attach_and_union(con, settings, history, views, bases)
+        recents, recent_report = recent_part.ensure(
+            settings, con, history, views,
+            {name: insights_history.columns_of(part, list(sources[part.source][0].schema.names))
+             for name, part in parts.items()}, prior)
+        history = dataclasses.replace(history, recent=recents)
+        recent = insights_history.attach_and_union(con, settings, history, bases)
         steps["insights recent"] = time.perf_counter() - t
         tables: dict[str, int] = {name: history.stored_rows(name) + recent[name] for name in parts}
         merged_rows, merged_steps = shared_bases.create(con, insights_history.aliases(history, bases), bases, ring,
@@ -563,7 +569,7 @@ def _build(
             steps[name] = time.perf_counter() - t
         con.execute("DROP TABLE sv")
         con.execute(f"DROP TABLE {REL}")
-        history_report = {**insights_history.describe(history, recent),
+        history_report = {**insights_history.describe(history, recent), "recent_made": recent_report,
                           "bases": {name: b.id for name, b in bases.items()},
                           "bases_reused": sorted(name for name, kept in bases_kept.items() if kept)}
         mismatches = int(

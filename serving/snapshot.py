@@ -33,7 +33,9 @@ from storylake.settings import Settings
 
 SNAPSHOT_SUFFIX = ".duckdb"
 CURRENT_NAME = "CURRENT"
-# snapshot_meta.format_version of the snapshots publish writes: 5 = the long-lived tables' history in calendar periods
+# snapshot_meta.format_version of the snapshots publish writes: 6 = the long-lived tables' recent part a file per
+# table too (snapshot_history's tier `recent`, lo its lower bound; serving/recent_part.py), no longer a table
+# `<name>_recent` in the snapshot; 5 = the long-lived tables' history in calendar periods
 # (snapshot_history's tiers `history` and `history:<day>`, none for a period without rows) and the Delta table id of
 # each source beside its version (snapshot_meta.table_id), and since session 32 the warm tier a file per day (tiers
 # `warm:<day>`, where earlier format-5 snapshots record one `warm` file: either is read and followed alike, so the
@@ -43,7 +45,7 @@ CURRENT_NAME = "CURRENT"
 # 2 = a history file per long-lived table, attached under the alias snapshot_history records; 1 = one shared file
 # attached as `hist`. A reader opens versions up to it, and publish
 # refuses to follow a CURRENT snapshot of a newer one (its cleanup would not know the newer files it attaches).
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 
 
 def snapshots_dir(settings: Settings) -> Path:

@@ -63,8 +63,9 @@ def _history_files(settings: Settings) -> list[str]:
 
 
 def _files_of(report: Any) -> list[str]:
-    """The files a snapshot attaches: its history and warm tiers' and its shared bases' (serving/shared_bases.py)."""
-    ids = set(report.history["bases"].values())
+    """The files a snapshot attaches: its history and warm tiers', its recent parts' (serving/recent_part.py) and its
+    shared bases' (serving/shared_bases.py)."""
+    ids = set(report.history["bases"].values()) | set(report.history["recent_ids"].values())
     ids |= {hid for key in ("history_ids", "warm_ids") for period_ids in report.history[key].values()
             for hid in period_ids}
     return sorted(f"{hid}.duckdb" for hid in ids)
@@ -247,6 +248,38 @@ def test_insights_answers_are_the_same_with_or_without_history(settings: Setting
     assert days == gold_days and len(days) > 20
 
 
+def _recent_in_the_snapshot(settings: Settings, report: Any) -> None:
+    """Rewrite a snapshot's recent parts as format 5 held them: tables `<name>_recent` in the snapshot, read by its
+    views, instead of files of their own (format 6, serving/recent_part.py); the first step of the converters to
+    the older layouts below."""
+    import duckdb
+
+    from serving.snapshot import snapshot_path
+
+    lookup, lookup_columns = insights_history.LOOKUP, insights_history.LOOKUP_COLUMNS
+    with duckdb.connect(str(snapshot_path(settings, report.snapshot_id))) as con:
+        tiers = con.execute("SELECT serving_table, alias, history_id, tier FROM snapshot_history "
+                            "WHERE tier <> 'base'").fetchall()
+        for alias, path in {a: insights_history.history_path(settings, h) for _, a, h, _ in tiers}.items():
+            con.execute(f"ATTACH $p AS {alias} (READ_ONLY)", {"p": str(path)})
+        for name, alias, _, tier in tiers:
+            if tier != insights_history.RECENT_TIER:
+                continue
+            con.execute(f"CREATE TABLE {name}_recent AS SELECT * FROM {alias}.{name}")  # noqa: S608 - constants
+            stored = [f"SELECT * FROM {a}.{name}" for n, a, _, t in tiers  # noqa: S608 - constant names
+                      if n == name and t != insights_history.RECENT_TIER]
+            view = " UNION ALL ".join([*stored, f"SELECT * FROM {name}_recent"])  # noqa: S608 - constant names
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS {view}")
+            if name == "segment_insights":
+                stored = [f"SELECT * FROM {a}.{lookup}" for n, a, _, t in tiers  # noqa: S608 - constant names
+                          if n == name and t != insights_history.RECENT_TIER]
+                view = " UNION ALL ".join([*stored, f"SELECT {lookup_columns} FROM {name}_recent"])  # noqa: S608
+                con.execute(f"CREATE OR REPLACE VIEW {lookup} AS {view}")
+        con.execute("DELETE FROM snapshot_history WHERE tier = $t", {"t": insights_history.RECENT_TIER})
+        con.execute("UPDATE snapshot_meta SET format_version = 5")
+        con.execute("CHECKPOINT")
+
+
 def _to_shared_file_layout(settings: Settings, report: Any) -> None:
     """Rewrite a snapshot into format 1: one history file holding the four insights tables (and the segment lookup),
     attached as `hist`; no warm part (recent holds the rows from the cut on); snapshot_history without aliases, tiers
@@ -257,6 +290,7 @@ def _to_shared_file_layout(settings: Settings, report: Any) -> None:
 
     from serving.snapshot import snapshot_path
 
+    _recent_in_the_snapshot(settings, report)
     ids = report.history["history_ids"]
     cut = datetime.fromisoformat(report.history["cut"])
     shared = insights_history.history_path(settings, "shared-format-1")
@@ -605,6 +639,7 @@ def _to_two_day_warm_layout(settings: Settings, report: Any) -> str:
 
     from serving.snapshot import snapshot_path
 
+    _recent_in_the_snapshot(settings, report)
     hid, lookup, lookup_columns = "warm-two-days", insights_history.LOOKUP, insights_history.LOOKUP_COLUMNS
     lo, hi = datetime.fromisoformat(report.history["cut"]), datetime.fromisoformat(report.history["warm_cut"])
     with duckdb.connect(str(snapshot_path(settings, report.snapshot_id))) as con:

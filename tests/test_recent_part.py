@@ -1,0 +1,87 @@
+"""The recent part of the long-lived serving tables in files of their own (serving/recent_part.py): a publish reuses
+the previous file when no row changed, patches a copy of it with exactly the rows that changed, and writes it again
+sorted once patches would make up too much of it; every snapshot answers what the sources hold."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from deltalake import DeltaTable, write_deltalake
+
+from serving import api, insights_history, recent_part
+from serving.publish import publish
+from storylake.settings import Settings
+from tests import sample_lake
+from tests.test_insights_history import _assert_serves_gold
+
+AS_OF = sample_lake.AS_OF
+REUSED = {"made": "reused"}
+
+
+def _recent(t: pa.Table, anchor: str, cut: datetime) -> pa.Table:
+    """The rows of `t` in the recent part: anchored at/after `cut`, or without an anchor."""
+    at = pa.scalar(cut, t.schema.field(anchor).type)
+    return t.filter(pc.or_kleene(pc.is_null(t[anchor]), pc.greater_equal(t[anchor], at)))
+
+
+def _change_recent_insights(settings: Settings, cut: datetime) -> tuple[int, int]:
+    """Rewrite gold.segment_insights with one recent row's reach + 1 and another recent row removed; their ids."""
+    path = str(settings.table_path("gold", "segment_insights"))
+    t = DeltaTable(path).to_pyarrow_table()
+    recent = _recent(t, "story_start", cut)
+    changed, removed = recent["segment_id"][0].as_py(), recent["segment_id"][1].as_py()
+    t = t.filter(pc.not_equal(t["segment_id"], removed))
+    reach = [r + 1 if s == changed else r for s, r in zip(t["segment_id"].to_pylist(), t["reach"].to_pylist(),
+                                                           strict=True)]
+    t = t.set_column(t.schema.get_field_index("reach"), t.schema.field("reach"), pa.array(reach, pa.int64()))
+    write_deltalake(path, t, mode="overwrite")
+    return changed, removed
+
+
+def test_a_publish_reuses_then_patches_the_recent_files(settings: Settings) -> None:
+    first = sample_lake.build(settings).history
+    assert first["recent_made"] == dict.fromkeys(insights_history.PARTS, {"made": "written"})
+    again = publish(settings, AS_OF).history
+    assert again["recent_made"] == dict.fromkeys(insights_history.PARTS, REUSED)
+    assert again["recent_ids"] == first["recent_ids"]
+
+    changed, removed = _change_recent_insights(settings, datetime.fromisoformat(first["warm_cut"]))
+    after = publish(settings, AS_OF).history
+    # the changed row's old version and the removed row out, the changed row's new version in
+    assert after["recent_made"] == {**dict.fromkeys(insights_history.PARTS, REUSED),
+                                    "segment_insights": {"made": "patched", "removed": 2, "added": 1}}
+    assert after["recent_rows"]["segment_insights"] == first["recent_rows"]["segment_insights"] - 1
+    assert after["recent_ids"]["segment_insights"] != first["recent_ids"]["segment_insights"]
+    snap = api.open_current(settings)
+    _assert_serves_gold(settings, snap)
+    served = dict(snap.db().execute("SELECT segment_id, reach FROM segment_insights WHERE segment_id IN ($a, $b)",
+                                    {"a": changed, "b": removed}).fetchall())
+    assert list(served) == [changed]
+
+
+def test_a_recent_file_mostly_patched_is_written_again_sorted(settings: Settings,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    first = sample_lake.build(settings).history
+    monkeypatch.setattr(recent_part, "REWRITE_SHARE", 0.0)  # any appended row is too many
+    _change_recent_insights(settings, datetime.fromisoformat(first["warm_cut"]))
+    after = publish(settings, AS_OF).history
+    assert after["recent_made"]["segment_insights"] == {"made": "written"}
+    _assert_serves_gold(settings, api.open_current(settings))
+
+
+def test_a_source_with_repeated_rows_is_never_patched(settings: Settings) -> None:
+    """The same row twice in the source: the patch would hold it once, so the file is written again (and serves
+    both)."""
+    first = sample_lake.build(settings).history
+    path = str(settings.table_path("gold", "story_insights"))
+    t = DeltaTable(path).to_pyarrow_table()
+    cut = datetime.fromisoformat(first["warm_cut"])
+    recent = _recent(t, "story_start", cut)
+    write_deltalake(path, recent.slice(0, 1), mode="append")
+    after = publish(settings, AS_OF).history
+    assert after["recent_made"]["story_insights"] == {"made": "written"}
+    assert after["recent_rows"]["story_insights"] == first["recent_rows"]["story_insights"] + 1
+    _assert_serves_gold(settings, api.open_current(settings))
