@@ -132,9 +132,13 @@ def _patched(settings: Settings, con: duckdb.DuckDBPyConnection, name: str, part
         try:
             con.execute(f"CREATE TEMP TABLE _rp_old AS SELECT rowid AS _r, {hashed} FROM {alias}.{name}")
             con.execute(f"CREATE TEMP TABLE _rp_new AS SELECT {hashed} FROM ({source})", params)
-            con.execute(f"CREATE TEMP TABLE _rp_gone AS SELECT o._r FROM _rp_old o ANTI JOIN _rp_new n ON {on}")
+            # one join for both sides: the held rows no source row equals (_r), the source rows no held row equals
+            con.execute(f"CREATE TEMP TABLE _rp_diff AS SELECT o._r, n._h, n._g FROM _rp_old o FULL JOIN _rp_new n "
+                        f"ON {on} WHERE o._r IS NULL OR n._h IS NULL")
+            con.execute("CREATE TEMP TABLE _rp_gone AS SELECT _r FROM _rp_diff WHERE _r IS NOT NULL")
+            con.execute("CREATE TEMP TABLE _rp_added AS SELECT _h, _g FROM _rp_diff WHERE _r IS NULL")
             removed = int(con.execute("SELECT count(*) FROM _rp_gone").fetchone()[0])
-            added = int(con.execute(f"SELECT count(*) FROM _rp_new n ANTI JOIN _rp_old o ON {on}").fetchone()[0])
+            added = int(con.execute("SELECT count(*) FROM _rp_added").fetchone()[0])
             rows, total = con.execute("SELECT count(*), coalesce(sum(_h::HUGEINT), 0) FROM _rp_new").fetchone()
             held_rows = int(con.execute("SELECT count(*) FROM _rp_old").fetchone()[0])
             if held_rows - removed + added != rows:  # rows repeated in the source or the file: never patched
@@ -143,12 +147,14 @@ def _patched(settings: Settings, con: duckdb.DuckDBPyConnection, name: str, part
                 raise _Unchanged
             if appended + added > REWRITE_SHARE * max(int(rows), 1):
                 raise _Rewrite(f"{appended + added} of its {rows} rows would be appended ones")
-            con.execute(f"DELETE FROM {alias}.{name} WHERE rowid IN (SELECT _r FROM _rp_gone)")
-            con.execute(f"INSERT INTO {alias}.{name} SELECT {', '.join(columns)} FROM "
-                        f"(SELECT *, {hashed} FROM ({source})) n ANTI JOIN _rp_old o ON {on} "
-                        f"ORDER BY {part.order_by}", params)
+            if removed:
+                con.execute(f"DELETE FROM {alias}.{name} WHERE rowid IN (SELECT _r FROM _rp_gone)")
+            if added:  # the source's rows again, only those of the added hashes kept (a small build side)
+                con.execute(f"INSERT INTO {alias}.{name} SELECT {', '.join(columns)} FROM "
+                            f"(SELECT *, {hashed} FROM ({source})) n SEMI JOIN _rp_added a "
+                            f"ON n._h = a._h AND n._g = a._g ORDER BY {part.order_by}", params)
         finally:
-            for temp in ("_rp_old", "_rp_new", "_rp_gone"):
+            for temp in ("_rp_old", "_rp_new", "_rp_diff", "_rp_gone", "_rp_added"):
                 con.execute(f"DROP TABLE IF EXISTS {temp}")
         n, printed = con.execute(
             f"SELECT count(*), coalesce(sum(hash({', '.join(columns)})::HUGEINT), 0) FROM {alias}.{name}").fetchone()
