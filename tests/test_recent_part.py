@@ -4,12 +4,17 @@ sorted once patches would make up too much of it; every snapshot answers what th
 
 from __future__ import annotations
 
+import tempfile
 from datetime import datetime
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable, write_deltalake
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from serving import api, insights_history, recent_part
 from serving.publish import publish
@@ -64,9 +69,12 @@ def test_a_publish_reuses_then_patches_the_recent_files(settings: Settings) -> N
 
 def test_a_recent_file_mostly_patched_is_written_again_sorted(settings: Settings,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The publish after a patch that appended REWRITE_SHARE of the file's rows writes it again, sorted."""
     first = sample_lake.build(settings).history
     monkeypatch.setattr(recent_part, "REWRITE_SHARE", 0.0)  # any appended row is too many
     _change_recent_insights(settings, datetime.fromisoformat(first["warm_cut"]))
+    patched = publish(settings, AS_OF).history
+    assert patched["recent_made"]["segment_insights"] == {"made": "patched", "removed": 2, "added": 1}
     after = publish(settings, AS_OF).history
     assert after["recent_made"]["segment_insights"] == {"made": "written"}
     _assert_serves_gold(settings, api.open_current(settings))
@@ -85,3 +93,34 @@ def test_a_source_with_repeated_rows_is_never_patched(settings: Settings) -> Non
     assert after["recent_made"]["story_insights"] == {"made": "written"}
     assert after["recent_rows"]["story_insights"] == first["recent_rows"]["story_insights"] + 1
     _assert_serves_gold(settings, api.open_current(settings))
+
+
+EDITS = st.lists(st.tuples(st.sampled_from(["bump", "drop", "copy"]), st.integers(0, 20)), min_size=1, max_size=4)
+
+
+@hsettings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(EDITS, min_size=1, max_size=3))
+def test_every_publish_after_random_edits_serves_the_source(rounds: list[list[tuple[str, int]]]) -> None:
+    """Rounds of edits to gold.segment_insights (a row's reach bumped, a row dropped, a new row copied from one),
+    each followed by a publish: whether a recent file is reused, patched or written, the snapshot serves exactly
+    the source's rows."""
+    with tempfile.TemporaryDirectory() as tmp:
+        s = Settings(lake=Path(tmp) / "lake", landing=Path(tmp) / "landing")
+        sample_lake.build(s)
+        path = str(s.table_path("gold", "segment_insights"))
+        for edits in rounds:
+            t = DeltaTable(path).to_pyarrow_table()
+            rows = t.to_pylist()
+            for op, i in edits:
+                if not rows:
+                    break
+                row = rows[i % len(rows)]
+                if op == "bump":
+                    row["reach"] += 1
+                elif op == "drop":
+                    rows.remove(row)
+                else:
+                    rows.append({**row, "segment_id": max(r["segment_id"] for r in rows) + 1})
+            write_deltalake(path, pa.Table.from_pylist(rows, t.schema), mode="overwrite")
+            publish(s, AS_OF)
+            _assert_serves_gold(s, api.open_current(s))
