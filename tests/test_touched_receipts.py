@@ -249,17 +249,22 @@ def test_an_hour_with_nothing_new_writes_no_silver_table(spark: Any, tmp_path: P
 
 
 def test_an_hour_recomputes_the_author_days_of_the_authors_it_touches_only(spark: Any, tmp_path: Path) -> None:
-    """A new view of author 1's segment: the day-keyed tables recompute author 1's rows (stamped with the new as_of)
-    and keep authors 5 and 7's as the last good run left them (their as_of the earlier one); the lake equals one
-    full run."""
+    """A new view of author 1's segment: the day-keyed tables recompute author 1's rows and keep authors 5 and 7's
+    as the last good run left them (their as_of the earlier one); author 1's day and new hour carry the new as_of,
+    its earlier hour, recomputed to the same values, the earlier one (a row's as_of is the run that last changed
+    it); the lake equals one full run."""
     s = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
     first_batch(s.landing)
     run(spark, s, AS_OF_1)
     write_landing(s.landing, "segment_view", [view("v9", 10, 4, f"{DAY}T13:10:00Z")], dt=DAY, hour="13")
     run(spark, s, AS_OF_2)
-    for table in ("author_daily_insights", "author_hourly_insights"):
-        stamps = {(r["author_id"], r["as_of"]) for r in lake.read_arrow(s.table_path("gold", table)).to_pylist()}
-        assert stamps == {(1, AS_OF_2), (5, AS_OF_1), (7, AS_OF_1)}, table
+    def stamps(table: str, key: str) -> set[tuple[Any, ...]]:
+        return {(r["author_id"], r[key], r["as_of"]) for r in lake.read_arrow(s.table_path("gold", table)).to_pylist()}
+
+    day = date.fromisoformat(DAY)
+    assert stamps("author_daily_insights", "day") == {(1, day, AS_OF_2), (5, day, AS_OF_1), (7, day, AS_OF_1)}
+    hours = {(a, h.hour, t) for a, h, t in stamps("author_hourly_insights", "hour")}
+    assert hours == {(1, 10, AS_OF_1), (1, 13, AS_OF_2), (5, 10, AS_OF_1), (7, 10, AS_OF_1)}
     daily = {r["author_id"]: r["reach"] for r in
              lake.read_arrow(s.table_path("gold", "author_daily_insights")).to_pylist()}
     assert daily == {1: 3, 5: 2, 7: 2}
