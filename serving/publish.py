@@ -537,16 +537,14 @@ def _build(
         t = time.perf_counter()
         parts = insights_history.PARTS
         views = {name: _src(part.source) for name, part in parts.items()}
+        columns = {name: insights_history.columns_of(part, list(sources[part.source][0].schema.names))
+                   for name, part in parts.items()}
         history = insights_history.ensure(
-            settings, con, views, {name: sources[part.source][3] for name, part in parts.items()},
-            {name: insights_history.columns_of(part, list(sources[part.source][0].schema.names))
-             for name, part in parts.items()}, as_of, prior, prepared)
+            settings, con, views, {name: sources[part.source][3] for name, part in parts.items()}, columns, as_of,
+            prior, prepared)
         steps["insights history"] = time.perf_counter() - t
         t = time.perf_counter()
-        recents, recent_report = recent_part.ensure(
-            settings, con, history, views,
-            {name: insights_history.columns_of(part, list(sources[part.source][0].schema.names))
-             for name, part in parts.items()}, prior)
+        recents, recent_report = recent_part.ensure(settings, con, history, views, columns, prior)
         history = dataclasses.replace(history, recent=recents)
         recent = insights_history.attach_and_union(con, settings, history, bases)
         steps["insights recent"] = time.perf_counter() - t

@@ -12,8 +12,8 @@ So a publish:
   2. deletes from the copy its rows equal to no row of the source's recent part, and inserts the source's rows
      equal to no row it held (compared by two 64-bit hashes of every column, in two orders, as the gold gate's diff
      does), sorted among themselves;
-  3. checks the result: its row count and order-independent hash sum (insights_history.fingerprint) equal the
-     source's, or the file is written again from the source;
+  3. checks the result: its fingerprint (insights_history.fingerprint: row count and order-independent hash sum)
+     equals the source's, or the file is written again from the source;
 and reuses the previous file as it is when nothing differs. The appended rows are outside the table's sort order
 (their row groups' zone maps are wide), so the publish after the one whose appended rows reached REWRITE_SHARE of
 the file's rows writes it again, sorted, as the first file of a table is (at 10M views a day about every tenth
@@ -37,6 +37,7 @@ from serving.insights_history import (
     Prior,
     RecentFile,
     _bound,
+    fingerprint,
     history_path,
     new_file_id,
     recent_sql,
@@ -136,29 +137,28 @@ def _patched(settings: Settings, con: duckdb.DuckDBPyConnection, name: str, part
             con.execute(f"CREATE TEMP TABLE _rp_old AS SELECT rowid AS _r, {hashed} FROM {alias}.{name}")
             con.execute(f"CREATE TEMP TABLE _rp_new AS SELECT {hashed} FROM ({source})", params)
             # one join for both sides: the held rows no source row equals (_r), the source rows no held row equals
+            # (_r null, their hashes)
             con.execute(f"CREATE TEMP TABLE _rp_diff AS SELECT o._r, n._h, n._g FROM _rp_old o FULL JOIN _rp_new n "
                         f"ON {on} WHERE o._r IS NULL OR n._h IS NULL")
-            con.execute("CREATE TEMP TABLE _rp_gone AS SELECT _r FROM _rp_diff WHERE _r IS NOT NULL")
-            con.execute("CREATE TEMP TABLE _rp_added AS SELECT _h, _g FROM _rp_diff WHERE _r IS NULL")
-            removed = int(con.execute("SELECT count(*) FROM _rp_gone").fetchone()[0])
-            added = int(con.execute("SELECT count(*) FROM _rp_added").fetchone()[0])
+            removed, added = (int(v) for v in con.execute(
+                "SELECT count(_r), count(*) - count(_r) FROM _rp_diff").fetchone())
             rows, total = con.execute("SELECT count(*), coalesce(sum(_h::HUGEINT), 0) FROM _rp_new").fetchone()
             if held_rows - removed + added != rows:  # rows repeated in the source or the file: never patched
                 raise _Rewrite(f"{held_rows} - {removed} + {added} rows are not the source's {rows}")
             if not removed and not added:
                 raise _Unchanged
             if removed:
-                con.execute(f"DELETE FROM {alias}.{name} WHERE rowid IN (SELECT _r FROM _rp_gone)")
+                con.execute(f"DELETE FROM {alias}.{name} WHERE rowid IN (SELECT _r FROM _rp_diff WHERE _r IS NOT NULL)")
             if added:  # the source's rows again, only those of the added hashes kept (a small build side)
                 con.execute(f"INSERT INTO {alias}.{name} SELECT {', '.join(columns)} FROM "
-                            f"(SELECT *, {hashed} FROM ({source})) n SEMI JOIN _rp_added a "
+                            f"(SELECT *, {hashed} FROM ({source})) n SEMI JOIN "
+                            f"(SELECT _h, _g FROM _rp_diff WHERE _r IS NULL) a "
                             f"ON n._h = a._h AND n._g = a._g ORDER BY {part.order_by}", params)
         finally:
-            for temp in ("_rp_old", "_rp_new", "_rp_diff", "_rp_gone", "_rp_added"):
+            for temp in ("_rp_old", "_rp_new", "_rp_diff"):
                 con.execute(f"DROP TABLE IF EXISTS {temp}")
-        n, printed = con.execute(
-            f"SELECT count(*), coalesce(sum(hash({', '.join(columns)})::HUGEINT), 0) FROM {alias}.{name}").fetchone()
-        if (n, printed) != (rows, total):  # e.g. rows repeated in the source or the file: never served patched
+        n, printed = fingerprint(con, f"SELECT * FROM {alias}.{name}", columns=columns)
+        if printed != f"{rows}:{total}":  # e.g. rows repeated in the source or the file: never served patched
             raise _Rewrite(f"the patched file's {n} rows do not hash as the source's {rows} rows")
         _meta(con, alias, name, cut, int(rows), int(appended) + added)
         return int(rows), removed, added
