@@ -14,7 +14,13 @@ So a publish:
      does), sorted among themselves;
   3. checks the result: its fingerprint (insights_history.fingerprint: row count and order-independent hash sum)
      equals the source's, or the file is written again from the source;
-and reuses the previous file as it is when nothing differs. The appended rows are outside the table's sort order
+and reuses the previous file as it is when nothing differs. In a gold table with a STAMP column the diff of step 2
+is scoped: only the source's rows stamped at/after the newest stamp the file holds (the rows the runs since changed,
+and those of the last run the file saw) and the file's rows of their keys, or of keys the source's recent part no
+longer has, are hashed and compared; at 10M views a day ~0.36M of the 4.35M recent segment insights, so the patch
+no longer hashes, joins and rescans every recent row of both sides (3.4 s -> 1.8 s for that table). A row changed
+without a newer stamp (which jobs/gold/touched.py never writes) fails step 3's check, and the file is written again.
+The appended rows are outside the table's sort order
 (their row groups' zone maps are wide), so the publish after the one whose appended rows reached REWRITE_SHARE of
 the file's rows writes it again, sorted, as the first file of a table is (at 10M views a day about every tenth
 hour); so it does with a file of other columns, or of a lower bound after the cut (a publish as of an earlier
@@ -43,11 +49,15 @@ from serving.insights_history import (
     recent_sql,
     write_file,
 )
+from storylake import contracts
 from storylake.settings import Settings
 
 log = logging.getLogger(__name__)
 REWRITE_SHARE = 0.5  # a file whose rows appended by patches reach this share of its rows is written again, sorted
 META = "recent_meta"  # the file's record: its table, lower bound, rows and rows appended since written sorted
+# the column of a gold row holding the as_of of the run that last changed it (jobs/gold/touched.py stamped, the
+# contracts' as_of descriptions): a run's changed rows are those stamped at/after its as_of
+STAMP = "as_of"
 
 
 class _Unchanged(Exception):  # noqa: N818 - a signal, not an error: the previous file holds the rows
@@ -113,16 +123,27 @@ def _written(settings: Settings, con: duckdb.DuckDBPyConnection, name: str, part
     return RecentFile(hid, cut, rows)
 
 
+def _scope(part: Part, columns: list[str]) -> tuple[str, ...] | None:
+    """The primary key of the part's source when the patch's diff can be scoped by its STAMP column (a gold table
+    with one), else None (every recent row of both sides is compared)."""
+    if not part.source.startswith("gold.") or STAMP not in columns:
+        return None
+    key = contracts.get(part.source).primary_key
+    return key if key and set(key) <= set(columns) else None
+
+
 def _patched(settings: Settings, con: duckdb.DuckDBPyConnection, name: str, part: Part, view: str,
              columns: list[str], before: RecentFile, cut: datetime) -> tuple[RecentFile, dict[str, Any]]:
     """A copy of the previous file `before` patched into the table's recent rows (module docstring, 1-3), and the
-    rows it removed and added. Raises _Unchanged when the previous file holds them already, _Rewrite when the file
-    should be written again."""
+    rows it removed and added (with a scoped diff, also the source rows it "examined"). Raises _Unchanged when the
+    previous file holds them already, _Rewrite when the file should be written again."""
     hid = new_file_id(f"{name}-recent-")
     source = recent_sql(part, view)
     params = {"cut": _bound(part, cut)}
     hashed = _hashes(columns)
     on = "o._h = n._h AND o._g = n._g"
+    key = _scope(part, columns)
+    report: dict[str, Any] = {}
 
     def fill(alias: str) -> tuple[int, int, int]:
         held = [r[0] for r in con.execute(
@@ -133,37 +154,58 @@ def _patched(settings: Settings, con: duckdb.DuckDBPyConnection, name: str, part
         held_rows, appended = con.execute(f"SELECT row_count, appended FROM {alias}.{META}").fetchone()
         if appended and appended >= REWRITE_SHARE * held_rows:  # decided before the diff (it would be wasted)
             raise _Rewrite(f"{appended} of its {held_rows} rows were appended by patches")
+        newest = None if key is None else con.execute(f"SELECT max({STAMP}) FROM {alias}.{name}").fetchone()[0]
+        if newest is None:  # every row of both sides
+            old_rows, new_rows, scoped = f"SELECT rowid AS _r, * FROM {alias}.{name}", f"({source})", params
+        else:  # the source's rows stamped since the file's newest stamp, the file's rows of their keys or of gone keys
+            keys = ", ".join(key)
+            scoped = {**params, "newest": newest}
+            new_rows = f"(SELECT * FROM ({source}) WHERE {STAMP} >= $newest)"
+            con.execute(f"CREATE TEMP TABLE _rp_keys AS SELECT {keys} FROM {view} WHERE {STAMP} >= $newest "
+                        f"UNION SELECT {keys} FROM (SELECT {keys} FROM {alias}.{name} EXCEPT SELECT {keys} FROM "
+                        f"({source}))", scoped)
+            old_rows = (f"SELECT o.rowid AS _r, o.* FROM {alias}.{name} o SEMI JOIN _rp_keys k ON "
+                        + " AND ".join(f"o.{c} = k.{c}" for c in key))
         try:
-            con.execute(f"CREATE TEMP TABLE _rp_old AS SELECT rowid AS _r, {hashed} FROM {alias}.{name}")
-            con.execute(f"CREATE TEMP TABLE _rp_new AS SELECT {hashed} FROM ({source})", params)
+            con.execute(f"CREATE TEMP TABLE _rp_old AS SELECT _r, {hashed} FROM ({old_rows})")
+            con.execute(f"CREATE TEMP TABLE _rp_new AS SELECT {hashed} FROM {new_rows}", scoped)
             # one join for both sides: the held rows no source row equals (_r), the source rows no held row equals
             # (_r null, their hashes)
             con.execute(f"CREATE TEMP TABLE _rp_diff AS SELECT o._r, n._h, n._g FROM _rp_old o FULL JOIN _rp_new n "
                         f"ON {on} WHERE o._r IS NULL OR n._h IS NULL")
             removed, added = (int(v) for v in con.execute(
                 "SELECT count(_r), count(*) - count(_r) FROM _rp_diff").fetchone())
-            rows, total = con.execute("SELECT count(*), coalesce(sum(_h::HUGEINT), 0) FROM _rp_new").fetchone()
+            if newest is None:
+                rows, total = con.execute("SELECT count(*), coalesce(sum(_h::HUGEINT), 0) FROM _rp_new").fetchone()
+                printed = f"{rows}:{total}"
+            else:
+                report["examined"] = int(con.execute("SELECT count(*) FROM _rp_new").fetchone()[0])
+                rows, printed = fingerprint(con, source, params, columns=columns)
             if held_rows - removed + added != rows:  # rows repeated in the source or the file: never patched
                 raise _Rewrite(f"{held_rows} - {removed} + {added} rows are not the source's {rows}")
-            if not removed and not added:
+            if not removed and not added and newest is None:
                 raise _Unchanged
             if removed:
                 con.execute(f"DELETE FROM {alias}.{name} WHERE rowid IN (SELECT _r FROM _rp_diff WHERE _r IS NOT NULL)")
             if added:  # the source's rows again, only those of the added hashes kept (a small build side)
                 con.execute(f"INSERT INTO {alias}.{name} SELECT {', '.join(columns)} FROM "
-                            f"(SELECT *, {hashed} FROM ({source})) n SEMI JOIN "
+                            f"(SELECT *, {hashed} FROM {new_rows}) n SEMI JOIN "
                             f"(SELECT _h, _g FROM _rp_diff WHERE _r IS NULL) a "
-                            f"ON n._h = a._h AND n._g = a._g ORDER BY {part.order_by}", params)
+                            f"ON n._h = a._h AND n._g = a._g ORDER BY {part.order_by}", scoped)
         finally:
-            for temp in ("_rp_old", "_rp_new", "_rp_diff"):
+            for temp in ("_rp_old", "_rp_new", "_rp_diff", "_rp_keys"):
                 con.execute(f"DROP TABLE IF EXISTS {temp}")
-        n, printed = fingerprint(con, f"SELECT * FROM {alias}.{name}", columns=columns)
-        if printed != f"{rows}:{total}":  # e.g. rows repeated in the source or the file: never served patched
+        n, patched = fingerprint(con, f"SELECT * FROM {alias}.{name}", columns=columns)
+        if patched != printed:  # e.g. rows repeated in the source or the file, or a row changed without a newer
+            # stamp: never served patched
             raise _Rewrite(f"the patched file's {n} rows do not hash as the source's {rows} rows")
+        if not removed and not added:  # the scoped diff found nothing, and the check shows the file holds them
+            raise _Unchanged
         _meta(con, alias, name, cut, int(rows), int(appended) + added)
         return int(rows), removed, added
 
     rows, removed, added = write_file(settings, con, hid, fill, start_from=history_path(settings, before.id))
-    log.info("recent %s: %d %s rows anchored at/after %s, patched from %s (%d removed, %d added)", hid, rows, name,
-             cut.isoformat(), before.id, removed, added)
-    return RecentFile(hid, cut, rows), {"made": "patched", "removed": removed, "added": added}
+    log.info("recent %s: %d %s rows anchored at/after %s, patched from %s (%d removed, %d added%s)", hid, rows, name,
+             cut.isoformat(), before.id, removed, added,
+             f", {report['examined']} source rows examined" if "examined" in report else "")
+    return RecentFile(hid, cut, rows), {"made": "patched", "removed": removed, "added": added, **report}

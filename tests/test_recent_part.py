@@ -5,7 +5,7 @@ sorted once patches would make up too much of it; every snapshot answers what th
 from __future__ import annotations
 
 import tempfile
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -56,8 +56,10 @@ def test_a_publish_reuses_then_patches_the_recent_files(settings: Settings) -> N
     changed, removed = _change_recent_insights(settings, datetime.fromisoformat(first["warm_cut"]))
     after = publish(settings, AS_OF).history
     # the changed row's old version and the removed row out, the changed row's new version in
+    # every row of the sample lake has the same stamp: the diff examines every recent source row
     assert after["recent_made"] == {**dict.fromkeys(insights_history.PARTS, REUSED),
-                                    "segment_insights": {"made": "patched", "removed": 2, "added": 1}}
+                                    "segment_insights": {"made": "patched", "removed": 2, "added": 1,
+                                                         "examined": after["recent_rows"]["segment_insights"]}}
     assert after["recent_rows"]["segment_insights"] == first["recent_rows"]["segment_insights"] - 1
     assert after["recent_ids"]["segment_insights"] != first["recent_ids"]["segment_insights"]
     snap = api.open_current(settings)
@@ -74,7 +76,8 @@ def test_a_recent_file_mostly_patched_is_written_again_sorted(settings: Settings
     monkeypatch.setattr(recent_part, "REWRITE_SHARE", 0.0)  # any appended row is too many
     _change_recent_insights(settings, datetime.fromisoformat(first["warm_cut"]))
     patched = publish(settings, AS_OF).history
-    assert patched["recent_made"]["segment_insights"] == {"made": "patched", "removed": 2, "added": 1}
+    assert patched["recent_made"]["segment_insights"] == {
+        "made": "patched", "removed": 2, "added": 1, "examined": patched["recent_rows"]["segment_insights"]}
     after = publish(settings, AS_OF).history
     assert after["recent_made"]["segment_insights"] == {"made": "written"}
     _assert_serves_gold(settings, api.open_current(settings))
@@ -93,6 +96,54 @@ def test_a_source_with_repeated_rows_is_never_patched(settings: Settings) -> Non
     assert after["recent_made"]["story_insights"] == {"made": "written"}
     assert after["recent_rows"]["story_insights"] == first["recent_rows"]["story_insights"] + 1
     _assert_serves_gold(settings, api.open_current(settings))
+
+
+def _restamp(settings: Settings, stamps: dict[int, datetime], default: datetime | None = None,
+             bumped: int | None = None, dropped: int | None = None) -> None:
+    """Rewrite gold.segment_insights with each row's as_of `stamps[segment_id]` (else `default`, else as it was),
+    the row `bumped`'s reach + 1 and the row `dropped` left out."""
+    path = str(settings.table_path("gold", "segment_insights"))
+    t = DeltaTable(path).to_pyarrow_table()
+    rows = []
+    for row in t.to_pylist():
+        if row["segment_id"] == dropped:
+            continue
+        row["as_of"] = stamps.get(row["segment_id"], default or row["as_of"])
+        row["reach"] += row["segment_id"] == bumped
+        rows.append(row)
+    write_deltalake(path, pa.Table.from_pylist(rows, t.schema), mode="overwrite")
+
+
+def test_a_stamped_table_s_patch_examines_the_rows_stamped_since_the_file(settings: Settings) -> None:
+    """gold.segment_insights' patch compares only the source rows stamped at/after the newest stamp the file holds
+    (and the file's rows of their keys or of keys gone from the source); a row changed without a newer stamp is
+    caught by the patched file's check, and the file is written again from the source."""
+    first = sample_lake.build(settings).history
+    t = DeltaTable(str(settings.table_path("gold", "segment_insights"))).to_pyarrow_table()
+    x, y, z = _recent(t, "story_start", datetime.fromisoformat(first["warm_cut"]))["segment_id"].to_pylist()[:3]
+    old, older, new = AS_OF - timedelta(hours=2), AS_OF - timedelta(hours=3), AS_OF - timedelta(hours=1)
+
+    # every row's stamp changed to older ones, none to one at/after the file's newest (AS_OF): the scoped diff finds
+    # nothing, the check does, and the file is written again
+    _restamp(settings, {x: old}, default=older)
+    restamped = publish(settings, AS_OF).history
+    assert restamped["recent_made"]["segment_insights"] == {"made": "written"}
+    _assert_serves_gold(settings, api.open_current(settings))
+
+    # y changed by a run as of `new`, z gone: x (stamped as the file's newest row) and y are examined
+    _restamp(settings, {y: new}, bumped=y, dropped=z)
+    after = publish(settings, AS_OF).history
+    assert after["recent_made"]["segment_insights"] == {"made": "patched", "removed": 2, "added": 1, "examined": 2}
+    snap = api.open_current(settings)
+    _assert_serves_gold(settings, snap)
+    assert snap.db().execute("SELECT segment_id, as_of FROM segment_insights WHERE segment_id IN ($x, $y, $z) "
+                             "ORDER BY segment_id", {"x": x, "y": y, "z": z}).fetchall() == sorted(
+        [(x, old), (y, new)])
+
+    # nothing changed since: y alone is examined, and the file is reused
+    again = publish(settings, AS_OF).history
+    assert again["recent_made"]["segment_insights"] == REUSED
+    assert again["recent_ids"]["segment_insights"] == after["recent_ids"]["segment_insights"]
 
 
 EDITS = st.lists(st.tuples(st.sampled_from(["bump", "drop", "copy"]), st.integers(0, 20)), min_size=1, max_size=4)
