@@ -266,6 +266,11 @@ def recent_sql(part: Part, view: str) -> str:
     return _rows_sql(part, view, f"{part.anchor} >= $cut OR {part.anchor} IS NULL")
 
 
+def recent_params(part: Part, cut: datetime) -> dict[str, Any]:
+    """recent_sql's parameters for the recent part from `cut` (a day for a day-anchored part)."""
+    return {"cut": _bound(part, cut)}
+
+
 def columns_of(part: Part, source_columns: list[str]) -> list[str]:
     """The serving table's columns (its fingerprint's)."""
     return list(part.columns) if part.columns else list(source_columns)

@@ -42,10 +42,10 @@ from serving.insights_history import (
     Part,
     Prior,
     RecentFile,
-    _bound,
     fingerprint,
     history_path,
     new_file_id,
+    recent_params,
     recent_sql,
     write_file,
 )
@@ -113,7 +113,7 @@ def _written(settings: Settings, con: duckdb.DuckDBPyConnection, name: str, part
 
     def fill(alias: str) -> int:
         con.execute(f"CREATE TABLE {alias}.{name} AS {recent_sql(part, view)} ORDER BY {part.order_by}",
-                    {"cut": _bound(part, cut)})
+                    recent_params(part, cut))
         rows = int(con.execute(f"SELECT count(*) FROM {alias}.{name}").fetchone()[0])
         _meta(con, alias, name, cut, rows, 0)
         return rows
@@ -139,7 +139,7 @@ def _patched(settings: Settings, con: duckdb.DuckDBPyConnection, name: str, part
     previous file holds them already, _Rewrite when the file should be written again."""
     hid = new_file_id(f"{name}-recent-")
     source = recent_sql(part, view)
-    params = {"cut": _bound(part, cut)}
+    params = recent_params(part, cut)
     hashed = _hashes(columns)
     on = "o._h = n._h AND o._g = n._g"
     key = _scope(part, columns)

@@ -119,8 +119,9 @@ def good_version(settings: Settings, name: str) -> int | None:
 
 class Kept(NamedTuple):
     """What a keyed job writes back beside its recomputed rows (keep, scope): `rows`, the slice's rows of the keys it
-    does not recompute, as the last good run left them; `previous`, that run's whole slice, which with_kept compares
-    the recomputed rows with; `name`, the gold table's."""
+    does not recompute, as the last good run left them; `previous`, that run's rows of the keys it recomputes, which
+    with_kept compares the recomputed rows with (a recomputed row without its previous row there, e.g. a segment
+    whose previous row named an untouched story, takes the run's as_of); `name`, the gold table's."""
 
     rows: DataFrame
     previous: DataFrame
@@ -140,7 +141,10 @@ def keep(spark: SparkSession, settings: Settings, name: str, within: Column, key
         return None, None
     key = KEY_COLUMNS[column]
     previous = spark_io.read_version(spark, settings, "gold", name, version).filter(within)
-    return Kept(without(previous, keys, F.col(column) == F.col(key), [key]), previous, name), keys
+    # the stamping compares the recomputed rows with the previous rows of the touched keys only: hashing the whole
+    # slice (2.7M segment insights at 10M views a day, ~17% of them touched) cost most of the comparison
+    return Kept(without(previous, keys, F.col(column) == F.col(key), [key]), of_keys(previous, keys, column),
+                name), keys
 
 
 def of_keys(rows: DataFrame, keys: DataFrame | None, column: str) -> DataFrame:
@@ -176,7 +180,8 @@ def scope(spark: SparkSession, settings: Settings, name: str, horizon: Horizon, 
 
 def with_kept(df: DataFrame, kept: Kept | None) -> DataFrame:
     """The recomputed rows `df` and the kept rows (scope, keep), in the table's columns; in a table with an as_of
-    column, each recomputed row equal to its row in the last good slice keeps that row's as_of (stamped)."""
+    column, each recomputed row equal to its row in the last good slice (Kept.previous) keeps that row's as_of
+    (stamped)."""
     if kept is None:
         return df
     contract = contracts.get(f"gold.{kept.name}")
