@@ -33,16 +33,16 @@ def _recent(t: pa.Table, anchor: str, cut: datetime) -> pa.Table:
 
 
 def _change_recent_insights(settings: Settings, cut: datetime) -> tuple[int, int]:
-    """Rewrite gold.segment_insights with one recent row's reach + 1 and another recent row removed; their ids."""
+    """Rewrite gold.segment_insights as a run would: one recent row's reach + 1 (stamped a second after the newest
+    as_of), another recent row removed; their ids."""
     path = str(settings.table_path("gold", "segment_insights"))
     t = DeltaTable(path).to_pyarrow_table()
     recent = _recent(t, "story_start", cut)
     changed, removed = recent["segment_id"][0].as_py(), recent["segment_id"][1].as_py()
-    t = t.filter(pc.not_equal(t["segment_id"], removed))
-    reach = [r + 1 if s == changed else r for s, r in zip(t["segment_id"].to_pylist(), t["reach"].to_pylist(),
-                                                           strict=True)]
-    t = t.set_column(t.schema.get_field_index("reach"), t.schema.field("reach"), pa.array(reach, pa.int64()))
-    write_deltalake(path, t, mode="overwrite")
+    stamp = pc.max(t["as_of"]).as_py() + timedelta(seconds=1)
+    rows = [{**row, "reach": row["reach"] + 1, "as_of": stamp} if row["segment_id"] == changed else row
+            for row in t.to_pylist() if row["segment_id"] != removed]
+    write_deltalake(path, pa.Table.from_pylist(rows, t.schema), mode="overwrite")
     return changed, removed
 
 
@@ -56,10 +56,9 @@ def test_a_publish_reuses_then_patches_the_recent_files(settings: Settings) -> N
     changed, removed = _change_recent_insights(settings, datetime.fromisoformat(first["warm_cut"]))
     after = publish(settings, AS_OF).history
     # the changed row's old version and the removed row out, the changed row's new version in
-    # every row of the sample lake has the same stamp: the diff examines every recent source row
+    # the changed row is the one source row stamped after the file's rows
     assert after["recent_made"] == {**dict.fromkeys(insights_history.PARTS, REUSED),
-                                    "segment_insights": {"made": "patched", "removed": 2, "added": 1,
-                                                         "examined": after["recent_rows"]["segment_insights"]}}
+                                    "segment_insights": {"made": "patched", "removed": 2, "added": 1, "examined": 1}}
     assert after["recent_rows"]["segment_insights"] == first["recent_rows"]["segment_insights"] - 1
     assert after["recent_ids"]["segment_insights"] != first["recent_ids"]["segment_insights"]
     snap = api.open_current(settings)
@@ -73,11 +72,10 @@ def test_a_recent_file_mostly_patched_is_written_again_sorted(settings: Settings
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """The publish after a patch that appended REWRITE_SHARE of the file's rows writes it again, sorted."""
     first = sample_lake.build(settings).history
-    monkeypatch.setattr(recent_part, "REWRITE_SHARE", 0.0)  # any appended row is too many
     _change_recent_insights(settings, datetime.fromisoformat(first["warm_cut"]))
     patched = publish(settings, AS_OF).history
-    assert patched["recent_made"]["segment_insights"] == {
-        "made": "patched", "removed": 2, "added": 1, "examined": patched["recent_rows"]["segment_insights"]}
+    assert patched["recent_made"]["segment_insights"] == {"made": "patched", "removed": 2, "added": 1, "examined": 1}
+    monkeypatch.setattr(recent_part, "REWRITE_SHARE", 0.0)  # any appended row is too many
     after = publish(settings, AS_OF).history
     assert after["recent_made"]["segment_insights"] == {"made": "written"}
     _assert_serves_gold(settings, api.open_current(settings))
@@ -115,7 +113,7 @@ def _restamp(settings: Settings, stamps: dict[int, datetime], default: datetime 
 
 
 def test_a_stamped_table_s_patch_examines_the_rows_stamped_since_the_file(settings: Settings) -> None:
-    """gold.segment_insights' patch compares only the source rows stamped at/after the newest stamp the file holds
+    """gold.segment_insights' patch compares only the source rows stamped after the newest stamp the file holds
     (and the file's rows of their keys or of keys gone from the source); a row changed without a newer stamp is
     caught by the patched file's check, and the file is written again from the source."""
     first = sample_lake.build(settings).history
@@ -130,48 +128,58 @@ def test_a_stamped_table_s_patch_examines_the_rows_stamped_since_the_file(settin
     assert restamped["recent_made"]["segment_insights"] == {"made": "written"}
     _assert_serves_gold(settings, api.open_current(settings))
 
-    # y changed by a run as of `new`, z gone: x (stamped as the file's newest row) and y are examined
+    # y changed by a run as of `new`, z gone: y alone is stamped after the file's newest row (x, `old`)
     _restamp(settings, {y: new}, bumped=y, dropped=z)
     after = publish(settings, AS_OF).history
-    assert after["recent_made"]["segment_insights"] == {"made": "patched", "removed": 2, "added": 1, "examined": 2}
+    assert after["recent_made"]["segment_insights"] == {"made": "patched", "removed": 2, "added": 1, "examined": 1}
     snap = api.open_current(settings)
     _assert_serves_gold(settings, snap)
     assert snap.db().execute("SELECT segment_id, as_of FROM segment_insights WHERE segment_id IN ($x, $y, $z) "
                              "ORDER BY segment_id", {"x": x, "y": y, "z": z}).fetchall() == sorted(
         [(x, old), (y, new)])
 
-    # nothing changed since: y alone is examined, and the file is reused
+    # nothing changed since: no row is stamped after y, and the file is reused
     again = publish(settings, AS_OF).history
     assert again["recent_made"]["segment_insights"] == REUSED
     assert again["recent_ids"]["segment_insights"] == after["recent_ids"]["segment_insights"]
 
+    # every row stamped after the file's rows (a full refresh as of a later instant): written again, not diffed
+    _restamp(settings, {}, default=AS_OF + timedelta(hours=1))
+    refreshed = publish(settings, AS_OF).history
+    assert refreshed["recent_made"]["segment_insights"] == {"made": "written"}
+    _assert_serves_gold(settings, api.open_current(settings))
 
-EDITS = st.lists(st.tuples(st.sampled_from(["bump", "drop", "copy"]), st.integers(0, 20)), min_size=1, max_size=4)
+
+EDITS = st.lists(st.tuples(st.sampled_from(["bump", "quiet bump", "drop", "copy"]), st.integers(0, 20)), min_size=1,
+                 max_size=4)
 
 
 @hsettings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(EDITS, min_size=1, max_size=3))
 def test_every_publish_after_random_edits_serves_the_source(rounds: list[list[tuple[str, int]]]) -> None:
-    """Rounds of edits to gold.segment_insights (a row's reach bumped, a row dropped, a new row copied from one),
-    each followed by a publish: whether a recent file is reused, patched or written, the snapshot serves exactly
-    the source's rows."""
+    """Rounds of edits to gold.segment_insights (a row's reach bumped, a row dropped, a new row copied from one; the
+    bumped and new rows stamped by the round, as a run stamps the rows it changes, except that "quiet" bumps keep
+    their stamp), each followed by a publish: whether a recent file is reused, patched or written, the snapshot
+    serves exactly the source's rows."""
     with tempfile.TemporaryDirectory() as tmp:
         s = Settings(lake=Path(tmp) / "lake", landing=Path(tmp) / "landing")
         sample_lake.build(s)
         path = str(s.table_path("gold", "segment_insights"))
-        for edits in rounds:
+        for n, edits in enumerate(rounds, start=1):
             t = DeltaTable(path).to_pyarrow_table()
             rows = t.to_pylist()
+            stamp = AS_OF + timedelta(minutes=n)
             for op, i in edits:
                 if not rows:
                     break
                 row = rows[i % len(rows)]
-                if op == "bump":
+                if op in ("bump", "quiet bump"):
                     row["reach"] += 1
+                    row["as_of"] = stamp if op == "bump" else row["as_of"]
                 elif op == "drop":
                     rows.remove(row)
                 else:
-                    rows.append({**row, "segment_id": max(r["segment_id"] for r in rows) + 1})
+                    rows.append({**row, "segment_id": max(r["segment_id"] for r in rows) + 1, "as_of": stamp})
             write_deltalake(path, pa.Table.from_pylist(rows, t.schema), mode="overwrite")
             publish(s, AS_OF)
             _assert_serves_gold(s, api.open_current(s))
