@@ -56,9 +56,7 @@ from storylake.settings import Settings
 log = logging.getLogger(__name__)
 REWRITE_SHARE = 0.5  # a file whose rows appended by patches reach this share of its rows is written again, sorted
 META = "recent_meta"  # the file's record: its table, lower bound, rows and rows appended since written sorted
-# the column of a gold row holding the as_of of the run that last changed it (jobs/gold/touched.py stamped, the
-# contracts' as_of descriptions): a run's changed rows are those stamped at/after its as_of
-STAMP = "as_of"
+STAMP = contracts.CHANGED_AT  # a gold row's as_of: the run that last changed it (jobs/gold/touched.py stamped)
 
 
 class _Unchanged(Exception):  # noqa: N818 - a signal, not an error: the previous file holds the rows
@@ -144,9 +142,8 @@ def _patched(settings: Settings, con: duckdb.DuckDBPyConnection, name: str, part
     hashed = _hashes(columns)
     on = "o._h = n._h AND o._g = n._g"
     key = _scope(part, columns)
-    report: dict[str, Any] = {}
 
-    def fill(alias: str) -> tuple[int, int, int]:
+    def fill(alias: str) -> tuple[int, int, int, int | None]:
         held = [r[0] for r in con.execute(
             "SELECT column_name FROM duckdb_columns() WHERE database_name = $db AND table_name = $t "
             "ORDER BY column_index", {"db": alias, "t": name}).fetchall()]
@@ -181,10 +178,11 @@ def _patched(settings: Settings, con: duckdb.DuckDBPyConnection, name: str, part
             removed, added = (int(v) for v in con.execute(
                 "SELECT count(_r), count(*) - count(_r) FROM _rp_diff").fetchone())
             if newest is None:
+                examined = None
                 rows, total = con.execute("SELECT count(*), coalesce(sum(_h::HUGEINT), 0) FROM _rp_new").fetchone()
                 printed = f"{rows}:{total}"
             else:
-                report["examined"] = int(con.execute("SELECT count(*) FROM _rp_new").fetchone()[0])
+                examined = int(con.execute("SELECT count(*) FROM _rp_new").fetchone()[0])
                 rows, printed = fingerprint(con, source, params, columns=columns)
             if held_rows - removed + added != rows:  # rows repeated in the source or the file: never patched
                 raise _Rewrite(f"{held_rows} - {removed} + {added} rows are not the source's {rows}")
@@ -207,10 +205,12 @@ def _patched(settings: Settings, con: duckdb.DuckDBPyConnection, name: str, part
         if not removed and not added:  # the scoped diff found nothing, and the check shows the file holds them
             raise _Unchanged
         _meta(con, alias, name, cut, int(rows), int(appended) + added)
-        return int(rows), removed, added
+        return int(rows), removed, added, examined
 
-    rows, removed, added = write_file(settings, con, hid, fill, start_from=history_path(settings, before.id))
+    rows, removed, added, examined = write_file(settings, con, hid, fill,
+                                                start_from=history_path(settings, before.id))
     log.info("recent %s: %d %s rows anchored at/after %s, patched from %s (%d removed, %d added%s)", hid, rows, name,
              cut.isoformat(), before.id, removed, added,
-             f", {report['examined']} source rows examined" if "examined" in report else "")
-    return RecentFile(hid, cut, rows), {"made": "patched", "removed": removed, "added": added, **report}
+             "" if examined is None else f", {examined} source rows examined")
+    made: dict[str, Any] = {"made": "patched", "removed": removed, "added": added}
+    return RecentFile(hid, cut, rows), made if examined is None else {**made, "examined": examined}

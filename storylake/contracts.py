@@ -25,6 +25,9 @@ SCALAR_TYPES = ("bigint", "int", "double", "string", "boolean", "timestamp", "da
 NESTED_TYPES = ("array", "struct")
 LAYERS = ("landing", "bronze", "silver", "gold", "ops")
 CLASSIFICATIONS = ("public", "internal", "pii", "sensitive")
+# The column of a gold row holding the as_of of the run that last changed it (the contracts' as_of descriptions):
+# jobs/gold/touched.py stamps it, serving/recent_part.py scopes its patch by it.
+CHANGED_AT = "as_of"
 # Columns every bronze table adds to its landing event's columns.
 BRONZE_METADATA = (
     ("_source_file", "string", "Landing file the line came from (relative to the landing root)."),

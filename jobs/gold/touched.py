@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 STORY = "_touched_story"
 AUTHOR = "_touched_author"
 SEGMENT = "_touched_segment"
-STAMP = "as_of"  # the column stamped holds: the as_of of the run that last changed the row
+STAMP = contracts.CHANGED_AT  # the column stamped holds: the as_of of the run that last changed the row
 # a gold row's key column -> the column of the Touched frame holding the touched keys of that kind
 KEY_COLUMNS = {"story_id": STORY, "author_id": AUTHOR, "segment_id": SEGMENT}
 
