@@ -182,9 +182,10 @@ def full(as_of: datetime, upto_batch: str | None = None) -> Horizon:
     return Horizon(as_of=utc(as_of), upto_batch=upto_batch)
 
 
-def to_increment(h: Horizon, run_id: str) -> increments.Increment:
+def to_increment(h: Horizon, run_id: str, silver_versions: str | None = None) -> increments.Increment:
     return increments.Increment(run_id=run_id, as_of=h.as_of, horizon=h.lo, gold_horizon=h.gold_lo,
-                                upto_batch=h.upto_batch, new_rows=h.new_rows, event_horizon=h.event_lo)
+                                upto_batch=h.upto_batch, new_rows=h.new_rows, event_horizon=h.event_lo,
+                                silver_versions=silver_versions)
 
 
 def from_increment(inc: increments.Increment) -> Horizon:

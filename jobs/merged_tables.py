@@ -1,5 +1,5 @@
-"""Spark reads of tables stored merge-on-read (storylake.merge_on_read: the rule, and its DuckDB and Arrow forms) and
-of tables stored as growing rows (storylake.latest_rows)."""
+"""Spark reads of tables stored merge-on-read (storylake.merge_on_read: the rule, and its DuckDB and Arrow forms), of
+tables stored as growing rows (storylake.latest_rows) and of tables stored as summed rows (storylake.summed_rows)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from jobs.engine_workarounds import lookup, without
 from storylake.latest_rows import LatestRows
 from storylake.merge_on_read import REMOVED, MergedTable
+from storylake.summed_rows import SummedRows
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -60,3 +61,15 @@ def latest_frame(table: LatestRows, stored: DataFrame) -> DataFrame:
     joined = lookup(stored, top, same_keys(table.key, "_lt_"))
     return joined.filter(F.col("_lt_top").isNull() | (F.col(table.counter) == F.col("_lt_top"))).select(
         *stored.columns)
+
+
+def summed_frame(table: SummedRows, stored: DataFrame) -> DataFrame:
+    """The rows of a table stored as summed rows (storylake.summed_rows: per key, each count summed over its stored
+    rows, each flag the largest; no stamp) from its stored rows, or from any of them that hold every stored row of
+    their keys."""
+    from pyspark.sql import functions as F
+
+    types = dict(stored.dtypes)
+    aggregate = {"sum": F.sum, "max": F.max}
+    columns = [aggregate[how](c).cast(types[c]).alias(c) for c, how in table.aggregates().items()]
+    return stored.groupBy(*table.key).agg(*columns).select(*table.value_columns())

@@ -26,7 +26,7 @@ from jobs.engine_workarounds import (
     replace_slice_with_delta_rs,
 )
 from jobs.spark_schemas import spark_ddl_type, spark_schema
-from storylake import contracts, lake, latest_rows, merge_on_read
+from storylake import contracts, lake, latest_rows, merge_on_read, summed_rows
 from storylake.clock import utc
 from storylake.settings import Settings
 
@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 def read_table(spark: SparkSession, settings: Settings, layer: str, name: str) -> DataFrame:
     """The table as its readers see it: a table stored merge-on-read (storylake.merge_on_read) merged from its base
     and its changes at their current versions (read_merged), one stored as growing rows (storylake.latest_rows)
-    each key's latest row, any other as stored (read_stored)."""
+    each key's latest row, one stored as summed rows (storylake.summed_rows) each key's sums, any other as stored
+    (read_stored)."""
     stored = merge_on_read.merged(f"{layer}.{name}")
     if stored is not None and settings.storage == "delta":
         return read_merged(spark, settings, stored)
@@ -47,6 +48,11 @@ def read_table(spark: SparkSession, settings: Settings, layer: str, name: str) -
         from jobs.merged_tables import latest_frame
 
         return latest_frame(growing, read_stored(spark, settings, layer, name))
+    added_up = summed_rows.summed(f"{layer}.{name}")
+    if added_up is not None:
+        from jobs.merged_tables import summed_frame
+
+        return summed_frame(added_up, read_stored(spark, settings, layer, name))
     return read_stored(spark, settings, layer, name)
 
 

@@ -9,6 +9,7 @@ the next run simply processes the same rows again (write-audit-publish).
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
@@ -32,10 +33,19 @@ class Increment:
     upto_batch: str | None
     new_rows: int | None = None
     event_horizon: datetime | None = None  # day-keyed gold tables from its day (None: the horizon's)
+    # JSON {silver table: version}: the inputs of gold's summed rows as the last good run left them (None: not known)
+    silver_versions: str | None = None
 
     @property
     def full(self) -> bool:
         return self.horizon is None
+
+    def silver_version(self, key: str) -> int | None:
+        """The version of silver table `key` the last good run left, as this run recorded it (None: not known)."""
+        if self.silver_versions is None:
+            return None
+        version = json.loads(self.silver_versions).get(key)
+        return None if version is None else int(version)
 
 
 def _rows(settings: Settings) -> pa.Table | None:
@@ -56,7 +66,7 @@ def _newest(t: pa.Table) -> Increment | None:
 
     return Increment(run_id=row["run_id"], as_of=utc(row["as_of"]), horizon=ts(row["horizon"]),
                      gold_horizon=ts(row["gold_horizon"]), upto_batch=row["upto_batch"], new_rows=row["new_rows"],
-                     event_horizon=ts(row.get("event_horizon")))
+                     event_horizon=ts(row.get("event_horizon")), silver_versions=row.get("silver_versions"))
 
 
 def last(settings: Settings) -> Increment | None:
@@ -92,7 +102,7 @@ def planned(settings: Settings, as_of: datetime) -> Increment | None:
 
 
 def record(settings: Settings, inc: Increment, state: str) -> None:
-    # a lake from before event_horizon gains the column (its older rows read null: the horizon's day)
+    # a lake from before event_horizon or silver_versions gains the column (its older rows read null)
     lake.write_table(settings, TABLE, [{**asdict(inc), "state": state, "recorded_at": datetime.now(UTC)}],
                      mode="append", schema_mode="merge")
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from storylake import contracts, lake, latest_rows
+from storylake import contracts, lake, latest_rows, summed_rows
 from storylake.settings import Settings
 
 REMOVED = "removed"  # the changes table's tombstone flag
@@ -87,11 +87,18 @@ def duckdb_sql(table: MergedTable, base: str, changes: str | None, columns: list
 
 def read_table(settings: Settings, key: str, columns: list[str] | None = None) -> pa.Table | None:
     """Any silver or gold table (contract key) as its readers see it, at its current version(s), in Arrow: a table
-    stored merge-on-read through read_arrow, one stored as growing rows through latest_rows.arrow, any other as
-    stored; None without the table."""
+    stored merge-on-read through read_arrow, one stored as growing rows through latest_rows.arrow, one stored as
+    summed rows through summed_rows.arrow, any other as stored; None without the table."""
     stored = merged(key)
     if stored is not None:
         return read_arrow(settings, stored, columns)
+    added_up = summed_rows.summed(key)
+    if added_up is not None:
+        stored_rows = lake.read_arrow(settings.table_path(*key.split(".")))
+        if stored_rows is None:
+            return None
+        sums = summed_rows.arrow(added_up, stored_rows)
+        return sums if columns is None else sums.select(columns)
     growing = latest_rows.growing(key)
     if growing is None:
         return lake.read_arrow(settings.table_path(*key.split(".")), columns)
@@ -100,6 +107,13 @@ def read_table(settings: Settings, key: str, columns: list[str] | None = None) -
         return None
     latest = latest_rows.arrow(growing, rows)
     return latest if columns is None else latest.select(columns)
+
+
+def readers_key(key: str) -> tuple[str, ...]:
+    """The key readers see one row per of any silver or gold table (contract key): a table stored as growing or summed
+    rows has a longer stored key (its contract's primary key)."""
+    stored: summed_rows.SummedRows | latest_rows.LatestRows | None = summed_rows.summed(key) or latest_rows.growing(key)
+    return stored.key if stored is not None else contracts.get(key).primary_key
 
 
 def read_arrow(settings: Settings, table: MergedTable, columns: list[str] | None = None) -> pa.Table | None:

@@ -8,7 +8,7 @@ from typing import Any
 from jobs.gold import GOLD_TABLES, build_gold
 from jobs.silver import build_silver
 from jobs.spark_io import write_table
-from storylake import contracts, merge_on_read
+from storylake import merge_on_read
 from tests.bronze_builders import T0, H, bronze
 
 AS_OF = T0 + 30 * H
@@ -43,7 +43,7 @@ def _gold(settings) -> dict[str, dict[tuple[Any, ...], dict[str, Any]]]:
         key = f"gold.{name}"
         if key in merge_on_read.CHANGES_TABLES:
             continue
-        pk = contracts.get(key).primary_key
+        pk = merge_on_read.readers_key(key)
         rows = merge_on_read.read_table(settings, key).to_pylist()
         out[name] = {tuple(r[c] for c in pk): r for r in rows}
     return out

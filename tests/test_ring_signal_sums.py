@@ -32,7 +32,7 @@ def at(n: int, hour: int = 0) -> datetime:
 
 def partial(viewer: int, author: int, n: int, views: int = 1, dms: int = 0) -> dict[str, object]:
     row: dict[str, object] = {"viewer_id": viewer, "author_id": author, "day": d(n), **dict.fromkeys(COUNTS, 0)}
-    row.update(story_views=views, completed_views=views, dm_count=dms)
+    row.update(story_views=views, completed_views=views, dm_count=dms, as_of=at(n + 1))  # the run that wrote it
     return row
 
 

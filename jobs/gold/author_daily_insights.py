@@ -10,12 +10,15 @@ from pyspark.sql import functions as F
 from jobs import spark_io
 from jobs.engine_workarounds import lookup
 from jobs.gold import activity
+from jobs.gold.appended import gained_rows, with_stamp
 from jobs.gold.output import write_gold
 from jobs.horizon import Horizon
+from jobs.merged_tables import summed_frame
 from storylake.clock import utc
 from storylake.rules.arrival import sealed_day
 from storylake.rules.lifetimes import SEGMENT_LIFETIME
 from storylake.settings import Settings
+from storylake.summed_rows import AUTHOR_VIEWER_DAYS
 
 NAME = "author_daily_insights"
 KEYS = ["author_id", "day"]
@@ -203,7 +206,8 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, authors: Data
     partials are rebuilt from the views of that day on; the trailing reach reads the partials of the 27 days before
     (not 28 days of views), the other counts the silver rows from that day. With `authors` (jobs.gold.touched) only
     the touched authors' rows of both tables are recomputed, the other authors' kept as the last good run left
-    them."""
+    them. The partials are stored as summed rows (storylake.summed_rows): a run whose silver views only gained rows
+    appends the per-viewer sums of its new views (jobs.gold.appended) instead of rewriting its days."""
     from jobs.gold import touched as touch
 
     silver = {
@@ -212,11 +216,11 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, authors: Data
     }
     as_of = horizon.as_of
     if horizon.lo is None:
-        rows = write_gold(author_viewer_days(silver["view_events"], as_of), settings, PARTIAL)
-        partials = spark_io.read_table(spark, settings, "gold", PARTIAL)
-        rows |= advance_latest(spark, settings, horizon, partials)[0]
-        rows |= write_gold(from_viewer_days(silver["segments"], partials, silver["navigation"],
-                                            silver["engagements"], as_of), settings, NAME)
+        rows = write_gold(with_stamp(author_viewer_days(silver["view_events"], as_of), AUTHOR_VIEWER_DAYS, horizon),
+                          settings, PARTIAL)
+        rows |= advance_latest(spark, settings, horizon, spark_io.read_stored(spark, settings, "gold", PARTIAL))[0]
+        rows |= write_gold(from_viewer_days(silver["segments"], spark_io.read_table(spark, settings, "gold", PARTIAL),
+                                            silver["navigation"], silver["engagements"], as_of), settings, NAME)
         return rows
     first_day = horizon.first_day
     assert first_day is not None
@@ -225,14 +229,22 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, authors: Data
     day_slice = f"day >= DATE '{first_day.isoformat()}'"
     created_since = F.lit(since - SEGMENT_LIFETIME).cast("timestamp")
     rows: dict[str, int] = {}
-    if not touch.unchanged(settings, PARTIAL, authors):
+    gained = gained_rows(spark, settings, horizon, AUTHOR_VIEWER_DAYS)
+    if gained is not None:  # the views the run added: their per-viewer sums appended
+        added = with_stamp(author_viewer_days(gained["view_events"], as_of), AUTHOR_VIEWER_DAYS, horizon)
+        rows |= {PARTIAL: spark_io.append_table(added, settings, "gold", PARTIAL, inside=day_slice)}
+    elif not touch.unchanged(settings, PARTIAL, authors):
         # without kept rows (mine None) every author's partials are recomputed
         kept, mine = touch.keep(spark, settings, PARTIAL, F.col("day") >= F.lit(first_day), authors, "author_id")
         days = author_viewer_days(touch.of_keys(activity.views_since(silver["view_events"], since), mine,
                                                 "author_id"), as_of)
-        rows |= write_gold(touch.with_kept(days, kept), settings, PARTIAL, day_slice)
+        rows |= write_gold(touch.with_kept(with_stamp(days, AUTHOR_VIEWER_DAYS, horizon), kept), settings, PARTIAL,
+                           day_slice)
     window_start = first_day - timedelta(days=max(TRAILING_DAYS.values()) - 1)
-    partials = spark_io.read_table(spark, settings, "gold", PARTIAL)
+    # the stored rows: the sealed days' state and the trailing reach take each pair's latest day, which a key's
+    # several stored rows do not change; the day rows below are summed per key (summed_frame), after the cut to the
+    # touched authors
+    partials = spark_io.read_stored(spark, settings, "gold", PARTIAL)
     written, seal = advance_latest(spark, settings, horizon, partials)
     rows |= written
     if touch.unchanged(settings, NAME, authors):
@@ -246,8 +258,8 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, authors: Data
     df = from_viewer_days(
         # a story engagement from that day on is on a segment live then (created at most 24 h before)
         touch.of_keys(silver["segments"].filter(F.col("created_at") >= created_since), mine, "author_id"),
-        touch.of_keys(partials.filter(F.col("day") >= F.lit(first_day if reach_days is not None
-                                                            else window_start)), mine, "author_id"),
+        summed_frame(AUTHOR_VIEWER_DAYS, touch.of_keys(partials.filter(
+            F.col("day") >= F.lit(first_day if reach_days is not None else window_start)), mine, "author_id")),
         touch.of_keys(silver["navigation"].filter(F.col("at") >= start), mine, "author_id"),
         silver["engagements"].filter(F.col("at") >= start),  # attributed through the (touched authors') segments
         as_of, since_day=first_day, reach_days=reach_days,

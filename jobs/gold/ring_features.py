@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 from jobs import spark_io
 from jobs.engine_workarounds import any_true, lookup
 from jobs.gold import activity
+from jobs.gold.appended import gained_rows, with_stamp
 from jobs.gold.output import write_gold
 from jobs.horizon import Horizon
 from jobs.merged_tables import merged_frame
@@ -38,6 +39,7 @@ from storylake.rules.audience import holds_at_sql, relation_flag
 from storylake.rules.lifetimes import interval_sql
 from storylake.rules.views import FULL_COMPLETION
 from storylake.settings import Settings
+from storylake.summed_rows import RING_SIGNAL_DAYS
 
 log = logging.getLogger(__name__)
 NAME = "ring_features"
@@ -297,10 +299,12 @@ def advance_sums(spark: SparkSession, settings: Settings, horizon: Horizon, part
 def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, int]:
     """gold.ring_signal_days of the days from the run's first day on (Horizon.first_day: every view or engagement a
     run changes happens at or after its event horizon; every day on a full refresh, and at least the window's whole
-    days on one within retention, whose horizon starts later), then gold.ring_features as of the run's as_of, stored
-    merge-on-read (storylake.merge_on_read): an incremental run recomputes only the pairs whose features can differ
-    from the last good run's (changed_pairs) and rewrites the changes table; the base is rewritten whole on a full
-    refresh, without a usable last good state, or when the changes outgrow it (REBASE_SHARE, REBASE_AGE)."""
+    days on one within retention, whose horizon starts later), stored as summed rows (storylake.summed_rows): the
+    counts of the silver rows the run added appended when that is all it changed (jobs.gold.appended), else the
+    days rewritten; then gold.ring_features as of the run's as_of, stored merge-on-read (storylake.merge_on_read):
+    an incremental run recomputes only the pairs whose features can differ from the last good run's
+    (changed_pairs) and rewrites the changes table; the base is rewritten whole on a full refresh, without a usable
+    last good state, or when the changes outgrow it (REBASE_SHARE, REBASE_AGE)."""
     silver = {
         name: spark_io.read_table(spark, settings, "silver", name)
         for name in ("engagements", "view_events", "relationships")
@@ -309,19 +313,40 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, 
     start, midnight, _ = window_days(as_of)
     state = _last_good_state(settings, horizon)  # read before the partials are overwritten
     first_day = horizon.first_day
-    if horizon.lo is None:
-        rows = write_gold(signal_days(silver["engagements"], silver["view_events"], as_of), settings, PARTIAL)
-    else:
-        assert first_day is not None
-        if horizon.refresh:  # within retention: the window's whole days too (an upgrade that added the table). The gold
-            # gate validates the partials from first_day on, ring_features (which reads them all) whole
-            first_day = min(first_day, midnight.date())
-        since = datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)
-        rows = write_gold(signal_days(*_from(silver, since), as_of), settings, PARTIAL,
-                          f"day >= DATE '{first_day.isoformat()}'")
-    partials = spark_io.read_table(spark, settings, "gold", PARTIAL)
-    written, (_, before_day) = advance_sums(spark, settings, horizon, partials)
-    rows |= written
+    added: DataFrame | None = None  # the partial rows the run appended
+    with spark_io.scratch(settings) as materialize:
+        if horizon.lo is None:
+            rows = write_gold(with_stamp(signal_days(silver["engagements"], silver["view_events"], as_of),
+                                      RING_SIGNAL_DAYS, horizon), settings, PARTIAL)
+        else:
+            assert first_day is not None
+            if horizon.refresh:  # within retention: the window's whole days too (an upgrade that added the table).
+                # The gold gate validates the partials from first_day on, ring_features (which reads them all) whole
+                first_day = min(first_day, midnight.date())
+            day_slice = f"day >= DATE '{first_day.isoformat()}'"
+            gained = gained_rows(spark, settings, horizon, RING_SIGNAL_DAYS)
+            if gained is not None:  # the counts of the silver rows the run added, appended
+                added = materialize(with_stamp(signal_days(gained["engagements"], gained["view_events"], as_of),
+                                            RING_SIGNAL_DAYS, horizon), "appended_partials")
+                rows = {PARTIAL: spark_io.append_table(added, settings, "gold", PARTIAL, inside=day_slice)}
+            else:
+                since = datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)
+                rows = write_gold(with_stamp(signal_days(*_from(silver, since), as_of), RING_SIGNAL_DAYS, horizon),
+                                  settings, PARTIAL, day_slice)
+        # stored rows: every reader below sums them (per pair, or per pair and day)
+        partials = spark_io.read_stored(spark, settings, "gold", PARTIAL)
+        return rows | _features(spark, settings, horizon, state, silver, partials, added, materialize)
+
+
+def _features(spark: SparkSession, settings: Settings, horizon: Horizon, state: LastGood | None,
+              silver: dict[str, DataFrame], partials: DataFrame, added: DataFrame | None,
+              materialize: spark_io.Materialize) -> dict[str, int]:
+    """gold.ring_signal_sums and gold.ring_features (merge-on-read) from the run's partials (`partials`: the stored
+    rows; `added`: the rows the run appended, None when it rewrote its days)."""
+    as_of = utc(horizon.as_of)
+    start, midnight, _ = window_days(as_of)
+    first_day = horizon.first_day
+    rows, (_, before_day) = advance_sums(spark, settings, horizon, partials)
     # the window's whole days: the sums of those before the sealed day, then the partials from it on
     counts = ["viewer_id", "author_id", *PARTIAL_COLUMNS.values()]
     whole_days = spark_io.read_table(spark, settings, "gold", SUMS).select(*counts).unionByName(
@@ -331,24 +356,24 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, 
         log.info("ring_features: base rewritten whole (no last good state to change)")
         features = ring_features(engagements, views, silver["relationships"], as_of, whole_days=whole_days)
         return rows | write_gold(features, settings, NAME) | write_gold(_no_changes(spark, as_of), settings, CHANGES)
-    with spark_io.scratch(settings) as materialize:
-        pairs = materialize(changed_pairs(spark, settings, horizon, state, silver, partials, first_day), "pairs")
-        k = pairs.select(F.col("viewer_id").alias("_cv"), F.col("author_id").alias("_ca"))
+    partial = None if added is None else added.select("viewer_id", "author_id")
+    pairs = materialize(changed_pairs(spark, settings, horizon, state, silver, partials, first_day, partial), "pairs")
+    k = pairs.select(F.col("viewer_id").alias("_cv"), F.col("author_id").alias("_ca"))
 
-        def of_pairs(df: DataFrame, viewer: str, author: str) -> DataFrame:
-            hit = (F.col(viewer) == F.col("_cv")) & (F.col(author) == F.col("_ca"))
-            return lookup(df, k, hit, "inner").select(*df.columns)
+    def of_pairs(df: DataFrame, viewer: str, author: str) -> DataFrame:
+        hit = (F.col(viewer) == F.col("_cv")) & (F.col(author) == F.col("_ca"))
+        return lookup(df, k, hit, "inner").select(*df.columns)
 
-        rel = silver["relationships"]
-        # either direction: relation_edges orients each relation (the result is cut to the pairs below)
-        rel_users = k.select(F.col("_cv").alias("_u"), F.col("_ca").alias("_o")).unionByName(
-            k.select(F.col("_ca").alias("_u"), F.col("_cv").alias("_o"))).distinct()
-        related = lookup(rel, rel_users, (F.col("user_id") == F.col("_u")) & (F.col("other_user_id") == F.col("_o")),
-                         "inner").select(*rel.columns)
-        recomputed = ring_features(
-            of_pairs(engagements, "actor_id", "target_user_id"), of_pairs(views, "viewer_id", "author_id"), related,
-            as_of, whole_days=of_pairs(whole_days, "viewer_id", "author_id"))
-        written = write_gold(_changes(spark, settings, state, pairs, recomputed, as_of), settings, CHANGES)
+    rel = silver["relationships"]
+    # either direction: relation_edges orients each relation (the result is cut to the pairs below)
+    rel_users = k.select(F.col("_cv").alias("_u"), F.col("_ca").alias("_o")).unionByName(
+        k.select(F.col("_ca").alias("_u"), F.col("_cv").alias("_o"))).distinct()
+    related = lookup(rel, rel_users, (F.col("user_id") == F.col("_u")) & (F.col("other_user_id") == F.col("_o")),
+                     "inner").select(*rel.columns)
+    recomputed = ring_features(
+        of_pairs(engagements, "actor_id", "target_user_id"), of_pairs(views, "viewer_id", "author_id"), related,
+        as_of, whole_days=of_pairs(whole_days, "viewer_id", "author_id"))
+    written = write_gold(_changes(spark, settings, state, pairs, recomputed, as_of), settings, CHANGES)
     n = written[CHANGES]
     log.info("ring_features: %d changes rows over a base of %d rows (the last good run as of %s)",
              n, state.base_rows, state.as_of.isoformat())
@@ -409,11 +434,13 @@ def _last_good_state(settings: Settings, horizon: Horizon) -> LastGood | None:
 
 
 def changed_pairs(spark: SparkSession, settings: Settings, horizon: Horizon, state: LastGood,
-                  silver: dict[str, DataFrame], partials: DataFrame, first_day: date) -> DataFrame:
+                  silver: dict[str, DataFrame], partials: DataFrame, first_day: date,
+                  partial: DataFrame | None = None) -> DataFrame:
     """(viewer_id, author_id) of every pair whose features as of the run's as_of T can differ from those as of the last
     good run's T0 (a superset is harmless: a pair recomputed unchanged is written unchanged):
-      - a partial (gold.ring_signal_days) of the pair changed: the run rewrote the days from first_day on, and the rows
-        that differ from the last good version's are the pair's new or re-decided signals;
+      - a partial (gold.ring_signal_days) of the pair changed: the pairs of the rows the run appended (`partial`), or,
+        when it rewrote the days from first_day on, those of the stored rows that differ from the last good
+        version's (the pair's new or re-decided signals);
       - a signal of the pair left the window: at [T0 - 30 d, T - 30 d);
       - a follow or close-friend interval of the two users starts or ends in [T0, T] (the flags are evaluated just
         before T), or the run's new relationship events name them (a late event changes older intervals);
@@ -423,12 +450,13 @@ def changed_pairs(spark: SparkSession, settings: Settings, horizon: Horizon, sta
     as_of = utc(horizon.as_of)
     pair = ["viewer_id", "author_id"]
     columns = [*pair, "day", *PARTIAL_COLUMNS.values()]
-    day = F.col("day") >= F.lit(first_day)
-    now = partials.filter(day).select(*columns).withColumn("_n", F.lit(1))
-    before = spark_io.read_version(spark, settings, "gold", PARTIAL, state.partials_version).filter(day).select(
-        *columns).withColumn("_n", F.lit(-1))
-    partial = now.unionByName(before).groupBy(*columns).agg(F.sum("_n").alias("_n")).filter(
-        F.col("_n") != 0).select(*pair)
+    if partial is None:
+        day = F.col("day") >= F.lit(first_day)
+        now = partials.filter(day).select(*columns).withColumn("_n", F.lit(1))
+        before = spark_io.read_version(spark, settings, "gold", PARTIAL, state.partials_version).filter(day).select(
+            *columns).withColumn("_n", F.lit(-1))
+        partial = now.unionByName(before).groupBy(*columns).agg(F.sum("_n").alias("_n")).filter(
+            F.col("_n") != 0).select(*pair)
     engagements, views = _from(silver, state.as_of - timedelta(days=WINDOW_DAYS),
                                as_of - timedelta(days=WINDOW_DAYS))
     left = _signals(engagements, views).select(F.col("s_viewer").alias("viewer_id"),

@@ -30,7 +30,7 @@ from jobs import spark_io
 from jobs.engine_workarounds import lookup, without
 from jobs.horizon import INTERACTIONS, Horizon, new_bronze
 from jobs.silver.touched import changed_segments
-from storylake import audit, contracts, increments, lake
+from storylake import audit, contracts, increments, lake, summed_rows
 from storylake.settings import Settings
 
 if TYPE_CHECKING:
@@ -186,7 +186,8 @@ def with_kept(df: DataFrame, kept: Kept | None) -> DataFrame:
         return df
     contract = contracts.get(f"gold.{kept.name}")
     columns = list(contract.column_names)
-    if STAMP in columns:
+    # a summed table's rows carry the run that wrote them (storylake.summed_rows), not the one that last changed them
+    if STAMP in columns and summed_rows.summed(f"gold.{kept.name}") is None:
         df = stamped(df, kept.previous, contract.primary_key, columns)
     return kept.rows.select(*columns).unionByName(df.select(*columns))
 

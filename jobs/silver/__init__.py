@@ -10,6 +10,7 @@ full refresh writes.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime
 from types import ModuleType
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from jobs import spark_io
 from jobs.lanes import job_name, module_jobs, run_jobs, timed
+from storylake import increments, summed_rows
 from storylake.settings import Settings
 from storylake.writer_lock import holding_writer_lock
 
@@ -48,7 +50,7 @@ def build_silver(
         touched,
         view_events,
     )
-    from storylake import increments, lake
+    from storylake import lake
     from storylake.clock import utc
 
     as_of = utc(as_of)
@@ -60,6 +62,7 @@ def build_silver(
         full_refresh = True
     previous = _segments_version_of_last_run(settings)
     viewers_good = segment_viewers.good_versions(settings)  # before view_events writes
+    summed_from = _summed_inputs(settings)  # before any of them writes
     workers = settings.job_lanes
     # a job whose slice is empty writes nothing, so it is skipped; unless a run planned for a later as_of since the
     # last good one may have written rows anchored after this as_of (rewriting the empty slice removes them), or the
@@ -105,8 +108,8 @@ def build_silver(
         with timed("plan", counts, log):
             horizon = horizons.plan(spark, settings, as_of, full_refresh=full_refresh,
                                     previous_segments_version=previous)
-            increments.record(settings, horizons.to_increment(horizon, run_id or f"silver@{as_of.isoformat()}"),
-                              increments.PLANNED)
+            increments.record(settings, horizons.to_increment(horizon, run_id or f"silver@{as_of.isoformat()}",
+                                                              summed_from), increments.PLANNED)
 
         def skipped(name: str) -> bool:
             return skip_empty and horizon.for_job(name).slice_is_empty
@@ -136,6 +139,21 @@ def build_silver(
     if full_refresh:  # rows a shorter retention than their inputs' had removed stay removed
         reapply(settings, "silver")
     return counts
+
+
+def _summed_inputs(settings: Settings) -> str | None:
+    """The versions of the silver tables gold's summed rows add up (storylake.summed_rows.INPUTS) as the last good run
+    left them, as JSON for the run's plan: gold appends the counts of the rows they gained since (jobs/gold/
+    ring_features.py). Read before any of them is written; None when a run since the last good one did not finish
+    (its writes may be in them) or one of them has no version yet."""
+    from storylake import audit
+
+    if increments.unfinished(settings) is not None:
+        return None
+    versions = {key: audit.last_good_version(settings, key) for key in summed_rows.INPUTS}
+    if any(v is None for v in versions.values()):
+        return None
+    return json.dumps(versions, sort_keys=True)
 
 
 def _segments_version_of_last_run(settings: Settings) -> int | None:
