@@ -1,6 +1,6 @@
-"""An incremental run appends the new rows of silver.view_events and silver.navigation when no re-decided row
-changed (jobs.silver.touched.write_rows), and rewrites the slice when one did; the lake equals one full run either
-way."""
+"""An incremental run appends the new rows of silver.view_events, silver.navigation and silver.engagements when no
+re-decided row changed (jobs.silver.touched.write_rows), and rewrites the slice when one did; the lake equals one
+full run either way."""
 
 from __future__ import annotations
 
@@ -35,6 +35,12 @@ def last_commit(path: Path) -> dict[str, int]:
     return out
 
 
+def reply(eid: str, seg: int, actor: int, t: str) -> dict[str, Any]:
+    """A story reply by `actor` to segment `seg` of author 1."""
+    return {"event_id": eid, "event_type": "engagement", "event_time": t, "kind": "reply", "actor_id": actor,
+            "target_user_id": 1, "segment_id": seg}
+
+
 def full_state(spark: Any, s: Settings, tmp_path: Path, as_of: datetime) -> dict[str, list[str]]:
     full = Settings(lake=tmp_path / "full_lake", landing=tmp_path / "full_landing")
     shutil.copytree(s.landing, full.landing)
@@ -44,21 +50,24 @@ def full_state(spark: Any, s: Settings, tmp_path: Path, as_of: datetime) -> dict
 
 @pytest.mark.slow
 def test_new_receipts_and_a_story_refold_are_appended(spark: Any, tmp_path: Path) -> None:
-    """Hour 13 brings new views and gestures and a late creation by author 1 at 09:30, which refolds segment 10
-    into story 9 as its frame 2: no receipt or gesture row names a story, so none changes and both tables take
-    one appended file (and so does silver.segment_viewers); the lake equals one full run."""
+    """Hour 13 brings new views, gestures and story replies and a late creation by author 1 at 09:30, which refolds
+    segment 10 into story 9 as its frame 2: no receipt, gesture or engagement row names a story (the reply to
+    segment 10 from hour 12 is decided again unchanged), so each of the three tables takes one appended file (and so
+    does silver.segment_viewers); the lake equals one full run."""
     s = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
     first_batch(s.landing)
+    write_landing(s.landing, "engagement", [reply("e1", 10, 2, f"{DAY}T10:31:00Z")], dt=DAY, hour="12")
     run(spark, s, AS_OF_1)
     write_landing(s.landing, "segment_created", [created("c9", 9, 1, f"{DAY}T09:30:00Z")], dt=DAY, hour="13")
     write_landing(s.landing, "segment_view", [view("v7", 10, 5, f"{DAY}T12:30:00Z"),
                                               view("v8", 9, 3, f"{DAY}T12:40:00Z")], dt=DAY, hour="13")
     write_landing(s.landing, "navigation", [gesture("n3", 10, 5, f"{DAY}T12:31:00Z")], dt=DAY, hour="13")
+    write_landing(s.landing, "engagement", [reply("e2", 10, 5, f"{DAY}T12:32:00Z")], dt=DAY, hour="13")
     run(spark, s, AS_OF_2)
     segments = {r["segment_id"]: (r["story_id"], r["frame_index"])
                 for r in lake.read_arrow(s.table_path("silver", "segments")).to_pylist()}
     assert segments[9] == (9, 1) and segments[10] == (9, 2)
-    for table, new in (("view_events", {"v7", "v8"}), ("navigation", {"n3"})):
+    for table, new in (("view_events", {"v7", "v8"}), ("navigation", {"n3"}), ("engagements", {"e2"})):
         path = s.table_path("silver", table)
         assert last_commit(path) == {"add": 1, "remove": 0}, table
         version = lake.version(path)

@@ -116,9 +116,9 @@ def navigation_before(navigation: DataFrame, segs: DataFrame | None, as_of: date
 
 def story_engagements_before(engagements: DataFrame, segs: DataFrame, as_of: datetime) -> DataFrame:
     """Story engagements (reply, share, profile_visit, follow, link_click) attributed to a known segment within
-    its lifetime (silver sets story_id only then)."""
+    its lifetime (silver flags those story_action), with the segment's author and story from `segs`."""
     kinds = list(ENGAGEMENT_COUNTS.values())
-    story_kinds = engagements.filter(F.col("kind").isin(kinds) & F.col("story_id").isNotNull())
+    story_kinds = engagements.filter(F.col("kind").isin(kinds) & F.col("story_action"))
     return _attributed(story_kinds, segs, "at", as_of, ("kind", "at"))
 
 

@@ -4,7 +4,7 @@ their sums appended instead of rewriting its days."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from jobs import spark_io
 from jobs.horizon import Horizon
@@ -19,9 +19,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def gained_rows(spark: SparkSession, settings: Settings, horizon: Horizon, table: SummedRows
-                ) -> dict[str, DataFrame] | None:
-    """{input table name: its rows gained since the last good run} for each of `table`'s silver inputs, when
+class Gained(NamedTuple):
+    """The rows each silver input of a summed table gained since the last good run."""
+
+    rows: dict[str, DataFrame]  # input table name (view_events, ...) -> its gained rows
+    files: int  # the data files they are in: none, nothing to append
+
+
+def gained_rows(spark: SparkSession, settings: Settings, horizon: Horizon, table: SummedRows) -> Gained | None:
+    """The rows each of `table`'s silver inputs gained since the last good run, when
     appending the sums of those rows to `table` gives what a rewrite of the run's days would (a key's values are sums
     over its inputs' rows): each input only gained rows since the version the last good run left it at (recorded in
     the run's plan before silver wrote, storylake.increments; lake.appended_files: a receipt decided again, a
@@ -39,6 +45,7 @@ def gained_rows(spark: SparkSession, settings: Settings, horizon: Horizon, table
             or not lake.rows_unchanged_since(settings.table_path("gold", name), version)):
         return None
     gained: dict[str, DataFrame] = {}
+    count = 0
     for key in table.inputs:
         layer, source = key.split(".")
         since = plan.silver_version(key)
@@ -47,8 +54,9 @@ def gained_rows(spark: SparkSession, settings: Settings, horizon: Horizon, table
             log.info("%s: rewriting the days (%s changed other than by appended rows)", table.table, key)
             return None
         gained[source] = spark_io.read_files(spark, layer, source, files)
-    log.info("%s: appending the sums of the silver rows the run added", table.table)
-    return gained
+        count += len(files)
+    log.info("%s: appending the sums of the silver rows the run added (%d files)", table.table, count)
+    return Gained(gained, count)
 
 
 def with_stamp(rows: DataFrame, table: SummedRows, horizon: Horizon) -> DataFrame:

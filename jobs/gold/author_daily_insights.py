@@ -231,8 +231,9 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, authors: Data
     rows: dict[str, int] = {}
     gained = gained_rows(spark, settings, horizon, AUTHOR_VIEWER_DAYS)
     if gained is not None:  # the views the run added: their per-viewer sums appended
-        added = with_stamp(author_viewer_days(gained["view_events"], as_of), AUTHOR_VIEWER_DAYS, horizon)
-        rows |= {PARTIAL: spark_io.append_table(added, settings, "gold", PARTIAL, inside=day_slice)}
+        if gained.files:
+            added = with_stamp(author_viewer_days(gained.rows["view_events"], as_of), AUTHOR_VIEWER_DAYS, horizon)
+            rows |= {PARTIAL: spark_io.append_table(added, settings, "gold", PARTIAL, inside=day_slice)}
     elif not touch.unchanged(settings, PARTIAL, authors):
         # without kept rows (mine None) every author's partials are recomputed
         kept, mine = touch.keep(spark, settings, PARTIAL, F.col("day") >= F.lit(first_day), authors, "author_id")

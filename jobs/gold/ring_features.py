@@ -326,9 +326,10 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, 
             day_slice = f"day >= DATE '{first_day.isoformat()}'"
             gained = gained_rows(spark, settings, horizon, RING_SIGNAL_DAYS)
             if gained is not None:  # the counts of the silver rows the run added, appended
-                added = materialize(with_stamp(signal_days(gained["engagements"], gained["view_events"], as_of),
-                                            RING_SIGNAL_DAYS, horizon), "appended_partials")
-                rows = {PARTIAL: spark_io.append_table(added, settings, "gold", PARTIAL, inside=day_slice)}
+                new = signal_days(gained.rows["engagements"], gained.rows["view_events"], as_of)
+                added = materialize(with_stamp(new, RING_SIGNAL_DAYS, horizon), "appended_partials")
+                rows = {PARTIAL: spark_io.append_table(added, settings, "gold", PARTIAL, inside=day_slice)
+                        } if gained.files else {}
             else:
                 since = datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)
                 rows = write_gold(with_stamp(signal_days(*_from(silver, since), as_of), RING_SIGNAL_DAYS, horizon),

@@ -1,5 +1,6 @@
-"""silver.engagements: engagement actions deduplicated by event_id; a story action carries its story_id when it
-happened within its segment's lifetime (DESIGN §5: only then does it count for the segment and story).
+"""silver.engagements: engagement actions deduplicated by event_id; a story action is flagged `story_action` when it
+happened within its segment's lifetime (DESIGN §5: only then does it count for the segment and its story, which
+silver.segments names: a story fold that a late creation changes is not copied into every action).
 
 A story action within the lifetime passes the same audience check as a view at its own instant
 (jobs/silver/audience_check.py): an action on a segment the actor could not see (a blocked user's reply, a share
@@ -46,8 +47,8 @@ def transform(
     materialize: Materialize = spark_io.lazily,
     admit: Admit | None = None,
 ) -> EngagementOutput:
-    """Bronze engagement + silver.segments + silver.relationships -> engagements (story_id null when the segment is
-    unset, not known or not live at the action) + quarantine (story actions the audience rules deny). `admit(time
+    """Bronze engagement + silver.segments + silver.relationships -> engagements (story_action false when the segment
+    is unset, not known or not live at the action) + quarantine (story actions the audience rules deny). `admit(time
     column)`: the rows a run recomputes (default all)."""
     ev = events if admit is None else events.filter(admit("event_time"))
     return decide(dedupe_event_id(ev, materialize), segments, relationships, as_of, events.columns, materialize)
@@ -65,8 +66,7 @@ def decide(
     quarantine's raw JSON)."""
     from pyspark.sql import functions as F
 
-    seg = segments.select(F.col("segment_id").alias("_sid"), F.col("story_id").alias("_story"), "author_id",
-                          "audience", "created_at")
+    seg = segments.select(F.col("segment_id").alias("_sid"), "author_id", "audience", "created_at")
     out = lookup(actions, seg, F.col("segment_id") == F.col("_sid")).withColumn(
         "at", F.col("event_time")
     )
@@ -74,8 +74,8 @@ def decide(
     # only story actions within the lifetime are checked: the others attach to no segment
     story = materialize(with_denial(out.filter(live), relationships, "actor_id", "at"), "story_actions")
     denied = F.col(DENIAL).isNotNull()
-    kept = story.filter(~denied).drop(DENIAL).withColumn("story_id", F.col("_story")).unionByName(
-        out.filter(~live).withColumn("story_id", F.lit(None).cast("bigint"))
+    kept = story.filter(~denied).drop(DENIAL).withColumn("story_action", F.lit(True)).unionByName(
+        out.filter(~live).withColumn("story_action", F.lit(False))
     )
     quarantine = quarantine_rows(
         story.filter(denied), stage=STAGE, contract="bronze.engagement", rule=F.col(DENIAL), field="actor_id",

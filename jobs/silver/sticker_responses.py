@@ -197,8 +197,7 @@ TOUCH_GROUP = ["segment_id", "user_id"]
 def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Changes | None = None,
         audience: AudienceEdges | None = None) -> dict[str, int]:
     """Recompute the job's horizon: every interaction anchored in it, or on an incremental run only the touched users'
-    on their segments (jobs.silver.touched), beside the other rows as the last good run left them
-    (jobs.silver.touched.write_rows: appended when only new answers differ; `changes`: the
+    on their segments (jobs.silver.touched), beside the other rows as the last good run left them (`changes`: the
     run's touched keys, None: the whole horizon; `audience`: the run's shared audience edges, default derived here)."""
     from jobs.silver import touched as touch
 
@@ -215,9 +214,11 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Chan
             materialize,
             admit=horizon.admits,
         )
-        bad = touch.with_kept_quarantine(spark, settings, keys, horizon, STAGE, receipts, out.quarantine)
+        rows, bad = touch.with_kept(spark, settings, keys, horizon, STAGE, "segment_created_at", receipts,
+                                    out.sticker_responses, out.quarantine)
         return {
-            "sticker_responses": touch.write_rows(spark, settings, "sticker_responses", keys, horizon,
-                                                  "segment_created_at", out.sticker_responses, materialize),
+            "sticker_responses": spark_io.write_table(
+                rows, settings, "silver", "sticker_responses", replace_where=horizon.where("segment_created_at"),
+            ),
             "quarantine.sticker_responses": write_quarantine(bad, settings, STAGE, horizon),
         }

@@ -282,6 +282,20 @@ def select(rows: DataFrame, keys: Touched) -> DataFrame:
     return _marked(rows, keys).filter(F.col("_k_hit")).drop("_k_hit")
 
 
+def with_kept(spark: SparkSession, settings: Settings, keys: Touched | None, horizon: Horizon, stage: str,
+              anchor: str, decided: DataFrame, rows: DataFrame, quarantine: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """(the table's rows, the stage's quarantine rows) a run writes over its horizon: the re-decided ones (`rows`,
+    `quarantine`, from the receipts `decided`) and every other row anchored (at `anchor`) in the horizon as the last
+    good run left them: the audited version's rows of untouched keys (kept_rows), and the stage's quarantine rows of
+    the events not re-decided (with_kept_quarantine). Without `keys` (the whole horizon recomputed): `rows`,
+    `quarantine`."""
+    if keys is None:
+        return rows, quarantine
+    kept = kept_rows(spark, settings, keys, horizon, anchor)
+    return (kept.unionByName(rows.select(*kept.columns)),
+            with_kept_quarantine(spark, settings, keys, horizon, stage, decided, quarantine))
+
+
 def kept_rows(spark: SparkSession, settings: Settings, keys: Touched, horizon: Horizon, anchor: str) -> DataFrame:
     """The audited version's rows anchored in the horizon whose key the run does not re-decide."""
     from pyspark.sql import functions as F
