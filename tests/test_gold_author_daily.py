@@ -24,6 +24,7 @@ def d(n: int) -> date:
 
 
 SEGS = {n: segment(1000 + n, 1, day(n)) for n in (1, 2, 3, 5, 8, 29)}
+SEGS[3] = segment(1003, 1, day(3) + H / 2)  # live until day 4, 00:30
 OTHER = segment(2000, 2, day(1))  # another author's segment, viewed by the same viewers
 VIEWS = [
     view(SEGS[1], 10, day(1) + 1 * H),
@@ -41,7 +42,7 @@ ENGAGEMENTS = [
     engagement("reply", 11, 1, day(2) + 2 * H, SEGS[2]),
     engagement("share", 11, 1, day(2) + 2 * H, SEGS[2]),
     engagement("link_click", 10, 1, day(3) + 2 * H, SEGS[3]),
-    engagement("follow", 15, 1, day(4) + 2 * H, SEGS[3]),  # a day with only an engagement
+    engagement("follow", 15, 1, day(4) + H / 4, SEGS[3]),  # a day with only an engagement (in the lifetime)
     engagement("dm_sent", 11, 1, day(6) + 2 * H),  # not story activity: no row for day 6
 ]
 

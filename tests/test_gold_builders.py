@@ -100,7 +100,6 @@ def engagement(kind: str, actor_id: int, target_user_id: int, at: datetime, seg:
         "actor_id": actor_id,
         "target_user_id": target_user_id,
         "segment_id": seg["segment_id"] if seg else None,
-        "story_action": seg is not None,  # the builders' story actions are within their segment's lifetime
         "at": at,
     }
 

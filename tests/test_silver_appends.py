@@ -50,15 +50,18 @@ def full_state(spark: Any, s: Settings, tmp_path: Path, as_of: datetime) -> dict
 
 @pytest.mark.slow
 def test_new_receipts_and_a_story_refold_are_appended(spark: Any, tmp_path: Path) -> None:
-    """Hour 13 brings new views, gestures and story replies and a late creation by author 1 at 09:30, which refolds
-    segment 10 into story 9 as its frame 2: no receipt, gesture or engagement row names a story (the reply to
-    segment 10 from hour 12 is decided again unchanged), so each of the three tables takes one appended file (and so
-    does silver.segment_viewers); the lake equals one full run."""
+    """Hour 13 brings new views, gestures and story replies and late creations by author 1 at 09:30, which refolds
+    segment 10 into story 9 as its frame 2, and of segment 11, which an hour-12 reply named before it was known: no
+    receipt, gesture or engagement row names a story or whether it counts (the replies to segments 10 and 11 from
+    hour 12 are decided again unchanged; gold counts the reply to 11 now), so each of the three tables takes one
+    appended file (and so does silver.segment_viewers); the lake equals one full run."""
     s = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
     first_batch(s.landing)
-    write_landing(s.landing, "engagement", [reply("e1", 10, 2, f"{DAY}T10:31:00Z")], dt=DAY, hour="12")
+    write_landing(s.landing, "engagement", [reply("e1", 10, 2, f"{DAY}T10:31:00Z"),
+                                            reply("e3", 11, 3, f"{DAY}T10:40:00Z")], dt=DAY, hour="12")
     run(spark, s, AS_OF_1)
-    write_landing(s.landing, "segment_created", [created("c9", 9, 1, f"{DAY}T09:30:00Z")], dt=DAY, hour="13")
+    write_landing(s.landing, "segment_created", [created("c9", 9, 1, f"{DAY}T09:30:00Z"),
+                                                 created("c11", 11, 1, f"{DAY}T10:20:00Z")], dt=DAY, hour="13")
     write_landing(s.landing, "segment_view", [view("v7", 10, 5, f"{DAY}T12:30:00Z"),
                                               view("v8", 9, 3, f"{DAY}T12:40:00Z")], dt=DAY, hour="13")
     write_landing(s.landing, "navigation", [gesture("n3", 10, 5, f"{DAY}T12:31:00Z")], dt=DAY, hour="13")
@@ -77,6 +80,9 @@ def test_new_receipts_and_a_story_refold_are_appended(spark: Any, tmp_path: Path
         assert after - before == new and before <= after, table
     # no (segment, viewer) row names a story either: the new pairs' rows are appended
     assert last_commit(s.table_path("silver", "segment_viewers")) == {"add": 1, "remove": 0}
+    insights = merge_on_read.read_table(s, "gold.segment_insights")
+    assert insights is not None
+    assert {r["segment_id"]: r["replies"] for r in insights.to_pylist()}[11] == 1  # e3, now in its lifetime
     assert_same(lake_state(s), full_state(spark, s, tmp_path, AS_OF_2))
 
 

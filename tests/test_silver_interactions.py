@@ -203,7 +203,7 @@ def test_navigation_redelivery_quarantined_only_when_its_first_delivery_is(spark
     assert '"segment_id":999' in rows(out.quarantine, "raw")[0][0]
 
 
-def test_engagements_dedupe_and_a_story_action_when_its_segment_is_known_and_live(spark, segs, rels):
+def test_engagements_dedupe_and_keep_the_segment_they_name(spark, segs, rels):
     events = bronze(
         spark,
         "engagement",
@@ -220,10 +220,10 @@ def test_engagements_dedupe_and_a_story_action_when_its_segment_is_known_and_liv
         ],
     )
     assert rows(engagements.transform(events, segs, rels, AS_OF).engagements) == [
-        ("g1", "reply", 7, 1, 200, True, T0 + H),
-        ("g2", "like", 7, 1, None, False, T0 + H),
-        ("g3", "share", 7, 1, 999, False, T0 + H),
-        ("g4", "reply", 7, 1, 200, False, T0 + 24 * H),
+        ("g1", "reply", 7, 1, 200, T0 + H),
+        ("g2", "like", 7, 1, None, T0 + H),
+        ("g3", "share", 7, 1, 999, T0 + H),
+        ("g4", "reply", 7, 1, 200, T0 + 24 * H),
     ]
 
 
@@ -243,8 +243,8 @@ def test_a_story_action_the_actor_may_not_see_is_quarantined(spark, segs, rels):
     )
     out = engagements.transform(events, segs, rels, AS_OF)
     assert rows(out.engagements) == [
-        ("h3", "dm_sent", 8, 1, None, False, T0 + H),
-        ("h4", "reply", 8, 1, 200, False, T0 + 25 * H),
+        ("h3", "dm_sent", 8, 1, None, T0 + H),
+        ("h4", "reply", 8, 1, 200, T0 + 25 * H),
     ]
     assert rows(out.quarantine, "stage", "event_id", "rule", "field", "reason") == [
         ("silver.engagements", "h1", "blocked", "actor_id",

@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 
 from jobs.engine_workarounds import lookup
 from storylake.clock import utc
-from storylake.rules.lifetimes import SEGMENT_LIFETIME
+from storylake.rules.lifetimes import SEGMENT_LIFETIME, in_lifetime_sql
 from storylake.rules.views import FULL_COMPLETION, OTHERS_VIEW_SQL
 
 # Navigation gestures counted per insight column (DESIGN §5: exits = tap_exit + swipe_down).
@@ -61,13 +61,19 @@ def known_segments(segments: DataFrame, as_of: datetime) -> DataFrame:
     return segments.filter(F.col("created_at") < instant(as_of))
 
 
-def _attributed(events: DataFrame, segs: DataFrame, time_col: str, as_of: datetime, cols: Sequence[str]) -> DataFrame:
-    owners = segs.select("segment_id", "author_id", "story_id")
+def _attributed(events: DataFrame, segs: DataFrame, time_col: str, as_of: datetime, cols: Sequence[str],
+                *, in_lifetime: bool = False) -> DataFrame:
+    """`events` before as_of on the known segments `segs`, with the segment's author and story (`in_lifetime`: only
+    those within the segment's lifetime)."""
+    owners = segs.select("segment_id", "author_id", "story_id", F.col("created_at").alias("_a_created"))
     facts = events.filter(F.col(time_col) < instant(as_of)).select("segment_id", *cols).withColumn(
         "day", F.to_date(time_col)
     )
     # the segments are the hash join's build side: fewer rows than views or gestures
-    return lookup(facts, owners, "segment_id", "inner")
+    out = lookup(facts, owners, "segment_id", "inner")
+    if in_lifetime:
+        out = out.filter(F.expr(in_lifetime_sql(time_col, "_a_created")))
+    return out.drop("_a_created")
 
 
 def _own_attribution(events: DataFrame, time_col: str, as_of: datetime, cols: Sequence[str],
@@ -116,10 +122,10 @@ def navigation_before(navigation: DataFrame, segs: DataFrame | None, as_of: date
 
 def story_engagements_before(engagements: DataFrame, segs: DataFrame, as_of: datetime) -> DataFrame:
     """Story engagements (reply, share, profile_visit, follow, link_click) attributed to a known segment within
-    its lifetime (silver flags those story_action), with the segment's author and story from `segs`."""
+    its lifetime (storylake.rules.lifetimes), with the segment's author and story from `segs`."""
     kinds = list(ENGAGEMENT_COUNTS.values())
-    story_kinds = engagements.filter(F.col("kind").isin(kinds) & F.col("story_action"))
-    return _attributed(story_kinds, segs, "at", as_of, ("kind", "at"))
+    story_kinds = engagements.filter(F.col("kind").isin(kinds) & F.col("segment_id").isNotNull())
+    return _attributed(story_kinds, segs, "at", as_of, ("kind", "at"), in_lifetime=True)
 
 
 def sticker_responses_before(sticker_responses: DataFrame, segs: DataFrame, as_of: datetime) -> DataFrame:

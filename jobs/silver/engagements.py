@@ -1,6 +1,7 @@
-"""silver.engagements: engagement actions deduplicated by event_id; a story action is flagged `story_action` when it
-happened within its segment's lifetime (DESIGN §5: only then does it count for the segment and its story, which
-silver.segments names: a story fold that a late creation changes is not copied into every action).
+"""silver.engagements: engagement actions deduplicated by event_id, with the segment a story action names. Only an
+action within its segment's lifetime counts for the segment and its story (DESIGN §5): gold checks that against
+silver.segments (jobs.gold.activity.story_engagements_before), so that nothing a later event changes (a late
+creation of the segment, a refold of the author's stories) is copied onto the action's row.
 
 A story action within the lifetime passes the same audience check as a view at its own instant
 (jobs/silver/audience_check.py): an action on a segment the actor could not see (a blocked user's reply, a share
@@ -47,9 +48,9 @@ def transform(
     materialize: Materialize = spark_io.lazily,
     admit: Admit | None = None,
 ) -> EngagementOutput:
-    """Bronze engagement + silver.segments + silver.relationships -> engagements (story_action false when the segment
-    is unset, not known or not live at the action) + quarantine (story actions the audience rules deny). `admit(time
-    column)`: the rows a run recomputes (default all)."""
+    """Bronze engagement + silver.segments + silver.relationships -> engagements (an action on a segment not known or
+    not live at it is kept unchecked: it counts for no segment) + quarantine (story actions the audience rules
+    deny). `admit(time column)`: the rows a run recomputes (default all)."""
     ev = events if admit is None else events.filter(admit("event_time"))
     return decide(dedupe_event_id(ev, materialize), segments, relationships, as_of, events.columns, materialize)
 
@@ -74,9 +75,7 @@ def decide(
     # only story actions within the lifetime are checked: the others attach to no segment
     story = materialize(with_denial(out.filter(live), relationships, "actor_id", "at"), "story_actions")
     denied = F.col(DENIAL).isNotNull()
-    kept = story.filter(~denied).drop(DENIAL).withColumn("story_action", F.lit(True)).unionByName(
-        out.filter(~live).withColumn("story_action", F.lit(False))
-    )
+    kept = story.filter(~denied).drop(DENIAL).unionByName(out.filter(~live))
     quarantine = quarantine_rows(
         story.filter(denied), stage=STAGE, contract="bronze.engagement", rule=F.col(DENIAL), field="actor_id",
         reason=denial_reason("engagement.actor_id", "actor_id", "at"), as_of=as_of, raw_columns=raw_columns,
