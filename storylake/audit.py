@@ -26,7 +26,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from storylake import lake
+from storylake import increments, lake
 from storylake.errors import StorylakeError
 from storylake.settings import Settings
 
@@ -139,6 +139,16 @@ def last_good_version(settings: Settings, key: str) -> int | None:
         return consumer_versions(settings, [key])[key]
     except NotAuditedError:
         return None
+
+
+def versions_left(settings: Settings, keys: Sequence[str]) -> dict[str, int | None] | None:
+    """The version of each table (contract key) that the last good run left (last_good_version: its audited version,
+    its current one on a lake without gates), for a run to read before it writes any of them; None when a run was
+    planned since the last done one (it failed, its gate did, or it died: on a lake without gates its writes may be
+    in the current versions)."""
+    if increments.unfinished(settings) is not None:
+        return None
+    return {key: last_good_version(settings, key) for key in keys}
 
 
 def watermark(settings: Settings) -> datetime | None:

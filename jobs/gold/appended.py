@@ -27,13 +27,13 @@ class Gained(NamedTuple):
 
 
 def gained_rows(spark: SparkSession, settings: Settings, horizon: Horizon, table: SummedRows) -> Gained | None:
-    """The rows each of `table`'s silver inputs gained since the last good run, when
-    appending the sums of those rows to `table` gives what a rewrite of the run's days would (a key's values are sums
-    over its inputs' rows): each input only gained rows since the version the last good run left it at (recorded in
-    the run's plan before silver wrote, storylake.increments; lake.appended_files: a receipt decided again, a
-    retention delete or a failed run since makes it None), `table` holds its last good version's rows (compactions
-    only since), and the run is as of a later instant than the last good run (its stamp is new). None otherwise:
-    the run rewrites its days (a full refresh, a lake without Delta storage or without a last good run)."""
+    """The rows each of `table`'s silver inputs gained since the last good run, when appending the sums of those rows
+    to `table` gives what a rewrite of the run's days would (a key's values are sums over its inputs' rows): each
+    input only gained rows since the version the last good run left it at (recorded in the run's plan before silver
+    wrote, storylake.increments; lake.appended_files: a receipt decided again, a retention delete or a failed run
+    since makes it None), `table` holds its last good version's rows (compactions only since), and the run is as of
+    a later instant than the last good run (its stamp is new). None otherwise: the run rewrites its days (a full
+    refresh, a lake without Delta storage or without a last good run)."""
     from jobs.gold.touched import good_version
 
     name = table.table.split(".", 1)[1]

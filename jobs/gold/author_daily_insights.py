@@ -218,9 +218,11 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, authors: Data
     if horizon.lo is None:
         rows = write_gold(with_stamp(author_viewer_days(silver["view_events"], as_of), AUTHOR_VIEWER_DAYS, horizon),
                           settings, PARTIAL)
-        rows |= advance_latest(spark, settings, horizon, spark_io.read_stored(spark, settings, "gold", PARTIAL))[0]
-        rows |= write_gold(from_viewer_days(silver["segments"], spark_io.read_table(spark, settings, "gold", PARTIAL),
-                                            silver["navigation"], silver["engagements"], as_of), settings, NAME)
+        # the whole table was just written, one row per key: its stored rows are its rows
+        partials = spark_io.read_stored(spark, settings, "gold", PARTIAL)
+        rows |= advance_latest(spark, settings, horizon, partials)[0]
+        rows |= write_gold(from_viewer_days(silver["segments"], partials, silver["navigation"],
+                                            silver["engagements"], as_of), settings, NAME)
         return rows
     first_day = horizon.first_day
     assert first_day is not None

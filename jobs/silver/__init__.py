@@ -148,10 +148,8 @@ def _summed_inputs(settings: Settings) -> str | None:
     (its writes may be in them) or one of them has no version yet."""
     from storylake import audit
 
-    if increments.unfinished(settings) is not None:
-        return None
-    versions = {key: audit.last_good_version(settings, key) for key in summed_rows.INPUTS}
-    if any(v is None for v in versions.values()):
+    versions = audit.versions_left(settings, summed_rows.INPUTS)
+    if versions is None or any(v is None for v in versions.values()):
         return None
     return json.dumps(versions, sort_keys=True)
 

@@ -14,7 +14,7 @@ from jobs.silver.bronze import project
 from jobs.silver.dedupe import split_repeated
 from jobs.silver.touched import SEGMENT_KEY
 from jobs.spark_io import Materialize
-from storylake import audit, increments, lake
+from storylake import audit, lake
 from storylake.latest_rows import SEGMENT_VIEWERS
 from storylake.settings import Settings
 
@@ -92,10 +92,8 @@ def good_versions(settings: Settings) -> GoodVersions | None:
     """GoodVersions, read before the run's silver jobs write (before it records its plan); None when a run was
     planned since the last done one (it failed, its gate did, or it died, possibly between writing the receipts and
     their pairs: on a lake without gates the current versions would then not match each other)."""
-    if increments.unfinished(settings) is not None:
-        return None
-    return GoodVersions(audit.last_good_version(settings, "silver.view_events"),
-                        audit.last_good_version(settings, "silver.segment_viewers"))
+    left = audit.versions_left(settings, ["silver.view_events", "silver.segment_viewers"])
+    return None if left is None else GoodVersions(left["silver.view_events"], left["silver.segment_viewers"])
 
 
 def run(spark: SparkSession, settings: Settings, horizon: Horizon, changes: Changes | None = None,
