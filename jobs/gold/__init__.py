@@ -42,7 +42,6 @@ def build_gold(spark: SparkSession, settings: Settings, as_of: datetime) -> dict
         ring_features,
         segment_insights,
         sticker_results,
-        story_insights,
         touched,
     )
     from jobs.horizon import from_increment, full
@@ -60,7 +59,7 @@ def build_gold(spark: SparkSession, settings: Settings, as_of: datetime) -> dict
         keys = touched.touched_keys(spark, settings, horizon, materialize)
 
         def run(module: ModuleType, _name: str) -> dict[str, int]:
-            if module in (segment_insights, story_insights):
+            if module is segment_insights:  # it writes gold.story_insights too
                 return module.run(spark, settings, horizon, touched=None if keys is None else keys.stories)
             if module in (author_daily_insights, author_hourly_insights):
                 return module.run(spark, settings, horizon, authors=None if keys is None else keys.authors)
@@ -68,12 +67,12 @@ def build_gold(spark: SparkSession, settings: Settings, as_of: datetime) -> dict
                 return module.run(spark, settings, horizon, segments=None if keys is None else keys.segments)
             return module.run(spark, settings, horizon)
 
-        # every job reads silver and writes its own tables; longest first (jobs/lanes.py: an hourly run on a 7-day
-        # 1M views/day lake, segment_insights ~5 s, author_daily_insights ~5.5, ring_features ~1.7, story_insights
-        # ~1.2, author_hourly_insights ~1.0, sticker_results ~0.5)
+        # every job reads silver and writes its own tables; longest first (jobs/lanes.py: alone on a 3-day 10M
+        # views/day lake, an hour's segment_insights with story_insights ~11 s, author_daily_insights ~5,
+        # ring_features ~2.5, author_hourly_insights ~2, sticker_results ~2)
         rows = run_jobs(
-            module_jobs([segment_insights, author_daily_insights, ring_features, story_insights,
-                         author_hourly_insights, sticker_results], run),
+            module_jobs([segment_insights, author_daily_insights, ring_features, author_hourly_insights,
+                         sticker_results], run),
             workers=settings.job_lanes, logger=log, layer="gold")
     if horizon.refresh:  # a full refresh: rows a shorter retention than their inputs' had removed stay removed
         reapply(settings, "gold")

@@ -8,8 +8,9 @@ by their grouping keys: ["segment_id"], ["story_id"] or ["author_id", "day"].
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -131,6 +132,38 @@ def story_engagements_before(engagements: DataFrame, segs: DataFrame, as_of: dat
 def sticker_responses_before(sticker_responses: DataFrame, segs: DataFrame, as_of: datetime) -> DataFrame:
     """Sticker responses whose winning response is before as_of, on known segments."""
     return _attributed(sticker_responses, segs, "responded_at", as_of, ("sticker_id", "interactions", "responded_at"))
+
+
+class StoryActivity(NamedTuple):
+    """The facts of a set of stories that both their insight tables read (story_activity), computed once."""
+
+    segments: DataFrame  # their known segments (silver.segments rows created before as_of)
+    viewers: DataFrame  # per_viewer(..., first=True) rows per (segment_id, story_id, viewer_id) of the counted views
+    counts: DataFrame  # one row per known segment: `columns` of the segment, every additive count (0 when none)
+
+
+def story_activity(segments: DataFrame, view_events: DataFrame, navigation: DataFrame, engagements: DataFrame,
+                   sticker_responses: DataFrame, as_of: datetime, columns: Sequence[str],
+                   materialize: Callable[[DataFrame, str], DataFrame], *, story_on_rows: bool = False
+                   ) -> StoryActivity:
+    """The segments' viewers and counts, materialized once: a segment's insights read them (with its continuation,
+    exits and retention), a story's add them up (reach counted distinct over the story's viewer rows). Views that
+    already carry their segment's story_id (`story_on_rows`: jobs.gold.touched.restrict gave it to them) are not
+    joined to the segments for it."""
+    segs = known_segments(segments, as_of)
+    views = views_before(view_events, segs, as_of, ["story_id"] if story_on_rows else [])
+    if not story_on_rows:
+        views = with_story(views, segs)
+    viewers = materialize(per_viewer(views, ["segment_id", "story_id"], first=True), "viewers")
+    counts = additive_counts(
+        segs.select(*columns),
+        ["segment_id"],
+        viewers=viewers.drop("_first", "story_id"),
+        nav=navigation_before(navigation, segs, as_of),
+        eng=story_engagements_before(engagements, segs, as_of),
+        stickers=sticker_responses_before(sticker_responses, segs, as_of),
+    )
+    return StoryActivity(segs, viewers, materialize(counts, "counts"))
 
 
 def per_viewer(views: DataFrame, keys: Sequence[str], *, first: bool = False) -> DataFrame:

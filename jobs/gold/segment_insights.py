@@ -1,4 +1,5 @@
-"""gold.segment_insights: creator insights per segment (every known segment, zeros when it has no activity)."""
+"""gold.segment_insights: creator insights per segment (every known segment, zeros when it has no activity); its job
+also writes gold.story_insights, from the same activity (jobs/gold/story_insights.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pyspark.sql import functions as F
 
 from jobs import spark_io
 from jobs.engine_workarounds import lookup
-from jobs.gold import activity
+from jobs.gold import activity, story_insights
 from jobs.gold.output import write_gold
 from jobs.horizon import Horizon
 from storylake.settings import Settings
@@ -38,25 +39,19 @@ def segment_insights(
     as_of: datetime,
     materialize: spark_io.Materialize = spark_io.lazily,
 ) -> DataFrame:
-    """One row per segment created before as_of, from silver rows strictly before as_of. The views are aggregated
-    once per (segment, viewer) (materialized): the counts, the continuation and the exits all read those rows."""
-    segs = activity.known_segments(segments, as_of)
-    keys = ["segment_id"]
-    viewers = materialize(activity.per_viewer(activity.views_before(view_events, segs, as_of), keys, first=True),
-                          "viewers")
-    metrics = activity.additive_counts(
-        segs.select(*SEGMENT_COLUMNS),
-        keys,
-        viewers=viewers.drop("_first"),
-        nav=activity.navigation_before(navigation, segs, as_of),
-        eng=activity.story_engagements_before(engagements, segs, as_of),
-        stickers=activity.sticker_responses_before(sticker_responses, segs, as_of),
-    )
-    # with_retention joins the metrics with themselves: compute them once
-    metrics = materialize(activity.with_rates(metrics), "metrics")
-    chain = continuation(segs, viewers)
+    """One row per segment created before as_of, from silver rows strictly before as_of."""
+    acts = activity.story_activity(segments, view_events, navigation, engagements, sticker_responses, as_of,
+                                   SEGMENT_COLUMNS, materialize)
+    return from_activity(acts, navigation, as_of)
+
+
+def from_activity(acts: activity.StoryActivity, navigation: DataFrame, as_of: datetime) -> DataFrame:
+    """The segments' insights from their activity (activity.story_activity): its counts with their rates, the
+    retention, the continuation and the exits (`navigation`: silver rows holding the segments' exit gestures)."""
+    viewers = acts.viewers.drop("story_id")
+    chain = continuation(acts.segments, viewers)
     exited = exit_viewers(viewers, navigation, as_of)
-    out = lookup(lookup(with_retention(metrics), chain, "segment_id"), exited, "segment_id")
+    out = lookup(lookup(with_retention(activity.with_rates(acts.counts)), chain, "segment_id"), exited, "segment_id")
     return activity.zero_filled(out, ["continuation_viewers", "continued_viewers", "exit_viewers"]).withColumns({
         "continuation_rate": activity.ratio("continued_viewers", "continuation_viewers"),
         "as_of": activity.instant(as_of),
@@ -122,17 +117,31 @@ def with_retention(metrics: DataFrame) -> DataFrame:
 
 
 def run(spark: SparkSession, settings: Settings, horizon: Horizon, touched: DataFrame | None = None) -> dict[str, int]:
-    """gold.segment_insights of the segments whose story starts in the gold horizon (retention needs the story's
-    first frame), from their silver rows; with `touched` (jobs.gold.touched) only those stories are recomputed and
-    the horizon's other rows are kept as the last good run left them."""
+    """gold.segment_insights and gold.story_insights of the stories that start in the gold horizon (retention needs
+    the story's first frame), from their silver rows read once (activity.story_activity); with `touched`
+    (jobs.gold.touched) only those stories are recomputed and the horizon's other rows of both tables are kept as
+    the last good run left them."""
     from jobs.gold import touched as touch
 
-    if touch.unchanged(settings, NAME, touched):
+    names = (NAME, story_insights.NAME)
+    if all(touch.unchanged(settings, name, touched) for name in names):
         return {}
-    inputs, kept = touch.scope(spark, settings, NAME, horizon, touched, horizon_inputs(spark, settings, horizon))
+    inputs, kept = touch.scope(spark, settings, NAME, horizon, touched, horizon_inputs(spark, settings, horizon),
+                               with_story=("view_events",))
+    story_kept = None
+    if kept is not None:
+        story_kept, _ = touch.keep(spark, settings, story_insights.NAME, horizon.admits("story_start", gold=True),
+                                   touched, "story_id")
+        if story_kept is None:  # no last good story_insights to keep rows from: both recompute the whole horizon
+            inputs, kept = horizon_inputs(spark, settings, horizon), None
+    where = horizon.where("story_start", gold=True)
     with spark_io.scratch(settings) as materialize:
-        df = segment_insights(**inputs, as_of=horizon.as_of, materialize=materialize)
-        return write_gold(touch.with_kept(df, kept), settings, NAME, horizon.where("story_start", gold=True))
+        acts = activity.story_activity(**inputs, as_of=horizon.as_of, columns=SEGMENT_COLUMNS,
+                                       materialize=materialize, story_on_rows=kept is not None)
+        rows = write_gold(touch.with_kept(from_activity(acts, inputs["navigation"], horizon.as_of), kept), settings,
+                          NAME, where)
+        stories = story_insights.from_activity(acts, horizon.as_of)
+        return rows | write_gold(touch.with_kept(stories, story_kept), settings, story_insights.NAME, where)
 
 
 def horizon_inputs(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, DataFrame]:

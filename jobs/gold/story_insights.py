@@ -1,22 +1,17 @@
-"""gold.story_insights: creator insights per author story; reach is exact distinct viewers, never a sum."""
+"""gold.story_insights: creator insights per author story; reach is exact distinct viewers, never a sum. Written by
+the job of jobs/gold/segment_insights.py, from the activity it reads for the segments' insights."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from jobs import spark_io
 from jobs.gold import activity
-from jobs.gold.output import write_gold
-from jobs.gold.segment_insights import horizon_inputs
-from jobs.horizon import Horizon
-from storylake.settings import Settings
 
 NAME = "story_insights"
-# The columns of silver.segments it reads (stories(), the attribution of every input to its story)
-SEGMENT_COLUMNS = ("segment_id", "story_id", "author_id", "created_at", "expires_at", "story_start")
 
 
 def stories(segments: DataFrame, as_of: datetime) -> DataFrame:
@@ -42,40 +37,27 @@ def story_insights(
     sticker_responses: DataFrame,
     as_of: datetime,
     materialize: spark_io.Materialize = spark_io.lazily,
-    story_on_rows: bool = False,
 ) -> DataFrame:
-    """Per story: additive counts summed over its segments; reach / completed_viewers counted distinct over the
-    story's views (a viewer of several frames counts once). The known segments' few columns it reads are
-    materialized once: every input is joined to them (views and gestures for their story, which silver keeps on
-    the segment row only), but views and gestures that already carry their segment's story_id (`story_on_rows`:
-    jobs.gold.touched.restrict gave it to them)."""
-    segs = materialize(activity.known_segments(segments, as_of).select(*SEGMENT_COLUMNS), "segments")
-    if story_on_rows:
-        views = activity.views_before(view_events, segs, as_of, ["story_id"])
-        nav = activity.navigation_before(navigation, segs, as_of, ["story_id"])
-    else:
-        views = activity.with_story(activity.views_before(view_events, segs, as_of), segs)
-        nav = activity.with_story(activity.navigation_before(navigation, segs, as_of), segs)
-    metrics = activity.additive_counts(
-        stories(segs, as_of),
-        ["story_id"],
-        viewers=activity.per_viewer(views, ["story_id"]),
-        nav=nav,
-        eng=activity.story_engagements_before(engagements, segs, as_of),
-        stickers=activity.sticker_responses_before(sticker_responses, segs, as_of),
-    )
+    """Per story with a segment created before as_of, from silver rows strictly before as_of (from_activity)."""
+    from jobs.gold.segment_insights import SEGMENT_COLUMNS
+
+    return from_activity(activity.story_activity(segments, view_events, navigation, engagements, sticker_responses,
+                                                 as_of, SEGMENT_COLUMNS, materialize), as_of)
+
+
+# the counts a story adds up over its segments (every additive count but the views', which are counted per viewer)
+SUMMED = (*activity.NAVIGATION_COUNTS, *activity.ENGAGEMENT_COUNTS, "sticker_interactions")
+
+
+def from_activity(acts: activity.StoryActivity, as_of: datetime) -> DataFrame:
+    """The stories' insights from their segments' activity (activity.story_activity; the job of
+    jobs/gold/segment_insights.py writes both tables from one): the gestures, engagements and sticker interactions
+    summed over the story's segments; impressions, view time, reach and completed_viewers from its viewers' rows
+    (per story and viewer first, so that a viewer of several frames counts once: reach is exact distinct viewers).
+    The same facts as the segments' insights, so the two tables always add up to each other."""
+    viewers = acts.viewers.groupBy("story_id", "viewer_id").agg(
+        F.sum("_views").alias("_views"), F.sum("_view_ms").alias("_view_ms"), F.max("_completed").alias("_completed"))
+    summed = acts.counts.groupBy("story_id").agg(*[F.sum(c).cast("bigint").alias(c) for c in SUMMED])
+    metrics = activity.with_counts(stories(acts.segments, as_of), ["story_id"],
+                                   [activity.viewer_rollup(viewers, ["story_id"]), summed])
     return activity.with_rates(metrics).withColumn("as_of", activity.instant(as_of))
-
-
-def run(spark: SparkSession, settings: Settings, horizon: Horizon, touched: DataFrame | None = None) -> dict[str, int]:
-    """gold.story_insights of the stories that start in the gold horizon; with `touched` (jobs.gold.touched) only
-    those are recomputed and the horizon's other rows are kept as the last good run left them."""
-    from jobs.gold import touched as touch
-
-    if touch.unchanged(settings, NAME, touched):
-        return {}
-    inputs, kept = touch.scope(spark, settings, NAME, horizon, touched, horizon_inputs(spark, settings, horizon),
-                               with_story=("view_events", "navigation"))
-    with spark_io.scratch(settings) as materialize:
-        df = story_insights(**inputs, as_of=horizon.as_of, materialize=materialize, story_on_rows=kept is not None)
-        return write_gold(touch.with_kept(df, kept), settings, NAME, horizon.where("story_start", gold=True))
