@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from serving.web import receipts
@@ -77,6 +77,8 @@ def test_receipts_beyond_json_limits_are_rejected_not_crashed() -> None:
                    (False, None, "malformed_json")]
 
 
+# the first text draw of a process builds Hypothesis' character tables (~1 s on a fresh machine): not slow generation
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(receipt=st.dictionaries(st.sampled_from(["segmentId", "viewedAt", "completionPct", "idempotencyKey",
                                                 "viewDurationMs", "viewSource"]),
                                st.one_of(st.integers(), st.floats(), st.text(), st.none(), st.booleans())))
