@@ -85,3 +85,33 @@ def test_an_hourly_run_restamps_only_the_rows_it_changes(spark: Any, tmp_path: P
     assert stamps("author_daily_insights", "author_id") == {1: AS_OF_2, 5: AS_OF_1}
     hourly = {(r["author_id"], r["as_of"].astimezone(UTC)) for r in _rows(s, "author_hourly_insights")}
     assert (1, AS_OF_2) in hourly and (5, AS_OF_1) in hourly and (5, AS_OF_2) not in hourly
+
+
+@pytest.mark.slow
+def test_without_last_good_story_insights_the_hour_recomputes_both_story_tables(spark: Any, tmp_path: Path) -> None:
+    """One job writes gold.segment_insights and gold.story_insights from the same activity (jobs/gold/
+    segment_insights.py): when either has no last good version to keep rows from (here no gate ever passed
+    gold.story_insights), the hour recomputes every story of its horizon for both, so every row of both takes the
+    run's as_of (segment 52, untouched, included), and both tables equal a full run's."""
+    from deltalake import DeltaTable
+
+    from jobs.quality import gate_hook
+    from storylake import audit
+    from tests.test_incremental import assert_same, lake_state
+    from tests.test_silver_appends import full_state
+
+    s = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
+    first_batch(s.landing)
+    run(spark, s, AS_OF_1, gate=gate_hook("gate-1"))
+    DeltaTable(str(s.table_path(*audit.TABLE.split(".")))).delete("table_key = 'gold.story_insights'")
+    assert audit.last_good_version(s, "gold.story_insights") is None
+    assert audit.last_good_version(s, "gold.segment_insights") is not None
+    write_landing(s.landing, "segment_view", [view("v9", 10, 4, f"{DAY}T12:10:00Z")], dt=DAY, hour="13")
+    run(spark, s, AS_OF_2, gate=gate_hook("gate-2"))
+    assert {r["segment_id"]: r["as_of"].astimezone(UTC) for r in _rows(s, "segment_insights")} == {
+        10: AS_OF_2, 52: AS_OF_2}
+    assert {r["story_id"]: (r["reach"], r["as_of"].astimezone(UTC)) for r in _rows(s, "story_insights")} == {
+        10: (3, AS_OF_2), 52: (2, AS_OF_2)}
+    got, want = lake_state(s), full_state(spark, s, tmp_path, AS_OF_2)
+    assert_same({k: got[k] for k in ("gold.segment_insights", "gold.story_insights")},
+                {k: want[k] for k in ("gold.segment_insights", "gold.story_insights")})
