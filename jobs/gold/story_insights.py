@@ -12,6 +12,9 @@ from jobs import spark_io
 from jobs.gold import activity
 
 NAME = "story_insights"
+# the columns of a segment its story's rows read (the segment job's activity carries more: SEGMENT_COLUMNS of
+# jobs/gold/segment_insights.py)
+SEGMENT_COLUMNS = ("segment_id", "story_id", "author_id", "created_at", "expires_at", "story_start")
 
 
 def stories(segments: DataFrame, as_of: datetime) -> DataFrame:
@@ -39,8 +42,6 @@ def story_insights(
     materialize: spark_io.Materialize = spark_io.lazily,
 ) -> DataFrame:
     """Per story with a segment created before as_of, from silver rows strictly before as_of (from_activity)."""
-    from jobs.gold.segment_insights import SEGMENT_COLUMNS
-
     return from_activity(activity.story_activity(segments, view_events, navigation, engagements, sticker_responses,
                                                  as_of, SEGMENT_COLUMNS, materialize), as_of)
 
