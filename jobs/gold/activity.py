@@ -114,11 +114,10 @@ def views_before(view_events: DataFrame, segs: DataFrame | None, as_of: datetime
     return _own_attribution(view_events, "viewed_at", as_of, cols, extra).filter(F.expr(OTHERS_VIEW_SQL))
 
 
-def navigation_before(navigation: DataFrame, segs: DataFrame | None, as_of: datetime, extra: Sequence[str] = ()
-                      ) -> DataFrame:
-    """Gestures before as_of on known segments: segment_id, action, at, day, author_id, and the `extra` columns."""
+def navigation_before(navigation: DataFrame, segs: DataFrame | None, as_of: datetime) -> DataFrame:
+    """Gestures before as_of on known segments: segment_id, action, at, day, author_id."""
     del segs
-    return _own_attribution(navigation, "at", as_of, ("action", "at"), extra)
+    return _own_attribution(navigation, "at", as_of, ("action", "at"))
 
 
 def story_engagements_before(engagements: DataFrame, segs: DataFrame, as_of: datetime) -> DataFrame:

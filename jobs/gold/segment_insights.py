@@ -126,14 +126,14 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, touched: Data
     names = (NAME, story_insights.NAME)
     if all(touch.unchanged(settings, name, touched) for name in names):
         return {}
-    inputs, kept = touch.scope(spark, settings, NAME, horizon, touched, horizon_inputs(spark, settings, horizon),
-                               with_story=("view_events",))
+    whole = horizon_inputs(spark, settings, horizon)
+    inputs, kept = touch.scope(spark, settings, NAME, horizon, touched, whole, with_story=("view_events",))
     story_kept = None
     if kept is not None:
         story_kept, _ = touch.keep(spark, settings, story_insights.NAME, horizon.admits("story_start", gold=True),
                                    touched, "story_id")
         if story_kept is None:  # no last good story_insights to keep rows from: both recompute the whole horizon
-            inputs, kept = horizon_inputs(spark, settings, horizon), None
+            inputs, kept = whole, None
     where = horizon.where("story_start", gold=True)
     with spark_io.scratch(settings) as materialize:
         acts = activity.story_activity(**inputs, as_of=horizon.as_of, columns=SEGMENT_COLUMNS,
