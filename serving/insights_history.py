@@ -492,9 +492,11 @@ def read_prepared(settings: Settings) -> Prior | None:
         con.close()
 
 
-def write_prepared(settings: Settings, grids: Iterable[Prior]) -> list[PriorTier]:
-    """Record the tier files of `grids` (as_prior of each history prepared; the versions are the last grid's) as the
-    prepared history, replacing the previous record atomically; the distinct tiers recorded."""
+def write_prepared(settings: Settings, grids: Iterable[Prior], bases: Mapping[str, BaseFile] | None = None
+                   ) -> list[PriorTier]:
+    """Record the tier files of `grids` (as_prior of each history prepared; the versions are the last grid's) and the
+    shared `bases` prepared (serving table -> its base file) as the prepared history, replacing the previous record
+    atomically; the distinct tiers recorded."""
     grids = list(grids)
     tiers: dict[Bounds, PriorTier] = {}
     for grid in grids:
@@ -514,6 +516,7 @@ def write_prepared(settings: Settings, grids: Iterable[Prior]) -> list[PriorTier
             rows = [[t.ids[name], t.bounds[1], name, t.files[name], (t.rows or {}).get(name), "",
                      f"prepared:{'' if t.bounds[0] is None else t.bounds[0].isoformat()}:{t.bounds[1].isoformat()}",
                      t.bounds[0]] for t in tiers.values() for name in PARTS if name in t.ids]
+            rows += [[b.id, None, name, b.identity, b.rows, "", BASE_TIER, None] for name, b in (bases or {}).items()]
             if rows:
                 con.executemany("INSERT INTO snapshot_history VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
             con.execute("CREATE TABLE snapshot_meta (source_table VARCHAR, delta_version BIGINT, table_id VARCHAR)")

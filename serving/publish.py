@@ -23,6 +23,8 @@ LAYOUT (table: sort order -> query it serves)
                      serving/shared_bases.py)
   private_intervals: (user_id)                                          -> author_private flag
   viewer_seen:       (viewer_id, segment_id)                            -> ring seen state
+                     (like segment_viewers: a view over a base shared between snapshots, from
+                     silver.segment_viewers, and the rows it appended since: serving/seen_bases.py)
   ring_features:     (viewer_id, author_id)                             -> tray score
   segment_catalog:   the segments created within SEEN_BY_LIFETIME of as_of or with viewer rows (silver ∪ gold ∪
                      viewers), (segment_id), with its viewer-row count, gold reach and the author's blocks of its
@@ -57,7 +59,7 @@ import duckdb
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
-from serving import insights_history, recent_part, shared_bases
+from serving import insights_history, recent_part, seen_bases, shared_bases
 from serving.snapshot import (
     FORMAT_VERSION,
     SNAPSHOT_SUFFIX,
@@ -126,7 +128,6 @@ def _src(key: str) -> str:
 _BLOCKED = audience.relation_flag("blocked_by_author")
 SEG = _src("silver.segments")
 REL = shared_bases.REL  # the relationship rows private_intervals and the catalog read (serving/shared_bases.py)
-SV = _src("silver.segment_viewers")
 PR = _src("silver.profiles")
 SI = _src("gold.segment_insights")
 STI = _src("gold.story_insights")
@@ -142,8 +143,9 @@ HOURLY_WINDOW = timedelta(days=2)  # author_hourly_insights published: today's a
 # (serving table, SELECT producing it). Every statement is built from constants only (no user values);
 # $window_start is a bound parameter. The long-lived tables (segment, story, author-day insights, sticker results and
 # archived segments) are built by serving/insights_history.py: history and warm rows shared between snapshots + this
-# publish's recent rows; viewer_pairs and ring_features by serving/shared_bases.py. sv is a temp table holding
-# silver.segment_viewers, rel one holding the relationship rows these steps read (shared_bases.REL).
+# publish's recent rows; viewer_pairs and ring_features by serving/shared_bases.py, viewer_seen and segment_viewers by
+# serving/seen_bases.py. sv is a temp view of silver.segment_viewers' rows (seen_bases.ALL_ROWS), rel a temp table
+# of the relationship rows these steps read (shared_bases.REL).
 STEPS: tuple[tuple[str, str], ...] = (
     ("live_segments", f"""
         SELECT segment_id, author_id, story_id, media_id, media_type, audience, duration_ms, created_at, expires_at
@@ -153,10 +155,6 @@ STEPS: tuple[tuple[str, str], ...] = (
     ("private_intervals", f"""
         SELECT user_id, valid_from, valid_to FROM {REL} WHERE relation = '{audience.PRIVATE_RELATION}'
         ORDER BY user_id, valid_from"""),
-    ("viewer_seen", "SELECT viewer_id, segment_id, first_viewed_at FROM sv ORDER BY viewer_id, segment_id"),
-    ("segment_viewers", f"""
-        SELECT segment_id, viewer_id, first_viewed_at, first_view_source, max_completion_pct
-        FROM sv WHERE {OTHERS_VIEW_SQL} ORDER BY segment_id, first_viewed_at DESC, viewer_id"""),
     # The segments Seen By can list: those created at/after $catalog_start (as_of - SEEN_BY_LIFETIME) and those
     # with viewer rows, from silver, gold insights and the viewer rows themselves; with the block intervals of its
     # author toward its viewers (blocked_viewers, NULL for nearly every segment): Seen By hides a viewer the author
@@ -327,10 +325,12 @@ class PrepareReport:
     rows_written: dict[str, int]  # serving table -> rows in the files written
     removed: list[str]  # history files no snapshot and no longer the record refer to, removed
     duration_s: float
+    seen_by_rows_written: int = 0  # rows of the Seen By tables' base written (0: an existing one holds the rows)
 
     def as_dict(self) -> dict[str, Any]:
         return {"as_of": [iso(t) for t in self.as_of], "periods": self.periods, "written": self.written,
-                "rows_written": self.rows_written, "removed": self.removed, "duration_s": round(self.duration_s, 2)}
+                "rows_written": self.rows_written, "seen_by_rows_written": self.seen_by_rows_written,
+                "removed": self.removed, "duration_s": round(self.duration_s, 2)}
 
 
 def prepare_ahead(settings: Settings, now: datetime) -> PrepareReport:
@@ -380,12 +380,23 @@ def prepare_ahead(settings: Settings, now: datetime) -> PrepareReport:
                             written[name] += 1
                             rows_written[name] += tier.rows[name]
                 grids.append(insights_history.as_prior(history, versions))
-        recorded = insights_history.write_prepared(settings, grids)
+        # the Seen By tables' base of the version consumers read now (after the daily retention removed rows, the
+        # hourly publishes would otherwise write it; serving/seen_bases.py)
+        with duckdb.connect(config={"temp_directory": str(spill),
+                                    "memory_limit": f"{settings.publish_memory_mb}MB"}) as con:
+            con.execute("SET enable_progress_bar = false")
+            con.execute("SET GLOBAL TimeZone = 'UTC'")
+            seen_source = _seen_source(settings, sources)
+            _register(con, seen_source.view, sources[latest_rows.SEGMENT_VIEWERS.table][0], seen_source.table)
+            _create_view_source_type(con)
+            seen = seen_bases.ensure(settings, con, seen_source, [prior, prepared])
+        recorded = insights_history.write_prepared(settings, grids, {seen_bases.NAME: seen.base})
         removed = _remove_unreferenced_history(settings)
-    report = PrepareReport(as_ofs, len(recorded), written, rows_written, removed, time.perf_counter() - t0)
-    log.info("prepared history ahead for %s: %d periods, files written %s (%s rows), %d unreferenced removed, "
-             "in %.1fs", ", ".join(iso(t) for t in as_ofs), report.periods, written, rows_written, len(removed),
-             report.duration_s)
+    report = PrepareReport(as_ofs, len(recorded), written, rows_written, removed, time.perf_counter() - t0,
+                           0 if seen.reused else seen.base.rows)
+    log.info("prepared history ahead for %s: %d periods, files written %s (%s rows), Seen By base %s (%d rows), "
+             "%d unreferenced removed, in %.1fs", ", ".join(iso(t) for t in as_ofs), report.periods, written,
+             rows_written, "reused" if seen.reused else "written", seen.base.rows, len(removed), report.duration_s)
     return report
 
 
@@ -460,6 +471,17 @@ def _merged_source(settings: Settings, sources: dict[str, tuple[Any, int, int, D
                                changes is not None and changes[2] > 0)
 
 
+def _create_view_source_type(con: duckdb.DuckDBPyConnection) -> None:
+    sources_sql = ", ".join(f"'{v}'" for v in VIEW_SOURCES)
+    con.execute(f"CREATE TYPE {seen_bases.VIEW_SOURCE_TYPE} AS ENUM ({sources_sql})")
+
+
+def _seen_source(settings: Settings, sources: dict[str, tuple[Any, int, int, DeltaTable]]) -> seen_bases.Source:
+    """silver.segment_viewers as registered (the Seen By tables' source)."""
+    key = latest_rows.SEGMENT_VIEWERS.table
+    return seen_bases.Source(_src(key), settings.table_path(*key.split(".")), sources[key][3])
+
+
 def _register(con: duckdb.DuckDBPyConnection, name: str, ds: Any, dt: DeltaTable) -> None:
     """The view `name` over a source table's version: DuckDB's own Parquet reader on the data files delta-rs lists
     for it (multi-threaded, projections and zone-map filters pushed into the files: 0.4-0.5 s less per publish of a
@@ -519,20 +541,17 @@ def _build(
             _register(con, _src(key), ds, dt)
         for key in OPTIONAL_SOURCES - sources.keys():  # a lake without it: empty, in its contract's schema
             con.register(_src(key), contracts.get(key).arrow_schema().empty_table())
-        sources_sql = ", ".join(f"'{v}'" for v in VIEW_SOURCES)
-        con.execute(f"CREATE TYPE view_source AS ENUM ({sources_sql})")
+        _create_view_source_type(con)
         t = time.perf_counter()
-        # each (segment, viewer)'s row with the most views (storylake/latest_rows.py: the table's stored rows)
-        con.execute(
-            "CREATE TEMP TABLE sv AS SELECT segment_id, viewer_id, author_id, first_viewed_at, "
-            "first_view_source::view_source AS first_view_source, max_completion_pct, segment_created_at "
-            f"FROM ({latest_rows.duckdb_sql(latest_rows.SEGMENT_VIEWERS, SV)})"
-        )
-        steps["read segment_viewers"] = time.perf_counter() - t
+        # the Seen By tables' base: a previous snapshot's or the prepared one while silver.segment_viewers only
+        # appended rows since (serving/seen_bases.py), else written now
+        seen = seen_bases.ensure(settings, con, _seen_source(settings, sources), [prior, *prepared])
+        steps["seen_by base"] = time.perf_counter() - t
         t = time.perf_counter()
         ring, relationships = _merged_source(settings, sources, merge_on_read.RING_FEATURES), _merged_source(
             settings, sources, merge_on_read.RELATIONSHIPS)
         bases, bases_kept = shared_bases.ensure(settings, con, ring, relationships, prior)
+        bases[seen_bases.NAME], bases_kept[seen_bases.NAME] = seen.base, seen.reused
         steps["shared bases"] = time.perf_counter() - t
         t = time.perf_counter()
         parts = insights_history.PARTS
@@ -553,6 +572,9 @@ def _build(
                                                         relationships)
         tables.update(merged_rows)
         steps.update(merged_steps)
+        seen_rows, seen_steps = seen_bases.create(con, insights_history.aliases(history, bases)[seen.base.id], seen)
+        tables.update(seen_rows)
+        steps.update(seen_steps)
         params = {"window_start": as_of - TRAY_WINDOW, "hours_start": as_of - HOURLY_WINDOW,
                   "catalog_start": as_of - SEEN_BY_LIFETIME}
         # every segment with viewer rows was created at/after the earliest segment_created_at they hold: a bound the
@@ -565,7 +587,7 @@ def _build(
             t = time.perf_counter()
             tables[name] = _create_table(con, name, sql, params)
             steps[name] = time.perf_counter() - t
-        con.execute("DROP TABLE sv")
+        con.execute(f"DROP VIEW {seen_bases.ALL_ROWS}")
         con.execute(f"DROP TABLE {REL}")
         history_report = {**insights_history.describe(history, recent), "recent_made": recent_report,
                           "bases": {name: b.id for name, b in bases.items()},

@@ -22,12 +22,14 @@ import numpy as np
 from cachetools import LRUCache
 
 from serving import cursor as cursors
+from serving import seen_bases
 from serving.snapshot import Snapshot
 from serving.snapshot_indexes import catalog_index
 from storylake.clock import iso, iso_us, utc
 from storylake.errors import NotFoundError, StorylakeError
 from storylake.rules.audience import holds_at_sql
 from storylake.rules.lifetimes import SEEN_BY_LIFETIME
+from storylake.rules.views import OTHERS_VIEW_SQL
 
 MAX_LIMIT = 1000
 
@@ -85,6 +87,23 @@ SORTED_PAGE_SQL = {
     for after in (False, True)
     for hidden in (False, True)
 }
+# A snapshot whose segment_viewers is a base shared between snapshots plus its changes (serving/seen_bases.py): a
+# page is the base's page (its rows of keys the changes replace left out) merged with the changes' page, each read
+# in storage order as above (both are stored in the keyset order).
+_OTHERS = f" AND {OTHERS_VIEW_SQL}"
+_FROM_BASE = _PAGE_BASE.replace(" segment_viewers ", f" {seen_bases.BASE_VIEW} ") + _OTHERS
+_FROM_CHANGES = _PAGE_BASE.replace(" segment_viewers ", f" {seen_bases.CHANGES} ") + _OTHERS
+MERGED_PAGE_SQL = {
+    (source, after, hidden, ordered): (
+        source + (_AFTER if after else "") + (_NOT_HIDDEN if hidden else "") + (_ORDER if ordered else "") + _LIMIT)
+    for source in (_FROM_BASE, _FROM_CHANGES)
+    for after in (False, True)
+    for hidden in (False, True)
+    for ordered in (False, True)
+}
+REPLACED_SQL = (
+    f"SELECT viewer_id FROM {seen_bases.CHANGES} WHERE segment_id = $seg AND {seen_bases.REPLACES}"  # noqa: S608
+)
 
 
 def seen_by(
@@ -209,9 +228,12 @@ def _page(
     if found is not None:
         return found  # type: ignore[no-any-return]
     db = snapshot.db()
-    rows = db.execute(PAGE_SQL[(after, bool(hidden))], params).fetchall()
-    if not _in_order(rows):
-        rows = db.execute(SORTED_PAGE_SQL[(after, bool(hidden))], params).fetchall()
+    if _merged(snapshot):
+        rows = _merged_page(db, after, hidden, params)
+    else:
+        rows = db.execute(PAGE_SQL[(after, bool(hidden))], params).fetchall()
+        if not _in_order(rows):
+            rows = db.execute(SORTED_PAGE_SQL[(after, bool(hidden))], params).fetchall()
     more = len(rows) > limit
     rows = rows[:limit]
     texts = iso_us(np.array([r[1] for r in rows], dtype=np.int64))
@@ -226,6 +248,31 @@ def _page(
     with _cache_lock:
         cache[key] = page
     return page
+
+
+def _merged(snapshot: Snapshot) -> bool:
+    """The snapshot's segment_viewers is a shared base plus its changes (serving/seen_bases.py)."""
+    found = snapshot.cache.get("seen_by_merged")
+    if found is None:
+        n = snapshot.db().execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = $t",
+                                  {"t": seen_bases.CHANGES}).fetchone()[0]
+        found = snapshot.cache.setdefault("seen_by_merged", bool(n))
+    return bool(found)
+
+
+def _merged_page(db: Any, after: bool, hidden: list[int], params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The page's rows (up to params['lim']) of the base's and the changes' rows of the segment: the base's page holds
+    as many more rows as the changes replace of its rows, which are left out."""
+    replaced = {int(r[0]) for r in db.execute(REPLACED_SQL, {"seg": params["seg"]}).fetchall()}
+    found: list[tuple[Any, ...]] = []
+    for source, extra in ((_FROM_CHANGES, 0), (_FROM_BASE, len(replaced))):
+        wanted = {**params, "lim": params["lim"] + extra}
+        rows = db.execute(MERGED_PAGE_SQL[(source, after, bool(hidden), False)], wanted).fetchall()
+        if not _in_order(rows):
+            rows = db.execute(MERGED_PAGE_SQL[(source, after, bool(hidden), True)], wanted).fetchall()
+        found += [r for r in rows if int(r[0]) not in replaced] if extra else rows
+    found.sort(key=lambda r: (-r[1], r[0]))
+    return found[: params["lim"]]
 
 
 def _in_order(rows: list[tuple[Any, ...]]) -> bool:

@@ -152,13 +152,15 @@ def changed_ranges(path: Path, version: int, until: int, column: str) -> list[Ra
     return out
 
 
-def appended_files(path: Path, version: int) -> list[str] | None:
+def appended_files(path: Path, version: int, until: int | None = None) -> list[str] | None:
     """The data files (URIs) whose rows the Delta table at `path` gained since `version`, when it only gained rows:
     every commit after it added files (appends) or rewrote rows unchanged (a compaction's actions say dataChange
     false), and every file an append added is still in the latest version (not compacted with older rows since).
-    None otherwise (a commit removed rows, changed the metadata or is missing)."""
-    latest = _newest_commit(path)
-    if latest is None or latest < version:
+    None otherwise (a commit removed rows, changed the metadata or is missing). `until`: up to that version (read at
+    it) instead of the latest."""
+    newest = _newest_commit(path)
+    latest = newest if until is None or newest is None else until
+    if latest is None or newest is None or not version <= latest <= newest:
         return None
     actions = _data_actions(path, version, latest)
     if actions is None:
@@ -172,7 +174,7 @@ def appended_files(path: Path, version: int) -> list[str] | None:
     if not added:
         return []
     # a data file's name (a fresh uuid) is unique in the table; the log holds its path URL-encoded once more
-    uris = {uri.rsplit("/", 1)[-1]: uri for uri in DeltaTable(str(path)).file_uris()}
+    uris = {uri.rsplit("/", 1)[-1]: uri for uri in DeltaTable(str(path), version=until).file_uris()}
     names = [unquote(name).rsplit("/", 1)[-1] for name in added]
     if any(name not in uris for name in names):
         return None

@@ -66,8 +66,8 @@ def test_failed_publish_leaves_current_serving(settings: Settings, monkeypatch: 
     real = publish_mod._create_table
 
     def failing(con, name, sql, params):  # type: ignore[no-untyped-def]
-        if name == "segment_viewers":
-            raise RuntimeError("injected failure while building segment_viewers")
+        if name == "segment_catalog":
+            raise RuntimeError("injected failure while building segment_catalog")
         return real(con, name, sql, params)
 
     monkeypatch.setattr(publish_mod, "_create_table", failing)

@@ -108,7 +108,8 @@ def test_the_next_snapshot_reuses_the_bases_and_serves_the_changes(spark: Any, l
     ]
     after = run(spark, hourly, LAST)
     assert after.history["bases"] == before.history["bases"]  # the same files: neither source base was rewritten
-    assert after.history["bases_reused"] == ["ring_features", "viewer_pairs"]
+    # (and the Seen By tables' base: silver.segment_viewers appended no row, serving/seen_bases.py)
+    assert after.history["bases_reused"] == ["ring_features", "seen_by", "viewer_pairs"]
     assert served(hourly) == served(once)
     assert served(hourly)["viewer_pairs"] == PAIRS_AT_LAST
     assert after.tables["viewer_pairs"] == len(PAIRS_AT_LAST)
@@ -126,7 +127,7 @@ def test_a_new_source_base_writes_a_new_base_and_a_compaction_keeps_it(spark: An
     hourly, once, before = lakes
     monkeypatch.setattr(relationships, "REBASE_MIN_ROWS", 0)  # the changes outgrow a quarter of the 5-row base
     after = run(spark, hourly, LAST)
-    assert after.history["bases_reused"] == ["ring_features"]
+    assert after.history["bases_reused"] == ["ring_features", "seen_by"]
     assert after.history["bases"]["viewer_pairs"] != before.history["bases"]["viewer_pairs"]
     assert served(hourly) == served(once)
     with current(hourly) as snap:
