@@ -144,7 +144,7 @@ HOURLY_WINDOW = timedelta(days=2)  # author_hourly_insights published: today's a
 # $window_start is a bound parameter. The long-lived tables (segment, story, author-day insights, sticker results and
 # archived segments) are built by serving/insights_history.py: history and warm rows shared between snapshots + this
 # publish's recent rows; viewer_pairs and ring_features by serving/shared_bases.py, viewer_seen and segment_viewers by
-# serving/seen_bases.py. sv is a temp view of silver.segment_viewers' rows (seen_bases.ALL_ROWS), rel a temp table
+# serving/seen_bases.py. sv is a temp view of silver.segment_viewers' keys (seen_bases.ALL_ROWS), rel a temp table
 # of the relationship rows these steps read (shared_bases.REL).
 STEPS: tuple[tuple[str, str], ...] = (
     ("live_segments", f"""

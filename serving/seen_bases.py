@@ -58,7 +58,10 @@ REPLACES = "replaces"  # a changes row's column: the base holds a row of its key
 CHANGES = "segment_viewers_changes"
 SEEN_CHANGES = "viewer_seen_changes"
 BASE_VIEW = "segment_viewers_base"
-ALL_ROWS = "sv"  # the temp view of every row readers see (the catalog's input; dropped before the snapshot closes)
+ALL_ROWS = "sv"  # the temp view of every row's key columns (the catalog's input; dropped before the snapshot closes)
+# the columns of a row that its key decides (a segment's viewer, author and creation): a replaced base row's are its
+# replacement's, so ALL_ROWS reads them from the base and the changes that replace no row, without a join
+KEY_COLUMNS = ["segment_id", "viewer_id", "author_id", "segment_created_at"]
 APPENDED = "read_parquet($files, union_by_name = true)"  # the appended data files, as a relation
 REBASE_SHARE = 0.25  # a new base once the appended rows reach this share of the base's
 REBASE_MIN_ROWS = 50_000  # ... and at least this many (a small lake keeps its base)
@@ -172,7 +175,7 @@ def _merged(base: str, changes: str, columns: list[str]) -> str:
 def create(con: duckdb.DuckDBPyConnection, alias: str, seen: Seen) -> tuple[dict[str, int], dict[str, float]]:
     """In the snapshot being built (the base file attached as `alias`, the appended files registered by name): the
     changes tables, the views `segment_viewers`, `viewer_seen`, `segment_viewers_base` and the temp view `sv` (every
-    row, for the catalog). Returns the two serving views' rows and seconds per step."""
+    row's KEY_COLUMNS, for the catalog). Returns the two serving views' rows and seconds per step."""
     steps: dict[str, float] = {}
     t = time.perf_counter()
     base = f"{alias}.segment_viewers"
@@ -194,7 +197,9 @@ def create(con: duckdb.DuckDBPyConnection, alias: str, seen: Seen) -> tuple[dict
     steps["seen_by changes"] = time.perf_counter() - t
     t = time.perf_counter()
     con.execute(f"CREATE VIEW {BASE_VIEW} AS SELECT * FROM {base}")
-    con.execute(f"CREATE TEMP VIEW {ALL_ROWS} AS {_merged(base, CHANGES, COLUMNS)}")
+    keyed = ", ".join(KEY_COLUMNS)
+    con.execute(f"CREATE TEMP VIEW {ALL_ROWS} AS SELECT {keyed} FROM {base} "
+                f"UNION ALL SELECT {keyed} FROM {CHANGES} WHERE NOT {REPLACES}")
     con.execute(f"CREATE VIEW segment_viewers AS SELECT {', '.join(SERVED_COLUMNS)} FROM ("
                 f"{_merged(base, CHANGES, COLUMNS)}) WHERE {OTHERS_VIEW_SQL}")
     con.execute(f"CREATE VIEW viewer_seen AS {_merged(f'{alias}.viewer_seen', SEEN_CHANGES, SEEN_COLUMNS)}")

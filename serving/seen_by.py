@@ -88,22 +88,26 @@ SORTED_PAGE_SQL = {
     for hidden in (False, True)
 }
 # A snapshot whose segment_viewers is a base shared between snapshots plus its changes (serving/seen_bases.py): a
-# page is the base's page (its rows of keys the changes replace left out) merged with the changes' page, each read
-# in storage order as above (both are stored in the keyset order).
+# page merges the base's page (read as above from the base, without its rows of the viewers whose rows the changes
+# replace) with the segment's changes, which are held in memory (ChangesIndex: the rows of an hour or a few).
 _OTHERS = f" AND {OTHERS_VIEW_SQL}"
 _FROM_BASE = _PAGE_BASE.replace(" segment_viewers ", f" {seen_bases.BASE_VIEW} ") + _OTHERS
-_FROM_CHANGES = _PAGE_BASE.replace(" segment_viewers ", f" {seen_bases.CHANGES} ") + _OTHERS
-MERGED_PAGE_SQL = {
-    (source, after, hidden, ordered): (
-        source + (_AFTER if after else "") + (_NOT_HIDDEN if hidden else "") + (_ORDER if ordered else "") + _LIMIT)
-    for source in (_FROM_BASE, _FROM_CHANGES)
+_NOT_REPLACED = " AND NOT list_contains($replaced, viewer_id)"
+BASE_PAGE_SQL = {
+    (after, hidden, replaced, ordered): _FROM_BASE + (_AFTER if after else "") + (_NOT_HIDDEN if hidden else "")
+    + (_NOT_REPLACED if replaced else "") + (_ORDER if ordered else "") + _LIMIT
     for after in (False, True)
     for hidden in (False, True)
+    for replaced in (False, True)
     for ordered in (False, True)
 }
-REPLACED_SQL = (
-    f"SELECT viewer_id FROM {seen_bases.CHANGES} WHERE segment_id = $seg AND {seen_bases.REPLACES}"  # noqa: S608
+# the changes' rows of others' views in the keyset order (their storage order), the view source as its enum code
+CHANGES_ROWS_SQL = (
+    f"SELECT segment_id, viewer_id, epoch_us(first_viewed_at) AS t_us, enum_code(first_view_source) AS source, "  # noqa: S608
+    f"coalesce(max_completion_pct, 0) AS pct, {seen_bases.REPLACES} FROM {seen_bases.CHANGES} "
+    f"WHERE {OTHERS_VIEW_SQL} ORDER BY {seen_bases.PAGE_ORDER}"
 )
+CHANGES_SOURCES_SQL = f"SELECT enum_range(NULL::{seen_bases.VIEW_SOURCE_TYPE})"  # noqa: S608
 
 
 def seen_by(
@@ -167,7 +171,7 @@ def seen_by(
     total = viewer_rows - len(hidden)  # blocked_viewers only holds viewers of this segment
     if hidden:
         params["hidden"] = hidden
-    viewers, has_more = _page(snapshot, after, hidden, params, limit)
+    viewers, has_more = _page(snapshot, after, hidden, params, limit, viewer_rows)
     next_cursor = None
     if has_more:
         last = viewers[-1]
@@ -213,7 +217,7 @@ _cache_lock = threading.Lock()
 
 
 def _page(
-    snapshot: Snapshot, after: bool, hidden: list[int], params: dict[str, Any], limit: int
+    snapshot: Snapshot, after: bool, hidden: list[int], params: dict[str, Any], limit: int, viewer_rows: int
 ) -> tuple[tuple[SeenByViewer, ...], bool]:
     """(the page's viewers, whether more follow). A snapshot never changes, so a page read once is kept for the
     snapshot handle's life in a bounded LRU keyed by everything the statement reads (segment, keyset position,
@@ -229,7 +233,7 @@ def _page(
         return found  # type: ignore[no-any-return]
     db = snapshot.db()
     if _merged(snapshot):
-        rows = _merged_page(db, after, hidden, params)
+        rows = _merged_page(snapshot, after, hidden, params, viewer_rows)
     else:
         rows = db.execute(PAGE_SQL[(after, bool(hidden))], params).fetchall()
         if not _in_order(rows):
@@ -260,19 +264,70 @@ def _merged(snapshot: Snapshot) -> bool:
     return bool(found)
 
 
-def _merged_page(db: Any, after: bool, hidden: list[int], params: dict[str, Any]) -> list[tuple[Any, ...]]:
-    """The page's rows (up to params['lim']) of the base's and the changes' rows of the segment: the base's page holds
-    as many more rows as the changes replace of its rows, which are left out."""
-    replaced = {int(r[0]) for r in db.execute(REPLACED_SQL, {"seg": params["seg"]}).fetchall()}
-    found: list[tuple[Any, ...]] = []
-    for source, extra in ((_FROM_CHANGES, 0), (_FROM_BASE, len(replaced))):
-        wanted = {**params, "lim": params["lim"] + extra}
-        rows = db.execute(MERGED_PAGE_SQL[(source, after, bool(hidden), False)], wanted).fetchall()
+def _merged_page(snapshot: Snapshot, after: bool, hidden: list[int], params: dict[str, Any], viewer_rows: int
+                 ) -> list[tuple[Any, ...]]:
+    """The page's rows (up to params['lim']) of the base's and the changes' rows of the segment (`viewer_rows`: its
+    others' rows as readers see them; when the changes hold all of them, the base is not read)."""
+    changes = _changes(snapshot)
+    mine, replaced = changes.page(params, hidden)
+    found = list(mine)
+    if changes.added(params["seg"]) < viewer_rows:
+        wanted = {**params, "replaced": replaced} if replaced else params
+        db = snapshot.db()
+        rows = db.execute(BASE_PAGE_SQL[(after, bool(hidden), bool(replaced), False)], wanted).fetchall()
         if not _in_order(rows):
-            rows = db.execute(MERGED_PAGE_SQL[(source, after, bool(hidden), True)], wanted).fetchall()
-        found += [r for r in rows if int(r[0]) not in replaced] if extra else rows
-    found.sort(key=lambda r: (-r[1], r[0]))
+            rows = db.execute(BASE_PAGE_SQL[(after, bool(hidden), bool(replaced), True)], wanted).fetchall()
+        found += rows
+        found.sort(key=lambda r: (-r[1], r[0]))
     return found[: params["lim"]]
+
+
+class ChangesIndex:
+    """The snapshot's Seen By changes (others' views: the rows silver.segment_viewers appended since the base, each
+    replacing the base's row of its key when it has one), in the keyset order, held in memory: a segment's rows are
+    one contiguous slice."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        db = snapshot.db()
+        cols = db.execute(CHANGES_ROWS_SQL).fetchnumpy()
+        self.segments = np.asarray(cols["segment_id"], dtype=np.int64)
+        self.viewers = np.asarray(cols["viewer_id"], dtype=np.int64)
+        self.t_us = np.asarray(cols["t_us"], dtype=np.int64)
+        self.source = np.asarray(cols["source"], dtype=np.int64)
+        self.pct = np.asarray(cols["pct"], dtype=np.float64)
+        self.replaces = np.asarray(cols["replaces"], dtype=bool)
+        self.sources = [str(v) for v in db.execute(CHANGES_SOURCES_SQL).fetchone()[0]]
+
+    def _slice(self, segment_id: int) -> slice:
+        lo, hi = np.searchsorted(self.segments, [segment_id, segment_id + 1])
+        return slice(int(lo), int(hi))
+
+    def added(self, segment_id: int) -> int:
+        """The segment's new rows (those that replace no base row)."""
+        return int(np.count_nonzero(~self.replaces[self._slice(segment_id)]))
+
+    def page(self, params: dict[str, Any], hidden: list[int]) -> tuple[list[tuple[Any, ...]], list[int]]:
+        """(the segment's first params['lim'] rows after the keyset position and not hidden, as a page statement's
+        rows; the viewers whose base rows its changes replace)."""
+        part = self._slice(params["seg"])
+        viewers, t_us = self.viewers[part], self.t_us[part]
+        replaced = [int(v) for v in viewers[self.replaces[part]]]
+        keep = np.ones(viewers.size, dtype=bool)
+        if "t" in params:
+            t, v = cursors.micros(params["t"]), params["v"]
+            keep &= (t_us < t) | ((t_us == t) & (viewers > v))
+        if hidden:
+            keep &= ~np.isin(viewers, hidden)
+        rows = np.flatnonzero(keep)[: params["lim"]] + part.start
+        return ([(int(self.viewers[i]), int(self.t_us[i]), self.sources[int(self.source[i])], float(self.pct[i]))
+                 for i in rows], replaced)
+
+
+def _changes(snapshot: Snapshot) -> ChangesIndex:
+    found = snapshot.cache.get("seen_by_changes")
+    if found is None:
+        found = snapshot.cache.setdefault("seen_by_changes", ChangesIndex(snapshot))
+    return found  # type: ignore[no-any-return]
 
 
 def _in_order(rows: list[tuple[Any, ...]]) -> bool:
