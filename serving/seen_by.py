@@ -24,7 +24,7 @@ from cachetools import LRUCache
 from serving import cursor as cursors
 from serving import seen_bases
 from serving.snapshot import Snapshot
-from serving.snapshot_indexes import catalog_index
+from serving.snapshot_indexes import SeenChangesIndex, catalog_index, seen_changes
 from storylake.clock import iso, iso_us, utc
 from storylake.errors import NotFoundError, StorylakeError
 from storylake.rules.audience import holds_at_sql
@@ -89,7 +89,7 @@ SORTED_PAGE_SQL = {
 }
 # A snapshot whose segment_viewers is a base shared between snapshots plus its changes (serving/seen_bases.py): a
 # page merges the base's page (read as above from the base, without its rows of the viewers whose rows the changes
-# replace) with the segment's changes, which are held in memory (ChangesIndex: the rows of an hour or a few).
+# replace) with the segment's changes, held in memory (snapshot_indexes.SeenChangesIndex: an hour's rows or a few).
 _OTHERS = f" AND {OTHERS_VIEW_SQL}"
 _FROM_BASE = _PAGE_BASE.replace(" segment_viewers ", f" {seen_bases.BASE_VIEW} ") + _OTHERS
 _NOT_REPLACED = " AND NOT list_contains($replaced, viewer_id)"
@@ -101,15 +101,6 @@ BASE_PAGE_SQL = {
     for replaced in (False, True)
     for ordered in (False, True)
 }
-# the changes' rows of others' views in the keyset order (their storage order), the view source as its enum code
-CHANGES_ROWS_SQL = (
-    f"SELECT segment_id, viewer_id, epoch_us(first_viewed_at) AS t_us, enum_code(first_view_source) AS source, "  # noqa: S608
-    f"coalesce(max_completion_pct, 0) AS pct, {seen_bases.REPLACES} FROM {seen_bases.CHANGES} "
-    f"WHERE {OTHERS_VIEW_SQL} ORDER BY {seen_bases.PAGE_ORDER}"
-)
-CHANGES_SOURCES_SQL = f"SELECT enum_range(NULL::{seen_bases.VIEW_SOURCE_TYPE})"  # noqa: S608
-
-
 def seen_by(
     snapshot: Snapshot,
     segment_id: int,
@@ -232,8 +223,9 @@ def _page(
     if found is not None:
         return found  # type: ignore[no-any-return]
     db = snapshot.db()
-    if _merged(snapshot):
-        rows = _merged_page(snapshot, after, hidden, params, viewer_rows)
+    changes = seen_changes(snapshot)
+    if changes is not None:
+        rows = _merged_page(snapshot, changes, after, hidden, params, viewer_rows)
     else:
         rows = db.execute(PAGE_SQL[(after, bool(hidden))], params).fetchall()
         if not _in_order(rows):
@@ -254,21 +246,10 @@ def _page(
     return page
 
 
-def _merged(snapshot: Snapshot) -> bool:
-    """The snapshot's segment_viewers is a shared base plus its changes (serving/seen_bases.py)."""
-    found = snapshot.cache.get("seen_by_merged")
-    if found is None:
-        n = snapshot.db().execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = $t",
-                                  {"t": seen_bases.CHANGES}).fetchone()[0]
-        found = snapshot.cache.setdefault("seen_by_merged", bool(n))
-    return bool(found)
-
-
-def _merged_page(snapshot: Snapshot, after: bool, hidden: list[int], params: dict[str, Any], viewer_rows: int
-                 ) -> list[tuple[Any, ...]]:
+def _merged_page(snapshot: Snapshot, changes: SeenChangesIndex, after: bool, hidden: list[int],
+                 params: dict[str, Any], viewer_rows: int) -> list[tuple[Any, ...]]:
     """The page's rows (up to params['lim']) of the base's and the changes' rows of the segment (`viewer_rows`: its
     others' rows as readers see them; when the changes hold all of them, the base is not read)."""
-    changes = _changes(snapshot)
     mine, replaced = changes.page(params, hidden)
     found = list(mine)
     if changes.added(params["seg"]) < viewer_rows:
@@ -280,54 +261,6 @@ def _merged_page(snapshot: Snapshot, after: bool, hidden: list[int], params: dic
         found += rows
         found.sort(key=lambda r: (-r[1], r[0]))
     return found[: params["lim"]]
-
-
-class ChangesIndex:
-    """The snapshot's Seen By changes (others' views: the rows silver.segment_viewers appended since the base, each
-    replacing the base's row of its key when it has one), in the keyset order, held in memory: a segment's rows are
-    one contiguous slice."""
-
-    def __init__(self, snapshot: Snapshot) -> None:
-        db = snapshot.db()
-        cols = db.execute(CHANGES_ROWS_SQL).fetchnumpy()
-        self.segments = np.asarray(cols["segment_id"], dtype=np.int64)
-        self.viewers = np.asarray(cols["viewer_id"], dtype=np.int64)
-        self.t_us = np.asarray(cols["t_us"], dtype=np.int64)
-        self.source = np.asarray(cols["source"], dtype=np.int64)
-        self.pct = np.asarray(cols["pct"], dtype=np.float64)
-        self.replaces = np.asarray(cols["replaces"], dtype=bool)
-        self.sources = [str(v) for v in db.execute(CHANGES_SOURCES_SQL).fetchone()[0]]
-
-    def _slice(self, segment_id: int) -> slice:
-        lo, hi = np.searchsorted(self.segments, [segment_id, segment_id + 1])
-        return slice(int(lo), int(hi))
-
-    def added(self, segment_id: int) -> int:
-        """The segment's new rows (those that replace no base row)."""
-        return int(np.count_nonzero(~self.replaces[self._slice(segment_id)]))
-
-    def page(self, params: dict[str, Any], hidden: list[int]) -> tuple[list[tuple[Any, ...]], list[int]]:
-        """(the segment's first params['lim'] rows after the keyset position and not hidden, as a page statement's
-        rows; the viewers whose base rows its changes replace)."""
-        part = self._slice(params["seg"])
-        viewers, t_us = self.viewers[part], self.t_us[part]
-        replaced = [int(v) for v in viewers[self.replaces[part]]]
-        keep = np.ones(viewers.size, dtype=bool)
-        if "t" in params:
-            t, v = cursors.micros(params["t"]), params["v"]
-            keep &= (t_us < t) | ((t_us == t) & (viewers > v))
-        if hidden:
-            keep &= ~np.isin(viewers, hidden)
-        rows = np.flatnonzero(keep)[: params["lim"]] + part.start
-        return ([(int(self.viewers[i]), int(self.t_us[i]), self.sources[int(self.source[i])], float(self.pct[i]))
-                 for i in rows], replaced)
-
-
-def _changes(snapshot: Snapshot) -> ChangesIndex:
-    found = snapshot.cache.get("seen_by_changes")
-    if found is None:
-        found = snapshot.cache.setdefault("seen_by_changes", ChangesIndex(snapshot))
-    return found  # type: ignore[no-any-return]
 
 
 def _in_order(rows: list[tuple[Any, ...]]) -> bool:

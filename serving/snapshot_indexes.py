@@ -10,6 +10,7 @@ needs three of them per request.
     SeenIndex      viewer_seen by viewer_id, as SegmentIndex positions     -> the tray's seen state
     ViewerIndex    viewer_pairs and ring_features by viewer_id            -> tray candidates, flags and features
     CatalogIndex   segment_catalog by segment_id                          -> Seen By's segment checks
+    SeenChangesIndex  segment_viewers_changes by segment, in keyset order -> Seen By's pages of a shared base
     ProfileIndex   profiles by user_id                                    -> names and pictures in answers
 
 SeenIndex keeps 4 bytes per (viewer, live segment) pair; segment_viewers (Seen By's pages, one row per viewer and
@@ -27,10 +28,12 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
-from serving import audience_table
+from serving import audience_table, seen_bases
+from serving import cursor as cursors
 from serving.snapshot import Snapshot, table_exists
 from storylake.rules.audience import OPEN_END_US
 from storylake.rules.tray_score import FEATURE_WEIGHTS
+from storylake.rules.views import OTHERS_VIEW_SQL
 
 FEATURES: tuple[str, ...] = tuple(FEATURE_WEIGHTS)
 _EMPTY = np.empty(0, dtype=np.int64)
@@ -233,6 +236,56 @@ class ProfileIndex:
         }
 
 
+# the changes' rows of others' views in the keyset order (their storage order), the view source as its enum code
+CHANGES_ROWS_SQL = (
+    f"SELECT segment_id, viewer_id, epoch_us(first_viewed_at) AS t_us, enum_code(first_view_source) AS source, "  # noqa: S608
+    f"coalesce(max_completion_pct, 0) AS pct, {seen_bases.REPLACES} FROM {seen_bases.CHANGES} "
+    f"WHERE {OTHERS_VIEW_SQL} ORDER BY {seen_bases.PAGE_ORDER}"
+)
+CHANGES_SOURCES_SQL = f"SELECT enum_range(NULL::{seen_bases.VIEW_SOURCE_TYPE})"  # noqa: S608
+
+
+class SeenChangesIndex:
+    """The snapshot's Seen By changes (others' views: the rows silver.segment_viewers appended since the base, each
+    replacing the base's row of its key when it has one), in the keyset order, held in memory: a segment's rows are
+    one contiguous slice."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        db = snapshot.db()
+        cols = db.execute(CHANGES_ROWS_SQL).fetchnumpy()
+        self.segments = np.asarray(cols["segment_id"], dtype=np.int64)
+        self.viewers = np.asarray(cols["viewer_id"], dtype=np.int64)
+        self.t_us = np.asarray(cols["t_us"], dtype=np.int64)
+        self.source = np.asarray(cols["source"], dtype=np.int64)
+        self.pct = np.asarray(cols["pct"], dtype=np.float64)
+        self.replaces = np.asarray(cols["replaces"], dtype=bool)
+        self.sources = [str(v) for v in db.execute(CHANGES_SOURCES_SQL).fetchone()[0]]
+
+    def _slice(self, segment_id: int) -> slice:
+        lo, hi = np.searchsorted(self.segments, [segment_id, segment_id + 1])
+        return slice(int(lo), int(hi))
+
+    def added(self, segment_id: int) -> int:
+        """The segment's new rows (those that replace no base row)."""
+        return int(np.count_nonzero(~self.replaces[self._slice(segment_id)]))
+
+    def page(self, params: dict[str, Any], hidden: list[int]) -> tuple[list[tuple[Any, ...]], list[int]]:
+        """(the segment's first params['lim'] rows after the keyset position and not hidden, as a page statement's
+        rows; the viewers whose base rows its changes replace)."""
+        part = self._slice(params["seg"])
+        viewers, t_us = self.viewers[part], self.t_us[part]
+        replaced = [int(v) for v in viewers[self.replaces[part]]]
+        keep = np.ones(viewers.size, dtype=bool)
+        if "t" in params:
+            t, v = cursors.micros(params["t"]), params["v"]
+            keep &= (t_us < t) | ((t_us == t) & (viewers > v))
+        if hidden:
+            keep &= ~np.isin(viewers, hidden)
+        rows = np.flatnonzero(keep)[: params["lim"]] + part.start
+        return ([(int(self.viewers[i]), int(self.t_us[i]), self.sources[int(self.source[i])], float(self.pct[i]))
+                 for i in rows], replaced)
+
+
 T = TypeVar("T")
 _lock = threading.RLock()  # re-entrant: an index may build the ones it depends on
 
@@ -268,7 +321,15 @@ def profile_index(snapshot: Snapshot) -> ProfileIndex:
     return _cached(snapshot, "profile_index", ProfileIndex)
 
 
+def seen_changes(snapshot: Snapshot) -> SeenChangesIndex | None:
+    """The snapshot's Seen By changes (None: its segment_viewers is a table of its own, as published before
+    serving/seen_bases.py)."""
+    if not _cached(snapshot, "seen_changes_exist", lambda snap: table_exists(snap.db(), seen_bases.CHANGES)):
+        return None
+    return _cached(snapshot, "seen_changes", SeenChangesIndex)
+
+
 def build_all(snapshot: Snapshot) -> None:
     """Every index of the snapshot (a server does this before it serves the snapshot)."""
-    for build in (segment_index, seen_index, viewer_index, catalog_index, profile_index):
+    for build in (segment_index, seen_index, viewer_index, catalog_index, profile_index, seen_changes):
         build(snapshot)

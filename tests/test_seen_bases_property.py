@@ -54,8 +54,10 @@ def served(s: Settings, limit: int) -> dict[str, Any]:
         out: dict[str, Any] = {
             "segment_viewers": db.execute("SELECT * FROM segment_viewers ORDER BY ALL").fetchall(),
             "viewer_seen": db.execute("SELECT * FROM viewer_seen ORDER BY ALL").fetchall(),
-            "catalog": db.execute("SELECT segment_id, viewer_rows, blocked_viewers FROM segment_catalog "
-                                  "ORDER BY segment_id").fetchall(),
+            # a segment's block intervals are a set (their list's order is the rows' order)
+            "catalog": [(seg, n, sorted(blocks or (), key=lambda b: (b["viewer_id"], b["valid_from"])))
+                        for seg, n, blocks in db.execute("SELECT segment_id, viewer_rows, blocked_viewers "
+                                                         "FROM segment_catalog ORDER BY segment_id").fetchall()],
         }
         for seg in SEGMENTS:
             pages, cursor = [], None
