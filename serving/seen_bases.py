@@ -5,8 +5,9 @@
 silver.segment_viewers (one row per segment and viewer, stored as growing rows: storylake/latest_rows.py) feeds three
 serving tables: `viewer_seen` (the tray's seen state, by viewer), `segment_viewers` (Seen By's keyset pages, by
 segment) and, through the per-segment counts, `segment_catalog`. Every publish read all of its live rows and sorted
-them twice (7.5M rows at 10M views a day: ~7.4 s of each hourly publish, read 2.6 + viewer_seen 2.1 + segment_viewers
-2.8), although an hour appends ~4% of them: its new pairs and the grown pairs' new rows. Now:
+them twice (12.9M rows at 10M views a day: 5.5-7.4 s of each hourly publish, reading 2.0-2.6 s, viewer_seen 1.6-2.1,
+segment_viewers 2.0-2.8), although an hour appends ~2.5% of them (0.32M): its new pairs and the grown pairs' new
+rows. Now:
 
     base      a DuckDB file of its own under serving/history/ holding `segment_viewers` (every row readers see, with the
               author and segment creation the catalog reads, sorted for Seen By's pages) and `viewer_seen` (sorted by
@@ -117,8 +118,10 @@ def ensure(settings: Settings, con: duckdb.DuckDBPyConnection, source: Source, k
         if base is None:
             continue
         files = _appended(settings, base, source)
-        version = int(base.identity.rpartition("@")[2])
-        if files is not None and (best is None or version > best[0]):
+        if files is None:
+            continue
+        version = int(base.identity.rpartition("@")[2])  # a digit string: _appended checked it
+        if best is None or version > best[0]:
             best = (version, base, files)
     if best is not None:
         _v, base, files = best
@@ -173,7 +176,7 @@ def _merged(base: str, changes: str, columns: list[str]) -> str:
 
 
 def create(con: duckdb.DuckDBPyConnection, alias: str, seen: Seen) -> tuple[dict[str, int], dict[str, float]]:
-    """In the snapshot being built (the base file attached as `alias`, the appended files registered by name): the
+    """In the snapshot being built (the base file attached as `alias`; the appended files read by their URIs): the
     changes tables, the views `segment_viewers`, `viewer_seen`, `segment_viewers_base` and the temp view `sv` (every
     row's KEY_COLUMNS, for the catalog). Returns the two serving views' rows and seconds per step."""
     steps: dict[str, float] = {}
