@@ -8,7 +8,8 @@ Layout under `settings.serving_dir`:
                                      one, attached read-only by the snapshots that share them
                                      (serving/insights_history.py); and the bases of ring_features and
                                      viewer_pairs, shared while their merge-on-read sources' bases are unchanged
-                                     (serving/shared_bases.py)
+                                     (serving/shared_bases.py), and of the Seen By tables, shared while
+                                     silver.segment_viewers only appends rows (serving/seen_bases.py)
     CURRENT                          one line: the snapshot_id being served (replaced atomically)
 
 Readers resolve CURRENT once and keep their handle: a reader opened before a publish goes on
