@@ -59,6 +59,7 @@ REPLACES = "replaces"  # a changes row's column: the base holds a row of its key
 CHANGES = "segment_viewers_changes"
 SEEN_CHANGES = "viewer_seen_changes"
 BASE_VIEW = "segment_viewers_base"
+SEEN_BASE_VIEW = "viewer_seen_base"  # the base's viewer_seen (snapshot_indexes.SeenIndex merges it with the changes)
 ALL_ROWS = "sv"  # the temp view of every row's key columns (the catalog's input; dropped before the snapshot closes)
 # the columns of a row that its key decides (a segment's viewer, author and creation): a replaced base row's are its
 # replacement's, so ALL_ROWS reads them from the base and the changes that replace no row, without a join
@@ -177,8 +178,9 @@ def _merged(base: str, changes: str, columns: list[str]) -> str:
 
 def create(con: duckdb.DuckDBPyConnection, alias: str, seen: Seen) -> tuple[dict[str, int], dict[str, float]]:
     """In the snapshot being built (the base file attached as `alias`; the appended files read by their URIs): the
-    changes tables, the views `segment_viewers`, `viewer_seen`, `segment_viewers_base` and the temp view `sv` (every
-    row's KEY_COLUMNS, for the catalog). Returns the two serving views' rows and seconds per step."""
+    changes tables, the views `segment_viewers`, `viewer_seen`, `segment_viewers_base`, `viewer_seen_base` and the
+    temp view `sv` (every row's KEY_COLUMNS, for the catalog). Returns the two serving views' rows and seconds per
+    step."""
     steps: dict[str, float] = {}
     t = time.perf_counter()
     base = f"{alias}.segment_viewers"
@@ -200,6 +202,7 @@ def create(con: duckdb.DuckDBPyConnection, alias: str, seen: Seen) -> tuple[dict
     steps["seen_by changes"] = time.perf_counter() - t
     t = time.perf_counter()
     con.execute(f"CREATE VIEW {BASE_VIEW} AS SELECT * FROM {base}")
+    con.execute(f"CREATE VIEW {SEEN_BASE_VIEW} AS SELECT * FROM {alias}.viewer_seen")
     keyed = ", ".join(KEY_COLUMNS)
     con.execute(f"CREATE TEMP VIEW {ALL_ROWS} AS SELECT {keyed} FROM {base} "
                 f"UNION ALL SELECT {keyed} FROM {CHANGES} WHERE NOT {REPLACES}")

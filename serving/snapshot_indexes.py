@@ -124,12 +124,18 @@ class SeenIndex:
 
     def __init__(self, snapshot: Snapshot, segments: SegmentIndex) -> None:
         db = snapshot.db()
-        self.latest_us = int(db.execute(
-            "SELECT coalesce(epoch_us(max(first_viewed_at)), -9223372036854775808) FROM viewer_seen").fetchone()[0])
-        cols = db.execute("SELECT viewer_id, segment_id FROM viewer_seen").fetchnumpy()
-        viewer = np.asarray(cols["viewer_id"], dtype=np.int64)
-        pos = segments.positions_of(np.asarray(cols["segment_id"], dtype=np.int64))
-        del cols
+        if table_exists(db, seen_bases.SEEN_CHANGES) and _view_exists(db, seen_bases.SEEN_BASE_VIEW):
+            viewer, segment, self.latest_us = _seen_of_base_and_changes(db)
+        else:
+            self.latest_us = int(db.execute(
+                "SELECT coalesce(epoch_us(max(first_viewed_at)), -9223372036854775808) FROM viewer_seen"
+            ).fetchone()[0])
+            cols = db.execute("SELECT viewer_id, segment_id FROM viewer_seen").fetchnumpy()
+            viewer = np.asarray(cols["viewer_id"], dtype=np.int64)
+            segment = np.asarray(cols["segment_id"], dtype=np.int64)
+            del cols
+        pos = segments.positions_of(segment)
+        del segment
         live = pos >= 0
         viewer, self.positions = viewer[live], pos[live].astype(np.int32)
         if viewer.size and not bool(np.all(viewer[1:] >= viewer[:-1])):  # stored sorted by viewer: never sorts
@@ -146,6 +152,39 @@ class SeenIndex:
         if i >= self.viewers.size or int(self.viewers[i]) != viewer:
             return np.empty(0, dtype=np.int64)
         return np.sort(self.positions[self.starts[i]:self.starts[i + 1]]).astype(np.int64)
+
+
+def _view_exists(db: Any, name: str) -> bool:
+    return bool(db.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = $v", {"v": name}).fetchone()[0])
+
+
+# a snapshot's seen pairs as a base shared between snapshots plus its changes (serving/seen_bases.py): both stored
+# sorted by viewer; a changes row that replaces a base row has its (viewer, segment), so the pairs are the base's and
+# the changes' that replace none, merged by viewer without a sort
+_SEEN_BASE_SQL = f"SELECT viewer_id, segment_id FROM {seen_bases.SEEN_BASE_VIEW}"  # noqa: S608
+_SEEN_ADDED_SQL = (f"SELECT viewer_id, segment_id FROM {seen_bases.SEEN_CHANGES} "  # noqa: S608
+                   f"WHERE NOT {seen_bases.REPLACES} ORDER BY viewer_id")
+# at or after every view the snapshot holds (a replaced base row's view may be later than its replacement's first
+# view: SeenIndex.of then asks DuckDB for a `now` between the two, which answers the same)
+_SEEN_LATEST_SQL = (
+    "SELECT coalesce(epoch_us(greatest("  # noqa: S608
+    f"(SELECT max(first_viewed_at) FROM {seen_bases.SEEN_BASE_VIEW}), "
+    f"(SELECT max(first_viewed_at) FROM {seen_bases.SEEN_CHANGES}))), -9223372036854775808)"
+)
+
+
+def _seen_of_base_and_changes(db: Any) -> tuple[np.ndarray, np.ndarray, int]:
+    """(viewer_id, segment_id sorted by viewer, latest_us) of a snapshot whose viewer_seen is a shared base and its
+    changes."""
+    base = db.execute(_SEEN_BASE_SQL).fetchnumpy()
+    added = db.execute(_SEEN_ADDED_SQL).fetchnumpy()
+    base_viewer = np.asarray(base["viewer_id"], dtype=np.int64)
+    added_viewer = np.asarray(added["viewer_id"], dtype=np.int64)
+    at = np.searchsorted(base_viewer, added_viewer, side="right")
+    viewer = np.insert(base_viewer, at, added_viewer)
+    segment = np.insert(np.asarray(base["segment_id"], dtype=np.int64), at,
+                        np.asarray(added["segment_id"], dtype=np.int64))
+    return viewer, segment, int(db.execute(_SEEN_LATEST_SQL).fetchone()[0])
 
 
 class ViewerIndex:

@@ -1,6 +1,6 @@
 """Property: a snapshot whose Seen By tables are a shared base plus the rows silver.segment_viewers appended since
 (serving/seen_bases.py) serves what a snapshot of the same rows written at once serves: every Seen By page (any page
-size, blocked viewers hidden), viewer_seen, segment_viewers and the catalog's viewer rows."""
+size, blocked viewers hidden), the tray's seen state, viewer_seen, segment_viewers and the catalog's viewer rows."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from serving.cursor import micros
 from serving.publish import publish
 from serving.seen_by import seen_by
 from serving.snapshot import current_id, open_snapshot, snapshot_path
+from serving.snapshot_indexes import seen_index, segment_index
 from storylake.lake import write_table
 from storylake.settings import Settings
 from tests.lake_builder import HOUR, LakeBuilder
@@ -59,6 +61,10 @@ def served(s: Settings, limit: int) -> dict[str, Any]:
                         for seg, n, blocks in db.execute("SELECT segment_id, viewer_rows, blocked_viewers "
                                                          "FROM segment_catalog ORDER BY segment_id").fetchall()],
         }
+        # the tray's seen state (snapshot_indexes.SeenIndex: the base's pairs and the changes', merged by viewer)
+        segments, seen = segment_index(snap), seen_index(snap)
+        out["seen"] = {viewer: sorted(segments.segment_id[found].tolist()) if (found := seen.of(viewer, micros(T)))
+                       is not None else None for viewer in range(1, 10)}
         for seg in SEGMENTS:
             pages, cursor = [], None
             while True:
