@@ -380,6 +380,11 @@ class BaseFile:
     identity: str  # the source version it holds the rows of ("<Delta table id>@<version>")
     rows: int
 
+    def version_of(self, table: DeltaTable) -> int | None:
+        """The version of `table`'s Delta table whose rows the file holds; None when it holds another table's."""
+        table_id, _, version = self.identity.rpartition("@")
+        return int(version) if table_id == table.metadata().id and version.isdigit() else None
+
 
 BASE_TIER = "base"  # snapshot_history's tier of a BaseFile (no bounds: cut and lo NULL)
 RECENT_TIER = "recent"  # snapshot_history's tier of a RecentFile (lo: its rows' lower bound; cut NULL)

@@ -361,12 +361,16 @@ def prepare_ahead(settings: Settings, now: datetime) -> PrepareReport:
         written = dict.fromkeys(parts, 0)
         rows_written = dict.fromkeys(parts, 0)
         spill = settings.serving_dir / ".duckdb_tmp"
-        with duckdb.connect(config={"temp_directory": str(spill)}) as con:
+        seen_source = _seen_source(settings, sources)
+        with duckdb.connect(config={"temp_directory": str(spill),
+                                    "memory_limit": f"{settings.publish_memory_mb}MB"}) as con:
             con.execute("SET enable_progress_bar = false")
             con.execute("SET GLOBAL TimeZone = 'UTC'")
-            for key in wanted:
+            # every source first: a relation registered after a statement whose result is still open is refused
+            for key in wanted | {latest_rows.SEGMENT_VIEWERS.table}:
                 ds, _v, _n, dt = sources[key]
                 _register(con, _src(key), ds, dt)
+            _create_view_source_type(con)
             views = {name: _src(part.source) for name, part in parts.items()}
             dts = {name: sources[part.source][3] for name, part in parts.items()}
             cols = {name: insights_history.columns_of(part, list(sources[part.source][0].schema.names))
@@ -380,15 +384,8 @@ def prepare_ahead(settings: Settings, now: datetime) -> PrepareReport:
                             written[name] += 1
                             rows_written[name] += tier.rows[name]
                 grids.append(insights_history.as_prior(history, versions))
-        # the Seen By tables' base of the version consumers read now (after the daily retention removed rows, the
-        # hourly publishes would otherwise write it; serving/seen_bases.py)
-        with duckdb.connect(config={"temp_directory": str(spill),
-                                    "memory_limit": f"{settings.publish_memory_mb}MB"}) as con:
-            con.execute("SET enable_progress_bar = false")
-            con.execute("SET GLOBAL TimeZone = 'UTC'")
-            seen_source = _seen_source(settings, sources)
-            _register(con, seen_source.view, sources[latest_rows.SEGMENT_VIEWERS.table][0], seen_source.table)
-            _create_view_source_type(con)
+            # the Seen By tables' base of the version consumers read now (after the daily retention removed rows,
+            # the hourly publishes would otherwise write it; serving/seen_bases.py)
             seen = seen_bases.ensure(settings, con, seen_source, [prior, prepared])
         recorded = insights_history.write_prepared(settings, grids, {seen_bases.NAME: seen.base})
         removed = _remove_unreferenced_history(settings)

@@ -37,7 +37,7 @@ from pathlib import Path
 import duckdb
 from deltalake import DeltaTable
 
-from serving import insights_history
+from serving import insights_history, shared_bases
 from serving.insights_history import BaseFile, Prior
 from storylake import lake, latest_rows
 from storylake.rules.views import OTHERS_VIEW_SQL
@@ -89,19 +89,12 @@ class Seen:
     reused: bool
 
 
-def identity(dt: DeltaTable) -> str:
-    return f"{dt.metadata().id}@{dt.version()}"
-
-
-def _appended(settings: Settings, base: BaseFile, source: Source) -> list[str] | None:
-    """The files the source appended since `base`'s version, up to the version read; None when the base does not hold
-    rows of the source (another table, a removal since, a version newer than the one read, or its file is gone)."""
-    table_id, _, version = base.identity.rpartition("@")
-    if table_id != source.table.metadata().id or not version.isdigit():
-        return None
+def _appended(settings: Settings, base: BaseFile, version: int, source: Source) -> list[str] | None:
+    """The files the source appended since `base`'s `version`, up to the version read; None when the base does not
+    hold rows of that version (a removal since, a version newer than the one read, or its file is gone)."""
     if not insights_history.history_path(settings, base.id).exists():
         return None
-    return lake.appended_files(source.path, int(version), source.table.version())
+    return lake.appended_files(source.path, version, source.table.version())
 
 
 def _rows_in(con: duckdb.DuckDBPyConnection, files: list[str]) -> int:
@@ -116,13 +109,11 @@ def ensure(settings: Settings, con: duckdb.DuckDBPyConnection, source: Source, k
     best: tuple[int, BaseFile, list[str]] | None = None
     for prior in known:
         base = None if prior is None else prior.bases.get(NAME)
-        if base is None:
+        version = None if base is None else base.version_of(source.table)
+        if base is None or version is None:
             continue
-        files = _appended(settings, base, source)
-        if files is None:
-            continue
-        version = int(base.identity.rpartition("@")[2])  # a digit string: _appended checked it
-        if best is None or version > best[0]:
+        files = _appended(settings, base, version, source)
+        if files is not None and (best is None or version > best[0]):
             best = (version, base, files)
     if best is not None:
         _v, base, files = best
@@ -148,8 +139,8 @@ def write(settings: Settings, con: duckdb.DuckDBPyConnection, source: Source) ->
         return int(con.execute(f"SELECT count(*) FROM {alias}.segment_viewers").fetchone()[0])
 
     rows = insights_history.write_file(settings, con, hid, fill)
-    log.info("base %s: %d segment viewer rows of %s", hid, rows, identity(source.table))
-    return BaseFile(hid, identity(source.table), rows)
+    log.info("base %s: %d segment viewer rows of %s", hid, rows, shared_bases.identity(source.table))
+    return BaseFile(hid, shared_bases.identity(source.table), rows)
 
 
 def _quoted(value: str) -> str:

@@ -23,7 +23,7 @@ from cachetools import LRUCache
 
 from serving import cursor as cursors
 from serving import seen_bases
-from serving.snapshot import Snapshot
+from serving.snapshot import Snapshot, view_exists
 from serving.snapshot_indexes import SeenChangesIndex, catalog_index, seen_changes
 from storylake.clock import iso, iso_us, utc
 from storylake.errors import NotFoundError, StorylakeError
@@ -101,6 +101,8 @@ BASE_PAGE_SQL = {
     for replaced in (False, True)
     for ordered in (False, True)
 }
+
+
 def seen_by(
     snapshot: Snapshot,
     segment_id: int,
@@ -195,8 +197,8 @@ def older_segment(snapshot: Snapshot, segment_id: int) -> tuple[int, int, bool, 
     db = snapshot.db()
     source = snapshot.cache.get("older_segment_source")
     if source is None:
-        has_view = db.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'segment_lookup'").fetchone()[0]
-        source = snapshot.cache.setdefault("older_segment_source", "segment_lookup" if has_view else "segment_insights")
+        source = snapshot.cache.setdefault(
+            "older_segment_source", "segment_lookup" if view_exists(db, "segment_lookup") else "segment_insights")
     found = db.execute(OLDER_SEGMENT_SQL[source], {"seg": segment_id}).fetchone()
     if found is None:
         return None

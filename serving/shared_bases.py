@@ -107,10 +107,10 @@ def identity(dt: DeltaTable) -> str:
 def _holds(settings: Settings, before: BaseFile, source: Source) -> bool:
     """The base file `before` holds the rows of the source's base as read: the same Delta table, at a version whose
     rows equal the one read (only compactions between them), and the file is there."""
-    table_id, _, version = before.identity.rpartition("@")
-    if table_id != source.base.metadata().id or not version.isdigit():
+    version = before.version_of(source.base)
+    if version is None:
         return False
-    lo, hi = sorted((int(version), source.base.version()))
+    lo, hi = sorted((version, source.base.version()))
     return lake.rows_unchanged_since(source.base_path, lo, hi) and insights_history.history_path(
         settings, before.id).exists()
 

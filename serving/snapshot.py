@@ -120,6 +120,11 @@ def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = $t", {"t": table}).fetchone()[0])
 
 
+def view_exists(con: duckdb.DuckDBPyConnection, view: str) -> bool:
+    """Snapshots published by earlier versions may lack a view added since (segment_lookup, viewer_seen_base)."""
+    return bool(con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = $v", {"v": view}).fetchone()[0])
+
+
 def format_of(con: duckdb.DuckDBPyConnection) -> int | None:
     """snapshot_meta.format_version of an open snapshot (None when it has none)."""
     try:

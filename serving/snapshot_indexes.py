@@ -30,7 +30,7 @@ import pandas as pd
 
 from serving import audience_table, seen_bases
 from serving import cursor as cursors
-from serving.snapshot import Snapshot, table_exists
+from serving.snapshot import Snapshot, table_exists, view_exists
 from storylake.rules.audience import OPEN_END_US
 from storylake.rules.tray_score import FEATURE_WEIGHTS
 from storylake.rules.views import OTHERS_VIEW_SQL
@@ -124,7 +124,7 @@ class SeenIndex:
 
     def __init__(self, snapshot: Snapshot, segments: SegmentIndex) -> None:
         db = snapshot.db()
-        if table_exists(db, seen_bases.SEEN_CHANGES) and _view_exists(db, seen_bases.SEEN_BASE_VIEW):
+        if table_exists(db, seen_bases.SEEN_CHANGES) and view_exists(db, seen_bases.SEEN_BASE_VIEW):
             viewer, segment, self.latest_us = _seen_of_base_and_changes(db)
         else:
             self.latest_us = int(db.execute(
@@ -152,10 +152,6 @@ class SeenIndex:
         if i >= self.viewers.size or int(self.viewers[i]) != viewer:
             return np.empty(0, dtype=np.int64)
         return np.sort(self.positions[self.starts[i]:self.starts[i + 1]]).astype(np.int64)
-
-
-def _view_exists(db: Any, name: str) -> bool:
-    return bool(db.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = $v", {"v": name}).fetchone()[0])
 
 
 # a snapshot's seen pairs as a base shared between snapshots plus its changes (serving/seen_bases.py): both stored

@@ -4,33 +4,20 @@ each replacing the base's row of its key); what they serve equals a snapshot of 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pipeline.run import run_pipeline
 from serving import insights_history, seen_bases
 from serving.publish import prepare_ahead
 from serving.seen_by import seen_by
-from serving.snapshot import Snapshot, current_id, open_snapshot, snapshot_path
 from storylake.settings import Settings
 from tests.landing_builders import created, view, write_landing
+from tests.test_shared_bases import AFTER, DAY, FIRST, LAST, current, run, t
 from tests.test_touched_stories import relationship
 
 pytestmark = pytest.mark.slow
-
-DAY = "2026-10-02"
-FIRST = datetime(2026, 10, 2, 13, tzinfo=UTC)
-LAST = datetime(2026, 10, 2, 15, 30, tzinfo=UTC)
-AFTER = datetime(2026, 10, 2, 16, 30, tzinfo=UTC)
-
-
-def t(hh_mm: str) -> datetime:
-    hour, minute = hh_mm.split(":")
-    return datetime(2026, 10, 2, int(hour), int(minute), tzinfo=UTC)
-
 
 def first(landing: Path) -> None:
     """Author 1 posts segments 10 and 11; 2, 3 (half-way) and 4 watch 10, 1 their own; 2 watches 11 (hour 12)."""
@@ -57,12 +44,6 @@ def last(landing: Path) -> None:
                   hour="14")
 
 
-def current(settings: Settings) -> Snapshot:
-    sid = current_id(settings)
-    assert sid is not None
-    return open_snapshot(snapshot_path(settings, sid))
-
-
 def served(settings: Settings) -> dict[str, Any]:
     """The Seen By tables as readers see them, and every Seen By page of segments 10 and 11 (pages of 2)."""
     with current(settings) as snap:
@@ -84,10 +65,6 @@ def served(settings: Settings) -> dict[str, Any]:
     return out
 
 
-def run(settings: Settings, as_of: datetime, spark: Any) -> Any:
-    return run_pipeline(settings, as_of, spark=spark, progress=False).publish
-
-
 @pytest.fixture()
 def lakes(spark: Any, tmp_path: Path) -> tuple[Settings, Settings, Any]:
     """(a lake run at FIRST, then run at LAST by the test over the files that arrived since; a lake run once at LAST
@@ -96,9 +73,9 @@ def lakes(spark: Any, tmp_path: Path) -> tuple[Settings, Settings, Any]:
     first(landing)
     hourly = Settings(lake=tmp_path / "hourly", landing=landing)
     once = Settings(lake=tmp_path / "once", landing=landing)
-    before = run(hourly, FIRST, spark)
+    before = run(spark, hourly, FIRST)
     last(landing)
-    run(once, LAST, spark)
+    run(spark, once, LAST)
     return hourly, once, before
 
 
@@ -111,7 +88,7 @@ PAGES_OF_10 = [  # at 15:30: 5 is blocked (hidden, not counted); 3's row is its 
 def test_the_next_snapshot_reuses_the_base_and_serves_the_appended_rows(spark: Any, lakes: Any) -> None:
     hourly, once, before = lakes
     assert "seen_by" not in before.history["bases_reused"]  # the first publish writes the base
-    after = run(hourly, LAST, spark)
+    after = run(spark, hourly, LAST)
     assert after.history["bases"]["seen_by"] == before.history["bases"]["seen_by"]
     assert "seen_by" in after.history["bases_reused"]
     assert served(hourly) == served(once)
@@ -131,7 +108,7 @@ def test_appended_rows_past_the_rebase_share_write_a_new_base(spark: Any, lakes:
     hourly, once, before = lakes
     monkeypatch.setattr(seen_bases, "REBASE_MIN_ROWS", 0)
     monkeypatch.setattr(seen_bases, "REBASE_SHARE", 0.5)  # 5 appended rows against a base of 5
-    after = run(hourly, LAST, spark)
+    after = run(spark, hourly, LAST)
     assert "seen_by" not in after.history["bases_reused"]
     assert after.history["bases"]["seen_by"] != before.history["bases"]["seen_by"]
     assert served(hourly) == served(once)
@@ -142,7 +119,7 @@ def test_appended_rows_past_the_rebase_share_write_a_new_base(spark: Any, lakes:
 def test_the_maintenance_writes_the_base_ahead_and_the_next_publish_reads_it(spark: Any, lakes: Any,
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     hourly, once, _before = lakes
-    after = run(hourly, LAST, spark)
+    after = run(spark, hourly, LAST)
     assert prepare_ahead(hourly, LAST).seen_by_rows_written == 0  # the current base holds the rows: kept
     monkeypatch.setattr(seen_bases, "REBASE_MIN_ROWS", 0)
     monkeypatch.setattr(seen_bases, "REBASE_SHARE", 0.0)  # any appended row: a new base
@@ -151,7 +128,7 @@ def test_the_maintenance_writes_the_base_ahead_and_the_next_publish_reads_it(spa
     record = insights_history.read_prepared(hourly)
     assert record is not None and record.bases["seen_by"].id != after.history["bases"]["seen_by"]
     monkeypatch.undo()
-    again = run(hourly, AFTER, spark)
+    again = run(spark, hourly, AFTER)
     assert again.history["bases"]["seen_by"] == record.bases["seen_by"].id
     assert "seen_by" in again.history["bases_reused"]
     assert served(hourly) == served(once)
