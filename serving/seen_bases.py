@@ -201,8 +201,12 @@ def create(con: duckdb.DuckDBPyConnection, alias: str, seen: Seen) -> tuple[dict
                 f"{_merged(base, CHANGES, COLUMNS)}) WHERE {OTHERS_VIEW_SQL}")
     con.execute(f"CREATE VIEW viewer_seen AS {_merged(f'{alias}.viewer_seen', SEEN_CHANGES, SEEN_COLUMNS)}")
     changed = int(con.execute(f"SELECT count(*) FROM {CHANGES}").fetchone()[0])
-    rows = {name: int(con.execute(f"SELECT count(*) FROM {name}").fetchone()[0])
-            for name in ("segment_viewers", "viewer_seen")}
+    # viewer_seen: every base row (keys are unique there) but the replaced ones, and every changes row; segment_viewers
+    # leaves out the author's own rows, which a replaced row and its replacement need not agree on: counted
+    rows = {"segment_viewers": int(con.execute("SELECT count(*) FROM segment_viewers").fetchone()[0]),
+            "viewer_seen": int(con.execute(
+                f"SELECT (SELECT count(*) FROM {alias}.viewer_seen) + (SELECT count(*) FROM {SEEN_CHANGES} "
+                f"WHERE NOT {REPLACES})").fetchone()[0])}
     steps["seen_by views"] = time.perf_counter() - t
     log.info("seen_by: base %s (%s), %d changed rows from %d appended files", seen.base.id,
              "reused" if seen.reused else "written", changed, len(seen.appended))

@@ -111,4 +111,8 @@ def test_a_base_and_its_appended_rows_serve_what_the_rows_written_at_once_serve(
         assert "seen_by" in report.history["bases_reused"]
         once = lake(Path(tmp) / "once", final, blocked)
         publish(once, T)
-        assert served(hourly, limit) == served(once, limit)
+        got = served(hourly, limit)
+        assert got == served(once, limit)
+        # the rows publish reports (the viewer_seen count is arithmetic over the base and the changes)
+        assert {name: report.tables[name] for name in ("segment_viewers", "viewer_seen")} == {
+            "segment_viewers": len(got["segment_viewers"]), "viewer_seen": len(got["viewer_seen"])}
