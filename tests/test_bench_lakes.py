@@ -49,3 +49,21 @@ def test_the_history_benchmark_moves_the_month_file_to_the_maintenance(tmp_path:
         served.append({name: sorted(map(repr, snap.db().execute(f"SELECT * FROM {name}").fetchall()))  # noqa: S608
                        for name in every})
     assert served[0] == served[1]
+
+
+def test_a_benchmark_generates_its_landing_files_in_a_child_process_as_its_own_would(tmp_path: Path) -> None:
+    """toolkit.bench.ingest.generate_apart (the generator's memory leaves with a child process, so it is not counted in
+    the pipeline's peak RSS) writes the very files the generator writes in the caller's process."""
+    from toolkit.bench.ingest import generate_apart
+    from toolkit.generate import generate
+
+    options = {"users": 60, "days": 1, "seed": 3, "views": 400}
+    generate(tmp_path / "here", **options)
+    generate_apart(tmp_path / "apart", **options)
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    here = files(tmp_path / "here")
+    assert len(here) > 5
+    assert files(tmp_path / "apart") == here

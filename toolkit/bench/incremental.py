@@ -26,6 +26,7 @@ from storylake import increments
 from storylake.clock import iso
 from storylake.rules.arrival import arrival_hour
 from storylake.settings import Settings
+from toolkit.bench.ingest import generate_apart
 from toolkit.bench.measure import measure
 
 log = logging.getLogger(__name__)
@@ -39,11 +40,9 @@ def ensure_world(root: Path, *, views_per_day: int, users: int, days: int, seed:
     marker = root / f".generated-vpd{views_per_day}-users{users}-days{days}-seed{seed}"
     if marker.exists():
         return root
-    from toolkit.generate import generate
-
     if root.exists():
         shutil.rmtree(root)
-    generate(root, users=users, days=days, seed=seed, views=views_per_day * days, start=GEN_START)
+    generate_apart(root, users=users, days=days, seed=seed, views=views_per_day * days, start=GEN_START)
     marker.touch()
     return root
 
