@@ -147,7 +147,7 @@ def cluster(path: Path, column: str, *, target_bytes: int = TARGET_BYTES, row_gr
     dataset = dt.to_pyarrow_dataset()  # the table's logical schema (refuses tables with deletion vectors)
     root = dt.table_uri.rstrip("/")
     wanted = {f.uri if "://" in f.uri else f"{root}/{f.uri}" for f in chosen}
-    fragments = [fr for fr in dataset.get_fragments() if _uri(fr.path, root) in wanted]
+    fragments = [fr for fr in dataset.get_fragments() if file_uri(fr.path, root) in wanted]
     if len(fragments) != len(chosen):
         raise RuntimeError(f"{path}: {len(chosen)} files to cluster, but the table's dataset lists {len(fragments)}")
     source = ds.FileSystemDataset(fragments, dataset.schema, dataset.format, dataset.filesystem)
@@ -192,7 +192,7 @@ def _bound(day: date, col_type: pa.DataType) -> pa.Scalar:
     return pa.scalar(day if pa.types.is_date(col_type) else datetime.combine(day, datetime.min.time(), UTC), col_type)
 
 
-def _uri(path: str, root: str) -> str:
+def file_uri(path: str, root: str) -> str:
     """A fragment's path as the add actions' absolute URI."""
     if "://" in path:
         return path

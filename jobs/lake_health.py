@@ -53,7 +53,8 @@ def table_health(path: Path, name: str | None = None) -> TableHealth:
     out.version = dt.version()
     schema = pa.schema(dt.schema().to_arrow())  # type: ignore[arg-type]
     partitions = set(dt.metadata().partition_columns)  # their values are in the log, not in statistics
-    eligible = [f.name for f in schema if stats_eligible(f.type) and f.name not in partitions]
+    indexed = indexed_columns(schema, dt.metadata().configuration)
+    eligible = [f.name for f in schema if stats_eligible(f.type) and f.name not in partitions and f.name in indexed]
     actions = pa.table(dt.get_add_actions(flatten=False)).to_pylist()
     out.files = len(actions)
     for a in actions:
@@ -75,6 +76,25 @@ def table_health(path: Path, name: str | None = None) -> TableHealth:
         missing = _missing_bounds(a, eligible)
         if missing:
             out.missing_stats[rel] = missing
+    return out
+
+
+def indexed_columns(schema: pa.Schema, configuration: dict[str, str]) -> set[str]:
+    """The top-level columns Delta writers keep statistics for: those within the first
+    `delta.dataSkippingNumIndexedCols` leaf columns (default 32, -1 all; a struct counts its leaves) of the schema.
+    gold.segment_insights' 33rd column (its restated flag, storylake/latest_rows.py) has none."""
+    limit = int(configuration.get("delta.dataSkippingNumIndexedCols", "32"))
+
+    def leaves(t: pa.DataType) -> int:
+        return sum(leaves(t.field(i).type) for i in range(t.num_fields)) if pa.types.is_struct(t) else 1
+
+    out: set[str] = set()
+    seen = 0
+    for f in schema:
+        if 0 <= limit <= seen:
+            break
+        out.add(f.name)
+        seen += leaves(f.type)
     return out
 
 

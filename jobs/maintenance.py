@@ -1,6 +1,8 @@
 """Delta table maintenance through delta-rs (Sail has no OPTIMIZE/VACUUM, DESIGN §2).
 
-For every Delta table under the lake, in order:
+First the tables stored as restated rows (gold's segment and story insights) are folded: their superseded rows
+removed (jobs/restated_fold.py; the rows readers see unchanged, the fold of a last good version recorded as good).
+Then for every Delta table under the lake, in order:
   0. repair_stats()          a table with data files lacking min/max statistics (written before ingest wrote
                              complete ones) is rewritten with complete statistics (jobs/lake_health.py);
   1. compaction               small files (hourly overwrites, delta-rs appends) -> fewer, larger files: tables
@@ -37,6 +39,7 @@ from typing import Any
 
 from jobs import day_clustering
 from jobs.lake_health import repair_stats
+from jobs.restated_fold import FoldResult, fold_all
 from storylake import audit, failpoints
 from storylake.errors import StorylakeError
 from storylake.settings import Settings
@@ -80,10 +83,12 @@ class MaintenanceReport:
     duration_s: float = 0.0
     # silver/gold tables whose compacted version was recorded as good (storylake.audit.carry_forward): version
     carried_forward: dict[str, int] = field(default_factory=dict)
+    folds: list[FoldResult] = field(default_factory=list)  # the restated tables' folds (jobs/restated_fold.py)
 
     @property
     def failed(self) -> list[TableMaintenance]:
-        return [t for t in self.tables if t.error is not None]
+        folds = [TableMaintenance(table=f"fold of {f.table}", error=f.error) for f in self.folds if f.error]
+        return [*folds, *(t for t in self.tables if t.error is not None)]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -92,6 +97,7 @@ class MaintenanceReport:
             "duration_s": round(self.duration_s, 3),
             "tables": [asdict(t) for t in self.tables],
             "carried_forward": dict(self.carried_forward),
+            "folds": [asdict(f) for f in self.folds],
         }
 
 
@@ -169,6 +175,8 @@ def maintain(settings: Settings, *, retention_hours: int = DEFAULT_RETENTION_HOU
     check_retention(retention_hours)
     t0 = time.perf_counter()
     report = MaintenanceReport(retention_hours=retention_hours, dry_run=dry_run)
+    if not dry_run:
+        report.folds = fold_all(settings)
     for path in find_tables(settings.lake):
         name = path.relative_to(settings.lake).as_posix()
         try:

@@ -108,6 +108,18 @@ def read_version(spark: SparkSession, settings: Settings, layer: str, name: str,
     return read_files(spark, layer, name, files)
 
 
+def read_version_as_seen(spark: SparkSession, settings: Settings, layer: str, name: str, version: int) -> DataFrame:
+    """The table's rows at `version` as its readers saw them (read_version's rows; of a table stored as growing or
+    restated rows, storylake.latest_rows, each key's latest row, without the flag)."""
+    rows = read_version(spark, settings, layer, name, version)
+    growing = latest_rows.growing(f"{layer}.{name}")
+    if growing is None:
+        return rows
+    from jobs.merged_tables import latest_frame
+
+    return latest_frame(growing, rows)
+
+
 def read_pinned(spark: SparkSession, settings: Settings, layer: str, name: str) -> DataFrame | None:
     """The Delta table's current version as read_version() reads it: a job that overwrites the table can read these
     rows while it writes the next version (an overwrite removes files from the log, not from the disk), without

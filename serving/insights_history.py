@@ -60,7 +60,7 @@ import duckdb
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from storylake import lake
+from storylake import lake, latest_rows
 from storylake.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -272,8 +272,12 @@ def recent_params(part: Part, cut: datetime) -> dict[str, Any]:
 
 
 def columns_of(part: Part, source_columns: list[str]) -> list[str]:
-    """The serving table's columns (its fingerprint's)."""
-    return list(part.columns) if part.columns else list(source_columns)
+    """The serving table's columns (its fingerprint's): the part's, else the source's as its readers see them (a
+    table stored as restated rows without its flag, storylake.latest_rows)."""
+    if part.columns:
+        return list(part.columns)
+    growing = latest_rows.growing(part.source)
+    return [c for c in source_columns if growing is None or c != growing.flag]
 
 
 def files_within(actions: pa.Table, part: Part, bounds: Bounds) -> str:

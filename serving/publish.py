@@ -369,7 +369,7 @@ def prepare_ahead(settings: Settings, now: datetime) -> PrepareReport:
             # every source first: a relation registered after a statement whose result is still open is refused
             for key in wanted | {latest_rows.SEGMENT_VIEWERS.table}:
                 ds, _v, _n, dt = sources[key]
-                _register(con, _src(key), ds, dt)
+                _register_source(con, key, ds, dt)
             _create_view_source_type(con)
             views = {name: _src(part.source) for name, part in parts.items()}
             dts = {name: sources[part.source][3] for name, part in parts.items()}
@@ -479,6 +479,31 @@ def _seen_source(settings: Settings, sources: dict[str, tuple[Any, int, int, Del
     return seen_bases.Source(_src(key), settings.table_path(*key.split(".")), sources[key][3])
 
 
+def _register_source(con: duckdb.DuckDBPyConnection, key: str, ds: Any, dt: DeltaTable) -> None:
+    """The view _src(key) over a source table's version (_register). A table stored as restated rows
+    (storylake.latest_rows: gold's segment and story insights) is registered as stored under <view>_stored, and the
+    view holds the rows its readers see: each key's latest row, without the flag."""
+    growing = latest_rows.growing(key)
+    if growing is None or growing.flag is None:
+        _register(con, _src(key), ds, dt)
+        return
+    stored, tops = f"{_src(key)}_stored", f"{_src(key)}_tops"
+    _register(con, stored, ds, dt)
+    # the keys' latest counters once, not in every scan of the view (publish scans the insights four or five times)
+    con.execute(f"CREATE TEMP TABLE {tops} AS {latest_rows.duckdb_tops_sql(growing, stored)}")
+    con.execute(f"CREATE TEMP VIEW {_src(key)} AS {latest_rows.duckdb_sql(growing, stored, tops=tops)}")
+
+
+def _unregister_source(con: duckdb.DuckDBPyConnection, key: str) -> None:
+    growing = latest_rows.growing(key)
+    if growing is None or growing.flag is None:
+        con.unregister(_src(key))
+        return
+    con.execute(f"DROP VIEW {_src(key)}")
+    con.execute(f"DROP TABLE {_src(key)}_tops")
+    con.unregister(f"{_src(key)}_stored")
+
+
 def _register(con: duckdb.DuckDBPyConnection, name: str, ds: Any, dt: DeltaTable) -> None:
     """The view `name` over a source table's version: DuckDB's own Parquet reader on the data files delta-rs lists
     for it (multi-threaded, projections and zone-map filters pushed into the files: 0.4-0.5 s less per publish of a
@@ -535,7 +560,7 @@ def _build(
         con.execute("SET enable_progress_bar = false")
         con.execute("SET GLOBAL TimeZone = 'UTC'")
         for key, (ds, _v, _n, dt) in sources.items():
-            _register(con, _src(key), ds, dt)
+            _register_source(con, key, ds, dt)
         for key in OPTIONAL_SOURCES - sources.keys():  # a lake without it: empty, in its contract's schema
             con.register(_src(key), contracts.get(key).arrow_schema().empty_table())
         _create_view_source_type(con)
@@ -610,7 +635,7 @@ def _build(
         con.execute("CREATE TABLE snapshot_keys (cursor_key BLOB)")
         con.execute("INSERT INTO snapshot_keys VALUES (?)", [secrets.token_bytes(32)])
         for key in SOURCES:
-            con.unregister(_src(key))
+            _unregister_source(con, key)
         insights_history.detach(con, history, bases)
         t = time.perf_counter()
         con.execute("CHECKPOINT")

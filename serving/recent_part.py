@@ -50,7 +50,7 @@ from serving.insights_history import (
     recent_sql,
     write_file,
 )
-from storylake import contracts
+from storylake import contracts, merge_on_read
 from storylake.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ def _scope(part: Part, columns: list[str]) -> tuple[str, ...] | None:
     with one), else None (every recent row of both sides is compared)."""
     if not part.source.startswith("gold.") or STAMP not in columns:
         return None
-    key = contracts.get(part.source).primary_key
+    key = merge_on_read.readers_key(part.source)
     return key if key and set(key) <= set(columns) else None
 
 

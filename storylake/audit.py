@@ -87,6 +87,15 @@ def carry_over_retention(settings: Settings, deletes: Mapping[str, tuple[int, in
     return _carry(settings, deletes, lambda key, good: deletes[key][1] if good == deletes[key][0] else None)
 
 
+def carry_over_fold(settings: Settings, folds: Mapping[str, tuple[int, int]]) -> dict[str, int]:
+    """Record as good the version a fold of restated rows left (contract key -> (the version it folded, the version it
+    wrote); jobs/restated_fold.py) when it folded the table's last good version: its readers' rows are that
+    version's (only superseded rows and flags changed), so consumers may read it as they read a compaction's, and the
+    next run's jobs and gate start from it. The record repeats the good version's run, layer and as_of: the
+    watermark does not move. Returns the versions recorded."""
+    return _carry(settings, folds, lambda key, good: folds[key][1] if good == folds[key][0] else None)
+
+
 def _carry(settings: Settings, keys: Iterable[str], successor: Callable[[str, int], int | None]) -> dict[str, int]:
     """For each table (contract key) of `keys` with a last good version: the version `successor(key, good version)`
     names as good in its stead (None: none), recorded with the good record's run, layer and as_of."""

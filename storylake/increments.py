@@ -33,7 +33,8 @@ class Increment:
     upto_batch: str | None
     new_rows: int | None = None
     event_horizon: datetime | None = None  # day-keyed gold tables from its day (None: the horizon's)
-    # JSON {silver table: version}: the inputs of gold's summed rows as the last good run left them (None: not known)
+    # JSON {table: version}: the inputs of gold's summed rows and gold's restated tables as the last good run left
+    # them, recorded before the run wrote (None: not known, e.g. a run since the last good one did not finish)
     silver_versions: str | None = None
 
     @property
@@ -41,7 +42,8 @@ class Increment:
         return self.horizon is None
 
     def silver_version(self, key: str) -> int | None:
-        """The version of silver table `key` the last good run left, as this run recorded it (None: not known)."""
+        """The version of table `key` (silver_versions' tables) the last good run left, as this run recorded it before
+        it wrote (None: not known)."""
         if self.silver_versions is None:
             return None
         version = json.loads(self.silver_versions).get(key)

@@ -19,7 +19,7 @@ from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction
 
-from storylake import contracts
+from storylake import contracts, latest_rows
 from storylake.settings import Settings
 
 
@@ -418,15 +418,22 @@ def commit_files_once(
 
 def arrow_table(key: str, rows: list[dict[str, Any]] | dict[str, Any]) -> pa.Table:
     """Rows (list of dicts) or columns (dict of arrays) -> a table with exactly the contract's schema (key:
-    layer.name)."""
+    layer.name). A table stored as restated rows (storylake.latest_rows) gets its flag false where not given: rows
+    written whole restate nothing."""
     schema = contracts.get(key).arrow_schema()
     if isinstance(rows, dict):
         n = len(next(iter(rows.values()))) if rows else 0
         arrays = [
             pa.array(rows[f.name], type=f.type) if f.name in rows else pa.nulls(n, type=f.type) for f in schema
         ]
-        return pa.Table.from_arrays(arrays, schema=schema)
-    return pa.Table.from_pylist(rows, schema=schema)
+        table = pa.Table.from_arrays(arrays, schema=schema)
+    else:
+        table = pa.Table.from_pylist(rows, schema=schema)
+    growing = latest_rows.growing(key)
+    if growing is not None and growing.flag is not None:
+        at = table.schema.get_field_index(growing.flag)
+        table = table.set_column(at, schema.field(at), pc.fill_null(table.column(at), False))
+    return table
 
 
 def write_table(settings: Settings, key: str, data: pa.Table | list[dict[str, Any]], mode: str = "overwrite",

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from jobs.gold.touched import stamped
-from storylake import increments, lake
+from storylake import increments, merge_on_read
 from storylake.settings import Settings
 from tests.landing_builders import view, write_landing
 from tests.test_incremental import run
@@ -57,7 +57,8 @@ def test_a_recomputed_row_equal_to_its_previous_row_keeps_its_as_of(spark: Any) 
 
 
 def _rows(settings: Settings, table: str) -> list[dict[str, Any]]:
-    return lake.read_arrow(settings.table_path("gold", table)).to_pylist()
+    """gold.<table>'s rows as its readers see them (segment and story insights are stored as restated rows)."""
+    return merge_on_read.read_table(settings, f"gold.{table}").to_pylist()
 
 
 @pytest.mark.slow

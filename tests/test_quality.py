@@ -219,8 +219,10 @@ def test_table_rules_from_the_contract_quality_section(settings: Settings) -> No
         {"segment_id": 11, "created_at": T0, "expires_at": T0 + timedelta(hours=23)},  # not created + 24 h
     ])
     gold = run_gate(settings, "gold", "run-rules", raise_on_failure=False)
+    # gold.segment_insights' stored key is (segment_id, as_of): restated rows, storylake/latest_rows.py
     assert [(o.expectation, o.sample_keys) for o in gold.failed] == [
-        ("expect_column_pair_values_a_to_be_greater_than_b(impressions,reach)", [2]),
+        ("expect_column_pair_values_a_to_be_greater_than_b(impressions,reach)",
+         [{"segment_id": 2, "as_of": "2026-11-01T10:00:00+00:00"}]),
     ]
     silver = run_gate(settings, "silver", "run-rules", raise_on_failure=False)
     assert [(o.expectation, o.sample_keys) for o in silver.failed] == [

@@ -255,6 +255,9 @@ def bench_incremental(
     ),
     repeat: Annotated[int, typer.Option(min=1, help="Runs of each measured hour, on copies of the same lake: the "
                                                     "median is reported, with every run's time.")] = 1,
+    hours_since_maintenance: Annotated[int, typer.Option(
+        min=1, max=24, help="The measured run is the hourly run this many hours after the daily maintenance (the "
+                            "ones before it run unmeasured).")] = 1,
 ) -> None:
     """Time and peak RSS of one hourly run after N days of history (per step), for each N."""
     import json
@@ -265,7 +268,8 @@ def bench_incremental(
         days = tuple(int(x) for x in checkpoints.split(","))
     except ValueError:
         raise typer.BadParameter(f"--checkpoints must be comma-separated whole days, got {checkpoints!r}") from None
-    result = run_bench(work, views_per_day=views_per_day, users=users, checkpoints=days, gate=gate, repeat=repeat)
+    result = run_bench(work, views_per_day=views_per_day, users=users, checkpoints=days, gate=gate, repeat=repeat,
+                       hours_since_maintenance=hours_since_maintenance)
     console.print_json(json.dumps(result))
 
 

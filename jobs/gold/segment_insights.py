@@ -3,7 +3,9 @@ also writes gold.story_insights, from the same activity (jobs/gold/story_insight
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -13,7 +15,14 @@ from jobs.engine_workarounds import lookup
 from jobs.gold import activity, story_insights
 from jobs.gold.output import write_gold
 from jobs.horizon import Horizon
+from storylake import merge_on_read
+from storylake.latest_rows import RESTATED
 from storylake.settings import Settings
+
+if TYPE_CHECKING:
+    from jobs.gold.touched import Kept
+
+log = logging.getLogger(__name__)
 
 NAME = "segment_insights"
 SEGMENT_COLUMNS = (
@@ -119,8 +128,9 @@ def with_retention(metrics: DataFrame) -> DataFrame:
 def run(spark: SparkSession, settings: Settings, horizon: Horizon, touched: DataFrame | None = None) -> dict[str, int]:
     """gold.segment_insights and gold.story_insights of the stories that start in the gold horizon (retention needs
     the story's first frame), from their silver rows read once (activity.story_activity); with `touched`
-    (jobs.gold.touched) only those stories are recomputed and the horizon's other rows of both tables are kept as
-    the last good run left them."""
+    (jobs.gold.touched) only those stories are recomputed: the rows that changed are appended (both tables are
+    stored as restated rows, storylake.latest_rows) when append_restated can, else the horizon's slice is rewritten
+    with the other rows as the last good run left them."""
     from jobs.gold import touched as touch
 
     names = (NAME, story_insights.NAME)
@@ -138,10 +148,48 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, touched: Data
     with spark_io.scratch(settings) as materialize:
         acts = activity.story_activity(**inputs, as_of=horizon.as_of, columns=SEGMENT_COLUMNS,
                                        materialize=materialize, story_on_rows=kept is not None)
-        rows = write_gold(touch.with_kept(from_activity(acts, inputs["navigation"], horizon.as_of), kept), settings,
-                          NAME, where)
+        segments = from_activity(acts, inputs["navigation"], horizon.as_of)
         stories = story_insights.from_activity(acts, horizon.as_of)
-        return rows | write_gold(touch.with_kept(stories, story_kept), settings, story_insights.NAME, where)
+        if kept is not None and story_kept is not None:
+            appended = append_restated(settings, horizon, {NAME: (segments, kept), story_insights.NAME:
+                                                           (stories, story_kept)}, materialize)
+            if appended is not None:
+                return appended
+        flag = F.lit(False).alias(RESTATED)  # a rewritten slice holds one row per key
+        rows = write_gold(touch.with_kept(segments, kept).select("*", flag), settings, NAME, where)
+        return rows | write_gold(touch.with_kept(stories, story_kept).select("*", flag), settings,
+                                 story_insights.NAME, where)
+
+
+def append_restated(settings: Settings, horizon: Horizon, tables: dict[str, tuple[DataFrame, Kept]],
+                    materialize: spark_io.Materialize) -> dict[str, int] | None:
+    """Append to each table (name -> (its rows recomputed for the touched stories, its kept rows)) the recomputed rows
+    that changed (jobs.gold.touched.restated): the rows readers see are then those a rewrite of the slice would
+    write, at the cost of the changed rows (at 10M views a day ~0.2M segment insights instead of a 2.9M-row slice).
+    None, having written nothing, when the slice must be rewritten instead (touched.rewrite_reason, or a key of the
+    previous rows the recomputed ones lack: a story folded into another leaves no row to restate it)."""
+    from jobs.gold import touched as touch
+
+    why = touch.rewrite_reason(settings, list(tables), horizon)
+    changes: dict[str, DataFrame] = {}
+    for name, (rows, kept) in tables.items() if why is None else ():
+        key = f"gold.{name}"
+        columns = touch.readers_columns(key)
+        changes[name] = materialize(touch.restated(rows.select(*columns), kept.previous,
+                                                   merge_on_read.readers_key(key), columns, RESTATED),
+                                    f"restated_{name}")
+        if changes[name].filter(F.col(touch.GONE)).limit(1).count():
+            why = f"a key of gold.{name} is gone (a story folded into another)"
+            break
+    if why is not None:
+        log.info("segment and story insights: rewriting the slice (%s)", why)
+        return None
+    where = horizon.where("story_start", gold=True)
+    out = {}
+    for name, rows in changes.items():
+        out[name] = spark_io.append_table(rows.filter(~F.col(touch.GONE)), settings, "gold", name, inside=where)
+    log.info("segment and story insights: appended the changed rows")
+    return out
 
 
 def horizon_inputs(spark: SparkSession, settings: Settings, horizon: Horizon) -> dict[str, DataFrame]:

@@ -30,7 +30,7 @@ from jobs import spark_io
 from jobs.engine_workarounds import lookup, without
 from jobs.horizon import INTERACTIONS, Horizon, new_bronze
 from jobs.silver.touched import changed_segments
-from storylake import audit, contracts, increments, lake, summed_rows
+from storylake import audit, contracts, increments, lake, latest_rows, merge_on_read, summed_rows
 from storylake.settings import Settings
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def touched_keys(spark: SparkSession, settings: Settings, horizon: Horizon,
     owners = [F.col("story_id").alias(STORY), F.col("author_id").alias(AUTHOR)]
     now = lookup(spark_io.read_table(spark, settings, "silver", "segments"), ids,
                  F.col("segment_id") == F.col("_t_sid"), "inner").select(*owners)
-    before = lookup(spark_io.read_version(spark, settings, "gold", "segment_insights", version), ids,
+    before = lookup(spark_io.read_version_as_seen(spark, settings, "gold", "segment_insights", version), ids,
                     F.col("segment_id") == F.col("_t_sid"), "inner").select(*owners)
     both = materialize(now.unionByName(before), "touched_owners")
     stories = materialize(both.select(STORY).filter(F.col(STORY).isNotNull()).distinct(), "touched_stories")
@@ -140,7 +140,7 @@ def keep(spark: SparkSession, settings: Settings, name: str, within: Column, key
     if keys is None or version is None:
         return None, None
     key = KEY_COLUMNS[column]
-    previous = spark_io.read_version(spark, settings, "gold", name, version).filter(within)
+    previous = spark_io.read_version_as_seen(spark, settings, "gold", name, version).filter(within)
     # the stamping compares the recomputed rows with the previous rows of the touched keys only: hashing the whole
     # slice (2.7M segment insights at 10M views a day, ~17% of them touched) cost most of the comparison
     return Kept(without(previous, keys, F.col(column) == F.col(key), [key]), of_keys(previous, keys, column),
@@ -184,12 +184,19 @@ def with_kept(df: DataFrame, kept: Kept | None) -> DataFrame:
     (stamped)."""
     if kept is None:
         return df
-    contract = contracts.get(f"gold.{kept.name}")
-    columns = list(contract.column_names)
+    key = f"gold.{kept.name}"
+    columns = readers_columns(key)
     # a summed table's rows carry the run that wrote them (storylake.summed_rows), not the one that last changed them
-    if STAMP in columns and summed_rows.summed(f"gold.{kept.name}") is None:
-        df = stamped(df, kept.previous, contract.primary_key, columns)
+    if STAMP in columns and summed_rows.summed(key) is None:
+        df = stamped(df, kept.previous, merge_on_read.readers_key(key), columns)
     return kept.rows.select(*columns).unionByName(df.select(*columns))
+
+
+def readers_columns(key: str) -> list[str]:
+    """The columns readers see of gold table `key` (a contract key): its contract's, but the flag of a table stored as
+    restated rows (storylake.latest_rows)."""
+    growing = latest_rows.growing(key)
+    return growing.value_columns() if growing is not None else list(contracts.get(key).column_names)
 
 
 def stamped(rows: DataFrame, previous: DataFrame, key: Sequence[str], columns: Sequence[str]) -> DataFrame:
@@ -236,3 +243,53 @@ def restrict(inputs: dict[str, DataFrame], stories: DataFrame, with_story: Seque
             out[name] = (found.select(*rows.columns, F.col("_r_story").alias("story_id")) if name in with_story
                          else found.select(*rows.columns))
     return out
+
+
+GONE = "_restated_gone"  # restated(): a key of the previous rows that the recomputed rows lack
+
+
+def rewrite_reason(settings: Settings, names: Sequence[str], horizon: Horizon) -> str | None:
+    """Why gold tables `names` (stored as restated rows, storylake.latest_rows) must have their slice rewritten by this
+    run instead of taking its changed rows appended; None when they can take them: Delta storage, a last good run as
+    of an earlier instant (the run's as_of, every appended row's, then supersedes every stored row's), and each table
+    holding the rows of the version the last good run left it at, as the run's plan recorded it before the run wrote
+    (compactions only since: no failed or unfinished run's rows, which would leave a key two rows of one as_of)."""
+    last = increments.last(settings)
+    plan = increments.planned(settings, horizon.as_of)
+    if horizon.refresh or settings.storage != "delta" or plan is None:
+        return "the run recomputes its whole horizon"
+    if last is None or horizon.as_of <= last.as_of:
+        return "no last good run as of an earlier instant"
+    for name in names:
+        version = plan.silver_version(f"gold.{name}")
+        if version is None:
+            return f"no version of gold.{name} that the last good run left (a run since did not finish)"
+        if not lake.rows_unchanged_since(settings.table_path("gold", name), version):
+            return f"gold.{name} was written since the last good run"
+    return None
+
+
+def restated(rows: DataFrame, previous: DataFrame, key: Sequence[str], columns: Sequence[str], flag: str
+             ) -> DataFrame:
+    """What an incremental run appends to a table stored as restated rows (storylake.latest_rows) instead of
+    rewriting its slice: `rows` (recomputed for the touched keys, `columns`, each as of the run) that differ from
+    their key's row in `previous` (the last good rows of those keys; compared as stamped() compares) or have none
+    there, each with `flag` true when it has one (it restates the key); and, with GONE true, a row holding only the
+    key of each key of `previous` that `rows` lack (a story folded into another: the slice must be rewritten). Every
+    other row has GONE false."""
+    from pyspark.sql import functions as F
+
+    values = [c for c in columns if c not in key and c != STAMP]
+    nulls = [F.col(c).isNull() for c in values]
+    first = F.xxhash64(*values, *nulls)
+    second = F.xxhash64(F.lit("storylake"), *reversed(values), *nulls)
+    old = previous.select(*[F.col(k).alias(f"_rs_{k}") for k in key], first.alias("_rs_h"), second.alias("_rs_g"))
+    new = rows.select(*columns, first.alias("_rs_nh"), second.alias("_rs_ng"), F.lit(True).alias("_rs_new"))
+    on = functools.reduce(operator.and_, [F.col(k) == F.col(f"_rs_{k}") for k in key])
+    joined = new.join(old, on, "full")
+    had = F.col("_rs_h").isNotNull()
+    same = had & (F.col("_rs_nh") == F.col("_rs_h")) & (F.col("_rs_ng") == F.col("_rs_g"))
+    gone = F.col("_rs_new").isNull()
+    return joined.filter(gone | ~same).select(
+        *[F.coalesce(F.col(c), F.col(f"_rs_{c}")).alias(c) if c in key else F.col(c) for c in columns],
+        had.alias(flag), gone.alias(GONE))

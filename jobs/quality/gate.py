@@ -37,6 +37,7 @@ import pyarrow as pa
 from jobs.quality import data_docs, gx_runtime
 from jobs.quality.suites import ExpectationSpec, Suite, suite_for
 from storylake import audit, contracts, failpoints, increments, lake
+from storylake.latest_rows import RESTATED
 from storylake.settings import Settings
 from storylake.writer_lock import holding_writer_lock
 
@@ -292,9 +293,9 @@ def _versions_files(settings: Settings, suite: Suite, baseline: int, current: An
     return new_files, old_files, columns
 
 
-# Columns a run stamps on every row it writes (the run's instant): a row differing from its audited self only there
-# is unchanged for the gate.
-RUN_STAMPS = frozenset({"as_of"})
+# Columns a run stamps on every row it writes (the run's instant) or that record only how a row is stored (the flag of
+# restated rows, storylake.latest_rows): a row differing from its audited self only there is unchanged for the gate.
+RUN_STAMPS = frozenset({"as_of", RESTATED})
 
 
 @contextlib.contextmanager
