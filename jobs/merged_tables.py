@@ -50,18 +50,20 @@ def merged_frame(table: MergedTable, base: DataFrame, changes: DataFrame, stamp:
 
 
 def latest_frame(table: LatestRows, stored: DataFrame) -> DataFrame:
-    """The rows of a table stored as growing rows (storylake.latest_rows: each key's row with the largest counter)
-    from its stored rows, or from any of them that hold every stored row of their keys; the stored columns but the
-    flag. The aggregate of the rows that can supersede another (the few above the counter's floor, or flagged) is
-    the hash join's build side."""
+    """The rows of a table stored as growing rows (storylake.latest_rows: each key's row with the largest counter,
+    none when that is a tombstone) from its stored rows, or from any of them that hold every stored row of their
+    keys; the stored columns but the storage columns (the flag, the tombstone mark). The aggregate of the rows that
+    can supersede another (the few above the counter's floor, or flagged) is the hash join's build side."""
     from pyspark.sql import functions as F
 
     top = (stored.filter(F.expr(table.superseding_sql())).groupBy(*table.key)
            .agg(F.max(table.counter).alias("_lt_top"))
            .select(*[F.col(k).alias(f"_lt_{k}") for k in table.key], "_lt_top"))
     joined = lookup(stored, top, same_keys(table.key, "_lt_"))
-    return joined.filter(F.col("_lt_top").isNull() | (F.col(table.counter) == F.col("_lt_top"))).select(
-        *[c for c in stored.columns if c != table.flag])
+    latest = F.col("_lt_top").isNull() | (F.col(table.counter) == F.col("_lt_top"))
+    if table.removed is not None:  # a key whose latest row is a tombstone has no row
+        latest = latest & ~F.coalesce(F.col(table.removed), F.lit(False))
+    return joined.filter(latest).select(*[c for c in stored.columns if c not in table.storage_columns])
 
 
 def summed_frame(table: SummedRows, stored: DataFrame) -> DataFrame:

@@ -8,9 +8,9 @@ costs them an aggregate of the flagged rows: left alone, those would pile up for
      statistics);
   2. the files that may hold a row of one of those keys, by their key column's statistics (a key's rows are written
      by runs hours apart, near each other in the key's order: story and segment ids grow with time);
-  3. in those files, each key's superseded rows (below its latest counter); every file holding a superseded or a
-     flagged row is written again without the superseded rows and with the flag false, one new file per old one
-     (same rows order, same row groups), in one commit.
+  3. in those files, each key's superseded rows (below its latest counter) and its latest row when that is a
+     tombstone (the key has no row then); every file holding such a row or a flagged one is written again without
+     them and with the flag false, one new file per old one (same rows order, same row groups), in one commit.
 The rows readers see are the same before and after. On a lake with write-audit-publish, a fold of a table's last good
 version is recorded as good too (storylake.audit.carry_over_fold), so consumers read it at once and the next hourly
 run appends to it; a table whose newest version is not its last good one (a failed gate since) is not folded (the
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 class FoldResult:
     table: str  # contract key
     flagged_rows: int = 0  # restated rows found
-    rows_removed: int = 0  # superseded rows dropped
+    rows_removed: int = 0  # superseded rows and tombstones dropped
     files_removed: int = 0
     files_added: int = 0
     version_before: int | None = None
@@ -106,23 +106,28 @@ def fold(settings: Settings, table: LatestRows) -> FoldResult:
     if len(fragments) != len(candidates):
         raise RuntimeError(f"fold {table.table}: {len(candidates)} files to read, the dataset lists {len(fragments)}")
     # each key's latest counter among its rows in those files (every row of a flagged key is in one of them)
-    parts = [fr.to_table(columns=[key, table.counter, table.flag], schema=dataset.schema) for fr in fragments]
-    rows = pa.concat_tables(parts)
-    top = rows.group_by([key]).aggregate([(table.counter, "max")])
+    marks = [c for c in (table.flag, table.removed) if c is not None]
+    parts = [fr.to_table(columns=[key, table.counter, *marks], schema=dataset.schema) for fr in fragments]
+    top = pa.concat_tables(parts).group_by([key]).aggregate([(table.counter, "max")])
     removes: list[_File] = []
     added: list[lake.DataFile] = []
     for file, fragment, part in zip(candidates, fragments, parts, strict=True):
         joined = part.append_column("_i", pa.array(np.arange(part.num_rows))).join(top, [key])
-        superseded = pc.less(joined.column(table.counter), joined.column(f"{table.counter}_max"))
-        dropped = pc.sum(pc.cast(superseded, pa.int64())).as_py() or 0
+        # a superseded row, or a key's latest row that is a tombstone (the key has no row then)
+        dropping = pc.less(joined.column(table.counter), joined.column(f"{table.counter}_max"))
+        if table.removed is not None:
+            dropping = pc.or_(dropping, pc.fill_null(joined.column(table.removed), False))
+        dropping = pc.fill_null(dropping, False)
+        dropped = int(pc.sum(pc.cast(dropping, pa.int64())).as_py() or 0)
         if not dropped and not pc.any(pc.fill_null(part.column(table.flag), False)).as_py():
-            continue  # neither a superseded nor a flagged row: the file stays
+            continue  # nothing to drop, no flag to clear: the file stays
         keep = np.ones(part.num_rows, dtype=bool)
-        keep[joined.column("_i").filter(pc.fill_null(superseded, False)).to_numpy()] = False
+        keep[joined.column("_i").filter(dropping).to_numpy()] = False
         whole = fragment.to_table(schema=dataset.schema).filter(pa.array(keep))
-        at = whole.schema.get_field_index(table.flag)
-        whole = whole.set_column(at, whole.schema.field(at), pa.array(np.zeros(whole.num_rows, dtype=bool)))
-        out.rows_removed += int(dropped)
+        for column in marks:  # what stays restates and removes nothing
+            at = whole.schema.get_field_index(column)
+            whole = whole.set_column(at, whole.schema.field(at), pa.array(np.zeros(whole.num_rows, dtype=bool)))
+        out.rows_removed += dropped
         removes.append(file)
         if whole.num_rows:
             added.append(lake.write_data_file(Path(path), lake.new_data_file_name("part-folded"), whole,

@@ -273,11 +273,11 @@ def recent_params(part: Part, cut: datetime) -> dict[str, Any]:
 
 def columns_of(part: Part, source_columns: list[str]) -> list[str]:
     """The serving table's columns (its fingerprint's): the part's, else the source's as its readers see them (a
-    table stored as restated rows without its flag, storylake.latest_rows)."""
+    table stored as restated rows without its storage columns, storylake.latest_rows)."""
     if part.columns:
         return list(part.columns)
     growing = latest_rows.growing(part.source)
-    return [c for c in source_columns if growing is None or c != growing.flag]
+    return [c for c in source_columns if growing is None or c not in growing.storage_columns]
 
 
 def files_within(actions: pa.Table, part: Part, bounds: Bounds) -> str:

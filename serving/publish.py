@@ -482,7 +482,8 @@ def _seen_source(settings: Settings, sources: dict[str, tuple[Any, int, int, Del
 def _register_source(con: duckdb.DuckDBPyConnection, key: str, ds: Any, dt: DeltaTable) -> None:
     """The view _src(key) over a source table's version (_register). A table stored as restated rows
     (storylake.latest_rows: gold's segment and story insights) is registered as stored under <view>_stored, and the
-    view holds the rows its readers see: each key's latest row, without the flag."""
+    view holds the rows its readers see: each key's latest row, without the storage columns (flag, tombstone
+    mark)."""
     growing = latest_rows.growing(key)
     if growing is None or growing.flag is None:
         _register(con, _src(key), ds, dt)

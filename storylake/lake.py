@@ -418,8 +418,8 @@ def commit_files_once(
 
 def arrow_table(key: str, rows: list[dict[str, Any]] | dict[str, Any]) -> pa.Table:
     """Rows (list of dicts) or columns (dict of arrays) -> a table with exactly the contract's schema (key:
-    layer.name). A table stored as restated rows (storylake.latest_rows) gets its flag false where not given: rows
-    written whole restate nothing."""
+    layer.name). A table stored as restated rows (storylake.latest_rows) gets its storage columns (flag, tombstone
+    mark) false where not given: rows written whole restate and remove nothing."""
     schema = contracts.get(key).arrow_schema()
     if isinstance(rows, dict):
         n = len(next(iter(rows.values()))) if rows else 0
@@ -430,8 +430,8 @@ def arrow_table(key: str, rows: list[dict[str, Any]] | dict[str, Any]) -> pa.Tab
     else:
         table = pa.Table.from_pylist(rows, schema=schema)
     growing = latest_rows.growing(key)
-    if growing is not None and growing.flag is not None:
-        at = table.schema.get_field_index(growing.flag)
+    for column in growing.storage_columns if growing is not None else ():
+        at = table.schema.get_field_index(column)
         table = table.set_column(at, schema.field(at), pc.fill_null(table.column(at), False))
     return table
 

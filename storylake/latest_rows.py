@@ -21,8 +21,10 @@ Gold's story-keyed insights (gold.segment_insights, gold.story_insights) are sto
 run appends the rows it changed (each stamped with the run's as_of, the counter) instead of rewriting its horizon's
 slice, where 2.9M segment insights at 10M views a day held ~0.2M changed ones. Their counter has no floor (every row
 has an as_of): a flag column (`restated`) marks the rows appended for a key that already had one, the only rows that
-supersede another. Readers never see the flag; a slice rewrite writes it false, and the daily maintenance folds the
-restated rows away (jobs/restated_fold.py).
+supersede another. A key that a run finds gone (a story folded into another by a late creation) gets a tombstone: its
+last row again, as of the run, restated and `removed`; readers see no row of a key whose latest row is one. Readers
+never see either column; a slice rewrite writes both false, and the daily maintenance folds the restated rows and
+the tombstoned keys away (jobs/restated_fold.py).
 """
 
 from __future__ import annotations
@@ -47,14 +49,22 @@ class LatestRows:
     counter: str  # grows with every row a key is appended again; readers see the key's row with the largest
     floor: int | None = None  # the counter's smallest value: a row that supersedes another has a larger one
     flag: str | None = None  # a boolean column, true on the rows that supersede another (readers do not see it)
+    removed: str | None = None  # a boolean column, true on a tombstone (with a flag only; readers do not see it)
 
     def __post_init__(self) -> None:
         if (self.floor is None) == (self.flag is None):
             raise ValueError(f"{self.table}: a LatestRows has either a floor or a flag column")
+        if self.removed is not None and self.flag is None:
+            raise ValueError(f"{self.table}: tombstones supersede a row, so they need a flag column")
+
+    @property
+    def storage_columns(self) -> tuple[str, ...]:
+        """The columns that record how rows are stored, which readers do not see (the flag, the tombstone mark)."""
+        return tuple(c for c in (self.flag, self.removed) if c is not None)
 
     def value_columns(self) -> list[str]:
-        """The table's columns as its readers see them (its contract's, in order, without the flag)."""
-        return [c.name for c in contracts.get(self.table).columns if c.name != self.flag]
+        """The table's columns as its readers see them (its contract's, in order, without the storage columns)."""
+        return [c.name for c in contracts.get(self.table).columns if c.name not in self.storage_columns]
 
     def superseding_sql(self, alias: str | None = None) -> str:
         """SQL condition of a stored row that may supersede another (`alias`: the relation's, if any)."""
@@ -66,8 +76,9 @@ class LatestRows:
 
 SEGMENT_VIEWERS = LatestRows("silver.segment_viewers", ("segment_id", "viewer_id"), "view_count", floor=1)
 RESTATED = "restated"  # the flag column of gold's restated insights
-SEGMENT_INSIGHTS = LatestRows("gold.segment_insights", ("segment_id",), "as_of", flag=RESTATED)
-STORY_INSIGHTS = LatestRows("gold.story_insights", ("story_id",), "as_of", flag=RESTATED)
+REMOVED = "removed"  # their tombstone mark
+SEGMENT_INSIGHTS = LatestRows("gold.segment_insights", ("segment_id",), "as_of", flag=RESTATED, removed=REMOVED)
+STORY_INSIGHTS = LatestRows("gold.story_insights", ("story_id",), "as_of", flag=RESTATED, removed=REMOVED)
 GROWING: dict[str, LatestRows] = {t.table: t for t in (SEGMENT_VIEWERS, SEGMENT_INSIGHTS, STORY_INSIGHTS)}
 
 
@@ -85,9 +96,10 @@ def duckdb_sql(table: LatestRows, relation: str, columns: list[str] | None = Non
     # an anti join against the few keys' largest counters: 0.36 s against 0.29 s for a plain read of 6M stored rows
     # at 10M views a day (a left join and a filter took 0.39-0.47 s, NOT EXISTS against every row above the
     # floor 0.85 s)
+    live = "" if table.removed is None else f" WHERE NOT coalesce(r.{table.removed}, false)"
     return (f"SELECT {', '.join(f'r.{c}' for c in cols)} FROM {relation} r "
             f"ANTI JOIN {tops if tops is not None else f'({duckdb_tops_sql(table, relation)})'} t ON {on} "
-            f"AND (r.{table.counter} IS NULL OR t.{_TOP} > r.{table.counter})")
+            f"AND (r.{table.counter} IS NULL OR t.{_TOP} > r.{table.counter}){live}")
 
 
 def duckdb_tops_sql(table: LatestRows, relation: str) -> str:
@@ -100,21 +112,22 @@ def duckdb_tops_sql(table: LatestRows, relation: str) -> str:
 
 def arrow(table: LatestRows, stored: pa.Table) -> pa.Table:
     """The table's rows from an Arrow table of its stored rows (same order of the kept rows; the stored columns but
-    the flag)."""
+    the storage columns)."""
     keys = list(table.key)
     if table.flag is not None:
-        marks = stored.column(table.flag)
-        above = stored.filter(pc.fill_null(marks, False))
-        stored = stored.drop_columns([table.flag])
+        above = stored.filter(pc.fill_null(stored.column(table.flag), False))
     else:
         above = stored.filter(pc.greater(stored.column(table.counter), table.floor))
-    if above.num_rows == 0:
-        return stored
-    top = above.group_by(keys).aggregate([(table.counter, "max")]).rename_columns([*keys, _TOP])
-    index = "_latest_row"
-    numbered = stored.append_column(index, pa.array(range(stored.num_rows), pa.int64()))
-    joined = numbered.join(top, keys, join_type="left outer")
-    kept = joined.filter(pc.or_kleene(pc.is_null(joined.column(_TOP)),
-                                pc.equal(joined.column(table.counter), joined.column(_TOP))))
-    order = pc.sort_indices(kept.column(index))
-    return stored.take(pc.take(kept.column(index), order))
+    picked = stored
+    if above.num_rows:
+        top = above.group_by(keys).aggregate([(table.counter, "max")]).rename_columns([*keys, _TOP])
+        index = "_latest_row"
+        numbered = stored.append_column(index, pa.array(range(stored.num_rows), pa.int64()))
+        joined = numbered.join(top, keys, join_type="left outer")
+        kept = joined.filter(pc.or_kleene(pc.is_null(joined.column(_TOP)),
+                                          pc.equal(joined.column(table.counter), joined.column(_TOP))))
+        order = pc.sort_indices(kept.column(index))
+        picked = stored.take(pc.take(kept.column(index), order))
+    if table.removed is not None:  # a key whose latest row is a tombstone has no row
+        picked = picked.filter(pc.invert(pc.fill_null(picked.column(table.removed), False)))
+    return picked.drop_columns(list(table.storage_columns))

@@ -25,13 +25,13 @@ T0 = datetime(2026, 11, 1, 10, tzinfo=UTC)
 KEY = "gold.story_insights"
 
 
-def story(story_id: int, hour: int, impressions: int, *, restated: bool) -> dict[str, Any]:
+def story(story_id: int, hour: int, impressions: int, *, restated: bool, removed: bool = False) -> dict[str, Any]:
     """A stored row of story `story_id` as of T0 + `hour` h (its other columns follow from `impressions`)."""
     return {"story_id": story_id, "author_id": 7, "story_start": T0, "story_end": T0 + timedelta(days=1),
             "segment_count": 1, "impressions": impressions, "reach": impressions, "completed_viewers": 0,
             "total_view_ms": 1000 * impressions, "exits": 0, "taps_forward": 0, "taps_back": 0, "swipe_forward": 0,
             "replies": 0, "shares": 0, "profile_visits": 0, "follows": 0, "link_clicks": 0,
-            "sticker_interactions": 0, "as_of": T0 + timedelta(hours=hour), "restated": restated}
+            "sticker_interactions": 0, "as_of": T0 + timedelta(hours=hour), "restated": restated, "removed": removed}
 
 
 def seen(rows: list[dict[str, Any]]) -> list[tuple[int, int, datetime]]:
@@ -55,50 +55,63 @@ def by_spark(spark: Any, stored: pa.Table) -> list[dict[str, Any]]:
 
 
 # story 1: written at hour 1, restated at 2 and 3; story 2 written once; story 3 first written at hour 2 (a new
-# key appended, not flagged); story 4: written at 1, restated at 3; stored out of order
+# key appended, not flagged); story 4: written at 1, restated at 3; story 5: written at 1, gone at 2 (folded into
+# another: a tombstone, its last row again); stored out of order
 STORED = [story(1, 3, 9, restated=True), story(2, 1, 3, restated=False), story(1, 1, 5, restated=False),
           story(4, 3, 1, restated=True), story(3, 2, 4, restated=False), story(1, 2, 7, restated=True),
-          story(4, 1, 2, restated=False)]
+          story(4, 1, 2, restated=False), story(5, 1, 6, restated=False),
+          story(5, 2, 6, restated=True, removed=True)]
 LATEST = [(1, 9, T0 + timedelta(hours=3)), (2, 3, T0 + timedelta(hours=1)), (3, 4, T0 + timedelta(hours=2)),
           (4, 1, T0 + timedelta(hours=3))]
 
 
 def test_each_story_shows_its_latest_row_without_the_flag_in_every_form(spark: Any) -> None:
     stored = lake.arrow_table(KEY, STORED)
-    readers = [c for c in contracts.get(KEY).column_names if c != "restated"]
+    readers = [c for c in contracts.get(KEY).column_names if c not in ("restated", "removed")]
     for got in (arrow(STORY_INSIGHTS, stored).to_pylist(), by_duckdb(stored), by_spark(spark, stored)):
         assert seen(got) == LATEST
         assert list(got[0]) == readers
 
 
 def test_a_hand_built_row_without_the_flag_restates_nothing() -> None:
-    """lake.arrow_table fills the flag false where a builder leaves it out: rows written whole restate nothing."""
-    rows = [{k: v for k, v in story(1, 1, 5, restated=False).items() if k != "restated"}]
-    assert lake.arrow_table(KEY, rows).column("restated").to_pylist() == [False]
+    """lake.arrow_table fills the storage columns false where a builder leaves them out: rows written whole restate
+    and remove nothing."""
+    rows = [{k: v for k, v in story(1, 1, 5, restated=False).items() if k not in ("restated", "removed")}]
+    table = lake.arrow_table(KEY, rows)
+    assert (table.column("restated").to_pylist(), table.column("removed").to_pylist()) == ([False], [False])
 
 
 @st.composite
-def runs(draw: st.DrawFn) -> list[list[tuple[int, int]]]:
-    """Hourly runs, each appending (story, impressions) rows for distinct stories of 1-6."""
+def runs(draw: st.DrawFn) -> list[list[tuple[int, int | None]]]:
+    """Hourly runs, each appending (story, impressions) rows for distinct stories of 1-6; impressions None: the
+    story is gone (a tombstone, when it had a row)."""
     out = []
     for _ in range(draw(st.integers(1, 5))):
         keys = draw(st.lists(st.integers(1, 6), unique=True, max_size=4))
-        out.append([(k, draw(st.integers(0, 50))) for k in keys])
+        out.append([(k, draw(st.none() | st.integers(0, 50))) for k in keys])
     return out
 
 
 @given(runs(), st.randoms(use_true_random=False))
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_the_forms_agree_with_the_last_row_appended_per_story(spark: Any, hours: list[list[tuple[int, int]]],
+def test_the_forms_agree_with_the_last_row_appended_per_story(spark: Any, hours: list[list[tuple[int, int | None]]],
                                                               rnd: Any) -> None:
-    """Rows appended run after run (flagged when their story had a row) read as each story's last appended row, in
-    every form, whatever order the files list them in."""
-    rows, last, had = [], {}, set()
+    """Rows appended run after run (flagged when their story had a row; a tombstone, its last row again, when it is
+    gone) read as each story's last appended row, none after a tombstone, in every form, whatever order the files
+    list them in."""
+    rows, last = [], {}
+    had: dict[int, dict[str, Any]] = {}
     for hour, appended in enumerate(hours, start=1):
         for key, impressions in appended:
-            rows.append(story(key, hour, impressions, restated=key in had))
+            if impressions is None:  # gone: a tombstone of a story that has a row
+                if key in had and key in last:
+                    rows.append({**had[key], "as_of": T0 + timedelta(hours=hour), "restated": True, "removed": True})
+                    del last[key]
+                continue
+            row = story(key, hour, impressions, restated=key in had)
+            rows.append(row)
             last[key] = (key, impressions, T0 + timedelta(hours=hour))
-            had.add(key)
+            had[key] = row
     rnd.shuffle(rows)
     stored = lake.arrow_table(KEY, rows)
     want = sorted(last.values())
@@ -111,9 +124,10 @@ def _files(path: Path) -> set[str]:
     return set(DeltaTable(str(path)).file_uris())
 
 
-def _stored(settings: Settings) -> list[tuple[int, int, datetime, bool]]:
+def _stored(settings: Settings) -> list[tuple[int, int, datetime, bool, bool]]:
     rows = lake.read_arrow(settings.table_path("gold", "story_insights")).to_pylist()
-    return sorted((r["story_id"], r["impressions"], r["as_of"].astimezone(UTC), r["restated"]) for r in rows)
+    return sorted((r["story_id"], r["impressions"], r["as_of"].astimezone(UTC), r["restated"], r["removed"])
+                  for r in rows)
 
 
 def _build(settings: Settings) -> Path:
@@ -131,11 +145,14 @@ def test_the_fold_removes_superseded_rows_and_changes_nothing_readers_see(settin
     old_file = next(iter(DeltaTable(str(path), version=0).file_uris()))
     before = merge_on_read.read_table(settings, KEY).to_pylist()
     result = fold(settings, STORY_INSIGHTS)
-    assert (result.flagged_rows, result.rows_removed, result.files_removed, result.files_added) == (3, 3, 3, 3)
+    # story 1's rows of hours 1 and 2, story 4's of hour 1, story 5's two rows (the second a tombstone)
+    assert (result.flagged_rows, result.rows_removed, result.files_removed, result.files_added) == (4, 5, 3, 3)
     assert (result.version_before, result.version_after) == (3, 4)
-    assert _stored(settings) == [(1, 9, T0 + timedelta(hours=3), False), (2, 3, T0 + timedelta(hours=1), False),
-                                 (3, 4, T0 + timedelta(hours=2), False), (4, 1, T0 + timedelta(hours=3), False),
-                                 (100, 1, T0, False), (101, 2, T0, False)]
+    assert _stored(settings) == [(1, 9, T0 + timedelta(hours=3), False, False),
+                                 (2, 3, T0 + timedelta(hours=1), False, False),
+                                 (3, 4, T0 + timedelta(hours=2), False, False),
+                                 (4, 1, T0 + timedelta(hours=3), False, False),
+                                 (100, 1, T0, False, False), (101, 2, T0, False, False)]
     assert merge_on_read.read_table(settings, KEY).to_pylist() == before
     assert old_file in _files(path)  # a file without a restated key's row is left as it is
     again = fold(settings, STORY_INSIGHTS)

@@ -15,7 +15,7 @@ from jobs.gold.touched import touched_segments
 from jobs.horizon import from_increment
 from jobs.ingest import ingest
 from jobs.silver import build_silver
-from storylake import increments, lake
+from storylake import increments, lake, merge_on_read
 from storylake.settings import Settings
 from tests.landing_builders import created, view, write_landing
 from tests.test_incremental import assert_same, lake_state, run
@@ -52,7 +52,8 @@ def late_batch(landing: Path) -> None:
 
 
 def gold_row(settings: Settings, table: str, key: str, value: int) -> dict[str, Any]:
-    rows = [r for r in lake.read_arrow(settings.table_path("gold", table)).to_pylist() if r[key] == value]
+    """The row readers see (segment and story insights are stored as restated rows)."""
+    rows = [r for r in merge_on_read.read_table(settings, f"gold.{table}").to_pylist() if r[key] == value]
     assert len(rows) == 1, rows
     return rows[0]
 
@@ -73,8 +74,12 @@ def test_late_block_and_late_creation_change_stories_nothing_else_touches(spark:
     moved = gold_row(s, "segment_insights", "segment_id", 52)
     assert (moved["story_id"], moved["frame_index"]) == (51, 2)
     assert gold_row(s, "story_insights", "story_id", 51)["reach"] == 2
-    assert not [r for r in lake.read_arrow(s.table_path("gold", "story_insights")).to_pylist()
-                if r["story_id"] == 52]
+    assert not [r for r in merge_on_read.read_table(s, "gold.story_insights").to_pylist() if r["story_id"] == 52]
+    # the hour appended its changed rows: story 52, gone, as a tombstone (its last row again, restated, removed)
+    stored = lake.read_arrow(s.table_path("gold", "story_insights")).to_pylist()
+    assert sorted((r["story_id"], r["as_of"] == AS_OF_2, r["restated"], r["removed"]) for r in stored) == [
+        (10, False, False, False), (10, True, True, False), (51, True, False, False), (52, False, False, False),
+        (52, True, True, True)]
 
     full = Settings(lake=tmp_path / "full_lake", landing=tmp_path / "full_landing")
     shutil.copytree(s.landing, full.landing)

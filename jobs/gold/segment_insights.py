@@ -15,8 +15,7 @@ from jobs.engine_workarounds import lookup
 from jobs.gold import activity, story_insights
 from jobs.gold.output import write_gold
 from jobs.horizon import Horizon
-from storylake import merge_on_read
-from storylake.latest_rows import RESTATED
+from storylake import latest_rows, merge_on_read
 from storylake.settings import Settings
 
 if TYPE_CHECKING:
@@ -152,42 +151,37 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, touched: Data
         stories = story_insights.from_activity(acts, horizon.as_of)
         if kept is not None and story_kept is not None:
             appended = append_restated(settings, horizon, {NAME: (segments, kept), story_insights.NAME:
-                                                           (stories, story_kept)}, materialize)
+                                                           (stories, story_kept)})
             if appended is not None:
                 return appended
-        flag = F.lit(False).alias(RESTATED)  # a rewritten slice holds one row per key
-        rows = write_gold(touch.with_kept(segments, kept).select("*", flag), settings, NAME, where)
-        return rows | write_gold(touch.with_kept(stories, story_kept).select("*", flag), settings,
+        # a rewritten slice holds one row per key
+        plain = [F.lit(False).alias(c) for c in (latest_rows.RESTATED, latest_rows.REMOVED)]
+        rows = write_gold(touch.with_kept(segments, kept).select("*", *plain), settings, NAME, where)
+        return rows | write_gold(touch.with_kept(stories, story_kept).select("*", *plain), settings,
                                  story_insights.NAME, where)
 
 
-def append_restated(settings: Settings, horizon: Horizon, tables: dict[str, tuple[DataFrame, Kept]],
-                    materialize: spark_io.Materialize) -> dict[str, int] | None:
+def append_restated(settings: Settings, horizon: Horizon, tables: dict[str, tuple[DataFrame, Kept]]
+                    ) -> dict[str, int] | None:
     """Append to each table (name -> (its rows recomputed for the touched stories, its kept rows)) the recomputed rows
-    that changed (jobs.gold.touched.restated): the rows readers see are then those a rewrite of the slice would
-    write, at the cost of the changed rows (at 10M views a day ~0.2M segment insights instead of a 2.9M-row slice).
-    None, having written nothing, when the slice must be rewritten instead (touched.rewrite_reason, or a key of the
-    previous rows the recomputed ones lack: a story folded into another leaves no row to restate it)."""
+    that changed and a tombstone for each key gone (jobs.gold.touched.restated): the rows readers see are then those
+    a rewrite of the slice would write, at the cost of the changed rows (at 10M views a day ~0.2M segment insights
+    instead of a 2.9M-row slice). None, having written nothing, when the slice must be rewritten instead
+    (touched.rewrite_reason)."""
     from jobs.gold import touched as touch
 
     why = touch.rewrite_reason(settings, list(tables), horizon)
-    changes: dict[str, DataFrame] = {}
-    for name, (rows, kept) in tables.items() if why is None else ():
-        key = f"gold.{name}"
-        columns = touch.readers_columns(key)
-        changes[name] = materialize(touch.restated(rows.select(*columns), kept.previous,
-                                                   merge_on_read.readers_key(key), columns, RESTATED),
-                                    f"restated_{name}")
-        if changes[name].filter(F.col(touch.GONE)).limit(1).count():
-            why = f"a key of gold.{name} is gone (a story folded into another)"
-            break
     if why is not None:
         log.info("segment and story insights: rewriting the slice (%s)", why)
         return None
     where = horizon.where("story_start", gold=True)
     out = {}
-    for name, rows in changes.items():
-        out[name] = spark_io.append_table(rows.filter(~F.col(touch.GONE)), settings, "gold", name, inside=where)
+    for name, (rows, kept) in tables.items():
+        key = f"gold.{name}"
+        columns = touch.readers_columns(key)
+        changed = touch.restated(rows.select(*columns), kept.previous, merge_on_read.readers_key(key), columns,
+                                 horizon.as_of)
+        out[name] = spark_io.append_table(changed, settings, "gold", name, inside=where)
     log.info("segment and story insights: appended the changed rows")
     return out
 

@@ -24,6 +24,7 @@ import functools
 import logging
 import operator
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 
 from jobs import spark_io
@@ -193,8 +194,8 @@ def with_kept(df: DataFrame, kept: Kept | None) -> DataFrame:
 
 
 def readers_columns(key: str) -> list[str]:
-    """The columns readers see of gold table `key` (a contract key): its contract's, but the flag of a table stored as
-    restated rows (storylake.latest_rows)."""
+    """The columns readers see of gold table `key` (a contract key): its contract's, but the storage columns of a table
+    stored as restated rows (storylake.latest_rows)."""
     growing = latest_rows.growing(key)
     return growing.value_columns() if growing is not None else list(contracts.get(key).column_names)
 
@@ -245,8 +246,6 @@ def restrict(inputs: dict[str, DataFrame], stories: DataFrame, with_story: Seque
     return out
 
 
-GONE = "_restated_gone"  # restated(): a key of the previous rows that the recomputed rows lack
-
 
 def rewrite_reason(settings: Settings, names: Sequence[str], horizon: Horizon) -> str | None:
     """Why gold tables `names` (stored as restated rows, storylake.latest_rows) must have their slice rewritten by this
@@ -269,21 +268,24 @@ def rewrite_reason(settings: Settings, names: Sequence[str], horizon: Horizon) -
     return None
 
 
-def restated(rows: DataFrame, previous: DataFrame, key: Sequence[str], columns: Sequence[str], flag: str
+def restated(rows: DataFrame, previous: DataFrame, key: Sequence[str], columns: Sequence[str], as_of: datetime
              ) -> DataFrame:
     """What an incremental run appends to a table stored as restated rows (storylake.latest_rows) instead of
     rewriting its slice: `rows` (recomputed for the touched keys, `columns`, each as of the run) that differ from
     their key's row in `previous` (the last good rows of those keys; compared as stamped() compares) or have none
-    there, each with `flag` true when it has one (it restates the key); and, with GONE true, a row holding only the
-    key of each key of `previous` that `rows` lack (a story folded into another: the slice must be rewritten). Every
-    other row has GONE false."""
+    there, each restated when it has one; and a tombstone for each key of `previous` that `rows` lack (a story
+    folded into another by a late creation): its previous row again, as of the run (`as_of`), restated and removed.
+    `columns` and the storage columns (RESTATED, REMOVED)."""
     from pyspark.sql import functions as F
+
+    from jobs.gold.activity import instant
 
     values = [c for c in columns if c not in key and c != STAMP]
     nulls = [F.col(c).isNull() for c in values]
     first = F.xxhash64(*values, *nulls)
     second = F.xxhash64(F.lit("storylake"), *reversed(values), *nulls)
-    old = previous.select(*[F.col(k).alias(f"_rs_{k}") for k in key], first.alias("_rs_h"), second.alias("_rs_g"))
+    old = previous.select(*[F.col(c).alias(f"_rs_{c}") for c in columns], first.alias("_rs_h"),
+                          second.alias("_rs_g"))
     new = rows.select(*columns, first.alias("_rs_nh"), second.alias("_rs_ng"), F.lit(True).alias("_rs_new"))
     on = functools.reduce(operator.and_, [F.col(k) == F.col(f"_rs_{k}") for k in key])
     joined = new.join(old, on, "full")
@@ -291,5 +293,6 @@ def restated(rows: DataFrame, previous: DataFrame, key: Sequence[str], columns: 
     same = had & (F.col("_rs_nh") == F.col("_rs_h")) & (F.col("_rs_ng") == F.col("_rs_g"))
     gone = F.col("_rs_new").isNull()
     return joined.filter(gone | ~same).select(
-        *[F.coalesce(F.col(c), F.col(f"_rs_{c}")).alias(c) if c in key else F.col(c) for c in columns],
-        had.alias(flag), gone.alias(GONE))
+        *[F.when(gone, instant(as_of) if c == STAMP else F.col(f"_rs_{c}")).otherwise(F.col(c)).alias(c)
+          for c in columns],
+        had.alias(latest_rows.RESTATED), gone.alias(latest_rows.REMOVED))
