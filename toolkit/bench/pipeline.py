@@ -17,7 +17,7 @@ from typing import Any
 
 import duckdb
 
-from storylake import lake
+from storylake import lake, merge_on_read
 from storylake.settings import Settings
 from toolkit.bench.ingest import ensure_landing
 from toolkit.bench.measure import measure
@@ -28,9 +28,10 @@ GEN_START = datetime(2026, 11, 1, tzinfo=UTC)
 AS_OF = GEN_START + timedelta(days=1, hours=1)
 
 
-def mismatches(reference: Any, gold_path: Path) -> int:
-    """Rows that differ (either direction) between the reference and gold.segment_insights."""
-    gold = lake.read_arrow(gold_path, ["segment_id", *COMPARED])
+def mismatches(reference: Any, settings: Settings) -> int:
+    """Rows that differ (either direction) between the reference and gold.segment_insights (as its readers see it:
+    each segment's latest restated row, storylake/latest_rows.py)."""
+    gold = merge_on_read.read_table(settings, "gold.segment_insights", ["segment_id", *COMPARED])
     cols = ", ".join(["segment_id", *COMPARED])
     con = duckdb.connect()
     con.register("ref", reference)
@@ -81,7 +82,7 @@ def bench_pipeline(work: Path, *, views: int, users: int, jvm_views: int, seed: 
         report = run_pipeline(settings, AS_OF)
     with measure() as ref_m:
         ref = reference_segment_insights(landing, AS_OF, threads=os.cpu_count())
-    diff = mismatches(ref, settings.table_path("gold", "segment_insights"))
+    diff = mismatches(ref, settings)
     result: dict[str, Any] = {
         "views_requested": views,
         "landing_lines": report.ingest.lines if report.ingest else None,
