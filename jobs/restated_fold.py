@@ -31,7 +31,7 @@ import pyarrow.dataset as ds
 
 from jobs.day_clustering import ROW_GROUP_ROWS, file_uri
 from storylake import audit, lake
-from storylake.latest_rows import GROWING, LatestRows
+from storylake.latest_rows import RESTATED_TABLES, LatestRows
 from storylake.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,17 +51,12 @@ class FoldResult:
     error: str | None = None  # the fold failed (nothing committed)
 
 
-def restated_tables() -> list[LatestRows]:
-    """The tables stored as restated rows (a flag column marks the rows that supersede another)."""
-    return [t for t in GROWING.values() if t.flag is not None]
-
-
 def fold_all(settings: Settings) -> list[FoldResult]:
     """Fold every table stored as restated rows (module docstring); on a lake with write-audit-publish, the folds of
     last good versions are recorded as good. A table whose fold fails is recorded with its error (the others are
     still folded)."""
     results = []
-    for table in restated_tables():
+    for table in RESTATED_TABLES:
         try:
             results.append(fold(settings, table))
         except Exception as exc:  # noqa: BLE001 - recorded; jobs/maintenance.py raises after the other tables
@@ -106,7 +101,7 @@ def fold(settings: Settings, table: LatestRows) -> FoldResult:
     if len(fragments) != len(candidates):
         raise RuntimeError(f"fold {table.table}: {len(candidates)} files to read, the dataset lists {len(fragments)}")
     # each key's latest counter among its rows in those files (every row of a flagged key is in one of them)
-    marks = [c for c in (table.flag, table.removed) if c is not None]
+    marks = table.storage_columns
     parts = [fr.to_table(columns=[key, table.counter, *marks], schema=dataset.schema) for fr in fragments]
     top = pa.concat_tables(parts).group_by([key]).aggregate([(table.counter, "max")])
     removes: list[_File] = []

@@ -484,8 +484,8 @@ def _register_source(con: duckdb.DuckDBPyConnection, key: str, ds: Any, dt: Delt
     (storylake.latest_rows: gold's segment and story insights) is registered as stored under <view>_stored, and the
     view holds the rows its readers see: each key's latest row, without the storage columns (flag, tombstone
     mark)."""
-    growing = latest_rows.growing(key)
-    if growing is None or growing.flag is None:
+    growing = latest_rows.restated(key)
+    if growing is None:
         _register(con, _src(key), ds, dt)
         return
     stored, tops = f"{_src(key)}_stored", f"{_src(key)}_tops"
@@ -496,8 +496,7 @@ def _register_source(con: duckdb.DuckDBPyConnection, key: str, ds: Any, dt: Delt
 
 
 def _unregister_source(con: duckdb.DuckDBPyConnection, key: str) -> None:
-    growing = latest_rows.growing(key)
-    if growing is None or growing.flag is None:
+    if latest_rows.restated(key) is None:
         con.unregister(_src(key))
         return
     con.execute(f"DROP VIEW {_src(key)}")

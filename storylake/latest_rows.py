@@ -66,12 +66,11 @@ class LatestRows:
         """The table's columns as its readers see them (its contract's, in order, without the storage columns)."""
         return [c.name for c in contracts.get(self.table).columns if c.name not in self.storage_columns]
 
-    def superseding_sql(self, alias: str | None = None) -> str:
-        """SQL condition of a stored row that may supersede another (`alias`: the relation's, if any)."""
-        prefix = f"{alias}." if alias else ""
+    def superseding_sql(self) -> str:
+        """SQL condition of a stored row that may supersede another."""
         if self.flag is not None:
-            return f"coalesce({prefix}{self.flag}, false)"
-        return f"{prefix}{self.counter} > {int(self.floor or 0)}"
+            return f"coalesce({self.flag}, false)"
+        return f"{self.counter} > {int(self.floor or 0)}"
 
 
 SEGMENT_VIEWERS = LatestRows("silver.segment_viewers", ("segment_id", "viewer_id"), "view_count", floor=1)
@@ -80,6 +79,13 @@ REMOVED = "removed"  # their tombstone mark
 SEGMENT_INSIGHTS = LatestRows("gold.segment_insights", ("segment_id",), "as_of", flag=RESTATED, removed=REMOVED)
 STORY_INSIGHTS = LatestRows("gold.story_insights", ("story_id",), "as_of", flag=RESTATED, removed=REMOVED)
 GROWING: dict[str, LatestRows] = {t.table: t for t in (SEGMENT_VIEWERS, SEGMENT_INSIGHTS, STORY_INSIGHTS)}
+RESTATED_TABLES: tuple[LatestRows, ...] = tuple(t for t in GROWING.values() if t.flag is not None)
+
+
+def restated(table: str) -> LatestRows | None:
+    """The LatestRows of a contract key stored as restated rows (a flag marks the superseding rows), else None."""
+    stored = GROWING.get(table)
+    return stored if stored is not None and stored.flag is not None else None
 
 
 def growing(table: str) -> LatestRows | None:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from jobs.merged_tables import latest_frame
 from storylake import contracts
-from storylake.latest_rows import SEGMENT_VIEWERS, arrow, duckdb_sql
+from storylake.latest_rows import SEGMENT_VIEWERS, LatestRows, arrow, duckdb_sql
 
 T0 = datetime(2026, 11, 1, 10, tzinfo=UTC)
 SCHEMA = contracts.get("silver.segment_viewers").arrow_schema()
@@ -35,20 +35,22 @@ def keyed(rows: list[dict[str, Any]]) -> list[tuple[int, int, int, int]]:
     return sorted((r["segment_id"], r["viewer_id"], r["view_count"], r["total_view_ms"]) for r in rows)
 
 
-def by_duckdb(stored: pa.Table) -> list[dict[str, Any]]:
+def by_duckdb(stored: pa.Table, growing: LatestRows = SEGMENT_VIEWERS) -> list[dict[str, Any]]:
+    """The rows readers see of `growing`'s table, by the DuckDB form (tests/test_restated_rows.py uses it too)."""
     con = duckdb.connect()
     try:
         con.register("stored", stored)
-        return con.execute(duckdb_sql(SEGMENT_VIEWERS, "stored")).to_arrow_table().to_pylist()
+        return con.sql(duckdb_sql(growing, "stored")).to_arrow_table().to_pylist()
     finally:
         con.close()
 
 
-def by_spark(spark: Any, stored: pa.Table) -> list[dict[str, Any]]:
+def by_spark(spark: Any, stored: pa.Table, growing: LatestRows = SEGMENT_VIEWERS) -> list[dict[str, Any]]:
+    """The rows readers see of `growing`'s table, by the Spark form."""
     from jobs.spark_schemas import spark_schema
 
-    frame = spark.createDataFrame(stored.to_pylist(), spark_schema(contracts.get("silver.segment_viewers")))
-    return [r.asDict() for r in latest_frame(SEGMENT_VIEWERS, frame).collect()]
+    frame = spark.createDataFrame(stored.to_pylist(), spark_schema(contracts.get(growing.table)))
+    return [r.asDict() for r in latest_frame(growing, frame).collect()]
 
 
 # segment 1: viewer 2 seen once, then again twice (3 views), viewer 3 once; segment 4: viewer 2 with 2 views then

@@ -8,18 +8,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import duckdb
-import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobs.merged_tables import latest_frame
 from jobs.restated_fold import fold, fold_all
 from storylake import audit, contracts, lake, merge_on_read
-from storylake.latest_rows import STORY_INSIGHTS, arrow, duckdb_sql
+from storylake.latest_rows import STORY_INSIGHTS, arrow
 from storylake.settings import Settings
+from tests.test_latest_rows import by_duckdb, by_spark
 
 T0 = datetime(2026, 11, 1, 10, tzinfo=UTC)
 KEY = "gold.story_insights"
@@ -38,22 +36,6 @@ def seen(rows: list[dict[str, Any]]) -> list[tuple[int, int, datetime]]:
     return sorted((r["story_id"], r["impressions"], r["as_of"].astimezone(UTC)) for r in rows)
 
 
-def by_duckdb(stored: pa.Table) -> list[dict[str, Any]]:
-    con = duckdb.connect()
-    try:
-        con.register("stored", stored)
-        return con.sql(duckdb_sql(STORY_INSIGHTS, "stored")).to_arrow_table().to_pylist()
-    finally:
-        con.close()
-
-
-def by_spark(spark: Any, stored: pa.Table) -> list[dict[str, Any]]:
-    from jobs.spark_schemas import spark_schema
-
-    frame = spark.createDataFrame(stored.to_pylist(), spark_schema(contracts.get(KEY)))
-    return [r.asDict() for r in latest_frame(STORY_INSIGHTS, frame).collect()]
-
-
 # story 1: written at hour 1, restated at 2 and 3; story 2 written once; story 3 first written at hour 2 (a new
 # key appended, not flagged); story 4: written at 1, restated at 3; story 5: written at 1, gone at 2 (folded into
 # another: a tombstone, its last row again); stored out of order
@@ -68,7 +50,8 @@ LATEST = [(1, 9, T0 + timedelta(hours=3)), (2, 3, T0 + timedelta(hours=1)), (3, 
 def test_each_story_shows_its_latest_row_without_the_flag_in_every_form(spark: Any) -> None:
     stored = lake.arrow_table(KEY, STORED)
     readers = [c for c in contracts.get(KEY).column_names if c not in ("restated", "removed")]
-    for got in (arrow(STORY_INSIGHTS, stored).to_pylist(), by_duckdb(stored), by_spark(spark, stored)):
+    for got in (arrow(STORY_INSIGHTS, stored).to_pylist(), by_duckdb(stored, STORY_INSIGHTS),
+                by_spark(spark, stored, STORY_INSIGHTS)):
         assert seen(got) == LATEST
         assert list(got[0]) == readers
 
@@ -116,8 +99,8 @@ def test_the_forms_agree_with_the_last_row_appended_per_story(spark: Any, hours:
     stored = lake.arrow_table(KEY, rows)
     want = sorted(last.values())
     assert seen(arrow(STORY_INSIGHTS, stored).to_pylist()) == want
-    assert seen(by_duckdb(stored)) == want
-    assert seen(by_spark(spark, stored)) == want
+    assert seen(by_duckdb(stored, STORY_INSIGHTS)) == want
+    assert seen(by_spark(spark, stored, STORY_INSIGHTS)) == want
 
 
 def _files(path: Path) -> set[str]:

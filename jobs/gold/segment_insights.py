@@ -154,9 +154,10 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, touched: Data
                                                            (stories, story_kept)})
             if appended is not None:
                 return appended
-        # a rewritten slice holds one row per key
-        plain = [F.lit(False).alias(c) for c in (latest_rows.RESTATED, latest_rows.REMOVED)]
+        # a rewritten slice holds one row per key: it restates and removes nothing
+        plain = [F.lit(False).alias(c) for c in latest_rows.SEGMENT_INSIGHTS.storage_columns]
         rows = write_gold(touch.with_kept(segments, kept).select("*", *plain), settings, NAME, where)
+        plain = [F.lit(False).alias(c) for c in latest_rows.STORY_INSIGHTS.storage_columns]
         return rows | write_gold(touch.with_kept(stories, story_kept).select("*", *plain), settings,
                                  story_insights.NAME, where)
 

@@ -212,10 +212,7 @@ def stamped(rows: DataFrame, previous: DataFrame, key: Sequence[str], columns: S
     as_of only if both its hashes equal its previous row's."""
     from pyspark.sql import functions as F
 
-    values = [c for c in columns if c not in key and c != STAMP]
-    nulls = [F.col(c).isNull() for c in values]
-    first = F.xxhash64(*values, *nulls)
-    second = F.xxhash64(F.lit("storylake"), *reversed(values), *nulls)
+    first, second = row_hashes(columns, key)
     old = previous.select(*[F.col(k).alias(f"_st_{k}") for k in key], first.alias("_st_h"), second.alias("_st_g"),
                           F.col(STAMP).alias("_st_as_of"))
     new = rows.select(*columns, first.alias("_st_nh"), second.alias("_st_ng"))
@@ -224,6 +221,16 @@ def stamped(rows: DataFrame, previous: DataFrame, key: Sequence[str], columns: S
     return lookup(new, old, on).select(
         *[F.when(same, F.col("_st_as_of")).otherwise(F.col(STAMP)).alias(STAMP) if c == STAMP else F.col(c)
           for c in columns])
+
+
+def row_hashes(columns: Sequence[str], key: Sequence[str]) -> tuple[Column, Column]:
+    """The two 64-bit hashes stamped() and restated() compare rows by: of `columns` but the `key` and the stamp, in
+    two orders (the second after a constant), each with the columns' null flags."""
+    from pyspark.sql import functions as F
+
+    values = [c for c in columns if c not in key and c != STAMP]
+    nulls = [F.col(c).isNull() for c in values]
+    return F.xxhash64(*values, *nulls), F.xxhash64(F.lit("storylake"), *reversed(values), *nulls)
 
 
 def restrict(inputs: dict[str, DataFrame], stories: DataFrame, with_story: Sequence[str] = ()
@@ -280,10 +287,7 @@ def restated(rows: DataFrame, previous: DataFrame, key: Sequence[str], columns: 
 
     from jobs.gold.activity import instant
 
-    values = [c for c in columns if c not in key and c != STAMP]
-    nulls = [F.col(c).isNull() for c in values]
-    first = F.xxhash64(*values, *nulls)
-    second = F.xxhash64(F.lit("storylake"), *reversed(values), *nulls)
+    first, second = row_hashes(columns, key)
     old = previous.select(*[F.col(c).alias(f"_rs_{c}") for c in columns], first.alias("_rs_h"),
                           second.alias("_rs_g"))
     new = rows.select(*columns, first.alias("_rs_nh"), second.alias("_rs_ng"), F.lit(True).alias("_rs_new"))

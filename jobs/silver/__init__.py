@@ -150,7 +150,7 @@ def _summed_inputs(settings: Settings) -> str | None:
     is recorded null."""
     from storylake import audit, latest_rows
 
-    restated = [t.table for t in latest_rows.GROWING.values() if t.flag is not None]
+    restated = [t.table for t in latest_rows.RESTATED_TABLES]
     versions = audit.versions_left(settings, [*summed_rows.INPUTS, *restated])
     if versions is None:
         return None
