@@ -25,6 +25,8 @@ SCALAR_TYPES = ("bigint", "int", "double", "string", "boolean", "timestamp", "da
 NESTED_TYPES = ("array", "struct")
 LAYERS = ("landing", "bronze", "silver", "gold", "ops")
 CLASSIFICATIONS = ("public", "internal", "pii", "sensitive")
+# column customProperties the platform reads (ODCS v3 property-level customProperties: [{property, value}])
+CUSTOM_PROPERTIES = ("sameInEveryRow",)
 # The column of a gold row holding the as_of of the run that last changed it (the contracts' as_of descriptions):
 # jobs/gold/touched.py stamps it, serving/recent_part.py scopes its patch by it.
 CHANGED_AT = "as_of"
@@ -58,6 +60,9 @@ class Column:
     pattern: str | None = None
     items: Column | None = None
     fields: tuple[Column, ...] = ()
+    # a state table's bound (e.g. the day it is summed before): one value in every row (customProperties
+    # sameInEveryRow); the gate checks that over the whole table and compares rows without it
+    same_in_every_row: bool = False
 
     @property
     def is_pii(self) -> bool:
@@ -142,6 +147,17 @@ def _parse_column(raw: dict[str, Any], where: str) -> Column:
     if ptype == "array" and items is None:
         raise ContractError(f"{where}: an array needs 'items'")
     fields = tuple(_parse_column(f, where) for f in raw.get("properties") or ())
+    custom = {}
+    for entry in raw.get("customProperties") or ():
+        if not isinstance(entry, dict) or set(entry) != {"property", "value"}:
+            raise ContractError(f"{where}: each customProperties entry needs exactly 'property' and 'value'")
+        if entry["property"] not in CUSTOM_PROPERTIES:
+            raise ContractError(f"{where}: customProperties property {entry['property']!r} is not one of "
+                                f"{', '.join(CUSTOM_PROPERTIES)}")
+        if not isinstance(entry["value"], bool):
+            raise ContractError(f"{where}: customProperties {entry['property']} must be true or false, "
+                                f"got {entry['value']!r}")
+        custom[entry["property"]] = entry["value"]
     if ptype == "struct" and not fields:
         raise ContractError(f"{where}: a struct needs 'properties'")
     enum = opts.get("enum")
@@ -166,6 +182,7 @@ def _parse_column(raw: dict[str, Any], where: str) -> Column:
         pattern=opts.get("pattern"),
         items=items,
         fields=fields,
+        same_in_every_row=custom.get("sameInEveryRow", False),
     )
 
 

@@ -47,6 +47,8 @@ def test_pii_flags_and_units_are_read() -> None:
     assert c.column("viewer_id").is_pii and not c.column("segment_id").is_pii
     assert c.column("view_duration_ms").unit == "ms"
     assert (c.freshness_hours, c.retention_days) == (1.0, 30.0)
+    sums = contracts.get("gold.ring_signal_sums")
+    assert [col.name for col in sums.columns if col.same_in_every_row] == ["from_day", "before_day"]
 
 
 @pytest.mark.parametrize(
@@ -61,6 +63,14 @@ def test_pii_flags_and_units_are_read() -> None:
          "key column 'b' is not a property"),
         ("apiVersion: v3\nkind: DataContract\nid: x\nname: t\ndataProduct: attic\nschema: []\n",
          "dataProduct \\(layer\\) 'attic' not in"),
+        ("apiVersion: v3\nkind: DataContract\nid: x\nname: t\ndataProduct: gold\nschema:\n  - name: t\n"
+         "    properties:\n      - {name: a, physicalType: date, customProperties: [{property: sameInEveryDay, "
+         "value: true}]}\n",
+         "bad.yaml.a: customProperties property 'sameInEveryDay' is not one of sameInEveryRow"),
+        ("apiVersion: v3\nkind: DataContract\nid: x\nname: t\ndataProduct: gold\nschema:\n  - name: t\n"
+         "    properties:\n      - {name: a, physicalType: date, customProperties: [{property: sameInEveryRow, "
+         "value: 'yes'}]}\n",
+         "bad.yaml.a: customProperties sameInEveryRow must be true or false, got 'yes'"),
     ],
 )
 def test_invalid_contracts_are_rejected_naming_the_key(tmp_path: Path, body: str, message: str) -> None:

@@ -560,6 +560,51 @@ def test_a_table_not_written_since_its_audited_version_has_no_row_to_validate(
     assert len(report.outcomes) == len(suite_for(contracts.get("silver.view_events")).expectations)
 
 
+def _latest(author: int, viewer: int, latest: int, before: int | None) -> dict[str, Any]:
+    """A gold.author_viewer_latest row; days of November 2026."""
+    return {"author_id": author, "viewer_id": viewer, "latest_day": date(2026, 11, latest),
+            "before_day": None if before is None else date(2026, 11, before)}
+
+
+@pytest.mark.parametrize(("advanced", "failed"), [
+    # the day's advance: every row's before_day moves, one pair's latest day too
+    ([_latest(1, 1, 1, 4), _latest(1, 2, 3, 4), _latest(2, 1, 2, 4)], {}),
+    # a row left at the old bound: two values
+    ([_latest(1, 1, 1, 4), _latest(1, 2, 3, 4), _latest(2, 1, 2, 3)],
+     {"expect_column_unique_value_count_to_be_between(before_day)": (None, [])}),
+    # a null bound (the one value counted is the other rows')
+    ([_latest(1, 1, 1, 4), _latest(1, 2, 3, 4), _latest(2, 1, 2, None)],
+     {"expect_column_values_to_not_be_null(before_day)": (1, []),
+      "expect_column_pair_values_a_to_be_greater_than_b(before_day,latest_day)": (
+          1, [{"author_id": 2, "viewer_id": 1}])}),
+    # the bound moved back under an unchanged row's latest day: the pair rule reads every row
+    ([_latest(1, 1, 1, 2), _latest(1, 2, 2, 2), _latest(2, 1, 2, 2)],
+     {"expect_column_pair_values_a_to_be_greater_than_b(before_day,latest_day)": (
+         2, [{"author_id": 1, "viewer_id": 2}, {"author_id": 2, "viewer_id": 1}])}),
+])
+def test_a_state_table_s_bounds_are_checked_over_the_whole_table_and_left_out_of_the_diff(
+    settings: Settings, caplog: pytest.LogCaptureFixture, advanced: list[dict[str, Any]],
+    failed: dict[str, Any],
+) -> None:
+    """A state table advanced once a day (gold.author_viewer_latest) is written again whole with a new before_day in
+    every row. The gate compares its rows without that bound (sameInEveryRow), so only the pairs whose latest day
+    moved are validated row by row; the bound's own checks (not null, one value) read its distinct values over the
+    whole table, and a rule reading it with another column (latest_day < before_day) reads every row."""
+    key = "gold.author_viewer_latest"
+    _write(settings, key, [_latest(1, 1, 1, 3), _latest(1, 2, 2, 3), _latest(2, 1, 2, 3)])
+    assert run_gate(settings, "gold", "run-1", tables=[key]).ok
+    _write(settings, key, advanced)
+    as_of = T0 + timedelta(days=1)
+    increments.record(settings, increments.Increment(run_id="r", as_of=as_of, horizon=T0, gold_horizon=T0,
+                                                     upto_batch=None, new_rows=1), increments.PLANNED)
+    caplog.set_level("INFO", logger="jobs.quality.gate")
+    report = run_gate(settings, "gold", "run-2", as_of=as_of, tables=[key], raise_on_failure=False)
+    changed = sum(1 for old, new in zip([1, 2, 2], advanced, strict=True) if new["latest_day"].day != old)
+    assert f"{key}: 3 rows ({changed} changed since version 0, 0 with a repeated unique value)" in caplog.text
+    assert {o.expectation: (o.unexpected_count, o.sample_keys) for o in report.failed} == failed
+    assert len(report.outcomes) == len(suite_for(contracts.get(key)).expectations)
+
+
 @given(
     rows=st.lists(st.tuples(st.sampled_from(["a", "b", "c", None]), st.integers(0, 3), st.integers(0, 2)),
                   max_size=30),

@@ -26,7 +26,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -319,7 +319,7 @@ def _connection(db: Any | None) -> Iterator[Any]:
 
 
 def _changed(new_files: list[str], old_files: list[str], columns: list[str], since: Slice | None,
-             db: Any | None = None) -> pa.Table:
+             db: Any | None = None, ignored: Sequence[str] = ()) -> pa.Table:
     """The rows (`columns`) of the Parquet files `new_files` (a table version's, within the slice `since`) that have
     no equal row in `old_files` (the audited version's, same slice; every column but RUN_STAMPS compared, nulls
     equal to nulls): what a run changed since then.
@@ -331,9 +331,10 @@ def _changed(new_files: list[str], old_files: list[str], columns: list[str], sin
     two orders), so the join's table holds 16 bytes a row instead of every column and compares no strings (at 10M
     views a day the old silver.relationships is 15M rows; joining on its key columns too took twice as long). A
     changed row passes for unchanged only if both its hashes equal those of one old row. DuckDB hashes -0.0 as 0.0,
-    as IS NOT DISTINCT FROM compares them. `db`: the gate's database (_database), None for a new one."""
+    as IS NOT DISTINCT FROM compares them. `db`: the gate's database (_database), None for a new one; `ignored`:
+    columns left out of the comparison too (a state table's bounds, the same in every row: _span_frames)."""
     shared = set(new_files) & set(old_files)
-    compared = [c for c in columns if c not in RUN_STAMPS]
+    compared = [c for c in columns if c not in RUN_STAMPS and c not in ignored]
     if compared:
         first = "hash(" + ", ".join(f'"{c}"' for c in compared) + ")"
         # the same columns in reverse order after a constant: a second hash independent of the first
@@ -355,6 +356,26 @@ def _changed(new_files: list[str], old_files: list[str], columns: list[str], sin
         sql = (f"SELECT n.* EXCLUDE (_h, _g) FROM (SELECT *, {first} AS _h, {second} AS _g FROM "  # noqa: S608
                f"({_slice_sql(columns, since, 'new')})) n ANTI JOIN ({old}) o ON n._h = o._h AND n._g = o._g")
         return con.sql(sql, params=params).to_arrow_table()
+
+
+def _span_frames(files: list[str], suite: Suite, mixed: list[ExpectationSpec], span: list[str], keys: list[str],
+                 since: Slice | None, db: Any | None, *, fresh: bool) -> tuple[Any, Any]:
+    """(the distinct value combinations of the columns `span` over the files (within the slice `since`), the files'
+    rows of the key and of the columns the expectations `mixed` read): the frames of the expectations that read a
+    column with one value in every row, which _changed compares rows without. One reading only such columns (its
+    null check, its one value) needs their distinct values, not the table's millions of rows; one that reads other
+    columns too (latest_day < before_day) reads the whole table's rows of its columns. Without `fresh` files (none
+    the audited version lacks: no row changed) both frames are empty, as the changed rows are."""
+    inputs = list(dict.fromkeys([*keys, *(c for spec in mixed for w in spec.columns
+                                          for c in (suite.derived[w][0] if w in suite.derived else (w,)))]))
+    limit = "" if fresh else " LIMIT 0"
+    params = {"files": files, **_slice_params(since)}
+    with _connection(db) as con:
+        distinct = con.sql(f"SELECT DISTINCT * FROM ({_slice_sql(span, since, 'files')}){limit}",  # noqa: S608
+                           params=params).to_arrow_table()
+        whole = con.sql(f"{_slice_sql(inputs, since, 'files')}{limit}", params=params).to_arrow_table() \
+            if mixed else distinct.slice(0, 0)
+    return _pandas(distinct, suite), _pandas(whole, suite)
 
 
 def _holding(con: Any, files: list[str], columns: list[str], version_files: list[str]) -> list[str]:
@@ -502,6 +523,7 @@ def _validate(
     sets = [s for s in suite.expectations if s.type in SET_EXPECTATIONS]
     per_row = [s for s in suite.expectations if s.type not in SET_EXPECTATIONS]
     files = None if baseline is None else _versions_files(settings, suite, baseline, current)
+    span: list[str] = []  # compared: columns with one value in every row, checked over the whole table
     if files is None:
         table = _arrow(settings, suite, since)
         df = df_changed = _pandas(table, suite)
@@ -510,7 +532,8 @@ def _validate(
     else:  # the slice's rows sharing a set expectation's values with another, the changed rows of every column
         new_files, old_files, columns = files
         keys = [k for k in suite.key_columns if k in columns]
-        changed = _changed(new_files, old_files, columns, since, db)
+        span = [c for c in suite.same_in_every_row if c in columns]
+        changed = _changed(new_files, old_files, columns, since, db, ignored=span)
         set_lists = [list(spec.columns) for spec in sets]
         set_columns = list(dict.fromkeys([*keys, *(c for cols in set_lists for c in cols)]))
         # a version holding no file its audited one lacks (no write since) repeats no value that did not pass then
@@ -521,18 +544,28 @@ def _validate(
                                    fresh)
         df, df_changed = _pandas(repeated, suite), _pandas(changed, suite)
         del repeated, changed
+        if span:  # a row changed only in the state's bounds is not changed: those are checked over the whole table
+            only = [s for s in per_row if set(s.columns) <= set(span)]
+            mixed = [s for s in per_row if s not in only and set(s.columns) & set(span)]
+            per_row = [s for s in per_row if s not in only and s not in mixed]
+            df_span, df_mixed = _span_frames(new_files, suite, mixed, span, keys, since, db, fresh=bool(fresh))
     by_name = {s.name: s for s in suite.expectations}
     outcomes: list[Outcome] = []
     t0 = time.perf_counter()
     groups = [(g, df) for g in expectation_groups(sets, keys)]
     groups += [(g, df_changed) for g in expectation_groups(per_row, keys)]
+    if span:
+        groups += [(g, df_span) for g in expectation_groups(only, [])]
+        groups += [(g, df_mixed) for g in expectation_groups(mixed, keys)]
     for i, (group, source_frame) in enumerate(groups):
         name = f"{suite.table}#{i}"
         # the key and the group's columns (one that is missing stays missing: its expectations fail)
         wanted = list(dict.fromkeys([*keys, *(c for spec in group for c in spec.columns)]))
         frame = source_frame[[c for c in wanted if c in source_frame.columns]]
         batch = batches.get_batch(batch_parameters={"dataframe": frame})
-        results = _gx_results(gx, batch, group, f"{name}@{_safe_name(run_id)}", suite.table, keys)
+        # a frame of distinct bound values (_span_frames) has no key: its offending rows have none to report
+        keyed = keys if set(keys) <= set(frame.columns) else []
+        results = _gx_results(gx, batch, group, f"{name}@{_safe_name(run_id)}", suite.table, keyed)
         for r in results:
             spec = by_name[_result_name(r)]
             res = r.result or {}
@@ -543,7 +576,7 @@ def _validate(
                 success=bool(r.success),
                 unexpected_count=res.get("unexpected_count"),
                 observed_value=_plain(res.get("observed_value")),
-                sample_keys=_sample_keys(res.get("partial_unexpected_index_list"), keys),
+                sample_keys=_sample_keys(res.get("partial_unexpected_index_list"), keyed) if keyed else [],
                 source=spec.source,
                 error=_error(r.exception_info) if not r.success else None,
             ))

@@ -6,6 +6,7 @@ generation is testable without Great Expectations; `gate.py` turns each spec int
 Per column:  required -> expect_column_values_to_not_be_null; unique -> expect_column_values_to_be_unique;
 enum -> expect_column_values_to_be_in_set; minimum/maximum/exclusiveMaximum -> expect_column_values_to_be_between;
 maxLength -> expect_column_value_lengths_to_be_between; pattern -> expect_column_values_to_match_regex.
+sameInEveryRow (customProperties) -> expect_column_unique_value_count_to_be_between (at most one value).
 Per table:   primaryKey -> expect_column_values_to_be_unique (one column) or expect_compound_columns_to_be_unique;
 the contract's `quality` rules that `TABLE_RULES` knows how to express (see there). Nested (array/struct)
 columns only get the null check. Every generated expectation is critical (a failure blocks publishing);
@@ -111,6 +112,7 @@ class Suite:
     key_columns: tuple[str, ...]  # primary key: identifies offending rows in reports
     derived: dict[str, Derivation] = field(default_factory=dict)
     not_expressible: tuple[str, ...] = ()
+    same_in_every_row: tuple[str, ...] = ()  # columns holding one value in every row (a state table's bounds)
 
     def input_columns(self) -> list[str]:
         """Contract columns to load: those the expectations read, derivations' inputs and the key."""
@@ -131,6 +133,10 @@ def _column_specs(contract: Contract) -> list[ExpectationSpec]:
                                          source=f"column {c}: required"))
         if col.physical_type in ("array", "struct"):
             continue
+        if col.same_in_every_row:
+            specs.append(ExpectationSpec("expect_column_unique_value_count_to_be_between",
+                                         {"column": c, "min_value": None, "max_value": 1},
+                                         source=f"column {c}: sameInEveryRow"))
         if col.unique:
             specs.append(ExpectationSpec("expect_column_values_to_be_unique", {"column": c},
                                          source=f"column {c}: unique"))
@@ -184,4 +190,5 @@ def suite_for(contract: Contract) -> Suite:
         key_columns=pk,
         derived=derived,
         not_expressible=tuple(skipped),
+        same_in_every_row=tuple(c.name for c in contract.columns if c.same_in_every_row),
     )
