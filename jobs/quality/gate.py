@@ -359,23 +359,30 @@ def _changed(new_files: list[str], old_files: list[str], columns: list[str], sin
 
 
 def _span_frames(files: list[str], suite: Suite, mixed: list[ExpectationSpec], span: list[str], keys: list[str],
-                 since: Slice | None, db: Any | None, *, fresh: bool) -> tuple[Any, Any]:
-    """(the distinct value combinations of the columns `span` over the files (within the slice `since`), the files'
-    rows of the key and of the columns the expectations `mixed` read): the frames of the expectations that read a
-    column with one value in every row, which _changed compares rows without. One reading only such columns (its
-    null check, its one value) needs their distinct values, not the table's millions of rows; one that reads other
-    columns too (latest_day < before_day) reads the whole table's rows of its columns. Without `fresh` files (none
-    the audited version lacks: no row changed) both frames are empty, as the changed rows are."""
-    inputs = list(dict.fromkeys([*keys, *(c for spec in mixed for w in spec.columns
-                                          for c in (suite.derived[w][0] if w in suite.derived else (w,)))]))
+                 since: Slice | None, db: Any | None, *, fresh: bool, rows: bool = False) -> tuple[Any, Any]:
+    """The frames of the expectations that read a column with one value in every row (`span`: a state table's
+    bounds), which _changed compares rows without: (the distinct value combinations of the `span` columns over the
+    files (within the slice `since`), the distinct combinations of the columns that the expectations `mixed` read
+    (a bound and another column: latest_day < before_day)). An expectation of one row at a time holds on every row
+    when it holds on each distinct combination of the columns it reads, so neither frame holds the table's
+    millions of rows. With `rows`, the second frame is the files' rows of the key and those columns instead: what a
+    failed expectation reports its count and sample keys from. Without `fresh` files (none the audited version
+    lacks: no row changed) both frames are empty, as the changed rows are."""
+    inputs = list(dict.fromkeys(c for spec in mixed for w in spec.columns
+                                for c in (suite.derived[w][0] if w in suite.derived else (w,))))
     limit = "" if fresh else " LIMIT 0"
     params = {"files": files, **_slice_params(since)}
     with _connection(db) as con:
         distinct = con.sql(f"SELECT DISTINCT * FROM ({_slice_sql(span, since, 'files')}){limit}",  # noqa: S608
                            params=params).to_arrow_table()
-        whole = con.sql(f"{_slice_sql(inputs, since, 'files')}{limit}", params=params).to_arrow_table() \
-            if mixed else distinct.slice(0, 0)
-    return _pandas(distinct, suite), _pandas(whole, suite)
+        if not mixed:
+            combined = distinct.slice(0, 0)
+        elif rows:
+            combined = con.sql(f"{_slice_sql([*keys, *inputs], since, 'files')}{limit}", params=params).to_arrow_table()
+        else:
+            combined = con.sql(f"SELECT DISTINCT * FROM ({_slice_sql(inputs, since, 'files')}){limit}",  # noqa: S608
+                               params=params).to_arrow_table()
+    return _pandas(distinct, suite), _pandas(combined, suite)
 
 
 def _holding(con: Any, files: list[str], columns: list[str], version_files: list[str]) -> list[str]:
@@ -523,7 +530,8 @@ def _validate(
     sets = [s for s in suite.expectations if s.type in SET_EXPECTATIONS]
     per_row = [s for s in suite.expectations if s.type not in SET_EXPECTATIONS]
     files = None if baseline is None else _versions_files(settings, suite, baseline, current)
-    span: list[str] = []  # compared: columns with one value in every row, checked over the whole table
+    span: list[str] = []  # columns with one value in every row, checked over the whole table (_span_frames)
+    mixed: list[ExpectationSpec] = []
     if files is None:
         table = _arrow(settings, suite, since)
         df = df_changed = _pandas(table, suite)
@@ -550,36 +558,42 @@ def _validate(
             per_row = [s for s in per_row if s not in only and s not in mixed]
             df_span, df_mixed = _span_frames(new_files, suite, mixed, span, keys, since, db, fresh=bool(fresh))
     by_name = {s.name: s for s in suite.expectations}
-    outcomes: list[Outcome] = []
     t0 = time.perf_counter()
-    groups = [(g, df) for g in expectation_groups(sets, keys)]
-    groups += [(g, df_changed) for g in expectation_groups(per_row, keys)]
-    if span:
-        groups += [(g, df_span) for g in expectation_groups(only, [])]
-        groups += [(g, df_mixed) for g in expectation_groups(mixed, keys)]
-    for i, (group, source_frame) in enumerate(groups):
-        name = f"{suite.table}#{i}"
+
+    def validated(i: int, group: list[ExpectationSpec], source_frame: Any) -> list[Outcome]:
         # the key and the group's columns (one that is missing stays missing: its expectations fail)
         wanted = list(dict.fromkeys([*keys, *(c for spec in group for c in spec.columns)]))
         frame = source_frame[[c for c in wanted if c in source_frame.columns]]
         batch = batches.get_batch(batch_parameters={"dataframe": frame})
-        # a frame of distinct bound values (_span_frames) has no key: its offending rows have none to report
+        # a frame of distinct values (_span_frames) has no key: its offending rows have none to report
         keyed = keys if set(keys) <= set(frame.columns) else []
-        results = _gx_results(gx, batch, group, f"{name}@{_safe_name(run_id)}", suite.table, keyed)
-        for r in results:
-            spec = by_name[_result_name(r)]
-            res = r.result or {}
-            outcomes.append(Outcome(
-                table=suite.table,
-                expectation=spec.name,
-                critical=spec.critical,
-                success=bool(r.success),
-                unexpected_count=res.get("unexpected_count"),
-                observed_value=_plain(res.get("observed_value")),
-                sample_keys=_sample_keys(res.get("partial_unexpected_index_list"), keyed) if keyed else [],
-                source=spec.source,
-                error=_error(r.exception_info) if not r.success else None,
-            ))
+        results = _gx_results(gx, batch, group, f"{suite.table}#{i}@{_safe_name(run_id)}", suite.table, keyed)
+        return [Outcome(
+            table=suite.table,
+            expectation=by_name[_result_name(r)].name,
+            critical=by_name[_result_name(r)].critical,
+            success=bool(r.success),
+            unexpected_count=(r.result or {}).get("unexpected_count"),
+            observed_value=_plain((r.result or {}).get("observed_value")),
+            sample_keys=_sample_keys((r.result or {}).get("partial_unexpected_index_list"), keyed) if keyed else [],
+            source=by_name[_result_name(r)].source,
+            error=_error(r.exception_info) if not r.success else None,
+        ) for r in results]
+
+    groups = [(g, df) for g in expectation_groups(sets, keys)]
+    groups += [(g, df_changed) for g in expectation_groups(per_row, keys)]
+    if span:
+        groups += [(g, df_span) for g in expectation_groups(only, [])]
+    outcomes = [o for i, (group, frame) in enumerate(groups) for o in validated(i, group, frame)]
+    if span and mixed:
+        # a row's expectation holds on every row when it holds on each distinct combination of the columns it
+        # reads; only when one fails are the rows read, for their count and keys
+        mixed_groups = expectation_groups(mixed, keys)
+        checked = [o for j, g in enumerate(mixed_groups) for o in validated(len(groups) + j, g, df_mixed)]
+        if not all(o.success for o in checked):
+            rows_frame = _span_frames(new_files, suite, mixed, span, keys, since, db, fresh=True, rows=True)[1]
+            checked = [o for j, g in enumerate(mixed_groups) for o in validated(len(groups) + j, g, rows_frame)]
+        outcomes += checked
     if files is None:  # no audited version, or one whose files cannot be compared: every row was validated
         why = whole or ("no audited version" if baseline is None else f"version {baseline} not comparable")
         log.info("%s: %d rows, all validated (%s), %d expectations in %.2fs",
