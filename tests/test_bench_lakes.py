@@ -67,3 +67,35 @@ def test_a_benchmark_generates_its_landing_files_in_a_child_process_as_its_own_w
     here = files(tmp_path / "here")
     assert len(here) > 5
     assert files(tmp_path / "apart") == here
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["apart", "here"]  # no partial folder left beside
+
+
+def test_a_generator_child_exits_once_its_parent_is_gone() -> None:
+    """A benchmark stopped while its child generates the world (a SIGTERM ends the parent, not the pool's worker) once
+    left the child writing into the next benchmark's world; the child's watch (toolkit.bench.ingest.exit_without)
+    ends it when its parent is gone."""
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parent.parent
+    # an intermediate process starts a child watching it, prints the child's pid and exits at once
+    child = ("import os, time; from toolkit.bench.ingest import exit_without; "
+             "exit_without(int(os.environ['WATCHED']), 0.05); time.sleep(60)")
+    code = ("import os, subprocess, sys; p = subprocess.Popen([sys.executable, '-c', sys.argv[1]], "
+            "env={**os.environ, 'WATCHED': str(os.getpid())}); print(p.pid, flush=True)")
+    out = subprocess.run([sys.executable, "-c", code, child], capture_output=True, text=True, check=True, cwd=root,
+                         timeout=60)
+    pid = int(out.stdout)
+
+    def running() -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return False
+        return state not in ("Z", "X")  # a zombie has exited (its new parent may not reap it)
+
+    deadline = time.monotonic() + 30
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import shutil
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -34,15 +37,34 @@ def ensure_landing(landing: Path, *, views: int, users: int, seed: int) -> None:
 def generate_apart(root: Path, **options: Any) -> None:
     """toolkit.generate.generate(root, **options) in a child process: the generator's arrays leave with it, so the
     benchmark process, which then runs and measures the pipeline, does not carry them. The 10M views pipeline
-    benchmark's peak RSS read 4.79 GB when it generated its landing files in its own process, 3.14 GB otherwise."""
+    benchmark's peak RSS read 4.79 GB when it generated its landing files in its own process, 3.14 GB otherwise.
+
+    The child writes into a folder of its own beside `root`, renamed to `root` once complete, and exits when its
+    parent is gone: a benchmark stopped while it generated (a SIGTERM does not stop a pool's worker) once left its
+    child writing, and that child's files mixed into the world the next benchmark generated at the same place."""
+    partial = root.with_name(f".{root.name}.partial-{os.getpid()}")
+    if partial.exists():
+        shutil.rmtree(partial)
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pool.submit(_generate, root, options).result()
+        pool.submit(_generate, partial, options, os.getpid()).result()
+    if root.exists():
+        shutil.rmtree(root)
+    partial.rename(root)
 
 
-def _generate(root: Path, options: dict[str, Any]) -> None:
+def _generate(root: Path, options: dict[str, Any], parent: int) -> None:
     from toolkit.generate import generate
 
+    threading.Thread(target=exit_without, args=(parent,), daemon=True, name="parent-watch").start()
     generate(root, **options)
+
+
+def exit_without(parent: int, interval_s: float = 0.5) -> None:
+    """Exit this process (at once, status 1) when process `parent` is no longer its parent (it exited: the child was
+    handed to another)."""
+    while os.getppid() == parent:
+        time.sleep(interval_s)
+    os._exit(1)
 
 
 def duckdb_reference(landing: Path, out: Path) -> dict[str, Any]:
