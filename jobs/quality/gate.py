@@ -332,7 +332,7 @@ def _changed(new_files: list[str], old_files: list[str], columns: list[str], sin
     views a day the old silver.relationships is 15M rows; joining on its key columns too took twice as long). A
     changed row passes for unchanged only if both its hashes equal those of one old row. DuckDB hashes -0.0 as 0.0,
     as IS NOT DISTINCT FROM compares them. `db`: the gate's database (_database), None for a new one; `ignored`:
-    columns left out of the comparison too (a state table's bounds, the same in every row: _span_frames)."""
+    columns left out of the comparison too (a state table's bounds, the same in every row: _distinct_frame)."""
     shared = set(new_files) & set(old_files)
     compared = [c for c in columns if c not in RUN_STAMPS and c not in ignored]
     if compared:
@@ -358,31 +358,18 @@ def _changed(new_files: list[str], old_files: list[str], columns: list[str], sin
         return con.sql(sql, params=params).to_arrow_table()
 
 
-def _span_frames(files: list[str], suite: Suite, mixed: list[ExpectationSpec], span: list[str], keys: list[str],
-                 since: Slice | None, db: Any | None, *, fresh: bool, rows: bool = False) -> tuple[Any, Any]:
-    """The frames of the expectations that read a column with one value in every row (`span`: a state table's
-    bounds), which _changed compares rows without: (the distinct value combinations of the `span` columns over the
-    files (within the slice `since`), the distinct combinations of the columns that the expectations `mixed` read
-    (a bound and another column: latest_day < before_day)). An expectation of one row at a time holds on every row
-    when it holds on each distinct combination of the columns it reads, so neither frame holds the table's
-    millions of rows. With `rows`, the second frame is the files' rows of the key and those columns instead: what a
-    failed expectation reports its count and sample keys from. Without `fresh` files (none the audited version
-    lacks: no row changed) both frames are empty, as the changed rows are."""
-    inputs = list(dict.fromkeys(c for spec in mixed for w in spec.columns
-                                for c in (suite.derived[w][0] if w in suite.derived else (w,))))
+def _distinct_frame(files: list[str], columns: list[str], since: Slice | None, db: Any | None, suite: Suite, *,
+                   fresh: bool) -> Any:
+    """The distinct value combinations of `columns` over the Parquet files (within the slice `since`), as pandas: the
+    frame of an expectation reading a column with one value in every row (a state table's bound, which _changed
+    compares rows without). An expectation of one row at a time holds on every row when it holds on each distinct
+    combination of the columns it reads, so the frame does not hold the table's millions of rows. Without `fresh`
+    files (none the audited version lacks: no row changed) it is empty, as the changed rows are."""
     limit = "" if fresh else " LIMIT 0"
-    params = {"files": files, **_slice_params(since)}
     with _connection(db) as con:
-        distinct = con.sql(f"SELECT DISTINCT * FROM ({_slice_sql(span, since, 'files')}){limit}",  # noqa: S608
-                           params=params).to_arrow_table()
-        if not mixed:
-            combined = distinct.slice(0, 0)
-        elif rows:
-            combined = con.sql(f"{_slice_sql([*keys, *inputs], since, 'files')}{limit}", params=params).to_arrow_table()
-        else:
-            combined = con.sql(f"SELECT DISTINCT * FROM ({_slice_sql(inputs, since, 'files')}){limit}",  # noqa: S608
-                               params=params).to_arrow_table()
-    return _pandas(distinct, suite), _pandas(combined, suite)
+        table = con.sql(f"SELECT DISTINCT * FROM ({_slice_sql(columns, since, 'files')}){limit}",  # noqa: S608
+                        params={"files": files, **_slice_params(since)}).to_arrow_table()
+    return _pandas(table, suite)
 
 
 def _holding(con: Any, files: list[str], columns: list[str], version_files: list[str]) -> list[str]:
@@ -530,8 +517,9 @@ def _validate(
     sets = [s for s in suite.expectations if s.type in SET_EXPECTATIONS]
     per_row = [s for s in suite.expectations if s.type not in SET_EXPECTATIONS]
     files = None if baseline is None else _versions_files(settings, suite, baseline, current)
-    span: list[str] = []  # columns with one value in every row, checked over the whole table (_span_frames)
-    mixed: list[ExpectationSpec] = []
+    span: list[str] = []  # columns with one value in every row, checked over the whole table (_distinct_frame)
+    mixed: list[ExpectationSpec] = []  # the rules reading a bound with another column, and the columns they read
+    inputs: list[str] = []
     if files is None:
         table = _arrow(settings, suite, since)
         df = df_changed = _pandas(table, suite)
@@ -556,7 +544,11 @@ def _validate(
             only = [s for s in per_row if set(s.columns) <= set(span)]
             mixed = [s for s in per_row if s not in only and set(s.columns) & set(span)]
             per_row = [s for s in per_row if s not in only and s not in mixed]
-            df_span, df_mixed = _span_frames(new_files, suite, mixed, span, keys, since, db, fresh=bool(fresh))
+            # derived columns by their inputs
+            inputs = list(dict.fromkeys(c for spec in mixed for w in spec.columns
+                                        for c in (suite.derived[w][0] if w in suite.derived else (w,))))
+            df_span = _distinct_frame(new_files, span, since, db, suite, fresh=bool(fresh))
+            df_mixed = _distinct_frame(new_files, inputs, since, db, suite, fresh=bool(fresh)) if mixed else None
     by_name = {s.name: s for s in suite.expectations}
     t0 = time.perf_counter()
 
@@ -565,20 +557,24 @@ def _validate(
         wanted = list(dict.fromkeys([*keys, *(c for spec in group for c in spec.columns)]))
         frame = source_frame[[c for c in wanted if c in source_frame.columns]]
         batch = batches.get_batch(batch_parameters={"dataframe": frame})
-        # a frame of distinct values (_span_frames) has no key: its offending rows have none to report
+        # a frame of distinct values (_distinct_frame) has no key: its offending rows have none to report
         keyed = keys if set(keys) <= set(frame.columns) else []
-        results = _gx_results(gx, batch, group, f"{suite.table}#{i}@{_safe_name(run_id)}", suite.table, keyed)
-        return [Outcome(
-            table=suite.table,
-            expectation=by_name[_result_name(r)].name,
-            critical=by_name[_result_name(r)].critical,
-            success=bool(r.success),
-            unexpected_count=(r.result or {}).get("unexpected_count"),
-            observed_value=_plain((r.result or {}).get("observed_value")),
-            sample_keys=_sample_keys((r.result or {}).get("partial_unexpected_index_list"), keyed) if keyed else [],
-            source=by_name[_result_name(r)].source,
-            error=_error(r.exception_info) if not r.success else None,
-        ) for r in results]
+        out = []
+        for r in _gx_results(gx, batch, group, f"{suite.table}#{i}@{_safe_name(run_id)}", suite.table, keyed):
+            spec = by_name[_result_name(r)]
+            res = r.result or {}
+            out.append(Outcome(
+                table=suite.table,
+                expectation=spec.name,
+                critical=spec.critical,
+                success=bool(r.success),
+                unexpected_count=res.get("unexpected_count"),
+                observed_value=_plain(res.get("observed_value")),
+                sample_keys=_sample_keys(res.get("partial_unexpected_index_list"), keyed) if keyed else [],
+                source=spec.source,
+                error=_error(r.exception_info) if not r.success else None,
+            ))
+        return out
 
     groups = [(g, df) for g in expectation_groups(sets, keys)]
     groups += [(g, df_changed) for g in expectation_groups(per_row, keys)]
@@ -591,7 +587,10 @@ def _validate(
         mixed_groups = expectation_groups(mixed, keys)
         checked = [o for j, g in enumerate(mixed_groups) for o in validated(len(groups) + j, g, df_mixed)]
         if not all(o.success for o in checked):
-            rows_frame = _span_frames(new_files, suite, mixed, span, keys, since, db, fresh=True, rows=True)[1]
+            with _connection(db) as con:
+                rows_frame = _pandas(con.sql(_slice_sql([*keys, *inputs], since, "files"),
+                                             params={"files": new_files, **_slice_params(since)}).to_arrow_table(),
+                                     suite)
             checked = [o for j, g in enumerate(mixed_groups) for o in validated(len(groups) + j, g, rows_frame)]
         outcomes += checked
     if files is None:  # no audited version, or one whose files cannot be compared: every row was validated
