@@ -136,8 +136,11 @@ AHI = _src("gold.author_hourly_insights")
 STR = _src("gold.sticker_results")
 VIEW_SOURCES = contracts.get("silver.segment_viewers").column("first_view_source").enum or ()
 # live_segments keeps the non-deleted segments still active at some instant >= as_of - TRAY_WINDOW, so trays
-# can be served for any `now` from as_of - TRAY_WINDOW on (archived history does not grow the tray index).
-TRAY_WINDOW = timedelta(days=7)
+# can be served for any `now` from as_of - TRAY_WINDOW on (archived history does not grow the tray index). The
+# window is Seen By's lifetime, as the segment catalog's: a snapshot answers trays and Seen By lists for the same
+# instants. (It was 7 days: at 10M views a day that copied ~11.7M segments into every hourly snapshot, and into
+# every API worker's tray index, where the 48 h copy 3-4 times fewer, to serve instants days before the snapshot.)
+TRAY_WINDOW = SEEN_BY_LIFETIME
 HOURLY_WINDOW = timedelta(days=2)  # author_hourly_insights published: today's and yesterday's hours
 
 # (serving table, SELECT producing it). Every statement is built from constants only (no user values);
@@ -312,6 +315,9 @@ def _publish(settings: Settings, as_of: datetime, keep: int, beside_gate: Callab
     )
     if mismatches:
         log.warning("publish %s: %d segments whose Seen By row count != gold reach", sid, mismatches)
+    # where the publish's time went, longest first (an operator's first question when an hour runs long)
+    log.info("publish %s: %.1fs (%s)", sid, report.duration_s,
+             ", ".join(f"{name} {sec:.2f}s" for name, sec in sorted(steps.items(), key=lambda kv: -kv[1])[:8]))
     return report
 
 

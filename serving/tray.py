@@ -9,8 +9,8 @@ Score: storylake.rules.tray_score.rank_score (the seed formula, its weights name
 from the ring's latest visible active segment to `now` and the 30-day counts from gold.ring_features of the
 snapshot (0 when the pair has no row).
 
-The snapshot keeps the segments still active within publish.TRAY_WINDOW (7 days) before its as_of, so a
-tray is served for any `now` >= as_of - 7 days (ValueError before that).
+The snapshot keeps the segments still active within publish.TRAY_WINDOW (48 h, Seen By's lifetime) before its
+as_of, so a tray is served for any `now` >= as_of - 48 h (ValueError before that).
 
 Order: own ring first, then has_unseen desc, rank_score desc, author_id asc. Pages are keyset pages
 over that order: the cursor carries the snapshot id, `now` and the last ring's key, and later pages are

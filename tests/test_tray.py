@@ -230,9 +230,23 @@ def test_limit_and_window_validated(settings: Settings) -> None:
     assert api.tray(snap, V, T).rings == ()
     with pytest.raises(ValueError, match="limit"):
         api.tray(snap, V, T, limit=0)
-    assert api.tray(snap, V, T - 7 * DAY).rings == ()
+    assert api.tray(snap, V, T - 2 * DAY).rings == ()
     with pytest.raises(ValueError, match="tray window"):
-        api.tray(snap, V, T - 7 * DAY - timedelta(microseconds=1))
+        api.tray(snap, V, T - 2 * DAY - timedelta(microseconds=1))
+
+
+def test_the_window_is_seen_bys_lifetime(settings: Settings) -> None:
+    """The snapshot keeps the segments active at some instant of the 48 h before its as_of (Seen By's lifetime, as
+    its segment catalog), so a tray is served for any `now` in them, and the segments that expired before are not
+    copied into it."""
+    lake = (LakeBuilder(settings).follow(V, 5, T - 5 * DAY)
+            .segment(7, 5, T - 60 * HOUR)  # active from T - 60 h to T - 36 h
+            .segment(8, 5, T - 3 * DAY))  # expired at T - 48 h: outside the window
+    snap = published(lake)
+    assert [r.author_id for r in api.tray(snap, V, T - 40 * HOUR).rings] == [5]
+    assert [s.segment_id for s in api.tray(snap, V, T - 40 * HOUR).rings[0].segments] == [7]
+    assert api.tray(snap, V, T - 30 * HOUR).rings == ()
+    assert snap.db().execute("SELECT segment_id FROM live_segments ORDER BY 1").fetchall() == [(7,)]
 
 
 def test_json_shape(settings: Settings) -> None:
