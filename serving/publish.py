@@ -138,8 +138,8 @@ VIEW_SOURCES = contracts.get("silver.segment_viewers").column("first_view_source
 # live_segments keeps the non-deleted segments still active at some instant >= as_of - TRAY_WINDOW, so trays
 # can be served for any `now` from as_of - TRAY_WINDOW on (archived history does not grow the tray index). The
 # window is Seen By's lifetime, as the segment catalog's: a snapshot answers trays and Seen By lists for the same
-# instants. (It was 7 days: at 10M views a day that copied ~11.7M segments into every hourly snapshot, and into
-# every API worker's tray index, where the 48 h copy 3-4 times fewer, to serve instants days before the snapshot.)
+# instants. (It was 7 days: at 10M views a day that copied 8 days of segments, ~11.6M, into every hourly snapshot and
+# every API worker's tray index, against 3 days, ~4.3M, now, to serve instants days before the snapshot.)
 TRAY_WINDOW = SEEN_BY_LIFETIME
 HOURLY_WINDOW = timedelta(days=2)  # author_hourly_insights published: today's and yesterday's hours
 

@@ -18,8 +18,10 @@ pytestmark = pytest.mark.slow
 def test_each_repeat_of_the_measured_hour_starts_from_the_same_lake(tmp_path: Path) -> None:
     """Every repeat ingests and processes the same hour (the lake from before the first run is put back: without it
     the second run would find the hour ingested already), the reported run is the median (the faster of two), and
-    the lake ends as after one run, without the copy."""
-    result = bench_incremental(tmp_path, views_per_day=3000, users=300, checkpoints=(1,), repeat=2)
+    the lake ends as after one run, without the copy. With hours_since_maintenance 2 the hour before it runs
+    unmeasured, and is reported with its steps."""
+    result = bench_incremental(tmp_path, views_per_day=3000, users=300, checkpoints=(1,), repeat=2,
+                               hours_since_maintenance=2)
     (checkpoint,) = result["checkpoints"]
     lines = checkpoint["hour_landing_lines_runs"]
     assert len(lines) == 2 and lines[0] == lines[1] > 0, lines
@@ -34,6 +36,11 @@ def test_each_repeat_of_the_measured_hour_starts_from_the_same_lake(tmp_path: Pa
     assert pcts["silver"] is not None and pcts["silver"] > 0
     assert 0 < checkpoint["cpu_busy_core_seconds"] <= checkpoint["hourly_run_seconds"] * (os.cpu_count() or 1) + 1
     assert 0 < checkpoint["cpu_busy_pct"] <= 100
+    (before,) = checkpoint["hours_before"]
+    assert before["as_of"] == "2026-11-02T01:00:00Z"
+    assert before["landing_lines"] > 0 and before["seconds"] > 0
+    assert set(before["steps_seconds"]) == {"ingest", "silver", "gate_silver", "gold", "gate_gold", "publish"}
+    assert before["publish_steps_seconds"]["live_segments"] >= 0
     settings = Settings(lake=tmp_path / "lake-incremental", landing=tmp_path / "landing-incremental")
-    assert steps.lake_watermark(settings) == GEN_START + timedelta(days=1, hours=1)
+    assert steps.lake_watermark(settings) == GEN_START + timedelta(days=1, hours=2)
     assert not (tmp_path / "lake-incremental.before-hour").exists()

@@ -123,6 +123,18 @@ def _measured_runs(settings: Settings, as_of: datetime, gate: bool, repeat: int)
     return sorted(runs, key=lambda run: run[0]["seconds"])
 
 
+def _unmeasured(report: Any, as_of: datetime, seconds: float) -> dict[str, Any]:
+    """An unmeasured hourly run's figures: its as_of, seconds, landing lines, steps' and publish steps' seconds."""
+    return {
+        "as_of": iso(as_of),
+        "seconds": round(seconds, 1),
+        "landing_lines": report.ingest.lines if report.ingest else None,
+        "steps_seconds": {s.step: round(s.seconds, 1) for s in report.steps},
+        "publish_steps_seconds": {k: round(v, 2) for k, v in report.publish.step_seconds.items()}
+        if report.publish else None,
+    }
+
+
 def _cpu_figures(m: Any, report: dict[str, Any]) -> dict[str, Any]:
     """cpu_busy_core_seconds and cpu_busy_pct over the hourly run, steps_cpu_busy_pct over each step."""
     run = m.cpu_between(report["started"], report["started"] + report["seconds"])
@@ -178,12 +190,14 @@ def bench_incremental(
         steps.maintain(settings)
         steps.prepare_history(settings, history_end)
         hour = history_end
+        before: list[dict[str, Any]] = []
         for _ in range(hours_since_maintenance - 1):  # the hourly runs before the measured one
             _land(world, settings.landing, hour, hour + HOUR)
             hour += HOUR
             with measure() as unmeasured:
-                run_pipeline(settings, hour, publish=True, progress=False, gate=hook)
+                done = run_pipeline(settings, hour, publish=True, progress=False, gate=hook)
             log.info("hourly run as of %s (not measured): %.1f s", iso(hour), unmeasured.seconds)
+            before.append(_unmeasured(done, hour, unmeasured.seconds))
         hour_files = _land(world, settings.landing, hour, hour + HOUR)
         runs = _measured_runs(settings, hour + HOUR, gate, repeat)
         report, m = runs[(len(runs) - 1) // 2]  # the (lower) median run: its steps and peak are the figures
@@ -214,6 +228,9 @@ def bench_incremental(
             "new_bronze_rows": inc.new_rows if inc else None,
             "silver_horizon": iso(inc.horizon) if inc and inc.horizon else None,
             "gold_horizon": iso(inc.gold_horizon) if inc and inc.gold_horizon else None,
+            # the hourly runs between the maintenance and the measured one (in this process: their seconds include
+            # no engine start; their peak is not measured), each with its steps: what the day's hours cost
+            "hours_before": before,
         })
         log.info("after %d days: hourly run %.1f s", n, m.seconds)
     first, last = results[0]["hourly_run_seconds"], results[-1]["hourly_run_seconds"]
