@@ -150,6 +150,45 @@ def test_a_stamped_table_s_patch_examines_the_rows_stamped_since_the_file(settin
     _assert_serves_gold(settings, api.open_current(settings))
 
 
+def _recent_meta(settings: Settings, history: dict) -> tuple[int, int]:
+    """(row_count, appended) of the recent segment insights file a publish made."""
+    import duckdb
+
+    path = insights_history.history_path(settings, history["recent_ids"]["segment_insights"])
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert recent_part.META == "recent_meta"
+        return con.execute("SELECT row_count, appended FROM recent_meta").fetchone()
+
+
+def test_a_row_appended_then_replaced_by_a_later_patch_counts_once(settings: Settings,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stamped table's file counts the patches' rows it holds (those stamped after its sorted write), not every row
+    ever appended: a story restated hour after hour is one appended row, and the file is written again only when the
+    rows it holds out of order reach REWRITE_SHARE."""
+    first = sample_lake.build(settings).history
+    t = DeltaTable(str(settings.table_path("gold", "segment_insights"))).to_pyarrow_table()
+    x, y = _recent(t, "story_start", datetime.fromisoformat(first["warm_cut"]))["segment_id"].to_pylist()[:2]
+    rows, _ = _recent_meta(settings, first)
+    # 2 appended rows would be too many, 1 is not
+    monkeypatch.setattr(recent_part, "REWRITE_SHARE", 1.5 / rows)
+    patched = {"made": "patched", "removed": 1, "added": 1, "examined": 1}
+    for hour in (1, 2, 3):  # x restated by three runs: each patch replaces the row the one before appended
+        _restamp(settings, {x: AS_OF + timedelta(hours=hour)}, bumped=x)
+        after = publish(settings, AS_OF).history
+        assert after["recent_made"]["segment_insights"] == patched, hour
+        assert _recent_meta(settings, after) == (rows, 1)
+    _assert_serves_gold(settings, api.open_current(settings))
+    # another row restated: two rows out of order, the share reached; the next publish writes the file sorted
+    _restamp(settings, {y: AS_OF + timedelta(hours=4)}, bumped=y)
+    after = publish(settings, AS_OF).history
+    assert after["recent_made"]["segment_insights"] == patched
+    assert _recent_meta(settings, after) == (rows, 2)
+    again = publish(settings, AS_OF).history
+    assert again["recent_made"]["segment_insights"] == {"made": "written"}
+    assert _recent_meta(settings, again) == (rows, 0)
+    _assert_serves_gold(settings, api.open_current(settings))
+
+
 EDITS = st.lists(st.tuples(st.sampled_from(["bump", "quiet bump", "drop", "copy"]), st.integers(0, 20)), min_size=1,
                  max_size=4)
 
