@@ -29,7 +29,9 @@ rows are counted as the file holds them: the rows stamped after the newest stamp
 patch inserts is stamped after the file's newest, and every sorted row at or before it), so a patch that replaces
 rows an earlier patch appended (a story restated hour after hour) does not count them twice. Counting every row
 ever appended made the file at 10M views a day look half appended by each midnight (2.98M appended against 5.69M
-rows), and the midnight's publish wrote it again (6.8-8.7 s); other tables count the rows their patches added.
+rows), and the midnight's publish wrote it again; it is now patched there (deleting the day that leaves the part
+costs about what writing the file did: docs/performance-log.md, session 47). Other tables count the rows their
+patches added.
 """
 
 from __future__ import annotations
