@@ -86,10 +86,14 @@ def hourly_run(settings: Settings, as_of: datetime, gate: bool) -> dict[str, Any
         "started": t0,
         "steps": [{"step": s.step, "seconds": s.seconds, "started": s.started} for s in report.steps],
         "ingest_lines": report.ingest.lines if report.ingest else None,
-        "publish_steps_seconds": {k: round(v, 2) for k, v in report.publish.step_seconds.items()}
-        if report.publish else None,
+        "publish_steps_seconds": _publish_steps_seconds(report),
         "publish_history": report.publish.history if report.publish else None,
     }
+
+
+def _publish_steps_seconds(report: Any) -> dict[str, float] | None:
+    """A pipeline report's publish steps' seconds (rounded), None without a publish."""
+    return {k: round(v, 2) for k, v in report.publish.step_seconds.items()} if report.publish else None
 
 
 def _measured_runs(settings: Settings, as_of: datetime, gate: bool, repeat: int) -> list[tuple[dict[str, Any], Any]]:
@@ -130,8 +134,7 @@ def _unmeasured(report: Any, as_of: datetime, seconds: float) -> dict[str, Any]:
         "seconds": round(seconds, 1),
         "landing_lines": report.ingest.lines if report.ingest else None,
         "steps_seconds": {s.step: round(s.seconds, 1) for s in report.steps},
-        "publish_steps_seconds": {k: round(v, 2) for k, v in report.publish.step_seconds.items()}
-        if report.publish else None,
+        "publish_steps_seconds": _publish_steps_seconds(report),
     }
 
 
