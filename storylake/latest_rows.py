@@ -80,6 +80,10 @@ SEGMENT_INSIGHTS = LatestRows("gold.segment_insights", ("segment_id",), "as_of",
 STORY_INSIGHTS = LatestRows("gold.story_insights", ("story_id",), "as_of", flag=RESTATED, removed=REMOVED)
 GROWING: dict[str, LatestRows] = {t.table: t for t in (SEGMENT_VIEWERS, SEGMENT_INSIGHTS, STORY_INSIGHTS)}
 RESTATED_TABLES: tuple[LatestRows, ...] = tuple(t for t in GROWING.values() if t.flag is not None)
+# the silver tables an hourly run updates the story insights of the stories it only added interactions to from
+# (their rows it added, and the pairs and exits as the last good run left them: jobs/gold/insight_deltas.py); silver
+# records their versions before it writes (ops.increments)
+INSIGHT_INPUTS = ("silver.view_events", "silver.navigation", "silver.engagements", "silver.segment_viewers")
 
 
 def restated(table: str) -> LatestRows | None:

@@ -269,3 +269,29 @@ def with_rates(df: DataFrame) -> DataFrame:
             "avg_view_ms": ratio("total_view_ms", "impressions"),
         }
     )
+
+
+def chain(segments: DataFrame) -> DataFrame:
+    """Each frame's next frame in its chain (continuation): segment_id, next_segment_id and the next frame's
+    lifetime (_next_created, _next_expires), for every non-deleted frame of `segments` (silver.segments columns
+    segment_id, story_id, audience, frame_index, created_at, expires_at, is_deleted) that has one."""
+    from pyspark.sql import Window
+
+    order = Window.partitionBy("story_id", "audience").orderBy("frame_index", "created_at", "segment_id")
+    return (
+        segments.filter(~F.coalesce(F.col("is_deleted"), F.lit(False)))
+        .select("segment_id", "story_id", "audience", "frame_index", "created_at", "expires_at")
+        .withColumns({
+            "next_segment_id": F.lead("segment_id").over(order),
+            "_next_created": F.lead("created_at").over(order),
+            "_next_expires": F.lead("expires_at").over(order),
+        })
+        .filter(F.col("next_segment_id").isNotNull())
+        .select("segment_id", "next_segment_id", "_next_created", "_next_expires")
+    )
+
+
+def could_continue(first: Column) -> Column:
+    """A viewer whose first view of a frame came at `first` could go on to its next frame (chain's columns): that
+    frame was live then."""
+    return (first >= F.col("_next_created")) & (first < F.col("_next_expires"))

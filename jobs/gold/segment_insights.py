@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -57,10 +57,16 @@ def from_activity(acts: activity.StoryActivity, navigation: DataFrame, as_of: da
     """The segments' insights from their activity (activity.story_activity): its counts with their rates, the
     retention, the continuation and the exits (`navigation`: silver rows holding the segments' exit gestures)."""
     viewers = acts.viewers.drop("story_id")
-    chain = continuation(acts.segments, viewers)
+    continued = continuation(acts.segments, viewers)
     exited = exit_viewers(viewers, navigation, as_of)
-    out = lookup(lookup(with_retention(activity.with_rates(acts.counts)), chain, "segment_id"), exited, "segment_id")
-    return activity.zero_filled(out, ["continuation_viewers", "continued_viewers", "exit_viewers"]).withColumns({
+    out = lookup(lookup(acts.counts, continued, "segment_id"), exited, "segment_id")
+    return finished(activity.zero_filled(out, ["continuation_viewers", "continued_viewers", "exit_viewers"]), as_of)
+
+
+def finished(counts: DataFrame, as_of: datetime) -> DataFrame:
+    """The segments' insights from their counts (one row per segment: its columns and every count, the continuation
+    and exit viewers too): the rates, the retention and the run's as_of."""
+    return with_retention(activity.with_rates(counts)).withColumns({
         "continuation_rate": activity.ratio("continued_viewers", "continuation_viewers"),
         "as_of": activity.instant(as_of),
     })
@@ -73,24 +79,9 @@ def continuation(segments: DataFrame, viewers: DataFrame) -> DataFrame:
     The chain links a story's non-deleted frames of one audience in frame order, so a close-friends frame is only
     compared with close-friends frames. `viewers`: activity.per_viewer(..., ["segment_id"], first=True) rows of the
     counted views (the author's own already left out)."""
-    from pyspark.sql import Window
-
-    order = Window.partitionBy("story_id", "audience").orderBy("frame_index", "created_at", "segment_id")
-    chain = (
-        segments.filter(~F.coalesce(F.col("is_deleted"), F.lit(False)))
-        .select("segment_id", "story_id", "audience", "frame_index", "created_at", "expires_at")
-        .withColumns({
-            "next_segment_id": F.lead("segment_id").over(order),
-            "_next_created": F.lead("created_at").over(order),
-            "_next_expires": F.lead("expires_at").over(order),
-        })
-        .filter(F.col("next_segment_id").isNotNull())
-        .select("segment_id", "next_segment_id", "_next_created", "_next_expires")
-    )
     first = viewers.select("segment_id", "viewer_id", "_first")
-    could = lookup(first, chain, "segment_id", "inner").filter(
-        (F.col("_first") >= F.col("_next_created")) & (F.col("_first") < F.col("_next_expires"))
-    )
+    could = lookup(first, activity.chain(segments), "segment_id", "inner").filter(
+        activity.could_continue(F.col("_first")))
     went_on = first.select(F.col("segment_id").alias("next_segment_id"), "viewer_id", F.lit(1).alias("_went"))
     counted = could.join(went_on, ["next_segment_id", "viewer_id"], "left").groupBy("segment_id").agg(
         F.count(F.lit(1)).alias("continuation_viewers"), F.count("_went").alias("continued_viewers")
@@ -145,10 +136,18 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, touched: Data
             inputs, kept = whole, None
     where = horizon.where("story_start", gold=True)
     with spark_io.scratch(settings) as materialize:
+        updated = None
+        if kept is not None and story_kept is not None and touched is not None:
+            updated = from_added(spark, settings, horizon, touched, whole, kept, story_kept, materialize)
+        if updated is not None:
+            inputs = updated.inputs
         acts = activity.story_activity(**inputs, as_of=horizon.as_of, columns=SEGMENT_COLUMNS,
                                        materialize=materialize, story_on_rows=kept is not None)
         segments = from_activity(acts, inputs["navigation"], horizon.as_of)
         stories = story_insights.from_activity(acts, horizon.as_of)
+        if updated is not None:
+            segments = segments.unionByName(finished(updated.segments, horizon.as_of))
+            stories = stories.unionByName(story_insights.finished(updated.stories, horizon.as_of))
         if kept is not None and story_kept is not None:
             appended = append_restated(settings, horizon, {NAME: (segments, kept), story_insights.NAME:
                                                            (stories, story_kept)})
@@ -160,6 +159,45 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, touched: Data
         plain = [F.lit(False).alias(c) for c in latest_rows.STORY_INSIGHTS.storage_columns]
         return rows | write_gold(touch.with_kept(stories, story_kept).select("*", *plain), settings,
                                  story_insights.NAME, where)
+
+
+class Updated(NamedTuple):
+    """The touched stories' insights split between the two ways (from_added)."""
+
+    inputs: dict[str, DataFrame]  # the silver inputs of the stories recomputed from all their rows
+    segments: DataFrame  # the other touched stories' segment counts (insight_deltas.updated)
+    stories: DataFrame  # their story counts
+
+
+def from_added(spark: SparkSession, settings: Settings, horizon: Horizon, touched: DataFrame,
+               whole: dict[str, DataFrame], kept: Kept, story_kept: Kept, materialize: spark_io.Materialize
+               ) -> Updated | None:
+    """The touched stories (`touched`: a Touched frame) split (jobs/gold/insight_deltas.py): the inputs of those to
+    recompute from all their silver rows (`whole`: horizon_inputs), and the counts of the others, updated from
+    their last good rows (Kept.previous of both tables) by the silver rows the run added. None, having read
+    nothing, when the run's restated rows cannot be appended or its silver inputs changed other than by added
+    rows: every touched story is recomputed."""
+    from jobs.engine_workarounds import without
+    from jobs.gold import insight_deltas
+    from jobs.gold import touched as touch
+
+    if touch.rewrite_reason(settings, [NAME, story_insights.NAME], horizon) is not None:
+        return None
+    added = insight_deltas.added(spark, settings, horizon)
+    if added is None:
+        return None
+    story = insight_deltas.STORY
+    segments = touch.of_keys(whole["segments"], touched, "story_id")
+    again = materialize(insight_deltas.split(segments, kept.previous, story_kept.previous, touched, horizon.as_of),
+                        "recomputed_stories")
+    rest = materialize(without(touched, again.select(F.col(story).alias("_ag_story")),
+                               F.col(story) == F.col("_ag_story"), ["_ag_story"]), "updated_stories")
+    log.info("segment and story insights: %d touched stories updated by the added rows, %d recomputed",
+             rest.count(), again.count())
+    seg_counts, story_counts = insight_deltas.updated(
+        touch.of_keys(kept.previous, rest, "story_id"), touch.of_keys(story_kept.previous, rest, "story_id"), added,
+        whole["sticker_responses"], horizon.as_of, materialize)
+    return Updated(touch.restrict(whole, again, ("view_events",)), seg_counts, story_counts)
 
 
 def append_restated(settings: Settings, horizon: Horizon, tables: dict[str, tuple[DataFrame, Kept]]

@@ -61,4 +61,10 @@ def from_activity(acts: activity.StoryActivity, as_of: datetime) -> DataFrame:
     summed = acts.counts.groupBy("story_id").agg(*[F.sum(c).cast("bigint").alias(c) for c in SUMMED])
     metrics = activity.with_counts(stories(acts.segments, as_of), ["story_id"],
                                    [activity.viewer_rollup(viewers, ["story_id"]), summed])
-    return activity.with_rates(metrics).withColumn("as_of", activity.instant(as_of))
+    return finished(metrics, as_of)
+
+
+def finished(counts: DataFrame, as_of: datetime) -> DataFrame:
+    """The stories' insights from their counts (one row per story: its columns and every count): the rates and the
+    run's as_of."""
+    return activity.with_rates(counts).withColumn("as_of", activity.instant(as_of))

@@ -142,16 +142,19 @@ def build_silver(
 
 
 def _summed_inputs(settings: Settings) -> str | None:
-    """The versions of the silver tables gold's summed rows add up (storylake.summed_rows.INPUTS) and of gold's tables
-    stored as restated rows (storylake.latest_rows) as the last good run left them, as JSON for the run's plan: gold
-    appends the counts of the rows the inputs gained since (jobs/gold/ring_features.py), and the restated rows to
-    tables that still hold those versions' rows (jobs/gold/segment_insights.py). Read before any of them is written;
+    """The versions of the silver tables gold's summed rows add up (storylake.summed_rows.INPUTS), of those the story
+    insights are updated from (storylake.latest_rows.INSIGHT_INPUTS) and of gold's tables stored as restated rows
+    (storylake.latest_rows) as the last good run left them, as JSON for the run's plan: gold appends the counts of
+    the rows the inputs gained since (jobs/gold/ring_features.py), updates the story insights by them
+    (jobs/gold/insight_deltas.py), and appends the restated rows to tables that still hold those versions' rows
+    (jobs/gold/segment_insights.py). Read before any of them is written;
     None when a run since the last good one did not finish (its writes may be in them); a table without a version yet
     is recorded null."""
     from storylake import audit, latest_rows
 
     restated = [t.table for t in latest_rows.RESTATED_TABLES]
-    versions = audit.versions_left(settings, [*summed_rows.INPUTS, *restated])
+    keys = sorted({*summed_rows.INPUTS, *restated, *latest_rows.INSIGHT_INPUTS})
+    versions = audit.versions_left(settings, keys)
     if versions is None:
         return None
     return json.dumps(versions, sort_keys=True)

@@ -1,0 +1,277 @@
+"""The insights of the stories an hourly run only added interactions to, from their last good rows and the silver
+rows the run added (gold.segment_insights and gold.story_insights, written by jobs/gold/segment_insights.py).
+
+A story's insights are a function of its segments' silver rows and of their interaction rows (jobs.gold.activity).
+When the run's silver interaction inputs (view_events, navigation, engagements) only gained rows since the versions
+the last good run left (lake.appended_files), a touched story whose segment rows are still those of its last good
+insight rows (split) changes only by its gained rows:
+- its sums (impressions, view time, gestures, engagements) grow by those of the gained rows;
+- its viewer counts (reach, completed viewers, exit viewers, continuation and continued viewers; a story's distinct
+  reach and completed viewers) count (segment, viewer) pairs whose state (viewed, first view, completed, exited, and
+  the next frame's pair) meets a condition. Only the pairs the gained views and exits name change state: each count
+  changes by the sum over those pairs of the condition after minus before. "Before" is the pair's row in
+  silver.segment_viewers and its exits in silver.navigation as the last good run left them; "after" adds the
+  gained rows. A story's counts read every pair of the viewer in the story, so those are looked up for each
+  (story, viewer) a gained row names;
+- its sticker interactions (one row per sticker and user, replaced by a later answer) are counted again from
+  silver.sticker_responses (a few rows per segment).
+Any other touched story (a segment created, deleted or moved into or out of it; no last good story row) is
+recomputed from all its silver rows. tests/test_incremental.py checks that runs taking either way equal full runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, NamedTuple
+
+from jobs import spark_io
+from jobs.engine_workarounds import lookup, without
+from jobs.gold import activity
+from jobs.gold.story_insights import SUMMED
+from jobs.horizon import Horizon
+from jobs.merged_tables import same_values
+from storylake import increments, lake, latest_rows
+from storylake.rules.views import FULL_COMPLETION, others_view_sql
+from storylake.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+# the segment columns a story's insight rows are computed from (jobs/gold/segment_insights.py SEGMENT_COLUMNS)
+SEGMENT_COLUMNS = ("segment_id", "author_id", "story_id", "frame_index", "created_at", "expires_at", "story_start",
+                   "audience", "media_type", "is_deleted")
+# counts of a segment that grow by its gained rows' (sums, and viewer counts changed by their pairs)
+GROWN = ("impressions", "total_view_ms", "reach", "completed_viewers", "exit_viewers", "continuation_viewers",
+         "continued_viewers", *activity.NAVIGATION_COUNTS, *activity.ENGAGEMENT_COUNTS)
+STORY = "_touched_story"  # jobs.gold.touched.STORY
+
+
+class Added(NamedTuple):
+    """The silver rows the run added, and the tables as the last good run left them, that updated() reads."""
+
+    views: DataFrame  # silver.view_events rows the run added
+    navigation: DataFrame  # silver.navigation rows the run added
+    engagements: DataFrame  # silver.engagements rows the run added
+    old_viewers: DataFrame  # silver.segment_viewers as its readers saw it at the last good run
+    old_navigation: DataFrame  # silver.navigation at the last good run
+
+
+def added(spark: SparkSession, settings: Settings, horizon: Horizon) -> Added | None:
+    """Added, when the run's silver interaction inputs only gained rows since the versions the last good run left
+    them at (recorded in the run's plan before silver wrote, storylake.increments; latest_rows.INSIGHT_INPUTS);
+    None otherwise (the touched stories are recomputed from all their rows)."""
+    plan = increments.planned(settings, horizon.as_of)
+    if plan is None or horizon.refresh or settings.storage != "delta":
+        return None
+    gained: dict[str, DataFrame] = {}
+    versions: dict[str, int] = {}
+    for key in latest_rows.INSIGHT_INPUTS:
+        layer, name = key.split(".")
+        since = plan.silver_version(key)
+        if since is None:
+            log.info("story insights: recomputing the touched stories (no last good version of %s)", key)
+            return None
+        versions[name] = since
+        if name == "segment_viewers":
+            continue
+        files = lake.appended_files(settings.table_path(layer, name), since)
+        if files is None:
+            log.info("story insights: recomputing the touched stories (%s changed other than by added rows)", key)
+            return None
+        gained[name] = spark_io.read_files(spark, layer, name, files)
+    anchor = horizon.admits("segment_created_at", gold=True)
+    return Added(
+        gained["view_events"], gained["navigation"], gained["engagements"],
+        spark_io.read_version_as_seen(spark, settings, "silver", "segment_viewers",
+                                      versions["segment_viewers"]).filter(anchor),
+        spark_io.read_version(spark, settings, "silver", "navigation", versions["navigation"]),
+    )
+
+
+def split(segments: DataFrame, previous: DataFrame, previous_stories: DataFrame, stories: DataFrame,
+          as_of: datetime) -> DataFrame:
+    """The touched `stories` (a Touched frame: STORY) to recompute from all their silver rows: those of a segment
+    whose known silver row (`segments`: silver.segments rows of the touched stories) differs from its segment
+    columns in the last good `previous` insight rows of the touched stories (created, deleted, moved to another
+    story), or missing there, and those without a last good story row (`previous_stories`); same column. The
+    other touched stories take updated()."""
+    from pyspark.sql import functions as F
+
+    now = activity.known_segments(segments, as_of).select(*SEGMENT_COLUMNS)
+    was = previous.select(*[F.col(c).alias(f"_p_{c}") for c in SEGMENT_COLUMNS])
+    both = now.join(was, F.col("segment_id") == F.col("_p_segment_id"), "full")
+    differs = both.filter(F.col("segment_id").isNull() | F.col("_p_segment_id").isNull()
+                          | ~same_values(list(SEGMENT_COLUMNS), "_p_"))
+    moved = differs.select(F.col("story_id").alias(STORY)).unionByName(
+        differs.select(F.col("_p_story_id").alias(STORY)))
+    unknown = without(stories, previous_stories.select(F.col("story_id").alias("_ps_story")),
+                      F.col(STORY) == F.col("_ps_story"), ["_ps_story"])
+    return moved.unionByName(unknown.select(STORY)).filter(F.col(STORY).isNotNull()).distinct()
+
+
+def updated(previous: DataFrame, previous_stories: DataFrame, rows: Added, sticker_responses: DataFrame,
+            as_of: datetime, materialize: spark_io.Materialize = spark_io.lazily) -> tuple[DataFrame, DataFrame]:
+    """(the segments' counts, the stories' counts) as of `as_of` of the stories whose last good insight rows are
+    `previous` (every segment of each, gold.segment_insights readers' rows) and `previous_stories` (their
+    gold.story_insights rows), from those rows and the silver rows the run added (module docstring). The segments'
+    counts: SEGMENT_COLUMNS and every count segment_insights.finished() reads; the stories': their columns but the
+    rates and as_of."""
+    from pyspark.sql import functions as F
+
+    segs = previous.select(*SEGMENT_COLUMNS)
+    pairs = materialize(pair_states(segs, rows, as_of, materialize), "delta_pairs")
+    counts = activity.combined_counts(["segment_id"], [
+        (viewer_changes(pairs), ["impressions", "total_view_ms", "reach", "completed_viewers", "exit_viewers"]),
+        (continuation_changes(segs, pairs), ["continuation_viewers", "continued_viewers"]),
+        (activity.navigation_counts(_on(rows.navigation.filter(F.col("at") < activity.instant(as_of)), segs),
+                                    ["segment_id"]), list(activity.NAVIGATION_COUNTS)),
+        (activity.engagement_counts(activity.story_engagements_before(rows.engagements, segs, as_of), ["segment_id"]),
+         list(activity.ENGAGEMENT_COUNTS)),
+    ])
+    stickers = activity.sticker_interaction_counts(activity.sticker_responses_before(sticker_responses, segs, as_of),
+                                                   ["segment_id"])
+    grown = counts.select("segment_id", *[F.col(c).alias(f"_d_{c}") for c in GROWN])
+    segments = activity.zero_filled(
+        lookup(lookup(previous, grown, "segment_id"), stickers.withColumnRenamed("sticker_interactions", "_d_st"),
+               "segment_id"),
+        [f"_d_{c}" for c in GROWN] + ["_d_st"],
+    ).select(*SEGMENT_COLUMNS, *[(F.col(c) + F.col(f"_d_{c}")).alias(c) for c in GROWN],
+             F.col("_d_st").alias("sticker_interactions"))
+    segments = materialize(segments, "delta_segments")
+    return segments, story_counts(previous_stories, segments, pairs)
+
+
+def story_counts(previous_stories: DataFrame, segments: DataFrame, pairs: DataFrame) -> DataFrame:
+    """The stories' rows (`previous_stories`, without rates or as_of) with the counts of their `segments` (every
+    segment of each, as updated() counts them): sums of the segments' for every count but the distinct viewers', the
+    last good reach and completed viewers changed by the stories' pairs (pair_states) that change them."""
+    from pyspark.sql import functions as F
+
+    per_viewer = pairs.groupBy("story_id", "viewer_id").agg(*[F.max(c).alias(c) for c in
+                                                               ("_was", "_is", "_done_was", "_done_is")])
+    viewers = per_viewer.groupBy("story_id").agg(
+        _changed("_is", "_was").alias("_d_reach"), _changed("_done_is", "_done_was").alias("_d_completed_viewers"))
+    sums = segments.groupBy("story_id").agg(*[F.sum(c).cast("bigint").alias(c) for c in
+                                              ("impressions", "total_view_ms", *SUMMED)])
+    base = previous_stories.select("story_id", "author_id", "story_start", "story_end", "segment_count", "reach",
+                                   "completed_viewers")
+    out = activity.zero_filled(lookup(base, viewers, "story_id"), ["_d_reach", "_d_completed_viewers"])
+    out = out.select("story_id", "author_id", "story_start", "story_end", "segment_count",
+                     (F.col("reach") + F.col("_d_reach")).alias("reach"),
+                     (F.col("completed_viewers") + F.col("_d_completed_viewers")).alias("completed_viewers"))
+    return lookup(out, sums, "story_id")
+
+
+def _on(rows: DataFrame, segs: DataFrame) -> DataFrame:
+    """`rows` of the segments `segs`, with their story (story_id) and author (_author)."""
+    from pyspark.sql import functions as F
+
+    ids = segs.select(F.col("segment_id").alias("_on_sid"), F.col("story_id").alias("_on_story"),
+                      F.col("author_id").alias("_author"))
+    hit = lookup(rows, ids, F.col("segment_id") == F.col("_on_sid"), "inner")
+    return hit.drop("_on_sid", *(["story_id"] if "story_id" in rows.columns else [])).withColumnRenamed(
+        "_on_story", "story_id")
+
+
+def _changed(after: str, before: str) -> Column:
+    """Sum over the rows of (after - before), two boolean conditions: how much a count of the rows meeting one
+    changed."""
+    from pyspark.sql import functions as F
+
+    return F.sum(F.col(after).cast("bigint") - F.col(before).cast("bigint")).cast("bigint")
+
+
+def pair_states(segs: DataFrame, rows: Added, as_of: datetime, materialize: spark_io.Materialize) -> DataFrame:
+    """Every (segment, viewer) pair of the stories of `segs` whose viewer a gained view or exit names in the story
+    (the viewer's other pairs in the story too: a story counts its viewers once), the author's own never: segment_id,
+    story_id, viewer_id; the gained views' _views and _view_ms (0 when none); and the pair's state before the gained
+    rows and after them: _was / _is (a counted view), _first_was / _first_is (its first), _done_was / _done_is (a
+    completed view), _exit_was / _exit_is (a counted view and an exit gesture)."""
+    from pyspark.sql import functions as F
+
+    before = activity.instant(as_of)
+    others = F.expr(others_view_sql("viewer_id", "_author"))
+    views = _on(rows.views.filter(F.col("viewed_at") < before), segs).filter(others)
+    gained = materialize(activity.per_viewer(views, ["segment_id", "story_id"], first=True), "delta_viewers")
+    exit_actions = list(activity.NAVIGATION_COUNTS["exits"])
+    exits = materialize(_on(rows.navigation.filter(F.col("action").isin(exit_actions) & (F.col("at") < before)), segs)
+                        .select("segment_id", "story_id", "viewer_id").distinct(), "delta_exits")
+    named = gained.select("segment_id", "story_id", "viewer_id").unionByName(exits)
+    keys = named.select(F.col("story_id").alias("_k_story"), F.col("viewer_id").alias("_k_viewer")).distinct()
+    done = F.when(F.col("max_completion_pct") >= FULL_COMPLETION, F.lit(True)).otherwise(F.lit(False))
+    old = lookup(_on(rows.old_viewers, segs).filter(others), keys,
+                 (F.col("story_id") == F.col("_k_story")) & (F.col("viewer_id") == F.col("_k_viewer")), "inner"
+                 ).select("segment_id", "story_id", "viewer_id", F.col("first_viewed_at").alias("_o_first"),
+                          done.alias("_o_done"), F.lit(True).alias("_o"))
+    candidates = named.select(F.col("segment_id").alias("_c_sid"), F.col("viewer_id").alias("_c_viewer")).distinct()
+    old_exits = lookup(
+        rows.old_navigation.filter(F.col("action").isin(exit_actions) & (F.col("at") < before)), candidates,
+        (F.col("segment_id") == F.col("_c_sid")) & (F.col("viewer_id") == F.col("_c_viewer")), "inner",
+    ).select(F.col("segment_id").alias("_x_sid"), F.col("viewer_id").alias("_x_viewer")).distinct()
+    new = gained.select("segment_id", "story_id", "viewer_id", "_views", "_view_ms",
+                        (F.col("_completed") == 1).alias("_n_done"), "_first", F.lit(True).alias("_n"))
+    state = old.join(new, ["segment_id", "story_id", "viewer_id"], "full")
+    state = lookup(state, old_exits.withColumn("_x_was", F.lit(True)),
+                   (F.col("segment_id") == F.col("_x_sid")) & (F.col("viewer_id") == F.col("_x_viewer")))
+    state = lookup(state, exits.select(F.col("segment_id").alias("_y_sid"), F.col("viewer_id").alias("_y_viewer"),
+                                       F.lit(True).alias("_x_new")),
+                   (F.col("segment_id") == F.col("_y_sid")) & (F.col("viewer_id") == F.col("_y_viewer")))
+    was = F.coalesce(F.col("_o"), F.lit(False))
+    is_ = was | F.coalesce(F.col("_n"), F.lit(False))
+    done_was = was & F.coalesce(F.col("_o_done"), F.lit(False))
+    exit_was = F.coalesce(F.col("_x_was"), F.lit(False))
+    return state.select(
+        "segment_id", "story_id", "viewer_id",
+        F.coalesce(F.col("_views"), F.lit(0)).cast("bigint").alias("_views"),
+        F.coalesce(F.col("_view_ms"), F.lit(0)).cast("bigint").alias("_view_ms"),
+        was.alias("_was"), is_.alias("_is"),
+        F.col("_o_first").alias("_first_was"), F.least(F.col("_o_first"), F.col("_first")).alias("_first_is"),
+        done_was.alias("_done_was"), (done_was | F.coalesce(F.col("_n_done"), F.lit(False))).alias("_done_is"),
+        (was & exit_was).alias("_exit_was"),
+        (is_ & (exit_was | F.coalesce(F.col("_x_new"), F.lit(False)))).alias("_exit_is"),
+    )
+
+
+def viewer_changes(pairs: DataFrame) -> DataFrame:
+    """Per segment of the pairs (pair_states): the gained views' impressions and view time, and how much its reach,
+    completed viewers and exit viewers changed."""
+    from pyspark.sql import functions as F
+
+    return pairs.groupBy("segment_id").agg(
+        F.sum("_views").cast("bigint").alias("impressions"),
+        F.sum("_view_ms").cast("bigint").alias("total_view_ms"),
+        _changed("_is", "_was").alias("reach"),
+        _changed("_done_is", "_done_was").alias("completed_viewers"),
+        _changed("_exit_is", "_exit_was").alias("exit_viewers"),
+    )
+
+
+def continuation_changes(segs: DataFrame, pairs: DataFrame) -> DataFrame:
+    """Per frame with a next frame (activity.chain of `segs`): how much its continuation viewers (a viewer whose
+    first view came while the next frame was live) and continued viewers (of those, one who viewed the next frame)
+    changed, over the pairs (pair_states) of the frame and of its next frame."""
+    from pyspark.sql import functions as F
+
+    def could(seen: str, first: str) -> Column:
+        return F.col(seen) & F.coalesce(activity.could_continue(F.col(first)), F.lit(False))
+
+    nxt = pairs.select(F.col("segment_id").alias("_nx_sid"), F.col("viewer_id").alias("_nx_viewer"),
+                       F.col("_was").alias("_nx_was"), F.col("_is").alias("_nx_is"))
+    linked = lookup(pairs, activity.chain(segs), "segment_id", "inner")
+    linked = linked.join(nxt, (F.col("next_segment_id") == F.col("_nx_sid"))
+                         & (F.col("viewer_id") == F.col("_nx_viewer")), "left")
+    return linked.select(
+        "segment_id",
+        could("_was", "_first_was").alias("_c_was"), could("_is", "_first_is").alias("_c_is"),
+        F.coalesce(F.col("_nx_was"), F.lit(False)).alias("_nx_was"),
+        F.coalesce(F.col("_nx_is"), F.lit(False)).alias("_nx_is"),
+    ).select(
+        "segment_id", "_c_was", "_c_is",
+        (F.col("_c_was") & F.col("_nx_was")).alias("_g_was"), (F.col("_c_is") & F.col("_nx_is")).alias("_g_is"),
+    ).groupBy("segment_id").agg(
+        _changed("_c_is", "_c_was").alias("continuation_viewers"),
+        _changed("_g_is", "_g_was").alias("continued_viewers"),
+    )
