@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jobs.gold import story_insights as stories_job
-from jobs.gold.insight_deltas import Added, updated
+from jobs.gold.insight_deltas import STORY, Added, split, updated
 from jobs.gold.segment_insights import finished, segment_insights
 from tests.test_gold_builders import (
     T0,
@@ -25,7 +25,7 @@ from tests.test_gold_builders import (
     view,
 )
 
-AS_OF = T0 + 30 * H
+AS_OF = T0 + 28 * H
 POLL = {"sticker_id": 900, "type": "poll", "options": ["yes", "no"]}
 F1 = segment(100, 1, T0, story_id=100, frame_index=1, stickers=[POLL])
 F2 = segment(101, 1, T0 + H, story_id=100, frame_index=2, story_start=T0)
@@ -43,10 +43,15 @@ def insights(spark: Any, segments: list[dict], views: list[dict], navigation: li
 
 
 def by_update(spark: Any, segments: list[dict], old: dict[str, list[dict]], new: dict[str, list[dict]],
-              responses: list[dict]) -> tuple[Any, Any]:
-    """(segment insights, story insights) updated from those of the `old` rows by the `new` ones."""
+              responses: list[dict], stories: tuple[int, ...] = (100,)) -> tuple[Any, Any]:
+    """(segment insights, story insights) of `stories` updated from those of the `old` rows by the `new` ones (which
+    may name other stories' segments too)."""
+    from pyspark.sql import functions as F
+
     previous, previous_stories = insights(spark, segments, old["views"], old["navigation"], old["engagements"],
                                           responses)
+    previous = previous.filter(F.col("story_id").isin(list(stories)))
+    previous_stories = previous_stories.filter(F.col("story_id").isin(list(stories)))
     added = Added(
         views=frame(spark, "view_events", new["views"]),
         navigation=frame(spark, "navigation", new["navigation"]),
@@ -110,22 +115,28 @@ def test_a_story_updated_by_added_views_exits_and_a_late_earlier_view(spark):
 
 
 def _assert_equal(spark: Any, got: tuple[Any, Any], segments: list[dict], old: dict[str, list[dict]],
-                  new: dict[str, list[dict]], responses: list[dict]) -> None:
+                  new: dict[str, list[dict]], responses: list[dict], stories: tuple[int, ...] = (100,)) -> None:
+    from pyspark.sql import functions as F
+
     want = insights(spark, segments, *[old[k] + new[k] for k in ("views", "navigation", "engagements")], responses)
-    assert collect(got[0], "segment_id") == collect(want[0], "segment_id")
-    assert collect(got[1], "story_id") == collect(want[1], "story_id")
+    of = F.col("story_id").isin(list(stories))
+    assert collect(got[0], "segment_id") == collect(want[0].filter(of), "segment_id")
+    assert collect(got[1], "story_id") == collect(want[1].filter(of), "story_id")
 
 
-# Two stories of author 1: three frames (the second close friends, so frames 1 and 3 chain), and one; viewers 10-13
-# and the author.
+# Two stories of author 1 updated: four frames (the third close friends, so frames 2 and 4 chain), and one; a third
+# story (author 2) whose rows are not updated, though the added rows name it; viewers 10-13 and the authors.
 WORLD = [
     F1, F2,
     segment(102, 1, T0 + 2 * H, story_id=100, frame_index=3, story_start=T0, audience="close_friends"),
     segment(103, 1, T0 + 3 * H, story_id=100, frame_index=4, story_start=T0),
     segment(200, 1, T0 + 5 * H),
+    segment(300, 2, T0 + 4 * H),
 ]  # fmt: skip
 ACTIONS = ("tap_forward", "tap_back", "tap_exit", "swipe_forward", "swipe_down")
-_event = st.tuples(st.sampled_from(WORLD), st.sampled_from([1, 10, 11, 12, 13]), st.integers(0, 23 * 60),
+# views within their segment's lifetime (silver keeps no other), after as_of for the last segments; gestures and
+# engagements up to 2 h after it
+_event = st.tuples(st.sampled_from(WORLD), st.sampled_from([1, 2, 10, 11, 12, 13]), st.integers(0, 26 * 60 - 1),
                    st.booleans())
 _kinds = st.sampled_from(["view", "view", "view", *ACTIONS, "reply", "share"])
 
@@ -141,10 +152,33 @@ def test_property_any_split_updates_to_the_recomputed_insights(spark, events):
         at = seg["created_at"] + minute * H / 60
         into = new if is_new else old
         if kind == "view":
+            if minute >= 24 * 60:
+                continue
             into["views"].append(view(seg, viewer, at, ms=1000 + 37 * minute, completion=1.0 if minute % 3 else 0.5))
         elif kind in ACTIONS:
             into["navigation"].append(nav(seg, viewer, kind, at))
         else:
             into["engagements"].append(engagement(kind, viewer, 1, at, seg))
-    segs, stories = by_update(spark, WORLD, old, new, [])
-    _assert_equal(spark, (segs, stories), WORLD, old, new, [])
+    segs, stories = by_update(spark, WORLD, old, new, [], (100, 200))
+    _assert_equal(spark, (segs, stories), WORLD, old, new, [], (100, 200))
+
+
+def test_split_recomputes_the_stories_whose_segments_changed_or_may_have_lost_pairs(spark):
+    """Story 100 unchanged: updated. 200 gained a frame, 300 had one deleted, 400 has no last good story row, 500
+    has a segment created before the latest retention cutoff of the pairs: recomputed."""
+    from pyspark.sql import functions as F
+
+    before = [
+        F1, F2,
+        segment(200, 2, T0), segment(300, 3, T0), segment(301, 3, T0 + H, story_id=300, frame_index=2, story_start=T0),
+        segment(400, 4, T0), segment(500, 5, T0 - 3 * H),
+    ]  # fmt: skip
+    frame_201 = segment(201, 2, T0 + 2 * H, story_id=200, frame_index=2, story_start=T0)
+    now = [dict(s, is_deleted=True) if s["segment_id"] == 301 else s for s in before] + [frame_201]
+    previous, previous_stories = insights(spark, before, [], [], [], [])
+    touched = spark.createDataFrame([(i,) for i in (100, 200, 300, 400, 500)], f"{STORY} bigint")
+    got = split(frame(spark, "segments", now), previous, previous_stories.filter(F.col("story_id") != 400), touched,
+                AS_OF, T0 - H)
+    assert sorted(r[STORY] for r in got.collect()) == [200, 300, 400, 500]
+    unchanged = split(frame(spark, "segments", before), previous, previous_stories, touched, AS_OF)
+    assert unchanged.collect() == []

@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 
 from jobs import spark_io
-from jobs.engine_workarounds import lookup, without
+from jobs.engine_workarounds import any_true, lookup, without
 from jobs.gold import activity
 from jobs.gold.story_insights import SUMMED
 from jobs.horizon import Horizon
@@ -71,8 +71,9 @@ def added(spark: SparkSession, settings: Settings, horizon: Horizon) -> Added | 
     for key in latest_rows.INSIGHT_INPUTS:
         layer, name = key.split(".")
         since = plan.silver_version(key)
-        if since is None:
-            log.info("story insights: recomputing the touched stories (no last good version of %s)", key)
+        if since is None or lake.version_files(settings.table_path(layer, name), since) is None:
+            log.info("story insights: recomputing the touched stories (no last good version of %s with its files)",
+                     key)
             return None
         versions[name] = since
         if name == "segment_viewers":
@@ -82,29 +83,45 @@ def added(spark: SparkSession, settings: Settings, horizon: Horizon) -> Added | 
             log.info("story insights: recomputing the touched stories (%s changed other than by added rows)", key)
             return None
         gained[name] = spark_io.read_files(spark, layer, name, files)
-    anchor = horizon.admits("segment_created_at", gold=True)
+    # the horizon's stories' rows only, as their recomputation reads them (jobs/gold/segment_insights.py
+    # horizon_inputs): a gesture on a segment comes after its creation, at or after its story's start
     return Added(
         gained["view_events"], gained["navigation"], gained["engagements"],
-        spark_io.read_version_as_seen(spark, settings, "silver", "segment_viewers",
-                                      versions["segment_viewers"]).filter(anchor),
-        spark_io.read_version(spark, settings, "silver", "navigation", versions["navigation"]),
+        spark_io.read_version_as_seen(spark, settings, "silver", "segment_viewers", versions["segment_viewers"]
+                                      ).filter(horizon.admits("segment_created_at", gold=True)),
+        spark_io.read_version(spark, settings, "silver", "navigation", versions["navigation"]
+                              ).filter(horizon.admits("at", gold=True)),
     )
 
 
+def retained_from(settings: Settings) -> datetime | None:
+    """The latest retention cutoff applied to the tables updated() reads as the last good run left them
+    (jobs/retention.py; None before any): silver.segment_viewers keeps 2 days, shorter than a story's late views
+    may reach back, so a story with a segment created before it may have lost the pairs its update needs (its
+    recomputation reads silver.view_events, kept 30 days)."""
+    from jobs.retention import applied_cutoffs
+
+    cutoffs = applied_cutoffs(settings)
+    found = [cutoffs[key] for key in latest_rows.INSIGHT_INPUTS if key in cutoffs]
+    return max(found) if found else None
+
+
 def split(segments: DataFrame, previous: DataFrame, previous_stories: DataFrame, stories: DataFrame,
-          as_of: datetime) -> DataFrame:
+          as_of: datetime, retained: datetime | None = None) -> DataFrame:
     """The touched `stories` (a Touched frame: STORY) to recompute from all their silver rows: those of a segment
     whose known silver row (`segments`: silver.segments rows of the touched stories) differs from its segment
     columns in the last good `previous` insight rows of the touched stories (created, deleted, moved to another
-    story), or missing there, and those without a last good story row (`previous_stories`); same column. The
-    other touched stories take updated()."""
+    story), or missing there, or created before `retained` (retained_from), and those without a last good story
+    row (`previous_stories`); same column. The other touched stories take updated()."""
     from pyspark.sql import functions as F
 
     now = activity.known_segments(segments, as_of).select(*SEGMENT_COLUMNS)
     was = previous.select(*[F.col(c).alias(f"_p_{c}") for c in SEGMENT_COLUMNS])
     both = now.join(was, F.col("segment_id") == F.col("_p_segment_id"), "full")
+    trimmed = F.lit(False) if retained is None else F.coalesce(
+        F.least(F.col("created_at"), F.col("_p_created_at")) < activity.instant(retained), F.lit(True))
     differs = both.filter(F.col("segment_id").isNull() | F.col("_p_segment_id").isNull()
-                          | ~same_values(list(SEGMENT_COLUMNS), "_p_"))
+                          | ~same_values(list(SEGMENT_COLUMNS), "_p_") | trimmed)
     moved = differs.select(F.col("story_id").alias(STORY)).unionByName(
         differs.select(F.col("_p_story_id").alias(STORY)))
     unknown = without(stories, previous_stories.select(F.col("story_id").alias("_ps_story")),
@@ -150,7 +167,7 @@ def story_counts(previous_stories: DataFrame, segments: DataFrame, pairs: DataFr
     last good reach and completed viewers changed by the stories' pairs (pair_states) that change them."""
     from pyspark.sql import functions as F
 
-    per_viewer = pairs.groupBy("story_id", "viewer_id").agg(*[F.max(c).alias(c) for c in
+    per_viewer = pairs.groupBy("story_id", "viewer_id").agg(*[any_true(c).alias(c) for c in
                                                                ("_was", "_is", "_done_was", "_done_is")])
     viewers = per_viewer.groupBy("story_id").agg(
         _changed("_is", "_was").alias("_d_reach"), _changed("_done_is", "_done_was").alias("_d_completed_viewers"))

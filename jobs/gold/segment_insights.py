@@ -188,8 +188,8 @@ def from_added(spark: SparkSession, settings: Settings, horizon: Horizon, touche
         return None
     story = insight_deltas.STORY
     segments = touch.of_keys(whole["segments"], touched, "story_id")
-    again = materialize(insight_deltas.split(segments, kept.previous, story_kept.previous, touched, horizon.as_of),
-                        "recomputed_stories")
+    again = materialize(insight_deltas.split(segments, kept.previous, story_kept.previous, touched, horizon.as_of,
+                                             insight_deltas.retained_from(settings)), "recomputed_stories")
     rest = materialize(without(touched, again.select(F.col(story).alias("_ag_story")),
                                F.col(story) == F.col("_ag_story"), ["_ag_story"]), "updated_stories")
     log.info("segment and story insights: %d touched stories updated by the added rows, %d recomputed",
