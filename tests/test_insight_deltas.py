@@ -56,7 +56,9 @@ def by_update(spark: Any, segments: list[dict], old: dict[str, list[dict]], new:
         views=frame(spark, "view_events", new["views"]),
         navigation=frame(spark, "navigation", new["navigation"]),
         engagements=frame(spark, "engagements", new["engagements"]),
-        old_viewers=frame(spark, "segment_viewers", segment_viewers(old["views"], segments)),
+        # stored as growing rows: an earlier run's rows of the pairs (its first views) beside their rows now
+        old_viewers=frame(spark, "segment_viewers", segment_viewers(old["views"], segments)
+                          + segment_viewers(old["views"][: len(old["views"]) // 2], segments)),
         old_navigation=frame(spark, "navigation", old["navigation"]),
     )
     seg_counts, story_counts = updated(previous, previous_stories, added, frame(spark, "sticker_responses", responses),

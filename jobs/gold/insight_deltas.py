@@ -55,7 +55,7 @@ class Added(NamedTuple):
     views: DataFrame  # silver.view_events rows the run added
     navigation: DataFrame  # silver.navigation rows the run added
     engagements: DataFrame  # silver.engagements rows the run added
-    old_viewers: DataFrame  # silver.segment_viewers as its readers saw it at the last good run
+    old_viewers: DataFrame  # silver.segment_viewers' stored rows at the last good run (storylake.latest_rows)
     old_navigation: DataFrame  # silver.navigation at the last good run
 
 
@@ -87,8 +87,8 @@ def added(spark: SparkSession, settings: Settings, horizon: Horizon) -> Added | 
     # horizon_inputs): a gesture on a segment comes after its creation, at or after its story's start
     return Added(
         gained["view_events"], gained["navigation"], gained["engagements"],
-        spark_io.read_version_as_seen(spark, settings, "silver", "segment_viewers", versions["segment_viewers"]
-                                      ).filter(horizon.admits("segment_created_at", gold=True)),
+        spark_io.read_version(spark, settings, "silver", "segment_viewers", versions["segment_viewers"]
+                              ).filter(horizon.admits("segment_created_at", gold=True)),
         spark_io.read_version(spark, settings, "silver", "navigation", versions["navigation"]
                               ).filter(horizon.admits("at", gold=True)),
     )
@@ -218,11 +218,14 @@ def pair_states(segs: DataFrame, rows: Added, as_of: datetime, materialize: spar
                         .select("segment_id", "story_id", "viewer_id").distinct(), "delta_exits")
     named = gained.select("segment_id", "story_id", "viewer_id").unionByName(exits)
     keys = named.select(F.col("story_id").alias("_k_story"), F.col("viewer_id").alias("_k_viewer")).distinct()
-    done = F.when(F.col("max_completion_pct") >= FULL_COMPLETION, F.lit(True)).otherwise(F.lit(False))
+    # a pair's stored rows (one per run that grew it, storylake.latest_rows) only ever gained views: its first view
+    # is the earliest of theirs and it completed when one of them did, so the named pairs' rows are aggregated
+    # after the join instead of deduplicating every stored row first
     old = lookup(_on(rows.old_viewers, segs).filter(others), keys,
                  (F.col("story_id") == F.col("_k_story")) & (F.col("viewer_id") == F.col("_k_viewer")), "inner"
-                 ).select("segment_id", "story_id", "viewer_id", F.col("first_viewed_at").alias("_o_first"),
-                          done.alias("_o_done"), F.lit(True).alias("_o"))
+                 ).groupBy("segment_id", "story_id", "viewer_id").agg(
+        F.min("first_viewed_at").alias("_o_first"),
+        (F.max("max_completion_pct") >= FULL_COMPLETION).alias("_o_done")).withColumn("_o", F.lit(True))
     candidates = named.select(F.col("segment_id").alias("_c_sid"), F.col("viewer_id").alias("_c_viewer")).distinct()
     old_exits = lookup(
         rows.old_navigation.filter(F.col("action").isin(exit_actions) & (F.col("at") < before)), candidates,

@@ -140,7 +140,7 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, touched: Data
         if kept is not None and story_kept is not None and touched is not None:
             updated = from_added(spark, settings, horizon, touched, whole, kept, story_kept, materialize)
         if updated is not None:
-            inputs = updated.inputs
+            inputs, kept, story_kept = updated.inputs, updated.kept, updated.story_kept
         acts = activity.story_activity(**inputs, as_of=horizon.as_of, columns=SEGMENT_COLUMNS,
                                        materialize=materialize, story_on_rows=kept is not None)
         segments = from_activity(acts, inputs["navigation"], horizon.as_of)
@@ -167,6 +167,8 @@ class Updated(NamedTuple):
     inputs: dict[str, DataFrame]  # the silver inputs of the stories recomputed from all their rows
     segments: DataFrame  # the other touched stories' segment counts (insight_deltas.updated)
     stories: DataFrame  # their story counts
+    kept: Kept  # the segment insights' kept rows, their previous rows materialized (read three times)
+    story_kept: Kept  # the story insights'
 
 
 def from_added(spark: SparkSession, settings: Settings, horizon: Horizon, touched: DataFrame,
@@ -187,6 +189,9 @@ def from_added(spark: SparkSession, settings: Settings, horizon: Horizon, touche
     if added is None:
         return None
     story = insight_deltas.STORY
+    # the last good rows of the touched stories: split, updated and the restated rows' comparison read them
+    kept = kept._replace(previous=materialize(kept.previous, "previous_segments"))
+    story_kept = story_kept._replace(previous=materialize(story_kept.previous, "previous_stories"))
     segments = touch.of_keys(whole["segments"], touched, "story_id")
     again = materialize(insight_deltas.split(segments, kept.previous, story_kept.previous, touched, horizon.as_of,
                                              insight_deltas.retained_from(settings)), "recomputed_stories")
@@ -197,7 +202,7 @@ def from_added(spark: SparkSession, settings: Settings, horizon: Horizon, touche
     seg_counts, story_counts = insight_deltas.updated(
         touch.of_keys(kept.previous, rest, "story_id"), touch.of_keys(story_kept.previous, rest, "story_id"), added,
         whole["sticker_responses"], horizon.as_of, materialize)
-    return Updated(touch.restrict(whole, again, ("view_events",)), seg_counts, story_counts)
+    return Updated(touch.restrict(whole, again, ("view_events",)), seg_counts, story_counts, kept, story_kept)
 
 
 def append_restated(settings: Settings, horizon: Horizon, tables: dict[str, tuple[DataFrame, Kept]]
