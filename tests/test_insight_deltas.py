@@ -43,13 +43,14 @@ def insights(spark: Any, segments: list[dict], views: list[dict], navigation: li
 
 
 def by_update(spark: Any, segments: list[dict], old: dict[str, list[dict]], new: dict[str, list[dict]],
-              responses: list[dict], stories: tuple[int, ...] = (100,)) -> tuple[Any, Any]:
-    """(segment insights, story insights) of `stories` updated from those of the `old` rows by the `new` ones (which
-    may name other stories' segments too)."""
+              responses: list[dict], stories: tuple[int, ...] = (100,), old_segments: list[dict] | None = None
+              ) -> tuple[Any, Any]:
+    """(segment insights, story insights) of `stories` updated from those of the `old` rows (and `old_segments`:
+    the segments then, by default `segments`) by the `new` ones (which may name other stories' segments too)."""
     from pyspark.sql import functions as F
 
-    previous, previous_stories = insights(spark, segments, old["views"], old["navigation"], old["engagements"],
-                                          responses)
+    previous, previous_stories = insights(spark, segments if old_segments is None else old_segments, old["views"],
+                                          old["navigation"], old["engagements"], responses)
     previous = previous.filter(F.col("story_id").isin(list(stories)))
     previous_stories = previous_stories.filter(F.col("story_id").isin(list(stories)))
     added = Added(
@@ -61,8 +62,9 @@ def by_update(spark: Any, segments: list[dict], old: dict[str, list[dict]], new:
                           + segment_viewers(old["views"][: len(old["views"]) // 2], segments)),
         old_navigation=frame(spark, "navigation", old["navigation"]),
     )
-    seg_counts, story_counts = updated(previous, previous_stories, added, frame(spark, "sticker_responses", responses),
-                                       AS_OF)
+    now = frame(spark, "segments", segments).filter(F.col("story_id").isin(list(stories)))
+    seg_counts, story_counts = updated(now, previous, previous_stories, added,
+                                       frame(spark, "sticker_responses", responses), AS_OF)
     return finished(seg_counts, AS_OF), stories_job.finished(story_counts, AS_OF)
 
 
@@ -143,16 +145,15 @@ _event = st.tuples(st.sampled_from(WORLD), st.sampled_from([1, 2, 10, 11, 12, 13
 _kinds = st.sampled_from(["view", "view", "view", *ACTIONS, "reply", "share"])
 
 
-@settings(max_examples=6, deadline=None)
-@given(events=st.lists(st.tuples(_kinds, _event), max_size=25))
-def test_property_any_split_updates_to_the_recomputed_insights(spark, events):
-    """Each generated interaction goes to the last good rows or to the added ones (its flag): the update equals the
-    recomputation from all rows, whatever the order of arrival (a late view earlier than a pair's first included)."""
+def _split(events: list[tuple[str, tuple[dict, int, int, bool]]], since: Any = None
+           ) -> tuple[dict[str, list[dict]], dict[str, list[dict]]]:
+    """The generated interactions as silver rows, each among the last good ones or the added ones (its flag; added
+    when at or after `since`, the last good run's as_of)."""
     old: dict[str, list[dict]] = {"views": [], "navigation": [], "engagements": []}
     new: dict[str, list[dict]] = {"views": [], "navigation": [], "engagements": []}
     for kind, (seg, viewer, minute, is_new) in events:
         at = seg["created_at"] + minute * H / 60
-        into = new if is_new else old
+        into = new if is_new or (since is not None and at >= since) else old
         if kind == "view":
             if minute >= 24 * 60:
                 continue
@@ -161,26 +162,61 @@ def test_property_any_split_updates_to_the_recomputed_insights(spark, events):
             into["navigation"].append(nav(seg, viewer, kind, at))
         else:
             into["engagements"].append(engagement(kind, viewer, 1, at, seg))
+    return old, new
+
+
+@settings(max_examples=15, deadline=None)
+@given(events=st.lists(st.tuples(_kinds, _event), max_size=25))
+def test_property_any_split_updates_to_the_recomputed_insights(spark, events):
+    """Each generated interaction goes to the last good rows or to the added ones (its flag): the update equals the
+    recomputation from all rows, whatever the order of arrival (a late view earlier than a pair's first included)."""
+    old, new = _split(events)
     segs, stories = by_update(spark, WORLD, old, new, [], (100, 200))
     _assert_equal(spark, (segs, stories), WORLD, old, new, [], (100, 200))
 
 
+SINCE = T0 + 20 * H  # the last good run's as_of
+# created since: story 100's fifth frame (public: it follows the fourth in its chain) and a new story
+FRESH = [segment(104, 1, SINCE, story_id=100, frame_index=5, story_start=T0), segment(400, 3, SINCE + H)]
+
+
+@settings(max_examples=12, deadline=None)
+@given(events=st.lists(st.tuples(_kinds, st.tuples(st.sampled_from(WORLD + FRESH), st.sampled_from([1, 3, 10, 11, 12]),
+                                                   st.integers(0, 8 * 60), st.booleans())), max_size=25))
+def test_property_frames_created_since_update_to_the_recomputed_insights(spark, events):
+    """Frames created since the last good run (at the end of their chain, or a new story's) start from nothing: the
+    update still equals the recomputation."""
+    old, new = _split(events, SINCE)
+    stories = (100, 200, 400)
+    segs, story_rows = by_update(spark, WORLD + FRESH, old, new, [], stories, old_segments=WORLD)
+    _assert_equal(spark, (segs, story_rows), WORLD + FRESH, old, new, [], stories)
+
+
 def test_split_recomputes_the_stories_whose_segments_changed_or_may_have_lost_pairs(spark):
-    """Story 100 unchanged: updated. 200 gained a frame, 300 had one deleted, 400 has no last good story row, 500
-    has a segment created before the latest retention cutoff of the pairs: recomputed."""
+    """Updated: 100 (unchanged), 600 (a frame created since, after the others), 800 (a new story). Recomputed: 200
+    (a frame created before the last good run's as_of, arriving late), 300 (a frame deleted), 400 (no last good
+    story row), 500 (a segment created before the latest retention cutoff of the pairs), 700 (a frame created since
+    but inserted before another)."""
     from pyspark.sql import functions as F
 
+    since = T0 + 3 * H
     before = [
         F1, F2,
         segment(200, 2, T0), segment(300, 3, T0), segment(301, 3, T0 + H, story_id=300, frame_index=2, story_start=T0),
-        segment(400, 4, T0), segment(500, 5, T0 - 3 * H),
+        segment(400, 4, T0), segment(500, 5, T0 - 3 * H), segment(600, 6, T0),
+        segment(700, 7, T0), segment(702, 7, T0 + H, story_id=700, frame_index=3, story_start=T0),
     ]  # fmt: skip
-    frame_201 = segment(201, 2, T0 + 2 * H, story_id=200, frame_index=2, story_start=T0)
-    now = [dict(s, is_deleted=True) if s["segment_id"] == 301 else s for s in before] + [frame_201]
+    later = [
+        segment(201, 2, T0 + 2 * H, story_id=200, frame_index=2, story_start=T0),
+        segment(601, 6, since, story_id=600, frame_index=2, story_start=T0),
+        segment(701, 7, since, story_id=700, frame_index=2, story_start=T0),
+        segment(800, 8, since + H),
+    ]  # fmt: skip
+    now = [dict(s, is_deleted=True) if s["segment_id"] == 301 else s for s in before] + later
     previous, previous_stories = insights(spark, before, [], [], [], [])
-    touched = spark.createDataFrame([(i,) for i in (100, 200, 300, 400, 500)], f"{STORY} bigint")
+    touched = spark.createDataFrame([(i,) for i in (100, 200, 300, 400, 500, 600, 700, 800)], f"{STORY} bigint")
     got = split(frame(spark, "segments", now), previous, previous_stories.filter(F.col("story_id") != 400), touched,
-                AS_OF, T0 - H)
-    assert sorted(r[STORY] for r in got.collect()) == [200, 300, 400, 500]
-    unchanged = split(frame(spark, "segments", before), previous, previous_stories, touched, AS_OF)
+                AS_OF, since, T0 - H)
+    assert sorted(r[STORY] for r in got.collect()) == [200, 300, 400, 500, 700]
+    unchanged = split(frame(spark, "segments", before), previous, previous_stories, touched, AS_OF, since)
     assert unchanged.collect() == []

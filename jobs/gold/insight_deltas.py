@@ -15,8 +15,10 @@ insight rows (split) changes only by its gained rows:
   (story, viewer) a gained row names;
 - its sticker interactions (one row per sticker and user, replaced by a later answer) are counted again from
   silver.sticker_responses (a few rows per segment).
-Any other touched story (a segment created, deleted or moved into or out of it; no last good story row) is
-recomputed from all its silver rows. tests/test_incremental.py checks that runs taking either way equal full runs.
+The same holds for a story that gained frames created since the last good run at the end of their chains (a new
+story too: it had no rows): no pair of before that run could go on to them. Any other touched story (a frame
+deleted, moved into or out of it, created late or inserted between two) is recomputed from all its silver rows
+(split). tests/test_incremental.py checks that runs taking either way equal full runs.
 """
 
 from __future__ import annotations
@@ -27,8 +29,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from jobs import spark_io
 from jobs.engine_workarounds import any_true, lookup, without
-from jobs.gold import activity
-from jobs.gold.story_insights import SUMMED
+from jobs.gold import activity, story_insights
 from jobs.horizon import Horizon
 from jobs.merged_tables import same_values
 from storylake import increments, lake, latest_rows
@@ -107,38 +108,64 @@ def retained_from(settings: Settings) -> datetime | None:
 
 
 def split(segments: DataFrame, previous: DataFrame, previous_stories: DataFrame, stories: DataFrame,
-          as_of: datetime, retained: datetime | None = None) -> DataFrame:
-    """The touched `stories` (a Touched frame: STORY) to recompute from all their silver rows: those of a segment
-    whose known silver row (`segments`: silver.segments rows of the touched stories) differs from its segment
-    columns in the last good `previous` insight rows of the touched stories (created, deleted, moved to another
-    story), or missing there, or created before `retained` (retained_from), and those without a last good story
-    row (`previous_stories`); same column. The other touched stories take updated()."""
+          as_of: datetime, since: datetime, retained: datetime | None = None) -> DataFrame:
+    """The touched `stories` (a Touched frame: STORY) to recompute from all their silver rows; same column. The
+    other touched stories take updated(). `segments`: silver.segments rows of the touched stories; `previous`,
+    `previous_stories`: their last good insight rows; `since`: the last good run's as_of (every silver row it read
+    is before it); `retained`: retained_from().
+
+    A story is recomputed when one of its known segments differs from its segment columns in `previous` (deleted,
+    moved in from or out to another story), is new there but created before `since` (a late creation: earlier
+    pairs may be in its continuation window), or was created before `retained`; when one of its frames that was in
+    `previous` now links to another next frame in its chain than before, other than a new frame where it had none
+    (a new frame inserted before another); and when it has no last good story row but segment rows. So an updated
+    story's frames are those it had, as they were, and frames created since, at the end of their chains: no pair
+    of before `since` could go on to those, so only the pairs the added rows name change."""
     from pyspark.sql import functions as F
 
     now = activity.known_segments(segments, as_of).select(*SEGMENT_COLUMNS)
     was = previous.select(*[F.col(c).alias(f"_p_{c}") for c in SEGMENT_COLUMNS])
     both = now.join(was, F.col("segment_id") == F.col("_p_segment_id"), "full")
+    new = F.col("_p_segment_id").isNull()
+    fresh = new & (F.col("created_at") >= activity.instant(since))
     trimmed = F.lit(False) if retained is None else F.coalesce(
         F.least(F.col("created_at"), F.col("_p_created_at")) < activity.instant(retained), F.lit(True))
-    differs = both.filter(F.col("segment_id").isNull() | F.col("_p_segment_id").isNull()
-                          | ~same_values(list(SEGMENT_COLUMNS), "_p_") | trimmed)
-    moved = differs.select(F.col("story_id").alias(STORY)).unionByName(
+    differs = both.filter(F.col("segment_id").isNull() | (new & ~fresh)
+                          | (~new & ~same_values(list(SEGMENT_COLUMNS), "_p_")) | trimmed)
+    changed = differs.select(F.col("story_id").alias(STORY)).unionByName(
         differs.select(F.col("_p_story_id").alias(STORY)))
+    # the chains' links of the frames that were there: as they were, or to a new frame where they had none
+    fresh_ids = both.filter(fresh).select(F.col("segment_id").alias("_f_sid"))
+    olds = previous.select(*SEGMENT_COLUMNS)
+    links = lookup(lookup(
+        olds.select("segment_id", "story_id"),
+        activity.chain(olds).select(F.col("segment_id").alias("_ol_sid"), F.col("next_segment_id").alias("_ol_next")),
+        F.col("segment_id") == F.col("_ol_sid")),
+        activity.chain(now).select(F.col("segment_id").alias("_nl_sid"), F.col("next_segment_id").alias("_nl_next")),
+        F.col("segment_id") == F.col("_nl_sid"))
+    links = lookup(links, fresh_ids, F.col("_nl_next") == F.col("_f_sid"))
+    relinked = links.filter(~F.col("_ol_next").eqNullSafe(F.col("_nl_next"))
+                            & ~(F.col("_ol_next").isNull() & F.col("_f_sid").isNotNull())).select(
+        F.col("story_id").alias(STORY))
+    # a touched story without a last good story row: updated from nothing when every segment of it is new
     unknown = without(stories, previous_stories.select(F.col("story_id").alias("_ps_story")),
                       F.col(STORY) == F.col("_ps_story"), ["_ps_story"])
-    return moved.unionByName(unknown.select(STORY)).filter(F.col(STORY).isNotNull()).distinct()
+    had = previous.select(F.col("story_id").alias("_h_story")).distinct()
+    unknown = lookup(unknown, had, F.col(STORY) == F.col("_h_story"), "inner").select(STORY)
+    return changed.unionByName(relinked).unionByName(unknown).filter(F.col(STORY).isNotNull()).distinct()
 
 
-def updated(previous: DataFrame, previous_stories: DataFrame, rows: Added, sticker_responses: DataFrame,
-            as_of: datetime, materialize: spark_io.Materialize = spark_io.lazily) -> tuple[DataFrame, DataFrame]:
-    """(the segments' counts, the stories' counts) as of `as_of` of the stories whose last good insight rows are
-    `previous` (every segment of each, gold.segment_insights readers' rows) and `previous_stories` (their
-    gold.story_insights rows), from those rows and the silver rows the run added (module docstring). The segments'
-    counts: SEGMENT_COLUMNS and every count segment_insights.finished() reads; the stories': their columns but the
-    rates and as_of."""
+def updated(segments: DataFrame, previous: DataFrame, previous_stories: DataFrame, rows: Added,
+            sticker_responses: DataFrame, as_of: datetime, materialize: spark_io.Materialize = spark_io.lazily
+            ) -> tuple[DataFrame, DataFrame]:
+    """(the segments' counts, the stories' counts) as of `as_of` of the stories whose known silver.segments rows are
+    `segments` (every segment of each, split() let them through), from their last good insight rows `previous`
+    (gold.segment_insights readers' rows; none of a new segment) and `previous_stories` (gold.story_insights; none
+    of a new story) and the silver rows the run added (module docstring). The segments' counts: SEGMENT_COLUMNS and
+    every count segment_insights.finished() reads; the stories': their columns but the rates and as_of."""
     from pyspark.sql import functions as F
 
-    segs = previous.select(*SEGMENT_COLUMNS)
+    segs = activity.known_segments(segments, as_of).select(*SEGMENT_COLUMNS)
     pairs = materialize(pair_states(segs, rows, as_of, materialize), "delta_pairs")
     counts = activity.combined_counts(["segment_id"], [
         (viewer_changes(pairs), ["impressions", "total_view_ms", "reach", "completed_viewers", "exit_viewers"]),
@@ -150,21 +177,24 @@ def updated(previous: DataFrame, previous_stories: DataFrame, rows: Added, stick
     ])
     stickers = activity.sticker_interaction_counts(activity.sticker_responses_before(sticker_responses, segs, as_of),
                                                    ["segment_id"])
-    grown = counts.select("segment_id", *[F.col(c).alias(f"_d_{c}") for c in GROWN])
-    segments = activity.zero_filled(
-        lookup(lookup(previous, grown, "segment_id"), stickers.withColumnRenamed("sticker_interactions", "_d_st"),
-               "segment_id"),
-        [f"_d_{c}" for c in GROWN] + ["_d_st"],
-    ).select(*SEGMENT_COLUMNS, *[(F.col(c) + F.col(f"_d_{c}")).alias(c) for c in GROWN],
-             F.col("_d_st").alias("sticker_interactions"))
-    segments = materialize(segments, "delta_segments")
-    return segments, story_counts(previous_stories, segments, pairs)
+    before = previous.select(F.col("segment_id").alias("_p_sid"), *[F.col(c).alias(f"_p_{c}") for c in GROWN])
+    grown = counts.select(F.col("segment_id").alias("_d_sid"), *[F.col(c).alias(f"_d_{c}") for c in GROWN])
+    joined = lookup(segs, before, F.col("segment_id") == F.col("_p_sid"))
+    joined = lookup(joined, grown, F.col("segment_id") == F.col("_d_sid"))
+    joined = lookup(joined, stickers.select(F.col("segment_id").alias("_st_sid"), F.col("sticker_interactions")
+                                            .alias("_d_st")), F.col("segment_id") == F.col("_st_sid"))
+    joined = activity.zero_filled(joined, [*[f"_p_{c}" for c in GROWN], *[f"_d_{c}" for c in GROWN], "_d_st"])
+    out = materialize(joined.select(*SEGMENT_COLUMNS, *[(F.col(f"_p_{c}") + F.col(f"_d_{c}")).alias(c) for c in GROWN],
+                                    F.col("_d_st").alias("sticker_interactions")), "delta_segments")
+    return out, story_counts(segs, previous_stories, out, pairs, as_of)
 
 
-def story_counts(previous_stories: DataFrame, segments: DataFrame, pairs: DataFrame) -> DataFrame:
-    """The stories' rows (`previous_stories`, without rates or as_of) with the counts of their `segments` (every
-    segment of each, as updated() counts them): sums of the segments' for every count but the distinct viewers', the
-    last good reach and completed viewers changed by the stories' pairs (pair_states) that change them."""
+def story_counts(segs: DataFrame, previous_stories: DataFrame, segments: DataFrame, pairs: DataFrame,
+                 as_of: datetime) -> DataFrame:
+    """The stories of `segs` (their known segments, SEGMENT_COLUMNS) as story_insights.stories() makes them, with the
+    counts of their `segments` (every segment of each, as updated() counts them): sums of the segments' for every
+    count but the distinct viewers', the last good reach and completed viewers (`previous_stories`; 0 for a new
+    story) changed by the stories' pairs (pair_states) that change them."""
     from pyspark.sql import functions as F
 
     per_viewer = pairs.groupBy("story_id", "viewer_id").agg(*[any_true(c).alias(c) for c in
@@ -172,13 +202,15 @@ def story_counts(previous_stories: DataFrame, segments: DataFrame, pairs: DataFr
     viewers = per_viewer.groupBy("story_id").agg(
         _changed("_is", "_was").alias("_d_reach"), _changed("_done_is", "_done_was").alias("_d_completed_viewers"))
     sums = segments.groupBy("story_id").agg(*[F.sum(c).cast("bigint").alias(c) for c in
-                                              ("impressions", "total_view_ms", *SUMMED)])
-    base = previous_stories.select("story_id", "author_id", "story_start", "story_end", "segment_count", "reach",
-                                   "completed_viewers")
-    out = activity.zero_filled(lookup(base, viewers, "story_id"), ["_d_reach", "_d_completed_viewers"])
+                                              ("impressions", "total_view_ms", *story_insights.SUMMED)])
+    before = previous_stories.select(F.col("story_id").alias("_p_story"), F.col("reach").alias("_p_reach"),
+                                     F.col("completed_viewers").alias("_p_completed_viewers"))
+    out = lookup(story_insights.stories(segs, as_of), before, F.col("story_id") == F.col("_p_story"))
+    out = activity.zero_filled(lookup(out, viewers, "story_id"),
+                               ["_p_reach", "_p_completed_viewers", "_d_reach", "_d_completed_viewers"])
     out = out.select("story_id", "author_id", "story_start", "story_end", "segment_count",
-                     (F.col("reach") + F.col("_d_reach")).alias("reach"),
-                     (F.col("completed_viewers") + F.col("_d_completed_viewers")).alias("completed_viewers"))
+                     (F.col("_p_reach") + F.col("_d_reach")).alias("reach"),
+                     (F.col("_p_completed_viewers") + F.col("_d_completed_viewers")).alias("completed_viewers"))
     return lookup(out, sums, "story_id")
 
 

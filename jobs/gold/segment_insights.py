@@ -182,6 +182,7 @@ def from_added(spark: SparkSession, settings: Settings, horizon: Horizon, touche
     from jobs.engine_workarounds import without
     from jobs.gold import insight_deltas
     from jobs.gold import touched as touch
+    from storylake import increments
 
     if touch.rewrite_reason(settings, [NAME, story_insights.NAME], horizon) is not None:
         return None
@@ -192,16 +193,21 @@ def from_added(spark: SparkSession, settings: Settings, horizon: Horizon, touche
     # the last good rows of the touched stories: split, updated and the restated rows' comparison read them
     kept = kept._replace(previous=materialize(kept.previous, "previous_segments"))
     story_kept = story_kept._replace(previous=materialize(story_kept.previous, "previous_stories"))
-    segments = touch.of_keys(whole["segments"], touched, "story_id")
+    segments = materialize(touch.of_keys(whole["segments"], touched, "story_id"), "touched_story_segments")
+    last = increments.last(settings)
+    if last is None:
+        return None
     again = materialize(insight_deltas.split(segments, kept.previous, story_kept.previous, touched, horizon.as_of,
-                                             insight_deltas.retained_from(settings)), "recomputed_stories")
+                                             last.as_of, insight_deltas.retained_from(settings)),
+                        "recomputed_stories")
     rest = materialize(without(touched, again.select(F.col(story).alias("_ag_story")),
                                F.col(story) == F.col("_ag_story"), ["_ag_story"]), "updated_stories")
     log.info("segment and story insights: %d touched stories updated by the added rows, %d recomputed",
              rest.count(), again.count())
     seg_counts, story_counts = insight_deltas.updated(
-        touch.of_keys(kept.previous, rest, "story_id"), touch.of_keys(story_kept.previous, rest, "story_id"), added,
-        whole["sticker_responses"], horizon.as_of, materialize)
+        touch.of_keys(segments, rest, "story_id"), touch.of_keys(kept.previous, rest, "story_id"),
+        touch.of_keys(story_kept.previous, rest, "story_id"), added, whole["sticker_responses"], horizon.as_of,
+        materialize)
     return Updated(touch.restrict(whole, again, ("view_events",)), seg_counts, story_counts, kept, story_kept)
 
 
