@@ -131,7 +131,7 @@ def run(spark: SparkSession, settings: Settings, horizon: Horizon, touched: Data
     story_kept = None
     if kept is not None:
         story_kept, _ = touch.keep(spark, settings, story_insights.NAME, horizon.admits("story_start", gold=True),
-                                   touched, "story_id")
+                                   touched, "story_id", touch.story_rows_around(settings, horizon))
         if story_kept is None:  # no last good story_insights to keep rows from: both recompute the whole horizon
             inputs, kept = whole, None
     where = horizon.where("story_start", gold=True)

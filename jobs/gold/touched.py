@@ -129,8 +129,8 @@ class Kept(NamedTuple):
     name: str
 
 
-def keep(spark: SparkSession, settings: Settings, name: str, within: Column, keys: DataFrame | None, column: str
-         ) -> tuple[Kept | None, DataFrame | None]:
+def keep(spark: SparkSession, settings: Settings, name: str, within: Column, keys: DataFrame | None, column: str,
+         around: Column | None = None) -> tuple[Kept | None, DataFrame | None]:
     """(the rows of gold.<name> matching `within` (the slice the job rewrites) as the last good run left them, but
     those whose `column` is a touched key: written back beside the recomputed rows; the touched `keys` to recompute,
     the Touched frame of that column). (None, None) when the job recomputes the whole slice: no touched keys given,
@@ -145,15 +145,17 @@ def keep(spark: SparkSession, settings: Settings, name: str, within: Column, key
     # the stamping compares the recomputed rows with the previous rows of the touched keys only: hashing the whole
     # slice (2.7M segment insights at 10M views a day, ~17% of them touched) cost most of the comparison
     return Kept(without(previous, keys, F.col(column) == F.col(key), [key]),
-                latest_of_keys(spark, settings, name, version, within, keys, column), name), keys
+                latest_of_keys(spark, settings, name, version, within, keys, column, around), name), keys
 
 
 def latest_of_keys(spark: SparkSession, settings: Settings, name: str, version: int, within: Column, keys: DataFrame,
-                   column: str) -> DataFrame:
+                   column: str, around: Column | None = None) -> DataFrame:
     """of_keys(gold.<name> at `version` as its readers saw it, filtered by `within`, `keys`, `column`). Of a table
     stored as growing or restated rows (storylake.latest_rows) only the stored rows of the keys that have a row
     naming a touched key are deduplicated (a key's latest row may name another story than its earlier rows): at 10M
-    views a day ~0.3M of the slice's ~3.9M stored segment insights."""
+    views a day ~0.3M of the slice's ~3.9M stored segment insights. `around`: a filter on the stored rows that keeps
+    every row of a key whose latest row `within` admits (story_rows_around), so that their scans skip the older
+    files (of two years of history) by their statistics."""
     from pyspark.sql import functions as F
 
     from jobs.merged_tables import latest_frame, same_keys
@@ -162,6 +164,8 @@ def latest_of_keys(spark: SparkSession, settings: Settings, name: str, version: 
     if growing is None:
         return of_keys(spark_io.read_version(spark, settings, "gold", name, version).filter(within), keys, column)
     stored = spark_io.read_version(spark, settings, "gold", name, version)
+    if around is not None:
+        stored = stored.filter(around)
     named = of_keys(stored.select(*growing.key, column), keys, column).select(
         *[F.col(k).alias(f"_lk_{k}") for k in growing.key]).distinct()
     theirs = lookup(stored, named, same_keys(growing.key, "_lk_"), "inner").select(
@@ -190,7 +194,8 @@ def scope(spark: SparkSession, settings: Settings, name: str, horizon: Horizon, 
     recomputed (no touched stories, or no last good version of the table)."""
     from pyspark.sql import functions as F
 
-    kept, stories = keep(spark, settings, name, horizon.admits("story_start", gold=True), stories, "story_id")
+    kept, stories = keep(spark, settings, name, horizon.admits("story_start", gold=True), stories, "story_id",
+                         story_rows_around(settings, horizon))
     if kept is None or stories is None:
         return inputs, None
     inputs = restrict(inputs, stories, with_story)
@@ -198,6 +203,21 @@ def scope(spark: SparkSession, settings: Settings, name: str, horizon: Horizon, 
         recomputed = inputs["segments"].select(F.col("segment_id").alias("_rc_sid"))
         kept = kept._replace(rows=without(kept.rows, recomputed, F.col("segment_id") == F.col("_rc_sid"), ["_rc_sid"]))
     return inputs, kept
+
+
+def story_rows_around(settings: Settings, horizon: Horizon) -> Column | None:
+    """A filter on the stored rows of a story-keyed gold table (segment and story insights, anchored at story_start)
+    that keeps every stored row of each key whose latest row starts in the gold horizon (None: no horizon). A key's
+    rows name stories of one segment (or a story's first one), which start less than a story span before its
+    creation; a late creation can fold it into a story starting up to the lateness window (and a lifetime) earlier."""
+    from pyspark.sql import functions as F
+
+    from storylake.rules.lifetimes import SEGMENT_LIFETIME, STORY_SPAN
+
+    if horizon.gold_lo is None:
+        return None
+    margin = STORY_SPAN + SEGMENT_LIFETIME + settings.lateness_window
+    return F.col("story_start") >= F.lit(horizon.gold_lo - margin).cast("timestamp")
 
 
 def with_kept(df: DataFrame, kept: Kept | None) -> DataFrame:
