@@ -118,9 +118,10 @@ def with_retention(metrics: DataFrame) -> DataFrame:
 def run(spark: SparkSession, settings: Settings, horizon: Horizon, touched: DataFrame | None = None) -> dict[str, int]:
     """gold.segment_insights and gold.story_insights of the stories that start in the gold horizon (retention needs
     the story's first frame), from their silver rows read once (activity.story_activity); with `touched`
-    (jobs.gold.touched) only those stories are recomputed: the rows that changed are appended (both tables are
-    stored as restated rows, storylake.latest_rows) when append_restated can, else the horizon's slice is rewritten
-    with the other rows as the last good run left them."""
+    (jobs.gold.touched) only those stories are recomputed, or updated from their last good rows by the rows the run
+    added (from_added): the rows that changed are appended (both tables are stored as restated rows,
+    storylake.latest_rows) when append_restated can, else the horizon's slice is rewritten with the other rows as
+    the last good run left them."""
     from jobs.gold import touched as touch
 
     names = (NAME, story_insights.NAME)
@@ -184,7 +185,8 @@ def from_added(spark: SparkSession, settings: Settings, horizon: Horizon, touche
     from jobs.gold import touched as touch
     from storylake import increments
 
-    if touch.rewrite_reason(settings, [NAME, story_insights.NAME], horizon) is not None:
+    last = increments.last(settings)
+    if last is None or touch.rewrite_reason(settings, [NAME, story_insights.NAME], horizon) is not None:
         return None
     added = insight_deltas.added(spark, settings, horizon)
     if added is None:
@@ -194,9 +196,6 @@ def from_added(spark: SparkSession, settings: Settings, horizon: Horizon, touche
     kept = kept._replace(previous=materialize(kept.previous, "previous_segments"))
     story_kept = story_kept._replace(previous=materialize(story_kept.previous, "previous_stories"))
     segments = materialize(touch.of_keys(whole["segments"], touched, "story_id"), "touched_story_segments")
-    last = increments.last(settings)
-    if last is None:
-        return None
     again = materialize(insight_deltas.split(segments, kept.previous, story_kept.previous, touched, horizon.as_of,
                                              last.as_of, insight_deltas.retained_from(settings)),
                         "recomputed_stories")
