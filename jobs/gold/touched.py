@@ -166,7 +166,7 @@ def latest_of_keys(spark: SparkSession, settings: Settings, name: str, version: 
     stored = spark_io.read_version(spark, settings, "gold", name, version)
     if around is not None:
         stored = stored.filter(around)
-    named = of_keys(stored.select(*growing.key, column), keys, column).select(
+    named = of_keys(stored.select(*dict.fromkeys((*growing.key, column))), keys, column).select(
         *[F.col(k).alias(f"_lk_{k}") for k in growing.key]).distinct()
     theirs = lookup(stored, named, same_keys(growing.key, "_lk_"), "inner").select(
         *contracts.get(f"gold.{name}").column_names)
@@ -209,7 +209,8 @@ def story_rows_around(settings: Settings, horizon: Horizon) -> Column | None:
     """A filter on the stored rows of a story-keyed gold table (segment and story insights, anchored at story_start)
     that keeps every stored row of each key whose latest row starts in the gold horizon (None: no horizon). A key's
     rows name stories of one segment (or a story's first one), which start less than a story span before its
-    creation; a late creation can fold it into a story starting up to the lateness window (and a lifetime) earlier."""
+    creation; a late duplicate creation that wins moves that creation earlier by at most the lateness window and
+    the clock skew (the lifetime in the margin covers a skew of up to 24 h)."""
     from pyspark.sql import functions as F
 
     from storylake.rules.lifetimes import SEGMENT_LIFETIME, STORY_SPAN
