@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jobs.gold import story_insights as stories_job
-from jobs.gold.insight_deltas import STORY, Added, split, updated
+from jobs.gold.insight_deltas import Added, split, updated
 from jobs.gold.segment_insights import finished, segment_insights
+from jobs.gold.touched import STORY
 from tests.test_gold_builders import (
     T0,
     H,

@@ -20,6 +20,9 @@ from storylake.clock import utc
 from storylake.rules.lifetimes import SEGMENT_LIFETIME, in_lifetime_sql
 from storylake.rules.views import FULL_COMPLETION, OTHERS_VIEW_SQL
 
+# The segment columns a segment's insight row carries (gold.segment_insights), from its silver.segments row.
+INSIGHT_SEGMENT_COLUMNS = ("segment_id", "author_id", "story_id", "frame_index", "created_at", "expires_at",
+                           "story_start", "audience", "media_type", "is_deleted")
 # Navigation gestures counted per insight column (DESIGN §5: exits = tap_exit + swipe_down).
 NAVIGATION_COUNTS: dict[str, tuple[str, ...]] = {
     "exits": ("tap_exit", "swipe_down"),

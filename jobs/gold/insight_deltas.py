@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from jobs import spark_io
 from jobs.engine_workarounds import any_true, lookup, without
 from jobs.gold import activity, story_insights
+from jobs.gold.touched import STORY
 from jobs.horizon import Horizon
 from jobs.merged_tables import same_values
 from storylake import increments, lake, latest_rows
@@ -41,13 +42,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# the segment columns a story's insight rows are computed from (jobs/gold/segment_insights.py SEGMENT_COLUMNS)
-SEGMENT_COLUMNS = ("segment_id", "author_id", "story_id", "frame_index", "created_at", "expires_at", "story_start",
-                   "audience", "media_type", "is_deleted")
+SEGMENT_COLUMNS = activity.INSIGHT_SEGMENT_COLUMNS
 # counts of a segment that grow by its gained rows' (sums, and viewer counts changed by their pairs)
 GROWN = ("impressions", "total_view_ms", "reach", "completed_viewers", "exit_viewers", "continuation_viewers",
          "continued_viewers", *activity.NAVIGATION_COUNTS, *activity.ENGAGEMENT_COUNTS)
-STORY = "_touched_story"  # jobs.gold.touched.STORY
 
 
 class Added(NamedTuple):

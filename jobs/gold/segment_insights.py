@@ -24,18 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NAME = "segment_insights"
-SEGMENT_COLUMNS = (
-    "segment_id",
-    "author_id",
-    "story_id",
-    "frame_index",
-    "created_at",
-    "expires_at",
-    "story_start",
-    "audience",
-    "media_type",
-    "is_deleted",
-)
+SEGMENT_COLUMNS = activity.INSIGHT_SEGMENT_COLUMNS
 
 
 def segment_insights(
@@ -191,7 +180,7 @@ def from_added(spark: SparkSession, settings: Settings, horizon: Horizon, touche
     added = insight_deltas.added(spark, settings, horizon)
     if added is None:
         return None
-    story = insight_deltas.STORY
+    story = touch.STORY
     # the last good rows of the touched stories: split, updated and the restated rows' comparison read them
     kept = kept._replace(previous=materialize(kept.previous, "previous_segments"))
     story_kept = story_kept._replace(previous=materialize(story_kept.previous, "previous_stories"))

@@ -144,14 +144,16 @@ def keep(spark: SparkSession, settings: Settings, name: str, within: Column, key
     previous = spark_io.read_version_as_seen(spark, settings, "gold", name, version).filter(within)
     # the stamping compares the recomputed rows with the previous rows of the touched keys only: hashing the whole
     # slice (2.7M segment insights at 10M views a day, ~17% of them touched) cost most of the comparison
-    return Kept(without(previous, keys, F.col(column) == F.col(key), [key]),
-                latest_of_keys(spark, settings, name, version, within, keys, column, around), name), keys
+    growing = latest_rows.growing(f"gold.{name}")
+    mine = (of_keys(previous, keys, column) if growing is None
+            else latest_of_keys(spark, settings, growing, version, within, keys, column, around))
+    return Kept(without(previous, keys, F.col(column) == F.col(key), [key]), mine, name), keys
 
 
-def latest_of_keys(spark: SparkSession, settings: Settings, name: str, version: int, within: Column, keys: DataFrame,
-                   column: str, around: Column | None = None) -> DataFrame:
-    """of_keys(gold.<name> at `version` as its readers saw it, filtered by `within`, `keys`, `column`). Of a table
-    stored as growing or restated rows (storylake.latest_rows) only the stored rows of the keys that have a row
+def latest_of_keys(spark: SparkSession, settings: Settings, growing: latest_rows.LatestRows, version: int,
+                   within: Column, keys: DataFrame, column: str, around: Column | None = None) -> DataFrame:
+    """of_keys(the gold table stored as growing or restated rows `growing` (storylake.latest_rows) at `version` as
+    its readers saw it, filtered by `within`, `keys`, `column`): only the stored rows of the keys that have a row
     naming a touched key are deduplicated (a key's latest row may name another story than its earlier rows): at 10M
     views a day ~0.3M of the slice's ~3.9M stored segment insights. `around`: a filter on the stored rows that keeps
     every row of a key whose latest row `within` admits (story_rows_around), so that their scans skip the older
@@ -160,16 +162,14 @@ def latest_of_keys(spark: SparkSession, settings: Settings, name: str, version: 
 
     from jobs.merged_tables import latest_frame, same_keys
 
-    growing = latest_rows.growing(f"gold.{name}")
-    if growing is None:
-        return of_keys(spark_io.read_version(spark, settings, "gold", name, version).filter(within), keys, column)
-    stored = spark_io.read_version(spark, settings, "gold", name, version)
+    layer, name = growing.table.split(".")
+    stored = spark_io.read_version(spark, settings, layer, name, version)
     if around is not None:
         stored = stored.filter(around)
     named = of_keys(stored.select(*dict.fromkeys((*growing.key, column))), keys, column).select(
         *[F.col(k).alias(f"_lk_{k}") for k in growing.key]).distinct()
     theirs = lookup(stored, named, same_keys(growing.key, "_lk_"), "inner").select(
-        *contracts.get(f"gold.{name}").column_names)
+        *contracts.get(growing.table).column_names)
     return of_keys(latest_frame(growing, theirs).filter(within), keys, column)
 
 
