@@ -54,6 +54,7 @@ ENV_VARS: dict[str, str] = {
     "api_users": "STORYLAKE_API_USERS",
     "api_max_body_bytes": "STORYLAKE_API_MAX_BODY_BYTES",
     "job_lanes": "STORYLAKE_JOB_LANES",
+    "insight_update_min_stories": "STORYLAKE_INSIGHT_UPDATE_MIN_STORIES",
     "publish_memory_mb": "STORYLAKE_PUBLISH_MEMORY_MB",
     "api_tray_cache_entries": "STORYLAKE_API_TRAY_CACHE_ENTRIES",
     "media_url_template": "STORYLAKE_MEDIA_URL_TEMPLATE",
@@ -112,6 +113,10 @@ class Settings:
     # Silver and gold: jobs one run submits to the engine at once (jobs/lanes.py: workers taking the next ready job;
     # 1 = in turn).
     job_lanes: int = 2
+    # Gold: an hourly run updates the story insights of the stories it only added interactions to from their last
+    # good rows (jobs/gold/insight_deltas.py) when it touches at least this many stories; with fewer, recomputing
+    # them from all their silver rows costs less than the update's own engine steps (0: always update).
+    insight_update_min_stories: int = 20_000
     # Publish's DuckDB memory limit (serving/publish.py): beyond it its sorts, joins and aggregates spill to disk.
     # Unlimited (80% of RAM) it held 2.6 GB building a 10M views/day lake's snapshot after 3 days of history.
     publish_memory_mb: int = 1536
@@ -281,6 +286,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "api_max_body_bytes": _number("api_max_body_bytes", int, 1024, "a number of bytes >= 1024"),
     "api_tray_cache_entries": _number("api_tray_cache_entries", int, 0, "a number of entries >= 0"),
     "job_lanes": _number("job_lanes", int, 1, "a number of lanes >= 1"),
+    "insight_update_min_stories": _number("insight_update_min_stories", int, 0, "a number of stories >= 0"),
     "publish_memory_mb": _number("publish_memory_mb", int, 256, "a number of megabytes >= 256"),
     "media_url_template": str,
     "media_signing_key": str,

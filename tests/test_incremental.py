@@ -6,6 +6,8 @@ all files, and to `--full-refresh` on the same lake."""
 from __future__ import annotations
 
 import json
+import logging
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -111,20 +113,26 @@ def incremental_runs(
     return s
 
 
-def test_hourly_incremental_runs_equal_one_full_run(spark: Any, world: Path, tmp_path: Path) -> None:
+def test_hourly_incremental_runs_equal_one_full_run(spark: Any, world: Path, tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
     """Batches of six arrival hours, each run as of its last hour's end: the first run is a full refresh, every
     later one incremental over the rows its batch brought; the tables end as one full run leaves them. A 10-hour
     lateness window (the generator's late files are 1-5 hours late) seals the pairs' latest view days before the
     second day from the run as of its 10:00 on (gold.author_viewer_latest, gold.ring_signal_sums), which the
-    2-day world would not reach with the default 48 hours."""
-    options = {"lateness_window_h": 10.0}
+    2-day world would not reach with the default 48 hours. Every run updates the story insights of the stories it
+    only added interactions to from their last good rows, however few (insight_update_min_stories 0)."""
+    options: dict[str, Any] = {"lateness_window_h": 10.0, "insight_update_min_stories": 0}
     files = landing_files(world)
     hours = sorted({h for h, _ in files})
     batches = []
     for i in range(0, len(hours), 6):
         chunk = set(hours[i:i + 6])
         batches.append((max(chunk) + HOUR, [rel for h, rel in files if h in chunk]))
-    s = incremental_runs(spark, world, batches, tmp_path, **options)
+    with caplog.at_level(logging.INFO, logger="jobs.gold.segment_insights"):
+        s = incremental_runs(spark, world, batches, tmp_path, **options)
+    updated = [int(m.group(1)) for r in caplog.records
+               if (m := re.match(r"segment and story insights: (\d+) touched stories updated", r.getMessage()))]
+    assert updated and max(updated) > 0  # the update from the added rows ran
     last = increments.last(s)
     assert last is not None and not last.full and last.new_rows and last.horizon is not None
     assert last.horizon > min(hours) + 24 * HOUR  # the late runs recompute the recent past only
@@ -173,7 +181,9 @@ def _redelivery(src: Path, rel: str, dst_root: Path, name: str, hour: datetime, 
 @given(data=st.data())
 def test_property_any_arrival_split_equals_one_full_run(spark: Any, world: Path, data: st.DataObject) -> None:
     """Random arrival batches plus redeliveries (whole files, some lines) and client retries (hours to days
-    later), all landing in later hour folders: run by run, the tables equal one full run over the same files."""
+    later), all landing in later hour folders: run by run, the tables equal one full run over the same files,
+    whichever way the runs take to the story insights (updated from the added rows or recomputed)."""
+    least = data.draw(st.sampled_from([0, 20_000]), label="insight_update_min_stories")
     files = landing_files(world)
     hours = sorted({h for h, _ in files})
     with tempfile.TemporaryDirectory() as tmp:
@@ -199,6 +209,6 @@ def test_property_any_arrival_split_equals_one_full_run(spark: Any, world: Path,
             chunk = [rel for h, rel in every if start <= h < cut]
             batches.append((cut, chunk))
             start = cut
-        s = incremental_runs(spark, extra_root, batches, work)
+        s = incremental_runs(spark, extra_root, batches, work, insight_update_min_stories=least)
         want = full_run(spark, extra_root, [rel for _, rel in every], batches[-1][0], work)
         assert_same(lake_state(s), want)

@@ -24,6 +24,7 @@ EVERY_ENV = {
     "SPARK_MASTER": "local[8]",
     "STORYLAKE_SHUFFLE_PARTITIONS": "16",
     "STORYLAKE_JOB_LANES": "1",
+    "STORYLAKE_INSIGHT_UPDATE_MIN_STORIES": "0",
     "STORYLAKE_PUBLISH_MEMORY_MB": "512",
 }
 
@@ -49,7 +50,8 @@ def test_every_setting_from_the_environment() -> None:
     assert Settings.from_env(EVERY_ENV) == Settings(
         lake=Path("/env/lake"), landing=Path("/env/landing"), engine="remote", spark_remote="sc://env:1",
         storage="parquet", now=datetime(2026, 11, 3, 1, 2, 3, tzinfo=UTC), require_auth=True, log_level="WARNING",
-        debug=True, spark_master="local[8]", shuffle_partitions=16, job_lanes=1, publish_memory_mb=512,
+        debug=True, spark_master="local[8]", shuffle_partitions=16, job_lanes=1, insight_update_min_stories=0,
+        publish_memory_mb=512,
     )
     assert Settings.from_env(EVERY_ENV) == Settings.resolve(EVERY_ENV)
 
