@@ -336,13 +336,63 @@ def segments_for(spark: SparkSession, settings: Settings, horizon: Horizon, fact
     from pyspark.sql import functions as F
 
     from jobs import spark_io
-    from jobs.engine_workarounds import lookup
 
     segments = spark_io.read_table(spark, settings, "silver", "segments")
     if horizon.full:
         return segments
-    ids = facts.select(F.col("segment_id").alias("_ref")).distinct()
-    return lookup(segments, ids, F.col("segment_id") == F.col("_ref"), "inner").select(*segments.columns)
+    return of_ids(segments, facts.select(F.col("segment_id").alias("_ref")).distinct(), "segment_id",
+                  segments_floor(settings, horizon.lo - lifetimes.SEGMENT_LIFETIME))
+
+
+def live_since(t: datetime) -> Column:
+    """Filter on silver.segments rows: live at or after `t`."""
+    from pyspark.sql import functions as F
+
+    return F.col("expires_at") > F.lit(t).cast("timestamp")
+
+
+MAX_OLD_IDS = 1000  # of_ids: old ids looked up one by one beside the recent range; more, and the whole table is read
+
+
+def of_ids(rows: DataFrame, ids: DataFrame, column: str, floor: int | None) -> DataFrame:
+    """`rows` whose `column` is one of `ids` (a one-column frame, any name; read twice: pass it materialized when it
+    is costly), read from the files that can hold them. `floor`: the smallest id of the table's recent rows (e.g.
+    its files' statistics); the scan keeps the ids from it on, and the few ids below it (a stale client's view of a
+    year-old segment) one by one, so that in a table whose ids grow with the time its files are clustered by
+    (silver.segments), an hour's lookups read the recent files and not two years of history (the engine's join would
+    prune the files by the ids' range alone, which one old id widens to every file). Exact whatever the ids: `floor`
+    only decides what is read (None: every file)."""
+    from pyspark.sql import functions as F
+
+    from jobs.engine_workarounds import lookup
+
+    ref = ids.columns[0]
+    keep = F.lit(True)
+    if floor is not None:
+        old = [r[0] for r in ids.filter(F.col(ref) < F.lit(floor)).distinct().limit(MAX_OLD_IDS + 1).collect()]
+        if len(old) <= MAX_OLD_IDS:
+            keep = F.col(column) >= F.lit(floor)
+            if old:
+                keep = keep | F.col(column).isin(*old)
+    return lookup(rows.filter(keep), ids, F.col(column) == F.col(ref), "inner").select(*rows.columns)
+
+
+def segments_floor(settings: Settings, t: datetime) -> int | None:
+    """The smallest segment_id of the silver.segments files that hold a segment live at or after `t`, from the Delta
+    log's statistics (no scan); None when no file says (of_ids then reads every file)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    found = lake.add_actions_cached(settings.table_path("silver", "segments"))
+    if found is None:
+        return None
+    adds = found[1]
+    if "min.segment_id" not in adds.column_names or "max.expires_at" not in adds.column_names:
+        return None
+    live = pc.greater(adds.column("max.expires_at"), pa.scalar(utc(t), adds.schema.field("max.expires_at").type))
+    ids = pc.filter(adds.column("min.segment_id"), pc.fill_null(live, True))
+    low = pc.min(ids).as_py()
+    return None if low is None else int(low)
 
 
 # --- planning -------------------------------------------------------------------------------------------------

@@ -55,6 +55,16 @@ def _live_from(segments: DataFrame, authors: DataFrame) -> DataFrame:
                   (F.col("author_id") == F.col("_a")) & (F.col("expires_at") > F.col("_t")), "inner")
 
 
+def live_since(segments: DataFrame, horizon: Horizon) -> DataFrame:
+    """silver.segments rows the run's changes can name: live at or after the horizon's `lo` (every segment when it has
+    none). Every creation the run reads is at or after lo (jobs.horizon.plan: the creations' horizon), so are the
+    segments created at or after one; a relationship change at t reaches segments live at or after t, and lo is at
+    most t - SEGMENT_LIFETIME. So the scans skip the older files (two years of segments) by their statistics."""
+    from jobs.horizon import live_since as live
+
+    return segments if horizon.lo is None else segments.filter(live(horizon.lo))
+
+
 def segment_changes(spark: SparkSession, settings: Settings, horizon: Horizon, previous: increments.Increment,
                     segments: DataFrame) -> DataFrame:
     """(segment_id) of every segment whose silver.segments row the run's new segment events can change: a segment
@@ -87,7 +97,7 @@ def changed_segments(spark: SparkSession, settings: Settings, horizon: Horizon,
     privacy)."""
     from pyspark.sql import functions as F
 
-    segments = spark_io.read_table(spark, settings, "silver", "segments")
+    segments = live_since(spark_io.read_table(spark, settings, "silver", "segments"), horizon)
     rels = _arrived(spark, settings, horizon, previous, "relationship")
     users = rels.select(F.col("user_id").alias("_a"), F.col("event_time").alias("_t")).unionByName(
         rels.select(F.col("other_user_id").alias("_a"), F.col("event_time").alias("_t")))
@@ -142,7 +152,7 @@ def changes(spark: SparkSession, settings: Settings, horizon: Horizon, materiali
     if attempt is not None:
         log.info("silver: whole horizon recomputed (a run was planned for %s since the last good run)", attempt)
         return None
-    segments = spark_io.read_table(spark, settings, "silver", "segments")
+    segments = live_since(spark_io.read_table(spark, settings, "silver", "segments"), horizon)
     authors, pairs = audience_changes(spark, settings, horizon, previous, segments)
     changed = materialize(segment_changes(spark, settings, horizon, previous, segments).unionByName(authors)
                           .distinct().select(F.col("segment_id").alias(SEGMENT_KEY)), "touched_segments")
