@@ -422,13 +422,22 @@ def plan(
 
     from jobs import spark_io
 
-    segments = spark_io.read_table(spark, settings, "silver", "segments").select(
+    # only the segments the new rows name (of_ids: the recent files, and a stale id's own)
+    named = None
+    for event in (*INTERACTIONS, *SEGMENT_EVENTS):
+        ids = new_bronze(spark, settings, event, previous, as_of, upto).select(F.col("segment_id").alias("_nsid"))
+        named = ids if named is None else named.unionByName(ids)
+    assert named is not None
+    named = named.filter(F.col("_nsid").isNotNull()).distinct()
+    floor = segments_floor(settings, previous.as_of - lifetimes.SEGMENT_LIFETIME - settings.lateness_window)
+    segments = of_ids(spark_io.read_table(spark, settings, "silver", "segments"), named, "segment_id", floor).select(
         F.col("segment_id").alias("_sid"), F.col("created_at").alias("_created")
     )
     before = None
     if previous_segments_version is not None:
-        before = (spark_io.read_version(spark, settings, "silver", "segments", previous_segments_version)
-                  .select(F.col("segment_id").alias("_sid"), F.col("created_at").alias("_created")))
+        before = of_ids(spark_io.read_version(spark, settings, "silver", "segments", previous_segments_version),
+                        named, "segment_id", floor).select(F.col("segment_id").alias("_sid"),
+                                                           F.col("created_at").alias("_created"))
     # (source, anchor, event time) rows: the earliest anchor each kind of change can reach, and the earliest event
     # time of the rows it can change (a view's own time, not its segment's creation)
     frames: list[DataFrame] = []
@@ -535,11 +544,18 @@ def segments_scope(spark: SparkSession, settings: Settings, as_of: datetime, *, 
     from jobs import spark_io
 
     upto = newest_batch(settings)
-    known = spark_io.read_table(spark, settings, "silver", "segments").select(
-        F.col("segment_id").alias("_sid"), F.col("created_at").alias("_c")
-    )
     created = new_bronze(spark, settings, "segment_created", previous, as_of, upto).select(
         "segment_id", F.col("event_time").alias("a"))
+    named = None
+    for event in SEGMENT_EVENTS:
+        ids = new_bronze(spark, settings, event, previous, as_of, upto).select(F.col("segment_id").alias("_nsid"))
+        named = ids if named is None else named.unionByName(ids)
+    assert named is not None
+    # only the segments the new segment events name (of_ids: the recent files, and a stale id's own)
+    known = of_ids(spark_io.read_table(spark, settings, "silver", "segments"),
+                   named.filter(F.col("_nsid").isNotNull()).distinct(), "segment_id",
+                   segments_floor(settings, previous.as_of - lifetimes.SEGMENT_LIFETIME - settings.lateness_window)
+                   ).select(F.col("segment_id").alias("_sid"), F.col("created_at").alias("_c"))
     row = (created.join(known, F.col("segment_id") == F.col("_sid"), "left")
            .agg(F.least(F.min("a"), F.min("_c")).alias("lo")).collect())
     lo = row[0]["lo"] if row else None

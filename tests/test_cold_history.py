@@ -16,6 +16,7 @@ interactions waiting for their segment, which its 90-day retention bounds.
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -32,11 +33,13 @@ from pipeline.run import run_pipeline
 from storylake import lake
 from storylake.clock import utc
 from storylake.settings import Settings
+from tests.landing_builders import view, write_landing
 from tests.test_incremental import lake_state
 from toolkit.bench.incremental import _land
 from toolkit.generate.generator import DEFAULT_START, generate
 
 DAYS = 40
+STALE_SEGMENT = 300  # created on the seed world's second day, whose day file holds ids 276-623 (later days: 624 on)
 COLD = timedelta(days=35)  # beyond every window an hourly run reads (30-day ring features and view_events)
 LATENESS = timedelta(days=4)  # the events whose segments the hour may name: the lateness window and the horizon
 INTERACTIONS = ("segment_view", "navigation", "sticker_interaction", "engagement", "segment_deleted",
@@ -55,6 +58,24 @@ def named_segments(settings: Settings, since: datetime) -> set[int]:
                            "WHERE event_time >= ? AND segment_id IS NOT NULL", [since]).fetchall()
         out |= {int(r[0]) for r in rows}
     return out
+
+
+def landed_segments(landing: Path, hour: datetime) -> set[int]:
+    """The segment ids the landing files of the hour folder `hour` name."""
+    out: set[int] = set()
+    for f in landing.glob(f"*/dt={hour:%Y-%m-%d}/hour={hour:%H}/*.jsonl"):
+        for line in f.read_text().splitlines():
+            try:
+                seg = json.loads(line).get("segment_id")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(seg, int):
+                out.add(seg)
+    return out
+
+
+def iso_z(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def _day_end(value: Any) -> datetime:
@@ -96,10 +117,15 @@ def test_an_hourly_run_reads_no_file_of_history(spark: Any, tmp_path: Path) -> N
     run_pipeline(s, end, spark=spark, publish=False, progress=False, gate=gate_hook())
     maintain(s)  # one file per day
     _land(world, s.landing, end, end + timedelta(hours=1))
+    # a stale client's view, in the hour, of a segment of the world's first day: the run looks that segment up
+    # (its file stays), and no other old file
+    stale = end + timedelta(minutes=10)
+    write_landing(s.landing, "segment_view", [view("stale-view", STALE_SEGMENT, 7, iso_z(stale))],
+                  dt=f"{end:%Y-%m-%d}", hour=f"{end:%H}", part=99)
     warm = Settings(lake=tmp_path / "warm_lake", landing=s.landing)
     shutil.copytree(s.lake, warm.lake)
 
-    moved = make_cold(s, end - COLD, named_segments(s, end - LATENESS))
+    moved = make_cold(s, end - COLD, named_segments(s, end - LATENESS) | landed_segments(s.landing, end))
     for table in ("silver.segments", "silver.view_events", "silver.engagements", "gold.segment_insights",
                   "gold.story_insights", "gold.sticker_results", "gold.author_daily_insights",
                   "bronze.segment_created"):

@@ -29,9 +29,10 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from jobs import spark_io
 from jobs.engine_workarounds import lookup, without
-from jobs.horizon import INTERACTIONS, Horizon, new_bronze
+from jobs.horizon import INTERACTIONS, Horizon, new_bronze, of_ids, segments_floor
 from jobs.silver.touched import changed_segments
 from storylake import audit, contracts, increments, lake, latest_rows, merge_on_read, summed_rows
+from storylake.rules.lifetimes import SEGMENT_LIFETIME
 from storylake.settings import Settings
 
 if TYPE_CHECKING:
@@ -85,10 +86,11 @@ def touched_keys(spark: SparkSession, settings: Settings, horizon: Horizon,
     segments = materialize(touched_segments(spark, settings, horizon, previous), "touched_segments")
     ids = segments.select(F.col("segment_id").alias("_t_sid"))
     owners = [F.col("story_id").alias(STORY), F.col("author_id").alias(AUTHOR)]
-    now = lookup(spark_io.read_table(spark, settings, "silver", "segments"), ids,
-                 F.col("segment_id") == F.col("_t_sid"), "inner").select(*owners)
-    before = lookup(spark_io.read_version_as_seen(spark, settings, "gold", "segment_insights", version), ids,
-                    F.col("segment_id") == F.col("_t_sid"), "inner").select(*owners)
+    # the recent files' segments, and a stale id's own (of_ids): not two years of history
+    floor = segments_floor(settings, previous.as_of - SEGMENT_LIFETIME - settings.lateness_window)
+    now = of_ids(spark_io.read_table(spark, settings, "silver", "segments"), ids, "segment_id", floor).select(*owners)
+    before = of_ids(spark_io.read_version_as_seen(spark, settings, "gold", "segment_insights", version), ids,
+                    "segment_id", floor).select(*owners)
     both = materialize(now.unionByName(before), "touched_owners")
     stories = materialize(both.select(STORY).filter(F.col(STORY).isNotNull()).distinct(), "touched_stories")
     authors = materialize(both.select(AUTHOR).filter(F.col(AUTHOR).isNotNull()).distinct(), "touched_authors")
@@ -213,7 +215,7 @@ def story_rows_around(settings: Settings, horizon: Horizon) -> Column | None:
     the clock skew (the lifetime in the margin covers a skew of up to 24 h)."""
     from pyspark.sql import functions as F
 
-    from storylake.rules.lifetimes import SEGMENT_LIFETIME, STORY_SPAN
+    from storylake.rules.lifetimes import STORY_SPAN
 
     if horizon.gold_lo is None:
         return None
