@@ -39,7 +39,7 @@ from toolkit.bench.incremental import _land
 from toolkit.generate.generator import DEFAULT_START, generate
 
 DAYS = 40
-STALE_SEGMENT = 300  # created on the seed world's second day, whose day file holds ids 276-623 (later days: 624 on)
+USERS = 20
 COLD = timedelta(days=35)  # beyond every window an hourly run reads (30-day ring features and view_events)
 LATENESS = timedelta(days=4)  # the events whose segments the hour may name: the lateness window and the horizon
 INTERACTIONS = ("segment_view", "navigation", "sticker_interaction", "engagement", "segment_deleted",
@@ -110,7 +110,7 @@ def make_cold(settings: Settings, before: datetime, named: set[int]) -> dict[str
 
 def test_an_hourly_run_reads_no_file_of_history(spark: Any, tmp_path: Path) -> None:
     world = tmp_path / "world"
-    generate(world, users=40, days=DAYS, seed=5, progress=False)
+    generate(world, users=USERS, days=DAYS, seed=5, progress=False)
     s = Settings(lake=tmp_path / "lake", landing=tmp_path / "landing")
     end = DEFAULT_START + timedelta(days=DAYS - 1)
     _land(world, s.landing, DEFAULT_START - timedelta(days=30), end)
@@ -119,8 +119,12 @@ def test_an_hourly_run_reads_no_file_of_history(spark: Any, tmp_path: Path) -> N
     _land(world, s.landing, end, end + timedelta(hours=1))
     # a stale client's view, in the hour, of a segment of the world's first day: the run looks that segment up
     # (its file stays), and no other old file
+    segments = lake.read_arrow(s.table_path("silver", "segments"), ["segment_id", "created_at"])
+    assert segments is not None
+    second_day = [r["segment_id"] for r in segments.to_pylist()
+                  if DEFAULT_START + timedelta(days=1) <= r["created_at"] < DEFAULT_START + timedelta(days=2)]
     stale = end + timedelta(minutes=10)
-    write_landing(s.landing, "segment_view", [view("stale-view", STALE_SEGMENT, 7, iso_z(stale))],
+    write_landing(s.landing, "segment_view", [view("stale-view", min(second_day), 7, iso_z(stale))],
                   dt=f"{end:%Y-%m-%d}", hour=f"{end:%H}", part=99)
     warm = Settings(lake=tmp_path / "warm_lake", landing=s.landing)
     shutil.copytree(s.lake, warm.lake)
