@@ -354,27 +354,36 @@ def live_since(t: datetime) -> Column:
 MAX_OLD_IDS = 1000  # of_ids: old ids looked up one by one beside the recent range; more, and the whole table is read
 
 
-def of_ids(rows: DataFrame, ids: DataFrame, column: str, floor: int | None) -> DataFrame:
-    """`rows` whose `column` is one of `ids` (a one-column frame, any name; read twice: pass it materialized when it
-    is costly), read from the files that can hold them. `floor`: the smallest id of the table's recent rows (e.g.
-    its files' statistics); the scan keeps the ids from it on, and the few ids below it (a stale client's view of a
-    year-old segment) one by one, so that in a table whose ids grow with the time its files are clustered by
-    (silver.segments), an hour's lookups read the recent files and not two years of history (the engine's join would
-    prune the files by the ids' range alone, which one old id widens to every file). Exact whatever the ids: `floor`
-    only decides what is read (None: every file)."""
+def of_ids(rows: DataFrame, ids: DataFrame, column: str, floor: int | None, keep: Column | None = None
+           ) -> DataFrame:
+    """`rows` whose `column` is one of `ids` (a one-column frame, any name), read from the files that can hold them:
+    `keep` (default ids_filter(ids, column, floor)) filters the scan."""
     from pyspark.sql import functions as F
 
     from jobs.engine_workarounds import lookup
 
+    keep = ids_filter(ids, column, floor) if keep is None else keep
+    return lookup(rows.filter(keep), ids, F.col(column) == F.col(ids.columns[0]), "inner").select(*rows.columns)
+
+
+def ids_filter(ids: DataFrame, column: str, floor: int | None) -> Column:
+    """A filter on rows with `column` that keeps every row of `ids` (a one-column frame, any name; computed once here
+    for the ids below `floor`): `floor`, the smallest id of the table's recent rows (e.g. its files' statistics), on,
+    and the few ids below it (a stale client's view of a year-old segment) one by one. In a table whose ids grow with
+    the time its files are clustered by (silver.segments, the insights), an hour's lookups then read the recent
+    files and not two years of history, by the files' statistics (the engine's join would prune the files by the
+    ids' range alone, which one old id widens to every file). Exact whatever the ids: `floor` only decides what is
+    read (None, or more than MAX_OLD_IDS ids below it: every file)."""
+    from pyspark.sql import functions as F
+
+    if floor is None:
+        return F.lit(True)
     ref = ids.columns[0]
-    keep = F.lit(True)
-    if floor is not None:
-        old = [r[0] for r in ids.filter(F.col(ref) < F.lit(floor)).distinct().limit(MAX_OLD_IDS + 1).collect()]
-        if len(old) <= MAX_OLD_IDS:
-            keep = F.col(column) >= F.lit(floor)
-            if old:
-                keep = keep | F.col(column).isin(*old)
-    return lookup(rows.filter(keep), ids, F.col(column) == F.col(ref), "inner").select(*rows.columns)
+    old = [r[0] for r in ids.filter(F.col(ref) < F.lit(floor)).distinct().limit(MAX_OLD_IDS + 1).collect()]
+    if len(old) > MAX_OLD_IDS:
+        return F.lit(True)
+    keep = F.col(column) >= F.lit(floor)
+    return keep | F.col(column).isin(*old) if old else keep
 
 
 def segments_floor(settings: Settings, t: datetime) -> int | None:
@@ -429,15 +438,15 @@ def plan(
         named = ids if named is None else named.unionByName(ids)
     assert named is not None
     named = named.filter(F.col("_nsid").isNotNull()).distinct()
-    floor = segments_floor(settings, previous.as_of - lifetimes.SEGMENT_LIFETIME - settings.lateness_window)
-    segments = of_ids(spark_io.read_table(spark, settings, "silver", "segments"), named, "segment_id", floor).select(
-        F.col("segment_id").alias("_sid"), F.col("created_at").alias("_created")
-    )
+    keep = ids_filter(named, "segment_id",
+                      segments_floor(settings, previous.as_of - lifetimes.SEGMENT_LIFETIME - settings.lateness_window))
+    segments = of_ids(spark_io.read_table(spark, settings, "silver", "segments"), named, "segment_id", None,
+                      keep).select(F.col("segment_id").alias("_sid"), F.col("created_at").alias("_created"))
     before = None
     if previous_segments_version is not None:
         before = of_ids(spark_io.read_version(spark, settings, "silver", "segments", previous_segments_version),
-                        named, "segment_id", floor).select(F.col("segment_id").alias("_sid"),
-                                                           F.col("created_at").alias("_created"))
+                        named, "segment_id", None, keep).select(F.col("segment_id").alias("_sid"),
+                                                                F.col("created_at").alias("_created"))
     # (source, anchor, event time) rows: the earliest anchor each kind of change can reach, and the earliest event
     # time of the rows it can change (a view's own time, not its segment's creation)
     frames: list[DataFrame] = []

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from jobs import spark_io
 from jobs.engine_workarounds import lookup, without
-from jobs.horizon import INTERACTIONS, Horizon, new_bronze, of_ids, segments_floor
+from jobs.horizon import INTERACTIONS, Horizon, ids_filter, new_bronze, of_ids, segments_floor
 from jobs.silver.touched import changed_segments
 from storylake import audit, contracts, increments, lake, latest_rows, merge_on_read, summed_rows
 from storylake.rules.lifetimes import SEGMENT_LIFETIME
@@ -87,10 +87,12 @@ def touched_keys(spark: SparkSession, settings: Settings, horizon: Horizon,
     ids = segments.select(F.col("segment_id").alias("_t_sid"))
     owners = [F.col("story_id").alias(STORY), F.col("author_id").alias(AUTHOR)]
     # the recent files' segments, and a stale id's own (of_ids): not two years of history
-    floor = segments_floor(settings, previous.as_of - SEGMENT_LIFETIME - settings.lateness_window)
-    now = of_ids(spark_io.read_table(spark, settings, "silver", "segments"), ids, "segment_id", floor).select(*owners)
+    keep = ids_filter(ids, "segment_id",
+                      segments_floor(settings, previous.as_of - SEGMENT_LIFETIME - settings.lateness_window))
+    now = of_ids(spark_io.read_table(spark, settings, "silver", "segments"), ids, "segment_id", None, keep).select(
+        *owners)
     before = of_ids(spark_io.read_version_as_seen(spark, settings, "gold", "segment_insights", version), ids,
-                    "segment_id", floor).select(*owners)
+                    "segment_id", None, keep).select(*owners)
     both = materialize(now.unionByName(before), "touched_owners")
     stories = materialize(both.select(STORY).filter(F.col(STORY).isNotNull()).distinct(), "touched_stories")
     authors = materialize(both.select(AUTHOR).filter(F.col(AUTHOR).isNotNull()).distinct(), "touched_authors")
