@@ -135,6 +135,12 @@ def test_an_hourly_run_reads_no_file_of_history(spark: Any, tmp_path: Path) -> N
                   "bronze.segment_created"):
         assert moved.get(table), (table, {k: len(v) for k, v in moved.items()})
     run_pipeline(s, end + timedelta(hours=1), spark=spark, publish=False, progress=False, gate=gate_hook())
+    # the stale view was decided from its segment's row (read from its old file): outside the segment's lifetime,
+    # not an unknown segment
+    quarantined = lake.read_arrow(s.table_path("ops", "quarantine"), ["stage", "rule", "raw"])
+    assert quarantined is not None
+    stale_rows = [(r["stage"], r["rule"]) for r in quarantined.to_pylist() if '"stale-view"' in r["raw"]]
+    assert stale_rows == [("silver.view_events", "outside_lifetime")], stale_rows
 
     for files in moved.values():
         for f in files:
