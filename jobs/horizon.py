@@ -404,6 +404,25 @@ def segments_floor(settings: Settings, t: datetime) -> int | None:
     return None if low is None else int(low)
 
 
+def recent_floor(settings: Settings, previous: increments.Increment) -> int | None:
+    """segments_floor of the segments an hour's new rows name nearly always: live since the last good run's as_of,
+    less a lifetime and the lateness window."""
+    return segments_floor(settings, previous.as_of - lifetimes.SEGMENT_LIFETIME - settings.lateness_window)
+
+
+def named_segments(spark: SparkSession, settings: Settings, events: tuple[str, ...], previous: increments.Increment,
+                   as_of: datetime, upto: str | None) -> DataFrame:
+    """(_nsid) the distinct segment ids the new bronze rows of `events` name."""
+    from pyspark.sql import functions as F
+
+    frames = [new_bronze(spark, settings, event, previous, as_of, upto).select(F.col("segment_id").alias("_nsid"))
+              for event in events]
+    named = frames[0]
+    for frame in frames[1:]:
+        named = named.unionByName(frame)
+    return named.filter(F.col("_nsid").isNotNull()).distinct()
+
+
 # --- planning -------------------------------------------------------------------------------------------------
 
 
@@ -432,14 +451,8 @@ def plan(
     from jobs import spark_io
 
     # only the segments the new rows name (of_ids: the recent files, and a stale id's own)
-    named = None
-    for event in (*INTERACTIONS, *SEGMENT_EVENTS):
-        ids = new_bronze(spark, settings, event, previous, as_of, upto).select(F.col("segment_id").alias("_nsid"))
-        named = ids if named is None else named.unionByName(ids)
-    assert named is not None
-    named = named.filter(F.col("_nsid").isNotNull()).distinct()
-    keep = ids_filter(named, "segment_id",
-                      segments_floor(settings, previous.as_of - lifetimes.SEGMENT_LIFETIME - settings.lateness_window))
+    named = named_segments(spark, settings, (*INTERACTIONS, *SEGMENT_EVENTS), previous, as_of, upto)
+    keep = ids_filter(named, "segment_id", recent_floor(settings, previous))
     segments = of_ids(spark_io.read_table(spark, settings, "silver", "segments"), named, "segment_id", None,
                       keep).select(F.col("segment_id").alias("_sid"), F.col("created_at").alias("_created"))
     before = None
@@ -555,16 +568,11 @@ def segments_scope(spark: SparkSession, settings: Settings, as_of: datetime, *, 
     upto = newest_batch(settings)
     created = new_bronze(spark, settings, "segment_created", previous, as_of, upto).select(
         "segment_id", F.col("event_time").alias("a"))
-    named = None
-    for event in SEGMENT_EVENTS:
-        ids = new_bronze(spark, settings, event, previous, as_of, upto).select(F.col("segment_id").alias("_nsid"))
-        named = ids if named is None else named.unionByName(ids)
-    assert named is not None
     # only the segments the new segment events name (of_ids: the recent files, and a stale id's own)
     known = of_ids(spark_io.read_table(spark, settings, "silver", "segments"),
-                   named.filter(F.col("_nsid").isNotNull()).distinct(), "segment_id",
-                   segments_floor(settings, previous.as_of - lifetimes.SEGMENT_LIFETIME - settings.lateness_window)
-                   ).select(F.col("segment_id").alias("_sid"), F.col("created_at").alias("_c"))
+                   named_segments(spark, settings, SEGMENT_EVENTS, previous, as_of, upto), "segment_id",
+                   recent_floor(settings, previous)).select(F.col("segment_id").alias("_sid"),
+                                                            F.col("created_at").alias("_c"))
     row = (created.join(known, F.col("segment_id") == F.col("_sid"), "left")
            .agg(F.least(F.min("a"), F.min("_c")).alias("lo")).collect())
     lo = row[0]["lo"] if row else None

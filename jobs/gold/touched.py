@@ -29,10 +29,9 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from jobs import spark_io
 from jobs.engine_workarounds import lookup, without
-from jobs.horizon import INTERACTIONS, Horizon, ids_filter, new_bronze, of_ids, segments_floor
+from jobs.horizon import INTERACTIONS, Horizon, ids_filter, new_bronze, of_ids, recent_floor
 from jobs.silver.touched import changed_segments
 from storylake import audit, contracts, increments, lake, latest_rows, merge_on_read, summed_rows
-from storylake.rules.lifetimes import SEGMENT_LIFETIME
 from storylake.settings import Settings
 
 if TYPE_CHECKING:
@@ -87,8 +86,7 @@ def touched_keys(spark: SparkSession, settings: Settings, horizon: Horizon,
     ids = segments.select(F.col("segment_id").alias("_t_sid"))
     owners = [F.col("story_id").alias(STORY), F.col("author_id").alias(AUTHOR)]
     # the recent files' segments, and a stale id's own (of_ids): not two years of history
-    keep = ids_filter(ids, "segment_id",
-                      segments_floor(settings, previous.as_of - SEGMENT_LIFETIME - settings.lateness_window))
+    keep = ids_filter(ids, "segment_id", recent_floor(settings, previous))
     now = of_ids(spark_io.read_table(spark, settings, "silver", "segments"), ids, "segment_id", None, keep).select(
         *owners)
     before = of_ids(spark_io.read_version_as_seen(spark, settings, "gold", "segment_insights", version), ids,
@@ -217,7 +215,7 @@ def story_rows_around(settings: Settings, horizon: Horizon) -> Column | None:
     the clock skew (the lifetime in the margin covers a skew of up to 24 h)."""
     from pyspark.sql import functions as F
 
-    from storylake.rules.lifetimes import STORY_SPAN
+    from storylake.rules.lifetimes import SEGMENT_LIFETIME, STORY_SPAN
 
     if horizon.gold_lo is None:
         return None

@@ -55,7 +55,7 @@ def _live_from(segments: DataFrame, authors: DataFrame) -> DataFrame:
                   (F.col("author_id") == F.col("_a")) & (F.col("expires_at") > F.col("_t")), "inner")
 
 
-def live_since(segments: DataFrame, horizon: Horizon) -> DataFrame:
+def in_reach(segments: DataFrame, horizon: Horizon) -> DataFrame:
     """silver.segments rows the run's changes can name: live at or after the horizon's `lo` (every segment when it has
     none). Every creation the run reads is at or after lo (jobs.horizon.plan: the creations' horizon), so are the
     segments created at or after one; a relationship change at t reaches segments live at or after t, and lo is at
@@ -97,7 +97,7 @@ def changed_segments(spark: SparkSession, settings: Settings, horizon: Horizon,
     privacy)."""
     from pyspark.sql import functions as F
 
-    segments = live_since(spark_io.read_table(spark, settings, "silver", "segments"), horizon)
+    segments = in_reach(spark_io.read_table(spark, settings, "silver", "segments"), horizon)
     rels = _arrived(spark, settings, horizon, previous, "relationship")
     users = rels.select(F.col("user_id").alias("_a"), F.col("event_time").alias("_t")).unionByName(
         rels.select(F.col("other_user_id").alias("_a"), F.col("event_time").alias("_t")))
@@ -152,7 +152,7 @@ def changes(spark: SparkSession, settings: Settings, horizon: Horizon, materiali
     if attempt is not None:
         log.info("silver: whole horizon recomputed (a run was planned for %s since the last good run)", attempt)
         return None
-    segments = live_since(spark_io.read_table(spark, settings, "silver", "segments"), horizon)
+    segments = in_reach(spark_io.read_table(spark, settings, "silver", "segments"), horizon)
     authors, pairs = audience_changes(spark, settings, horizon, previous, segments)
     changed = materialize(segment_changes(spark, settings, horizon, previous, segments).unionByName(authors)
                           .distinct().select(F.col("segment_id").alias(SEGMENT_KEY)), "touched_segments")
