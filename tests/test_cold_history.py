@@ -31,7 +31,7 @@ from jobs.maintenance import maintain
 from jobs.quality import gate_hook
 from pipeline.run import run_pipeline
 from storylake import lake
-from storylake.clock import utc
+from storylake.clock import iso_trimmed, utc
 from storylake.settings import Settings
 from tests.landing_builders import view, write_landing
 from tests.test_incremental import lake_state
@@ -72,10 +72,6 @@ def landed_segments(landing: Path, hour: datetime) -> set[int]:
             if isinstance(seg, int):
                 out.add(seg)
     return out
-
-
-def iso_z(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def _day_end(value: Any) -> datetime:
@@ -124,7 +120,7 @@ def test_an_hourly_run_reads_no_file_of_history(spark: Any, tmp_path: Path) -> N
     second_day = [r["segment_id"] for r in segments.to_pylist()
                   if DEFAULT_START + timedelta(days=1) <= r["created_at"] < DEFAULT_START + timedelta(days=2)]
     stale = end + timedelta(minutes=10)
-    write_landing(s.landing, "segment_view", [view("stale-view", min(second_day), 7, iso_z(stale))],
+    write_landing(s.landing, "segment_view", [view("stale-view", min(second_day), 7, iso_trimmed(stale))],
                   dt=f"{end:%Y-%m-%d}", hour=f"{end:%H}", part=99)
     warm = Settings(lake=tmp_path / "warm_lake", landing=s.landing)
     shutil.copytree(s.lake, warm.lake)
